@@ -1,0 +1,224 @@
+// The built-in tasks: identity, sleep, product, exec. Each is a TaskDef registered by
+// RegisterBuiltinTasks; see task.h for the contract every task follows. The tasks are
+// stateless: every call works on its own locals, so they may run on many threads at once.
+#include <gmpxx.h>
+
+#include <charconv>
+#include <chrono>
+#include <condition_variable>
+#include <mutex>
+#include <utility>
+
+#include "common/chunking.h"
+#include "common/exec_task.h"
+#include "common/task.h"
+
+namespace fanout {
+namespace {
+
+static_assert(sizeof(long) == sizeof(int64_t), "mpz_class conversions assume LP64");
+
+Status NoArgs(std::string_view task, std::span<const std::string> args) {
+  if (args.empty()) return Status::Ok();
+  return Status::Error(std::string(task) + ": takes no arguments, got '" + args[0] + "'");
+}
+
+uint64_t RecordCount(const ChunkInput& chunk) {
+  if (!chunk.range) return CountLines(chunk.data);
+  if (chunk.range->hi <= chunk.range->lo) return 0;
+  return static_cast<uint64_t>(chunk.range->hi) - static_cast<uint64_t>(chunk.range->lo);
+}
+
+// ---- identity ---------------------------------------------------------------------------
+
+TaskDef Identity() {
+  TaskDef def{"identity", "identity", "returns each chunk unchanged", nullptr, nullptr};
+  def.validate = [](std::span<const std::string> args) { return NoArgs("identity", args); };
+  def.run = [](const ChunkInput& chunk, std::span<const std::string>, std::string& out,
+               std::stop_token) {
+    std::string storage;
+    out.append(ChunkBytes(chunk, storage));
+    return Status::Ok();
+  };
+  return def;
+}
+
+// ---- sleep ------------------------------------------------------------------------------
+
+constexpr int64_t kMaxSleepMs = 3'600'000;
+// Caps records × MS so the deadline cannot overflow the clock (about ten years).
+constexpr int64_t kMaxTotalSleepMs = int64_t{10} * 365 * 24 * kMaxSleepMs;
+
+Result<int64_t> SleepMs(std::span<const std::string> args) {
+  if (args.size() != 1) {
+    return Status::Error("sleep: expected one argument MS (milliseconds per record), got " +
+                         std::to_string(args.size()));
+  }
+  int64_t ms = -1;
+  const std::string& a = args[0];
+  auto [end, ec] = std::from_chars(a.data(), a.data() + a.size(), ms);
+  if (ec != std::errc() || end != a.data() + a.size() || ms < 0 || ms > kMaxSleepMs) {
+    return Status::Error("sleep: MS must be an integer from 0 to " + std::to_string(kMaxSleepMs) +
+                         ", not '" + a + "'");
+  }
+  return ms;
+}
+
+Status SleepRun(const ChunkInput& chunk, std::span<const std::string> args, std::string& out,
+                std::stop_token stop) {
+  Result<int64_t> ms = SleepMs(args);
+  if (!ms.ok()) return ms.status();
+  uint64_t records = RecordCount(chunk);
+  int64_t total = kMaxTotalSleepMs;
+  if (*ms == 0 || records <= static_cast<uint64_t>(kMaxTotalSleepMs / *ms)) {
+    total = *ms * static_cast<int64_t>(records);
+  }
+  // One wait for the whole chunk; a stop request wakes it at once.
+  std::mutex mu;
+  std::condition_variable_any cv;
+  std::unique_lock lock(mu);
+  cv.wait_for(lock, stop, std::chrono::milliseconds(total), [] { return false; });
+  if (stop.stop_requested()) return Status::Error("cancelled");
+  std::string storage;
+  out.append(ChunkBytes(chunk, storage));
+  return Status::Ok();
+}
+
+TaskDef Sleep() {
+  TaskDef def{"sleep", "sleep MS", "sleeps MS milliseconds per record, returns the records",
+              nullptr, nullptr};
+  def.validate = [](std::span<const std::string> args) { return SleepMs(args).status(); };
+  def.run = SleepRun;
+  return def;
+}
+
+// ---- product ----------------------------------------------------------------------------
+
+constexpr uint64_t kLeafRun = 32;     // consecutive range integers multiplied into one leaf
+constexpr size_t kMaxShownLine = 40;  // characters of a bad line quoted in an error
+
+// Multiplies `values` pairwise until one is left: a balanced product tree, fast for big
+// inputs because GMP multiplies similar-sized operands sub-quadratically.
+// Precondition: !values.empty().
+Status ProductTree(std::vector<mpz_class>& values, const std::stop_token& stop) {
+  while (values.size() > 1) {
+    if (stop.stop_requested()) return Status::Error("cancelled");
+    size_t half = 0;
+    for (size_t i = 0; i + 1 < values.size(); i += 2) {
+      mpz_mul(values[half++].get_mpz_t(), values[i].get_mpz_t(), values[i + 1].get_mpz_t());
+    }
+    if (values.size() % 2 == 1) values[half++] = std::move(values.back());
+    values.resize(half);
+  }
+  return Status::Ok();
+}
+
+// Leaves for the integers of `range`: products of runs of kLeafRun consecutive integers.
+Status RangeLeaves(IntRange range, std::vector<mpz_class>& leaves, const std::stop_token& stop) {
+  if (range.lo <= 0 && range.hi > 0) {  // contains zero
+    leaves.emplace_back(0);
+    return Status::Ok();
+  }
+  for (int64_t lo = range.lo; lo < range.hi;) {
+    if (leaves.size() % 1024 == 0 && stop.stop_requested()) return Status::Error("cancelled");
+    uint64_t left = static_cast<uint64_t>(range.hi) - static_cast<uint64_t>(lo);
+    int64_t hi = left > kLeafRun ? lo + static_cast<int64_t>(kLeafRun) : range.hi;
+    mpz_class leaf(static_cast<long>(lo));
+    for (int64_t i = lo + 1; i < hi; ++i) leaf *= static_cast<long>(i);
+    leaves.push_back(std::move(leaf));
+    lo = hi;
+  }
+  return Status::Ok();
+}
+
+bool IsSpace(char c) { return c == ' ' || c == '\t' || c == '\r'; }
+
+// True for an optional '-' followed by one or more decimal digits.
+bool IsDecimalInteger(std::string_view s) {
+  if (!s.empty() && s[0] == '-') s.remove_prefix(1);
+  if (s.empty()) return false;
+  for (char c : s) {
+    if (c < '0' || c > '9') return false;
+  }
+  return true;
+}
+
+// Parses each non-blank line (surrounding spaces, tabs and CRs ignored) as an integer.
+Status LineLeaves(std::string_view data, std::vector<mpz_class>& leaves) {
+  uint64_t line_no = 0;
+  while (!data.empty()) {
+    size_t nl = data.find('\n');
+    std::string_view line = data.substr(0, nl);
+    data.remove_prefix(nl == std::string_view::npos ? data.size() : nl + 1);
+    ++line_no;
+    while (!line.empty() && IsSpace(line.front())) line.remove_prefix(1);
+    while (!line.empty() && IsSpace(line.back())) line.remove_suffix(1);
+    if (line.empty()) continue;
+    mpz_class value;
+    if (!IsDecimalInteger(line) || value.set_str(std::string(line), 10) != 0) {
+      std::string shown(line.substr(0, kMaxShownLine));
+      if (line.size() > kMaxShownLine) shown += "...";
+      return Status::Error("product: line " + std::to_string(line_no) +
+                           " is not an integer: '" + shown + "'");
+    }
+    leaves.push_back(std::move(value));
+  }
+  return Status::Ok();
+}
+
+Status ProductRun(const ChunkInput& chunk, std::span<const std::string>, std::string& out,
+                  std::stop_token stop) {
+  std::vector<mpz_class> values;
+  Status parsed = chunk.range ? RangeLeaves(*chunk.range, values, stop)
+                              : LineLeaves(chunk.data, values);
+  if (!parsed.ok()) return parsed;
+  if (values.empty()) values.emplace_back(1);  // the empty product
+  if (Status s = ProductTree(values, stop); !s.ok()) return s;
+  out += values[0].get_str(10);
+  out += '\n';
+  return Status::Ok();
+}
+
+TaskDef Product() {
+  TaskDef def{"product", "product",
+              "exact product of the chunk's integers (GMP), one decimal line per chunk", nullptr,
+              nullptr};
+  def.validate = [](std::span<const std::string> args) { return NoArgs("product", args); };
+  def.run = ProductRun;
+  return def;
+}
+
+// ---- exec -------------------------------------------------------------------------------
+
+Status ExecRun(const ChunkInput& chunk, std::span<const std::string> args, std::string& out,
+               std::stop_token stop) {
+  if (args.empty()) return Status::Error("exec: missing command");
+  std::string storage;
+  std::vector<std::string> argv(args.begin(), args.end());
+  return RunCommand(argv, ChunkBytes(chunk, storage),
+                    {{"FANOUT_CHUNK", std::to_string(chunk.chunk_id)},
+                     {"FANOUT_ATTEMPT", std::to_string(chunk.attempt)},
+                     {"FANOUT_WORKER", chunk.worker_id}},
+                    out, std::move(stop));
+}
+
+TaskDef Exec() {
+  TaskDef def{"exec", "exec -- CMD [ARGS...]",
+              "runs CMD with the chunk on stdin; its stdout is the result", nullptr, nullptr};
+  def.validate = [](std::span<const std::string> args) {
+    if (args.empty()) return Status::Error("exec: missing command (usage: exec -- CMD [ARGS...])");
+    if (args[0].empty()) return Status::Error("exec: the command name is empty");
+    return Status::Ok();
+  };
+  def.run = ExecRun;
+  return def;
+}
+
+}  // namespace
+
+void RegisterBuiltinTasks(TaskRegistry& registry) {
+  // Idempotent: Register keeps the first definition of a name.
+  for (TaskDef def : {Identity(), Sleep(), Product(), Exec()}) registry.Register(std::move(def));
+}
+
+}  // namespace fanout

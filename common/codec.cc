@@ -1,0 +1,339 @@
+#include "common/codec.h"
+
+#include <cmath>
+#include <exception>
+#include <limits>
+#include <msgpack.hpp>
+#include <string_view>
+#include <type_traits>
+
+namespace fanout {
+namespace {
+
+using Packer = msgpack::packer<msgpack::sbuffer>;
+
+// ---- encoding -------------------------------------------------------------------------
+
+void Key(Packer& pk, std::string_view key) {
+  pk.pack_str(static_cast<uint32_t>(key.size()));
+  pk.pack_str_body(key.data(), static_cast<uint32_t>(key.size()));
+}
+
+void Str(Packer& pk, std::string_view key, std::string_view value) {
+  Key(pk, key);
+  pk.pack_str(static_cast<uint32_t>(value.size()));
+  pk.pack_str_body(value.data(), static_cast<uint32_t>(value.size()));
+}
+
+template <typename T>
+void Val(Packer& pk, std::string_view key, const T& value) {
+  Key(pk, key);
+  pk.pack(value);
+}
+
+void StrList(Packer& pk, std::string_view key, const std::vector<std::string>& values) {
+  Key(pk, key);
+  pk.pack_array(static_cast<uint32_t>(values.size()));
+  for (const auto& v : values) {
+    pk.pack_str(static_cast<uint32_t>(v.size()));
+    pk.pack_str_body(v.data(), static_cast<uint32_t>(v.size()));
+  }
+}
+
+// Writes the map header and the version/kind entries common to every message.
+void Begin(Packer& pk, MessageKind kind, uint32_t fields, uint32_t version = kProtocolVersion) {
+  pk.pack_map(fields + 2);
+  Val(pk, "v", version);
+  Val(pk, "k", static_cast<uint8_t>(kind));
+}
+
+struct Encoder {
+  Packer& pk;
+  void operator()(const Hello& m) {
+    Begin(pk, MessageKind::kHello, 6, m.protocol);
+    Str(pk, "id", m.worker_id);
+    Str(pk, "host", m.host);
+    Str(pk, "ver", m.version);
+    Val(pk, "pid", m.pid);
+    Val(pk, "slots", m.slots);
+    StrList(pk, "tasks", m.tasks);
+  }
+  void operator()(const Welcome& m) {
+    Begin(pk, MessageKind::kWelcome, 3);
+    Str(pk, "job", m.job_id);
+    Val(pk, "hb", m.heartbeat_ms);
+    Val(pk, "live", m.liveness);
+  }
+  void operator()(const TaskMsg& m) {
+    Begin(pk, MessageKind::kTask, m.range ? 8 : 6);
+    Str(pk, "job", m.job_id);
+    Val(pk, "c", m.chunk);
+    Val(pk, "a", m.attempt);
+    Str(pk, "t", m.task);
+    StrList(pk, "args", m.args);
+    Val(pk, "n", m.records);
+    if (m.range) {
+      Val(pk, "lo", m.range->lo);
+      Val(pk, "hi", m.range->hi);
+    }
+  }
+  void operator()(const ResultMsg& m) {
+    Begin(pk, MessageKind::kResult, 6);
+    Val(pk, "c", m.chunk);
+    Val(pk, "a", m.attempt);
+    Val(pk, "ok", m.ok);
+    Str(pk, "err", m.error);
+    Val(pk, "cpu", m.cpu_seconds);
+    Val(pk, "wall", m.wall_seconds);
+  }
+  void operator()(const Heartbeat&) { Begin(pk, MessageKind::kHeartbeat, 0); }
+  void operator()(const Cancel& m) {
+    Begin(pk, MessageKind::kCancel, 2);
+    Val(pk, "c", m.chunk);
+    Val(pk, "a", m.attempt);
+  }
+  void operator()(const Shutdown& m) {
+    Begin(pk, MessageKind::kShutdown, 1);
+    Str(pk, "why", m.reason);
+  }
+  void operator()(const Reject& m) {
+    Begin(pk, MessageKind::kReject, 2);
+    Str(pk, "why", m.reason);
+    Val(pk, "want", m.protocol);
+  }
+};
+
+// ---- decoding -------------------------------------------------------------------------
+
+// A view of a decoded msgpack map with typed, checked field access. The first error is
+// kept; later calls are no-ops once failed.
+class Fields {
+ public:
+  explicit Fields(const msgpack::object& map) : map_(map) {}
+
+  const msgpack::object* Find(std::string_view key) const {
+    for (uint32_t i = 0; i < map_.via.map.size; ++i) {
+      const auto& kv = map_.via.map.ptr[i];
+      if (kv.key.type == msgpack::type::STR &&
+          std::string_view(kv.key.via.str.ptr, kv.key.via.str.size) == key)
+        return &kv.val;
+    }
+    return nullptr;
+  }
+
+  template <typename T>
+  void Get(std::string_view key, T& out, bool required = true) {
+    if (!error_.empty()) return;
+    const msgpack::object* o = Find(key);
+    if (!o) {
+      if (required) error_ = "missing field '" + std::string(key) + "'";
+      return;
+    }
+    if (!Convert(*o, out)) error_ = "field '" + std::string(key) + "' has the wrong type";
+  }
+
+  const std::string& error() const { return error_; }
+
+ private:
+  static bool Convert(const msgpack::object& o, std::string& out) {
+    if (o.type != msgpack::type::STR) return false;
+    out.assign(o.via.str.ptr, o.via.str.size);
+    return true;
+  }
+  static bool Convert(const msgpack::object& o, bool& out) {
+    if (o.type != msgpack::type::BOOLEAN) return false;
+    out = o.via.boolean;
+    return true;
+  }
+  static bool Convert(const msgpack::object& o, double& out) {
+    if (o.type == msgpack::type::FLOAT64 || o.type == msgpack::type::FLOAT32)
+      out = o.via.f64;
+    else if (o.type == msgpack::type::POSITIVE_INTEGER)
+      out = static_cast<double>(o.via.u64);
+    else if (o.type == msgpack::type::NEGATIVE_INTEGER)
+      out = static_cast<double>(o.via.i64);
+    else
+      return false;
+    return std::isfinite(out);
+  }
+  template <typename Int>
+  static bool Convert(const msgpack::object& o, Int& out) requires std::is_integral_v<Int> {
+    if (o.type == msgpack::type::POSITIVE_INTEGER) {
+      if (o.via.u64 > static_cast<uint64_t>(std::numeric_limits<Int>::max())) return false;
+      out = static_cast<Int>(o.via.u64);
+      return true;
+    }
+    if (o.type == msgpack::type::NEGATIVE_INTEGER && std::is_signed_v<Int>) {
+      if (o.via.i64 < static_cast<int64_t>(std::numeric_limits<Int>::min())) return false;
+      out = static_cast<Int>(o.via.i64);
+      return true;
+    }
+    return false;
+  }
+  static bool Convert(const msgpack::object& o, std::vector<std::string>& out) {
+    if (o.type != msgpack::type::ARRAY) return false;
+    out.clear();
+    for (uint32_t i = 0; i < o.via.array.size; ++i) {
+      std::string s;
+      if (!Convert(o.via.array.ptr[i], s)) return false;
+      out.push_back(std::move(s));
+    }
+    return true;
+  }
+
+  const msgpack::object& map_;
+  std::string error_;
+};
+
+Result<Message> DecodeFields(MessageKind kind, Fields& f, uint32_t version) {
+  Message out;
+  switch (kind) {
+    case MessageKind::kHello: {
+      Hello m;
+      m.protocol = version;
+      f.Get("id", m.worker_id);
+      f.Get("host", m.host, false);
+      f.Get("ver", m.version, false);
+      f.Get("pid", m.pid, false);
+      f.Get("slots", m.slots);
+      f.Get("tasks", m.tasks, false);
+      if (f.error().empty() && (m.slots == 0 || m.slots > 65536))
+        return Status::Error("HELLO with invalid slots " + std::to_string(m.slots));
+      out = std::move(m);
+      break;
+    }
+    case MessageKind::kWelcome: {
+      Welcome m;
+      f.Get("job", m.job_id);
+      f.Get("hb", m.heartbeat_ms);
+      f.Get("live", m.liveness);
+      out = std::move(m);
+      break;
+    }
+    case MessageKind::kTask: {
+      TaskMsg m;
+      f.Get("job", m.job_id);
+      f.Get("c", m.chunk);
+      f.Get("a", m.attempt);
+      f.Get("t", m.task);
+      f.Get("args", m.args);
+      f.Get("n", m.records);
+      if (f.Find("lo") || f.Find("hi")) {
+        IntRange r;
+        f.Get("lo", r.lo);
+        f.Get("hi", r.hi);
+        if (f.error().empty() && r.hi < r.lo) return Status::Error("TASK with an inverted range");
+        m.range = r;
+      }
+      out = std::move(m);
+      break;
+    }
+    case MessageKind::kResult: {
+      ResultMsg m;
+      f.Get("c", m.chunk);
+      f.Get("a", m.attempt);
+      f.Get("ok", m.ok);
+      f.Get("err", m.error, false);
+      f.Get("cpu", m.cpu_seconds, false);
+      f.Get("wall", m.wall_seconds, false);
+      out = std::move(m);
+      break;
+    }
+    case MessageKind::kHeartbeat:
+      out = Heartbeat{};
+      break;
+    case MessageKind::kCancel: {
+      Cancel m;
+      f.Get("c", m.chunk);
+      f.Get("a", m.attempt);
+      out = m;
+      break;
+    }
+    case MessageKind::kShutdown: {
+      Shutdown m;
+      f.Get("why", m.reason, false);
+      out = std::move(m);
+      break;
+    }
+    case MessageKind::kReject: {
+      Reject m;
+      f.Get("why", m.reason, false);
+      f.Get("want", m.protocol, false);
+      out = std::move(m);
+      break;
+    }
+    default:
+      return Status::Error("unknown message kind " + std::to_string(static_cast<int>(kind)));
+  }
+  if (!f.error().empty()) return Status::Error(std::string(KindName(kind)) + ": " + f.error());
+  return out;
+}
+
+}  // namespace
+
+std::string_view KindName(MessageKind kind) {
+  switch (kind) {
+    case MessageKind::kHello:
+      return "HELLO";
+    case MessageKind::kWelcome:
+      return "WELCOME";
+    case MessageKind::kTask:
+      return "TASK";
+    case MessageKind::kResult:
+      return "RESULT";
+    case MessageKind::kHeartbeat:
+      return "HEARTBEAT";
+    case MessageKind::kCancel:
+      return "CANCEL";
+    case MessageKind::kShutdown:
+      return "SHUTDOWN";
+    case MessageKind::kReject:
+      return "REJECT";
+  }
+  return "UNKNOWN";
+}
+
+MessageKind KindOf(const Message& message) { return static_cast<MessageKind>(message.index() + 1); }
+
+std::string EncodeHeader(const Message& message) {
+  msgpack::sbuffer buffer(64);
+  Packer pk(buffer);
+  std::visit(Encoder{pk}, message);
+  return std::string(buffer.data(), buffer.size());
+}
+
+Result<Message> DecodeHeader(const void* data, size_t size) {
+  if (size == 0) return Status::Error("empty header frame");
+  if (size > kMaxHeaderBytes)
+    return Status::Error("header frame of " + std::to_string(size) + " bytes exceeds the limit");
+  try {
+    // Headers are small and flat: a map of at most 32 entries, strings and one array.
+    msgpack::unpack_limit limit(/*array=*/65536, /*map=*/32, /*str=*/kMaxHeaderBytes,
+                                /*bin=*/0, /*ext=*/0, /*depth=*/3);
+    size_t offset = 0;
+    msgpack::object_handle oh =
+        msgpack::unpack(static_cast<const char*>(data), size, offset, nullptr, nullptr, limit);
+    if (offset != size) return Status::Error("trailing bytes after the header");
+    const msgpack::object& obj = oh.get();
+    if (obj.type != msgpack::type::MAP) return Status::Error("header is not a map");
+    Fields f(obj);
+    uint32_t version = 0;
+    uint8_t kind = 0;
+    f.Get("v", version);
+    f.Get("k", kind);
+    if (!f.error().empty()) return Status::Error("bad header: " + f.error());
+    if (kind < 1 || kind > static_cast<uint8_t>(MessageKind::kReject))
+      return Status::Error("unknown message kind " + std::to_string(kind));
+    auto mk = static_cast<MessageKind>(kind);
+    if (version != kProtocolVersion && mk != MessageKind::kHello && mk != MessageKind::kReject)
+      return Status::Error("protocol version " + std::to_string(version) + ", expected " +
+                           std::to_string(kProtocolVersion));
+    return DecodeFields(mk, f, version);
+  } catch (const std::exception& e) {
+    return Status::Error(std::string("malformed header: ") + e.what());
+  } catch (...) {
+    return Status::Error("malformed header");
+  }
+}
+
+}  // namespace fanout

@@ -1,0 +1,16 @@
+// The process exit codes of `fanout` and `fanout-worker`, documented in README.md.
+#pragma once
+
+namespace fanout {
+
+enum class ExitCode : int {
+  kOk = 0,             // the job completed and every chunk succeeded
+  kJobFailed = 1,      // a chunk failed every attempt, or no worker could run the job
+  kUsage = 2,          // bad command line or unusable input/output; nothing was written
+  kPartial = 3,        // --keep-going: completed, but some chunks failed (listed on stderr)
+  kInterrupted = 130,  // stopped by SIGINT/SIGTERM
+};
+
+inline int ToInt(ExitCode code) { return static_cast<int>(code); }
+
+}  // namespace fanout

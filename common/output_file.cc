@@ -1,0 +1,87 @@
+#include "common/output_file.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
+
+namespace fanout {
+
+Result<OutputFile> OutputFile::Open(const std::string& path) {
+  if (path.empty() || path == "-") return OutputFile(STDOUT_FILENO, "", "");
+  struct stat st;
+  if (::stat(path.c_str(), &st) == 0 && S_ISDIR(st.st_mode))
+    return Status::Error("cannot write output '" + path + "': it is a directory");
+  auto slash = path.rfind('/');
+  std::string dir = slash == std::string::npos ? "." : path.substr(0, slash + 1);
+  std::string base = slash == std::string::npos ? path : path.substr(slash + 1);
+  std::string temp = (slash == std::string::npos ? "" : dir) + "." + base + ".fanout-XXXXXX";
+  int fd = mkostemp(temp.data(), O_CLOEXEC);
+  if (fd < 0) return Status::Error("cannot write output '" + path + "': " + std::strerror(errno));
+  // Keep the permissions a plain create would give (mkstemp uses 0600).
+  mode_t mask = umask(0);
+  umask(mask);
+  fchmod(fd, 0666 & ~mask);
+  return OutputFile(fd, path, temp);
+}
+
+OutputFile::OutputFile(OutputFile&& other) noexcept
+    : fd_(other.fd_),
+      path_(std::move(other.path_)),
+      temp_(std::move(other.temp_)),
+      bytes_(other.bytes_),
+      done_(other.done_) {
+  other.fd_ = -1;
+  other.done_ = true;
+}
+
+OutputFile::~OutputFile() { Discard(); }
+
+Status OutputFile::Write(std::string_view data) {
+  const char* p = data.data();
+  size_t left = data.size();
+  while (left > 0) {
+    ssize_t n = ::write(fd_, p, left);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return Status::Error("cannot write output '" + (path_.empty() ? "stdout" : path_) +
+                           "': " + std::strerror(errno));
+    }
+    p += n;
+    left -= static_cast<size_t>(n);
+  }
+  bytes_ += data.size();
+  return Status::Ok();
+}
+
+Status OutputFile::Commit() {
+  if (done_) return Status::Ok();
+  done_ = true;
+  if (path_.empty()) return Status::Ok();  // stdout
+  int fd = fd_;
+  fd_ = -1;
+  if (::close(fd) != 0) {
+    ::unlink(temp_.c_str());
+    return Status::Error("cannot write output '" + path_ + "': " + std::strerror(errno));
+  }
+  if (::rename(temp_.c_str(), path_.c_str()) != 0) {
+    int err = errno;
+    ::unlink(temp_.c_str());
+    return Status::Error("cannot rename output into '" + path_ + "': " + std::strerror(err));
+  }
+  return Status::Ok();
+}
+
+void OutputFile::Discard() {
+  if (done_) return;
+  done_ = true;
+  if (path_.empty()) return;
+  if (fd_ >= 0) ::close(fd_);
+  fd_ = -1;
+  ::unlink(temp_.c_str());
+}
+
+}  // namespace fanout

@@ -1,0 +1,92 @@
+// The wire protocol between coordinator (ROUTER) and workers (DEALER): message kinds and
+// their fields as plain structs. common/PROTOCOL.md is the normative description; the
+// codec (codec.h) maps these structs to msgpack header frames and back.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <variant>
+#include <vector>
+
+#include "common/task.h"
+
+namespace fanout {
+
+// Bumped on any incompatible change; peers of another version are refused at HELLO.
+inline constexpr uint32_t kProtocolVersion = 1;
+
+// The largest header frame accepted (payloads travel in their own frame).
+inline constexpr size_t kMaxHeaderBytes = 1 << 20;
+
+enum class MessageKind : uint8_t {
+  kHello = 1,      // worker -> coordinator: who I am, what I run, how many slots
+  kWelcome = 2,    // coordinator -> worker: accepted; the job and heartbeat settings
+  kTask = 3,       // coordinator -> worker: run one chunk attempt (payload frame follows)
+  kResult = 4,     // worker -> coordinator: one attempt's outcome (payload frame follows)
+  kHeartbeat = 5,  // either way: I am alive (any message counts as one)
+  kCancel = 6,     // coordinator -> worker: abandon this attempt (timeout, speculation lost)
+  kShutdown = 7,   // coordinator -> worker: the job is over; a --once worker exits
+  kReject = 8,     // coordinator -> worker: refused (wrong version, not allowed)
+};
+
+std::string_view KindName(MessageKind kind);
+
+struct Hello {
+  std::string worker_id;
+  std::string host;
+  std::string version;  // fanout release, e.g. "0.1.0" (informational)
+  int64_t pid = 0;
+  uint32_t slots = 1;  // attempts the worker runs at once
+  std::vector<std::string> tasks;
+  uint32_t protocol = kProtocolVersion;  // the sender's version (carried in "v")
+};
+
+struct Welcome {
+  std::string job_id;
+  uint32_t heartbeat_ms = 500;
+  uint32_t liveness = 4;  // intervals missed before the peer is presumed dead
+};
+
+struct TaskMsg {
+  std::string job_id;
+  uint64_t chunk = 0;
+  uint32_t attempt = 0;
+  std::string task;
+  std::vector<std::string> args;
+  std::optional<IntRange> range;  // range chunks carry no payload
+  uint64_t records = 0;
+};
+
+struct ResultMsg {
+  uint64_t chunk = 0;
+  uint32_t attempt = 0;
+  bool ok = true;
+  std::string error;  // set when !ok
+  double cpu_seconds = 0;
+  double wall_seconds = 0;
+};
+
+struct Heartbeat {};
+
+struct Cancel {
+  uint64_t chunk = 0;
+  uint32_t attempt = 0;
+};
+
+struct Shutdown {
+  std::string reason;
+};
+
+struct Reject {
+  std::string reason;
+  uint32_t protocol = kProtocolVersion;  // the version the coordinator speaks
+};
+
+using Message =
+    std::variant<Hello, Welcome, TaskMsg, ResultMsg, Heartbeat, Cancel, Shutdown, Reject>;
+
+MessageKind KindOf(const Message& message);
+
+}  // namespace fanout

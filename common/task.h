@@ -1,0 +1,86 @@
+// Tasks: named functions applied to one chunk of records. One registry serves every mode
+// (serial, threads, worker processes), so a task behaves identically wherever it runs.
+// Thread-safety: a TaskFn may run concurrently on several threads with different chunks;
+// the registry is filled at start-up (static registration) and read-only afterwards.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <span>
+#include <stop_token>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "common/status.h"
+
+namespace fanout {
+
+// Half-open integer interval [lo, hi): the records of a `--range` chunk.
+struct IntRange {
+  int64_t lo = 0;
+  int64_t hi = 0;
+  bool operator==(const IntRange&) const = default;
+};
+
+// One chunk as a task sees it. Exactly one representation is meaningful:
+// `range` for --range input (data is then empty), otherwise `data`, the chunk's
+// records byte for byte (lines including their terminators).
+struct ChunkInput {
+  std::string_view data;
+  std::optional<IntRange> range;
+  uint64_t chunk_id = 0;
+  uint32_t attempt = 0;
+  std::string worker_id;  // "" when run in the coordinator (serial/threads)
+};
+
+// Returns the chunk's records as bytes: `data` itself, or a range materialized as one
+// decimal integer per line ("lo\n...hi-1\n"). `storage` keeps a materialized range alive.
+std::string_view ChunkBytes(const ChunkInput& chunk, std::string& storage);
+
+// Runs the task on one chunk, appending its output to `out`. A non-OK status is a chunk
+// error whose message names the cause. Long-running tasks must honour `stop` promptly
+// (a cancelled attempt's output is discarded, its status ignored).
+using TaskFn = std::function<Status(const ChunkInput& chunk, std::span<const std::string> args,
+                                    std::string& out, std::stop_token stop)>;
+
+// Checks a task's arguments before any chunk runs (a usage error, exit code 2).
+using ArgsValidator = std::function<Status(std::span<const std::string> args)>;
+
+struct TaskDef {
+  std::string name;
+  std::string usage;    // e.g. "sleep MS": shown in --help and in usage errors
+  std::string summary;  // one line, shown in --help
+  ArgsValidator validate;
+  TaskFn run;
+};
+
+class TaskRegistry {
+ public:
+  // The process-wide registry that built-in tasks and FANOUT_TASK register into.
+  static TaskRegistry& Global();
+
+  // Registers `def`; returns false if the name is taken (the first registration wins).
+  bool Register(TaskDef def);
+  const TaskDef* Find(std::string_view name) const;
+  std::vector<std::string> Names() const;  // sorted
+  const std::vector<TaskDef>& All() const { return defs_; }
+
+ private:
+  std::vector<TaskDef> defs_;
+};
+
+// Looks the task up and validates its args: a clear one-line error for unknown tasks.
+Result<const TaskDef*> ResolveTask(const TaskRegistry& registry, std::string_view name,
+                                   std::span<const std::string> args);
+
+// Runs a task with the exceptions it might throw turned into a chunk error.
+Status RunTask(const TaskDef& def, const ChunkInput& chunk, std::span<const std::string> args,
+               std::string& out, std::stop_token stop);
+
+// Ensures the built-in tasks (identity, sleep, product, exec) are registered. Idempotent;
+// called by every entry point before it looks a task up.
+void RegisterBuiltinTasks(TaskRegistry& registry);
+
+}  // namespace fanout

@@ -1,0 +1,98 @@
+#include "common/transport.h"
+
+#include "common/codec.h"
+
+namespace fanout {
+namespace {
+
+// Receives the remaining frames of a multipart message (to discard them).
+void Drain(zmq::socket_t& socket) {
+  while (socket.get(zmq::sockopt::rcvmore)) {
+    zmq::message_t junk;
+    (void)socket.recv(junk, zmq::recv_flags::none);
+  }
+}
+
+bool SendFrames(zmq::socket_t& socket, const std::string* peer, const Message& message,
+                zmq::message_t* payload) {
+  std::string header = EncodeHeader(message);
+  try {
+    if (peer) {
+      zmq::message_t id(peer->data(), peer->size());
+      if (!socket.send(id, zmq::send_flags::sndmore | zmq::send_flags::dontwait)) return false;
+    }
+    zmq::message_t head(header.data(), header.size());
+    auto flags = payload ? zmq::send_flags::sndmore : zmq::send_flags::none;
+    if (!socket.send(head, flags | zmq::send_flags::dontwait)) return false;
+    if (payload && !socket.send(*payload, zmq::send_flags::dontwait)) return false;
+    return true;
+  } catch (const zmq::error_t& e) {
+    if (e.num() == EHOSTUNREACH || e.num() == EAGAIN) return false;
+    throw;
+  }
+}
+
+}  // namespace
+
+Received ReceiveMessage(zmq::socket_t& socket, bool router) {
+  Envelope env;
+  zmq::message_t frame;
+  auto got = socket.recv(frame, zmq::recv_flags::dontwait);
+  if (!got) return std::monostate{};
+  if (router) {
+    env.peer = frame.to_string();
+    if (!frame.more()) return Rejected{env.peer, "message without a header frame"};
+    (void)socket.recv(frame, zmq::recv_flags::none);
+  }
+  auto decoded = DecodeHeader(frame.data(), frame.size());
+  if (frame.more()) {
+    zmq::message_t payload;
+    (void)socket.recv(payload, zmq::recv_flags::none);
+    if (payload.more()) {
+      Drain(socket);
+      return Rejected{env.peer, "more than one payload frame"};
+    }
+    env.payload = std::move(payload);
+  }
+  if (!decoded.ok()) return Rejected{env.peer, decoded.status().message()};
+  env.message = std::move(decoded).value();
+  return env;
+}
+
+bool SendMessage(zmq::socket_t& socket, const Message& message, zmq::message_t* payload) {
+  return SendFrames(socket, nullptr, message, payload);
+}
+
+bool SendTo(zmq::socket_t& router, const std::string& peer, const Message& message,
+            zmq::message_t* payload) {
+  return SendFrames(router, &peer, message, payload);
+}
+
+Result<zmq::socket_t> MakeRouter(zmq::context_t& context, const std::string& endpoint) {
+  zmq::socket_t socket(context, zmq::socket_type::router);
+  socket.set(zmq::sockopt::router_mandatory, 1);
+  socket.set(zmq::sockopt::sndhwm, 0);
+  socket.set(zmq::sockopt::rcvhwm, 0);
+  socket.set(zmq::sockopt::linger, 0);
+  try {
+    socket.bind(endpoint);
+  } catch (const zmq::error_t& e) {
+    return Status::Error("cannot listen on " + endpoint + ": " + e.what());
+  }
+  return socket;
+}
+
+zmq::socket_t MakeDealer(zmq::context_t& context, const std::string& endpoint,
+                         const std::string& identity) {
+  zmq::socket_t socket(context, zmq::socket_type::dealer);
+  if (!identity.empty()) socket.set(zmq::sockopt::routing_id, identity);
+  socket.set(zmq::sockopt::linger, 0);
+  socket.set(zmq::sockopt::sndhwm, 0);
+  socket.set(zmq::sockopt::rcvhwm, 0);
+  socket.connect(endpoint);
+  return socket;
+}
+
+std::string LastEndpoint(zmq::socket_t& socket) { return socket.get(zmq::sockopt::last_endpoint); }
+
+}  // namespace fanout

@@ -1,0 +1,57 @@
+// Transport: sending and receiving protocol messages as multipart ZeroMQ messages.
+// Frames: [routing id (ROUTER side only)] [msgpack header] [payload (optional)].
+// The payload frame is handed over as a zmq::message_t, never copied into the header.
+// Sockets are not thread-safe: each socket is used by the one thread that owns it.
+#pragma once
+
+#include <optional>
+#include <string>
+#include <zmq.hpp>
+
+#include "common/protocol.h"
+#include "common/status.h"
+
+namespace fanout {
+
+// One received message. `peer` is the ROUTER routing id ("" on a DEALER).
+struct Envelope {
+  std::string peer;
+  Message message;
+  std::optional<zmq::message_t> payload;
+};
+
+// Why a received message was refused, with its sender (for logging and counting).
+struct Rejected {
+  std::string peer;
+  std::string reason;
+};
+
+// The outcome of one non-blocking receive: nothing waiting, a message, or a refusal.
+// Every frame of a refused multipart message has been consumed.
+using Received = std::variant<std::monostate, Envelope, Rejected>;
+
+// Receives one whole multipart message without blocking. `router` selects whether the
+// first frame is a routing id. Never throws for malformed input; rethrows zmq errors
+// other than EAGAIN/EINTR (context terminated).
+Received ReceiveMessage(zmq::socket_t& socket, bool router);
+
+// Sends a message (DEALER side). `payload`, if given, is moved into the last frame.
+// Returns false if the message could not be queued (EAGAIN/EHOSTUNREACH).
+bool SendMessage(zmq::socket_t& socket, const Message& message, zmq::message_t* payload = nullptr);
+
+// Sends a message to `peer` on a ROUTER socket (ZMQ_ROUTER_MANDATORY is set by
+// MakeRouter, so an unknown peer gives false instead of a silent drop).
+bool SendTo(zmq::socket_t& router, const std::string& peer, const Message& message,
+            zmq::message_t* payload = nullptr);
+
+// A ROUTER bound to `endpoint` ("tcp://127.0.0.1:0" style endpoints are resolved: read
+// the actual one back with LastEndpoint). High-water marks are lifted: credits bound
+// what is in flight.
+Result<zmq::socket_t> MakeRouter(zmq::context_t& context, const std::string& endpoint);
+// A DEALER with linger 0 connected to `endpoint`, with the given routing id ("" lets the
+// ROUTER assign a fresh one, which is what workers do: see PROTOCOL.md).
+zmq::socket_t MakeDealer(zmq::context_t& context, const std::string& endpoint,
+                         const std::string& identity);
+std::string LastEndpoint(zmq::socket_t& socket);
+
+}  // namespace fanout

@@ -1,0 +1,172 @@
+#include "coordinator/cli.h"
+
+#include <spdlog/sinks/stdout_color_sinks.h>
+#include <spdlog/spdlog.h>
+
+#include <CLI/CLI.hpp>
+#include <algorithm>
+#include <cstdio>
+#include <map>
+
+#include "common/exit_code.h"
+#include "common/units.h"
+#include "coordinator/interrupt.h"
+#include "coordinator/job.h"
+
+namespace fanout {
+namespace {
+
+constexpr const char* kRunExamples = R"(
+Examples:
+  seq 1 1000000 | fanout run --chunks 8 exec -- awk '{s+=$1} END {print s}'
+  fanout run -i big.txt -o out.txt -j 4 exec -- tr a-z A-Z
+  fanout run --range 1:10000 --chunks 10 product
+  fanout run --mode threads -i rows.txt sleep 10
+
+Exit codes: 0 ok, 1 job failed, 2 usage or input error,
+            3 completed with failed chunks (--keep-going), 130 interrupted.
+)";
+
+// Flags whose values need our own parsing (durations, ranges), kept as text until then.
+struct RawFlags {
+  std::string mode = "processes";
+  std::string range;
+  std::string timeout;
+  std::string heartbeat = "500ms";
+  std::string log_level = "warn";
+  int verbose = 0;
+};
+
+int UsageError(const std::string& message) {
+  std::fprintf(stderr, "fanout: %s (see 'fanout run --help')\n", message.c_str());
+  return ToInt(ExitCode::kUsage);
+}
+
+// Turns the text flags into config fields; a usage error message on failure.
+Status Finish(const RawFlags& raw, JobConfig& config) {
+  static const std::map<std::string, Mode> kModes = {
+      {"serial", Mode::kSerial}, {"threads", Mode::kThreads}, {"processes", Mode::kProcesses}};
+  auto mode = kModes.find(raw.mode);
+  if (mode == kModes.end()) {
+    return Status::Error("--mode must be serial, threads or processes, not '" + raw.mode + "'");
+  }
+  config.mode = mode->second;
+  if (!raw.range.empty()) {
+    auto range = ParseRange(raw.range);
+    if (!range.ok()) return Status::Error("--range: " + range.status().message());
+    config.range = *range;
+  }
+  if (!raw.timeout.empty()) {
+    auto spec = ParseDurationSpec(raw.timeout);
+    if (!spec.ok()) return Status::Error("--timeout: " + spec.status().message());
+    config.scheduler.timeout = spec->absolute;
+    config.scheduler.timeout_percent = spec->percent;
+  }
+  auto hb = ParseDuration(raw.heartbeat);
+  if (!hb.ok()) return Status::Error("--heartbeat: " + hb.status().message());
+  config.heartbeat = std::chrono::duration_cast<std::chrono::milliseconds>(*hb);
+  if (config.heartbeat.count() < 1) return Status::Error("--heartbeat must be at least 1ms");
+  if (spdlog::level::from_str(raw.log_level) == spdlog::level::off && raw.log_level != "off") {
+    return Status::Error("--log-level must be trace, debug, info, warn, error or off");
+  }
+  return Status::Ok();
+}
+
+// Log lines go to stderr: stdout may be the job's output.
+void SetupLogging(const RawFlags& raw) {
+  auto level = spdlog::level::from_str(raw.log_level);
+  if (raw.verbose == 1) level = std::min(level, spdlog::level::info);
+  if (raw.verbose >= 2) level = spdlog::level::debug;
+  auto logger = std::make_shared<spdlog::logger>(
+      "coordinator", std::make_shared<spdlog::sinks::stderr_color_sink_mt>());
+  spdlog::set_default_logger(logger);
+  spdlog::set_level(level);
+  spdlog::set_pattern("fanout: %^%l%$: %v");
+}
+
+void AddRunOptions(CLI::App& run, JobConfig& config, RawFlags& raw) {
+  run.add_option("--mode", raw.mode, "serial | threads | processes")->capture_default_str();
+  run.add_option("-j,--jobs", config.jobs, "Workers or threads (default: number of cores)")
+      ->check(CLI::Range(1u, 4096u));
+  auto* chunks = run.add_option("--chunks", config.chunking.chunks,
+                                "Split into N chunks (numpy.array_split; default 4 per worker)")
+                     ->check(CLI::Range(uint64_t{1}, uint64_t{1} << 40));
+  run.add_option("--chunk-size", config.chunking.chunk_size, "Records per chunk")
+      ->check(CLI::Range(uint64_t{1}, uint64_t{1} << 60))
+      ->excludes(chunks);
+  run.add_option("--range", raw.range, "Records are the integers A..B-1 (no input is read)");
+  run.add_option("-i,--input", config.input, "Input file (default: stdin)");
+  run.add_option("-o,--output", config.output, "Output file, written atomically (default: stdout)");
+  run.add_option("--retries", config.scheduler.retries, "Extra attempts per chunk")
+      ->capture_default_str()
+      ->check(CLI::Range(0u, 1000u));
+  run.add_option("--timeout", raw.timeout, "Per-attempt limit: 30s, 500ms, or 300% of the median");
+  run.add_flag("--keep-going", config.scheduler.keep_going,
+               "Finish despite failed chunks (exit 3, failures listed)");
+  run.add_flag("--speculate", config.scheduler.speculate,
+               "Re-issue chunks running > 2x the median to idle workers");
+  run.add_option("--heartbeat", raw.heartbeat, "Heartbeat interval")->capture_default_str();
+  run.add_option("--liveness", config.liveness, "Missed heartbeats before a worker is dead")
+      ->capture_default_str()
+      ->check(CLI::Range(1u, 1000u));
+  run.add_option("--max-respawns", config.max_respawns,
+                 "Local worker restarts allowed (default: 2 x workers)")
+      ->check(CLI::Range(int64_t{0}, int64_t{1} << 30));
+  run.add_option("--worker-bin", config.worker_bin,
+                 "fanout-worker to start (default: $FANOUT_WORKER, or beside fanout)");
+  run.add_option("--listen", config.listen,
+                 "Bind here (tcp://HOST:PORT, ipc://PATH) so other workers can join");
+  run.add_flag("-q,--quiet", config.quiet, "No summary line");
+  run.add_flag("-v,--verbose", raw.verbose, "More logging (-v info, -vv debug)");
+  run.add_option("--log-level", raw.log_level, "trace|debug|info|warn|error|off")
+      ->capture_default_str();
+}
+
+}  // namespace
+
+int RunCli(int argc, char** argv) {
+  CLI::App app{"fanout: run a task over chunks of input on parallel workers", "fanout"};
+  app.set_version_flag("--version", std::string("fanout ") + FANOUT_VERSION);
+  app.require_subcommand(1);
+  JobConfig config;
+  RawFlags raw;
+  CLI::App* run = app.add_subcommand("run", "Run TASK over the input's chunks");
+  run->footer(kRunExamples);
+  run->prefix_command();  // everything from TASK on belongs to the task
+  AddRunOptions(*run, config, raw);
+  CLI::App* tasks = app.add_subcommand("tasks", "List the available tasks");
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::CallForHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForAllHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForVersion& e) {
+    return app.exit(e);
+  } catch (const CLI::ParseError& e) {
+    return UsageError(e.what());
+  }
+  RegisterBuiltinTasks(TaskRegistry::Global());
+  if (tasks->parsed()) {
+    for (const TaskDef& def : TaskRegistry::Global().All()) {
+      std::printf("%-24s %s\n", def.usage.c_str(), def.summary.c_str());
+    }
+    return ToInt(ExitCode::kOk);
+  }
+
+  std::vector<std::string> rest = run->remaining();
+  if (!rest.empty() && rest.front() == "--") rest.erase(rest.begin());
+  if (rest.empty()) return UsageError("missing TASK");
+  config.task = rest.front();
+  rest.erase(rest.begin());
+  if (!rest.empty() && rest.front() == "--") rest.erase(rest.begin());
+  config.args = rest;
+  config.jobs_given = run->count("-j") > 0;
+  if (Status s = Finish(raw, config); !s.ok()) return UsageError(s.message());
+  SetupLogging(raw);
+  Interrupt::Install();
+  return ToInt(RunJob(config));
+}
+
+}  // namespace fanout

@@ -1,0 +1,427 @@
+#include "coordinator/coordinator.h"
+
+#include <signal.h>
+#include <spdlog/spdlog.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <filesystem>
+#include <map>
+#include <optional>
+#include <random>
+#include <zmq.hpp>
+
+#include "common/transport.h"
+#include "coordinator/interrupt.h"
+#include "coordinator/local_launcher.h"
+
+namespace fanout {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+using std::chrono::milliseconds;
+
+// A private directory for the ipc:// endpoint, removed with its contents at exit.
+class PrivateDir {
+ public:
+  PrivateDir() {
+    const char* tmp = std::getenv("TMPDIR");
+    std::string pattern = std::string(tmp && *tmp ? tmp : "/tmp") + "/fanout-XXXXXX";
+    if (mkdtemp(pattern.data())) path_ = pattern;
+  }
+  ~PrivateDir() {
+    std::error_code ec;
+    if (!path_.empty()) std::filesystem::remove_all(path_, ec);
+  }
+  PrivateDir(const PrivateDir&) = delete;
+  PrivateDir& operator=(const PrivateDir&) = delete;
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string path_;
+};
+
+std::string NewJobId() {
+  std::random_device rd;
+  char buf[17];
+  std::snprintf(buf, sizeof buf, "%08x%08x", rd(), rd());
+  return buf;
+}
+
+class EventLoop {
+ public:
+  EventLoop(const PlannedJob& job, uint32_t workers, Scheduler& scheduler, ResultSink& sink,
+            RunStats& stats)
+      : job_(job),
+        config_(job.config),
+        local_workers_(workers),
+        scheduler_(scheduler),
+        sink_(sink),
+        stats_(stats),
+        heartbeat_(config_.heartbeat),
+        max_respawns_(config_.max_respawns >= 0 ? static_cast<uint64_t>(config_.max_respawns)
+                                                : 2ull * workers) {}
+
+  ModeResult Run();
+
+ private:
+  // A connected, welcomed worker.
+  struct Peer {
+    WorkerIndex index = 0;
+    std::string id;  // ROUTER routing id
+    std::string name;
+    pid_t pid = 0;
+    bool local = false;
+    Clock::time_point last_seen;
+  };
+
+  Status Start();
+  void Step(Clock::time_point now, const std::vector<zmq::pollitem_t>& items);
+  Clock::time_point NextWakeup(Clock::time_point now) const;
+  void OnMessage(Envelope& env, Clock::time_point now);
+  void OnHello(const std::string& id, const Hello& hello, Clock::time_point now);
+  void OnResult(Peer& peer, const ResultMsg& result, std::optional<zmq::message_t>& payload,
+                Clock::time_point now);
+  void OnChildExit(const ChildExit& exit, Clock::time_point now);
+  void LoseWorker(WorkerIndex index, const std::string& reason, Clock::time_point now);
+  void CheckLiveness(Clock::time_point now);
+  void SendCancels(const std::vector<CancelOrder>& orders);
+  void Fill(Peer& peer, Clock::time_point now);
+  void MaybeRespawn(Clock::time_point now);
+  void Note(const Status& s) {
+    if (!s.ok() && error_.empty()) error_ = s.message();
+  }
+  Peer* FindPeer(WorkerIndex index);
+
+  const PlannedJob& job_;
+  const JobConfig& config_;
+  uint32_t local_workers_;
+  Scheduler& scheduler_;
+  ResultSink& sink_;
+  RunStats& stats_;
+  milliseconds heartbeat_;
+  uint64_t max_respawns_;
+
+  // Declaration order is destruction order in reverse: sockets close before the context,
+  // children die before the directory holding their endpoint is removed.
+  PrivateDir dir_;
+  zmq::context_t context_{1};
+  std::optional<zmq::socket_t> router_;
+  std::optional<LocalLauncher> launcher_;
+  std::string job_id_ = NewJobId();
+  std::map<std::string, Peer> peers_;  // by routing id
+  std::map<WorkerIndex, std::string> peer_of_;
+  WorkerIndex next_index_ = 0;
+  uint64_t spawned_ = 0;
+  uint64_t respawns_used_ = 0;
+  uint32_t consecutive_deaths_ = 0;
+  std::optional<Clock::time_point> respawn_at_;
+  std::string last_loss_;  // why the most recent worker was lost
+  Clock::time_point next_heartbeat_;
+  std::string error_;  // a fatal write error
+};
+
+Status EventLoop::Start() {
+  std::string endpoint = config_.listen;
+  if (endpoint.empty()) {
+    if (dir_.path().empty()) return Status::Error("cannot create a private temporary directory");
+    endpoint = "ipc://" + dir_.path() + "/coordinator.sock";
+  }
+  auto router = MakeRouter(context_, endpoint);
+  if (!router.ok()) return router.status();
+  router_.emplace(std::move(router).value());
+  endpoint = LastEndpoint(*router_);
+  if (!config_.listen.empty()) {
+    if (local_workers_ == 0) {
+      spdlog::warn("waiting for workers: fanout-worker --connect {}", endpoint);
+    } else {
+      spdlog::info("listening on {} for more workers", endpoint);
+    }
+  }
+  auto bin = FindWorkerBinary(config_.worker_bin);
+  if (!bin.ok()) return bin.status();
+  launcher_.emplace(*bin, endpoint,
+                    std::vector<std::string>{"--slots", "1", "--heartbeat",
+                                             std::to_string(heartbeat_.count()) + "ms"});
+  for (uint32_t i = 0; i < local_workers_; ++i) {
+    auto pid = launcher_->Spawn("local-" + std::to_string(++spawned_));
+    if (!pid.ok()) return pid.status();
+  }
+  stats_.workers = local_workers_;
+  next_heartbeat_ = Clock::now() + heartbeat_;
+  return Status::Ok();
+}
+
+EventLoop::Peer* EventLoop::FindPeer(WorkerIndex index) {
+  auto it = peer_of_.find(index);
+  if (it == peer_of_.end()) return nullptr;
+  auto p = peers_.find(it->second);
+  return p == peers_.end() ? nullptr : &p->second;
+}
+
+void EventLoop::SendCancels(const std::vector<CancelOrder>& orders) {
+  for (const CancelOrder& order : orders) {
+    if (Peer* peer = FindPeer(order.worker)) {
+      spdlog::debug("cancel chunk {} attempt {} on {}", order.chunk, order.attempt, peer->name);
+      SendTo(*router_, peer->id, Cancel{order.chunk, order.attempt});
+    }
+  }
+}
+
+void EventLoop::LoseWorker(WorkerIndex index, const std::string& reason, Clock::time_point now) {
+  Peer* peer = FindPeer(index);
+  if (!peer) return;
+  std::string name = peer->name;
+  spdlog::warn("worker {} lost: {}", name, reason);
+  last_loss_ = "worker " + name + " " + reason;
+  if (peer->local && launcher_) launcher_->Kill(peer->pid, SIGKILL);  // a hung one stays dead
+  std::string id = peer->id;
+  peers_.erase(id);
+  peer_of_.erase(index);
+  scheduler_.RemoveWorker(index, "worker " + reason, now);
+  Note(sink_.SyncFailures());
+}
+
+void EventLoop::OnHello(const std::string& id, const Hello& hello, Clock::time_point now) {
+  if (hello.protocol != kProtocolVersion) {
+    spdlog::warn("refusing worker {} on {}: protocol version {} (this coordinator speaks {})",
+                 hello.worker_id, hello.host, hello.protocol, kProtocolVersion);
+    SendTo(*router_, id,
+           Reject{"protocol version " + std::to_string(hello.protocol) +
+                      " is not supported; this coordinator speaks version " +
+                      std::to_string(kProtocolVersion),
+                  kProtocolVersion});
+    ++stats_.rejected_messages;
+    return;
+  }
+  if (std::find(hello.tasks.begin(), hello.tasks.end(), config_.task) == hello.tasks.end()) {
+    spdlog::warn("refusing worker {}: it does not provide task '{}'", hello.worker_id,
+                 config_.task);
+    SendTo(*router_, id,
+           Reject{"task '" + config_.task + "' is not available on this worker", kProtocolVersion});
+    return;
+  }
+  if (auto it = peers_.find(id); it != peers_.end()) {
+    LoseWorker(it->second.index, "said HELLO again", now);  // restarted behind the same id
+  }
+  Peer peer;
+  peer.index = next_index_++;
+  peer.id = id;
+  peer.name = hello.worker_id;
+  peer.pid = static_cast<pid_t>(hello.pid);
+  peer.local = launcher_ && launcher_->IsChild(peer.pid);
+  peer.last_seen = now;
+  stats_.workers_by_index.push_back(peer.name);
+  scheduler_.AddWorker(peer.index, hello.slots, 2 * hello.slots);
+  spdlog::debug("worker {} joined (host {}, pid {}, {} slots)", peer.name, hello.host, hello.pid,
+                hello.slots);
+  peer_of_[peer.index] = id;
+  auto& stored = peers_[id] = std::move(peer);
+  SendTo(*router_, id,
+         Welcome{job_id_, static_cast<uint32_t>(heartbeat_.count()), config_.liveness});
+  Fill(stored, now);
+}
+
+void EventLoop::OnResult(Peer& peer, const ResultMsg& result,
+                         std::optional<zmq::message_t>& payload, Clock::time_point now) {
+  ResultOutcome outcome =
+      scheduler_.OnResult(peer.index, result.chunk, result.attempt, result.ok, result.error, now);
+  switch (outcome.verdict) {
+    case Verdict::kAccepted:
+      spdlog::debug("chunk {} attempt {} done on {}", result.chunk, result.attempt, peer.name);
+      consecutive_deaths_ = 0;
+      Note(sink_.Accept(result.chunk, payload ? Blob(std::move(*payload)) : Blob(),
+                        result.cpu_seconds));
+      SendCancels(outcome.cancel);
+      break;
+    case Verdict::kRetrying:
+    case Verdict::kChunkFailed:
+      spdlog::warn("{} attempt {} failed on worker {}: {}", job_.Describe(result.chunk),
+                   result.attempt, peer.name, result.error);
+      break;
+    case Verdict::kLateDuplicate:
+      spdlog::debug("dropped late result for chunk {} attempt {} from {}", result.chunk,
+                    result.attempt, peer.name);
+      break;
+    case Verdict::kUnknown:
+      spdlog::warn("rejected result for unknown chunk {} attempt {} from {}", result.chunk,
+                   result.attempt, peer.name);
+      ++stats_.rejected_messages;
+      break;
+  }
+  Note(sink_.SyncFailures());
+}
+
+void EventLoop::OnMessage(Envelope& env, Clock::time_point now) {
+  if (auto* hello = std::get_if<Hello>(&env.message)) return OnHello(env.peer, *hello, now);
+  auto it = peers_.find(env.peer);
+  if (it == peers_.end()) {
+    // A worker we dropped (e.g. it was stopped, then continued): tell it to start over.
+    ++stats_.rejected_messages;
+    SendTo(*router_, env.peer, Reject{"unknown peer; say HELLO again", kProtocolVersion});
+    return;
+  }
+  Peer& peer = it->second;
+  peer.last_seen = now;
+  if (auto* result = std::get_if<ResultMsg>(&env.message)) {
+    OnResult(peer, *result, env.payload, now);
+  } else if (!std::holds_alternative<Heartbeat>(env.message)) {
+    spdlog::warn("unexpected {} from worker {}", KindName(KindOf(env.message)), peer.name);
+    ++stats_.rejected_messages;
+  }
+}
+
+void EventLoop::OnChildExit(const ChildExit& exit, Clock::time_point now) {
+  for (auto& [id, peer] : peers_) {
+    if (peer.local && peer.pid == exit.pid) {
+      LoseWorker(peer.index, "(pid " + std::to_string(exit.pid) + ") " + exit.Describe(), now);
+      break;
+    }
+  }
+  if (last_loss_.empty() || last_loss_.find(exit.name) == std::string::npos) {
+    last_loss_ = "worker " + exit.name + " " + exit.Describe();
+    spdlog::warn("worker {} {} before joining", exit.name, exit.Describe());
+  }
+  ++consecutive_deaths_;
+  if (!respawn_at_ && respawns_used_ < max_respawns_) {
+    uint32_t shift = std::min<uint32_t>(consecutive_deaths_ - 1, 5);
+    respawn_at_ = now + milliseconds(50) * (1u << shift);
+  }
+}
+
+void EventLoop::MaybeRespawn(Clock::time_point now) {
+  if (!respawn_at_ || now < *respawn_at_) return;
+  respawn_at_.reset();
+  while (launcher_->alive() < local_workers_ && respawns_used_ < max_respawns_) {
+    ++respawns_used_;
+    ++stats_.respawns;
+    auto pid = launcher_->Spawn("local-" + std::to_string(++spawned_));
+    if (!pid.ok()) {
+      last_loss_ = pid.status().message();
+      spdlog::warn("{}", last_loss_);
+      break;
+    }
+  }
+}
+
+void EventLoop::CheckLiveness(Clock::time_point now) {
+  auto limit = heartbeat_ * config_.liveness;
+  std::vector<std::pair<WorkerIndex, Clock::duration>> silent;
+  for (const auto& [id, peer] : peers_) {
+    if (now - peer.last_seen > limit) silent.emplace_back(peer.index, now - peer.last_seen);
+  }
+  for (const auto& [index, quiet] : silent) {
+    auto ms = std::chrono::duration_cast<milliseconds>(quiet).count();
+    LoseWorker(index, "sent nothing for " + std::to_string(ms) + " ms (presumed hung)", now);
+  }
+}
+
+void EventLoop::Fill(Peer& peer, Clock::time_point now) {
+  while (error_.empty()) {
+    auto a = scheduler_.Next(peer.index, now);
+    if (!a) return;
+    const ChunkSpec& chunk = job_.chunks[a->chunk];
+    TaskMsg msg{job_id_,      a->chunk,    a->attempt,   config_.task,
+                config_.args, chunk.range, chunk.records};
+    std::string_view bytes = job_.Bytes(a->chunk);
+    // Zero copy: the frame points into the input, which outlives the socket.
+    zmq::message_t payload(const_cast<char*>(bytes.data()), bytes.size(), nullptr, nullptr);
+    spdlog::debug("chunk {} attempt {}{} -> {}", a->chunk, a->attempt,
+                  a->speculative ? " (speculative)" : "", peer.name);
+    bool sent = SendTo(*router_, peer.id, msg, chunk.range ? nullptr : &payload);
+    if (!sent) {
+      LoseWorker(peer.index, "is unreachable", now);
+      return;
+    }
+  }
+}
+
+Clock::time_point EventLoop::NextWakeup(Clock::time_point now) const {
+  Clock::time_point wake = next_heartbeat_;
+  auto limit = heartbeat_ * config_.liveness;
+  for (const auto& [id, peer] : peers_) wake = std::min(wake, peer.last_seen + limit);
+  if (auto d = scheduler_.NextDeadline()) wake = std::min(wake, *d);
+  if (respawn_at_) wake = std::min(wake, *respawn_at_);
+  return std::max(wake, now);
+}
+
+void EventLoop::Step(Clock::time_point now, const std::vector<zmq::pollitem_t>& items) {
+  if (items[0].revents & ZMQ_POLLIN) {
+    for (int i = 0; i < 10000; ++i) {
+      Received got = ReceiveMessage(*router_, /*router=*/true);
+      if (std::holds_alternative<std::monostate>(got)) break;
+      if (auto* bad = std::get_if<Rejected>(&got)) {
+        ++stats_.rejected_messages;
+        spdlog::warn("dropped a malformed message: {}", bad->reason);
+        if (auto it = peers_.find(bad->peer); it != peers_.end()) it->second.last_seen = now;
+        continue;
+      }
+      OnMessage(std::get<Envelope>(got), now);
+    }
+  }
+  for (size_t i = 2; i < items.size(); ++i) {
+    if (items[i].revents == 0) continue;
+    if (auto exit = launcher_->Reap(items[i].fd)) OnChildExit(*exit, now);
+  }
+  SendCancels(scheduler_.ExpireAttempts(now));
+  Note(sink_.SyncFailures());
+  CheckLiveness(now);
+  MaybeRespawn(now);
+  if (now >= next_heartbeat_) {
+    for (const auto& [id, peer] : peers_) SendTo(*router_, id, Heartbeat{});
+    next_heartbeat_ = now + heartbeat_;
+  }
+  std::vector<std::string> ids;
+  for (const auto& [id, peer] : peers_) ids.push_back(id);
+  for (const auto& id : ids) {
+    if (auto it = peers_.find(id); it != peers_.end()) Fill(it->second, now);  // may drop it
+  }
+}
+
+ModeResult EventLoop::Run() {
+  if (Status s = Start(); !s.ok()) return ModeResult::Failed(s.message());
+  ModeResult result = ModeResult::Completed();
+  while (!scheduler_.Finished() && !scheduler_.Aborted()) {
+    if (!error_.empty()) {
+      result = ModeResult::Failed(error_);
+      break;
+    }
+    if (Interrupt::Requested()) {
+      result = ModeResult::Interrupted();
+      break;
+    }
+    if (peers_.empty() && launcher_->alive() == 0 && !respawn_at_ && config_.listen.empty()) {
+      result = ModeResult::Failed("no worker left (" + last_loss_ + "; " +
+                                  std::to_string(respawns_used_) + " respawns used of " +
+                                  std::to_string(max_respawns_) + ", see --max-respawns)");
+      break;
+    }
+    std::vector<zmq::pollitem_t> items;
+    items.push_back({router_->handle(), 0, ZMQ_POLLIN, 0});
+    items.push_back(
+        {nullptr, Interrupt::fd(), static_cast<short>(Interrupt::fd() >= 0 ? ZMQ_POLLIN : 0), 0});
+    for (int fd : launcher_->fds()) items.push_back({nullptr, fd, ZMQ_POLLIN, 0});
+    auto now = Clock::now();
+    auto wait = std::chrono::duration_cast<milliseconds>(NextWakeup(now) - now) + milliseconds(1);
+    zmq::poll(items, wait);
+    Step(Clock::now(), items);
+  }
+  if (!error_.empty() && result.kind == ModeResult::Kind::kCompleted) {
+    result = ModeResult::Failed(error_);
+  }
+  for (const auto& [id, peer] : peers_) SendTo(*router_, id, Shutdown{"job finished"});
+  launcher_->StopAll(milliseconds(2000));
+  return result;
+}
+
+}  // namespace
+
+ModeResult RunProcesses(const PlannedJob& job, uint32_t workers, Scheduler& scheduler,
+                        ResultSink& sink, RunStats& stats) {
+  EventLoop loop(job, workers, scheduler, sink, stats);
+  return loop.Run();
+}
+
+}  // namespace fanout

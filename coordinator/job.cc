@@ -1,0 +1,236 @@
+#include "coordinator/job.h"
+
+#include <spdlog/spdlog.h>
+
+#include <chrono>
+#include <csignal>
+#include <cstdio>
+#include <cstring>
+#include <thread>
+
+#include "common/output_file.h"
+#include "common/units.h"
+#include "coordinator/coordinator.h"
+#include "coordinator/interrupt.h"
+#include "coordinator/local_modes.h"
+
+namespace fanout {
+
+std::string_view ModeName(Mode mode) {
+  switch (mode) {
+    case Mode::kSerial:
+      return "serial";
+    case Mode::kThreads:
+      return "threads";
+    case Mode::kProcesses:
+      return "processes";
+  }
+  return "?";
+}
+
+std::string_view PlannedJob::Bytes(uint64_t chunk) const {
+  const ChunkSpec& c = chunks[chunk];
+  if (c.range) return {};
+  return input.view().substr(c.begin, c.bytes());
+}
+
+ChunkInput PlannedJob::InputFor(uint64_t chunk, uint32_t attempt, const std::string& worker) const {
+  ChunkInput in;
+  in.data = Bytes(chunk);
+  in.range = chunks[chunk].range;
+  in.chunk_id = chunk;
+  in.attempt = attempt;
+  in.worker_id = worker;
+  return in;
+}
+
+std::string PlannedJob::Describe(uint64_t chunk) const {
+  const ChunkSpec& c = chunks[chunk];
+  std::string text = "chunk " + std::to_string(chunk);
+  if (c.range) {
+    text += " (numbers " + std::to_string(c.range->lo) + "-" + std::to_string(c.range->hi - 1);
+  } else {
+    text += " (lines " + std::to_string(c.first_record + 1) + "-" +
+            std::to_string(c.first_record + c.records);
+  }
+  return text + ")";
+}
+
+std::string RunStats::WorkerName(WorkerIndex w) const {
+  if (w < workers_by_index.size() && !workers_by_index[w].empty()) return workers_by_index[w];
+  return "#" + std::to_string(w);
+}
+
+Status ResultSink::Accept(uint64_t chunk, Blob output, double cpu_seconds) {
+  stats_.cpu_seconds += cpu_seconds;
+  return assembler_.Add(chunk, std::move(output));
+}
+
+Status ResultSink::SyncFailures() {
+  const auto& failed = scheduler_.failed_chunks();
+  if (!scheduler_.Aborted()) {
+    for (; synced_failures_ < failed.size(); ++synced_failures_) {
+      if (Status s = assembler_.Skip(failed[synced_failures_]); !s.ok()) return s;
+    }
+  }
+  return Status::Ok();
+}
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+void PrintUsageError(const std::string& message) {
+  std::fprintf(stderr, "fanout: %s\n", message.c_str());
+}
+
+// The lines explaining why `chunk` failed: one per attempt, most recent first.
+void PrintChunkFailure(const PlannedJob& job, const Scheduler& scheduler, const RunStats& stats,
+                       uint64_t chunk, const char* lead) {
+  const auto& failures = scheduler.failures_of(chunk);
+  if (failures.empty()) {
+    std::fprintf(stderr, "%s%s failed\n", lead, job.Describe(chunk).c_str());
+    return;
+  }
+  const AttemptFailure& last = failures.back();
+  std::fprintf(stderr, "%s%s failed on worker %s (attempt %u of %zu): %s\n", lead,
+               job.Describe(chunk).c_str(), stats.WorkerName(last.worker).c_str(), last.attempt,
+               failures.size(), last.reason.c_str());
+  for (size_t i = failures.size() - 1; i-- > 0;) {
+    std::fprintf(stderr, "  earlier: attempt %u on worker %s: %s\n", failures[i].attempt,
+                 stats.WorkerName(failures[i].worker).c_str(), failures[i].reason.c_str());
+  }
+}
+
+void PrintSummary(const JobConfig& config, const PlannedJob& job, const Scheduler& scheduler,
+                  const RunStats& stats, double wall) {
+  if (config.quiet) return;
+  const SchedulerCounters& c = scheduler.counters();
+  double parallelism = wall > 0 ? stats.cpu_seconds / wall : 0;
+  std::fprintf(
+      stderr,
+      "fanout: mode=%s workers=%u chunks=%zu wall=%s cpu=%s parallelism=%.2fx "
+      "retries=%lu timeouts=%lu workers_lost=%lu respawns=%lu late_dropped=%lu\n",
+      std::string(ModeName(config.mode)).c_str(), stats.workers, job.chunks.size(),
+      FormatDuration(std::chrono::duration_cast<Micros>(std::chrono::duration<double>(wall)))
+          .c_str(),
+      FormatDuration(
+          std::chrono::duration_cast<Micros>(std::chrono::duration<double>(stats.cpu_seconds)))
+          .c_str(),
+      parallelism, static_cast<unsigned long>(c.retries), static_cast<unsigned long>(c.timeouts),
+      static_cast<unsigned long>(c.workers_lost), static_cast<unsigned long>(stats.respawns),
+      static_cast<unsigned long>(c.late_duplicates));
+}
+
+uint32_t DefaultJobs() {
+  unsigned n = std::thread::hardware_concurrency();
+  return n == 0 ? 1 : n;
+}
+
+ModeResult RunMode(const PlannedJob& job, uint32_t jobs, Scheduler& scheduler, ResultSink& sink,
+                   RunStats& stats) {
+  switch (job.config.mode) {
+    case Mode::kSerial:
+      return RunSerial(job, scheduler, sink, stats);
+    case Mode::kThreads:
+      return RunThreads(job, jobs, scheduler, sink, stats);
+    case Mode::kProcesses:
+      return RunProcesses(job, jobs, scheduler, sink, stats);
+  }
+  return ModeResult::Failed("unknown mode");
+}
+
+// Turns the end state into the exit code, printing the failure report.
+ExitCode Conclude(const PlannedJob& job, const Scheduler& scheduler, const RunStats& stats,
+                  const ModeResult& result) {
+  if (result.kind == ModeResult::Kind::kInterrupted) {
+    std::fprintf(stderr, "fanout: interrupted by %s; output discarded\n",
+                 Interrupt::signal_number() == SIGTERM ? "SIGTERM" : "SIGINT");
+    return ExitCode::kInterrupted;
+  }
+  if (result.kind == ModeResult::Kind::kFailed) {
+    std::fprintf(stderr, "fanout: job failed: %s\n", result.message.c_str());
+    return ExitCode::kJobFailed;
+  }
+  if (scheduler.Aborted()) {
+    PrintChunkFailure(job, scheduler, stats, scheduler.failed_chunks().front(), "fanout: ");
+    return ExitCode::kJobFailed;
+  }
+  if (!scheduler.failed_chunks().empty()) {
+    std::fprintf(stderr, "fanout: %zu of %zu chunks failed; their output is missing:\n",
+                 scheduler.failed_chunks().size(), job.chunks.size());
+    for (uint64_t chunk : scheduler.failed_chunks()) {
+      PrintChunkFailure(job, scheduler, stats, chunk, "  ");
+    }
+    return ExitCode::kPartial;
+  }
+  return ExitCode::kOk;
+}
+
+}  // namespace
+
+ExitCode RunJob(const JobConfig& config) {
+  TaskRegistry& registry = TaskRegistry::Global();
+  RegisterBuiltinTasks(registry);
+  auto task = ResolveTask(registry, config.task, config.args);
+  if (!task.ok()) {
+    PrintUsageError(task.status().message());
+    return ExitCode::kUsage;
+  }
+  if (config.range && config.input != "-") {
+    PrintUsageError("--range and --input are mutually exclusive (a range job reads no input)");
+    return ExitCode::kUsage;
+  }
+  // The output is opened first so an unwritable path fails before any input is read.
+  auto output = OutputFile::Open(config.output);
+  if (!output.ok()) {
+    PrintUsageError(output.status().message());
+    return ExitCode::kUsage;
+  }
+  Result<JobInput> input =
+      config.range ? Result<JobInput>(JobInput()) : JobInput::Open(config.input);
+  if (!input.ok()) {
+    PrintUsageError(input.status().message());
+    return ExitCode::kUsage;
+  }
+
+  uint32_t jobs = config.mode == Mode::kSerial ? 1 : (config.jobs ? config.jobs : DefaultJobs());
+  if (config.mode == Mode::kProcesses && !config.listen.empty() && !config.jobs_given) {
+    jobs = 0;  // workers will connect to --listen
+  }
+  uint64_t default_chunks = 4ull * (config.jobs ? config.jobs : DefaultJobs());
+  PlannedJob job{config, **task, std::move(input).value(), {}};
+  job.chunks = config.range ? PlanRangeChunks(*config.range, config.chunking, default_chunks)
+                            : PlanLineChunks(job.input.view(), config.chunking, default_chunks);
+  spdlog::debug("planned {} chunks for task '{}' in mode {}", job.chunks.size(), config.task,
+                ModeName(config.mode));
+
+  auto start = Clock::now();
+  Scheduler scheduler(job.chunks.size(), config.scheduler);
+  ResultAssembler assembler(job.chunks.size(), /*ordered=*/true, &*output);
+  RunStats stats;
+  ResultSink sink(scheduler, assembler, stats);
+  ModeResult result =
+      job.chunks.empty() ? ModeResult::Completed() : RunMode(job, jobs, scheduler, sink, stats);
+  double wall = std::chrono::duration<double>(Clock::now() - start).count();
+
+  ExitCode code = Conclude(job, scheduler, stats, result);
+  if (code == ExitCode::kOk || code == ExitCode::kPartial) {
+    if (!assembler.Complete()) {
+      std::fprintf(stderr, "fanout: internal error: output incomplete (%lu of %zu chunks)\n",
+                   static_cast<unsigned long>(assembler.next_to_write()), job.chunks.size());
+      output->Discard();
+      return ExitCode::kJobFailed;
+    }
+    if (Status s = output->Commit(); !s.ok()) {
+      std::fprintf(stderr, "fanout: %s\n", s.message().c_str());
+      return ExitCode::kJobFailed;
+    }
+  } else {
+    output->Discard();
+  }
+  PrintSummary(config, job, scheduler, stats, wall);
+  return code;
+}
+
+}  // namespace fanout

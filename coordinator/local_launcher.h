@@ -1,0 +1,66 @@
+// LocalLauncher: starts, watches and reaps the local `fanout-worker` processes of a
+// `processes` job. Each child gets PR_SET_PDEATHSIG(SIGKILL), so no worker outlives the
+// coordinator even if it is killed; stdin/stdout go to /dev/null (stdout may be the job's
+// output), stderr is shared. Exits are noticed through a pidfd per child that the event
+// loop polls next to its socket. The destructor kills and reaps every child still alive.
+// Not thread-safe: owned by the coordinator's event loop.
+#pragma once
+
+#include <sys/types.h>
+
+#include <chrono>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "common/status.h"
+
+namespace fanout {
+
+// How a child ended, from waitpid's status.
+struct ChildExit {
+  pid_t pid = 0;
+  std::string name;
+  int status = 0;
+  // "exited with status 1", "was killed by signal 9 (SIGKILL)".
+  std::string Describe() const;
+};
+
+class LocalLauncher {
+ public:
+  // `argv_tail` is appended to every worker's command line (after --connect/--name).
+  LocalLauncher(std::string worker_bin, std::string endpoint, std::vector<std::string> argv_tail);
+  ~LocalLauncher();
+  LocalLauncher(const LocalLauncher&) = delete;
+  LocalLauncher& operator=(const LocalLauncher&) = delete;
+
+  // Starts one worker named `name`. An error means it could not be executed at all.
+  Result<pid_t> Spawn(const std::string& name);
+
+  // The pidfds to poll (readable when that child has exited).
+  std::vector<int> fds() const;
+  // Reaps the child behind a readable pidfd.
+  std::optional<ChildExit> Reap(int fd);
+  void Kill(pid_t pid, int sig);
+  size_t alive() const { return children_.size(); }
+  bool IsChild(pid_t pid) const;
+  // Waits up to `grace` for every child to exit on its own, then SIGKILLs and reaps the rest.
+  void StopAll(std::chrono::milliseconds grace);
+
+ private:
+  struct Child {
+    pid_t pid;
+    std::string name;
+  };
+  std::string worker_bin_;
+  std::string endpoint_;
+  std::vector<std::string> argv_tail_;
+  std::map<int, Child> children_;  // pidfd -> child
+};
+
+// The worker binary to run: `configured` if set, else $FANOUT_WORKER, else fanout-worker
+// next to the running executable, else "fanout-worker" on PATH. Error if not executable.
+Result<std::string> FindWorkerBinary(const std::string& configured);
+
+}  // namespace fanout

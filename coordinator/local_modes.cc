@@ -1,0 +1,114 @@
+#include "coordinator/local_modes.h"
+
+#include <spdlog/spdlog.h>
+
+#include <chrono>
+#include <condition_variable>
+#include <mutex>
+#include <stop_token>
+#include <thread>
+#include <vector>
+
+#include "common/measured_run.h"
+#include "coordinator/interrupt.h"
+
+namespace fanout {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+// Records one finished attempt. Returns false (with `error` set) if the job must stop.
+bool Finish(const PlannedJob& job, Scheduler& scheduler, ResultSink& sink, WorkerIndex worker,
+            const Assignment& a, Measured m, std::string output, std::string& error) {
+  ResultOutcome outcome = scheduler.OnResult(worker, a.chunk, a.attempt, m.status.ok(),
+                                             m.status.message(), Clock::now());
+  spdlog::debug("chunk {} attempt {} on thread {}: {}", a.chunk, a.attempt, worker,
+                m.status.ok() ? "ok" : m.status.message());
+  if (outcome.verdict == Verdict::kRetrying) {
+    spdlog::warn("{} attempt {} failed, retrying: {}", job.Describe(a.chunk), a.attempt,
+                 m.status.message());
+  }
+  Status s = outcome.verdict == Verdict::kAccepted
+                 ? sink.Accept(a.chunk, Blob(std::move(output)), m.cpu_seconds)
+                 : Status::Ok();
+  if (s.ok()) s = sink.SyncFailures();
+  if (!s.ok()) error = s.message();
+  return s.ok();
+}
+
+}  // namespace
+
+ModeResult RunSerial(const PlannedJob& job, Scheduler& scheduler, ResultSink& sink,
+                     RunStats& stats) {
+  stats.workers = 1;
+  stats.workers_by_index = {"serial"};
+  scheduler.AddWorker(0, 1, 1);
+  std::stop_source never;
+  while (!scheduler.Finished() && !scheduler.Aborted()) {
+    if (Interrupt::Requested()) return ModeResult::Interrupted();
+    auto a = scheduler.Next(0, Clock::now());
+    if (!a) return ModeResult::Failed("internal error: no runnable chunk in serial mode");
+    std::string out;
+    Measured m = MeasuredRun(job.task, job.InputFor(a->chunk, a->attempt, ""), job.config.args, out,
+                             never.get_token());
+    std::string error;
+    if (!Finish(job, scheduler, sink, 0, *a, m, std::move(out), error)) {
+      return ModeResult::Failed(error);
+    }
+  }
+  return ModeResult::Completed();
+}
+
+ModeResult RunThreads(const PlannedJob& job, uint32_t threads, Scheduler& scheduler,
+                      ResultSink& sink, RunStats& stats) {
+  std::mutex mu;
+  std::condition_variable cv;  // a chunk was re-queued, or the job ended
+  std::string error;
+  bool stop = false;
+  std::stop_source cancel;  // interrupts: every running task is asked to stop
+  stats.workers = threads;
+  for (uint32_t i = 0; i < threads; ++i) {
+    stats.workers_by_index.push_back("thread-" + std::to_string(i));
+    scheduler.AddWorker(i, 1, 1);
+  }
+  auto done = [&] { return stop || scheduler.Finished() || scheduler.Aborted(); };
+  auto body = [&](WorkerIndex me) {
+    std::unique_lock lock(mu);
+    while (!done()) {
+      auto a = scheduler.Next(me, Clock::now());
+      if (!a) {
+        // Nothing runnable now; a failing attempt elsewhere may re-queue a chunk.
+        cv.wait(lock);
+        continue;
+      }
+      lock.unlock();
+      std::string out;
+      Measured m = MeasuredRun(job.task, job.InputFor(a->chunk, a->attempt, ""), job.config.args,
+                               out, cancel.get_token());
+      lock.lock();
+      if (stop) break;
+      if (!Finish(job, scheduler, sink, me, *a, m, std::move(out), error)) stop = true;
+      cv.notify_all();
+    }
+    cv.notify_all();
+  };
+  {
+    std::vector<std::jthread> pool;
+    for (uint32_t i = 0; i < threads; ++i) pool.emplace_back(body, i);
+    // The calling thread watches for Ctrl-C while the pool works.
+    std::unique_lock lock(mu);
+    while (!done()) {
+      cv.wait_for(lock, std::chrono::milliseconds(50));
+      if (Interrupt::Requested()) {
+        stop = true;
+        cancel.request_stop();
+        cv.notify_all();
+      }
+    }
+  }
+  if (Interrupt::Requested()) return ModeResult::Interrupted();
+  if (!error.empty()) return ModeResult::Failed(error);
+  return ModeResult::Completed();
+}
+
+}  // namespace fanout

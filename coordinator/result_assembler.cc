@@ -1,0 +1,44 @@
+#include "coordinator/result_assembler.h"
+
+#include <algorithm>
+
+namespace fanout {
+
+ResultAssembler::ResultAssembler(uint64_t num_chunks, bool ordered, OutputFile* out)
+    : num_chunks_(num_chunks), ordered_(ordered), out_(out) {}
+
+Status ResultAssembler::Add(uint64_t chunk, Blob data) {
+  if (!ordered_) {
+    ++written_;
+    return out_->Write(data.view());
+  }
+  buffered_bytes_ += data.size();
+  peak_buffered_ = std::max(peak_buffered_, buffered_bytes_);
+  pending_.emplace(chunk, std::move(data));
+  return Flush();
+}
+
+Status ResultAssembler::Skip(uint64_t chunk) {
+  if (!ordered_) {
+    ++written_;
+    return Status::Ok();
+  }
+  pending_.emplace(chunk, std::nullopt);
+  return Flush();
+}
+
+Status ResultAssembler::Flush() {
+  for (auto it = pending_.begin(); it != pending_.end() && it->first == next_;) {
+    if (it->second) {
+      Status s = out_->Write(it->second->view());
+      if (!s.ok()) return s;
+      buffered_bytes_ -= it->second->size();
+    }
+    ++next_;
+    ++written_;
+    it = pending_.erase(it);
+  }
+  return Status::Ok();
+}
+
+}  // namespace fanout

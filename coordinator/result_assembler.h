@@ -1,0 +1,46 @@
+// ResultAssembler: turns chunk results arriving in any order into output in input order.
+// A result is written as soon as every earlier chunk is written (or skipped as failed);
+// until then it is buffered. The scheduler's window bounds how far ahead results can
+// be, so the buffer is bounded too. With `ordered` false, results are written as they
+// arrive. Pure apart from the OutputFile it writes to. Not thread-safe.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <vector>
+
+#include "common/blob.h"
+#include "common/output_file.h"
+#include "common/status.h"
+
+namespace fanout {
+
+class ResultAssembler {
+ public:
+  ResultAssembler(uint64_t num_chunks, bool ordered, OutputFile* out);
+
+  // The accepted output of `chunk`. Invariant (from the scheduler): at most once per chunk.
+  Status Add(uint64_t chunk, Blob data);
+  // `chunk` failed for good (--keep-going): it contributes nothing.
+  Status Skip(uint64_t chunk);
+
+  bool Complete() const { return written_ == num_chunks_; }
+  uint64_t next_to_write() const { return next_; }
+  uint64_t buffered_bytes() const { return buffered_bytes_; }
+  uint64_t peak_buffered_bytes() const { return peak_buffered_; }
+
+ private:
+  Status Flush();
+
+  uint64_t num_chunks_;
+  bool ordered_;
+  OutputFile* out_;
+  uint64_t next_ = 0;     // ordered: the lowest chunk not yet written or skipped
+  uint64_t written_ = 0;  // chunks written or skipped
+  std::map<uint64_t, std::optional<Blob>> pending_;  // nullopt = skipped
+  uint64_t buffered_bytes_ = 0;
+  uint64_t peak_buffered_ = 0;
+};
+
+}  // namespace fanout

@@ -1,0 +1,242 @@
+#include "coordinator/scheduler.h"
+
+#include <algorithm>
+#include <cstdio>
+
+namespace fanout {
+
+Scheduler::Scheduler(uint64_t num_chunks, SchedulerOptions options)
+    : options_(options), chunks_(num_chunks) {
+  for (uint64_t i = 0; i < num_chunks; ++i) queue_.push_back(i);
+}
+
+void Scheduler::AddWorker(WorkerIndex worker, uint32_t slots, uint32_t capacity) {
+  Worker& w = workers_[worker];
+  w.slots = std::max<uint32_t>(1, slots);
+  w.capacity = std::max(w.slots, capacity);
+}
+
+uint32_t Scheduler::live_attempts(WorkerIndex worker) const {
+  auto it = workers_.find(worker);
+  return it == workers_.end() ? 0 : static_cast<uint32_t>(it->second.live.size());
+}
+
+std::vector<uint64_t> Scheduler::RemoveWorker(WorkerIndex worker, const std::string& reason,
+                                              TimePoint now) {
+  now_ = now;
+  std::vector<uint64_t> failed_now;
+  auto it = workers_.find(worker);
+  if (it == workers_.end()) return failed_now;
+  ++counters_.workers_lost;
+  auto live = std::move(it->second.live);
+  uint32_t running = it->second.slots;
+  workers_.erase(it);
+  // Re-queue in descending chunk order at the front so the queue stays ascending.
+  std::vector<std::pair<std::pair<uint64_t, uint32_t>, bool>> ended;
+  uint32_t n = 0;
+  for (auto& la : live) ended.push_back({la, n++ < running});
+  std::sort(ended.begin(), ended.end(),
+            [](const auto& a, const auto& b) { return a.first.first > b.first.first; });
+  for (auto& [la, was_running] : ended) {
+    if (FailAttempt(la.first, la.second, reason, was_running) == Verdict::kChunkFailed)
+      failed_now.push_back(la.first);
+  }
+  return failed_now;
+}
+
+Scheduler::Live* Scheduler::FindLive(uint64_t chunk, uint32_t attempt) {
+  for (Live& l : chunks_[chunk].live)
+    if (l.attempt == attempt) return &l;
+  return nullptr;
+}
+
+void Scheduler::PromoteRunning(WorkerIndex worker) {
+  auto w = workers_.find(worker);
+  if (w == workers_.end()) return;
+  uint32_t n = 0;
+  for (const auto& [chunk, attempt] : w->second.live) {
+    if (n++ >= w->second.slots) break;
+    Live* l = FindLive(chunk, attempt);
+    if (l && !l->started) l->started = now_;
+  }
+}
+
+void Scheduler::DropLive(uint64_t chunk, uint32_t attempt) {
+  Chunk& c = chunks_[chunk];
+  auto it = std::find_if(c.live.begin(), c.live.end(),
+                         [&](const Live& l) { return l.attempt == attempt; });
+  if (it == c.live.end()) return;
+  WorkerIndex worker = it->worker;
+  c.live.erase(it);
+  auto w = workers_.find(worker);
+  if (w != workers_.end()) {
+    auto& q = w->second.live;
+    q.erase(std::remove(q.begin(), q.end(), std::make_pair(chunk, attempt)), q.end());
+    PromoteRunning(worker);
+  }
+}
+
+Verdict Scheduler::FailAttempt(uint64_t chunk, uint32_t attempt, const std::string& reason,
+                               bool counts_as_failure) {
+  Chunk& c = chunks_[chunk];
+  WorkerIndex worker = 0;
+  for (const Live& l : c.live)
+    if (l.attempt == attempt) worker = l.worker;
+  DropLive(chunk, attempt);
+  if (counts_as_failure) c.failures.push_back({attempt, worker, reason});
+  if (!c.live.empty()) return Verdict::kRetrying;  // another attempt is still running
+  if (c.failures.size() > options_.retries) {
+    c.state = State::kFailed;
+    failed_.push_back(chunk);
+    while (low_water_ < chunks_.size() && (chunks_[low_water_].state == State::kDone ||
+                                           chunks_[low_water_].state == State::kFailed))
+      ++low_water_;
+    return Verdict::kChunkFailed;
+  }
+  c.state = State::kQueued;
+  queue_.push_front(chunk);
+  if (counts_as_failure) ++counters_.retries;
+  return Verdict::kRetrying;
+}
+
+bool Scheduler::InWindow(uint64_t chunk) const {
+  return options_.window == 0 || chunk < low_water_ + options_.window;
+}
+
+std::optional<uint64_t> Scheduler::PickQueued(WorkerIndex worker) {
+  // Prefer a chunk whose last failure was not on this worker; with one worker, any.
+  for (auto it = queue_.begin(); it != queue_.end(); ++it) {
+    if (!InWindow(*it)) break;  // the queue is ascending apart from re-queued chunks
+    const Chunk& c = chunks_[*it];
+    bool avoid = workers_.size() > 1 && !c.failures.empty() && c.failures.back().worker == worker;
+    if (avoid) continue;
+    uint64_t chunk = *it;
+    queue_.erase(it);
+    return chunk;
+  }
+  return std::nullopt;
+}
+
+Assignment Scheduler::Issue(WorkerIndex worker, uint64_t chunk, TimePoint now, bool speculative) {
+  Chunk& c = chunks_[chunk];
+  c.state = State::kRunning;
+  uint32_t attempt = ++c.attempts_issued;
+  c.live.push_back({attempt, worker, std::nullopt});
+  workers_[worker].live.emplace_back(chunk, attempt);
+  now_ = now;
+  PromoteRunning(worker);
+  ++counters_.attempts;
+  if (speculative) ++counters_.speculative;
+  return {chunk, attempt, speculative};
+}
+
+std::optional<Assignment> Scheduler::PickStraggler(WorkerIndex worker, TimePoint now) {
+  Micros median = median_attempt_time();
+  if (median.count() <= 0) return std::nullopt;
+  // Only an idle worker speculates, so real work is never delayed by it.
+  if (!workers_[worker].live.empty()) return std::nullopt;
+  for (uint64_t i = low_water_; i < chunks_.size(); ++i) {
+    const Chunk& c = chunks_[i];
+    if (c.state != State::kRunning || c.live.size() != 1) continue;
+    if (c.live[0].worker == worker || !c.live[0].started) continue;
+    if (now - *c.live[0].started > 2 * median) return Issue(worker, i, now, true);
+  }
+  return std::nullopt;
+}
+
+std::optional<Assignment> Scheduler::Next(WorkerIndex worker, TimePoint now) {
+  now_ = now;
+  auto it = workers_.find(worker);
+  if (it == workers_.end() || Aborted()) return std::nullopt;
+  if (it->second.live.size() >= it->second.capacity) return std::nullopt;
+  if (auto chunk = PickQueued(worker)) return Issue(worker, *chunk, now, false);
+  if (options_.speculate && queue_.empty()) return PickStraggler(worker, now);
+  return std::nullopt;
+}
+
+ResultOutcome Scheduler::OnResult(WorkerIndex worker, uint64_t chunk, uint32_t attempt, bool ok,
+                                  const std::string& error, TimePoint now) {
+  now_ = now;
+  ResultOutcome out;
+  if (chunk >= chunks_.size() || attempt == 0 || attempt > chunks_[chunk].attempts_issued) {
+    ++counters_.unknown_results;
+    out.verdict = Verdict::kUnknown;
+    return out;
+  }
+  Chunk& c = chunks_[chunk];
+  auto live = std::find_if(c.live.begin(), c.live.end(), [&](const Live& l) {
+    return l.attempt == attempt && l.worker == worker;
+  });
+  if (live == c.live.end()) {
+    ++counters_.late_duplicates;
+    out.verdict = Verdict::kLateDuplicate;
+    return out;
+  }
+  if (!ok) {
+    out.verdict = FailAttempt(chunk, attempt, error, true);
+    return out;
+  }
+  if (live->started) durations_.push_back(std::chrono::duration_cast<Micros>(now - *live->started));
+  DropLive(chunk, attempt);
+  for (const Live& other : c.live) out.cancel.push_back({other.worker, chunk, other.attempt});
+  for (const CancelOrder& o : out.cancel) DropLive(o.chunk, o.attempt);
+  c.state = State::kDone;
+  ++done_;
+  while (low_water_ < chunks_.size() &&
+         (chunks_[low_water_].state == State::kDone || chunks_[low_water_].state == State::kFailed))
+    ++low_water_;
+  out.verdict = Verdict::kAccepted;
+  return out;
+}
+
+Micros Scheduler::median_attempt_time() const {
+  if (durations_.empty()) return Micros(0);
+  std::vector<Micros> d = durations_;
+  auto mid = d.begin() + static_cast<std::ptrdiff_t>(d.size() / 2);
+  std::nth_element(d.begin(), mid, d.end());
+  return *mid;
+}
+
+std::optional<Micros> Scheduler::Limit() const {
+  if (options_.timeout.count() > 0) return options_.timeout;
+  if (options_.timeout_percent > 0) {
+    // A relative limit needs a few finished attempts to mean anything.
+    if (durations_.size() < 3) return std::nullopt;
+    auto base = std::max(median_attempt_time(), Micros(1000));
+    return Micros(
+        static_cast<int64_t>(static_cast<double>(base.count()) * options_.timeout_percent / 100.0));
+  }
+  return std::nullopt;
+}
+
+std::optional<TimePoint> Scheduler::NextDeadline() const {
+  auto limit = Limit();
+  if (!limit) return std::nullopt;
+  std::optional<TimePoint> earliest;
+  for (uint64_t i = low_water_; i < chunks_.size(); ++i)
+    for (const Live& l : chunks_[i].live)
+      if (l.started && (!earliest || *l.started + *limit < *earliest))
+        earliest = *l.started + *limit;
+  return earliest;
+}
+
+std::vector<CancelOrder> Scheduler::ExpireAttempts(TimePoint now) {
+  now_ = now;
+  std::vector<CancelOrder> expired;
+  auto limit = Limit();
+  if (!limit) return expired;
+  for (uint64_t i = low_water_; i < chunks_.size(); ++i) {
+    for (const Live& l : chunks_[i].live)
+      if (l.started && now - *l.started >= *limit) expired.push_back({l.worker, i, l.attempt});
+  }
+  for (const CancelOrder& o : expired) {
+    ++counters_.timeouts;
+    auto secs = std::chrono::duration<double>(*limit).count();
+    char buf[64];
+    std::snprintf(buf, sizeof buf, "timed out after %.3gs", secs);
+    FailAttempt(o.chunk, o.attempt, buf, true);
+  }
+  return expired;
+}
+
+}  // namespace fanout

@@ -1,0 +1,167 @@
+// Scheduler: decides which chunk attempt goes to which worker, and what a result, a lost
+// worker or a passing deadline means for the job. Pure: it touches no socket, clock or
+// process; time comes in as arguments, so every decision is unit-testable (STYLE.md §1).
+// Not thread-safe: owned and driven by one event loop.
+//
+// Invariants:
+//  - a chunk is in exactly one state: queued, running (>= 1 live attempt), done, failed;
+//  - at most one result per chunk is accepted (exactly-once output); every other result
+//    for it is a late duplicate (dropped) or unknown (rejected);
+//  - a worker never holds more live attempts than its capacity (slots + prefetch).
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <deque>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace fanout {
+
+using TimePoint = std::chrono::steady_clock::time_point;
+using Micros = std::chrono::microseconds;
+using WorkerIndex = uint32_t;
+
+struct SchedulerOptions {
+  uint32_t retries = 2;        // extra attempts after the first failure
+  Micros timeout{0};           // per-attempt limit; 0 = none
+  double timeout_percent = 0;  // > 0: limit = percent/100 x median attempt time so far
+  bool speculate = false;      // re-issue stragglers (> 2x median) to idle workers
+  bool keep_going = false;     // a chunk that fails every attempt does not stop the job
+  uint64_t window = 0;         // max chunks ahead of the oldest unfinished one; 0 = any
+};
+
+// One attempt handed to a worker.
+struct Assignment {
+  uint64_t chunk = 0;
+  uint32_t attempt = 0;  // 1-based, per chunk
+  bool speculative = false;
+};
+
+// An attempt that ended without an accepted result, with why (for reports).
+struct AttemptFailure {
+  uint32_t attempt = 0;
+  WorkerIndex worker = 0;
+  std::string reason;
+};
+
+// An attempt the coordinator must tell its worker to abandon.
+struct CancelOrder {
+  WorkerIndex worker = 0;
+  uint64_t chunk = 0;
+  uint32_t attempt = 0;
+};
+
+enum class Verdict {
+  kAccepted,       // the chunk's output: write it
+  kRetrying,       // the attempt failed; the chunk is queued again
+  kChunkFailed,    // the attempt failed and no attempt is left (see failed_chunks())
+  kLateDuplicate,  // from an attempt already superseded or a chunk already done: dropped
+  kUnknown,        // no such chunk or attempt was ever issued: rejected
+};
+
+struct ResultOutcome {
+  Verdict verdict = Verdict::kUnknown;
+  std::vector<CancelOrder> cancel;  // other live attempts of an accepted chunk
+};
+
+struct SchedulerCounters {
+  uint64_t attempts = 0;
+  uint64_t retries = 0;  // re-queues after a failed attempt
+  uint64_t timeouts = 0;
+  uint64_t speculative = 0;
+  uint64_t late_duplicates = 0;
+  uint64_t unknown_results = 0;
+  uint64_t workers_lost = 0;
+};
+
+class Scheduler {
+ public:
+  Scheduler(uint64_t num_chunks, SchedulerOptions options);
+
+  // A worker joins with room for `capacity` live attempts.
+  void AddWorker(WorkerIndex worker, uint32_t slots, uint32_t capacity);
+  // A worker is gone. Its live attempts end: the oldest `slots` of them (the ones it was
+  // running, as workers start attempts in arrival order) count as failed attempts with
+  // `reason`; the rest never started and are re-queued without penalty. All go back to
+  // the front of the queue in chunk order. Returns chunks that failed for good.
+  std::vector<uint64_t> RemoveWorker(WorkerIndex worker, const std::string& reason, TimePoint now);
+
+  // The next attempt for `worker`, or nothing (no capacity, nothing runnable, window).
+  std::optional<Assignment> Next(WorkerIndex worker, TimePoint now);
+
+  // A RESULT arrived. `ok` false means the task reported `error`.
+  ResultOutcome OnResult(WorkerIndex worker, uint64_t chunk, uint32_t attempt, bool ok,
+                         const std::string& error, TimePoint now);
+
+  // Attempts past their deadline: each is failed (retried or failed for good) and must
+  // be cancelled on its worker.
+  std::vector<CancelOrder> ExpireAttempts(TimePoint now);
+  // The earliest attempt deadline, if any (the event loop's poll timeout).
+  std::optional<TimePoint> NextDeadline() const;
+
+  bool Finished() const { return done_ + failed_.size() == chunks_.size(); }
+  // True once a chunk failed every attempt and keep_going is off: stop the job.
+  bool Aborted() const { return !options_.keep_going && !failed_.empty(); }
+  const std::vector<uint64_t>& failed_chunks() const { return failed_; }
+  const std::vector<AttemptFailure>& failures_of(uint64_t chunk) const {
+    return chunks_[chunk].failures;
+  }
+  uint64_t chunks_done() const { return done_; }
+  uint32_t live_attempts(WorkerIndex worker) const;
+  bool HasWorker(WorkerIndex worker) const { return workers_.count(worker) > 0; }
+  size_t worker_count() const { return workers_.size(); }
+  const SchedulerCounters& counters() const { return counters_; }
+  // Median wall time of accepted attempts so far (0 if none).
+  Micros median_attempt_time() const;
+
+ private:
+  enum class State { kQueued, kRunning, kDone, kFailed };
+  struct Live {
+    uint32_t attempt;
+    WorkerIndex worker;
+    // When the attempt entered one of its worker's running slots (workers run attempts
+    // in arrival order, so the oldest `slots` live attempts are the running ones);
+    // unset while it waits in the worker's prefetch queue. Deadlines count from here.
+    std::optional<TimePoint> started;
+  };
+  struct Chunk {
+    State state = State::kQueued;
+    uint32_t attempts_issued = 0;
+    std::vector<Live> live;
+    std::vector<AttemptFailure> failures;
+  };
+  struct Worker {
+    uint32_t slots = 1;
+    uint32_t capacity = 1;
+    std::deque<std::pair<uint64_t, uint32_t>> live;  // (chunk, attempt) in dispatch order
+  };
+
+  // Ends one live attempt as failed; re-queues or fails the chunk. Returns the verdict.
+  Verdict FailAttempt(uint64_t chunk, uint32_t attempt, const std::string& reason,
+                      bool counts_as_failure);
+  void DropLive(uint64_t chunk, uint32_t attempt);
+  // Marks the attempts that now occupy a running slot of `worker` as started at now_.
+  void PromoteRunning(WorkerIndex worker);
+  Live* FindLive(uint64_t chunk, uint32_t attempt);
+  bool InWindow(uint64_t chunk) const;
+  std::optional<uint64_t> PickQueued(WorkerIndex worker);
+  std::optional<Assignment> PickStraggler(WorkerIndex worker, TimePoint now);
+  std::optional<Micros> Limit() const;
+  Assignment Issue(WorkerIndex worker, uint64_t chunk, TimePoint now, bool speculative);
+
+  SchedulerOptions options_;
+  std::vector<Chunk> chunks_;
+  std::deque<uint64_t> queue_;  // queued chunks; re-dispatched ones go to the front
+  std::map<WorkerIndex, Worker> workers_;
+  std::vector<uint64_t> failed_;
+  std::vector<Micros> durations_;  // accepted attempts, for the median
+  uint64_t done_ = 0;
+  uint64_t low_water_ = 0;  // every chunk below this is done or failed
+  SchedulerCounters counters_;
+  TimePoint now_{};  // time of the latest event passed in
+};
+
+}  // namespace fanout

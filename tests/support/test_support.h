@@ -1,0 +1,75 @@
+// Test helpers: RAII temp dirs and running real binaries with captured output and a
+// deadline. Integration tests run the built `fanout`/`fanout-worker` found via CMake
+// (FANOUT_BIN_DIR), never via PATH.
+#pragma once
+
+#include <sys/types.h>
+
+#include <chrono>
+#include <string>
+#include <vector>
+
+namespace fanout::testing {
+
+// A fresh private directory, removed recursively on destruction.
+class TempDir {
+ public:
+  TempDir();
+  ~TempDir();
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+  const std::string& path() const { return path_; }
+  std::string File(const std::string& name) const { return path_ + "/" + name; }
+
+ private:
+  std::string path_;
+};
+
+std::string FanoutBin();  // path of build/bin/fanout
+std::string WorkerBin();  // path of build/bin/fanout-worker
+
+struct RunResult {
+  int exit_code = -1;  // exit status, or 128+signal if killed by a signal
+  bool timed_out = false;
+  std::string out;
+  std::string err;
+};
+
+struct RunOptions {
+  std::string stdin_data;  // fed to the child's stdin (then closed)
+  std::chrono::milliseconds timeout{30000};
+  std::vector<std::string> env;  // extra NAME=VALUE entries
+};
+
+// Runs argv[0] with argv, feeding stdin and capturing stdout/stderr concurrently.
+// A child still running at the deadline is killed (its process group) and timed_out set.
+RunResult Run(const std::vector<std::string>& argv, const RunOptions& options = {});
+
+// Starts argv in the background (own process group); Wait() reaps it. The destructor
+// kills and reaps a child still running.
+class Child {
+ public:
+  explicit Child(const std::vector<std::string>& argv, const std::string& stdout_path = "",
+                 const std::string& stderr_path = "");
+  ~Child();
+  Child(const Child&) = delete;
+  Child& operator=(const Child&) = delete;
+  pid_t pid() const { return pid_; }
+  // Waits up to `timeout`; returns the exit code (128+sig if signalled) or -1 on timeout.
+  int Wait(std::chrono::milliseconds timeout);
+  void Signal(int sig);
+
+ private:
+  pid_t pid_ = -1;
+  bool reaped_ = false;
+};
+
+std::string ReadFile(const std::string& path);
+void WriteFile(const std::string& path, const std::string& data);
+bool FileExists(const std::string& path);
+std::string Sha256(const std::string& data);  // via sha256sum, hex
+
+// Pids of live processes whose /proc/PID/cmdline contains `needle` (excluding self).
+std::vector<pid_t> ProcessesMatching(const std::string& needle);
+
+}  // namespace fanout::testing

@@ -1,0 +1,74 @@
+// fanout-worker: connects to a coordinator and runs chunks until told to stop.
+#include <signal.h>
+#include <spdlog/sinks/stdout_color_sinks.h>
+#include <spdlog/spdlog.h>
+#include <unistd.h>
+
+#include <CLI/CLI.hpp>
+#include <cstdio>
+
+#include "common/exit_code.h"
+#include "common/task.h"
+#include "common/units.h"
+#include "worker/worker_loop.h"
+
+int main(int argc, char** argv) {
+  using namespace fanout;
+  signal(SIGPIPE, SIG_IGN);
+  // Blocked before any thread exists, so only the loop's signalfd sees these.
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGINT);
+  sigaddset(&set, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &set, nullptr);
+
+  CLI::App app{"fanout-worker: runs chunks for a fanout coordinator", "fanout-worker"};
+  app.set_version_flag("--version", std::string("fanout-worker ") + FANOUT_VERSION);
+  WorkerConfig config;
+  std::string heartbeat = "500ms", log_level = "warn";
+  app.add_option("--connect", config.endpoint, "Coordinator endpoint (tcp://HOST:PORT, ipc://PATH)")
+      ->required();
+  app.add_option("--slots", config.slots, "Chunks run at once")
+      ->check(CLI::Range(1u, 1024u))
+      ->capture_default_str();
+  app.add_option("--name", config.name, "Name in the coordinator's reports (default HOST-PID)");
+  app.add_option("--heartbeat", heartbeat, "Heartbeat until the coordinator sets its own")
+      ->capture_default_str();
+  app.add_option("--log-level", log_level, "trace|debug|info|warn|error|off")
+      ->capture_default_str();
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::CallForHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForVersion& e) {
+    return app.exit(e);
+  } catch (const CLI::ParseError& e) {
+    std::fprintf(stderr, "fanout-worker: %s (see --help)\n", e.what());
+    return ToInt(ExitCode::kUsage);
+  }
+  auto hb = ParseDuration(heartbeat);
+  if (!hb.ok() || *hb < std::chrono::milliseconds(1)) {
+    std::fprintf(stderr, "fanout-worker: --heartbeat: %s\n",
+                 hb.ok() ? "must be at least 1ms" : hb.status().message().c_str());
+    return ToInt(ExitCode::kUsage);
+  }
+  config.heartbeat = std::chrono::duration_cast<std::chrono::milliseconds>(*hb);
+  auto level = spdlog::level::from_str(log_level);
+  if (level == spdlog::level::off && log_level != "off") {
+    std::fprintf(stderr,
+                 "fanout-worker: --log-level must be trace, debug, info, warn, error or off\n");
+    return ToInt(ExitCode::kUsage);
+  }
+  if (config.name.empty()) {
+    char host[256] = {};
+    gethostname(host, sizeof host - 1);
+    config.name = std::string(host) + "-" + std::to_string(getpid());
+  }
+  auto logger = std::make_shared<spdlog::logger>(
+      "worker", std::make_shared<spdlog::sinks::stderr_color_sink_mt>());
+  spdlog::set_default_logger(logger);
+  spdlog::set_level(level);
+  spdlog::set_pattern("fanout-worker " + config.name + ": %^%l%$: %v");
+  RegisterBuiltinTasks(TaskRegistry::Global());
+  return RunWorker(config);
+}

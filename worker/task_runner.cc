@@ -1,0 +1,107 @@
+#include "worker/task_runner.h"
+
+#include <spdlog/spdlog.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include "common/measured_run.h"
+
+namespace fanout {
+
+TaskRunner::TaskRunner(uint32_t slots, std::string worker_name)
+    : worker_name_(std::move(worker_name)), event_fd_(eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) {
+  for (uint32_t i = 0; i < slots; ++i) {
+    threads_.emplace_back([this](std::stop_token st) { Work(st); });
+  }
+}
+
+TaskRunner::~TaskRunner() {
+  CancelAll();
+  for (auto& t : threads_) t.request_stop();
+  cv_.notify_all();
+  threads_.clear();  // joins
+  if (event_fd_ >= 0) close(event_fd_);
+}
+
+void TaskRunner::Submit(const TaskDef* def, TaskMsg task, std::optional<zmq::message_t> payload) {
+  {
+    std::lock_guard lock(mu_);
+    queue_.push_back(Attempt{def, std::move(task), std::move(payload)});
+  }
+  cv_.notify_one();
+}
+
+void TaskRunner::Cancel(uint64_t chunk, uint32_t attempt) {
+  std::lock_guard lock(mu_);
+  std::erase_if(
+      queue_, [&](const Attempt& a) { return a.task.chunk == chunk && a.task.attempt == attempt; });
+  if (auto it = running_.find({chunk, attempt}); it != running_.end()) {
+    it->second.second.request_stop();
+    running_.erase(it);  // its result will be dropped
+  }
+}
+
+void TaskRunner::CancelAll() {
+  std::lock_guard lock(mu_);
+  queue_.clear();
+  for (auto& [key, entry] : running_) entry.second.request_stop();
+  running_.clear();
+  finished_.clear();
+}
+
+std::vector<FinishedAttempt> TaskRunner::TakeFinished() {
+  uint64_t count;
+  [[maybe_unused]] ssize_t n = read(event_fd_, &count, sizeof count);
+  std::lock_guard lock(mu_);
+  return std::exchange(finished_, {});
+}
+
+size_t TaskRunner::in_progress() const {
+  std::lock_guard lock(mu_);
+  return queue_.size() + running_.size();
+}
+
+void TaskRunner::Work(std::stop_token thread_stop) {
+  for (;;) {
+    Attempt attempt;
+    std::stop_source stop;
+    uint64_t serial;
+    {
+      std::unique_lock lock(mu_);
+      if (!cv_.wait(lock, thread_stop, [&] { return !queue_.empty(); })) return;
+      attempt = std::move(queue_.front());
+      queue_.pop_front();
+      serial = ++serial_;
+      running_[{attempt.task.chunk, attempt.task.attempt}] = {serial, stop};
+    }
+    const TaskMsg& t = attempt.task;
+    ChunkInput input;
+    if (attempt.payload) {
+      input.data = std::string_view(static_cast<const char*>(attempt.payload->data()),
+                                    attempt.payload->size());
+    }
+    input.range = t.range;
+    input.chunk_id = t.chunk;
+    input.attempt = t.attempt;
+    input.worker_id = worker_name_;
+    spdlog::debug("chunk {} attempt {}: started", t.chunk, t.attempt);
+    FinishedAttempt done;
+    Measured m = MeasuredRun(*attempt.def, input, t.args, done.output, stop.get_token());
+    done.result = ResultMsg{t.chunk,       t.attempt,     m.status.ok(), m.status.message(),
+                            m.cpu_seconds, m.wall_seconds};
+    spdlog::debug("chunk {} attempt {}: {}", t.chunk, t.attempt,
+                  m.status.ok() ? "ok" : m.status.message());
+    {
+      std::lock_guard lock(mu_);
+      auto it = running_.find({t.chunk, t.attempt});
+      if (it == running_.end() || it->second.first != serial) continue;  // cancelled
+      running_.erase(it);
+      if (!done.result.ok) done.output.clear();
+      finished_.push_back(std::move(done));
+    }
+    uint64_t one = 1;
+    [[maybe_unused]] ssize_t n = write(event_fd_, &one, sizeof one);
+  }
+}
+
+}  // namespace fanout

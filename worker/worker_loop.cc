@@ -1,0 +1,202 @@
+#include "worker/worker_loop.h"
+
+#include <signal.h>
+#include <spdlog/spdlog.h>
+#include <sys/signalfd.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <optional>
+#include <zmq.hpp>
+
+#include "common/transport.h"
+#include "worker/task_runner.h"
+
+namespace fanout {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+using std::chrono::milliseconds;
+
+// How one connection ended.
+enum class SessionEnd {
+  kShutdown,      // the coordinator said the job is over
+  kWrongVersion,  // refused for speaking another protocol version
+  kLost,          // silence or REJECT: reconnect after back-off
+  kSignal,        // SIGINT/SIGTERM
+};
+
+class Worker {
+ public:
+  explicit Worker(const WorkerConfig& config)
+      : config_(config), runner_(config.slots, config.name) {
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGTERM);
+    signal_fd_ = signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);
+  }
+  ~Worker() {
+    if (signal_fd_ >= 0) close(signal_fd_);
+  }
+
+  int Run();
+
+ private:
+  SessionEnd Session();
+  // Handles one message; returns a session end, or nothing to keep going.
+  std::optional<SessionEnd> Handle(zmq::socket_t& socket, Envelope& env);
+  void SendResults(zmq::socket_t& socket);
+  bool SignalPending();
+  // Waits `delay` unless a signal arrives first (then returns false).
+  bool BackOff(milliseconds delay);
+
+  const WorkerConfig& config_;
+  zmq::context_t context_{1};
+  TaskRunner runner_;
+  int signal_fd_ = -1;
+  int signal_ = 0;
+  bool welcomed_ = false;
+  milliseconds heartbeat_{0};
+  uint32_t liveness_ = 0;
+};
+
+bool Worker::SignalPending() {
+  signalfd_siginfo info{};
+  if (read(signal_fd_, &info, sizeof info) == static_cast<ssize_t>(sizeof info)) {
+    signal_ = static_cast<int>(info.ssi_signo);
+    return true;
+  }
+  return false;
+}
+
+bool Worker::BackOff(milliseconds delay) {
+  zmq::pollitem_t item{nullptr, signal_fd_, ZMQ_POLLIN, 0};
+  zmq::poll(&item, 1, delay);
+  return !SignalPending();
+}
+
+void Worker::SendResults(zmq::socket_t& socket) {
+  for (FinishedAttempt& done : runner_.TakeFinished()) {
+    if (done.result.ok) {
+      auto* owned = new std::string(std::move(done.output));
+      zmq::message_t payload(
+          owned->data(), owned->size(),
+          [](void*, void* hint) { delete static_cast<std::string*>(hint); }, owned);
+      SendMessage(socket, done.result, &payload);
+    } else {
+      SendMessage(socket, done.result);
+    }
+  }
+}
+
+std::optional<SessionEnd> Worker::Handle(zmq::socket_t& socket, Envelope& env) {
+  if (auto* welcome = std::get_if<Welcome>(&env.message)) {
+    heartbeat_ = milliseconds(std::max<uint32_t>(welcome->heartbeat_ms, 1));
+    liveness_ = std::max<uint32_t>(welcome->liveness, 1);
+    welcomed_ = true;
+    spdlog::debug("welcomed to job {} (heartbeat {} ms, liveness {})", welcome->job_id,
+                  heartbeat_.count(), liveness_);
+  } else if (auto* task = std::get_if<TaskMsg>(&env.message)) {
+    auto def = ResolveTask(TaskRegistry::Global(), task->task, task->args);
+    if (!def.ok()) {
+      SendMessage(socket, ResultMsg{task->chunk, task->attempt, false, def.status().message()});
+    } else {
+      spdlog::debug("chunk {} attempt {}: queued", task->chunk, task->attempt);
+      runner_.Submit(*def, std::move(*task), std::move(env.payload));
+    }
+  } else if (auto* cancel = std::get_if<Cancel>(&env.message)) {
+    spdlog::debug("chunk {} attempt {}: cancelled", cancel->chunk, cancel->attempt);
+    runner_.Cancel(cancel->chunk, cancel->attempt);
+  } else if (std::holds_alternative<Shutdown>(env.message)) {
+    return SessionEnd::kShutdown;
+  } else if (auto* reject = std::get_if<Reject>(&env.message)) {
+    if (reject->protocol != kProtocolVersion) {
+      spdlog::error("coordinator refused this worker: {}", reject->reason);
+      return SessionEnd::kWrongVersion;
+    }
+    spdlog::warn("coordinator refused this worker: {}; reconnecting", reject->reason);
+    return SessionEnd::kLost;
+  }
+  return std::nullopt;
+}
+
+SessionEnd Worker::Session() {
+  zmq::socket_t socket = MakeDealer(context_, config_.endpoint, "");
+  welcomed_ = false;
+  heartbeat_ = config_.heartbeat;
+  liveness_ = config_.liveness;
+  char host[256] = {};
+  gethostname(host, sizeof host - 1);
+  Hello hello{config_.name,   host,
+              FANOUT_VERSION, static_cast<int64_t>(getpid()),
+              config_.slots,  TaskRegistry::Global().Names()};
+  SendMessage(socket, hello);
+  auto now = Clock::now();
+  auto last_heard = now;
+  auto next_heartbeat = now + heartbeat_;
+  for (;;) {
+    zmq::pollitem_t items[] = {{socket.handle(), 0, ZMQ_POLLIN, 0},
+                               {nullptr, runner_.fd(), ZMQ_POLLIN, 0},
+                               {nullptr, signal_fd_, ZMQ_POLLIN, 0}};
+    auto deadline = std::min(next_heartbeat, last_heard + heartbeat_ * liveness_);
+    auto wait = std::chrono::duration_cast<milliseconds>(deadline - Clock::now());
+    zmq::poll(items, 3, std::max(wait, milliseconds(0)) + milliseconds(1));
+    now = Clock::now();
+    if (SignalPending()) return SessionEnd::kSignal;
+    if (items[0].revents & ZMQ_POLLIN) {
+      for (;;) {
+        Received got = ReceiveMessage(socket, /*router=*/false);
+        if (std::holds_alternative<std::monostate>(got)) break;
+        last_heard = now;
+        if (auto* bad = std::get_if<Rejected>(&got)) {
+          spdlog::warn("dropped a malformed message from the coordinator: {}", bad->reason);
+          continue;
+        }
+        if (auto end = Handle(socket, std::get<Envelope>(got))) return *end;
+      }
+    }
+    if (items[1].revents & ZMQ_POLLIN) SendResults(socket);
+    if (now >= next_heartbeat) {
+      SendMessage(socket, Heartbeat{});
+      next_heartbeat = now + heartbeat_;
+    }
+    if (now - last_heard > heartbeat_ * liveness_) {
+      spdlog::warn("no word from the coordinator at {} for {} ms; reconnecting", config_.endpoint,
+                   std::chrono::duration_cast<milliseconds>(now - last_heard).count());
+      return SessionEnd::kLost;
+    }
+  }
+}
+
+int Worker::Run() {
+  milliseconds backoff = config_.initial_backoff;
+  for (;;) {
+    SessionEnd end = Session();
+    runner_.CancelAll();
+    switch (end) {
+      case SessionEnd::kShutdown:
+        spdlog::debug("shutdown received; exiting");
+        return 0;
+      case SessionEnd::kWrongVersion:
+        return 1;
+      case SessionEnd::kSignal:
+        return 128 + signal_;
+      case SessionEnd::kLost:
+        break;
+    }
+    if (welcomed_) backoff = config_.initial_backoff;  // that session did work
+    spdlog::debug("reconnecting in {} ms", backoff.count());
+    if (!BackOff(backoff)) return 128 + signal_;
+    backoff = std::min(backoff * 2, config_.max_backoff);
+  }
+}
+
+}  // namespace
+
+int RunWorker(const WorkerConfig& config) {
+  Worker worker(config);
+  return worker.Run();
+}
+
+}  // namespace fanout

@@ -1,0 +1,31 @@
+// WorkerLoop: the worker side of common/PROTOCOL.md (the ZeroMQ guide's Paranoid Pirate
+// worker). It connects a DEALER, says HELLO, runs the TASKs it is sent on a TaskRunner,
+// answers with RESULTs, and heartbeats. If the coordinator goes silent for `liveness`
+// intervals (or forgets this worker and says REJECT), it abandons its attempts, closes the
+// socket, backs off (1 s doubling to 32 s) and says HELLO again: workers outlive
+// coordinators. SHUTDOWN ends the loop. One thread owns the socket; tasks run on the
+// runner's threads. SIGINT/SIGTERM must be blocked in every thread (main does it) and are
+// read through a signalfd.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <string>
+
+namespace fanout {
+
+struct WorkerConfig {
+  std::string endpoint;
+  std::string name;  // shown in the coordinator's logs and errors
+  uint32_t slots = 1;
+  std::chrono::milliseconds heartbeat{500};  // until WELCOME brings the coordinator's
+  uint32_t liveness = 4;
+  std::chrono::milliseconds initial_backoff{1000};
+  std::chrono::milliseconds max_backoff{32000};
+};
+
+// Runs until SHUTDOWN (returns 0), a REJECT of another protocol version (1), or
+// SIGINT/SIGTERM (128 + signal).
+int RunWorker(const WorkerConfig& config);
+
+}  // namespace fanout
