@@ -1,0 +1,132 @@
+// The coordinator against a worker played by the test over a real DEALER socket: late
+// duplicates are dropped, results for chunks never sent and malformed or wrong-version
+// messages are refused, and the job still completes with the right output.
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <optional>
+#include <zmq.hpp>
+
+#include "common/transport.h"
+#include "tests/support/test_support.h"
+
+namespace fanout::testing {
+namespace {
+
+using std::chrono::milliseconds;
+using Clock = std::chrono::steady_clock;
+
+class PeerTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    endpoint_ = "ipc://" + dir_.File("c.sock");
+    WriteFile(dir_.File("in"), "hello\n");
+  }
+  // Starts `fanout run --listen` with no local workers on a one-chunk identity job.
+  std::unique_ptr<Child> StartCoordinator(std::vector<std::string> extra = {}) {
+    std::vector<std::string> argv = {
+        FanoutBin(), "run", "--listen",      endpoint_, "--chunks",
+        "1",         "-i",  dir_.File("in"), "-o",      dir_.File("out")};
+    argv.insert(argv.end(), extra.begin(), extra.end());
+    argv.push_back("identity");
+    return std::make_unique<Child>(argv, "", dir_.File("err"));
+  }
+  // The next decodable message within `timeout`, skipping heartbeats.
+  std::optional<Envelope> Next(zmq::socket_t& s, milliseconds timeout = milliseconds(10000)) {
+    auto deadline = Clock::now() + timeout;
+    while (Clock::now() < deadline) {
+      zmq::pollitem_t item{s.handle(), 0, ZMQ_POLLIN, 0};
+      zmq::poll(&item, 1, std::chrono::duration_cast<milliseconds>(deadline - Clock::now()));
+      Received got = ReceiveMessage(s, false);
+      if (auto* env = std::get_if<Envelope>(&got)) {
+        if (!std::holds_alternative<Heartbeat>(env->message)) return std::move(*env);
+      }
+    }
+    return std::nullopt;
+  }
+  void Hello(zmq::socket_t& s, uint32_t protocol = kProtocolVersion) {
+    fanout::Hello h{"test-peer", "localhost", "test", 1, 1, {"identity"}};
+    h.protocol = protocol;
+    ASSERT_TRUE(SendMessage(s, h));
+  }
+  void SendResult(zmq::socket_t& s, uint64_t chunk, uint32_t attempt, const std::string& data) {
+    zmq::message_t payload(data.data(), data.size());
+    ASSERT_TRUE(SendMessage(s, ResultMsg{chunk, attempt, true, "", 0.01, 0.01}, &payload));
+  }
+
+  TempDir dir_;
+  std::string endpoint_;
+  zmq::context_t context_{1};
+};
+
+TEST_F(PeerTest, LateDuplicateIsDroppedAndUnknownResultRejected) {
+  auto coordinator = StartCoordinator({"--timeout", "300ms", "--retries", "3"});
+  zmq::socket_t s = MakeDealer(context_, endpoint_, "");
+  Hello(s);
+  auto welcome = Next(s);
+  ASSERT_TRUE(welcome && std::holds_alternative<Welcome>(welcome->message));
+  auto first = Next(s);
+  ASSERT_TRUE(first && std::holds_alternative<TaskMsg>(first->message));
+  EXPECT_EQ(std::get<TaskMsg>(first->message).attempt, 1u);
+  ASSERT_TRUE(first->payload);
+  EXPECT_EQ(first->payload->to_string(), "hello\n");
+  // Sit on attempt 1 until it times out: a CANCEL, then attempt 2 comes (to us again).
+  auto cancel = Next(s);
+  ASSERT_TRUE(cancel && std::holds_alternative<Cancel>(cancel->message));
+  auto second = Next(s);
+  ASSERT_TRUE(second && std::holds_alternative<TaskMsg>(second->message));
+  EXPECT_EQ(std::get<TaskMsg>(second->message).attempt, 2u);
+
+  SendResult(s, 0, 1, "LATE AND WRONG\n");  // superseded attempt: must be dropped
+  SendResult(s, 99, 1, "NEVER SENT\n");     // no such chunk: must be rejected
+  zmq::message_t garbage("\xc1\xc1", 2);
+  s.send(garbage, zmq::send_flags::none);  // not msgpack at all
+  SendResult(s, 0, 2, "hello\n");
+  auto shutdown = Next(s);
+  ASSERT_TRUE(shutdown && std::holds_alternative<Shutdown>(shutdown->message));
+  ASSERT_EQ(coordinator->Wait(milliseconds(10000)), 0) << ReadFile(dir_.File("err"));
+  EXPECT_EQ(ReadFile(dir_.File("out")), "hello\n");
+  std::string err = ReadFile(dir_.File("err"));
+  EXPECT_NE(err.find("late_dropped=1"), std::string::npos) << err;
+  EXPECT_NE(err.find("timeouts=1"), std::string::npos) << err;
+  EXPECT_NE(err.find("unknown chunk 99"), std::string::npos) << err;
+  EXPECT_NE(err.find("malformed"), std::string::npos) << err;
+}
+
+TEST_F(PeerTest, WrongVersionIsRefusedAndTheJobGoesOn) {
+  auto coordinator = StartCoordinator();
+  zmq::socket_t old = MakeDealer(context_, endpoint_, "");
+  Hello(old, 99);
+  auto reject = Next(old);
+  ASSERT_TRUE(reject && std::holds_alternative<Reject>(reject->message));
+  EXPECT_NE(std::get<Reject>(reject->message).reason.find("version 99"), std::string::npos);
+  EXPECT_EQ(std::get<Reject>(reject->message).protocol, kProtocolVersion);
+
+  zmq::socket_t good = MakeDealer(context_, endpoint_, "");
+  Hello(good);
+  ASSERT_TRUE(Next(good));  // WELCOME
+  auto task = Next(good);
+  ASSERT_TRUE(task && std::holds_alternative<TaskMsg>(task->message));
+  SendResult(good, 0, 1, task->payload->to_string());
+  ASSERT_EQ(coordinator->Wait(milliseconds(10000)), 0) << ReadFile(dir_.File("err"));
+  EXPECT_EQ(ReadFile(dir_.File("out")), "hello\n");
+}
+
+TEST_F(PeerTest, MessagesFromUnknownPeersAreAnsweredWithReject) {
+  auto coordinator = StartCoordinator();
+  zmq::socket_t stranger = MakeDealer(context_, endpoint_, "");
+  SendResult(stranger, 0, 1, "forged\n");  // no HELLO first
+  auto reject = Next(stranger);
+  ASSERT_TRUE(reject && std::holds_alternative<Reject>(reject->message));
+  zmq::socket_t good = MakeDealer(context_, endpoint_, "");
+  Hello(good);
+  ASSERT_TRUE(Next(good));  // WELCOME
+  auto task = Next(good);
+  ASSERT_TRUE(task && std::holds_alternative<TaskMsg>(task->message));
+  SendResult(good, 0, 1, "hello\n");
+  ASSERT_EQ(coordinator->Wait(milliseconds(10000)), 0) << ReadFile(dir_.File("err"));
+  EXPECT_EQ(ReadFile(dir_.File("out")), "hello\n");
+}
+
+}  // namespace
+}  // namespace fanout::testing
