@@ -158,8 +158,8 @@ Status LineLeaves(std::string_view data, std::vector<mpz_class>& leaves) {
     if (!IsDecimalInteger(line) || value.set_str(std::string(line), 10) != 0) {
       std::string shown(line.substr(0, kMaxShownLine));
       if (line.size() > kMaxShownLine) shown += "...";
-      return Status::Error("product: line " + std::to_string(line_no) +
-                           " is not an integer: '" + shown + "'");
+      return Status::Error("product: line " + std::to_string(line_no) + " is not an integer: '" +
+                           shown + "'");
     }
     leaves.push_back(std::move(value));
   }
@@ -169,8 +169,8 @@ Status LineLeaves(std::string_view data, std::vector<mpz_class>& leaves) {
 Status ProductRun(const ChunkInput& chunk, std::span<const std::string>, std::string& out,
                   std::stop_token stop) {
   std::vector<mpz_class> values;
-  Status parsed = chunk.range ? RangeLeaves(*chunk.range, values, stop)
-                              : LineLeaves(chunk.data, values);
+  Status parsed =
+      chunk.range ? RangeLeaves(*chunk.range, values, stop) : LineLeaves(chunk.data, values);
   if (!parsed.ok()) return parsed;
   if (values.empty()) values.emplace_back(1);  // the empty product
   if (Status s = ProductTree(values, stop); !s.ok()) return s;
