@@ -95,4 +95,16 @@ zmq::socket_t MakeDealer(zmq::context_t& context, const std::string& endpoint,
 
 std::string LastEndpoint(zmq::socket_t& socket) { return socket.get(zmq::sockopt::last_endpoint); }
 
+int PollOnce(zmq::pollitem_t* items, size_t count, std::chrono::milliseconds timeout) {
+  try {
+    return zmq::poll(items, count, timeout);
+  } catch (const zmq::error_t& e) {
+    if (e.num() == EINTR) {
+      for (size_t i = 0; i < count; ++i) items[i].revents = 0;
+      return 0;
+    }
+    throw;
+  }
+}
+
 }  // namespace fanout

@@ -4,6 +4,7 @@
 // Sockets are not thread-safe: each socket is used by the one thread that owns it.
 #pragma once
 
+#include <chrono>
 #include <optional>
 #include <string>
 #include <zmq.hpp>
@@ -53,5 +54,9 @@ Result<zmq::socket_t> MakeRouter(zmq::context_t& context, const std::string& end
 zmq::socket_t MakeDealer(zmq::context_t& context, const std::string& endpoint,
                          const std::string& identity);
 std::string LastEndpoint(zmq::socket_t& socket);
+
+// zmq::poll that treats an interrupted call (EINTR: a signal arrived) as "nothing ready":
+// the caller's loop then looks at its signal flags. Returns the number of ready items.
+int PollOnce(zmq::pollitem_t* items, size_t count, std::chrono::milliseconds timeout);
 
 }  // namespace fanout

@@ -405,7 +405,7 @@ ModeResult EventLoop::Run() {
     for (int fd : launcher_->fds()) items.push_back({nullptr, fd, ZMQ_POLLIN, 0});
     auto now = Clock::now();
     auto wait = std::chrono::duration_cast<milliseconds>(NextWakeup(now) - now) + milliseconds(1);
-    zmq::poll(items, wait);
+    PollOnce(items.data(), items.size(), wait);
     Step(Clock::now(), items);
   }
   if (!error_.empty() && result.kind == ModeResult::Kind::kCompleted) {

@@ -1,5 +1,6 @@
 #include "coordinator/local_modes.h"
 
+#include <poll.h>
 #include <spdlog/spdlog.h>
 
 #include <chrono>
@@ -36,6 +37,26 @@ bool Finish(const PlannedJob& job, Scheduler& scheduler, ResultSink& sink, Worke
   return s.ok();
 }
 
+// Requests `source` to stop when Ctrl-C (or SIGTERM) arrives, so a long task is
+// cancelled instead of finishing first. The watching thread ends with the object.
+class InterruptWatcher {
+ public:
+  explicit InterruptWatcher(std::stop_source source)
+      : thread_([source](std::stop_token own) mutable {
+          while (!own.stop_requested()) {
+            pollfd p{Interrupt::fd(), POLLIN, 0};
+            // The bounded timeout only serves to notice `own` stopping.
+            if (poll(&p, Interrupt::fd() >= 0 ? 1 : 0, 50) > 0 || Interrupt::Requested()) {
+              source.request_stop();
+              return;
+            }
+          }
+        }) {}
+
+ private:
+  std::jthread thread_;
+};
+
 }  // namespace
 
 ModeResult RunSerial(const PlannedJob& job, Scheduler& scheduler, ResultSink& sink,
@@ -43,14 +64,16 @@ ModeResult RunSerial(const PlannedJob& job, Scheduler& scheduler, ResultSink& si
   stats.workers = 1;
   stats.workers_by_index = {"serial"};
   scheduler.AddWorker(0, 1, 1);
-  std::stop_source never;
+  std::stop_source cancel;
+  InterruptWatcher watcher(cancel);
   while (!scheduler.Finished() && !scheduler.Aborted()) {
     if (Interrupt::Requested()) return ModeResult::Interrupted();
     auto a = scheduler.Next(0, Clock::now());
     if (!a) return ModeResult::Failed("internal error: no runnable chunk in serial mode");
     std::string out;
     Measured m = MeasuredRun(job.task, job.InputFor(a->chunk, a->attempt, ""), job.config.args, out,
-                             never.get_token());
+                             cancel.get_token());
+    if (cancel.stop_requested()) return ModeResult::Interrupted();
     std::string error;
     if (!Finish(job, scheduler, sink, 0, *a, m, std::move(out), error)) {
       return ModeResult::Failed(error);
@@ -66,6 +89,7 @@ ModeResult RunThreads(const PlannedJob& job, uint32_t threads, Scheduler& schedu
   std::string error;
   bool stop = false;
   std::stop_source cancel;  // interrupts: every running task is asked to stop
+  InterruptWatcher watcher(cancel);
   stats.workers = threads;
   for (uint32_t i = 0; i < threads; ++i) {
     stats.workers_by_index.push_back("thread-" + std::to_string(i));
@@ -86,7 +110,7 @@ ModeResult RunThreads(const PlannedJob& job, uint32_t threads, Scheduler& schedu
       Measured m = MeasuredRun(job.task, job.InputFor(a->chunk, a->attempt, ""), job.config.args,
                                out, cancel.get_token());
       lock.lock();
-      if (stop) break;
+      if (stop || cancel.stop_requested()) break;
       if (!Finish(job, scheduler, sink, me, *a, m, std::move(out), error)) stop = true;
       cv.notify_all();
     }
@@ -99,9 +123,8 @@ ModeResult RunThreads(const PlannedJob& job, uint32_t threads, Scheduler& schedu
     std::unique_lock lock(mu);
     while (!done()) {
       cv.wait_for(lock, std::chrono::milliseconds(50));
-      if (Interrupt::Requested()) {
+      if (cancel.stop_requested()) {
         stop = true;
-        cancel.request_stop();
         cv.notify_all();
       }
     }
