@@ -106,20 +106,22 @@ void PrintSummary(const JobConfig& config, const PlannedJob& job, const Schedule
                   const RunStats& stats, double wall) {
   if (config.quiet) return;
   const SchedulerCounters& c = scheduler.counters();
-  double parallelism = wall > 0 ? stats.cpu_seconds / wall : 0;
-  std::fprintf(
-      stderr,
-      "fanout: mode=%s workers=%u chunks=%zu wall=%s cpu=%s parallelism=%.2fx "
-      "retries=%lu timeouts=%lu workers_lost=%lu respawns=%lu late_dropped=%lu\n",
-      std::string(ModeName(config.mode)).c_str(), stats.workers, job.chunks.size(),
-      FormatDuration(std::chrono::duration_cast<Micros>(std::chrono::duration<double>(wall)))
-          .c_str(),
-      FormatDuration(
-          std::chrono::duration_cast<Micros>(std::chrono::duration<double>(stats.cpu_seconds)))
-          .c_str(),
-      parallelism, static_cast<unsigned long>(c.retries), static_cast<unsigned long>(c.timeouts),
-      static_cast<unsigned long>(c.workers_lost), static_cast<unsigned long>(stats.respawns),
-      static_cast<unsigned long>(c.late_duplicates));
+  auto seconds = [](double s) {
+    return FormatDuration(std::chrono::duration_cast<Micros>(std::chrono::duration<double>(s)));
+  };
+  char parallelism[32];
+  std::snprintf(parallelism, sizeof parallelism, "%.2fx", wall > 0 ? stats.cpu_seconds / wall : 0);
+  std::string line = "fanout: mode=" + std::string(ModeName(config.mode)) +
+                     " workers=" + std::to_string(stats.workers) +
+                     " chunks=" + std::to_string(job.chunks.size()) + " wall=" + seconds(wall) +
+                     " cpu=" + seconds(stats.cpu_seconds) + " parallelism=" + parallelism +
+                     " retries=" + std::to_string(c.retries) +
+                     " timeouts=" + std::to_string(c.timeouts) +
+                     " workers_lost=" + std::to_string(c.workers_lost) +
+                     " respawns=" + std::to_string(stats.respawns) +
+                     " speculated=" + std::to_string(c.speculative) +
+                     " late_dropped=" + std::to_string(c.late_duplicates) + "\n";
+  std::fputs(line.c_str(), stderr);
 }
 
 uint32_t DefaultJobs() {

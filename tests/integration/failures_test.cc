@@ -162,6 +162,35 @@ TEST_F(FailuresTest, TimeoutKillsTheAttemptAndTheRetrySucceeds) {
   EXPECT_NE(r.err.find("workers_lost=0"), std::string::npos) << r.err;
 }
 
+TEST_F(FailuresTest, RelativeTimeoutIsAMultipleOfTheMedianChunkTime) {
+  std::string input = Lines(40);
+  WriteFile(dir_.File("in"), input);
+  auto start = Clock::now();
+  RunResult r = fanout::testing::Run(
+      Fanout({"-j", "2", "--chunks", "8", "--timeout", "300%", "-i", dir_.File("in"), "-o",
+              dir_.File("out"), "exec", "--", "sh", "-c",
+              "[ \"$FANOUT_CHUNK$FANOUT_ATTEMPT\" = 51 ] && sleep 60; sleep 0.2; cat"}));
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_LT(Clock::now() - start, std::chrono::seconds(20));
+  EXPECT_EQ(ReadFile(dir_.File("out")), input);
+  EXPECT_EQ(r.err.find("timeouts=0"), std::string::npos) << r.err;
+}
+
+TEST_F(FailuresTest, SpeculationReissuesAStragglerAndTheFirstResultWins) {
+  std::string input = Lines(60);
+  WriteFile(dir_.File("in"), input);
+  auto start = Clock::now();
+  // Chunk 5's first attempt would take a minute; its speculative copy is instant.
+  RunResult r = fanout::testing::Run(Fanout(
+      {"-j", "2", "--chunks", "6", "--speculate", "-i", dir_.File("in"), "-o", dir_.File("out"),
+       "exec", "--", "sh", "-c", "[ \"$FANOUT_CHUNK$FANOUT_ATTEMPT\" = 51 ] && sleep 60; cat"}));
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_LT(Clock::now() - start, std::chrono::seconds(20));
+  EXPECT_EQ(ReadFile(dir_.File("out")), input);
+  EXPECT_NE(r.err.find("speculated=1"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("retries=0"), std::string::npos) << r.err;
+}
+
 TEST_F(FailuresTest, ChunkTimingOutEveryAttemptIsReported) {
   WriteFile(dir_.File("in"), Lines(8));
   RunResult r =
