@@ -98,7 +98,7 @@ TEST(CodecTest, MalformedHeadersAreErrorsNeverExceptions) {
   msgpack::sbuffer arr;
   msgpack::packer<msgpack::sbuffer>(arr).pack(std::vector<int>{1, 2});
   std::string big(kMaxHeaderBytes + 1, '\x80');
-  std::string claims_huge_array = Map(KV("v", 1), KV("k", 3)) ;
+  std::string claims_huge_array = Map(KV("v", 1), KV("k", 3));
   claims_huge_array[0] = '\x83';  // one more entry than present...
   claims_huge_array += std::string("\xa4") + "args" + "\xdd\x7f\xff\xff\xff";  // array32 2^31-1
   std::string deep = "\x81\xa1x\x91\x91\x91\x91\x91\x91\x90";
@@ -139,8 +139,7 @@ TEST(CodecTest, MalformedHeadersAreErrorsNeverExceptions) {
            KV("t", std::string("x")), KV("args", std::vector<std::string>{}), KV("n", 1),
            KV("lo", 5), KV("hi", 1)),
        "inverted"},
-      {"slots 0",
-       Map(KV("v", 1), KV("k", 1), KV("id", std::string("w")), KV("slots", 0)), "slots"},
+      {"slots 0", Map(KV("v", 1), KV("k", 1), KV("id", std::string("w")), KV("slots", 0)), "slots"},
       {"slots too many",
        Map(KV("v", 1), KV("k", 1), KV("id", std::string("w")), KV("slots", 70000)), "slots"},
       {"ok not bool", Map(KV("v", 1), KV("k", 4), KV("c", 1), KV("a", 1), KV("ok", 1)),
