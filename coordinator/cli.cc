@@ -1,7 +1,9 @@
 #include "coordinator/cli.h"
 
+#include <spdlog/sinks/basic_file_sink.h>
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
+#include <unistd.h>
 
 #include <CLI/CLI.hpp>
 #include <algorithm>
@@ -34,7 +36,10 @@ struct RawFlags {
   std::string timeout;
   std::string heartbeat = "500ms";
   std::string log_level = "warn";
+  std::string log_file;
   int verbose = 0;
+  bool progress = false;
+  bool report = false;
 };
 
 int UsageError(const std::string& message) {
@@ -72,16 +77,30 @@ Status Finish(const RawFlags& raw, JobConfig& config) {
   return Status::Ok();
 }
 
-// Log lines go to stderr: stdout may be the job's output.
-void SetupLogging(const RawFlags& raw) {
+// Log lines go to stderr (stdout may be the job's output), and to --log-file if given.
+// NO_COLOR (https://no-color.org) turns colours off.
+Status SetupLogging(const RawFlags& raw, bool quiet) {
   auto level = spdlog::level::from_str(raw.log_level);
   if (raw.verbose == 1) level = std::min(level, spdlog::level::info);
   if (raw.verbose >= 2) level = spdlog::level::debug;
-  auto logger = std::make_shared<spdlog::logger>(
-      "coordinator", std::make_shared<spdlog::sinks::stderr_color_sink_mt>());
+  if (quiet) level = std::max(level, spdlog::level::err);
+  const char* no_color = std::getenv("NO_COLOR");
+  auto console = std::make_shared<spdlog::sinks::stderr_color_sink_mt>(
+      no_color && *no_color ? spdlog::color_mode::never : spdlog::color_mode::automatic);
+  std::vector<spdlog::sink_ptr> sinks = {console};
+  if (!raw.log_file.empty()) {
+    try {
+      sinks.push_back(std::make_shared<spdlog::sinks::basic_file_sink_mt>(raw.log_file));
+    } catch (const spdlog::spdlog_ex& e) {
+      return Status::Error("--log-file: cannot write '" + raw.log_file + "': " + e.what());
+    }
+  }
+  auto logger = std::make_shared<spdlog::logger>("coordinator", sinks.begin(), sinks.end());
   spdlog::set_default_logger(logger);
   spdlog::set_level(level);
-  spdlog::set_pattern("fanout: %^%l%$: %v");
+  spdlog::set_pattern("%^fanout: %l: %v%$");
+  if (sinks.size() > 1) sinks[1]->set_pattern("%Y-%m-%d %H:%M:%S.%e fanout: %l: %v");
+  return Status::Ok();
 }
 
 void AddRunOptions(CLI::App& run, JobConfig& config, RawFlags& raw) {
@@ -116,7 +135,16 @@ void AddRunOptions(CLI::App& run, JobConfig& config, RawFlags& raw) {
                  "fanout-worker to start (default: $FANOUT_WORKER, or beside fanout)");
   run.add_option("--listen", config.listen,
                  "Bind here (tcp://HOST:PORT, ipc://PATH) so other workers can join");
-  run.add_flag("-q,--quiet", config.quiet, "No summary line");
+  run.add_flag("-q,--quiet", config.quiet, "Errors only: no summary, report or progress");
+  run.add_flag("--progress,--bar", raw.progress,
+               "Live progress line on stderr (default: when stderr is a terminal)");
+  run.add_flag("--report", raw.report,
+               "Per-worker report at the end (default: when stderr is a terminal)");
+  run.add_option("--stats-json", config.stats_json, "Write job statistics as JSON to FILE");
+  run.add_option("--trace", config.trace,
+                 "Write a Chrome trace (open in Perfetto or chrome://tracing) to FILE");
+  run.add_flag("--dry-run", config.dry_run, "Print the chunk plan and exit; run nothing");
+  run.add_option("--log-file", raw.log_file, "Also write log lines to FILE");
   run.add_flag("-v,--verbose", raw.verbose, "More logging (-v info, -vv debug)");
   run.add_option("--log-level", raw.log_level, "trace|debug|info|warn|error|off")
       ->capture_default_str();
@@ -164,7 +192,10 @@ int RunCli(int argc, char** argv) {
   config.args = rest;
   config.jobs_given = run->count("-j") > 0;
   if (Status s = Finish(raw, config); !s.ok()) return UsageError(s.message());
-  SetupLogging(raw);
+  if (Status s = SetupLogging(raw, config.quiet); !s.ok()) return UsageError(s.message());
+  bool terminal = isatty(STDERR_FILENO) == 1;
+  config.progress = raw.progress || terminal;
+  config.report = raw.report || terminal;
   Interrupt::Install();
   return ToInt(RunJob(config));
 }

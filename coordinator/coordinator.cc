@@ -87,8 +87,10 @@ class EventLoop {
   void OnChildExit(const ChildExit& exit, Clock::time_point now);
   void LoseWorker(WorkerIndex index, const std::string& reason, Clock::time_point now);
   void CheckLiveness(Clock::time_point now);
-  void SendCancels(const std::vector<CancelOrder>& orders);
+  void SendCancels(const std::vector<CancelOrder>& orders, const std::string& why);
   void Fill(Peer& peer, Clock::time_point now);
+  // Records the span of an attempt that ended without a result (cancelled, timed out, lost).
+  void EndAttempt(uint64_t chunk, uint32_t attempt, const std::string& why);
   void MaybeRespawn(Clock::time_point now);
   void Note(const Status& s) {
     if (!s.ok() && error_.empty()) error_ = s.message();
@@ -121,6 +123,8 @@ class EventLoop {
   std::string last_loss_;  // why the most recent worker was lost
   Clock::time_point next_heartbeat_;
   std::string error_;  // a fatal write error
+  // Attempts sent and not yet ended: (chunk, attempt) -> (worker, dispatch time), for spans.
+  std::map<std::pair<uint64_t, uint32_t>, std::pair<WorkerIndex, double>> in_flight_;
 };
 
 Status EventLoop::Start() {
@@ -161,10 +165,23 @@ EventLoop::Peer* EventLoop::FindPeer(WorkerIndex index) {
   return p == peers_.end() ? nullptr : &p->second;
 }
 
-void EventLoop::SendCancels(const std::vector<CancelOrder>& orders) {
+void EventLoop::EndAttempt(uint64_t chunk, uint32_t attempt, const std::string& why) {
+  auto it = in_flight_.find({chunk, attempt});
+  if (it == in_flight_.end()) return;
+  double now = stats_.telemetry.Now();
+  AttemptSpan span = job_.Span(stats_.telemetry, chunk, attempt, it->second.first,
+                               now - it->second.second, 0, Status::Error(why));
+  span.measured = false;
+  stats_.telemetry.RecordAttempt(std::move(span));
+  in_flight_.erase(it);
+}
+
+void EventLoop::SendCancels(const std::vector<CancelOrder>& orders, const std::string& why) {
   for (const CancelOrder& order : orders) {
+    EndAttempt(order.chunk, order.attempt, why);
     if (Peer* peer = FindPeer(order.worker)) {
-      spdlog::debug("cancel chunk {} attempt {} on {}", order.chunk, order.attempt, peer->name);
+      spdlog::debug("cancel chunk {} attempt {} on {}: {}", order.chunk, order.attempt, peer->name,
+                    why);
       SendTo(*router_, peer->id, Cancel{order.chunk, order.attempt});
     }
   }
@@ -180,6 +197,12 @@ void EventLoop::LoseWorker(WorkerIndex index, const std::string& reason, Clock::
   std::string id = peer->id;
   peers_.erase(id);
   peer_of_.erase(index);
+  stats_.telemetry.workers_running = static_cast<uint32_t>(peers_.size());
+  std::vector<std::pair<uint64_t, uint32_t>> lost;
+  for (const auto& [key, flight] : in_flight_) {
+    if (flight.first == index) lost.push_back(key);
+  }
+  for (const auto& [chunk, attempt] : lost) EndAttempt(chunk, attempt, "worker lost: " + reason);
   scheduler_.RemoveWorker(index, "worker " + reason, now);
   Note(sink_.SyncFailures());
 }
@@ -213,12 +236,13 @@ void EventLoop::OnHello(const std::string& id, const Hello& hello, Clock::time_p
   peer.pid = static_cast<pid_t>(hello.pid);
   peer.local = launcher_ && launcher_->IsChild(peer.pid);
   peer.last_seen = now;
-  stats_.workers_by_index.push_back(peer.name);
+  stats_.telemetry.SetWorker(peer.index, {peer.name, hello.host});
   scheduler_.AddWorker(peer.index, hello.slots, 2 * hello.slots);
   spdlog::debug("worker {} joined (host {}, pid {}, {} slots)", peer.name, hello.host, hello.pid,
                 hello.slots);
   peer_of_[peer.index] = id;
   auto& stored = peers_[id] = std::move(peer);
+  stats_.telemetry.workers_running = static_cast<uint32_t>(peers_.size());
   SendTo(*router_, id,
          Welcome{job_id_, static_cast<uint32_t>(heartbeat_.count()), config_.liveness});
   Fill(stored, now);
@@ -228,13 +252,24 @@ void EventLoop::OnResult(Peer& peer, const ResultMsg& result,
                          std::optional<zmq::message_t>& payload, Clock::time_point now) {
   ResultOutcome outcome =
       scheduler_.OnResult(peer.index, result.chunk, result.attempt, result.ok, result.error, now);
+  if (auto it = in_flight_.find({result.chunk, result.attempt});
+      it != in_flight_.end() && it->second.first == peer.index) {
+    double since_dispatch = stats_.telemetry.Now() - it->second.second;
+    AttemptSpan span =
+        job_.Span(stats_.telemetry, result.chunk, result.attempt, peer.index,
+                  std::min(result.wall_seconds, since_dispatch), payload ? payload->size() : 0,
+                  result.ok ? Status::Ok() : Status::Error(result.error));
+    span.cpu_seconds = result.cpu_seconds;
+    stats_.telemetry.RecordAttempt(std::move(span));
+    in_flight_.erase(it);
+  }
   switch (outcome.verdict) {
     case Verdict::kAccepted:
       spdlog::debug("chunk {} attempt {} done on {}", result.chunk, result.attempt, peer.name);
       consecutive_deaths_ = 0;
       Note(sink_.Accept(result.chunk, payload ? Blob(std::move(*payload)) : Blob(),
                         result.cpu_seconds));
-      SendCancels(outcome.cancel);
+      SendCancels(outcome.cancel, "cancelled: another attempt won");
       break;
     case Verdict::kRetrying:
     case Verdict::kChunkFailed:
@@ -330,6 +365,7 @@ void EventLoop::Fill(Peer& peer, Clock::time_point now) {
     zmq::message_t payload(const_cast<char*>(bytes.data()), bytes.size(), nullptr, nullptr);
     spdlog::debug("chunk {} attempt {}{} -> {}", a->chunk, a->attempt,
                   a->speculative ? " (speculative)" : "", peer.name);
+    in_flight_[{a->chunk, a->attempt}] = {peer.index, stats_.telemetry.Now()};
     bool sent = SendTo(*router_, peer.id, msg, chunk.range ? nullptr : &payload);
     if (!sent) {
       LoseWorker(peer.index, "is unreachable", now);
@@ -365,7 +401,7 @@ void EventLoop::Step(Clock::time_point now, const std::vector<zmq::pollitem_t>& 
     if (items[i].revents == 0) continue;
     if (auto exit = launcher_->Reap(items[i].fd)) OnChildExit(*exit, now);
   }
-  SendCancels(scheduler_.ExpireAttempts(now));
+  SendCancels(scheduler_.ExpireAttempts(now), "timed out");
   Note(sink_.SyncFailures());
   CheckLiveness(now);
   MaybeRespawn(now);
@@ -411,7 +447,17 @@ ModeResult EventLoop::Run() {
   if (!error_.empty() && result.kind == ModeResult::Kind::kCompleted) {
     result = ModeResult::Failed(error_);
   }
-  for (const auto& [id, peer] : peers_) SendTo(*router_, id, Shutdown{"job finished"});
+  while (!in_flight_.empty()) {
+    auto [chunk, attempt] = in_flight_.begin()->first;
+    EndAttempt(chunk, attempt, "abandoned: the job ended");
+  }
+  // Welcomed workers are told to stop; ones still starting up are stopped by signal.
+  std::vector<pid_t> told;
+  for (const auto& [id, peer] : peers_) {
+    SendTo(*router_, id, Shutdown{"job finished"});
+    told.push_back(peer.pid);
+  }
+  launcher_->SignalAllExcept(told, SIGTERM);
   launcher_->StopAll(milliseconds(2000));
   return result;
 }

@@ -6,6 +6,7 @@
 #include <csignal>
 #include <cstdio>
 #include <cstring>
+#include <optional>
 #include <thread>
 
 #include "common/output_file.h"
@@ -13,6 +14,7 @@
 #include "coordinator/coordinator.h"
 #include "coordinator/interrupt.h"
 #include "coordinator/local_modes.h"
+#include "coordinator/progress.h"
 
 namespace fanout {
 
@@ -56,9 +58,21 @@ std::string PlannedJob::Describe(uint64_t chunk) const {
   return text + ")";
 }
 
-std::string RunStats::WorkerName(WorkerIndex w) const {
-  if (w < workers_by_index.size() && !workers_by_index[w].empty()) return workers_by_index[w];
-  return "#" + std::to_string(w);
+AttemptSpan PlannedJob::Span(const Telemetry& t, uint64_t chunk, uint32_t attempt,
+                             WorkerIndex worker, double wall, uint64_t bytes_out,
+                             const Status& status) const {
+  AttemptSpan span;
+  span.chunk = chunk;
+  span.attempt = attempt;
+  span.worker = worker;
+  span.end = t.Now();
+  span.start = std::max(0.0, span.end - wall);
+  span.bytes_in = chunks[chunk].bytes();
+  span.records = chunks[chunk].records;
+  span.bytes_out = bytes_out;
+  span.ok = status.ok();
+  span.error = status.message();
+  return span;
 }
 
 Status ResultSink::Accept(uint64_t chunk, Blob output, double cpu_seconds) {
@@ -171,6 +185,98 @@ ExitCode Conclude(const PlannedJob& job, const Scheduler& scheduler, const RunSt
 
 }  // namespace
 
+namespace {
+
+// The files a job writes, all opened (and so checked) before any work starts.
+struct JobFiles {
+  std::optional<OutputFile> output, stats, trace;
+};
+
+Status OpenFiles(const JobConfig& config, JobFiles& files) {
+  auto open = [](const std::string& path, std::optional<OutputFile>& into) -> Status {
+    if (path.empty()) return Status::Ok();
+    auto f = OutputFile::Open(path);
+    if (!f.ok()) return f.status();
+    into.emplace(std::move(f).value());
+    return Status::Ok();
+  };
+  if (Status s = open(config.output.empty() ? "-" : config.output, files.output); !s.ok()) {
+    return s;
+  }
+  if (Status s = open(config.stats_json, files.stats); !s.ok()) return s;
+  return open(config.trace, files.trace);
+}
+
+// --dry-run: the plan on stdout, one line per chunk.
+void PrintPlan(const PlannedJob& job, uint32_t jobs) {
+  std::printf("fanout: dry run: %zu chunks, task '%s', mode %s, %u workers; nothing was run\n",
+              job.chunks.size(), job.config.task.c_str(),
+              std::string(ModeName(job.config.mode)).c_str(), jobs);
+  for (const ChunkSpec& c : job.chunks) {
+    std::printf("%s: %lu records, %lu bytes\n", job.Describe(c.id).c_str(),
+                static_cast<unsigned long>(c.records), static_cast<unsigned long>(c.bytes()));
+  }
+}
+
+JobTotals Totals(const PlannedJob& job, const Scheduler& scheduler, const RunStats& stats,
+                 double wall, ExitCode code, uint32_t jobs) {
+  JobTotals t;
+  t.mode = ModeName(job.config.mode);
+  t.workers = stats.workers ? stats.workers : jobs;
+  t.chunks = job.chunks.size();
+  for (const auto& c : job.chunks) t.records += c.records;
+  t.wall_seconds = wall;
+  t.cpu_seconds = stats.cpu_seconds;
+  for (const auto& span : stats.telemetry.spans()) {
+    if (!span.ok) continue;
+    t.bytes_in += span.bytes_in;
+    t.bytes_out += span.bytes_out;
+  }
+  t.respawns = stats.respawns;
+  t.rejected_messages = stats.rejected_messages;
+  t.counters = scheduler.counters();
+  t.failed_chunks = scheduler.failed_chunks();
+  t.exit_code = ToInt(code);
+  return t;
+}
+
+// Commits or discards the output according to `code`; returns the final code.
+ExitCode SettleOutput(const PlannedJob& job, const ResultAssembler& assembler, OutputFile& output,
+                      ExitCode code) {
+  if (code != ExitCode::kOk && code != ExitCode::kPartial) {
+    output.Discard();
+    return code;
+  }
+  if (!assembler.Complete()) {
+    std::fprintf(stderr, "fanout: internal error: output incomplete (%lu of %zu chunks)\n",
+                 static_cast<unsigned long>(assembler.next_to_write()), job.chunks.size());
+    output.Discard();
+    return ExitCode::kJobFailed;
+  }
+  if (Status s = output.Commit(); !s.ok()) {
+    std::fprintf(stderr, "fanout: %s\n", s.message().c_str());
+    return ExitCode::kJobFailed;
+  }
+  return code;
+}
+
+void WriteReports(const JobConfig& config, const RunStats& stats, const JobTotals& totals,
+                  JobFiles& files) {
+  if (config.report && !config.quiet) {
+    std::fputs(stats.telemetry.Report(totals).c_str(), stderr);
+  }
+  auto write = [](std::optional<OutputFile>& file, const std::string& text) {
+    if (!file) return;
+    Status s = file->Write(text);
+    if (s.ok()) s = file->Commit();
+    if (!s.ok()) std::fprintf(stderr, "fanout: %s\n", s.message().c_str());
+  };
+  write(files.stats, stats.telemetry.StatsJson(totals));
+  write(files.trace, stats.telemetry.TraceJson());
+}
+
+}  // namespace
+
 ExitCode RunJob(const JobConfig& config) {
   TaskRegistry& registry = TaskRegistry::Global();
   RegisterBuiltinTasks(registry);
@@ -183,10 +289,10 @@ ExitCode RunJob(const JobConfig& config) {
     PrintUsageError("--range and --input are mutually exclusive (a range job reads no input)");
     return ExitCode::kUsage;
   }
-  // The output is opened first so an unwritable path fails before any input is read.
-  auto output = OutputFile::Open(config.output);
-  if (!output.ok()) {
-    PrintUsageError(output.status().message());
+  // Outputs are opened first so an unwritable path fails before any input is read.
+  JobFiles files;
+  if (Status s = OpenFiles(config, files); !s.ok()) {
+    PrintUsageError(s.message());
     return ExitCode::kUsage;
   }
   Result<JobInput> input =
@@ -204,34 +310,31 @@ ExitCode RunJob(const JobConfig& config) {
   PlannedJob job{config, **task, std::move(input).value(), {}};
   job.chunks = config.range ? PlanRangeChunks(*config.range, config.chunking, default_chunks)
                             : PlanLineChunks(job.input.view(), config.chunking, default_chunks);
+  if (config.dry_run) {
+    PrintPlan(job, jobs);
+    return ExitCode::kOk;  // files are discarded by their destructors
+  }
   spdlog::debug("planned {} chunks for task '{}' in mode {}", job.chunks.size(), config.task,
                 ModeName(config.mode));
 
   auto start = Clock::now();
   Scheduler scheduler(job.chunks.size(), config.scheduler);
-  ResultAssembler assembler(job.chunks.size(), /*ordered=*/true, &*output);
+  ResultAssembler assembler(job.chunks.size(), /*ordered=*/true, &*files.output);
   RunStats stats;
   ResultSink sink(scheduler, assembler, stats);
-  ModeResult result =
-      job.chunks.empty() ? ModeResult::Completed() : RunMode(job, jobs, scheduler, sink, stats);
+  ModeResult result;
+  {
+    std::optional<Progress> progress;
+    if (config.progress && !config.quiet) progress.emplace(stats.telemetry, job.chunks.size());
+    result =
+        job.chunks.empty() ? ModeResult::Completed() : RunMode(job, jobs, scheduler, sink, stats);
+  }
   double wall = std::chrono::duration<double>(Clock::now() - start).count();
 
   ExitCode code = Conclude(job, scheduler, stats, result);
-  if (code == ExitCode::kOk || code == ExitCode::kPartial) {
-    if (!assembler.Complete()) {
-      std::fprintf(stderr, "fanout: internal error: output incomplete (%lu of %zu chunks)\n",
-                   static_cast<unsigned long>(assembler.next_to_write()), job.chunks.size());
-      output->Discard();
-      return ExitCode::kJobFailed;
-    }
-    if (Status s = output->Commit(); !s.ok()) {
-      std::fprintf(stderr, "fanout: %s\n", s.message().c_str());
-      return ExitCode::kJobFailed;
-    }
-  } else {
-    output->Discard();
-  }
+  code = SettleOutput(job, assembler, *files.output, code);
   PrintSummary(config, job, scheduler, stats, wall);
+  WriteReports(config, stats, Totals(job, scheduler, stats, wall, code, jobs), files);
   return code;
 }
 

@@ -16,6 +16,7 @@
 #include "coordinator/job_input.h"
 #include "coordinator/result_assembler.h"
 #include "coordinator/scheduler.h"
+#include "coordinator/telemetry.h"
 
 namespace fanout {
 
@@ -28,6 +29,9 @@ struct PlannedJob {
 
   // The chunk's bytes ("" for range chunks).
   std::string_view Bytes(uint64_t chunk) const;
+  // An attempt's span as it ended now after `wall` seconds, for the telemetry.
+  AttemptSpan Span(const Telemetry& t, uint64_t chunk, uint32_t attempt, WorkerIndex worker,
+                   double wall, uint64_t bytes_out, const Status& status) const;
   ChunkInput InputFor(uint64_t chunk, uint32_t attempt, const std::string& worker) const;
   // "chunk 3 (lines 301-400)" or "chunk 3 (numbers 1000-1999)": for error messages.
   std::string Describe(uint64_t chunk) const;
@@ -38,9 +42,9 @@ struct RunStats {
   uint32_t workers = 0;
   double cpu_seconds = 0;  // sum over accepted attempts
   uint64_t respawns = 0;
-  uint64_t rejected_messages = 0;             // malformed or unexpected messages dropped
-  std::vector<std::string> workers_by_index;  // WorkerIndex -> display name
-  std::string WorkerName(WorkerIndex w) const;
+  uint64_t rejected_messages = 0;  // malformed or unexpected messages dropped
+  Telemetry telemetry;             // spans, per-worker rows, progress counters
+  std::string WorkerName(WorkerIndex w) const { return telemetry.WorkerName(w); }
 };
 
 // How a mode's run ended. kCompleted means the scheduler finished or aborted (the job

@@ -41,7 +41,12 @@ struct JobConfig {
   // started and the job waits for workers to connect.
   std::string listen;
   bool jobs_given = false;  // -j was on the command line
-  bool quiet = false;       // no summary line
+  bool quiet = false;       // errors only: no summary, report or progress
+  bool progress = false;    // live progress line on stderr
+  bool report = false;      // per-worker report on stderr at the end
+  bool dry_run = false;     // print the chunk plan, run nothing
+  std::string stats_json;   // --stats-json FILE
+  std::string trace;        // --trace FILE (Chrome Trace Event format)
 };
 
 }  // namespace fanout

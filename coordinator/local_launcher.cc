@@ -9,6 +9,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
@@ -161,6 +162,12 @@ std::optional<ChildExit> LocalLauncher::Reap(int fd) {
 
 void LocalLauncher::Kill(pid_t pid, int sig) {
   if (IsChild(pid)) kill(pid, sig);
+}
+
+void LocalLauncher::SignalAllExcept(const std::vector<pid_t>& spare, int sig) {
+  for (const auto& [fd, child] : children_) {
+    if (std::find(spare.begin(), spare.end(), child.pid) == spare.end()) kill(child.pid, sig);
+  }
 }
 
 bool LocalLauncher::IsChild(pid_t pid) const {

@@ -43,6 +43,8 @@ class LocalLauncher {
   // Reaps the child behind a readable pidfd.
   std::optional<ChildExit> Reap(int fd);
   void Kill(pid_t pid, int sig);
+  // Sends `sig` to every child whose pid is not in `spare`.
+  void SignalAllExcept(const std::vector<pid_t>& spare, int sig);
   size_t alive() const { return children_.size(); }
   bool IsChild(pid_t pid) const;
   // Waits up to `grace` for every child to exit on its own, then SIGKILLs and reaps the rest.

@@ -19,8 +19,13 @@ namespace {
 using Clock = std::chrono::steady_clock;
 
 // Records one finished attempt. Returns false (with `error` set) if the job must stop.
-bool Finish(const PlannedJob& job, Scheduler& scheduler, ResultSink& sink, WorkerIndex worker,
-            const Assignment& a, Measured m, std::string output, std::string& error) {
+bool Finish(const PlannedJob& job, Scheduler& scheduler, ResultSink& sink, RunStats& stats,
+            WorkerIndex worker, const Assignment& a, Measured m, std::string output,
+            std::string& error) {
+  AttemptSpan span = job.Span(stats.telemetry, a.chunk, a.attempt, worker, m.wall_seconds,
+                              output.size(), m.status);
+  span.cpu_seconds = m.cpu_seconds;
+  stats.telemetry.RecordAttempt(std::move(span));
   ResultOutcome outcome = scheduler.OnResult(worker, a.chunk, a.attempt, m.status.ok(),
                                              m.status.message(), Clock::now());
   spdlog::debug("chunk {} attempt {} on thread {}: {}", a.chunk, a.attempt, worker,
@@ -62,7 +67,8 @@ class InterruptWatcher {
 ModeResult RunSerial(const PlannedJob& job, Scheduler& scheduler, ResultSink& sink,
                      RunStats& stats) {
   stats.workers = 1;
-  stats.workers_by_index = {"serial"};
+  stats.telemetry.SetWorker(0, {"serial", "local"});
+  stats.telemetry.workers_running = 1;
   scheduler.AddWorker(0, 1, 1);
   std::stop_source cancel;
   InterruptWatcher watcher(cancel);
@@ -75,7 +81,7 @@ ModeResult RunSerial(const PlannedJob& job, Scheduler& scheduler, ResultSink& si
                              cancel.get_token());
     if (cancel.stop_requested()) return ModeResult::Interrupted();
     std::string error;
-    if (!Finish(job, scheduler, sink, 0, *a, m, std::move(out), error)) {
+    if (!Finish(job, scheduler, sink, stats, 0, *a, m, std::move(out), error)) {
       return ModeResult::Failed(error);
     }
   }
@@ -91,8 +97,9 @@ ModeResult RunThreads(const PlannedJob& job, uint32_t threads, Scheduler& schedu
   std::stop_source cancel;  // interrupts: every running task is asked to stop
   InterruptWatcher watcher(cancel);
   stats.workers = threads;
+  stats.telemetry.workers_running = threads;
   for (uint32_t i = 0; i < threads; ++i) {
-    stats.workers_by_index.push_back("thread-" + std::to_string(i));
+    stats.telemetry.SetWorker(i, {"thread-" + std::to_string(i), "local"});
     scheduler.AddWorker(i, 1, 1);
   }
   auto done = [&] { return stop || scheduler.Finished() || scheduler.Aborted(); };
@@ -111,7 +118,7 @@ ModeResult RunThreads(const PlannedJob& job, uint32_t threads, Scheduler& schedu
                                out, cancel.get_token());
       lock.lock();
       if (stop || cancel.stop_requested()) break;
-      if (!Finish(job, scheduler, sink, me, *a, m, std::move(out), error)) stop = true;
+      if (!Finish(job, scheduler, sink, stats, me, *a, m, std::move(out), error)) stop = true;
       cv.notify_all();
     }
     cv.notify_all();

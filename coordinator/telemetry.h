@@ -1,0 +1,99 @@
+// Telemetry: what happened during a job, for the operator: one span per chunk attempt,
+// per-worker totals, live progress counters and the end-of-job outputs (the per-worker
+// report on stderr, --stats-json, --trace in Chrome Trace Event format). Modes record
+// attempts as they end; nothing here affects scheduling. Thread-safety: Record* and the
+// progress counters are safe from any thread (one mutex; counters are atomics).
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "common/status.h"
+#include "coordinator/scheduler.h"
+
+namespace fanout {
+
+// One chunk attempt as it ran on a worker.
+struct AttemptSpan {
+  uint64_t chunk = 0;
+  uint32_t attempt = 0;
+  WorkerIndex worker = 0;
+  double start = 0;  // seconds since the job started
+  double end = 0;
+  double cpu_seconds = 0;
+  uint64_t bytes_in = 0;
+  uint64_t bytes_out = 0;
+  uint64_t records = 0;
+  bool ok = true;
+  std::string error;     // why it failed, when !ok
+  bool measured = true;  // start..end is the task's own run time (not just dispatch..end)
+};
+
+struct WorkerInfo {
+  std::string name;
+  std::string host;
+};
+
+// The totals of one job, filled by RunJob at the end.
+struct JobTotals {
+  std::string mode;
+  uint32_t workers = 0;
+  uint64_t chunks = 0;
+  uint64_t records = 0;
+  double wall_seconds = 0;
+  double cpu_seconds = 0;
+  uint64_t bytes_in = 0;
+  uint64_t bytes_out = 0;
+  uint64_t respawns = 0;
+  uint64_t rejected_messages = 0;
+  SchedulerCounters counters;
+  std::vector<uint64_t> failed_chunks;
+  int exit_code = 0;
+};
+
+class Telemetry {
+ public:
+  Telemetry();
+
+  // Seconds since the job started (the time base of every span).
+  double Now() const;
+  void SetWorker(WorkerIndex worker, WorkerInfo info);
+  // The worker's display name ("#N" if unknown).
+  std::string WorkerName(WorkerIndex worker) const;
+  // An attempt ended (ok or not). Cancelled attempts are recorded as failed with "cancelled".
+  void RecordAttempt(AttemptSpan span);
+
+  // Live counters for the progress line.
+  std::atomic<uint64_t> chunks_done{0};
+  std::atomic<uint64_t> bytes_done{0};
+  std::atomic<uint64_t> failures{0};
+  std::atomic<uint64_t> records_done{0};
+  std::atomic<uint32_t> workers_running{0};
+
+  // Per-worker table and totals, for stderr.
+  std::string Report(const JobTotals& totals) const;
+  // --stats-json: stable keys, documented in README ("Stats JSON").
+  std::string StatsJson(const JobTotals& totals) const;
+  // --trace: Chrome Trace Event format; one "X" event per attempt, one row per worker slot.
+  std::string TraceJson() const;
+  std::vector<AttemptSpan> spans() const;
+
+ private:
+  struct WorkerRow {
+    uint64_t chunks = 0;
+    uint64_t failures = 0;
+    double busy = 0;
+  };
+  std::vector<WorkerRow> Rows() const;
+
+  std::chrono::steady_clock::time_point start_;
+  mutable std::mutex mu_;
+  std::vector<AttemptSpan> spans_;
+  std::vector<WorkerInfo> workers_;  // by WorkerIndex
+};
+
+}  // namespace fanout
