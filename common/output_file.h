@@ -7,6 +7,7 @@
 
 #include <string>
 #include <string_view>
+#include <utility>
 
 #include "common/status.h"
 
@@ -31,7 +32,8 @@ class OutputFile {
   uint64_t bytes_written() const { return bytes_; }
 
  private:
-  OutputFile(int fd, std::string path, std::string temp) : fd_(fd), path_(path), temp_(temp) {}
+  OutputFile(int fd, std::string path, std::string temp)
+      : fd_(fd), path_(std::move(path)), temp_(std::move(temp)) {}
   int fd_ = -1;
   std::string path_;  // "" for stdout
   std::string temp_;

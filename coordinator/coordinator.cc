@@ -236,7 +236,7 @@ void EventLoop::OnHello(const std::string& id, const Hello& hello, Clock::time_p
   peer.pid = static_cast<pid_t>(hello.pid);
   peer.local = launcher_ && launcher_->IsChild(peer.pid);
   peer.last_seen = now;
-  stats_.telemetry.SetWorker(peer.index, {peer.name, hello.host});
+  stats_.telemetry.SetWorker(peer.index, {peer.name, hello.host, hello.slots});
   scheduler_.AddWorker(peer.index, hello.slots, 2 * hello.slots);
   spdlog::debug("worker {} joined (host {}, pid {}, {} slots)", peer.name, hello.host, hello.pid,
                 hello.slots);

@@ -137,17 +137,23 @@ std::string Telemetry::TraceJson() const {
   std::vector<AttemptSpan> spans = this->spans();
   std::sort(spans.begin(), spans.end(),
             [](const auto& a, const auto& b) { return a.start < b.start; });
-  // Lanes: within a worker, each span takes the first lane free at its start, so a worker
-  // with several slots shows one row per slot.
+  // Lanes: a worker gets one row per slot; each span goes to the row that frees up first.
+  // Span starts are estimated (result arrival minus the worker's wall time), so a start a
+  // little before its row's previous end is clamped to it.
   std::vector<std::vector<double>> lane_free;  // per worker: when each lane frees up
   Json events = Json::array();
   std::lock_guard lock(mu_);
-  for (const auto& s : spans) {
-    if (lane_free.size() <= s.worker) lane_free.resize(s.worker + 1);
+  for (auto s : spans) {
+    if (lane_free.size() <= s.worker) {
+      lane_free.resize(s.worker + 1);
+    }
     auto& lanes = lane_free[s.worker];
-    size_t lane = 0;
-    while (lane < lanes.size() && lanes[lane] > s.start + 1e-9) ++lane;
-    if (lane == lanes.size()) lanes.push_back(0);
+    if (lanes.empty()) {
+      uint32_t slots = s.worker < workers_.size() ? workers_[s.worker].slots : 1;
+      lanes.assign(std::max<uint32_t>(slots, 1), 0.0);
+    }
+    size_t lane = static_cast<size_t>(std::min_element(lanes.begin(), lanes.end()) - lanes.begin());
+    s.start = std::min(std::max(s.start, lanes[lane]), s.end);
     lanes[lane] = s.end;
     Json args = {{"chunk", s.chunk},
                  {"attempt", s.attempt},

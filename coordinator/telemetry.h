@@ -36,6 +36,7 @@ struct AttemptSpan {
 struct WorkerInfo {
   std::string name;
   std::string host;
+  uint32_t slots = 1;  // attempts it runs at once: the trace gives it this many rows
 };
 
 // The totals of one job, filled by RunJob at the end.
