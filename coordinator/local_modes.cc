@@ -20,7 +20,7 @@ using Clock = std::chrono::steady_clock;
 
 // Records one finished attempt. Returns false (with `error` set) if the job must stop.
 bool Finish(const PlannedJob& job, Scheduler& scheduler, ResultSink& sink, RunStats& stats,
-            WorkerIndex worker, const Assignment& a, Measured m, std::string output,
+            WorkerIndex worker, const Assignment& a, const Measured& m, std::string output,
             std::string& error) {
   AttemptSpan span = job.Span(stats.telemetry, a.chunk, a.attempt, worker, m.wall_seconds,
                               output.size(), m.status);
@@ -46,7 +46,7 @@ bool Finish(const PlannedJob& job, Scheduler& scheduler, ResultSink& sink, RunSt
 // cancelled instead of finishing first. The watching thread ends with the object.
 class InterruptWatcher {
  public:
-  explicit InterruptWatcher(std::stop_source source)
+  explicit InterruptWatcher(const std::stop_source& source)
       : thread_([source](std::stop_token own) mutable {
           while (!own.stop_requested()) {
             pollfd p{Interrupt::fd(), POLLIN, 0};

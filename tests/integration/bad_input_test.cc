@@ -93,6 +93,7 @@ INSTANTIATE_TEST_SUITE_P(
         Row{"LogLevelUnknown", With({"-i", "IN", "--log-level", "loud", "identity"}), 2,
             "--log-level"},
         Row{"UnknownFlag", With({"-i", "IN", "--turbo", "identity"}), 2, "--turbo"},
+        Row{"MissingTask", With({"-i", "IN"}), 2, "missing TASK"},
         Row{"WorkerBinMissing", With({"-i", "IN", "--worker-bin", "/nonexistent/w", "identity"}), 1,
             "/nonexistent/w"}),
     [](const auto& info) { return info.param.name; });
