@@ -12,6 +12,12 @@ Status ResultAssembler::Add(uint64_t chunk, Blob data) {
     ++written_;
     return out_->Write(data.view());
   }
+  if (chunk == next_) {  // the common case: written at once, never buffered
+    if (Status s = out_->Write(data.view()); !s.ok()) return s;
+    ++next_;
+    ++written_;
+    return Flush();
+  }
   buffered_bytes_ += data.size();
   peak_buffered_ = std::max(peak_buffered_, buffered_bytes_);
   pending_.emplace(chunk, std::move(data));
