@@ -145,6 +145,7 @@ SessionEnd Worker::Session() {
     now = Clock::now();
     if (SignalPending()) return SessionEnd::kSignal;
     if (items[0].revents & ZMQ_POLLIN) {
+      bool was_welcomed = welcomed_;
       for (;;) {
         Received got = ReceiveMessage(socket, /*router=*/false);
         if (std::holds_alternative<std::monostate>(got)) break;
@@ -155,6 +156,7 @@ SessionEnd Worker::Session() {
         }
         if (auto end = Handle(socket, std::get<Envelope>(got))) return *end;
       }
+      if (welcomed_ && !was_welcomed) next_heartbeat = now + heartbeat_;  // adopt its pace
     }
     if (items[1].revents & ZMQ_POLLIN) SendResults(socket);
     if (now >= next_heartbeat) {

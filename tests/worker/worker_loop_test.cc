@@ -1,0 +1,194 @@
+// fanout-worker against a coordinator played by the test (a real ROUTER): the worker
+// side of common/PROTOCOL.md, with the real binary and real signals.
+#include <gtest/gtest.h>
+#include <signal.h>
+
+#include <chrono>
+#include <optional>
+#include <zmq.hpp>
+
+#include "common/transport.h"
+#include "tests/support/test_support.h"
+
+namespace fanout::testing {
+namespace {
+
+using std::chrono::milliseconds;
+using Clock = std::chrono::steady_clock;
+
+class WorkerLoopTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    endpoint_ = "ipc://" + dir_.File("c.sock");
+    auto router = MakeRouter(context_, endpoint_);
+    ASSERT_TRUE(router.ok()) << router.status().message();
+    router_.emplace(std::move(router).value());
+  }
+  void TearDown() override { worker_.reset(); }
+
+  void StartWorker(std::vector<std::string> extra = {}) {
+    std::vector<std::string> argv = {WorkerBin(), "--connect", endpoint_, "--name", "w1"};
+    argv.insert(argv.end(), extra.begin(), extra.end());
+    worker_ = std::make_unique<Child>(argv, "", dir_.File("err"));
+  }
+  // The next message (heartbeats skipped unless asked for) within `timeout`.
+  std::optional<Envelope> Next(milliseconds timeout = milliseconds(5000), bool heartbeats = false) {
+    auto deadline = Clock::now() + timeout;
+    while (Clock::now() < deadline) {
+      zmq::pollitem_t item{router_->handle(), 0, ZMQ_POLLIN, 0};
+      PollOnce(&item, 1, std::chrono::duration_cast<milliseconds>(deadline - Clock::now()));
+      Received got = ReceiveMessage(*router_, true);
+      if (auto* env = std::get_if<Envelope>(&got)) {
+        if (heartbeats || !std::holds_alternative<Heartbeat>(env->message)) {
+          return std::move(*env);
+        }
+      }
+    }
+    return std::nullopt;
+  }
+  // Waits for HELLO and answers WELCOME; returns the worker's routing id.
+  std::string Welcome(uint32_t heartbeat_ms = 500, uint32_t liveness = 4) {
+    auto hello = Next();
+    EXPECT_TRUE(hello && std::holds_alternative<Hello>(hello->message));
+    if (!hello) return "";
+    EXPECT_TRUE(SendTo(*router_, hello->peer, fanout::Welcome{"job", heartbeat_ms, liveness}));
+    return hello->peer;
+  }
+  void Task(const std::string& peer, uint64_t chunk, const std::string& task,
+            std::vector<std::string> args, const std::string& data) {
+    zmq::message_t payload(data.data(), data.size());
+    ASSERT_TRUE(
+        SendTo(*router_, peer, TaskMsg{"job", chunk, 1, task, args, std::nullopt, 1}, &payload));
+  }
+  ResultMsg NextResult(std::optional<zmq::message_t>* payload = nullptr) {
+    auto env = Next(milliseconds(10000));
+    EXPECT_TRUE(env && std::holds_alternative<ResultMsg>(env->message));
+    if (!env || !std::holds_alternative<ResultMsg>(env->message)) return {};
+    if (payload) *payload = std::move(env->payload);
+    return std::get<ResultMsg>(env->message);
+  }
+
+  TempDir dir_;
+  std::string endpoint_;
+  zmq::context_t context_{1};
+  std::optional<zmq::socket_t> router_;
+  std::unique_ptr<Child> worker_;
+};
+
+TEST_F(WorkerLoopTest, HelloDescribesTheWorker) {
+  StartWorker({"--slots", "3"});
+  auto hello = Next();
+  ASSERT_TRUE(hello && std::holds_alternative<Hello>(hello->message));
+  const Hello& h = std::get<Hello>(hello->message);
+  EXPECT_EQ(h.worker_id, "w1");
+  EXPECT_EQ(h.slots, 3u);
+  EXPECT_EQ(h.pid, worker_->pid());
+  EXPECT_EQ(h.protocol, kProtocolVersion);
+  for (const char* t : {"identity", "sleep", "product", "exec"}) {
+    EXPECT_NE(std::find(h.tasks.begin(), h.tasks.end(), t), h.tasks.end()) << t;
+  }
+}
+
+TEST_F(WorkerLoopTest, RunsTasksAndReturnsPayloads) {
+  StartWorker();
+  std::string peer = Welcome();
+  std::string big(1 << 20, 'q');
+  Task(peer, 4, "identity", {}, big);
+  std::optional<zmq::message_t> payload;
+  ResultMsg r = NextResult(&payload);
+  EXPECT_TRUE(r.ok) << r.error;
+  EXPECT_EQ(r.chunk, 4u);
+  ASSERT_TRUE(payload);
+  EXPECT_TRUE(payload->to_string() == big);
+  ASSERT_TRUE(SendTo(*router_, peer, TaskMsg{"job", 5, 1, "product", {}, IntRange{1, 21}, 20}));
+  r = NextResult(&payload);
+  EXPECT_TRUE(r.ok) << r.error;
+  EXPECT_EQ(payload->to_string(), "2432902008176640000\n");
+}
+
+TEST_F(WorkerLoopTest, TaskErrorsComeBackAsFailedResults) {
+  StartWorker();
+  std::string peer = Welcome();
+  Task(peer, 1, "frobnicate", {}, "x");
+  ResultMsg unknown = NextResult();
+  EXPECT_FALSE(unknown.ok);
+  EXPECT_NE(unknown.error.find("unknown task 'frobnicate'"), std::string::npos);
+  Task(peer, 2, "exec", {"sh", "-c", "echo nope >&2; exit 4"}, "x\n");
+  ResultMsg failed = NextResult();
+  EXPECT_FALSE(failed.ok);
+  EXPECT_NE(failed.error.find("exited with status 4: nope"), std::string::npos) << failed.error;
+}
+
+TEST_F(WorkerLoopTest, SlotsRunAttemptsConcurrently) {
+  StartWorker({"--slots", "2"});
+  std::string peer = Welcome();
+  auto start = Clock::now();
+  Task(peer, 1, "sleep", {"300"}, "a\n");
+  Task(peer, 2, "sleep", {"300"}, "b\n");
+  NextResult();
+  NextResult();
+  EXPECT_LT(Clock::now() - start, milliseconds(550));  // loose: serially it takes 600 ms
+}
+
+TEST_F(WorkerLoopTest, CancelledAttemptSendsNoResultAndTheNextIsServed) {
+  StartWorker();
+  std::string peer = Welcome();
+  Task(peer, 1, "sleep", {"60000"}, "x\n");
+  // Wait until the attempt is surely running: a heartbeat proves the worker looped after
+  // receiving the task.
+  ASSERT_TRUE(Next(milliseconds(3000), /*heartbeats=*/true));
+  ASSERT_TRUE(SendTo(*router_, peer, Cancel{1, 1}));
+  Task(peer, 2, "identity", {}, "next\n");
+  std::optional<zmq::message_t> payload;
+  ResultMsg r = NextResult(&payload);
+  EXPECT_EQ(r.chunk, 2u);
+  EXPECT_EQ(payload->to_string(), "next\n");
+}
+
+TEST_F(WorkerLoopTest, HeartbeatsFlowAndShutdownEndsTheWorker) {
+  StartWorker();
+  std::string peer = Welcome(/*heartbeat_ms=*/50);
+  auto hb = Next(milliseconds(2000), /*heartbeats=*/true);
+  ASSERT_TRUE(hb && std::holds_alternative<Heartbeat>(hb->message));
+  ASSERT_TRUE(SendTo(*router_, peer, Shutdown{"done"}));
+  EXPECT_EQ(worker_->Wait(milliseconds(5000)), 0);
+}
+
+TEST_F(WorkerLoopTest, RejectOfAnotherVersionEndsTheWorkerWithStatusOne) {
+  StartWorker();
+  auto hello = Next();
+  ASSERT_TRUE(hello);
+  ASSERT_TRUE(SendTo(*router_, hello->peer, Reject{"too new", kProtocolVersion + 1}));
+  EXPECT_EQ(worker_->Wait(milliseconds(5000)), 1);
+  EXPECT_NE(ReadFile(dir_.File("err")).find("too new"), std::string::npos);
+}
+
+TEST_F(WorkerLoopTest, SilentCoordinatorMakesTheWorkerReconnectAsANewPeer) {
+  StartWorker();
+  std::string first = Welcome(/*heartbeat_ms=*/50, /*liveness=*/3);
+  // Say nothing more: after 150 ms of silence and a 1 s back-off, a new HELLO arrives.
+  auto again = Next(milliseconds(5000));
+  ASSERT_TRUE(again && std::holds_alternative<Hello>(again->message));
+  EXPECT_NE(again->peer, first);
+}
+
+TEST_F(WorkerLoopTest, SigtermExitsPromptlyWith143) {
+  StartWorker();
+  Welcome();
+  worker_->Signal(SIGTERM);
+  EXPECT_EQ(worker_->Wait(milliseconds(3000)), 143);
+}
+
+TEST_F(WorkerLoopTest, UsageErrorsExitTwoWithOneLine) {
+  for (const std::vector<std::string>& args :
+       {std::vector<std::string>{WorkerBin()},
+        std::vector<std::string>{WorkerBin(), "--connect", endpoint_, "--slots", "0"},
+        std::vector<std::string>{WorkerBin(), "--connect", endpoint_, "--heartbeat", "x"}}) {
+    RunResult r = fanout::testing::Run(args);
+    EXPECT_EQ(r.exit_code, 2) << r.err;
+    EXPECT_EQ(r.err.find('\n'), r.err.size() - 1) << r.err;
+  }
+}
+
+}  // namespace
+}  // namespace fanout::testing
