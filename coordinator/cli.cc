@@ -105,8 +105,9 @@ Status SetupLogging(const RawFlags& raw, bool quiet) {
 
 void AddRunOptions(CLI::App& run, JobConfig& config, RawFlags& raw) {
   run.add_option("--mode", raw.mode, "serial | threads | processes")->capture_default_str();
-  run.add_option("-j,--jobs", config.jobs, "Workers or threads (default: number of cores)")
-      ->check(CLI::Range(1u, 4096u));
+  run.add_option("-j,--jobs", config.jobs,
+                 "Workers or threads (default: number of cores; 0 with --listen: remote only)")
+      ->check(CLI::Range(0u, 4096u));
   auto* chunks = run.add_option("--chunks", config.chunking.chunks,
                                 "Split into N chunks (numpy.array_split; default 4 per worker)")
                      ->check(CLI::Range(uint64_t{1}, uint64_t{1} << 40));

@@ -147,7 +147,7 @@ Status EventLoop::Start() {
   auto bin = FindWorkerBinary(config_.worker_bin);
   if (!bin.ok()) return bin.status();
   launcher_.emplace(*bin, endpoint,
-                    std::vector<std::string>{"--slots", "1", "--heartbeat",
+                    std::vector<std::string>{"--once", "--slots", "1", "--heartbeat",
                                              std::to_string(heartbeat_.count()) + "ms"});
   for (uint32_t i = 0; i < local_workers_; ++i) {
     auto pid = launcher_->Spawn("local-" + std::to_string(++spawned_));

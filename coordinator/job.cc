@@ -2,6 +2,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <chrono>
 #include <csignal>
 #include <cstdio>
@@ -302,11 +303,16 @@ ExitCode RunJob(const JobConfig& config) {
     return ExitCode::kUsage;
   }
 
-  uint32_t jobs = config.mode == Mode::kSerial ? 1 : (config.jobs ? config.jobs : DefaultJobs());
+  uint32_t jobs = config.jobs_given ? config.jobs : DefaultJobs();
+  if (config.mode == Mode::kSerial) jobs = 1;
   if (config.mode == Mode::kProcesses && !config.listen.empty() && !config.jobs_given) {
     jobs = 0;  // workers will connect to --listen
   }
-  uint64_t default_chunks = 4ull * (config.jobs ? config.jobs : DefaultJobs());
+  if (jobs == 0 && (config.mode != Mode::kProcesses || config.listen.empty())) {
+    PrintUsageError("-j 0 starts no local workers: use it with --listen in processes mode");
+    return ExitCode::kUsage;
+  }
+  uint64_t default_chunks = 4ull * std::max<uint32_t>(jobs, config.jobs_given ? 1 : DefaultJobs());
   PlannedJob job{config, **task, std::move(input).value(), {}};
   job.chunks = config.range ? PlanRangeChunks(*config.range, config.chunking, default_chunks)
                             : PlanLineChunks(job.input.view(), config.chunking, default_chunks);

@@ -31,6 +31,7 @@ int main(int argc, char** argv) {
   app.add_option("--slots", config.slots, "Chunks run at once")
       ->check(CLI::Range(1u, 1024u))
       ->capture_default_str();
+  app.add_flag("--once", config.once, "Exit after one job instead of serving the next");
   app.add_option("--name", config.name, "Name in the coordinator's reports (default HOST-PID)");
   app.add_option("--heartbeat", heartbeat, "Heartbeat until the coordinator sets its own")
       ->capture_default_str();

@@ -178,8 +178,13 @@ int Worker::Run() {
     runner_.CancelAll();
     switch (end) {
       case SessionEnd::kShutdown:
-        spdlog::debug("shutdown received; exiting");
-        return 0;
+        if (config_.once) {
+          spdlog::debug("shutdown received; exiting (--once)");
+          return 0;
+        }
+        spdlog::info("job over; waiting for the next coordinator at {}", config_.endpoint);
+        backoff = config_.initial_backoff;
+        break;
       case SessionEnd::kWrongVersion:
         return 1;
       case SessionEnd::kSignal:

@@ -18,14 +18,16 @@ struct WorkerConfig {
   std::string endpoint;
   std::string name;  // shown in the coordinator's logs and errors
   uint32_t slots = 1;
+  bool once = false;  // exit after one job (SHUTDOWN) instead of serving the next one
   std::chrono::milliseconds heartbeat{500};  // until WELCOME brings the coordinator's
   uint32_t liveness = 4;
   std::chrono::milliseconds initial_backoff{1000};
   std::chrono::milliseconds max_backoff{32000};
 };
 
-// Runs until SHUTDOWN (returns 0), a REJECT of another protocol version (1), or
-// SIGINT/SIGTERM (128 + signal).
+// Serves job after job (after SHUTDOWN it says HELLO again, to the next coordinator on the
+// endpoint) until SIGINT/SIGTERM (returns 128 + signal) or a REJECT of another protocol
+// version (1). With `once`, SHUTDOWN ends it (0).
 int RunWorker(const WorkerConfig& config);
 
 }  // namespace fanout

@@ -17,7 +17,8 @@ using testing::TempDir;
 size_t EntriesIn(const std::string& dir) {
   size_t n = 0;
   DIR* d = opendir(dir.c_str());
-  while (dirent* e = readdir(d)) n += std::string(e->d_name) != "." && std::string(e->d_name) != "..";
+  while (dirent* e = readdir(d))
+    n += std::string(e->d_name) != "." && std::string(e->d_name) != "..";
   closedir(d);
   return n;
 }

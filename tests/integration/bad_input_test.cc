@@ -189,7 +189,7 @@ TEST_P(BadPeerTest, CoordinatorIgnoresItAndFinishesTheJob) {
         m, i + 1 < GetParam().frames.size() ? zmq::send_flags::sndmore : zmq::send_flags::none);
   }
   // A real worker then does the job.
-  Child worker({WorkerBin(), "--connect", endpoint, "--name", "honest"});
+  Child worker({WorkerBin(), "--connect", endpoint, "--name", "honest", "--once"});
   ASSERT_EQ(coordinator.Wait(milliseconds(20000)), 0) << ReadFile(dir.File("err"));
   EXPECT_EQ(ReadFile(dir.File("out")), "a\nb\n");
   EXPECT_EQ(worker.Wait(milliseconds(5000)), 0);

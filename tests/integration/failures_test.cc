@@ -228,7 +228,8 @@ TEST_F(FailuresTest, WorkersOutliveACoordinatorAndServeItsReplacement) {
   std::string endpoint = "ipc://" + dir_.File("coordinator.sock");
   std::string input = Lines(60);
   WriteFile(dir_.File("in"), input);
-  Child worker({link_, "--connect", endpoint, "--name", "survivor", "--heartbeat", "100ms"});
+  Child worker(
+      {link_, "--connect", endpoint, "--name", "survivor", "--heartbeat", "100ms", "--once"});
   auto job_args = [&](const std::string& out) {
     return Fanout({"--listen", endpoint, "--heartbeat", "100ms", "--liveness", "3", "--chunks", "6",
                    "-i", dir_.File("in"), "-o", out, "exec", "--", "sh", "-c",

@@ -145,13 +145,26 @@ TEST_F(WorkerLoopTest, CancelledAttemptSendsNoResultAndTheNextIsServed) {
   EXPECT_EQ(payload->to_string(), "next\n");
 }
 
-TEST_F(WorkerLoopTest, HeartbeatsFlowAndShutdownEndsTheWorker) {
-  StartWorker();
+TEST_F(WorkerLoopTest, HeartbeatsFlowAndShutdownEndsAOnceWorker) {
+  StartWorker({"--once"});
   std::string peer = Welcome(/*heartbeat_ms=*/50);
   auto hb = Next(milliseconds(2000), /*heartbeats=*/true);
   ASSERT_TRUE(hb && std::holds_alternative<Heartbeat>(hb->message));
   ASSERT_TRUE(SendTo(*router_, peer, Shutdown{"done"}));
   EXPECT_EQ(worker_->Wait(milliseconds(5000)), 0);
+}
+
+TEST_F(WorkerLoopTest, AfterShutdownAWorkerServesTheNextJob) {
+  StartWorker();
+  std::string first = Welcome();
+  ASSERT_TRUE(SendTo(*router_, first, Shutdown{"done"}));
+  auto again = Next(milliseconds(5000));  // HELLO for the next job
+  ASSERT_TRUE(again && std::holds_alternative<Hello>(again->message));
+  ASSERT_TRUE(SendTo(*router_, again->peer, fanout::Welcome{"job2", 500, 4}));
+  Task(again->peer, 0, "identity", {}, "second job\n");
+  std::optional<zmq::message_t> payload;
+  EXPECT_TRUE(NextResult(&payload).ok);
+  EXPECT_EQ(payload->to_string(), "second job\n");
 }
 
 TEST_F(WorkerLoopTest, RejectOfAnotherVersionEndsTheWorkerWithStatusOne) {
