@@ -40,11 +40,20 @@ struct RawFlags {
   int verbose = 0;
   bool progress = false;
   bool report = false;
+  bool insecure = false;
 };
 
 int UsageError(const std::string& message) {
   std::fprintf(stderr, "fanout: %s (see 'fanout run --help')\n", message.c_str());
   return ToInt(ExitCode::kUsage);
+}
+
+// True for endpoints only this machine can reach: ipc://, inproc://, loopback TCP.
+bool IsLocalEndpoint(const std::string& endpoint) {
+  if (endpoint.rfind("ipc://", 0) == 0 || endpoint.rfind("inproc://", 0) == 0) return true;
+  if (endpoint.rfind("tcp://", 0) != 0) return false;
+  std::string host = endpoint.substr(6, endpoint.rfind(':') - 6);
+  return host == "localhost" || host.rfind("127.", 0) == 0 || host == "[::1]" || host == "::1";
 }
 
 // Turns the text flags into config fields; a usage error message on failure.
@@ -66,6 +75,11 @@ Status Finish(const RawFlags& raw, JobConfig& config) {
     if (!spec.ok()) return Status::Error("--timeout: " + spec.status().message());
     config.scheduler.timeout = spec->absolute;
     config.scheduler.timeout_percent = spec->percent;
+  }
+  if (!config.listen.empty() && !raw.insecure && !IsLocalEndpoint(config.listen)) {
+    return Status::Error("--listen " + config.listen +
+                         " would accept unauthenticated workers from the network; bind "
+                         "127.0.0.1 or ipc://, or pass --insecure on a trusted network");
   }
   auto hb = ParseDuration(raw.heartbeat);
   if (!hb.ok()) return Status::Error("--heartbeat: " + hb.status().message());
@@ -136,6 +150,8 @@ void AddRunOptions(CLI::App& run, JobConfig& config, RawFlags& raw) {
                  "fanout-worker to start (default: $FANOUT_WORKER, or beside fanout)");
   run.add_option("--listen", config.listen,
                  "Bind here (tcp://HOST:PORT, ipc://PATH) so other workers can join");
+  run.add_flag("--insecure", raw.insecure,
+               "Allow --listen on a non-loopback address without authentication");
   run.add_flag("-q,--quiet", config.quiet, "Errors only: no summary, report or progress");
   run.add_flag("--progress,--bar", raw.progress,
                "Live progress line on stderr (default: when stderr is a terminal)");

@@ -94,6 +94,8 @@ INSTANTIATE_TEST_SUITE_P(
             "--log-level"},
         Row{"UnknownFlag", With({"-i", "IN", "--turbo", "identity"}), 2, "--turbo"},
         Row{"MissingTask", With({"-i", "IN"}), 2, "missing TASK"},
+        Row{"ListenOnTheNetworkWithoutInsecure",
+            With({"-i", "IN", "--listen", "tcp://0.0.0.0:5555", "identity"}), 2, "--insecure"},
         Row{"WorkerBinMissing", With({"-i", "IN", "--worker-bin", "/nonexistent/w", "identity"}), 1,
             "/nonexistent/w"}),
     [](const auto& info) { return info.param.name; });
