@@ -31,18 +31,8 @@ class PeerTest : public ::testing::Test {
     argv.push_back("identity");
     return std::make_unique<Child>(argv, "", dir_.File("err"));
   }
-  // The next decodable message within `timeout`, skipping heartbeats.
-  std::optional<Envelope> Next(zmq::socket_t& s, milliseconds timeout = milliseconds(10000)) {
-    auto deadline = Clock::now() + timeout;
-    while (Clock::now() < deadline) {
-      zmq::pollitem_t item{s.handle(), 0, ZMQ_POLLIN, 0};
-      zmq::poll(&item, 1, std::chrono::duration_cast<milliseconds>(deadline - Clock::now()));
-      Received got = ReceiveMessage(s, false);
-      if (auto* env = std::get_if<Envelope>(&got)) {
-        if (!std::holds_alternative<Heartbeat>(env->message)) return std::move(*env);
-      }
-    }
-    return std::nullopt;
+  std::optional<Envelope> Next(zmq::socket_t& s) {
+    return ReceiveWithin(s, /*router=*/false, milliseconds(10000));
   }
   void Hello(zmq::socket_t& s, uint32_t protocol = kProtocolVersion) {
     fanout::Hello h{"test-peer", "localhost", "test", 1, 1, {"identity"}};

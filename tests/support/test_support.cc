@@ -240,4 +240,20 @@ std::vector<pid_t> ProcessesMatching(const std::string& needle) {
   return pids;
 }
 
+std::optional<Envelope> ReceiveWithin(zmq::socket_t& socket, bool router,
+                                      std::chrono::milliseconds timeout, bool heartbeats) {
+  auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (std::chrono::steady_clock::now() < deadline) {
+    zmq::pollitem_t item{socket.handle(), 0, ZMQ_POLLIN, 0};
+    PollOnce(&item, 1,
+             std::chrono::duration_cast<std::chrono::milliseconds>(
+                 deadline - std::chrono::steady_clock::now()));
+    Received got = ReceiveMessage(socket, router);
+    if (auto* env = std::get_if<Envelope>(&got)) {
+      if (heartbeats || !std::holds_alternative<Heartbeat>(env->message)) return std::move(*env);
+    }
+  }
+  return std::nullopt;
+}
+
 }  // namespace fanout::testing

@@ -6,8 +6,11 @@
 #include <sys/types.h>
 
 #include <chrono>
+#include <optional>
 #include <string>
 #include <vector>
+
+#include "common/transport.h"
 
 namespace fanout::testing {
 
@@ -68,6 +71,11 @@ std::string ReadFile(const std::string& path);
 void WriteFile(const std::string& path, const std::string& data);
 bool FileExists(const std::string& path);
 std::string Sha256(const std::string& data);  // via sha256sum, hex
+
+// The next decodable protocol message on `socket` within `timeout` (heartbeats skipped
+// unless `heartbeats`), or nothing. `router` says whether frames start with a routing id.
+std::optional<Envelope> ReceiveWithin(zmq::socket_t& socket, bool router,
+                                      std::chrono::milliseconds timeout, bool heartbeats = false);
 
 // Pids of live processes whose /proc/PID/cmdline contains `needle` (excluding self).
 std::vector<pid_t> ProcessesMatching(const std::string& needle);

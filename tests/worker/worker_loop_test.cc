@@ -33,18 +33,7 @@ class WorkerLoopTest : public ::testing::Test {
   }
   // The next message (heartbeats skipped unless asked for) within `timeout`.
   std::optional<Envelope> Next(milliseconds timeout = milliseconds(5000), bool heartbeats = false) {
-    auto deadline = Clock::now() + timeout;
-    while (Clock::now() < deadline) {
-      zmq::pollitem_t item{router_->handle(), 0, ZMQ_POLLIN, 0};
-      PollOnce(&item, 1, std::chrono::duration_cast<milliseconds>(deadline - Clock::now()));
-      Received got = ReceiveMessage(*router_, true);
-      if (auto* env = std::get_if<Envelope>(&got)) {
-        if (heartbeats || !std::holds_alternative<Heartbeat>(env->message)) {
-          return std::move(*env);
-        }
-      }
-    }
-    return std::nullopt;
+    return ReceiveWithin(*router_, /*router=*/true, timeout, heartbeats);
   }
   // Waits for HELLO and answers WELCOME; returns the worker's routing id.
   std::string Welcome(uint32_t heartbeat_ms = 500, uint32_t liveness = 4) {
