@@ -41,6 +41,7 @@ struct RawFlags {
   bool progress = false;
   bool report = false;
   bool insecure = false;
+  std::string wait_timeout;
 };
 
 int UsageError(const std::string& message) {
@@ -80,6 +81,11 @@ Status Finish(const RawFlags& raw, JobConfig& config) {
     return Status::Error("--listen " + config.listen +
                          " would accept unauthenticated workers from the network; bind "
                          "127.0.0.1 or ipc://, or pass --insecure on a trusted network");
+  }
+  if (!raw.wait_timeout.empty()) {
+    auto wait = ParseDuration(raw.wait_timeout);
+    if (!wait.ok()) return Status::Error("--wait-timeout: " + wait.status().message());
+    config.wait_timeout = std::chrono::duration_cast<std::chrono::milliseconds>(*wait);
   }
   auto hb = ParseDuration(raw.heartbeat);
   if (!hb.ok()) return Status::Error("--heartbeat: " + hb.status().message());
@@ -150,6 +156,11 @@ void AddRunOptions(CLI::App& run, JobConfig& config, RawFlags& raw) {
                  "fanout-worker to start (default: $FANOUT_WORKER, or beside fanout)");
   run.add_option("--listen", config.listen,
                  "Bind here (tcp://HOST:PORT, ipc://PATH) so other workers can join");
+  run.add_option("--min-workers", config.min_workers,
+                 "Wait until this many workers have joined before dispatching")
+      ->check(CLI::Range(0u, 100000u));
+  run.add_option("--wait-timeout", raw.wait_timeout,
+                 "Fail if workers are missing this long (--min-workers, or none at all)");
   run.add_flag("--insecure", raw.insecure,
                "Allow --listen on a non-loopback address without authentication");
   run.add_flag("-q,--quiet", config.quiet, "Errors only: no summary, report or progress");

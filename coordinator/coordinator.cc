@@ -89,6 +89,10 @@ class EventLoop {
   void CheckLiveness(Clock::time_point now);
   void SendCancels(const std::vector<CancelOrder>& orders, const std::string& why);
   void Fill(Peer& peer, Clock::time_point now);
+  // False until --min-workers have joined (then true for the rest of the job).
+  bool Dispatching();
+  // A reason to give up waiting for workers (--wait-timeout), or "".
+  std::string WaitExpired(Clock::time_point now) const;
   // Records the span of an attempt that ended without a result (cancelled, timed out, lost).
   void EndAttempt(uint64_t chunk, uint32_t attempt, const std::string& why);
   void MaybeRespawn(Clock::time_point now);
@@ -123,6 +127,8 @@ class EventLoop {
   std::string last_loss_;  // why the most recent worker was lost
   Clock::time_point next_heartbeat_;
   std::string error_;  // a fatal write error
+  bool dispatching_ = false;
+  Clock::time_point started_ = Clock::now();
   // Attempts sent and not yet ended: (chunk, attempt) -> (worker, dispatch time), for spans.
   std::map<std::pair<uint64_t, uint32_t>, std::pair<WorkerIndex, double>> in_flight_;
 };
@@ -353,7 +359,30 @@ void EventLoop::CheckLiveness(Clock::time_point now) {
   }
 }
 
+bool EventLoop::Dispatching() {
+  if (!dispatching_ && peers_.size() >= std::max<uint32_t>(config_.min_workers, 1)) {
+    dispatching_ = true;
+    if (config_.min_workers > 1) spdlog::info("{} workers joined; dispatching", peers_.size());
+  }
+  return dispatching_;
+}
+
+std::string EventLoop::WaitExpired(Clock::time_point now) const {
+  if (config_.wait_timeout.count() <= 0 || now - started_ < config_.wait_timeout) return "";
+  if (!dispatching_ && config_.min_workers > 0) {
+    return "only " + std::to_string(peers_.size()) + " of " + std::to_string(config_.min_workers) +
+           " workers joined within " + std::to_string(config_.wait_timeout.count()) +
+           " ms (--min-workers, --wait-timeout)";
+  }
+  if (peers_.empty() && launcher_->alive() == 0) {
+    return "no worker joined within " + std::to_string(config_.wait_timeout.count()) +
+           " ms (--wait-timeout)";
+  }
+  return "";
+}
+
 void EventLoop::Fill(Peer& peer, Clock::time_point now) {
+  if (!Dispatching()) return;
   while (error_.empty()) {
     auto a = scheduler_.Next(peer.index, now);
     if (!a) return;
@@ -380,6 +409,9 @@ Clock::time_point EventLoop::NextWakeup(Clock::time_point now) const {
   for (const auto& [id, peer] : peers_) wake = std::min(wake, peer.last_seen + limit);
   if (auto d = scheduler_.NextDeadline()) wake = std::min(wake, *d);
   if (respawn_at_) wake = std::min(wake, *respawn_at_);
+  if (config_.wait_timeout.count() > 0 && now < started_ + config_.wait_timeout) {
+    wake = std::min(wake, started_ + config_.wait_timeout);
+  }
   return std::max(wake, now);
 }
 
@@ -426,6 +458,10 @@ ModeResult EventLoop::Run() {
     }
     if (Interrupt::Requested()) {
       result = ModeResult::Interrupted();
+      break;
+    }
+    if (std::string why = WaitExpired(Clock::now()); !why.empty()) {
+      result = ModeResult::Failed(why);
       break;
     }
     if (peers_.empty() && launcher_->alive() == 0 && !respawn_at_ && config_.listen.empty()) {

@@ -40,13 +40,15 @@ struct JobConfig {
   // can join; "" = a private ipc:// endpoint. With --listen and no -j, no local workers are
   // started and the job waits for workers to connect.
   std::string listen;
-  bool jobs_given = false;  // -j was on the command line
-  bool quiet = false;       // errors only: no summary, report or progress
-  bool progress = false;    // live progress line on stderr
-  bool report = false;      // per-worker report on stderr at the end
-  bool dry_run = false;     // print the chunk plan, run nothing
-  std::string stats_json;   // --stats-json FILE
-  std::string trace;        // --trace FILE (Chrome Trace Event format)
+  bool jobs_given = false;                    // -j was on the command line
+  uint32_t min_workers = 0;                   // --min-workers: wait for this many before dispatch
+  std::chrono::milliseconds wait_timeout{0};  // --wait-timeout: give up waiting; 0 = never
+  bool quiet = false;                         // errors only: no summary, report or progress
+  bool progress = false;                      // live progress line on stderr
+  bool report = false;                        // per-worker report on stderr at the end
+  bool dry_run = false;                       // print the chunk plan, run nothing
+  std::string stats_json;                     // --stats-json FILE
+  std::string trace;                          // --trace FILE (Chrome Trace Event format)
 };
 
 }  // namespace fanout
