@@ -73,6 +73,7 @@ class EventLoop {
     std::string id;  // ROUTER routing id
     std::string name;
     pid_t pid = 0;
+    uint32_t slots = 1;
     bool local = false;
     Clock::time_point last_seen;
   };
@@ -89,6 +90,8 @@ class EventLoop {
   void CheckLiveness(Clock::time_point now);
   void SendCancels(const std::vector<CancelOrder>& orders, const std::string& why);
   void Fill(Peer& peer, Clock::time_point now);
+  // Free slots on the other workers, counting local workers still starting as one each.
+  uint64_t IdleSlotsElsewhere(const Peer& self) const;
   // False until --min-workers have joined (then true for the rest of the job).
   bool Dispatching();
   // A reason to give up waiting for workers (--wait-timeout), or "".
@@ -241,6 +244,7 @@ void EventLoop::OnHello(const std::string& id, const Hello& hello, Clock::time_p
   peer.name = hello.worker_id;
   peer.pid = static_cast<pid_t>(hello.pid);
   peer.local = launcher_ && launcher_->IsChild(peer.pid);
+  peer.slots = hello.slots;
   peer.last_seen = now;
   stats_.telemetry.SetWorker(peer.index, {peer.name, hello.host, hello.slots});
   scheduler_.AddWorker(peer.index, hello.slots, 2 * hello.slots);
@@ -381,9 +385,28 @@ std::string EventLoop::WaitExpired(Clock::time_point now) const {
   return "";
 }
 
+uint64_t EventLoop::IdleSlotsElsewhere(const Peer& self) const {
+  uint64_t idle = 0;
+  size_t local_joined = 0;
+  for (const auto& [id, p] : peers_) {
+    if (p.local) ++local_joined;
+    if (&p == &self) continue;
+    uint32_t live = scheduler_.live_attempts(p.index);
+    if (live < p.slots) idle += p.slots - live;
+  }
+  if (launcher_ && launcher_->alive() > local_joined) idle += launcher_->alive() - local_joined;
+  return idle;
+}
+
 void EventLoop::Fill(Peer& peer, Clock::time_point now) {
   if (!Dispatching()) return;
   while (error_.empty()) {
+    // Prefetch (a chunk queued behind the running ones) only when there is more work than
+    // idle slots elsewhere: with few chunks, an idle worker must not wait behind a busy one.
+    if (scheduler_.live_attempts(peer.index) >= peer.slots &&
+        scheduler_.queued() <= IdleSlotsElsewhere(peer)) {
+      return;
+    }
     auto a = scheduler_.Next(peer.index, now);
     if (!a) return;
     const ChunkSpec& chunk = job_.chunks[a->chunk];

@@ -113,6 +113,8 @@ class Scheduler {
   uint32_t live_attempts(WorkerIndex worker) const;
   bool HasWorker(WorkerIndex worker) const { return workers_.count(worker) > 0; }
   size_t worker_count() const { return workers_.size(); }
+  // Chunks waiting for a worker.
+  size_t queued() const { return queue_.size(); }
   const SchedulerCounters& counters() const { return counters_; }
   // Median wall time of accepted attempts so far (0 if none).
   Micros median_attempt_time() const;
