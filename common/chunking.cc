@@ -1,5 +1,6 @@
 #include "common/chunking.h"
 
+#include <algorithm>
 #include <charconv>
 #include <cstring>
 #include <string>
@@ -21,9 +22,9 @@ std::vector<uint64_t> ChunkSizes(uint64_t n, const ChunkingOptions& options,
     return sizes;
   }
   uint64_t k = options.chunks > 0 ? options.chunks : (default_chunks > 0 ? default_chunks : 1);
-  sizes = ArraySplitSizes(n, k);
-  while (!sizes.empty() && sizes.back() == 0) sizes.pop_back();  // zeros are last
-  return sizes;
+  // Parts beyond n would all be empty and dropped: never materialize them (--chunks may
+  // be far larger than the input).
+  return ArraySplitSizes(n, std::min(k, n));
 }
 
 // Byte offset just past the `count`-th line starting at `pos`.

@@ -185,6 +185,26 @@ class Fields {
   std::string error_;
 };
 
+// True if `o` holds a bin or ext value anywhere. The unpack limits refuse every non-empty
+// one, but a zero-length bin slips past a size limit of 0. Depth is bounded by the limit.
+bool HasBinOrExt(const msgpack::object& o) {
+  switch (o.type) {
+    case msgpack::type::BIN:
+    case msgpack::type::EXT:
+      return true;
+    case msgpack::type::ARRAY:
+      for (uint32_t i = 0; i < o.via.array.size; ++i)
+        if (HasBinOrExt(o.via.array.ptr[i])) return true;
+      return false;
+    case msgpack::type::MAP:
+      for (uint32_t i = 0; i < o.via.map.size; ++i)
+        if (HasBinOrExt(o.via.map.ptr[i].key) || HasBinOrExt(o.via.map.ptr[i].val)) return true;
+      return false;
+    default:
+      return false;
+  }
+}
+
 Result<Message> DecodeFields(MessageKind kind, Fields& f, uint32_t version) {
   Message out;
   switch (kind) {
@@ -316,6 +336,7 @@ Result<Message> DecodeHeader(const void* data, size_t size) {
     if (offset != size) return Status::Error("trailing bytes after the header");
     const msgpack::object& obj = oh.get();
     if (obj.type != msgpack::type::MAP) return Status::Error("header is not a map");
+    if (HasBinOrExt(obj)) return Status::Error("malformed header: bin and ext types are refused");
     Fields f(obj);
     uint32_t version = 0;
     uint8_t kind = 0;

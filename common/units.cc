@@ -96,7 +96,8 @@ Result<uint64_t> ParseSize(std::string_view text) {
 std::string FormatDuration(std::chrono::microseconds d) {
   char buf[32];
   double us = static_cast<double>(d.count());
-  if (us >= 1e6)
+  // Thresholds are where the smaller unit would round up to "1000.0ms".
+  if (us >= 999950)
     std::snprintf(buf, sizeof buf, "%.2fs", us / 1e6);
   else if (us >= 1e3)
     std::snprintf(buf, sizeof buf, "%.1fms", us / 1e3);
@@ -109,7 +110,7 @@ std::string FormatBytes(uint64_t bytes) {
   const char* units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
   double v = static_cast<double>(bytes);
   int u = 0;
-  while (v >= 1024 && u < 4) {
+  while (v >= 1023.95 && u < 4) {  // 1023.95 KiB would print as "1024.0 KiB"
     v /= 1024;
     ++u;
   }

@@ -26,7 +26,7 @@ Result<DurationSpec> ParseDurationSpec(std::string_view text);
 // "4096", "64K", "4M", "1G", "1T" (powers of 1024; a trailing "B"/"iB" is accepted). > 0.
 Result<uint64_t> ParseSize(std::string_view text);
 
-std::string FormatDuration(std::chrono::microseconds d);  // "1.23s", "45ms", "120us"
+std::string FormatDuration(std::chrono::microseconds d);  // "1.23s", "45.0ms", "120us"
 std::string FormatBytes(uint64_t bytes);                  // "1.5 MiB"
 
 }  // namespace fanout

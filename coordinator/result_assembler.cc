@@ -5,9 +5,16 @@
 namespace fanout {
 
 ResultAssembler::ResultAssembler(uint64_t num_chunks, bool ordered, OutputFile* out)
-    : num_chunks_(num_chunks), ordered_(ordered), out_(out) {}
+    : num_chunks_(num_chunks), ordered_(ordered), out_(out), claimed_(num_chunks) {}
+
+bool ResultAssembler::Claim(uint64_t chunk) {
+  if (chunk >= num_chunks_ || claimed_[chunk]) return false;
+  claimed_[chunk] = true;
+  return true;
+}
 
 Status ResultAssembler::Add(uint64_t chunk, Blob data) {
+  if (!Claim(chunk)) return Status::Ok();  // duplicate or stray: dropped
   if (!ordered_) {
     ++written_;
     return out_->Write(data.view());
@@ -25,6 +32,7 @@ Status ResultAssembler::Add(uint64_t chunk, Blob data) {
 }
 
 Status ResultAssembler::Skip(uint64_t chunk) {
+  if (!Claim(chunk)) return Status::Ok();
   if (!ordered_) {
     ++written_;
     return Status::Ok();

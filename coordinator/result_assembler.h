@@ -20,7 +20,9 @@ class ResultAssembler {
  public:
   ResultAssembler(uint64_t num_chunks, bool ordered, OutputFile* out);
 
-  // The accepted output of `chunk`. Invariant (from the scheduler): at most once per chunk.
+  // The accepted output of `chunk`. The scheduler accepts at most one result per chunk;
+  // should a second Add or Skip of a chunk (or one of a chunk >= num_chunks) come anyway,
+  // it is dropped: nothing is written twice and nothing stays buffered.
   Status Add(uint64_t chunk, Blob data);
   // `chunk` failed for good (--keep-going): it contributes nothing.
   Status Skip(uint64_t chunk);
@@ -32,12 +34,15 @@ class ResultAssembler {
 
  private:
   Status Flush();
+  // Marks `chunk` as handled; false if it is out of range or was already handled.
+  bool Claim(uint64_t chunk);
 
   uint64_t num_chunks_;
   bool ordered_;
   OutputFile* out_;
-  uint64_t next_ = 0;     // ordered: the lowest chunk not yet written or skipped
-  uint64_t written_ = 0;  // chunks written or skipped
+  uint64_t next_ = 0;          // ordered: the lowest chunk not yet written or skipped
+  uint64_t written_ = 0;       // chunks written or skipped
+  std::vector<bool> claimed_;  // chunks added or skipped so far
   std::map<uint64_t, std::optional<Blob>> pending_;  // nullopt = skipped
   uint64_t buffered_bytes_ = 0;
   uint64_t peak_buffered_ = 0;

@@ -229,12 +229,14 @@ std::vector<CancelOrder> Scheduler::ExpireAttempts(TimePoint now) {
     for (const Live& l : chunks_[i].live)
       if (l.started && now - *l.started >= *limit) expired.push_back({l.worker, i, l.attempt});
   }
-  for (const CancelOrder& o : expired) {
+  // Highest chunk first: each re-queued chunk goes to the front of the queue, so they end
+  // up in chunk order (as in RemoveWorker).
+  for (auto o = expired.rbegin(); o != expired.rend(); ++o) {
     ++counters_.timeouts;
     auto secs = std::chrono::duration<double>(*limit).count();
     char buf[64];
     std::snprintf(buf, sizeof buf, "timed out after %.3gs", secs);
-    FailAttempt(o.chunk, o.attempt, buf, true);
+    FailAttempt(o->chunk, o->attempt, buf, true);
   }
   return expired;
 }
