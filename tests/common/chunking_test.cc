@@ -1,29 +1,76 @@
-// Chunking: numpy.array_split sizes exactly, byte-exact line chunks, range chunks.
+// Chunking: numpy.array_split sizes exactly, byte-exact line chunks (every byte of the
+// input in exactly one chunk, in order), range chunks, and the A:B range parser.
 #include "common/chunking.h"
 
 #include <gtest/gtest.h>
+
+#include <algorithm>
+#include <limits>
+#include <numeric>
+#include <random>
 
 namespace fanout {
 namespace {
 
 using Sizes = std::vector<uint64_t>;
+constexpr int64_t kMin = std::numeric_limits<int64_t>::min();
+constexpr int64_t kMax = std::numeric_limits<int64_t>::max();
+
+// ---- ArraySplitSizes ------------------------------------------------------------------
 
 TEST(ChunkingTest, ArraySplitSizesMatchNumpy) {
-  EXPECT_EQ(ArraySplitSizes(10, 3), (Sizes{4, 3, 3}));
-  EXPECT_EQ(ArraySplitSizes(3, 5), (Sizes{1, 1, 1, 0, 0}));
-  EXPECT_EQ(ArraySplitSizes(0, 4), (Sizes{0, 0, 0, 0}));
-  EXPECT_EQ(ArraySplitSizes(7, 7), (Sizes{1, 1, 1, 1, 1, 1, 1}));
-  EXPECT_EQ(ArraySplitSizes(11, 4), (Sizes{3, 3, 3, 2}));
-  EXPECT_EQ(ArraySplitSizes(1000000, 8), Sizes(8, 125000));
+  struct Case {
+    uint64_t n, k;
+    Sizes want;
+  };
+  const Case cases[] = {
+      {10, 3, {4, 3, 3}},
+      {3, 5, {1, 1, 1, 0, 0}},
+      {2, 4, {1, 1, 0, 0}},
+      {0, 4, {0, 0, 0, 0}},
+      {0, 1, {0}},
+      {7, 7, {1, 1, 1, 1, 1, 1, 1}},
+      {11, 4, {3, 3, 3, 2}},
+      {1, 1, {1}},
+      {5, 1, {5}},
+      {9, 2, {5, 4}},
+      {1000000, 8, Sizes(8, 125000)},
+      {1000001, 8, {125001, 125000, 125000, 125000, 125000, 125000, 125000, 125000}},
+  };
+  for (const auto& c : cases) {
+    EXPECT_EQ(ArraySplitSizes(c.n, c.k), c.want) << c.n << " into " << c.k;
+  }
 }
+
+TEST(ChunkingTest, ArraySplitSizesSumToNAndDifferByAtMostOneLargerFirst) {
+  for (uint64_t n = 0; n <= 60; ++n) {
+    for (uint64_t k = 1; k <= 20; ++k) {
+      Sizes s = ArraySplitSizes(n, k);
+      ASSERT_EQ(s.size(), k);
+      EXPECT_EQ(std::accumulate(s.begin(), s.end(), uint64_t{0}), n);
+      EXPECT_TRUE(std::is_sorted(s.rbegin(), s.rend())) << n << " into " << k;
+      EXPECT_LE(s.front() - s.back(), 1u) << n << " into " << k;
+    }
+  }
+  Sizes big = ArraySplitSizes(UINT64_MAX, 3);
+  EXPECT_EQ(big, (Sizes{UINT64_MAX / 3, UINT64_MAX / 3, UINT64_MAX / 3}));
+}
+
+// ---- CountLines -----------------------------------------------------------------------
 
 TEST(ChunkingTest, CountLinesCountsAnUnterminatedLastLine) {
   EXPECT_EQ(CountLines(""), 0u);
   EXPECT_EQ(CountLines("a"), 1u);
   EXPECT_EQ(CountLines("a\n"), 1u);
   EXPECT_EQ(CountLines("a\nb"), 2u);
+  EXPECT_EQ(CountLines("\n"), 1u);
   EXPECT_EQ(CountLines("\n\n"), 2u);
+  EXPECT_EQ(CountLines("a\r\nb\r\n"), 2u);
+  EXPECT_EQ(CountLines("\r"), 1u);
+  EXPECT_EQ(CountLines(std::string_view("\0\n\0", 3)), 2u);
 }
+
+// ---- PlanLineChunks -------------------------------------------------------------------
 
 std::string Concat(std::string_view data, const std::vector<ChunkSpec>& chunks) {
   std::string out;
@@ -31,48 +78,155 @@ std::string Concat(std::string_view data, const std::vector<ChunkSpec>& chunks) 
   return out;
 }
 
+// The invariants every line plan holds, whatever the options.
+void ExpectWellFormed(std::string_view data, const std::vector<ChunkSpec>& chunks) {
+  uint64_t pos = 0, record = 0;
+  for (size_t i = 0; i < chunks.size(); ++i) {
+    const ChunkSpec& c = chunks[i];
+    EXPECT_EQ(c.id, i);
+    EXPECT_GT(c.records, 0u) << "chunk " << i;
+    EXPECT_EQ(c.first_record, record) << "chunk " << i;
+    EXPECT_EQ(c.begin, pos) << "chunk " << i;
+    EXPECT_LE(c.begin, c.end);
+    EXPECT_FALSE(c.range);
+    EXPECT_EQ(CountLines(data.substr(c.begin, c.bytes())), c.records) << "chunk " << i;
+    // Every chunk but possibly the last ends at a line boundary.
+    if (i + 1 < chunks.size()) {
+      EXPECT_EQ(data[c.end - 1], '\n') << "chunk " << i;
+    }
+    pos = c.end;
+    record += c.records;
+  }
+  EXPECT_EQ(pos, data.size());
+  EXPECT_EQ(record, CountLines(data));
+  EXPECT_EQ(Concat(data, chunks), data);
+}
+
+Sizes RecordsOf(const std::vector<ChunkSpec>& chunks) {
+  Sizes out;
+  for (const auto& c : chunks) out.push_back(c.records);
+  return out;
+}
+
 TEST(ChunkingTest, LineChunksFollowArraySplitAndKeepBytes) {
   std::string data = "1\n2\n3\n4\n5\n6\n7\n8\n9\n10\n";
   auto chunks = PlanLineChunks(data, {3, 0}, 99);
-  ASSERT_EQ(chunks.size(), 3u);
-  EXPECT_EQ(chunks[0].records, 4u);
-  EXPECT_EQ(chunks[1].records, 3u);
+  ExpectWellFormed(data, chunks);
+  EXPECT_EQ(RecordsOf(chunks), (Sizes{4, 3, 3}));
   EXPECT_EQ(chunks[2].first_record, 7u);
+  EXPECT_EQ(data.substr(chunks[0].begin, chunks[0].bytes()), "1\n2\n3\n4\n");
   EXPECT_EQ(data.substr(chunks[1].begin, chunks[1].bytes()), "5\n6\n7\n");
-  EXPECT_EQ(Concat(data, chunks), data);
-  for (size_t i = 0; i < chunks.size(); ++i) EXPECT_EQ(chunks[i].id, i);
+  EXPECT_EQ(data.substr(chunks[2].begin, chunks[2].bytes()), "8\n9\n10\n");
 }
 
-TEST(ChunkingTest, MoreChunksThanRecordsDropsEmptyOnes) {
-  auto chunks = PlanLineChunks("a\nb\n", {5, 0}, 1);
-  ASSERT_EQ(chunks.size(), 2u);
-  EXPECT_EQ(chunks[1].id, 1u);
-  EXPECT_EQ(chunks[1].records, 1u);
+TEST(ChunkingTest, MoreChunksThanRecordsDropsEmptyOnesInOrder) {
+  std::string data = "a\nb\nc\n";
+  auto chunks = PlanLineChunks(data, {5, 0}, 1);
+  ExpectWellFormed(data, chunks);
+  ASSERT_EQ(chunks.size(), 3u);
+  EXPECT_EQ(data.substr(chunks[0].begin, chunks[0].bytes()), "a\n");
+  EXPECT_EQ(data.substr(chunks[1].begin, chunks[1].bytes()), "b\n");
+  EXPECT_EQ(data.substr(chunks[2].begin, chunks[2].bytes()), "c\n");
 }
 
-TEST(ChunkingTest, EmptyInputHasNoChunks) { EXPECT_TRUE(PlanLineChunks("", {4, 0}, 4).empty()); }
+TEST(ChunkingTest, AHugeChunkCountOnSmallInputIsCheap) {
+  // --chunks accepts up to 2^40: the plan must not materialize 2^40 empty chunks.
+  std::string data = "x\ny\n";
+  auto chunks = PlanLineChunks(data, {uint64_t{1} << 40, 0}, 1);
+  ExpectWellFormed(data, chunks);
+  EXPECT_EQ(chunks.size(), 2u);
+  auto ranges = PlanRangeChunks({0, 3}, {UINT64_MAX, 0}, 1);
+  ASSERT_EQ(ranges.size(), 3u);
+  EXPECT_EQ(ranges[2].range, (IntRange{2, 3}));
+  EXPECT_EQ(PlanLineChunks("a\n", {}, UINT64_MAX).size(), 1u);
+}
 
-TEST(ChunkingTest, NoTrailingNewlineAndCrlfArePreserved) {
+TEST(ChunkingTest, EmptyInputHasNoChunks) {
+  EXPECT_TRUE(PlanLineChunks("", {4, 0}, 4).empty());
+  EXPECT_TRUE(PlanLineChunks("", {0, 3}, 4).empty());
+  EXPECT_TRUE(PlanLineChunks("", {}, 4).empty());
+}
+
+TEST(ChunkingTest, LastLineWithoutNewlineIsARecord) {
+  std::string data = "a\nb\nc";
+  auto chunks = PlanLineChunks(data, {3, 0}, 1);
+  ExpectWellFormed(data, chunks);
+  ASSERT_EQ(chunks.size(), 3u);
+  EXPECT_EQ(data.substr(chunks[2].begin, chunks[2].bytes()), "c");
+  auto one = PlanLineChunks("no newline", {4, 0}, 1);
+  ASSERT_EQ(one.size(), 1u);
+  EXPECT_EQ(one[0].records, 1u);
+  EXPECT_EQ(one[0].bytes(), 10u);
+}
+
+TEST(ChunkingTest, CrlfAndOtherBytesArePreserved) {
   std::string data = "a\r\nb\r\nc";
   auto chunks = PlanLineChunks(data, {2, 0}, 1);
+  ExpectWellFormed(data, chunks);
   ASSERT_EQ(chunks.size(), 2u);
   EXPECT_EQ(data.substr(chunks[0].begin, chunks[0].bytes()), "a\r\nb\r\n");
   EXPECT_EQ(data.substr(chunks[1].begin, chunks[1].bytes()), "c");
+  std::string binary("\0\n\xff\xfe\n\r\r\n", 8);
+  ExpectWellFormed(binary, PlanLineChunks(binary, {2, 0}, 1));
+}
+
+TEST(ChunkingTest, EmptyLinesAreRecords) {
+  std::string data = "\n\n\n\n";
+  auto chunks = PlanLineChunks(data, {2, 0}, 1);
+  ExpectWellFormed(data, chunks);
+  EXPECT_EQ(RecordsOf(chunks), (Sizes{2, 2}));
 }
 
 TEST(ChunkingTest, ChunkSizeCutsFixedRecordCounts) {
   std::string data = "1\n2\n3\n4\n5\n";
-  auto chunks = PlanLineChunks(data, {0, 2}, 1);
-  ASSERT_EQ(chunks.size(), 3u);
-  EXPECT_EQ(chunks[2].records, 1u);
-  EXPECT_EQ(Concat(data, chunks), data);
+  auto chunks = PlanLineChunks(data, {0, 2}, 7);
+  ExpectWellFormed(data, chunks);
+  EXPECT_EQ(RecordsOf(chunks), (Sizes{2, 2, 1}));
+  EXPECT_EQ(RecordsOf(PlanLineChunks(data, {0, 5}, 7)), (Sizes{5}));
+  EXPECT_EQ(RecordsOf(PlanLineChunks(data, {0, 1}, 7)), (Sizes{1, 1, 1, 1, 1}));
+  EXPECT_EQ(RecordsOf(PlanLineChunks(data, {0, 100}, 7)), (Sizes{5}));
+  EXPECT_EQ(RecordsOf(PlanLineChunks(data, {0, UINT64_MAX}, 7)), (Sizes{5}));
 }
 
 TEST(ChunkingTest, DefaultChunkCountAppliesWhenNothingIsSet) {
   std::string data;
   for (int i = 0; i < 100; ++i) data += "x\n";
   EXPECT_EQ(PlanLineChunks(data, {}, 8).size(), 8u);
+  EXPECT_EQ(PlanLineChunks(data, {}, 0).size(), 1u) << "a default of 0 means one chunk";
+  EXPECT_EQ(PlanLineChunks(data, {3, 0}, 8).size(), 3u) << "--chunks wins over the default";
 }
+
+TEST(ChunkingTest, RandomInputsAlwaysGiveWellFormedPlans) {
+  std::mt19937 rng(4242);
+  for (int i = 0; i < 2000; ++i) {
+    std::string data(rng() % 200, 'x');
+    for (char& c : data) {
+      unsigned r = rng() % 10;
+      c = r < 3 ? '\n' : (r == 3 ? '\r' : static_cast<char>('a' + r));
+    }
+    ChunkingOptions o;
+    if (rng() % 3 == 0)
+      o.chunk_size = 1 + rng() % 20;
+    else if (rng() % 2)
+      o.chunks = 1 + rng() % 40;
+    uint64_t dflt = rng() % 10;
+    auto chunks = PlanLineChunks(data, o, dflt);
+    SCOPED_TRACE("iteration " + std::to_string(i));
+    ExpectWellFormed(data, chunks);
+    uint64_t n = CountLines(data);
+    if (o.chunk_size == 0 && n > 0) {
+      uint64_t k = o.chunks ? o.chunks : std::max<uint64_t>(dflt, 1);
+      Sizes want = ArraySplitSizes(n, k);
+      std::erase(want, 0u);
+      EXPECT_EQ(RecordsOf(chunks), want);
+    }
+    if (o.chunk_size > 0) {
+      for (size_t c = 0; c + 1 < chunks.size(); ++c) EXPECT_EQ(chunks[c].records, o.chunk_size);
+    }
+  }
+}
+
+// ---- PlanRangeChunks ------------------------------------------------------------------
 
 TEST(ChunkingTest, RangeChunksCoverTheRangeHalfOpen) {
   auto chunks = PlanRangeChunks({1, 11}, {3, 0}, 1);
@@ -80,16 +234,107 @@ TEST(ChunkingTest, RangeChunksCoverTheRangeHalfOpen) {
   EXPECT_EQ(chunks[0].range, (IntRange{1, 5}));
   EXPECT_EQ(chunks[1].range, (IntRange{5, 8}));
   EXPECT_EQ(chunks[2].range, (IntRange{8, 11}));
-  EXPECT_TRUE(PlanRangeChunks({5, 5}, {3, 0}, 1).empty());
+  EXPECT_EQ(RecordsOf(chunks), (Sizes{4, 3, 3}));
+  EXPECT_EQ(chunks[2].first_record, 7u);
+  for (size_t i = 0; i < chunks.size(); ++i) {
+    EXPECT_EQ(chunks[i].id, i);
+    EXPECT_EQ(chunks[i].begin, 0u);
+    EXPECT_EQ(chunks[i].end, 0u);
+  }
 }
 
-TEST(ChunkingTest, ParseRangeAcceptsAndRejects) {
-  EXPECT_EQ(*ParseRange("1:10000"), (IntRange{1, 10000}));
-  EXPECT_EQ(*ParseRange("-5:5"), (IntRange{-5, 5}));
-  EXPECT_EQ(*ParseRange("3:3"), (IntRange{3, 3}));
-  for (const char* bad : {"5:1", "a:b", ":", "1", "1:", ":2", "1:2:3", "1 :2",
-                          "99999999999999999999:1", "-9223372036854775808:9223372036854775807"}) {
-    EXPECT_FALSE(ParseRange(bad).ok()) << bad;
+TEST(ChunkingTest, EmptyRangeHasNoChunks) {
+  EXPECT_TRUE(PlanRangeChunks({5, 5}, {3, 0}, 1).empty());
+  EXPECT_TRUE(PlanRangeChunks({-5, -5}, {0, 2}, 1).empty());
+}
+
+TEST(ChunkingTest, RangeChunksWithNegativesChunkSizeAndDefault) {
+  auto chunks = PlanRangeChunks({-3, 2}, {0, 2}, 9);
+  ASSERT_EQ(chunks.size(), 3u);
+  EXPECT_EQ(chunks[0].range, (IntRange{-3, -1}));
+  EXPECT_EQ(chunks[1].range, (IntRange{-1, 1}));
+  EXPECT_EQ(chunks[2].range, (IntRange{1, 2}));
+  auto dflt = PlanRangeChunks({0, 2}, {}, 4);  // more default chunks than records
+  ASSERT_EQ(dflt.size(), 2u);
+  EXPECT_EQ(dflt[1].range, (IntRange{1, 2}));
+}
+
+TEST(ChunkingTest, RangeChunksReachTheExtremesWithoutOverflow) {
+  for (IntRange r :
+       {IntRange{0, kMax}, IntRange{kMin, -1}, IntRange{-1, kMax - 1}, IntRange{kMax - 5, kMax}}) {
+    auto chunks = PlanRangeChunks(r, {7, 0}, 1);
+    ASSERT_FALSE(chunks.empty());
+    EXPECT_EQ(chunks.front().range->lo, r.lo);
+    EXPECT_EQ(chunks.back().range->hi, r.hi);
+    for (size_t i = 1; i < chunks.size(); ++i)
+      EXPECT_EQ(chunks[i].range->lo, chunks[i - 1].range->hi);
+  }
+}
+
+// ---- ParseRange -----------------------------------------------------------------------
+
+TEST(ChunkingTest, ParseRangeAcceptsIntegersWithLoAtMostHi) {
+  const std::pair<const char*, IntRange> good[] = {
+      {"1:10000", {1, 10000}},
+      {"0:0", {0, 0}},
+      {"3:3", {3, 3}},
+      {"-5:5", {-5, 5}},
+      {"-10:-3", {-10, -3}},
+      {"-0:0", {0, 0}},
+      {"007:010", {7, 10}},
+      {"9223372036854775807:9223372036854775807", {kMax, kMax}},
+      {"0:9223372036854775807", {0, kMax}},
+      // hi - lo must fit in int64: these are exactly at the edge.
+      {"-9223372036854775808:-1", {kMin, -1}},
+      {"-1:9223372036854775806", {-1, kMax - 1}},
+      {"-9223372036854775808:-9223372036854775808", {kMin, kMin}},
+  };
+  for (const auto& [text, want] : good) {
+    auto r = ParseRange(text);
+    ASSERT_TRUE(r.ok()) << text << ": " << r.status().message();
+    EXPECT_EQ(*r, want) << text;
+  }
+}
+
+TEST(ChunkingTest, ParseRangeRejectsMalformedInvertedAndOverflowingRanges) {
+  // Per the header, A <= B is required: "5:1" is an error, not an empty range.
+  const char* bad[] = {
+      "5:1",
+      "0:-1",
+      "a:b",
+      "1:b",
+      ":",
+      "",
+      "1",
+      "1:",
+      ":2",
+      "1:2:3",
+      "1::2",
+      "1 :2",
+      " 1:2",
+      "1:2 ",
+      "+1:2",
+      "1.5:2",
+      "0x10:20",
+      "1e3:2e3",
+      "1;2",
+      "1-2",
+      "99999999999999999999:1",
+      "1:99999999999999999999",
+      "-99999999999999999999:1",
+      "-9223372036854775809:0",
+      "0:9223372036854775808",
+      // Record counts that overflow int64.
+      "-9223372036854775808:9223372036854775807",
+      "-9223372036854775808:0",
+      "-1:9223372036854775807",
+  };
+  for (const char* text : bad) {
+    auto r = ParseRange(text);
+    ASSERT_FALSE(r.ok()) << "'" << text << "' parsed";
+    EXPECT_NE(r.status().message().find("'" + std::string(text) + "'"), std::string::npos)
+        << r.status().message();
+    EXPECT_NE(r.status().message().find("A:B"), std::string::npos);
   }
 }
 

@@ -1,9 +1,15 @@
-// OutputFile: a named output appears only at Commit; failures leave nothing behind.
+// OutputFile: a named output appears only at Commit, atomically, by rename of a temporary
+// in the same directory; failures, Discard and destruction leave nothing behind.
 #include "common/output_file.h"
 
 #include <dirent.h>
+#include <fcntl.h>
 #include <gtest/gtest.h>
 #include <sys/stat.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <set>
 
 #include "tests/support/test_support.h"
 
@@ -14,42 +20,136 @@ using testing::FileExists;
 using testing::ReadFile;
 using testing::TempDir;
 
-size_t EntriesIn(const std::string& dir) {
-  size_t n = 0;
+std::set<std::string> EntriesIn(const std::string& dir) {
+  std::set<std::string> names;
   DIR* d = opendir(dir.c_str());
-  while (dirent* e = readdir(d))
-    n += std::string(e->d_name) != "." && std::string(e->d_name) != "..";
+  if (!d) return names;
+  while (dirent* e = readdir(d)) {
+    std::string name = e->d_name;
+    if (name != "." && name != "..") names.insert(name);
+  }
   closedir(d);
-  return n;
+  return names;
 }
 
-TEST(OutputFileTest, CommitRenamesIntoPlace) {
+// Restores the process umask when it goes out of scope.
+class ScopedUmask {
+ public:
+  explicit ScopedUmask(mode_t mask) : old_(umask(mask)) {}
+  ~ScopedUmask() { umask(old_); }
+
+ private:
+  mode_t old_;
+};
+
+mode_t ModeOf(const std::string& path) {
+  struct stat st {};
+  EXPECT_EQ(stat(path.c_str(), &st), 0) << path;
+  return st.st_mode & 07777;
+}
+
+TEST(OutputFileTest, CommitRenamesATemporaryInTheSameDirectoryIntoPlace) {
   TempDir dir;
   std::string path = dir.File("out.txt");
   auto out = OutputFile::Open(path);
   ASSERT_TRUE(out.ok()) << out.status().message();
+  EXPECT_FALSE(FileExists(path)) << "nothing under the name before Commit";
+  // The bytes go to one hidden temporary beside the target (same filesystem: rename is
+  // atomic).
+  auto entries = EntriesIn(dir.path());
+  ASSERT_EQ(entries.size(), 1u);
+  std::string temp = *entries.begin();
+  EXPECT_EQ(temp.rfind(".out.txt.", 0), 0u) << temp;
   ASSERT_TRUE(out->Write("hello ").ok());
+  ASSERT_TRUE(out->Write("").ok());
   ASSERT_TRUE(out->Write("world").ok());
+  EXPECT_EQ(out->bytes_written(), 11u);
   EXPECT_FALSE(FileExists(path));
+  EXPECT_EQ(ReadFile(dir.File(temp)), "hello world");
   ASSERT_TRUE(out->Commit().ok());
   EXPECT_EQ(ReadFile(path), "hello world");
-  EXPECT_EQ(EntriesIn(dir.path()), 1u);
+  EXPECT_EQ(EntriesIn(dir.path()), std::set<std::string>{"out.txt"});
 }
 
-TEST(OutputFileTest, DiscardAndDestructionLeaveNothing) {
+TEST(OutputFileTest, BinaryAndLargeOutputIsWrittenExactly) {
   TempDir dir;
-  {
-    auto out = OutputFile::Open(dir.File("a"));
-    ASSERT_TRUE(out.ok());
-    ASSERT_TRUE(out->Write("partial").ok());
-    out->Discard();
-  }
+  std::string data(3 << 20, '\0');
+  for (size_t i = 0; i < data.size(); ++i) data[i] = static_cast<char>((i * 131) ^ (i >> 9));
+  auto out = OutputFile::Open(dir.File("bin"));
+  ASSERT_TRUE(out.ok());
+  for (size_t at = 0; at < data.size(); at += 100000)
+    ASSERT_TRUE(out->Write(std::string_view(data).substr(at, 100000)).ok());
+  EXPECT_EQ(out->bytes_written(), data.size());
+  ASSERT_TRUE(out->Commit().ok());
+  EXPECT_EQ(ReadFile(dir.File("bin")), data);
+}
+
+TEST(OutputFileTest, EmptyOutputStillCreatesTheFile) {
+  TempDir dir;
+  auto out = OutputFile::Open(dir.File("empty"));
+  ASSERT_TRUE(out.ok());
+  ASSERT_TRUE(out->Commit().ok());
+  EXPECT_TRUE(FileExists(dir.File("empty")));
+  EXPECT_EQ(ReadFile(dir.File("empty")), "");
+}
+
+TEST(OutputFileTest, DiscardLeavesNoFileAndNoTemporary) {
+  TempDir dir;
+  auto out = OutputFile::Open(dir.File("a"));
+  ASSERT_TRUE(out.ok());
+  ASSERT_TRUE(out->Write("partial").ok());
+  out->Discard();
+  EXPECT_TRUE(EntriesIn(dir.path()).empty());
+  out->Discard();  // idempotent
+  EXPECT_TRUE(EntriesIn(dir.path()).empty());
+  EXPECT_TRUE(out->Commit().ok());  // nothing left to commit: a no-op
+  EXPECT_TRUE(EntriesIn(dir.path()).empty());
+}
+
+TEST(OutputFileTest, DestructionWithoutCommitLeavesNothing) {
+  TempDir dir;
   {
     auto out = OutputFile::Open(dir.File("b"));
     ASSERT_TRUE(out.ok());
     ASSERT_TRUE(out->Write("partial").ok());
   }
-  EXPECT_EQ(EntriesIn(dir.path()), 0u);
+  {
+    auto out = OutputFile::Open(dir.File("c"));  // never written at all
+    ASSERT_TRUE(out.ok());
+  }
+  EXPECT_TRUE(EntriesIn(dir.path()).empty());
+}
+
+TEST(OutputFileTest, DiscardAndDestructionAfterCommitKeepTheFile) {
+  TempDir dir;
+  {
+    auto out = OutputFile::Open(dir.File("kept"));
+    ASSERT_TRUE(out.ok());
+    ASSERT_TRUE(out->Write("data").ok());
+    ASSERT_TRUE(out->Commit().ok());
+    EXPECT_TRUE(out->Commit().ok());  // a second Commit is a no-op
+    out->Discard();
+  }
+  EXPECT_EQ(ReadFile(dir.File("kept")), "data");
+  EXPECT_EQ(EntriesIn(dir.path()), std::set<std::string>{"kept"});
+}
+
+TEST(OutputFileTest, MovedFromObjectOwnsNothing) {
+  TempDir dir;
+  std::optional<OutputFile> moved;
+  {
+    auto out = OutputFile::Open(dir.File("moved"));
+    ASSERT_TRUE(out.ok());
+    ASSERT_TRUE(out->Write("first ").ok());
+    OutputFile source = std::move(out).value();
+    moved.emplace(std::move(source));
+    // `source` and the Result's husk are destroyed here: the temporary must survive.
+  }
+  EXPECT_EQ(EntriesIn(dir.path()).size(), 1u);
+  ASSERT_TRUE(moved->Write("second").ok());
+  EXPECT_EQ(moved->bytes_written(), 12u);
+  ASSERT_TRUE(moved->Commit().ok());
+  EXPECT_EQ(ReadFile(dir.File("moved")), "first second");
 }
 
 TEST(OutputFileTest, ExistingFileIsReplacedOnlyAtCommit) {
@@ -60,34 +160,150 @@ TEST(OutputFileTest, ExistingFileIsReplacedOnlyAtCommit) {
     auto out = OutputFile::Open(path);
     ASSERT_TRUE(out.ok());
     ASSERT_TRUE(out->Write("new").ok());
+    EXPECT_EQ(ReadFile(path), "old");
   }
-  EXPECT_EQ(ReadFile(path), "old");
+  EXPECT_EQ(ReadFile(path), "old") << "a discarded output leaves the old file alone";
+  EXPECT_EQ(EntriesIn(dir.path()), std::set<std::string>{"out"});
   auto out = OutputFile::Open(path);
+  ASSERT_TRUE(out.ok());
+  ASSERT_TRUE(out->Write("new").ok());
+  EXPECT_EQ(ReadFile(path), "old");
+  ASSERT_TRUE(out->Commit().ok());
+  EXPECT_EQ(ReadFile(path), "new");
+  EXPECT_EQ(EntriesIn(dir.path()), std::set<std::string>{"out"});
+}
+
+TEST(OutputFileTest, ReadersOfTheOldFileKeepTheirCopy) {
+  // Replacement is a rename, not a rewrite in place: an open reader sees the old bytes.
+  TempDir dir;
+  std::string path = dir.File("out");
+  testing::WriteFile(path, "old contents");
+  FILE* reader = fopen(path.c_str(), "r");
+  ASSERT_NE(reader, nullptr);
+  auto out = OutputFile::Open(path);
+  ASSERT_TRUE(out.ok());
   ASSERT_TRUE(out->Write("new").ok());
   ASSERT_TRUE(out->Commit().ok());
+  char buf[64] = {};
+  size_t n = fread(buf, 1, sizeof buf - 1, reader);
+  fclose(reader);
+  EXPECT_EQ(std::string(buf, n), "old contents");
   EXPECT_EQ(ReadFile(path), "new");
 }
 
 TEST(OutputFileTest, UnwritablePlacesAreErrorsNamingThePath) {
   TempDir dir;
-  auto missing_dir = OutputFile::Open(dir.File("no/such/dir/out"));
-  ASSERT_FALSE(missing_dir.ok());
-  EXPECT_NE(missing_dir.status().message().find("no/such/dir/out"), std::string::npos);
-  auto is_dir = OutputFile::Open(dir.path());
-  ASSERT_FALSE(is_dir.ok());
-  EXPECT_NE(is_dir.status().message().find("directory"), std::string::npos);
+  testing::WriteFile(dir.File("plain"), "x");
+  struct Case {
+    std::string path;
+    std::string expect;
+  };
+  const Case cases[] = {
+      {dir.File("no/such/dir/out"), "No such file"},
+      {dir.File("plain/out"), "Not a directory"},
+      {dir.path(), "it is a directory"},
+      {dir.path() + "/", "it is a directory"},
+      {"/", "it is a directory"},
+  };
+  for (const auto& c : cases) {
+    auto out = OutputFile::Open(c.path);
+    ASSERT_FALSE(out.ok()) << c.path;
+    EXPECT_NE(out.status().message().find("'" + c.path + "'"), std::string::npos)
+        << out.status().message();
+    EXPECT_NE(out.status().message().find(c.expect), std::string::npos) << out.status().message();
+  }
+  EXPECT_EQ(EntriesIn(dir.path()), std::set<std::string>{"plain"});
+}
+
+TEST(OutputFileTest, ReadOnlyDirectoryIsAnError) {
+  if (geteuid() == 0) GTEST_SKIP() << "root writes into read-only directories";
+  TempDir dir;
+  std::string ro = dir.File("ro");
+  ASSERT_EQ(mkdir(ro.c_str(), 0555), 0);
+  auto out = OutputFile::Open(ro + "/out");
+  chmod(ro.c_str(), 0755);
+  ASSERT_FALSE(out.ok());
+  EXPECT_NE(out.status().message().find("Permission denied"), std::string::npos)
+      << out.status().message();
+}
+
+TEST(OutputFileTest, FailedCommitReportsAndRemovesTheTemporary) {
+  TempDir dir;
+  std::string path = dir.File("target");
+  auto out = OutputFile::Open(path);
+  ASSERT_TRUE(out.ok());
+  ASSERT_TRUE(out->Write("data").ok());
+  // The name becomes a non-empty directory meanwhile: the rename cannot replace it.
+  ASSERT_EQ(mkdir(path.c_str(), 0755), 0);
+  testing::WriteFile(path + "/inside", "keep");
+  Status s = out->Commit();
+  ASSERT_FALSE(s.ok());
+  EXPECT_NE(s.message().find("'" + path + "'"), std::string::npos) << s.message();
+  EXPECT_EQ(EntriesIn(dir.path()), std::set<std::string>{"target"}) << "temporary removed";
+  EXPECT_EQ(ReadFile(path + "/inside"), "keep");
+  EXPECT_TRUE(out->Commit().ok()) << "a second Commit is a no-op";
+}
+
+TEST(OutputFileTest, RelativePathWithoutADirectoryUsesTheWorkingDirectory) {
+  TempDir dir;
+  auto cwd = std::filesystem::current_path();
+  std::filesystem::current_path(dir.path());
+  {
+    auto out = OutputFile::Open("relative.txt");
+    EXPECT_TRUE(out.ok()) << out.status().message();
+    if (out.ok()) {
+      EXPECT_TRUE(out->Write("rel").ok());
+      EXPECT_TRUE(out->Commit().ok());
+    }
+  }
+  std::filesystem::current_path(cwd);
+  EXPECT_EQ(ReadFile(dir.File("relative.txt")), "rel");
+  EXPECT_EQ(EntriesIn(dir.path()), std::set<std::string>{"relative.txt"});
 }
 
 TEST(OutputFileTest, PermissionsFollowTheUmask) {
+  for (auto [mask, want] :
+       {std::pair<mode_t, mode_t>{022, 0644}, {027, 0640}, {077, 0600}, {002, 0664}, {0, 0666}}) {
+    TempDir dir;
+    std::string path = dir.File("perm");
+    {
+      ScopedUmask scoped(mask);
+      auto out = OutputFile::Open(path);
+      ASSERT_TRUE(out.ok());
+      ASSERT_TRUE(out->Commit().ok());
+    }
+    EXPECT_EQ(ModeOf(path), want) << "umask " << std::oct << mask;
+  }
+}
+
+TEST(OutputFileTest, ReplacingAFileDoesNotKeepItsOldMode) {
   TempDir dir;
-  mode_t old = umask(027);
-  auto out = OutputFile::Open(dir.File("perm"));
-  umask(old);
+  std::string path = dir.File("exec");
+  testing::WriteFile(path, "old");
+  ASSERT_EQ(chmod(path.c_str(), 0700), 0);
+  ScopedUmask scoped(022);
+  auto out = OutputFile::Open(path);
   ASSERT_TRUE(out.ok());
   ASSERT_TRUE(out->Commit().ok());
-  struct stat st {};
-  ASSERT_EQ(stat(dir.File("perm").c_str(), &st), 0);
-  EXPECT_EQ(st.st_mode & 0777, 0640u);
+  EXPECT_EQ(ModeOf(path), 0644u);
+}
+
+TEST(OutputFileTest, DashAndEmptyMeanStdout) {
+  TempDir dir;
+  auto cwd = std::filesystem::current_path();
+  std::filesystem::current_path(dir.path());
+  for (const char* name : {"-", ""}) {
+    auto out = OutputFile::Open(name);
+    EXPECT_TRUE(out.ok()) << "'" << name << "'";
+    if (!out.ok()) continue;
+    EXPECT_TRUE(out->Write("").ok());
+    EXPECT_TRUE(out->Commit().ok());
+    out->Discard();
+  }
+  std::filesystem::current_path(cwd);
+  EXPECT_TRUE(EntriesIn(dir.path()).empty()) << "no file named '-' is created";
+  // Commit/Discard of stdout must not close it.
+  EXPECT_NE(fcntl(STDOUT_FILENO, F_GETFD), -1);
 }
 
 }  // namespace
