@@ -68,8 +68,11 @@ bool SendTo(zmq::socket_t& router, const std::string& peer, const Message& messa
   return SendFrames(router, &peer, message, payload);
 }
 
-Result<zmq::socket_t> MakeRouter(zmq::context_t& context, const std::string& endpoint) {
+Result<zmq::socket_t> MakeRouter(zmq::context_t& context, const std::string& endpoint,
+                                 const SocketSecurity& security) {
   zmq::socket_t socket(context, zmq::socket_type::router);
+  if (security.curve_server) MakeCurveServer(socket, *security.curve_server);
+  socket.set(zmq::sockopt::maxmsgsize, security.max_message);
   socket.set(zmq::sockopt::router_mandatory, 1);
   socket.set(zmq::sockopt::sndhwm, 0);
   socket.set(zmq::sockopt::rcvhwm, 0);
@@ -83,8 +86,10 @@ Result<zmq::socket_t> MakeRouter(zmq::context_t& context, const std::string& end
 }
 
 zmq::socket_t MakeDealer(zmq::context_t& context, const std::string& endpoint,
-                         const std::string& identity) {
+                         const std::string& identity, const SocketSecurity& security) {
   zmq::socket_t socket(context, zmq::socket_type::dealer);
+  if (security.curve_client) MakeCurveClient(socket, *security.curve_client);
+  socket.set(zmq::sockopt::maxmsgsize, security.max_message);
   if (!identity.empty()) socket.set(zmq::sockopt::routing_id, identity);
   socket.set(zmq::sockopt::linger, 0);
   socket.set(zmq::sockopt::sndhwm, 0);

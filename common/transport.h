@@ -9,6 +9,7 @@
 #include <string>
 #include <zmq.hpp>
 
+#include "common/curve.h"
 #include "common/protocol.h"
 #include "common/status.h"
 
@@ -45,14 +46,22 @@ bool SendMessage(zmq::socket_t& socket, const Message& message, zmq::message_t* 
 bool SendTo(zmq::socket_t& router, const std::string& peer, const Message& message,
             zmq::message_t* payload = nullptr);
 
+// Per-socket security and limits, applied before bind/connect.
+struct SocketSecurity {
+  std::optional<CurveKeyPair> curve_server;     // ROUTER: CURVE server with this pair
+  std::optional<CurveClientKeys> curve_client;  // DEALER: CURVE client
+  int64_t max_message = -1;  // ZMQ_MAXMSGSIZE: a peer sending a bigger frame is dropped
+};
+
 // A ROUTER bound to `endpoint` ("tcp://127.0.0.1:0" style endpoints are resolved: read
 // the actual one back with LastEndpoint). High-water marks are lifted: credits bound
 // what is in flight.
-Result<zmq::socket_t> MakeRouter(zmq::context_t& context, const std::string& endpoint);
+Result<zmq::socket_t> MakeRouter(zmq::context_t& context, const std::string& endpoint,
+                                 const SocketSecurity& security = {});
 // A DEALER with linger 0 connected to `endpoint`, with the given routing id ("" lets the
 // ROUTER assign a fresh one, which is what workers do: see PROTOCOL.md).
 zmq::socket_t MakeDealer(zmq::context_t& context, const std::string& endpoint,
-                         const std::string& identity);
+                         const std::string& identity, const SocketSecurity& security = {});
 std::string LastEndpoint(zmq::socket_t& socket);
 
 // zmq::poll that treats an interrupted call (EINTR: a signal arrived) as "nothing ready":

@@ -10,6 +10,7 @@
 #include <cstdio>
 #include <map>
 
+#include "common/curve.h"
 #include "common/exit_code.h"
 #include "common/units.h"
 #include "coordinator/interrupt.h"
@@ -42,6 +43,9 @@ struct RawFlags {
   bool report = false;
   bool insecure = false;
   std::string wait_timeout;
+  std::string curve_secret;
+  std::string authorized_keys;
+  std::string max_message = "1G";
 };
 
 int UsageError(const std::string& message) {
@@ -55,6 +59,37 @@ bool IsLocalEndpoint(const std::string& endpoint) {
   if (endpoint.rfind("tcp://", 0) != 0) return false;
   std::string host = endpoint.substr(6, endpoint.rfind(':') - 6);
   return host == "localhost" || host.rfind("127.", 0) == 0 || host == "[::1]" || host == "::1";
+}
+
+// --curve-secret, --authorized-keys, --insecure and --max-message.
+Status FinishSecurity(const RawFlags& raw, JobConfig& config) {
+  auto max_message = ParseSize(raw.max_message);
+  if (!max_message.ok()) return Status::Error("--max-message: " + max_message.status().message());
+  if (*max_message < 1024 || *max_message > (uint64_t{1} << 40)) {
+    return Status::Error("--max-message must be between 1K and 1T");
+  }
+  config.max_message = static_cast<int64_t>(*max_message);
+  if (raw.curve_secret.empty() != raw.authorized_keys.empty()) {
+    return Status::Error("--curve-secret and --authorized-keys go together");
+  }
+  if (!raw.curve_secret.empty()) {
+    if (config.listen.empty()) return Status::Error("--curve-secret needs --listen");
+    if (raw.insecure) return Status::Error("--insecure contradicts --curve-secret");
+    auto server = ReadCurveCertificate(raw.curve_secret, /*need_secret=*/true);
+    if (!server.ok()) return Status::Error("--curve-secret: " + server.status().message());
+    auto keys = ReadAuthorizedKeys(raw.authorized_keys);
+    if (!keys.ok()) return keys.status();
+    config.curve_server = *server;
+    config.authorized_keys = *keys;
+    return Status::Ok();
+  }
+  if (!config.listen.empty() && !raw.insecure && !IsLocalEndpoint(config.listen)) {
+    return Status::Error("--listen " + config.listen +
+                         " would accept unauthenticated workers from the network; use "
+                         "--curve-secret and --authorized-keys, bind 127.0.0.1 or ipc://, or "
+                         "pass --insecure on a trusted network");
+  }
+  return Status::Ok();
 }
 
 // Turns the text flags into config fields; a usage error message on failure.
@@ -77,11 +112,7 @@ Status Finish(const RawFlags& raw, JobConfig& config) {
     config.scheduler.timeout = spec->absolute;
     config.scheduler.timeout_percent = spec->percent;
   }
-  if (!config.listen.empty() && !raw.insecure && !IsLocalEndpoint(config.listen)) {
-    return Status::Error("--listen " + config.listen +
-                         " would accept unauthenticated workers from the network; bind "
-                         "127.0.0.1 or ipc://, or pass --insecure on a trusted network");
-  }
+  if (Status s = FinishSecurity(raw, config); !s.ok()) return s;
   if (!raw.wait_timeout.empty()) {
     auto wait = ParseDuration(raw.wait_timeout);
     if (!wait.ok()) return Status::Error("--wait-timeout: " + wait.status().message());
@@ -161,8 +192,15 @@ void AddRunOptions(CLI::App& run, JobConfig& config, RawFlags& raw) {
       ->check(CLI::Range(0u, 100000u));
   run.add_option("--wait-timeout", raw.wait_timeout,
                  "Fail if workers are missing this long (--min-workers, or none at all)");
+  run.add_option("--curve-secret", raw.curve_secret,
+                 "CURVE: this coordinator's secret certificate (from 'fanout keygen')");
+  run.add_option("--authorized-keys", raw.authorized_keys,
+                 "CURVE: directory of the public certificates of workers to admit");
   run.add_flag("--insecure", raw.insecure,
                "Allow --listen on a non-loopback address without authentication");
+  run.add_option("--max-message", raw.max_message,
+                 "Largest frame a worker may send (chunk results included)")
+      ->capture_default_str();
   run.add_flag("-q,--quiet", config.quiet, "Errors only: no summary, report or progress");
   run.add_flag("--progress,--bar", raw.progress,
                "Live progress line on stderr (default: when stderr is a terminal)");
@@ -178,6 +216,18 @@ void AddRunOptions(CLI::App& run, JobConfig& config, RawFlags& raw) {
       ->capture_default_str();
 }
 
+int Keygen(const std::string& name) {
+  auto keys = GenerateCurveKeyPair();
+  Status s = keys.ok() ? WriteCurveCertificates(name, *keys) : keys.status();
+  if (!s.ok()) {
+    std::fprintf(stderr, "fanout: keygen: %s\n", s.message().c_str());
+    return ToInt(ExitCode::kUsage);
+  }
+  std::printf("public key %s\nwrote %s (share it) and %s_secret (keep it private)\n",
+              keys->public_key.c_str(), name.c_str(), name.c_str());
+  return ToInt(ExitCode::kOk);
+}
+
 }  // namespace
 
 int RunCli(int argc, char** argv) {
@@ -191,6 +241,10 @@ int RunCli(int argc, char** argv) {
   run->prefix_command();  // everything from TASK on belongs to the task
   AddRunOptions(*run, config, raw);
   CLI::App* tasks = app.add_subcommand("tasks", "List the available tasks");
+  std::string key_name;
+  CLI::App* keygen = app.add_subcommand(
+      "keygen", "Write a CURVE key pair: NAME (public, to share) and NAME_secret (mode 0600)");
+  keygen->add_option("NAME", key_name, "Path of the public certificate")->required();
 
   try {
     app.parse(argc, argv);
@@ -210,6 +264,8 @@ int RunCli(int argc, char** argv) {
     }
     return ToInt(ExitCode::kOk);
   }
+
+  if (keygen->parsed()) return Keygen(key_name);
 
   std::vector<std::string> rest = run->remaining();
   if (!rest.empty() && rest.front() == "--") rest.erase(rest.begin());

@@ -11,9 +11,12 @@
 #include <map>
 #include <optional>
 #include <random>
+#include <set>
 #include <zmq.hpp>
 
+#include "common/curve.h"
 #include "common/transport.h"
+#include "common/zap.h"
 #include "coordinator/interrupt.h"
 #include "coordinator/local_launcher.h"
 
@@ -79,6 +82,7 @@ class EventLoop {
   };
 
   Status Start();
+  Result<std::vector<std::string>> StartCurve(SocketSecurity& security);
   void Step(Clock::time_point now, const std::vector<zmq::pollitem_t>& items);
   Clock::time_point NextWakeup(Clock::time_point now) const;
   void OnMessage(Envelope& env, Clock::time_point now);
@@ -117,6 +121,7 @@ class EventLoop {
   // children die before the directory holding their endpoint is removed.
   PrivateDir dir_;
   zmq::context_t context_{1};
+  std::unique_ptr<ZapAuthenticator> zap_;  // with CURVE: admits authorized worker keys
   std::optional<zmq::socket_t> router_;
   std::optional<LocalLauncher> launcher_;
   std::string job_id_ = NewJobId();
@@ -136,13 +141,36 @@ class EventLoop {
   std::map<std::pair<uint64_t, uint32_t>, std::pair<WorkerIndex, double>> in_flight_;
 };
 
+// With CURVE, starts the ZAP handler and gives local workers a throwaway key pair that it
+// admits, passed as certificate files in the private directory. Returns their extra flags.
+Result<std::vector<std::string>> EventLoop::StartCurve(SocketSecurity& security) {
+  if (!config_.curve_server) return std::vector<std::string>{};
+  auto local = GenerateCurveKeyPair();
+  if (!local.ok()) return local.status();
+  std::set<std::string> allowed(config_.authorized_keys.begin(), config_.authorized_keys.end());
+  allowed.insert(local->public_key);
+  auto zap = ZapAuthenticator::Start(context_, std::move(allowed));
+  if (!zap.ok()) return zap.status();
+  zap_ = std::move(zap).value();
+  security.curve_server = *config_.curve_server;
+  std::string server_cert = dir_.path() + "/coordinator.key";
+  std::string local_cert = dir_.path() + "/local-worker.key";
+  Status s = WriteCurveCertificates(server_cert, {config_.curve_server->public_key, ""});
+  if (s.ok()) s = WriteCurveCertificates(local_cert, *local);
+  if (!s.ok()) return s;
+  return std::vector<std::string>{"--curve-server-key", server_cert, "--curve-secret",
+                                  local_cert + "_secret"};
+}
+
 Status EventLoop::Start() {
+  if (dir_.path().empty()) return Status::Error("cannot create a private temporary directory");
   std::string endpoint = config_.listen;
-  if (endpoint.empty()) {
-    if (dir_.path().empty()) return Status::Error("cannot create a private temporary directory");
-    endpoint = "ipc://" + dir_.path() + "/coordinator.sock";
-  }
-  auto router = MakeRouter(context_, endpoint);
+  if (endpoint.empty()) endpoint = "ipc://" + dir_.path() + "/coordinator.sock";
+  SocketSecurity security;
+  security.max_message = config_.max_message;
+  auto curve_flags = StartCurve(security);
+  if (!curve_flags.ok()) return curve_flags.status();
+  auto router = MakeRouter(context_, endpoint, security);
   if (!router.ok()) return router.status();
   router_.emplace(std::move(router).value());
   endpoint = LastEndpoint(*router_);
@@ -155,9 +183,15 @@ Status EventLoop::Start() {
   }
   auto bin = FindWorkerBinary(config_.worker_bin);
   if (!bin.ok()) return bin.status();
-  launcher_.emplace(*bin, endpoint,
-                    std::vector<std::string>{"--once", "--slots", "1", "--heartbeat",
-                                             std::to_string(heartbeat_.count()) + "ms"});
+  std::vector<std::string> flags = {"--once",
+                                    "--slots",
+                                    "1",
+                                    "--heartbeat",
+                                    std::to_string(heartbeat_.count()) + "ms",
+                                    "--max-message",
+                                    std::to_string(config_.max_message)};
+  flags.insert(flags.end(), curve_flags->begin(), curve_flags->end());
+  launcher_.emplace(*bin, endpoint, std::move(flags));
   for (uint32_t i = 0; i < local_workers_; ++i) {
     auto pid = launcher_->Spawn("local-" + std::to_string(++spawned_));
     if (!pid.ok()) return pid.status();

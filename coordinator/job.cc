@@ -209,6 +209,19 @@ Status OpenFiles(const JobConfig& config, JobFiles& files) {
 }
 
 // --dry-run: the plan on stdout, one line per chunk.
+// Workers drop frames over --max-message, so a chunk that big could never be delivered.
+Status CheckMessageLimit(const PlannedJob& job) {
+  if (job.config.mode != Mode::kProcesses) return Status::Ok();
+  for (uint64_t c = 0; c < job.chunks.size(); ++c) {
+    if (job.Bytes(c).size() > static_cast<uint64_t>(job.config.max_message)) {
+      return Status::Error(job.Describe(c) + " is " + std::to_string(job.Bytes(c).size()) +
+                           " bytes, over --max-message " + std::to_string(job.config.max_message) +
+                           ": use more chunks or raise --max-message");
+    }
+  }
+  return Status::Ok();
+}
+
 void PrintPlan(const PlannedJob& job, uint32_t jobs) {
   std::printf("fanout: dry run: %zu chunks, task '%s', mode %s, %u workers; nothing was run\n",
               job.chunks.size(), job.config.task.c_str(),
@@ -316,6 +329,10 @@ ExitCode RunJob(const JobConfig& config) {
   PlannedJob job{config, **task, std::move(input).value(), {}};
   job.chunks = config.range ? PlanRangeChunks(*config.range, config.chunking, default_chunks)
                             : PlanLineChunks(job.input.view(), config.chunking, default_chunks);
+  if (Status s = CheckMessageLimit(job); !s.ok()) {
+    PrintUsageError(s.message());
+    return ExitCode::kUsage;
+  }
   if (config.dry_run) {
     PrintPlan(job, jobs);
     return ExitCode::kOk;  // files are discarded by their destructors

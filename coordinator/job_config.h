@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "common/chunking.h"
+#include "common/curve.h"
 #include "common/task.h"
 #include "coordinator/scheduler.h"
 
@@ -40,6 +41,12 @@ struct JobConfig {
   // can join; "" = a private ipc:// endpoint. With --listen and no -j, no local workers are
   // started and the job waits for workers to connect.
   std::string listen;
+  // --curve-secret / --authorized-keys (read and checked by the CLI): with a server pair,
+  // --listen speaks CURVE and admits only these worker keys (plus the coordinator's own
+  // local workers, which get a throwaway pair).
+  std::optional<CurveKeyPair> curve_server;
+  std::vector<std::string> authorized_keys;
+  int64_t max_message = int64_t{1} << 30;     // --max-message: largest frame a peer may send
   bool jobs_given = false;                    // -j was on the command line
   uint32_t min_workers = 0;                   // --min-workers: wait for this many before dispatch
   std::chrono::milliseconds wait_timeout{0};  // --wait-timeout: give up waiting; 0 = never

@@ -7,10 +7,37 @@
 #include <CLI/CLI.hpp>
 #include <cstdio>
 
+#include "common/curve.h"
 #include "common/exit_code.h"
 #include "common/task.h"
 #include "common/units.h"
 #include "worker/worker_loop.h"
+
+namespace {
+
+// Reads --curve-server-key/--curve-secret (both or neither) and --max-message.
+fanout::Status LoadSecurity(const std::string& server_file, const std::string& secret_file,
+                            const std::string& max_message, fanout::SocketSecurity& security) {
+  using fanout::Status;
+  auto limit = fanout::ParseSize(max_message);
+  if (!limit.ok()) return Status::Error("--max-message: " + limit.status().message());
+  if (*limit < 1024 || *limit > (uint64_t{1} << 40)) {
+    return Status::Error("--max-message must be between 1K and 1T");
+  }
+  security.max_message = static_cast<int64_t>(*limit);
+  if (server_file.empty() != secret_file.empty()) {
+    return Status::Error("--curve-server-key and --curve-secret go together");
+  }
+  if (server_file.empty()) return Status::Ok();
+  auto server = fanout::ReadCurveCertificate(server_file, /*need_secret=*/false);
+  if (!server.ok()) return Status::Error("--curve-server-key: " + server.status().message());
+  auto own = fanout::ReadCurveCertificate(secret_file, /*need_secret=*/true);
+  if (!own.ok()) return Status::Error("--curve-secret: " + own.status().message());
+  security.curve_client = fanout::CurveClientKeys{server->public_key, *own};
+  return Status::Ok();
+}
+
+}  // namespace
 
 int main(int argc, char** argv) {
   using namespace fanout;
@@ -25,7 +52,8 @@ int main(int argc, char** argv) {
   CLI::App app{"fanout-worker: runs chunks for a fanout coordinator", "fanout-worker"};
   app.set_version_flag("--version", std::string("fanout-worker ") + FANOUT_VERSION);
   WorkerConfig config;
-  std::string heartbeat = "500ms", log_level = "warn";
+  std::string heartbeat = "500ms", log_level = "warn", max_message = "1G";
+  std::string server_key_file, secret_file;
   app.add_option("--connect", config.endpoint, "Coordinator endpoint (tcp://HOST:PORT, ipc://PATH)")
       ->required();
   app.add_option("--slots", config.slots, "Chunks run at once")
@@ -34,6 +62,12 @@ int main(int argc, char** argv) {
   app.add_flag("--once", config.once, "Exit after one job instead of serving the next");
   app.add_option("--name", config.name, "Name in the coordinator's reports (default HOST-PID)");
   app.add_option("--heartbeat", heartbeat, "Heartbeat until the coordinator sets its own")
+      ->capture_default_str();
+  app.add_option("--curve-server-key", server_key_file,
+                 "CURVE: the coordinator's public certificate");
+  app.add_option("--curve-secret", secret_file,
+                 "CURVE: this worker's secret certificate (from 'fanout keygen NAME')");
+  app.add_option("--max-message", max_message, "Largest frame the coordinator may send")
       ->capture_default_str();
   app.add_option("--log-level", log_level, "trace|debug|info|warn|error|off")
       ->capture_default_str();
@@ -54,6 +88,11 @@ int main(int argc, char** argv) {
     return ToInt(ExitCode::kUsage);
   }
   config.heartbeat = std::chrono::duration_cast<std::chrono::milliseconds>(*hb);
+  if (Status s = LoadSecurity(server_key_file, secret_file, max_message, config.security);
+      !s.ok()) {
+    std::fprintf(stderr, "fanout-worker: %s\n", s.message().c_str());
+    return ToInt(ExitCode::kUsage);
+  }
   auto level = spdlog::level::from_str(log_level);
   if (level == spdlog::level::off && log_level != "off") {
     std::fprintf(stderr,

@@ -7,8 +7,10 @@
 
 #include <algorithm>
 #include <optional>
+#include <set>
 #include <zmq.hpp>
 
+#include "common/handshake_monitor.h"
 #include "common/transport.h"
 #include "worker/task_runner.h"
 
@@ -57,6 +59,7 @@ class Worker {
   int signal_fd_ = -1;
   int signal_ = 0;
   bool welcomed_ = false;
+  std::set<std::string> handshake_failures_;  // logged once each
   milliseconds heartbeat_{0};
   uint32_t liveness_ = 0;
 };
@@ -78,6 +81,13 @@ bool Worker::BackOff(milliseconds delay) {
 
 void Worker::SendResults(zmq::socket_t& socket) {
   for (FinishedAttempt& done : runner_.TakeFinished()) {
+    int64_t limit = config_.security.max_message;
+    if (done.result.ok && limit > 0 && done.output.size() > static_cast<uint64_t>(limit)) {
+      done.result.ok = false;
+      done.result.error = "result of " + std::to_string(done.output.size()) +
+                          " bytes is over the message limit of " + std::to_string(limit) +
+                          " bytes (--max-message)";
+    }
     if (done.result.ok) {
       auto* owned = new std::string(std::move(done.output));
       zmq::message_t payload(
@@ -122,7 +132,8 @@ std::optional<SessionEnd> Worker::Handle(zmq::socket_t& socket, Envelope& env) {
 }
 
 SessionEnd Worker::Session() {
-  zmq::socket_t socket = MakeDealer(context_, config_.endpoint, "");
+  zmq::socket_t socket = MakeDealer(context_, config_.endpoint, "", config_.security);
+  HandshakeMonitor monitor(context_, socket);
   welcomed_ = false;
   heartbeat_ = config_.heartbeat;
   liveness_ = config_.liveness;
@@ -138,10 +149,11 @@ SessionEnd Worker::Session() {
   for (;;) {
     zmq::pollitem_t items[] = {{socket.handle(), 0, ZMQ_POLLIN, 0},
                                {nullptr, runner_.fd(), ZMQ_POLLIN, 0},
-                               {nullptr, signal_fd_, ZMQ_POLLIN, 0}};
+                               {nullptr, signal_fd_, ZMQ_POLLIN, 0},
+                               {monitor.handle(), 0, ZMQ_POLLIN, 0}};
     auto deadline = std::min(next_heartbeat, last_heard + heartbeat_ * liveness_);
     auto wait = std::chrono::duration_cast<milliseconds>(deadline - Clock::now());
-    zmq::poll(items, 3, std::max(wait, milliseconds(0)) + milliseconds(1));
+    zmq::poll(items, 4, std::max(wait, milliseconds(0)) + milliseconds(1));
     now = Clock::now();
     if (SignalPending()) return SessionEnd::kSignal;
     if (items[0].revents & ZMQ_POLLIN) {
@@ -159,6 +171,11 @@ SessionEnd Worker::Session() {
       if (welcomed_ && !was_welcomed) next_heartbeat = now + heartbeat_;  // adopt its pace
     }
     if (items[1].revents & ZMQ_POLLIN) SendResults(socket);
+    if (items[3].revents & ZMQ_POLLIN) {
+      for (const std::string& failure : monitor.TakeFailures()) {
+        if (handshake_failures_.insert(failure).second) spdlog::error("{}", failure);
+      }
+    }
     if (now >= next_heartbeat) {
       SendMessage(socket, Heartbeat{});
       next_heartbeat = now + heartbeat_;

@@ -12,6 +12,8 @@
 #include <cstdint>
 #include <string>
 
+#include "common/transport.h"
+
 namespace fanout {
 
 struct WorkerConfig {
@@ -23,6 +25,9 @@ struct WorkerConfig {
   uint32_t liveness = 4;
   std::chrono::milliseconds initial_backoff{1000};
   std::chrono::milliseconds max_backoff{32000};
+  // CURVE client keys (--curve-server-key, --curve-secret) and --max-message: results larger
+  // than max_message are reported as chunk errors instead of being sent.
+  SocketSecurity security{.curve_server = {}, .curve_client = {}, .max_message = int64_t{1} << 30};
 };
 
 // Serves job after job (after SHUTDOWN it says HELLO again, to the next coordinator on the

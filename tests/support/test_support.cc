@@ -223,6 +223,17 @@ std::string Sha256(const std::string& data) {
   return r.out.substr(0, 64);
 }
 
+std::optional<std::string> WaitForText(const std::string& path, const std::string& needle,
+                                       std::chrono::milliseconds timeout) {
+  auto deadline = std::chrono::steady_clock::now() + timeout;
+  for (;;) {
+    std::string text = FileExists(path) ? ReadFile(path) : "";
+    if (text.find(needle) != std::string::npos) return text;
+    if (std::chrono::steady_clock::now() >= deadline) return std::nullopt;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+}
+
 std::vector<pid_t> ProcessesMatching(const std::string& needle) {
   std::vector<pid_t> pids;
   DIR* d = opendir("/proc");

@@ -77,6 +77,11 @@ std::string Sha256(const std::string& data);  // via sha256sum, hex
 std::optional<Envelope> ReceiveWithin(zmq::socket_t& socket, bool router,
                                       std::chrono::milliseconds timeout, bool heartbeats = false);
 
+// Waits until the file at `path` contains `needle` (checking every 10 ms, up to `timeout`);
+// returns the file's text then, or nothing at the deadline.
+std::optional<std::string> WaitForText(const std::string& path, const std::string& needle,
+                                       std::chrono::milliseconds timeout);
+
 // Pids of live processes whose /proc/PID/cmdline contains `needle` (excluding self).
 std::vector<pid_t> ProcessesMatching(const std::string& needle);
 
