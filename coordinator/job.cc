@@ -237,10 +237,10 @@ Status OpenState(const PlannedJob& job, std::unique_ptr<StateStore>& state,
   return Status::Ok();
 }
 
-// Scheduler options with the default reorder window: 4 chunks per worker, at least 16.
+// Scheduler options with the default reorder window: 4 chunks per worker, at least 8.
 SchedulerOptions WithWindow(const JobConfig& config, uint32_t jobs) {
   SchedulerOptions o = config.scheduler;
-  if (!config.window_given) o.window = config.unordered ? 0 : std::max<uint64_t>(16, 4ull * jobs);
+  if (!config.window_given) o.window = config.unordered ? 0 : std::max<uint64_t>(8, 4ull * jobs);
   return o;
 }
 
