@@ -6,7 +6,7 @@
 namespace fanout {
 namespace {
 
-// The chunking actually used: the configured one, or --block 8M instead of the default
+// The chunking actually used: the configured one, or --block 4M instead of the default
 // count when that would make chunks larger than kDefaultMaxChunkBytes.
 ChunkingOptions Effective(const ChunkingOptions& given, uint64_t bytes, uint64_t default_chunks) {
   ChunkingOptions o = given;

@@ -11,7 +11,7 @@
 namespace fanout {
 
 // Default chunks are at most this large, so a big input never means huge chunks.
-inline constexpr uint64_t kDefaultMaxChunkBytes = uint64_t{8} << 20;
+inline constexpr uint64_t kDefaultMaxChunkBytes = uint64_t{4} << 20;
 
 // Fills job.header and job.chunks. `default_chunks` applies when no way to cut was given
 // (capped to chunks of kDefaultMaxChunkBytes on big inputs).
