@@ -69,5 +69,18 @@ TEST_F(BigFileTest, ReorderWindowBoundsMemoryBehindASlowFirstChunk) {
   EXPECT_LT(peak, 40u << 20) << "coordinator peak RSS " << (peak >> 20) << " MiB on a 96 MiB input";
 }
 
+TEST_F(BigFileTest, PipedInputIsSpooledNotHeldInMemory) {
+  std::string input = MakeLines(64u << 20);
+  RunResult r = fanout::testing::Run(
+      {FanoutBin(), "run", "-q", "-j", "2", "--block", "1M", "--stats-json",
+       dir_.File("stats.json"), "identity"},
+      {.stdin_data = input, .timeout = std::chrono::milliseconds(100000), .env = {}});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_TRUE(r.out == input);
+  uint64_t peak = PeakRss(dir_.File("stats.json"));
+  EXPECT_LT(peak, 40u << 20) << "coordinator peak RSS " << (peak >> 20)
+                             << " MiB on 64 MiB of stdin";
+}
+
 }  // namespace
 }  // namespace fanout::testing

@@ -6,6 +6,7 @@
 #include <signal.h>
 
 #include <algorithm>
+#include <cctype>
 #include <chrono>
 #include <map>
 #include <sstream>
@@ -210,6 +211,31 @@ TEST_F(ResumeTest, KeepStateKeepsTheDirectoryAfterSuccess) {
   ASSERT_EQ(again.exit_code, 0) << again.err;
   EXPECT_EQ(again.out, Numbers(50));
   EXPECT_EQ(Lines(ReadFile(dir_.File("log"))).size(), 1u);  // header only
+}
+
+TEST_F(ResumeTest, ResumedHeaderJobWritesTheHeaderOnceAndEveryRowOnce) {
+  std::string in = dir_.File("in.csv"), go = dir_.File("GO"), state = dir_.File("state");
+  std::string rows = "id,name\n";
+  for (int i = 0; i < 60; ++i) rows += std::to_string(i) + ",n" + std::to_string(i) + "\n";
+  WriteFile(in, rows);
+  // Chunks 3 and up fail until GO exists; the same command then resumes.
+  auto job = [&](bool resume) {
+    std::vector<std::string> args = {"--mode", "threads",  "-j",        "2", "--chunks",
+                                     "6",      "--header", "--retries", "0", "-i",
+                                     in,       "--state",  state};
+    if (resume) args.push_back("--resume");
+    for (const char* a : {"exec", "--", "sh", "-c"}) args.push_back(a);
+    args.push_back("[ $FANOUT_CHUNK -ge 3 ] && [ ! -e " + go + " ] && exit 1; tr a-z A-Z");
+    return Fanout(args);
+  };
+  RunResult first = job(false);
+  ASSERT_EQ(first.exit_code, 1) << first.err;
+  WriteFile(go, "");
+  RunResult second = job(true);
+  ASSERT_EQ(second.exit_code, 0) << second.err;
+  std::string upper = rows;
+  for (char& c : upper) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+  EXPECT_EQ(second.out, upper);
 }
 
 }  // namespace
