@@ -1,6 +1,7 @@
 #include "coordinator/state_store.h"
 
 #include <fcntl.h>
+#include <spdlog/spdlog.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -173,6 +174,7 @@ Status StateStore::Save(const ChunkSpec& chunk, std::string_view output) {
     return Status::Error("cannot sync '" + dir_ + "/journal': " + std::strerror(errno));
   }
   done_[key] = output.size();
+  spdlog::debug("chunk {} ({}) saved to {}", chunk.id, key, dir_);
   return Status::Ok();
 }
 
