@@ -177,9 +177,11 @@ void AddRunOptions(CLI::App& run, JobConfig& config, RawFlags& raw) {
       ->check(CLI::Range(uint64_t{1}, uint64_t{1} << 60))
       ->excludes(chunks);
   run.add_option("--block", raw.block,
-                 "Cut chunks of about SIZE bytes (K/M/G) at record boundaries");
+                 "Cut chunks of about SIZE bytes (K/M/G) at record boundaries")
+      ->type_name("SIZE");
   run.add_flag("--null", raw.null, "Records end with NUL (\\0) instead of newline");
-  run.add_option("--record-size", raw.record_size, "Records are fixed-size binary, N bytes each");
+  run.add_option("--record-size", raw.record_size, "Records are fixed-size binary, N bytes each")
+      ->type_name("N");
   run.add_flag("--header", config.header,
                "First line is a header: sent with every chunk; each output's first line "
                "written once");
@@ -189,9 +191,12 @@ void AddRunOptions(CLI::App& run, JobConfig& config, RawFlags& raw) {
                  "Max chunks in flight or waiting ahead of the oldest unfinished one "
                  "(default: 4 per worker, at least 8)")
       ->check(CLI::Range(uint64_t{1}, uint64_t{1} << 40));
-  run.add_option("--joblog", config.joblog, "Append one TSV line per finished attempt to FILE");
+  run.add_option("--joblog", config.joblog,
+                 "Write one TSV line per finished chunk attempt to FILE (appended with --resume)")
+      ->type_name("FILE");
   run.add_option("--state", config.state_dir,
-                 "Keep finished chunks and a journal in DIR so the job can --resume");
+                 "Keep finished chunks and a journal in DIR so the job can --resume")
+      ->type_name("DIR");
   run.add_flag("--resume", config.resume, "Run only the chunks --state DIR does not hold yet");
   run.add_flag("--keep-state", config.keep_state, "Keep the --state DIR after success");
   run.add_option("--range", raw.range, "Records are the integers A..B-1 (no input is read)");
