@@ -27,7 +27,7 @@ std::vector<uint64_t> ChunkSizes(uint64_t n, const ChunkingOptions& options,
   return ArraySplitSizes(n, std::min(k, n));
 }
 
-constexpr uint64_t kReleaseStep = uint64_t{16} << 20;  // report progress every 16 MiB
+constexpr uint64_t kReleaseStep = uint64_t{4} << 20;  // report progress every 4 MiB
 
 char Delimiter(RecordKind kind) { return kind == RecordKind::kNul ? '\0' : '\n'; }
 
@@ -140,7 +140,7 @@ std::vector<ChunkSpec> PlanChunks(std::string_view data, const ChunkingOptions& 
                                   uint64_t default_chunks, const ConsumedFn& consumed) {
   if (options.block_bytes > 0) return PlanBlocks(data, options, consumed);
   std::vector<ChunkSpec> plan;
-  uint64_t pos = 0, record = 0;
+  uint64_t pos = 0, record = 0, reported = 0;
   uint64_t n = CountRecords(data, options.kind, options.record_size, consumed);
   for (uint64_t size : ChunkSizes(n, options, default_chunks)) {
     ChunkSpec c;
@@ -152,7 +152,12 @@ std::vector<ChunkSpec> PlanChunks(std::string_view data, const ChunkingOptions& 
     pos = c.end;
     record += size;
     plan.push_back(c);
+    if (consumed && pos - reported >= kReleaseStep) {
+      reported = pos;
+      consumed(pos);
+    }
   }
+  if (consumed && !plan.empty()) consumed(pos);
   return plan;
 }
 

@@ -91,5 +91,21 @@ TEST_F(BigFileTest, PipedInputIsSpooledNotHeldInMemory) {
                              << " MiB on 64 MiB of stdin";
 }
 
+TEST_F(BigFileTest, ChunksNCountsRecordsWithoutLoadingTheFile) {
+  // --chunks N must count every record first: the pages read are released as it goes.
+  std::string in = dir_.File("in.txt"), out = dir_.File("out.txt");
+  std::string input = MakeLines(96u << 20);
+  WriteFile(in, input);
+  RunResult r = fanout::testing::Run(
+      {FanoutBin(), "run", "-q", "-j", "2", "--chunks", "400", "-i", in, "-o", out, "--stats-json",
+       dir_.File("stats.json"), "identity"},
+      {.stdin_data = "", .timeout = std::chrono::milliseconds(100000), .env = {}});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_TRUE(ReadFile(out) == input);
+  uint64_t peak = PeakRss(dir_.File("stats.json"));
+  if (!kRssIsMeaningful) GTEST_SKIP() << "peak RSS is not bounded under AddressSanitizer";
+  EXPECT_LT(peak, 40u << 20) << "coordinator peak RSS " << (peak >> 20) << " MiB, 96 MiB input";
+}
+
 }  // namespace
 }  // namespace fanout::testing
