@@ -381,6 +381,9 @@ ExitCode RunJob(const JobConfig& config) {
     PrintUsageError(s.message());
     return ExitCode::kUsage;
   }
+  if (state && !files.output->temp_path().empty()) {
+    state->AdoptOutputTemp(config.output, files.output->temp_path());
+  }
 
   auto start = Clock::now();
   Scheduler scheduler(job.chunks.size(), WithWindow(config, jobs));

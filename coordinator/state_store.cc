@@ -178,6 +178,22 @@ Status StateStore::Save(const ChunkSpec& chunk, std::string_view output) {
   return Status::Ok();
 }
 
+void StateStore::AdoptOutputTemp(const std::string& output, const std::string& temp) {
+  std::string record = dir_ + "/output-temp";
+  std::ifstream in(record);
+  std::string earlier;
+  std::getline(in, earlier);
+  fs::path out(output), old(earlier);
+  std::string name = old.filename().string();
+  bool ours = !earlier.empty() && earlier != temp && old.parent_path() == out.parent_path() &&
+              name.rfind("." + out.filename().string() + ".fanout-", 0) == 0;
+  if (ours) {
+    std::error_code ec;
+    if (fs::remove(old, ec)) spdlog::info("removed {} left by the earlier run", earlier);
+  }
+  if (Status s = WriteDurably(record, temp + "\n"); !s.ok()) spdlog::warn("{}", s.message());
+}
+
 void StateStore::Remove() {
   if (journal_ >= 0) close(journal_);
   journal_ = -1;

@@ -45,6 +45,9 @@ class StateStore {
   Result<std::string> Load(const ChunkSpec& chunk) const;
   // Writes the output (fsync'd), then its journal line (fsync'd).
   Status Save(const ChunkSpec& chunk, std::string_view output);
+  // Records the output's temporary file, and removes the one an earlier run left behind
+  // when it died (only a hidden ".NAME.fanout-XXXXXX" next to `output`).
+  void AdoptOutputTemp(const std::string& output, const std::string& temp);
   // Deletes DIR (after a successful job).
   void Remove();
   const std::string& dir() const { return dir_; }

@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <cctype>
 #include <chrono>
+#include <filesystem>
 #include <map>
 #include <sstream>
 #include <string>
@@ -147,6 +148,10 @@ TEST_F(ResumeTest, KilledCoordinatorResumesOnlyUnfinishedChunksWithIdenticalOutp
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_TRUE(ReadFile(out) == input) << "resumed output differs from the serial result";
   EXPECT_FALSE(FileExists(state)) << "state directory should be removed after success";
+  for (const auto& entry : std::filesystem::directory_iterator(dir_.path())) {
+    EXPECT_EQ(entry.path().filename().string().rfind(".out.txt.fanout-", 0), std::string::npos)
+        << "the killed run's temporary output was left behind: " << entry.path();
+  }
 
   // The log holds both runs: every chunk succeeded exactly once, the first run's chunks
   // were not run again, and the resumed run ran only the others.
