@@ -391,13 +391,15 @@ ExitCode RunJob(const JobConfig& config) {
   ResultAssembler assembler(job.chunks.size(), !config.unordered, &*files.output);
   RunStats stats;
   stats.telemetry.SetJobLog(files.joblog.get());
-  stats.telemetry.chunks_done = stored.size();
   ResultSink sink(job, scheduler, assembler, stats, state.get(), stored);
   ModeResult result;
   if (Status s = sink.FeedStored(); !s.ok()) result = ModeResult::Failed(s.message());
   if (result.kind == ModeResult::Kind::kCompleted && !scheduler.Finished()) {
     std::optional<Progress> progress;
-    if (config.progress && !config.quiet) progress.emplace(stats.telemetry, job.chunks.size());
+    // On --resume the line counts this run's chunks, so its rate and ETA are right.
+    if (config.progress && !config.quiet) {
+      progress.emplace(stats.telemetry, job.chunks.size() - stored.size());
+    }
     result = RunMode(job, jobs, scheduler, sink, stats);
   }
   double wall = std::chrono::duration<double>(Clock::now() - start).count();
