@@ -1,9 +1,12 @@
-// Chunking: cutting the input's records into chunks with numpy.array_split semantics
-// (sizes differ by at most one, larger chunks first), or into chunks of a fixed record
-// count. Pure functions over an in-memory view of the input; no I/O.
+// Chunking: cutting the input's records (lines, NUL-terminated or fixed-size) into
+// chunks with numpy.array_split semantics (sizes differ by at most one, larger chunks
+// first), chunks of a fixed record count, or chunks of about a byte size (--block). Pure
+// functions over a view of the input; no I/O. Planning reports how far it has read
+// through an optional callback, so a caller can release pages of a mapped input.
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <string_view>
 #include <vector>
@@ -14,24 +17,40 @@
 namespace fanout {
 
 // One chunk of the plan. Chunks are numbered 0..n-1 in input order; output is their
-// results concatenated in that order. Invariant: records > 0 (empty chunks never exist).
+// results concatenated in that order. Invariant: bytes() > 0 or range set (empty chunks
+// never exist), except the single header-only chunk of a --header job with no records.
 struct ChunkSpec {
   uint64_t id = 0;
   uint64_t first_record = 0;  // index of the chunk's first record in the whole input
-  uint64_t records = 0;
-  uint64_t begin = 0;  // byte offsets [begin, end) into the input (data input)
+  uint64_t records = 0;       // 0 when not counted (--block plans do not read every byte)
+  bool counted = true;        // records and first_record are known
+  uint64_t begin = 0;         // byte offsets [begin, end) into the input (data input)
   uint64_t end = 0;
   std::optional<IntRange> range;  // set for --range input; begin/end are then 0
 
   uint64_t bytes() const { return end - begin; }
 };
 
-// How to cut. At most one of `chunks` and `chunk_size` is non-zero; with neither, the
-// caller's default chunk count applies.
-struct ChunkingOptions {
-  uint64_t chunks = 0;      // --chunks N: array_split into N
-  uint64_t chunk_size = 0;  // --chunk-size K: K records per chunk (the last may be short)
+// What a record is.
+enum class RecordKind {
+  kLines,  // '\n'-terminated (default); a final unterminated line is a record
+  kNul,    // '\0'-terminated (--null); a final unterminated record is a record
+  kFixed,  // exactly record_size bytes (--record-size); a short last record is a record
 };
+
+// How to cut. At most one of `chunks`, `chunk_size` and `block_bytes` is non-zero; with
+// none, the caller's default chunk count applies.
+struct ChunkingOptions {
+  uint64_t chunks = 0;       // --chunks N: array_split into N
+  uint64_t chunk_size = 0;   // --chunk-size K: K records per chunk (the last may be short)
+  uint64_t block_bytes = 0;  // --block SIZE: chunks of at most SIZE bytes, cut at record
+                             // boundaries; a record longer than SIZE is a chunk of its own
+  RecordKind kind = RecordKind::kLines;
+  uint64_t record_size = 0;  // kFixed: bytes per record (> 0)
+};
+
+// Called with a byte offset below which planning will not read again.
+using ConsumedFn = std::function<void(uint64_t)>;
 
 // numpy.array_split sizes of n items into k parts (k > 0): larger parts first, zero-size
 // parts kept (callers drop them). E.g. (10, 3) -> {4, 3, 3}; (2, 4) -> {1, 1, 0, 0}.
@@ -44,6 +63,14 @@ uint64_t CountLines(std::string_view data);
 // neither field. Bytes are preserved exactly: concatenating the chunks gives `data`.
 std::vector<ChunkSpec> PlanLineChunks(std::string_view data, const ChunkingOptions& options,
                                       uint64_t default_chunks);
+
+// Number of records of `kind` in `data` (record_size for kFixed).
+uint64_t CountRecords(std::string_view data, RecordKind kind, uint64_t record_size,
+                      const ConsumedFn& consumed = {});
+
+// Plans chunks of `options.kind` records over `data`; offsets are relative to `data`.
+std::vector<ChunkSpec> PlanChunks(std::string_view data, const ChunkingOptions& options,
+                                  uint64_t default_chunks, const ConsumedFn& consumed = {});
 
 // Plans chunks over the integers of `range` (half-open); each chunk carries a sub-range.
 std::vector<ChunkSpec> PlanRangeChunks(IntRange range, const ChunkingOptions& options,

@@ -30,6 +30,8 @@ class OutputFile {
   // Removes the temporary (idempotent).
   void Discard();
   uint64_t bytes_written() const { return bytes_; }
+  // The hidden temporary being written ("" for stdout).
+  const std::string& temp_path() const { return temp_; }
 
  private:
   OutputFile(int fd, std::string path, std::string temp)

@@ -46,6 +46,9 @@ struct RawFlags {
   std::string curve_secret;
   std::string authorized_keys;
   std::string max_message = "1G";
+  std::string block;
+  std::string record_size;
+  bool null = false;
 };
 
 int UsageError(const std::string& message) {
@@ -92,6 +95,40 @@ Status FinishSecurity(const RawFlags& raw, JobConfig& config) {
   return Status::Ok();
 }
 
+// Record kind, --block and --header, checked for combinations that make no sense.
+Status FinishRecords(const RawFlags& raw, JobConfig& config) {
+  ChunkingOptions& c = config.chunking;
+  if (!raw.block.empty()) {
+    auto size = ParseSize(raw.block);
+    if (!size.ok()) return Status::Error("--block: " + size.status().message());
+    c.block_bytes = *size;
+  }
+  if (!raw.record_size.empty()) {
+    auto size = ParseSize(raw.record_size);
+    if (!size.ok()) return Status::Error("--record-size: " + size.status().message());
+    c.kind = RecordKind::kFixed;
+    c.record_size = *size;
+  }
+  if (raw.null) {
+    if (c.kind == RecordKind::kFixed) {
+      return Status::Error("--null and --record-size are mutually exclusive");
+    }
+    c.kind = RecordKind::kNul;
+  }
+  if (c.block_bytes > 0 && (c.chunks > 0 || c.chunk_size > 0)) {
+    return Status::Error("--block excludes --chunks and --chunk-size (choose one way to cut)");
+  }
+  if (config.range && (c.block_bytes > 0 || c.kind != RecordKind::kLines || config.header)) {
+    return Status::Error(
+        "--range reads no input: --block, --null, --record-size and --header "
+        "do not apply");
+  }
+  if (config.header && c.kind != RecordKind::kLines) {
+    return Status::Error("--header needs line records (not --null or --record-size)");
+  }
+  return Status::Ok();
+}
+
 // Turns the text flags into config fields; a usage error message on failure.
 Status Finish(const RawFlags& raw, JobConfig& config) {
   static const std::map<std::string, Mode> kModes = {
@@ -117,6 +154,11 @@ Status Finish(const RawFlags& raw, JobConfig& config) {
     auto wait = ParseDuration(raw.wait_timeout);
     if (!wait.ok()) return Status::Error("--wait-timeout: " + wait.status().message());
     config.wait_timeout = std::chrono::duration_cast<std::chrono::milliseconds>(*wait);
+  }
+  if (Status s = FinishRecords(raw, config); !s.ok()) return s;
+  if ((config.resume || config.keep_state) && config.state_dir.empty()) {
+    return Status::Error(std::string(config.resume ? "--resume" : "--keep-state") +
+                         " needs --state DIR");
   }
   auto hb = ParseDuration(raw.heartbeat);
   if (!hb.ok()) return Status::Error("--heartbeat: " + hb.status().message());
@@ -165,6 +207,29 @@ void AddRunOptions(CLI::App& run, JobConfig& config, RawFlags& raw) {
   run.add_option("--chunk-size", config.chunking.chunk_size, "Records per chunk")
       ->check(CLI::Range(uint64_t{1}, uint64_t{1} << 60))
       ->excludes(chunks);
+  run.add_option("--block", raw.block,
+                 "Cut chunks of about SIZE bytes (K/M/G) at record boundaries")
+      ->type_name("SIZE");
+  run.add_flag("--null", raw.null, "Records end with NUL (\\0) instead of newline");
+  run.add_option("--record-size", raw.record_size, "Records are fixed-size binary, N bytes each")
+      ->type_name("N");
+  run.add_flag("--header", config.header,
+               "First line is a header: sent with every chunk; each output's first line "
+               "written once");
+  run.add_flag("--unordered", config.unordered,
+               "Write each chunk's output as soon as it is done (not in input order)");
+  run.add_option("--window", config.scheduler.window,
+                 "Max chunks in flight or waiting ahead of the oldest unfinished one "
+                 "(default: 4 per worker, at least 8)")
+      ->check(CLI::Range(uint64_t{1}, uint64_t{1} << 40));
+  run.add_option("--joblog", config.joblog,
+                 "Write one TSV line per finished chunk attempt to FILE (appended with --resume)")
+      ->type_name("FILE");
+  run.add_option("--state", config.state_dir,
+                 "Keep finished chunks and a journal in DIR so the job can --resume")
+      ->type_name("DIR");
+  run.add_flag("--resume", config.resume, "Run only the chunks --state DIR does not hold yet");
+  run.add_flag("--keep-state", config.keep_state, "Keep the --state DIR after success");
   run.add_option("--range", raw.range, "Records are the integers A..B-1 (no input is read)");
   run.add_option("-i,--input", config.input, "Input file (default: stdin)");
   run.add_option("-o,--output", config.output, "Output file, written atomically (default: stdout)");
@@ -275,6 +340,7 @@ int RunCli(int argc, char** argv) {
   if (!rest.empty() && rest.front() == "--") rest.erase(rest.begin());
   config.args = rest;
   config.jobs_given = run->count("-j") > 0;
+  config.window_given = run->count("--window") > 0;
   if (Status s = Finish(raw, config); !s.ok()) return UsageError(s.message());
   if (Status s = SetupLogging(raw, config.quiet); !s.ok()) return UsageError(s.message());
   bool terminal = isatty(STDERR_FILENO) == 1;

@@ -297,15 +297,26 @@ void EventLoop::OnHello(const std::string& id, const Hello& hello, Clock::time_p
 
 void EventLoop::OnResult(Peer& peer, const ResultMsg& result,
                          std::optional<zmq::message_t>& payload, Clock::time_point now) {
+  bool ok = result.ok;
+  std::string error = result.error;
+  if (ok) {
+    std::string_view out =
+        payload ? std::string_view(static_cast<const char*>(payload->data()), payload->size())
+                : std::string_view();
+    if (Status vetted = sink_.Vet(out); !vetted.ok()) {
+      ok = false;
+      error = vetted.message();
+    }
+  }
   ResultOutcome outcome =
-      scheduler_.OnResult(peer.index, result.chunk, result.attempt, result.ok, result.error, now);
+      scheduler_.OnResult(peer.index, result.chunk, result.attempt, ok, error, now);
   if (auto it = in_flight_.find({result.chunk, result.attempt});
       it != in_flight_.end() && it->second.first == peer.index) {
     double since_dispatch = stats_.telemetry.Now() - it->second.second;
     AttemptSpan span =
         job_.Span(stats_.telemetry, result.chunk, result.attempt, peer.index,
                   std::min(result.wall_seconds, since_dispatch), payload ? payload->size() : 0,
-                  result.ok ? Status::Ok() : Status::Error(result.error));
+                  ok ? Status::Ok() : Status::Error(error));
     span.cpu_seconds = result.cpu_seconds;
     stats_.telemetry.RecordAttempt(std::move(span));
     in_flight_.erase(it);
@@ -321,7 +332,7 @@ void EventLoop::OnResult(Peer& peer, const ResultMsg& result,
     case Verdict::kRetrying:
     case Verdict::kChunkFailed:
       spdlog::warn("{} attempt {} failed on worker {}: {}", job_.Describe(result.chunk),
-                   result.attempt, peer.name, result.error);
+                   result.attempt, peer.name, error);
       break;
     case Verdict::kLateDuplicate:
       spdlog::debug("dropped late result for chunk {} attempt {} from {}", result.chunk,
@@ -449,9 +460,13 @@ void EventLoop::Fill(Peer& peer, Clock::time_point now) {
     const ChunkSpec& chunk = job_.chunks[a->chunk];
     TaskMsg msg{job_id_,      a->chunk,    a->attempt,   config_.task,
                 config_.args, chunk.range, chunk.records};
-    std::string_view bytes = job_.Bytes(a->chunk);
-    // Zero copy: the frame points into the input, which outlives the socket.
-    zmq::message_t payload(const_cast<char*>(bytes.data()), bytes.size(), nullptr, nullptr);
+    // Zero copy: the frame points into the input, which outlives the socket (with a
+    // --header the header and chunk are copied into one frame).
+    std::string storage;
+    std::string_view bytes = job_.Payload(a->chunk, storage);
+    zmq::message_t payload = job_.header.empty() ? zmq::message_t(const_cast<char*>(bytes.data()),
+                                                                  bytes.size(), nullptr, nullptr)
+                                                 : zmq::message_t(bytes.data(), bytes.size());
     spdlog::debug("chunk {} attempt {}{} -> {}", a->chunk, a->attempt,
                   a->speculative ? " (speculative)" : "", peer.name);
     in_flight_[{a->chunk, a->attempt}] = {peer.index, stats_.telemetry.Now()};

@@ -7,6 +7,7 @@
 #include <csignal>
 #include <cstdio>
 #include <cstring>
+#include <memory>
 #include <optional>
 #include <thread>
 
@@ -14,8 +15,11 @@
 #include "common/units.h"
 #include "coordinator/coordinator.h"
 #include "coordinator/interrupt.h"
+#include "coordinator/job_log.h"
+#include "coordinator/job_setup.h"
 #include "coordinator/local_modes.h"
 #include "coordinator/progress.h"
+#include "coordinator/state_store.h"
 
 namespace fanout {
 
@@ -37,9 +41,19 @@ std::string_view PlannedJob::Bytes(uint64_t chunk) const {
   return input.view().substr(c.begin, c.bytes());
 }
 
-ChunkInput PlannedJob::InputFor(uint64_t chunk, uint32_t attempt, const std::string& worker) const {
+std::string_view PlannedJob::Payload(uint64_t chunk, std::string& storage) const {
+  if (header.empty() || chunks[chunk].range) return Bytes(chunk);
+  std::string_view bytes = Bytes(chunk);
+  storage.reserve(header.size() + bytes.size());
+  storage.assign(header);
+  storage.append(bytes);
+  return storage;
+}
+
+ChunkInput PlannedJob::InputFor(uint64_t chunk, uint32_t attempt, const std::string& worker,
+                                std::string& storage) const {
   ChunkInput in;
-  in.data = Bytes(chunk);
+  in.data = Payload(chunk, storage);
   in.range = chunks[chunk].range;
   in.chunk_id = chunk;
   in.attempt = attempt;
@@ -52,9 +66,16 @@ std::string PlannedJob::Describe(uint64_t chunk) const {
   std::string text = "chunk " + std::to_string(chunk);
   if (c.range) {
     text += " (numbers " + std::to_string(c.range->lo) + "-" + std::to_string(c.range->hi - 1);
-  } else {
-    text += " (lines " + std::to_string(c.first_record + 1) + "-" +
+  } else if (c.bytes() == 0) {
+    text += " (header only";
+  } else if (!c.counted) {
+    text += " (bytes " + std::to_string(c.begin) + "-" + std::to_string(c.end - 1);
+  } else if (config.chunking.kind != RecordKind::kLines) {
+    text += " (records " + std::to_string(c.first_record + 1) + "-" +
             std::to_string(c.first_record + c.records);
+  } else {
+    uint64_t first = c.first_record + (header.empty() ? 1 : 2);  // 1-based, in the file
+    text += " (lines " + std::to_string(first) + "-" + std::to_string(first + c.records - 1);
   }
   return text + ")";
 }
@@ -74,21 +95,6 @@ AttemptSpan PlannedJob::Span(const Telemetry& t, uint64_t chunk, uint32_t attemp
   span.ok = status.ok();
   span.error = status.message();
   return span;
-}
-
-Status ResultSink::Accept(uint64_t chunk, Blob output, double cpu_seconds) {
-  stats_.cpu_seconds += cpu_seconds;
-  return assembler_.Add(chunk, std::move(output));
-}
-
-Status ResultSink::SyncFailures() {
-  const auto& failed = scheduler_.failed_chunks();
-  if (!scheduler_.Aborted()) {
-    for (; synced_failures_ < failed.size(); ++synced_failures_) {
-      if (Status s = assembler_.Skip(failed[synced_failures_]); !s.ok()) return s;
-    }
-  }
-  return Status::Ok();
 }
 
 namespace {
@@ -191,6 +197,7 @@ namespace {
 // The files a job writes, all opened (and so checked) before any work starts.
 struct JobFiles {
   std::optional<OutputFile> output, stats, trace;
+  std::unique_ptr<JobLog> joblog;
 };
 
 Status OpenFiles(const JobConfig& config, JobFiles& files) {
@@ -205,7 +212,47 @@ Status OpenFiles(const JobConfig& config, JobFiles& files) {
     return s;
   }
   if (Status s = open(config.stats_json, files.stats); !s.ok()) return s;
-  return open(config.trace, files.trace);
+  if (Status s = open(config.trace, files.trace); !s.ok()) return s;
+  if (config.joblog.empty()) return Status::Ok();
+  auto log = JobLog::Open(config.joblog, config.resume);
+  if (!log.ok()) return log.status();
+  files.joblog = std::move(log).value();
+  return Status::Ok();
+}
+
+// --state: opens the store and returns the chunks an earlier run finished (ascending).
+Status OpenState(const PlannedJob& job, std::unique_ptr<StateStore>& state,
+                 std::vector<uint64_t>& stored) {
+  if (job.config.state_dir.empty()) return Status::Ok();
+  auto opened = StateStore::Open(job.config.state_dir, JobManifest(job), job.config.resume);
+  if (!opened.ok()) return opened.status();
+  state = std::move(opened).value();
+  for (const ChunkSpec& c : job.chunks) {
+    if (state->Has(c)) stored.push_back(c.id);
+  }
+  if (job.config.resume) {
+    spdlog::info("resuming: {} of {} chunks were finished by an earlier run", stored.size(),
+                 job.chunks.size());
+  }
+  return Status::Ok();
+}
+
+// Scheduler options with the default reorder window: 4 chunks per worker, at least 8.
+SchedulerOptions WithWindow(const JobConfig& config, uint32_t jobs) {
+  SchedulerOptions o = config.scheduler;
+  if (!config.window_given) o.window = config.unordered ? 0 : std::max<uint64_t>(8, 4ull * jobs);
+  return o;
+}
+
+// After the job: removes the state on success (unless --keep-state), else says where it is.
+void SettleState(StateStore* state, const JobConfig& config, ExitCode code) {
+  if (!state) return;
+  if (code == ExitCode::kOk && !config.keep_state) {
+    state->Remove();
+  } else if (code != ExitCode::kOk) {
+    std::fprintf(stderr, "fanout: %zu finished chunks are kept in %s; run again with --resume\n",
+                 state->finished(), state->dir().c_str());
+  }
 }
 
 // --dry-run: the plan on stdout, one line per chunk.
@@ -227,8 +274,13 @@ void PrintPlan(const PlannedJob& job, uint32_t jobs) {
               job.chunks.size(), job.config.task.c_str(),
               std::string(ModeName(job.config.mode)).c_str(), jobs);
   for (const ChunkSpec& c : job.chunks) {
-    std::printf("%s: %lu records, %lu bytes\n", job.Describe(c.id).c_str(),
-                static_cast<unsigned long>(c.records), static_cast<unsigned long>(c.bytes()));
+    if (c.counted) {
+      std::printf("%s: %lu records, %lu bytes\n", job.Describe(c.id).c_str(),
+                  static_cast<unsigned long>(c.records), static_cast<unsigned long>(c.bytes()));
+    } else {
+      std::printf("%s: %lu bytes\n", job.Describe(c.id).c_str(),
+                  static_cast<unsigned long>(c.bytes()));
+    }
   }
 }
 
@@ -251,6 +303,7 @@ JobTotals Totals(const PlannedJob& job, const Scheduler& scheduler, const RunSta
   t.counters = scheduler.counters();
   t.failed_chunks = scheduler.failed_chunks();
   t.exit_code = ToInt(code);
+  t.peak_rss_bytes = PeakRssBytes();
   return t;
 }
 
@@ -326,9 +379,8 @@ ExitCode RunJob(const JobConfig& config) {
     return ExitCode::kUsage;
   }
   uint64_t default_chunks = 4ull * std::max<uint32_t>(jobs, config.jobs_given ? 1 : DefaultJobs());
-  PlannedJob job{config, **task, std::move(input).value(), {}};
-  job.chunks = config.range ? PlanRangeChunks(*config.range, config.chunking, default_chunks)
-                            : PlanLineChunks(job.input.view(), config.chunking, default_chunks);
+  PlannedJob job{config, **task, std::move(input).value(), {}, {}};
+  PlanJob(job, default_chunks);
   if (Status s = CheckMessageLimit(job); !s.ok()) {
     PrintUsageError(s.message());
     return ExitCode::kUsage;
@@ -340,22 +392,38 @@ ExitCode RunJob(const JobConfig& config) {
   spdlog::debug("planned {} chunks for task '{}' in mode {}", job.chunks.size(), config.task,
                 ModeName(config.mode));
 
+  std::unique_ptr<StateStore> state;
+  std::vector<uint64_t> stored;
+  if (Status s = OpenState(job, state, stored); !s.ok()) {
+    PrintUsageError(s.message());
+    return ExitCode::kUsage;
+  }
+  if (state && !files.output->temp_path().empty()) {
+    state->AdoptOutputTemp(config.output, files.output->temp_path());
+  }
+
   auto start = Clock::now();
-  Scheduler scheduler(job.chunks.size(), config.scheduler);
-  ResultAssembler assembler(job.chunks.size(), /*ordered=*/true, &*files.output);
+  Scheduler scheduler(job.chunks.size(), WithWindow(config, jobs));
+  for (uint64_t chunk : stored) scheduler.MarkDone(chunk);
+  ResultAssembler assembler(job.chunks.size(), !config.unordered, &*files.output);
   RunStats stats;
-  ResultSink sink(scheduler, assembler, stats);
+  stats.telemetry.SetJobLog(files.joblog.get());
+  ResultSink sink(job, scheduler, assembler, stats, state.get(), stored);
   ModeResult result;
-  {
+  if (Status s = sink.FeedStored(); !s.ok()) result = ModeResult::Failed(s.message());
+  if (result.kind == ModeResult::Kind::kCompleted && !scheduler.Finished()) {
     std::optional<Progress> progress;
-    if (config.progress && !config.quiet) progress.emplace(stats.telemetry, job.chunks.size());
-    result =
-        job.chunks.empty() ? ModeResult::Completed() : RunMode(job, jobs, scheduler, sink, stats);
+    // On --resume the line counts this run's chunks, so its rate and ETA are right.
+    if (config.progress && !config.quiet) {
+      progress.emplace(stats.telemetry, job.chunks.size() - stored.size());
+    }
+    result = RunMode(job, jobs, scheduler, sink, stats);
   }
   double wall = std::chrono::duration<double>(Clock::now() - start).count();
 
   ExitCode code = Conclude(job, scheduler, stats, result);
   code = SettleOutput(job, assembler, *files.output, code);
+  SettleState(state.get(), config, code);
   PrintSummary(config, job, scheduler, stats, wall);
   WriteReports(config, stats, Totals(job, scheduler, stats, wall, code, jobs), files);
   return code;

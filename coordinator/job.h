@@ -6,6 +6,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -26,14 +27,20 @@ struct PlannedJob {
   const TaskDef& task;
   JobInput input;
   std::vector<ChunkSpec> chunks;
+  std::string_view header;  // --header: the input's first line, sent before every chunk
 
   // The chunk's bytes ("" for range chunks).
   std::string_view Bytes(uint64_t chunk) const;
+  // What a task gets: the header (if any) then the chunk's bytes, copied into `storage`
+  // only when there is a header.
+  std::string_view Payload(uint64_t chunk, std::string& storage) const;
   // An attempt's span as it ended now after `wall` seconds, for the telemetry.
   AttemptSpan Span(const Telemetry& t, uint64_t chunk, uint32_t attempt, WorkerIndex worker,
                    double wall, uint64_t bytes_out, const Status& status) const;
-  ChunkInput InputFor(uint64_t chunk, uint32_t attempt, const std::string& worker) const;
-  // "chunk 3 (lines 301-400)" or "chunk 3 (numbers 1000-1999)": for error messages.
+  ChunkInput InputFor(uint64_t chunk, uint32_t attempt, const std::string& worker,
+                      std::string& storage) const;
+  // "chunk 3 (lines 301-400)", "chunk 3 (numbers 1000-1999)" or "chunk 3 (bytes 0-1023)"
+  // (--block plans do not count records): for error messages.
   std::string Describe(uint64_t chunk) const;
 };
 
@@ -57,23 +64,44 @@ struct ModeResult {
   static ModeResult Failed(std::string why) { return {Kind::kFailed, std::move(why)}; }
 };
 
-// Feeds the scheduler's decisions to the output, for every mode: an accepted chunk's
-// output goes to the assembler (written in input order) and its CPU time to the stats;
-// with --keep-going, chunks that failed for good are skipped so later ones can be written.
+class StateStore;
+
+// Feeds the scheduler's decisions to the output, for every mode (result_sink.cc): an
+// accepted chunk's output is saved to --state (if any), its input pages are released, and
+// it goes to the assembler (written in input order); its CPU time goes to the stats. With
+// --keep-going, chunks that failed for good are skipped so later ones can be written;
+// with --resume, chunks finished by an earlier run are written from the state when their
+// turn comes. Driven by one thread at a time (threads mode holds its lock).
 class ResultSink {
  public:
-  ResultSink(const Scheduler& scheduler, ResultAssembler& assembler, RunStats& stats)
-      : scheduler_(scheduler), assembler_(assembler), stats_(stats) {}
+  ResultSink(const PlannedJob& job, const Scheduler& scheduler, ResultAssembler& assembler,
+             RunStats& stats, StateStore* state, std::vector<uint64_t> stored)
+      : job_(job),
+        scheduler_(scheduler),
+        assembler_(assembler),
+        stats_(stats),
+        state_(state),
+        stored_(std::move(stored)) {}
+  // Checks an attempt's output before the scheduler sees it: with --header, its first
+  // line must equal that of the first output seen. An error makes it a failed attempt.
+  Status Vet(std::string_view output);
   // Call only for a kAccepted verdict. Returns a write error, if any.
   Status Accept(uint64_t chunk, Blob output, double cpu_seconds);
   // Skips chunks that failed for good since the last call (no-op unless keep_going).
   Status SyncFailures();
+  // Writes the stored outputs (--resume) whose turn has come.
+  Status FeedStored();
 
  private:
+  const PlannedJob& job_;
   const Scheduler& scheduler_;
   ResultAssembler& assembler_;
   RunStats& stats_;
+  StateStore* state_;
+  std::vector<uint64_t> stored_;  // ascending chunk ids finished by an earlier run
+  size_t next_stored_ = 0;
   size_t synced_failures_ = 0;
+  std::optional<std::string> header_;  // the first output's first line (--header)
 };
 
 ExitCode RunJob(const JobConfig& config);

@@ -56,6 +56,13 @@ struct JobConfig {
   bool dry_run = false;                       // print the chunk plan, run nothing
   std::string stats_json;                     // --stats-json FILE
   std::string trace;                          // --trace FILE (Chrome Trace Event format)
+  bool header = false;        // --header: the first line goes to every chunk; output header once
+  bool unordered = false;     // --unordered: write each chunk's output as soon as it is done
+  bool window_given = false;  // --window N was given (config.scheduler.window)
+  std::string joblog;         // --joblog FILE: one TSV line per finished attempt
+  std::string state_dir;      // --state DIR: journal + finished chunks' outputs, for --resume
+  bool resume = false;        // --resume: run only the chunks DIR does not hold yet
+  bool keep_state = false;    // --keep-state: keep DIR after success
 };
 
 }  // namespace fanout

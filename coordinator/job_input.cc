@@ -5,64 +5,105 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
+#include <vector>
 
 namespace fanout {
 namespace {
 
-Status ReadAll(int fd, std::string& out, const std::string& name) {
-  char buf[1 << 16];
+// Copies everything readable from `in` to `out`. Errors name the input.
+Status Copy(int in, int out, const std::string& name) {
+  std::vector<char> buf(1 << 20);
   for (;;) {
-    ssize_t n = read(fd, buf, sizeof buf);
-    if (n > 0) {
-      out.append(buf, static_cast<size_t>(n));
-    } else if (n == 0) {
-      return Status::Ok();
-    } else if (errno != EINTR) {
+    ssize_t n = read(in, buf.data(), buf.size());
+    if (n == 0) return Status::Ok();
+    if (n < 0) {
+      if (errno == EINTR) continue;
       return Status::Error("cannot read input " + name + ": " + std::strerror(errno));
     }
+    for (ssize_t done = 0; done < n;) {
+      ssize_t w = write(out, buf.data() + done, static_cast<size_t>(n - done));
+      if (w < 0 && errno == EINTR) continue;
+      if (w < 0) {
+        return Status::Error("cannot spool input " + name +
+                             " to a temporary file: " + std::strerror(errno));
+      }
+      done += w;
+    }
   }
+}
+
+// An unlinked temporary file holding all of `fd`'s bytes (a pipe or other stream).
+Result<int> Spool(int fd, const std::string& name) {
+  const char* tmp = std::getenv("TMPDIR");
+  std::string pattern = std::string(tmp && *tmp ? tmp : "/tmp") + "/fanout-input-XXXXXX";
+  int out = mkostemp(pattern.data(), O_CLOEXEC);
+  if (out < 0) {
+    return Status::Error("cannot create a temporary file for input " + name + " in " +
+                         pattern.substr(0, pattern.rfind('/')) + ": " + std::strerror(errno));
+  }
+  unlink(pattern.c_str());
+  if (Status s = Copy(fd, out, name); !s.ok()) {
+    close(out);
+    return s;
+  }
+  return out;
 }
 
 }  // namespace
 
 Result<JobInput> JobInput::Open(const std::string& path) {
+  bool is_stdin = path.empty() || path == "-";
+  std::string name = is_stdin ? "(stdin)" : "'" + path + "'";
+  int fd = is_stdin ? dup(STDIN_FILENO) : open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return Status::Error("cannot open input " + name + ": " + std::strerror(errno));
   JobInput in;
-  if (path.empty() || path == "-") {
-    if (Status s = ReadAll(STDIN_FILENO, in.buffer_, "(stdin)"); !s.ok()) return s;
-    in.view_ = in.buffer_;
-    return in;
-  }
-  int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return Status::Error("cannot open input '" + path + "': " + std::strerror(errno));
   struct stat st {};
   Status status;
   if (fstat(fd, &st) != 0) {
-    status = Status::Error("cannot stat input '" + path + "': " + std::strerror(errno));
+    status = Status::Error("cannot stat input " + name + ": " + std::strerror(errno));
   } else if (S_ISDIR(st.st_mode)) {
-    status = Status::Error("input '" + path + "' is a directory");
-  } else if (S_ISREG(st.st_mode) && st.st_size > 0) {
+    status = Status::Error("input " + name + " is a directory");
+  } else if (!S_ISREG(st.st_mode) || st.st_size == 0) {
+    // Pipes and streams; also "empty" regular files such as /proc ones, read to the end.
+    auto spooled = Spool(fd, name);
+    close(fd);
+    if (!spooled.ok()) return spooled.status();
+    fd = *spooled;
+    if (fstat(fd, &st) != 0) status = Status::Error("cannot stat the spooled input");
+    st.st_mtim = {};
+  }
+  if (status.ok()) in.mtime_ns_ = st.st_mtim.tv_sec * 1000000000LL + st.st_mtim.tv_nsec;
+  if (status.ok() && st.st_size > 0) {
     void* p = mmap(nullptr, static_cast<size_t>(st.st_size), PROT_READ, MAP_PRIVATE, fd, 0);
     if (p == MAP_FAILED) {
-      status = Status::Error("cannot map input '" + path + "': " + std::strerror(errno));
+      status = Status::Error("cannot map input " + name + ": " + std::strerror(errno));
     } else {
       in.map_ = p;
       in.map_size_ = static_cast<size_t>(st.st_size);
       in.view_ = std::string_view(static_cast<const char*>(p), in.map_size_);
     }
-  } else {
-    status = ReadAll(fd, in.buffer_, "'" + path + "'");
-    in.view_ = in.buffer_;
   }
   close(fd);
   if (!status.ok()) return status;
   return in;
 }
 
+void JobInput::Release(uint64_t begin, uint64_t end) const {
+  if (!map_ || begin >= end || begin >= map_size_) return;
+  static const uint64_t kPage = static_cast<uint64_t>(sysconf(_SC_PAGESIZE));
+  // Clean pages of a private read-only file mapping are simply dropped: rounding outward
+  // may drop a neighbour's page too, which is then read back from the page cache.
+  uint64_t from = begin / kPage * kPage;
+  uint64_t to = std::min<uint64_t>(end, map_size_);
+  madvise(static_cast<char*>(map_) + from, static_cast<size_t>(to - from), MADV_DONTNEED);
+}
+
 JobInput::JobInput(JobInput&& other) noexcept
-    : map_(other.map_), map_size_(other.map_size_), buffer_(std::move(other.buffer_)) {
-  view_ = map_ ? other.view_ : std::string_view(buffer_);
+    : map_(other.map_), map_size_(other.map_size_), view_(other.view_), mtime_ns_(other.mtime_ns_) {
   other.map_ = nullptr;
   other.map_size_ = 0;
   other.view_ = {};

@@ -1,9 +1,13 @@
-// JobInput: the job's input bytes, held for the whole job. A regular file is mapped
-// read-only (chunks are sent straight from the mapping, no copy); stdin, pipes and other
-// streams are read fully into memory. Owns the mapping or buffer; not thread-safe to
-// move, but view() may be read from any thread while the object lives.
+// JobInput: the job's input bytes, held for the whole job without holding them in memory.
+// A regular file is mapped read-only (chunks are sent straight from the mapping, no
+// copy); stdin, pipes and other streams are first copied to an unlinked temporary file,
+// which is then mapped the same way. Pages of the mapping that are no longer needed are
+// released (Release) so the coordinator's resident memory stays bounded on huge inputs.
+// Owns the mapping; not thread-safe to move, but view() and Release() may be used from
+// any thread while the object lives.
 #pragma once
 
+#include <cstdint>
 #include <string>
 #include <string_view>
 
@@ -24,12 +28,17 @@ class JobInput {
   ~JobInput();
 
   std::string_view view() const { return view_; }
+  // Drops the pages covering [begin, end) from this process's memory; they are read back
+  // from the file (page cache) if touched again, so this is always safe.
+  void Release(uint64_t begin, uint64_t end) const;
+  // Modification time in nanoseconds since the epoch (0 for stdin and pipes).
+  int64_t mtime_ns() const { return mtime_ns_; }
 
  private:
   void* map_ = nullptr;
   size_t map_size_ = 0;
-  std::string buffer_;
   std::string_view view_;
+  int64_t mtime_ns_ = 0;
 };
 
 }  // namespace fanout

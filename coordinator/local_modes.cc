@@ -20,8 +20,9 @@ using Clock = std::chrono::steady_clock;
 
 // Records one finished attempt. Returns false (with `error` set) if the job must stop.
 bool Finish(const PlannedJob& job, Scheduler& scheduler, ResultSink& sink, RunStats& stats,
-            WorkerIndex worker, const Assignment& a, const Measured& m, std::string output,
+            WorkerIndex worker, const Assignment& a, Measured m, std::string output,
             std::string& error) {
+  if (m.status.ok()) m.status = sink.Vet(output);
   AttemptSpan span = job.Span(stats.telemetry, a.chunk, a.attempt, worker, m.wall_seconds,
                               output.size(), m.status);
   span.cpu_seconds = m.cpu_seconds;
@@ -76,9 +77,9 @@ ModeResult RunSerial(const PlannedJob& job, Scheduler& scheduler, ResultSink& si
     if (Interrupt::Requested()) return ModeResult::Interrupted();
     auto a = scheduler.Next(0, Clock::now());
     if (!a) return ModeResult::Failed("internal error: no runnable chunk in serial mode");
-    std::string out;
-    Measured m = MeasuredRun(job.task, job.InputFor(a->chunk, a->attempt, ""), job.config.args, out,
-                             cancel.get_token());
+    std::string out, storage;
+    Measured m = MeasuredRun(job.task, job.InputFor(a->chunk, a->attempt, "", storage),
+                             job.config.args, out, cancel.get_token());
     if (cancel.stop_requested()) return ModeResult::Interrupted();
     std::string error;
     if (!Finish(job, scheduler, sink, stats, 0, *a, m, std::move(out), error)) {
@@ -113,9 +114,9 @@ ModeResult RunThreads(const PlannedJob& job, uint32_t threads, Scheduler& schedu
         continue;
       }
       lock.unlock();
-      std::string out;
-      Measured m = MeasuredRun(job.task, job.InputFor(a->chunk, a->attempt, ""), job.config.args,
-                               out, cancel.get_token());
+      std::string out, storage;
+      Measured m = MeasuredRun(job.task, job.InputFor(a->chunk, a->attempt, "", storage),
+                               job.config.args, out, cancel.get_token());
       lock.lock();
       if (stop || cancel.stop_requested()) break;
       if (!Finish(job, scheduler, sink, stats, me, *a, m, std::move(out), error)) stop = true;

@@ -13,21 +13,29 @@ bool ResultAssembler::Claim(uint64_t chunk) {
   return true;
 }
 
-Status ResultAssembler::Add(uint64_t chunk, Blob data) {
+Status ResultAssembler::Write(const Blob& data, size_t skip) {
+  if (!prefix_written_) {
+    prefix_written_ = true;
+    if (Status s = out_->Write(prefix_); !s.ok()) return s;
+  }
+  return out_->Write(data.view().substr(std::min(skip, data.size())));
+}
+
+Status ResultAssembler::Add(uint64_t chunk, Blob data, size_t skip) {
   if (!Claim(chunk)) return Status::Ok();  // duplicate or stray: dropped
   if (!ordered_) {
     ++written_;
-    return out_->Write(data.view());
+    return Write(data, skip);
   }
   if (chunk == next_) {  // the common case: written at once, never buffered
-    if (Status s = out_->Write(data.view()); !s.ok()) return s;
+    if (Status s = Write(data, skip); !s.ok()) return s;
     ++next_;
     ++written_;
     return Flush();
   }
   buffered_bytes_ += data.size();
   peak_buffered_ = std::max(peak_buffered_, buffered_bytes_);
-  pending_.emplace(chunk, std::move(data));
+  pending_.emplace(chunk, Piece{std::move(data), skip});
   return Flush();
 }
 
@@ -44,9 +52,9 @@ Status ResultAssembler::Skip(uint64_t chunk) {
 Status ResultAssembler::Flush() {
   for (auto it = pending_.begin(); it != pending_.end() && it->first == next_;) {
     if (it->second) {
-      Status s = out_->Write(it->second->view());
+      Status s = Write(it->second->data, it->second->skip);
       if (!s.ok()) return s;
-      buffered_bytes_ -= it->second->size();
+      buffered_bytes_ -= it->second->data.size();
     }
     ++next_;
     ++written_;

@@ -2,12 +2,15 @@
 // A result is written as soon as every earlier chunk is written (or skipped as failed);
 // until then it is buffered. The scheduler's window bounds how far ahead results can
 // be, so the buffer is bounded too. With `ordered` false, results are written as they
-// arrive. Pure apart from the OutputFile it writes to. Not thread-safe.
+// arrive. An optional prefix (the output header of a --header job) is written once,
+// before the first chunk's output. Pure apart from the OutputFile it writes to.
+// Not thread-safe.
 #pragma once
 
 #include <cstdint>
 #include <map>
 #include <optional>
+#include <string>
 #include <vector>
 
 #include "common/blob.h"
@@ -23,7 +26,10 @@ class ResultAssembler {
   // The accepted output of `chunk`. The scheduler accepts at most one result per chunk;
   // should a second Add or Skip of a chunk (or one of a chunk >= num_chunks) come anyway,
   // it is dropped: nothing is written twice and nothing stays buffered.
-  Status Add(uint64_t chunk, Blob data);
+  // The first `skip` bytes of `data` are not written (a --header chunk's header line).
+  Status Add(uint64_t chunk, Blob data, size_t skip = 0);
+  // Written once, before the first chunk's output (set it before that is added).
+  void SetPrefix(std::string prefix) { prefix_ = std::move(prefix); }
   // `chunk` failed for good (--keep-going): it contributes nothing.
   Status Skip(uint64_t chunk);
 
@@ -34,6 +40,7 @@ class ResultAssembler {
 
  private:
   Status Flush();
+  Status Write(const Blob& data, size_t skip);
   // Marks `chunk` as handled; false if it is out of range or was already handled.
   bool Claim(uint64_t chunk);
 
@@ -43,7 +50,13 @@ class ResultAssembler {
   uint64_t next_ = 0;          // ordered: the lowest chunk not yet written or skipped
   uint64_t written_ = 0;       // chunks written or skipped
   std::vector<bool> claimed_;  // chunks added or skipped so far
-  std::map<uint64_t, std::optional<Blob>> pending_;  // nullopt = skipped
+  struct Piece {
+    Blob data;
+    size_t skip = 0;
+  };
+  std::map<uint64_t, std::optional<Piece>> pending_;  // nullopt = skipped
+  std::string prefix_;
+  bool prefix_written_ = false;
   uint64_t buffered_bytes_ = 0;
   uint64_t peak_buffered_ = 0;
 };

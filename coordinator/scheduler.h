@@ -81,6 +81,10 @@ class Scheduler {
  public:
   Scheduler(uint64_t num_chunks, SchedulerOptions options);
 
+  // `chunk` was finished by an earlier run (--resume): it is never dispatched. Call
+  // before any dispatch.
+  void MarkDone(uint64_t chunk);
+
   // A worker joins with room for `capacity` live attempts.
   void AddWorker(WorkerIndex worker, uint32_t slots, uint32_t capacity);
   // A worker is gone. Its live attempts end: the oldest `slots` of them (the ones it was

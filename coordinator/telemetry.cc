@@ -5,6 +5,7 @@
 #include <nlohmann/json.hpp>
 
 #include "common/units.h"
+#include "coordinator/job_log.h"
 
 namespace fanout {
 namespace {
@@ -13,7 +14,23 @@ using Json = nlohmann::ordered_json;
 
 }  // namespace
 
-Telemetry::Telemetry() : start_(std::chrono::steady_clock::now()) {}
+uint64_t PeakRssBytes() {
+  FILE* f = std::fopen("/proc/self/status", "r");
+  if (!f) return 0;
+  char line[256];
+  unsigned long long kib = 0;
+  while (std::fgets(line, sizeof line, f)) {
+    if (std::sscanf(line, "VmHWM: %llu kB", &kib) == 1) break;
+  }
+  std::fclose(f);
+  return kib * 1024;
+}
+
+Telemetry::Telemetry()
+    : start_(std::chrono::steady_clock::now()),
+      epoch_start_(
+          std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch())
+              .count()) {}
 
 double Telemetry::Now() const {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
@@ -40,6 +57,11 @@ void Telemetry::RecordAttempt(AttemptSpan span) {
     failures.fetch_add(1);
   }
   std::lock_guard lock(mu_);
+  if (joblog_) {
+    WorkerInfo unknown{"#" + std::to_string(span.worker), "", 1};
+    joblog_->Write(span, span.worker < workers_.size() ? workers_[span.worker] : unknown,
+                   epoch_start_);
+  }
   spans_.push_back(std::move(span));
 }
 
@@ -118,6 +140,7 @@ std::string Telemetry::StatsJson(const JobTotals& t) const {
   j["late_dropped"] = t.counters.late_duplicates;
   j["unknown_results"] = t.counters.unknown_results;
   j["rejected_messages"] = t.rejected_messages;
+  j["peak_rss_bytes"] = t.peak_rss_bytes;
   j["failed_chunks"] = t.failed_chunks;
   Json per_worker = Json::array();
   std::lock_guard lock(mu_);

@@ -54,7 +54,13 @@ struct JobTotals {
   SchedulerCounters counters;
   std::vector<uint64_t> failed_chunks;
   int exit_code = 0;
+  uint64_t peak_rss_bytes = 0;  // the coordinator's VmHWM (0 if unknown)
 };
+
+// This process's peak resident set size (VmHWM in /proc/self/status), in bytes; 0 if unknown.
+uint64_t PeakRssBytes();
+
+class JobLog;
 
 class Telemetry {
  public:
@@ -66,7 +72,9 @@ class Telemetry {
   // The worker's display name ("#N" if unknown).
   std::string WorkerName(WorkerIndex worker) const;
   // An attempt ended (ok or not). Cancelled attempts are recorded as failed with "cancelled".
+  // Also written to `log` (if set) as it is recorded. Set before any attempt ends.
   void RecordAttempt(AttemptSpan span);
+  void SetJobLog(JobLog* log) { joblog_ = log; }
 
   // Live counters for the progress line.
   std::atomic<uint64_t> chunks_done{0};
@@ -92,6 +100,8 @@ class Telemetry {
   std::vector<WorkerRow> Rows() const;
 
   std::chrono::steady_clock::time_point start_;
+  double epoch_start_ = 0;  // start_ in seconds since the Unix epoch
+  JobLog* joblog_ = nullptr;
   mutable std::mutex mu_;
   std::vector<AttemptSpan> spans_;
   std::vector<WorkerInfo> workers_;  // by WorkerIndex

@@ -10,7 +10,7 @@ FANOUT_PACKAGES=(
   g++ cmake make pkg-config
   libzmq3-dev cppzmq-dev libmsgpack-cxx-dev libspdlog-dev libcli11-dev
   nlohmann-json3-dev libgtest-dev libgmock-dev libgmp-dev libbenchmark-dev
-  coreutils gawk procps iproute2 python3
+  coreutils gawk procps iproute2 python3 time
 )
 
 fanout_install_packages() {

@@ -338,5 +338,88 @@ TEST(ChunkingTest, ParseRangeRejectsMalformedInvertedAndOverflowingRanges) {
   }
 }
 
+// ---- Record kinds and --block (issue #4) ----------------------------------------------
+
+// The chunks' bytes, for exact comparisons.
+std::vector<std::string> Pieces(std::string_view data, const std::vector<ChunkSpec>& plan) {
+  std::vector<std::string> out;
+  for (const auto& c : plan) out.emplace_back(data.substr(c.begin, c.bytes()));
+  return out;
+}
+
+ChunkingOptions Block(uint64_t bytes, RecordKind kind = RecordKind::kLines, uint64_t size = 0) {
+  ChunkingOptions o;
+  o.block_bytes = bytes;
+  o.kind = kind;
+  o.record_size = size;
+  return o;
+}
+
+using Strings = std::vector<std::string>;
+
+TEST(ChunkingTest, BlockCutsAtTheLastLineEndWithinTheBlock) {
+  std::string data = "ab\ncd\nef\ngh";
+  EXPECT_EQ(Pieces(data, PlanChunks(data, Block(6), 1)), (Strings{"ab\ncd\n", "ef\ngh"}));
+  EXPECT_EQ(Pieces(data, PlanChunks(data, Block(5), 1)), (Strings{"ab\n", "cd\n", "ef\ngh"}));
+  EXPECT_EQ(Pieces(data, PlanChunks(data, Block(100), 1)), (Strings{data}));
+}
+
+TEST(ChunkingTest, BlockGivesARecordLongerThanTheBlockAChunkOfItsOwn) {
+  std::string data = "a\n" + std::string(50, 'x') + "\nb\nc";
+  auto plan = PlanChunks(data, Block(4), 1);
+  EXPECT_EQ(Pieces(data, plan), (Strings{"a\n", std::string(50, 'x') + "\n", "b\nc"}));
+  for (const auto& c : plan) EXPECT_FALSE(c.counted);
+  std::string unterminated(10, 'y');
+  EXPECT_EQ(Pieces(unterminated, PlanChunks(unterminated, Block(3), 1)), (Strings{unterminated}));
+}
+
+TEST(ChunkingTest, BlockKeepsCrlfEmptyLinesAndTheUnterminatedTail) {
+  std::string data = "a\r\n\r\n\nb\r\nc";
+  auto plan = PlanChunks(data, Block(3), 1);
+  EXPECT_EQ(Pieces(data, plan), (Strings{"a\r\n", "\r\n\n", "b\r\n", "c"}));
+}
+
+TEST(ChunkingTest, NulRecordsSplitOnNulNotNewline) {
+  std::string data("a\nb\0cc\0\0d", 9);
+  ChunkingOptions o;
+  o.kind = RecordKind::kNul;
+  o.chunk_size = 1;
+  EXPECT_EQ(CountRecords(data, RecordKind::kNul, 0), 4u);
+  EXPECT_EQ(Pieces(data, PlanChunks(data, o, 1)),
+            (Strings{std::string("a\nb\0", 4), std::string("cc\0", 3), std::string("\0", 1), "d"}));
+  EXPECT_EQ(Pieces(data, PlanChunks(data, Block(6, RecordKind::kNul), 1)),
+            (Strings{std::string("a\nb\0", 4), std::string("cc\0\0d", 5)}));
+}
+
+TEST(ChunkingTest, FixedSizeRecordsKeepAShortLastRecord) {
+  std::string data = "abcdefghij";
+  ChunkingOptions o;
+  o.kind = RecordKind::kFixed;
+  o.record_size = 3;
+  o.chunks = 2;
+  EXPECT_EQ(CountRecords(data, RecordKind::kFixed, 3), 4u);
+  auto plan = PlanChunks(data, o, 1);
+  EXPECT_EQ(Pieces(data, plan), (Strings{"abcdef", "ghij"}));
+  EXPECT_EQ(plan[1].first_record, 2u);
+  EXPECT_EQ(plan[1].records, 2u);
+  // --block rounds down to whole records, but never below one record.
+  EXPECT_EQ(Pieces(data, PlanChunks(data, Block(7, RecordKind::kFixed, 3), 1)),
+            (Strings{"abcdef", "ghij"}));
+  EXPECT_EQ(Pieces(data, PlanChunks(data, Block(2, RecordKind::kFixed, 3), 1)),
+            (Strings{"abc", "def", "ghi", "j"}));
+}
+
+TEST(ChunkingTest, PlanningReportsProgressSoPagesCanBeReleased) {
+  std::string data;
+  for (int i = 0; i < 40 * 1024; ++i) data += std::string(1023, 'x') + "\n";  // 40 MiB
+  std::vector<uint64_t> seen;
+  ChunkingOptions o;
+  o.chunks = 3;
+  auto plan = PlanChunks(data, o, 1, [&](uint64_t upto) { seen.push_back(upto); });
+  ASSERT_EQ(plan.size(), 3u);
+  ASSERT_FALSE(seen.empty());
+  EXPECT_LE(seen.back(), data.size());
+}
+
 }  // namespace
 }  // namespace fanout

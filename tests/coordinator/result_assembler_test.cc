@@ -242,5 +242,23 @@ TEST_F(ResultAssemblerTest, RandomArrivalOrdersAlwaysGiveTheInputOrder) {
   }
 }
 
+TEST_F(ResultAssemblerTest, PrefixIsWrittenOnceFirstAndSkippedBytesNever) {
+  ResultAssembler a(3, true, &*out_);
+  a.SetPrefix("id,v\n");
+  ASSERT_TRUE(a.Add(2, B("id,v\n3\n"), 5).ok());
+  ASSERT_TRUE(a.Add(0, B("id,v\n1\n"), 5).ok());
+  ASSERT_TRUE(a.Add(1, B("id,v\n"), 5).ok());
+  EXPECT_EQ(Committed(), "id,v\n1\n3\n");
+}
+
+TEST_F(ResultAssemblerTest, UnorderedWritesAsResultsArriveWithThePrefixFirst) {
+  ResultAssembler a(2, false, &*out_);
+  a.SetPrefix("H\n");
+  ASSERT_TRUE(a.Add(1, B("H\nb\n"), 2).ok());
+  ASSERT_TRUE(a.Add(0, B("H\na\n"), 2).ok());
+  EXPECT_TRUE(a.Complete());
+  EXPECT_EQ(Committed(), "H\nb\na\n");
+}
+
 }  // namespace
 }  // namespace fanout

@@ -845,5 +845,26 @@ TEST_F(SchedulerTest, RandomizedSimulationKeepsTheInvariants) {
   }
 }
 
+// ---- resume -----------------------------------------------------------------------
+
+TEST_F(SchedulerTest, ChunksMarkedDoneAreNeverDispatchedAndCountAsFinished) {
+  SchedulerOptions o;
+  o.window = 2;
+  Scheduler s(5, o);
+  s.MarkDone(0);
+  s.MarkDone(3);
+  s.AddWorker(0, 5, 5);
+  // The window counts from the oldest unfinished chunk (1), so 1 and 2 go out.
+  EXPECT_EQ(Chunks(Drain(s, 0, 0)), (Ids{1, 2}));
+  EXPECT_EQ(s.chunks_done(), 2u);
+  EXPECT_FALSE(s.Finished());
+  Scheduler all(2, {});
+  all.MarkDone(0);
+  all.MarkDone(1);
+  all.MarkDone(1);  // twice: no effect
+  EXPECT_TRUE(all.Finished());
+  EXPECT_EQ(all.chunks_done(), 2u);
+}
+
 }  // namespace
 }  // namespace fanout
