@@ -145,6 +145,8 @@ class Fields {
     out = o.via.boolean;
     return true;
   }
+  // Every double in the protocol is a duration in seconds: finite, 0 to kMaxSeconds. (Out of
+  // range values would also make msgpack-c's integer test in pack(double) undefined.)
   static bool Convert(const msgpack::object& o, double& out) {
     if (o.type == msgpack::type::FLOAT64 || o.type == msgpack::type::FLOAT32)
       out = o.via.f64;
@@ -154,7 +156,7 @@ class Fields {
       out = static_cast<double>(o.via.i64);
     else
       return false;
-    return std::isfinite(out);
+    return std::isfinite(out) && out >= 0 && out <= kMaxSeconds;
   }
   template <typename Int>
   static bool Convert(const msgpack::object& o, Int& out) requires std::is_integral_v<Int> {

@@ -19,6 +19,8 @@ inline constexpr uint32_t kProtocolVersion = 1;
 
 // The largest header frame accepted (payloads travel in their own frame).
 inline constexpr size_t kMaxHeaderBytes = 1 << 20;
+// Largest duration a message may carry (cpu/wall seconds): about 31 years.
+inline constexpr double kMaxSeconds = 1e9;
 
 enum class MessageKind : uint8_t {
   kHello = 1,      // worker -> coordinator: who I am, what I run, how many slots

@@ -112,13 +112,13 @@ TEST(CodecTest, ResultRoundTrips) {
   EXPECT_EQ(got.error, "exec: boom ✗");
   EXPECT_DOUBLE_EQ(got.cpu_seconds, 1.5);
   EXPECT_DOUBLE_EQ(got.wall_seconds, 2.25);
-  got = std::get<ResultMsg>(RoundTrip(ResultMsg{UINT64_MAX, UINT32_MAX, true, "", 0, 1e300}));
+  got = std::get<ResultMsg>(RoundTrip(ResultMsg{UINT64_MAX, UINT32_MAX, true, "", 0, kMaxSeconds}));
   EXPECT_EQ(got.chunk, UINT64_MAX);
   EXPECT_EQ(got.attempt, UINT32_MAX);
   EXPECT_TRUE(got.ok);
   EXPECT_EQ(got.error, "");
   EXPECT_EQ(got.cpu_seconds, 0.0);
-  EXPECT_EQ(got.wall_seconds, 1e300);
+  EXPECT_EQ(got.wall_seconds, kMaxSeconds);
 }
 
 TEST(CodecTest, SmallKindsRoundTrip) {
@@ -595,6 +595,22 @@ TEST(CodecTest, HelloSlotsMustBeWithinOneTo65536) {
     auto r = Decode(ValidHeader(MessageKind::kHello).Replace("slots", Val(slots)).Bytes());
     ASSERT_TRUE(r.ok()) << slots << ": " << r.status().message();
     EXPECT_EQ(std::get<Hello>(*r).slots, slots);
+  }
+}
+
+// Found by the fuzzer: wall = 2^64 decoded, then re-encoding it was undefined behaviour
+// inside msgpack-c. Durations are refused unless finite and within 0..kMaxSeconds.
+TEST(CodecTest, ResultDurationsMustBeFiniteAndInRange) {
+  for (const char* key : {"cpu", "wall"}) {
+    for (double bad : {-1.0, 1.8446744073709552e19, kMaxSeconds * 2,
+                       std::numeric_limits<double>::infinity(), std::nan("")}) {
+      auto r = Decode(ValidHeader(MessageKind::kResult).Replace(key, Val(bad)).Bytes());
+      EXPECT_FALSE(r.ok()) << key << "=" << bad;
+    }
+    auto huge = Decode(ValidHeader(MessageKind::kResult).Replace(key, Val(UINT64_MAX)).Bytes());
+    EXPECT_FALSE(huge.ok()) << key;
+    auto ok = Decode(ValidHeader(MessageKind::kResult).Replace(key, Val(kMaxSeconds)).Bytes());
+    EXPECT_TRUE(ok.ok()) << key << ": " << ok.status().message();
   }
 }
 
