@@ -59,11 +59,14 @@ bool IsLocalEndpoint(const std::string& endpoint) {
 
 // Turns the text flags into config fields; a usage error message on failure.
 Status Finish(const RawFlags& raw, JobConfig& config) {
-  static const std::map<std::string, Mode> kModes = {
-      {"serial", Mode::kSerial}, {"threads", Mode::kThreads}, {"processes", Mode::kProcesses}};
+  static const std::map<std::string, Mode> kModes = {{"serial", Mode::kSerial},
+                                                     {"threads", Mode::kThreads},
+                                                     {"processes", Mode::kProcesses},
+                                                     {"auto", Mode::kAuto}};
   auto mode = kModes.find(raw.mode);
   if (mode == kModes.end()) {
-    return Status::Error("--mode must be serial, threads or processes, not '" + raw.mode + "'");
+    return Status::Error("--mode must be auto, serial, threads or processes, not '" + raw.mode +
+                         "'");
   }
   config.mode = mode->second;
   if (!raw.range.empty()) {
@@ -124,7 +127,9 @@ Status SetupLogging(const RawFlags& raw, bool quiet) {
 }
 
 void AddRunOptions(CLI::App& run, JobConfig& config, RawFlags& raw) {
-  run.add_option("--mode", raw.mode, "serial | threads | processes")->capture_default_str();
+  run.add_option("--mode", raw.mode,
+                 "auto | serial | threads | processes (auto: calibrate, then pick; -v says why)")
+      ->capture_default_str();
   run.add_option("-j,--jobs", config.jobs,
                  "Workers or threads (default: number of cores; 0 with --listen: remote only)")
       ->check(CLI::Range(0u, 4096u));

@@ -12,6 +12,7 @@
 
 #include "common/output_file.h"
 #include "common/units.h"
+#include "coordinator/auto_mode.h"
 #include "coordinator/coordinator.h"
 #include "coordinator/interrupt.h"
 #include "coordinator/local_modes.h"
@@ -27,6 +28,8 @@ std::string_view ModeName(Mode mode) {
       return "threads";
     case Mode::kProcesses:
       return "processes";
+    case Mode::kAuto:
+      return "auto";
   }
   return "?";
 }
@@ -119,6 +122,8 @@ void PrintChunkFailure(const PlannedJob& job, const Scheduler& scheduler, const 
 
 void PrintSummary(const JobConfig& config, const PlannedJob& job, const Scheduler& scheduler,
                   const RunStats& stats, double wall) {
+  std::string mode(ModeName(job.config.mode));
+  if (config.mode == Mode::kAuto) mode = "auto:" + mode;
   if (config.quiet) return;
   const SchedulerCounters& c = scheduler.counters();
   auto seconds = [](double s) {
@@ -126,8 +131,7 @@ void PrintSummary(const JobConfig& config, const PlannedJob& job, const Schedule
   };
   char parallelism[32];
   std::snprintf(parallelism, sizeof parallelism, "%.2fx", wall > 0 ? stats.cpu_seconds / wall : 0);
-  std::string line = "fanout: mode=" + std::string(ModeName(config.mode)) +
-                     " workers=" + std::to_string(stats.workers) +
+  std::string line = "fanout: mode=" + mode + " workers=" + std::to_string(stats.workers) +
                      " chunks=" + std::to_string(job.chunks.size()) + " wall=" + seconds(wall) +
                      " cpu=" + seconds(stats.cpu_seconds) + " parallelism=" + parallelism +
                      " retries=" + std::to_string(c.retries) +
@@ -153,6 +157,8 @@ ModeResult RunMode(const PlannedJob& job, uint32_t jobs, Scheduler& scheduler, R
       return RunThreads(job, jobs, scheduler, sink, stats);
     case Mode::kProcesses:
       return RunProcesses(job, jobs, scheduler, sink, stats);
+    case Mode::kAuto:
+      break;  // resolved by PlanAuto before any mode runs
   }
   return ModeResult::Failed("unknown mode");
 }
@@ -304,18 +310,30 @@ ExitCode RunJob(const JobConfig& config) {
   }
 
   uint32_t jobs = config.jobs_given ? config.jobs : DefaultJobs();
+  bool may_listen = config.mode == Mode::kProcesses || config.mode == Mode::kAuto;
   if (config.mode == Mode::kSerial) jobs = 1;
-  if (config.mode == Mode::kProcesses && !config.listen.empty() && !config.jobs_given) {
+  if (may_listen && !config.listen.empty() && !config.jobs_given) {
     jobs = 0;  // workers will connect to --listen
   }
-  if (jobs == 0 && (config.mode != Mode::kProcesses || config.listen.empty())) {
+  if (jobs == 0 && (!may_listen || config.listen.empty())) {
     PrintUsageError("-j 0 starts no local workers: use it with --listen in processes mode");
     return ExitCode::kUsage;
   }
   uint64_t default_chunks = 4ull * std::max<uint32_t>(jobs, config.jobs_given ? 1 : DefaultJobs());
-  PlannedJob job{config, **task, std::move(input).value(), {}};
-  job.chunks = config.range ? PlanRangeChunks(*config.range, config.chunking, default_chunks)
-                            : PlanLineChunks(job.input.view(), config.chunking, default_chunks);
+  auto start = Clock::now();    // the wall time includes auto mode's calibration
+  JobConfig resolved = config;  // auto mode: with the mode it chose
+  PlannedJob job{resolved, **task, std::move(input).value(), {}};
+  std::optional<AutoPlan> auto_plan;
+  if (config.mode == Mode::kAuto && !config.dry_run) {
+    auto_plan = PlanAuto(config, **task, job.input.view(), DefaultJobs());
+    resolved.mode = auto_plan->choice.mode;
+    jobs = auto_plan->choice.workers;
+    job.chunks = std::move(auto_plan->chunks);
+    spdlog::info("auto: {}", auto_plan->Summary(job.chunks.size()));
+  } else {
+    job.chunks = config.range ? PlanRangeChunks(*config.range, config.chunking, default_chunks)
+                              : PlanLineChunks(job.input.view(), config.chunking, default_chunks);
+  }
   if (config.dry_run) {
     PrintPlan(job, jobs);
     return ExitCode::kOk;  // files are discarded by their destructors
@@ -323,24 +341,32 @@ ExitCode RunJob(const JobConfig& config) {
   spdlog::debug("planned {} chunks for task '{}' in mode {}", job.chunks.size(), config.task,
                 ModeName(config.mode));
 
-  auto start = Clock::now();
   Scheduler scheduler(job.chunks.size(), config.scheduler);
   ResultAssembler assembler(job.chunks.size(), /*ordered=*/true, &*files.output);
   RunStats stats;
   ResultSink sink(scheduler, assembler, stats);
   ModeResult result;
-  {
+  if (auto_plan) {
+    if (Status s = ApplyCalibration(*auto_plan, scheduler, sink); !s.ok()) {
+      result = ModeResult::Failed(s.message());
+    }
+  }
+  if (result.kind == ModeResult::Kind::kCompleted && !scheduler.Finished()) {
     std::optional<Progress> progress;
     if (config.progress && !config.quiet) progress.emplace(stats.telemetry, job.chunks.size());
-    result =
-        job.chunks.empty() ? ModeResult::Completed() : RunMode(job, jobs, scheduler, sink, stats);
+    result = RunMode(job, jobs, scheduler, sink, stats);
   }
   double wall = std::chrono::duration<double>(Clock::now() - start).count();
 
   ExitCode code = Conclude(job, scheduler, stats, result);
   code = SettleOutput(job, assembler, *files.output, code);
   PrintSummary(config, job, scheduler, stats, wall);
-  WriteReports(config, stats, Totals(job, scheduler, stats, wall, code, jobs), files);
+  JobTotals totals = Totals(job, scheduler, stats, wall, code, jobs);
+  if (auto_plan) {
+    totals.auto_choice = auto_plan->Summary(job.chunks.size());
+    totals.auto_calibration_chunks = auto_plan->calibration.chunks.size();
+  }
+  WriteReports(config, stats, totals, files);
   return code;
 }
 

@@ -17,7 +17,8 @@ namespace fanout {
 enum class Mode {
   kSerial,     // one chunk after another in the coordinator process (the baseline)
   kThreads,    // an in-process pool of `jobs` threads
-  kProcesses,  // `jobs` local fanout-worker processes over ZeroMQ (the default)
+  kProcesses,  // `jobs` local fanout-worker processes over ZeroMQ
+  kAuto,       // calibrate, then one of the above (auto_mode.h); resolved before running
 };
 
 std::string_view ModeName(Mode mode);

@@ -2,6 +2,8 @@
 
 #include <poll.h>
 #include <spdlog/spdlog.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
 
 #include <chrono>
 #include <condition_variable>
@@ -43,23 +45,39 @@ bool Finish(const PlannedJob& job, Scheduler& scheduler, ResultSink& sink, RunSt
 }
 
 // Requests `source` to stop when Ctrl-C (or SIGTERM) arrives, so a long task is
-// cancelled instead of finishing first. The watching thread ends with the object.
+// cancelled instead of finishing first. The watching thread ends with the object: the
+// destructor wakes it through an eventfd, so ending a job costs no polling delay.
 class InterruptWatcher {
  public:
   explicit InterruptWatcher(const std::stop_source& source)
-      : thread_([source](std::stop_token own) mutable {
-          while (!own.stop_requested()) {
-            pollfd p{Interrupt::fd(), POLLIN, 0};
-            // The bounded timeout only serves to notice `own` stopping.
-            if (poll(&p, Interrupt::fd() >= 0 ? 1 : 0, 50) > 0 || Interrupt::Requested()) {
+      : wake_(eventfd(0, EFD_CLOEXEC)), thread_([this, source]() mutable {
+          pollfd p[2] = {{wake_, POLLIN, 0}, {Interrupt::fd(), POLLIN, 0}};
+          for (;;) {
+            if (Interrupt::Requested()) {
+              source.request_stop();
+              return;
+            }
+            // Without a signal fd, the bounded timeout is how Requested() gets noticed.
+            int n = poll(p, Interrupt::fd() >= 0 ? 2 : 1, Interrupt::fd() >= 0 ? -1 : 50);
+            if (n > 0 && (p[0].revents & POLLIN)) return;
+            if (n > 0 && (p[1].revents & POLLIN)) {
               source.request_stop();
               return;
             }
           }
         }) {}
+  ~InterruptWatcher() {
+    uint64_t one = 1;
+    [[maybe_unused]] ssize_t n = write(wake_, &one, sizeof one);
+    thread_.join();
+    close(wake_);
+  }
+  InterruptWatcher(const InterruptWatcher&) = delete;
+  InterruptWatcher& operator=(const InterruptWatcher&) = delete;
 
  private:
-  std::jthread thread_;
+  int wake_;
+  std::thread thread_;
 };
 
 }  // namespace

@@ -16,6 +16,19 @@ void Scheduler::AddWorker(WorkerIndex worker, uint32_t slots, uint32_t capacity)
   w.capacity = std::max(w.slots, capacity);
 }
 
+void Scheduler::MarkDone(uint64_t chunk) {
+  if (chunk >= chunks_.size() || chunks_[chunk].state != State::kQueued) return;
+  if (chunks_[chunk].attempts_issued != 0) return;
+  chunks_[chunk].state = State::kDone;
+  ++done_;
+  if (!queue_.empty() && queue_.front() == chunk) {
+    queue_.pop_front();  // the usual case: a prefix of the plan, in order
+  } else {
+    std::erase(queue_, chunk);
+  }
+  while (low_water_ < chunks_.size() && chunks_[low_water_].state == State::kDone) ++low_water_;
+}
+
 uint32_t Scheduler::live_attempts(WorkerIndex worker) const {
   auto it = workers_.find(worker);
   return it == workers_.end() ? 0 : static_cast<uint32_t>(it->second.live.size());

@@ -89,6 +89,10 @@ class Scheduler {
   // the front of the queue in chunk order. Returns chunks that failed for good.
   std::vector<uint64_t> RemoveWorker(WorkerIndex worker, const std::string& reason, TimePoint now);
 
+  // `chunk` was run before any worker joined (auto mode's calibration in the coordinator):
+  // it counts as done and is never issued. Precondition: it is queued and was never issued.
+  void MarkDone(uint64_t chunk);
+
   // The next attempt for `worker`, or nothing (no capacity, nothing runnable, window).
   std::optional<Assignment> Next(WorkerIndex worker, TimePoint now);
 

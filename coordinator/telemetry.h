@@ -54,6 +54,8 @@ struct JobTotals {
   SchedulerCounters counters;
   std::vector<uint64_t> failed_chunks;
   int exit_code = 0;
+  std::string auto_choice;  // --mode auto: what it chose and why ("" otherwise)
+  uint64_t auto_calibration_chunks = 0;
 };
 
 class Telemetry {
