@@ -107,7 +107,9 @@ AutoChoice ChooseMode(const AutoInputs& in, const DispatchCosts& costs) {
 namespace {
 
 // One thread for the whole calibration: while armed, it cancels the armed stop source
-// once the deadline passes. Arm/Disarm cost a lock and a notify, not a thread.
+// once the deadline passes. Arm/Disarm take a lock and wake the thread only when it is
+// idle: a timed wait that finds a later deadline simply waits again, so quick chunks
+// cost no context switch each.
 class Watchdog {
  public:
   Watchdog()
@@ -115,33 +117,29 @@ class Watchdog {
           std::unique_lock lock(mu_);
           while (!own.stop_requested()) {
             if (!armed_) {
+              idle_ = true;
               cv_.wait(lock, own, [&] { return armed_.has_value(); });
+              idle_ = false;
               continue;
             }
-            if (!cv_.wait_until(lock, own, deadline_, [&] { return !armed_.has_value(); })) {
-              if (armed_ && std::chrono::steady_clock::now() >= deadline_) {
-                armed_->request_stop();
-                armed_.reset();
-              }
+            cv_.wait_until(lock, own, deadline_, [] { return false; });
+            if (armed_ && std::chrono::steady_clock::now() >= deadline_) {
+              armed_->request_stop();
+              armed_.reset();
             }
           }
         }) {}
   void Arm(std::stop_source source, double seconds) {
-    {
-      std::lock_guard lock(mu_);
-      armed_ = std::move(source);
-      deadline_ = std::chrono::steady_clock::now() +
-                  std::chrono::duration_cast<std::chrono::steady_clock::duration>(
-                      std::chrono::duration<double>(seconds));
-    }
-    cv_.notify_all();
+    std::lock_guard lock(mu_);
+    armed_ = std::move(source);
+    deadline_ = std::chrono::steady_clock::now() +
+                std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+                    std::chrono::duration<double>(seconds));
+    if (idle_) cv_.notify_all();
   }
   void Disarm() {
-    {
-      std::lock_guard lock(mu_);
-      armed_.reset();
-    }
-    cv_.notify_all();
+    std::lock_guard lock(mu_);
+    armed_.reset();
   }
 
  private:
@@ -149,6 +147,7 @@ class Watchdog {
   std::condition_variable_any cv_;
   std::optional<std::stop_source> armed_;
   std::chrono::steady_clock::time_point deadline_;
+  bool idle_ = false;
   std::jthread thread_;  // last: stopped and joined first
 };
 
@@ -217,9 +216,8 @@ Calibration Calibrate(const TaskDef& task, const std::vector<std::string>& args,
            std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count() >=
                limits.enough_seconds;
   };
-  if (!plan.empty()) {  // the user's chunks, in order, up to 1/8 of them
-    uint64_t budget = std::max<uint64_t>(1, plan.size() / limits.max_records_fraction);
-    for (uint64_t i = 0; i < budget && !enough(); ++i) {
+  if (!plan.empty()) {  // the user's chunks, in order, while they are quick
+    for (uint64_t i = 0; i < plan.size() && !enough(); ++i) {
       if (!RunOne(task, args, data, plan[i], limits.deadline_seconds, dog, cal)) break;
     }
     return cal;

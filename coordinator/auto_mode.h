@@ -73,14 +73,15 @@ struct Calibration {
 
 struct CalibrationLimits {
   double enough_seconds = 0.002;      // stop once calibrating took this long
-  double deadline_seconds = 0.015;    // cancel a chunk running this long
+  double deadline_seconds = 0.005;    // cancel a chunk running this long
   uint64_t max_records_fraction = 8;  // never calibrate more than 1/8 of the records
 };
 
 // Runs chunks serially in this thread, each with a deadline, until they took
-// `enough_seconds`: the user's `plan` in order (when --chunks/--chunk-size fixed it), or
-// else growing prefix chunks of `data` (or `range`, `total_records` in all). Never more than 1/8 of
-// the records (or of the planned chunks), so the workers still get most of the job.
+// `enough_seconds` (and at least 3 ran): the user's `plan` in order (when --chunks or
+// --chunk-size fixed it), or else growing prefix chunks of `data` (or of `range`;
+// `total_records` in all), then never more than 1/8 of the records. A chunk that passes
+// the deadline is cancelled and ends the calibration: the job is worth spreading.
 Calibration Calibrate(const TaskDef& task, const std::vector<std::string>& args,
                       std::string_view data, const std::optional<IntRange>& range,
                       const std::vector<ChunkSpec>& plan, uint64_t total_records,

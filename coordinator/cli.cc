@@ -12,6 +12,7 @@
 
 #include "common/exit_code.h"
 #include "common/units.h"
+#include "coordinator/bench.h"
 #include "coordinator/interrupt.h"
 #include "coordinator/job.h"
 
@@ -196,6 +197,11 @@ int RunCli(int argc, char** argv) {
   run->prefix_command();  // everything from TASK on belongs to the task
   AddRunOptions(*run, config, raw);
   CLI::App* tasks = app.add_subcommand("tasks", "List the available tasks");
+  BenchOptions bench_options;
+  CLI::App* bench = app.add_subcommand(
+      "bench", "Time the classic experiments in every mode (one Markdown table, < 60 s)");
+  bench->add_flag("--quick", bench_options.quick, "Smaller inputs: a smoke run of a few seconds");
+  bench->add_option("--only", bench_options.only, "Only experiments whose name contains TEXT");
 
   try {
     app.parse(argc, argv);
@@ -208,6 +214,7 @@ int RunCli(int argc, char** argv) {
   } catch (const CLI::ParseError& e) {
     return UsageError(e.what());
   }
+  if (bench->parsed()) return RunBench(bench_options);
   RegisterBuiltinTasks(TaskRegistry::Global());
   if (tasks->parsed()) {
     for (const TaskDef& def : TaskRegistry::Global().All()) {

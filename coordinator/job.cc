@@ -272,14 +272,15 @@ void WriteReports(const JobConfig& config, const RunStats& stats, const JobTotal
   if (config.report && !config.quiet) {
     std::fputs(stats.telemetry.Report(totals).c_str(), stderr);
   }
-  auto write = [](std::optional<OutputFile>& file, const std::string& text) {
+  // `text` is built only when its file was asked for: a trace of many chunks is costly.
+  auto write = [](std::optional<OutputFile>& file, const auto& text) {
     if (!file) return;
-    Status s = file->Write(text);
+    Status s = file->Write(text());
     if (s.ok()) s = file->Commit();
     if (!s.ok()) std::fprintf(stderr, "fanout: %s\n", s.message().c_str());
   };
-  write(files.stats, stats.telemetry.StatsJson(totals));
-  write(files.trace, stats.telemetry.TraceJson());
+  write(files.stats, [&] { return stats.telemetry.StatsJson(totals); });
+  write(files.trace, [&] { return stats.telemetry.TraceJson(); });
 }
 
 }  // namespace
