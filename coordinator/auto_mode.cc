@@ -85,7 +85,7 @@ AutoChoice ChooseMode(const AutoInputs& in, const DispatchCosts& costs) {
     c.workers = workers;
     c.chunks = chunks;
     c.estimate_seconds = parallel;
-    c.reason = figures + "; --listen, --timeout or --speculate need worker processes";
+    c.reason = figures + "; flags that only worker processes honour ask for them";
     return c;
   }
   if (workers <= 1 || parallel >= kParallelMustWin * work || work - parallel < kMinGainSeconds) {
@@ -271,9 +271,12 @@ std::vector<ChunkSpec> PlanRest(const Calibration& cal, std::string_view data,
 namespace fanout {
 namespace {
 
+// Flags that only worker processes honour: asking for them asks for processes.
 bool NeedsProcesses(const JobConfig& config) {
   return !config.listen.empty() || config.scheduler.timeout.count() > 0 ||
-         config.scheduler.timeout_percent > 0 || config.scheduler.speculate;
+         config.scheduler.timeout_percent > 0 || config.scheduler.speculate ||
+         !config.worker_bin.empty() || config.max_respawns >= 0 || config.min_workers > 0 ||
+         config.wait_timeout.count() > 0;
 }
 
 constexpr double kTellableSeconds = 0.001;
@@ -325,7 +328,9 @@ AutoPlan PlanAuto(const JobConfig& config, const TaskDef& task, std::string_view
     plan.choice.mode = Mode::kProcesses;
     plan.choice.workers = config.jobs_given ? config.jobs : (config.listen.empty() ? cores : 0);
     plan.choice.chunks = plan.chunks.size();
-    plan.choice.reason = "--listen, --timeout or --speculate need worker processes";
+    plan.choice.reason =
+        "--listen, --timeout, --speculate, --worker-bin, --max-respawns, --min-workers or "
+        "--wait-timeout ask for worker processes";
     return plan;
   }
   if (user_plan) plan.chunks = whole();

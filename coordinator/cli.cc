@@ -32,7 +32,7 @@ Exit codes: 0 ok, 1 job failed, 2 usage or input error,
 
 // Flags whose values need our own parsing (durations, ranges), kept as text until then.
 struct RawFlags {
-  std::string mode = "processes";
+  std::string mode = "auto";
   std::string range;
   std::string timeout;
   std::string heartbeat = "500ms";

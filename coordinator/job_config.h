@@ -24,7 +24,7 @@ enum class Mode {
 std::string_view ModeName(Mode mode);
 
 struct JobConfig {
-  Mode mode = Mode::kProcesses;
+  Mode mode = Mode::kAuto;
   uint32_t jobs = 0;  // workers or threads; 0 = the number of cores
   ChunkingOptions chunking;
   std::optional<IntRange> range;  // --range A:B: records are integers, no input is read
