@@ -9,6 +9,7 @@
 #include <optional>
 #include <zmq.hpp>
 
+#include "common/measured_run.h"
 #include "common/transport.h"
 #include "worker/task_runner.h"
 
@@ -17,6 +18,14 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 using std::chrono::milliseconds;
+
+// After kQuickStreak attempts in a row took under kQuickSeconds each, TASKs that arrive
+// while no attempt is running run inline on the loop thread: for microsecond tasks the
+// hand-off to a runner thread and back costs more than the task. The first slower
+// attempt ends the streak, so a slow task blocks the loop (heartbeats, CANCEL) at most
+// once, for its own duration.
+constexpr uint32_t kQuickStreak = 16;
+constexpr double kQuickSeconds = 0.0002;
 
 // How one connection ended.
 enum class SessionEnd {
@@ -47,6 +56,10 @@ class Worker {
   // Handles one message; returns a session end, or nothing to keep going.
   std::optional<SessionEnd> Handle(zmq::socket_t& socket, Envelope& env);
   void SendResults(zmq::socket_t& socket);
+  void SendResult(zmq::socket_t& socket, FinishedAttempt& done);
+  // Runs a quick attempt on the loop thread: no hand-off to a runner thread and back.
+  void RunInline(zmq::socket_t& socket, const TaskDef& def, const TaskMsg& task,
+                 const std::optional<zmq::message_t>& payload);
   bool SignalPending();
   // Waits `delay` unless a signal arrives first (then returns false).
   bool BackOff(milliseconds delay);
@@ -59,6 +72,7 @@ class Worker {
   bool welcomed_ = false;
   milliseconds heartbeat_{0};
   uint32_t liveness_ = 0;
+  uint32_t quick_streak_ = 0;  // consecutive attempts that took under kQuickSeconds
 };
 
 bool Worker::SignalPending() {
@@ -76,17 +90,40 @@ bool Worker::BackOff(milliseconds delay) {
   return !SignalPending();
 }
 
+void Worker::SendResult(zmq::socket_t& socket, FinishedAttempt& done) {
+  // The streak of quick attempts decides whether the next ones may run inline.
+  quick_streak_ = done.result.wall_seconds < kQuickSeconds ? quick_streak_ + 1 : 0;
+  if (done.result.ok) {
+    auto* owned = new std::string(std::move(done.output));
+    zmq::message_t payload(
+        owned->data(), owned->size(),
+        [](void*, void* hint) { delete static_cast<std::string*>(hint); }, owned);
+    SendMessage(socket, done.result, &payload);
+  } else {
+    SendMessage(socket, done.result);
+  }
+}
+
+void Worker::RunInline(zmq::socket_t& socket, const TaskDef& def, const TaskMsg& t,
+                       const std::optional<zmq::message_t>& payload) {
+  ChunkInput input;
+  if (payload)
+    input.data = std::string_view(static_cast<const char*>(payload->data()), payload->size());
+  input.range = t.range;
+  input.chunk_id = t.chunk;
+  input.attempt = t.attempt;
+  input.worker_id = config_.name;
+  FinishedAttempt done;
+  Measured m = MeasuredRun(def, input, t.args, done.output, std::stop_token());
+  done.result = ResultMsg{t.chunk,       t.attempt,     m.status.ok(), m.status.message(),
+                          m.cpu_seconds, m.wall_seconds};
+  if (!done.result.ok) done.output.clear();
+  SendResult(socket, done);
+}
+
 void Worker::SendResults(zmq::socket_t& socket) {
   for (FinishedAttempt& done : runner_.TakeFinished()) {
-    if (done.result.ok) {
-      auto* owned = new std::string(std::move(done.output));
-      zmq::message_t payload(
-          owned->data(), owned->size(),
-          [](void*, void* hint) { delete static_cast<std::string*>(hint); }, owned);
-      SendMessage(socket, done.result, &payload);
-    } else {
-      SendMessage(socket, done.result);
-    }
+    SendResult(socket, done);
   }
 }
 
@@ -101,6 +138,8 @@ std::optional<SessionEnd> Worker::Handle(zmq::socket_t& socket, Envelope& env) {
     auto def = ResolveTask(TaskRegistry::Global(), task->task, task->args);
     if (!def.ok()) {
       SendMessage(socket, ResultMsg{task->chunk, task->attempt, false, def.status().message()});
+    } else if (quick_streak_ >= kQuickStreak && runner_.in_progress() == 0) {
+      RunInline(socket, **def, *task, env.payload);
     } else {
       spdlog::debug("chunk {} attempt {}: queued", task->chunk, task->attempt);
       runner_.Submit(*def, std::move(*task), std::move(env.payload));
