@@ -65,7 +65,8 @@ AutoChoice ChooseMode(const AutoInputs& in, const DispatchCosts& costs) {
   }
   // Waiting only counts when records wait long enough to be worth a thread each.
   bool io_bound = in.cpu_fraction < kIoBoundCpuFraction && in.record_seconds >= kMinWaitSeconds;
-  uint32_t cap = in.jobs ? in.jobs : (io_bound ? kMaxIoWorkers : std::max<uint32_t>(in.cores, 1));
+  uint32_t cap =
+      in.jobs ? in.jobs : (io_bound ? in.max_waiting_workers : std::max<uint32_t>(in.cores, 1));
   uint32_t workers = static_cast<uint32_t>(std::clamp<uint64_t>(in.records, 1, cap));
   if (in.jobs && in.needs_processes) workers = in.jobs;
   double effective = io_bound ? workers : std::min<uint32_t>(workers, std::max(in.cores, 1u));
@@ -300,8 +301,9 @@ AutoInputs InputsFrom(const Calibration& cal, uint64_t total_records, uint64_t t
   // Below a millisecond the CPU clock's granularity and start-up noise say nothing about
   // waiting; count such a task as CPU-bound.
   in.cpu_fraction = cal.wall >= kTellableSeconds ? cal.cpu / cal.wall : 1;
+  // Unknown (nothing kept): assume the output is as big as the input.
   in.output_per_input =
-      cal.bytes > 0 ? static_cast<double>(cal.output_bytes) / static_cast<double>(cal.bytes) : 0;
+      cal.bytes > 0 ? static_cast<double>(cal.output_bytes) / static_cast<double>(cal.bytes) : 1;
   return in;
 }
 
@@ -340,6 +342,9 @@ AutoPlan PlanAuto(const JobConfig& config, const TaskDef& task, std::string_view
   AutoInputs in = InputsFrom(cal, total, range ? 0 : data.size());
   in.cores = cores;
   in.jobs = config.jobs_given ? config.jobs : 0;
+  // Waiting in-process tasks (sleep) cost a parked thread each; a waiting `exec` command
+  // is a whole process, and often waits on a disk or a server that many would swamp.
+  in.max_waiting_workers = task.name == "exec" ? 64 : 1024;
   if (user_plan) in.chunks = plan.chunks.size() - cal.chunks.size();
   if (cal.error && cal.chunks.empty() && !cal.cut_short) {
     in.record_seconds = 1e-3;  // unknown: assume work worth spreading; the run will report

@@ -40,9 +40,10 @@ struct AutoInputs {
   double cpu_fraction = 1;      // CPU time / wall time of the calibration (0..1+)
   double output_per_input = 1;  // output bytes per input byte (or per record for ranges)
   uint32_t cores = 1;
-  uint32_t jobs = 0;             // -j if given, else 0
-  uint64_t chunks = 0;           // the user's --chunks/--chunk-size plan for the rest, or 0
-  bool needs_processes = false;  // --listen, --timeout or --speculate: processes only
+  uint32_t jobs = 0;                  // -j if given, else 0
+  uint32_t max_waiting_workers = 64;  // threads at most for tasks that mostly wait
+  uint64_t chunks = 0;                // the user's --chunks/--chunk-size plan for the rest, or 0
+  bool needs_processes = false;       // --listen, --timeout or --speculate: processes only
 };
 
 struct AutoChoice {

@@ -44,6 +44,11 @@ TEST(ChooseModeTest, WaitingWorkersAreCapped) {
   AutoChoice c = ChooseMode(Workload(100000, 0.01, 0.0));
   EXPECT_EQ(c.mode, Mode::kThreads);
   EXPECT_EQ(c.workers, 64u);
+  AutoInputs sleeps = Workload(1000, 1.0, 0.0);  // 1,000 x sleep 1 s: a thread each
+  sleeps.max_waiting_workers = 1024;
+  c = ChooseMode(sleeps);
+  EXPECT_EQ(c.workers, 1000u);
+  EXPECT_EQ(c.chunks, 1000u);
 }
 
 TEST(ChooseModeTest, CpuWorkUsesCoresWithFourChunksEach) {
