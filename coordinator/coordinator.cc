@@ -395,15 +395,15 @@ std::string EventLoop::WaitExpired(Clock::time_point now) const {
 uint32_t EventLoop::PrefetchDepth(const Peer& peer) {
   // The median is re-read as the job doubles its finished chunks, then every 1024.
   uint64_t done = scheduler_.chunks_done();
-  if (done >= median_checked_at_ * 2 || done >= median_checked_at_ + 1024) {
+  if (done > 0 && (done >= median_checked_at_ * 2 || done >= median_checked_at_ + 1024)) {
     median_checked_at_ = std::max<uint64_t>(done, 1);
     median_ = scheduler_.median_attempt_time();
   }
   // Enough queued attempts to cover kPipeline of work: one round trip (~100 us here)
   // hides behind many short chunks, while long chunks keep one queued per slot so that
   // no worker idles at the end of a job with others' chunks still queued.
-  if (median_.count() <= 0) return peer.slots;
-  uint64_t depth = peer.slots * static_cast<uint64_t>(kPipeline / median_);
+  if (median_checked_at_ == 0) return peer.slots;  // nothing measured yet
+  uint64_t depth = peer.slots * static_cast<uint64_t>(kPipeline / std::max(median_, Micros(1)));
   return static_cast<uint32_t>(std::clamp<uint64_t>(depth, peer.slots, kMaxPrefetch));
 }
 
