@@ -14,7 +14,6 @@
 namespace fanout {
 namespace {
 
-constexpr uint32_t kMaxIoWorkers = 64;         // threads for tasks that mostly wait
 constexpr double kIoBoundCpuFraction = 0.2;    // below: the task mostly waits
 constexpr double kMinWaitSeconds = 0.0001;     // per record, to count as waiting
 constexpr double kMaxOverheadFraction = 0.02;  // dispatch overhead < 2% of the work
