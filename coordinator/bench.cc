@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -112,7 +113,7 @@ std::vector<Experiment> Experiments(const BenchOptions& o, const WorkDir& dir, u
   WriteLines(dir.File("pass"), pass_mb * 1024 * 1024 / 101, std::string(100, 'x'));
   WriteLines(dir.File("cpu"), cpu_chunks, "");
   uint64_t iters = AwkIterations(cpu_seconds, dir.File("err"));
-  auto ms = [](double s) { return std::to_string(static_cast<int>(s * 1000 + 0.5)); };
+  auto ms = [](double s) { return std::to_string(std::lround(s * 1000)); };
   return {
       {"10 x sleep " + std::to_string(sleep_ms) + " ms (-j 10)",
        {"-j", "10", "--chunks", "10", "-i", dir.File("ten"), "sleep", std::to_string(sleep_ms)}},
