@@ -122,7 +122,9 @@ class Watchdog {
               idle_ = false;
               continue;
             }
-            cv_.wait_until(lock, own, deadline_, [] { return false; });
+            // A copy: the wait reads its deadline with our mutex released.
+            auto until = deadline_;
+            cv_.wait_until(lock, own, until, [] { return false; });
             if (armed_ && std::chrono::steady_clock::now() >= deadline_) {
               armed_->request_stop();
               armed_.reset();
