@@ -13,6 +13,7 @@
 #include "common/curve.h"
 #include "common/exit_code.h"
 #include "common/units.h"
+#include "coordinator/bench.h"
 #include "coordinator/interrupt.h"
 #include "coordinator/job.h"
 
@@ -32,7 +33,7 @@ Exit codes: 0 ok, 1 job failed, 2 usage or input error,
 
 // Flags whose values need our own parsing (durations, ranges), kept as text until then.
 struct RawFlags {
-  std::string mode = "processes";
+  std::string mode = "auto";
   std::string range;
   std::string timeout;
   std::string heartbeat = "500ms";
@@ -131,11 +132,14 @@ Status FinishRecords(const RawFlags& raw, JobConfig& config) {
 
 // Turns the text flags into config fields; a usage error message on failure.
 Status Finish(const RawFlags& raw, JobConfig& config) {
-  static const std::map<std::string, Mode> kModes = {
-      {"serial", Mode::kSerial}, {"threads", Mode::kThreads}, {"processes", Mode::kProcesses}};
+  static const std::map<std::string, Mode> kModes = {{"serial", Mode::kSerial},
+                                                     {"threads", Mode::kThreads},
+                                                     {"processes", Mode::kProcesses},
+                                                     {"auto", Mode::kAuto}};
   auto mode = kModes.find(raw.mode);
   if (mode == kModes.end()) {
-    return Status::Error("--mode must be serial, threads or processes, not '" + raw.mode + "'");
+    return Status::Error("--mode must be auto, serial, threads or processes, not '" + raw.mode +
+                         "'");
   }
   config.mode = mode->second;
   if (!raw.range.empty()) {
@@ -197,7 +201,9 @@ Status SetupLogging(const RawFlags& raw, bool quiet) {
 }
 
 void AddRunOptions(CLI::App& run, JobConfig& config, RawFlags& raw) {
-  run.add_option("--mode", raw.mode, "serial | threads | processes")->capture_default_str();
+  run.add_option("--mode", raw.mode,
+                 "auto | serial | threads | processes (auto: calibrate, then pick; -v says why)")
+      ->capture_default_str();
   run.add_option("-j,--jobs", config.jobs,
                  "Workers or threads (default: number of cores; 0 with --listen: remote only)")
       ->check(CLI::Range(0u, 4096u));
@@ -310,6 +316,11 @@ int RunCli(int argc, char** argv) {
   CLI::App* keygen = app.add_subcommand(
       "keygen", "Write a CURVE key pair: NAME (public, to share) and NAME_secret (mode 0600)");
   keygen->add_option("NAME", key_name, "Path of the public certificate")->required();
+  BenchOptions bench_options;
+  CLI::App* bench = app.add_subcommand(
+      "bench", "Time the classic experiments in every mode (one Markdown table, < 60 s)");
+  bench->add_flag("--quick", bench_options.quick, "Smaller inputs: a smoke run of a few seconds");
+  bench->add_option("--only", bench_options.only, "Only experiments whose name contains TEXT");
 
   try {
     app.parse(argc, argv);
@@ -322,6 +333,7 @@ int RunCli(int argc, char** argv) {
   } catch (const CLI::ParseError& e) {
     return UsageError(e.what());
   }
+  if (bench->parsed()) return RunBench(bench_options);
   RegisterBuiltinTasks(TaskRegistry::Global());
   if (tasks->parsed()) {
     for (const TaskDef& def : TaskRegistry::Global().All()) {

@@ -26,6 +26,9 @@ namespace {
 using Clock = std::chrono::steady_clock;
 using std::chrono::milliseconds;
 
+constexpr uint32_t kMaxPrefetch = 64;  // attempts queued on a worker beyond its slots
+constexpr Micros kPipeline{4000};      // of work queued per slot when chunks are short
+
 // A private directory for the ipc:// endpoint, removed with its contents at exit.
 class PrivateDir {
  public:
@@ -94,6 +97,8 @@ class EventLoop {
   void CheckLiveness(Clock::time_point now);
   void SendCancels(const std::vector<CancelOrder>& orders, const std::string& why);
   void Fill(Peer& peer, Clock::time_point now);
+  // Attempts queued on `peer` beyond its running ones: deeper for shorter chunks.
+  uint32_t PrefetchDepth(const Peer& peer);
   // Free slots on the other workers, counting local workers still starting as one each.
   uint64_t IdleSlotsElsewhere(const Peer& self) const;
   // False until --min-workers have joined (then true for the rest of the job).
@@ -125,6 +130,8 @@ class EventLoop {
   std::optional<zmq::socket_t> router_;
   std::optional<LocalLauncher> launcher_;
   std::string job_id_ = NewJobId();
+  uint64_t median_checked_at_ = 0;  // chunks done when median_ was last read
+  Micros median_{0};
   std::map<std::string, Peer> peers_;  // by routing id
   std::map<WorkerIndex, std::string> peer_of_;
   WorkerIndex next_index_ = 0;
@@ -284,7 +291,7 @@ void EventLoop::OnHello(const std::string& id, const Hello& hello, Clock::time_p
   peer.slots = hello.slots;
   peer.last_seen = now;
   stats_.telemetry.SetWorker(peer.index, {peer.name, hello.host, hello.slots});
-  scheduler_.AddWorker(peer.index, hello.slots, 2 * hello.slots);
+  scheduler_.AddWorker(peer.index, hello.slots, hello.slots + kMaxPrefetch);
   spdlog::debug("worker {} joined (host {}, pid {}, {} slots)", peer.name, hello.host, hello.pid,
                 hello.slots);
   peer_of_[peer.index] = id;
@@ -433,6 +440,21 @@ std::string EventLoop::WaitExpired(Clock::time_point now) const {
   return "";
 }
 
+uint32_t EventLoop::PrefetchDepth(const Peer& peer) {
+  // The median is re-read as the job doubles its finished chunks, then every 1024.
+  uint64_t done = scheduler_.chunks_done();
+  if (done > 0 && (done >= median_checked_at_ * 2 || done >= median_checked_at_ + 1024)) {
+    median_checked_at_ = std::max<uint64_t>(done, 1);
+    median_ = scheduler_.median_attempt_time();
+  }
+  // Enough queued attempts to cover kPipeline of work: one round trip (~100 us here)
+  // hides behind many short chunks, while long chunks keep one queued per slot so that
+  // no worker idles at the end of a job with others' chunks still queued.
+  if (median_checked_at_ == 0) return peer.slots;  // nothing measured yet
+  uint64_t depth = peer.slots * static_cast<uint64_t>(kPipeline / std::max(median_, Micros(1)));
+  return static_cast<uint32_t>(std::clamp<uint64_t>(depth, peer.slots, kMaxPrefetch));
+}
+
 uint64_t EventLoop::IdleSlotsElsewhere(const Peer& self) const {
   uint64_t idle = 0;
   size_t local_joined = 0;
@@ -451,10 +473,9 @@ void EventLoop::Fill(Peer& peer, Clock::time_point now) {
   while (error_.empty()) {
     // Prefetch (a chunk queued behind the running ones) only when there is more work than
     // idle slots elsewhere: with few chunks, an idle worker must not wait behind a busy one.
-    if (scheduler_.live_attempts(peer.index) >= peer.slots &&
-        scheduler_.queued() <= IdleSlotsElsewhere(peer)) {
-      return;
-    }
+    uint32_t live = scheduler_.live_attempts(peer.index);
+    if (live >= peer.slots && scheduler_.queued() <= IdleSlotsElsewhere(peer)) return;
+    if (live >= peer.slots + PrefetchDepth(peer)) return;
     auto a = scheduler_.Next(peer.index, now);
     if (!a) return;
     const ChunkSpec& chunk = job_.chunks[a->chunk];

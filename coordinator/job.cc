@@ -13,6 +13,7 @@
 
 #include "common/output_file.h"
 #include "common/units.h"
+#include "coordinator/auto_mode.h"
 #include "coordinator/coordinator.h"
 #include "coordinator/interrupt.h"
 #include "coordinator/job_log.h"
@@ -31,6 +32,8 @@ std::string_view ModeName(Mode mode) {
       return "threads";
     case Mode::kProcesses:
       return "processes";
+    case Mode::kAuto:
+      return "auto";
   }
   return "?";
 }
@@ -125,6 +128,8 @@ void PrintChunkFailure(const PlannedJob& job, const Scheduler& scheduler, const 
 
 void PrintSummary(const JobConfig& config, const PlannedJob& job, const Scheduler& scheduler,
                   const RunStats& stats, double wall) {
+  std::string mode(ModeName(job.config.mode));
+  if (config.mode == Mode::kAuto) mode = "auto:" + mode;
   if (config.quiet) return;
   const SchedulerCounters& c = scheduler.counters();
   auto seconds = [](double s) {
@@ -132,8 +137,7 @@ void PrintSummary(const JobConfig& config, const PlannedJob& job, const Schedule
   };
   char parallelism[32];
   std::snprintf(parallelism, sizeof parallelism, "%.2fx", wall > 0 ? stats.cpu_seconds / wall : 0);
-  std::string line = "fanout: mode=" + std::string(ModeName(config.mode)) +
-                     " workers=" + std::to_string(stats.workers) +
+  std::string line = "fanout: mode=" + mode + " workers=" + std::to_string(stats.workers) +
                      " chunks=" + std::to_string(job.chunks.size()) + " wall=" + seconds(wall) +
                      " cpu=" + seconds(stats.cpu_seconds) + " parallelism=" + parallelism +
                      " retries=" + std::to_string(c.retries) +
@@ -159,6 +163,8 @@ ModeResult RunMode(const PlannedJob& job, uint32_t jobs, Scheduler& scheduler, R
       return RunThreads(job, jobs, scheduler, sink, stats);
     case Mode::kProcesses:
       return RunProcesses(job, jobs, scheduler, sink, stats);
+    case Mode::kAuto:
+      break;  // resolved by PlanAuto before any mode runs
   }
   return ModeResult::Failed("unknown mode");
 }
@@ -332,14 +338,15 @@ void WriteReports(const JobConfig& config, const RunStats& stats, const JobTotal
   if (config.report && !config.quiet) {
     std::fputs(stats.telemetry.Report(totals).c_str(), stderr);
   }
-  auto write = [](std::optional<OutputFile>& file, const std::string& text) {
+  // `text` is built only when its file was asked for: a trace of many chunks is costly.
+  auto write = [](std::optional<OutputFile>& file, const auto& text) {
     if (!file) return;
-    Status s = file->Write(text);
+    Status s = file->Write(text());
     if (s.ok()) s = file->Commit();
     if (!s.ok()) std::fprintf(stderr, "fanout: %s\n", s.message().c_str());
   };
-  write(files.stats, stats.telemetry.StatsJson(totals));
-  write(files.trace, stats.telemetry.TraceJson());
+  write(files.stats, [&] { return stats.telemetry.StatsJson(totals); });
+  write(files.trace, [&] { return stats.telemetry.TraceJson(); });
 }
 
 }  // namespace
@@ -370,17 +377,37 @@ ExitCode RunJob(const JobConfig& config) {
   }
 
   uint32_t jobs = config.jobs_given ? config.jobs : DefaultJobs();
+  bool may_listen = config.mode == Mode::kProcesses || config.mode == Mode::kAuto;
   if (config.mode == Mode::kSerial) jobs = 1;
-  if (config.mode == Mode::kProcesses && !config.listen.empty() && !config.jobs_given) {
+  if (may_listen && !config.listen.empty() && !config.jobs_given) {
     jobs = 0;  // workers will connect to --listen
   }
-  if (jobs == 0 && (config.mode != Mode::kProcesses || config.listen.empty())) {
+  if (jobs == 0 && (!may_listen || config.listen.empty())) {
     PrintUsageError("-j 0 starts no local workers: use it with --listen in processes mode");
     return ExitCode::kUsage;
   }
   uint64_t default_chunks = 4ull * std::max<uint32_t>(jobs, config.jobs_given ? 1 : DefaultJobs());
-  PlannedJob job{config, **task, std::move(input).value(), {}, {}};
-  PlanJob(job, default_chunks);
+  auto start = Clock::now();    // the wall time includes auto mode's calibration
+  JobConfig resolved = config;  // auto mode: with the mode it chose
+  PlannedJob job{resolved, **task, std::move(input).value(), {}, {}};
+  std::optional<AutoPlan> auto_plan;
+  std::string auto_fallback;  // why auto mode did not calibrate ("" if it did)
+  if (config.mode == Mode::kAuto && !config.dry_run) {
+    auto_fallback = CalibrationRuledOut(config, job.input.view().size());
+  }
+  if (config.mode == Mode::kAuto && !config.dry_run && auto_fallback.empty()) {
+    auto_plan = PlanAuto(config, **task, job.input.view(), DefaultJobs());
+    resolved.mode = auto_plan->choice.mode;
+    jobs = auto_plan->choice.workers;
+    job.chunks = std::move(auto_plan->chunks);
+    spdlog::info("auto: {}", auto_plan->Summary(job.chunks.size()));
+  } else {
+    if (!auto_fallback.empty()) {
+      resolved.mode = Mode::kProcesses;
+      spdlog::info("auto: processes, {} workers: {}", jobs, auto_fallback);
+    }
+    PlanJob(job, default_chunks);
+  }
   if (Status s = CheckMessageLimit(job); !s.ok()) {
     PrintUsageError(s.message());
     return ExitCode::kUsage;
@@ -402,7 +429,6 @@ ExitCode RunJob(const JobConfig& config) {
     state->AdoptOutputTemp(config.output, files.output->temp_path());
   }
 
-  auto start = Clock::now();
   Scheduler scheduler(job.chunks.size(), WithWindow(config, jobs));
   for (uint64_t chunk : stored) scheduler.MarkDone(chunk);
   ResultAssembler assembler(job.chunks.size(), !config.unordered, &*files.output);
@@ -411,6 +437,11 @@ ExitCode RunJob(const JobConfig& config) {
   ResultSink sink(job, scheduler, assembler, stats, state.get(), stored);
   ModeResult result;
   if (Status s = sink.FeedStored(); !s.ok()) result = ModeResult::Failed(s.message());
+  if (auto_plan && result.kind == ModeResult::Kind::kCompleted) {
+    if (Status s = ApplyCalibration(*auto_plan, scheduler, sink); !s.ok()) {
+      result = ModeResult::Failed(s.message());
+    }
+  }
   if (result.kind == ModeResult::Kind::kCompleted && !scheduler.Finished()) {
     std::optional<Progress> progress;
     // On --resume the line counts this run's chunks, so its rate and ETA are right.
@@ -425,7 +456,14 @@ ExitCode RunJob(const JobConfig& config) {
   code = SettleOutput(job, assembler, *files.output, code);
   SettleState(state.get(), config, code);
   PrintSummary(config, job, scheduler, stats, wall);
-  WriteReports(config, stats, Totals(job, scheduler, stats, wall, code, jobs), files);
+  JobTotals totals = Totals(job, scheduler, stats, wall, code, jobs);
+  if (auto_plan) {
+    totals.auto_choice = auto_plan->Summary(job.chunks.size());
+    totals.auto_calibration_chunks = auto_plan->calibration.chunks.size();
+  } else if (!auto_fallback.empty()) {
+    totals.auto_choice = "processes, " + std::to_string(jobs) + " workers: " + auto_fallback;
+  }
+  WriteReports(config, stats, totals, files);
   return code;
 }
 

@@ -18,13 +18,14 @@ namespace fanout {
 enum class Mode {
   kSerial,     // one chunk after another in the coordinator process (the baseline)
   kThreads,    // an in-process pool of `jobs` threads
-  kProcesses,  // `jobs` local fanout-worker processes over ZeroMQ (the default)
+  kProcesses,  // `jobs` local fanout-worker processes over ZeroMQ
+  kAuto,       // calibrate, then one of the above (auto_mode.h); resolved before running
 };
 
 std::string_view ModeName(Mode mode);
 
 struct JobConfig {
-  Mode mode = Mode::kProcesses;
+  Mode mode = Mode::kAuto;
   uint32_t jobs = 0;  // workers or threads; 0 = the number of cores
   ChunkingOptions chunking;
   std::optional<IntRange> range;  // --range A:B: records are integers, no input is read

@@ -2,6 +2,8 @@
 
 #include <poll.h>
 #include <spdlog/spdlog.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
 
 #include <chrono>
 #include <condition_variable>
@@ -17,6 +19,13 @@ namespace fanout {
 namespace {
 
 using Clock = std::chrono::steady_clock;
+
+// A thread takes up to kMaxThreadBatch chunks per round of the job's lock while its chunks
+// take under kQuickChunkSeconds each (doubling from one): microsecond chunks then cost a
+// lock round per batch, not per chunk; any slower chunk brings it back to one at a time,
+// so long chunks are never hoarded by one thread.
+constexpr uint32_t kMaxThreadBatch = 64;
+constexpr double kQuickChunkSeconds = 0.00005;
 
 // Records one finished attempt. Returns false (with `error` set) if the job must stop.
 bool Finish(const PlannedJob& job, Scheduler& scheduler, ResultSink& sink, RunStats& stats,
@@ -44,23 +53,39 @@ bool Finish(const PlannedJob& job, Scheduler& scheduler, ResultSink& sink, RunSt
 }
 
 // Requests `source` to stop when Ctrl-C (or SIGTERM) arrives, so a long task is
-// cancelled instead of finishing first. The watching thread ends with the object.
+// cancelled instead of finishing first. The watching thread ends with the object: the
+// destructor wakes it through an eventfd, so ending a job costs no polling delay.
 class InterruptWatcher {
  public:
   explicit InterruptWatcher(const std::stop_source& source)
-      : thread_([source](std::stop_token own) mutable {
-          while (!own.stop_requested()) {
-            pollfd p{Interrupt::fd(), POLLIN, 0};
-            // The bounded timeout only serves to notice `own` stopping.
-            if (poll(&p, Interrupt::fd() >= 0 ? 1 : 0, 50) > 0 || Interrupt::Requested()) {
+      : wake_(eventfd(0, EFD_CLOEXEC)), thread_([this, source]() mutable {
+          pollfd p[2] = {{wake_, POLLIN, 0}, {Interrupt::fd(), POLLIN, 0}};
+          for (;;) {
+            if (Interrupt::Requested()) {
+              source.request_stop();
+              return;
+            }
+            // Without a signal fd, the bounded timeout is how Requested() gets noticed.
+            int n = poll(p, Interrupt::fd() >= 0 ? 2 : 1, Interrupt::fd() >= 0 ? -1 : 50);
+            if (n > 0 && (p[0].revents & POLLIN)) return;
+            if (n > 0 && (p[1].revents & POLLIN)) {
               source.request_stop();
               return;
             }
           }
         }) {}
+  ~InterruptWatcher() {
+    uint64_t one = 1;
+    [[maybe_unused]] ssize_t n = write(wake_, &one, sizeof one);
+    thread_.join();
+    close(wake_);
+  }
+  InterruptWatcher(const InterruptWatcher&) = delete;
+  InterruptWatcher& operator=(const InterruptWatcher&) = delete;
 
  private:
-  std::jthread thread_;
+  int wake_;
+  std::thread thread_;
 };
 
 }  // namespace
@@ -101,25 +126,46 @@ ModeResult RunThreads(const PlannedJob& job, uint32_t threads, Scheduler& schedu
   stats.telemetry.workers_running = threads;
   for (uint32_t i = 0; i < threads; ++i) {
     stats.telemetry.SetWorker(i, {"thread-" + std::to_string(i), "local"});
-    scheduler.AddWorker(i, 1, 1);
+    scheduler.AddWorker(i, 1, kMaxThreadBatch);
   }
   auto done = [&] { return stop || scheduler.Finished() || scheduler.Aborted(); };
   auto body = [&](WorkerIndex me) {
     std::unique_lock lock(mu);
+    uint32_t want = 1;  // chunks taken per lock round: grows while chunks are quick
+    std::vector<Assignment> batch;
+    std::vector<std::pair<Measured, std::string>> results;
     while (!done()) {
-      auto a = scheduler.Next(me, Clock::now());
-      if (!a) {
+      batch.clear();
+      while (batch.size() < want) {
+        auto a = scheduler.Next(me, Clock::now());
+        if (!a) break;
+        batch.push_back(*a);
+      }
+      if (batch.empty()) {
         // Nothing runnable now; a failing attempt elsewhere may re-queue a chunk.
         cv.wait(lock);
         continue;
       }
       lock.unlock();
-      std::string out, storage;
-      Measured m = MeasuredRun(job.task, job.InputFor(a->chunk, a->attempt, "", storage),
-                               job.config.args, out, cancel.get_token());
+      results.clear();
+      bool quick = true;
+      for (const Assignment& a : batch) {
+        std::string out, storage;
+        Measured m = MeasuredRun(job.task, job.InputFor(a.chunk, a.attempt, "", storage),
+                                 job.config.args, out, cancel.get_token());
+        quick = quick && m.wall_seconds < kQuickChunkSeconds;
+        results.emplace_back(m, std::move(out));
+        if (cancel.stop_requested()) break;
+      }
+      want = quick ? std::min(want * 2, kMaxThreadBatch) : 1;
       lock.lock();
       if (stop || cancel.stop_requested()) break;
-      if (!Finish(job, scheduler, sink, stats, me, *a, m, std::move(out), error)) stop = true;
+      for (size_t i = 0; i < results.size() && !stop; ++i) {
+        if (!Finish(job, scheduler, sink, stats, me, batch[i], results[i].first,
+                    std::move(results[i].second), error)) {
+          stop = true;
+        }
+      }
       cv.notify_all();
     }
     cv.notify_all();

@@ -10,18 +10,23 @@ Scheduler::Scheduler(uint64_t num_chunks, SchedulerOptions options)
   for (uint64_t i = 0; i < num_chunks; ++i) queue_.push_back(i);
 }
 
-void Scheduler::MarkDone(uint64_t chunk) {
-  if (chunk >= chunks_.size() || chunks_[chunk].state != State::kQueued) return;
-  chunks_[chunk].state = State::kDone;
-  ++done_;
-  queue_.erase(std::remove(queue_.begin(), queue_.end(), chunk), queue_.end());
-  while (low_water_ < chunks_.size() && chunks_[low_water_].state == State::kDone) ++low_water_;
-}
-
 void Scheduler::AddWorker(WorkerIndex worker, uint32_t slots, uint32_t capacity) {
   Worker& w = workers_[worker];
   w.slots = std::max<uint32_t>(1, slots);
   w.capacity = std::max(w.slots, capacity);
+}
+
+void Scheduler::MarkDone(uint64_t chunk) {
+  if (chunk >= chunks_.size() || chunks_[chunk].state != State::kQueued) return;
+  if (chunks_[chunk].attempts_issued != 0) return;
+  chunks_[chunk].state = State::kDone;
+  ++done_;
+  if (!queue_.empty() && queue_.front() == chunk) {
+    queue_.pop_front();  // the usual case: a prefix of the plan, in order
+  } else {
+    std::erase(queue_, chunk);
+  }
+  while (low_water_ < chunks_.size() && chunks_[low_water_].state == State::kDone) ++low_water_;
 }
 
 uint32_t Scheduler::live_attempts(WorkerIndex worker) const {

@@ -81,10 +81,6 @@ class Scheduler {
  public:
   Scheduler(uint64_t num_chunks, SchedulerOptions options);
 
-  // `chunk` was finished by an earlier run (--resume): it is never dispatched. Call
-  // before any dispatch.
-  void MarkDone(uint64_t chunk);
-
   // A worker joins with room for `capacity` live attempts.
   void AddWorker(WorkerIndex worker, uint32_t slots, uint32_t capacity);
   // A worker is gone. Its live attempts end: the oldest `slots` of them (the ones it was
@@ -92,6 +88,11 @@ class Scheduler {
   // `reason`; the rest never started and are re-queued without penalty. All go back to
   // the front of the queue in chunk order. Returns chunks that failed for good.
   std::vector<uint64_t> RemoveWorker(WorkerIndex worker, const std::string& reason, TimePoint now);
+
+  // `chunk` was finished elsewhere: by an earlier run (--resume) or by auto mode's
+  // calibration in the coordinator. It counts as done and is never issued. Ignored unless
+  // it is queued and was never issued.
+  void MarkDone(uint64_t chunk);
 
   // The next attempt for `worker`, or nothing (no capacity, nothing runnable, window).
   std::optional<Assignment> Next(WorkerIndex worker, TimePoint now);

@@ -142,6 +142,9 @@ std::string Telemetry::StatsJson(const JobTotals& t) const {
   j["rejected_messages"] = t.rejected_messages;
   j["peak_rss_bytes"] = t.peak_rss_bytes;
   j["failed_chunks"] = t.failed_chunks;
+  if (!t.auto_choice.empty()) {
+    j["auto"] = {{"choice", t.auto_choice}, {"calibration_chunks", t.auto_calibration_chunks}};
+  }
   Json per_worker = Json::array();
   std::lock_guard lock(mu_);
   for (size_t w = 0; w < rows.size(); ++w) {

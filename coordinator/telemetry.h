@@ -55,6 +55,8 @@ struct JobTotals {
   std::vector<uint64_t> failed_chunks;
   int exit_code = 0;
   uint64_t peak_rss_bytes = 0;  // the coordinator's VmHWM (0 if unknown)
+  std::string auto_choice;  // --mode auto: what it chose and why ("" otherwise)
+  uint64_t auto_calibration_chunks = 0;
 };
 
 // This process's peak resident set size (VmHWM in /proc/self/status), in bytes; 0 if unknown.

@@ -91,14 +91,17 @@ void TaskRunner::Work(std::stop_token thread_stop) {
                             m.cpu_seconds, m.wall_seconds};
     spdlog::debug("chunk {} attempt {}: {}", t.chunk, t.attempt,
                   m.status.ok() ? "ok" : m.status.message());
+    bool first;  // the loop is told once per batch: later ones ride along unsignalled
     {
       std::lock_guard lock(mu_);
       auto it = running_.find({t.chunk, t.attempt});
       if (it == running_.end() || it->second.first != serial) continue;  // cancelled
       running_.erase(it);
       if (!done.result.ok) done.output.clear();
+      first = finished_.empty();
       finished_.push_back(std::move(done));
     }
+    if (!first) continue;
     uint64_t one = 1;
     [[maybe_unused]] ssize_t n = write(event_fd_, &one, sizeof one);
   }

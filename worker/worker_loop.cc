@@ -11,6 +11,7 @@
 #include <zmq.hpp>
 
 #include "common/handshake_monitor.h"
+#include "common/measured_run.h"
 #include "common/transport.h"
 #include "worker/task_runner.h"
 
@@ -19,6 +20,14 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 using std::chrono::milliseconds;
+
+// After kQuickStreak attempts in a row took under kQuickSeconds each, TASKs that arrive
+// while no attempt is running run inline on the loop thread: for microsecond tasks the
+// hand-off to a runner thread and back costs more than the task. The first slower
+// attempt ends the streak, so a slow task blocks the loop (heartbeats, CANCEL) at most
+// once, for its own duration.
+constexpr uint32_t kQuickStreak = 16;
+constexpr double kQuickSeconds = 0.0002;
 
 // How one connection ended.
 enum class SessionEnd {
@@ -49,6 +58,10 @@ class Worker {
   // Handles one message; returns a session end, or nothing to keep going.
   std::optional<SessionEnd> Handle(zmq::socket_t& socket, Envelope& env);
   void SendResults(zmq::socket_t& socket);
+  void SendResult(zmq::socket_t& socket, FinishedAttempt& done);
+  // Runs a quick attempt on the loop thread: no hand-off to a runner thread and back.
+  void RunInline(zmq::socket_t& socket, const TaskDef& def, const TaskMsg& task,
+                 const std::optional<zmq::message_t>& payload);
   bool SignalPending();
   // Waits `delay` unless a signal arrives first (then returns false).
   bool BackOff(milliseconds delay);
@@ -62,6 +75,7 @@ class Worker {
   std::set<std::string> handshake_failures_;  // logged once each
   milliseconds heartbeat_{0};
   uint32_t liveness_ = 0;
+  uint32_t quick_streak_ = 0;  // consecutive attempts that took under kQuickSeconds
 };
 
 bool Worker::SignalPending() {
@@ -79,24 +93,47 @@ bool Worker::BackOff(milliseconds delay) {
   return !SignalPending();
 }
 
+void Worker::SendResult(zmq::socket_t& socket, FinishedAttempt& done) {
+  // The streak of quick attempts decides whether the next ones may run inline.
+  quick_streak_ = done.result.wall_seconds < kQuickSeconds ? quick_streak_ + 1 : 0;
+  int64_t limit = config_.security.max_message;
+  if (done.result.ok && limit > 0 && done.output.size() > static_cast<uint64_t>(limit)) {
+    done.result.ok = false;
+    done.result.error = "result of " + std::to_string(done.output.size()) +
+                        " bytes is over the message limit of " + std::to_string(limit) +
+                        " bytes (--max-message)";
+  }
+  if (done.result.ok) {
+    auto* owned = new std::string(std::move(done.output));
+    zmq::message_t payload(
+        owned->data(), owned->size(),
+        [](void*, void* hint) { delete static_cast<std::string*>(hint); }, owned);
+    SendMessage(socket, done.result, &payload);
+  } else {
+    SendMessage(socket, done.result);
+  }
+}
+
+void Worker::RunInline(zmq::socket_t& socket, const TaskDef& def, const TaskMsg& t,
+                       const std::optional<zmq::message_t>& payload) {
+  ChunkInput input;
+  if (payload)
+    input.data = std::string_view(static_cast<const char*>(payload->data()), payload->size());
+  input.range = t.range;
+  input.chunk_id = t.chunk;
+  input.attempt = t.attempt;
+  input.worker_id = config_.name;
+  FinishedAttempt done;
+  Measured m = MeasuredRun(def, input, t.args, done.output, std::stop_token());
+  done.result = ResultMsg{t.chunk,       t.attempt,     m.status.ok(), m.status.message(),
+                          m.cpu_seconds, m.wall_seconds};
+  if (!done.result.ok) done.output.clear();
+  SendResult(socket, done);
+}
+
 void Worker::SendResults(zmq::socket_t& socket) {
   for (FinishedAttempt& done : runner_.TakeFinished()) {
-    int64_t limit = config_.security.max_message;
-    if (done.result.ok && limit > 0 && done.output.size() > static_cast<uint64_t>(limit)) {
-      done.result.ok = false;
-      done.result.error = "result of " + std::to_string(done.output.size()) +
-                          " bytes is over the message limit of " + std::to_string(limit) +
-                          " bytes (--max-message)";
-    }
-    if (done.result.ok) {
-      auto* owned = new std::string(std::move(done.output));
-      zmq::message_t payload(
-          owned->data(), owned->size(),
-          [](void*, void* hint) { delete static_cast<std::string*>(hint); }, owned);
-      SendMessage(socket, done.result, &payload);
-    } else {
-      SendMessage(socket, done.result);
-    }
+    SendResult(socket, done);
   }
 }
 
@@ -111,6 +148,8 @@ std::optional<SessionEnd> Worker::Handle(zmq::socket_t& socket, Envelope& env) {
     auto def = ResolveTask(TaskRegistry::Global(), task->task, task->args);
     if (!def.ok()) {
       SendMessage(socket, ResultMsg{task->chunk, task->attempt, false, def.status().message()});
+    } else if (quick_streak_ >= kQuickStreak && runner_.in_progress() == 0) {
+      RunInline(socket, **def, *task, env.payload);
     } else {
       spdlog::debug("chunk {} attempt {}: queued", task->chunk, task->attempt);
       runner_.Submit(*def, std::move(*task), std::move(env.payload));

@@ -21,7 +21,8 @@ class OperatorTest : public ::testing::Test {
     WriteFile(dir_.File("in"), input);
   }
   RunResult Fanout(std::vector<std::string> args) {
-    std::vector<std::string> argv = {FanoutBin(), "run", "-j", "2", "-i", dir_.File("in")};
+    std::vector<std::string> argv = {FanoutBin(), "run", "--mode", "processes",
+                                     "-j",        "2",   "-i",     dir_.File("in")};
     argv.insert(argv.end(), args.begin(), args.end());
     return fanout::testing::Run(argv);
   }
