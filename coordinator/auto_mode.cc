@@ -245,7 +245,8 @@ Calibration Calibrate(const TaskDef& task, const std::vector<std::string>& args,
 }
 
 std::vector<ChunkSpec> PlanRest(const Calibration& cal, std::string_view data,
-                                const std::optional<IntRange>& range, uint64_t chunks) {
+                                const std::optional<IntRange>& range, uint64_t chunks,
+                                const ConsumedFn& consumed) {
   ChunkingOptions options;
   options.chunks = std::max<uint64_t>(chunks, 1);
   std::vector<ChunkSpec> rest;
@@ -253,7 +254,9 @@ std::vector<ChunkSpec> PlanRest(const Calibration& cal, std::string_view data,
     IntRange left{range->lo + static_cast<int64_t>(cal.records), range->hi};
     rest = PlanRangeChunks(left, options, options.chunks);
   } else {
-    rest = PlanLineChunks(data.substr(cal.bytes), options, options.chunks);
+    ConsumedFn shifted;
+    if (consumed) shifted = [&](uint64_t upto) { consumed(cal.bytes + upto); };
+    rest = PlanChunks(data.substr(cal.bytes), options, options.chunks, shifted);
     for (ChunkSpec& c : rest) {
       c.begin += cal.bytes;
       c.end += cal.bytes;
@@ -339,14 +342,14 @@ std::string AutoPlan::Summary(size_t total_chunks) const {
 }
 
 AutoPlan PlanAuto(const JobConfig& config, const TaskDef& task, std::string_view data,
-                  uint32_t cores) {
+                  uint32_t cores, const ConsumedFn& consumed) {
   AutoPlan plan;
   const auto& range = config.range;
   bool user_plan = config.chunking.chunks || config.chunking.chunk_size;
   uint64_t default_chunks = 4ull * (config.jobs_given ? std::max(config.jobs, 1u) : cores);
   auto whole = [&] {
     return range ? PlanRangeChunks(*range, config.chunking, default_chunks)
-                 : PlanLineChunks(data, config.chunking, default_chunks);
+                 : PlanChunks(data, config.chunking, default_chunks, consumed);
   };
   if (NeedsProcesses(config)) {
     plan.chunks = whole();
@@ -359,7 +362,8 @@ AutoPlan PlanAuto(const JobConfig& config, const TaskDef& task, std::string_view
     return plan;
   }
   if (user_plan) plan.chunks = whole();
-  uint64_t total = range ? static_cast<uint64_t>(range->hi - range->lo) : CountLines(data);
+  uint64_t total = range ? static_cast<uint64_t>(range->hi - range->lo)
+                         : CountRecords(data, RecordKind::kLines, 0, consumed);
   plan.calibration = Calibrate(task, config.args, data, range, plan.chunks, total);
   const Calibration& cal = plan.calibration;
   AutoInputs in = InputsFrom(cal, total, range ? 0 : data.size());
@@ -381,10 +385,19 @@ AutoPlan PlanAuto(const JobConfig& config, const TaskDef& task, std::string_view
   return plan;
 }
 
-Status ApplyCalibration(AutoPlan& plan, Scheduler& scheduler, ResultSink& sink) {
+Status ApplyCalibration(AutoPlan& plan, const PlannedJob& job, Scheduler& scheduler,
+                        ResultSink& sink, Telemetry& telemetry) {
   Calibration& cal = plan.calibration;
+  // The calibration ran just before the job's clock started: place its spans before 0.
+  double at = -cal.wall;
   for (size_t i = 0; i < cal.chunks.size(); ++i) {
     scheduler.MarkDone(cal.chunks[i].id);
+    AttemptSpan span = job.Span(telemetry, cal.chunks[i].id, 1, 0, cal.wall_seconds[i],
+                                cal.outputs[i].size(), Status::Ok());
+    span.start = at;
+    span.end = at += cal.wall_seconds[i];
+    span.cpu_seconds = cal.cpu_seconds[i];
+    telemetry.RecordCalibration(span);
     if (Status s =
             sink.Accept(cal.chunks[i].id, Blob(std::move(cal.outputs[i])), cal.cpu_seconds[i]);
         !s.ok()) {

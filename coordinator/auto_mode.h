@@ -91,7 +91,8 @@ Calibration Calibrate(const TaskDef& task, const std::vector<std::string>& args,
 // The rest of the input after the calibration, planned into `chunks` chunks, with ids,
 // record numbers and byte offsets following the calibration's chunks.
 std::vector<ChunkSpec> PlanRest(const Calibration& cal, std::string_view data,
-                                const std::optional<IntRange>& range, uint64_t chunks);
+                                const std::optional<IntRange>& range, uint64_t chunks,
+                                const ConsumedFn& consumed = {});
 
 // Auto mode's whole plan for a job: what it chose and every chunk (the calibration's first).
 struct AutoPlan {
@@ -109,11 +110,15 @@ struct AutoPlan {
 std::string CalibrationRuledOut(const JobConfig& config, uint64_t input_bytes);
 
 // Calibrates (unless --listen/--timeout/--speculate require processes) and plans the job.
+// `consumed(n)` is told when the first n bytes of `data` need not stay in memory (planning
+// touches every page; the job releases them as it goes).
 AutoPlan PlanAuto(const JobConfig& config, const TaskDef& task, std::string_view data,
-                  uint32_t cores);
+                  uint32_t cores, const ConsumedFn& consumed = {});
 
 // Hands the calibration's outputs to the sink and takes its chunks off the scheduler, so
-// the chosen mode runs only the rest (the outputs are moved out). Returns a write error, if any.
-Status ApplyCalibration(AutoPlan& plan, Scheduler& scheduler, ResultSink& sink);
+// the chosen mode runs only the rest (the outputs are moved out), and logs each as an
+// attempt run by the coordinator (--joblog, progress). Returns a write error, if any.
+Status ApplyCalibration(AutoPlan& plan, const PlannedJob& job, Scheduler& scheduler,
+                        ResultSink& sink, Telemetry& telemetry);
 
 }  // namespace fanout

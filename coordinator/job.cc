@@ -396,7 +396,9 @@ ExitCode RunJob(const JobConfig& config) {
     auto_fallback = CalibrationRuledOut(config, job.input.view().size());
   }
   if (config.mode == Mode::kAuto && !config.dry_run && auto_fallback.empty()) {
-    auto_plan = PlanAuto(config, **task, job.input.view(), DefaultJobs());
+    const JobInput& in = job.input;
+    auto_plan = PlanAuto(config, **task, in.view(), DefaultJobs(),
+                         [&in](uint64_t upto) { in.Release(0, upto); });
     resolved.mode = auto_plan->choice.mode;
     jobs = auto_plan->choice.workers;
     job.chunks = std::move(auto_plan->chunks);
@@ -438,7 +440,7 @@ ExitCode RunJob(const JobConfig& config) {
   ModeResult result;
   if (Status s = sink.FeedStored(); !s.ok()) result = ModeResult::Failed(s.message());
   if (auto_plan && result.kind == ModeResult::Kind::kCompleted) {
-    if (Status s = ApplyCalibration(*auto_plan, scheduler, sink); !s.ok()) {
+    if (Status s = ApplyCalibration(*auto_plan, job, scheduler, sink, stats.telemetry); !s.ok()) {
       result = ModeResult::Failed(s.message());
     }
   }

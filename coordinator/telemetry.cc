@@ -1,5 +1,7 @@
 #include "coordinator/telemetry.h"
 
+#include <unistd.h>
+
 #include <algorithm>
 #include <cstdio>
 #include <nlohmann/json.hpp>
@@ -63,6 +65,17 @@ void Telemetry::RecordAttempt(AttemptSpan span) {
                    epoch_start_);
   }
   spans_.push_back(std::move(span));
+}
+
+void Telemetry::RecordCalibration(const AttemptSpan& span) {
+  chunks_done.fetch_add(1);
+  bytes_done.fetch_add(span.bytes_in);
+  records_done.fetch_add(span.records);
+  std::lock_guard lock(mu_);
+  if (!joblog_) return;
+  char host[256] = {};
+  gethostname(host, sizeof host - 1);
+  joblog_->Write(span, WorkerInfo{"coordinator", host, 1}, epoch_start_);
 }
 
 std::vector<AttemptSpan> Telemetry::spans() const {

@@ -55,7 +55,7 @@ struct JobTotals {
   std::vector<uint64_t> failed_chunks;
   int exit_code = 0;
   uint64_t peak_rss_bytes = 0;  // the coordinator's VmHWM (0 if unknown)
-  std::string auto_choice;  // --mode auto: what it chose and why ("" otherwise)
+  std::string auto_choice;      // --mode auto: what it chose and why ("" otherwise)
   uint64_t auto_calibration_chunks = 0;
 };
 
@@ -77,6 +77,10 @@ class Telemetry {
   // Also written to `log` (if set) as it is recorded. Set before any attempt ends.
   void RecordAttempt(AttemptSpan span);
   void SetJobLog(JobLog* log) { joblog_ = log; }
+  // An attempt auto mode's calibration ran in the coordinator before any worker existed:
+  // counted for progress and written to the job log (worker "coordinator"), but not a span
+  // of any worker's row.
+  void RecordCalibration(const AttemptSpan& span);
 
   // Live counters for the progress line.
   std::atomic<uint64_t> chunks_done{0};

@@ -205,15 +205,16 @@ TEST(MaxMessageTest, ChunksAndResultsOverTheLimitFailClearly) {
   std::string input(3000, 'x');
   input += "\n";
   WriteFile(dir.File("in"), input);
-  RunResult big = testing::Run({FanoutBin(), "run", "--max-message", "2K", "-j", "1", "-i",
-                                dir.File("in"), "-o", dir.File("out"), "identity"});
+  RunResult big =
+      testing::Run({FanoutBin(), "run", "--max-message", "2K", "--mode", "processes", "-j", "1",
+                    "-i", dir.File("in"), "-o", dir.File("out"), "identity"});
   EXPECT_EQ(big.exit_code, 2) << big.err;
   EXPECT_NE(big.err.find("over --max-message 2048"), std::string::npos) << big.err;
   EXPECT_FALSE(FileExists(dir.File("out")));
 
-  RunResult grows =
-      testing::Run({FanoutBin(), "run", "--max-message", "2K", "-j", "1", "--retries", "0",
-                    "--range", "0:1", "exec", "--", "head", "-c", "5000", "/dev/zero"});
+  RunResult grows = testing::Run({FanoutBin(), "run", "--max-message", "2K", "--mode", "processes",
+                                  "-j", "1", "--retries", "0", "--range", "0:1", "exec", "--",
+                                  "head", "-c", "5000", "/dev/zero"});
   EXPECT_EQ(grows.exit_code, 1) << grows.err;
   EXPECT_NE(grows.err.find("over the message limit of 2048 bytes"), std::string::npos) << grows.err;
 }
