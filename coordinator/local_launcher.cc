@@ -1,5 +1,6 @@
 #include "coordinator/local_launcher.h"
 
+#include <dirent.h>
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
@@ -14,6 +15,9 @@
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
+#include <fstream>
+#include <iterator>
+#include <sstream>
 
 namespace fanout {
 namespace {
@@ -77,7 +81,9 @@ LocalLauncher::LocalLauncher(std::string worker_bin, std::string endpoint,
                              std::vector<std::string> argv_tail)
     : worker_bin_(std::move(worker_bin)),
       endpoint_(std::move(endpoint)),
-      argv_tail_(std::move(argv_tail)) {}
+      argv_tail_(std::move(argv_tail)) {
+  prctl(PR_SET_CHILD_SUBREAPER, 1);  // orphans of dead workers come here (CollectOrphans)
+}
 
 LocalLauncher::~LocalLauncher() { StopAll(std::chrono::milliseconds(0)); }
 
@@ -144,6 +150,48 @@ std::vector<int> LocalLauncher::fds() const {
   return out;
 }
 
+namespace {
+
+// Pids of this process's children (from /proc/*/stat: field 4 is the parent pid).
+std::vector<pid_t> OwnChildren() {
+  std::vector<pid_t> pids;
+  pid_t self = getpid();
+  DIR* proc = opendir("/proc");
+  if (!proc) return pids;
+  while (dirent* e = readdir(proc)) {
+    char* end = nullptr;
+    long pid = std::strtol(e->d_name, &end, 10);
+    if (pid <= 0 || *end != '\0') continue;
+    std::ifstream stat(std::string("/proc/") + e->d_name + "/stat");
+    std::string text((std::istreambuf_iterator<char>(stat)), std::istreambuf_iterator<char>());
+    size_t paren = text.rfind(')');
+    if (paren == std::string::npos) continue;
+    std::istringstream rest(text.substr(paren + 1));
+    std::string state;
+    long ppid = 0;
+    if (rest >> state >> ppid && ppid == self) pids.push_back(static_cast<pid_t>(pid));
+  }
+  closedir(proc);
+  return pids;
+}
+
+}  // namespace
+
+void LocalLauncher::CollectOrphans(bool wait) {
+  for (pid_t pid : OwnChildren()) {
+    if (IsChild(pid)) continue;
+    // An exec command of a worker that died: it leads its own process group, so the
+    // group (its children too) goes with it.
+    kill(-pid, SIGKILL);
+    kill(pid, SIGKILL);
+    pid_t got;
+    do {
+      got = waitpid(pid, nullptr, wait ? 0 : WNOHANG);
+    } while (got < 0 && errno == EINTR);
+    if (got == pid) spdlog::debug("stopped and reaped pid {}, orphaned by a dead worker", pid);
+  }
+}
+
 std::optional<ChildExit> LocalLauncher::Reap(int fd) {
   auto it = children_.find(fd);
   if (it == children_.end()) return std::nullopt;
@@ -157,6 +205,7 @@ std::optional<ChildExit> LocalLauncher::Reap(int fd) {
   close(fd);
   children_.erase(it);
   spdlog::debug("worker {} (pid {}) {}", exit.name, exit.pid, exit.Describe());
+  CollectOrphans(/*wait=*/false);
   return exit;
 }
 
@@ -197,6 +246,7 @@ void LocalLauncher::StopAll(std::chrono::milliseconds grace) {
     close(fd);
   }
   children_.clear();
+  CollectOrphans(/*wait=*/true);
 }
 
 }  // namespace fanout

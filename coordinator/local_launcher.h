@@ -3,6 +3,9 @@
 // coordinator even if it is killed; stdin/stdout go to /dev/null (stdout may be the job's
 // output), stderr is shared. Exits are noticed through a pidfd per child that the event
 // loop polls next to its socket. The destructor kills and reaps every child still alive.
+// The coordinator becomes a child subreaper (PR_SET_CHILD_SUBREAPER): a worker that dies
+// (SIGKILL, a crash) cannot take its exec commands down with it, so they are reparented
+// here, and the launcher kills their process groups and reaps them when it reaps a worker.
 // Not thread-safe: owned by the coordinator's event loop.
 #pragma once
 
@@ -51,6 +54,10 @@ class LocalLauncher {
   void StopAll(std::chrono::milliseconds grace);
 
  private:
+  // Kills and reaps children that are not workers (orphans of dead workers): without
+  // waiting for them to exit, or waiting (at the end).
+  void CollectOrphans(bool wait);
+
   struct Child {
     pid_t pid;
     std::string name;

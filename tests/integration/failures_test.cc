@@ -102,6 +102,32 @@ TEST_F(FailuresTest, WorkerKilledMidChunkCostsARetryNotTheJob) {
   EXPECT_NE(err.find("respawns=1"), std::string::npos) << err;
 }
 
+// The killed worker's exec command (and that command's own child) must not live on: the
+// coordinator adopts such orphans and kills their process group.
+TEST_F(FailuresTest, WorkerKilledMidChunkLeavesNoOrphanedCommand) {
+  std::string input = Lines(30);
+  WriteFile(dir_.File("in"), input);
+  std::string sleeper = "sleep 61.7" + std::to_string(getpid() % 1000);
+  auto job = std::make_unique<Child>(
+      Fanout({"--mode", "processes", "-j", "2", "--chunks", "4", "-i", dir_.File("in"), "-o",
+              dir_.File("out"), "exec", "--", "sh", "-c",
+              "if mkdir \"$0/first\" 2>/dev/null; then touch \"$0/started-$PPID\"; " + sleeper +
+                  "; fi; cat",
+              markers_}),
+      "", dir_.File("err"));
+  auto victim = WaitForStartedChunk(markers_, milliseconds(10000));
+  ASSERT_TRUE(victim);
+  auto deadline = Clock::now() + milliseconds(10000);
+  while (ProcessesMatching(sleeper).empty() && Clock::now() < deadline) {
+    std::this_thread::sleep_for(milliseconds(5));  // the command starts its sleep
+  }
+  ASSERT_FALSE(ProcessesMatching(sleeper).empty());
+  ASSERT_EQ(kill(*victim, SIGKILL), 0);
+  ASSERT_EQ(job->Wait(milliseconds(30000)), 0) << ReadFile(dir_.File("err"));
+  EXPECT_EQ(ReadFile(dir_.File("out")), input);
+  EXPECT_TRUE(ProcessesMatching(sleeper).empty()) << "the dead worker's command lives on";
+}
+
 TEST_F(FailuresTest, StoppedWorkerIsDetectedByHeartbeatAndReplaced) {
   std::string input = Lines(120);
   auto job = StartMarkedJob(input, "0.3", {"--heartbeat", "100ms", "--liveness", "3"});
