@@ -155,9 +155,10 @@ Status EventLoop::Start() {
   }
   auto bin = FindWorkerBinary(config_.worker_bin);
   if (!bin.ok()) return bin.status();
-  launcher_.emplace(*bin, endpoint,
-                    std::vector<std::string>{"--once", "--slots", "1", "--heartbeat",
-                                             std::to_string(heartbeat_.count()) + "ms"});
+  std::vector<std::string> tail{"--once", "--slots", "1", "--heartbeat",
+                                std::to_string(heartbeat_.count()) + "ms"};
+  tail.insert(tail.end(), config_.worker_args.begin(), config_.worker_args.end());
+  launcher_.emplace(*bin, endpoint, std::move(tail));
   for (uint32_t i = 0; i < local_workers_; ++i) {
     auto pid = launcher_->Spawn("local-" + std::to_string(++spawned_));
     if (!pid.ok()) return pid.status();

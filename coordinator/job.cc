@@ -78,14 +78,17 @@ AttemptSpan PlannedJob::Span(const Telemetry& t, uint64_t chunk, uint32_t attemp
 
 Status ResultSink::Accept(uint64_t chunk, Blob output, double cpu_seconds) {
   stats_.cpu_seconds += cpu_seconds;
-  return assembler_.Add(chunk, std::move(output));
+  if (observer_) return observer_->OnAccepted(chunk, std::move(output));
+  return assembler_->Add(chunk, std::move(output));
 }
 
 Status ResultSink::SyncFailures() {
   const auto& failed = scheduler_.failed_chunks();
   if (!scheduler_.Aborted()) {
     for (; synced_failures_ < failed.size(); ++synced_failures_) {
-      if (Status s = assembler_.Skip(failed[synced_failures_]); !s.ok()) return s;
+      uint64_t chunk = failed[synced_failures_];
+      Status s = observer_ ? observer_->OnFailed(chunk) : assembler_->Skip(chunk);
+      if (!s.ok()) return s;
     }
   }
   return Status::Ok();

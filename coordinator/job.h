@@ -60,10 +60,21 @@ struct ModeResult {
 // Feeds the scheduler's decisions to the output, for every mode: an accepted chunk's
 // output goes to the assembler (written in input order) and its CPU time to the stats;
 // with --keep-going, chunks that failed for good are skipped so later ones can be written.
+// Receives chunk outcomes in place of the assembler (the library's Pool hands each result
+// to its caller instead of writing a file). Called from the thread that runs the mode.
+class ChunkObserver {
+ public:
+  virtual ~ChunkObserver() = default;
+  virtual Status OnAccepted(uint64_t chunk, Blob output) = 0;
+  virtual Status OnFailed(uint64_t chunk) = 0;  // failed for good (keep_going)
+};
+
 class ResultSink {
  public:
   ResultSink(const Scheduler& scheduler, ResultAssembler& assembler, RunStats& stats)
-      : scheduler_(scheduler), assembler_(assembler), stats_(stats) {}
+      : scheduler_(scheduler), assembler_(&assembler), stats_(stats) {}
+  ResultSink(const Scheduler& scheduler, ChunkObserver& observer, RunStats& stats)
+      : scheduler_(scheduler), observer_(&observer), stats_(stats) {}
   // Call only for a kAccepted verdict. Returns a write error, if any.
   Status Accept(uint64_t chunk, Blob output, double cpu_seconds);
   // Skips chunks that failed for good since the last call (no-op unless keep_going).
@@ -71,7 +82,8 @@ class ResultSink {
 
  private:
   const Scheduler& scheduler_;
-  ResultAssembler& assembler_;
+  ResultAssembler* assembler_ = nullptr;  // exactly one of assembler_ and observer_ is set
+  ChunkObserver* observer_ = nullptr;
   RunStats& stats_;
   size_t synced_failures_ = 0;
 };

@@ -60,6 +60,13 @@ Result<JobInput> JobInput::Open(const std::string& path) {
   return in;
 }
 
+JobInput JobInput::FromBuffer(std::string bytes) {
+  JobInput in;
+  in.buffer_ = std::move(bytes);
+  in.view_ = in.buffer_;
+  return in;
+}
+
 JobInput::JobInput(JobInput&& other) noexcept
     : map_(other.map_), map_size_(other.map_size_), buffer_(std::move(other.buffer_)) {
   view_ = map_ ? other.view_ : std::string_view(buffer_);

@@ -17,6 +17,8 @@ class JobInput {
   static Result<JobInput> Open(const std::string& path);
   // An input with no bytes (for --range jobs).
   JobInput() = default;
+  // An input held in memory (the library's Pool builds one from its chunks).
+  static JobInput FromBuffer(std::string bytes);
 
   JobInput(JobInput&& other) noexcept;
   JobInput& operator=(JobInput&&) = delete;
