@@ -6,10 +6,13 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <filesystem>
 #include <mutex>
+#include <set>
 #include <thread>
 
 #include "common/chunking.h"
+#include "common/plugin_loader.h"
 #include "coordinator/coordinator.h"
 #include "coordinator/job.h"
 #include "coordinator/local_modes.h"
@@ -34,6 +37,28 @@ void SetUpLogging() {
   });
 }
 
+// Loads each plugin into this process once (later calls reuse it); errors are PoolErrors.
+// Returns the worker arguments that load the same plugins.
+std::vector<std::string> LoadPlugins(const std::vector<std::string>& plugins) {
+  static std::mutex mu;
+  static std::set<std::string> loaded;
+  std::lock_guard lock(mu);
+  std::vector<std::string> args;
+  for (const std::string& plugin : plugins) {
+    std::error_code ec;
+    std::string path = std::filesystem::absolute(plugin, ec).string();
+    if (ec) path = plugin;
+    if (!loaded.count(path)) {
+      if (Status s = LoadPlugin(path, TaskRegistry::Global()); !s.ok())
+        throw PoolError(s.message());
+      loaded.insert(path);
+    }
+    args.push_back("--plugin");
+    args.push_back(path);
+  }
+  return args;
+}
+
 JobConfig MakeConfig(const PoolOptions& options, const BatchSpec& spec) {
   JobConfig config;
   config.task = spec.task;
@@ -43,7 +68,9 @@ JobConfig MakeConfig(const PoolOptions& options, const BatchSpec& spec) {
   config.scheduler.keep_going = spec.keep_going;
   config.min_workers = options.min_workers;
   config.wait_timeout = options.wait_timeout;
-  config.worker_args = options.worker_args;
+  config.worker_args = LoadPlugins(options.plugins);
+  config.worker_args.insert(config.worker_args.end(), options.worker_args.begin(),
+                            options.worker_args.end());
   config.worker_bin = options.worker_binary.empty() ? SelfWorkerBinary() : options.worker_binary;
   switch (options.mode) {
     case PoolMode::kSerial:
@@ -150,6 +177,7 @@ void RunBatch(const PoolOptions& options, const BatchSpec& spec, const BatchCall
   if (options.mode == PoolMode::kRemote && options.endpoint.empty()) {
     throw PoolError("remote mode needs an endpoint for workers to connect to");
   }
+  JobConfig config = MakeConfig(options, spec);  // loads plugins: before the task lookup
   auto task = ResolveTask(registry, spec.task, spec.args);
   // Workers may know tasks this process does not (plugins, other binaries): in processes
   // and remote mode an unknown task is left for the workers to refuse.
@@ -158,7 +186,6 @@ void RunBatch(const PoolOptions& options, const BatchSpec& spec, const BatchCall
     throw PoolError(task.status().message());
   }
   const TaskDef& def = task.ok() ? **task : remote_only;
-  JobConfig config = MakeConfig(options, spec);
   std::string buffer;
   std::vector<ChunkSpec> chunks = PlanChunks(spec, buffer);
   PlannedJob job{config, def, JobInput::FromBuffer(std::move(buffer)), std::move(chunks)};

@@ -12,7 +12,7 @@
 #include "common/exit_code.h"
 #include "common/task.h"
 #include "common/units.h"
-#include "worker/plugin_loader.h"
+#include "common/plugin_loader.h"
 #include "worker/worker_loop.h"
 
 namespace fanout {

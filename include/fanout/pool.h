@@ -44,6 +44,8 @@ struct PoolOptions {
   std::chrono::milliseconds timeout{0};       // per attempt (processes, remote); 0 = none
   std::string worker_binary;                  // kProcesses: override the worker program
   std::vector<std::string> worker_args;       // appended to each local worker's arguments
+  // Task plugins (fanout/plugin.h) loaded into this process and passed to local workers.
+  std::vector<std::string> plugins;
 };
 
 // A chunk failed every attempt.

@@ -228,6 +228,20 @@ TEST(PoolTest, RemoteModeUsesWorkersThatConnect) {
   std::filesystem::remove_all(dir);
 }
 
+TEST(PoolTest, PluginTasksRunInThisProcessAndInWorkers) {
+  for (PoolMode mode : {PoolMode::kThreads, PoolMode::kProcesses}) {
+    PoolOptions o = Options(mode);
+    o.plugins = {std::string(FANOUT_PLUGIN_DIR) + "/test_plugin_rot13.so"};
+    o.worker_binary = WorkerBin();  // a plain fanout-worker: only the plugin has rot13
+    Pool pool(o);
+    EXPECT_EQ(pool.map("rot13", {"abc\n", "NOP\n"}), (std::vector<std::string>{"nop\n", "ABC\n"}));
+  }
+  PoolOptions o = Options(PoolMode::kSerial);
+  o.plugins = {std::string(FANOUT_PLUGIN_DIR) + "/test_plugin_future_abi.so"};
+  Pool pool(o);
+  EXPECT_THROW(pool.map("rot13", {"a\n"}), fanout::PoolError);
+}
+
 TEST(PoolTest, RemoteModeWithoutEndpointIsAPoolError) {
   PoolOptions o;
   o.mode = PoolMode::kRemote;

@@ -1,4 +1,4 @@
-#include "worker/plugin_loader.h"
+#include "common/plugin_loader.h"
 
 #include <dlfcn.h>
 
