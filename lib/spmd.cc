@@ -1,6 +1,9 @@
 // fanout::init and fanout::worker_main (fanout/worker.h).
 #include "lib/spmd.h"
 
+#include <dlfcn.h>
+#include <unistd.h>
+
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
@@ -24,7 +27,19 @@ std::string ProgramName(char** argv) {
 
 }  // namespace
 
-std::string SelfWorkerBinary() { return Self(); }
+std::string SelfWorkerBinary() {
+  if (!Self().empty()) return Self();
+  const char* env = std::getenv("FANOUT_WORKER");
+  if (env && *env) return "";  // FindWorkerBinary honours it
+  // An installed library finds the fanout-worker installed with it: LIBDIR/../bin.
+  Dl_info info{};
+  if (dladdr(reinterpret_cast<void*>(&SelfWorkerBinary), &info) && info.dli_fname) {
+    auto candidate =
+        std::filesystem::path(info.dli_fname).parent_path().parent_path() / "bin" / "fanout-worker";
+    if (access(candidate.c_str(), X_OK) == 0) return candidate.string();
+  }
+  return "";
+}
 
 int worker_main(int argc, char** argv) { return WorkerMain(argc, argv, ProgramName(argv)); }
 

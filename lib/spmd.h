@@ -6,8 +6,9 @@
 
 namespace fanout {
 
-// The path of this program when fanout::init() ran (and found it not to be a worker),
-// else "" (processes-mode Pools then start fanout-worker).
+// The worker program of processes-mode Pools: this program when fanout::init() ran (and
+// found it not to be a worker); else the fanout-worker installed beside libfanout
+// (LIBDIR/../bin) unless $FANOUT_WORKER is set; else "" (FindWorkerBinary's search).
 std::string SelfWorkerBinary();
 
 }  // namespace fanout
