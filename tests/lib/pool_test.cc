@@ -12,11 +12,22 @@
 #include <chrono>
 #include <cstdlib>
 #include <filesystem>
+#include <fstream>
+#include <iterator>
+#include <ostream>
 #include <set>
 #include <string>
 #include <vector>
 
 #include "fanout/fanout.h"
+
+namespace fanout {
+// Test names show the mode instead of its bytes.
+void PrintTo(PoolMode mode, std::ostream* os) {
+  static const char* const kNames[] = {"serial", "threads", "processes", "remote"};
+  *os << kNames[static_cast<int>(mode)];
+}
+}  // namespace fanout
 
 namespace {
 
@@ -240,6 +251,28 @@ TEST(PoolTest, PluginTasksRunInThisProcessAndInWorkers) {
   o.plugins = {std::string(FANOUT_PLUGIN_DIR) + "/test_plugin_future_abi.so"};
   Pool pool(o);
   EXPECT_THROW(pool.map("rot13", {"a\n"}), fanout::PoolError);
+}
+
+TEST(PoolTest, CustomWorkerBinaryRunsItsOwnTasks) {
+  PoolOptions o = Options(PoolMode::kProcesses);
+  o.worker_binary = std::string(FANOUT_BIN_DIR) + "/lib_custom_worker";
+  Pool pool(o);
+  // `shout` exists only in the custom worker; this process leaves it to the workers.
+  EXPECT_EQ(pool.map("shout", {"a", "b"}), (std::vector<std::string>{"a!\n", "b!\n"}));
+  // The custom worker has the built-ins too.
+  EXPECT_EQ(pool.map("product", {"6\n7\n"}), (std::vector<std::string>{"42\n"}));
+}
+
+TEST(PoolTest, FanoutWorkerArgumentStartsTheWorkerCommandLine) {
+  std::string self = std::filesystem::read_symlink("/proc/self/exe").string();
+  auto out = std::filesystem::temp_directory_path() /
+             ("fanout-pool-test-version-" + std::to_string(getpid()));
+  int status = std::system((self + " --fanout-worker --version > " + out.string()).c_str());
+  EXPECT_EQ(status, 0);
+  std::ifstream file(out);
+  std::string text((std::istreambuf_iterator<char>(file)), std::istreambuf_iterator<char>());
+  EXPECT_NE(text.find("lib_pool_test 0.1"), std::string::npos) << text;
+  std::filesystem::remove(out);
 }
 
 TEST(PoolTest, RemoteModeWithoutEndpointIsAPoolError) {
