@@ -234,6 +234,11 @@ void EventLoop::OnHello(const std::string& id, const Hello& hello, Clock::time_p
                  config_.task);
     SendTo(*router_, id,
            Reject{"task '" + config_.task + "' is not available on this worker", kProtocolVersion});
+    // Local workers all run the same program: none of them will ever have the task.
+    if (launcher_ && launcher_->IsChild(static_cast<pid_t>(hello.pid)) && config_.listen.empty()) {
+      Note(Status::Error("local worker " + hello.worker_id + " does not provide task '" +
+                         config_.task + "'"));
+    }
     return;
   }
   if (auto it = peers_.find(id); it != peers_.end()) {

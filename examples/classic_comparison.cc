@@ -47,7 +47,7 @@ int main(int argc, char** argv) {
   for (auto [mode, name] : {std::pair{fanout::PoolMode::kSerial, "serial"},
                             std::pair{fanout::PoolMode::kThreads, "threads"},
                             std::pair{fanout::PoolMode::kProcesses, "processes"}}) {
-    fanout::Pool pool({.mode = mode, .workers = workers});
+    fanout::Pool pool(mode, workers);
     std::vector<std::string> sq, pr;
     double t_sleep = Seconds([&] { sq = pool.map("slow_square", ten, {sleep_ms}); });
     double t_prod = Seconds([&] { pr = pool.map_range("product", 1, n + 1, 2 * workers); });

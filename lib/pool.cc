@@ -123,6 +123,14 @@ void Pool::Impl::RunGroup(std::vector<Submission>& group) {
 
 Pool::Pool(PoolOptions options) : impl_(std::make_unique<Impl>(std::move(options))) {}
 
+Pool::Pool(PoolMode mode, uint32_t workers)
+    : Pool([&] {
+        PoolOptions options;
+        options.mode = mode;
+        options.workers = workers;
+        return options;
+      }()) {}
+
 Pool::~Pool() {
   // Submitted chunks still run: the dispatcher drains the queue before it stops.
   if (impl_->dispatcher.joinable()) {

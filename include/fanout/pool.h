@@ -123,6 +123,8 @@ class CompletionStream {
 class Pool {
  public:
   explicit Pool(PoolOptions options = {});
+  // Shorthand for the common case: PoolOptions with just `mode` and `workers` set.
+  explicit Pool(PoolMode mode, uint32_t workers = 0);
   ~Pool();  // waits for submitted chunks to finish
   Pool(const Pool&) = delete;
   Pool& operator=(const Pool&) = delete;

@@ -93,6 +93,13 @@ TEST_P(PoolModeTest, MapGivesTheSerialResultsInOrder) {
   EXPECT_EQ(pool.map("upper", chunks), expected);
 }
 
+TEST_P(PoolModeTest, EmptyChunksAndEmptyCallsWork) {
+  Pool pool(Options(GetParam()));
+  EXPECT_EQ(pool.map("upper", {"", "a", ""}), (std::vector<std::string>{"", "A", ""}));
+  EXPECT_TRUE(pool.map("upper", {}).empty());
+  EXPECT_TRUE(pool.map_range("product", 5, 5, 3).empty());
+}
+
 TEST_P(PoolModeTest, BuiltinRangeProductMatchesSerial) {
   Pool serial(Options(PoolMode::kSerial));
   Pool pool(Options(GetParam()));
@@ -261,6 +268,19 @@ TEST(PoolTest, CustomWorkerBinaryRunsItsOwnTasks) {
   EXPECT_EQ(pool.map("shout", {"a", "b"}), (std::vector<std::string>{"a!\n", "b!\n"}));
   // The custom worker has the built-ins too.
   EXPECT_EQ(pool.map("product", {"6\n7\n"}), (std::vector<std::string>{"42\n"}));
+}
+
+TEST(PoolTest, TaskNoWorkerProvidesIsAPoolErrorNotAHang) {
+  PoolOptions o = Options(PoolMode::kProcesses);
+  o.worker_binary = WorkerBin();  // has no `upper`: every worker is refused
+  Pool pool(o);
+  try {
+    pool.map("upper", {"a\n"});
+    FAIL() << "no exception";
+  } catch (const fanout::PoolError& e) {
+    EXPECT_NE(std::string(e.what()).find("does not provide task 'upper'"), std::string::npos)
+        << e.what();
+  }
 }
 
 TEST(PoolTest, FanoutWorkerArgumentStartsTheWorkerCommandLine) {

@@ -1,6 +1,7 @@
 # ctest driver (PackageTest.InstallFindPackageBuildRun): installs the build tree into a
 # fresh prefix, configures and builds tests/package against it with find_package(fanout),
-# and runs the result. Arguments: -DBUILD_DIR= -DSOURCE_DIR= -DWORK_DIR=
+# and runs the result. Arguments: -DBUILD_DIR= -DSOURCE_DIR= -DWORK_DIR= and -DSANITIZE=
+# (FANOUT_SANITIZE of the build: the project is built with the same sanitizers).
 file(REMOVE_RECURSE ${WORK_DIR})
 set(prefix ${WORK_DIR}/prefix)
 function(step)
@@ -11,8 +12,13 @@ function(step)
   set(step_output "${out}" PARENT_SCOPE)
 endfunction()
 step(${CMAKE_COMMAND} --install ${BUILD_DIR} --prefix ${prefix})
+set(flags "")
+if(SANITIZE)
+  string(REPLACE ";" "," san "${SANITIZE}")
+  set(flags "-DCMAKE_CXX_FLAGS=-fsanitize=${san}" "-DCMAKE_EXE_LINKER_FLAGS=-fsanitize=${san}")
+endif()
 step(${CMAKE_COMMAND} -S ${SOURCE_DIR}/tests/package -B ${WORK_DIR}/build
-     -DCMAKE_PREFIX_PATH=${prefix} -DCMAKE_BUILD_TYPE=Release)
+     -DCMAKE_PREFIX_PATH=${prefix} -DCMAKE_BUILD_TYPE=Release ${flags})
 step(${CMAKE_COMMAND} --build ${WORK_DIR}/build)
 step(${WORK_DIR}/build/package_check)
 if(NOT step_output MATCHES "package check ok")

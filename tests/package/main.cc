@@ -23,14 +23,16 @@ int main(int argc, char** argv) {
   const std::string expected = "cba\nfed\nihg\n";
   for (auto mode :
        {fanout::PoolMode::kSerial, fanout::PoolMode::kThreads, fanout::PoolMode::kProcesses}) {
-    fanout::Pool pool({.mode = mode, .workers = 2});
+    fanout::Pool pool(mode, 2);
     std::string got = fanout::concat(pool.map("reverse_lines", chunks));
     if (got != expected) {
       std::fprintf(stderr, "mode %d: got '%s'\n", static_cast<int>(mode), got.c_str());
       return 1;
     }
   }
-  fanout::PoolOptions plain{.mode = fanout::PoolMode::kProcesses, .workers = 2};
+  fanout::PoolOptions plain;
+  plain.mode = fanout::PoolMode::kProcesses;
+  plain.workers = 2;
   plain.worker_binary = FANOUT_WORKER_EXECUTABLE;
   fanout::Pool pool(plain);
   if (fanout::concat(pool.map_range("product", 1, 11, 2)) != "120\n30240\n") {

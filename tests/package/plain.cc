@@ -5,7 +5,7 @@
 #include <cstdio>
 
 int main() {
-  fanout::Pool pool({.mode = fanout::PoolMode::kProcesses, .workers = 2});
+  fanout::Pool pool(fanout::PoolMode::kProcesses, 2);
   if (fanout::concat(pool.map("product", {"2\n3\n", "7\n"})) != "6\n7\n") return 1;
   std::puts("plain check ok");
   return 0;
