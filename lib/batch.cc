@@ -153,7 +153,9 @@ class CallbackObserver : public ChunkObserver {
 
 ModeResult RunMode(const PoolOptions& options, const PlannedJob& job, Scheduler& scheduler,
                    ResultSink& sink, RunStats& stats) {
-  uint32_t workers = options.workers ? options.workers : Cores();
+  // No more threads or local workers than chunks: they would only start and stop.
+  uint32_t workers = static_cast<uint32_t>(
+      std::min<uint64_t>(options.workers ? options.workers : Cores(), job.chunks.size()));
   switch (options.mode) {
     case PoolMode::kSerial:
       return RunSerial(job, scheduler, sink, stats);
