@@ -84,7 +84,7 @@ Status RunTask(const TaskDef& def, const ChunkInput& chunk, std::span<const std:
 // chunk is materialized unless `options.raw_ranges`, exceptions become chunk errors
 // (TaskFailed: its message; others: "NAME: what()") and the result is appended to `out`.
 // The built-in tasks and RegisterTask/FANOUT_TASK all go through here.
-TaskDef MakeTaskDef(std::string name, TaskFunction fn, TaskOptions options);
+TaskDef MakeTaskDef(const std::string& name, TaskFunction fn, TaskOptions options);
 
 // Ensures the built-in tasks (identity, sleep, product, exec) are registered. Idempotent;
 // called by every entry point before it looks a task up.

@@ -40,10 +40,10 @@ std::vector<std::string_view> TaskChunk::lines() const {
   return out;
 }
 
-TaskDef MakeTaskDef(std::string name, TaskFunction fn, TaskOptions options) {
+TaskDef MakeTaskDef(const std::string& name, TaskFunction fn, TaskOptions options) {
   TaskDef def;
   def.name = name;
-  def.usage = options.usage.empty() ? name : std::move(options.usage);
+  def.usage = options.usage.empty() ? name : options.usage;
   def.summary = std::move(options.summary);
   if (options.validate) {
     def.validate = [name,
@@ -74,10 +74,9 @@ TaskDef MakeTaskDef(std::string name, TaskFunction fn, TaskOptions options) {
   return def;
 }
 
-bool RegisterTask(std::string name, TaskFunction fn, TaskOptions options) {
+bool RegisterTask(const std::string& name, TaskFunction fn, TaskOptions options) {
   if (name.empty() || !fn) return false;
-  return TaskRegistry::Global().Register(
-      MakeTaskDef(std::move(name), std::move(fn), std::move(options)));
+  return TaskRegistry::Global().Register(MakeTaskDef(name, std::move(fn), std::move(options)));
 }
 
 std::vector<std::string> TaskNames() {

@@ -113,7 +113,9 @@ void Pool::Impl::RunGroup(std::vector<Submission>& group) {
   callbacks.on_result = [&](uint64_t c, std::string out) {
     group[c].promise.set_value(std::move(out));
   };
-  callbacks.on_error = [&](uint64_t c, std::exception_ptr e) { group[c].promise.set_exception(e); };
+  callbacks.on_error = [&](uint64_t c, std::exception_ptr e) {
+    group[c].promise.set_exception(std::move(e));
+  };
   try {
     RunBatch(options, spec, callbacks);
   } catch (...) {
@@ -148,7 +150,7 @@ std::vector<std::string> Collect(const PoolOptions& options, const BatchSpec& sp
   std::exception_ptr first_task_error, first_error;
   BatchCallbacks callbacks;
   callbacks.on_result = [&](uint64_t c, std::string out) { results[c] = std::move(out); };
-  callbacks.on_error = [&](uint64_t, std::exception_ptr e) {
+  callbacks.on_error = [&](uint64_t, const std::exception_ptr& e) {
     try {
       std::rethrow_exception(e);
     } catch (const TaskError&) {
@@ -218,7 +220,7 @@ CompletionStream Pool::as_completed(std::string_view task, std::vector<std::stri
     };
     BatchCallbacks callbacks;
     callbacks.on_result = [&](uint64_t c, std::string out) { push({c, std::move(out), nullptr}); };
-    callbacks.on_error = [&](uint64_t c, std::exception_ptr e) { push({c, {}, e}); };
+    callbacks.on_error = [&](uint64_t c, std::exception_ptr e) { push({c, {}, std::move(e)}); };
     try {
       RunBatch(options, spec, callbacks);
     } catch (...) {

@@ -65,7 +65,7 @@ struct TaskOptions {
 
 // Registers a task in the process-wide registry. Returns false if the name is taken (the
 // first registration wins) or empty.
-bool RegisterTask(std::string name, TaskFunction fn, TaskOptions options = {});
+bool RegisterTask(const std::string& name, TaskFunction fn, TaskOptions options = {});
 
 // The names of every registered task (built-ins included), sorted.
 std::vector<std::string> TaskNames();
@@ -95,7 +95,7 @@ TaskFunction MakeTaskFunction(Fn fn) {
 
 namespace fanout::detail {
 template <typename Fn>
-bool RegisterAtStartup(std::string name, Fn fn, TaskOptions options = {}) {
-  return RegisterTask(std::move(name), MakeTaskFunction(std::move(fn)), std::move(options));
+bool RegisterAtStartup(const std::string& name, Fn fn, TaskOptions options = {}) {
+  return RegisterTask(name, MakeTaskFunction(std::move(fn)), std::move(options));
 }
 }  // namespace fanout::detail
