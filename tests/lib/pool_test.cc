@@ -68,7 +68,10 @@ FANOUT_TASK("args", [](const TaskChunk& chunk, fanout::TaskArgs args) {
   return out;
 });
 
-std::string WorkerBin() { return std::string(FANOUT_BIN_DIR) + "/fanout-worker"; }
+// The built fanout-worker, named through "../bin" so that integration tests running at the
+// same time, which look for leftover "BIN_DIR/fanout-worker --connect" processes of their
+// own, do not mistake these workers for theirs.
+std::string WorkerBin() { return std::string(FANOUT_BIN_DIR) + "/../bin/fanout-worker"; }
 
 std::vector<std::string> Lines(int n) {
   std::string text;
