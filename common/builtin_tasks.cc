@@ -1,6 +1,8 @@
-// The built-in tasks: identity, sleep, product, exec. Each is a TaskDef registered by
-// RegisterBuiltinTasks; see task.h for the contract every task follows. The tasks are
-// stateless: every call works on its own locals, so they may run on many threads at once.
+// The built-in tasks: identity, sleep, product, exec. Each is a public TaskFunction with
+// TaskOptions (include/fanout/task.h), turned into a TaskDef by MakeTaskDef exactly like a
+// user's FANOUT_TASK. Errors are thrown as TaskFailed with their one-line message. The
+// tasks are stateless: every call works on its own locals, so they may run on many
+// threads at once.
 #include <gmpxx.h>
 
 #include <charconv>
@@ -23,7 +25,12 @@ Status NoArgs(std::string_view task, std::span<const std::string> args) {
   return Status::Error(std::string(task) + ": takes no arguments, got '" + args[0] + "'");
 }
 
-uint64_t RecordCount(const ChunkInput& chunk) {
+// Throws a failed status as TaskFailed (how the built-ins report chunk errors).
+void Check(const Status& s) {
+  if (!s.ok()) throw TaskFailed(s.message());
+}
+
+uint64_t RecordCount(const TaskChunk& chunk) {
   if (!chunk.range) return CountLines(chunk.data);
   if (chunk.range->hi <= chunk.range->lo) return 0;
   return static_cast<uint64_t>(chunk.range->hi) - static_cast<uint64_t>(chunk.range->lo);
@@ -32,15 +39,11 @@ uint64_t RecordCount(const ChunkInput& chunk) {
 // ---- identity ---------------------------------------------------------------------------
 
 TaskDef Identity() {
-  TaskDef def{"identity", "identity", "returns each chunk unchanged", nullptr, nullptr};
-  def.validate = [](std::span<const std::string> args) { return NoArgs("identity", args); };
-  def.run = [](const ChunkInput& chunk, std::span<const std::string>, std::string& out,
-               std::stop_token) {
-    std::string storage;
-    out.append(ChunkBytes(chunk, storage));
-    return Status::Ok();
-  };
-  return def;
+  TaskOptions options{"identity", "returns each chunk unchanged",
+                      [](TaskArgs args) { Check(NoArgs("identity", args)); }};
+  return MakeTaskDef(
+      "identity", [](const TaskChunk& chunk, TaskArgs) { return std::string(chunk.data); },
+      std::move(options));
 }
 
 // ---- sleep ------------------------------------------------------------------------------
@@ -64,10 +67,9 @@ Result<int64_t> SleepMs(std::span<const std::string> args) {
   return ms;
 }
 
-Status SleepRun(const ChunkInput& chunk, std::span<const std::string> args, std::string& out,
-                std::stop_token stop) {
+std::string SleepRun(const TaskChunk& chunk, TaskArgs args) {
   Result<int64_t> ms = SleepMs(args);
-  if (!ms.ok()) return ms.status();
+  Check(ms.status());
   uint64_t records = RecordCount(chunk);
   int64_t total = kMaxTotalSleepMs;
   if (*ms == 0 || records <= static_cast<uint64_t>(kMaxTotalSleepMs / *ms)) {
@@ -77,19 +79,15 @@ Status SleepRun(const ChunkInput& chunk, std::span<const std::string> args, std:
   std::mutex mu;
   std::condition_variable_any cv;
   std::unique_lock lock(mu);
-  cv.wait_for(lock, stop, std::chrono::milliseconds(total), [] { return false; });
-  if (stop.stop_requested()) return Status::Error("cancelled");
-  std::string storage;
-  out.append(ChunkBytes(chunk, storage));
-  return Status::Ok();
+  cv.wait_for(lock, chunk.stop, std::chrono::milliseconds(total), [] { return false; });
+  if (chunk.stop.stop_requested()) throw TaskFailed("cancelled");
+  return std::string(chunk.data);
 }
 
 TaskDef Sleep() {
-  TaskDef def{"sleep", "sleep MS", "sleeps MS milliseconds per record, returns the records",
-              nullptr, nullptr};
-  def.validate = [](std::span<const std::string> args) { return SleepMs(args).status(); };
-  def.run = SleepRun;
-  return def;
+  TaskOptions options{"sleep MS", "sleeps MS milliseconds per record, returns the records",
+                      [](TaskArgs args) { Check(SleepMs(args).status()); }};
+  return MakeTaskDef("sleep", SleepRun, std::move(options));
 }
 
 // ---- product ----------------------------------------------------------------------------
@@ -166,52 +164,50 @@ Status LineLeaves(std::string_view data, std::vector<mpz_class>& leaves) {
   return Status::Ok();
 }
 
-Status ProductRun(const ChunkInput& chunk, std::span<const std::string>, std::string& out,
-                  std::stop_token stop) {
+std::string ProductRun(const TaskChunk& chunk, TaskArgs) {
   std::vector<mpz_class> values;
-  Status parsed =
-      chunk.range ? RangeLeaves(*chunk.range, values, stop) : LineLeaves(chunk.data, values);
-  if (!parsed.ok()) return parsed;
+  if (chunk.range) {
+    Check(RangeLeaves(IntRange{chunk.range->lo, chunk.range->hi}, values, chunk.stop));
+  } else {
+    Check(LineLeaves(chunk.data, values));
+  }
   if (values.empty()) values.emplace_back(1);  // the empty product
-  if (Status s = ProductTree(values, stop); !s.ok()) return s;
-  out += values[0].get_str(10);
-  out += '\n';
-  return Status::Ok();
+  Check(ProductTree(values, chunk.stop));
+  return values[0].get_str(10) + "\n";
 }
 
 TaskDef Product() {
-  TaskDef def{"product", "product",
-              "exact product of the chunk's integers (GMP), one decimal line per chunk", nullptr,
-              nullptr};
-  def.validate = [](std::span<const std::string> args) { return NoArgs("product", args); };
-  def.run = ProductRun;
-  return def;
+  TaskOptions options{"product",
+                      "exact product of the chunk's integers (GMP), one decimal line per chunk",
+                      [](TaskArgs args) { Check(NoArgs("product", args)); },
+                      /*raw_ranges=*/true};
+  return MakeTaskDef("product", ProductRun, std::move(options));
 }
 
 // ---- exec -------------------------------------------------------------------------------
 
-Status ExecRun(const ChunkInput& chunk, std::span<const std::string> args, std::string& out,
-               std::stop_token stop) {
-  if (args.empty()) return Status::Error("exec: missing command");
-  std::string storage;
+std::string ExecRun(const TaskChunk& chunk, TaskArgs args) {
+  if (args.empty()) throw TaskFailed("exec: missing command");
   std::vector<std::string> argv(args.begin(), args.end());
-  return RunCommand(argv, ChunkBytes(chunk, storage),
-                    {{"FANOUT_CHUNK", std::to_string(chunk.chunk_id)},
-                     {"FANOUT_ATTEMPT", std::to_string(chunk.attempt)},
-                     {"FANOUT_WORKER", chunk.worker_id}},
-                    out, std::move(stop));
+  std::string out;
+  Check(RunCommand(argv, chunk.data,
+                   {{"FANOUT_CHUNK", std::to_string(chunk.id)},
+                    {"FANOUT_ATTEMPT", std::to_string(chunk.attempt)},
+                    {"FANOUT_WORKER", std::string(chunk.worker)}},
+                   out, chunk.stop));
+  return out;
 }
 
 TaskDef Exec() {
-  TaskDef def{"exec", "exec -- CMD [ARGS...]",
-              "runs CMD with the chunk on stdin; its stdout is the result", nullptr, nullptr};
-  def.validate = [](std::span<const std::string> args) {
-    if (args.empty()) return Status::Error("exec: missing command (usage: exec -- CMD [ARGS...])");
-    if (args[0].empty()) return Status::Error("exec: the command name is empty");
-    return Status::Ok();
-  };
-  def.run = ExecRun;
-  return def;
+  TaskOptions options{"exec -- CMD [ARGS...]",
+                      "runs CMD with the chunk on stdin; its stdout is the result",
+                      [](TaskArgs args) {
+                        if (args.empty()) {
+                          throw TaskFailed("exec: missing command (usage: exec -- CMD [ARGS...])");
+                        }
+                        if (args[0].empty()) throw TaskFailed("exec: the command name is empty");
+                      }};
+  return MakeTaskDef("exec", ExecRun, std::move(options));
 }
 
 }  // namespace

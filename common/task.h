@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "common/status.h"
+#include "fanout/task.h"
 
 namespace fanout {
 
@@ -78,6 +79,12 @@ Result<const TaskDef*> ResolveTask(const TaskRegistry& registry, std::string_vie
 // Runs a task with the exceptions it might throw turned into a chunk error.
 Status RunTask(const TaskDef& def, const ChunkInput& chunk, std::span<const std::string> args,
                std::string& out, std::stop_token stop);
+
+// Turns a public task (fanout/task.h) into a TaskDef: arguments are validated, a range
+// chunk is materialized unless `options.raw_ranges`, exceptions become chunk errors
+// (TaskFailed: its message; others: "NAME: what()") and the result is appended to `out`.
+// The built-in tasks and RegisterTask/FANOUT_TASK all go through here.
+TaskDef MakeTaskDef(const std::string& name, TaskFunction fn, TaskOptions options);
 
 // Ensures the built-in tasks (identity, sleep, product, exec) are registered. Idempotent;
 // called by every entry point before it looks a task up.

@@ -8,10 +8,12 @@
 #include <CLI/CLI.hpp>
 #include <algorithm>
 #include <cstdio>
+#include <filesystem>
 #include <map>
 
 #include "common/curve.h"
 #include "common/exit_code.h"
+#include "common/plugin_loader.h"
 #include "common/units.h"
 #include "coordinator/bench.h"
 #include "coordinator/interrupt.h"
@@ -200,6 +202,19 @@ Status SetupLogging(const RawFlags& raw, bool quiet) {
   return Status::Ok();
 }
 
+// Loads --plugin libraries into this process's registry (serial/threads run them here)
+// and passes them on to local workers, as absolute paths.
+Status LoadPlugins(JobConfig& config) {
+  for (const std::string& plugin : config.plugins) {
+    if (Status s = LoadPlugin(plugin, TaskRegistry::Global()); !s.ok()) return s;
+    std::error_code ec;
+    auto path = std::filesystem::absolute(plugin, ec);
+    config.worker_args.push_back("--plugin");
+    config.worker_args.push_back(ec ? plugin : path.string());
+  }
+  return Status::Ok();
+}
+
 void AddRunOptions(CLI::App& run, JobConfig& config, RawFlags& raw) {
   run.add_option("--mode", raw.mode,
                  "auto | serial | threads | processes (auto: calibrate, then pick; -v says why)")
@@ -256,6 +271,8 @@ void AddRunOptions(CLI::App& run, JobConfig& config, RawFlags& raw) {
       ->check(CLI::Range(int64_t{0}, int64_t{1} << 30));
   run.add_option("--worker-bin", config.worker_bin,
                  "fanout-worker to start (default: $FANOUT_WORKER, or beside fanout)");
+  run.add_option("--plugin", config.plugins,
+                 "Load tasks from this plugin library, here and in local workers (repeatable)");
   run.add_option("--listen", config.listen,
                  "Bind here (tcp://HOST:PORT, ipc://PATH) so other workers can join");
   run.add_option("--min-workers", config.min_workers,
@@ -335,6 +352,7 @@ int RunCli(int argc, char** argv) {
   }
   if (bench->parsed()) return RunBench(bench_options);
   RegisterBuiltinTasks(TaskRegistry::Global());
+  if (Status s = LoadPlugins(config); !s.ok()) return UsageError(s.message());
   if (tasks->parsed()) {
     for (const TaskDef& def : TaskRegistry::Global().All()) {
       std::printf("%-24s %s\n", def.usage.c_str(), def.summary.c_str());

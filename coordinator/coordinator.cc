@@ -201,6 +201,7 @@ Status EventLoop::Start() {
                                     "--max-message",
                                     std::to_string(config_.max_message)};
   flags.insert(flags.end(), curve_flags->begin(), curve_flags->end());
+  flags.insert(flags.end(), config_.worker_args.begin(), config_.worker_args.end());
   launcher_.emplace(*bin, endpoint, std::move(flags));
   for (uint32_t i = 0; i < local_workers_; ++i) {
     auto pid = launcher_->Spawn("local-" + std::to_string(++spawned_));
@@ -277,6 +278,11 @@ void EventLoop::OnHello(const std::string& id, const Hello& hello, Clock::time_p
                  config_.task);
     SendTo(*router_, id,
            Reject{"task '" + config_.task + "' is not available on this worker", kProtocolVersion});
+    // Local workers all run the same program: none of them will ever have the task.
+    if (launcher_ && launcher_->IsChild(static_cast<pid_t>(hello.pid)) && config_.listen.empty()) {
+      Note(Status::Error("local worker " + hello.worker_id + " does not provide task '" +
+                         config_.task + "'"));
+    }
     return;
   }
   if (auto it = peers_.find(id); it != peers_.end()) {

@@ -66,22 +66,35 @@ struct ModeResult {
 
 class StateStore;
 
+// Receives chunk outcomes in place of the assembler (the library's Pool hands each result
+// to its caller instead of writing a file). Called from the thread that runs the mode.
+class ChunkObserver {
+ public:
+  virtual ~ChunkObserver() = default;
+  virtual Status OnAccepted(uint64_t chunk, Blob output) = 0;
+  virtual Status OnFailed(uint64_t chunk) = 0;  // failed for good (keep_going)
+};
+
 // Feeds the scheduler's decisions to the output, for every mode (result_sink.cc): an
 // accepted chunk's output is saved to --state (if any), its input pages are released, and
-// it goes to the assembler (written in input order); its CPU time goes to the stats. With
-// --keep-going, chunks that failed for good are skipped so later ones can be written;
-// with --resume, chunks finished by an earlier run are written from the state when their
-// turn comes. Driven by one thread at a time (threads mode holds its lock).
+// it goes to the assembler (written in input order) or the observer; its CPU time goes to
+// the stats. With --keep-going, chunks that failed for good are skipped so later ones can
+// be written; with --resume, chunks finished by an earlier run are written from the state
+// when their turn comes. Driven by one thread at a time (threads mode holds its lock).
 class ResultSink {
  public:
   ResultSink(const PlannedJob& job, const Scheduler& scheduler, ResultAssembler& assembler,
              RunStats& stats, StateStore* state, std::vector<uint64_t> stored)
       : job_(job),
         scheduler_(scheduler),
-        assembler_(assembler),
+        assembler_(&assembler),
         stats_(stats),
         state_(state),
         stored_(std::move(stored)) {}
+  // Outcomes go to `observer` (no state, no stored chunks).
+  ResultSink(const PlannedJob& job, const Scheduler& scheduler, ChunkObserver& observer,
+             RunStats& stats)
+      : job_(job), scheduler_(scheduler), observer_(&observer), stats_(stats), state_(nullptr) {}
   // Checks an attempt's output before the scheduler sees it: with --header, its first
   // line must equal that of the first output seen. An error makes it a failed attempt.
   Status Vet(std::string_view output);
@@ -95,7 +108,8 @@ class ResultSink {
  private:
   const PlannedJob& job_;
   const Scheduler& scheduler_;
-  ResultAssembler& assembler_;
+  ResultAssembler* assembler_ = nullptr;  // exactly one of assembler_ and observer_ is set
+  ChunkObserver* observer_ = nullptr;
   RunStats& stats_;
   StateStore* state_;
   std::vector<uint64_t> stored_;  // ascending chunk ids finished by an earlier run

@@ -36,8 +36,10 @@ struct JobConfig {
   SchedulerOptions scheduler;  // retries, timeout, speculate, keep_going
   std::chrono::milliseconds heartbeat{500};
   uint32_t liveness = 4;
-  int64_t max_respawns = -1;  // local workers respawned after dying; -1 = 2 x workers
-  std::string worker_bin;     // fanout-worker to spawn; "" = next to `fanout`
+  int64_t max_respawns = -1;             // local workers respawned after dying; -1 = 2 x workers
+  std::string worker_bin;                // fanout-worker to spawn; "" = next to `fanout`
+  std::vector<std::string> worker_args;  // appended to each local worker's command line
+  std::vector<std::string> plugins;      // --plugin: task libraries loaded here and by workers
   // processes mode: bind here (tcp://HOST:PORT or ipc://PATH) so workers started elsewhere
   // can join; "" = a private ipc:// endpoint. With --listen and no -j, no local workers are
   // started and the job waits for workers to connect.

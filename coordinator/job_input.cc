@@ -102,8 +102,20 @@ void JobInput::Release(uint64_t begin, uint64_t end) const {
   madvise(static_cast<char*>(map_) + from, static_cast<size_t>(to - from), MADV_DONTNEED);
 }
 
+JobInput JobInput::FromBuffer(std::string bytes) {
+  JobInput in;
+  in.buffer_ = std::move(bytes);
+  in.view_ = in.buffer_;
+  return in;
+}
+
 JobInput::JobInput(JobInput&& other) noexcept
-    : map_(other.map_), map_size_(other.map_size_), view_(other.view_), mtime_ns_(other.mtime_ns_) {
+    : map_(other.map_),
+      map_size_(other.map_size_),
+      buffer_(std::move(other.buffer_)),
+      mtime_ns_(other.mtime_ns_) {
+  // A view into the buffer must follow it (a short string lives inside the object).
+  view_ = map_ ? other.view_ : std::string_view(buffer_);
   other.map_ = nullptr;
   other.map_size_ = 0;
   other.view_ = {};

@@ -21,6 +21,8 @@ class JobInput {
   static Result<JobInput> Open(const std::string& path);
   // An input with no bytes (for --range jobs).
   JobInput() = default;
+  // An input held in memory (the library's Pool builds one from its chunks).
+  static JobInput FromBuffer(std::string bytes);
 
   JobInput(JobInput&& other) noexcept;
   JobInput& operator=(JobInput&&) = delete;
@@ -37,6 +39,7 @@ class JobInput {
  private:
   void* map_ = nullptr;
   size_t map_size_ = 0;
+  std::string buffer_;  // FromBuffer's bytes (view_ points into them)
   std::string_view view_;
   int64_t mtime_ns_ = 0;
 };

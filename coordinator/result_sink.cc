@@ -27,7 +27,7 @@ Status ResultSink::Vet(std::string_view output) {
   std::string_view line = FirstLine(output);
   if (!header_) {
     header_ = std::string(line);
-    assembler_.SetPrefix(*header_);
+    if (assembler_) assembler_->SetPrefix(*header_);
     return Status::Ok();
   }
   if (line == *header_) return Status::Ok();
@@ -42,8 +42,9 @@ Status ResultSink::Accept(uint64_t chunk, Blob output, double cpu_seconds) {
     if (Status s = state_->Save(spec, output.view()); !s.ok()) return s;
   }
   job_.input.Release(spec.begin, spec.end);
+  if (observer_) return observer_->OnAccepted(chunk, std::move(output));
   size_t skip = job_.config.header ? FirstLine(output.view()).size() : 0;
-  if (Status s = assembler_.Add(chunk, std::move(output), skip); !s.ok()) return s;
+  if (Status s = assembler_->Add(chunk, std::move(output), skip); !s.ok()) return s;
   return FeedStored();
 }
 
@@ -51,7 +52,9 @@ Status ResultSink::SyncFailures() {
   const auto& failed = scheduler_.failed_chunks();
   if (!scheduler_.Aborted()) {
     for (; synced_failures_ < failed.size(); ++synced_failures_) {
-      if (Status s = assembler_.Skip(failed[synced_failures_]); !s.ok()) return s;
+      uint64_t chunk = failed[synced_failures_];
+      Status s = observer_ ? observer_->OnFailed(chunk) : assembler_->Skip(chunk);
+      if (!s.ok()) return s;
     }
   }
   return FeedStored();
@@ -61,13 +64,15 @@ Status ResultSink::FeedStored() {
   while (next_stored_ < stored_.size()) {
     uint64_t chunk = stored_[next_stored_];
     // In order, a stored output waits for its turn so it is never buffered.
-    if (!job_.config.unordered && chunk != assembler_.next_to_write()) return Status::Ok();
+    if (!job_.config.unordered && chunk != assembler_->next_to_write()) return Status::Ok();
     ++next_stored_;
     auto data = state_->Load(job_.chunks[chunk]);
     if (!data.ok()) return data.status();
     if (Status s = Vet(*data); !s.ok()) return s;
     size_t skip = job_.config.header ? FirstLine(*data).size() : 0;
-    if (Status s = assembler_.Add(chunk, Blob(std::move(data).value()), skip); !s.ok()) return s;
+    if (Status s = assembler_->Add(chunk, Blob(std::move(data).value()), skip); !s.ok()) {
+      return s;
+    }
   }
   return Status::Ok();
 }

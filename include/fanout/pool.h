@@ -1,0 +1,155 @@
+// fanout/pool.h: run a task over chunks from C++, like Python's multiprocessing.Pool or
+// concurrent.futures. A Pool runs registered tasks (fanout/task.h) in one of four modes:
+// serial (the calling thread), threads (in this process), processes (local worker
+// processes over ZeroMQ, started and stopped by each call) or remote (workers started
+// elsewhere connect to an endpoint). Results come back in chunk order (map), as futures
+// (submit) or as they finish (as_completed); a chunk that fails every attempt surfaces as
+// a TaskError naming the chunk and the reason.
+// Thread-safety: one Pool may be used from several threads; each call is its own job.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <exception>
+#include <future>
+#include <memory>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "fanout/split.h"
+#include "fanout/task.h"
+
+namespace fanout {
+
+enum class PoolMode {
+  kSerial,     // one chunk after another on the calling thread (the baseline)
+  kThreads,    // `workers` threads in this process
+  kProcesses,  // `workers` local worker processes (this program when fanout::init() was
+               // called first in main, else `worker_binary` or fanout-worker)
+  kRemote,     // no local workers: listen on `endpoint` for `fanout-worker --connect` ones
+};
+
+struct PoolOptions {
+  PoolMode mode = PoolMode::kProcesses;
+  uint32_t workers = 0;  // threads or local processes; 0 = the number of cores
+  // kRemote (required) and kProcesses (optional): bind here so workers started elsewhere
+  // can join, e.g. "tcp://127.0.0.1:5555" or "ipc:///tmp/fanout.sock".
+  std::string endpoint;
+  uint32_t min_workers = 0;                   // wait for this many workers before dispatch
+  std::chrono::milliseconds wait_timeout{0};  // kRemote: fail if no worker joins; 0 = wait
+  uint32_t retries = 2;                       // extra attempts after a chunk fails
+  std::chrono::milliseconds timeout{0};       // per attempt (processes, remote); 0 = none
+  std::string worker_binary;                  // kProcesses: override the worker program
+  std::vector<std::string> worker_args;       // appended to each local worker's arguments
+  // Task plugins (fanout/plugin.h) loaded into this process and passed to local workers.
+  std::vector<std::string> plugins;
+};
+
+// A chunk failed every attempt.
+// what(): "chunk 3 failed on worker local-2 (attempt 3 of 3): REASON".
+class TaskError : public std::runtime_error {
+ public:
+  TaskError(uint64_t chunk, std::string reason, const std::string& message)
+      : std::runtime_error(message), chunk_(chunk), reason_(std::move(reason)) {}
+  // The chunk's index in the call (map, as_completed), or for submit() the submission's
+  // number (0 for the pool's first submit, then 1, 2, ...).
+  uint64_t chunk() const { return chunk_; }
+  const std::string& reason() const { return reason_; }
+
+ private:
+  uint64_t chunk_;
+  std::string reason_;
+};
+
+// The call could not run at all: unknown task, bad arguments, no worker, bad endpoint.
+class PoolError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+// One finished chunk of an as_completed stream.
+struct Completed {
+  uint64_t index = 0;        // position in the chunks passed in
+  std::string output;        // valid when !error
+  std::exception_ptr error;  // a TaskError or PoolError
+  // The output, or the error rethrown.
+  const std::string& get() const {
+    if (error) std::rethrow_exception(error);
+    return output;
+  }
+};
+
+// Finished chunks in completion order. Owns the job: destroying the stream early waits
+// for the job to end. Iterate with next() or a range-for.
+class CompletionStream {
+ public:
+  struct State;
+  explicit CompletionStream(std::shared_ptr<State> state);
+  CompletionStream(CompletionStream&&) noexcept;
+  ~CompletionStream();
+  // Blocks until the next chunk finishes; nullopt after the last one.
+  std::optional<Completed> next();
+
+  class iterator {
+   public:
+    using value_type = Completed;
+    using difference_type = std::ptrdiff_t;
+    iterator() = default;
+    explicit iterator(CompletionStream* s) : stream_(s) { ++*this; }
+    Completed& operator*() { return *current_; }
+    Completed* operator->() { return &*current_; }
+    iterator& operator++() {
+      current_ = stream_->next();
+      if (!current_) stream_ = nullptr;
+      return *this;
+    }
+    void operator++(int) { ++*this; }
+    bool operator==(const iterator& o) const { return stream_ == o.stream_; }
+
+   private:
+    CompletionStream* stream_ = nullptr;
+    std::optional<Completed> current_;
+  };
+  iterator begin() { return iterator(this); }
+  iterator end() { return iterator(); }
+
+ private:
+  std::shared_ptr<State> state_;
+};
+
+class Pool {
+ public:
+  explicit Pool(PoolOptions options = {});
+  // Shorthand for the common case: PoolOptions with just `mode` and `workers` set.
+  explicit Pool(PoolMode mode, uint32_t workers = 0);
+  ~Pool();  // waits for submitted chunks to finish
+  Pool(const Pool&) = delete;
+  Pool& operator=(const Pool&) = delete;
+
+  // Runs `task` on every chunk; results in chunk order. Throws TaskError for the first
+  // chunk that failed every attempt (the rest are abandoned), PoolError if it cannot run.
+  std::vector<std::string> map(std::string_view task, const std::vector<std::string>& chunks,
+                               const std::vector<std::string>& args = {});
+  // The same over the integers [lo, hi) cut into `chunks` sub-ranges (array_split sizes);
+  // tasks see each as lines of numbers, or as a NumberRange with TaskOptions::raw_ranges.
+  std::vector<std::string> map_range(std::string_view task, int64_t lo, int64_t hi, uint64_t chunks,
+                                     const std::vector<std::string>& args = {});
+  // Queues one chunk; submissions made close together run as one job.
+  std::future<std::string> submit(std::string_view task, std::string chunk,
+                                  const std::vector<std::string>& args = {});
+  // Runs `task` on every chunk, yielding each as it finishes (failures included, so one
+  // bad chunk does not stop the others).
+  CompletionStream as_completed(std::string_view task, std::vector<std::string> chunks,
+                                const std::vector<std::string>& args = {});
+
+  const PoolOptions& options() const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace fanout

@@ -1,0 +1,220 @@
+// RunBatch (batch.h): builds a JobConfig and an in-memory PlannedJob from a BatchSpec and
+// drives RunSerial/RunThreads/RunProcesses, observing chunk outcomes through ResultSink.
+#include "lib/batch.h"
+
+#include <spdlog/sinks/stdout_color_sinks.h>
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <filesystem>
+#include <mutex>
+#include <set>
+#include <thread>
+
+#include "common/chunking.h"
+#include "common/plugin_loader.h"
+#include "coordinator/coordinator.h"
+#include "coordinator/job.h"
+#include "coordinator/local_modes.h"
+#include "lib/spmd.h"
+
+namespace fanout {
+namespace {
+
+uint32_t Cores() { return std::max(1u, std::thread::hardware_concurrency()); }
+
+// Library logging goes to stderr (never the program's stdout), warnings and up, unless
+// the program installed its own default logger.
+void SetUpLogging() {
+  static std::once_flag once;
+  std::call_once(once, [] {
+    if (!spdlog::default_logger()->name().empty()) return;
+    auto logger = std::make_shared<spdlog::logger>(
+        "fanout", std::make_shared<spdlog::sinks::stderr_color_sink_mt>());
+    logger->set_pattern("fanout: %^%l%$: %v");
+    logger->set_level(spdlog::level::warn);
+    spdlog::set_default_logger(logger);
+  });
+}
+
+// Loads each plugin into this process once (later calls reuse it); errors are PoolErrors.
+// Returns the worker arguments that load the same plugins.
+std::vector<std::string> LoadPlugins(const std::vector<std::string>& plugins) {
+  static std::mutex mu;
+  static std::set<std::string> loaded;
+  std::lock_guard lock(mu);
+  std::vector<std::string> args;
+  for (const std::string& plugin : plugins) {
+    std::error_code ec;
+    std::string path = std::filesystem::absolute(plugin, ec).string();
+    if (ec) path = plugin;
+    if (!loaded.count(path)) {
+      if (Status s = LoadPlugin(path, TaskRegistry::Global()); !s.ok())
+        throw PoolError(s.message());
+      loaded.insert(path);
+    }
+    args.push_back("--plugin");
+    args.push_back(path);
+  }
+  return args;
+}
+
+JobConfig MakeConfig(const PoolOptions& options, const BatchSpec& spec) {
+  JobConfig config;
+  config.task = spec.task;
+  config.args = spec.args;
+  config.scheduler.retries = options.retries;
+  config.scheduler.timeout = std::chrono::duration_cast<Micros>(options.timeout);
+  config.scheduler.keep_going = spec.keep_going;
+  config.min_workers = options.min_workers;
+  config.wait_timeout = options.wait_timeout;
+  config.worker_args = LoadPlugins(options.plugins);
+  config.worker_args.insert(config.worker_args.end(), options.worker_args.begin(),
+                            options.worker_args.end());
+  config.worker_bin = options.worker_binary.empty() ? SelfWorkerBinary() : options.worker_binary;
+  switch (options.mode) {
+    case PoolMode::kSerial:
+      config.mode = Mode::kSerial;
+      break;
+    case PoolMode::kThreads:
+      config.mode = Mode::kThreads;
+      break;
+    case PoolMode::kProcesses:
+    case PoolMode::kRemote:
+      config.mode = Mode::kProcesses;
+      config.listen = options.endpoint;
+      break;
+  }
+  return config;
+}
+
+std::vector<ChunkSpec> PlanChunks(const BatchSpec& spec, std::string& buffer) {
+  std::vector<ChunkSpec> chunks;
+  if (spec.range) {
+    ChunkingOptions cut;
+    cut.chunks = std::max<uint64_t>(spec.range_chunks, 1);
+    return PlanRangeChunks(IntRange{spec.range->lo, spec.range->hi}, cut, cut.chunks);
+  }
+  for (const std::string& data : spec.chunks) {
+    ChunkSpec c;
+    c.id = chunks.size();
+    c.begin = buffer.size();
+    buffer += data;
+    c.end = buffer.size();
+    c.records = CountLines(data);
+    c.first_record = chunks.empty() ? 0 : chunks.back().first_record + chunks.back().records;
+    chunks.push_back(c);
+  }
+  return chunks;
+}
+
+std::exception_ptr ChunkError(const BatchSpec& spec, const Scheduler& scheduler,
+                              const RunStats& stats, uint64_t chunk) {
+  const auto& failures = scheduler.failures_of(chunk);
+  std::string reason = failures.empty() ? "failed" : failures.back().reason;
+  uint64_t id = chunk < spec.ids.size() ? spec.ids[chunk] : chunk;
+  std::string message = "chunk " + std::to_string(id) + " failed";
+  if (!failures.empty()) {
+    message += " on worker " + stats.WorkerName(failures.back().worker) + " (attempt " +
+               std::to_string(failures.back().attempt) + " of " + std::to_string(failures.size()) +
+               ")";
+  }
+  return std::make_exception_ptr(TaskError(id, reason, message + ": " + reason));
+}
+
+// Hands accepted outputs and final failures to the callbacks as they happen.
+class CallbackObserver : public ChunkObserver {
+ public:
+  CallbackObserver(const BatchSpec& spec, const BatchCallbacks& callbacks,
+                   const Scheduler& scheduler, const RunStats& stats, std::vector<bool>& reported)
+      : spec_(spec),
+        callbacks_(callbacks),
+        scheduler_(scheduler),
+        stats_(stats),
+        reported_(reported) {}
+  Status OnAccepted(uint64_t chunk, Blob output) override {
+    reported_[chunk] = true;
+    callbacks_.on_result(chunk, std::string(output.view()));
+    return Status::Ok();
+  }
+  Status OnFailed(uint64_t chunk) override {
+    reported_[chunk] = true;
+    callbacks_.on_error(chunk, ChunkError(spec_, scheduler_, stats_, chunk));
+    return Status::Ok();
+  }
+
+ private:
+  const BatchSpec& spec_;
+  const BatchCallbacks& callbacks_;
+  const Scheduler& scheduler_;
+  const RunStats& stats_;
+  std::vector<bool>& reported_;
+};
+
+ModeResult RunMode(const PoolOptions& options, const PlannedJob& job, Scheduler& scheduler,
+                   ResultSink& sink, RunStats& stats) {
+  // No more threads or local workers than chunks: they would only start and stop.
+  uint32_t workers = static_cast<uint32_t>(
+      std::min<uint64_t>(options.workers ? options.workers : Cores(), job.chunks.size()));
+  switch (options.mode) {
+    case PoolMode::kSerial:
+      return RunSerial(job, scheduler, sink, stats);
+    case PoolMode::kThreads:
+      return RunThreads(job, workers, scheduler, sink, stats);
+    case PoolMode::kProcesses:
+      return RunProcesses(job, workers, scheduler, sink, stats);
+    case PoolMode::kRemote:
+      return RunProcesses(job, 0, scheduler, sink, stats);
+  }
+  return ModeResult::Failed("unknown mode");
+}
+
+}  // namespace
+
+void RunBatch(const PoolOptions& options, const BatchSpec& spec, const BatchCallbacks& callbacks) {
+  SetUpLogging();
+  TaskRegistry& registry = TaskRegistry::Global();
+  RegisterBuiltinTasks(registry);
+  bool local = options.mode == PoolMode::kSerial || options.mode == PoolMode::kThreads;
+  if (options.mode == PoolMode::kRemote && options.endpoint.empty()) {
+    throw PoolError("remote mode needs an endpoint for workers to connect to");
+  }
+  JobConfig config = MakeConfig(options, spec);  // loads plugins: before the task lookup
+  auto task = ResolveTask(registry, spec.task, spec.args);
+  // Workers may know tasks this process does not (plugins, other binaries): in processes
+  // and remote mode an unknown task is left for the workers to refuse.
+  TaskDef remote_only{spec.task, spec.task, "", nullptr, nullptr};
+  if (!task.ok() && (local || registry.Find(spec.task) != nullptr)) {
+    throw PoolError(task.status().message());
+  }
+  const TaskDef& def = task.ok() ? **task : remote_only;
+  std::string buffer;
+  std::vector<ChunkSpec> chunks = PlanChunks(spec, buffer);
+  PlannedJob job{config, def, JobInput::FromBuffer(std::move(buffer)), std::move(chunks), {}};
+  if (job.chunks.empty()) return;
+
+  Scheduler scheduler(job.chunks.size(), config.scheduler);
+  RunStats stats;
+  std::vector<bool> reported(job.chunks.size(), false);
+  CallbackObserver observer(spec, callbacks, scheduler, stats, reported);
+  ResultSink sink(job, scheduler, observer, stats);
+  ModeResult result = RunMode(options, job, scheduler, sink, stats);
+
+  std::string why = result.kind == ModeResult::Kind::kInterrupted ? "interrupted" : result.message;
+  for (uint64_t c = 0; c < job.chunks.size(); ++c) {
+    if (reported[c]) continue;
+    bool failed = std::find(scheduler.failed_chunks().begin(), scheduler.failed_chunks().end(),
+                            c) != scheduler.failed_chunks().end();
+    if (failed) {
+      callbacks.on_error(c, ChunkError(spec, scheduler, stats, c));
+    } else if (result.kind != ModeResult::Kind::kCompleted) {
+      callbacks.on_error(c, std::make_exception_ptr(PoolError("job failed: " + why)));
+    } else {
+      uint64_t id = c < spec.ids.size() ? spec.ids[c] : c;
+      callbacks.on_error(c, std::make_exception_ptr(PoolError("chunk " + std::to_string(id) +
+                                                              " not run: another chunk failed")));
+    }
+  }
+}
+
+}  // namespace fanout

@@ -1,0 +1,39 @@
+// RunBatch: one library call (Pool::map, a group of submits, as_completed) run as a job
+// on the coordinator's machinery: the same Scheduler, local modes and processes event
+// loop as `fanout run`, with the chunks held in memory and each outcome handed to
+// callbacks instead of an output file. Internal to the fanout library.
+#pragma once
+
+#include <cstdint>
+#include <exception>
+#include <functional>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "fanout/pool.h"
+
+namespace fanout {
+
+struct BatchSpec {
+  std::string task;
+  std::vector<std::string> args;
+  std::vector<std::string> chunks;   // data chunks, or:
+  std::optional<NumberRange> range;  // a range cut into `range_chunks`
+  uint64_t range_chunks = 0;
+  bool keep_going = false;  // false: the first chunk that fails for good stops the job
+  // The numbers errors give the chunks (e.g. submission numbers); empty = their index.
+  std::vector<uint64_t> ids;
+};
+
+// Called from the thread running the job, at most once per chunk each; every chunk gets
+// exactly one call (a result, or an error: TaskError or PoolError) before RunBatch returns.
+struct BatchCallbacks {
+  std::function<void(uint64_t chunk, std::string output)> on_result;
+  std::function<void(uint64_t chunk, std::exception_ptr error)> on_error;
+};
+
+// Throws PoolError for problems found before any chunk runs (unknown task, bad args).
+void RunBatch(const PoolOptions& options, const BatchSpec& spec, const BatchCallbacks& callbacks);
+
+}  // namespace fanout

@@ -1,0 +1,236 @@
+// Pool (fanout/pool.h): map, map_range, submit and as_completed on top of RunBatch.
+// submit() queues chunks for one dispatcher thread, which runs the chunks submitted close
+// together (same task and arguments) as one job; as_completed runs its job on a thread
+// of its own that feeds a queue. All shared state is guarded by one mutex per object.
+#include "fanout/pool.h"
+
+#include <chrono>
+#include <condition_variable>
+#include <deque>
+#include <mutex>
+#include <thread>
+#include <utility>
+
+#include "lib/batch.h"
+
+namespace fanout {
+
+// ---- CompletionStream ------------------------------------------------------------------
+
+struct CompletionStream::State {
+  std::mutex mu;
+  std::condition_variable cv;
+  std::deque<Completed> ready;
+  bool done = false;
+  std::jthread thread;  // runs the job; joined by the stream's destructor
+};
+
+CompletionStream::CompletionStream(std::shared_ptr<State> state) : state_(std::move(state)) {}
+CompletionStream::CompletionStream(CompletionStream&&) noexcept = default;
+CompletionStream::~CompletionStream() {
+  if (state_ && state_->thread.joinable()) state_->thread.join();
+}
+
+std::optional<Completed> CompletionStream::next() {
+  std::unique_lock lock(state_->mu);
+  state_->cv.wait(lock, [&] { return !state_->ready.empty() || state_->done; });
+  if (state_->ready.empty()) return std::nullopt;
+  Completed c = std::move(state_->ready.front());
+  state_->ready.pop_front();
+  return c;
+}
+
+// ---- Pool ------------------------------------------------------------------------------
+
+namespace {
+
+// How long the dispatcher waits for more submissions before starting a job, so a loop of
+// submit() calls becomes one job instead of one job per chunk.
+constexpr auto kCoalesce = std::chrono::milliseconds(2);
+
+struct Submission {
+  uint64_t number;  // 0-based, in submission order over the pool's life
+  std::string task;
+  std::vector<std::string> args;
+  std::string chunk;
+  std::promise<std::string> promise;
+};
+
+}  // namespace
+
+struct Pool::Impl {
+  explicit Impl(PoolOptions o) : options(std::move(o)) {}
+
+  void Dispatch(std::stop_token stop);
+  void RunGroup(std::vector<Submission>& group);
+
+  PoolOptions options;
+  std::mutex mu;
+  std::condition_variable_any cv;
+  std::deque<Submission> pending;
+  uint64_t submitted = 0;
+  std::jthread dispatcher;  // started by the first submit
+};
+
+void Pool::Impl::Dispatch(std::stop_token stop) {
+  std::unique_lock lock(mu);
+  for (;;) {
+    cv.wait(lock, stop, [&] { return !pending.empty(); });
+    if (pending.empty()) return;  // stopped with nothing left
+    // Let a burst of submissions arrive (a bounded wait; stop ends it early).
+    size_t seen = 0;
+    while (seen != pending.size() && !stop.stop_requested()) {
+      seen = pending.size();
+      cv.wait_for(lock, stop, kCoalesce, [&] { return pending.size() != seen; });
+    }
+    std::vector<Submission> group;
+    const std::string task = pending.front().task;
+    const std::vector<std::string> args = pending.front().args;
+    for (auto it = pending.begin(); it != pending.end();) {
+      if (it->task == task && it->args == args) {
+        group.push_back(std::move(*it));
+        it = pending.erase(it);
+      } else {
+        ++it;
+      }
+    }
+    lock.unlock();
+    RunGroup(group);
+    lock.lock();
+  }
+}
+
+void Pool::Impl::RunGroup(std::vector<Submission>& group) {
+  BatchSpec spec;
+  spec.task = group.front().task;
+  spec.args = group.front().args;
+  spec.keep_going = true;
+  for (Submission& s : group) {
+    spec.chunks.push_back(std::move(s.chunk));
+    spec.ids.push_back(s.number);
+  }
+  BatchCallbacks callbacks;
+  callbacks.on_result = [&](uint64_t c, std::string out) {
+    group[c].promise.set_value(std::move(out));
+  };
+  callbacks.on_error = [&](uint64_t c, std::exception_ptr e) {
+    group[c].promise.set_exception(std::move(e));
+  };
+  try {
+    RunBatch(options, spec, callbacks);
+  } catch (...) {
+    for (Submission& s : group) s.promise.set_exception(std::current_exception());
+  }
+}
+
+Pool::Pool(PoolOptions options) : impl_(std::make_unique<Impl>(std::move(options))) {}
+
+Pool::Pool(PoolMode mode, uint32_t workers)
+    : Pool([&] {
+        PoolOptions options;
+        options.mode = mode;
+        options.workers = workers;
+        return options;
+      }()) {}
+
+Pool::~Pool() {
+  // Submitted chunks still run: the dispatcher drains the queue before it stops.
+  if (impl_->dispatcher.joinable()) {
+    impl_->dispatcher.request_stop();
+    impl_->dispatcher.join();
+  }
+}
+
+const PoolOptions& Pool::options() const { return impl_->options; }
+
+namespace {
+
+std::vector<std::string> Collect(const PoolOptions& options, const BatchSpec& spec, size_t count) {
+  std::vector<std::string> results(count);
+  std::exception_ptr first_task_error, first_error;
+  BatchCallbacks callbacks;
+  callbacks.on_result = [&](uint64_t c, std::string out) { results[c] = std::move(out); };
+  callbacks.on_error = [&](uint64_t, const std::exception_ptr& e) {
+    try {
+      std::rethrow_exception(e);
+    } catch (const TaskError&) {
+      if (!first_task_error) first_task_error = e;
+    } catch (...) {
+      if (!first_error) first_error = e;
+    }
+  };
+  RunBatch(options, spec, callbacks);
+  if (first_task_error) std::rethrow_exception(first_task_error);
+  if (first_error) std::rethrow_exception(first_error);
+  return results;
+}
+
+}  // namespace
+
+std::vector<std::string> Pool::map(std::string_view task, const std::vector<std::string>& chunks,
+                                   const std::vector<std::string>& args) {
+  BatchSpec spec;
+  spec.task = task;
+  spec.args = args;
+  spec.chunks = chunks;
+  return Collect(impl_->options, spec, chunks.size());
+}
+
+std::vector<std::string> Pool::map_range(std::string_view task, int64_t lo, int64_t hi,
+                                         uint64_t chunks, const std::vector<std::string>& args) {
+  if (hi < lo) throw PoolError("map_range: hi must not be less than lo");
+  BatchSpec spec;
+  spec.task = task;
+  spec.args = args;
+  spec.range = NumberRange{lo, hi};
+  spec.range_chunks = std::max<uint64_t>(chunks, 1);
+  uint64_t count = std::min<uint64_t>(spec.range_chunks, static_cast<uint64_t>(hi - lo));
+  return Collect(impl_->options, spec, count);
+}
+
+std::future<std::string> Pool::submit(std::string_view task, std::string chunk,
+                                      const std::vector<std::string>& args) {
+  std::lock_guard lock(impl_->mu);
+  Submission s{impl_->submitted++, std::string(task), args, std::move(chunk), {}};
+  std::future<std::string> future = s.promise.get_future();
+  impl_->pending.push_back(std::move(s));
+  if (!impl_->dispatcher.joinable()) {
+    impl_->dispatcher =
+        std::jthread([impl = impl_.get()](std::stop_token st) { impl->Dispatch(st); });
+  }
+  impl_->cv.notify_all();
+  return future;
+}
+
+CompletionStream Pool::as_completed(std::string_view task, std::vector<std::string> chunks,
+                                    const std::vector<std::string>& args) {
+  auto state = std::make_shared<CompletionStream::State>();
+  BatchSpec spec;
+  spec.task = task;
+  spec.args = args;
+  spec.chunks = std::move(chunks);
+  spec.keep_going = true;
+  state->thread = std::jthread([state_ptr = state.get(), options = impl_->options,
+                                spec = std::move(spec)] {
+    auto& st = *state_ptr;
+    auto push = [&](Completed c) {
+      std::lock_guard lock(st.mu);
+      st.ready.push_back(std::move(c));
+      st.cv.notify_all();
+    };
+    BatchCallbacks callbacks;
+    callbacks.on_result = [&](uint64_t c, std::string out) { push({c, std::move(out), nullptr}); };
+    callbacks.on_error = [&](uint64_t c, std::exception_ptr e) { push({c, {}, std::move(e)}); };
+    try {
+      RunBatch(options, spec, callbacks);
+    } catch (...) {
+      for (uint64_t c = 0; c < spec.chunks.size(); ++c) push({c, {}, std::current_exception()});
+    }
+    std::lock_guard lock(st.mu);
+    st.done = true;
+    st.cv.notify_all();
+  });
+  return CompletionStream(std::move(state));
+}
+
+}  // namespace fanout

@@ -1,0 +1,126 @@
+#include "worker/worker_cli.h"
+
+#include <signal.h>
+#include <spdlog/sinks/stdout_color_sinks.h>
+#include <spdlog/spdlog.h>
+#include <unistd.h>
+
+#include <CLI/CLI.hpp>
+#include <cstdio>
+#include <vector>
+
+#include "common/curve.h"
+#include "common/exit_code.h"
+#include "common/task.h"
+#include "common/units.h"
+#include "common/plugin_loader.h"
+#include "worker/worker_loop.h"
+
+namespace fanout {
+namespace {
+
+// Reads --curve-server-key/--curve-secret (both or neither) and --max-message.
+Status LoadSecurity(const std::string& server_file, const std::string& secret_file,
+                    const std::string& max_message, SocketSecurity& security) {
+  auto limit = ParseSize(max_message);
+  if (!limit.ok()) return Status::Error("--max-message: " + limit.status().message());
+  if (*limit < 1024 || *limit > (uint64_t{1} << 40)) {
+    return Status::Error("--max-message must be between 1K and 1T");
+  }
+  security.max_message = static_cast<int64_t>(*limit);
+  if (server_file.empty() != secret_file.empty()) {
+    return Status::Error("--curve-server-key and --curve-secret go together");
+  }
+  if (server_file.empty()) return Status::Ok();
+  auto server = ReadCurveCertificate(server_file, /*need_secret=*/false);
+  if (!server.ok()) return Status::Error("--curve-server-key: " + server.status().message());
+  auto own = ReadCurveCertificate(secret_file, /*need_secret=*/true);
+  if (!own.ok()) return Status::Error("--curve-secret: " + own.status().message());
+  security.curve_client = CurveClientKeys{server->public_key, *own};
+  return Status::Ok();
+}
+
+}  // namespace
+
+int WorkerMain(int argc, char** argv, const std::string& program) {
+  signal(SIGPIPE, SIG_IGN);
+  // Blocked before any thread exists, so only the loop's signalfd sees these.
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGINT);
+  sigaddset(&set, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &set, nullptr);
+
+  CLI::App app{program + ": runs chunks for a fanout coordinator", program};
+  app.set_version_flag("--version", program + " " + FANOUT_VERSION);
+  WorkerConfig config;
+  std::string heartbeat = "500ms", log_level = "warn", max_message = "1G";
+  std::string server_key_file, secret_file;
+  app.add_option("--connect", config.endpoint, "Coordinator endpoint (tcp://HOST:PORT, ipc://PATH)")
+      ->required();
+  app.add_option("--slots", config.slots, "Chunks run at once")
+      ->check(CLI::Range(1u, 1024u))
+      ->capture_default_str();
+  app.add_flag("--once", config.once, "Exit after one job instead of serving the next");
+  app.add_option("--name", config.name, "Name in the coordinator's reports (default HOST-PID)");
+  app.add_option("--heartbeat", heartbeat, "Heartbeat until the coordinator sets its own")
+      ->capture_default_str();
+  app.add_option("--curve-server-key", server_key_file,
+                 "CURVE: the coordinator's public certificate");
+  app.add_option("--curve-secret", secret_file,
+                 "CURVE: this worker's secret certificate (from 'fanout keygen NAME')");
+  app.add_option("--max-message", max_message, "Largest frame the coordinator may send")
+      ->capture_default_str();
+  std::vector<std::string> plugins;
+  app.add_option("--plugin", plugins, "Load tasks from this shared library (repeatable)");
+  app.add_option("--log-level", log_level, "trace|debug|info|warn|error|off")
+      ->capture_default_str();
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::CallForHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForVersion& e) {
+    return app.exit(e);
+  } catch (const CLI::ParseError& e) {
+    std::fprintf(stderr, "%s: %s (see --help)\n", program.c_str(), e.what());
+    return ToInt(ExitCode::kUsage);
+  }
+  auto hb = ParseDuration(heartbeat);
+  if (!hb.ok() || *hb < std::chrono::milliseconds(1)) {
+    std::fprintf(stderr, "%s: --heartbeat: %s\n", program.c_str(),
+                 hb.ok() ? "must be at least 1ms" : hb.status().message().c_str());
+    return ToInt(ExitCode::kUsage);
+  }
+  config.heartbeat = std::chrono::duration_cast<std::chrono::milliseconds>(*hb);
+  if (Status s = LoadSecurity(server_key_file, secret_file, max_message, config.security);
+      !s.ok()) {
+    std::fprintf(stderr, "%s: %s\n", program.c_str(), s.message().c_str());
+    return ToInt(ExitCode::kUsage);
+  }
+  auto level = spdlog::level::from_str(log_level);
+  if (level == spdlog::level::off && log_level != "off") {
+    std::fprintf(stderr, "%s: --log-level must be trace, debug, info, warn, error or off\n",
+                 program.c_str());
+    return ToInt(ExitCode::kUsage);
+  }
+  if (config.name.empty()) {
+    char host[256] = {};
+    gethostname(host, sizeof host - 1);
+    config.name = std::string(host) + "-" + std::to_string(getpid());
+  }
+  auto logger = std::make_shared<spdlog::logger>(
+      "worker", std::make_shared<spdlog::sinks::stderr_color_sink_mt>());
+  spdlog::set_default_logger(logger);
+  spdlog::set_level(level);
+  spdlog::set_pattern(program + " " + config.name + ": %^%l%$: %v");
+  RegisterBuiltinTasks(TaskRegistry::Global());
+  for (const std::string& plugin : plugins) {
+    if (Status s = LoadPlugin(plugin, TaskRegistry::Global()); !s.ok()) {
+      std::fprintf(stderr, "%s: %s\n", program.c_str(), s.message().c_str());
+      return ToInt(ExitCode::kUsage);
+    }
+  }
+  return RunWorker(config);
+}
+
+}  // namespace fanout
