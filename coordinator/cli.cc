@@ -370,6 +370,7 @@ int RunCli(int argc, char** argv) {
   if (!rest.empty() && rest.front() == "--") rest.erase(rest.begin());
   config.args = rest;
   config.jobs_given = run->count("-j") > 0;
+  config.adopt_orphans = true;
   config.window_given = run->count("--window") > 0;
   if (Status s = Finish(raw, config); !s.ok()) return UsageError(s.message());
   if (Status s = SetupLogging(raw, config.quiet); !s.ok()) return UsageError(s.message());

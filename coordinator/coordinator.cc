@@ -202,7 +202,7 @@ Status EventLoop::Start() {
                                     std::to_string(config_.max_message)};
   flags.insert(flags.end(), curve_flags->begin(), curve_flags->end());
   flags.insert(flags.end(), config_.worker_args.begin(), config_.worker_args.end());
-  launcher_.emplace(*bin, endpoint, std::move(flags));
+  launcher_.emplace(*bin, endpoint, std::move(flags), config_.adopt_orphans);
   for (uint32_t i = 0; i < local_workers_; ++i) {
     auto pid = launcher_->Spawn("local-" + std::to_string(++spawned_));
     if (!pid.ok()) return pid.status();

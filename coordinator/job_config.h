@@ -49,7 +49,10 @@ struct JobConfig {
   // local workers, which get a throwaway pair).
   std::optional<CurveKeyPair> curve_server;
   std::vector<std::string> authorized_keys;
-  int64_t max_message = int64_t{1} << 30;     // --max-message: largest frame a peer may send
+  int64_t max_message = int64_t{1} << 30;  // --max-message: largest frame a peer may send
+  // The `fanout` program only: this process's children are all its own workers, so it may
+  // adopt and kill the commands of workers that die (LocalLauncher). Off in the library.
+  bool adopt_orphans = false;
   bool jobs_given = false;                    // -j was on the command line
   uint32_t min_workers = 0;                   // --min-workers: wait for this many before dispatch
   std::chrono::milliseconds wait_timeout{0};  // --wait-timeout: give up waiting; 0 = never

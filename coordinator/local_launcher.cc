@@ -78,11 +78,13 @@ Result<std::string> FindWorkerBinary(const std::string& configured) {
 }
 
 LocalLauncher::LocalLauncher(std::string worker_bin, std::string endpoint,
-                             std::vector<std::string> argv_tail)
+                             std::vector<std::string> argv_tail, bool adopt_orphans)
     : worker_bin_(std::move(worker_bin)),
       endpoint_(std::move(endpoint)),
-      argv_tail_(std::move(argv_tail)) {
-  prctl(PR_SET_CHILD_SUBREAPER, 1);  // orphans of dead workers come here (CollectOrphans)
+      argv_tail_(std::move(argv_tail)),
+      adopt_orphans_(adopt_orphans) {
+  // Orphans of dead workers come here (CollectOrphans).
+  if (adopt_orphans_) prctl(PR_SET_CHILD_SUBREAPER, 1);
 }
 
 LocalLauncher::~LocalLauncher() { StopAll(std::chrono::milliseconds(0)); }
@@ -178,6 +180,7 @@ std::vector<pid_t> OwnChildren() {
 }  // namespace
 
 void LocalLauncher::CollectOrphans(bool wait) {
+  if (!adopt_orphans_) return;
   for (pid_t pid : OwnChildren()) {
     if (IsChild(pid)) continue;
     // An exec command of a worker that died: it leads its own process group, so the

@@ -3,9 +3,11 @@
 // coordinator even if it is killed; stdin/stdout go to /dev/null (stdout may be the job's
 // output), stderr is shared. Exits are noticed through a pidfd per child that the event
 // loop polls next to its socket. The destructor kills and reaps every child still alive.
-// The coordinator becomes a child subreaper (PR_SET_CHILD_SUBREAPER): a worker that dies
-// (SIGKILL, a crash) cannot take its exec commands down with it, so they are reparented
-// here, and the launcher kills their process groups and reaps them when it reaps a worker.
+// With `adopt_orphans` (the `fanout` program, whose only children are its workers) the
+// process becomes a child subreaper (PR_SET_CHILD_SUBREAPER): a worker that dies (SIGKILL,
+// a crash) cannot take its exec commands down with it, so they are reparented here, and
+// the launcher kills their process groups and reaps them when it reaps a worker. A library
+// user's process keeps its own children: there the option is off.
 // Not thread-safe: owned by the coordinator's event loop.
 #pragma once
 
@@ -33,7 +35,8 @@ struct ChildExit {
 class LocalLauncher {
  public:
   // `argv_tail` is appended to every worker's command line (after --connect/--name).
-  LocalLauncher(std::string worker_bin, std::string endpoint, std::vector<std::string> argv_tail);
+  LocalLauncher(std::string worker_bin, std::string endpoint, std::vector<std::string> argv_tail,
+                bool adopt_orphans = false);
   ~LocalLauncher();
   LocalLauncher(const LocalLauncher&) = delete;
   LocalLauncher& operator=(const LocalLauncher&) = delete;
@@ -66,6 +69,7 @@ class LocalLauncher {
   std::string endpoint_;
   std::vector<std::string> argv_tail_;
   std::map<int, Child> children_;  // pidfd -> child
+  bool adopt_orphans_ = false;
 };
 
 // The worker binary to run: `configured` if set, else $FANOUT_WORKER, else fanout-worker

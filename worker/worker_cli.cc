@@ -11,9 +11,9 @@
 
 #include "common/curve.h"
 #include "common/exit_code.h"
+#include "common/plugin_loader.h"
 #include "common/task.h"
 #include "common/units.h"
-#include "common/plugin_loader.h"
 #include "worker/worker_loop.h"
 
 namespace fanout {
