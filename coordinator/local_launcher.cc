@@ -15,9 +15,6 @@
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
-#include <fstream>
-#include <iterator>
-#include <sstream>
 
 namespace fanout {
 namespace {
@@ -154,7 +151,8 @@ std::vector<int> LocalLauncher::fds() const {
 
 namespace {
 
-// Pids of this process's children (from /proc/*/stat: field 4 is the parent pid).
+// Pids of this process's children (from /proc/*/stat: field 4 is the parent pid). Plain
+// read(2): a process may vanish while it is read (ESRCH), which must not throw.
 std::vector<pid_t> OwnChildren() {
   std::vector<pid_t> pids;
   pid_t self = getpid();
@@ -164,14 +162,18 @@ std::vector<pid_t> OwnChildren() {
     char* end = nullptr;
     long pid = std::strtol(e->d_name, &end, 10);
     if (pid <= 0 || *end != '\0') continue;
-    std::ifstream stat(std::string("/proc/") + e->d_name + "/stat");
-    std::string text((std::istreambuf_iterator<char>(stat)), std::istreambuf_iterator<char>());
-    size_t paren = text.rfind(')');
-    if (paren == std::string::npos) continue;
-    std::istringstream rest(text.substr(paren + 1));
-    std::string state;
+    Fd stat{open((std::string("/proc/") + e->d_name + "/stat").c_str(), O_RDONLY | O_CLOEXEC)};
+    if (stat.fd < 0) continue;
+    char buf[512];
+    ssize_t n = read(stat.fd, buf, sizeof buf - 1);
+    if (n <= 0) continue;
+    buf[n] = '\0';
+    const char* paren = std::strrchr(buf, ')');
+    char state = 0;
     long ppid = 0;
-    if (rest >> state >> ppid && ppid == self) pids.push_back(static_cast<pid_t>(pid));
+    if (paren && std::sscanf(paren + 1, " %c %ld", &state, &ppid) == 2 && ppid == self) {
+      pids.push_back(static_cast<pid_t>(pid));
+    }
   }
   closedir(proc);
   return pids;
