@@ -18,6 +18,7 @@
 #include "coordinator/bench.h"
 #include "coordinator/interrupt.h"
 #include "coordinator/job.h"
+#include "coordinator/listen_security.h"
 
 namespace fanout {
 namespace {
@@ -59,14 +60,6 @@ int UsageError(const std::string& message) {
   return ToInt(ExitCode::kUsage);
 }
 
-// True for endpoints only this machine can reach: ipc://, inproc://, loopback TCP.
-bool IsLocalEndpoint(const std::string& endpoint) {
-  if (endpoint.rfind("ipc://", 0) == 0 || endpoint.rfind("inproc://", 0) == 0) return true;
-  if (endpoint.rfind("tcp://", 0) != 0) return false;
-  std::string host = endpoint.substr(6, endpoint.rfind(':') - 6);
-  return host == "localhost" || host.rfind("127.", 0) == 0 || host == "[::1]" || host == "::1";
-}
-
 // --curve-secret, --authorized-keys, --insecure and --max-message.
 Status FinishSecurity(const RawFlags& raw, JobConfig& config) {
   auto max_message = ParseSize(raw.max_message);
@@ -75,27 +68,7 @@ Status FinishSecurity(const RawFlags& raw, JobConfig& config) {
     return Status::Error("--max-message must be between 1K and 1T");
   }
   config.max_message = static_cast<int64_t>(*max_message);
-  if (raw.curve_secret.empty() != raw.authorized_keys.empty()) {
-    return Status::Error("--curve-secret and --authorized-keys go together");
-  }
-  if (!raw.curve_secret.empty()) {
-    if (config.listen.empty()) return Status::Error("--curve-secret needs --listen");
-    if (raw.insecure) return Status::Error("--insecure contradicts --curve-secret");
-    auto server = ReadCurveCertificate(raw.curve_secret, /*need_secret=*/true);
-    if (!server.ok()) return Status::Error("--curve-secret: " + server.status().message());
-    auto keys = ReadAuthorizedKeys(raw.authorized_keys);
-    if (!keys.ok()) return keys.status();
-    config.curve_server = *server;
-    config.authorized_keys = *keys;
-    return Status::Ok();
-  }
-  if (!config.listen.empty() && !raw.insecure && !IsLocalEndpoint(config.listen)) {
-    return Status::Error("--listen " + config.listen +
-                         " would accept unauthenticated workers from the network; use "
-                         "--curve-secret and --authorized-keys, bind 127.0.0.1 or ipc://, or "
-                         "pass --insecure on a trusted network");
-  }
-  return Status::Ok();
+  return ApplyListenSecurity({raw.curve_secret, raw.authorized_keys, raw.insecure}, config);
 }
 
 // Record kind, --block and --header, checked for combinations that make no sense.

@@ -15,6 +15,7 @@
 #include "common/plugin_loader.h"
 #include "coordinator/coordinator.h"
 #include "coordinator/job.h"
+#include "coordinator/listen_security.h"
 #include "coordinator/local_modes.h"
 #include "lib/spmd.h"
 
@@ -85,6 +86,8 @@ JobConfig MakeConfig(const PoolOptions& options, const BatchSpec& spec) {
       config.listen = options.endpoint;
       break;
   }
+  ListenSecurity security{options.curve_secret, options.authorized_keys, options.insecure};
+  if (Status s = ApplyListenSecurity(security, config); !s.ok()) throw PoolError(s.message());
   return config;
 }
 

@@ -46,6 +46,13 @@ struct PoolOptions {
   std::vector<std::string> worker_args;       // appended to each local worker's arguments
   // Task plugins (fanout/plugin.h) loaded into this process and passed to local workers.
   std::vector<std::string> plugins;
+  // Workers on other machines (README "Running on several machines"): the pool's secret
+  // certificate and a directory of the public certificates of workers to admit, both from
+  // `fanout keygen`. An endpoint other machines can reach needs them, or `insecure`
+  // (anyone who reaches the port can join); otherwise the call throws PoolError.
+  std::string curve_secret;
+  std::string authorized_keys;
+  bool insecure = false;
 };
 
 // A chunk failed every attempt.

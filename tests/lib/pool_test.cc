@@ -249,6 +249,33 @@ TEST(PoolTest, RemoteModeUsesWorkersThatConnect) {
   std::filesystem::remove_all(dir);
 }
 
+// Secure by default: a network endpoint without CURVE is refused unless `insecure`; with
+// keys from `fanout keygen` the pool's own workers join over CURVE.
+TEST(PoolTest, NetworkEndpointsNeedCurveOrInsecure) {
+  PoolOptions open;
+  open.mode = PoolMode::kRemote;
+  open.endpoint = "tcp://0.0.0.0:5555";
+  try {
+    Pool(open).map("upper", {"a\n"});
+    ADD_FAILURE() << "an unauthenticated network endpoint was accepted";
+  } catch (const fanout::PoolError& e) {
+    EXPECT_NE(std::string(e.what()).find("unauthenticated"), std::string::npos) << e.what();
+  }
+
+  auto dir = std::filesystem::temp_directory_path() / ("fanout-curve-" + std::to_string(getpid()));
+  std::filesystem::create_directories(dir / "authorized");
+  std::string keygen = std::string(FANOUT_BIN_DIR) + "/fanout keygen " + (dir / "pool").string() +
+                       " >/dev/null && " + FANOUT_BIN_DIR + "/fanout keygen " +
+                       (dir / "authorized" / "w").string() + " >/dev/null";
+  ASSERT_EQ(std::system(keygen.c_str()), 0);
+  PoolOptions curve = Options(PoolMode::kProcesses);
+  curve.endpoint = "tcp://127.0.0.1:*";
+  curve.curve_secret = (dir / "pool_secret").string();
+  curve.authorized_keys = (dir / "authorized").string();
+  EXPECT_EQ(Pool(curve).map("upper", {"a\n", "b\n"}), (std::vector<std::string>{"A\n", "B\n"}));
+  std::filesystem::remove_all(dir);
+}
+
 TEST(PoolTest, PluginTasksRunInThisProcessAndInWorkers) {
   for (PoolMode mode : {PoolMode::kThreads, PoolMode::kProcesses}) {
     PoolOptions o = Options(mode);
