@@ -17,6 +17,8 @@
 #include <sstream>
 #include <thread>
 
+#include "coordinator/private_dir.h"
+
 extern char** environ;
 
 namespace fanout {
@@ -25,26 +27,8 @@ namespace {
 using Json = nlohmann::json;
 using Clock = std::chrono::steady_clock;
 
-// A private directory for the inputs, removed with its contents at exit.
-class WorkDir {
- public:
-  WorkDir() {
-    const char* tmp = std::getenv("TMPDIR");
-    std::string pattern = std::string(tmp && *tmp ? tmp : "/tmp") + "/fanout-bench-XXXXXX";
-    if (mkdtemp(pattern.data())) path_ = pattern;
-  }
-  ~WorkDir() {
-    std::error_code ec;
-    if (!path_.empty()) std::filesystem::remove_all(path_, ec);
-  }
-  WorkDir(const WorkDir&) = delete;
-  WorkDir& operator=(const WorkDir&) = delete;
-  std::string File(const std::string& name) const { return path_ + "/" + name; }
-  bool ok() const { return !path_.empty(); }
-
- private:
-  std::string path_;
-};
+// The bench's inputs live in a private directory removed at exit.
+using WorkDir = PrivateDir;
 
 // Runs argv with stdout to /dev/null and stderr to `err_path`; returns the exit status
 // (128 + signal when killed).
@@ -209,7 +193,7 @@ std::string BenchTable(const std::vector<BenchRow>& rows, unsigned cores) {
 }
 
 int RunBench(const BenchOptions& options) {
-  WorkDir dir;
+  WorkDir dir("fanout-bench");
   if (!dir.ok()) {
     std::fprintf(stderr, "fanout bench: cannot create a temporary directory\n");
     return 1;

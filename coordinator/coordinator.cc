@@ -19,6 +19,7 @@
 #include "common/zap.h"
 #include "coordinator/interrupt.h"
 #include "coordinator/local_launcher.h"
+#include "coordinator/private_dir.h"
 
 namespace fanout {
 namespace {
@@ -28,26 +29,6 @@ using std::chrono::milliseconds;
 
 constexpr uint32_t kMaxPrefetch = 64;  // attempts queued on a worker beyond its slots
 constexpr Micros kPipeline{4000};      // of work queued per slot when chunks are short
-
-// A private directory for the ipc:// endpoint, removed with its contents at exit.
-class PrivateDir {
- public:
-  PrivateDir() {
-    const char* tmp = std::getenv("TMPDIR");
-    std::string pattern = std::string(tmp && *tmp ? tmp : "/tmp") + "/fanout-XXXXXX";
-    if (mkdtemp(pattern.data())) path_ = pattern;
-  }
-  ~PrivateDir() {
-    std::error_code ec;
-    if (!path_.empty()) std::filesystem::remove_all(path_, ec);
-  }
-  PrivateDir(const PrivateDir&) = delete;
-  PrivateDir& operator=(const PrivateDir&) = delete;
-  const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
-};
 
 std::string NewJobId() {
   std::random_device rd;
