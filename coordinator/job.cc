@@ -243,10 +243,24 @@ Status OpenState(const PlannedJob& job, std::unique_ptr<StateStore>& state,
   return Status::Ok();
 }
 
-// Scheduler options with the default reorder window: 4 chunks per worker, at least 8.
-SchedulerOptions WithWindow(const JobConfig& config, uint32_t jobs) {
+// Scheduler options with the default reorder window: 4 chunks per worker, at least 8, and
+// more for small chunks, as long as the window's chunks hold at most kWindowBudget bytes of
+// input: one-record chunks need thousands in flight to keep workers busy (prefetch), while
+// 4 MiB chunks keep the window at 8 (bounded memory on big files).
+SchedulerOptions WithWindow(const PlannedJob& job, uint32_t jobs) {
+  constexpr uint64_t kWindowBudget = 8u << 20;
+  constexpr uint64_t kMaxWindow = 4096;
+  const JobConfig& config = job.config;
   SchedulerOptions o = config.scheduler;
-  if (!config.window_given) o.window = config.unordered ? 0 : std::max<uint64_t>(8, 4ull * jobs);
+  if (config.window_given) return o;
+  if (config.unordered) {
+    o.window = 0;
+    return o;
+  }
+  uint64_t chunks = std::max<uint64_t>(job.chunks.size(), 1);
+  uint64_t average = std::max<uint64_t>(job.input.view().size() / chunks, 1);
+  uint64_t affordable = config.range ? kMaxWindow : std::min(kMaxWindow, kWindowBudget / average);
+  o.window = std::max<uint64_t>({8, uint64_t{4} * jobs, affordable});
   return o;
 }
 
@@ -431,7 +445,7 @@ ExitCode RunJob(const JobConfig& config) {
     state->AdoptOutputTemp(config.output, files.output->temp_path());
   }
 
-  Scheduler scheduler(job.chunks.size(), WithWindow(config, jobs));
+  Scheduler scheduler(job.chunks.size(), WithWindow(job, jobs));
   for (uint64_t chunk : stored) scheduler.MarkDone(chunk);
   ResultAssembler assembler(job.chunks.size(), !config.unordered, &*files.output);
   RunStats stats;

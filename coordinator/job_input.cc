@@ -95,10 +95,12 @@ Result<JobInput> JobInput::Open(const std::string& path) {
 void JobInput::Release(uint64_t begin, uint64_t end) const {
   if (!map_ || begin >= end || begin >= map_size_) return;
   static const uint64_t kPage = static_cast<uint64_t>(sysconf(_SC_PAGESIZE));
-  // Clean pages of a private read-only file mapping are simply dropped: rounding outward
-  // may drop a neighbour's page too, which is then read back from the page cache.
-  uint64_t from = begin / kPage * kPage;
-  uint64_t to = std::min<uint64_t>(end, map_size_);
+  // Only whole pages inside [begin, end) are dropped: a page shared with a neighbouring
+  // chunk may still be needed, and dropping it would fault it back in (for one-record
+  // chunks, once per chunk). Ranges smaller than a page cost no system call.
+  uint64_t from = (begin + kPage - 1) / kPage * kPage;
+  uint64_t to = end >= map_size_ ? map_size_ : end / kPage * kPage;
+  if (from >= to) return;
   madvise(static_cast<char*>(map_) + from, static_cast<size_t>(to - from), MADV_DONTNEED);
 }
 

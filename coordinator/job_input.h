@@ -30,8 +30,8 @@ class JobInput {
   ~JobInput();
 
   std::string_view view() const { return view_; }
-  // Drops the pages covering [begin, end) from this process's memory; they are read back
-  // from the file (page cache) if touched again, so this is always safe.
+  // Drops the whole pages within [begin, end) from this process's memory; they are read
+  // back from the file (page cache) if touched again, so this is always safe.
   void Release(uint64_t begin, uint64_t end) const;
   // Modification time in nanoseconds since the epoch (0 for stdin and pipes).
   int64_t mtime_ns() const { return mtime_ns_; }
