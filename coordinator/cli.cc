@@ -302,15 +302,31 @@ int RunCli(int argc, char** argv) {
   run->prefix_command();  // everything from TASK on belongs to the task
   AddRunOptions(*run, config, raw);
   CLI::App* tasks = app.add_subcommand("tasks", "List the available tasks");
+  tasks->footer("\nExample:\n  fanout tasks        # name, arguments and what each task does\n");
   std::string key_name;
   CLI::App* keygen = app.add_subcommand(
       "keygen", "Write a CURVE key pair: NAME (public, to share) and NAME_secret (mode 0600)");
   keygen->add_option("NAME", key_name, "Path of the public certificate")->required();
+  keygen->footer(R"(
+Examples (README: Running on several machines):
+  fanout keygen coordinator     # coordinator + coordinator_secret
+  fanout keygen workers         # workers + workers_secret; copy 'workers' to --authorized-keys
+  fanout run --listen tcp://0.0.0.0:5555 --curve-secret coordinator_secret \
+      --authorized-keys authorized -j 0 --chunks 64 -i in.txt exec -- ./model.sh
+  fanout-worker --connect tcp://HOST:5555 --curve-server-key coordinator \
+      --curve-secret workers_secret
+)");
   BenchOptions bench_options;
   CLI::App* bench = app.add_subcommand(
       "bench", "Time the classic experiments in every mode (one Markdown table, < 60 s)");
   bench->add_flag("--quick", bench_options.quick, "Smaller inputs: a smoke run of a few seconds");
   bench->add_option("--only", bench_options.only, "Only experiments whose name contains TEXT");
+  bench->footer(R"(
+Examples:
+  fanout bench                  # every experiment in serial, threads, processes and auto
+  fanout bench --quick          # a smoke run of a few seconds
+  fanout bench --only sleep     # just the 10 x sleep 1 s experiment
+)");
 
   try {
     app.parse(argc, argv);

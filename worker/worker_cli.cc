@@ -53,6 +53,16 @@ int WorkerMain(int argc, char** argv, const std::string& program) {
 
   CLI::App app{program + ": runs chunks for a fanout coordinator", program};
   app.set_version_flag("--version", program + " " + FANOUT_VERSION);
+  app.footer(R"(
+Examples:
+  fanout-worker --connect tcp://head:5555 --slots 8            # serve jobs until stopped
+  fanout-worker --connect tcp://head:5555 --curve-server-key coordinator \
+      --curve-secret workers_secret                            # with CURVE keys
+  fanout-worker --connect ipc:///tmp/fanout.sock --once --plugin ./libmytasks.so
+
+Exit codes: 0 after a job with --once, 1 refused for its protocol version,
+            2 usage error, 130/143 on SIGINT/SIGTERM.
+)");
   WorkerConfig config;
   std::string heartbeat = "500ms", log_level = "warn", max_message = "1G";
   std::string server_key_file, secret_file;
