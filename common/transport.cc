@@ -1,6 +1,7 @@
 #include "common/transport.h"
 
 #include "common/codec.h"
+#include "common/units.h"
 
 namespace fanout {
 namespace {
@@ -66,6 +67,15 @@ bool SendMessage(zmq::socket_t& socket, const Message& message, zmq::message_t* 
 bool SendTo(zmq::socket_t& router, const std::string& peer, const Message& message,
             zmq::message_t* payload) {
   return SendFrames(router, &peer, message, payload);
+}
+
+Result<int64_t> ParseMaxMessage(std::string_view text) {
+  auto limit = ParseSize(text);
+  if (!limit.ok()) return Status::Error("--max-message: " + limit.status().message());
+  if (*limit < 1024 || *limit > (uint64_t{1} << 40)) {
+    return Status::Error("--max-message must be between 1K and 1T");
+  }
+  return static_cast<int64_t>(*limit);
 }
 
 Result<zmq::socket_t> MakeRouter(zmq::context_t& context, const std::string& endpoint,

@@ -7,6 +7,7 @@
 #include <chrono>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <zmq.hpp>
 
 #include "common/curve.h"
@@ -45,6 +46,12 @@ bool SendMessage(zmq::socket_t& socket, const Message& message, zmq::message_t* 
 // MakeRouter, so an unknown peer gives false instead of a silent drop).
 bool SendTo(zmq::socket_t& router, const std::string& peer, const Message& message,
             zmq::message_t* payload = nullptr);
+
+// Default ZMQ_MAXMSGSIZE on both sides (--max-message 1G).
+inline constexpr int64_t kDefaultMaxMessage = int64_t{1} << 30;
+
+// Parses a --max-message value ("1G", "512M", K/M/G/T suffixes): 1K to 1T.
+Result<int64_t> ParseMaxMessage(std::string_view text);
 
 // Per-socket security and limits, applied before bind/connect.
 struct SocketSecurity {

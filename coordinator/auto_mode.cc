@@ -351,16 +351,6 @@ AutoPlan PlanAuto(const JobConfig& config, const TaskDef& task, std::string_view
     return range ? PlanRangeChunks(*range, config.chunking, default_chunks)
                  : PlanChunks(data, config.chunking, default_chunks, consumed);
   };
-  if (NeedsProcesses(config)) {
-    plan.chunks = whole();
-    plan.choice.mode = Mode::kProcesses;
-    plan.choice.workers = config.jobs_given ? config.jobs : (config.listen.empty() ? cores : 0);
-    plan.choice.chunks = plan.chunks.size();
-    plan.choice.reason =
-        "--listen, --timeout, --speculate, --worker-bin, --max-respawns, --min-workers or "
-        "--wait-timeout ask for worker processes";
-    return plan;
-  }
   if (user_plan) plan.chunks = whole();
   uint64_t total = range ? static_cast<uint64_t>(range->hi - range->lo)
                          : CountRecords(data, RecordKind::kLines, 0, consumed);

@@ -109,7 +109,7 @@ struct AutoPlan {
 // every page at once (the job then plans it in bounded memory). Auto then runs processes.
 std::string CalibrationRuledOut(const JobConfig& config, uint64_t input_bytes);
 
-// Calibrates (unless --listen/--timeout/--speculate require processes) and plans the job.
+// Calibrates and plans the job. Call only when CalibrationRuledOut(config, ...) is "".
 // `consumed(n)` is told when the first n bytes of `data` need not stay in memory (planning
 // touches every page; the job releases them as it goes).
 AutoPlan PlanAuto(const JobConfig& config, const TaskDef& task, std::string_view data,

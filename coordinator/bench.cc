@@ -15,8 +15,8 @@
 #include <map>
 #include <nlohmann/json.hpp>
 #include <sstream>
-#include <thread>
 
+#include "coordinator/job.h"
 #include "coordinator/private_dir.h"
 
 extern char** environ;
@@ -152,7 +152,7 @@ std::string Fixed(double v, int digits) {
   return buf;
 }
 
-std::string Micros(double seconds) {
+std::string MicrosText(double seconds) {
   char buf[64];
   if (seconds < 1e-3) {
     std::snprintf(buf, sizeof buf, "%.1f us", seconds * 1e6);
@@ -182,7 +182,7 @@ std::string BenchTable(const std::vector<BenchRow>& rows, unsigned cores) {
       bool waiting = s->wall > 0 && s->cpu / s->wall < 0.5;
       unsigned usable = std::max(1u, waiting ? r.workers : std::min(r.workers, cores));
       double ideal = (r.mode == "serial" ? r.busy : s->busy) / usable;
-      overhead = Micros(std::max(0.0, r.wall - ideal) / r.chunks);
+      overhead = MicrosText(std::max(0.0, r.wall - ideal) / r.chunks);
     }
     double par = r.wall > 0 ? r.cpu / r.wall : 0;
     out << "| " << r.experiment << " | " << r.mode << " | " << Fixed(r.wall, 3) << " | " << speedup
@@ -198,7 +198,7 @@ int RunBench(const BenchOptions& options) {
     std::fprintf(stderr, "fanout bench: cannot create a temporary directory\n");
     return 1;
   }
-  unsigned cores = std::max(1u, std::thread::hardware_concurrency());
+  unsigned cores = DefaultJobs();
   std::string fanout = options.fanout.empty() ? SelfExe() : options.fanout;
   auto start = Clock::now();
   std::vector<BenchRow> rows;

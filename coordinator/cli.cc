@@ -62,12 +62,9 @@ int UsageError(const std::string& message) {
 
 // --curve-secret, --authorized-keys, --insecure and --max-message.
 Status FinishSecurity(const RawFlags& raw, JobConfig& config) {
-  auto max_message = ParseSize(raw.max_message);
-  if (!max_message.ok()) return Status::Error("--max-message: " + max_message.status().message());
-  if (*max_message < 1024 || *max_message > (uint64_t{1} << 40)) {
-    return Status::Error("--max-message must be between 1K and 1T");
-  }
-  config.max_message = static_cast<int64_t>(*max_message);
+  auto max_message = ParseMaxMessage(raw.max_message);
+  if (!max_message.ok()) return max_message.status();
+  config.max_message = *max_message;
   return ApplyListenSecurity({raw.curve_secret, raw.authorized_keys, raw.insecure}, config);
 }
 

@@ -38,6 +38,8 @@ std::string_view ModeName(Mode mode) {
   return "?";
 }
 
+uint32_t DefaultJobs() { return std::max(1u, std::thread::hardware_concurrency()); }
+
 std::string_view PlannedJob::Bytes(uint64_t chunk) const {
   const ChunkSpec& c = chunks[chunk];
   if (c.range) return {};
@@ -128,9 +130,9 @@ void PrintChunkFailure(const PlannedJob& job, const Scheduler& scheduler, const 
 
 void PrintSummary(const JobConfig& config, const PlannedJob& job, const Scheduler& scheduler,
                   const RunStats& stats, double wall) {
+  if (config.quiet) return;
   std::string mode(ModeName(job.config.mode));
   if (config.mode == Mode::kAuto) mode = "auto:" + mode;
-  if (config.quiet) return;
   const SchedulerCounters& c = scheduler.counters();
   auto seconds = [](double s) {
     return FormatDuration(std::chrono::duration_cast<Micros>(std::chrono::duration<double>(s)));
@@ -147,11 +149,6 @@ void PrintSummary(const JobConfig& config, const PlannedJob& job, const Schedule
                      " speculated=" + std::to_string(c.speculative) +
                      " late_dropped=" + std::to_string(c.late_duplicates) + "\n";
   std::fputs(line.c_str(), stderr);
-}
-
-uint32_t DefaultJobs() {
-  unsigned n = std::thread::hardware_concurrency();
-  return n == 0 ? 1 : n;
 }
 
 ModeResult RunMode(const PlannedJob& job, uint32_t jobs, Scheduler& scheduler, ResultSink& sink,
@@ -275,13 +272,13 @@ void SettleState(StateStore* state, const JobConfig& config, ExitCode code) {
   }
 }
 
-// --dry-run: the plan on stdout, one line per chunk.
 // Workers drop frames over --max-message, so a chunk that big could never be delivered.
 Status CheckMessageLimit(const PlannedJob& job) {
   if (job.config.mode != Mode::kProcesses) return Status::Ok();
   for (uint64_t c = 0; c < job.chunks.size(); ++c) {
-    if (job.Bytes(c).size() > static_cast<uint64_t>(job.config.max_message)) {
-      return Status::Error(job.Describe(c) + " is " + std::to_string(job.Bytes(c).size()) +
+    uint64_t bytes = job.Bytes(c).size();
+    if (bytes > static_cast<uint64_t>(job.config.max_message)) {
+      return Status::Error(job.Describe(c) + " is " + std::to_string(bytes) +
                            " bytes, over --max-message " + std::to_string(job.config.max_message) +
                            ": use more chunks or raise --max-message");
     }
@@ -289,6 +286,7 @@ Status CheckMessageLimit(const PlannedJob& job) {
   return Status::Ok();
 }
 
+// --dry-run: the plan on stdout, one line per chunk.
 void PrintPlan(const PlannedJob& job, uint32_t jobs) {
   std::printf("fanout: dry run: %zu chunks, task '%s', mode %s, %u workers; nothing was run\n",
               job.chunks.size(), job.config.task.c_str(),
@@ -405,25 +403,24 @@ ExitCode RunJob(const JobConfig& config) {
   JobConfig resolved = config;  // auto mode: with the mode it chose
   PlannedJob job{resolved, **task, std::move(input).value(), {}, {}};
   std::optional<AutoPlan> auto_plan;
-  std::string auto_fallback;  // why auto mode did not calibrate ("" if it did)
+  std::string auto_choice;  // auto mode: what it chose and why ("" otherwise)
   if (config.mode == Mode::kAuto && !config.dry_run) {
-    auto_fallback = CalibrationRuledOut(config, job.input.view().size());
-  }
-  if (config.mode == Mode::kAuto && !config.dry_run && auto_fallback.empty()) {
-    const JobInput& in = job.input;
-    auto_plan = PlanAuto(config, **task, in.view(), DefaultJobs(),
-                         [&in](uint64_t upto) { in.Release(0, upto); });
-    resolved.mode = auto_plan->choice.mode;
-    jobs = auto_plan->choice.workers;
-    job.chunks = std::move(auto_plan->chunks);
-    spdlog::info("auto: {}", auto_plan->Summary(job.chunks.size()));
-  } else {
-    if (!auto_fallback.empty()) {
+    std::string ruled_out = CalibrationRuledOut(config, job.input.view().size());
+    if (ruled_out.empty()) {
+      const JobInput& in = job.input;
+      auto_plan = PlanAuto(config, **task, in.view(), DefaultJobs(),
+                           [&in](uint64_t upto) { in.Release(0, upto); });
+      resolved.mode = auto_plan->choice.mode;
+      jobs = auto_plan->choice.workers;
+      job.chunks = std::move(auto_plan->chunks);
+      auto_choice = auto_plan->Summary(job.chunks.size());
+    } else {
       resolved.mode = Mode::kProcesses;
-      spdlog::info("auto: processes, {} workers: {}", jobs, auto_fallback);
+      auto_choice = "processes, " + std::to_string(jobs) + " workers: " + ruled_out;
     }
-    PlanJob(job, default_chunks);
+    spdlog::info("auto: {}", auto_choice);
   }
+  if (!auto_plan) PlanJob(job, default_chunks);
   if (Status s = CheckMessageLimit(job); !s.ok()) {
     PrintUsageError(s.message());
     return ExitCode::kUsage;
@@ -473,12 +470,8 @@ ExitCode RunJob(const JobConfig& config) {
   SettleState(state.get(), config, code);
   PrintSummary(config, job, scheduler, stats, wall);
   JobTotals totals = Totals(job, scheduler, stats, wall, code, jobs);
-  if (auto_plan) {
-    totals.auto_choice = auto_plan->Summary(job.chunks.size());
-    totals.auto_calibration_chunks = auto_plan->calibration.chunks.size();
-  } else if (!auto_fallback.empty()) {
-    totals.auto_choice = "processes, " + std::to_string(jobs) + " workers: " + auto_fallback;
-  }
+  totals.auto_choice = auto_choice;
+  if (auto_plan) totals.auto_calibration_chunks = auto_plan->calibration.chunks.size();
   WriteReports(config, stats, totals, files);
   return code;
 }

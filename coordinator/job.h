@@ -118,6 +118,9 @@ class ResultSink {
   std::optional<std::string> header_;  // the first output's first line (--header)
 };
 
+// The number of cores (at least 1): the default worker and thread count.
+uint32_t DefaultJobs();
+
 ExitCode RunJob(const JobConfig& config);
 
 }  // namespace fanout

@@ -11,6 +11,7 @@
 #include "common/chunking.h"
 #include "common/curve.h"
 #include "common/task.h"
+#include "common/transport.h"
 #include "coordinator/scheduler.h"
 
 namespace fanout {
@@ -49,7 +50,7 @@ struct JobConfig {
   // local workers, which get a throwaway pair).
   std::optional<CurveKeyPair> curve_server;
   std::vector<std::string> authorized_keys;
-  int64_t max_message = int64_t{1} << 30;  // --max-message: largest frame a peer may send
+  int64_t max_message = kDefaultMaxMessage;  // --max-message: largest frame a peer may send
   // The `fanout` program only: this process's children are all its own workers, so it may
   // adopt and kill the commands of workers that die (LocalLauncher). Off in the library.
   bool adopt_orphans = false;

@@ -9,7 +9,6 @@
 #include <filesystem>
 #include <mutex>
 #include <set>
-#include <thread>
 
 #include "common/chunking.h"
 #include "common/plugin_loader.h"
@@ -21,8 +20,6 @@
 
 namespace fanout {
 namespace {
-
-uint32_t Cores() { return std::max(1u, std::thread::hardware_concurrency()); }
 
 // Library logging goes to stderr (never the program's stdout), warnings and up, unless
 // the program installed its own default logger.
@@ -158,7 +155,7 @@ ModeResult RunMode(const PoolOptions& options, const PlannedJob& job, Scheduler&
                    ResultSink& sink, RunStats& stats) {
   // No more threads or local workers than chunks: they would only start and stop.
   uint32_t workers = static_cast<uint32_t>(
-      std::min<uint64_t>(options.workers ? options.workers : Cores(), job.chunks.size()));
+      std::min<uint64_t>(options.workers ? options.workers : DefaultJobs(), job.chunks.size()));
   switch (options.mode) {
     case PoolMode::kSerial:
       return RunSerial(job, scheduler, sink, stats);

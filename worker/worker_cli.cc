@@ -22,12 +22,9 @@ namespace {
 // Reads --curve-server-key/--curve-secret (both or neither) and --max-message.
 Status LoadSecurity(const std::string& server_file, const std::string& secret_file,
                     const std::string& max_message, SocketSecurity& security) {
-  auto limit = ParseSize(max_message);
-  if (!limit.ok()) return Status::Error("--max-message: " + limit.status().message());
-  if (*limit < 1024 || *limit > (uint64_t{1} << 40)) {
-    return Status::Error("--max-message must be between 1K and 1T");
-  }
-  security.max_message = static_cast<int64_t>(*limit);
+  auto limit = ParseMaxMessage(max_message);
+  if (!limit.ok()) return limit.status();
+  security.max_message = *limit;
   if (server_file.empty() != secret_file.empty()) {
     return Status::Error("--curve-server-key and --curve-secret go together");
   }

@@ -27,7 +27,8 @@ struct WorkerConfig {
   std::chrono::milliseconds max_backoff{32000};
   // CURVE client keys (--curve-server-key, --curve-secret) and --max-message: results larger
   // than max_message are reported as chunk errors instead of being sent.
-  SocketSecurity security{.curve_server = {}, .curve_client = {}, .max_message = int64_t{1} << 30};
+  SocketSecurity security{
+      .curve_server = {}, .curve_client = {}, .max_message = kDefaultMaxMessage};
 };
 
 // Serves job after job (after SHUTDOWN it says HELLO again, to the next coordinator on the
