@@ -11,6 +11,8 @@
 #include <cstring>
 #include <vector>
 
+#include "coordinator/private_dir.h"
+
 namespace fanout {
 namespace {
 
@@ -38,8 +40,7 @@ Status Copy(int in, int out, const std::string& name) {
 
 // An unlinked temporary file holding all of `fd`'s bytes (a pipe or other stream).
 Result<int> Spool(int fd, const std::string& name) {
-  const char* tmp = std::getenv("TMPDIR");
-  std::string pattern = std::string(tmp && *tmp ? tmp : "/tmp") + "/fanout-input-XXXXXX";
+  std::string pattern = TempRoot() + "/fanout-input-XXXXXX";
   int out = mkostemp(pattern.data(), O_CLOEXEC);
   if (out < 0) {
     return Status::Error("cannot create a temporary file for input " + name + " in " +

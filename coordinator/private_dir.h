@@ -9,11 +9,16 @@
 
 namespace fanout {
 
+// Where temporary files go: $TMPDIR if set, else /tmp.
+inline std::string TempRoot() {
+  const char* tmp = std::getenv("TMPDIR");
+  return tmp && *tmp ? tmp : "/tmp";
+}
+
 class PrivateDir {
  public:
   explicit PrivateDir(const std::string& prefix = "fanout") {
-    const char* tmp = std::getenv("TMPDIR");
-    std::string pattern = std::string(tmp && *tmp ? tmp : "/tmp") + "/" + prefix + "-XXXXXX";
+    std::string pattern = TempRoot() + "/" + prefix + "-XXXXXX";
     if (mkdtemp(pattern.data())) path_ = pattern;
   }
   ~PrivateDir() {

@@ -61,6 +61,25 @@ size_t TaskRunner::in_progress() const {
   return queue_.size() + running_.size();
 }
 
+FinishedAttempt RunAttempt(const TaskDef& def, const TaskMsg& task,
+                           const std::optional<zmq::message_t>& payload,
+                           const std::string& worker_name, std::stop_token stop) {
+  ChunkInput input;
+  if (payload) {
+    input.data = std::string_view(static_cast<const char*>(payload->data()), payload->size());
+  }
+  input.range = task.range;
+  input.chunk_id = task.chunk;
+  input.attempt = task.attempt;
+  input.worker_id = worker_name;
+  FinishedAttempt done;
+  Measured m = MeasuredRun(def, input, task.args, done.output, std::move(stop));
+  done.result = ResultMsg{task.chunk,         task.attempt,  m.status.ok(),
+                          m.status.message(), m.cpu_seconds, m.wall_seconds};
+  if (!done.result.ok) done.output.clear();
+  return done;
+}
+
 void TaskRunner::Work(std::stop_token thread_stop) {
   for (;;) {
     Attempt attempt;
@@ -75,29 +94,17 @@ void TaskRunner::Work(std::stop_token thread_stop) {
       running_[{attempt.task.chunk, attempt.task.attempt}] = {serial, stop};
     }
     const TaskMsg& t = attempt.task;
-    ChunkInput input;
-    if (attempt.payload) {
-      input.data = std::string_view(static_cast<const char*>(attempt.payload->data()),
-                                    attempt.payload->size());
-    }
-    input.range = t.range;
-    input.chunk_id = t.chunk;
-    input.attempt = t.attempt;
-    input.worker_id = worker_name_;
     spdlog::debug("chunk {} attempt {}: started", t.chunk, t.attempt);
-    FinishedAttempt done;
-    Measured m = MeasuredRun(*attempt.def, input, t.args, done.output, stop.get_token());
-    done.result = ResultMsg{t.chunk,       t.attempt,     m.status.ok(), m.status.message(),
-                            m.cpu_seconds, m.wall_seconds};
+    FinishedAttempt done =
+        RunAttempt(*attempt.def, t, attempt.payload, worker_name_, stop.get_token());
     spdlog::debug("chunk {} attempt {}: {}", t.chunk, t.attempt,
-                  m.status.ok() ? "ok" : m.status.message());
+                  done.result.ok ? "ok" : done.result.error);
     bool first;  // the loop is told once per batch: later ones ride along unsignalled
     {
       std::lock_guard lock(mu_);
       auto it = running_.find({t.chunk, t.attempt});
       if (it == running_.end() || it->second.first != serial) continue;  // cancelled
       running_.erase(it);
-      if (!done.result.ok) done.output.clear();
       first = finished_.empty();
       finished_.push_back(std::move(done));
     }

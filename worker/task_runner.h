@@ -29,6 +29,13 @@ struct FinishedAttempt {
   std::string output;
 };
 
+// Runs one attempt of `task` on the calling thread, with the TASK's payload as its input:
+// its RESULT header and output (cleared when it failed). Used by the runner's threads and
+// by the loop for the quick attempts it runs inline.
+FinishedAttempt RunAttempt(const TaskDef& def, const TaskMsg& task,
+                           const std::optional<zmq::message_t>& payload,
+                           const std::string& worker_name, std::stop_token stop);
+
 class TaskRunner {
  public:
   TaskRunner(uint32_t slots, std::string worker_name);

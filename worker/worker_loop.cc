@@ -11,7 +11,6 @@
 #include <zmq.hpp>
 
 #include "common/handshake_monitor.h"
-#include "common/measured_run.h"
 #include "common/transport.h"
 #include "worker/task_runner.h"
 
@@ -116,18 +115,7 @@ void Worker::SendResult(zmq::socket_t& socket, FinishedAttempt& done) {
 
 void Worker::RunInline(zmq::socket_t& socket, const TaskDef& def, const TaskMsg& t,
                        const std::optional<zmq::message_t>& payload) {
-  ChunkInput input;
-  if (payload)
-    input.data = std::string_view(static_cast<const char*>(payload->data()), payload->size());
-  input.range = t.range;
-  input.chunk_id = t.chunk;
-  input.attempt = t.attempt;
-  input.worker_id = config_.name;
-  FinishedAttempt done;
-  Measured m = MeasuredRun(def, input, t.args, done.output, std::stop_token());
-  done.result = ResultMsg{t.chunk,       t.attempt,     m.status.ok(), m.status.message(),
-                          m.cpu_seconds, m.wall_seconds};
-  if (!done.result.ok) done.output.clear();
+  FinishedAttempt done = RunAttempt(def, t, payload, config_.name, std::stop_token());
   SendResult(socket, done);
 }
 
