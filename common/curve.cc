@@ -13,6 +13,8 @@
 #include <optional>
 #include <sstream>
 
+#include "common/write_all.h"
+
 namespace fanout {
 namespace {
 
@@ -44,8 +46,7 @@ Status WriteNew(const std::string& path, const std::string& text, mode_t mode) {
   int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode);
   if (fd < 0) return Status::Error("cannot create " + path + ": " + std::strerror(errno));
   ::fchmod(fd, mode);  // the umask must not loosen or tighten what was asked for
-  ssize_t n = ::write(fd, text.data(), text.size());
-  bool ok = n == static_cast<ssize_t>(text.size()) && ::fsync(fd) == 0;
+  bool ok = WriteAll(fd, text) == 0 && ::fsync(fd) == 0;
   ::close(fd);
   if (!ok) {
     ::unlink(path.c_str());

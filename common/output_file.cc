@@ -8,6 +8,8 @@
 #include <cstdlib>
 #include <cstring>
 
+#include "common/write_all.h"
+
 namespace fanout {
 
 Result<OutputFile> OutputFile::Open(const std::string& path) {
@@ -41,17 +43,9 @@ OutputFile::OutputFile(OutputFile&& other) noexcept
 OutputFile::~OutputFile() { Discard(); }
 
 Status OutputFile::Write(std::string_view data) {
-  const char* p = data.data();
-  size_t left = data.size();
-  while (left > 0) {
-    ssize_t n = ::write(fd_, p, left);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      return Status::Error("cannot write output '" + (path_.empty() ? "stdout" : path_) +
-                           "': " + std::strerror(errno));
-    }
-    p += n;
-    left -= static_cast<size_t>(n);
+  if (int err = WriteAll(fd_, data); err != 0) {
+    return Status::Error("cannot write output '" + (path_.empty() ? "stdout" : path_) +
+                         "': " + std::strerror(err));
   }
   bytes_ += data.size();
   return Status::Ok();

@@ -11,6 +11,7 @@
 #include <cstring>
 #include <vector>
 
+#include "common/write_all.h"
 #include "coordinator/private_dir.h"
 
 namespace fanout {
@@ -26,14 +27,9 @@ Status Copy(int in, int out, const std::string& name) {
       if (errno == EINTR) continue;
       return Status::Error("cannot read input " + name + ": " + std::strerror(errno));
     }
-    for (ssize_t done = 0; done < n;) {
-      ssize_t w = write(out, buf.data() + done, static_cast<size_t>(n - done));
-      if (w < 0 && errno == EINTR) continue;
-      if (w < 0) {
-        return Status::Error("cannot spool input " + name +
-                             " to a temporary file: " + std::strerror(errno));
-      }
-      done += w;
+    if (int err = WriteAll(out, std::string_view(buf.data(), static_cast<size_t>(n)))) {
+      return Status::Error("cannot spool input " + name +
+                           " to a temporary file: " + std::strerror(err));
     }
   }
 }

@@ -10,6 +10,8 @@
 #include <fstream>
 #include <sstream>
 
+#include "common/write_all.h"
+
 namespace fanout {
 namespace {
 
@@ -31,13 +33,9 @@ std::string Escape(const std::string& s) {
   return out;
 }
 
-Status WriteAll(int fd, std::string_view data, const std::string& path) {
-  while (!data.empty()) {
-    ssize_t n = write(fd, data.data(), data.size());
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) return Status::Error("cannot write '" + path + "': " + std::strerror(errno));
-    data.remove_prefix(static_cast<size_t>(n));
-  }
+Status WriteOrError(int fd, std::string_view data, const std::string& path) {
+  int err = WriteAll(fd, data);
+  if (err != 0) return Status::Error("cannot write '" + path + "': " + std::strerror(err));
   return Status::Ok();
 }
 
@@ -46,7 +44,7 @@ Status WriteDurably(const std::string& path, std::string_view data) {
   std::string temp = path + ".tmp";
   int fd = open(temp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
   if (fd < 0) return Status::Error("cannot write '" + temp + "': " + std::strerror(errno));
-  Status s = WriteAll(fd, data, temp);
+  Status s = WriteOrError(fd, data, temp);
   if (s.ok() && fdatasync(fd) != 0) {
     s = Status::Error("cannot sync '" + temp + "': " + std::strerror(errno));
   }
@@ -169,7 +167,7 @@ Status StateStore::Save(const ChunkSpec& chunk, std::string_view output) {
   std::string key = KeyOf(chunk);
   if (Status s = WriteDurably(ChunkPath(key), output); !s.ok()) return s;
   std::string line = "done " + key + " " + std::to_string(output.size()) + "\n";
-  if (Status s = WriteAll(journal_, line, dir_ + "/journal"); !s.ok()) return s;
+  if (Status s = WriteOrError(journal_, line, dir_ + "/journal"); !s.ok()) return s;
   if (fdatasync(journal_) != 0) {
     return Status::Error("cannot sync '" + dir_ + "/journal': " + std::strerror(errno));
   }
