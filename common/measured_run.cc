@@ -20,13 +20,13 @@ double ThreadCpuSeconds() {
 void AddChildCpuSeconds(double seconds) { child_cpu_seconds += seconds; }
 
 Measured MeasuredRun(const TaskDef& def, const ChunkInput& chunk, std::span<const std::string> args,
-                     std::string& out, std::stop_token stop) {
+                     std::string& out, std::stop_token stop, bool thread_cpu) {
   child_cpu_seconds = 0;
   auto wall0 = std::chrono::steady_clock::now();
-  double cpu0 = ThreadCpuSeconds();
+  double cpu0 = thread_cpu ? ThreadCpuSeconds() : 0;
   Measured m;
   m.status = RunTask(def, chunk, args, out, std::move(stop));
-  m.cpu_seconds = ThreadCpuSeconds() - cpu0 + child_cpu_seconds;
+  m.cpu_seconds = (thread_cpu ? ThreadCpuSeconds() - cpu0 : 0) + child_cpu_seconds;
   m.wall_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - wall0).count();
   child_cpu_seconds = 0;
   return m;

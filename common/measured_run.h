@@ -20,8 +20,12 @@ struct Measured {
 };
 
 // Runs `def` on `chunk` (exceptions become errors, see RunTask), appending to `out`.
+// With `thread_cpu` false the thread's CPU clock is not read (it is a system call, not a
+// vDSO read: for microsecond chunks it costs more than the task) and cpu_seconds holds
+// only reaped children's time; a caller running a batch of chunks reads the clock around
+// the whole batch instead.
 Measured MeasuredRun(const TaskDef& def, const ChunkInput& chunk, std::span<const std::string> args,
-                     std::string& out, std::stop_token stop);
+                     std::string& out, std::stop_token stop, bool thread_cpu = true);
 
 // Called by tasks that reap child processes: adds the child's user+system CPU time to
 // the current thread's running attempt.

@@ -311,11 +311,8 @@ JobTotals Totals(const PlannedJob& job, const Scheduler& scheduler, const RunSta
   for (const auto& c : job.chunks) t.records += c.records;
   t.wall_seconds = wall;
   t.cpu_seconds = stats.cpu_seconds;
-  for (const auto& span : stats.telemetry.spans()) {
-    if (!span.ok) continue;
-    t.bytes_in += span.bytes_in;
-    t.bytes_out += span.bytes_out;
-  }
+  t.bytes_in = stats.telemetry.ok_bytes_in();
+  t.bytes_out = stats.telemetry.ok_bytes_out();
   t.respawns = stats.respawns;
   t.rejected_messages = stats.rejected_messages;
   t.counters = scheduler.counters();
@@ -447,6 +444,7 @@ ExitCode RunJob(const JobConfig& config) {
   ResultAssembler assembler(job.chunks.size(), !config.unordered, &*files.output);
   RunStats stats;
   stats.telemetry.SetJobLog(files.joblog.get());
+  stats.telemetry.KeepSpans(!config.trace.empty());
   ResultSink sink(job, scheduler, assembler, stats, state.get(), stored);
   ModeResult result;
   if (Status s = sink.FeedStored(); !s.ok()) result = ModeResult::Failed(s.message());

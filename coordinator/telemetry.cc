@@ -64,7 +64,25 @@ void Telemetry::RecordAttempt(AttemptSpan span) {
     joblog_->Write(span, span.worker < workers_.size() ? workers_[span.worker] : unknown,
                    epoch_start_);
   }
-  spans_.push_back(std::move(span));
+  if (rows_.size() <= span.worker) rows_.resize(span.worker + 1);
+  WorkerRow& row = rows_[span.worker];
+  (span.ok ? row.chunks : row.failures) += 1;
+  if (span.measured) row.busy += std::max(0.0, span.end - span.start);
+  if (span.ok) {
+    ok_bytes_in_ += span.bytes_in;
+    ok_bytes_out_ += span.bytes_out;
+  }
+  if (keep_spans_) spans_.push_back(std::move(span));
+}
+
+uint64_t Telemetry::ok_bytes_in() const {
+  std::lock_guard lock(mu_);
+  return ok_bytes_in_;
+}
+
+uint64_t Telemetry::ok_bytes_out() const {
+  std::lock_guard lock(mu_);
+  return ok_bytes_out_;
 }
 
 void Telemetry::RecordCalibration(const AttemptSpan& span) {
@@ -85,13 +103,8 @@ std::vector<AttemptSpan> Telemetry::spans() const {
 
 std::vector<Telemetry::WorkerRow> Telemetry::Rows() const {
   std::lock_guard lock(mu_);
-  std::vector<WorkerRow> rows(workers_.size());
-  for (const auto& s : spans_) {
-    if (rows.size() <= s.worker) rows.resize(s.worker + 1);
-    WorkerRow& r = rows[s.worker];
-    (s.ok ? r.chunks : r.failures) += 1;
-    if (s.measured) r.busy += std::max(0.0, s.end - s.start);
-  }
+  std::vector<WorkerRow> rows = rows_;
+  if (rows.size() < workers_.size()) rows.resize(workers_.size());
   return rows;
 }
 

@@ -1,8 +1,9 @@
-// Telemetry: what happened during a job, for the operator: one span per chunk attempt,
-// per-worker totals, live progress counters and the end-of-job outputs (the per-worker
-// report on stderr, --stats-json, --trace in Chrome Trace Event format). Modes record
-// attempts as they end; nothing here affects scheduling. Thread-safety: Record* and the
-// progress counters are safe from any thread (one mutex; counters are atomics).
+// Telemetry: what happened during a job, for the operator: per-worker totals kept as
+// attempts end (and, only when a --trace was asked for, one span per attempt: a job of
+// millions of chunks must not hold millions of spans), live progress counters and the end-of-job
+// outputs (the per-worker report on stderr, --stats-json, --trace in Chrome Trace Event format).
+// Modes record attempts as they end; nothing here affects scheduling. Thread-safety: Record* and
+// the progress counters are safe from any thread (one mutex; counters are atomics).
 #pragma once
 
 #include <atomic>
@@ -77,6 +78,8 @@ class Telemetry {
   // Also written to `log` (if set) as it is recorded. Set before any attempt ends.
   void RecordAttempt(AttemptSpan span);
   void SetJobLog(JobLog* log) { joblog_ = log; }
+  // Keeps every attempt's span for TraceJson (off by default). Set before any attempt ends.
+  void KeepSpans(bool keep) { keep_spans_ = keep; }
   // An attempt auto mode's calibration ran in the coordinator before any worker existed:
   // counted for progress and written to the job log (worker "coordinator"), but not a span
   // of any worker's row.
@@ -94,8 +97,11 @@ class Telemetry {
   // --stats-json: stable keys, documented in README ("Stats JSON").
   std::string StatsJson(const JobTotals& totals) const;
   // --trace: Chrome Trace Event format; one "X" event per attempt, one row per worker slot.
+  // Empty of attempts unless KeepSpans(true) was set.
   std::string TraceJson() const;
-  std::vector<AttemptSpan> spans() const;
+  // Input and output bytes of the attempts that succeeded.
+  uint64_t ok_bytes_in() const;
+  uint64_t ok_bytes_out() const;
 
  private:
   struct WorkerRow {
@@ -104,12 +110,17 @@ class Telemetry {
     double busy = 0;
   };
   std::vector<WorkerRow> Rows() const;
+  std::vector<AttemptSpan> spans() const;
 
   std::chrono::steady_clock::time_point start_;
   double epoch_start_ = 0;  // start_ in seconds since the Unix epoch
   JobLog* joblog_ = nullptr;
+  bool keep_spans_ = false;
   mutable std::mutex mu_;
-  std::vector<AttemptSpan> spans_;
+  std::vector<AttemptSpan> spans_;  // only with keep_spans_
+  std::vector<WorkerRow> rows_;     // by WorkerIndex
+  uint64_t ok_bytes_in_ = 0;
+  uint64_t ok_bytes_out_ = 0;
   std::vector<WorkerInfo> workers_;  // by WorkerIndex
 };
 
