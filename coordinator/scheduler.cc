@@ -112,6 +112,11 @@ Verdict Scheduler::FailAttempt(uint64_t chunk, uint32_t attempt, const std::stri
   return Verdict::kRetrying;
 }
 
+uint64_t Scheduler::LiveEnd() const {
+  if (options_.window == 0) return chunks_.size();
+  return std::min<uint64_t>(chunks_.size(), low_water_ + options_.window);
+}
+
 bool Scheduler::InWindow(uint64_t chunk) const {
   return options_.window == 0 || chunk < low_water_ + options_.window;
 }
@@ -148,7 +153,7 @@ std::optional<Assignment> Scheduler::PickStraggler(WorkerIndex worker, TimePoint
   if (median.count() <= 0) return std::nullopt;
   // Only an idle worker speculates, so real work is never delayed by it.
   if (!workers_[worker].live.empty()) return std::nullopt;
-  for (uint64_t i = low_water_; i < chunks_.size(); ++i) {
+  for (uint64_t i = low_water_; i < LiveEnd(); ++i) {
     const Chunk& c = chunks_[i];
     if (c.state != State::kRunning || c.live.size() != 1) continue;
     if (c.live[0].worker == worker || !c.live[0].started) continue;
@@ -189,7 +194,15 @@ ResultOutcome Scheduler::OnResult(WorkerIndex worker, uint64_t chunk, uint32_t a
     out.verdict = FailAttempt(chunk, attempt, error, true);
     return out;
   }
-  if (live->started) durations_.push_back(std::chrono::duration_cast<Micros>(now - *live->started));
+  if (live->started) {
+    Micros took = std::chrono::duration_cast<Micros>(now - *live->started);
+    if (durations_.size() < kMedianSample) {
+      durations_.push_back(took);
+    } else {
+      durations_[durations_seen_ % kMedianSample] = took;
+    }
+    ++durations_seen_;
+  }
   DropLive(chunk, attempt);
   for (const Live& other : c.live) out.cancel.push_back({other.worker, chunk, other.attempt});
   for (const CancelOrder& o : out.cancel) DropLive(o.chunk, o.attempt);
@@ -204,17 +217,24 @@ ResultOutcome Scheduler::OnResult(WorkerIndex worker, uint64_t chunk, uint32_t a
 
 Micros Scheduler::median_attempt_time() const {
   if (durations_.empty()) return Micros(0);
-  std::vector<Micros> d = durations_;
-  auto mid = d.begin() + static_cast<std::ptrdiff_t>(d.size() / 2);
-  std::nth_element(d.begin(), mid, d.end());
-  return *mid;
+  // Exact while the sample is small; later recomputed once per 64 new attempts, which
+  // moves a median of thousands by little and keeps this off the per-chunk path.
+  uint64_t fresh = durations_seen_ - median_seen_;
+  if (fresh > 0 && (durations_seen_ <= 256 || fresh >= 64)) {
+    std::vector<Micros> d = durations_;
+    auto mid = d.begin() + static_cast<std::ptrdiff_t>(d.size() / 2);
+    std::nth_element(d.begin(), mid, d.end());
+    median_ = *mid;
+    median_seen_ = durations_seen_;
+  }
+  return median_;
 }
 
 std::optional<Micros> Scheduler::Limit() const {
   if (options_.timeout.count() > 0) return options_.timeout;
   if (options_.timeout_percent > 0) {
     // A relative limit needs a few finished attempts to mean anything.
-    if (durations_.size() < 3) return std::nullopt;
+    if (durations_seen_ < 3) return std::nullopt;
     auto base = std::max(median_attempt_time(), Micros(1000));
     return Micros(
         static_cast<int64_t>(static_cast<double>(base.count()) * options_.timeout_percent / 100.0));
@@ -226,7 +246,7 @@ std::optional<TimePoint> Scheduler::NextDeadline() const {
   auto limit = Limit();
   if (!limit) return std::nullopt;
   std::optional<TimePoint> earliest;
-  for (uint64_t i = low_water_; i < chunks_.size(); ++i)
+  for (uint64_t i = low_water_; i < LiveEnd(); ++i)
     for (const Live& l : chunks_[i].live)
       if (l.started && (!earliest || *l.started + *limit < *earliest))
         earliest = *l.started + *limit;
@@ -238,7 +258,7 @@ std::vector<CancelOrder> Scheduler::ExpireAttempts(TimePoint now) {
   std::vector<CancelOrder> expired;
   auto limit = Limit();
   if (!limit) return expired;
-  for (uint64_t i = low_water_; i < chunks_.size(); ++i) {
+  for (uint64_t i = low_water_; i < LiveEnd(); ++i) {
     for (const Live& l : chunks_[i].live)
       if (l.started && now - *l.started >= *limit) expired.push_back({l.worker, i, l.attempt});
   }

@@ -121,7 +121,8 @@ class Scheduler {
   // Chunks waiting for a worker.
   size_t queued() const { return queue_.size(); }
   const SchedulerCounters& counters() const { return counters_; }
-  // Median wall time of accepted attempts so far (0 if none).
+  // Median wall time of the last kMedianSample accepted attempts (0 if none); once more
+  // than 256 are known it is refreshed every 64 attempts.
   Micros median_attempt_time() const;
 
  private:
@@ -154,6 +155,9 @@ class Scheduler {
   void PromoteRunning(WorkerIndex worker);
   Live* FindLive(uint64_t chunk, uint32_t attempt);
   bool InWindow(uint64_t chunk) const;
+  // Live attempts are only ever issued in the window, and low_water_ only rises, so every
+  // chunk with a live attempt is below this: scans of live attempts stop here.
+  uint64_t LiveEnd() const;
   std::optional<uint64_t> PickQueued(WorkerIndex worker);
   std::optional<Assignment> PickStraggler(WorkerIndex worker, TimePoint now);
   std::optional<Micros> Limit() const;
@@ -164,7 +168,14 @@ class Scheduler {
   std::deque<uint64_t> queue_;  // queued chunks; re-dispatched ones go to the front
   std::map<WorkerIndex, Worker> workers_;
   std::vector<uint64_t> failed_;
-  std::vector<Micros> durations_;  // accepted attempts, for the median
+  // The durations of the last kMedianSample accepted attempts (a ring: the median follows
+  // the job as it goes, and a job of millions of chunks keeps a bounded sample), and the
+  // median of it, recomputed lazily (see median_attempt_time).
+  static constexpr size_t kMedianSample = 4096;
+  std::vector<Micros> durations_;
+  uint64_t durations_seen_ = 0;  // accepted attempts measured so far
+  mutable Micros median_{0};     // as of median_seen_
+  mutable uint64_t median_seen_ = 0;
   uint64_t done_ = 0;
   uint64_t low_water_ = 0;  // every chunk below this is done or failed
   SchedulerCounters counters_;

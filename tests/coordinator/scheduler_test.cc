@@ -564,6 +564,25 @@ TEST_F(SchedulerTest, MedianIsOverAcceptedAttempts) {
   EXPECT_EQ(s.median_attempt_time(), milliseconds(30));
 }
 
+TEST_F(SchedulerTest, MedianFollowsTheRecentAttemptsWithABoundedSample) {
+  // 5000 attempts of 10 ms, then 5000 of 50 ms: the median moves to 50 ms, because only
+  // the last 4096 attempts are kept (a job of millions of chunks holds no more).
+  const int n = 10000;
+  Scheduler s(n, {});
+  s.AddWorker(0, 1, 1);
+  int64_t t = 0;
+  for (int i = 0; i < n; ++i) {
+    auto a = s.Next(0, At(t));
+    ASSERT_TRUE(a);
+    t += i < n / 2 ? 10 : 50;
+    Ok(s, 0, *a, t);
+    if (i == n / 2 - 1) {
+      EXPECT_EQ(s.median_attempt_time(), milliseconds(10));
+    }
+  }
+  EXPECT_EQ(s.median_attempt_time(), milliseconds(50));
+}
+
 // ---- speculation ----------------------------------------------------------------------
 
 class SpeculationTest : public SchedulerTest {
