@@ -15,25 +15,47 @@ namespace fanout {
 Result<OutputFile> OutputFile::Open(const std::string& path) {
   if (path.empty() || path == "-") return OutputFile(STDOUT_FILENO, "", "");
   struct stat st;
-  if (::stat(path.c_str(), &st) == 0 && S_ISDIR(st.st_mode))
+  bool exists = ::stat(path.c_str(), &st) == 0;
+  if (exists && S_ISDIR(st.st_mode))
     return Status::Error("cannot write output '" + path + "': it is a directory");
+  if (exists && !S_ISREG(st.st_mode)) {
+    // A device, FIFO or socket (/dev/null, /dev/stdout, a named pipe): there is nothing to
+    // rename over it, and replacing it would destroy it, so it is written in place.
+    int fd = ::open(path.c_str(), O_WRONLY | O_CLOEXEC);
+    if (fd < 0) return Status::Error("cannot write output '" + path + "': " + std::strerror(errno));
+    return OutputFile(fd, path, "");
+  }
+  // Through a symbolic link, the file it points to is replaced, not the link.
+  struct stat lst;
+  if (exists && ::lstat(path.c_str(), &lst) == 0 && S_ISLNK(lst.st_mode)) {
+    if (char* real = ::realpath(path.c_str(), nullptr)) {
+      std::string target = real;
+      std::free(real);
+      return OpenTemporary(path, target);
+    }
+  }
+  return OpenTemporary(path, path);
+}
+
+Result<OutputFile> OutputFile::OpenTemporary(const std::string& name, const std::string& path) {
   auto slash = path.rfind('/');
   std::string dir = slash == std::string::npos ? "." : path.substr(0, slash + 1);
   std::string base = slash == std::string::npos ? path : path.substr(slash + 1);
   std::string temp = (slash == std::string::npos ? "" : dir) + "." + base + ".fanout-XXXXXX";
   int fd = mkostemp(temp.data(), O_CLOEXEC);
-  if (fd < 0) return Status::Error("cannot write output '" + path + "': " + std::strerror(errno));
+  if (fd < 0) return Status::Error("cannot write output '" + name + "': " + std::strerror(errno));
   // Keep the permissions a plain create would give (mkstemp uses 0600).
   mode_t mask = umask(0);
   umask(mask);
   fchmod(fd, 0666 & ~mask);
-  return OutputFile(fd, path, temp);
+  return OutputFile(fd, path, temp, name);
 }
 
 OutputFile::OutputFile(OutputFile&& other) noexcept
     : fd_(other.fd_),
       path_(std::move(other.path_)),
       temp_(std::move(other.temp_)),
+      name_(std::move(other.name_)),
       bytes_(other.bytes_),
       done_(other.done_) {
   other.fd_ = -1;
@@ -44,7 +66,7 @@ OutputFile::~OutputFile() { Discard(); }
 
 Status OutputFile::Write(std::string_view data) {
   if (int err = WriteAll(fd_, data); err != 0) {
-    return Status::Error("cannot write output '" + (path_.empty() ? "stdout" : path_) +
+    return Status::Error("cannot write output '" + (path_.empty() ? "stdout" : name_) +
                          "': " + std::strerror(err));
   }
   bytes_ += data.size();
@@ -58,13 +80,14 @@ Status OutputFile::Commit() {
   int fd = fd_;
   fd_ = -1;
   if (::close(fd) != 0) {
-    ::unlink(temp_.c_str());
-    return Status::Error("cannot write output '" + path_ + "': " + std::strerror(errno));
+    if (!temp_.empty()) ::unlink(temp_.c_str());
+    return Status::Error("cannot write output '" + name_ + "': " + std::strerror(errno));
   }
+  if (temp_.empty()) return Status::Ok();  // written in place
   if (::rename(temp_.c_str(), path_.c_str()) != 0) {
     int err = errno;
     ::unlink(temp_.c_str());
-    return Status::Error("cannot rename output into '" + path_ + "': " + std::strerror(err));
+    return Status::Error("cannot rename output into '" + name_ + "': " + std::strerror(err));
   }
   return Status::Ok();
 }
@@ -75,7 +98,7 @@ void OutputFile::Discard() {
   if (path_.empty()) return;
   if (fd_ >= 0) ::close(fd_);
   fd_ = -1;
-  ::unlink(temp_.c_str());
+  if (!temp_.empty()) ::unlink(temp_.c_str());
 }
 
 }  // namespace fanout

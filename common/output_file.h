@@ -1,8 +1,10 @@
 // OutputFile: where a job's output goes. A named file is written atomically: bytes go to
 // a temporary file in the same directory, which Commit() renames over the name; if the
 // job fails (or the object is destroyed uncommitted) the temporary is removed, so a
-// failed job never leaves a partial file under the requested name. "-" is stdout,
-// written directly. Not thread-safe.
+// failed job never leaves a partial file under the requested name. Through a symbolic
+// link, the file it points to is replaced. "-" is stdout, and an existing name that is not
+// a regular file (/dev/null, a FIFO, /dev/stdout) is opened and written in place: renaming
+// over a device would replace it with a file. Not thread-safe.
 #pragma once
 
 #include <string>
@@ -30,15 +32,22 @@ class OutputFile {
   // Removes the temporary (idempotent).
   void Discard();
   uint64_t bytes_written() const { return bytes_; }
-  // The hidden temporary being written ("" for stdout).
+  // The hidden temporary being written ("" for stdout and outputs written in place).
   const std::string& temp_path() const { return temp_; }
 
  private:
-  OutputFile(int fd, std::string path, std::string temp)
-      : fd_(fd), path_(std::move(path)), temp_(std::move(temp)) {}
+  OutputFile(int fd, std::string path, std::string temp, std::string name = "")
+      : fd_(fd),
+        path_(std::move(path)),
+        temp_(std::move(temp)),
+        name_(name.empty() ? path_ : std::move(name)) {}
+  // Opens a temporary beside `path`, which Commit renames over `path`; `name` is what the
+  // user gave (shown in errors).
+  static Result<OutputFile> OpenTemporary(const std::string& name, const std::string& path);
   int fd_ = -1;
-  std::string path_;  // "" for stdout
-  std::string temp_;
+  std::string path_;  // "" for stdout; the file replaced at Commit
+  std::string temp_;  // "" when written in place
+  std::string name_;  // the name the user gave
   uint64_t bytes_ = 0;
   bool done_ = false;
 };

@@ -6,10 +6,14 @@
 #include <fcntl.h>
 #include <gtest/gtest.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <unistd.h>
 
+#include <cerrno>
+#include <cstring>
 #include <filesystem>
 #include <set>
+#include <thread>
 
 #include "tests/support/test_support.h"
 
@@ -304,6 +308,62 @@ TEST(OutputFileTest, DashAndEmptyMeanStdout) {
   EXPECT_TRUE(EntriesIn(dir.path()).empty()) << "no file named '-' is created";
   // Commit/Discard of stdout must not close it.
   EXPECT_NE(fcntl(STDOUT_FILENO, F_GETFD), -1);
+}
+
+// Renaming a temporary over a device would replace the device with a file (as root,
+// `-o /dev/null` once turned /dev/null into a regular file). A device node of the test's
+// own stands in for /dev/null, so a regression cannot break the machine's.
+TEST(OutputFileTest, DeviceIsWrittenInPlaceAndStaysADevice) {
+  if (geteuid() != 0) GTEST_SKIP() << "making a device node needs root";
+  TempDir dir;
+  std::string null = dir.File("null");
+  ASSERT_EQ(mknod(null.c_str(), S_IFCHR | 0666, makedev(1, 3)), 0) << std::strerror(errno);
+  auto out = OutputFile::Open(null);
+  ASSERT_TRUE(out.ok()) << out.status().message();
+  EXPECT_EQ(out->temp_path(), "");
+  ASSERT_TRUE(out->Write("discarded").ok());
+  ASSERT_TRUE(out->Commit().ok());
+  struct stat st;
+  ASSERT_EQ(stat(null.c_str(), &st), 0);
+  EXPECT_TRUE(S_ISCHR(st.st_mode)) << "the device was replaced";
+  auto failed = OutputFile::Open(null);
+  ASSERT_TRUE(failed.ok());
+  failed->Discard();
+  ASSERT_EQ(stat(null.c_str(), &st), 0) << "a discarded output must not remove the device";
+  EXPECT_TRUE(S_ISCHR(st.st_mode));
+}
+
+TEST(OutputFileTest, FifoIsWrittenInPlace) {
+  TempDir dir;
+  std::string fifo = dir.File("fifo");
+  ASSERT_EQ(mkfifo(fifo.c_str(), 0600), 0);
+  std::string got;
+  std::thread reader([&] { got = ReadFile(fifo); });
+  auto out = OutputFile::Open(fifo);  // blocks until the reader opens it, like `> fifo`
+  ASSERT_TRUE(out.ok()) << out.status().message();
+  ASSERT_TRUE(out->Write("through the pipe\n").ok());
+  ASSERT_TRUE(out->Commit().ok());
+  reader.join();
+  EXPECT_EQ(got, "through the pipe\n");
+  struct stat st;
+  ASSERT_EQ(stat(fifo.c_str(), &st), 0);
+  EXPECT_TRUE(S_ISFIFO(st.st_mode));
+}
+
+TEST(OutputFileTest, SymlinkKeepsPointingAtTheReplacedFile) {
+  TempDir dir;
+  std::filesystem::create_directory(dir.File("real"));
+  std::string target = dir.File("real/out.txt");
+  testing::WriteFile(target, "old\n");
+  std::string link = dir.File("link.txt");
+  std::filesystem::create_symlink(target, link);
+  auto out = OutputFile::Open(link);
+  ASSERT_TRUE(out.ok()) << out.status().message();
+  ASSERT_TRUE(out->Write("new\n").ok());
+  ASSERT_TRUE(out->Commit().ok());
+  EXPECT_TRUE(std::filesystem::is_symlink(link));
+  EXPECT_EQ(ReadFile(target), "new\n");
+  EXPECT_EQ(ReadFile(link), "new\n");
 }
 
 }  // namespace
