@@ -1,7 +1,9 @@
-// Blob: an immutable byte buffer that owns either a std::string or a ZeroMQ message, so
+// Blob: an immutable byte buffer that owns either a std::string, a ZeroMQ message, or a
+// slice of a ZeroMQ message shared with other blobs (one output of a RESULTS batch), so
 // chunk outputs can travel from socket to output file without a copy. Move-only.
 #pragma once
 
+#include <memory>
 #include <string>
 #include <string_view>
 #include <variant>
@@ -14,18 +16,30 @@ class Blob {
   Blob() = default;
   explicit Blob(std::string s) : data_(std::move(s)) {}
   explicit Blob(zmq::message_t m) : data_(std::move(m)) {}
+  // `size` bytes at `offset` of a message that several blobs share (kept alive by them).
+  Blob(std::shared_ptr<const zmq::message_t> m, size_t offset, size_t size)
+      : data_(Slice{std::move(m), offset, size}) {}
   Blob(Blob&&) = default;
   Blob& operator=(Blob&&) = default;
 
   std::string_view view() const {
     if (auto* s = std::get_if<std::string>(&data_)) return *s;
+    if (auto* slice = std::get_if<Slice>(&data_)) {
+      return std::string_view(static_cast<const char*>(slice->message->data()) + slice->offset,
+                              slice->size);
+    }
     const auto& m = std::get<zmq::message_t>(data_);
     return std::string_view(static_cast<const char*>(m.data()), m.size());
   }
   size_t size() const { return view().size(); }
 
  private:
-  std::variant<std::string, zmq::message_t> data_;
+  struct Slice {
+    std::shared_ptr<const zmq::message_t> message;
+    size_t offset = 0;
+    size_t size = 0;
+  };
+  std::variant<std::string, zmq::message_t, Slice> data_;
 };
 
 }  // namespace fanout

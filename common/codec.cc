@@ -1,7 +1,9 @@
 #include "common/codec.h"
 
+#include <algorithm>
 #include <cmath>
 #include <exception>
+#include <initializer_list>
 #include <limits>
 #include <msgpack.hpp>
 #include <string_view>
@@ -50,13 +52,14 @@ void Begin(Packer& pk, MessageKind kind, uint32_t fields, uint32_t version = kPr
 struct Encoder {
   Packer& pk;
   void operator()(const Hello& m) {
-    Begin(pk, MessageKind::kHello, 6, m.protocol);
+    Begin(pk, MessageKind::kHello, m.batch ? 7 : 6, m.protocol);
     Str(pk, "id", m.worker_id);
     Str(pk, "host", m.host);
     Str(pk, "ver", m.version);
     Val(pk, "pid", m.pid);
     Val(pk, "slots", m.slots);
     StrList(pk, "tasks", m.tasks);
+    if (m.batch) Val(pk, "batch", m.batch);
   }
   void operator()(const Welcome& m) {
     Begin(pk, MessageKind::kWelcome, 3);
@@ -85,6 +88,31 @@ struct Encoder {
     Str(pk, "err", m.error);
     Val(pk, "cpu", m.cpu_seconds);
     Val(pk, "wall", m.wall_seconds);
+  }
+  void operator()(const TaskBatch& m) {
+    Begin(pk, MessageKind::kTasks, 7);
+    Str(pk, "job", m.job_id);
+    Str(pk, "t", m.task);
+    StrList(pk, "args", m.args);
+    Val(pk, "c", m.chunks);
+    Val(pk, "a", m.attempts);
+    Val(pk, "n", m.records);
+    Val(pk, "len", m.bytes);
+  }
+  void operator()(const ResultBatch& m) {
+    Begin(pk, MessageKind::kResults, 7);
+    auto column = [&](std::string_view key, auto field) {
+      Key(pk, key);
+      pk.pack_array(static_cast<uint32_t>(m.results.size()));
+      for (const ResultMsg& r : m.results) pk.pack(r.*field);
+    };
+    column("c", &ResultMsg::chunk);
+    column("a", &ResultMsg::attempt);
+    column("ok", &ResultMsg::ok);
+    column("err", &ResultMsg::error);
+    column("cpu", &ResultMsg::cpu_seconds);
+    column("wall", &ResultMsg::wall_seconds);
+    Val(pk, "len", m.bytes);
   }
   void operator()(const Heartbeat&) { Begin(pk, MessageKind::kHeartbeat, 0); }
   void operator()(const Cancel& m) {
@@ -172,13 +200,15 @@ class Fields {
     }
     return false;
   }
-  static bool Convert(const msgpack::object& o, std::vector<std::string>& out) {
+  template <typename T>
+  static bool Convert(const msgpack::object& o, std::vector<T>& out) {
     if (o.type != msgpack::type::ARRAY) return false;
     out.clear();
+    out.reserve(o.via.array.size);
     for (uint32_t i = 0; i < o.via.array.size; ++i) {
-      std::string s;
-      if (!Convert(o.via.array.ptr[i], s)) return false;
-      out.push_back(std::move(s));
+      T value{};
+      if (!Convert(o.via.array.ptr[i], value)) return false;
+      out.push_back(std::move(value));
     }
     return true;
   }
@@ -207,6 +237,17 @@ bool HasBinOrExt(const msgpack::object& o) {
   }
 }
 
+// A batch's columns: 1..kMaxBatch entries, all of the same length.
+Status CheckBatch(size_t count, std::initializer_list<size_t> columns) {
+  if (count == 0 || count > kMaxBatch)
+    return Status::Error("with " + std::to_string(count) + " entries (1 to " +
+                         std::to_string(kMaxBatch) + " allowed)");
+  for (size_t n : columns) {
+    if (n != count) return Status::Error("with columns of different lengths");
+  }
+  return Status::Ok();
+}
+
 Result<Message> DecodeFields(MessageKind kind, Fields& f, uint32_t version) {
   Message out;
   switch (kind) {
@@ -219,8 +260,10 @@ Result<Message> DecodeFields(MessageKind kind, Fields& f, uint32_t version) {
       f.Get("pid", m.pid, false);
       f.Get("slots", m.slots);
       f.Get("tasks", m.tasks, false);
+      f.Get("batch", m.batch, false);
       if (f.error().empty() && (m.slots == 0 || m.slots > 65536))
         return Status::Error("HELLO with invalid slots " + std::to_string(m.slots));
+      m.batch = std::min(m.batch, kMaxBatch);
       out = std::move(m);
       break;
     }
@@ -258,6 +301,48 @@ Result<Message> DecodeFields(MessageKind kind, Fields& f, uint32_t version) {
       f.Get("err", m.error, false);
       f.Get("cpu", m.cpu_seconds, false);
       f.Get("wall", m.wall_seconds, false);
+      out = std::move(m);
+      break;
+    }
+    case MessageKind::kTasks: {
+      TaskBatch m;
+      f.Get("job", m.job_id);
+      f.Get("t", m.task);
+      f.Get("args", m.args);
+      f.Get("c", m.chunks);
+      f.Get("a", m.attempts);
+      f.Get("n", m.records);
+      f.Get("len", m.bytes);
+      if (Status s =
+              CheckBatch(m.chunks.size(), {m.attempts.size(), m.records.size(), m.bytes.size()});
+          f.error().empty() && !s.ok())
+        return Status::Error("TASKS " + s.message());
+      out = std::move(m);
+      break;
+    }
+    case MessageKind::kResults: {
+      std::vector<uint64_t> chunks;
+      std::vector<uint32_t> attempts;
+      std::vector<bool> oks;
+      std::vector<std::string> errors;
+      std::vector<double> cpu, wall;
+      ResultBatch m;
+      f.Get("c", chunks);
+      f.Get("a", attempts);
+      f.Get("ok", oks);
+      f.Get("err", errors);
+      f.Get("cpu", cpu);
+      f.Get("wall", wall);
+      f.Get("len", m.bytes);
+      if (Status s = CheckBatch(chunks.size(), {attempts.size(), oks.size(), errors.size(),
+                                                cpu.size(), wall.size(), m.bytes.size()});
+          f.error().empty() && !s.ok())
+        return Status::Error("RESULTS " + s.message());
+      for (size_t i = 0; i < chunks.size() && f.error().empty(); ++i) {
+        if (!oks[i] && m.bytes[i] != 0) return Status::Error("RESULTS with output for a failure");
+        m.results.push_back(
+            ResultMsg{chunks[i], attempts[i], oks[i], std::move(errors[i]), cpu[i], wall[i]});
+      }
       out = std::move(m);
       break;
     }
@@ -311,6 +396,10 @@ std::string_view KindName(MessageKind kind) {
       return "SHUTDOWN";
     case MessageKind::kReject:
       return "REJECT";
+    case MessageKind::kTasks:
+      return "TASKS";
+    case MessageKind::kResults:
+      return "RESULTS";
   }
   return "UNKNOWN";
 }
@@ -345,7 +434,7 @@ Result<Message> DecodeHeader(const void* data, size_t size) {
     f.Get("v", version);
     f.Get("k", kind);
     if (!f.error().empty()) return Status::Error("bad header: " + f.error());
-    if (kind < 1 || kind > static_cast<uint8_t>(MessageKind::kReject))
+    if (kind < 1 || kind > static_cast<uint8_t>(MessageKind::kResults))
       return Status::Error("unknown message kind " + std::to_string(kind));
     auto mk = static_cast<MessageKind>(kind);
     if (version != kProtocolVersion && mk != MessageKind::kHello && mk != MessageKind::kReject)

@@ -31,7 +31,12 @@ enum class MessageKind : uint8_t {
   kCancel = 6,     // coordinator -> worker: abandon this attempt (timeout, speculation lost)
   kShutdown = 7,   // coordinator -> worker: the job is over; a --once worker exits
   kReject = 8,     // coordinator -> worker: refused (wrong version, not allowed)
+  kTasks = 9,      // coordinator -> worker: several chunk attempts in one message
+  kResults = 10,   // worker -> coordinator: several attempts' outcomes in one message
 };
+
+// Most attempts one TASKS or RESULTS message may carry.
+inline constexpr uint32_t kMaxBatch = 1024;
 
 std::string_view KindName(MessageKind kind);
 
@@ -43,6 +48,7 @@ struct Hello {
   uint32_t slots = 1;  // attempts the worker runs at once
   std::vector<std::string> tasks;
   uint32_t protocol = kProtocolVersion;  // the sender's version (carried in "v")
+  uint32_t batch = 0;  // most attempts per TASKS message it takes (0: send TASKs only)
 };
 
 struct Welcome {
@@ -70,6 +76,26 @@ struct ResultMsg {
   double wall_seconds = 0;
 };
 
+// Several attempts of one job's task, for short chunks: one message instead of one per
+// chunk. The payload frame holds the chunks' bytes back to back; `bytes[i]` is chunk i's
+// share. Range chunks are never batched.
+struct TaskBatch {
+  std::string job_id;
+  std::string task;
+  std::vector<std::string> args;
+  std::vector<uint64_t> chunks;
+  std::vector<uint32_t> attempts;
+  std::vector<uint64_t> records;
+  std::vector<uint64_t> bytes;
+};
+
+// Several attempts' outcomes. The payload frame holds the outputs of the ok ones back to
+// back; `bytes[i]` is result i's share (0 when it failed).
+struct ResultBatch {
+  std::vector<ResultMsg> results;
+  std::vector<uint64_t> bytes;
+};
+
 struct Heartbeat {};
 
 struct Cancel {
@@ -86,8 +112,9 @@ struct Reject {
   uint32_t protocol = kProtocolVersion;  // the version the coordinator speaks
 };
 
-using Message =
-    std::variant<Hello, Welcome, TaskMsg, ResultMsg, Heartbeat, Cancel, Shutdown, Reject>;
+// In MessageKind order: KindOf is the index + 1.
+using Message = std::variant<Hello, Welcome, TaskMsg, ResultMsg, Heartbeat, Cancel, Shutdown,
+                             Reject, TaskBatch, ResultBatch>;
 
 MessageKind KindOf(const Message& message);
 

@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <deque>
 #include <filesystem>
 #include <map>
 #include <optional>
@@ -29,6 +30,13 @@ using std::chrono::milliseconds;
 
 constexpr uint32_t kMaxPrefetch = 64;  // attempts queued on a worker beyond its slots
 constexpr Micros kPipeline{4000};      // of work queued per slot when chunks are short
+// Attempts go out several to a TASKS message (to workers that take them) when the median
+// attempt is under kBatchBelow and the chunk is at most kBatchChunkBytes; a batch holds
+// at most kBatchBytes of input. Per-message costs (encode, frames, wake-ups on both sides)
+// then stop dominating microsecond chunks; longer or bigger chunks gain nothing from it.
+constexpr Micros kBatchBelow{500};
+constexpr size_t kBatchChunkBytes = 64 * 1024;
+constexpr size_t kBatchBytes = 1024 * 1024;
 
 std::string NewJobId() {
   std::random_device rd;
@@ -61,8 +69,16 @@ class EventLoop {
     std::string name;
     pid_t pid = 0;
     uint32_t slots = 1;
+    uint32_t batch = 0;  // most attempts per TASKS message it takes (HELLO)
     bool local = false;
     Clock::time_point last_seen;
+  };
+
+  // Attempts for one peer collected by Fill and sent as one TASKS message.
+  struct PendingBatch {
+    TaskBatch msg;
+    std::vector<std::string_view> bytes;
+    size_t total = 0;
   };
 
   Status Start();
@@ -71,13 +87,21 @@ class EventLoop {
   Clock::time_point NextWakeup(Clock::time_point now) const;
   void OnMessage(Envelope& env, Clock::time_point now);
   void OnHello(const std::string& id, const Hello& hello, Clock::time_point now);
-  void OnResult(Peer& peer, const ResultMsg& result, std::optional<zmq::message_t>& payload,
-                Clock::time_point now);
+  // `output` is the result's payload (empty when it has none).
+  void OnResult(Peer& peer, const ResultMsg& result, Blob output, Clock::time_point now);
+  void OnResults(Peer& peer, const ResultBatch& batch, std::optional<zmq::message_t>& payload,
+                 Clock::time_point now);
   void OnChildExit(const ChildExit& exit, Clock::time_point now);
   void LoseWorker(WorkerIndex index, const std::string& reason, Clock::time_point now);
   void CheckLiveness(Clock::time_point now);
   void SendCancels(const std::vector<CancelOrder>& orders, const std::string& why);
   void Fill(Peer& peer, Clock::time_point now);
+  // Whether chunk `chunk` may go to `peer` in a TASKS batch.
+  bool Batchable(const Peer& peer, uint64_t chunk) const;
+  // Sends one attempt as a TASK; false if the peer is unreachable.
+  bool SendTask(const Peer& peer, const Assignment& a);
+  // Sends the collected batch as one TASKS message (a TASK if it holds one attempt).
+  bool SendBatch(const Peer& peer, PendingBatch& batch);
   // Attempts queued on `peer` beyond its running ones: deeper for shorter chunks.
   uint32_t PrefetchDepth(const Peer& peer);
   // Free slots on the other workers, counting local workers still starting as one each.
@@ -276,6 +300,7 @@ void EventLoop::OnHello(const std::string& id, const Hello& hello, Clock::time_p
   peer.pid = static_cast<pid_t>(hello.pid);
   peer.local = launcher_ && launcher_->IsChild(peer.pid);
   peer.slots = hello.slots;
+  peer.batch = hello.batch;
   peer.last_seen = now;
   stats_.telemetry.SetWorker(peer.index, {peer.name, hello.host, hello.slots});
   scheduler_.AddWorker(peer.index, hello.slots, hello.slots + kMaxPrefetch);
@@ -289,15 +314,11 @@ void EventLoop::OnHello(const std::string& id, const Hello& hello, Clock::time_p
   Fill(stored, now);
 }
 
-void EventLoop::OnResult(Peer& peer, const ResultMsg& result,
-                         std::optional<zmq::message_t>& payload, Clock::time_point now) {
+void EventLoop::OnResult(Peer& peer, const ResultMsg& result, Blob output, Clock::time_point now) {
   bool ok = result.ok;
   std::string error = result.error;
   if (ok) {
-    std::string_view out =
-        payload ? std::string_view(static_cast<const char*>(payload->data()), payload->size())
-                : std::string_view();
-    if (Status vetted = sink_.Vet(out); !vetted.ok()) {
+    if (Status vetted = sink_.Vet(output.view()); !vetted.ok()) {
       ok = false;
       error = vetted.message();
     }
@@ -307,10 +328,9 @@ void EventLoop::OnResult(Peer& peer, const ResultMsg& result,
   if (auto it = in_flight_.find({result.chunk, result.attempt});
       it != in_flight_.end() && it->second.first == peer.index) {
     double since_dispatch = stats_.telemetry.Now() - it->second.second;
-    AttemptSpan span =
-        job_.Span(stats_.telemetry, result.chunk, result.attempt, peer.index,
-                  std::min(result.wall_seconds, since_dispatch), payload ? payload->size() : 0,
-                  ok ? Status::Ok() : Status::Error(error));
+    AttemptSpan span = job_.Span(stats_.telemetry, result.chunk, result.attempt, peer.index,
+                                 std::min(result.wall_seconds, since_dispatch), output.size(),
+                                 ok ? Status::Ok() : Status::Error(error));
     span.cpu_seconds = result.cpu_seconds;
     stats_.telemetry.RecordAttempt(std::move(span));
     in_flight_.erase(it);
@@ -319,8 +339,7 @@ void EventLoop::OnResult(Peer& peer, const ResultMsg& result,
     case Verdict::kAccepted:
       spdlog::debug("chunk {} attempt {} done on {}", result.chunk, result.attempt, peer.name);
       consecutive_deaths_ = 0;
-      Note(sink_.Accept(result.chunk, payload ? Blob(std::move(*payload)) : Blob(),
-                        result.cpu_seconds));
+      Note(sink_.Accept(result.chunk, std::move(output), result.cpu_seconds));
       SendCancels(outcome.cancel, "cancelled: another attempt won");
       break;
     case Verdict::kRetrying:
@@ -341,6 +360,29 @@ void EventLoop::OnResult(Peer& peer, const ResultMsg& result,
   Note(sink_.SyncFailures());
 }
 
+void EventLoop::OnResults(Peer& peer, const ResultBatch& batch,
+                          std::optional<zmq::message_t>& payload, Clock::time_point now) {
+  uint64_t total = 0;
+  for (uint64_t n : batch.bytes) total += n;
+  if (total != (payload ? payload->size() : 0)) {
+    // Its attempts cannot be told apart: the worker is broken, and its attempts go back to
+    // the queue with it.
+    ++stats_.rejected_messages;
+    LoseWorker(peer.index,
+               "sent a RESULTS whose sizes add up to " + std::to_string(total) +
+                   " bytes with a payload of " + std::to_string(payload ? payload->size() : 0),
+               now);
+    return;
+  }
+  auto shared = payload ? std::make_shared<const zmq::message_t>(std::move(*payload)) : nullptr;
+  size_t offset = 0;
+  for (size_t i = 0; i < batch.results.size(); ++i) {
+    size_t n = batch.bytes[i];
+    OnResult(peer, batch.results[i], n ? Blob(shared, offset, n) : Blob(), now);
+    offset += n;
+  }
+}
+
 void EventLoop::OnMessage(Envelope& env, Clock::time_point now) {
   if (auto* hello = std::get_if<Hello>(&env.message)) return OnHello(env.peer, *hello, now);
   auto it = peers_.find(env.peer);
@@ -353,7 +395,9 @@ void EventLoop::OnMessage(Envelope& env, Clock::time_point now) {
   Peer& peer = it->second;
   peer.last_seen = now;
   if (auto* result = std::get_if<ResultMsg>(&env.message)) {
-    OnResult(peer, *result, env.payload, now);
+    OnResult(peer, *result, env.payload ? Blob(std::move(*env.payload)) : Blob(), now);
+  } else if (auto* results = std::get_if<ResultBatch>(&env.message)) {
+    OnResults(peer, *results, env.payload, now);
   } else if (!std::holds_alternative<Heartbeat>(env.message)) {
     spdlog::warn("unexpected {} from worker {}", KindName(KindOf(env.message)), peer.name);
     ++stats_.rejected_messages;
@@ -455,35 +499,85 @@ uint64_t EventLoop::IdleSlotsElsewhere(const Peer& self) const {
   return idle;
 }
 
+bool EventLoop::Batchable(const Peer& peer, uint64_t chunk) const {
+  const ChunkSpec& spec = job_.chunks[chunk];
+  return peer.batch > 1 && median_checked_at_ > 0 && median_ < kBatchBelow && !spec.range &&
+         spec.bytes() + job_.header.size() <= kBatchChunkBytes;
+}
+
+bool EventLoop::SendTask(const Peer& peer, const Assignment& a) {
+  const ChunkSpec& chunk = job_.chunks[a.chunk];
+  TaskMsg msg{job_id_, a.chunk, a.attempt, config_.task, config_.args, chunk.range, chunk.records};
+  // Zero copy: the frame points into the input, which outlives the socket (with a
+  // --header the header and chunk are copied into one frame).
+  std::string storage;
+  std::string_view bytes = job_.Payload(a.chunk, storage);
+  zmq::message_t payload = job_.header.empty() ? zmq::message_t(const_cast<char*>(bytes.data()),
+                                                                bytes.size(), nullptr, nullptr)
+                                               : zmq::message_t(bytes.data(), bytes.size());
+  return SendTo(*router_, peer.id, msg, chunk.range ? nullptr : &payload);
+}
+
+bool EventLoop::SendBatch(const Peer& peer, PendingBatch& batch) {
+  TaskBatch& msg = batch.msg;
+  bool sent = true;
+  if (msg.chunks.size() == 1) {
+    sent = SendTask(peer, Assignment{msg.chunks[0], msg.attempts[0], false});
+  } else if (!msg.chunks.empty()) {
+    // Short chunks are copied into one frame: a copy of a few KiB costs less than a frame.
+    zmq::message_t payload(batch.total);
+    char* to = static_cast<char*>(payload.data());
+    for (std::string_view b : batch.bytes) to = std::copy(b.begin(), b.end(), to);
+    sent = SendTo(*router_, peer.id, msg, &payload);
+  }
+  msg.chunks.clear();
+  msg.attempts.clear();
+  msg.records.clear();
+  msg.bytes.clear();
+  batch.bytes.clear();
+  batch.total = 0;
+  return sent;
+}
+
 void EventLoop::Fill(Peer& peer, Clock::time_point now) {
   if (!Dispatching()) return;
-  while (error_.empty()) {
+  PendingBatch batch;
+  batch.msg.job_id = job_id_;
+  batch.msg.task = config_.task;
+  batch.msg.args = config_.args;
+  std::string header_storage;
+  std::deque<std::string> storage;  // --header: each batched chunk's header + bytes (stable)
+  bool reachable = true;
+  while (error_.empty() && reachable) {
     // Prefetch (a chunk queued behind the running ones) only when there is more work than
     // idle slots elsewhere: with few chunks, an idle worker must not wait behind a busy one.
     uint32_t live = scheduler_.live_attempts(peer.index);
-    if (live >= peer.slots && scheduler_.queued() <= IdleSlotsElsewhere(peer)) return;
-    if (live >= peer.slots + PrefetchDepth(peer)) return;
+    if (live >= peer.slots && scheduler_.queued() <= IdleSlotsElsewhere(peer)) break;
+    if (live >= peer.slots + PrefetchDepth(peer)) break;
     auto a = scheduler_.Next(peer.index, now);
-    if (!a) return;
-    const ChunkSpec& chunk = job_.chunks[a->chunk];
-    TaskMsg msg{job_id_,      a->chunk,    a->attempt,   config_.task,
-                config_.args, chunk.range, chunk.records};
-    // Zero copy: the frame points into the input, which outlives the socket (with a
-    // --header the header and chunk are copied into one frame).
-    std::string storage;
-    std::string_view bytes = job_.Payload(a->chunk, storage);
-    zmq::message_t payload = job_.header.empty() ? zmq::message_t(const_cast<char*>(bytes.data()),
-                                                                  bytes.size(), nullptr, nullptr)
-                                                 : zmq::message_t(bytes.data(), bytes.size());
+    if (!a) break;
     spdlog::debug("chunk {} attempt {}{} -> {}", a->chunk, a->attempt,
                   a->speculative ? " (speculative)" : "", peer.name);
     in_flight_[{a->chunk, a->attempt}] = {peer.index, stats_.telemetry.Now()};
-    bool sent = SendTo(*router_, peer.id, msg, chunk.range ? nullptr : &payload);
-    if (!sent) {
-      LoseWorker(peer.index, "is unreachable", now);
-      return;
+    if (!Batchable(peer, a->chunk)) {
+      reachable = SendBatch(peer, batch) && SendTask(peer, *a);
+      continue;
+    }
+    std::string_view bytes = job_.Payload(a->chunk, header_storage);
+    if (!job_.header.empty()) bytes = storage.emplace_back(bytes);
+    batch.msg.chunks.push_back(a->chunk);
+    batch.msg.attempts.push_back(a->attempt);
+    batch.msg.records.push_back(job_.chunks[a->chunk].records);
+    batch.msg.bytes.push_back(bytes.size());
+    batch.bytes.push_back(bytes);
+    batch.total += bytes.size();
+    if (batch.msg.chunks.size() >= peer.batch || batch.total >= kBatchBytes) {
+      reachable = SendBatch(peer, batch);
+      storage.clear();
     }
   }
+  if (reachable) reachable = SendBatch(peer, batch);
+  if (!reachable) LoseWorker(peer.index, "is unreachable", now);
 }
 
 Clock::time_point EventLoop::NextWakeup(Clock::time_point now) const {

@@ -12,6 +12,7 @@
 
 #include "common/handshake_monitor.h"
 #include "common/transport.h"
+#include "worker/batching.h"
 #include "worker/task_runner.h"
 
 namespace fanout {
@@ -58,6 +59,13 @@ class Worker {
   std::optional<SessionEnd> Handle(zmq::socket_t& socket, Envelope& env);
   void SendResults(zmq::socket_t& socket);
   void SendResult(zmq::socket_t& socket, FinishedAttempt& done);
+  // Counts `done` in the quick streak and fails it if its output is over --max-message.
+  void Vet(FinishedAttempt& done);
+  // Sends finished attempts: in RESULTS batches once the coordinator sends TASKS.
+  void SendFinished(zmq::socket_t& socket, std::vector<FinishedAttempt>& done);
+  // Runs a TASKS message's attempts: inline while they are quick, else on the runner.
+  void HandleBatch(zmq::socket_t& socket, const TaskBatch& batch,
+                   const std::optional<zmq::message_t>& payload);
   // Runs a quick attempt on the loop thread: no hand-off to a runner thread and back.
   void RunInline(zmq::socket_t& socket, const TaskDef& def, const TaskMsg& task,
                  const std::optional<zmq::message_t>& payload);
@@ -75,6 +83,7 @@ class Worker {
   milliseconds heartbeat_{0};
   uint32_t liveness_ = 0;
   uint32_t quick_streak_ = 0;  // consecutive attempts that took under kQuickSeconds
+  bool batches_ = false;       // this session's coordinator sends TASKS (so takes RESULTS)
 };
 
 bool Worker::SignalPending() {
@@ -92,7 +101,7 @@ bool Worker::BackOff(milliseconds delay) {
   return !SignalPending();
 }
 
-void Worker::SendResult(zmq::socket_t& socket, FinishedAttempt& done) {
+void Worker::Vet(FinishedAttempt& done) {
   // The streak of quick attempts decides whether the next ones may run inline.
   quick_streak_ = done.result.wall_seconds < kQuickSeconds ? quick_streak_ + 1 : 0;
   int64_t limit = config_.security.max_message;
@@ -101,7 +110,51 @@ void Worker::SendResult(zmq::socket_t& socket, FinishedAttempt& done) {
     done.result.error = "result of " + std::to_string(done.output.size()) +
                         " bytes is over the message limit of " + std::to_string(limit) +
                         " bytes (--max-message)";
+    done.output.clear();
   }
+}
+
+void Worker::SendFinished(zmq::socket_t& socket, std::vector<FinishedAttempt>& done) {
+  for (FinishedAttempt& d : done) Vet(d);
+  if (batches_) {
+    SendResultBatches(socket, done);
+    return;
+  }
+  for (FinishedAttempt& d : done) SendResult(socket, d);
+}
+
+void Worker::HandleBatch(zmq::socket_t& socket, const TaskBatch& batch,
+                         const std::optional<zmq::message_t>& payload) {
+  batches_ = true;
+  auto attempts = SplitTaskBatch(batch, payload);
+  if (!attempts.ok()) {
+    // Each attempt still gets its answer, so none waits for a timeout.
+    spdlog::warn("malformed TASKS from the coordinator: {}", attempts.status().message());
+    std::vector<FinishedAttempt> failed;
+    for (size_t i = 0; i < batch.chunks.size(); ++i) {
+      failed.push_back({ResultMsg{batch.chunks[i], batch.attempts[i], false,
+                                  "malformed TASKS: " + attempts.status().message()},
+                        {}});
+    }
+    SendResultBatches(socket, failed);
+    return;
+  }
+  auto def = ResolveTask(TaskRegistry::Global(), batch.task, batch.args);
+  std::vector<FinishedAttempt> done;
+  for (BatchedAttempt& a : *attempts) {
+    if (!def.ok()) {
+      done.push_back({ResultMsg{a.task.chunk, a.task.attempt, false, def.status().message()}, {}});
+    } else if (quick_streak_ >= kQuickStreak && runner_.in_progress() == 0) {
+      done.push_back(RunAttempt(**def, a.task, a.payload, config_.name, std::stop_token()));
+      Vet(done.back());  // a slow one ends the streak: the rest go to the runner
+    } else {
+      runner_.Submit(*def, std::move(a.task), std::move(a.payload));
+    }
+  }
+  if (!done.empty()) SendResultBatches(socket, done);
+}
+
+void Worker::SendResult(zmq::socket_t& socket, FinishedAttempt& done) {
   if (done.result.ok) {
     auto* owned = new std::string(std::move(done.output));
     zmq::message_t payload(
@@ -116,13 +169,13 @@ void Worker::SendResult(zmq::socket_t& socket, FinishedAttempt& done) {
 void Worker::RunInline(zmq::socket_t& socket, const TaskDef& def, const TaskMsg& t,
                        const std::optional<zmq::message_t>& payload) {
   FinishedAttempt done = RunAttempt(def, t, payload, config_.name, std::stop_token());
+  Vet(done);
   SendResult(socket, done);
 }
 
 void Worker::SendResults(zmq::socket_t& socket) {
-  for (FinishedAttempt& done : runner_.TakeFinished()) {
-    SendResult(socket, done);
-  }
+  std::vector<FinishedAttempt> done = runner_.TakeFinished();
+  SendFinished(socket, done);
 }
 
 std::optional<SessionEnd> Worker::Handle(zmq::socket_t& socket, Envelope& env) {
@@ -142,6 +195,8 @@ std::optional<SessionEnd> Worker::Handle(zmq::socket_t& socket, Envelope& env) {
       spdlog::debug("chunk {} attempt {}: queued", task->chunk, task->attempt);
       runner_.Submit(*def, std::move(*task), std::move(env.payload));
     }
+  } else if (auto* batch = std::get_if<TaskBatch>(&env.message)) {
+    HandleBatch(socket, *batch, env.payload);
   } else if (auto* cancel = std::get_if<Cancel>(&env.message)) {
     spdlog::debug("chunk {} attempt {}: cancelled", cancel->chunk, cancel->attempt);
     runner_.Cancel(cancel->chunk, cancel->attempt);
@@ -162,6 +217,7 @@ SessionEnd Worker::Session() {
   zmq::socket_t socket = MakeDealer(context_, config_.endpoint, "", config_.security);
   HandshakeMonitor monitor(context_, socket);
   welcomed_ = false;
+  batches_ = false;
   heartbeat_ = config_.heartbeat;
   liveness_ = config_.liveness;
   char host[256] = {};
@@ -169,6 +225,7 @@ SessionEnd Worker::Session() {
   Hello hello{config_.name,   host,
               FANOUT_VERSION, static_cast<int64_t>(getpid()),
               config_.slots,  TaskRegistry::Global().Names()};
+  hello.batch = kWorkerBatch;
   SendMessage(socket, hello);
   auto now = Clock::now();
   auto last_heard = now;

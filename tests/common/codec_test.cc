@@ -136,6 +136,35 @@ TEST(CodecTest, SmallKindsRoundTrip) {
   EXPECT_EQ(r.protocol, 77u);
 }
 
+TEST(CodecTest, TaskBatchRoundTrips) {
+  TaskBatch b{"job", "exec", {"--", "wc"}, {0, UINT64_MAX}, {1, UINT32_MAX}, {3, 0}, {10, 0}};
+  auto got = std::get<TaskBatch>(RoundTrip(b));
+  EXPECT_EQ(got.job_id, "job");
+  EXPECT_EQ(got.task, "exec");
+  EXPECT_EQ(got.args, b.args);
+  EXPECT_EQ(got.chunks, b.chunks);
+  EXPECT_EQ(got.attempts, b.attempts);
+  EXPECT_EQ(got.records, b.records);
+  EXPECT_EQ(got.bytes, b.bytes);
+}
+
+TEST(CodecTest, ResultBatchRoundTrips) {
+  ResultBatch b{{ResultMsg{7, 2, false, "exec: boom ✗", 1.5, 2.25},
+                 ResultMsg{UINT64_MAX, UINT32_MAX, true, "", 0, kMaxSeconds}},
+                {0, 12}};
+  auto got = std::get<ResultBatch>(RoundTrip(b));
+  ASSERT_EQ(got.results.size(), 2u);
+  for (size_t i = 0; i < 2; ++i) {
+    EXPECT_EQ(got.results[i].chunk, b.results[i].chunk);
+    EXPECT_EQ(got.results[i].attempt, b.results[i].attempt);
+    EXPECT_EQ(got.results[i].ok, b.results[i].ok);
+    EXPECT_EQ(got.results[i].error, b.results[i].error);
+    EXPECT_EQ(got.results[i].cpu_seconds, b.results[i].cpu_seconds);
+    EXPECT_EQ(got.results[i].wall_seconds, b.results[i].wall_seconds);
+  }
+  EXPECT_EQ(got.bytes, b.bytes);
+}
+
 TEST(CodecTest, LongStringsAndManyArgsRoundTrip) {
   std::string big(100000, 'x');
   std::vector<std::string> args(1000, "arg");
@@ -147,16 +176,17 @@ TEST(CodecTest, LongStringsAndManyArgsRoundTrip) {
 
 TEST(CodecTest, KindOfAndKindNameCoverEveryKind) {
   const std::vector<std::pair<Message, const char*>> all = {
-      {Hello{}, "HELLO"},       {Welcome{}, "WELCOME"},     {TaskMsg{}, "TASK"},
-      {ResultMsg{}, "RESULT"},  {Heartbeat{}, "HEARTBEAT"}, {Cancel{}, "CANCEL"},
-      {Shutdown{}, "SHUTDOWN"}, {Reject{}, "REJECT"},
+      {Hello{}, "HELLO"},         {Welcome{}, "WELCOME"},     {TaskMsg{}, "TASK"},
+      {ResultMsg{}, "RESULT"},    {Heartbeat{}, "HEARTBEAT"}, {Cancel{}, "CANCEL"},
+      {Shutdown{}, "SHUTDOWN"},   {Reject{}, "REJECT"},       {TaskBatch{}, "TASKS"},
+      {ResultBatch{}, "RESULTS"},
   };
   for (size_t i = 0; i < all.size(); ++i) {
     EXPECT_EQ(static_cast<size_t>(KindOf(all[i].first)), i + 1);
     EXPECT_EQ(KindName(KindOf(all[i].first)), all[i].second);
   }
   EXPECT_EQ(KindName(static_cast<MessageKind>(0)), "UNKNOWN");
-  EXPECT_EQ(KindName(static_cast<MessageKind>(9)), "UNKNOWN");
+  EXPECT_EQ(KindName(static_cast<MessageKind>(11)), "UNKNOWN");
 }
 
 // ---- the wire form matches PROTOCOL.md ------------------------------------------------
@@ -197,6 +227,10 @@ TEST(CodecTest, EncodedHeadersCarryExactlyTheDocumentedKeys) {
       {Cancel{1, 1}, {"v", "k", "c", "a"}},
       {Shutdown{"x"}, {"v", "k", "why"}},
       {Reject{"x", 1}, {"v", "k", "why", "want"}},
+      {TaskBatch{"j", "t", {}, {1}, {1}, {1}, {2}},
+       {"v", "k", "job", "t", "args", "c", "a", "n", "len"}},
+      {ResultBatch{{ResultMsg{1, 1, true, "", 0, 0}}, {2}},
+       {"v", "k", "c", "a", "ok", "err", "cpu", "wall", "len"}},
   };
   for (const auto& [message, keys] : table) {
     WireMap wire = ParseWire(EncodeHeader(message));
@@ -318,6 +352,22 @@ std::vector<std::pair<MessageKind, MapBuilder>> ValidHeaders() {
       {MessageKind::kCancel, Header(1, 6).Add("c", 1).Add("a", 1)},
       {MessageKind::kShutdown, Header(1, 7).Add("why", std::string("done"))},
       {MessageKind::kReject, Header(1, 8).Add("why", std::string("no")).Add("want", 1)},
+      {MessageKind::kTasks, Header(1, 9)
+                                .Add("job", std::string("j"))
+                                .Add("t", std::string("identity"))
+                                .Add("args", S{"x"})
+                                .Add("c", std::vector<int>{1, 2})
+                                .Add("a", std::vector<int>{1, 1})
+                                .Add("n", std::vector<int>{1, 1})
+                                .Add("len", std::vector<int>{2, 2})},
+      {MessageKind::kResults, Header(1, 10)
+                                  .Add("c", std::vector<int>{1, 2})
+                                  .Add("a", std::vector<int>{1, 1})
+                                  .Add("ok", std::vector<bool>{true, false})
+                                  .Add("err", S{"", "boom"})
+                                  .Add("cpu", std::vector<double>{0.5, 0})
+                                  .Add("wall", std::vector<double>{1.0, 0})
+                                  .Add("len", std::vector<int>{2, 0})},
   };
 }
 
@@ -614,6 +664,48 @@ TEST(CodecTest, ResultDurationsMustBeFiniteAndInRange) {
   }
 }
 
+TEST(CodecTest, BatchesMustHaveColumnsOfOneLengthWithinTheLimit) {
+  auto tasks = [](std::vector<int> c, std::vector<int> len) {
+    return Header(1, 9)
+        .Add("job", std::string("j"))
+        .Add("t", std::string("identity"))
+        .Add("args", std::vector<std::string>{})
+        .Add("c", c)
+        .Add("a", c)
+        .Add("n", c)
+        .Add("len", len)
+        .Bytes();
+  };
+  EXPECT_TRUE(Decode(tasks({1, 2}, {1, 1})).ok());
+  auto r = Decode(tasks({1, 2}, {1}));
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.status().message().find("different lengths"), std::string::npos);
+  EXPECT_FALSE(Decode(tasks({}, {})).ok()) << "an empty batch";
+  std::vector<int> many(kMaxBatch + 1, 1);
+  r = Decode(tasks(many, many));
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.status().message().find("1024"), std::string::npos) << r.status().message();
+  // A failed result carries no output.
+  auto results = Header(1, 10)
+                     .Add("c", std::vector<int>{1})
+                     .Add("a", std::vector<int>{1})
+                     .Add("ok", std::vector<bool>{false})
+                     .Add("err", std::vector<std::string>{"x"})
+                     .Add("cpu", std::vector<double>{0})
+                     .Add("wall", std::vector<double>{0})
+                     .Add("len", std::vector<int>{3})
+                     .Bytes();
+  EXPECT_FALSE(Decode(results).ok());
+  // HELLO's batch is optional and capped.
+  auto hello = Decode(Header(1, 1).Add("id", std::string("w")).Add("slots", 1).Bytes());
+  ASSERT_TRUE(hello.ok());
+  EXPECT_EQ(std::get<Hello>(*hello).batch, 0u);
+  hello =
+      Decode(Header(1, 1).Add("id", std::string("w")).Add("slots", 1).Add("batch", 100000).Bytes());
+  ASSERT_TRUE(hello.ok());
+  EXPECT_EQ(std::get<Hello>(*hello).batch, kMaxBatch);
+}
+
 TEST(CodecTest, TaskRangeMustNotBeInverted) {
   auto inverted =
       Decode(ValidHeader(MessageKind::kTask).Replace("lo", Val(5)).Replace("hi", Val(1)).Bytes());
@@ -663,10 +755,10 @@ std::vector<BadCase> BadCases() {
       {"k is a float", MapBuilder().Add("v", 1).Raw("k", Float64(5.0)).Bytes(), "wrong type"},
       {"k is negative", MapBuilder().Add("v", 1).Add("k", -5).Bytes(), "wrong type"},
       {"kind 0", Header(1, 0).Bytes(), "unknown message kind 0"},
-      {"kind 9", Header(1, 9).Bytes(), "unknown message kind 9"},
+      {"kind 11", Header(1, 11).Bytes(), "unknown message kind 11"},
       {"kind 255", Header(1, 255).Bytes(), "unknown message kind 255"},
       {"kind 256", Header(1, 256).Bytes(), "wrong type"},
-      {"kind 9 of another version", Header(2, 9).Bytes(), "unknown message kind 9"},
+      {"kind 11 of another version", Header(2, 11).Bytes(), "unknown message kind 11"},
       {"trailing byte", Header(1, 5).Bytes() + "x", "trailing"},
       {"trailing nil", Header(1, 5).Bytes() + "\xc0", "trailing"},
       {"two maps", Header(1, 5).Bytes() + Header(1, 5).Bytes(), "trailing"},

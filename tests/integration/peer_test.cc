@@ -118,5 +118,97 @@ TEST_F(PeerTest, MessagesFromUnknownPeersAreAnsweredWithReject) {
   EXPECT_EQ(ReadFile(dir_.File("out")), "hello\n");
 }
 
+// Answers one message as a well-behaved worker would (identity); true once SHUTDOWN came.
+// Counts the TASKS messages it was sent.
+bool AnswerLikeAWorker(zmq::socket_t& s, Envelope& env, int& batches) {
+  std::string payload = env.payload ? env.payload->to_string() : "";
+  if (auto* task = std::get_if<TaskMsg>(&env.message)) {
+    zmq::message_t out(payload.data(), payload.size());
+    EXPECT_TRUE(SendMessage(s, ResultMsg{task->chunk, task->attempt, true, "", 0.0, 0.0}, &out));
+  } else if (auto* batch = std::get_if<TaskBatch>(&env.message)) {
+    ++batches;
+    ResultBatch results;
+    for (size_t i = 0; i < batch->chunks.size(); ++i) {
+      results.results.push_back({batch->chunks[i], batch->attempts[i], true, "", 0.0, 0.0});
+    }
+    results.bytes = batch->bytes;
+    zmq::message_t out(payload.data(), payload.size());
+    EXPECT_TRUE(SendMessage(s, results, &out));
+  }
+  return std::holds_alternative<Shutdown>(env.message);
+}
+
+TEST_F(PeerTest, ShortChunksTravelInBatchesBothWays) {
+  std::string input;
+  for (int i = 0; i < 3000; ++i) input += std::to_string(i) + "\n";
+  WriteFile(dir_.File("in"), input);
+  Child coordinator({FanoutBin(), "run", "--listen", endpoint_, "--chunk-size", "1", "-i",
+                     dir_.File("in"), "-o", dir_.File("out"), "identity"},
+                    "", dir_.File("err"));
+  zmq::socket_t s = MakeDealer(context_, endpoint_, "");
+  fanout::Hello h{"batcher", "localhost", "test", 1, 1, {"identity"}};
+  h.batch = 64;
+  ASSERT_TRUE(SendMessage(s, h));
+  int batches = 0;
+  for (;;) {
+    auto env = Next(s);
+    ASSERT_TRUE(env) << ReadFile(dir_.File("err"));
+    if (AnswerLikeAWorker(s, *env, batches)) break;
+  }
+  ASSERT_EQ(coordinator.Wait(milliseconds(10000)), 0) << ReadFile(dir_.File("err"));
+  EXPECT_EQ(ReadFile(dir_.File("out")), input);
+  EXPECT_GT(batches, 0) << "3000 microsecond chunks and not one TASKS";
+}
+
+TEST_F(PeerTest, ResultsWithSizesNotMatchingThePayloadDropTheWorkerNotTheJob) {
+  std::string input;
+  for (int i = 0; i < 3000; ++i) input += std::to_string(i) + "\n";
+  WriteFile(dir_.File("in"), input);
+  Child coordinator({FanoutBin(), "run", "--listen", endpoint_, "--chunk-size", "1", "-i",
+                     dir_.File("in"), "-o", dir_.File("out"), "identity"},
+                    "", dir_.File("err"));
+  // The broken worker answers like a good one until its first TASKS, which it answers
+  // with sizes that add up to more than its payload.
+  zmq::socket_t bad = MakeDealer(context_, endpoint_, "");
+  fanout::Hello h{"broken", "localhost", "test", 1, 1, {"identity"}};
+  h.batch = 64;
+  ASSERT_TRUE(SendMessage(bad, h));
+  int batches = 0;
+  for (;;) {
+    auto env = Next(bad);
+    ASSERT_TRUE(env) << ReadFile(dir_.File("err"));
+    if (auto* batch = std::get_if<TaskBatch>(&env->message)) {
+      ResultBatch results;
+      for (size_t i = 0; i < batch->chunks.size(); ++i) {
+        results.results.push_back({batch->chunks[i], batch->attempts[i], true, "", 0.0, 0.0});
+        results.bytes.push_back(batch->bytes[i] + 1);
+      }
+      zmq::message_t out(env->payload->data(), env->payload->size());
+      ASSERT_TRUE(SendMessage(bad, results, &out));
+      break;
+    }
+    ASSERT_FALSE(AnswerLikeAWorker(bad, *env, batches)) << "the job ended before any TASKS";
+  }
+  // It is dropped: its next message is answered with REJECT.
+  for (;;) {
+    ASSERT_TRUE(SendMessage(bad, Heartbeat{}));
+    auto env = Next(bad);
+    ASSERT_TRUE(env);
+    if (std::holds_alternative<Reject>(env->message)) break;
+  }
+  // A good worker finishes the job; every chunk is there exactly once.
+  zmq::socket_t good = MakeDealer(context_, endpoint_, "");
+  Hello(good);
+  for (;;) {
+    auto env = Next(good);
+    ASSERT_TRUE(env) << ReadFile(dir_.File("err"));
+    if (AnswerLikeAWorker(good, *env, batches)) break;
+  }
+  ASSERT_EQ(coordinator.Wait(milliseconds(10000)), 0) << ReadFile(dir_.File("err"));
+  EXPECT_EQ(ReadFile(dir_.File("out")), input);
+  EXPECT_NE(ReadFile(dir_.File("err")).find("sent a RESULTS whose sizes"), std::string::npos)
+      << ReadFile(dir_.File("err"));
+}
+
 }  // namespace
 }  // namespace fanout::testing

@@ -4,6 +4,7 @@
 #include <signal.h>
 
 #include <chrono>
+#include <map>
 #include <optional>
 #include <zmq.hpp>
 
@@ -17,6 +18,9 @@ using std::chrono::milliseconds;
 using Clock = std::chrono::steady_clock;
 
 class WorkerLoopTest : public ::testing::Test {
+ public:
+  std::optional<Envelope> NextMessage() { return Next(milliseconds(10000)); }
+
  protected:
   void SetUp() override {
     endpoint_ = "ipc://" + dir_.File("c.sock");
@@ -93,6 +97,39 @@ TEST_F(WorkerLoopTest, RunsTasksAndReturnsPayloads) {
   r = NextResult(&payload);
   EXPECT_TRUE(r.ok) << r.error;
   EXPECT_EQ(payload->to_string(), "2432902008176640000\n");
+}
+
+// Collects results (RESULT or RESULTS) until `count` attempts are answered: chunk ->
+// (ok, output or error).
+std::map<uint64_t, std::pair<bool, std::string>> CollectResults(WorkerLoopTest& t, size_t count,
+                                                                bool* batched);
+
+TEST_F(WorkerLoopTest, TasksBatchIsAnsweredAttemptByAttempt) {
+  StartWorker();
+  auto hello = Next();
+  ASSERT_TRUE(hello && std::holds_alternative<Hello>(hello->message));
+  EXPECT_GT(std::get<Hello>(hello->message).batch, 1u) << "workers take TASKS";
+  std::string peer = hello->peer;
+  ASSERT_TRUE(SendTo(*router_, peer, fanout::Welcome{"job", 500, 4}));
+  std::string data = "a\nbb\nccc\n";
+  zmq::message_t payload(data.data(), data.size());
+  TaskBatch batch{"job", "identity", {}, {7, 8, 9}, {1, 1, 2}, {1, 1, 1}, {2, 3, 4}};
+  ASSERT_TRUE(SendTo(*router_, peer, batch, &payload));
+  bool batched = false;
+  auto got = CollectResults(*this, 3, &batched);
+  EXPECT_EQ(got[7], std::make_pair(true, std::string("a\n")));
+  EXPECT_EQ(got[8], std::make_pair(true, std::string("bb\n")));
+  EXPECT_EQ(got[9], std::make_pair(true, std::string("ccc\n")));
+  // A batch whose sizes do not match its payload: every attempt is answered as failed.
+  zmq::message_t short_payload(data.data(), 5);
+  TaskBatch bad{"job", "identity", {}, {10, 11}, {1, 1}, {1, 1}, {2, 4}};
+  ASSERT_TRUE(SendTo(*router_, peer, bad, &short_payload));
+  got = CollectResults(*this, 2, &batched);
+  for (uint64_t c : {10u, 11u}) {
+    EXPECT_FALSE(got[c].first);
+    EXPECT_NE(got[c].second.find("malformed TASKS"), std::string::npos) << got[c].second;
+  }
+  EXPECT_TRUE(batched) << "after a TASKS, answers may come as RESULTS";
 }
 
 TEST_F(WorkerLoopTest, TaskErrorsComeBackAsFailedResults) {
@@ -191,6 +228,31 @@ TEST_F(WorkerLoopTest, UsageErrorsExitTwoWithOneLine) {
     EXPECT_EQ(r.exit_code, 2) << r.err;
     EXPECT_EQ(r.err.find('\n'), r.err.size() - 1) << r.err;
   }
+}
+
+std::map<uint64_t, std::pair<bool, std::string>> CollectResults(WorkerLoopTest& t, size_t count,
+                                                                bool* batched) {
+  std::map<uint64_t, std::pair<bool, std::string>> got;
+  while (got.size() < count) {
+    auto env = t.NextMessage();
+    if (!env) {
+      ADD_FAILURE() << "no result within the time limit";
+      break;
+    }
+    std::string payload = env->payload ? env->payload->to_string() : "";
+    if (auto* r = std::get_if<ResultMsg>(&env->message)) {
+      got[r->chunk] = {r->ok, r->ok ? payload : r->error};
+    } else if (auto* rs = std::get_if<ResultBatch>(&env->message)) {
+      *batched = true;
+      size_t offset = 0;
+      for (size_t i = 0; i < rs->results.size(); ++i) {
+        const ResultMsg& r = rs->results[i];
+        got[r.chunk] = {r.ok, r.ok ? payload.substr(offset, rs->bytes[i]) : r.error};
+        offset += rs->bytes[i];
+      }
+    }
+  }
+  return got;
 }
 
 }  // namespace
