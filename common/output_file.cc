@@ -53,6 +53,7 @@ Result<OutputFile> OutputFile::OpenTemporary(const std::string& name, const std:
 
 OutputFile::OutputFile(OutputFile&& other) noexcept
     : fd_(other.fd_),
+      buffer_(std::move(other.buffer_)),
       path_(std::move(other.path_)),
       temp_(std::move(other.temp_)),
       name_(std::move(other.name_)),
@@ -65,16 +66,41 @@ OutputFile::OutputFile(OutputFile&& other) noexcept
 OutputFile::~OutputFile() { Discard(); }
 
 Status OutputFile::Write(std::string_view data) {
+  bytes_ += data.size();
+  if (buffer_.size() + data.size() <= kBuffer) {
+    buffer_.append(data);
+    return Status::Ok();
+  }
+  if (Status s = Flush(); !s.ok()) return s;
+  if (data.size() < kBuffer / 2) {
+    buffer_.append(data);
+    return Status::Ok();
+  }
   if (int err = WriteAll(fd_, data); err != 0) {
     return Status::Error("cannot write output '" + (path_.empty() ? "stdout" : name_) +
                          "': " + std::strerror(err));
   }
-  bytes_ += data.size();
+  return Status::Ok();
+}
+
+Status OutputFile::Flush() {
+  if (buffer_.empty()) return Status::Ok();
+  int err = WriteAll(fd_, buffer_);
+  buffer_.clear();
+  if (err != 0) {
+    return Status::Error("cannot write output '" + (path_.empty() ? "stdout" : name_) +
+                         "': " + std::strerror(err));
+  }
   return Status::Ok();
 }
 
 Status OutputFile::Commit() {
   if (done_) return Status::Ok();
+  Status flushed = Flush();
+  if (!flushed.ok()) {
+    Discard();
+    return flushed;
+  }
   done_ = true;
   if (path_.empty()) return Status::Ok();  // stdout
   int fd = fd_;
@@ -94,6 +120,10 @@ Status OutputFile::Commit() {
 
 void OutputFile::Discard() {
   if (done_) return;
+  // What was written to stdout or a device so far has been streaming: its tail goes out
+  // too. A temporary file's bytes are thrown away with it.
+  if (temp_.empty()) (void)Flush();
+  buffer_.clear();
   done_ = true;
   if (path_.empty()) return;
   if (fd_ >= 0) ::close(fd_);

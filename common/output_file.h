@@ -26,7 +26,11 @@ class OutputFile {
   OutputFile(const OutputFile&) = delete;
   ~OutputFile();
 
+  // Small writes are gathered in a buffer (one write(2) per kBuffer bytes, not one per
+  // chunk of a million-chunk job); Flush() hands them to the file. Callers flush whenever
+  // they would otherwise wait, so output is never held back for long.
   Status Write(std::string_view data);
+  Status Flush();
   // Flushes and renames into place. After a failed Commit the temporary is removed.
   Status Commit();
   // Removes the temporary (idempotent).
@@ -44,10 +48,12 @@ class OutputFile {
   // Opens a temporary beside `path`, which Commit renames over `path`; `name` is what the
   // user gave (shown in errors).
   static Result<OutputFile> OpenTemporary(const std::string& name, const std::string& path);
+  static constexpr size_t kBuffer = 256 * 1024;
   int fd_ = -1;
-  std::string path_;  // "" for stdout; the file replaced at Commit
-  std::string temp_;  // "" when written in place
-  std::string name_;  // the name the user gave
+  std::string buffer_;  // written, not yet flushed
+  std::string path_;    // "" for stdout; the file replaced at Commit
+  std::string temp_;    // "" when written in place
+  std::string name_;    // the name the user gave
   uint64_t bytes_ = 0;
   bool done_ = false;
 };

@@ -623,6 +623,7 @@ void EventLoop::Step(Clock::time_point now, const std::vector<zmq::pollitem_t>& 
   for (const auto& id : ids) {
     if (auto it = peers_.find(id); it != peers_.end()) Fill(it->second, now);  // may drop it
   }
+  Note(sink_.Flush());
 }
 
 ModeResult EventLoop::Run() {

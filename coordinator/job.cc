@@ -449,9 +449,9 @@ ExitCode RunJob(const JobConfig& config) {
   ModeResult result;
   if (Status s = sink.FeedStored(); !s.ok()) result = ModeResult::Failed(s.message());
   if (auto_plan && result.kind == ModeResult::Kind::kCompleted) {
-    if (Status s = ApplyCalibration(*auto_plan, job, scheduler, sink, stats.telemetry); !s.ok()) {
-      result = ModeResult::Failed(s.message());
-    }
+    Status s = ApplyCalibration(*auto_plan, job, scheduler, sink, stats.telemetry);
+    if (s.ok()) s = sink.Flush();
+    if (!s.ok()) result = ModeResult::Failed(s.message());
   }
   if (result.kind == ModeResult::Kind::kCompleted && !scheduler.Finished()) {
     std::optional<Progress> progress;

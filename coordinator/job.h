@@ -104,6 +104,10 @@ class ResultSink {
   Status SyncFailures();
   // Writes the stored outputs (--resume) whose turn has come.
   Status FeedStored();
+  // Hands buffered output to the file. Modes call it before they wait for more results
+  // (after each event-loop step, each lock round of the threads, each serial chunk), so
+  // small writes are gathered without holding output back.
+  Status Flush() { return assembler_ ? assembler_->FlushOutput() : Status::Ok(); }
 
  private:
   const PlannedJob& job_;

@@ -110,6 +110,7 @@ ModeResult RunSerial(const PlannedJob& job, Scheduler& scheduler, ResultSink& si
     if (!Finish(job, scheduler, sink, stats, 0, *a, m, std::move(out), error)) {
       return ModeResult::Failed(error);
     }
+    if (Status s = sink.Flush(); !s.ok()) return ModeResult::Failed(s.message());
   }
   return ModeResult::Completed();
 }
@@ -176,6 +177,10 @@ ModeResult RunThreads(const PlannedJob& job, uint32_t threads, Scheduler& schedu
                     std::move(results[i].second), error)) {
           stop = true;
         }
+      }
+      if (Status s = sink.Flush(); !s.ok() && !stop) {
+        error = s.message();
+        stop = true;
       }
       cv.notify_all();
     }

@@ -33,6 +33,8 @@ class ResultAssembler {
   // `chunk` failed for good (--keep-going): it contributes nothing.
   Status Skip(uint64_t chunk);
 
+  // Hands buffered output to the file (OutputFile::Flush): call when about to wait.
+  Status FlushOutput() { return out_->Flush(); }
   bool Complete() const { return written_ == num_chunks_; }
   uint64_t next_to_write() const { return next_; }
   uint64_t buffered_bytes() const { return buffered_bytes_; }

@@ -69,6 +69,7 @@ TEST(OutputFileTest, CommitRenamesATemporaryInTheSameDirectoryIntoPlace) {
   ASSERT_TRUE(out->Write("world").ok());
   EXPECT_EQ(out->bytes_written(), 11u);
   EXPECT_FALSE(FileExists(path));
+  ASSERT_TRUE(out->Flush().ok());
   EXPECT_EQ(ReadFile(dir.File(temp)), "hello world");
   ASSERT_TRUE(out->Commit().ok());
   EXPECT_EQ(ReadFile(path), "hello world");
@@ -364,6 +365,39 @@ TEST(OutputFileTest, SymlinkKeepsPointingAtTheReplacedFile) {
   EXPECT_TRUE(std::filesystem::is_symlink(link));
   EXPECT_EQ(ReadFile(target), "new\n");
   EXPECT_EQ(ReadFile(link), "new\n");
+}
+
+TEST(OutputFileTest, SmallWritesAreGatheredUntilFlushAndBigOnesGoStraightThrough) {
+  TempDir dir;
+  auto out = OutputFile::Open(dir.File("out"));
+  ASSERT_TRUE(out.ok());
+  std::string temp = out->temp_path();
+  ASSERT_TRUE(out->Write("small\n").ok());
+  EXPECT_EQ(ReadFile(temp), "") << "a small write waits for Flush";
+  ASSERT_TRUE(out->Flush().ok());
+  EXPECT_EQ(ReadFile(temp), "small\n");
+  std::string big(1 << 20, 'b');
+  ASSERT_TRUE(out->Write("x").ok());
+  ASSERT_TRUE(out->Write(big).ok());
+  EXPECT_EQ(ReadFile(temp), "small\nx" + big) << "in order, without a Flush";
+  ASSERT_TRUE(out->Write("tail").ok());
+  EXPECT_EQ(out->bytes_written(), 6u + 1u + big.size() + 4u);
+  ASSERT_TRUE(out->Commit().ok());
+  EXPECT_EQ(ReadFile(dir.File("out")), "small\nx" + big + "tail") << "Commit flushes";
+}
+
+TEST(OutputFileTest, DiscardStillDeliversWhatWasStreamedInPlace) {
+  TempDir dir;
+  std::string fifo = dir.File("fifo");
+  ASSERT_EQ(mkfifo(fifo.c_str(), 0600), 0);
+  std::string got;
+  std::thread reader([&] { got = ReadFile(fifo); });
+  auto out = OutputFile::Open(fifo);
+  ASSERT_TRUE(out.ok());
+  ASSERT_TRUE(out->Write("partial\n").ok());
+  out->Discard();  // a failed job: what it streamed so far was already the consumer's
+  reader.join();
+  EXPECT_EQ(got, "partial\n");
 }
 
 }  // namespace
