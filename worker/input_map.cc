@@ -65,7 +65,11 @@ void InputMap::Open(const std::string& path) {
     }
   }
   close(fd);
-  if (error_.empty()) mapping_ = std::move(mapping);
+  if (error_.empty()) {
+    mapping_ = std::move(mapping);
+  } else {
+    error_ += " (the coordinator's --local-input copy sends chunks as bytes instead)";
+  }
 }
 
 void InputMap::Close() {

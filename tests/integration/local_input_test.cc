@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <filesystem>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <zmq.hpp>
@@ -147,6 +148,40 @@ TEST_F(LocalInputTest, RemoteWorkerGetsPayloadsNextToLocalWorkersWithReferences)
   auto stats = nlohmann::json::parse(ReadFile(dir_.File("s.json")));
   ASSERT_EQ(stats["per_worker"].size(), 2u);
   for (const auto& w : stats["per_worker"]) EXPECT_GT(w["chunks"].get<int>(), 0) << w;
+}
+
+// Workers that cannot map the input (here: a 640 MiB sparse file against a 400 MB address
+// space limit) fail each attempt with the reason; the retry limit ends the job at once.
+TEST_F(LocalInputTest, UnmappableInputFailsTheJobClearlyAfterRetries) {
+  WriteFile(dir_.File("sparse"), "");
+  std::filesystem::resize_file(dir_.File("sparse"), uint64_t{640} << 20);
+  WriteFile(dir_.File("worker"),
+            "#!/bin/sh\nulimit -v 400000\nexec '" + WorkerBin() + "' \"$@\"\n");
+  std::filesystem::permissions(dir_.File("worker"), std::filesystem::perms::owner_all);
+  std::vector<std::string> argv = {FanoutBin(),
+                                   "run",
+                                   "--mode",
+                                   "processes",
+                                   "-j",
+                                   "2",
+                                   "--worker-bin",
+                                   dir_.File("worker"),
+                                   "--record-size",
+                                   "1048576",
+                                   "--chunks",
+                                   "8",
+                                   "-i",
+                                   dir_.File("sparse"),
+                                   "-o",
+                                   dir_.File("out"),
+                                   "identity"};
+  RunResult r = testing::Run(argv);
+  EXPECT_EQ(r.exit_code, 1) << r.err;
+  EXPECT_NE(r.err.find("failed on worker local-"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("(attempt 3 of 3): cannot map the input file /proc/"), std::string::npos)
+      << r.err;
+  EXPECT_NE(r.err.find("Cannot allocate memory"), std::string::npos) << r.err;
+  EXPECT_FALSE(FileExists(dir_.File("out")));
 }
 
 TEST_F(LocalInputTest, HelloWithAWrongTokenGetsPayloads) {
