@@ -143,8 +143,11 @@ std::optional<SessionEnd> Worker::Handle(zmq::socket_t& socket, Envelope& env) {
     auto def = ResolveTask(TaskRegistry::Global(), task->task, task->args);
     if (def.ok() && task->slice) {
       auto bytes = input_.Slice(*task->slice);  // by reference: the payload is in the file
-      if (bytes.ok()) env.payload.emplace(std::move(bytes).value());
-      if (!bytes.ok()) def = bytes.status();
+      if (bytes.ok()) {
+        env.payload.emplace(std::move(bytes).value());
+      } else {
+        def = bytes.status();
+      }
     }
     if (!def.ok()) {
       SendMessage(socket, ResultMsg{task->chunk, task->attempt, false, def.status().message()});
