@@ -184,6 +184,16 @@ TEST_F(LocalInputTest, UnmappableInputFailsTheJobClearlyAfterRetries) {
   EXPECT_FALSE(FileExists(dir_.File("out")));
 }
 
+TEST_F(LocalInputTest, UnknownLocalInputIsAUsageError) {
+  WriteFile(dir_.File("in"), "x\n");
+  RunResult r =
+      testing::Run({FanoutBin(), "run", "--local-input", "shm", "-i", dir_.File("in"), "identity"});
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_EQ(r.err,
+            "fanout: --local-input must be ref or copy, not 'shm' (see 'fanout run --help')\n");
+  EXPECT_EQ(r.out, "");
+}
+
 TEST_F(LocalInputTest, HelloWithAWrongTokenGetsPayloads) {
   std::string endpoint = "ipc://" + dir_.File("c.sock");
   WriteFile(dir_.File("in"), "hello\nworld\n");
