@@ -52,7 +52,8 @@ void Begin(Packer& pk, MessageKind kind, uint32_t fields, uint32_t version = kPr
 struct Encoder {
   Packer& pk;
   void operator()(const Hello& m) {
-    Begin(pk, MessageKind::kHello, m.batch ? 7 : 6, m.protocol);
+    bool local = !m.local_token.empty();
+    Begin(pk, MessageKind::kHello, 6 + (m.batch ? 1 : 0) + (local ? 1 : 0), m.protocol);
     Str(pk, "id", m.worker_id);
     Str(pk, "host", m.host);
     Str(pk, "ver", m.version);
@@ -60,15 +61,18 @@ struct Encoder {
     Val(pk, "slots", m.slots);
     StrList(pk, "tasks", m.tasks);
     if (m.batch) Val(pk, "batch", m.batch);
+    if (local) Str(pk, "local", m.local_token);
   }
   void operator()(const Welcome& m) {
-    Begin(pk, MessageKind::kWelcome, 3);
+    Begin(pk, MessageKind::kWelcome, m.input_path.empty() ? 3 : 4);
     Str(pk, "job", m.job_id);
     Val(pk, "hb", m.heartbeat_ms);
     Val(pk, "live", m.liveness);
+    if (!m.input_path.empty()) Str(pk, "in", m.input_path);
   }
   void operator()(const TaskMsg& m) {
-    Begin(pk, MessageKind::kTask, m.range ? 8 : 6);
+    uint32_t slice_fields = !m.slice ? 0 : m.slice->header ? 3 : 2;
+    Begin(pk, MessageKind::kTask, (m.range ? 8 : 6) + slice_fields);
     Str(pk, "job", m.job_id);
     Val(pk, "c", m.chunk);
     Val(pk, "a", m.attempt);
@@ -78,6 +82,11 @@ struct Encoder {
     if (m.range) {
       Val(pk, "lo", m.range->lo);
       Val(pk, "hi", m.range->hi);
+    }
+    if (m.slice) {
+      Val(pk, "off", m.slice->offset);
+      Val(pk, "len", m.slice->length);
+      if (m.slice->header) Val(pk, "hlen", m.slice->header);
     }
   }
   void operator()(const ResultMsg& m) {
@@ -261,6 +270,7 @@ Result<Message> DecodeFields(MessageKind kind, Fields& f, uint32_t version) {
       f.Get("slots", m.slots);
       f.Get("tasks", m.tasks, false);
       f.Get("batch", m.batch, false);
+      f.Get("local", m.local_token, false);
       if (f.error().empty() && (m.slots == 0 || m.slots > 65536))
         return Status::Error("HELLO with invalid slots " + std::to_string(m.slots));
       m.batch = std::min(m.batch, kMaxBatch);
@@ -272,6 +282,7 @@ Result<Message> DecodeFields(MessageKind kind, Fields& f, uint32_t version) {
       f.Get("job", m.job_id);
       f.Get("hb", m.heartbeat_ms);
       f.Get("live", m.liveness);
+      f.Get("in", m.input_path, false);
       out = std::move(m);
       break;
     }
@@ -289,6 +300,15 @@ Result<Message> DecodeFields(MessageKind kind, Fields& f, uint32_t version) {
         f.Get("hi", r.hi);
         if (f.error().empty() && r.hi < r.lo) return Status::Error("TASK with an inverted range");
         m.range = r;
+      }
+      if (f.Find("off") || f.Find("len")) {
+        FileSlice slice;
+        f.Get("off", slice.offset);
+        f.Get("len", slice.length);
+        f.Get("hlen", slice.header, false);
+        if (f.error().empty() && (m.range || slice.offset + slice.length < slice.offset))
+          return Status::Error("TASK with an invalid file slice");
+        m.slice = slice;
       }
       out = std::move(m);
       break;

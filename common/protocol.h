@@ -17,6 +17,10 @@ namespace fanout {
 // Bumped on any incompatible change; peers of another version are refused at HELLO.
 inline constexpr uint32_t kProtocolVersion = 1;
 
+// The environment variable in which a coordinator hands the workers it starts their local
+// token (HELLO's "local"); never on argv, where `ps` would show it.
+inline constexpr const char* kLocalTokenEnv = "FANOUT_LOCAL_TOKEN";
+
 // The largest header frame accepted (payloads travel in their own frame).
 inline constexpr size_t kMaxHeaderBytes = 1 << 20;
 // Largest duration a message may carry (cpu/wall seconds): about 31 years.
@@ -48,6 +52,9 @@ struct Hello {
   uint32_t slots = 1;  // attempts the worker runs at once
   std::vector<std::string> tasks;
   uint32_t protocol = kProtocolVersion;  // the sender's version (carried in "v")
+  // "local": the secret its launching coordinator put in FANOUT_LOCAL_TOKEN; proves the
+  // worker shares this host (and user) with the coordinator. "" = a remote worker.
+  std::string local_token = {};
   uint32_t batch = 0;  // most attempts per TASKS message it takes (0: send TASKs only)
 };
 
@@ -55,6 +62,18 @@ struct Welcome {
   std::string job_id;
   uint32_t heartbeat_ms = 500;
   uint32_t liveness = 4;  // intervals missed before the peer is presumed dead
+  // "in": for a proven local worker, the input file to map (e.g. /proc/PID/fd/N); its
+  // TASKs then carry `slice` instead of a payload. "" = payloads only.
+  std::string input_path = {};
+};
+
+// A chunk passed by reference: bytes [offset, offset + length) of WELCOME's input file,
+// preceded by the file's first `header` bytes (--header) when that is not 0.
+struct FileSlice {
+  uint64_t offset = 0;
+  uint64_t length = 0;
+  uint64_t header = 0;
+  bool operator==(const FileSlice&) const = default;
 };
 
 struct TaskMsg {
@@ -65,6 +84,7 @@ struct TaskMsg {
   std::vector<std::string> args;
   std::optional<IntRange> range;  // range chunks carry no payload
   uint64_t records = 0;
+  std::optional<FileSlice> slice = {};  // by reference ("off", "len", "hlen"): no payload
 };
 
 struct ResultMsg {

@@ -37,6 +37,7 @@ Exit codes: 0 ok, 1 job failed, 2 usage or input error,
 // Flags whose values need our own parsing (durations, ranges), kept as text until then.
 struct RawFlags {
   std::string mode = "auto";
+  std::string local_input = "ref";
   std::string range;
   std::string timeout;
   std::string heartbeat = "500ms";
@@ -114,6 +115,10 @@ Status Finish(const RawFlags& raw, JobConfig& config) {
                          "'");
   }
   config.mode = mode->second;
+  if (raw.local_input != "ref" && raw.local_input != "copy") {
+    return Status::Error("--local-input must be ref or copy, not '" + raw.local_input + "'");
+  }
+  config.local_input_by_ref = raw.local_input == "ref";
   if (!raw.range.empty()) {
     auto range = ParseRange(raw.range);
     if (!range.ok()) return Status::Error("--range: " + range.status().message());
@@ -258,6 +263,10 @@ void AddRunOptions(CLI::App& run, JobConfig& config, RawFlags& raw) {
                "Allow --listen on a non-loopback address without authentication");
   run.add_option("--max-message", raw.max_message,
                  "Largest frame a worker may send (chunk results included)")
+      ->capture_default_str();
+  run.add_option("--local-input", raw.local_input,
+                 "ref: local workers read chunks from the input file by offset; copy: send "
+                 "chunk bytes over ZeroMQ as to remote workers")
       ->capture_default_str();
   run.add_flag("-q,--quiet", config.quiet, "Errors only: no summary, report or progress");
   run.add_flag("--progress,--bar", raw.progress,

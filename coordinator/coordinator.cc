@@ -19,6 +19,7 @@
 #include "common/transport.h"
 #include "common/zap.h"
 #include "coordinator/interrupt.h"
+#include "coordinator/local_input.h"
 #include "coordinator/local_launcher.h"
 #include "coordinator/private_dir.h"
 
@@ -71,6 +72,7 @@ class EventLoop {
     uint32_t slots = 1;
     uint32_t batch = 0;  // most attempts per TASKS message it takes (HELLO)
     bool local = false;
+    bool by_ref = false;  // proved local (HELLO's token): TASKs carry file slices
     Clock::time_point last_seen;
   };
 
@@ -82,6 +84,8 @@ class EventLoop {
   };
 
   Status Start();
+  // With --local-input ref: a token for the workers we start and the input's path for them.
+  Status StartLocalInput();
   Result<std::vector<std::string>> StartCurve(SocketSecurity& security);
   void Step(Clock::time_point now, const std::vector<zmq::pollitem_t>& items);
   Clock::time_point NextWakeup(Clock::time_point now) const;
@@ -135,6 +139,8 @@ class EventLoop {
   std::optional<zmq::socket_t> router_;
   std::optional<LocalLauncher> launcher_;
   std::string job_id_ = NewJobId();
+  std::string local_token_;         // "" = every worker gets payloads
+  std::string input_path_;          // what by-reference workers map (WELCOME's "in")
   uint64_t median_checked_at_ = 0;  // chunks done when median_ was last read
   Micros median_{0};
   std::map<std::string, Peer> peers_;  // by routing id
@@ -208,12 +214,23 @@ Status EventLoop::Start() {
   flags.insert(flags.end(), curve_flags->begin(), curve_flags->end());
   flags.insert(flags.end(), config_.worker_args.begin(), config_.worker_args.end());
   launcher_.emplace(*bin, endpoint, std::move(flags), config_.adopt_orphans);
+  if (Status s = StartLocalInput(); !s.ok()) return s;
   for (uint32_t i = 0; i < local_workers_; ++i) {
     auto pid = launcher_->Spawn("local-" + std::to_string(++spawned_));
     if (!pid.ok()) return pid.status();
   }
   stats_.workers = local_workers_;
   next_heartbeat_ = Clock::now() + heartbeat_;
+  return Status::Ok();
+}
+
+Status EventLoop::StartLocalInput() {
+  input_path_ = config_.local_input_by_ref ? LocalInputPath(job_.input) : "";
+  if (input_path_.empty()) return Status::Ok();
+  auto token = NewLocalToken();
+  if (!token.ok()) return token.status();
+  local_token_ = *token;
+  launcher_->SetEnv(kLocalTokenEnv, local_token_);
   return Status::Ok();
 }
 
@@ -299,18 +316,20 @@ void EventLoop::OnHello(const std::string& id, const Hello& hello, Clock::time_p
   peer.name = hello.worker_id;
   peer.pid = static_cast<pid_t>(hello.pid);
   peer.local = launcher_ && launcher_->IsChild(peer.pid);
+  peer.by_ref = LocalTokenMatches(hello.local_token, local_token_);
   peer.slots = hello.slots;
   peer.batch = hello.batch;
   peer.last_seen = now;
   stats_.telemetry.SetWorker(peer.index, {peer.name, hello.host, hello.slots});
   scheduler_.AddWorker(peer.index, hello.slots, hello.slots + kMaxPrefetch);
-  spdlog::debug("worker {} joined (host {}, pid {}, {} slots)", peer.name, hello.host, hello.pid,
-                hello.slots);
+  spdlog::debug("worker {} joined (host {}, pid {}, {} slots, input {})", peer.name, hello.host,
+                hello.pid, hello.slots, peer.by_ref ? "by reference" : "as payloads");
   peer_of_[peer.index] = id;
   auto& stored = peers_[id] = std::move(peer);
   stats_.telemetry.workers_running = static_cast<uint32_t>(peers_.size());
   SendTo(*router_, id,
-         Welcome{job_id_, static_cast<uint32_t>(heartbeat_.count()), config_.liveness});
+         Welcome{job_id_, static_cast<uint32_t>(heartbeat_.count()), config_.liveness,
+                 stored.by_ref ? input_path_ : ""});
   Fill(stored, now);
 }
 
@@ -508,14 +527,17 @@ bool EventLoop::Batchable(const Peer& peer, uint64_t chunk) const {
 bool EventLoop::SendTask(const Peer& peer, const Assignment& a) {
   const ChunkSpec& chunk = job_.chunks[a.chunk];
   TaskMsg msg{job_id_, a.chunk, a.attempt, config_.task, config_.args, chunk.range, chunk.records};
-  // Zero copy: the frame points into the input, which outlives the socket (with a
-  // --header the header and chunk are copied into one frame).
+  // By reference: offsets into the input file, which the worker maps (the header is the
+  // file's first bytes). Else zero copy: the frame points into the input, which outlives
+  // the socket (with a --header the header and chunk are copied into one frame).
+  bool by_ref = peer.by_ref && !chunk.range;
+  if (by_ref) msg.slice = FileSlice{chunk.begin, chunk.bytes(), job_.header.size()};
   std::string storage;
-  std::string_view bytes = job_.Payload(a.chunk, storage);
+  std::string_view bytes = by_ref ? std::string_view() : job_.Payload(a.chunk, storage);
   zmq::message_t payload = job_.header.empty() ? zmq::message_t(const_cast<char*>(bytes.data()),
                                                                 bytes.size(), nullptr, nullptr)
                                                : zmq::message_t(bytes.data(), bytes.size());
-  return SendTo(*router_, peer.id, msg, chunk.range ? nullptr : &payload);
+  return SendTo(*router_, peer.id, msg, chunk.range || by_ref ? nullptr : &payload);
 }
 
 bool EventLoop::SendBatch(const Peer& peer, PendingBatch& batch) {

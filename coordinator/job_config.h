@@ -51,6 +51,9 @@ struct JobConfig {
   std::optional<CurveKeyPair> curve_server;
   std::vector<std::string> authorized_keys;
   int64_t max_message = kDefaultMaxMessage;  // --max-message: largest frame a peer may send
+  // --local-input ref|copy: local workers the coordinator started read their chunks from
+  // the input file by offset (ref) or receive them as payloads like remote workers (copy).
+  bool local_input_by_ref = true;
   // The `fanout` program only: this process's children are all its own workers, so it may
   // adopt and kill the commands of workers that die (LocalLauncher). Off in the library.
   bool adopt_orphans = false;

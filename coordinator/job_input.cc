@@ -55,7 +55,8 @@ Result<int> Spool(int fd, const std::string& name) {
 Result<JobInput> JobInput::Open(const std::string& path) {
   bool is_stdin = path.empty() || path == "-";
   std::string name = is_stdin ? "(stdin)" : "'" + path + "'";
-  int fd = is_stdin ? dup(STDIN_FILENO) : open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  int fd =
+      is_stdin ? fcntl(STDIN_FILENO, F_DUPFD_CLOEXEC, 0) : open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) return Status::Error("cannot open input " + name + ": " + std::strerror(errno));
   JobInput in;
   struct stat st {};
@@ -82,9 +83,11 @@ Result<JobInput> JobInput::Open(const std::string& path) {
       in.map_ = p;
       in.map_size_ = static_cast<size_t>(st.st_size);
       in.view_ = std::string_view(static_cast<const char*>(p), in.map_size_);
+      in.fd_ = fd;  // local workers map it too
+      fd = -1;
     }
   }
-  close(fd);
+  if (fd >= 0) close(fd);
   if (!status.ok()) return status;
   return in;
 }
@@ -111,17 +114,20 @@ JobInput JobInput::FromBuffer(std::string bytes) {
 JobInput::JobInput(JobInput&& other) noexcept
     : map_(other.map_),
       map_size_(other.map_size_),
+      fd_(other.fd_),
       buffer_(std::move(other.buffer_)),
       mtime_ns_(other.mtime_ns_) {
   // A view into the buffer must follow it (a short string lives inside the object).
   view_ = map_ ? other.view_ : std::string_view(buffer_);
   other.map_ = nullptr;
   other.map_size_ = 0;
+  other.fd_ = -1;
   other.view_ = {};
 }
 
 JobInput::~JobInput() {
   if (map_) munmap(map_, map_size_);
+  if (fd_ >= 0) close(fd_);
 }
 
 }  // namespace fanout

@@ -33,12 +33,16 @@ class JobInput {
   // Drops the whole pages within [begin, end) from this process's memory; they are read
   // back from the file (page cache) if touched again, so this is always safe.
   void Release(uint64_t begin, uint64_t end) const;
+  // The open file behind the mapping (the spool file for stdin), for local workers that
+  // map it themselves (/proc/PID/fd/N); -1 for FromBuffer and empty inputs.
+  int fd() const { return fd_; }
   // Modification time in nanoseconds since the epoch (0 for stdin and pipes).
   int64_t mtime_ns() const { return mtime_ns_; }
 
  private:
   void* map_ = nullptr;
   size_t map_size_ = 0;
+  int fd_ = -1;         // kept open while mapped
   std::string buffer_;  // FromBuffer's bytes (view_ points into them)
   std::string_view view_;
   int64_t mtime_ns_ = 0;

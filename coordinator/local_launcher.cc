@@ -92,6 +92,17 @@ Result<pid_t> LocalLauncher::Spawn(const std::string& name) {
   std::vector<char*> argv;
   for (auto& a : args) argv.push_back(a.data());
   argv.push_back(nullptr);
+  // The environment, built before fork: this process's, with `env_` set over it.
+  std::vector<std::string> env_strings;
+  for (char** e = environ; e && *e; ++e) {
+    std::string_view entry(*e);
+    std::string_view key = entry.substr(0, entry.find('='));
+    if (!env_.contains(std::string(key))) env_strings.emplace_back(entry);
+  }
+  for (const auto& [key, value] : env_) env_strings.push_back(key + "=" + value);
+  std::vector<char*> envp;
+  for (auto& e : env_strings) envp.push_back(e.data());
+  envp.push_back(nullptr);
 
   Fd devnull{open("/dev/null", O_RDWR | O_CLOEXEC)};
   int report[2];  // the child writes errno here if exec fails; EOF means exec succeeded
@@ -115,7 +126,7 @@ Result<pid_t> LocalLauncher::Spawn(const std::string& name) {
     signal(SIGPIPE, SIG_DFL);
     signal(SIGINT, SIG_DFL);
     signal(SIGTERM, SIG_DFL);
-    execv(argv[0], argv.data());
+    execve(argv[0], argv.data(), envp.data());
     int err = errno;
     [[maybe_unused]] ssize_t n = write(write_end.fd, &err, sizeof err);
     _exit(127);

@@ -41,6 +41,9 @@ class LocalLauncher {
   LocalLauncher(const LocalLauncher&) = delete;
   LocalLauncher& operator=(const LocalLauncher&) = delete;
 
+  // Sets an environment variable for the workers started from now on (e.g. a secret that
+  // must not appear on their command line, where `ps` shows it).
+  void SetEnv(const std::string& name, const std::string& value) { env_[name] = value; }
   // Starts one worker named `name`. An error means it could not be executed at all.
   Result<pid_t> Spawn(const std::string& name);
 
@@ -68,7 +71,8 @@ class LocalLauncher {
   std::string worker_bin_;
   std::string endpoint_;
   std::vector<std::string> argv_tail_;
-  std::map<int, Child> children_;  // pidfd -> child
+  std::map<int, Child> children_;           // pidfd -> child
+  std::map<std::string, std::string> env_;  // set over this process's environment
   bool adopt_orphans_ = false;
 };
 

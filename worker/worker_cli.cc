@@ -7,6 +7,7 @@
 
 #include <CLI/CLI.hpp>
 #include <cstdio>
+#include <cstdlib>
 #include <vector>
 
 #include "common/curve.h"
@@ -109,6 +110,12 @@ Exit codes: 0 after a job with --once, 1 refused for its protocol version,
     std::fprintf(stderr, "%s: --log-level must be trace, debug, info, warn, error or off\n",
                  program.c_str());
     return ToInt(ExitCode::kUsage);
+  }
+  // Set by a coordinator for the workers it starts (never on argv, where `ps` shows it);
+  // removed so that the tasks' child processes do not inherit it.
+  if (const char* token = std::getenv(kLocalTokenEnv); token && *token) {
+    config.local_token = token;
+    unsetenv(kLocalTokenEnv);
   }
   if (config.name.empty()) {
     char host[256] = {};

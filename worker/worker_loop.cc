@@ -13,6 +13,7 @@
 #include "common/handshake_monitor.h"
 #include "common/transport.h"
 #include "worker/batching.h"
+#include "worker/input_map.h"
 #include "worker/task_runner.h"
 
 namespace fanout {
@@ -76,6 +77,7 @@ class Worker {
   const WorkerConfig& config_;
   zmq::context_t context_{1};
   TaskRunner runner_;
+  InputMap input_;  // WELCOME's input file, for TASKs passed by reference
   int signal_fd_ = -1;
   int signal_ = 0;
   bool welcomed_ = false;
@@ -183,10 +185,23 @@ std::optional<SessionEnd> Worker::Handle(zmq::socket_t& socket, Envelope& env) {
     heartbeat_ = milliseconds(std::max<uint32_t>(welcome->heartbeat_ms, 1));
     liveness_ = std::max<uint32_t>(welcome->liveness, 1);
     welcomed_ = true;
+    if (welcome->input_path.empty()) {
+      input_.Close();
+    } else {
+      input_.Open(welcome->input_path);
+    }
     spdlog::debug("welcomed to job {} (heartbeat {} ms, liveness {})", welcome->job_id,
                   heartbeat_.count(), liveness_);
   } else if (auto* task = std::get_if<TaskMsg>(&env.message)) {
     auto def = ResolveTask(TaskRegistry::Global(), task->task, task->args);
+    if (def.ok() && task->slice) {
+      auto bytes = input_.Slice(*task->slice);  // by reference: the payload is in the file
+      if (bytes.ok()) {
+        env.payload.emplace(std::move(bytes).value());
+      } else {
+        def = bytes.status();
+      }
+    }
     if (!def.ok()) {
       SendMessage(socket, ResultMsg{task->chunk, task->attempt, false, def.status().message()});
     } else if (quick_streak_ >= kQuickStreak && runner_.in_progress() == 0) {
@@ -222,9 +237,10 @@ SessionEnd Worker::Session() {
   liveness_ = config_.liveness;
   char host[256] = {};
   gethostname(host, sizeof host - 1);
-  Hello hello{config_.name,   host,
-              FANOUT_VERSION, static_cast<int64_t>(getpid()),
-              config_.slots,  TaskRegistry::Global().Names()};
+  Hello hello{config_.name,     host,
+              FANOUT_VERSION,   static_cast<int64_t>(getpid()),
+              config_.slots,    TaskRegistry::Global().Names(),
+              kProtocolVersion, config_.local_token};
   hello.batch = kWorkerBatch;
   SendMessage(socket, hello);
   auto now = Clock::now();

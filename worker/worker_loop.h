@@ -29,6 +29,9 @@ struct WorkerConfig {
   // than max_message are reported as chunk errors instead of being sent.
   SocketSecurity security{
       .curve_server = {}, .curve_client = {}, .max_message = kDefaultMaxMessage};
+  // From $FANOUT_LOCAL_TOKEN (set by the coordinator that started this worker): sent in
+  // HELLO so that the coordinator may pass chunks by reference into its input file.
+  std::string local_token;
 };
 
 // Serves job after job (after SHUTDOWN it says HELLO again, to the next coordinator on the

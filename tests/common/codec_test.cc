@@ -219,6 +219,13 @@ TEST(CodecTest, EncodedHeadersCarryExactlyTheDocumentedKeys) {
   const std::vector<std::pair<Message, Keys>> table = {
       {Hello{"w", "h", "v", 1, 2, {"t"}}, {"v", "k", "id", "host", "ver", "pid", "slots", "tasks"}},
       {Welcome{"j", 500, 4}, {"v", "k", "job", "hb", "live"}},
+      {Hello{"w", "h", "v", 1, 2, {"t"}, kProtocolVersion, "tok"},
+       {"v", "k", "id", "host", "ver", "pid", "slots", "tasks", "local"}},
+      {Welcome{"j", 500, 4, "/proc/1/fd/3"}, {"v", "k", "job", "hb", "live", "in"}},
+      {TaskMsg{"j", 1, 1, "t", {}, std::nullopt, 3, FileSlice{0, 5, 0}},
+       {"v", "k", "job", "c", "a", "t", "args", "n", "off", "len"}},
+      {TaskMsg{"j", 1, 1, "t", {}, std::nullopt, 3, FileSlice{9, 5, 4}},
+       {"v", "k", "job", "c", "a", "t", "args", "n", "off", "len", "hlen"}},
       {TaskMsg{"j", 1, 1, "t", {}, std::nullopt, 3}, {"v", "k", "job", "c", "a", "t", "args", "n"}},
       {TaskMsg{"j", 1, 1, "t", {}, IntRange{1, 2}, 1},
        {"v", "k", "job", "c", "a", "t", "args", "n", "lo", "hi"}},
@@ -934,6 +941,57 @@ TEST(CodecTest, RandomGarbageNeverThrows) {
     Result<Message> r = Status::Error("unset");
     ASSERT_NO_THROW(r = DecodeHeader(b.data(), b.size())) << "iteration " << i;
   }
+}
+
+// ---- local workers: input by reference (PROTOCOL.md) ------------------------------------
+
+TEST(CodecTest, LocalTokenAndInputPathRoundTrip) {
+  Hello h{"w", "h", "v", 1, 1, {}, kProtocolVersion, "0123456789abcdef"};
+  EXPECT_EQ(std::get<Hello>(RoundTrip(h)).local_token, "0123456789abcdef");
+  h.local_token = "";
+  EXPECT_EQ(std::get<Hello>(RoundTrip(h)).local_token, "");
+  Welcome w{"j", 500, 4, "/proc/42/fd/7"};
+  EXPECT_EQ(std::get<Welcome>(RoundTrip(w)).input_path, "/proc/42/fd/7");
+  EXPECT_EQ(std::get<Welcome>(RoundTrip(Welcome{"j", 500, 4})).input_path, "");
+}
+
+TEST(CodecTest, TaskRoundTripsWithFileSlice) {
+  const uint64_t kMax = UINT64_MAX;
+  for (FileSlice slice : {FileSlice{0, 0, 0}, FileSlice{4096, 1 << 20, 0}, FileSlice{7, 3, 7},
+                          FileSlice{kMax, 0, kMax}, FileSlice{0, kMax, 0}}) {
+    TaskMsg t{"j", 3, 2, "identity", {}, std::nullopt, 1, slice};
+    auto got = std::get<TaskMsg>(RoundTrip(t));
+    ASSERT_TRUE(got.slice);
+    EXPECT_EQ(*got.slice, slice);
+    EXPECT_FALSE(got.range);
+  }
+  EXPECT_FALSE(std::get<TaskMsg>(RoundTrip(TaskMsg{"j", 1, 1, "t", {}, std::nullopt, 1})).slice);
+}
+
+TEST(CodecTest, BadFileSlicesAreRefused) {
+  auto task = [] {
+    return Header(1, 3)
+        .Add("job", std::string("j"))
+        .Add("c", 1)
+        .Add("a", 1)
+        .Add("t", std::string("identity"))
+        .Add("args", std::vector<std::string>{})
+        .Add("n", 1);
+  };
+  EXPECT_TRUE(Decode(task().Add("off", 1).Add("len", 2).Bytes()).ok());
+  EXPECT_FALSE(Decode(task().Add("off", 1).Bytes()).ok());                 // no len
+  EXPECT_FALSE(Decode(task().Add("len", 1).Bytes()).ok());                 // no off
+  EXPECT_FALSE(Decode(task().Add("off", -1).Add("len", 2).Bytes()).ok());  // negative
+  EXPECT_FALSE(
+      Decode(task().Add("off", 1).Add("len", std::string("2")).Bytes()).ok());  // wrong type
+  EXPECT_FALSE(Decode(task().Add("off", 1).Add("len", 2).Add("hlen", true).Bytes()).ok());
+  EXPECT_FALSE(Decode(task().Add("off", UINT64_MAX).Add("len", 2).Bytes()).ok());  // wraps
+  EXPECT_FALSE(Decode(task().Add("off", 0).Add("len", 2).Add("lo", 0).Add("hi", 1).Bytes()).ok());
+  // Wrong types of the other optional keys refuse the message too.
+  auto hello = Header(1, 1).Add("id", std::string("w")).Add("slots", 1);
+  EXPECT_FALSE(Decode(hello.Add("local", 5).Bytes()).ok());
+  auto welcome = Header(1, 2).Add("job", std::string("j")).Add("hb", 500).Add("live", 4);
+  EXPECT_FALSE(Decode(welcome.Add("in", 5).Bytes()).ok());
 }
 
 }  // namespace
