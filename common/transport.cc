@@ -1,5 +1,7 @@
 #include "common/transport.h"
 
+#include <unistd.h>
+
 #include "common/codec.h"
 #include "common/units.h"
 
@@ -109,6 +111,16 @@ zmq::socket_t MakeDealer(zmq::context_t& context, const std::string& endpoint,
 }
 
 std::string LastEndpoint(zmq::socket_t& socket) { return socket.get(zmq::sockopt::last_endpoint); }
+
+std::string ConnectableEndpoint(const std::string& bound) {
+  for (std::string_view wildcard : {"tcp://0.0.0.0:", "tcp://[::]:", "tcp://*:"}) {
+    if (bound.rfind(wildcard, 0) != 0) continue;
+    char host[256] = {};
+    if (gethostname(host, sizeof host - 1) != 0 || host[0] == '\0') return bound;
+    return "tcp://" + std::string(host) + ":" + bound.substr(wildcard.size());
+  }
+  return bound;
+}
 
 int PollOnce(zmq::pollitem_t* items, size_t count, std::chrono::milliseconds timeout) {
   try {

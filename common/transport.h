@@ -70,6 +70,9 @@ Result<zmq::socket_t> MakeRouter(zmq::context_t& context, const std::string& end
 zmq::socket_t MakeDealer(zmq::context_t& context, const std::string& endpoint,
                          const std::string& identity, const SocketSecurity& security = {});
 std::string LastEndpoint(zmq::socket_t& socket);
+// The endpoint other machines would connect to for a bound one: a wildcard host
+// (tcp://0.0.0.0:PORT, tcp://[::]:PORT) becomes this machine's host name; others as they are.
+std::string ConnectableEndpoint(const std::string& bound);
 
 // zmq::poll that treats an interrupted call (EINTR: a signal arrived) as "nothing ready":
 // the caller's loop then looks at its signal flags. Returns the number of ready items.

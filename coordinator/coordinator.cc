@@ -194,12 +194,13 @@ Status EventLoop::Start() {
   endpoint = LastEndpoint(*router_);
   if (!config_.listen.empty()) {
     if (local_workers_ == 0) {
-      spdlog::warn("waiting for workers: fanout-worker --connect {}{}", endpoint,
+      spdlog::warn("waiting for workers: fanout-worker --connect {}{}",
+                   ConnectableEndpoint(endpoint),
                    config_.curve_server ? " --curve-server-key SERVER_PUBLIC_CERT --curve-secret "
                                           "WORKER_secret"
                                         : "");
     } else {
-      spdlog::info("listening on {} for more workers", endpoint);
+      spdlog::info("listening on {} for more workers", ConnectableEndpoint(endpoint));
     }
   }
   auto bin = FindWorkerBinary(config_.worker_bin);

@@ -5,6 +5,7 @@
 #include "common/transport.h"
 
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <chrono>
 #include <string>
@@ -334,6 +335,16 @@ TEST_F(TransportTest, ManyMessagesArriveInOrder) {
     EXPECT_EQ(std::get<TaskMsg>(env->message).chunk, i);
     EXPECT_EQ(env->payload->to_string(), std::to_string(i));
   }
+}
+
+TEST(TransportTcpTest, ConnectableEndpointNamesThisHostForAWildcardBind) {
+  char host[256] = {};
+  ASSERT_EQ(gethostname(host, sizeof host - 1), 0);
+  std::string expected = "tcp://" + std::string(host) + ":5555";
+  EXPECT_EQ(ConnectableEndpoint("tcp://0.0.0.0:5555"), expected);
+  EXPECT_EQ(ConnectableEndpoint("tcp://[::]:5555"), expected);
+  EXPECT_EQ(ConnectableEndpoint("tcp://127.0.0.1:5555"), "tcp://127.0.0.1:5555");
+  EXPECT_EQ(ConnectableEndpoint("ipc:///tmp/x.sock"), "ipc:///tmp/x.sock");
 }
 
 TEST(TransportTcpTest, WildcardPortIsReadBackWithLastEndpoint) {
