@@ -11,6 +11,7 @@
 #include <chrono>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "common/status.h"
@@ -24,6 +25,13 @@ struct AsyncOutcome {
   std::string output;  // meaningful when status is OK
   double cpu_seconds = 0;
 };
+
+// Ends the message of a start that failed for lack of file descriptors (EMFILE/ENFILE).
+// An event loop may hold such an attempt back until other attempts release theirs.
+inline constexpr std::string_view kFdLimitNote =
+    " (the open-file limit is reached: raise it with 'ulimit -n' or run fewer chunks at once, "
+    "e.g. a lower --slots)";
+inline bool HitFdLimit(const Status& s) { return s.message().ends_with(kFdLimitNote); }
 
 class AsyncAttempt {
  public:

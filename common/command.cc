@@ -16,6 +16,8 @@
 #include <cerrno>
 #include <mutex>
 
+#include "common/async_attempt.h"
+
 extern char** environ;
 
 namespace fanout {
@@ -86,8 +88,7 @@ bool MakePipe(Fd& read_end, Fd& write_end) {
 // Names the open-file limit when `err` says it was hit (many concurrent exec children).
 std::string FdHint(int err) {
   if (err != EMFILE && err != ENFILE) return "";
-  return " (the open-file limit is reached: raise it with 'ulimit -n' or run fewer chunks at "
-         "once, e.g. a lower --slots)";
+  return std::string(kFdLimitNote);
 }
 
 // Creates the three pipes: `child` gets the ends to dup onto 0..2, `parent` the others

@@ -23,7 +23,7 @@ AsyncRunner::AsyncRunner(std::string worker_name) : worker_name_(std::move(worke
 
 AsyncRunner::~AsyncRunner() { CancelAll(); }
 
-void AsyncRunner::Start(const TaskDef& def, TaskMsg task, std::optional<zmq::message_t> payload) {
+bool AsyncRunner::Start(const TaskDef& def, TaskMsg& task, std::optional<zmq::message_t>& payload) {
   auto entry = std::make_unique<Entry>();
   entry->task = std::move(task);
   entry->payload = std::move(payload);
@@ -39,16 +39,24 @@ void AsyncRunner::Start(const TaskDef& def, TaskMsg task, std::optional<zmq::mes
   input.attempt = t.attempt;
   input.worker_id = worker_name_;
   auto attempt = def.start_async(input, t.args);
+  if (!attempt.ok() && HitFdLimit(attempt.status()) && !entries_.empty()) {
+    spdlog::debug("chunk {} attempt {}: held back until an attempt releases its fds", t.chunk,
+                  t.attempt);
+    task = std::move(entry->task);
+    payload = std::move(entry->payload);
+    return false;
+  }
   if (!attempt.ok()) {
     spdlog::debug("chunk {} attempt {}: {}", t.chunk, t.attempt, attempt.status().message());
     finished_.push_back(FinishedAttempt{
         ResultMsg{t.chunk, t.attempt, false, attempt.status().message(), 0, 0}, {}});
-    return;
+    return true;
   }
   spdlog::debug("chunk {} attempt {}: started on the event loop", t.chunk, t.attempt);
   entry->attempt = std::move(attempt).value();
   entries_.push_back(std::move(entry));
   ++running_;
+  return true;
 }
 
 void AsyncRunner::Cancel(uint64_t chunk, uint32_t attempt) {

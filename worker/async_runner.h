@@ -30,9 +30,11 @@ class AsyncRunner {
   explicit AsyncRunner(std::string worker_name);
   ~AsyncRunner();  // kills and reaps what is still running
 
-  // Starts an attempt of `def` (which has start_async). A start failure (e.g. no fds
-  // left) becomes a finished, failed attempt.
-  void Start(const TaskDef& def, TaskMsg task, std::optional<zmq::message_t> payload);
+  // Starts an attempt of `def` (which has start_async), taking `task` and `payload`. A
+  // start failure becomes a finished, failed attempt, except one for lack of fds while
+  // other attempts hold some (HitFdLimit): then it returns false and takes nothing, for
+  // the caller to try again once an attempt has ended.
+  bool Start(const TaskDef& def, TaskMsg& task, std::optional<zmq::message_t>& payload);
   // Stops an attempt without blocking; no result is produced for it.
   void Cancel(uint64_t chunk, uint32_t attempt);
   // Stops every attempt and waits for their children (killed, so this is quick).
@@ -48,7 +50,8 @@ class AsyncRunner {
   bool Advance(std::span<const zmq::pollitem_t> items, TimePoint now);
   std::vector<FinishedAttempt> TakeFinished();
 
-  size_t running() const { return running_; }  // started, not finished nor cancelled
+  size_t running() const { return running_; }      // started, not finished nor cancelled
+  size_t held() const { return entries_.size(); }  // running or cancelled, not yet reaped
 
  private:
   struct Entry;

@@ -41,14 +41,16 @@ size_t TaskRunner::ThreadAttempts() const {
 }
 
 std::optional<AsyncRunner::TimePoint> TaskRunner::NextDeadline() const {
-  if (!waiting_.empty() && async_.running() + ThreadAttempts() < slots_) {
+  if (!waiting_.empty() && !fd_starved_ && async_.running() + ThreadAttempts() < slots_) {
     return AsyncRunner::TimePoint{};  // attempts to start once the budget is renewed
   }
   return async_.NextDeadline();
 }
 
 bool TaskRunner::Advance(std::span<const zmq::pollitem_t> items, AsyncRunner::TimePoint now) {
+  size_t held = async_.held();
   bool finished = async_.Advance(items, now);
+  if (async_.held() < held) fd_starved_ = false;
   start_budget_end_ = now + kStartBudget;
   Dispatch();
   return finished;
@@ -59,12 +61,14 @@ void TaskRunner::Dispatch() {
     if (waiting_.front().def->start_async && std::chrono::steady_clock::now() > start_budget_end_) {
       return;  // the next Advance goes on
     }
+    if (fd_starved_) return;  // until an async attempt releases its fds
     Attempt attempt = std::move(waiting_.front());
     waiting_.pop_front();
-    if (attempt.def->start_async) {
-      async_.Start(*attempt.def, std::move(attempt.task), std::move(attempt.payload));
-    } else {
+    if (!attempt.def->start_async) {
       ToThreads(std::move(attempt));
+    } else if (!async_.Start(*attempt.def, attempt.task, attempt.payload)) {
+      waiting_.push_front(std::move(attempt));
+      fd_starved_ = true;
     }
   }
 }
@@ -89,6 +93,7 @@ void TaskRunner::Cancel(uint64_t chunk, uint32_t attempt) {
     return a.task.chunk == chunk && a.task.attempt == attempt;
   });
   async_.Cancel(chunk, attempt);
+  fd_starved_ = false;  // a cancelled command's pipes are closed at once
   {
     std::lock_guard lock(mu_);
     std::erase_if(queue_, [&](const Attempt& a) {
@@ -105,6 +110,7 @@ void TaskRunner::Cancel(uint64_t chunk, uint32_t attempt) {
 void TaskRunner::CancelAll() {
   waiting_.clear();
   async_.CancelAll();
+  fd_starved_ = false;
   std::lock_guard lock(mu_);
   queue_.clear();
   for (auto& [key, entry] : running_) entry.second.request_stop();

@@ -87,6 +87,7 @@ class TaskRunner {
   AsyncRunner async_;
   std::deque<Attempt> waiting_;                // loop thread only: over `slots`, in arrival order
   AsyncRunner::TimePoint start_budget_end_{};  // async starts stop here until next Advance
+  bool fd_starved_ = false;  // an async start lacked fds: wait until an attempt ends
   int event_fd_ = -1;
   mutable std::mutex mu_;
   std::condition_variable_any cv_;

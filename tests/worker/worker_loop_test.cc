@@ -166,6 +166,24 @@ TEST_F(WorkerLoopTest, ShutdownKillsAsyncCommandsInFlight) {
   EXPECT_TRUE(ProcessesMatching("sleep 41.37").empty());
 }
 
+TEST_F(WorkerLoopTest, CommandsBeyondTheOpenFileLimitWaitForFdsInsteadOfFailing) {
+  // A hard limit of 64 fds leaves room for about a dozen commands (four fds each).
+  worker_ = std::make_unique<Child>(
+      std::vector<std::string>{"/bin/sh", "-c", "ulimit -n 64 && exec \"$0\" \"$@\"", WorkerBin(),
+                               "--connect", endpoint_, "--name", "w1", "--slots", "40"},
+      "", dir_.File("err"));
+  std::string peer = Welcome();
+  for (uint64_t chunk = 0; chunk < 40; ++chunk) {
+    Task(peer, chunk, "exec", {"sh", "-c", "sleep 0.2; cat"}, std::to_string(chunk) + "\n");
+  }
+  for (int i = 0; i < 40; ++i) {
+    std::optional<zmq::message_t> payload;
+    ResultMsg r = NextResult(&payload);
+    ASSERT_TRUE(r.ok) << r.error;
+    EXPECT_EQ(payload->to_string(), std::to_string(r.chunk) + "\n");
+  }
+}
+
 TEST_F(WorkerLoopTest, CancelledAttemptSendsNoResultAndTheNextIsServed) {
   StartWorker();
   std::string peer = Welcome();
