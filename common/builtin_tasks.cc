@@ -11,6 +11,7 @@
 #include <mutex>
 #include <utility>
 
+#include "common/async_attempt.h"
 #include "common/chunking.h"
 #include "common/exec_task.h"
 #include "common/task.h"
@@ -67,27 +68,67 @@ Result<int64_t> SleepMs(std::span<const std::string> args) {
   return ms;
 }
 
+// MS × the chunk's records, capped at kMaxTotalSleepMs.
+std::chrono::milliseconds SleepTotal(int64_t ms, uint64_t records) {
+  int64_t total = kMaxTotalSleepMs;
+  if (ms == 0 || records <= static_cast<uint64_t>(kMaxTotalSleepMs / ms)) {
+    total = ms * static_cast<int64_t>(records);
+  }
+  return std::chrono::milliseconds(total);
+}
+
 std::string SleepRun(const TaskChunk& chunk, TaskArgs args) {
   Result<int64_t> ms = SleepMs(args);
   Check(ms.status());
-  uint64_t records = RecordCount(chunk);
-  int64_t total = kMaxTotalSleepMs;
-  if (*ms == 0 || records <= static_cast<uint64_t>(kMaxTotalSleepMs / *ms)) {
-    total = *ms * static_cast<int64_t>(records);
-  }
   // One wait for the whole chunk; a stop request wakes it at once.
   std::mutex mu;
   std::condition_variable_any cv;
   std::unique_lock lock(mu);
-  cv.wait_for(lock, chunk.stop, std::chrono::milliseconds(total), [] { return false; });
+  cv.wait_for(lock, chunk.stop, SleepTotal(*ms, RecordCount(chunk)), [] { return false; });
   if (chunk.stop.stop_requested()) throw TaskFailed("cancelled");
   return std::string(chunk.data);
+}
+
+// The async sleep: a timer. Output and errors equal SleepRun's.
+class SleepAttempt : public AsyncAttempt {
+ public:
+  SleepAttempt(const ChunkInput& chunk, std::chrono::milliseconds total)
+      : deadline_(std::chrono::steady_clock::now() + total) {
+    std::string_view data = ChunkBytes(chunk, storage_);
+    if (storage_.empty()) storage_ = std::string(data);
+  }
+  void AppendFds(std::vector<pollfd>&) const override {}
+  std::optional<TimePoint> deadline() const override { return deadline_; }
+  bool Advance(TimePoint now) override { return cancelled_ || now >= deadline_; }
+  void Cancel() override { cancelled_ = true; }
+  AsyncOutcome Take() override {
+    if (cancelled_) return AsyncOutcome{Status::Error("cancelled"), {}, 0};
+    return AsyncOutcome{Status::Ok(), std::move(storage_), 0};
+  }
+
+ private:
+  TimePoint deadline_;
+  std::string storage_;  // the output: the chunk's records
+  bool cancelled_ = false;
+};
+
+Result<std::unique_ptr<AsyncAttempt>> StartSleep(const ChunkInput& chunk, TaskArgs args) {
+  Result<int64_t> ms = SleepMs(args);
+  if (!ms.ok()) return ms.status();
+  TaskChunk view;  // RecordCount's view of the chunk
+  view.data = chunk.data;
+  if (chunk.range) view.range = NumberRange{chunk.range->lo, chunk.range->hi};
+  uint64_t records = RecordCount(view);
+  return std::unique_ptr<AsyncAttempt>(
+      std::make_unique<SleepAttempt>(chunk, SleepTotal(*ms, records)));
 }
 
 TaskDef Sleep() {
   TaskOptions options{"sleep MS", "sleeps MS milliseconds per record, returns the records",
                       [](TaskArgs args) { Check(SleepMs(args).status()); }};
-  return MakeTaskDef("sleep", SleepRun, std::move(options));
+  TaskDef def = MakeTaskDef("sleep", SleepRun, std::move(options));
+  def.start_async = StartSleep;
+  return def;
 }
 
 // ---- product ----------------------------------------------------------------------------
@@ -190,11 +231,8 @@ std::string ExecRun(const TaskChunk& chunk, TaskArgs args) {
   if (args.empty()) throw TaskFailed("exec: missing command");
   std::vector<std::string> argv(args.begin(), args.end());
   std::string out;
-  Check(RunCommand(argv, chunk.data,
-                   {{"FANOUT_CHUNK", std::to_string(chunk.id)},
-                    {"FANOUT_ATTEMPT", std::to_string(chunk.attempt)},
-                    {"FANOUT_WORKER", std::string(chunk.worker)}},
-                   out, chunk.stop));
+  Check(RunCommand(argv, chunk.data, ExecVariables(chunk.id, chunk.attempt, chunk.worker), out,
+                   chunk.stop));
   return out;
 }
 
@@ -207,7 +245,9 @@ TaskDef Exec() {
                         }
                         if (args[0].empty()) throw TaskFailed("exec: the command name is empty");
                       }};
-  return MakeTaskDef("exec", ExecRun, std::move(options));
+  TaskDef def = MakeTaskDef("exec", ExecRun, std::move(options));
+  def.start_async = StartExecAttempt;
+  return def;
 }
 
 }  // namespace

@@ -1,400 +1,101 @@
-// RunCommand (exec_task.h): posix_spawnp into a new process group, a poll() loop that
-// feeds stdin and drains stdout/stderr, and a reap that honours the stop token. Every fd
-// and the child itself are owned by RAII handles, so each return path releases them.
+// RunCommand and the exec AsyncAttempt (exec_task.h): two drivers of one Command.
 #include "common/exec_task.h"
 
-#include <fcntl.h>
 #include <poll.h>
-#include <signal.h>
-#include <spawn.h>
 #include <string.h>
-#include <sys/resource.h>
-#include <sys/syscall.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
-#include <mutex>
+#include <chrono>
 
 #include "common/measured_run.h"
-#include "common/status.h"
-
-extern char** environ;
 
 namespace fanout {
 namespace {
 
-constexpr int kPollMs = 20;                // how often a running command checks `stop`
-constexpr size_t kIoBlock = 64 * 1024;     // bytes per read()/write() call
-constexpr int kReadsPerRound = 16;         // reads per stream before polling again
-constexpr size_t kStderrTail = 64 * 1024;  // bytes of stderr kept for error messages
-constexpr size_t kStderrLines = 5;         // stderr lines quoted in an error message
-constexpr size_t kMaxShownLine = 300;      // characters of each quoted stderr line
+using Clock = std::chrono::steady_clock;
 
-std::string ErrorText(int err) {
-  char buf[256];
-  return strerror_r(err, buf, sizeof buf);  // GNU variant: thread-safe, returns the text
+constexpr int kPollMs = 20;  // how often a running command checks `stop`
+
+// The poll timeout for `command`: kPollMs, or less when its deadline is sooner.
+int PollTimeoutMs(const Command& command) {
+  auto deadline = command.deadline();
+  if (!deadline) return kPollMs;
+  auto left = std::chrono::ceil<std::chrono::milliseconds>(*deadline - Clock::now()).count();
+  return static_cast<int>(std::clamp<int64_t>(left, 0, kPollMs));
 }
 
-// An owned file descriptor. Invariant: fd_ is -1 or open and owned by this object.
-class Fd {
+class ExecAttempt : public AsyncAttempt {
  public:
-  Fd() = default;
-  explicit Fd(int fd) : fd_(fd) {}
-  Fd(Fd&& o) noexcept : fd_(std::exchange(o.fd_, -1)) {}
-  Fd& operator=(Fd&& o) noexcept {
-    if (this != &o) {
-      Reset();
-      fd_ = std::exchange(o.fd_, -1);
-    }
-    return *this;
+  // Starts the command; `data` must outlive the attempt, `storage` backs a range.
+  Status Start(const ChunkInput& chunk, std::span<const std::string> args) {
+    std::string_view data = ChunkBytes(chunk, storage_);
+    auto command = Command::Start(std::vector<std::string>(args.begin(), args.end()), data,
+                                  ExecVariables(chunk.chunk_id, chunk.attempt, chunk.worker_id));
+    if (!command.ok()) return command.status();
+    command_ = std::move(command).value();
+    return Status::Ok();
   }
-  Fd(const Fd&) = delete;
-  Fd& operator=(const Fd&) = delete;
-  ~Fd() { Reset(); }
-
-  void Reset() {
-    if (fd_ >= 0) close(fd_);
-    fd_ = -1;
+  void AppendFds(std::vector<pollfd>& fds) const override { command_->AppendFds(fds); }
+  std::optional<TimePoint> deadline() const override { return command_->deadline(); }
+  bool Advance(TimePoint) override { return command_->Advance(); }
+  void Cancel() override { command_->Kill(); }
+  AsyncOutcome Take() override {
+    return AsyncOutcome{command_->status(), std::move(command_->output()),
+                        command_->child_cpu_seconds()};
   }
-  int get() const { return fd_; }
-  bool open() const { return fd_ >= 0; }
 
  private:
-  int fd_ = -1;
+  std::string storage_;  // a range chunk's materialized records (stdin)
+  std::unique_ptr<Command> command_;
 };
-
-// One end of each of the child's standard streams (stdin, stdout, stderr).
-struct StdPipes {
-  Fd in, out, err;
-};
-
-// Moves `fd` above 0..2 so the child's dup2 onto its standard fds cannot clobber it
-// (possible when this process runs with a standard fd closed). Returns -1 on failure.
-int AboveStdio(int fd) {
-  if (fd > STDERR_FILENO) return fd;
-  int moved = fcntl(fd, F_DUPFD_CLOEXEC, STDERR_FILENO + 1);
-  close(fd);
-  return moved;
-}
-
-bool MakePipe(Fd& read_end, Fd& write_end) {
-  int p[2];
-  if (pipe2(p, O_CLOEXEC) != 0) return false;
-  read_end = Fd(AboveStdio(p[0]));
-  write_end = Fd(AboveStdio(p[1]));
-  return read_end.open() && write_end.open();
-}
-
-// Creates the three pipes: `child` gets the ends to dup onto 0..2, `parent` the others
-// (made non-blocking).
-Status MakeStdPipes(StdPipes& parent, StdPipes& child) {
-  if (!MakePipe(child.in, parent.in) || !MakePipe(parent.out, child.out) ||
-      !MakePipe(parent.err, child.err)) {
-    return Status::Error("exec: cannot create pipes: " + ErrorText(errno));
-  }
-  for (const Fd* fd : {&parent.in, &parent.out, &parent.err}) {
-    int flags = fcntl(fd->get(), F_GETFL);
-    if (flags < 0 || fcntl(fd->get(), F_SETFL, flags | O_NONBLOCK) != 0) {
-      return Status::Error("exec: cannot configure pipes: " + ErrorText(errno));
-    }
-  }
-  return Status::Ok();
-}
-
-// This process's environment with `extra` added; `extra` wins over inherited names.
-std::vector<std::string> BuildEnvironment(
-    const std::vector<std::pair<std::string, std::string>>& extra) {
-  std::vector<std::string> env;
-  for (char** e = environ; *e != nullptr; ++e) {
-    std::string_view entry(*e);
-    bool overridden = std::any_of(extra.begin(), extra.end(), [&](const auto& kv) {
-      return entry.size() > kv.first.size() && entry.starts_with(kv.first) &&
-             entry[kv.first.size()] == '=';
-    });
-    if (!overridden) env.emplace_back(entry);
-  }
-  for (const auto& [name, value] : extra) env.push_back(name + "=" + value);
-  return env;
-}
-
-// A null-terminated char* array over `strings` (which must outlive it).
-std::vector<char*> CStrings(std::vector<std::string>& strings) {
-  std::vector<char*> ptrs;
-  ptrs.reserve(strings.size() + 1);
-  for (std::string& s : strings) ptrs.push_back(s.data());
-  ptrs.push_back(nullptr);
-  return ptrs;
-}
-
-// posix_spawn attributes and file actions for one child: stdio from `child`, its own
-// process group, default dispositions for the signals a parent may have changed, and an
-// empty signal mask.
-class SpawnSetup {
- public:
-  SpawnSetup() {
-    posix_spawn_file_actions_init(&actions_);
-    posix_spawnattr_init(&attr_);
-  }
-  ~SpawnSetup() {
-    posix_spawn_file_actions_destroy(&actions_);
-    posix_spawnattr_destroy(&attr_);
-  }
-  SpawnSetup(const SpawnSetup&) = delete;
-  SpawnSetup& operator=(const SpawnSetup&) = delete;
-
-  // Returns 0 or an errno value.
-  int Configure(const StdPipes& child) {
-    sigset_t defaults, empty;
-    sigemptyset(&defaults);
-    for (int sig : {SIGPIPE, SIGINT, SIGTERM, SIGQUIT, SIGCHLD}) sigaddset(&defaults, sig);
-    sigemptyset(&empty);
-    int rc = posix_spawn_file_actions_adddup2(&actions_, child.in.get(), STDIN_FILENO);
-    if (rc == 0) rc = posix_spawn_file_actions_adddup2(&actions_, child.out.get(), STDOUT_FILENO);
-    if (rc == 0) rc = posix_spawn_file_actions_adddup2(&actions_, child.err.get(), STDERR_FILENO);
-    if (rc == 0) rc = posix_spawnattr_setsigdefault(&attr_, &defaults);
-    if (rc == 0) rc = posix_spawnattr_setsigmask(&attr_, &empty);
-    if (rc == 0) rc = posix_spawnattr_setpgroup(&attr_, 0);  // 0: a new group led by the child
-    if (rc == 0) {
-      rc = posix_spawnattr_setflags(
-          &attr_, POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK);
-    }
-    return rc;
-  }
-  const posix_spawn_file_actions_t* actions() const { return &actions_; }
-  const posix_spawnattr_t* attr() const { return &attr_; }
-
- private:
-  posix_spawn_file_actions_t actions_;
-  posix_spawnattr_t attr_;
-};
-
-// A started child process, leader of its own process group. The destructor kills the
-// group and reaps the child if that has not happened yet, so no path leaks a process.
-class ChildProcess {
- public:
-  ChildProcess() = default;
-  ChildProcess(const ChildProcess&) = delete;
-  ChildProcess& operator=(const ChildProcess&) = delete;
-  ~ChildProcess() { KillAndReap(); }
-
-  // Starts argv[0] (PATH lookup) with `env` and stdio from `child`. Returns 0 or errno.
-  int Spawn(std::vector<std::string> argv, std::vector<std::string> env, const StdPipes& child);
-
-  // Waits for the child to exit and returns its wait status. When `stop` is requested
-  // first, kills the group, reaps, and returns "cancelled".
-  Result<int> Wait(const std::stop_token& stop);
-
-  // Kills the child's whole process group with SIGKILL and reaps the child. No-op once
-  // the child has been reaped.
-  void KillAndReap();
-
- private:
-  // Reaps the child if it has exited (or waits for that when `block`): 1 reaped (status
-  // set), 0 still running, -1 wait failed (errno set; the child is then given up on).
-  int TryReap(bool block, int& status);
-  void AwaitExit();  // blocks until the child may have exited or kPollMs passed
-
-  pid_t pid_ = -1;  // -1 when there is no unreaped child
-  Fd pidfd_;        // readable once the child exits; closed if pidfd_open is unavailable
-  int backoff_ms_ = 1;
-};
-
-int ChildProcess::Spawn(std::vector<std::string> argv, std::vector<std::string> env,
-                        const StdPipes& child) {
-  SpawnSetup setup;
-  if (int rc = setup.Configure(child); rc != 0) return rc;
-  std::vector<char*> c_argv = CStrings(argv);
-  std::vector<char*> c_env = CStrings(env);
-  pid_t pid = -1;
-  int rc =
-      posix_spawnp(&pid, c_argv[0], setup.actions(), setup.attr(), c_argv.data(), c_env.data());
-  if (rc != 0) return rc;
-  pid_ = pid;
-#ifdef SYS_pidfd_open
-  pidfd_ = Fd(static_cast<int>(syscall(SYS_pidfd_open, pid_, 0)));  // close-on-exec
-#endif
-  return 0;
-}
-
-int ChildProcess::TryReap(bool block, int& status) {
-  if (pid_ < 0) return -1;
-  rusage usage{};
-  pid_t got;
-  do {
-    got = wait4(pid_, &status, block ? 0 : WNOHANG, &usage);
-  } while (got < 0 && errno == EINTR);
-  if (got == 0) return 0;
-  pid_ = -1;
-  pidfd_.Reset();
-  if (got < 0) return -1;
-  AddChildCpuSeconds(static_cast<double>(usage.ru_utime.tv_sec + usage.ru_stime.tv_sec) +
-                     static_cast<double>(usage.ru_utime.tv_usec + usage.ru_stime.tv_usec) * 1e-6);
-  return 1;
-}
-
-void ChildProcess::AwaitExit() {
-  if (pidfd_.open()) {
-    pollfd p{pidfd_.get(), POLLIN, 0};
-    poll(&p, 1, kPollMs);
-    return;
-  }
-  poll(nullptr, 0, backoff_ms_);
-  backoff_ms_ = std::min(2 * backoff_ms_, kPollMs);
-}
-
-Result<int> ChildProcess::Wait(const std::stop_token& stop) {
-  for (;;) {
-    int status = 0;
-    int reaped = TryReap(/*block=*/false, status);
-    if (reaped > 0) return status;
-    if (reaped < 0) return Status::Error("cannot wait for the child: " + ErrorText(errno));
-    if (stop.stop_requested()) {
-      KillAndReap();
-      return Status::Error("cancelled");
-    }
-    AwaitExit();
-  }
-}
-
-void ChildProcess::KillAndReap() {
-  if (pid_ < 0) return;
-  killpg(pid_, SIGKILL);
-  int status = 0;
-  TryReap(/*block=*/true, status);
-}
-
-// Writes as much of `input` as the pipe takes, dropping the written prefix. Closes `in`
-// once everything is written or the child stopped reading (EPIPE is not an error: e.g.
-// `head -1` exits without reading the rest).
-void WriteSome(Fd& in, std::string_view& input) {
-  while (!input.empty()) {
-    ssize_t w = write(in.get(), input.data(), std::min(input.size(), kIoBlock));
-    if (w > 0) {
-      input.remove_prefix(static_cast<size_t>(w));
-    } else if (w < 0 && errno == EAGAIN) {
-      return;
-    } else if (!(w < 0 && errno == EINTR)) {
-      break;
-    }
-  }
-  in.Reset();
-}
-
-// Appends what `fd` has to `into`, keeping only about the last `keep_tail` bytes if that
-// is non-zero. Reads at most kReadsPerRound blocks, so a chatty child cannot keep the
-// loop from checking `stop`. Returns false at EOF or on a read error.
-bool ReadSome(int fd, std::string& into, size_t keep_tail) {
-  char buf[kIoBlock];
-  for (int i = 0; i < kReadsPerRound; ++i) {
-    ssize_t n = read(fd, buf, sizeof buf);
-    if (n > 0) {
-      into.append(buf, static_cast<size_t>(n));
-      if (keep_tail > 0 && into.size() > 2 * keep_tail) into.erase(0, into.size() - keep_tail);
-    } else if (n == 0) {
-      return false;
-    } else if (errno == EAGAIN) {
-      return true;
-    } else if (errno != EINTR) {
-      return false;
-    }
-  }
-  return true;
-}
-
-// Feeds `input` to the child and drains its stdout (into `out`) and stderr (a bounded
-// tail into `err_tail`) until all three streams are closed. Returns "cancelled" as soon
-// as `stop` is requested, or an error if poll() fails.
-Status Pump(StdPipes& parent, std::string_view input, std::string& out, std::string& err_tail,
-            const std::stop_token& stop) {
-  if (input.empty()) parent.in.Reset();
-  while (parent.in.open() || parent.out.open() || parent.err.open()) {
-    if (stop.stop_requested()) return Status::Error("cancelled");
-    pollfd fds[3];
-    nfds_t n = 0;
-    if (parent.in.open()) fds[n++] = {parent.in.get(), POLLOUT, 0};
-    if (parent.out.open()) fds[n++] = {parent.out.get(), POLLIN, 0};
-    if (parent.err.open()) fds[n++] = {parent.err.get(), POLLIN, 0};
-    if (poll(fds, n, kPollMs) < 0 && errno != EINTR) {
-      return Status::Error("poll failed: " + ErrorText(errno));
-    }
-    // Non-blocking fds: trying a stream that is not ready just returns EAGAIN.
-    if (parent.in.open()) WriteSome(parent.in, input);
-    if (parent.out.open() && !ReadSome(parent.out.get(), out, 0)) parent.out.Reset();
-    if (parent.err.open() && !ReadSome(parent.err.get(), err_tail, kStderrTail)) {
-      parent.err.Reset();
-    }
-  }
-  return Status::Ok();
-}
-
-// The last `max_lines` non-blank lines of `text` (each shortened to kMaxShownLine
-// characters), joined with " | ".
-std::string LastLines(std::string_view text, size_t max_lines) {
-  std::vector<std::string_view> lines;
-  while (!text.empty()) {
-    size_t nl = text.find('\n');
-    std::string_view line = text.substr(0, nl);
-    text.remove_prefix(nl == std::string_view::npos ? text.size() : nl + 1);
-    while (!line.empty() && (line.back() == '\r' || line.back() == ' ')) line.remove_suffix(1);
-    if (!line.empty()) lines.push_back(line);
-  }
-  std::string joined;
-  size_t first = lines.size() > max_lines ? lines.size() - max_lines : 0;
-  for (size_t i = first; i < lines.size(); ++i) {
-    if (!joined.empty()) joined += " | ";
-    joined += lines[i].substr(0, kMaxShownLine);
-    if (lines[i].size() > kMaxShownLine) joined += "...";
-  }
-  return joined;
-}
-
-// "exited with status N" or "was killed by signal N (SIGNAME)".
-std::string DescribeWaitStatus(int status) {
-  if (WIFEXITED(status)) return "exited with status " + std::to_string(WEXITSTATUS(status));
-  if (!WIFSIGNALED(status)) return "ended with wait status " + std::to_string(status);
-  int sig = WTERMSIG(status);
-  const char* abbrev = sigabbrev_np(sig);
-  return "was killed by signal " + std::to_string(sig) +
-         (abbrev != nullptr ? std::string(" (SIG") + abbrev + ")" : std::string());
-}
-
-void IgnoreSigpipeOnce() {
-  static std::once_flag once;
-  std::call_once(once, [] { signal(SIGPIPE, SIG_IGN); });
-}
 
 }  // namespace
 
 Status RunCommand(const std::vector<std::string>& argv, std::string_view input,
-                  const std::vector<std::pair<std::string, std::string>>& extra_env,
-                  std::string& out, std::stop_token stop) {
+                  const EnvVars& extra_env, std::string& out, std::stop_token stop) {
   if (argv.empty() || argv[0].empty()) return Status::Error("exec: missing command");
   if (stop.stop_requested()) return Status::Error("cancelled");
-  IgnoreSigpipeOnce();  // writing to a dead child's pipe must give EPIPE, not kill us
-  const std::string& cmd = argv[0];
-  StdPipes parent, child_ends;
-  if (Status s = MakeStdPipes(parent, child_ends); !s.ok()) return s;
-  ChildProcess child;
-  int rc = child.Spawn(argv, BuildEnvironment(extra_env), child_ends);
-  child_ends = StdPipes();  // the child has its copies; our EOF detection needs these closed
-  if (rc != 0) return Status::Error("exec: cannot start '" + cmd + "': " + ErrorText(rc));
+  auto started = Command::Start(argv, input, extra_env);
+  if (!started.ok()) return started.status();
+  Command& command = **started;
+  std::vector<pollfd> fds;
+  while (!command.Advance()) {
+    if (stop.stop_requested()) {
+      command.Kill();  // the destructor reaps
+      out += command.output();
+      return Status::Error("cancelled");
+    }
+    fds.clear();
+    command.AppendFds(fds);
+    if (poll(fds.data(), fds.size(), PollTimeoutMs(command)) < 0 && errno != EINTR) {
+      char buf[256];
+      std::string error = strerror_r(errno, buf, sizeof buf);  // GNU: returns the text
+      command.Kill();
+      return Status::Error("exec: '" + argv[0] + "': poll failed: " + error);
+    }
+  }
+  if (out.empty()) {
+    out = std::move(command.output());
+  } else {
+    out += command.output();
+  }
+  AddChildCpuSeconds(command.child_cpu_seconds());
+  return command.status();
+}
 
-  std::string err_tail;
-  if (Status s = Pump(parent, input, out, err_tail, stop); !s.ok()) {
-    child.KillAndReap();
-    return s.message() == "cancelled" ? s : Status::Error("exec: '" + cmd + "': " + s.message());
-  }
-  Result<int> status = child.Wait(stop);
-  if (!status.ok()) {
-    const Status& s = status.status();
-    return s.message() == "cancelled" ? s : Status::Error("exec: '" + cmd + "': " + s.message());
-  }
-  if (WIFEXITED(*status) && WEXITSTATUS(*status) == 0) return Status::Ok();
-  std::string message = "exec: '" + cmd + "' " + DescribeWaitStatus(*status);
-  if (std::string tail = LastLines(err_tail, kStderrLines); !tail.empty()) message += ": " + tail;
-  return Status::Error(message);
+EnvVars ExecVariables(uint64_t chunk, uint32_t attempt, std::string_view worker) {
+  return {{"FANOUT_CHUNK", std::to_string(chunk)},
+          {"FANOUT_ATTEMPT", std::to_string(attempt)},
+          {"FANOUT_WORKER", std::string(worker)}};
+}
+
+Result<std::unique_ptr<AsyncAttempt>> StartExecAttempt(const ChunkInput& chunk,
+                                                       std::span<const std::string> args) {
+  if (args.empty() || args[0].empty()) return Status::Error("exec: missing command");
+  auto attempt = std::make_unique<ExecAttempt>();
+  if (Status s = attempt->Start(chunk, args); !s.ok()) return s;
+  return std::unique_ptr<AsyncAttempt>(std::move(attempt));
 }
 
 }  // namespace fanout

@@ -1,33 +1,39 @@
-// RunCommand: the engine of the `exec` task. Runs a command (PATH lookup, no shell) in its
-// own process group with the chunk on stdin, collecting stdout as the result. stdin is fed
-// and stdout/stderr drained concurrently with poll(), so chunks of any size cannot
-// deadlock on pipe buffers. Thread-safe: each call owns its child and pipes; the only
-// process-wide effect is that SIGPIPE is ignored from the first call on.
+// The engine of the `exec` task over Command (command.h): RunCommand drives one command to
+// completion on the calling thread (serial/threads modes, worker runner threads);
+// StartExecAttempt hands the same state machine to an event loop as an AsyncAttempt.
+// Thread-safety: each call owns its child and pipes.
 #pragma once
 
+#include <cstdint>
+#include <memory>
+#include <span>
 #include <stop_token>
 #include <string>
 #include <string_view>
 #include <utility>
 #include <vector>
 
+#include "common/async_attempt.h"
+#include "common/command.h"
 #include "common/status.h"
+#include "common/task.h"
 
 namespace fanout {
 
-// Runs argv[0] with `input` on stdin, appending its stdout to `out`. The environment is
-// the caller's plus `extra_env` (which overrides variables of the same name). Errors, one
-// line each:
-//   "exec: cannot start 'CMD': <strerror>"
-//   "exec: 'CMD' exited with status N[: <last stderr lines, joined by ' | '>]"
-//   "exec: 'CMD' was killed by signal N (SIGNAME)[: <last stderr lines>]"
-//   "cancelled" when `stop` is requested (the child's whole process group is killed and
-//   the child reaped before returning; `out` may then hold partial output).
-// A child that exits without reading all of its input is not an error by itself. stderr
-// is otherwise discarded; only a bounded tail is kept. The child's CPU time is reported
-// via AddChildCpuSeconds (measured_run.h).
+// Runs argv[0] with `input` on stdin, appending its stdout to `out`; see Command for the
+// environment and the error messages. "cancelled" when `stop` is requested (the child's
+// whole process group is killed and the child reaped before returning; `out` may then
+// hold partial output). The child's CPU time is reported via AddChildCpuSeconds
+// (measured_run.h).
 Status RunCommand(const std::vector<std::string>& argv, std::string_view input,
-                  const std::vector<std::pair<std::string, std::string>>& extra_env,
-                  std::string& out, std::stop_token stop);
+                  const EnvVars& extra_env, std::string& out, std::stop_token stop);
+
+// FANOUT_CHUNK, FANOUT_ATTEMPT and FANOUT_WORKER for a chunk's command.
+EnvVars ExecVariables(uint64_t chunk, uint32_t attempt, std::string_view worker);
+
+// The async form of `exec -- CMD [ARGS...]` (args = CMD ARGS...): the chunk's bytes (a
+// range materialized) on stdin, stdout as the output, errors as RunCommand's.
+Result<std::unique_ptr<AsyncAttempt>> StartExecAttempt(const ChunkInput& chunk,
+                                                       std::span<const std::string> args);
 
 }  // namespace fanout

@@ -6,6 +6,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <optional>
 #include <span>
 #include <stop_token>
@@ -13,6 +14,7 @@
 #include <string_view>
 #include <vector>
 
+#include "common/async_attempt.h"
 #include "common/status.h"
 #include "fanout/task.h"
 
@@ -49,12 +51,23 @@ using TaskFn = std::function<Status(const ChunkInput& chunk, std::span<const std
 // Checks a task's arguments before any chunk runs (a usage error, exit code 2).
 using ArgsValidator = std::function<Status(std::span<const std::string> args)>;
 
+// Starts an attempt of a task's async form (async_attempt.h), for an event loop to drive.
+// `chunk.data` must stay valid until the attempt is destroyed; the attempt owns anything
+// else it needs. An error status fails the attempt before it starts (e.g. a command that
+// cannot be spawned). Must not block.
+using AsyncStart = std::function<Result<std::unique_ptr<AsyncAttempt>>(
+    const ChunkInput& chunk, std::span<const std::string> args)>;
+
 struct TaskDef {
   std::string name;
   std::string usage;    // e.g. "sleep MS": shown in --help and in usage errors
   std::string summary;  // one line, shown in --help
   ArgsValidator validate;
   TaskFn run;
+  // The same task as an AsyncAttempt, for tasks that mostly wait (sleep, exec); empty for
+  // the others. Output and errors must equal run's. Workers run such attempts on their
+  // event loop, so --slots may far exceed the cores.
+  AsyncStart start_async;
 };
 
 class TaskRegistry {

@@ -4,16 +4,23 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
+#include <algorithm>
+
 #include "common/measured_run.h"
 
 namespace fanout {
+namespace {
+
+// Time per loop iteration for starting async attempts (about ten exec spawns).
+constexpr std::chrono::milliseconds kStartBudget{10};
+
+}  // namespace
 
 TaskRunner::TaskRunner(uint32_t slots, std::string worker_name)
-    : worker_name_(std::move(worker_name)), event_fd_(eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) {
-  for (uint32_t i = 0; i < slots; ++i) {
-    threads_.emplace_back([this](std::stop_token st) { Work(st); });
-  }
-}
+    : slots_(std::max<uint32_t>(slots, 1)),
+      worker_name_(worker_name),
+      async_(std::move(worker_name)),
+      event_fd_(eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) {}
 
 TaskRunner::~TaskRunner() {
   CancelAll();
@@ -24,24 +31,86 @@ TaskRunner::~TaskRunner() {
 }
 
 void TaskRunner::Submit(const TaskDef* def, TaskMsg task, std::optional<zmq::message_t> payload) {
+  waiting_.push_back(Attempt{def, std::move(task), std::move(payload)});
+  Dispatch();
+}
+
+size_t TaskRunner::ThreadAttempts() const {
+  std::lock_guard lock(mu_);
+  return queue_.size() + running_.size();
+}
+
+std::optional<AsyncRunner::TimePoint> TaskRunner::NextDeadline() const {
+  if (!waiting_.empty() && !fd_starved_ && async_.running() + ThreadAttempts() < slots_) {
+    return AsyncRunner::TimePoint{};  // attempts to start once the budget is renewed
+  }
+  return async_.NextDeadline();
+}
+
+bool TaskRunner::Advance(std::span<const zmq::pollitem_t> items, AsyncRunner::TimePoint now) {
+  size_t held = async_.held();
+  bool finished = async_.Advance(items, now);
+  if (async_.held() < held) fd_starved_ = false;
+  start_budget_end_ = now + kStartBudget;
+  Dispatch();
+  return finished;
+}
+
+void TaskRunner::Dispatch() {
+  while (!waiting_.empty() && async_.running() + ThreadAttempts() < slots_) {
+    if (waiting_.front().def->start_async && std::chrono::steady_clock::now() > start_budget_end_) {
+      return;  // the next Advance goes on
+    }
+    if (fd_starved_) return;  // until an async attempt releases its fds
+    Attempt attempt = std::move(waiting_.front());
+    waiting_.pop_front();
+    if (!attempt.def->start_async) {
+      ToThreads(std::move(attempt));
+    } else if (!async_.Start(*attempt.def, attempt.task, attempt.payload)) {
+      waiting_.push_front(std::move(attempt));
+      fd_starved_ = true;
+    }
+  }
+}
+
+void TaskRunner::ToThreads(Attempt attempt) {
+  bool spawn;
   {
     std::lock_guard lock(mu_);
-    queue_.push_back(Attempt{def, std::move(task), std::move(payload)});
+    queue_.push_back(std::move(attempt));
+    spawn = queue_.size() > threads_.size() - busy_ && threads_.size() < slots_;
   }
-  cv_.notify_one();
+  if (spawn) {
+    threads_.emplace_back([this](std::stop_token st) { Work(st); });
+    spdlog::debug("runner thread {} started", threads_.size());
+  } else {
+    cv_.notify_one();
+  }
 }
 
 void TaskRunner::Cancel(uint64_t chunk, uint32_t attempt) {
-  std::lock_guard lock(mu_);
-  std::erase_if(
-      queue_, [&](const Attempt& a) { return a.task.chunk == chunk && a.task.attempt == attempt; });
-  if (auto it = running_.find({chunk, attempt}); it != running_.end()) {
-    it->second.second.request_stop();
-    running_.erase(it);  // its result will be dropped
+  std::erase_if(waiting_, [&](const Attempt& a) {
+    return a.task.chunk == chunk && a.task.attempt == attempt;
+  });
+  async_.Cancel(chunk, attempt);
+  fd_starved_ = false;  // a cancelled command's pipes are closed at once
+  {
+    std::lock_guard lock(mu_);
+    std::erase_if(queue_, [&](const Attempt& a) {
+      return a.task.chunk == chunk && a.task.attempt == attempt;
+    });
+    if (auto it = running_.find({chunk, attempt}); it != running_.end()) {
+      it->second.second.request_stop();
+      running_.erase(it);  // its result will be dropped
+    }
   }
+  Dispatch();
 }
 
 void TaskRunner::CancelAll() {
+  waiting_.clear();
+  async_.CancelAll();
+  fd_starved_ = false;
   std::lock_guard lock(mu_);
   queue_.clear();
   for (auto& [key, entry] : running_) entry.second.request_stop();
@@ -52,13 +121,22 @@ void TaskRunner::CancelAll() {
 std::vector<FinishedAttempt> TaskRunner::TakeFinished() {
   uint64_t count;
   [[maybe_unused]] ssize_t n = read(event_fd_, &count, sizeof count);
-  std::lock_guard lock(mu_);
-  return std::exchange(finished_, {});
+  std::vector<FinishedAttempt> done = async_.TakeFinished();
+  {
+    std::lock_guard lock(mu_);
+    if (done.empty()) {
+      done = std::exchange(finished_, {});
+    } else {
+      for (FinishedAttempt& f : finished_) done.push_back(std::move(f));
+      finished_.clear();
+    }
+  }
+  Dispatch();
+  return done;
 }
 
 size_t TaskRunner::in_progress() const {
-  std::lock_guard lock(mu_);
-  return queue_.size() + running_.size();
+  return waiting_.size() + async_.running() + ThreadAttempts();
 }
 
 FinishedAttempt RunAttempt(const TaskDef& def, const TaskMsg& task,
@@ -91,6 +169,7 @@ void TaskRunner::Work(std::stop_token thread_stop) {
       attempt = std::move(queue_.front());
       queue_.pop_front();
       serial = ++serial_;
+      ++busy_;
       running_[{attempt.task.chunk, attempt.task.attempt}] = {serial, stop};
     }
     const TaskMsg& t = attempt.task;
@@ -102,6 +181,7 @@ void TaskRunner::Work(std::stop_token thread_stop) {
     bool first;  // the loop is told once per batch: later ones ride along unsignalled
     {
       std::lock_guard lock(mu_);
+      --busy_;
       auto it = running_.find({t.chunk, t.attempt});
       if (it == running_.end() || it->second.first != serial) continue;  // cancelled
       running_.erase(it);

@@ -1,8 +1,11 @@
-// TaskRunner: runs a worker's chunk attempts on `slots` threads, in arrival order.
-// Owned by the worker loop, which submits attempts and cancels them; finished attempts
-// are queued for the loop and signalled on an eventfd (fd()) that the loop polls next
-// to its socket, so the loop never blocks on a task. Submit/Cancel/TakeFinished are
-// called from the loop thread; the internal queue is guarded by one mutex.
+// TaskRunner: runs a worker's chunk attempts, at most `slots` at once, in arrival order.
+// Attempts of tasks with an async form (sleep, exec) run on the loop thread itself
+// (AsyncRunner: their fds join the loop's poll); the others run on runner threads, which
+// are started lazily, only as many as such attempts need (at most `slots`). Owned by the
+// worker loop, which submits attempts and cancels them; threads' finished attempts are
+// queued and signalled on an eventfd (fd()) that the loop polls next to its socket, so the
+// loop never blocks on a task. Every public method is called from the loop thread; the
+// threads' queue is guarded by one mutex.
 #pragma once
 
 #include <condition_variable>
@@ -20,6 +23,7 @@
 
 #include "common/protocol.h"
 #include "common/task.h"
+#include "worker/async_runner.h"
 
 namespace fanout {
 
@@ -48,10 +52,20 @@ class TaskRunner {
   // Drops a queued attempt, or stops a running one; no result is produced for it.
   void Cancel(uint64_t chunk, uint32_t attempt);
   void CancelAll();
-  // Readable (eventfd) when finished attempts are waiting.
+  // Readable (eventfd) when finished attempts of runner threads are waiting.
   int fd() const { return event_fd_; }
+  // The loop's poll: async attempts' items and deadline, then Advance after the poll
+  // (see AsyncRunner), which also starts waiting attempts. Starting async attempts (a
+  // spawn each, for exec) gets a time budget per loop iteration, so a burst of TASKs
+  // cannot hold up heartbeats; NextDeadline is then "now". Advance returns true when
+  // TakeFinished has results.
+  void AppendPollItems(std::vector<zmq::pollitem_t>& items) { async_.AppendPollItems(items); }
+  std::optional<AsyncRunner::TimePoint> NextDeadline() const;
+  bool Advance(std::span<const zmq::pollitem_t> items, AsyncRunner::TimePoint now);
+  // Finished attempts (threads' and async ones); starts waiting attempts in freed slots.
   std::vector<FinishedAttempt> TakeFinished();
   size_t in_progress() const;
+  size_t threads() const { return threads_.size(); }
 
  private:
   struct Attempt {
@@ -62,8 +76,18 @@ class TaskRunner {
   using Key = std::pair<uint64_t, uint32_t>;
 
   void Work(std::stop_token thread_stop);
+  // Starts waiting attempts while fewer than `slots` run.
+  void Dispatch();
+  // Hands an attempt to the threads, starting one if none is free.
+  void ToThreads(Attempt attempt);
+  size_t ThreadAttempts() const;  // queued for or running on threads
 
+  uint32_t slots_;
   std::string worker_name_;
+  AsyncRunner async_;
+  std::deque<Attempt> waiting_;                // loop thread only: over `slots`, in arrival order
+  AsyncRunner::TimePoint start_budget_end_{};  // async starts stop here until next Advance
+  bool fd_starved_ = false;  // an async start lacked fds: wait until an attempt ends
   int event_fd_ = -1;
   mutable std::mutex mu_;
   std::condition_variable_any cv_;
@@ -73,6 +97,7 @@ class TaskRunner {
   std::map<Key, std::pair<uint64_t, std::stop_source>> running_;
   uint64_t serial_ = 0;
   std::vector<FinishedAttempt> finished_;
+  size_t busy_ = 0;                    // threads running an attempt (Invariant: <= threads_.size())
   std::vector<std::jthread> threads_;  // last: joined before the state above goes away
 };
 

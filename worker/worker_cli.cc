@@ -3,6 +3,7 @@
 #include <signal.h>
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
@@ -38,6 +39,18 @@ Status LoadSecurity(const std::string& server_file, const std::string& secret_fi
   return Status::Ok();
 }
 
+// Raises the soft open-file limit to the hard one: each concurrent exec attempt holds
+// four fds (three pipes and a pidfd), so --slots 1000 needs about 4000.
+void RaiseFdLimit() {
+  rlimit limit{};
+  if (getrlimit(RLIMIT_NOFILE, &limit) != 0 || limit.rlim_cur == limit.rlim_max) return;
+  rlim_t old = limit.rlim_cur;
+  limit.rlim_cur = limit.rlim_max;
+  if (setrlimit(RLIMIT_NOFILE, &limit) != 0) {
+    spdlog::debug("cannot raise the open-file limit above {}", old);
+  }
+}
+
 }  // namespace
 
 int WorkerMain(int argc, char** argv, const std::string& program) {
@@ -66,8 +79,9 @@ Exit codes: 0 after a job with --once, 1 refused for its protocol version,
   std::string server_key_file, secret_file;
   app.add_option("--connect", config.endpoint, "Coordinator endpoint (tcp://HOST:PORT, ipc://PATH)")
       ->required();
-  app.add_option("--slots", config.slots, "Chunks run at once")
-      ->check(CLI::Range(1u, 1024u))
+  app.add_option("--slots", config.slots,
+                 "Chunks run at once (sleep/exec run on the event loop: may exceed the cores)")
+      ->check(CLI::Range(1u, 65536u))
       ->capture_default_str();
   app.add_flag("--once", config.once, "Exit after one job instead of serving the next");
   app.add_option("--name", config.name, "Name in the coordinator's reports (default HOST-PID)");
@@ -127,6 +141,7 @@ Exit codes: 0 after a job with --once, 1 refused for its protocol version,
   spdlog::set_default_logger(logger);
   spdlog::set_level(level);
   spdlog::set_pattern(program + " " + config.name + ": %^%l%$: %v");
+  RaiseFdLimit();
   RegisterBuiltinTasks(TaskRegistry::Global());
   for (const std::string& plugin : plugins) {
     if (Status s = LoadPlugin(plugin, TaskRegistry::Global()); !s.ok()) {

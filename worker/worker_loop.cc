@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <optional>
 #include <set>
+#include <vector>
 #include <zmq.hpp>
 
 #include "common/handshake_monitor.h"
@@ -246,16 +247,20 @@ SessionEnd Worker::Session() {
   auto now = Clock::now();
   auto last_heard = now;
   auto next_heartbeat = now + heartbeat_;
+  std::vector<zmq::pollitem_t> items;
   for (;;) {
-    zmq::pollitem_t items[] = {{socket.handle(), 0, ZMQ_POLLIN, 0},
-                               {nullptr, runner_.fd(), ZMQ_POLLIN, 0},
-                               {nullptr, signal_fd_, ZMQ_POLLIN, 0},
-                               {monitor.handle(), 0, ZMQ_POLLIN, 0}};
+    items.assign({{socket.handle(), 0, ZMQ_POLLIN, 0},
+                  {nullptr, runner_.fd(), ZMQ_POLLIN, 0},
+                  {nullptr, signal_fd_, ZMQ_POLLIN, 0},
+                  {monitor.handle(), 0, ZMQ_POLLIN, 0}});
+    runner_.AppendPollItems(items);  // async attempts wait on the same poll
     auto deadline = std::min(next_heartbeat, last_heard + heartbeat_ * liveness_);
-    auto wait = std::chrono::duration_cast<milliseconds>(deadline - Clock::now());
-    zmq::poll(items, 4, std::max(wait, milliseconds(0)) + milliseconds(1));
+    deadline = std::min(deadline, runner_.NextDeadline().value_or(deadline));
+    auto wait = std::chrono::ceil<milliseconds>(deadline - Clock::now());
+    zmq::poll(items, std::max(wait, milliseconds(0)));
     now = Clock::now();
     if (SignalPending()) return SessionEnd::kSignal;
+    bool async_done = runner_.Advance(items, now);
     if (items[0].revents & ZMQ_POLLIN) {
       bool was_welcomed = welcomed_;
       for (;;) {
@@ -270,7 +275,7 @@ SessionEnd Worker::Session() {
       }
       if (welcomed_ && !was_welcomed) next_heartbeat = now + heartbeat_;  // adopt its pace
     }
-    if (items[1].revents & ZMQ_POLLIN) SendResults(socket);
+    if (async_done || (items[1].revents & ZMQ_POLLIN)) SendResults(socket);
     if (items[3].revents & ZMQ_POLLIN) {
       for (const std::string& failure : monitor.TakeFailures()) {
         if (handshake_failures_.insert(failure).second) spdlog::error("{}", failure);

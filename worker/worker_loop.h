@@ -3,8 +3,9 @@
 // answers with RESULTs, and heartbeats. If the coordinator goes silent for `liveness`
 // intervals (or forgets this worker and says REJECT), it abandons its attempts, closes the
 // socket, backs off (1 s doubling to 32 s) and says HELLO again: workers outlive
-// coordinators. SHUTDOWN ends the loop. One thread owns the socket; tasks run on the
-// runner's threads. SIGINT/SIGTERM must be blocked in every thread (main does it) and are
+// coordinators. SHUTDOWN ends the loop. One thread owns the socket; attempts of tasks
+// with an async form (sleep, exec) run on that thread's poll too, others on the runner's
+// threads (task_runner.h). SIGINT/SIGTERM must be blocked in every thread (main does it) and are
 // read through a signalfd.
 #pragma once
 

@@ -63,13 +63,14 @@ TEST_F(TaskRegistryTest, UnknownTaskErrorListsKnownNamesSorted) {
 }
 
 TEST_F(TaskRegistryTest, NamesAreSorted) {
-  registry_.Register(TaskDef{"aardvark", "aardvark", "first", nullptr, nullptr});
+  registry_.Register(TaskDef{"aardvark", "aardvark", "first", nullptr, nullptr, nullptr});
   EXPECT_EQ(registry_.Names(),
             (std::vector<std::string>{"aardvark", "exec", "identity", "product", "sleep"}));
 }
 
 TEST_F(TaskRegistryTest, FirstRegistrationWins) {
-  EXPECT_FALSE(registry_.Register(TaskDef{"sleep", "sleep", "impostor", nullptr, nullptr}));
+  EXPECT_FALSE(
+      registry_.Register(TaskDef{"sleep", "sleep", "impostor", nullptr, nullptr, nullptr}));
   ASSERT_NE(registry_.Find("sleep"), nullptr);
   EXPECT_EQ(registry_.Find("sleep")->usage, "sleep MS");
   EXPECT_EQ(registry_.Find("nope"), nullptr);
@@ -98,12 +99,20 @@ TEST_F(TaskRegistryTest, GlobalRegistryHoldsBuiltins) {
 }
 
 TEST_F(TaskRegistryTest, RunTaskTurnsExceptionsIntoErrors) {
-  TaskDef throws{"thrower", "thrower", "throws", nullptr,
+  TaskDef throws{"thrower",
+                 "thrower",
+                 "throws",
+                 nullptr,
                  [](const ChunkInput&, std::span<const std::string>, std::string&,
-                    std::stop_token) -> Status { throw std::runtime_error("boom"); }};
-  TaskDef throws_int{"odd", "odd", "throws an int", nullptr,
+                    std::stop_token) -> Status { throw std::runtime_error("boom"); },
+                 nullptr};
+  TaskDef throws_int{"odd",
+                     "odd",
+                     "throws an int",
+                     nullptr,
                      [](const ChunkInput&, std::span<const std::string>, std::string&,
-                        std::stop_token) -> Status { throw 42; }};
+                        std::stop_token) -> Status { throw 42; },
+                     nullptr};
   std::string out;
   EXPECT_EQ(RunTask(throws, ChunkInput{}, {}, out, {}).message(), "thrower: boom");
   EXPECT_EQ(RunTask(throws_int, ChunkInput{}, {}, out, {}).message(), "odd: unknown exception");

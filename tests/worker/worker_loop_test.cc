@@ -157,6 +157,70 @@ TEST_F(WorkerLoopTest, SlotsRunAttemptsConcurrently) {
   EXPECT_LT(Clock::now() - first, milliseconds(250));
 }
 
+TEST_F(WorkerLoopTest, AttemptsBeyondTheSlotsWaitForAFreeSlot) {
+  StartWorker({"--slots", "1"});
+  std::string peer = Welcome();
+  Task(peer, 1, "sleep", {"300"}, "a\n");  // async attempts still hold a slot each
+  Task(peer, 2, "sleep", {"0"}, "b\n");
+  EXPECT_EQ(NextResult().chunk, 1u);
+  EXPECT_EQ(NextResult().chunk, 2u);
+}
+
+TEST_F(WorkerLoopTest, CancelKillsAnAsyncCommandWhileHeartbeatsFlow) {
+  StartWorker({"--slots", "100"});
+  std::string peer = Welcome(/*heartbeat_ms=*/50);
+  // The sleep's argument is computed, so only the child itself matches the needle.
+  Task(peer, 1, "exec", {"sh", "-c", "exec sleep $((40+0)).23"}, "");
+  auto deadline = Clock::now() + milliseconds(10000);
+  while (ProcessesMatching("sleep 40.23").empty() && Clock::now() < deadline) {
+    ASSERT_TRUE(Next(milliseconds(1000), /*heartbeats=*/true));  // the loop is not blocked
+  }
+  ASSERT_FALSE(ProcessesMatching("sleep 40.23").empty());
+  ASSERT_TRUE(SendTo(*router_, peer, Cancel{1, 1}));
+  deadline = Clock::now() + milliseconds(2000);
+  while (!ProcessesMatching("sleep 40.23").empty() && Clock::now() < deadline) {
+    auto hb = Next(milliseconds(1000), /*heartbeats=*/true);
+    ASSERT_TRUE(hb && std::holds_alternative<Heartbeat>(hb->message));  // no RESULT for it
+  }
+  EXPECT_TRUE(ProcessesMatching("sleep 40.23").empty());
+  Task(peer, 2, "identity", {}, "next\n");
+  EXPECT_EQ(NextResult().chunk, 2u);
+}
+
+TEST_F(WorkerLoopTest, ShutdownKillsAsyncCommandsInFlight) {
+  StartWorker({"--once", "--slots", "8"});
+  std::string peer = Welcome(/*heartbeat_ms=*/50);
+  for (uint64_t chunk = 1; chunk <= 3; ++chunk) {
+    Task(peer, chunk, "exec", {"sh", "-c", "exec sleep $((41+0)).37"}, "");
+  }
+  auto deadline = Clock::now() + milliseconds(10000);
+  while (ProcessesMatching("sleep 41.37").size() < 3 && Clock::now() < deadline) {
+    ASSERT_TRUE(Next(milliseconds(1000), /*heartbeats=*/true));
+  }
+  ASSERT_EQ(ProcessesMatching("sleep 41.37").size(), 3u);
+  ASSERT_TRUE(SendTo(*router_, peer, Shutdown{"done"}));
+  EXPECT_EQ(worker_->Wait(milliseconds(5000)), 0);
+  EXPECT_TRUE(ProcessesMatching("sleep 41.37").empty());
+}
+
+TEST_F(WorkerLoopTest, CommandsBeyondTheOpenFileLimitWaitForFdsInsteadOfFailing) {
+  // A hard limit of 64 fds leaves room for about a dozen commands (four fds each).
+  worker_ = std::make_unique<Child>(
+      std::vector<std::string>{"/bin/sh", "-c", "ulimit -n 64 && exec \"$0\" \"$@\"", WorkerBin(),
+                               "--connect", endpoint_, "--name", "w1", "--slots", "40"},
+      "", dir_.File("err"));
+  std::string peer = Welcome();
+  for (uint64_t chunk = 0; chunk < 40; ++chunk) {
+    Task(peer, chunk, "exec", {"sh", "-c", "sleep 0.2; cat"}, std::to_string(chunk) + "\n");
+  }
+  for (int i = 0; i < 40; ++i) {
+    std::optional<zmq::message_t> payload;
+    ResultMsg r = NextResult(&payload);
+    ASSERT_TRUE(r.ok) << r.error;
+    EXPECT_EQ(payload->to_string(), std::to_string(r.chunk) + "\n");
+  }
+}
+
 TEST_F(WorkerLoopTest, CancelledAttemptSendsNoResultAndTheNextIsServed) {
   StartWorker();
   std::string peer = Welcome();

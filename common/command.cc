@@ -1,0 +1,421 @@
+// Command (command.h): posix_spawnp into a new process group, non-blocking pipes fed and
+// drained by Advance, and a reap once the pipes are closed. Every fd and the child itself
+// are owned by RAII handles, so each path releases them.
+#include "common/command.h"
+
+#include <fcntl.h>
+#include <signal.h>
+#include <spawn.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <mutex>
+
+#include "common/async_attempt.h"
+
+extern char** environ;
+
+namespace fanout {
+namespace {
+
+constexpr int kMaxReapBackoffMs = 20;      // reap polling interval without a pidfd
+constexpr size_t kIoBlock = 64 * 1024;     // bytes per read()/write() call
+constexpr int kReadsPerRound = 16;         // reads per stream before polling again
+constexpr size_t kStderrTail = 64 * 1024;  // bytes of stderr kept for error messages
+constexpr size_t kStderrLines = 5;         // stderr lines quoted in an error message
+constexpr size_t kMaxShownLine = 300;      // characters of each quoted stderr line
+
+std::string ErrorText(int err) {
+  char buf[256];
+  return strerror_r(err, buf, sizeof buf);  // GNU variant: thread-safe, returns the text
+}
+
+// An owned file descriptor. Invariant: fd_ is -1 or open and owned by this object.
+class Fd {
+ public:
+  Fd() = default;
+  explicit Fd(int fd) : fd_(fd) {}
+  Fd(Fd&& o) noexcept : fd_(std::exchange(o.fd_, -1)) {}
+  Fd& operator=(Fd&& o) noexcept {
+    if (this != &o) {
+      Reset();
+      fd_ = std::exchange(o.fd_, -1);
+    }
+    return *this;
+  }
+  Fd(const Fd&) = delete;
+  Fd& operator=(const Fd&) = delete;
+  ~Fd() { Reset(); }
+
+  void Reset() {
+    if (fd_ >= 0) close(fd_);
+    fd_ = -1;
+  }
+  int get() const { return fd_; }
+  bool open() const { return fd_ >= 0; }
+
+ private:
+  int fd_ = -1;
+};
+
+// One end of each of the child's standard streams (stdin, stdout, stderr).
+struct StdPipes {
+  Fd in, out, err;
+};
+
+// Moves `fd` above 0..2 so the child's dup2 onto its standard fds cannot clobber it
+// (possible when this process runs with a standard fd closed). Returns -1 on failure.
+int AboveStdio(int fd) {
+  if (fd > STDERR_FILENO) return fd;
+  int moved = fcntl(fd, F_DUPFD_CLOEXEC, STDERR_FILENO + 1);
+  close(fd);
+  return moved;
+}
+
+bool MakePipe(Fd& read_end, Fd& write_end) {
+  int p[2];
+  if (pipe2(p, O_CLOEXEC) != 0) return false;
+  read_end = Fd(AboveStdio(p[0]));
+  write_end = Fd(AboveStdio(p[1]));
+  return read_end.open() && write_end.open();
+}
+
+// Names the open-file limit when `err` says it was hit (many concurrent exec children).
+std::string FdHint(int err) {
+  if (err != EMFILE && err != ENFILE) return "";
+  return std::string(kFdLimitNote);
+}
+
+// Creates the three pipes: `child` gets the ends to dup onto 0..2, `parent` the others
+// (made non-blocking).
+Status MakeStdPipes(StdPipes& parent, StdPipes& child) {
+  if (!MakePipe(child.in, parent.in) || !MakePipe(parent.out, child.out) ||
+      !MakePipe(parent.err, child.err)) {
+    int err = errno;
+    return Status::Error("exec: cannot create pipes: " + ErrorText(err) + FdHint(err));
+  }
+  for (const Fd* fd : {&parent.in, &parent.out, &parent.err}) {
+    int flags = fcntl(fd->get(), F_GETFL);
+    if (flags < 0 || fcntl(fd->get(), F_SETFL, flags | O_NONBLOCK) != 0) {
+      return Status::Error("exec: cannot configure pipes: " + ErrorText(errno));
+    }
+  }
+  return Status::Ok();
+}
+
+// This process's environment with `extra` added; `extra` wins over inherited names.
+std::vector<std::string> BuildEnvironment(
+    const std::vector<std::pair<std::string, std::string>>& extra) {
+  std::vector<std::string> env;
+  for (char** e = environ; *e != nullptr; ++e) {
+    std::string_view entry(*e);
+    bool overridden = std::any_of(extra.begin(), extra.end(), [&](const auto& kv) {
+      return entry.size() > kv.first.size() && entry.starts_with(kv.first) &&
+             entry[kv.first.size()] == '=';
+    });
+    if (!overridden) env.emplace_back(entry);
+  }
+  for (const auto& [name, value] : extra) env.push_back(name + "=" + value);
+  return env;
+}
+
+// A null-terminated char* array over `strings` (which must outlive it).
+std::vector<char*> CStrings(std::vector<std::string>& strings) {
+  std::vector<char*> ptrs;
+  ptrs.reserve(strings.size() + 1);
+  for (std::string& s : strings) ptrs.push_back(s.data());
+  ptrs.push_back(nullptr);
+  return ptrs;
+}
+
+// posix_spawn attributes and file actions for one child: stdio from `child`, its own
+// process group, default dispositions for the signals a parent may have changed, and an
+// empty signal mask.
+class SpawnSetup {
+ public:
+  SpawnSetup() {
+    posix_spawn_file_actions_init(&actions_);
+    posix_spawnattr_init(&attr_);
+  }
+  ~SpawnSetup() {
+    posix_spawn_file_actions_destroy(&actions_);
+    posix_spawnattr_destroy(&attr_);
+  }
+  SpawnSetup(const SpawnSetup&) = delete;
+  SpawnSetup& operator=(const SpawnSetup&) = delete;
+
+  // Returns 0 or an errno value.
+  int Configure(const StdPipes& child) {
+    sigset_t defaults, empty;
+    sigemptyset(&defaults);
+    for (int sig : {SIGPIPE, SIGINT, SIGTERM, SIGQUIT, SIGCHLD}) sigaddset(&defaults, sig);
+    sigemptyset(&empty);
+    int rc = posix_spawn_file_actions_adddup2(&actions_, child.in.get(), STDIN_FILENO);
+    if (rc == 0) rc = posix_spawn_file_actions_adddup2(&actions_, child.out.get(), STDOUT_FILENO);
+    if (rc == 0) rc = posix_spawn_file_actions_adddup2(&actions_, child.err.get(), STDERR_FILENO);
+    if (rc == 0) rc = posix_spawnattr_setsigdefault(&attr_, &defaults);
+    if (rc == 0) rc = posix_spawnattr_setsigmask(&attr_, &empty);
+    if (rc == 0) rc = posix_spawnattr_setpgroup(&attr_, 0);  // 0: a new group led by the child
+    if (rc == 0) {
+      rc = posix_spawnattr_setflags(
+          &attr_, POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK);
+    }
+    return rc;
+  }
+  const posix_spawn_file_actions_t* actions() const { return &actions_; }
+  const posix_spawnattr_t* attr() const { return &attr_; }
+
+ private:
+  posix_spawn_file_actions_t actions_;
+  posix_spawnattr_t attr_;
+};
+
+// A started child process, leader of its own process group. The destructor kills the
+// group and reaps the child if that has not happened yet, so no path leaks a process.
+class ChildProcess {
+ public:
+  ChildProcess() = default;
+  ChildProcess(const ChildProcess&) = delete;
+  ChildProcess& operator=(const ChildProcess&) = delete;
+  ~ChildProcess() { KillAndReap(); }
+
+  // Starts argv[0] (PATH lookup) with `env` and stdio from `child`. Returns 0 or errno.
+  int Spawn(std::vector<std::string> argv, std::vector<std::string> env, const StdPipes& child);
+
+  // Reaps the child if it has exited (or waits for that when `block`): 1 reaped (status
+  // and cpu_seconds set), 0 still running, -1 wait failed (errno set; the child is then
+  // given up on).
+  int TryReap(bool block, int& status, double& cpu_seconds);
+
+  // Kills the child's whole process group with SIGKILL. No-op once reaped.
+  void Kill() {
+    if (pid_ >= 0) killpg(pid_, SIGKILL);
+  }
+  void KillAndReap() {
+    if (pid_ < 0) return;
+    Kill();
+    int status = 0;
+    double cpu = 0;
+    TryReap(/*block=*/true, status, cpu);
+  }
+  // Readable once the child exits; -1 if pidfd_open is unavailable.
+  int pidfd() const { return pidfd_.get(); }
+
+ private:
+  pid_t pid_ = -1;  // -1 when there is no unreaped child
+  Fd pidfd_;
+};
+
+int ChildProcess::Spawn(std::vector<std::string> argv, std::vector<std::string> env,
+                        const StdPipes& child) {
+  SpawnSetup setup;
+  if (int rc = setup.Configure(child); rc != 0) return rc;
+  std::vector<char*> c_argv = CStrings(argv);
+  std::vector<char*> c_env = CStrings(env);
+  pid_t pid = -1;
+  int rc =
+      posix_spawnp(&pid, c_argv[0], setup.actions(), setup.attr(), c_argv.data(), c_env.data());
+  if (rc != 0) return rc;
+  pid_ = pid;
+#ifdef SYS_pidfd_open
+  pidfd_ = Fd(static_cast<int>(syscall(SYS_pidfd_open, pid_, 0)));  // close-on-exec
+#endif
+  return 0;
+}
+
+int ChildProcess::TryReap(bool block, int& status, double& cpu_seconds) {
+  if (pid_ < 0) return -1;
+  rusage usage{};
+  pid_t got;
+  do {
+    got = wait4(pid_, &status, block ? 0 : WNOHANG, &usage);
+  } while (got < 0 && errno == EINTR);
+  if (got == 0) return 0;
+  pid_ = -1;
+  pidfd_.Reset();
+  if (got < 0) return -1;
+  cpu_seconds = static_cast<double>(usage.ru_utime.tv_sec + usage.ru_stime.tv_sec) +
+                static_cast<double>(usage.ru_utime.tv_usec + usage.ru_stime.tv_usec) * 1e-6;
+  return 1;
+}
+
+// Writes as much of `input` as the pipe takes, dropping the written prefix. Closes `in`
+// once everything is written or the child stopped reading (EPIPE is not an error: e.g.
+// `head -1` exits without reading the rest).
+void WriteSome(Fd& in, std::string_view& input) {
+  while (!input.empty()) {
+    ssize_t w = write(in.get(), input.data(), std::min(input.size(), kIoBlock));
+    if (w > 0) {
+      input.remove_prefix(static_cast<size_t>(w));
+    } else if (w < 0 && errno == EAGAIN) {
+      return;
+    } else if (!(w < 0 && errno == EINTR)) {
+      break;
+    }
+  }
+  in.Reset();
+}
+
+// Appends what `fd` has to `into`, keeping only about the last `keep_tail` bytes if that
+// is non-zero. Reads at most kReadsPerRound blocks, so a chatty child cannot keep its
+// driver from checking for cancellation or serving other work. Returns false at EOF or on a read
+// error.
+bool ReadSome(int fd, std::string& into, size_t keep_tail) {
+  char buf[kIoBlock];
+  for (int i = 0; i < kReadsPerRound; ++i) {
+    ssize_t n = read(fd, buf, sizeof buf);
+    if (n > 0) {
+      into.append(buf, static_cast<size_t>(n));
+      if (keep_tail > 0 && into.size() > 2 * keep_tail) into.erase(0, into.size() - keep_tail);
+    } else if (n == 0) {
+      return false;
+    } else if (errno == EAGAIN) {
+      return true;
+    } else if (errno != EINTR) {
+      return false;
+    }
+  }
+  return true;
+}
+
+// The last `max_lines` non-blank lines of `text` (each shortened to kMaxShownLine
+// characters), joined with " | ".
+std::string LastLines(std::string_view text, size_t max_lines) {
+  std::vector<std::string_view> lines;
+  while (!text.empty()) {
+    size_t nl = text.find('\n');
+    std::string_view line = text.substr(0, nl);
+    text.remove_prefix(nl == std::string_view::npos ? text.size() : nl + 1);
+    while (!line.empty() && (line.back() == '\r' || line.back() == ' ')) line.remove_suffix(1);
+    if (!line.empty()) lines.push_back(line);
+  }
+  std::string joined;
+  size_t first = lines.size() > max_lines ? lines.size() - max_lines : 0;
+  for (size_t i = first; i < lines.size(); ++i) {
+    if (!joined.empty()) joined += " | ";
+    joined += lines[i].substr(0, kMaxShownLine);
+    if (lines[i].size() > kMaxShownLine) joined += "...";
+  }
+  return joined;
+}
+
+// "exited with status N" or "was killed by signal N (SIGNAME)".
+std::string DescribeWaitStatus(int status) {
+  if (WIFEXITED(status)) return "exited with status " + std::to_string(WEXITSTATUS(status));
+  if (!WIFSIGNALED(status)) return "ended with wait status " + std::to_string(status);
+  int sig = WTERMSIG(status);
+  const char* abbrev = sigabbrev_np(sig);
+  return "was killed by signal " + std::to_string(sig) +
+         (abbrev != nullptr ? std::string(" (SIG") + abbrev + ")" : std::string());
+}
+
+void IgnoreSigpipeOnce() {
+  static std::once_flag once;
+  std::call_once(once, [] { signal(SIGPIPE, SIG_IGN); });
+}
+
+}  // namespace
+
+struct Command::State {
+  std::string cmd;
+  std::string_view input;  // not yet written
+  StdPipes parent;         // our ends; each closed at EOF/EPIPE (Invariant: non-blocking)
+  ChildProcess child;
+  std::chrono::steady_clock::time_point next_reap{};
+  int reap_backoff_ms = 1;
+};
+
+Command::Command(std::unique_ptr<State> state) : state_(std::move(state)) {}
+
+Command::~Command() = default;  // ~ChildProcess kills and reaps
+
+Result<std::unique_ptr<Command>> Command::Start(const std::vector<std::string>& argv,
+                                                std::string_view input, const EnvVars& extra_env) {
+  if (argv.empty() || argv[0].empty()) return Status::Error("exec: missing command");
+  IgnoreSigpipeOnce();  // writing to a dead child's pipe must give EPIPE, not kill us
+  auto state = std::make_unique<State>();
+  state->cmd = argv[0];
+  state->input = input;
+  StdPipes child_ends;
+  if (Status s = MakeStdPipes(state->parent, child_ends); !s.ok()) return s;
+  int rc = state->child.Spawn(argv, BuildEnvironment(extra_env), child_ends);
+  child_ends = StdPipes();  // the child has its copies; our EOF detection needs these closed
+  if (rc != 0) {
+    return Status::Error("exec: cannot start '" + argv[0] + "': " + ErrorText(rc) + FdHint(rc));
+  }
+  if (input.empty()) state->parent.in.Reset();
+  return std::unique_ptr<Command>(new Command(std::move(state)));
+}
+
+void Command::AppendFds(std::vector<pollfd>& fds) const {
+  if (done_) return;
+  const StdPipes& p = state_->parent;
+  if (p.in.open()) fds.push_back({p.in.get(), POLLOUT, 0});
+  if (p.out.open()) fds.push_back({p.out.get(), POLLIN, 0});
+  if (p.err.open()) fds.push_back({p.err.get(), POLLIN, 0});
+  if (!p.in.open() && !p.out.open() && !p.err.open() && state_->child.pidfd() >= 0) {
+    fds.push_back({state_->child.pidfd(), POLLIN, 0});
+  }
+}
+
+std::optional<std::chrono::steady_clock::time_point> Command::deadline() const {
+  const StdPipes& p = state_->parent;
+  if (done_ || p.in.open() || p.out.open() || p.err.open() || state_->child.pidfd() >= 0) {
+    return std::nullopt;
+  }
+  return state_->next_reap;
+}
+
+void Command::Pump() {
+  // Non-blocking fds: trying a stream that is not ready just returns EAGAIN.
+  StdPipes& p = state_->parent;
+  if (p.in.open()) WriteSome(p.in, state_->input);
+  if (p.out.open() && !ReadSome(p.out.get(), out_, 0)) p.out.Reset();
+  if (p.err.open() && !ReadSome(p.err.get(), err_tail_, kStderrTail)) p.err.Reset();
+}
+
+void Command::TryReap() {
+  int status = 0;
+  int reaped = state_->child.TryReap(/*block=*/false, status, cpu_);
+  if (reaped == 0) {
+    state_->next_reap =
+        std::chrono::steady_clock::now() + std::chrono::milliseconds(state_->reap_backoff_ms);
+    state_->reap_backoff_ms = std::min(2 * state_->reap_backoff_ms, kMaxReapBackoffMs);
+    return;
+  }
+  done_ = true;
+  const std::string& cmd = state_->cmd;
+  if (killed_) {
+    status_ = Status::Error("cancelled");
+  } else if (reaped < 0) {
+    status_ = Status::Error("exec: '" + cmd + "': cannot wait for the child: " + ErrorText(errno));
+  } else if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+    std::string message = "exec: '" + cmd + "' " + DescribeWaitStatus(status);
+    if (std::string tail = LastLines(err_tail_, kStderrLines); !tail.empty()) {
+      message += ": " + tail;
+    }
+    status_ = Status::Error(message);
+  }
+}
+
+bool Command::Advance() {
+  if (done_) return true;
+  const StdPipes& p = state_->parent;
+  if (!killed_) Pump();
+  if (!p.in.open() && !p.out.open() && !p.err.open()) TryReap();
+  return done_;
+}
+
+void Command::Kill() {
+  if (done_ || killed_) return;
+  killed_ = true;
+  state_->child.Kill();
+  state_->parent = StdPipes();  // a grandchild holding the pipes must not delay the reap
+}
+
+}  // namespace fanout

@@ -1,0 +1,79 @@
+// Command: one child process of the `exec` task as a non-blocking state machine. It
+// spawns argv[0] (PATH lookup, no shell) in its own process group, feeds the chunk on
+// stdin, drains stdout (the result) and stderr (a bounded tail for error messages), then
+// reaps the child. Nothing in it blocks except the destructor's reap of a killed child:
+// callers wait on fds() (poll) and call Advance() when something may be ready. The blocking
+// RunCommand (exec_task.h) and the worker's event loop both drive it.
+// Thread-safety: one Command is used by one thread at a time; separate Commands are
+// independent. The only process-wide effect is that SIGPIPE is ignored from the first
+// Start on.
+#pragma once
+
+#include <poll.h>
+
+#include <chrono>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "common/status.h"
+
+namespace fanout {
+
+using EnvVars = std::vector<std::pair<std::string, std::string>>;
+
+class Command {
+ public:
+  // Starts argv[0] with `input` on stdin (must outlive the Command) and the caller's
+  // environment plus `extra_env` (which overrides variables of the same name). Errors:
+  //   "exec: missing command"
+  //   "exec: cannot create pipes: <strerror>[ (hint on the open-file limit)]"
+  //   "exec: cannot start 'CMD': <strerror>"
+  static Result<std::unique_ptr<Command>> Start(const std::vector<std::string>& argv,
+                                                std::string_view input, const EnvVars& extra_env);
+  ~Command();  // kills the process group and reaps the child if that has not happened
+  Command(const Command&) = delete;
+  Command& operator=(const Command&) = delete;
+
+  // Appends what to wait on before the next Advance: the open pipes, then (once all are
+  // closed) the child's pidfd. Empty after done(), or when only deadline() applies.
+  void AppendFds(std::vector<pollfd>& fds) const;
+  // When Advance should run even without fd readiness (reap polling on kernels without
+  // pidfd_open); nothing otherwise.
+  std::optional<std::chrono::steady_clock::time_point> deadline() const;
+  // Does whatever I/O is ready without blocking, and reaps the child once its pipes are
+  // closed. Returns done().
+  bool Advance();
+  // Kills the whole process group (SIGKILL) and closes the pipes; does not block. The
+  // Command is done once the child has been reaped (Advance), with status "cancelled".
+  void Kill();
+
+  bool done() const { return done_; }
+  // Once done: OK for exit status 0, otherwise one line:
+  //   "exec: 'CMD' exited with status N[: <last stderr lines, joined by ' | '>]"
+  //   "exec: 'CMD' was killed by signal N (SIGNAME)[: <last stderr lines>]"
+  //   "cancelled" after Kill().
+  // A child that exits without reading all of its input is not an error by itself.
+  const Status& status() const { return status_; }
+  std::string& output() { return out_; }             // stdout so far
+  double child_cpu_seconds() const { return cpu_; }  // user+system, once reaped
+
+ private:
+  struct State;
+  explicit Command(std::unique_ptr<State> state);
+  void Pump();
+  void TryReap();
+
+  std::unique_ptr<State> state_;  // pipes and child handle (command.cc)
+  std::string out_;
+  std::string err_tail_;
+  Status status_;
+  double cpu_ = 0;
+  bool killed_ = false;
+  bool done_ = false;
+};
+
+}  // namespace fanout
