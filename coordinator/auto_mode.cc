@@ -281,7 +281,7 @@ bool NeedsProcesses(const JobConfig& config) {
   return !config.listen.empty() || config.scheduler.timeout.count() > 0 ||
          config.scheduler.timeout_percent > 0 || config.scheduler.speculate ||
          !config.worker_bin.empty() || config.max_respawns >= 0 || config.min_workers > 0 ||
-         config.wait_timeout.count() > 0;
+         config.wait_timeout.count() > 0 || config.local_slots > 1;
 }
 
 constexpr uint64_t kMaxCalibratedInputBytes = 256u << 20;
@@ -290,8 +290,8 @@ constexpr uint64_t kMaxCalibratedInputBytes = 256u << 20;
 
 std::string CalibrationRuledOut(const JobConfig& config, uint64_t input_bytes) {
   if (NeedsProcesses(config)) {
-    return "--listen, --timeout, --speculate, --worker-bin, --max-respawns, --min-workers or "
-           "--wait-timeout ask for worker processes";
+    return "--listen, --timeout, --speculate, --worker-bin, --max-respawns, --min-workers, "
+           "--wait-timeout or --slots ask for worker processes";
   }
   const ChunkingOptions& c = config.chunking;
   if (config.header || c.kind != RecordKind::kLines || c.block_bytes > 0 ||

@@ -137,6 +137,9 @@ Status Finish(const RawFlags& raw, JobConfig& config) {
     config.wait_timeout = std::chrono::duration_cast<std::chrono::milliseconds>(*wait);
   }
   if (Status s = FinishRecords(raw, config); !s.ok()) return s;
+  if (config.local_slots > 1 && (config.mode == Mode::kSerial || config.mode == Mode::kThreads)) {
+    return Status::Error("--slots is for worker processes: use it with --mode processes or auto");
+  }
   if ((config.resume || config.keep_state) && config.state_dir.empty()) {
     return Status::Error(std::string(config.resume ? "--resume" : "--keep-state") +
                          " needs --state DIR");
@@ -241,6 +244,10 @@ void AddRunOptions(CLI::App& run, JobConfig& config, RawFlags& raw) {
   run.add_option("--liveness", config.liveness, "Missed heartbeats before a worker is dead")
       ->capture_default_str()
       ->check(CLI::Range(1u, 1000u));
+  run.add_option("--slots", config.local_slots,
+                 "Attempts each local worker runs at once (default 1; sleep and exec wait on "
+                 "the worker's event loop, so N may far exceed the cores)")
+      ->check(CLI::Range(1u, 65536u));
   run.add_option("--max-respawns", config.max_respawns,
                  "Local worker restarts allowed (default: 2 x workers)")
       ->check(CLI::Range(int64_t{0}, int64_t{1} << 30));

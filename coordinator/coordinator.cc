@@ -207,7 +207,7 @@ Status EventLoop::Start() {
   if (!bin.ok()) return bin.status();
   std::vector<std::string> flags = {"--once",
                                     "--slots",
-                                    "1",
+                                    std::to_string(config_.local_slots),
                                     "--heartbeat",
                                     std::to_string(heartbeat_.count()) + "ms",
                                     "--max-message",

@@ -37,6 +37,7 @@ struct JobConfig {
   SchedulerOptions scheduler;  // retries, timeout, speculate, keep_going
   std::chrono::milliseconds heartbeat{500};
   uint32_t liveness = 4;
+  uint32_t local_slots = 1;              // --slots: attempts each local worker runs at once
   int64_t max_respawns = -1;             // local workers respawned after dying; -1 = 2 x workers
   std::string worker_bin;                // fanout-worker to spawn; "" = next to `fanout`
   std::vector<std::string> worker_args;  // appended to each local worker's command line

@@ -126,5 +126,34 @@ TEST_F(AsyncSlotsTest, TimedOutCommandIsKilledWhileTheJobGoesOn) {
   EXPECT_EQ(ReadFile(dir_.File("out")), "a\n");
 }
 
+// `fanout run --slots N` gives its own local workers N slots: 300 sleeps of 1 s on one
+// local worker take about 1 s, in processes mode and when auto mode is left to choose.
+TEST_F(AsyncSlotsTest, RunSlotsGivesLocalWorkersManySlots) {
+  std::string input;
+  for (int i = 0; i < 300; ++i) input += std::to_string(i) + "\n";
+  WriteFile(dir_.File("in"), input);
+  for (const char* mode : {"processes", "auto"}) {
+    auto start = Clock::now();
+    RunResult r = testing::Run({FanoutBin(), "run", "--mode", mode, "-j", "1", "--slots", "300",
+                                "--chunk-size", "1", "-i", dir_.File("in"), "sleep", "1000"});
+    double seconds = std::chrono::duration<double>(Clock::now() - start).count();
+    ASSERT_EQ(r.exit_code, 0) << mode << ": " << r.err;
+    EXPECT_EQ(r.out, input) << mode;
+    EXPECT_LT(seconds, 10.0) << mode << ": 300 x 1 s on one worker; serial would take 300 s";
+    if (std::string(mode) == "auto") {
+      EXPECT_NE(r.err.find("mode=auto:processes"), std::string::npos) << r.err;
+    }
+  }
+}
+
+TEST_F(AsyncSlotsTest, RunSlotsIsAUsageErrorWithoutWorkerProcesses) {
+  for (const char* mode : {"serial", "threads"}) {
+    RunResult r = testing::Run(
+        {FanoutBin(), "run", "--mode", mode, "--slots", "8", "--range", "0:10", "product"});
+    EXPECT_EQ(r.exit_code, 2) << mode;
+    EXPECT_NE(r.err.find("--slots is for worker processes"), std::string::npos) << r.err;
+  }
+}
+
 }  // namespace
 }  // namespace fanout::testing
