@@ -39,6 +39,24 @@ class PeerTest : public ::testing::Test {
     h.protocol = protocol;
     ASSERT_TRUE(SendMessage(s, h));
   }
+  // Writes 3000 one-line records to "in" and returns them.
+  std::string ShortChunkInput() {
+    std::string input;
+    for (int i = 0; i < 3000; ++i) input += std::to_string(i) + "\n";
+    WriteFile(dir_.File("in"), input);
+    return input;
+  }
+  // An identity job of one-record (microsecond) chunks waiting for workers on endpoint_.
+  std::vector<std::string> ShortChunkJob() {
+    return {FanoutBin(), "run",           "--listen", endpoint_,        "--chunk-size", "1",
+            "-i",        dir_.File("in"), "-o",       dir_.File("out"), "identity"};
+  }
+  // Says HELLO as a worker that takes TASKS of up to 64 attempts.
+  void HelloTakingBatches(zmq::socket_t& s, const std::string& name) {
+    fanout::Hello h{name, "localhost", "test", 1, 1, {"identity"}};
+    h.batch = 64;
+    ASSERT_TRUE(SendMessage(s, h));
+  }
   void SendResult(zmq::socket_t& s, uint64_t chunk, uint32_t attempt, const std::string& data) {
     zmq::message_t payload(data.data(), data.size());
     ASSERT_TRUE(SendMessage(s, ResultMsg{chunk, attempt, true, "", 0.01, 0.01}, &payload));
@@ -139,16 +157,10 @@ bool AnswerLikeAWorker(zmq::socket_t& s, Envelope& env, int& batches) {
 }
 
 TEST_F(PeerTest, ShortChunksTravelInBatchesBothWays) {
-  std::string input;
-  for (int i = 0; i < 3000; ++i) input += std::to_string(i) + "\n";
-  WriteFile(dir_.File("in"), input);
-  Child coordinator({FanoutBin(), "run", "--listen", endpoint_, "--chunk-size", "1", "-i",
-                     dir_.File("in"), "-o", dir_.File("out"), "identity"},
-                    "", dir_.File("err"));
+  std::string input = ShortChunkInput();
+  Child coordinator(ShortChunkJob(), "", dir_.File("err"));
   zmq::socket_t s = MakeDealer(context_, endpoint_, "");
-  fanout::Hello h{"batcher", "localhost", "test", 1, 1, {"identity"}};
-  h.batch = 64;
-  ASSERT_TRUE(SendMessage(s, h));
+  HelloTakingBatches(s, "batcher");
   int batches = 0;
   for (;;) {
     auto env = Next(s);
@@ -161,18 +173,12 @@ TEST_F(PeerTest, ShortChunksTravelInBatchesBothWays) {
 }
 
 TEST_F(PeerTest, ResultsWithSizesNotMatchingThePayloadDropTheWorkerNotTheJob) {
-  std::string input;
-  for (int i = 0; i < 3000; ++i) input += std::to_string(i) + "\n";
-  WriteFile(dir_.File("in"), input);
-  Child coordinator({FanoutBin(), "run", "--listen", endpoint_, "--chunk-size", "1", "-i",
-                     dir_.File("in"), "-o", dir_.File("out"), "identity"},
-                    "", dir_.File("err"));
+  std::string input = ShortChunkInput();
+  Child coordinator(ShortChunkJob(), "", dir_.File("err"));
   // The broken worker answers like a good one until its first TASKS, which it answers
   // with sizes that add up to more than its payload.
   zmq::socket_t bad = MakeDealer(context_, endpoint_, "");
-  fanout::Hello h{"broken", "localhost", "test", 1, 1, {"identity"}};
-  h.batch = 64;
-  ASSERT_TRUE(SendMessage(bad, h));
+  HelloTakingBatches(bad, "broken");
   int batches = 0;
   for (;;) {
     auto env = Next(bad);

@@ -1,0 +1,149 @@
+// EventLoop (event_loop.h): what goes to workers. Credits (slots + prefetch) bound each
+// worker's attempts; short chunks go several to a TASKS message, long ones as TASK (by
+// reference to local workers that proved they share this host).
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <deque>
+#include <string>
+#include <vector>
+
+#include "coordinator/event_loop.h"
+
+namespace fanout::internal {
+
+bool EventLoop::Dispatching() {
+  if (!dispatching_ && peers_.size() >= std::max<uint32_t>(config_.min_workers, 1)) {
+    dispatching_ = true;
+    if (config_.min_workers > 1) spdlog::info("{} workers joined; dispatching", peers_.size());
+  }
+  return dispatching_;
+}
+
+std::string EventLoop::WaitExpired(Clock::time_point now) const {
+  if (config_.wait_timeout.count() <= 0 || now - started_ < config_.wait_timeout) return "";
+  if (!dispatching_ && config_.min_workers > 0) {
+    return "only " + std::to_string(peers_.size()) + " of " + std::to_string(config_.min_workers) +
+           " workers joined within " + std::to_string(config_.wait_timeout.count()) +
+           " ms (--min-workers, --wait-timeout)";
+  }
+  if (peers_.empty() && launcher_->alive() == 0) {
+    return "no worker joined within " + std::to_string(config_.wait_timeout.count()) +
+           " ms (--wait-timeout)";
+  }
+  return "";
+}
+
+uint32_t EventLoop::PrefetchDepth(const Peer& peer) {
+  // The median is re-read as the job doubles its finished chunks, then every 1024.
+  uint64_t done = scheduler_.chunks_done();
+  if (done > 0 && (done >= median_checked_at_ * 2 || done >= median_checked_at_ + 1024)) {
+    median_checked_at_ = std::max<uint64_t>(done, 1);
+    median_ = scheduler_.median_attempt_time();
+  }
+  // Enough queued attempts to cover kPipeline of work: one round trip (~100 us here)
+  // hides behind many short chunks, while long chunks keep one queued per slot so that
+  // no worker idles at the end of a job with others' chunks still queued.
+  if (median_checked_at_ == 0) return peer.slots;  // nothing measured yet
+  uint64_t depth = peer.slots * static_cast<uint64_t>(kPipeline / std::max(median_, Micros(1)));
+  return static_cast<uint32_t>(std::clamp<uint64_t>(depth, peer.slots, kMaxPrefetch));
+}
+
+uint64_t EventLoop::IdleSlotsElsewhere(const Peer& self) const {
+  uint64_t idle = 0;
+  size_t local_joined = 0;
+  for (const auto& [id, p] : peers_) {
+    if (p.local) ++local_joined;
+    if (&p == &self) continue;
+    uint32_t live = scheduler_.live_attempts(p.index);
+    if (live < p.slots) idle += p.slots - live;
+  }
+  if (launcher_ && launcher_->alive() > local_joined) idle += launcher_->alive() - local_joined;
+  return idle;
+}
+
+bool EventLoop::Batchable(const Peer& peer, uint64_t chunk) const {
+  const ChunkSpec& spec = job_.chunks[chunk];
+  return peer.batch > 1 && median_checked_at_ > 0 && median_ < kBatchBelow && !spec.range &&
+         spec.bytes() + job_.header.size() <= kBatchChunkBytes;
+}
+
+bool EventLoop::SendTask(const Peer& peer, const Assignment& a) {
+  const ChunkSpec& chunk = job_.chunks[a.chunk];
+  TaskMsg msg{job_id_, a.chunk, a.attempt, config_.task, config_.args, chunk.range, chunk.records};
+  // By reference: offsets into the input file, which the worker maps (the header is the
+  // file's first bytes). Else zero copy: the frame points into the input, which outlives
+  // the socket (with a --header the header and chunk are copied into one frame).
+  bool by_ref = peer.by_ref && !chunk.range;
+  if (by_ref) msg.slice = FileSlice{chunk.begin, chunk.bytes(), job_.header.size()};
+  std::string storage;
+  std::string_view bytes = by_ref ? std::string_view() : job_.Payload(a.chunk, storage);
+  zmq::message_t payload = job_.header.empty() ? zmq::message_t(const_cast<char*>(bytes.data()),
+                                                                bytes.size(), nullptr, nullptr)
+                                               : zmq::message_t(bytes.data(), bytes.size());
+  return SendTo(*router_, peer.id, msg, chunk.range || by_ref ? nullptr : &payload);
+}
+
+bool EventLoop::SendBatch(const Peer& peer, PendingBatch& batch) {
+  TaskBatch& msg = batch.msg;
+  bool sent = true;
+  if (msg.chunks.size() == 1) {
+    sent = SendTask(peer, Assignment{msg.chunks[0], msg.attempts[0], false});
+  } else if (!msg.chunks.empty()) {
+    // Short chunks are copied into one frame: a copy of a few KiB costs less than a frame.
+    zmq::message_t payload(batch.total);
+    char* to = static_cast<char*>(payload.data());
+    for (std::string_view b : batch.bytes) to = std::copy(b.begin(), b.end(), to);
+    sent = SendTo(*router_, peer.id, msg, &payload);
+  }
+  msg.chunks.clear();
+  msg.attempts.clear();
+  msg.records.clear();
+  msg.bytes.clear();
+  batch.bytes.clear();
+  batch.total = 0;
+  return sent;
+}
+
+void EventLoop::Fill(Peer& peer, Clock::time_point now) {
+  if (!Dispatching()) return;
+  PendingBatch batch;
+  batch.msg.job_id = job_id_;
+  batch.msg.task = config_.task;
+  batch.msg.args = config_.args;
+  std::string header_storage;
+  std::deque<std::string> storage;  // --header: each batched chunk's header + bytes (stable)
+  bool reachable = true;
+  while (error_.empty() && reachable) {
+    // Prefetch (a chunk queued behind the running ones) only when there is more work than
+    // idle slots elsewhere: with few chunks, an idle worker must not wait behind a busy one.
+    uint32_t live = scheduler_.live_attempts(peer.index);
+    if (live >= peer.slots && scheduler_.queued() <= IdleSlotsElsewhere(peer)) break;
+    if (live >= peer.slots + PrefetchDepth(peer)) break;
+    auto a = scheduler_.Next(peer.index, now);
+    if (!a) break;
+    spdlog::debug("chunk {} attempt {}{} -> {}", a->chunk, a->attempt,
+                  a->speculative ? " (speculative)" : "", peer.name);
+    in_flight_[{a->chunk, a->attempt}] = {peer.index, stats_.telemetry.Now()};
+    if (!Batchable(peer, a->chunk)) {
+      reachable = SendBatch(peer, batch) && SendTask(peer, *a);
+      continue;
+    }
+    std::string_view bytes = job_.Payload(a->chunk, header_storage);
+    if (!job_.header.empty()) bytes = storage.emplace_back(bytes);
+    batch.msg.chunks.push_back(a->chunk);
+    batch.msg.attempts.push_back(a->attempt);
+    batch.msg.records.push_back(job_.chunks[a->chunk].records);
+    batch.msg.bytes.push_back(bytes.size());
+    batch.bytes.push_back(bytes);
+    batch.total += bytes.size();
+    if (batch.msg.chunks.size() >= peer.batch || batch.total >= kBatchBytes) {
+      reachable = SendBatch(peer, batch);
+      storage.clear();
+    }
+  }
+  if (reachable) reachable = SendBatch(peer, batch);
+  if (!reachable) LoseWorker(peer.index, "is unreachable", now);
+}
+
+}  // namespace fanout::internal

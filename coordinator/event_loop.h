@@ -1,0 +1,158 @@
+// EventLoop: the coordinator of a `processes` job (see coordinator.h, which is its public
+// face: RunProcesses). Internal to coordinator/: its members are defined across
+// coordinator.cc (start-up, the loop itself), peers.cc (what workers say: HELLO, results,
+// exits, liveness) and dispatch.cc (what goes to them: credits, prefetch, TASK/TASKS).
+// One thread; not thread-safe.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+#include <zmq.hpp>
+
+#include "common/blob.h"
+#include "common/protocol.h"
+#include "common/transport.h"
+#include "common/zap.h"
+#include "coordinator/job.h"
+#include "coordinator/local_launcher.h"
+#include "coordinator/private_dir.h"
+
+namespace fanout::internal {
+
+using Clock = std::chrono::steady_clock;
+using std::chrono::milliseconds;
+
+constexpr uint32_t kMaxPrefetch = 64;  // attempts queued on a worker beyond its slots
+constexpr Micros kPipeline{4000};      // of work queued per slot when chunks are short
+// Attempts go out several to a TASKS message (to workers that take them) when the median
+// attempt is under kBatchBelow and the chunk is at most kBatchChunkBytes; a batch holds
+// at most kBatchBytes of input. Per-message costs (encode, frames, wake-ups on both sides)
+// then stop dominating microsecond chunks; longer or bigger chunks gain nothing from it.
+constexpr Micros kBatchBelow{500};
+constexpr size_t kBatchChunkBytes = 64 * 1024;
+constexpr size_t kBatchBytes = 1024 * 1024;
+
+// A fresh random job id (16 hex digits), sent in WELCOME and TASK.
+std::string NewJobId();
+
+class EventLoop {
+ public:
+  EventLoop(const PlannedJob& job, uint32_t workers, Scheduler& scheduler, ResultSink& sink,
+            RunStats& stats)
+      : job_(job),
+        config_(job.config),
+        local_workers_(workers),
+        scheduler_(scheduler),
+        sink_(sink),
+        stats_(stats),
+        heartbeat_(config_.heartbeat),
+        max_respawns_(config_.max_respawns >= 0 ? static_cast<uint64_t>(config_.max_respawns)
+                                                : 2ull * workers) {}
+
+  ModeResult Run();
+
+ private:
+  // A connected, welcomed worker.
+  struct Peer {
+    WorkerIndex index = 0;
+    std::string id;  // ROUTER routing id
+    std::string name;
+    pid_t pid = 0;
+    uint32_t slots = 1;
+    uint32_t batch = 0;  // most attempts per TASKS message it takes (HELLO)
+    bool local = false;
+    bool by_ref = false;  // proved local (HELLO's token): TASKs carry file slices
+    Clock::time_point last_seen;
+  };
+
+  // Attempts for one peer collected by Fill and sent as one TASKS message.
+  struct PendingBatch {
+    TaskBatch msg;
+    std::vector<std::string_view> bytes;
+    size_t total = 0;
+  };
+
+  Status Start();
+  // With --local-input ref: a token for the workers we start and the input's path for them.
+  Status StartLocalInput();
+  Result<std::vector<std::string>> StartCurve(SocketSecurity& security);
+  void Step(Clock::time_point now, const std::vector<zmq::pollitem_t>& items);
+  Clock::time_point NextWakeup(Clock::time_point now) const;
+  void OnMessage(Envelope& env, Clock::time_point now);
+  void OnHello(const std::string& id, const Hello& hello, Clock::time_point now);
+  // `output` is the result's payload (empty when it has none).
+  void OnResult(Peer& peer, const ResultMsg& result, Blob output, Clock::time_point now);
+  void OnResults(Peer& peer, const ResultBatch& batch, std::optional<zmq::message_t>& payload,
+                 Clock::time_point now);
+  void OnChildExit(const ChildExit& exit, Clock::time_point now);
+  void LoseWorker(WorkerIndex index, const std::string& reason, Clock::time_point now);
+  void CheckLiveness(Clock::time_point now);
+  void SendCancels(const std::vector<CancelOrder>& orders, const std::string& why);
+  void Fill(Peer& peer, Clock::time_point now);
+  // Whether chunk `chunk` may go to `peer` in a TASKS batch.
+  bool Batchable(const Peer& peer, uint64_t chunk) const;
+  // Sends one attempt as a TASK; false if the peer is unreachable.
+  bool SendTask(const Peer& peer, const Assignment& a);
+  // Sends the collected batch as one TASKS message (a TASK if it holds one attempt).
+  bool SendBatch(const Peer& peer, PendingBatch& batch);
+  // Attempts queued on `peer` beyond its running ones: deeper for shorter chunks.
+  uint32_t PrefetchDepth(const Peer& peer);
+  // Free slots on the other workers, counting local workers still starting as one each.
+  uint64_t IdleSlotsElsewhere(const Peer& self) const;
+  // False until --min-workers have joined (then true for the rest of the job).
+  bool Dispatching();
+  // A reason to give up waiting for workers (--wait-timeout), or "".
+  std::string WaitExpired(Clock::time_point now) const;
+  // Records the span of an attempt that ended without a result (cancelled, timed out, lost).
+  void EndAttempt(uint64_t chunk, uint32_t attempt, const std::string& why);
+  void MaybeRespawn(Clock::time_point now);
+  void Note(const Status& s) {
+    if (!s.ok() && error_.empty()) error_ = s.message();
+  }
+  Peer* FindPeer(WorkerIndex index);
+
+  const PlannedJob& job_;
+  const JobConfig& config_;
+  uint32_t local_workers_;
+  Scheduler& scheduler_;
+  ResultSink& sink_;
+  RunStats& stats_;
+  milliseconds heartbeat_;
+  uint64_t max_respawns_;
+
+  // Declaration order is destruction order in reverse: sockets close before the context,
+  // children die before the directory holding their endpoint is removed.
+  PrivateDir dir_;
+  zmq::context_t context_{1};
+  std::unique_ptr<ZapAuthenticator> zap_;  // with CURVE: admits authorized worker keys
+  std::optional<zmq::socket_t> router_;
+  std::optional<LocalLauncher> launcher_;
+  std::string job_id_ = NewJobId();
+  std::string local_token_;         // "" = every worker gets payloads
+  std::string input_path_;          // what by-reference workers map (WELCOME's "in")
+  uint64_t median_checked_at_ = 0;  // chunks done when median_ was last read
+  Micros median_{0};
+  std::map<std::string, Peer> peers_;  // by routing id
+  std::map<WorkerIndex, std::string> peer_of_;
+  WorkerIndex next_index_ = 0;
+  uint64_t spawned_ = 0;
+  uint64_t respawns_used_ = 0;
+  uint32_t consecutive_deaths_ = 0;
+  std::optional<Clock::time_point> respawn_at_;
+  std::string last_loss_;  // why the most recent worker was lost
+  Clock::time_point next_heartbeat_;
+  std::string error_;  // a fatal write error
+  bool dispatching_ = false;
+  Clock::time_point started_ = Clock::now();
+  // Attempts sent and not yet ended: (chunk, attempt) -> (worker, dispatch time), for spans.
+  std::map<std::pair<uint64_t, uint32_t>, std::pair<WorkerIndex, double>> in_flight_;
+};
+
+}  // namespace fanout::internal

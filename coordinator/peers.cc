@@ -1,0 +1,250 @@
+// EventLoop (event_loop.h): what workers say. HELLO admits a peer, RESULT/RESULTS end its
+// attempts, a pidfd or silence loses it (its attempts go back to the queue) and a lost
+// local worker is replaced with back-off.
+#include <signal.h>
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <string>
+#include <vector>
+
+#include "coordinator/event_loop.h"
+#include "coordinator/local_input.h"
+
+namespace fanout::internal {
+
+EventLoop::Peer* EventLoop::FindPeer(WorkerIndex index) {
+  auto it = peer_of_.find(index);
+  if (it == peer_of_.end()) return nullptr;
+  auto p = peers_.find(it->second);
+  return p == peers_.end() ? nullptr : &p->second;
+}
+
+void EventLoop::EndAttempt(uint64_t chunk, uint32_t attempt, const std::string& why) {
+  auto it = in_flight_.find({chunk, attempt});
+  if (it == in_flight_.end()) return;
+  double now = stats_.telemetry.Now();
+  AttemptSpan span = job_.Span(stats_.telemetry, chunk, attempt, it->second.first,
+                               now - it->second.second, 0, Status::Error(why));
+  span.measured = false;
+  stats_.telemetry.RecordAttempt(std::move(span));
+  in_flight_.erase(it);
+}
+
+void EventLoop::SendCancels(const std::vector<CancelOrder>& orders, const std::string& why) {
+  for (const CancelOrder& order : orders) {
+    EndAttempt(order.chunk, order.attempt, why);
+    if (Peer* peer = FindPeer(order.worker)) {
+      spdlog::debug("cancel chunk {} attempt {} on {}: {}", order.chunk, order.attempt, peer->name,
+                    why);
+      SendTo(*router_, peer->id, Cancel{order.chunk, order.attempt});
+    }
+  }
+}
+
+void EventLoop::LoseWorker(WorkerIndex index, const std::string& reason, Clock::time_point now) {
+  Peer* peer = FindPeer(index);
+  if (!peer) return;
+  std::string name = peer->name;
+  spdlog::warn("worker {} lost: {}", name, reason);
+  last_loss_ = "worker " + name + " " + reason;
+  if (peer->local && launcher_) launcher_->Kill(peer->pid, SIGKILL);  // a hung one stays dead
+  std::string id = peer->id;
+  peers_.erase(id);
+  peer_of_.erase(index);
+  stats_.telemetry.workers_running = static_cast<uint32_t>(peers_.size());
+  std::vector<std::pair<uint64_t, uint32_t>> lost;
+  for (const auto& [key, flight] : in_flight_) {
+    if (flight.first == index) lost.push_back(key);
+  }
+  for (const auto& [chunk, attempt] : lost) EndAttempt(chunk, attempt, "worker lost: " + reason);
+  scheduler_.RemoveWorker(index, "worker " + reason, now);
+  Note(sink_.SyncFailures());
+}
+
+void EventLoop::OnHello(const std::string& id, const Hello& hello, Clock::time_point now) {
+  if (hello.protocol != kProtocolVersion) {
+    spdlog::warn("refusing worker {} on {}: protocol version {} (this coordinator speaks {})",
+                 hello.worker_id, hello.host, hello.protocol, kProtocolVersion);
+    SendTo(*router_, id,
+           Reject{"protocol version " + std::to_string(hello.protocol) +
+                      " is not supported; this coordinator speaks version " +
+                      std::to_string(kProtocolVersion),
+                  kProtocolVersion});
+    ++stats_.rejected_messages;
+    return;
+  }
+  if (std::find(hello.tasks.begin(), hello.tasks.end(), config_.task) == hello.tasks.end()) {
+    spdlog::warn("refusing worker {}: it does not provide task '{}'", hello.worker_id,
+                 config_.task);
+    SendTo(*router_, id,
+           Reject{"task '" + config_.task + "' is not available on this worker", kProtocolVersion});
+    // Local workers all run the same program: none of them will ever have the task.
+    if (launcher_ && launcher_->IsChild(static_cast<pid_t>(hello.pid)) && config_.listen.empty()) {
+      Note(Status::Error("local worker " + hello.worker_id + " does not provide task '" +
+                         config_.task + "'"));
+    }
+    return;
+  }
+  if (auto it = peers_.find(id); it != peers_.end()) {
+    LoseWorker(it->second.index, "said HELLO again", now);  // restarted behind the same id
+  }
+  Peer peer;
+  peer.index = next_index_++;
+  peer.id = id;
+  peer.name = hello.worker_id;
+  peer.pid = static_cast<pid_t>(hello.pid);
+  peer.local = launcher_ && launcher_->IsChild(peer.pid);
+  peer.by_ref = LocalTokenMatches(hello.local_token, local_token_);
+  peer.slots = hello.slots;
+  peer.batch = hello.batch;
+  peer.last_seen = now;
+  stats_.telemetry.SetWorker(peer.index, {peer.name, hello.host, hello.slots});
+  scheduler_.AddWorker(peer.index, hello.slots, hello.slots + kMaxPrefetch);
+  spdlog::debug("worker {} joined (host {}, pid {}, {} slots, input {})", peer.name, hello.host,
+                hello.pid, hello.slots, peer.by_ref ? "by reference" : "as payloads");
+  peer_of_[peer.index] = id;
+  auto& stored = peers_[id] = std::move(peer);
+  stats_.telemetry.workers_running = static_cast<uint32_t>(peers_.size());
+  SendTo(*router_, id,
+         Welcome{job_id_, static_cast<uint32_t>(heartbeat_.count()), config_.liveness,
+                 stored.by_ref ? input_path_ : ""});
+  Fill(stored, now);
+}
+
+void EventLoop::OnResult(Peer& peer, const ResultMsg& result, Blob output, Clock::time_point now) {
+  bool ok = result.ok;
+  std::string error = result.error;
+  if (ok) {
+    if (Status vetted = sink_.Vet(output.view()); !vetted.ok()) {
+      ok = false;
+      error = vetted.message();
+    }
+  }
+  ResultOutcome outcome =
+      scheduler_.OnResult(peer.index, result.chunk, result.attempt, ok, error, now);
+  if (auto it = in_flight_.find({result.chunk, result.attempt});
+      it != in_flight_.end() && it->second.first == peer.index) {
+    double since_dispatch = stats_.telemetry.Now() - it->second.second;
+    AttemptSpan span = job_.Span(stats_.telemetry, result.chunk, result.attempt, peer.index,
+                                 std::min(result.wall_seconds, since_dispatch), output.size(),
+                                 ok ? Status::Ok() : Status::Error(error));
+    span.cpu_seconds = result.cpu_seconds;
+    stats_.telemetry.RecordAttempt(std::move(span));
+    in_flight_.erase(it);
+  }
+  switch (outcome.verdict) {
+    case Verdict::kAccepted:
+      spdlog::debug("chunk {} attempt {} done on {}", result.chunk, result.attempt, peer.name);
+      consecutive_deaths_ = 0;
+      Note(sink_.Accept(result.chunk, std::move(output), result.cpu_seconds));
+      SendCancels(outcome.cancel, "cancelled: another attempt won");
+      break;
+    case Verdict::kRetrying:
+    case Verdict::kChunkFailed:
+      spdlog::warn("{} attempt {} failed on worker {}: {}", job_.Describe(result.chunk),
+                   result.attempt, peer.name, error);
+      break;
+    case Verdict::kLateDuplicate:
+      spdlog::debug("dropped late result for chunk {} attempt {} from {}", result.chunk,
+                    result.attempt, peer.name);
+      break;
+    case Verdict::kUnknown:
+      spdlog::warn("rejected result for unknown chunk {} attempt {} from {}", result.chunk,
+                   result.attempt, peer.name);
+      ++stats_.rejected_messages;
+      break;
+  }
+  Note(sink_.SyncFailures());
+}
+
+void EventLoop::OnResults(Peer& peer, const ResultBatch& batch,
+                          std::optional<zmq::message_t>& payload, Clock::time_point now) {
+  uint64_t total = 0;
+  for (uint64_t n : batch.bytes) total += n;
+  if (total != (payload ? payload->size() : 0)) {
+    // Its attempts cannot be told apart: the worker is broken, and its attempts go back to
+    // the queue with it.
+    ++stats_.rejected_messages;
+    LoseWorker(peer.index,
+               "sent a RESULTS whose sizes add up to " + std::to_string(total) +
+                   " bytes with a payload of " + std::to_string(payload ? payload->size() : 0),
+               now);
+    return;
+  }
+  auto shared = payload ? std::make_shared<const zmq::message_t>(std::move(*payload)) : nullptr;
+  size_t offset = 0;
+  for (size_t i = 0; i < batch.results.size(); ++i) {
+    size_t n = batch.bytes[i];
+    OnResult(peer, batch.results[i], n ? Blob(shared, offset, n) : Blob(), now);
+    offset += n;
+  }
+}
+
+void EventLoop::OnMessage(Envelope& env, Clock::time_point now) {
+  if (auto* hello = std::get_if<Hello>(&env.message)) return OnHello(env.peer, *hello, now);
+  auto it = peers_.find(env.peer);
+  if (it == peers_.end()) {
+    // A worker we dropped (e.g. it was stopped, then continued): tell it to start over.
+    ++stats_.rejected_messages;
+    SendTo(*router_, env.peer, Reject{"unknown peer; say HELLO again", kProtocolVersion});
+    return;
+  }
+  Peer& peer = it->second;
+  peer.last_seen = now;
+  if (auto* result = std::get_if<ResultMsg>(&env.message)) {
+    OnResult(peer, *result, env.payload ? Blob(std::move(*env.payload)) : Blob(), now);
+  } else if (auto* results = std::get_if<ResultBatch>(&env.message)) {
+    OnResults(peer, *results, env.payload, now);
+  } else if (!std::holds_alternative<Heartbeat>(env.message)) {
+    spdlog::warn("unexpected {} from worker {}", KindName(KindOf(env.message)), peer.name);
+    ++stats_.rejected_messages;
+  }
+}
+
+void EventLoop::OnChildExit(const ChildExit& exit, Clock::time_point now) {
+  for (auto& [id, peer] : peers_) {
+    if (peer.local && peer.pid == exit.pid) {
+      LoseWorker(peer.index, "(pid " + std::to_string(exit.pid) + ") " + exit.Describe(), now);
+      break;
+    }
+  }
+  if (last_loss_.empty() || last_loss_.find(exit.name) == std::string::npos) {
+    last_loss_ = "worker " + exit.name + " " + exit.Describe();
+    spdlog::warn("worker {} {} before joining", exit.name, exit.Describe());
+  }
+  ++consecutive_deaths_;
+  if (!respawn_at_ && respawns_used_ < max_respawns_) {
+    uint32_t shift = std::min<uint32_t>(consecutive_deaths_ - 1, 5);
+    respawn_at_ = now + milliseconds(50) * (1u << shift);
+  }
+}
+
+void EventLoop::MaybeRespawn(Clock::time_point now) {
+  if (!respawn_at_ || now < *respawn_at_) return;
+  respawn_at_.reset();
+  while (launcher_->alive() < local_workers_ && respawns_used_ < max_respawns_) {
+    ++respawns_used_;
+    ++stats_.respawns;
+    auto pid = launcher_->Spawn("local-" + std::to_string(++spawned_));
+    if (!pid.ok()) {
+      last_loss_ = pid.status().message();
+      spdlog::warn("{}", last_loss_);
+      break;
+    }
+  }
+}
+
+void EventLoop::CheckLiveness(Clock::time_point now) {
+  auto limit = heartbeat_ * config_.liveness;
+  std::vector<std::pair<WorkerIndex, Clock::duration>> silent;
+  for (const auto& [id, peer] : peers_) {
+    if (now - peer.last_seen > limit) silent.emplace_back(peer.index, now - peer.last_seen);
+  }
+  for (const auto& [index, quiet] : silent) {
+    auto ms = std::chrono::duration_cast<milliseconds>(quiet).count();
+    LoseWorker(index, "sent nothing for " + std::to_string(ms) + " ms (presumed hung)", now);
+  }
+}
+
+}  // namespace fanout::internal
