@@ -277,21 +277,30 @@ namespace fanout {
 namespace {
 
 // Flags that only worker processes honour: asking for them asks for processes.
-bool NeedsProcesses(const JobConfig& config) {
-  return !config.listen.empty() || config.scheduler.timeout.count() > 0 ||
-         config.scheduler.timeout_percent > 0 || config.scheduler.speculate ||
-         !config.worker_bin.empty() || config.max_respawns >= 0 || config.min_workers > 0 ||
-         config.wait_timeout.count() > 0 || config.local_slots > 1;
-}
 
 constexpr uint64_t kMaxCalibratedInputBytes = 256u << 20;
 
 }  // namespace
 
+std::vector<std::string> ProcessOnlyFlags(const JobConfig& config) {
+  std::vector<std::string> given;
+  auto add = [&](bool set, const char* flag) {
+    if (set) given.emplace_back(flag);
+  };
+  add(!config.listen.empty(), "--listen");
+  add(config.scheduler.timeout.count() > 0 || config.scheduler.timeout_percent > 0, "--timeout");
+  add(config.scheduler.speculate, "--speculate");
+  add(!config.worker_bin.empty(), "--worker-bin");
+  add(config.max_respawns >= 0, "--max-respawns");
+  add(config.min_workers > 0, "--min-workers");
+  add(config.wait_timeout.count() > 0, "--wait-timeout");
+  add(config.local_slots > 1, "--slots");
+  return given;
+}
+
 std::string CalibrationRuledOut(const JobConfig& config, uint64_t input_bytes) {
-  if (NeedsProcesses(config)) {
-    return "--listen, --timeout, --speculate, --worker-bin, --max-respawns, --min-workers, "
-           "--wait-timeout or --slots ask for worker processes";
+  if (auto flags = ProcessOnlyFlags(config); !flags.empty()) {
+    return flags.front() + " asks for worker processes";
   }
   const ChunkingOptions& c = config.chunking;
   if (config.header || c.kind != RecordKind::kLines || c.block_bytes > 0 ||

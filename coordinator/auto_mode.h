@@ -21,6 +21,11 @@
 
 namespace fanout {
 
+// The flags given that only worker processes honour (--listen, --timeout, --speculate,
+// --worker-bin, --max-respawns, --min-workers, --wait-timeout, --slots > 1): auto mode
+// then runs processes, and serial or threads mode refuses them rather than ignore them.
+std::vector<std::string> ProcessOnlyFlags(const JobConfig& config);
+
 // What a parallel mode costs, measured on a 2-core machine (BENCHMARKS.md).
 struct DispatchCosts {
   double thread_start_seconds = 0.0002;    // starting the pool

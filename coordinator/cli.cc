@@ -15,6 +15,7 @@
 #include "common/exit_code.h"
 #include "common/plugin_loader.h"
 #include "common/units.h"
+#include "coordinator/auto_mode.h"
 #include "coordinator/bench.h"
 #include "coordinator/interrupt.h"
 #include "coordinator/job.h"
@@ -137,8 +138,10 @@ Status Finish(const RawFlags& raw, JobConfig& config) {
     config.wait_timeout = std::chrono::duration_cast<std::chrono::milliseconds>(*wait);
   }
   if (Status s = FinishRecords(raw, config); !s.ok()) return s;
-  if (config.local_slots > 1 && (config.mode == Mode::kSerial || config.mode == Mode::kThreads)) {
-    return Status::Error("--slots is for worker processes: use it with --mode processes or auto");
+  if (auto flags = ProcessOnlyFlags(config);
+      !flags.empty() && (config.mode == Mode::kSerial || config.mode == Mode::kThreads)) {
+    return Status::Error(flags.front() + " is for worker processes: use it with --mode " +
+                         "processes or auto, not " + raw.mode);
   }
   if ((config.resume || config.keep_state) && config.state_dir.empty()) {
     return Status::Error(std::string(config.resume ? "--resume" : "--keep-state") +

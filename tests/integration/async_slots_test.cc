@@ -146,14 +146,5 @@ TEST_F(AsyncSlotsTest, RunSlotsGivesLocalWorkersManySlots) {
   }
 }
 
-TEST_F(AsyncSlotsTest, RunSlotsIsAUsageErrorWithoutWorkerProcesses) {
-  for (const char* mode : {"serial", "threads"}) {
-    RunResult r = testing::Run(
-        {FanoutBin(), "run", "--mode", mode, "--slots", "8", "--range", "0:10", "product"});
-    EXPECT_EQ(r.exit_code, 2) << mode;
-    EXPECT_NE(r.err.find("--slots is for worker processes"), std::string::npos) << r.err;
-  }
-}
-
 }  // namespace
 }  // namespace fanout::testing

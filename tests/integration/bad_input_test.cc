@@ -97,7 +97,21 @@ INSTANTIATE_TEST_SUITE_P(
         Row{"ListenOnTheNetworkWithoutInsecure",
             With({"-i", "IN", "--listen", "tcp://0.0.0.0:5555", "identity"}), 2, "--insecure"},
         Row{"WorkerBinMissing", With({"-i", "IN", "--worker-bin", "/nonexistent/w", "identity"}), 1,
-            "/nonexistent/w"}),
+            "/nonexistent/w"},
+        // Flags only worker processes honour are refused, not ignored, without them.
+        Row{"TimeoutInThreads",
+            With({"-i", "IN", "--mode", "threads", "--timeout", "1s", "sleep", "1"}), 2,
+            "--timeout is for worker processes"},
+        Row{"SpeculateInSerial", With({"-i", "IN", "--mode", "serial", "--speculate", "identity"}),
+            2, "--speculate is for worker processes"},
+        Row{"MaxRespawnsInThreads",
+            With({"-i", "IN", "--mode", "threads", "--max-respawns", "1", "identity"}), 2,
+            "--max-respawns is for worker processes"},
+        Row{"ListenInSerial",
+            With({"-i", "IN", "--mode", "serial", "--listen", "tcp://127.0.0.1:0", "identity"}), 2,
+            "--listen is for worker processes"},
+        Row{"SlotsInThreads", With({"-i", "IN", "--mode", "threads", "--slots", "8", "identity"}),
+            2, "--slots is for worker processes"}),
     [](const auto& info) { return info.param.name; });
 
 INSTANTIATE_TEST_SUITE_P(
