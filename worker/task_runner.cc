@@ -57,16 +57,24 @@ bool TaskRunner::Advance(std::span<const zmq::pollitem_t> items, AsyncRunner::Ti
 }
 
 void TaskRunner::Dispatch() {
-  while (!waiting_.empty() && async_.running() + ThreadAttempts() < slots_) {
-    if (waiting_.front().def->start_async && std::chrono::steady_clock::now() > start_budget_end_) {
+  while (!waiting_.empty()) {
+    if (!waiting_.front().def->start_async) {
+      // The threads (at most one per slot) take queued attempts one after another on their
+      // own: no hand-off through the loop per attempt, and finished ones are reported
+      // together.
+      Attempt attempt = std::move(waiting_.front());
+      waiting_.pop_front();
+      ToThreads(std::move(attempt));
+      continue;
+    }
+    if (async_.running() + ThreadAttempts() >= slots_) return;
+    if (std::chrono::steady_clock::now() > start_budget_end_) {
       return;  // the next Advance goes on
     }
     if (fd_starved_) return;  // until an async attempt releases its fds
     Attempt attempt = std::move(waiting_.front());
     waiting_.pop_front();
-    if (!attempt.def->start_async) {
-      ToThreads(std::move(attempt));
-    } else if (!async_.Start(*attempt.def, attempt.task, attempt.payload)) {
+    if (!async_.Start(*attempt.def, attempt.task, attempt.payload)) {
       waiting_.push_front(std::move(attempt));
       fd_starved_ = true;
     }
@@ -141,7 +149,7 @@ size_t TaskRunner::in_progress() const {
 
 FinishedAttempt RunAttempt(const TaskDef& def, const TaskMsg& task,
                            const std::optional<zmq::message_t>& payload,
-                           const std::string& worker_name, std::stop_token stop) {
+                           const std::string& worker_name, std::stop_token stop, bool thread_cpu) {
   ChunkInput input;
   if (payload) {
     input.data = std::string_view(static_cast<const char*>(payload->data()), payload->size());
@@ -151,7 +159,7 @@ FinishedAttempt RunAttempt(const TaskDef& def, const TaskMsg& task,
   input.attempt = task.attempt;
   input.worker_id = worker_name;
   FinishedAttempt done;
-  Measured m = MeasuredRun(def, input, task.args, done.output, std::move(stop));
+  Measured m = MeasuredRun(def, input, task.args, done.output, std::move(stop), thread_cpu);
   done.result = ResultMsg{task.chunk,         task.attempt,  m.status.ok(),
                           m.status.message(), m.cpu_seconds, m.wall_seconds};
   if (!done.result.ok) done.output.clear();

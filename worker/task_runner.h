@@ -35,10 +35,11 @@ struct FinishedAttempt {
 
 // Runs one attempt of `task` on the calling thread, with the TASK's payload as its input:
 // its RESULT header and output (cleared when it failed). Used by the runner's threads and
-// by the loop for the quick attempts it runs inline.
+// by the loop for the quick attempts it runs inline. `thread_cpu` as in MeasuredRun.
 FinishedAttempt RunAttempt(const TaskDef& def, const TaskMsg& task,
                            const std::optional<zmq::message_t>& payload,
-                           const std::string& worker_name, std::stop_token stop);
+                           const std::string& worker_name, std::stop_token stop,
+                           bool thread_cpu = true);
 
 class TaskRunner {
  public:
@@ -76,7 +77,8 @@ class TaskRunner {
   using Key = std::pair<uint64_t, uint32_t>;
 
   void Work(std::stop_token thread_stop);
-  // Starts waiting attempts while fewer than `slots` run.
+  // Hands waiting sync attempts to the threads' queue (the threads, at most `slots`, bound
+  // how many run) and starts waiting async attempts while fewer than `slots` run.
   void Dispatch();
   // Hands an attempt to the threads, starting one if none is free.
   void ToThreads(Attempt attempt);
@@ -85,7 +87,7 @@ class TaskRunner {
   uint32_t slots_;
   std::string worker_name_;
   AsyncRunner async_;
-  std::deque<Attempt> waiting_;                // loop thread only: over `slots`, in arrival order
+  std::deque<Attempt> waiting_;  // loop thread only: async ones over `slots`, in arrival order
   AsyncRunner::TimePoint start_budget_end_{};  // async starts stop here until next Advance
   bool fd_starved_ = false;  // an async start lacked fds: wait until an attempt ends
   int event_fd_ = -1;

@@ -6,12 +6,14 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstdint>
 #include <optional>
 #include <set>
 #include <vector>
 #include <zmq.hpp>
 
 #include "common/handshake_monitor.h"
+#include "common/measured_run.h"
 #include "common/transport.h"
 #include "worker/batching.h"
 #include "worker/input_map.h"
@@ -144,14 +146,31 @@ void Worker::HandleBatch(zmq::socket_t& socket, const TaskBatch& batch,
   }
   auto def = ResolveTask(TaskRegistry::Global(), batch.task, batch.args);
   std::vector<FinishedAttempt> done;
+  // Inline attempts read the thread's CPU clock (a system call) once around all of them,
+  // and share the time out by wall time.
+  size_t first_inline = SIZE_MAX;
+  double cpu0 = 0, inline_wall = 0;
   for (BatchedAttempt& a : *attempts) {
     if (!def.ok()) {
       done.push_back({ResultMsg{a.task.chunk, a.task.attempt, false, def.status().message()}, {}});
     } else if (quick_streak_ >= kQuickStreak && runner_.in_progress() == 0) {
-      done.push_back(RunAttempt(**def, a.task, a.payload, config_.name, std::stop_token()));
+      if (first_inline == SIZE_MAX) {
+        first_inline = done.size();
+        cpu0 = ThreadCpuSeconds();
+      }
+      done.push_back(RunAttempt(**def, a.task, a.payload, config_.name, std::stop_token(),
+                                /*thread_cpu=*/false));
+      inline_wall += done.back().result.wall_seconds;
       Vet(done.back());  // a slow one ends the streak: the rest go to the runner
     } else {
       runner_.Submit(*def, std::move(a.task), std::move(a.payload));
+    }
+  }
+  if (first_inline != SIZE_MAX) {
+    double cpu = ThreadCpuSeconds() - cpu0;
+    for (size_t i = first_inline; i < done.size(); ++i) {
+      ResultMsg& r = done[i].result;
+      r.cpu_seconds += inline_wall > 0 ? cpu * r.wall_seconds / inline_wall : 0;
     }
   }
   if (!done.empty()) SendResultBatches(socket, done);

@@ -31,27 +31,13 @@ TEST_P(InterruptTest, SigintExits130AndLeavesNothingBehind) {
   // are not mistaken for survivors.
   std::string worker = dir.File("fanout-worker-interrupted");
   ASSERT_EQ(symlink(WorkerBin().c_str(), worker.c_str()), 0);
-  Child job({FanoutBin(),
-             "run",
-             "--mode",
-             GetParam(),
-             "--worker-bin",
-             worker,
-             "-j",
-             "2",
-             "--chunks",
-             "4",
-             "-i",
-             dir.File("in"),
-             "-o",
-             dir.File("out"),
-             "exec",
-             "--",
-             "sh",
-             "-c",
-             "touch \"$0/started-$$\"; " + sleeper,
-             markers},
-            "", dir.File("err"));
+  std::vector<std::string> argv = {FanoutBin(), "run", "--mode", GetParam(), "-j", "2"};
+  if (GetParam() == std::string("processes")) {
+    argv.insert(argv.end(), {"--worker-bin", worker});  // a flag only workers honour
+  }
+  argv.insert(argv.end(), {"--chunks", "4", "-i", dir.File("in"), "-o", dir.File("out"), "exec",
+                           "--", "sh", "-c", "touch \"$0/started-$$\"; " + sleeper, markers});
+  Child job(argv, "", dir.File("err"));
   // Wait (bounded) for a chunk's command to be running: it leaves a marker file.
   auto deadline = std::chrono::steady_clock::now() + milliseconds(10000);
   auto started = [&] {
