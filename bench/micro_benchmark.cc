@@ -20,6 +20,38 @@ void BM_DecodeResult(benchmark::State& state) {
 }
 BENCHMARK(BM_DecodeResult);
 
+// A TASKS of 64 attempts and a RESULTS of 64: per attempt, what batching costs to encode
+// and decode (items processed = attempts).
+TaskBatch Batch64() {
+  TaskBatch b{"job", "identity", {}, {}, {}, {}, {}};
+  for (uint64_t c = 0; c < 64; ++c) {
+    b.chunks.push_back(1000 + c);
+    b.attempts.push_back(1);
+    b.records.push_back(1);
+    b.bytes.push_back(7);
+  }
+  return b;
+}
+
+void BM_EncodeTasks64(benchmark::State& state) {
+  TaskBatch b = Batch64();
+  for (auto _ : state) benchmark::DoNotOptimize(EncodeHeader(b));
+  state.SetItemsProcessed(static_cast<int64_t>(state.iterations() * 64));
+}
+BENCHMARK(BM_EncodeTasks64);
+
+void BM_DecodeResults64(benchmark::State& state) {
+  ResultBatch r;
+  for (uint64_t c = 0; c < 64; ++c) {
+    r.results.push_back(ResultMsg{1000 + c, 1, true, "", 0.000001, 0.000002});
+    r.bytes.push_back(7);
+  }
+  std::string bytes = EncodeHeader(r);
+  for (auto _ : state) benchmark::DoNotOptimize(DecodeHeader(bytes.data(), bytes.size()));
+  state.SetItemsProcessed(static_cast<int64_t>(state.iterations() * 64));
+}
+BENCHMARK(BM_DecodeResults64);
+
 void BM_PlanLineChunks(benchmark::State& state) {
   std::string data;
   while (data.size() < (64u << 20)) data += "a line of about forty bytes of text....\n";
