@@ -222,7 +222,7 @@ void AddRunOptions(CLI::App& run, JobConfig& config, RawFlags& raw) {
                "Write each chunk's output as soon as it is done (not in input order)");
   run.add_option("--window", config.scheduler.window,
                  "Max chunks in flight or waiting ahead of the oldest unfinished one "
-                 "(default: 4 per worker, at least 8)")
+                 "(default: 4 per worker slot, at least 8)")
       ->check(CLI::Range(uint64_t{1}, uint64_t{1} << 40));
   run.add_option("--joblog", config.joblog,
                  "Write one TSV line per finished chunk attempt to FILE (appended with --resume)")

@@ -257,7 +257,8 @@ SchedulerOptions WithWindow(const PlannedJob& job, uint32_t jobs) {
   uint64_t chunks = std::max<uint64_t>(job.chunks.size(), 1);
   uint64_t average = std::max<uint64_t>(job.input.view().size() / chunks, 1);
   uint64_t affordable = config.range ? kMaxWindow : std::min(kMaxWindow, kWindowBudget / average);
-  o.window = std::max<uint64_t>({8, uint64_t{4} * jobs, affordable});
+  // Four per slot: with --slots, every slot of a local worker can have a chunk running.
+  o.window = std::max<uint64_t>({8, uint64_t{4} * jobs * config.local_slots, affordable});
   return o;
 }
 
