@@ -34,4 +34,20 @@ void AddChildCpuSeconds(double seconds);
 // The calling thread's CPU time in seconds (CLOCK_THREAD_CPUTIME_ID).
 double ThreadCpuSeconds();
 
+// The thread's CPU time over a batch of quick attempts run with thread_cpu = false: the
+// clock is read when the batch starts and when it ends, and each attempt's share is in
+// proportion to its wall time. Used by one thread.
+class BatchCpuClock {
+ public:
+  void Start() { cpu0_ = ThreadCpuSeconds(); }        // before the batch's first attempt
+  void AddWall(double seconds) { wall_ += seconds; }  // each attempt's wall time
+  void Stop() { cpu_ = ThreadCpuSeconds() - cpu0_; }  // after its last
+  double Share(double wall_seconds) const {           // an attempt's CPU seconds
+    return wall_ > 0 ? cpu_ * wall_seconds / wall_ : 0;
+  }
+
+ private:
+  double cpu0_ = 0, cpu_ = 0, wall_ = 0;
+};
+
 }  // namespace fanout

@@ -76,18 +76,18 @@ Status OutputFile::Write(std::string_view data) {
     buffer_.append(data);
     return Status::Ok();
   }
-  if (int err = WriteAll(fd_, data); err != 0) {
-    return Status::Error("cannot write output '" + (path_.empty() ? "stdout" : name_) +
-                         "': " + std::strerror(err));
-  }
-  return Status::Ok();
+  return WriteNow(data);
 }
 
 Status OutputFile::Flush() {
   if (buffer_.empty()) return Status::Ok();
-  int err = WriteAll(fd_, buffer_);
+  Status s = WriteNow(buffer_);
   buffer_.clear();
-  if (err != 0) {
+  return s;
+}
+
+Status OutputFile::WriteNow(std::string_view data) {
+  if (int err = WriteAll(fd_, data); err != 0) {
     return Status::Error("cannot write output '" + (path_.empty() ? "stdout" : name_) +
                          "': " + std::strerror(err));
   }

@@ -48,6 +48,8 @@ class OutputFile {
   // Opens a temporary beside `path`, which Commit renames over `path`; `name` is what the
   // user gave (shown in errors).
   static Result<OutputFile> OpenTemporary(const std::string& name, const std::string& path);
+  // Writes `data` to the file now (no buffering); an error names the output.
+  Status WriteNow(std::string_view data);
   static constexpr size_t kBuffer = 256 * 1024;
   int fd_ = -1;
   std::string buffer_;  // written, not yet flushed

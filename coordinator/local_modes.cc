@@ -153,21 +153,20 @@ ModeResult RunThreads(const PlannedJob& job, uint32_t threads, Scheduler& schedu
       // A batch reads the thread's CPU clock once around all its chunks and shares the
       // time out by wall time (see MeasuredRun); a single chunk is measured on its own.
       bool batched = batch.size() > 1;
-      double cpu0 = batched ? ThreadCpuSeconds() : 0, batch_wall = 0;
+      BatchCpuClock clock;
+      if (batched) clock.Start();
       for (const Assignment& a : batch) {
         std::string out, storage;
         Measured m = MeasuredRun(job.task, job.InputFor(a.chunk, a.attempt, "", storage),
                                  job.config.args, out, cancel.get_token(), !batched);
         quick = quick && m.wall_seconds < kQuickChunkSeconds;
-        batch_wall += m.wall_seconds;
+        clock.AddWall(m.wall_seconds);
         results.emplace_back(m, std::move(out));
         if (cancel.stop_requested()) break;
       }
       if (batched) {
-        double cpu = ThreadCpuSeconds() - cpu0;
-        for (auto& [m, out] : results) {
-          m.cpu_seconds += batch_wall > 0 ? cpu * m.wall_seconds / batch_wall : 0;
-        }
+        clock.Stop();
+        for (auto& [m, out] : results) m.cpu_seconds += clock.Share(m.wall_seconds);
       }
       want = quick ? std::min(want * 2, kMaxThreadBatch) : 1;
       lock.lock();

@@ -13,15 +13,7 @@ constexpr size_t kResultBatchBytes = 1024 * 1024;
 // Sends done[first, last) as one RESULTS (or a RESULT if it is one attempt).
 bool SendRange(zmq::socket_t& socket, std::vector<FinishedAttempt>& done, size_t first,
                size_t last) {
-  if (last - first == 1) {
-    FinishedAttempt& one = done[first];
-    if (!one.result.ok) return SendMessage(socket, one.result);
-    auto* owned = new std::string(std::move(one.output));
-    zmq::message_t payload(
-        owned->data(), owned->size(),
-        [](void*, void* hint) { delete static_cast<std::string*>(hint); }, owned);
-    return SendMessage(socket, one.result, &payload);
-  }
+  if (last - first == 1) return SendResult(socket, done[first]);
   ResultBatch batch;
   size_t total = 0;
   for (size_t i = first; i < last; ++i) {
@@ -38,6 +30,16 @@ bool SendRange(zmq::socket_t& socket, std::vector<FinishedAttempt>& done, size_t
 }
 
 }  // namespace
+
+bool SendResult(zmq::socket_t& socket, FinishedAttempt& done) {
+  if (!done.result.ok) return SendMessage(socket, done.result);
+  // The output is handed to ZeroMQ without a copy; the message frees it.
+  auto* owned = new std::string(std::move(done.output));
+  zmq::message_t payload(
+      owned->data(), owned->size(),
+      [](void*, void* hint) { delete static_cast<std::string*>(hint); }, owned);
+  return SendMessage(socket, done.result, &payload);
+}
 
 Result<std::vector<BatchedAttempt>> SplitTaskBatch(const TaskBatch& batch,
                                                    const std::optional<zmq::message_t>& payload) {

@@ -29,6 +29,10 @@ struct BatchedAttempt {
 Result<std::vector<BatchedAttempt>> SplitTaskBatch(const TaskBatch& batch,
                                                    const std::optional<zmq::message_t>& payload);
 
+// Sends one finished attempt as a RESULT (its output moved into the frame). Returns false
+// if the message could not be queued.
+bool SendResult(zmq::socket_t& socket, FinishedAttempt& done);
+
 // Sends `done` as RESULTS messages of up to kMaxBatch attempts and about 1 MiB of output
 // each; an attempt with a bigger output goes alone as a RESULT. Returns false if a message
 // could not be queued.

@@ -62,7 +62,9 @@ class Worker {
   // Handles one message; returns a session end, or nothing to keep going.
   std::optional<SessionEnd> Handle(zmq::socket_t& socket, Envelope& env);
   void SendResults(zmq::socket_t& socket);
-  void SendResult(zmq::socket_t& socket, FinishedAttempt& done);
+  // Whether an arriving attempt runs on the loop thread: after a quick streak, with the
+  // runner idle (see kQuickStreak).
+  bool MayRunInline() const { return quick_streak_ >= kQuickStreak && runner_.in_progress() == 0; }
   // Counts `done` in the quick streak and fails it if its output is over --max-message.
   void Vet(FinishedAttempt& done);
   // Sends finished attempts: in RESULTS batches once the coordinator sends TASKS.
@@ -146,46 +148,30 @@ void Worker::HandleBatch(zmq::socket_t& socket, const TaskBatch& batch,
   }
   auto def = ResolveTask(TaskRegistry::Global(), batch.task, batch.args);
   std::vector<FinishedAttempt> done;
-  // Inline attempts read the thread's CPU clock (a system call) once around all of them,
-  // and share the time out by wall time.
-  size_t first_inline = SIZE_MAX;
-  double cpu0 = 0, inline_wall = 0;
-  for (BatchedAttempt& a : *attempts) {
-    if (!def.ok()) {
+  if (!def.ok()) {
+    for (const BatchedAttempt& a : *attempts) {
       done.push_back({ResultMsg{a.task.chunk, a.task.attempt, false, def.status().message()}, {}});
-    } else if (quick_streak_ >= kQuickStreak && runner_.in_progress() == 0) {
-      if (first_inline == SIZE_MAX) {
-        first_inline = done.size();
-        cpu0 = ThreadCpuSeconds();
-      }
+    }
+    SendResultBatches(socket, done);
+    return;
+  }
+  // Inline attempts read the thread's CPU clock (a system call) once around all of them.
+  BatchCpuClock clock;
+  for (BatchedAttempt& a : *attempts) {
+    if (MayRunInline()) {
+      if (done.empty()) clock.Start();
       done.push_back(RunAttempt(**def, a.task, a.payload, config_.name, std::stop_token(),
                                 /*thread_cpu=*/false));
-      inline_wall += done.back().result.wall_seconds;
+      clock.AddWall(done.back().result.wall_seconds);
       Vet(done.back());  // a slow one ends the streak: the rest go to the runner
     } else {
       runner_.Submit(*def, std::move(a.task), std::move(a.payload));
     }
   }
-  if (first_inline != SIZE_MAX) {
-    double cpu = ThreadCpuSeconds() - cpu0;
-    for (size_t i = first_inline; i < done.size(); ++i) {
-      ResultMsg& r = done[i].result;
-      r.cpu_seconds += inline_wall > 0 ? cpu * r.wall_seconds / inline_wall : 0;
-    }
-  }
-  if (!done.empty()) SendResultBatches(socket, done);
-}
-
-void Worker::SendResult(zmq::socket_t& socket, FinishedAttempt& done) {
-  if (done.result.ok) {
-    auto* owned = new std::string(std::move(done.output));
-    zmq::message_t payload(
-        owned->data(), owned->size(),
-        [](void*, void* hint) { delete static_cast<std::string*>(hint); }, owned);
-    SendMessage(socket, done.result, &payload);
-  } else {
-    SendMessage(socket, done.result);
-  }
+  if (done.empty()) return;
+  clock.Stop();
+  for (FinishedAttempt& d : done) d.result.cpu_seconds += clock.Share(d.result.wall_seconds);
+  SendResultBatches(socket, done);
 }
 
 void Worker::RunInline(zmq::socket_t& socket, const TaskDef& def, const TaskMsg& t,
@@ -224,7 +210,7 @@ std::optional<SessionEnd> Worker::Handle(zmq::socket_t& socket, Envelope& env) {
     }
     if (!def.ok()) {
       SendMessage(socket, ResultMsg{task->chunk, task->attempt, false, def.status().message()});
-    } else if (quick_streak_ >= kQuickStreak && runner_.in_progress() == 0) {
+    } else if (MayRunInline()) {
       RunInline(socket, **def, *task, env.payload);
     } else {
       spdlog::debug("chunk {} attempt {}: queued", task->chunk, task->attempt);
