@@ -20,6 +20,7 @@
 #include "coordinator/interrupt.h"
 #include "coordinator/job.h"
 #include "coordinator/listen_security.h"
+#include "coordinator/path_clash.h"
 
 namespace fanout {
 namespace {
@@ -378,6 +379,10 @@ Examples:
   config.adopt_orphans = true;
   config.window_given = run->count("--window") > 0;
   if (Status s = Finish(raw, config); !s.ok()) return UsageError(s.message());
+  // Before --log-file (the first file written) is opened.
+  if (Status s = CheckDistinctPaths(config, raw.log_file); !s.ok()) {
+    return UsageError(s.message());
+  }
   if (Status s = SetupLogging(raw, config.quiet); !s.ok()) return UsageError(s.message());
   bool terminal = isatty(STDERR_FILENO) == 1;
   config.progress = raw.progress || terminal;
