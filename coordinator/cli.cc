@@ -229,7 +229,8 @@ void AddRunOptions(CLI::App& run, JobConfig& config, RawFlags& raw) {
                  "Write one TSV line per finished chunk attempt to FILE (appended with --resume)")
       ->type_name("FILE");
   run.add_option("--state", config.state_dir,
-                 "Keep finished chunks and a journal in DIR so the job can --resume")
+                 "Keep finished chunks and a journal in DIR so the job can --resume (DIR: new, "
+                 "empty, or made by fanout; locked while the job runs)")
       ->type_name("DIR");
   run.add_flag("--resume", config.resume, "Run only the chunks --state DIR does not hold yet");
   run.add_flag("--keep-state", config.keep_state, "Keep the --state DIR after success");
