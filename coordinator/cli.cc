@@ -20,6 +20,7 @@
 #include "coordinator/interrupt.h"
 #include "coordinator/job.h"
 #include "coordinator/listen_security.h"
+#include "coordinator/path_clash.h"
 
 namespace fanout {
 namespace {
@@ -228,7 +229,8 @@ void AddRunOptions(CLI::App& run, JobConfig& config, RawFlags& raw) {
                  "Write one TSV line per finished chunk attempt to FILE (appended with --resume)")
       ->type_name("FILE");
   run.add_option("--state", config.state_dir,
-                 "Keep finished chunks and a journal in DIR so the job can --resume")
+                 "Keep finished chunks and a journal in DIR so the job can --resume (DIR: new, "
+                 "empty, or made by fanout; locked while the job runs)")
       ->type_name("DIR");
   run.add_flag("--resume", config.resume, "Run only the chunks --state DIR does not hold yet");
   run.add_flag("--keep-state", config.keep_state, "Keep the --state DIR after success");
@@ -378,6 +380,10 @@ Examples:
   config.adopt_orphans = true;
   config.window_given = run->count("--window") > 0;
   if (Status s = Finish(raw, config); !s.ok()) return UsageError(s.message());
+  // Before --log-file (the first file written) is opened.
+  if (Status s = CheckDistinctPaths(config, raw.log_file); !s.ok()) {
+    return UsageError(s.message());
+  }
   if (Status s = SetupLogging(raw, config.quiet); !s.ok()) return UsageError(s.message());
   bool terminal = isatty(STDERR_FILENO) == 1;
   config.progress = raw.progress || terminal;

@@ -14,6 +14,7 @@
 #include "common/output_file.h"
 #include "common/units.h"
 #include "coordinator/auto_mode.h"
+#include "coordinator/content_hash.h"
 #include "coordinator/coordinator.h"
 #include "coordinator/interrupt.h"
 #include "coordinator/job_log.h"
@@ -223,13 +224,13 @@ Status OpenFiles(const JobConfig& config, JobFiles& files) {
   return Status::Ok();
 }
 
-// --state: opens the store and returns the chunks an earlier run finished (ascending).
-Status OpenState(const PlannedJob& job, std::unique_ptr<StateStore>& state,
+// --state: starts the acquired store (the manifest compared or written) and returns the
+// chunks an earlier run finished (ascending).
+Status OpenState(const PlannedJob& job, StateStore* state, const ContentHasher& spooled,
                  std::vector<uint64_t>& stored) {
-  if (job.config.state_dir.empty()) return Status::Ok();
-  auto opened = StateStore::Open(job.config.state_dir, JobManifest(job), job.config.resume);
-  if (!opened.ok()) return opened.status();
-  state = std::move(opened).value();
+  if (!state) return Status::Ok();
+  Manifest manifest = JobManifest(job, InputFingerprint(job, spooled));
+  if (Status s = state->Start(manifest, job.config.resume); !s.ok()) return s;
   for (const ChunkSpec& c : job.chunks) {
     if (state->Has(c)) stored.push_back(c.id);
   }
@@ -373,14 +374,26 @@ ExitCode RunJob(const JobConfig& config) {
     PrintUsageError("--range and --input are mutually exclusive (a range job reads no input)");
     return ExitCode::kUsage;
   }
-  // Outputs are opened first so an unwritable path fails before any input is read.
+  // --state is taken (created, checked, locked) before any other file is opened, so a
+  // refused or busy DIR leaves everything untouched.
+  std::unique_ptr<StateStore> state;
+  if (!config.state_dir.empty() && !config.dry_run) {
+    auto acquired = StateStore::Acquire(config.state_dir);
+    if (!acquired.ok()) {
+      PrintUsageError(acquired.status().message());
+      return ExitCode::kUsage;
+    }
+    state = std::move(acquired).value();
+  }
+  // Outputs are opened next so an unwritable path fails before any input is read.
   JobFiles files;
   if (Status s = OpenFiles(config, files); !s.ok()) {
     PrintUsageError(s.message());
     return ExitCode::kUsage;
   }
-  Result<JobInput> input =
-      config.range ? Result<JobInput>(JobInput()) : JobInput::Open(config.input);
+  ContentHasher spooled;  // with --state, a spooled input's content hash
+  Result<JobInput> input = config.range ? Result<JobInput>(JobInput())
+                                        : JobInput::Open(config.input, state ? &spooled : nullptr);
   if (!input.ok()) {
     PrintUsageError(input.status().message());
     return ExitCode::kUsage;
@@ -430,9 +443,8 @@ ExitCode RunJob(const JobConfig& config) {
   spdlog::debug("planned {} chunks for task '{}' in mode {}", job.chunks.size(), config.task,
                 ModeName(config.mode));
 
-  std::unique_ptr<StateStore> state;
   std::vector<uint64_t> stored;
-  if (Status s = OpenState(job, state, stored); !s.ok()) {
+  if (Status s = OpenState(job, state.get(), spooled, stored); !s.ok()) {
     PrintUsageError(s.message());
     return ExitCode::kUsage;
   }

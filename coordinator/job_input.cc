@@ -12,13 +12,15 @@
 #include <vector>
 
 #include "common/write_all.h"
+#include "coordinator/content_hash.h"
 #include "coordinator/private_dir.h"
 
 namespace fanout {
 namespace {
 
-// Copies everything readable from `in` to `out`. Errors name the input.
-Status Copy(int in, int out, const std::string& name) {
+// Copies everything readable from `in` to `out`, feeding it to `hasher` if given. Errors
+// name the input.
+Status Copy(int in, int out, const std::string& name, ContentHasher* hasher) {
   std::vector<char> buf(1 << 20);
   for (;;) {
     ssize_t n = read(in, buf.data(), buf.size());
@@ -27,7 +29,9 @@ Status Copy(int in, int out, const std::string& name) {
       if (errno == EINTR) continue;
       return Status::Error("cannot read input " + name + ": " + std::strerror(errno));
     }
-    if (int err = WriteAll(out, std::string_view(buf.data(), static_cast<size_t>(n)))) {
+    std::string_view bytes(buf.data(), static_cast<size_t>(n));
+    if (hasher) hasher->Update(bytes);
+    if (int err = WriteAll(out, bytes)) {
       return Status::Error("cannot spool input " + name +
                            " to a temporary file: " + std::strerror(err));
     }
@@ -35,7 +39,7 @@ Status Copy(int in, int out, const std::string& name) {
 }
 
 // An unlinked temporary file holding all of `fd`'s bytes (a pipe or other stream).
-Result<int> Spool(int fd, const std::string& name) {
+Result<int> Spool(int fd, const std::string& name, ContentHasher* hasher) {
   std::string pattern = TempRoot() + "/fanout-input-XXXXXX";
   int out = mkostemp(pattern.data(), O_CLOEXEC);
   if (out < 0) {
@@ -43,7 +47,7 @@ Result<int> Spool(int fd, const std::string& name) {
                          pattern.substr(0, pattern.rfind('/')) + ": " + std::strerror(errno));
   }
   unlink(pattern.c_str());
-  if (Status s = Copy(fd, out, name); !s.ok()) {
+  if (Status s = Copy(fd, out, name, hasher); !s.ok()) {
     close(out);
     return s;
   }
@@ -52,7 +56,7 @@ Result<int> Spool(int fd, const std::string& name) {
 
 }  // namespace
 
-Result<JobInput> JobInput::Open(const std::string& path) {
+Result<JobInput> JobInput::Open(const std::string& path, ContentHasher* spool_hasher) {
   bool is_stdin = path.empty() || path == "-";
   std::string name = is_stdin ? "(stdin)" : "'" + path + "'";
   int fd =
@@ -67,7 +71,7 @@ Result<JobInput> JobInput::Open(const std::string& path) {
     status = Status::Error("input " + name + " is a directory");
   } else if (!S_ISREG(st.st_mode) || st.st_size == 0) {
     // Pipes and streams; also "empty" regular files such as /proc ones, read to the end.
-    auto spooled = Spool(fd, name);
+    auto spooled = Spool(fd, name, spool_hasher);
     close(fd);
     if (!spooled.ok()) return spooled.status();
     fd = *spooled;

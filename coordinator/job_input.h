@@ -15,10 +15,14 @@
 
 namespace fanout {
 
+class ContentHasher;
+
 class JobInput {
  public:
-  // Opens `path` ("-" or "" = stdin). Errors name the path and the reason.
-  static Result<JobInput> Open(const std::string& path);
+  // Opens `path` ("-" or "" = stdin). Errors name the path and the reason. A stream that
+  // is spooled is fed to `spool_hasher` (if given) as it is copied; a regular file is not
+  // (the caller hashes the mapping if it needs to).
+  static Result<JobInput> Open(const std::string& path, ContentHasher* spool_hasher = nullptr);
   // An input with no bytes (for --range jobs).
   JobInput() = default;
   // An input held in memory (the library's Pool builds one from its chunks).

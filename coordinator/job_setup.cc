@@ -61,22 +61,23 @@ void PlanJob(PlannedJob& job, uint64_t default_chunks) {
   }
 }
 
-Manifest JobManifest(const PlannedJob& job) {
+std::string InputFingerprint(const PlannedJob& job, const ContentHasher& spooled) {
+  if (job.config.range) return "";
+  std::string_view data = job.input.view();
+  if (spooled.bytes() == data.size()) return spooled.Hex();
+  const JobInput& input = job.input;
+  return ContentHash(data, [&input](uint64_t begin, uint64_t end) { input.Release(begin, end); });
+}
+
+Manifest JobManifest(const PlannedJob& job, const std::string& input_hash) {
   const JobConfig& config = job.config;
   Manifest m;
   if (config.range) {
     m.emplace_back("input.range",
                    std::to_string(config.range->lo) + ":" + std::to_string(config.range->hi));
   } else {
-    std::string_view data = job.input.view();
-    constexpr size_t kMiB = 1 << 20;
-    m.emplace_back("input.size", std::to_string(data.size()));
-    m.emplace_back("input.mtime_ns", std::to_string(job.input.mtime_ns()));
-    m.emplace_back("input.first_mib_hash", Fnv1aHex(data.substr(0, kMiB)));
-    size_t tail = data.size() > kMiB ? data.size() - kMiB : 0;
-    m.emplace_back("input.last_mib_hash", Fnv1aHex(data.substr(tail)));
-    job.input.Release(0, std::min(data.size(), kMiB));
-    job.input.Release(tail, data.size());
+    m.emplace_back("input.size", std::to_string(job.input.view().size()));
+    m.emplace_back("input.xxh3_128", input_hash);
   }
   m.emplace_back("task.name", config.task);
   std::string args;

@@ -4,7 +4,9 @@
 #pragma once
 
 #include <cstdint>
+#include <string>
 
+#include "coordinator/content_hash.h"
 #include "coordinator/job.h"
 #include "coordinator/state_store.h"
 
@@ -17,8 +19,13 @@ inline constexpr uint64_t kDefaultMaxChunkBytes = uint64_t{4} << 20;
 // (capped to chunks of kDefaultMaxChunkBytes on big inputs).
 void PlanJob(PlannedJob& job, uint64_t default_chunks);
 
-// What identifies the job for --resume: input fingerprint (size, mtime, hashes of the
-// first and last MiB), task and arguments, chunking options and the resulting plan.
-Manifest JobManifest(const PlannedJob& job);
+// The content hash (content_hash.h) of the whole input, for --state: `spooled`'s digest
+// if it was fed every byte (stdin and pipes are hashed as they are spooled), else the
+// mapped file's, hashed once with its pages released as it goes. "" for --range jobs.
+std::string InputFingerprint(const PlannedJob& job, const ContentHasher& spooled);
+
+// What identifies the job for --resume: the input's size and `input_hash` (its
+// InputFingerprint), task and arguments, chunking options and the resulting plan.
+Manifest JobManifest(const PlannedJob& job, const std::string& input_hash);
 
 }  // namespace fanout

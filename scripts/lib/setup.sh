@@ -9,7 +9,7 @@ FANOUT_BUILD="${FANOUT_BUILD:-$FANOUT_ROOT/build}"
 FANOUT_PACKAGES=(
   g++ cmake make pkg-config
   libzmq3-dev cppzmq-dev libmsgpack-cxx-dev libspdlog-dev libcli11-dev
-  nlohmann-json3-dev libgtest-dev libgmock-dev libgmp-dev libbenchmark-dev
+  nlohmann-json3-dev libgtest-dev libgmock-dev libgmp-dev libbenchmark-dev libxxhash-dev
   coreutils gawk procps iproute2 python3 time
 )
 

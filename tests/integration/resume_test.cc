@@ -1,14 +1,18 @@
 // End to end, issue #4: --joblog lines, and --state/--resume after the coordinator is
 // killed with SIGKILL mid-job: the resumed job runs only the unfinished chunks and its
 // output is byte-identical to a serial run; a resume whose input, task or chunking
-// changed is refused (exit 2) naming what changed.
+// changed is refused (exit 2) naming what changed. Issue #14 item 8: the input's whole
+// content is fingerprinted (an in-place edit with its mtime restored, a changed stdin),
+// and stored chunk files are verified by hash (a tampered one is run again).
 #include <gtest/gtest.h>
 #include <signal.h>
+#include <sys/stat.h>
 
 #include <algorithm>
 #include <cctype>
 #include <chrono>
 #include <filesystem>
+#include <fstream>
 #include <map>
 #include <sstream>
 #include <string>
@@ -241,6 +245,111 @@ TEST_F(ResumeTest, ResumedHeaderJobWritesTheHeaderOnceAndEveryRowOnce) {
   std::string upper = rows;
   for (char& c : upper) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
   EXPECT_EQ(second.out, upper);
+}
+
+// Three MiB and more, so an edit in the middle lies outside the first and last MiB.
+std::string BigInput() {
+  std::string text;
+  for (int i = 0; text.size() < (3u << 20) + 12345; ++i) text += "row " + std::to_string(i) + "\n";
+  return text;
+}
+
+// Replaces one byte in the middle of `path` in place (same inode, same size).
+void EditMiddleInPlace(const std::string& path) {
+  std::fstream f(path, std::ios::in | std::ios::out | std::ios::binary);
+  auto size = std::filesystem::file_size(path);
+  f.seekg(static_cast<std::streamoff>(size / 2));
+  char c = 0;
+  f.get(c);
+  f.seekp(static_cast<std::streamoff>(size / 2));
+  f.put(c == '7' ? '8' : '7');
+}
+
+TEST_F(ResumeTest, ResumeRefusesAnInputEditedInPlaceWithItsMtimeRestored) {
+  std::string in = dir_.File("in.txt"), state = dir_.File("state"), ref = dir_.File("ref");
+  WriteFile(in, BigInput());
+  auto job = [&](bool resume) {
+    std::vector<std::string> args = {"--mode", "serial", "--chunks", "5",       "--retries",
+                                     "0",      "-i",     in,         "--state", state};
+    if (resume) args.push_back("--resume");
+    for (auto a : {"exec", "--", "sh", "-c", "[ $FANOUT_CHUNK = 3 ] && exit 1; cat"}) {
+      args.push_back(a);
+    }
+    return Fanout(args);
+  };
+  RunResult first = job(false);
+  ASSERT_EQ(first.exit_code, 1) << first.err;
+  ASSERT_EQ(fanout::testing::Run({"/usr/bin/touch", "-r", in, ref}).exit_code, 0);
+  struct stat before {};
+  ASSERT_EQ(stat(in.c_str(), &before), 0);
+  EditMiddleInPlace(in);
+  ASSERT_EQ(fanout::testing::Run({"/usr/bin/touch", "-r", ref, in}).exit_code, 0);
+  struct stat after {};
+  ASSERT_EQ(stat(in.c_str(), &after), 0);
+  ASSERT_EQ(after.st_mtim.tv_nsec, before.st_mtim.tv_nsec);
+  ASSERT_EQ(after.st_mtim.tv_sec, before.st_mtim.tv_sec);
+  ASSERT_EQ(after.st_size, before.st_size);
+
+  RunResult resumed = job(true);
+  EXPECT_EQ(resumed.exit_code, 2) << resumed.err;
+  EXPECT_NE(resumed.err.find("the input changed"), std::string::npos) << resumed.err;
+}
+
+TEST_F(ResumeTest, ResumeRefusesAStdinInputChangedInTheMiddle) {
+  std::string state = dir_.File("state");
+  std::string input = BigInput();
+  auto job = [&](const std::string& data, bool resume) {
+    std::vector<std::string> argv = {FanoutBin(), "run",      "-q", "--mode",
+                                     "serial",    "--chunks", "5",  "--retries",
+                                     "0",         "--state",  state};
+    if (resume) argv.push_back("--resume");
+    for (auto a : {"exec", "--", "sh", "-c", "[ $FANOUT_CHUNK = 3 ] && exit 1; cat"}) {
+      argv.push_back(a);
+    }
+    RunOptions options;
+    options.stdin_data = data;
+    return fanout::testing::Run(argv, options);
+  };
+  RunResult first = job(input, false);
+  ASSERT_EQ(first.exit_code, 1) << first.err;
+  std::string changed = input;
+  changed[changed.size() / 2] = changed[changed.size() / 2] == '7' ? '8' : '7';
+  RunResult resumed = job(changed, true);
+  EXPECT_EQ(resumed.exit_code, 2) << resumed.err;
+  EXPECT_NE(resumed.err.find("the input changed"), std::string::npos) << resumed.err;
+}
+
+TEST_F(ResumeTest, TamperedSameSizeChunkFileIsRunAgain) {
+  std::string in = dir_.File("in.txt"), state = dir_.File("state"), go = dir_.File("GO");
+  std::string out = dir_.File("out.txt");
+  std::string input = Numbers(400);
+  WriteFile(in, input);
+  auto job = [&](bool resume) {
+    std::vector<std::string> argv = {FanoutBin(), "run", "-v",        "--mode",  "serial",
+                                     "--chunks",  "4",   "--retries", "0",       "-i",
+                                     in,          "-o",  out,         "--state", state};
+    if (resume) argv.push_back("--resume");
+    for (auto a : {"exec", "--", "sh", "-c"}) argv.push_back(a);
+    argv.push_back("[ $FANOUT_CHUNK = 2 ] && [ ! -e " + go + " ] && exit 1; cat");
+    return fanout::testing::Run(argv);
+  };
+  RunResult first = job(false);
+  ASSERT_EQ(first.exit_code, 1) << first.err;
+  std::string chunk0;
+  for (const auto& e : std::filesystem::directory_iterator(state + "/chunks")) {
+    if (e.path().filename().string().rfind("0-", 0) == 0) chunk0 = e.path().string();
+  }
+  ASSERT_FALSE(chunk0.empty()) << "chunk 0 was not stored";
+  std::string stored = ReadFile(chunk0);
+  ASSERT_EQ(stored.substr(0, 6), "row 1\n");
+  stored[4] = 'X';  // same size, different bytes
+  WriteFile(chunk0, stored);
+  WriteFile(go, "");
+
+  RunResult resumed = job(true);
+  ASSERT_EQ(resumed.exit_code, 0) << resumed.err;
+  EXPECT_TRUE(ReadFile(out) == input) << "a tampered stored chunk was used";
+  EXPECT_NE(resumed.err.find("does not match its journal"), std::string::npos) << resumed.err;
 }
 
 }  // namespace
