@@ -17,10 +17,6 @@ namespace fanout {
 // Bumped on any incompatible change; peers of another version are refused at HELLO.
 inline constexpr uint32_t kProtocolVersion = 1;
 
-// The environment variable in which a coordinator hands the workers it starts their local
-// token (HELLO's "local"); never on argv, where `ps` would show it.
-inline constexpr const char* kLocalTokenEnv = "FANOUT_LOCAL_TOKEN";
-
 // The largest header frame accepted (payloads travel in their own frame).
 inline constexpr size_t kMaxHeaderBytes = 1 << 20;
 // Largest duration a message may carry (cpu/wall seconds): about 31 years.
@@ -52,8 +48,8 @@ struct Hello {
   uint32_t slots = 1;  // attempts the worker runs at once
   std::vector<std::string> tasks;
   uint32_t protocol = kProtocolVersion;  // the sender's version (carried in "v")
-  // "local": the secret its launching coordinator put in FANOUT_LOCAL_TOKEN; proves the
-  // worker shares this host (and user) with the coordinator. "" = a remote worker.
+  // "local": the secret its launching coordinator handed it (--local-token-fd); proves the
+  // worker is one the coordinator started. "" = any other worker.
   std::string local_token = {};
   uint32_t batch = 0;  // most attempts per TASKS message it takes (0: send TASKs only)
 };

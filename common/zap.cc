@@ -61,13 +61,15 @@ void ZapAuthenticator::Serve(zmq::socket_t& handler, zmq::socket_t& stop) {
     zmq::pollitem_t items[] = {{handler.handle(), 0, ZMQ_POLLIN, 0},
                                {stop.handle(), 0, ZMQ_POLLIN, 0}};
     try {
-      zmq::poll(items, 2, std::chrono::milliseconds(-1));
+      // Woken now and then to print the rate limiter's due summaries.
+      zmq::poll(items, 2, std::chrono::milliseconds(1000));
     } catch (const zmq::error_t& e) {
       if (e.num() == EINTR) continue;
       return;  // context terminated
     }
     if (items[1].revents & ZMQ_POLLIN) return;
     if (items[0].revents & ZMQ_POLLIN) Answer(handler);
+    warn_.Tick();
   }
 }
 
@@ -83,10 +85,9 @@ void ZapAuthenticator::Answer(zmq::socket_t& handler) {
   } else {
     refused_.fetch_add(1);
     std::string who = key.empty() ? "a malformed ZAP request" : "worker key " + key;
-    if (logged_.insert(key).second) {
-      spdlog::warn("refused {} from {}: not in --authorized-keys", who,
-                   request.size() > 3 ? request[3] : "?");
-    }
+    warn_.Warn("refused CURVE handshakes", "refused " + who + " from " +
+                                               (request.size() > 3 ? request[3] : "?") +
+                                               ": not in --authorized-keys");
   }
   std::vector<std::string> reply = {
       "1.0", id, ok ? "200" : "400", ok ? "OK" : "unauthorized", ok ? key : "", ""};

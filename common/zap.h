@@ -1,8 +1,9 @@
 // ZapAuthenticator: the ZAP handler (ZeroMQ RFC 27) that decides which CURVE clients a
 // coordinator's socket admits. ZeroMQ asks it on every CURVE handshake in its context; it
-// answers 200 for a client key in the allowed set and 400 otherwise, logging each refused
-// key once. It owns one thread and two inproc sockets; construct it before binding the
-// CURVE socket and destroy it before the context. The allowed set is fixed at construction.
+// answers 200 for a client key in the allowed set and 400 otherwise, logging refusals
+// rate-limited (a few per interval, then "... and N more like this"). It owns one thread and two
+// inproc sockets; construct it before binding the CURVE socket and destroy it before the context.
+// The allowed set is fixed at construction.
 #pragma once
 
 #include <atomic>
@@ -11,6 +12,7 @@
 #include <thread>
 #include <zmq.hpp>
 
+#include "common/log_limiter.h"
 #include "common/status.h"
 
 namespace fanout {
@@ -34,7 +36,7 @@ class ZapAuthenticator {
   void Answer(zmq::socket_t& handler);
 
   std::set<std::string> allowed_;
-  std::set<std::string> logged_;  // refused keys already logged (handler thread only)
+  RateLimitedWarn warn_;  // refusals (handler thread; flushed when it is destroyed)
   std::atomic<uint64_t> refused_{0};
   zmq::socket_t stop_sender_;
   std::string stop_endpoint_;

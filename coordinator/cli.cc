@@ -272,7 +272,7 @@ void AddRunOptions(CLI::App& run, JobConfig& config, RawFlags& raw) {
   run.add_option("--authorized-keys", raw.authorized_keys,
                  "CURVE: directory of the public certificates of workers to admit");
   run.add_flag("--insecure", raw.insecure,
-               "Allow --listen on a non-loopback address without authentication");
+               "Allow --listen on tcp:// (loopback too) without CURVE: trusted networks only");
   run.add_option("--max-message", raw.max_message,
                  "Largest frame a worker may send (chunk results included)")
       ->capture_default_str();

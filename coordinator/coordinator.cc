@@ -20,6 +20,7 @@
 #include "common/zap.h"
 #include "coordinator/event_loop.h"
 #include "coordinator/interrupt.h"
+#include "coordinator/listen_security.h"
 #include "coordinator/local_input.h"
 #include "coordinator/local_launcher.h"
 #include "coordinator/private_dir.h"
@@ -66,13 +67,23 @@ Status EventLoop::Start() {
   if (!router.ok()) return router.status();
   router_.emplace(std::move(router).value());
   endpoint = LastEndpoint(*router_);
+  std::string local_endpoint = endpoint;
   if (!config_.listen.empty()) {
+    // Our own workers connect over ipc in the private directory, never over the listening
+    // endpoint (with --insecure TCP that would be unauthenticated).
+    local_endpoint = "ipc://" + dir_.path() + "/coordinator.sock";
+    try {
+      router_->bind(local_endpoint);
+    } catch (const zmq::error_t& e) {
+      return Status::Error("cannot listen on " + local_endpoint + ": " + e.what());
+    }
     if (local_workers_ == 0) {
       spdlog::warn("waiting for workers: fanout-worker --connect {}{}",
                    ConnectableEndpoint(endpoint),
-                   config_.curve_server ? " --curve-server-key SERVER_PUBLIC_CERT --curve-secret "
-                                          "WORKER_secret"
-                                        : "");
+                   config_.curve_server           ? " --curve-server-key SERVER_PUBLIC_CERT "
+                                                    "--curve-secret WORKER_secret"
+                   : EndpointNeedsCurve(endpoint) ? " --insecure"
+                                                  : "");
     } else {
       spdlog::info("listening on {} for more workers", ConnectableEndpoint(endpoint));
     }
@@ -88,7 +99,7 @@ Status EventLoop::Start() {
                                     std::to_string(config_.max_message)};
   flags.insert(flags.end(), curve_flags->begin(), curve_flags->end());
   flags.insert(flags.end(), config_.worker_args.begin(), config_.worker_args.end());
-  launcher_.emplace(*bin, endpoint, std::move(flags), config_.adopt_orphans);
+  launcher_.emplace(*bin, local_endpoint, std::move(flags), config_.adopt_orphans);
   if (Status s = StartLocalInput(); !s.ok()) return s;
   for (uint32_t i = 0; i < local_workers_; ++i) {
     auto pid = launcher_->Spawn("local-" + std::to_string(++spawned_));
@@ -101,11 +112,10 @@ Status EventLoop::Start() {
 
 Status EventLoop::StartLocalInput() {
   input_path_ = config_.local_input_by_ref ? LocalInputPath(job_.input) : "";
-  if (input_path_.empty()) return Status::Ok();
   auto token = NewLocalToken();
   if (!token.ok()) return token.status();
   local_token_ = *token;
-  launcher_->SetEnv(kLocalTokenEnv, local_token_);
+  launcher_->SetLocalToken(local_token_);
   return Status::Ok();
 }
 
@@ -128,7 +138,7 @@ void EventLoop::Step(Clock::time_point now, const std::vector<zmq::pollitem_t>& 
       if (std::holds_alternative<std::monostate>(got)) break;
       if (auto* bad = std::get_if<Rejected>(&got)) {
         ++stats_.rejected_messages;
-        spdlog::warn("dropped a malformed message: {}", bad->reason);
+        rejects_.Warn("malformed message", "dropped a malformed message: " + bad->reason);
         if (auto it = peers_.find(bad->peer); it != peers_.end()) it->second.last_seen = now;
         continue;
       }
@@ -141,6 +151,7 @@ void EventLoop::Step(Clock::time_point now, const std::vector<zmq::pollitem_t>& 
   }
   SendCancels(scheduler_.ExpireAttempts(now), "timed out");
   Note(sink_.SyncFailures());
+  rejects_.Tick();
   CheckLiveness(now);
   MaybeRespawn(now);
   if (now >= next_heartbeat_) {
@@ -198,10 +209,11 @@ ModeResult EventLoop::Run() {
   std::vector<pid_t> told;
   for (const auto& [id, peer] : peers_) {
     SendTo(*router_, id, Shutdown{"job finished"});
-    told.push_back(peer.pid);
+    if (peer.local) told.push_back(peer.pid);
   }
   launcher_->SignalAllExcept(told, SIGTERM);
   launcher_->StopAll(milliseconds(2000));
+  rejects_.Flush();
   return result;
 }
 

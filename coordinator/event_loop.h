@@ -17,6 +17,7 @@
 #include <zmq.hpp>
 
 #include "common/blob.h"
+#include "common/log_limiter.h"
 #include "common/protocol.h"
 #include "common/transport.h"
 #include "common/zap.h"
@@ -67,8 +68,11 @@ class EventLoop {
     pid_t pid = 0;
     uint32_t slots = 1;
     uint32_t batch = 0;  // most attempts per TASKS message it takes (HELLO)
+    // Started by our launcher: proved by HELLO's per-run token (never by the pid it
+    // claims), then matched to the launcher's child of that pid. Only such a peer's pid is
+    // ever signalled, and only through the launcher's pidfd.
     bool local = false;
-    bool by_ref = false;  // proved local (HELLO's token): TASKs carry file slices
+    bool by_ref = false;  // local and the input is a file: TASKs carry file slices
     Clock::time_point last_seen;
   };
 
@@ -80,7 +84,8 @@ class EventLoop {
   };
 
   Status Start();
-  // With --local-input ref: a token for the workers we start and the input's path for them.
+  // The per-run token for the workers we start (their proof of being ours) and, with
+  // --local-input ref, the input's path for them.
   Status StartLocalInput();
   Result<std::vector<std::string>> StartCurve(SocketSecurity& security);
   void Step(Clock::time_point now, const std::vector<zmq::pollitem_t>& items);
@@ -135,7 +140,7 @@ class EventLoop {
   std::optional<zmq::socket_t> router_;
   std::optional<LocalLauncher> launcher_;
   std::string job_id_ = NewJobId();
-  std::string local_token_;         // "" = every worker gets payloads
+  std::string local_token_;         // handed to the workers we start over an inherited fd
   std::string input_path_;          // what by-reference workers map (WELCOME's "in")
   uint64_t median_checked_at_ = 0;  // chunks done when median_ was last read
   Micros median_{0};
@@ -148,7 +153,8 @@ class EventLoop {
   std::optional<Clock::time_point> respawn_at_;
   std::string last_loss_;  // why the most recent worker was lost
   Clock::time_point next_heartbeat_;
-  std::string error_;  // a fatal write error
+  std::string error_;        // a fatal write error
+  RateLimitedWarn rejects_;  // warnings about rejected messages and peers, per reason
   bool dispatching_ = false;
   Clock::time_point started_ = Clock::now();
   // Attempts sent and not yet ended: (chunk, attempt) -> (worker, dispatch time), for spans.

@@ -4,11 +4,8 @@
 
 namespace fanout {
 
-bool IsLocalEndpoint(const std::string& endpoint) {
-  if (endpoint.rfind("ipc://", 0) == 0 || endpoint.rfind("inproc://", 0) == 0) return true;
-  if (endpoint.rfind("tcp://", 0) != 0) return false;
-  std::string host = endpoint.substr(6, endpoint.rfind(':') - 6);
-  return host == "localhost" || host.rfind("127.", 0) == 0 || host == "[::1]" || host == "::1";
+bool EndpointNeedsCurve(const std::string& endpoint) {
+  return endpoint.rfind("ipc://", 0) != 0 && endpoint.rfind("inproc://", 0) != 0;
 }
 
 Status ApplyListenSecurity(const ListenSecurity& security, JobConfig& config) {
@@ -26,11 +23,12 @@ Status ApplyListenSecurity(const ListenSecurity& security, JobConfig& config) {
     config.authorized_keys = *keys;
     return Status::Ok();
   }
-  if (!config.listen.empty() && !security.insecure && !IsLocalEndpoint(config.listen)) {
+  if (!config.listen.empty() && !security.insecure && EndpointNeedsCurve(config.listen)) {
     return Status::Error("--listen " + config.listen +
-                         " would accept unauthenticated workers from the network; use "
-                         "--curve-secret and --authorized-keys, bind 127.0.0.1 or ipc://, or "
-                         "pass --insecure on a trusted network");
+                         " would accept unauthenticated workers (any local user can reach a "
+                         "loopback port); use --curve-secret and --authorized-keys (see "
+                         "'fanout keygen'), listen on ipc://, or pass --insecure on a trusted "
+                         "network");
   }
   return Status::Ok();
 }

@@ -29,6 +29,25 @@ struct Fd {
 
 bool Executable(const std::string& path) { return access(path.c_str(), X_OK) == 0; }
 
+// pidfd_send_signal(2) (glibc 2.36 declares it without C linkage for C++). A pidfd names
+// one process for good: the signal cannot reach another that reused the pid.
+void SignalPidfd(int pidfd, int sig) { syscall(SYS_pidfd_send_signal, pidfd, sig, nullptr, 0); }
+
+// A pipe whose read end holds `token` (the write end is closed: the reader gets EOF after
+// it). Both ends are close-on-exec; the child clears the flag on its copy. -1 on failure.
+int TokenPipe(const std::string& token) {
+  int fds[2];
+  if (pipe2(fds, O_CLOEXEC) != 0) return -1;
+  // A token is far smaller than a pipe's buffer: this write never blocks.
+  bool ok = write(fds[1], token.data(), token.size()) == static_cast<ssize_t>(token.size());
+  close(fds[1]);
+  if (!ok) {
+    close(fds[0]);
+    return -1;
+  }
+  return fds[0];
+}
+
 }  // namespace
 
 std::string ChildExit::Describe() const {
@@ -87,22 +106,21 @@ LocalLauncher::LocalLauncher(std::string worker_bin, std::string endpoint,
 LocalLauncher::~LocalLauncher() { StopAll(std::chrono::milliseconds(0)); }
 
 Result<pid_t> LocalLauncher::Spawn(const std::string& name) {
+  Fd token;
+  if (!token_.empty()) {
+    token.fd = TokenPipe(token_);
+    if (token.fd < 0) {
+      return Status::Error(std::string("cannot pass a worker its token: ") + std::strerror(errno));
+    }
+  }
   std::vector<std::string> args = {worker_bin_, "--connect", endpoint_, "--name", name};
+  if (token.fd >= 0) {
+    args.insert(args.end(), {"--local-token-fd", std::to_string(token.fd)});
+  }
   args.insert(args.end(), argv_tail_.begin(), argv_tail_.end());
   std::vector<char*> argv;
   for (auto& a : args) argv.push_back(a.data());
   argv.push_back(nullptr);
-  // The environment, built before fork: this process's, with `env_` set over it.
-  std::vector<std::string> env_strings;
-  for (char** e = environ; e && *e; ++e) {
-    std::string_view entry(*e);
-    std::string_view key = entry.substr(0, entry.find('='));
-    if (!env_.contains(std::string(key))) env_strings.emplace_back(entry);
-  }
-  for (const auto& [key, value] : env_) env_strings.push_back(key + "=" + value);
-  std::vector<char*> envp;
-  for (auto& e : env_strings) envp.push_back(e.data());
-  envp.push_back(nullptr);
 
   Fd devnull{open("/dev/null", O_RDWR | O_CLOEXEC)};
   int report[2];  // the child writes errno here if exec fails; EOF means exec succeeded
@@ -126,7 +144,8 @@ Result<pid_t> LocalLauncher::Spawn(const std::string& name) {
     signal(SIGPIPE, SIG_DFL);
     signal(SIGINT, SIG_DFL);
     signal(SIGTERM, SIG_DFL);
-    execve(argv[0], argv.data(), envp.data());
+    if (token.fd >= 0) fcntl(token.fd, F_SETFD, 0);  // this one fd survives exec
+    execve(argv[0], argv.data(), environ);
     int err = errno;
     [[maybe_unused]] ssize_t n = write(write_end.fd, &err, sizeof err);
     _exit(127);
@@ -226,12 +245,14 @@ std::optional<ChildExit> LocalLauncher::Reap(int fd) {
 }
 
 void LocalLauncher::Kill(pid_t pid, int sig) {
-  if (IsChild(pid)) kill(pid, sig);
+  for (const auto& [fd, child] : children_) {
+    if (child.pid == pid) SignalPidfd(fd, sig);
+  }
 }
 
 void LocalLauncher::SignalAllExcept(const std::vector<pid_t>& spare, int sig) {
   for (const auto& [fd, child] : children_) {
-    if (std::find(spare.begin(), spare.end(), child.pid) == spare.end()) kill(child.pid, sig);
+    if (std::find(spare.begin(), spare.end(), child.pid) == spare.end()) SignalPidfd(fd, sig);
   }
 }
 
@@ -256,7 +277,7 @@ void LocalLauncher::StopAll(std::chrono::milliseconds grace) {
     }
   }
   for (auto& [fd, child] : children_) {
-    kill(child.pid, SIGKILL);
+    SignalPidfd(fd, SIGKILL);
     while (waitpid(child.pid, nullptr, 0) < 0 && errno == EINTR) {
     }
     close(fd);

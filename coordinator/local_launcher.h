@@ -8,6 +8,9 @@
 // a crash) cannot take its exec commands down with it, so they are reparented here, and
 // the launcher kills their process groups and reaps them when it reaps a worker. A library
 // user's process keeps its own children: there the option is off.
+// Signals go only to children this launcher started, through their pidfds (never kill(2)
+// on a pid that came from elsewhere). With a local token each child gets it over an
+// inherited pipe (`--local-token-fd N`), never in its environment or argv.
 // Not thread-safe: owned by the coordinator's event loop.
 #pragma once
 
@@ -41,9 +44,10 @@ class LocalLauncher {
   LocalLauncher(const LocalLauncher&) = delete;
   LocalLauncher& operator=(const LocalLauncher&) = delete;
 
-  // Sets an environment variable for the workers started from now on (e.g. a secret that
-  // must not appear on their command line, where `ps` shows it).
-  void SetEnv(const std::string& name, const std::string& value) { env_[name] = value; }
+  // The per-run secret that workers started from now on prove themselves with: each gets
+  // a pipe holding it as `--local-token-fd N` (not on argv, where `ps` shows it, nor in
+  // its environment, which /proc/PID/environ keeps for the process's lifetime).
+  void SetLocalToken(const std::string& token) { token_ = token; }
   // Starts one worker named `name`. An error means it could not be executed at all.
   Result<pid_t> Spawn(const std::string& name);
 
@@ -51,6 +55,7 @@ class LocalLauncher {
   std::vector<int> fds() const;
   // Reaps the child behind a readable pidfd.
   std::optional<ChildExit> Reap(int fd);
+  // Sends `sig` to the child `pid` (through its pidfd); nothing if it is not our child.
   void Kill(pid_t pid, int sig);
   // Sends `sig` to every child whose pid is not in `spare`.
   void SignalAllExcept(const std::vector<pid_t>& spare, int sig);
@@ -71,8 +76,8 @@ class LocalLauncher {
   std::string worker_bin_;
   std::string endpoint_;
   std::vector<std::string> argv_tail_;
-  std::map<int, Child> children_;           // pidfd -> child
-  std::map<std::string, std::string> env_;  // set over this process's environment
+  std::map<int, Child> children_;  // pidfd -> child
+  std::string token_;              // "" = workers get no --local-token-fd
   bool adopt_orphans_ = false;
 };
 

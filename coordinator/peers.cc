@@ -64,8 +64,10 @@ void EventLoop::LoseWorker(WorkerIndex index, const std::string& reason, Clock::
 
 void EventLoop::OnHello(const std::string& id, const Hello& hello, Clock::time_point now) {
   if (hello.protocol != kProtocolVersion) {
-    spdlog::warn("refusing worker {} on {}: protocol version {} (this coordinator speaks {})",
-                 hello.worker_id, hello.host, hello.protocol, kProtocolVersion);
+    rejects_.Warn("protocol version",
+                  fmt::format("refusing worker {} on {}: protocol version {} (this coordinator "
+                              "speaks {})",
+                              hello.worker_id, hello.host, hello.protocol, kProtocolVersion));
     SendTo(*router_, id,
            Reject{"protocol version " + std::to_string(hello.protocol) +
                       " is not supported; this coordinator speaks version " +
@@ -74,13 +76,17 @@ void EventLoop::OnHello(const std::string& id, const Hello& hello, Clock::time_p
     ++stats_.rejected_messages;
     return;
   }
+  // Ours only by the per-run token, never by the pid a peer claims (anyone who reaches the
+  // socket could claim a local worker's pid and have it signalled).
+  bool ours = LocalTokenMatches(hello.local_token, local_token_) && launcher_ &&
+              launcher_->IsChild(static_cast<pid_t>(hello.pid));
   if (std::find(hello.tasks.begin(), hello.tasks.end(), config_.task) == hello.tasks.end()) {
-    spdlog::warn("refusing worker {}: it does not provide task '{}'", hello.worker_id,
-                 config_.task);
+    rejects_.Warn("missing task", fmt::format("refusing worker {}: it does not provide task '{}'",
+                                              hello.worker_id, config_.task));
     SendTo(*router_, id,
            Reject{"task '" + config_.task + "' is not available on this worker", kProtocolVersion});
     // Local workers all run the same program: none of them will ever have the task.
-    if (launcher_ && launcher_->IsChild(static_cast<pid_t>(hello.pid)) && config_.listen.empty()) {
+    if (ours && config_.listen.empty()) {
       Note(Status::Error("local worker " + hello.worker_id + " does not provide task '" +
                          config_.task + "'"));
     }
@@ -94,8 +100,8 @@ void EventLoop::OnHello(const std::string& id, const Hello& hello, Clock::time_p
   peer.id = id;
   peer.name = hello.worker_id;
   peer.pid = static_cast<pid_t>(hello.pid);
-  peer.local = launcher_ && launcher_->IsChild(peer.pid);
-  peer.by_ref = LocalTokenMatches(hello.local_token, local_token_);
+  peer.local = ours;
+  peer.by_ref = ours && !input_path_.empty();
   peer.slots = hello.slots;
   peer.batch = hello.batch;
   peer.last_seen = now;
@@ -150,8 +156,9 @@ void EventLoop::OnResult(Peer& peer, const ResultMsg& result, Blob output, Clock
                     result.attempt, peer.name);
       break;
     case Verdict::kUnknown:
-      spdlog::warn("rejected result for unknown chunk {} attempt {} from {}", result.chunk,
-                   result.attempt, peer.name);
+      rejects_.Warn("unknown chunk",
+                    fmt::format("rejected result for unknown chunk {} attempt {} from {}",
+                                result.chunk, result.attempt, peer.name));
       ++stats_.rejected_messages;
       break;
   }
@@ -197,7 +204,8 @@ void EventLoop::OnMessage(Envelope& env, Clock::time_point now) {
   } else if (auto* results = std::get_if<ResultBatch>(&env.message)) {
     OnResults(peer, *results, env.payload, now);
   } else if (!std::holds_alternative<Heartbeat>(env.message)) {
-    spdlog::warn("unexpected {} from worker {}", KindName(KindOf(env.message)), peer.name);
+    rejects_.Warn("unexpected message", fmt::format("unexpected {} from worker {}",
+                                                    KindName(KindOf(env.message)), peer.name));
     ++stats_.rejected_messages;
   }
 }

@@ -7,8 +7,10 @@
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
+#include <cerrno>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <vector>
 
 #include "common/curve.h"
@@ -21,22 +23,60 @@
 namespace fanout {
 namespace {
 
-// Reads --curve-server-key/--curve-secret (both or neither) and --max-message.
-Status LoadSecurity(const std::string& server_file, const std::string& secret_file,
-                    const std::string& max_message, SocketSecurity& security) {
+// Reads --curve-server-key/--curve-secret (both or neither) and --max-message. A tcp://
+// endpoint needs the coordinator's key unless `insecure`: anyone on the host can bind a
+// loopback port, and a worker runs whatever its coordinator sends.
+Status LoadSecurity(const std::string& endpoint, const std::string& server_file,
+                    const std::string& secret_file, const std::string& max_message, bool insecure,
+                    SocketSecurity& security) {
   auto limit = ParseMaxMessage(max_message);
   if (!limit.ok()) return limit.status();
   security.max_message = *limit;
   if (server_file.empty() != secret_file.empty()) {
     return Status::Error("--curve-server-key and --curve-secret go together");
   }
-  if (server_file.empty()) return Status::Ok();
+  if (!server_file.empty() && insecure) {
+    return Status::Error("--insecure contradicts --curve-server-key");
+  }
+  if (server_file.empty()) {
+    if (endpoint.rfind("tcp://", 0) == 0 && !insecure) {
+      return Status::Error("--connect " + endpoint +
+                           " would run tasks for whoever binds that port, on this host or "
+                           "the network; use --curve-server-key and --curve-secret (see "
+                           "'fanout keygen'), or pass --insecure on a trusted network");
+    }
+    return Status::Ok();
+  }
   auto server = ReadCurveCertificate(server_file, /*need_secret=*/false);
   if (!server.ok()) return Status::Error("--curve-server-key: " + server.status().message());
   auto own = ReadCurveCertificate(secret_file, /*need_secret=*/true);
   if (!own.ok()) return Status::Error("--curve-secret: " + own.status().message());
   security.curve_client = CurveClientKeys{server->public_key, *own};
   return Status::Ok();
+}
+
+// Reads the local token from `fd` (a pipe from the coordinator that started us) and
+// closes it, so that no task's child inherits it.
+Result<std::string> ReadLocalToken(int fd) {
+  std::string token;
+  char buf[128];
+  for (;;) {
+    ssize_t n = read(fd, buf, sizeof buf);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) {
+      std::string why = std::strerror(errno);
+      close(fd);
+      return Status::Error("--local-token-fd " + std::to_string(fd) + ": " + why);
+    }
+    if (n == 0) break;
+    token.append(buf, static_cast<size_t>(n));
+    if (token.size() > 1024) break;
+  }
+  close(fd);
+  if (token.empty() || token.size() > 1024) {
+    return Status::Error("--local-token-fd " + std::to_string(fd) + ": no token");
+  }
+  return token;
 }
 
 // Raises the soft open-file limit to the hard one: each concurrent exec attempt holds
@@ -66,10 +106,13 @@ int WorkerMain(int argc, char** argv, const std::string& program) {
   app.set_version_flag("--version", program + " " + FANOUT_VERSION);
   app.footer(R"(
 Examples:
-  fanout-worker --connect tcp://head:5555 --slots 8            # serve jobs until stopped
   fanout-worker --connect tcp://head:5555 --curve-server-key coordinator \
-      --curve-secret workers_secret                            # with CURVE keys
+      --curve-secret workers_secret --slots 8     # serve jobs until stopped (CURVE keys)
+  fanout-worker --connect tcp://head:5555 --insecure     # trusted network, no keys
   fanout-worker --connect ipc:///tmp/fanout.sock --once --plugin ./libmytasks.so
+
+A tcp:// endpoint needs --curve-server-key (the coordinator's public certificate) or
+--insecure: without the key, whoever binds that port gets to run commands here.
 
 Exit codes: 0 after a job with --once, 1 refused for its protocol version,
             2 usage error, 130/143 on SIGINT/SIGTERM.
@@ -77,6 +120,8 @@ Exit codes: 0 after a job with --once, 1 refused for its protocol version,
   WorkerConfig config;
   std::string heartbeat = "500ms", log_level = "warn", max_message = "1G";
   std::string server_key_file, secret_file;
+  bool insecure = false;
+  int token_fd = -1;
   app.add_option("--connect", config.endpoint, "Coordinator endpoint (tcp://HOST:PORT, ipc://PATH)")
       ->required();
   app.add_option("--slots", config.slots,
@@ -91,6 +136,11 @@ Exit codes: 0 after a job with --once, 1 refused for its protocol version,
                  "CURVE: the coordinator's public certificate");
   app.add_option("--curve-secret", secret_file,
                  "CURVE: this worker's secret certificate (from 'fanout keygen NAME')");
+  app.add_flag("--insecure", insecure,
+               "Connect to a tcp:// endpoint without CURVE (trusted networks only)");
+  app.add_option("--local-token-fd", token_fd,
+                 "Read the local token from this inherited fd (set by a coordinator)")
+      ->check(CLI::NonNegativeNumber);
   app.add_option("--max-message", max_message, "Largest frame the coordinator may send")
       ->capture_default_str();
   std::vector<std::string> plugins;
@@ -114,7 +164,8 @@ Exit codes: 0 after a job with --once, 1 refused for its protocol version,
     return ToInt(ExitCode::kUsage);
   }
   config.heartbeat = std::chrono::duration_cast<std::chrono::milliseconds>(*hb);
-  if (Status s = LoadSecurity(server_key_file, secret_file, max_message, config.security);
+  if (Status s = LoadSecurity(config.endpoint, server_key_file, secret_file, max_message, insecure,
+                              config.security);
       !s.ok()) {
     std::fprintf(stderr, "%s: %s\n", program.c_str(), s.message().c_str());
     return ToInt(ExitCode::kUsage);
@@ -125,11 +176,15 @@ Exit codes: 0 after a job with --once, 1 refused for its protocol version,
                  program.c_str());
     return ToInt(ExitCode::kUsage);
   }
-  // Set by a coordinator for the workers it starts (never on argv, where `ps` shows it);
-  // removed so that the tasks' child processes do not inherit it.
-  if (const char* token = std::getenv(kLocalTokenEnv); token && *token) {
-    config.local_token = token;
-    unsetenv(kLocalTokenEnv);
+  // A coordinator hands the workers it starts their token over a pipe: not on argv, where
+  // `ps` shows it, nor in the environment, which /proc/PID/environ keeps.
+  if (token_fd >= 0) {
+    auto token = ReadLocalToken(token_fd);
+    if (!token.ok()) {
+      std::fprintf(stderr, "%s: %s\n", program.c_str(), token.status().message().c_str());
+      return ToInt(ExitCode::kUsage);
+    }
+    config.local_token = *token;
   }
   if (config.name.empty()) {
     char host[256] = {};

@@ -30,8 +30,8 @@ struct WorkerConfig {
   // than max_message are reported as chunk errors instead of being sent.
   SocketSecurity security{
       .curve_server = {}, .curve_client = {}, .max_message = kDefaultMaxMessage};
-  // From $FANOUT_LOCAL_TOKEN (set by the coordinator that started this worker): sent in
-  // HELLO so that the coordinator may pass chunks by reference into its input file.
+  // From --local-token-fd (a pipe from the coordinator that started this worker): sent in
+  // HELLO to prove the worker is that coordinator's own (chunks by reference, signals).
   std::string local_token;
 };
 

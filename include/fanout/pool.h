@@ -36,7 +36,7 @@ struct PoolOptions {
   PoolMode mode = PoolMode::kProcesses;
   uint32_t workers = 0;  // threads or local processes; 0 = the number of cores
   // kRemote (required) and kProcesses (optional): bind here so workers started elsewhere
-  // can join, e.g. "tcp://127.0.0.1:5555" or "ipc:///tmp/fanout.sock".
+  // can join, e.g. "ipc:///tmp/fanout.sock" or "tcp://0.0.0.0:5555" (with CURVE, below).
   std::string endpoint;
   uint32_t min_workers = 0;                   // wait for this many workers before dispatch
   std::chrono::milliseconds wait_timeout{0};  // kRemote: fail if no worker joins; 0 = wait
@@ -48,8 +48,9 @@ struct PoolOptions {
   std::vector<std::string> plugins;
   // Workers on other machines (README "Running on several machines"): the pool's secret
   // certificate and a directory of the public certificates of workers to admit, both from
-  // `fanout keygen`. An endpoint other machines can reach needs them, or `insecure`
-  // (anyone who reaches the port can join); otherwise the call throws PoolError.
+  // `fanout keygen`. A tcp:// endpoint (loopback too: any local user can reach it) needs
+  // them, or `insecure` (anyone who reaches the port can join); otherwise the call throws
+  // PoolError. ipc:// endpoints are guarded by file permissions and need neither.
   std::string curve_secret;
   std::string authorized_keys;
   bool insecure = false;

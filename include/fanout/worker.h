@@ -1,9 +1,9 @@
 // fanout/worker.h: programs that serve as fanout workers with their own tasks.
 // worker_main() is the whole `fanout-worker` command (--connect, --slots, --once, --name,
-// --heartbeat, --log-level, --plugin) running this program's registered tasks plus the
-// built-ins. init() enables the SPMD style: one binary is both the coordinator (its Pool
-// in processes mode starts copies of it) and the worker (the copies, recognised by their
-// arguments). Call these from main's thread before starting any other thread.
+// --heartbeat, --log-level, --plugin, the CURVE flags or --insecure for tcp://) running this
+// program's registered tasks plus the built-ins. init() enables the SPMD style: one binary is both
+// the coordinator (its Pool in processes mode starts copies of it) and the worker (the copies,
+// recognised by their arguments). Call these from main's thread before starting any other thread.
 #pragma once
 
 namespace fanout {

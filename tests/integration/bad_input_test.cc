@@ -108,8 +108,9 @@ INSTANTIATE_TEST_SUITE_P(
             With({"-i", "IN", "--mode", "threads", "--max-respawns", "1", "identity"}), 2,
             "--max-respawns is for worker processes"},
         Row{"ListenInSerial",
-            With({"-i", "IN", "--mode", "serial", "--listen", "tcp://127.0.0.1:0", "identity"}), 2,
-            "--listen is for worker processes"},
+            With({"-i", "IN", "--mode", "serial", "--listen", "ipc:///nonexistent/c.sock",
+                  "identity"}),
+            2, "--listen is for worker processes"},
         Row{"SlotsInThreads", With({"-i", "IN", "--mode", "threads", "--slots", "8", "identity"}),
             2, "--slots is for worker processes"}),
     [](const auto& info) { return info.param.name; });

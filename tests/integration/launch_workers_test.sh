@@ -36,7 +36,12 @@ if pgrep -f -- "--connect $EP" >/dev/null; then fail "workers still running afte
 # Bad host files and options are refused with exit 2.
 printf 'host x\n' >bad
 set +e
-"$HERE/../../scripts/launch-workers" bad --connect "$EP" 2>msg; code=$?
+"$HERE/../../scripts/launch-workers" bad --connect "$EP" --insecure 2>msg; code=$?
 set -e
 [ "$code" = 2 ] && grep -q "bad slot count" msg || fail "bad slots: exit $code, $(cat msg)"
+# A tcp:// endpoint without keys needs an explicit --insecure.
+set +e
+"$HERE/../../scripts/launch-workers" hosts --connect "$EP" 2>msg; code=$?
+set -e
+[ "$code" = 2 ] && grep -q -- "--insecure" msg || fail "keyless tcp: exit $code, $(cat msg)"
 echo "PASS: launch-workers ran 2 hosts with CURVE and cleaned up"

@@ -114,6 +114,7 @@ TEST_F(LocalInputTest, RemoteWorkerGetsPayloadsNextToLocalWorkersWithReferences)
                      "1",
                      "--listen",
                      "tcp://127.0.0.1:*",
+                     "--insecure",  // not about security: a remote-style worker over TCP
                      "--min-workers",
                      "2",
                      "--chunks",
@@ -136,7 +137,7 @@ TEST_F(LocalInputTest, RemoteWorkerGetsPayloadsNextToLocalWorkersWithReferences)
   ASSERT_NE(at, std::string::npos);
   at += 13;
   std::string endpoint = listening->substr(at, listening->find(' ', at) - at);
-  Child remote({WorkerBin(), "--connect", endpoint, "--name", "remote", "--once"});
+  Child remote({WorkerBin(), "--connect", endpoint, "--name", "remote", "--once", "--insecure"});
   ASSERT_EQ(coordinator.Wait(milliseconds(60000)), 0) << ReadFile(dir_.File("err"));
   EXPECT_EQ(remote.Wait(milliseconds(10000)), 0);
   EXPECT_TRUE(ReadFile(dir_.File("out")) == input);

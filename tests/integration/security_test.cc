@@ -1,5 +1,5 @@
 // Workers over TCP (issue #5): CURVE keys from `fanout keygen`, a coordinator that admits
-// only authorized keys, refusal of unauthenticated non-loopback binds, and hostile bytes
+// only authorized keys, refusal of unauthenticated TCP binds (loopback too), and hostile bytes
 // sent to a listening TCP port during a job.
 #include <arpa/inet.h>
 #include <gtest/gtest.h>
@@ -107,7 +107,7 @@ TEST_F(SecurityTest, OnlyAuthorizedWorkersGetChunks) {
   auto stranger = Worker(
       endpoint, "stranger",
       {"--curve-server-key", dir_.File("server"), "--curve-secret", dir_.File("stranger_secret")});
-  auto plain = Worker(endpoint, "plain", {});
+  auto plain = Worker(endpoint, "plain", {"--insecure"});
   auto fooled = Worker(
       endpoint, "fooled",
       {"--curve-server-key", dir_.File("stranger"), "--curve-secret", dir_.File("good_secret")});
@@ -170,7 +170,13 @@ TEST_P(RefusedSecurityTest, ExitsTwoWithAClearMessage) {
 
 INSTANTIATE_TEST_SUITE_P(
     Flags, RefusedSecurityTest,
-    ::testing::Values(RefusedRow{"NetworkBindWithoutCurve",
+    ::testing::Values(RefusedRow{"LoopbackWithoutCurve",
+                                 {"--listen", "tcp://127.0.0.1:5555"},
+                                 "would accept unauthenticated workers"},
+                      RefusedRow{"LocalhostWithoutCurve",
+                                 {"--listen", "tcp://localhost:5555"},
+                                 "would accept unauthenticated workers"},
+                      RefusedRow{"NetworkBindWithoutCurve",
                                  {"--listen", "tcp://198.18.0.1:5555"},
                                  "would accept unauthenticated workers"},
                       RefusedRow{"AnyAddressWithoutCurve",
@@ -226,9 +232,10 @@ TEST(HostileTcpTest, JobOutputIsUnchanged) {
   std::string input;
   for (int i = 0; i < 40; ++i) input += std::to_string(i * 7) + "\n";
   WriteFile(dir.File("in"), input);
-  Child coordinator({FanoutBin(), "run", "-v", "--listen", "tcp://127.0.0.1:*", "-j", "2",
-                     "--chunks", "20", "-i", dir.File("in"), "-o", dir.File("out"), "sleep", "10"},
-                    "", dir.File("err"));
+  Child coordinator(
+      {FanoutBin(), "run", "-v", "--listen", "tcp://127.0.0.1:*", "--insecure", "-j", "2",
+       "--chunks", "20", "-i", dir.File("in"), "-o", dir.File("out"), "sleep", "10"},
+      "", dir.File("err"));
   std::string endpoint = ListeningEndpoint(dir.File("err"));
   ASSERT_FALSE(endpoint.empty()) << ReadFile(dir.File("err"));
   int port = std::stoi(endpoint.substr(endpoint.rfind(':') + 1));

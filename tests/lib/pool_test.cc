@@ -249,17 +249,20 @@ TEST(PoolTest, RemoteModeUsesWorkersThatConnect) {
   std::filesystem::remove_all(dir);
 }
 
-// Secure by default: a network endpoint without CURVE is refused unless `insecure`; with
+// Secure by default: a TCP endpoint without CURVE is refused unless `insecure`; with
 // keys from `fanout keygen` the pool's own workers join over CURVE.
 TEST(PoolTest, NetworkEndpointsNeedCurveOrInsecure) {
-  PoolOptions open;
-  open.mode = PoolMode::kRemote;
-  open.endpoint = "tcp://0.0.0.0:5555";
-  try {
-    Pool(open).map("upper", {"a\n"});
-    ADD_FAILURE() << "an unauthenticated network endpoint was accepted";
-  } catch (const fanout::PoolError& e) {
-    EXPECT_NE(std::string(e.what()).find("unauthenticated"), std::string::npos) << e.what();
+  // Loopback too: any local user can connect to it.
+  for (const char* endpoint : {"tcp://0.0.0.0:5555", "tcp://127.0.0.1:5555"}) {
+    PoolOptions open;
+    open.mode = PoolMode::kRemote;
+    open.endpoint = endpoint;
+    try {
+      Pool(open).map("upper", {"a\n"});
+      ADD_FAILURE() << "an unauthenticated TCP endpoint was accepted: " << endpoint;
+    } catch (const fanout::PoolError& e) {
+      EXPECT_NE(std::string(e.what()).find("unauthenticated"), std::string::npos) << e.what();
+    }
   }
 
   auto dir = std::filesystem::temp_directory_path() / ("fanout-curve-" + std::to_string(getpid()));

@@ -1,6 +1,6 @@
 // fanout-worker reading chunks by reference (PROTOCOL.md, "Local workers: input by
 // reference") against a coordinator played by the test (a real ROUTER): the token travels
-// from the environment to HELLO (and not on to tasks), slices of WELCOME's file come back
+// from an inherited fd to HELLO (and not on to tasks), slices of WELCOME's file come back
 // byte for byte, bad slices and unopenable files fail attempts with a clear reason, and
 // finished chunks' pages leave the worker's memory.
 #include <gtest/gtest.h>
@@ -31,11 +31,14 @@ class InputByReferenceTest : public ::testing::Test {
   }
   void TearDown() override { worker_.reset(); }
 
-  // Starts a worker with `token` in its environment (through env(1), which execs it).
+  // Starts a worker given `token` on an inherited fd 3, as a coordinator does (through
+  // sh, which opens the file and execs it).
   void StartWorker(const std::string& token = kToken) {
+    WriteFile(dir_.File("token"), token);
     worker_ = std::make_unique<Child>(
-        std::vector<std::string>{"/usr/bin/env", std::string(kLocalTokenEnv) + "=" + token,
-                                 WorkerBin(), "--connect", endpoint_, "--name", "w1"},
+        std::vector<std::string>{"/bin/sh", "-c",
+                                 "exec \"$0\" \"$@\" 3<'" + dir_.File("token") + "'", WorkerBin(),
+                                 "--connect", endpoint_, "--name", "w1", "--local-token-fd", "3"},
         "", dir_.File("err"));
   }
   std::optional<Envelope> Next() {
@@ -75,10 +78,12 @@ TEST_F(InputByReferenceTest, TokenGoesInHelloButNotToTheTasksChildren) {
   StartWorker();
   Envelope hello = Welcome(dir_.File("in"));
   EXPECT_EQ(std::get<Hello>(hello.message).local_token, kToken);
-  Slice(1, {0, 4, 0}, "exec", {"sh", "-c", "cat; echo \"token=${FANOUT_LOCAL_TOKEN:-none}\""});
+  // The worker closed the token's fd after reading it: a task's command does not inherit it.
+  Slice(1, {0, 4, 0}, "exec",
+        {"sh", "-c", "cat; if [ -e /dev/fd/3 ]; then echo fd3=open; else echo fd3=closed; fi"});
   auto [r, out] = Result();
   EXPECT_TRUE(r.ok) << r.error;
-  EXPECT_EQ(out, "abc\ntoken=none\n");
+  EXPECT_EQ(out, "abc\nfd3=closed\n");
 }
 
 TEST_F(InputByReferenceTest, SlicesComeBackByteForByteWithTheHeaderFirst) {
