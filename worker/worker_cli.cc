@@ -91,7 +91,9 @@ Exit codes: 0 after a job with --once, 1 refused for its protocol version,
                  "CURVE: the coordinator's public certificate");
   app.add_option("--curve-secret", secret_file,
                  "CURVE: this worker's secret certificate (from 'fanout keygen NAME')");
-  app.add_option("--max-message", max_message, "Largest frame the coordinator may send")
+  app.add_option("--max-message", max_message,
+                 "Largest frame the coordinator may send; also the largest task output "
+                 "(lowered to the coordinator's own limit when it is smaller)")
       ->capture_default_str();
   std::vector<std::string> plugins;
   app.add_option("--plugin", plugins, "Load tasks from this shared library (repeatable)");
