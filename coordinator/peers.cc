@@ -201,6 +201,8 @@ void EventLoop::OnMessage(Envelope& env, Clock::time_point now) {
     OnResults(peer, *results, env.payload, now);
   } else if (auto* started = std::get_if<Started>(&env.message)) {
     for (size_t i = 0; i < started->chunks.size(); ++i) {
+      spdlog::debug("chunk {} attempt {} started on {}", started->chunks[i], started->attempts[i],
+                    peer.name);
       scheduler_.MarkStarted(peer.index, started->chunks[i], started->attempts[i], now);
     }
   } else if (!std::holds_alternative<Heartbeat>(env.message)) {

@@ -2,11 +2,14 @@
 // an output over --max-message fails its attempt at once (the worker stays small and
 // alive); a worker's loss charges only the attempts it started; a relative --timeout grows
 // per attempt; the summary counts remote workers.
+#include <dirent.h>
 #include <gtest/gtest.h>
 #include <signal.h>
+#include <sys/resource.h>
 
 #include <fstream>
 #include <nlohmann/json.hpp>
+#include <set>
 #include <sstream>
 #include <thread>
 
@@ -25,6 +28,21 @@ int64_t PeakRssKiB(pid_t pid) {
     if (line.rfind("VmHWM:", 0) == 0) return std::stoll(line.substr(6));
   }
   return -1;
+}
+
+// An open-file limit for `pid` under which exactly `room` more fds can be opened (new fds
+// take the lowest free numbers, so fds above the limit do not count), or -1.
+int LimitLeavingRoom(pid_t pid, int room) {
+  DIR* dir = opendir(("/proc/" + std::to_string(pid) + "/fd").c_str());
+  if (!dir) return -1;
+  std::set<int> open;
+  while (dirent* e = readdir(dir)) {
+    if (e->d_name[0] != '.') open.insert(std::atoi(e->d_name));
+  }
+  closedir(dir);
+  int limit = 0;
+  for (int free = 0; free < room; ++limit) free += open.count(limit) == 0;
+  return limit;
 }
 
 // Lines of `text` that contain `needle`.
@@ -166,6 +184,69 @@ TEST_F(AccountingTest, AttemptsAWorkerNeverStartedAreNotChargedWhenItDies) {
   auto stats = nlohmann::json::parse(ReadFile(dir_.File("s.json")));
   EXPECT_EQ(stats["retries"], 0) << stats.dump();
   EXPECT_EQ(helper->Wait(milliseconds(10000)), 0);
+}
+
+// Item 16, one started of four: a worker with 4 slots whose open-file limit leaves room
+// for one command at a time (the others are held back, not started) is killed while that
+// one runs. Only it is charged: one retry, one joblog failure line.
+TEST_F(AccountingTest, OnlyTheAttemptAWorkerStartedIsChargedWhenItDies) {
+  std::string input = Input(48);
+  auto coordinator = Coordinator(
+      {"--listen",
+       endpoint_,
+       "-j",
+       "0",
+       "--chunks",
+       "24",
+       "--min-workers",
+       "2",
+       "--retries",
+       "2",
+       "--heartbeat",
+       "100ms",
+       "--joblog",
+       dir_.File("joblog"),
+       "--stats-json",
+       dir_.File("s.json"),
+       "--log-level",
+       "debug",
+       "-i",
+       dir_.File("in"),
+       "-o",
+       dir_.File("out")},
+      {"exec", "--", "sh", "-c",
+       "if [ \"$FANOUT_WORKER\" = stuck ]; then exec sleep 59.25; fi; sleep 0.02; cat"});
+  auto stuck = Worker({"--name", "stuck", "--slots", "4", "--log-level", "debug"});
+  ASSERT_TRUE(WaitForText(dir_.File("err"), "worker stuck joined", milliseconds(20000)))
+      << ReadFile(dir_.File("err"));
+  // Room for one command (3 pipes: 6 fds while it starts, then 4 with its pidfd), not two.
+  int fds = LimitLeavingRoom(stuck->pid(), 7);
+  rlimit limit{static_cast<rlim_t>(fds), static_cast<rlim_t>(fds)};
+  if (fds < 0 || prlimit(stuck->pid(), RLIMIT_NOFILE, &limit, nullptr) != 0) {
+    GTEST_SKIP() << "cannot limit the worker's open files";
+  }
+  auto helper = std::make_unique<Child>(
+      std::vector<std::string>{WorkerBin(), "--connect", endpoint_, "--name", "helper", "--once"});
+  // The worker started one and held back the others, and told the coordinator (STARTED).
+  ASSERT_TRUE(WaitForText(dir_.File("worker-err"), "held back", milliseconds(20000)))
+      << ReadFile(dir_.File("worker-err"));
+  ASSERT_TRUE(
+      WaitForText(dir_.File("worker-err"), "started on the event loop", milliseconds(20000)));
+  EXPECT_TRUE(WaitForText(dir_.File("err"), "started on stuck", milliseconds(5000)))
+      << ReadFile(dir_.File("err"));
+  stuck->Signal(SIGKILL);
+  ASSERT_EQ(coordinator->Wait(milliseconds(60000)), 0) << ReadFile(dir_.File("err"));
+  std::string err = ReadFile(dir_.File("err"));
+  EXPECT_EQ(ReadFile(dir_.File("out")), input);
+  EXPECT_NE(err.find("retries=1 "), std::string::npos) << err;
+  std::string joblog = ReadFile(dir_.File("joblog"));
+  EXPECT_EQ(CountLines(joblog, "stuck"), 1u) << joblog;
+  EXPECT_EQ(CountLines(joblog, "worker lost"), 1u) << joblog;
+  auto stats = nlohmann::json::parse(ReadFile(dir_.File("s.json")));
+  EXPECT_EQ(stats["retries"], 1) << stats.dump();
+  EXPECT_EQ(helper->Wait(milliseconds(10000)), 0);
+  // A remote worker killed with SIGKILL cannot stop its command (README, Failures).
+  for (pid_t orphan : ProcessesMatching("sleep 59.25")) kill(orphan, SIGKILL);
 }
 
 // Item 18: chunk 9 legitimately takes ~4.5x the median. With --timeout 300% its first
