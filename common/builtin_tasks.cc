@@ -227,15 +227,6 @@ TaskDef Product() {
 
 // ---- exec -------------------------------------------------------------------------------
 
-std::string ExecRun(const TaskChunk& chunk, TaskArgs args) {
-  if (args.empty()) throw TaskFailed("exec: missing command");
-  std::vector<std::string> argv(args.begin(), args.end());
-  std::string out;
-  Check(RunCommand(argv, chunk.data, ExecVariables(chunk.id, chunk.attempt, chunk.worker), out,
-                   chunk.stop));
-  return out;
-}
-
 TaskDef Exec() {
   TaskOptions options{"exec -- CMD [ARGS...]",
                       "runs CMD with the chunk on stdin; its stdout is the result",
@@ -245,7 +236,10 @@ TaskDef Exec() {
                         }
                         if (args[0].empty()) throw TaskFailed("exec: the command name is empty");
                       }};
-  TaskDef def = MakeTaskDef("exec", ExecRun, std::move(options));
+  // The run function is replaced below; MakeTaskDef supplies the validation and usage.
+  TaskDef def = MakeTaskDef(
+      "exec", [](const TaskChunk&, TaskArgs) { return std::string(); }, std::move(options));
+  def.run = RunExecChunk;  // takes ChunkInput itself: it needs max_output
   def.start_async = StartExecAttempt;
   return def;
 }

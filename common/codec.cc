@@ -53,7 +53,8 @@ struct Encoder {
   Packer& pk;
   void operator()(const Hello& m) {
     bool local = !m.local_token.empty();
-    Begin(pk, MessageKind::kHello, 6 + (m.batch ? 1 : 0) + (local ? 1 : 0), m.protocol);
+    Begin(pk, MessageKind::kHello, 6 + (m.batch ? 1 : 0) + (local ? 1 : 0) + (m.starts ? 1 : 0),
+          m.protocol);
     Str(pk, "id", m.worker_id);
     Str(pk, "host", m.host);
     Str(pk, "ver", m.version);
@@ -62,13 +63,22 @@ struct Encoder {
     StrList(pk, "tasks", m.tasks);
     if (m.batch) Val(pk, "batch", m.batch);
     if (local) Str(pk, "local", m.local_token);
+    if (m.starts) Val(pk, "starts", true);
   }
   void operator()(const Welcome& m) {
-    Begin(pk, MessageKind::kWelcome, m.input_path.empty() ? 3 : 4);
+    Begin(pk, MessageKind::kWelcome,
+          3 + (m.input_path.empty() ? 0 : 1) + (m.starts ? 1 : 0) + (m.max_message ? 1 : 0));
     Str(pk, "job", m.job_id);
     Val(pk, "hb", m.heartbeat_ms);
     Val(pk, "live", m.liveness);
     if (!m.input_path.empty()) Str(pk, "in", m.input_path);
+    if (m.starts) Val(pk, "starts", true);
+    if (m.max_message) Val(pk, "max", m.max_message);
+  }
+  void operator()(const Started& m) {
+    Begin(pk, MessageKind::kStarted, 2);
+    Val(pk, "c", m.chunks);
+    Val(pk, "a", m.attempts);
   }
   void operator()(const TaskMsg& m) {
     uint32_t slice_fields = !m.slice ? 0 : m.slice->header ? 3 : 2;
@@ -271,6 +281,7 @@ Result<Message> DecodeFields(MessageKind kind, Fields& f, uint32_t version) {
       f.Get("tasks", m.tasks, false);
       f.Get("batch", m.batch, false);
       f.Get("local", m.local_token, false);
+      f.Get("starts", m.starts, false);
       if (f.error().empty() && (m.slots == 0 || m.slots > 65536))
         return Status::Error("HELLO with invalid slots " + std::to_string(m.slots));
       m.batch = std::min(m.batch, kMaxBatch);
@@ -283,6 +294,8 @@ Result<Message> DecodeFields(MessageKind kind, Fields& f, uint32_t version) {
       f.Get("hb", m.heartbeat_ms);
       f.Get("live", m.liveness);
       f.Get("in", m.input_path, false);
+      f.Get("starts", m.starts, false);
+      f.Get("max", m.max_message, false);
       out = std::move(m);
       break;
     }
@@ -369,6 +382,15 @@ Result<Message> DecodeFields(MessageKind kind, Fields& f, uint32_t version) {
     case MessageKind::kHeartbeat:
       out = Heartbeat{};
       break;
+    case MessageKind::kStarted: {
+      Started m;
+      f.Get("c", m.chunks);
+      f.Get("a", m.attempts);
+      if (Status s = CheckBatch(m.chunks.size(), {m.attempts.size()}); f.error().empty() && !s.ok())
+        return Status::Error("STARTED " + s.message());
+      out = std::move(m);
+      break;
+    }
     case MessageKind::kCancel: {
       Cancel m;
       f.Get("c", m.chunk);
@@ -420,6 +442,8 @@ std::string_view KindName(MessageKind kind) {
       return "TASKS";
     case MessageKind::kResults:
       return "RESULTS";
+    case MessageKind::kStarted:
+      return "STARTED";
   }
   return "UNKNOWN";
 }
@@ -454,7 +478,7 @@ Result<Message> DecodeHeader(const void* data, size_t size) {
     f.Get("v", version);
     f.Get("k", kind);
     if (!f.error().empty()) return Status::Error("bad header: " + f.error());
-    if (kind < 1 || kind > static_cast<uint8_t>(MessageKind::kResults))
+    if (kind < 1 || kind > static_cast<uint8_t>(MessageKind::kStarted))
       return Status::Error("unknown message kind " + std::to_string(kind));
     auto mk = static_cast<MessageKind>(kind);
     if (version != kProtocolVersion && mk != MessageKind::kHello && mk != MessageKind::kReject)

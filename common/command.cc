@@ -334,8 +334,22 @@ Command::Command(std::unique_ptr<State> state) : state_(std::move(state)) {}
 
 Command::~Command() = default;  // ~ChildProcess kills and reaps
 
+std::string OutputLimitError(uint64_t limit) {
+  // Exact when the limit is a whole number of a unit (as --max-message 16M gives), so the
+  // message repeats what the user typed.
+  const char* units[] = {"bytes", "KiB", "MiB", "GiB", "TiB"};
+  uint64_t value = limit;
+  int unit = 0;
+  while (unit < 4 && value >= 1024 && value % 1024 == 0) {
+    value /= 1024;
+    ++unit;
+  }
+  return "output exceeds --max-message " + std::to_string(value) + " " + units[unit];
+}
+
 Result<std::unique_ptr<Command>> Command::Start(const std::vector<std::string>& argv,
-                                                std::string_view input, const EnvVars& extra_env) {
+                                                std::string_view input, const EnvVars& extra_env,
+                                                uint64_t max_output) {
   if (argv.empty() || argv[0].empty()) return Status::Error("exec: missing command");
   IgnoreSigpipeOnce();  // writing to a dead child's pipe must give EPIPE, not kill us
   auto state = std::make_unique<State>();
@@ -349,7 +363,9 @@ Result<std::unique_ptr<Command>> Command::Start(const std::vector<std::string>& 
     return Status::Error("exec: cannot start '" + argv[0] + "': " + ErrorText(rc) + FdHint(rc));
   }
   if (input.empty()) state->parent.in.Reset();
-  return std::unique_ptr<Command>(new Command(std::move(state)));
+  auto command = std::unique_ptr<Command>(new Command(std::move(state)));
+  command->max_output_ = max_output;
+  return command;
 }
 
 void Command::AppendFds(std::vector<pollfd>& fds) const {
@@ -376,6 +392,12 @@ void Command::Pump() {
   StdPipes& p = state_->parent;
   if (p.in.open()) WriteSome(p.in, state_->input);
   if (p.out.open() && !ReadSome(p.out.get(), out_, 0)) p.out.Reset();
+  if (max_output_ > 0 && out_.size() > max_output_) {
+    over_limit_ = true;
+    std::string().swap(out_);  // the memory goes back now, not when the attempt ends
+    Stop();
+    return;
+  }
   if (p.err.open() && !ReadSome(p.err.get(), err_tail_, kStderrTail)) p.err.Reset();
 }
 
@@ -390,7 +412,9 @@ void Command::TryReap() {
   }
   done_ = true;
   const std::string& cmd = state_->cmd;
-  if (killed_) {
+  if (over_limit_) {
+    status_ = Status::Error("exec: '" + cmd + "' " + OutputLimitError(max_output_));
+  } else if (killed_) {
     status_ = Status::Error("cancelled");
   } else if (reaped < 0) {
     status_ = Status::Error("exec: '" + cmd + "': cannot wait for the child: " + ErrorText(errno));
@@ -413,6 +437,11 @@ bool Command::Advance() {
 
 void Command::Kill() {
   if (done_ || killed_) return;
+  over_limit_ = false;  // a cancel wins: its result is dropped anyway
+  Stop();
+}
+
+void Command::Stop() {
   killed_ = true;
   state_->child.Kill();
   state_->parent = StdPipes();  // a grandchild holding the pipes must not delay the reap

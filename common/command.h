@@ -32,8 +32,12 @@ class Command {
   //   "exec: missing command"
   //   "exec: cannot create pipes: <strerror>[ (hint on the open-file limit)]"
   //   "exec: cannot start 'CMD': <strerror>"
+  // `max_output` > 0: once stdout passes that many bytes the process group is killed and
+  // the command fails with OutputLimitError(max_output); at most one read round (1 MiB)
+  // beyond it is ever held.
   static Result<std::unique_ptr<Command>> Start(const std::vector<std::string>& argv,
-                                                std::string_view input, const EnvVars& extra_env);
+                                                std::string_view input, const EnvVars& extra_env,
+                                                uint64_t max_output = 0);
   ~Command();  // kills the process group and reaps the child if that has not happened
   Command(const Command&) = delete;
   Command& operator=(const Command&) = delete;
@@ -56,6 +60,7 @@ class Command {
   //   "exec: 'CMD' exited with status N[: <last stderr lines, joined by ' | '>]"
   //   "exec: 'CMD' was killed by signal N (SIGNAME)[: <last stderr lines>]"
   //   "cancelled" after Kill().
+  //   OutputLimitError(max_output) when stdout passed the limit.
   // A child that exits without reading all of its input is not an error by itself.
   const Status& status() const { return status_; }
   std::string& output() { return out_; }             // stdout so far
@@ -66,14 +71,23 @@ class Command {
   explicit Command(std::unique_ptr<State> state);
   void Pump();
   void TryReap();
+  // Kills the process group and closes the pipes (Kill and the output limit).
+  void Stop();
 
   std::unique_ptr<State> state_;  // pipes and child handle (command.cc)
   std::string out_;
   std::string err_tail_;
   Status status_;
   double cpu_ = 0;
+  uint64_t max_output_ = 0;  // 0 = unlimited
   bool killed_ = false;
+  bool over_limit_ = false;  // stopped because stdout passed max_output_
   bool done_ = false;
 };
+
+// "output exceeds --max-message 16 MiB": the one-line reason of an attempt whose output
+// is larger than a --max-message of `limit` bytes (exec, and the worker's check of every
+// task's output).
+std::string OutputLimitError(uint64_t limit);
 
 }  // namespace fanout

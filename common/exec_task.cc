@@ -31,7 +31,8 @@ class ExecAttempt : public AsyncAttempt {
   Status Start(const ChunkInput& chunk, std::span<const std::string> args) {
     std::string_view data = ChunkBytes(chunk, storage_);
     auto command = Command::Start(std::vector<std::string>(args.begin(), args.end()), data,
-                                  ExecVariables(chunk.chunk_id, chunk.attempt, chunk.worker_id));
+                                  ExecVariables(chunk.chunk_id, chunk.attempt, chunk.worker_id),
+                                  chunk.max_output);
     if (!command.ok()) return command.status();
     command_ = std::move(command).value();
     return Status::Ok();
@@ -53,10 +54,11 @@ class ExecAttempt : public AsyncAttempt {
 }  // namespace
 
 Status RunCommand(const std::vector<std::string>& argv, std::string_view input,
-                  const EnvVars& extra_env, std::string& out, std::stop_token stop) {
+                  const EnvVars& extra_env, std::string& out, std::stop_token stop,
+                  uint64_t max_output) {
   if (argv.empty() || argv[0].empty()) return Status::Error("exec: missing command");
   if (stop.stop_requested()) return Status::Error("cancelled");
-  auto started = Command::Start(argv, input, extra_env);
+  auto started = Command::Start(argv, input, extra_env, max_output);
   if (!started.ok()) return started.status();
   Command& command = **started;
   std::vector<pollfd> fds;
@@ -96,6 +98,16 @@ Result<std::unique_ptr<AsyncAttempt>> StartExecAttempt(const ChunkInput& chunk,
   auto attempt = std::make_unique<ExecAttempt>();
   if (Status s = attempt->Start(chunk, args); !s.ok()) return s;
   return std::unique_ptr<AsyncAttempt>(std::move(attempt));
+}
+
+Status RunExecChunk(const ChunkInput& chunk, std::span<const std::string> args, std::string& out,
+                    std::stop_token stop) {
+  if (args.empty()) return Status::Error("exec: missing command");
+  std::string storage;  // a range chunk's materialized records
+  std::string_view data = ChunkBytes(chunk, storage);
+  return RunCommand(std::vector<std::string>(args.begin(), args.end()), data,
+                    ExecVariables(chunk.chunk_id, chunk.attempt, chunk.worker_id), out,
+                    std::move(stop), chunk.max_output);
 }
 
 }  // namespace fanout

@@ -24,16 +24,22 @@ namespace fanout {
 // environment and the error messages. "cancelled" when `stop` is requested (the child's
 // whole process group is killed and the child reaped before returning; `out` may then
 // hold partial output). The child's CPU time is reported via AddChildCpuSeconds
-// (measured_run.h).
+// (measured_run.h). `max_output` > 0 limits the command's stdout as in Command::Start.
 Status RunCommand(const std::vector<std::string>& argv, std::string_view input,
-                  const EnvVars& extra_env, std::string& out, std::stop_token stop);
+                  const EnvVars& extra_env, std::string& out, std::stop_token stop,
+                  uint64_t max_output = 0);
 
 // FANOUT_CHUNK, FANOUT_ATTEMPT and FANOUT_WORKER for a chunk's command.
 EnvVars ExecVariables(uint64_t chunk, uint32_t attempt, std::string_view worker);
 
 // The async form of `exec -- CMD [ARGS...]` (args = CMD ARGS...): the chunk's bytes (a
-// range materialized) on stdin, stdout as the output, errors as RunCommand's.
+// range materialized) on stdin, stdout as the output (limited to chunk.max_output),
+// errors as RunCommand's.
 Result<std::unique_ptr<AsyncAttempt>> StartExecAttempt(const ChunkInput& chunk,
                                                        std::span<const std::string> args);
+
+// The blocking form of the same (the exec task's TaskFn): RunCommand on the chunk's bytes.
+Status RunExecChunk(const ChunkInput& chunk, std::span<const std::string> args, std::string& out,
+                    std::stop_token stop);
 
 }  // namespace fanout

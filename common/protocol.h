@@ -33,6 +33,7 @@ enum class MessageKind : uint8_t {
   kReject = 8,     // coordinator -> worker: refused (wrong version, not allowed)
   kTasks = 9,      // coordinator -> worker: several chunk attempts in one message
   kResults = 10,   // worker -> coordinator: several attempts' outcomes in one message
+  kStarted = 11,   // worker -> coordinator: these attempts entered a running slot
 };
 
 // Most attempts one TASKS or RESULTS message may carry.
@@ -52,6 +53,9 @@ struct Hello {
   // worker is one the coordinator started. "" = any other worker.
   std::string local_token = {};
   uint32_t batch = 0;  // most attempts per TASKS message it takes (0: send TASKs only)
+  // "starts": it sends STARTED when WELCOME asks for it, so that its loss charges only the
+  // attempts it started.
+  bool starts = false;
 };
 
 struct Welcome {
@@ -61,6 +65,8 @@ struct Welcome {
   // "in": for a proven local worker, the input file to map (e.g. /proc/PID/fd/N); its
   // TASKs then carry `slice` instead of a payload. "" = payloads only.
   std::string input_path = {};
+  bool starts = false;       // "starts": send STARTED (to a worker whose HELLO offered it)
+  uint64_t max_message = 0;  // "max": the coordinator's --max-message in bytes; 0 = not said
 };
 
 // A chunk passed by reference: bytes [offset, offset + length) of WELCOME's input file,
@@ -112,6 +118,12 @@ struct ResultBatch {
   std::vector<uint64_t> bytes;
 };
 
+// Attempts that entered one of the worker's running slots since its last STARTED.
+struct Started {
+  std::vector<uint64_t> chunks;
+  std::vector<uint32_t> attempts;
+};
+
 struct Heartbeat {};
 
 struct Cancel {
@@ -130,7 +142,7 @@ struct Reject {
 
 // In MessageKind order: KindOf is the index + 1.
 using Message = std::variant<Hello, Welcome, TaskMsg, ResultMsg, Heartbeat, Cancel, Shutdown,
-                             Reject, TaskBatch, ResultBatch>;
+                             Reject, TaskBatch, ResultBatch, Started>;
 
 MessageKind KindOf(const Message& message);
 

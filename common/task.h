@@ -36,6 +36,9 @@ struct ChunkInput {
   uint64_t chunk_id = 0;
   uint32_t attempt = 0;
   std::string worker_id;  // "" when run in the coordinator (serial/threads)
+  // The --max-message limit on the attempt's output in bytes (0 = none). `exec` enforces it
+  // while the command writes (Command); other tasks' outputs are checked when they end.
+  uint64_t max_output = 0;
 };
 
 // Returns the chunk's records as bytes: `data` itself, or a range materialized as one

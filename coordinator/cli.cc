@@ -240,7 +240,9 @@ void AddRunOptions(CLI::App& run, JobConfig& config, RawFlags& raw) {
   run.add_option("--retries", config.scheduler.retries, "Extra attempts per chunk")
       ->capture_default_str()
       ->check(CLI::Range(0u, 1000u));
-  run.add_option("--timeout", raw.timeout, "Per-attempt limit: 30s, 500ms, or 300% of the median");
+  run.add_option("--timeout", raw.timeout,
+                 "Per-attempt limit: 30s, 500ms (every attempt), or 300% of the median chunk "
+                 "time (doubled for each retry: attempt k gets 300% x 2^(k-1))");
   run.add_flag("--keep-going", config.scheduler.keep_going,
                "Finish despite failed chunks (exit 3, failures listed)");
   run.add_flag("--speculate", config.scheduler.speculate,
@@ -274,7 +276,8 @@ void AddRunOptions(CLI::App& run, JobConfig& config, RawFlags& raw) {
   run.add_flag("--insecure", raw.insecure,
                "Allow --listen on tcp:// (loopback too) without CURVE: trusted networks only");
   run.add_option("--max-message", raw.max_message,
-                 "Largest frame a worker may send (chunk results included)")
+                 "Largest frame a worker may send; a chunk's output over it fails the attempt "
+                 "(exec is stopped as soon as it passes it, in every mode)")
       ->capture_default_str();
   run.add_option("--local-input", raw.local_input,
                  "ref: local workers read chunks from the input file by offset; copy: send "

@@ -10,6 +10,7 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <set>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -146,6 +147,7 @@ class EventLoop {
   Micros median_{0};
   std::map<std::string, Peer> peers_;  // by routing id
   std::map<WorkerIndex, std::string> peer_of_;
+  std::set<std::string> joined_;  // "name@host" of every non-local worker that joined
   WorkerIndex next_index_ = 0;
   uint64_t spawned_ = 0;
   uint64_t respawns_used_ = 0;

@@ -64,6 +64,9 @@ ChunkInput PlannedJob::InputFor(uint64_t chunk, uint32_t attempt, const std::str
   in.chunk_id = chunk;
   in.attempt = attempt;
   in.worker_id = worker;
+  // The same limit on a chunk's output as a worker's (--max-message), so a job behaves
+  // alike in every mode.
+  in.max_output = static_cast<uint64_t>(std::max<int64_t>(config.max_message, 0));
   return in;
 }
 

@@ -53,12 +53,12 @@ void EventLoop::LoseWorker(WorkerIndex index, const std::string& reason, Clock::
   peers_.erase(id);
   peer_of_.erase(index);
   stats_.telemetry.workers_running = static_cast<uint32_t>(peers_.size());
-  std::vector<std::pair<uint64_t, uint32_t>> lost;
-  for (const auto& [key, flight] : in_flight_) {
-    if (flight.first == index) lost.push_back(key);
-  }
-  for (const auto& [chunk, attempt] : lost) EndAttempt(chunk, attempt, "worker lost: " + reason);
-  scheduler_.RemoveWorker(index, "worker " + reason, now);
+  // Only the attempts the scheduler charges (the ones the worker started) get a span and
+  // a joblog line; the others go back to the queue as if never sent.
+  std::vector<std::pair<uint64_t, uint32_t>> charged;
+  scheduler_.RemoveWorker(index, "worker " + reason, now, &charged);
+  for (const auto& [chunk, attempt] : charged) EndAttempt(chunk, attempt, "worker lost: " + reason);
+  std::erase_if(in_flight_, [&](const auto& flight) { return flight.second.first == index; });
   Note(sink_.SyncFailures());
 }
 
@@ -106,7 +106,9 @@ void EventLoop::OnHello(const std::string& id, const Hello& hello, Clock::time_p
   peer.batch = hello.batch;
   peer.last_seen = now;
   stats_.telemetry.SetWorker(peer.index, {peer.name, hello.host, hello.slots});
-  scheduler_.AddWorker(peer.index, hello.slots, hello.slots + kMaxPrefetch);
+  scheduler_.AddWorker(peer.index, hello.slots, hello.slots + kMaxPrefetch, hello.starts);
+  // Local workers are counted when started; every other worker once, when it first joins.
+  if (!peer.local && joined_.insert(hello.worker_id + "@" + hello.host).second) ++stats_.workers;
   spdlog::debug("worker {} joined (host {}, pid {}, {} slots, input {})", peer.name, hello.host,
                 hello.pid, hello.slots, peer.by_ref ? "by reference" : "as payloads");
   peer_of_[peer.index] = id;
@@ -114,7 +116,8 @@ void EventLoop::OnHello(const std::string& id, const Hello& hello, Clock::time_p
   stats_.telemetry.workers_running = static_cast<uint32_t>(peers_.size());
   SendTo(*router_, id,
          Welcome{job_id_, static_cast<uint32_t>(heartbeat_.count()), config_.liveness,
-                 stored.by_ref ? input_path_ : ""});
+                 stored.by_ref ? input_path_ : "", hello.starts,
+                 static_cast<uint64_t>(config_.max_message)});
   Fill(stored, now);
 }
 
@@ -203,6 +206,12 @@ void EventLoop::OnMessage(Envelope& env, Clock::time_point now) {
     OnResult(peer, *result, env.payload ? Blob(std::move(*env.payload)) : Blob(), now);
   } else if (auto* results = std::get_if<ResultBatch>(&env.message)) {
     OnResults(peer, *results, env.payload, now);
+  } else if (auto* started = std::get_if<Started>(&env.message)) {
+    for (size_t i = 0; i < started->chunks.size(); ++i) {
+      spdlog::debug("chunk {} attempt {} started on {}", started->chunks[i], started->attempts[i],
+                    peer.name);
+      scheduler_.MarkStarted(peer.index, started->chunks[i], started->attempts[i], now);
+    }
   } else if (!std::holds_alternative<Heartbeat>(env.message)) {
     rejects_.Warn("unexpected message", fmt::format("unexpected {} from worker {}",
                                                     KindName(KindOf(env.message)), peer.name));

@@ -10,10 +10,20 @@ Scheduler::Scheduler(uint64_t num_chunks, SchedulerOptions options)
   for (uint64_t i = 0; i < num_chunks; ++i) queue_.push_back(i);
 }
 
-void Scheduler::AddWorker(WorkerIndex worker, uint32_t slots, uint32_t capacity) {
+void Scheduler::AddWorker(WorkerIndex worker, uint32_t slots, uint32_t capacity,
+                          bool reports_starts) {
   Worker& w = workers_[worker];
   w.slots = std::max<uint32_t>(1, slots);
   w.capacity = std::max(w.slots, capacity);
+  w.reports_starts = reports_starts;
+}
+
+void Scheduler::MarkStarted(WorkerIndex worker, uint64_t chunk, uint32_t attempt, TimePoint now) {
+  if (chunk >= chunks_.size()) return;
+  Live* l = FindLive(chunk, attempt);
+  if (!l || l->worker != worker) return;
+  l->reported = true;
+  if (!l->started) l->started = now;
 }
 
 void Scheduler::MarkDone(uint64_t chunk) {
@@ -35,7 +45,8 @@ uint32_t Scheduler::live_attempts(WorkerIndex worker) const {
 }
 
 std::vector<uint64_t> Scheduler::RemoveWorker(WorkerIndex worker, const std::string& reason,
-                                              TimePoint now) {
+                                              TimePoint now,
+                                              std::vector<std::pair<uint64_t, uint32_t>>* charged) {
   now_ = now;
   std::vector<uint64_t> failed_now;
   auto it = workers_.find(worker);
@@ -43,15 +54,27 @@ std::vector<uint64_t> Scheduler::RemoveWorker(WorkerIndex worker, const std::str
   ++counters_.workers_lost;
   auto live = std::move(it->second.live);
   uint32_t running = it->second.slots;
+  bool reports_starts = it->second.reports_starts;
   workers_.erase(it);
   // Re-queue in descending chunk order at the front so the queue stays ascending.
   std::vector<std::pair<std::pair<uint64_t, uint32_t>, bool>> ended;
   uint32_t n = 0;
-  for (auto& la : live) ended.push_back({la, n++ < running});
+  for (auto& la : live) {
+    bool started = n++ < running;
+    if (reports_starts) {
+      const Live* l = FindLive(la.first, la.second);
+      started = l && l->reported;
+    }
+    if (reports_starts && !started && ++chunks_[la.first].free_losses >= kFreeLosses) {
+      started = true;
+    }
+    ended.push_back({la, started});
+  }
   std::sort(ended.begin(), ended.end(),
             [](const auto& a, const auto& b) { return a.first.first > b.first.first; });
-  for (auto& [la, was_running] : ended) {
-    if (FailAttempt(la.first, la.second, reason, was_running) == Verdict::kChunkFailed)
+  for (auto& [la, started] : ended) {
+    if (started && charged) charged->push_back(la);
+    if (FailAttempt(la.first, la.second, reason, started) == Verdict::kChunkFailed)
       failed_now.push_back(la.first);
   }
   return failed_now;
@@ -242,31 +265,40 @@ std::optional<Micros> Scheduler::Limit() const {
   return std::nullopt;
 }
 
+std::optional<Micros> Scheduler::LimitFor(uint32_t attempt) const {
+  auto limit = Limit();
+  if (!limit || options_.timeout.count() > 0) return limit;
+  uint32_t doublings = std::min<uint32_t>(attempt > 0 ? attempt - 1 : 0, 10);
+  return *limit * (int64_t{1} << doublings);
+}
+
 std::optional<TimePoint> Scheduler::NextDeadline() const {
   auto limit = Limit();
   if (!limit) return std::nullopt;
   std::optional<TimePoint> earliest;
   for (uint64_t i = low_water_; i < LiveEnd(); ++i)
-    for (const Live& l : chunks_[i].live)
-      if (l.started && (!earliest || *l.started + *limit < *earliest))
-        earliest = *l.started + *limit;
+    for (const Live& l : chunks_[i].live) {
+      if (!l.started) continue;
+      TimePoint deadline = *l.started + *LimitFor(l.attempt);
+      if (!earliest || deadline < *earliest) earliest = deadline;
+    }
   return earliest;
 }
 
 std::vector<CancelOrder> Scheduler::ExpireAttempts(TimePoint now) {
   now_ = now;
   std::vector<CancelOrder> expired;
-  auto limit = Limit();
-  if (!limit) return expired;
+  if (!Limit()) return expired;
   for (uint64_t i = low_water_; i < LiveEnd(); ++i) {
     for (const Live& l : chunks_[i].live)
-      if (l.started && now - *l.started >= *limit) expired.push_back({l.worker, i, l.attempt});
+      if (l.started && now - *l.started >= *LimitFor(l.attempt))
+        expired.push_back({l.worker, i, l.attempt});
   }
   // Highest chunk first: each re-queued chunk goes to the front of the queue, so they end
   // up in chunk order (as in RemoveWorker).
   for (auto o = expired.rbegin(); o != expired.rend(); ++o) {
     ++counters_.timeouts;
-    auto secs = std::chrono::duration<double>(*limit).count();
+    auto secs = std::chrono::duration<double>(*LimitFor(o->attempt)).count();
     char buf[64];
     std::snprintf(buf, sizeof buf, "timed out after %.3gs", secs);
     FailAttempt(o->chunk, o->attempt, buf, true);

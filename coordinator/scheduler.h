@@ -25,12 +25,15 @@ using Micros = std::chrono::microseconds;
 using WorkerIndex = uint32_t;
 
 struct SchedulerOptions {
-  uint32_t retries = 2;        // extra attempts after the first failure
-  Micros timeout{0};           // per-attempt limit; 0 = none
-  double timeout_percent = 0;  // > 0: limit = percent/100 x median attempt time so far
-  bool speculate = false;      // re-issue stragglers (> 2x median) to idle workers
-  bool keep_going = false;     // a chunk that fails every attempt does not stop the job
-  uint64_t window = 0;         // max chunks ahead of the oldest unfinished one; 0 = any
+  uint32_t retries = 2;  // extra attempts after the first failure
+  Micros timeout{0};     // per-attempt limit; 0 = none
+  // > 0: a relative limit, percent/100 x the median attempt time so far, for a chunk's
+  // first attempt; attempt k gets 2^(k-1) times that (see LimitFor), so a chunk that is
+  // legitimately slower than the limit still finishes on a retry.
+  double timeout_percent = 0;
+  bool speculate = false;   // re-issue stragglers (> 2x median) to idle workers
+  bool keep_going = false;  // a chunk that fails every attempt does not stop the job
+  uint64_t window = 0;      // max chunks ahead of the oldest unfinished one; 0 = any
 };
 
 // One attempt handed to a worker.
@@ -81,13 +84,26 @@ class Scheduler {
  public:
   Scheduler(uint64_t num_chunks, SchedulerOptions options);
 
-  // A worker joins with room for `capacity` live attempts.
-  void AddWorker(WorkerIndex worker, uint32_t slots, uint32_t capacity);
-  // A worker is gone. Its live attempts end: the oldest `slots` of them (the ones it was
-  // running, as workers start attempts in arrival order) count as failed attempts with
-  // `reason`; the rest never started and are re-queued without penalty. All go back to
-  // the front of the queue in chunk order. Returns chunks that failed for good.
-  std::vector<uint64_t> RemoveWorker(WorkerIndex worker, const std::string& reason, TimePoint now);
+  // A worker joins with room for `capacity` live attempts. `reports_starts`: it tells
+  // which attempts it started (MarkStarted; PROTOCOL.md, STARTED), so its loss charges only
+  // those.
+  void AddWorker(WorkerIndex worker, uint32_t slots, uint32_t capacity,
+                 bool reports_starts = false);
+  // `worker` says it started `attempt` of `chunk`. Its deadline counts from now if it had
+  // not been counted as running yet. Ignored for an attempt that is not live on `worker`.
+  void MarkStarted(WorkerIndex worker, uint64_t chunk, uint32_t attempt, TimePoint now);
+  // A worker is gone. Its live attempts end and go back to the front of the queue in chunk
+  // order. Those it started count as failed attempts with `reason`; the others are
+  // re-queued without penalty. Started means: reported by MarkStarted for a worker that
+  // reports starts; for one that does not, the oldest `slots` (workers start attempts in
+  // arrival order). So that a chunk whose start was never reported (the worker died
+  // before telling) cannot cost workers forever, a chunk's kFreeLosses-th and later such
+  // losses on workers that report starts count as failures too. `charged`, if given,
+  // receives the (chunk, attempt) of each attempt counted as failed. Returns chunks that failed for
+  // good.
+  std::vector<uint64_t> RemoveWorker(WorkerIndex worker, const std::string& reason, TimePoint now,
+                                     std::vector<std::pair<uint64_t, uint32_t>>* charged = nullptr);
+  static constexpr uint32_t kFreeLosses = 3;
 
   // `chunk` was finished elsewhere: by an earlier run (--resume) or by auto mode's
   // calibration in the coordinator. It counts as done and is never issued. Ignored unless
@@ -134,16 +150,19 @@ class Scheduler {
     // in arrival order, so the oldest `slots` live attempts are the running ones);
     // unset while it waits in the worker's prefetch queue. Deadlines count from here.
     std::optional<TimePoint> started;
+    bool reported = false;  // its worker said it started it (MarkStarted)
   };
   struct Chunk {
     State state = State::kQueued;
     uint32_t attempts_issued = 0;
     std::vector<Live> live;
     std::vector<AttemptFailure> failures;
+    uint32_t free_losses = 0;  // attempts lost with their worker before starting
   };
   struct Worker {
     uint32_t slots = 1;
     uint32_t capacity = 1;
+    bool reports_starts = false;
     std::deque<std::pair<uint64_t, uint32_t>> live;  // (chunk, attempt) in dispatch order
   };
 
@@ -160,7 +179,11 @@ class Scheduler {
   uint64_t LiveEnd() const;
   std::optional<uint64_t> PickQueued(WorkerIndex worker);
   std::optional<Assignment> PickStraggler(WorkerIndex worker, TimePoint now);
+  // The limit of a first attempt (--timeout as given, or percent x median), if any.
   std::optional<Micros> Limit() const;
+  // The limit of attempt `attempt` (1-based): an absolute --timeout as given; a relative one
+  // doubles per attempt: Limit() x 2^(attempt-1), the factor capped at 2^10.
+  std::optional<Micros> LimitFor(uint32_t attempt) const;
   Assignment Issue(WorkerIndex worker, uint64_t chunk, TimePoint now, bool speculative);
 
   SchedulerOptions options_;

@@ -38,6 +38,7 @@ bool AsyncRunner::Start(const TaskDef& def, TaskMsg& task, std::optional<zmq::me
   input.chunk_id = t.chunk;
   input.attempt = t.attempt;
   input.worker_id = worker_name_;
+  input.max_output = max_output_;
   auto attempt = def.start_async(input, t.args);
   if (!attempt.ok() && HitFdLimit(attempt.status()) && !entries_.empty()) {
     spdlog::debug("chunk {} attempt {}: held back until an attempt releases its fds", t.chunk,

@@ -35,6 +35,8 @@ class AsyncRunner {
   // other attempts hold some (HitFdLimit): then it returns false and takes nothing, for
   // the caller to try again once an attempt has ended.
   bool Start(const TaskDef& def, TaskMsg& task, std::optional<zmq::message_t>& payload);
+  // The output limit (ChunkInput::max_output) of attempts started from now on.
+  void set_max_output(uint64_t bytes) { max_output_ = bytes; }
   // Stops an attempt without blocking; no result is produced for it.
   void Cancel(uint64_t chunk, uint32_t attempt);
   // Stops every attempt and waits for their children (killed, so this is quick).
@@ -60,6 +62,7 @@ class AsyncRunner {
   void Finish(Entry& entry, TimePoint now);
 
   std::string worker_name_;
+  uint64_t max_output_ = 0;
   std::vector<std::unique_ptr<Entry>> entries_;  // running and cancelled-but-unreaped
   std::vector<FinishedAttempt> finished_;
   size_t polled_ = 0;        // entries_ covered by the last AppendPollItems

@@ -74,9 +74,13 @@ void TaskRunner::Dispatch() {
     if (fd_starved_) return;  // until an async attempt releases its fds
     Attempt attempt = std::move(waiting_.front());
     waiting_.pop_front();
+    Key key{attempt.task.chunk, attempt.task.attempt};
     if (!async_.Start(*attempt.def, attempt.task, attempt.payload)) {
       waiting_.push_front(std::move(attempt));
       fd_starved_ = true;
+    } else if (report_starts_) {
+      std::lock_guard lock(mu_);
+      started_.push_back(key);
     }
   }
 }
@@ -115,6 +119,22 @@ void TaskRunner::Cancel(uint64_t chunk, uint32_t attempt) {
   Dispatch();
 }
 
+void TaskRunner::SetOutputLimit(uint64_t bytes) {
+  max_output_ = bytes;
+  async_.set_max_output(bytes);
+}
+
+void TaskRunner::ReportStarts(bool on) {
+  report_starts_ = on;
+  std::lock_guard lock(mu_);
+  started_.clear();
+}
+
+std::vector<std::pair<uint64_t, uint32_t>> TaskRunner::TakeStarted() {
+  std::lock_guard lock(mu_);
+  return std::exchange(started_, {});
+}
+
 void TaskRunner::CancelAll() {
   waiting_.clear();
   async_.CancelAll();
@@ -124,6 +144,7 @@ void TaskRunner::CancelAll() {
   for (auto& [key, entry] : running_) entry.second.request_stop();
   running_.clear();
   finished_.clear();
+  started_.clear();
 }
 
 std::vector<FinishedAttempt> TaskRunner::TakeFinished() {
@@ -149,7 +170,8 @@ size_t TaskRunner::in_progress() const {
 
 FinishedAttempt RunAttempt(const TaskDef& def, const TaskMsg& task,
                            const std::optional<zmq::message_t>& payload,
-                           const std::string& worker_name, std::stop_token stop, bool thread_cpu) {
+                           const std::string& worker_name, std::stop_token stop, bool thread_cpu,
+                           uint64_t max_output) {
   ChunkInput input;
   if (payload) {
     input.data = std::string_view(static_cast<const char*>(payload->data()), payload->size());
@@ -158,6 +180,7 @@ FinishedAttempt RunAttempt(const TaskDef& def, const TaskMsg& task,
   input.chunk_id = task.chunk;
   input.attempt = task.attempt;
   input.worker_id = worker_name;
+  input.max_output = max_output;
   FinishedAttempt done;
   Measured m = MeasuredRun(def, input, task.args, done.output, std::move(stop), thread_cpu);
   done.result = ResultMsg{task.chunk,         task.attempt,  m.status.ok(),
@@ -171,6 +194,7 @@ void TaskRunner::Work(std::stop_token thread_stop) {
     Attempt attempt;
     std::stop_source stop;
     uint64_t serial;
+    bool wake;
     {
       std::unique_lock lock(mu_);
       if (!cv_.wait(lock, thread_stop, [&] { return !queue_.empty(); })) return;
@@ -179,11 +203,18 @@ void TaskRunner::Work(std::stop_token thread_stop) {
       serial = ++serial_;
       ++busy_;
       running_[{attempt.task.chunk, attempt.task.attempt}] = {serial, stop};
+      // The loop is woken for the first start it has not seen, unless results wake it.
+      wake = report_starts_ && started_.empty() && finished_.empty();
+      if (report_starts_) started_.emplace_back(attempt.task.chunk, attempt.task.attempt);
+    }
+    if (wake) {
+      uint64_t one = 1;
+      [[maybe_unused]] ssize_t n = write(event_fd_, &one, sizeof one);
     }
     const TaskMsg& t = attempt.task;
     spdlog::debug("chunk {} attempt {}: started", t.chunk, t.attempt);
-    FinishedAttempt done =
-        RunAttempt(*attempt.def, t, attempt.payload, worker_name_, stop.get_token());
+    FinishedAttempt done = RunAttempt(*attempt.def, t, attempt.payload, worker_name_,
+                                      stop.get_token(), /*thread_cpu=*/true, max_output_);
     spdlog::debug("chunk {} attempt {}: {}", t.chunk, t.attempt,
                   done.result.ok ? "ok" : done.result.error);
     bool first;  // the loop is told once per batch: later ones ride along unsignalled

@@ -8,6 +8,7 @@
 // threads' queue is guarded by one mutex.
 #pragma once
 
+#include <atomic>
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
@@ -39,7 +40,7 @@ struct FinishedAttempt {
 FinishedAttempt RunAttempt(const TaskDef& def, const TaskMsg& task,
                            const std::optional<zmq::message_t>& payload,
                            const std::string& worker_name, std::stop_token stop,
-                           bool thread_cpu = true);
+                           bool thread_cpu = true, uint64_t max_output = 0);
 
 class TaskRunner {
  public:
@@ -67,6 +68,14 @@ class TaskRunner {
   std::vector<FinishedAttempt> TakeFinished();
   size_t in_progress() const;
   size_t threads() const { return threads_.size(); }
+  // The --max-message limit on outputs (ChunkInput::max_output) of attempts started from
+  // now on; 0 = none.
+  void SetOutputLimit(uint64_t bytes);
+  // With `on`, attempts are remembered as they enter a slot (on the loop or a thread) for
+  // TakeStarted; a thread that starts one makes fd() readable if nothing else is waiting.
+  void ReportStarts(bool on);
+  // The (chunk, attempt) of attempts started since the last call, in start order.
+  std::vector<std::pair<uint64_t, uint32_t>> TakeStarted();
 
  private:
   struct Attempt {
@@ -99,6 +108,9 @@ class TaskRunner {
   std::map<Key, std::pair<uint64_t, std::stop_source>> running_;
   uint64_t serial_ = 0;
   std::vector<FinishedAttempt> finished_;
+  std::atomic<uint64_t> max_output_{0};
+  std::atomic<bool> report_starts_{false};
+  std::vector<Key> started_;           // guarded by mu_; see TakeStarted
   size_t busy_ = 0;                    // threads running an attempt (Invariant: <= threads_.size())
   std::vector<std::jthread> threads_;  // last: joined before the state above goes away
 };

@@ -141,7 +141,9 @@ Exit codes: 0 after a job with --once, 1 refused for its protocol version,
   app.add_option("--local-token-fd", token_fd,
                  "Read the local token from this inherited fd (set by a coordinator)")
       ->check(CLI::NonNegativeNumber);
-  app.add_option("--max-message", max_message, "Largest frame the coordinator may send")
+  app.add_option("--max-message", max_message,
+                 "Largest frame the coordinator may send; also the largest task output "
+                 "(lowered to the coordinator's own limit when it is smaller)")
       ->capture_default_str();
   std::vector<std::string> plugins;
   app.add_option("--plugin", plugins, "Load tasks from this shared library (repeatable)");

@@ -12,6 +12,7 @@
 #include <vector>
 #include <zmq.hpp>
 
+#include "common/command.h"
 #include "common/handshake_monitor.h"
 #include "common/measured_run.h"
 #include "common/transport.h"
@@ -62,6 +63,13 @@ class Worker {
   // Handles one message; returns a session end, or nothing to keep going.
   std::optional<SessionEnd> Handle(zmq::socket_t& socket, Envelope& env);
   void SendResults(zmq::socket_t& socket);
+  // Sends STARTED for the attempts that entered a slot since the last one (only when the
+  // coordinator asked for it in WELCOME; otherwise nothing is collected).
+  void SendStarts(zmq::socket_t& socket);
+  // This worker's own --max-message as an output limit (0 = none).
+  uint64_t OwnOutputLimit() const {
+    return static_cast<uint64_t>(std::max<int64_t>(config_.security.max_message, 0));
+  }
   // Whether an arriving attempt runs on the loop thread: after a quick streak, with the
   // runner idle (see kQuickStreak).
   bool MayRunInline() const { return quick_streak_ >= kQuickStreak && runner_.in_progress() == 0; }
@@ -90,7 +98,10 @@ class Worker {
   milliseconds heartbeat_{0};
   uint32_t liveness_ = 0;
   uint32_t quick_streak_ = 0;  // consecutive attempts that took under kQuickSeconds
-  bool batches_ = false;       // this session's coordinator sends TASKS (so takes RESULTS)
+  // Largest output an attempt may return: the smaller of this worker's --max-message and
+  // the coordinator's (WELCOME's "max"); 0 = none. Exec commands are stopped at it.
+  uint64_t max_output_ = 0;
+  bool batches_ = false;  // this session's coordinator sends TASKS (so takes RESULTS)
 };
 
 bool Worker::SignalPending() {
@@ -111,13 +122,11 @@ bool Worker::BackOff(milliseconds delay) {
 void Worker::Vet(FinishedAttempt& done) {
   // The streak of quick attempts decides whether the next ones may run inline.
   quick_streak_ = done.result.wall_seconds < kQuickSeconds ? quick_streak_ + 1 : 0;
-  int64_t limit = config_.security.max_message;
-  if (done.result.ok && limit > 0 && done.output.size() > static_cast<uint64_t>(limit)) {
+  if (done.result.ok && max_output_ > 0 && done.output.size() > max_output_) {
     done.result.ok = false;
-    done.result.error = "result of " + std::to_string(done.output.size()) +
-                        " bytes is over the message limit of " + std::to_string(limit) +
-                        " bytes (--max-message)";
-    done.output.clear();
+    done.result.error =
+        OutputLimitError(max_output_) + " (" + std::to_string(done.output.size()) + " bytes)";
+    std::string().swap(done.output);
   }
 }
 
@@ -161,7 +170,7 @@ void Worker::HandleBatch(zmq::socket_t& socket, const TaskBatch& batch,
     if (MayRunInline()) {
       if (done.empty()) clock.Start();
       done.push_back(RunAttempt(**def, a.task, a.payload, config_.name, std::stop_token(),
-                                /*thread_cpu=*/false));
+                                /*thread_cpu=*/false, max_output_));
       clock.AddWall(done.back().result.wall_seconds);
       Vet(done.back());  // a slow one ends the streak: the rest go to the runner
     } else {
@@ -176,7 +185,8 @@ void Worker::HandleBatch(zmq::socket_t& socket, const TaskBatch& batch,
 
 void Worker::RunInline(zmq::socket_t& socket, const TaskDef& def, const TaskMsg& t,
                        const std::optional<zmq::message_t>& payload) {
-  FinishedAttempt done = RunAttempt(def, t, payload, config_.name, std::stop_token());
+  FinishedAttempt done = RunAttempt(def, t, payload, config_.name, std::stop_token(),
+                                    /*thread_cpu=*/true, max_output_);
   Vet(done);
   SendResult(socket, done);
 }
@@ -186,11 +196,31 @@ void Worker::SendResults(zmq::socket_t& socket) {
   SendFinished(socket, done);
 }
 
+void Worker::SendStarts(zmq::socket_t& socket) {
+  auto started = runner_.TakeStarted();
+  // One STARTED per kMaxBatch attempts (the decoder's bound on a column).
+  for (size_t i = 0; i < started.size(); i += kMaxBatch) {
+    Started msg;
+    for (size_t k = i; k < std::min(started.size(), i + kMaxBatch); ++k) {
+      msg.chunks.push_back(started[k].first);
+      msg.attempts.push_back(started[k].second);
+    }
+    SendMessage(socket, msg);
+  }
+}
+
 std::optional<SessionEnd> Worker::Handle(zmq::socket_t& socket, Envelope& env) {
   if (auto* welcome = std::get_if<Welcome>(&env.message)) {
     heartbeat_ = milliseconds(std::max<uint32_t>(welcome->heartbeat_ms, 1));
     liveness_ = std::max<uint32_t>(welcome->liveness, 1);
     welcomed_ = true;
+    runner_.ReportStarts(welcome->starts);
+    // A result larger than the coordinator's limit would get this worker disconnected.
+    max_output_ = OwnOutputLimit();
+    if (welcome->max_message > 0 && (max_output_ == 0 || welcome->max_message < max_output_)) {
+      max_output_ = welcome->max_message;
+    }
+    runner_.SetOutputLimit(max_output_);
     if (welcome->input_path.empty()) {
       input_.Close();
     } else {
@@ -239,6 +269,9 @@ SessionEnd Worker::Session() {
   HandshakeMonitor monitor(context_, socket);
   welcomed_ = false;
   batches_ = false;
+  runner_.ReportStarts(false);
+  max_output_ = OwnOutputLimit();
+  runner_.SetOutputLimit(max_output_);
   heartbeat_ = config_.heartbeat;
   liveness_ = config_.liveness;
   char host[256] = {};
@@ -248,6 +281,7 @@ SessionEnd Worker::Session() {
               config_.slots,    TaskRegistry::Global().Names(),
               kProtocolVersion, config_.local_token};
   hello.batch = kWorkerBatch;
+  hello.starts = true;
   SendMessage(socket, hello);
   auto now = Clock::now();
   auto last_heard = now;
@@ -281,6 +315,7 @@ SessionEnd Worker::Session() {
       if (welcomed_ && !was_welcomed) next_heartbeat = now + heartbeat_;  // adopt its pace
     }
     if (async_done || (items[1].revents & ZMQ_POLLIN)) SendResults(socket);
+    SendStarts(socket);  // after SendResults, whose freed slots may have started more
     if (items[3].revents & ZMQ_POLLIN) {
       for (const std::string& failure : monitor.TakeFailures()) {
         if (handshake_failures_.insert(failure).second) spdlog::error("{}", failure);

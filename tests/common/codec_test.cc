@@ -179,14 +179,14 @@ TEST(CodecTest, KindOfAndKindNameCoverEveryKind) {
       {Hello{}, "HELLO"},         {Welcome{}, "WELCOME"},     {TaskMsg{}, "TASK"},
       {ResultMsg{}, "RESULT"},    {Heartbeat{}, "HEARTBEAT"}, {Cancel{}, "CANCEL"},
       {Shutdown{}, "SHUTDOWN"},   {Reject{}, "REJECT"},       {TaskBatch{}, "TASKS"},
-      {ResultBatch{}, "RESULTS"},
+      {ResultBatch{}, "RESULTS"}, {Started{}, "STARTED"},
   };
   for (size_t i = 0; i < all.size(); ++i) {
     EXPECT_EQ(static_cast<size_t>(KindOf(all[i].first)), i + 1);
     EXPECT_EQ(KindName(KindOf(all[i].first)), all[i].second);
   }
   EXPECT_EQ(KindName(static_cast<MessageKind>(0)), "UNKNOWN");
-  EXPECT_EQ(KindName(static_cast<MessageKind>(11)), "UNKNOWN");
+  EXPECT_EQ(KindName(static_cast<MessageKind>(12)), "UNKNOWN");
 }
 
 // ---- the wire form matches PROTOCOL.md ------------------------------------------------
@@ -238,6 +238,8 @@ TEST(CodecTest, EncodedHeadersCarryExactlyTheDocumentedKeys) {
        {"v", "k", "job", "t", "args", "c", "a", "n", "len"}},
       {ResultBatch{{ResultMsg{1, 1, true, "", 0, 0}}, {2}},
        {"v", "k", "c", "a", "ok", "err", "cpu", "wall", "len"}},
+      {Started{{1, 2}, {1, 1}}, {"v", "k", "c", "a"}},
+      {Welcome{"j", 500, 4, "", true, 16 << 20}, {"v", "k", "job", "hb", "live", "starts", "max"}},
   };
   for (const auto& [message, keys] : table) {
     WireMap wire = ParseWire(EncodeHeader(message));
@@ -245,6 +247,26 @@ TEST(CodecTest, EncodedHeadersCarryExactlyTheDocumentedKeys) {
     EXPECT_EQ(wire.v, kProtocolVersion) << KindName(KindOf(message));
     EXPECT_EQ(wire.k, static_cast<uint64_t>(KindOf(message)));
   }
+}
+
+TEST(CodecTest, StartedAndTheStartsAndMaxKeysRoundTrip) {
+  auto started = std::get<Started>(RoundTrip(Started{{3, 9}, {1, 2}}));
+  EXPECT_EQ(started.chunks, (std::vector<uint64_t>{3, 9}));
+  EXPECT_EQ(started.attempts, (std::vector<uint32_t>{1, 2}));
+  Hello h{"w", "h", "v", 1, 2, {"t"}};
+  h.starts = true;
+  EXPECT_TRUE(std::get<Hello>(RoundTrip(h)).starts);
+  EXPECT_FALSE(std::get<Hello>(RoundTrip(Hello{"w", "h", "v", 1, 2, {"t"}})).starts);
+  auto w = std::get<Welcome>(RoundTrip(Welcome{"j", 500, 4, "", true, 12345}));
+  EXPECT_TRUE(w.starts);
+  EXPECT_EQ(w.max_message, 12345u);
+  EXPECT_FALSE(std::get<Welcome>(RoundTrip(Welcome{"j", 500, 4})).starts);
+  auto decodes = [](const Message& m) {
+    std::string bytes = EncodeHeader(m);
+    return DecodeHeader(bytes.data(), bytes.size()).ok();
+  };
+  EXPECT_FALSE(decodes(Started{{1, 2}, {1}})) << "ragged columns";
+  EXPECT_FALSE(decodes(Started{})) << "empty";
 }
 
 TEST(CodecTest, HelloCarriesItsSendersVersion) {
@@ -762,10 +784,10 @@ std::vector<BadCase> BadCases() {
       {"k is a float", MapBuilder().Add("v", 1).Raw("k", Float64(5.0)).Bytes(), "wrong type"},
       {"k is negative", MapBuilder().Add("v", 1).Add("k", -5).Bytes(), "wrong type"},
       {"kind 0", Header(1, 0).Bytes(), "unknown message kind 0"},
-      {"kind 11", Header(1, 11).Bytes(), "unknown message kind 11"},
+      {"kind 12", Header(1, 12).Bytes(), "unknown message kind 12"},
       {"kind 255", Header(1, 255).Bytes(), "unknown message kind 255"},
       {"kind 256", Header(1, 256).Bytes(), "wrong type"},
-      {"kind 11 of another version", Header(2, 11).Bytes(), "unknown message kind 11"},
+      {"kind 12 of another version", Header(2, 12).Bytes(), "unknown message kind 12"},
       {"trailing byte", Header(1, 5).Bytes() + "x", "trailing"},
       {"trailing nil", Header(1, 5).Bytes() + "\xc0", "trailing"},
       {"two maps", Header(1, 5).Bytes() + Header(1, 5).Bytes(), "trailing"},

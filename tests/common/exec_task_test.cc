@@ -187,6 +187,38 @@ TEST_F(ExecTaskTest, CancellationKillsTheProcessGroupPromptly) {
   EXPECT_TRUE(WaitFor([&] { return ProcessGone(grandchild); }, seconds(5)));
 }
 
+TEST_F(ExecTaskTest, OutputOverTheLimitStopsTheProcessGroupAtOnce) {
+  // `yes` never ends by itself: only the limit stops it. Its background twin shares the
+  // process group and must die with it.
+  testing::TempDir dir;
+  const std::string pid_file = dir.File("pid");
+  out_ = "kept: ";
+  Status status = RunCommand(
+      {"sh", "-c", R"((sleep 0.1; exec yes) & echo $! > "$0.tmp" && mv "$0.tmp" "$0"; exec yes)",
+       pid_file},
+      "", {}, out_, {}, /*max_output=*/1 << 20);
+  EXPECT_EQ(status.message(), "exec: 'sh' output exceeds --max-message 1 MiB");
+  EXPECT_EQ(out_, "kept: ") << "none of the command's output is returned";
+  pid_t twin = 0;
+  std::istringstream(testing::ReadFile(pid_file)) >> twin;
+  ASSERT_GT(twin, 0);
+  EXPECT_TRUE(WaitFor([&] { return ProcessGone(twin); }, seconds(5)));
+}
+
+TEST_F(ExecTaskTest, OutputUpToTheLimitIsFine) {
+  std::string out;
+  ASSERT_TRUE(RunCommand({"head", "-c", "1024", "/dev/zero"}, "", {}, out, {}, 1024).ok());
+  EXPECT_EQ(out.size(), 1024u);
+}
+
+TEST(OutputLimitErrorTest, NamesTheLimitInTheUnitsItWasGivenIn) {
+  EXPECT_EQ(OutputLimitError(16u << 20), "output exceeds --max-message 16 MiB");
+  EXPECT_EQ(OutputLimitError(2048), "output exceeds --max-message 2 KiB");
+  EXPECT_EQ(OutputLimitError(1u << 30), "output exceeds --max-message 1 GiB");
+  EXPECT_EQ(OutputLimitError(1000), "output exceeds --max-message 1000 bytes");
+  EXPECT_EQ(OutputLimitError(1536), "output exceeds --max-message 1536 bytes");
+}
+
 TEST_F(ExecTaskTest, NoFileDescriptorsLeakOnAnyPath) {
   int before = OpenFdCount();
   std::stop_source stopped;

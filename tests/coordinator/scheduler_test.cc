@@ -351,6 +351,74 @@ TEST_F(SchedulerTest, RunningAttemptsAreTheOldestStillLive) {
   EXPECT_TRUE(s.failures_of(2).empty());
 }
 
+TEST_F(SchedulerTest, AWorkerThatReportsStartsIsChargedOnlyForTheAttemptsItStarted) {
+  // Four slots and four prefetched: it said it started only chunk 0 when it died.
+  Scheduler s(8, {});
+  s.AddWorker(0, 4, 8, /*reports_starts=*/true);
+  EXPECT_EQ(Chunks(Drain(s, 0, 0)), (Ids{0, 1, 2, 3, 4, 5, 6, 7}));
+  s.MarkStarted(0, 0, 1, At(1));
+  s.RemoveWorker(0, "killed", At(5));
+  ASSERT_EQ(s.failures_of(0).size(), 1u);
+  EXPECT_EQ(s.failures_of(0)[0].reason, "killed");
+  for (uint64_t c = 1; c < 8; ++c) EXPECT_TRUE(s.failures_of(c).empty()) << c;
+  EXPECT_EQ(s.counters().retries, 1u);
+  // All back in the queue in chunk order; only chunk 0 used an attempt number that failed.
+  s.AddWorker(1, 8, 8, true);
+  auto next = Drain(s, 1, 6);
+  EXPECT_EQ(Chunks(next), (Ids{0, 1, 2, 3, 4, 5, 6, 7}));
+}
+
+TEST_F(SchedulerTest, AWorkerThatDiedBeforeReportingAnyStartCostsNoRetry) {
+  SchedulerOptions o;
+  o.retries = 0;
+  Scheduler s(4, o);
+  s.AddWorker(0, 4, 4, true);
+  Drain(s, 0, 0);
+  EXPECT_TRUE(s.RemoveWorker(0, "hung", At(5)).empty()) << "no chunk failed";
+  EXPECT_FALSE(s.Aborted());
+  EXPECT_EQ(s.counters().retries, 0u);
+}
+
+TEST_F(SchedulerTest, StartsReportedByAnotherWorkerOrForUnknownAttemptsAreIgnored) {
+  Scheduler s(2, {});
+  s.AddWorker(0, 2, 2, true);
+  s.AddWorker(1, 2, 2, true);
+  auto a = s.Next(0, At(0));
+  s.MarkStarted(1, a->chunk, a->attempt, At(1));  // not its attempt
+  s.MarkStarted(0, a->chunk, 7, At(1));           // never issued
+  s.MarkStarted(0, 99, 1, At(1));                 // no such chunk
+  s.RemoveWorker(0, "gone", At(2));
+  EXPECT_TRUE(s.failures_of(a->chunk).empty());
+}
+
+TEST_F(SchedulerTest, AChunkLostUnstartedAgainAndAgainIsChargedInTheEnd) {
+  // A worker may die before it could report a start (e.g. a task that crashes it at once):
+  // after kFreeLosses such losses the chunk is charged, so it cannot kill workers forever.
+  SchedulerOptions o;
+  o.retries = 0;
+  Scheduler s(1, o);
+  for (uint32_t i = 1; i < Scheduler::kFreeLosses; ++i) {
+    s.AddWorker(i, 1, 1, true);
+    ASSERT_TRUE(s.Next(i, At(i)));
+    EXPECT_TRUE(s.RemoveWorker(i, "crashed", At(i)).empty());
+  }
+  s.AddWorker(9, 1, 1, true);
+  ASSERT_TRUE(s.Next(9, At(10)));
+  EXPECT_EQ(s.RemoveWorker(9, "crashed", At(10)), (Ids{0}));
+}
+
+TEST_F(SchedulerTest, AReportedStartStartsTheDeadlineOfAPrefetchedAttempt) {
+  SchedulerOptions o;
+  o.timeout = milliseconds(100);
+  Scheduler s(2, o);
+  s.AddWorker(0, 1, 2, true);
+  Drain(s, 0, 0);
+  EXPECT_EQ(*s.NextDeadline(), At(100));  // only chunk 0 is in the slot
+  s.MarkStarted(0, 1, 1, At(30));         // the worker says chunk 1 runs too
+  EXPECT_EQ(s.ExpireAttempts(At(100)).size(), 1u);
+  EXPECT_EQ(*s.NextDeadline(), At(130));
+}
+
 TEST_F(SchedulerTest, LostWorkerCanExhaustAChunksRetries) {
   SchedulerOptions o;
   o.retries = 1;
@@ -535,6 +603,51 @@ TEST_F(SchedulerTest, RelativeTimeoutIsAMultipleOfTheMedian) {
   EXPECT_EQ(*s.NextDeadline(), At(300 + 300));  // median 100 ms x 300%
   EXPECT_TRUE(s.ExpireAttempts(At(599)).empty());
   EXPECT_EQ(s.ExpireAttempts(At(600)).size(), 1u);
+}
+
+TEST_F(SchedulerTest, RelativeTimeoutDoublesWithEachAttempt) {
+  // A chunk legitimately 4x the median with --timeout 300%: attempt 1 is killed at 3x,
+  // attempt 2 may run 6x and finishes.
+  SchedulerOptions o;
+  o.timeout_percent = 300;
+  o.retries = 2;
+  Scheduler s(5, o);
+  s.AddWorker(0, 1, 1);
+  for (int i = 0; i < 3; ++i) {
+    auto a = s.Next(0, At(i * 100));
+    Ok(s, 0, *a, i * 100 + 100);
+  }
+  auto slow = s.Next(0, At(300));
+  ASSERT_EQ(slow->attempt, 1u);
+  EXPECT_EQ(*s.NextDeadline(), At(600));
+  ASSERT_EQ(s.ExpireAttempts(At(600)).size(), 1u);
+  EXPECT_NE(s.failures_of(slow->chunk)[0].reason.find("timed out after 0.3s"), std::string::npos);
+  auto retry = s.Next(0, At(600));
+  ASSERT_EQ(retry->chunk, slow->chunk);
+  ASSERT_EQ(retry->attempt, 2u);
+  EXPECT_EQ(*s.NextDeadline(), At(1200)) << "2 x 300% of the median";
+  EXPECT_TRUE(s.ExpireAttempts(At(1000)).empty());
+  EXPECT_EQ(Ok(s, 0, *retry, 1000), Verdict::kAccepted);
+  // A third attempt would get 4 x: check on another chunk failed twice.
+  auto c = s.Next(0, At(1000));
+  Fail(s, 0, *c, 1001);
+  c = s.Next(0, At(1001));
+  Fail(s, 0, *c, 1002);
+  c = s.Next(0, At(1002));
+  ASSERT_EQ(c->attempt, 3u);
+  EXPECT_EQ(*s.NextDeadline(), At(1002 + 4 * 300));
+}
+
+TEST_F(SchedulerTest, AbsoluteTimeoutIsTheSameForEveryAttempt) {
+  SchedulerOptions o;
+  o.timeout = milliseconds(50);
+  Scheduler s(1, o);
+  s.AddWorker(0, 1, 1);
+  s.Next(0, At(0));
+  ASSERT_EQ(s.ExpireAttempts(At(50)).size(), 1u);
+  auto retry = s.Next(0, At(60));
+  ASSERT_EQ(retry->attempt, 2u);
+  EXPECT_EQ(*s.NextDeadline(), At(110));
 }
 
 TEST_F(SchedulerTest, RelativeTimeoutHasAFloorOfOneMillisecondTimesThePercent) {

@@ -222,7 +222,7 @@ TEST(MaxMessageTest, ChunksAndResultsOverTheLimitFailClearly) {
                                   "-j", "1", "--retries", "0", "--range", "0:1", "exec", "--",
                                   "head", "-c", "5000", "/dev/zero"});
   EXPECT_EQ(grows.exit_code, 1) << grows.err;
-  EXPECT_NE(grows.err.find("over the message limit of 2048 bytes"), std::string::npos) << grows.err;
+  EXPECT_NE(grows.err.find("output exceeds --max-message 2 KiB"), std::string::npos) << grows.err;
 }
 
 // Raw TCP bytes (not even ZMTP), truncated multipart messages and wrong-version HELLOs

@@ -321,3 +321,70 @@ std::map<uint64_t, std::pair<bool, std::string>> CollectResults(WorkerLoopTest& 
 
 }  // namespace
 }  // namespace fanout::testing
+
+namespace fanout::testing {
+namespace {
+
+// PROTOCOL.md, Starts: a worker offers STARTED in HELLO, sends it only when WELCOME asks,
+// and lists exactly the attempts that entered a slot (here: 2 slots, 3 sleeps).
+TEST_F(WorkerLoopTest, StartedListsTheAttemptsInSlotsOnlyWhenAsked) {
+  StartWorker({"--slots", "2"});
+  auto hello = Next();
+  ASSERT_TRUE(hello && std::holds_alternative<Hello>(hello->message));
+  EXPECT_TRUE(std::get<Hello>(hello->message).starts);
+  fanout::Welcome welcome{"job", 500, 4};
+  welcome.starts = true;
+  ASSERT_TRUE(SendTo(*router_, hello->peer, welcome));
+  for (uint64_t c = 0; c < 3; ++c) Task(hello->peer, c, "sleep", {"300"}, "x\n");
+  std::vector<uint64_t> started;
+  auto deadline = Clock::now() + milliseconds(10000);
+  while (started.size() < 2 && Clock::now() < deadline) {
+    auto env = Next(milliseconds(1000));
+    if (!env) continue;
+    ASSERT_TRUE(std::holds_alternative<Started>(env->message)) << KindName(KindOf(env->message));
+    for (uint64_t c : std::get<Started>(env->message).chunks) started.push_back(c);
+  }
+  EXPECT_EQ(started, (std::vector<uint64_t>{0, 1})) << "chunk 2 waits for a slot";
+  // Chunk 0's RESULT frees a slot: chunk 2 starts, and says so.
+  std::vector<uint64_t> seen;
+  while (seen.size() < 4 && Clock::now() < deadline) {
+    auto env = Next(milliseconds(1000));
+    if (!env) continue;
+    if (auto* s = std::get_if<Started>(&env->message)) {
+      for (uint64_t c : s->chunks) seen.push_back(100 + c);
+    } else if (auto* r = std::get_if<ResultMsg>(&env->message)) {
+      seen.push_back(r->chunk);
+    }
+  }
+  EXPECT_NE(std::find(seen.begin(), seen.end(), 102u), seen.end()) << "STARTED for chunk 2";
+}
+
+TEST_F(WorkerLoopTest, NoStartedWithoutWelcomeAskingForIt) {
+  StartWorker();
+  std::string peer = Welcome();
+  Task(peer, 0, "sleep", {"50"}, "x\n");
+  auto env = Next(milliseconds(10000));
+  ASSERT_TRUE(env);
+  EXPECT_TRUE(std::holds_alternative<ResultMsg>(env->message)) << KindName(KindOf(env->message));
+}
+
+// WELCOME's "max" lowers the worker's output limit to the coordinator's: an exec command
+// is stopped there and the attempt fails naming the limit.
+TEST_F(WorkerLoopTest, WelcomesMaxMessageLimitsOutputs) {
+  StartWorker();
+  auto hello = Next();
+  ASSERT_TRUE(hello);
+  fanout::Welcome welcome{"job", 500, 4};
+  welcome.max_message = 64 << 10;
+  ASSERT_TRUE(SendTo(*router_, hello->peer, welcome));
+  Task(hello->peer, 0, "exec", {"sh", "-c", "head -c 1000000 /dev/zero"}, "x\n");
+  ResultMsg r = NextResult();
+  EXPECT_FALSE(r.ok);
+  EXPECT_NE(r.error.find("output exceeds --max-message 64 KiB"), std::string::npos) << r.error;
+  Task(hello->peer, 1, "exec", {"head", "-c", "65536", "/dev/zero"}, "x\n");
+  r = NextResult();
+  EXPECT_TRUE(r.ok) << r.error;
+}
+
+}  // namespace
+}  // namespace fanout::testing
