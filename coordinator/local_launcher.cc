@@ -115,7 +115,8 @@ Result<pid_t> LocalLauncher::Spawn(const std::string& name) {
   if (pid < 0) return Status::Error(std::string("cannot fork a worker: ") + std::strerror(errno));
   if (pid == 0) {
     // Child: only async-signal-safe calls until exec.
-    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    // SIGTERM, which the worker catches: it kills its commands' process groups, then exits.
+    prctl(PR_SET_PDEATHSIG, SIGTERM);
     if (getppid() != parent) _exit(127);
     setpgid(0, 0);  // terminal signals go to the coordinator, which stops workers itself
     dup2(devnull.fd, STDIN_FILENO);
@@ -126,6 +127,7 @@ Result<pid_t> LocalLauncher::Spawn(const std::string& name) {
     signal(SIGPIPE, SIG_DFL);
     signal(SIGINT, SIG_DFL);
     signal(SIGTERM, SIG_DFL);
+    signal(SIGHUP, SIG_DFL);
     execve(argv[0], argv.data(), envp.data());
     int err = errno;
     [[maybe_unused]] ssize_t n = write(write_end.fd, &err, sizeof err);
