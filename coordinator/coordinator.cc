@@ -131,10 +131,17 @@ Clock::time_point EventLoop::NextWakeup(Clock::time_point now) const {
 }
 
 void EventLoop::Step(Clock::time_point now, const std::vector<zmq::pollitem_t>& items) {
+  // Silence is judged only once every message that arrived is read: a backlog built up
+  // while this loop was busy must not count against the peers that sent it.
+  bool drained = true;
   if (items[0].revents & ZMQ_POLLIN) {
+    drained = false;
     for (int i = 0; i < 10000; ++i) {
       Received got = ReceiveMessage(*router_, /*router=*/true);
-      if (std::holds_alternative<std::monostate>(got)) break;
+      if (std::holds_alternative<std::monostate>(got)) {
+        drained = true;
+        break;
+      }
       if (auto* bad = std::get_if<Rejected>(&got)) {
         ++stats_.rejected_messages;
         spdlog::warn("dropped a malformed message: {}", bad->reason);
@@ -150,8 +157,10 @@ void EventLoop::Step(Clock::time_point now, const std::vector<zmq::pollitem_t>& 
   }
   SendCancels(scheduler_.ExpireAttempts(now), "timed out");
   Note(sink_.SyncFailures());
-  CheckLiveness(now);
-  CheckJoins(now);
+  if (drained) {
+    CheckLiveness(now);
+    CheckJoins(now);
+  }
   MaybeRespawn(now);
   SpawnSome();
   if (now >= next_heartbeat_) {
