@@ -1,15 +1,13 @@
-// Command (command.h): posix_spawnp (or, with a parent-death signal, a vfork-like clone)
+// Command (command.h): posix_spawnp (or, with a parent-death signal, vfork and exec)
 // into a new process group, non-blocking pipes fed and
 // drained by Advance, and a reap once the pipes are closed. Every fd and the child itself
 // are owned by RAII handles, so each path releases them.
 #include "common/command.h"
 
 #include <fcntl.h>
-#include <sched.h>
 #include <signal.h>
 #include <spawn.h>
 #include <string.h>
-#include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/syscall.h>
@@ -184,20 +182,24 @@ class SpawnSetup {
   posix_spawnattr_t attr_;
 };
 
-// What the child of CloneSpawn needs, prepared before the clone: it runs on the parent's
+// What the child of VforkSpawn needs, prepared before the vfork: it runs on the parent's
 // memory until it execs, so it may only make system calls.
-struct CloneArgs {
+struct VforkArgs {
   const StdPipes* pipes = nullptr;
   std::vector<char*> candidates;  // paths to try for argv[0], in PATH order
   char** argv = nullptr;
   char** envp = nullptr;
   int death_signal = 0;
   pid_t parent = 0;
-  int error = 0;  // set by the child when nothing could be executed
+  int report = -1;  // close-on-exec: the child writes its errno here if it cannot exec
 };
 
-int CloneChild(void* arg) {
-  auto* a = static_cast<CloneArgs*>(arg);
+[[noreturn]] void FailChild(const VforkArgs& a, int error) {
+  [[maybe_unused]] ssize_t n = write(a.report, &error, sizeof error);
+  _exit(127);
+}
+
+[[noreturn]] void VforkChild(const VforkArgs& a) {
   // Every signal is blocked (by the parent) until exec. Handlers are this process's code,
   // which must never run here: each handled signal (and the ones a parent may have
   // ignored, as posix_spawn's setsigdefault does) goes back to its default first.
@@ -212,23 +214,19 @@ int CloneChild(void* arg) {
     sa.sa_handler = SIG_DFL;
     sigaction(sig, &sa, nullptr);
   }
-  if (setpgid(0, 0) != 0 || prctl(PR_SET_PDEATHSIG, a->death_signal) != 0 ||
-      getppid() != a->parent) {
-    a->error = errno ? errno : ESRCH;
-    _exit(127);
-  }
-  const StdPipes& p = *a->pipes;
+  if (setpgid(0, 0) != 0 || prctl(PR_SET_PDEATHSIG, a.death_signal) != 0) FailChild(a, errno);
+  if (getppid() != a.parent) FailChild(a, ESRCH);  // the parent died meanwhile
+  const StdPipes& p = *a.pipes;
   if (dup2(p.in.get(), STDIN_FILENO) < 0 || dup2(p.out.get(), STDOUT_FILENO) < 0 ||
       dup2(p.err.get(), STDERR_FILENO) < 0) {
-    a->error = errno;
-    _exit(127);
+    FailChild(a, errno);
   }
   sigset_t none;
   sigemptyset(&none);
   sigprocmask(SIG_SETMASK, &none, nullptr);
   int error = ENOENT;
-  for (char* path : a->candidates) {
-    execve(path, a->argv, a->envp);
+  for (char* path : a.candidates) {
+    execve(path, a.argv, a.envp);
     if (errno == EACCES) {
       error = EACCES;  // as execvp: reported if no later candidate runs
     } else if (errno != ENOENT && errno != ENOTDIR) {
@@ -236,8 +234,7 @@ int CloneChild(void* arg) {
       break;
     }
   }
-  a->error = error;
-  _exit(127);
+  FailChild(a, error);
 }
 
 // Where execvp would look for `file`: itself if it names a path, else each $PATH entry.
@@ -256,15 +253,18 @@ std::vector<std::string> ExecCandidates(const std::string& file) {
 }
 
 // Starts `argv` like posix_spawnp with the SpawnSetup settings, and PR_SET_PDEATHSIG
-// `death_signal` (which posix_spawn cannot set): a clone that shares this process's memory
-// until it execs (as posix_spawn's), with every signal blocked meanwhile. Returns the pid,
-// or -errno.
-pid_t CloneSpawn(std::vector<std::string>& argv, std::vector<std::string>& env,
+// `death_signal` (which posix_spawn cannot set): vfork (as posix_spawn, no copy of this
+// process's memory), with every signal blocked until the child execs. Exec errors come
+// back through a close-on-exec pipe (so this also works where vfork is a fork, as under
+// ThreadSanitizer). Returns the pid, or -errno.
+pid_t VforkSpawn(std::vector<std::string>& argv, std::vector<std::string>& env,
                  const StdPipes& child, int death_signal) {
   std::vector<std::string> candidates = ExecCandidates(argv[0]);
   std::vector<char*> c_argv = CStrings(argv);
   std::vector<char*> c_env = CStrings(env);
-  CloneArgs args;
+  Fd report_read, report_write;
+  if (!MakePipe(report_read, report_write)) return -errno;
+  VforkArgs args;
   args.pipes = &child;
   args.candidates = CStrings(candidates);
   args.candidates.pop_back();  // no terminator: iterated by count
@@ -272,25 +272,25 @@ pid_t CloneSpawn(std::vector<std::string>& argv, std::vector<std::string>& env,
   args.envp = c_env.data();
   args.death_signal = death_signal;
   args.parent = getpid();
-  constexpr size_t kStack = 256 * 1024;
-  void* stack =
-      mmap(nullptr, kStack, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
-  if (stack == MAP_FAILED) return -errno;
+  args.report = report_write.get();
   sigset_t all, old;
   sigfillset(&all);
   pthread_sigmask(SIG_SETMASK, &all, &old);
-  pid_t pid = clone(CloneChild, static_cast<char*>(stack) + kStack,
-                    CLONE_VM | CLONE_VFORK | SIGCHLD, &args);
+  pid_t pid = vfork();
+  if (pid == 0) VforkChild(args);
   int err = errno;
   pthread_sigmask(SIG_SETMASK, &old, nullptr);
-  munmap(stack, kStack);
   if (pid < 0) return -err;
-  if (args.error != 0) {  // the child has exited: reap it
-    while (waitpid(pid, nullptr, 0) < 0 && errno == EINTR) {
-    }
-    return -args.error;
+  report_write.Reset();
+  int error = 0;
+  ssize_t n;
+  do {
+    n = read(report_read.get(), &error, sizeof error);
+  } while (n < 0 && errno == EINTR);
+  if (n != static_cast<ssize_t>(sizeof error)) return pid;  // EOF: it executed
+  while (waitpid(pid, nullptr, 0) < 0 && errno == EINTR) {
   }
-  return pid;
+  return -error;
 }
 
 // A started child process, leader of its own process group. The destructor kills the
@@ -341,7 +341,7 @@ int ChildProcess::Spawn(std::vector<std::string> argv, std::vector<std::string> 
                         const StdPipes& child) {
   pid_t pid = -1;
   if (int death_signal = g_death_signal.load(); death_signal != 0) {
-    pid = CloneSpawn(argv, env, child, death_signal);
+    pid = VforkSpawn(argv, env, child, death_signal);
     if (pid < 0) return -pid;
   } else {
     SpawnSetup setup;
