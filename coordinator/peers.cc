@@ -96,10 +96,12 @@ void EventLoop::OnHello(const std::string& id, const Hello& hello, Clock::time_p
   if (auto it = peers_.find(id); it != peers_.end()) {
     LoseWorker(it->second.index, "said HELLO again", now, /*kill=*/false);
   }
+  bool local = launcher_ && launcher_->IsChild(static_cast<pid_t>(hello.pid));
   // A worker that lost its connection (e.g. it waited too long for WELCOME) says HELLO
   // again from a new socket: its old routing id is stale and goes, without a kill.
   for (const auto& [other_id, other] : peers_) {
-    if (other.name == hello.worker_id && other.pid == static_cast<pid_t>(hello.pid)) {
+    if (other.name == hello.worker_id && other.pid == static_cast<pid_t>(hello.pid) &&
+        other.local == local) {
       LoseWorker(other.index, "reconnected", now, /*kill=*/false);
       break;
     }
@@ -109,7 +111,7 @@ void EventLoop::OnHello(const std::string& id, const Hello& hello, Clock::time_p
   peer.id = id;
   peer.name = hello.worker_id;
   peer.pid = static_cast<pid_t>(hello.pid);
-  peer.local = launcher_ && launcher_->IsChild(peer.pid);
+  peer.local = local;
   peer.by_ref = LocalTokenMatches(hello.local_token, local_token_);
   peer.slots = hello.slots;
   peer.batch = hello.batch;
@@ -240,7 +242,7 @@ void EventLoop::OnChildExit(const ChildExit& exit, Clock::time_point now) {
 void EventLoop::MaybeRespawn(Clock::time_point now) {
   if (!respawn_at_ || now < *respawn_at_) return;
   respawn_at_.reset();
-  while (launcher_->alive() < local_workers_ && respawns_used_ < max_respawns_) {
+  while (launcher_->alive() + to_spawn_ < local_workers_ && respawns_used_ < max_respawns_) {
     ++respawns_used_;
     ++stats_.respawns;
     auto pid = launcher_->Spawn("local-" + std::to_string(++spawned_));
