@@ -62,6 +62,19 @@ TEST_F(BusyMachineTest, HundredLocalWorkersSucceed) {
   EXPECT_TRUE(ReadFile(dir_.File("out")) == Lines(20000)) << "the output differs";
 }
 
+// Starting 100 workers takes longer than a short heartbeat's liveness (4 x 100 ms) here:
+// workers that were not welcomed in time must not be taken for hung or unreachable.
+TEST_F(BusyMachineTest, HundredLocalWorkersWithAShortHeartbeatSucceed) {
+  WriteFile(dir_.File("in"), Lines(20000));
+  RunResult r = RunFor({Bin("fanout"), "run", "-i", dir_.File("in"), "-o", dir_.File("out"), "-j",
+                        "100", "--heartbeat", "100ms", "--mode", "processes", "--worker-bin",
+                        Bin("fanout-worker"), "exec", "--", "cat"},
+                       milliseconds(120000));
+  EXPECT_FALSE(r.timed_out);
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_TRUE(ReadFile(dir_.File("out")) == Lines(20000)) << "the output differs";
+}
+
 TEST_F(BusyMachineTest, ManyWorkersForTwoChunksFinishQuickly) {
   WriteFile(dir_.File("in"), Lines(1000));
   auto start = Clock::now();
