@@ -194,15 +194,34 @@ TEST_P(LifecycleTest, NextRunRemovesWhatAKilledRunLeft) {
   ASSERT_EQ(mkdir(live_dir.File("pids").c_str(), 0700), 0);
   std::string live_sleeper = "sleep 59.4" + std::to_string(GetParam().size());
   WriteFile(live_dir.File("in"), "1\n");
-  Child live(
-      {"/usr/bin/env", "TMPDIR=" + dir_.File("tmp"), Bin("fanout"), "run", "--mode", "processes",
-       "-j", "1", "--worker-bin", Bin("fanout-worker"), "-i", live_dir.File("in"), "-o",
-       dir_.File("out/result"), "exec", "--", "sh", "-c", "exec " + live_sleeper},
-      "", live_dir.File("err"));
-  ASSERT_TRUE(
-      WaitUntil([&] { return !ProcessesMatching(live_sleeper).empty(); }, milliseconds(20000)));
-  auto live_temp = Entries(dir_.File("out"), ".result.fanout-");
-  auto live_dirs = Entries(dir_.File("tmp"), "fanout-");
+  Child live({"/usr/bin/env",
+              "TMPDIR=" + dir_.File("tmp"),
+              Bin("fanout"),
+              "run",
+              "--mode",
+              "processes",
+              "-j",
+              "1",
+              "--worker-bin",
+              Bin("fanout-worker"),
+              "-i",
+              live_dir.File("in"),
+              "-o",
+              dir_.File("out/result"),
+              "exec",
+              "--",
+              "sh",
+              "-c",
+              "echo $$ > \"$0/pid-0\"; exec " + live_sleeper,
+              live_dir.File("pids")},
+             "", live_dir.File("err"));
+  ASSERT_TRUE(WaitUntil(
+      [&] {
+        auto pids = CommandPids(live_dir.File("pids"));
+        return !pids.empty() && Running(pids[0]);
+      },
+      milliseconds(20000)))
+      << ReadFile(live_dir.File("err"));
 
   WriteFile(dir_.File("in2"), Lines(100));
   RunResult next = RunFor(Cat(RunMode(GetParam()), {"-j", "2", "-i", dir_.File("in2"), "-o",
@@ -238,6 +257,28 @@ TEST_P(LifecycleTest, BackgroundGrandchildIsGoneAfterTheJob) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Modes, LifecycleTest, ::testing::Values("threads", "processes"));
+
+// A worker started by hand (e.g. over ssh) whose session ends gets SIGHUP: it stops like
+// on SIGTERM, killing its command's process group first.
+TEST(WorkerSignalTest, SighupKillsTheRunningCommand) {
+  TempDir dir;
+  WriteFile(dir.File("in"), "1\n");
+  std::string sleeper = "sleep 59.71";  // as the command runs it: not the job's command line
+  std::string endpoint = "ipc://" + dir.File("sock");
+  Child job({Bin("fanout"), "run", "--mode", "processes", "--listen", endpoint, "-j", "0", "-i",
+             dir.File("in"), "exec", "--", "sh", "-c", "exec sleep 59.7$0", "1"},
+            "", dir.File("job.err"));
+  Child worker({Bin("fanout-worker"), "--connect", endpoint}, "", dir.File("worker.err"));
+  ASSERT_TRUE(WaitUntil([&] { return !ProcessesMatching(sleeper).empty(); }, milliseconds(20000)))
+      << ReadFile(dir.File("job.err")) << ReadFile(dir.File("worker.err"));
+  worker.Signal(SIGHUP);
+  EXPECT_EQ(worker.Wait(milliseconds(10000)), 128 + SIGHUP);
+  WaitUntil([&] { return ProcessesMatching(sleeper).empty(); }, milliseconds(5000));
+  for (pid_t p : ProcessesMatching(sleeper)) {
+    ADD_FAILURE() << "the command outlived its worker: pid " << p;
+    kill(p, SIGKILL);
+  }
+}
 
 TEST(SilentWaitTest, MinWorkersBeyondLocalWorkersIsAUsageError) {
   TempDir dir;
