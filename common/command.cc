@@ -1,4 +1,5 @@
-// Command (command.h): posix_spawnp into a new process group, non-blocking pipes fed and
+// Command (command.h): posix_spawnp (or, with a parent-death signal, vfork and exec)
+// into a new process group, non-blocking pipes fed and
 // drained by Advance, and a reap once the pipes are closed. Every fd and the child itself
 // are owned by RAII handles, so each path releases them.
 #include "common/command.h"
@@ -7,13 +8,16 @@
 #include <signal.h>
 #include <spawn.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
+#include <cstdlib>
 #include <mutex>
 
 #include "common/async_attempt.h"
@@ -29,6 +33,9 @@ constexpr int kReadsPerRound = 16;         // reads per stream before polling ag
 constexpr size_t kStderrTail = 64 * 1024;  // bytes of stderr kept for error messages
 constexpr size_t kStderrLines = 5;         // stderr lines quoted in an error message
 constexpr size_t kMaxShownLine = 300;      // characters of each quoted stderr line
+
+std::atomic<int> g_death_signal{0};
+std::atomic<bool> g_kill_group_on_exit{false};
 
 std::string ErrorText(int err) {
   char buf[256];
@@ -175,6 +182,117 @@ class SpawnSetup {
   posix_spawnattr_t attr_;
 };
 
+// What the child of VforkSpawn needs, prepared before the vfork: it runs on the parent's
+// memory until it execs, so it may only make system calls.
+struct VforkArgs {
+  const StdPipes* pipes = nullptr;
+  std::vector<char*> candidates;  // paths to try for argv[0], in PATH order
+  char** argv = nullptr;
+  char** envp = nullptr;
+  int death_signal = 0;
+  pid_t parent = 0;
+  int report = -1;  // close-on-exec: the child writes its errno here if it cannot exec
+};
+
+[[noreturn]] void FailChild(const VforkArgs& a, int error) {
+  [[maybe_unused]] ssize_t n = write(a.report, &error, sizeof error);
+  _exit(127);
+}
+
+[[noreturn]] void VforkChild(const VforkArgs& a) {
+  // Every signal is blocked (by the parent) until exec. Handlers are this process's code,
+  // which must never run here: each handled signal (and the ones a parent may have
+  // ignored, as posix_spawn's setsigdefault does) goes back to its default first.
+  for (int sig = 1; sig < NSIG; ++sig) {
+    if (sig == SIGKILL || sig == SIGSTOP) continue;
+    struct sigaction sa {};
+    if (sigaction(sig, nullptr, &sa) != 0) continue;
+    bool reset = sa.sa_handler != SIG_DFL && sa.sa_handler != SIG_IGN;
+    for (int d : {SIGPIPE, SIGINT, SIGTERM, SIGQUIT, SIGCHLD}) reset = reset || sig == d;
+    if (!reset || sa.sa_handler == SIG_DFL) continue;
+    sa = {};
+    sa.sa_handler = SIG_DFL;
+    sigaction(sig, &sa, nullptr);
+  }
+  if (setpgid(0, 0) != 0 || prctl(PR_SET_PDEATHSIG, a.death_signal) != 0) FailChild(a, errno);
+  if (getppid() != a.parent) FailChild(a, ESRCH);  // the parent died meanwhile
+  const StdPipes& p = *a.pipes;
+  if (dup2(p.in.get(), STDIN_FILENO) < 0 || dup2(p.out.get(), STDOUT_FILENO) < 0 ||
+      dup2(p.err.get(), STDERR_FILENO) < 0) {
+    FailChild(a, errno);
+  }
+  sigset_t none;
+  sigemptyset(&none);
+  sigprocmask(SIG_SETMASK, &none, nullptr);
+  int error = ENOENT;
+  for (char* path : a.candidates) {
+    execve(path, a.argv, a.envp);
+    if (errno == EACCES) {
+      error = EACCES;  // as execvp: reported if no later candidate runs
+    } else if (errno != ENOENT && errno != ENOTDIR) {
+      error = errno;
+      break;
+    }
+  }
+  FailChild(a, error);
+}
+
+// Where execvp would look for `file`: itself if it names a path, else each $PATH entry.
+std::vector<std::string> ExecCandidates(const std::string& file) {
+  if (file.find('/') != std::string::npos) return {file};
+  const char* env = std::getenv("PATH");
+  std::string path = env ? env : "/bin:/usr/bin";
+  std::vector<std::string> out;
+  for (size_t start = 0; start <= path.size();) {
+    size_t end = std::min(path.find(':', start), path.size());
+    std::string dir = path.substr(start, end - start);
+    out.push_back((dir.empty() ? "." : dir) + "/" + file);
+    start = end + 1;
+  }
+  return out;
+}
+
+// Starts `argv` like posix_spawnp with the SpawnSetup settings, and PR_SET_PDEATHSIG
+// `death_signal` (which posix_spawn cannot set): vfork (as posix_spawn, no copy of this
+// process's memory), with every signal blocked until the child execs. Exec errors come
+// back through a close-on-exec pipe (so this also works where vfork is a fork, as under
+// ThreadSanitizer). Returns the pid, or -errno.
+pid_t VforkSpawn(std::vector<std::string>& argv, std::vector<std::string>& env,
+                 const StdPipes& child, int death_signal) {
+  std::vector<std::string> candidates = ExecCandidates(argv[0]);
+  std::vector<char*> c_argv = CStrings(argv);
+  std::vector<char*> c_env = CStrings(env);
+  Fd report_read, report_write;
+  if (!MakePipe(report_read, report_write)) return -errno;
+  VforkArgs args;
+  args.pipes = &child;
+  args.candidates = CStrings(candidates);
+  args.candidates.pop_back();  // no terminator: iterated by count
+  args.argv = c_argv.data();
+  args.envp = c_env.data();
+  args.death_signal = death_signal;
+  args.parent = getpid();
+  args.report = report_write.get();
+  sigset_t all, old;
+  sigfillset(&all);
+  pthread_sigmask(SIG_SETMASK, &all, &old);
+  pid_t pid = vfork();
+  if (pid == 0) VforkChild(args);
+  int err = errno;
+  pthread_sigmask(SIG_SETMASK, &old, nullptr);
+  if (pid < 0) return -err;
+  report_write.Reset();
+  int error = 0;
+  ssize_t n;
+  do {
+    n = read(report_read.get(), &error, sizeof error);
+  } while (n < 0 && errno == EINTR);
+  if (n != static_cast<ssize_t>(sizeof error)) return pid;  // EOF: it executed
+  while (waitpid(pid, nullptr, 0) < 0 && errno == EINTR) {
+  }
+  return -error;
+}
+
 // A started child process, leader of its own process group. The destructor kills the
 // group and reaps the child if that has not happened yet, so no path leaks a process.
 class ChildProcess {
@@ -192,6 +310,14 @@ class ChildProcess {
   // given up on).
   int TryReap(bool block, int& status, double& cpu_seconds);
 
+  // Whether the child has exited (it stays unreaped, so its pid and process group id are
+  // not reused yet).
+  bool Exited() const {
+    if (pid_ < 0) return true;
+    siginfo_t info{};
+    return waitid(P_PID, static_cast<id_t>(pid_), &info, WEXITED | WNOHANG | WNOWAIT) == 0 &&
+           info.si_pid != 0;
+  }
   // Kills the child's whole process group with SIGKILL. No-op once reaped.
   void Kill() {
     if (pid_ >= 0) killpg(pid_, SIGKILL);
@@ -213,14 +339,19 @@ class ChildProcess {
 
 int ChildProcess::Spawn(std::vector<std::string> argv, std::vector<std::string> env,
                         const StdPipes& child) {
-  SpawnSetup setup;
-  if (int rc = setup.Configure(child); rc != 0) return rc;
-  std::vector<char*> c_argv = CStrings(argv);
-  std::vector<char*> c_env = CStrings(env);
   pid_t pid = -1;
-  int rc =
-      posix_spawnp(&pid, c_argv[0], setup.actions(), setup.attr(), c_argv.data(), c_env.data());
-  if (rc != 0) return rc;
+  if (int death_signal = g_death_signal.load(); death_signal != 0) {
+    pid = VforkSpawn(argv, env, child, death_signal);
+    if (pid < 0) return -pid;
+  } else {
+    SpawnSetup setup;
+    if (int rc = setup.Configure(child); rc != 0) return rc;
+    std::vector<char*> c_argv = CStrings(argv);
+    std::vector<char*> c_env = CStrings(env);
+    int rc =
+        posix_spawnp(&pid, c_argv[0], setup.actions(), setup.attr(), c_argv.data(), c_env.data());
+    if (rc != 0) return rc;
+  }
   pid_ = pid;
 #ifdef SYS_pidfd_open
   pidfd_ = Fd(static_cast<int>(syscall(SYS_pidfd_open, pid_, 0)));  // close-on-exec
@@ -328,7 +459,14 @@ struct Command::State {
   ChildProcess child;
   std::chrono::steady_clock::time_point next_reap{};
   int reap_backoff_ms = 1;
+  // CommandPolicy::kill_group_on_exit, while the group has not been killed yet.
+  bool watch_exit = false;
 };
+
+void SetCommandPolicy(const CommandPolicy& policy) {
+  g_death_signal.store(policy.parent_death_signal);
+  g_kill_group_on_exit.store(policy.kill_group_on_exit);
+}
 
 Command::Command(std::unique_ptr<State> state) : state_(std::move(state)) {}
 
@@ -363,6 +501,7 @@ Result<std::unique_ptr<Command>> Command::Start(const std::vector<std::string>& 
     return Status::Error("exec: cannot start '" + argv[0] + "': " + ErrorText(rc) + FdHint(rc));
   }
   if (input.empty()) state->parent.in.Reset();
+  state->watch_exit = g_kill_group_on_exit.load() && state->child.pidfd() >= 0;
   auto command = std::unique_ptr<Command>(new Command(std::move(state)));
   command->max_output_ = max_output;
   return command;
@@ -374,7 +513,8 @@ void Command::AppendFds(std::vector<pollfd>& fds) const {
   if (p.in.open()) fds.push_back({p.in.get(), POLLOUT, 0});
   if (p.out.open()) fds.push_back({p.out.get(), POLLIN, 0});
   if (p.err.open()) fds.push_back({p.err.get(), POLLIN, 0});
-  if (!p.in.open() && !p.out.open() && !p.err.open() && state_->child.pidfd() >= 0) {
+  bool pipes_open = p.in.open() || p.out.open() || p.err.open();
+  if ((!pipes_open || state_->watch_exit) && state_->child.pidfd() >= 0) {
     fds.push_back({state_->child.pidfd(), POLLIN, 0});
   }
 }
@@ -431,6 +571,13 @@ bool Command::Advance() {
   if (done_) return true;
   const StdPipes& p = state_->parent;
   if (!killed_) Pump();
+  if (state_->watch_exit && state_->child.Exited()) {
+    // What the command left in its group goes now; the pipes then reach EOF (unless a
+    // process escaped to a group of its own).
+    state_->watch_exit = false;
+    state_->child.Kill();
+    if (!killed_) Pump();
+  }
   if (!p.in.open() && !p.out.open() && !p.err.open()) TryReap();
   return done_;
 }

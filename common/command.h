@@ -25,6 +25,20 @@ namespace fanout {
 
 using EnvVars = std::vector<std::pair<std::string, std::string>>;
 
+// How commands started from now on are tied to this process. Off by default (a library
+// user's process decides for itself); the `fanout` and `fanout-worker` programs turn both on
+// before starting any thread.
+struct CommandPolicy {
+  // Sent to the command when the thread that started it dies (PR_SET_PDEATHSIG), e.g.
+  // SIGKILL, so that a coordinator killed with SIGKILL leaves no command running; 0 = none.
+  // The thread must outlive the command (RunCommand's caller and the worker's loop do).
+  int parent_death_signal = 0;
+  // Once the command exits, its process group (background children it left, such as
+  // `sh -c 'sleep 1000 & cat'`) is killed before its pipes are drained to the end.
+  bool kill_group_on_exit = false;
+};
+void SetCommandPolicy(const CommandPolicy& policy);
+
 class Command {
  public:
   // Starts argv[0] with `input` on stdin (must outlive the Command) and the caller's

@@ -8,7 +8,7 @@ enum class ExitCode : int {
   kJobFailed = 1,      // a chunk failed every attempt, or no worker could run the job
   kUsage = 2,          // bad command line or unusable input/output; nothing was written
   kPartial = 3,        // --keep-going: completed, but some chunks failed (listed on stderr)
-  kInterrupted = 130,  // stopped by SIGINT/SIGTERM
+  kInterrupted = 130,  // stopped by SIGINT/SIGTERM/SIGHUP
 };
 
 inline int ToInt(ExitCode code) { return static_cast<int>(code); }

@@ -1,6 +1,8 @@
 #include "common/output_file.h"
 
+#include <dirent.h>
 #include <fcntl.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -11,6 +13,34 @@
 #include "common/write_all.h"
 
 namespace fanout {
+namespace {
+
+constexpr std::string_view kTempMarker = ".fanout-";
+constexpr size_t kTempSuffix = 6;  // mkstemp's XXXXXX
+
+// Removes the temporaries `.BASE.fanout-XXXXXX` in `dir` that a run killed before it could
+// remove them left behind: ours (same user), regular files, whose lock nobody holds (a
+// live run holds its temporary's flock until it is renamed or removed).
+void RemoveStaleTemporaries(const std::string& dir, const std::string& base) {
+  std::string prefix = "." + base + std::string(kTempMarker);
+  DIR* d = ::opendir(dir.c_str());
+  if (!d) return;
+  while (dirent* e = ::readdir(d)) {
+    std::string_view name = e->d_name;
+    if (!name.starts_with(prefix) || name.size() != prefix.size() + kTempSuffix) continue;
+    int fd = ::openat(::dirfd(d), e->d_name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+    if (fd < 0) continue;
+    struct stat st;
+    if (::fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_uid == ::geteuid() &&
+        ::flock(fd, LOCK_EX | LOCK_NB) == 0) {
+      ::unlinkat(::dirfd(d), e->d_name, 0);
+    }
+    ::close(fd);
+  }
+  ::closedir(d);
+}
+
+}  // namespace
 
 Result<OutputFile> OutputFile::Open(const std::string& path) {
   if (path.empty() || path == "-") return OutputFile(STDOUT_FILENO, "", "");
@@ -41,9 +71,12 @@ Result<OutputFile> OutputFile::OpenTemporary(const std::string& name, const std:
   auto slash = path.rfind('/');
   std::string dir = slash == std::string::npos ? "." : path.substr(0, slash + 1);
   std::string base = slash == std::string::npos ? path : path.substr(slash + 1);
+  RemoveStaleTemporaries(dir, base);
   std::string temp = (slash == std::string::npos ? "" : dir) + "." + base + ".fanout-XXXXXX";
   int fd = mkostemp(temp.data(), O_CLOEXEC);
   if (fd < 0) return Status::Error("cannot write output '" + name + "': " + std::strerror(errno));
+  // Held until the temporary is renamed or removed: a later run removes it only if free.
+  ::flock(fd, LOCK_EX);
   // Keep the permissions a plain create would give (mkstemp uses 0600).
   mode_t mask = umask(0);
   umask(mask);
@@ -105,14 +138,21 @@ Status OutputFile::Commit() {
   if (path_.empty()) return Status::Ok();  // stdout
   int fd = fd_;
   fd_ = -1;
+  // A duplicate keeps the temporary's lock (shared by both descriptors) until the rename:
+  // close() reports a deferred write error on the first one.
+  int lock = temp_.empty() ? -1 : ::fcntl(fd, F_DUPFD_CLOEXEC, 0);
   if (::close(fd) != 0) {
+    int err = errno;
     if (!temp_.empty()) ::unlink(temp_.c_str());
-    return Status::Error("cannot write output '" + name_ + "': " + std::strerror(errno));
+    if (lock >= 0) ::close(lock);
+    return Status::Error("cannot write output '" + name_ + "': " + std::strerror(err));
   }
   if (temp_.empty()) return Status::Ok();  // written in place
-  if (::rename(temp_.c_str(), path_.c_str()) != 0) {
-    int err = errno;
-    ::unlink(temp_.c_str());
+  int renamed = ::rename(temp_.c_str(), path_.c_str());
+  int err = errno;
+  if (renamed != 0) ::unlink(temp_.c_str());
+  if (lock >= 0) ::close(lock);
+  if (renamed != 0) {
     return Status::Error("cannot rename output into '" + name_ + "': " + std::strerror(err));
   }
   return Status::Ok();
@@ -126,9 +166,9 @@ void OutputFile::Discard() {
   buffer_.clear();
   done_ = true;
   if (path_.empty()) return;
+  if (!temp_.empty()) ::unlink(temp_.c_str());  // before the close releases its lock
   if (fd_ >= 0) ::close(fd_);
   fd_ = -1;
-  if (!temp_.empty()) ::unlink(temp_.c_str());
 }
 
 }  // namespace fanout

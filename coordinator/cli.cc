@@ -1,5 +1,6 @@
 #include "coordinator/cli.h"
 
+#include <signal.h>
 #include <spdlog/sinks/basic_file_sink.h>
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
@@ -11,6 +12,7 @@
 #include <filesystem>
 #include <map>
 
+#include "common/command.h"
 #include "common/curve.h"
 #include "common/exit_code.h"
 #include "common/plugin_loader.h"
@@ -144,6 +146,13 @@ Status Finish(const RawFlags& raw, JobConfig& config) {
     return Status::Error(flags.front() + " is for worker processes: use it with --mode " +
                          "processes or auto, not " + raw.mode);
   }
+  if (uint32_t local = config.jobs_given ? config.jobs : DefaultJobs();
+      config.listen.empty() && config.min_workers > local) {
+    // Without --listen only the local workers can join: the wait would never end.
+    return Status::Error("--min-workers " + std::to_string(config.min_workers) +
+                         " can never be reached: only " + std::to_string(local) +
+                         " local workers start (-j) and without --listen no other can join");
+  }
   if ((config.resume || config.keep_state) && config.state_dir.empty()) {
     return Status::Error(std::string(config.resume ? "--resume" : "--keep-state") +
                          " needs --state DIR");
@@ -268,7 +277,8 @@ void AddRunOptions(CLI::App& run, JobConfig& config, RawFlags& raw) {
                  "Wait until this many workers have joined before dispatching")
       ->check(CLI::Range(0u, 100000u));
   run.add_option("--wait-timeout", raw.wait_timeout,
-                 "Fail if workers are missing this long (--min-workers, or none at all)");
+                 "Fail if workers are missing this long (--min-workers, or none at all); "
+                 "once every worker is lost and none can be started: default 5m");
   run.add_option("--curve-secret", raw.curve_secret,
                  "CURVE: this coordinator's secret certificate (from 'fanout keygen')");
   run.add_option("--authorized-keys", raw.authorized_keys,
@@ -381,6 +391,10 @@ Examples:
   config.args = rest;
   config.jobs_given = run->count("-j") > 0;
   config.adopt_orphans = true;
+  // Commands die with the thread that started them (a coordinator killed with SIGKILL in
+  // threads mode leaves none running), and what one leaves in its process group goes when
+  // it exits (processes mode's workers do the same).
+  SetCommandPolicy({.parent_death_signal = SIGKILL, .kill_group_on_exit = true});
   config.window_given = run->count("--window") > 0;
   if (Status s = Finish(raw, config); !s.ok()) return UsageError(s.message());
   // Before --log-file (the first file written) is opened.

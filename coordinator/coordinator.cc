@@ -101,10 +101,13 @@ Status EventLoop::Start() {
   flags.insert(flags.end(), config_.worker_args.begin(), config_.worker_args.end());
   launcher_.emplace(*bin, local_endpoint, std::move(flags), config_.adopt_orphans);
   if (Status s = StartLocalInput(); !s.ok()) return s;
-  for (uint32_t i = 0; i < local_workers_; ++i) {
-    auto pid = launcher_->Spawn("local-" + std::to_string(++spawned_));
-    if (!pid.ok()) return pid.status();
-  }
+  // No more local workers than can have work (each takes --slots chunks at once), unless
+  // --min-workers needs them; they start from the loop (SpawnSome).
+  uint64_t useful = (scheduler_.queued() + config_.local_slots - 1) / config_.local_slots;
+  if (config_.listen.empty()) useful = std::max<uint64_t>(useful, config_.min_workers);
+  local_workers_ =
+      static_cast<uint32_t>(std::min<uint64_t>(local_workers_, std::max<uint64_t>(useful, 1)));
+  to_spawn_ = local_workers_;
   stats_.workers = local_workers_;
   next_heartbeat_ = Clock::now() + heartbeat_;
   return Status::Ok();
@@ -125,6 +128,12 @@ Clock::time_point EventLoop::NextWakeup(Clock::time_point now) const {
   for (const auto& [id, peer] : peers_) wake = std::min(wake, peer.last_seen + limit);
   if (auto d = scheduler_.NextDeadline()) wake = std::min(wake, *d);
   if (respawn_at_) wake = std::min(wake, *respawn_at_);
+  if (to_spawn_ > 0) wake = now;
+  for (const auto& [pid, since] : unjoined_) wake = std::min(wake, since + kJoinGrace);
+  if (stranded_since_) {
+    auto wait = config_.wait_timeout.count() > 0 ? config_.wait_timeout : kDefaultStrandedWait;
+    wake = std::min(wake, *stranded_since_ + wait);
+  }
   if (config_.wait_timeout.count() > 0 && now < started_ + config_.wait_timeout) {
     wake = std::min(wake, started_ + config_.wait_timeout);
   }
@@ -132,10 +141,17 @@ Clock::time_point EventLoop::NextWakeup(Clock::time_point now) const {
 }
 
 void EventLoop::Step(Clock::time_point now, const std::vector<zmq::pollitem_t>& items) {
+  // Silence is judged only once every message that arrived is read: a backlog built up
+  // while this loop was busy must not count against the peers that sent it.
+  bool drained = true;
   if (items[0].revents & ZMQ_POLLIN) {
+    drained = false;
     for (int i = 0; i < 10000; ++i) {
       Received got = ReceiveMessage(*router_, /*router=*/true);
-      if (std::holds_alternative<std::monostate>(got)) break;
+      if (std::holds_alternative<std::monostate>(got)) {
+        drained = true;
+        break;
+      }
       if (auto* bad = std::get_if<Rejected>(&got)) {
         ++stats_.rejected_messages;
         rejects_.Warn("malformed message", "dropped a malformed message: " + bad->reason);
@@ -152,8 +168,12 @@ void EventLoop::Step(Clock::time_point now, const std::vector<zmq::pollitem_t>& 
   SendCancels(scheduler_.ExpireAttempts(now), "timed out");
   Note(sink_.SyncFailures());
   rejects_.Tick();
-  CheckLiveness(now);
+  if (drained) {
+    CheckLiveness(now);
+    CheckJoins(now);
+  }
   MaybeRespawn(now);
+  SpawnSome();
   if (now >= next_heartbeat_) {
     for (const auto& [id, peer] : peers_) SendTo(*router_, id, Heartbeat{});
     next_heartbeat_ = now + heartbeat_;
@@ -182,7 +202,12 @@ ModeResult EventLoop::Run() {
       result = ModeResult::Failed(why);
       break;
     }
-    if (peers_.empty() && launcher_->alive() == 0 && !respawn_at_ && config_.listen.empty()) {
+    if (std::string why = Stranded(Clock::now()); !why.empty()) {
+      result = ModeResult::Failed(why);
+      break;
+    }
+    if (peers_.empty() && launcher_->alive() == 0 && !respawn_at_ && to_spawn_ == 0 &&
+        config_.listen.empty()) {
       result = ModeResult::Failed("no worker left (" + last_loss_ + "; " +
                                   std::to_string(respawns_used_) + " respawns used of " +
                                   std::to_string(max_respawns_) + ", see --max-respawns)");

@@ -27,7 +27,7 @@ std::string EventLoop::WaitExpired(Clock::time_point now) const {
            " workers joined within " + std::to_string(config_.wait_timeout.count()) +
            " ms (--min-workers, --wait-timeout)";
   }
-  if (peers_.empty() && launcher_->alive() == 0) {
+  if (peers_.empty() && launcher_->alive() == 0 && to_spawn_ == 0 && next_index_ == 0) {
     return "no worker joined within " + std::to_string(config_.wait_timeout.count()) +
            " ms (--wait-timeout)";
   }
@@ -59,6 +59,7 @@ uint64_t EventLoop::IdleSlotsElsewhere(const Peer& self) const {
     if (live < p.slots) idle += p.slots - live;
   }
   if (launcher_ && launcher_->alive() > local_joined) idle += launcher_->alive() - local_joined;
+  idle += to_spawn_;
   return idle;
 }
 
@@ -143,7 +144,9 @@ void EventLoop::Fill(Peer& peer, Clock::time_point now) {
     }
   }
   if (reachable) reachable = SendBatch(peer, batch);
-  if (!reachable) LoseWorker(peer.index, "is unreachable", now);
+  // Its routing id is gone (it reconnected, or died): a local one gets kJoinGrace to come
+  // back before it is stopped.
+  if (!reachable) LoseWorker(peer.index, "is unreachable", now, /*kill=*/false);
 }
 
 }  // namespace fanout::internal

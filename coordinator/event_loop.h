@@ -40,6 +40,16 @@ constexpr Micros kPipeline{4000};      // of work queued per slot when chunks ar
 constexpr Micros kBatchBelow{500};
 constexpr size_t kBatchChunkBytes = 64 * 1024;
 constexpr size_t kBatchBytes = 1024 * 1024;
+// Local workers are started from the loop a few at a time, for at most kSpawnSlice per
+// iteration, so that heartbeats and HELLOs are served while many start (-j 1000).
+constexpr milliseconds kSpawnSlice{20};
+// A local worker is "unreachable" or "presumed hung" only once it has said HELLO; until
+// then (and after it dropped its connection to say HELLO again) it has kJoinGrace to join
+// before it is killed. More than the worker's own wait for WELCOME (worker_loop.cc).
+constexpr milliseconds kJoinGrace{30000};
+// With every worker lost and none that can be started, the job waits --wait-timeout (this
+// by default) for one to join (--listen), then fails.
+constexpr milliseconds kDefaultStrandedWait{5 * 60 * 1000};
 
 // A fresh random job id (16 hex digits), sent in WELCOME and TASK.
 std::string NewJobId();
@@ -98,7 +108,17 @@ class EventLoop {
   void OnResults(Peer& peer, const ResultBatch& batch, std::optional<zmq::message_t>& payload,
                  Clock::time_point now);
   void OnChildExit(const ChildExit& exit, Clock::time_point now);
-  void LoseWorker(WorkerIndex index, const std::string& reason, Clock::time_point now);
+  // `kill`: a local worker's process is killed (it is hung or broken); else it may come
+  // back (say HELLO again) within kJoinGrace.
+  void LoseWorker(WorkerIndex index, const std::string& reason, Clock::time_point now,
+                  bool kill = true);
+  // Starts local workers still to start, for at most kSpawnSlice.
+  void SpawnSome();
+  // Kills local workers that have not (re)joined within kJoinGrace.
+  void CheckJoins(Clock::time_point now);
+  // A reason to fail when no worker is left, none can be started and none joined for
+  // --wait-timeout (kDefaultStrandedWait), or "".
+  std::string Stranded(Clock::time_point now);
   void CheckLiveness(Clock::time_point now);
   void SendCancels(const std::vector<CancelOrder>& orders, const std::string& why);
   void Fill(Peer& peer, Clock::time_point now);
@@ -150,6 +170,10 @@ class EventLoop {
   std::set<std::string> joined_;  // "name@host" of every non-local worker that joined
   WorkerIndex next_index_ = 0;
   uint64_t spawned_ = 0;
+  uint32_t to_spawn_ = 0;  // local workers not started yet (SpawnSome)
+  // Local workers not joined (yet, or again after losing their connection): pid -> since.
+  std::map<pid_t, Clock::time_point> unjoined_;
+  std::optional<Clock::time_point> stranded_since_;  // no worker and none to come
   uint64_t respawns_used_ = 0;
   uint32_t consecutive_deaths_ = 0;
   std::optional<Clock::time_point> respawn_at_;

@@ -35,6 +35,7 @@ void Interrupt::Install() {
     sa.sa_flags = SA_RESTART;
     sigaction(SIGINT, &sa, nullptr);
     sigaction(SIGTERM, &sa, nullptr);
+    sigaction(SIGHUP, &sa, nullptr);  // the terminal went away: stop as for SIGTERM
   });
 }
 

@@ -1,4 +1,5 @@
-// Interrupt: SIGINT/SIGTERM handling for the coordinator. The first signal sets a flag
+// Interrupt: SIGINT/SIGTERM/SIGHUP handling for the coordinator (SIGHUP, a closed terminal
+// or ssh session, is handled as SIGTERM). The first signal sets a flag
 // and makes fd() readable (a self-pipe, so event loops can poll it); the job then stops
 // dispatching, cancels running chunks, stops its workers and exits 130. A second SIGINT
 // exits at once. Install() once from main; the rest is async-signal-safe and thread-safe.
@@ -13,7 +14,7 @@ class Interrupt {
   static bool Requested();
   // Readable once an interrupt was requested; -1 before Install().
   static int fd();
-  // The signal that interrupted (SIGINT or SIGTERM), 0 if none.
+  // The signal that interrupted (SIGINT, SIGTERM or SIGHUP), 0 if none.
   static int signal_number();
 };
 

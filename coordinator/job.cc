@@ -174,8 +174,11 @@ ModeResult RunMode(const PlannedJob& job, uint32_t jobs, Scheduler& scheduler, R
 ExitCode Conclude(const PlannedJob& job, const Scheduler& scheduler, const RunStats& stats,
                   const ModeResult& result) {
   if (result.kind == ModeResult::Kind::kInterrupted) {
+    int sig = Interrupt::signal_number();
     std::fprintf(stderr, "fanout: interrupted by %s; output discarded\n",
-                 Interrupt::signal_number() == SIGTERM ? "SIGTERM" : "SIGINT");
+                 sig == SIGTERM  ? "SIGTERM"
+                 : sig == SIGHUP ? "SIGHUP"
+                                 : "SIGINT");
     return ExitCode::kInterrupted;
   }
   if (result.kind == ModeResult::Kind::kFailed) {

@@ -133,7 +133,8 @@ Result<pid_t> LocalLauncher::Spawn(const std::string& name) {
   if (pid < 0) return Status::Error(std::string("cannot fork a worker: ") + std::strerror(errno));
   if (pid == 0) {
     // Child: only async-signal-safe calls until exec.
-    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    // SIGTERM, which the worker catches: it kills its commands' process groups, then exits.
+    prctl(PR_SET_PDEATHSIG, SIGTERM);
     if (getppid() != parent) _exit(127);
     setpgid(0, 0);  // terminal signals go to the coordinator, which stops workers itself
     dup2(devnull.fd, STDIN_FILENO);
@@ -144,6 +145,7 @@ Result<pid_t> LocalLauncher::Spawn(const std::string& name) {
     signal(SIGPIPE, SIG_DFL);
     signal(SIGINT, SIG_DFL);
     signal(SIGTERM, SIG_DFL);
+    signal(SIGHUP, SIG_DFL);
     if (token.fd >= 0) fcntl(token.fd, F_SETFD, 0);  // this one fd survives exec
     execve(argv[0], argv.data(), environ);
     int err = errno;

@@ -1,13 +1,14 @@
 // LocalLauncher: starts, watches and reaps the local `fanout-worker` processes of a
-// `processes` job. Each child gets PR_SET_PDEATHSIG(SIGKILL), so no worker outlives the
-// coordinator even if it is killed; stdin/stdout go to /dev/null (stdout may be the job's
-// output), stderr is shared. Exits are noticed through a pidfd per child that the event
-// loop polls next to its socket. The destructor kills and reaps every child still alive.
-// With `adopt_orphans` (the `fanout` program, whose only children are its workers) the
-// process becomes a child subreaper (PR_SET_CHILD_SUBREAPER): a worker that dies (SIGKILL,
-// a crash) cannot take its exec commands down with it, so they are reparented here, and
-// the launcher kills their process groups and reaps them when it reaps a worker. A library
-// user's process keeps its own children: there the option is off.
+// `processes` job. Each child gets PR_SET_PDEATHSIG(SIGTERM), so no worker outlives the
+// coordinator even if it is killed (the worker kills its commands' process groups first);
+// stdin/stdout go to /dev/null (stdout may be the job's output), stderr is shared. Exits
+// are noticed through a pidfd per child that the event loop polls next to its socket. The
+// destructor kills and reaps every child still alive. With `adopt_orphans` (the `fanout`
+// program, whose only children are its workers) the process becomes a child subreaper
+// (PR_SET_CHILD_SUBREAPER): a worker that dies (SIGKILL, a crash) cannot take its exec
+// commands down with it, so they are reparented here, and the launcher kills their process
+// groups and reaps them when it reaps a worker. A library user's process keeps its own
+// children: there the option is off.
 // Signals go only to children this launcher started, through their pidfds (never kill(2)
 // on a pid that came from elsewhere). With a local token each child gets it over an
 // inherited pipe (`--local-token-fd N`), never in its environment or argv.

@@ -42,13 +42,20 @@ void EventLoop::SendCancels(const std::vector<CancelOrder>& orders, const std::s
   }
 }
 
-void EventLoop::LoseWorker(WorkerIndex index, const std::string& reason, Clock::time_point now) {
+void EventLoop::LoseWorker(WorkerIndex index, const std::string& reason, Clock::time_point now,
+                           bool kill) {
   Peer* peer = FindPeer(index);
   if (!peer) return;
   std::string name = peer->name;
   spdlog::warn("worker {} lost: {}", name, reason);
   last_loss_ = "worker " + name + " " + reason;
-  if (peer->local && launcher_) launcher_->Kill(peer->pid, SIGKILL);  // a hung one stays dead
+  if (peer->local && launcher_) {
+    if (kill) {
+      launcher_->Kill(peer->pid, SIGKILL);  // a hung one stays dead
+    } else {
+      unjoined_[peer->pid] = now;  // it may say HELLO again (CheckJoins)
+    }
+  }
   std::string id = peer->id;
   peers_.erase(id);
   peer_of_.erase(index);
@@ -93,7 +100,16 @@ void EventLoop::OnHello(const std::string& id, const Hello& hello, Clock::time_p
     return;
   }
   if (auto it = peers_.find(id); it != peers_.end()) {
-    LoseWorker(it->second.index, "said HELLO again", now);  // restarted behind the same id
+    LoseWorker(it->second.index, "said HELLO again", now, /*kill=*/false);
+  }
+  // A worker that lost its connection (e.g. it waited too long for WELCOME) says HELLO
+  // again from a new socket: its old routing id is stale and goes, without a kill.
+  for (const auto& [other_id, other] : peers_) {
+    if (other.name == hello.worker_id && other.pid == static_cast<pid_t>(hello.pid) &&
+        other.local == ours) {
+      LoseWorker(other.index, "reconnected", now, /*kill=*/false);
+      break;
+    }
   }
   Peer peer;
   peer.index = next_index_++;
@@ -104,7 +120,8 @@ void EventLoop::OnHello(const std::string& id, const Hello& hello, Clock::time_p
   peer.by_ref = ours && !input_path_.empty();
   peer.slots = hello.slots;
   peer.batch = hello.batch;
-  peer.last_seen = now;
+  peer.last_seen = now;  // its liveness counts from its HELLO
+  if (peer.local) unjoined_.erase(peer.pid);
   stats_.telemetry.SetWorker(peer.index, {peer.name, hello.host, hello.slots});
   scheduler_.AddWorker(peer.index, hello.slots, hello.slots + kMaxPrefetch, hello.starts);
   // Local workers are counted when started; every other worker once, when it first joins.
@@ -220,6 +237,7 @@ void EventLoop::OnMessage(Envelope& env, Clock::time_point now) {
 }
 
 void EventLoop::OnChildExit(const ChildExit& exit, Clock::time_point now) {
+  unjoined_.erase(exit.pid);
   for (auto& [id, peer] : peers_) {
     if (peer.local && peer.pid == exit.pid) {
       LoseWorker(peer.index, "(pid " + std::to_string(exit.pid) + ") " + exit.Describe(), now);
@@ -240,7 +258,7 @@ void EventLoop::OnChildExit(const ChildExit& exit, Clock::time_point now) {
 void EventLoop::MaybeRespawn(Clock::time_point now) {
   if (!respawn_at_ || now < *respawn_at_) return;
   respawn_at_.reset();
-  while (launcher_->alive() < local_workers_ && respawns_used_ < max_respawns_) {
+  while (launcher_->alive() + to_spawn_ < local_workers_ && respawns_used_ < max_respawns_) {
     ++respawns_used_;
     ++stats_.respawns;
     auto pid = launcher_->Spawn("local-" + std::to_string(++spawned_));
@@ -249,7 +267,56 @@ void EventLoop::MaybeRespawn(Clock::time_point now) {
       spdlog::warn("{}", last_loss_);
       break;
     }
+    unjoined_[*pid] = now;
   }
+}
+
+void EventLoop::SpawnSome() {
+  auto until = Clock::now() + kSpawnSlice;
+  while (to_spawn_ > 0 && error_.empty()) {
+    auto pid = launcher_->Spawn("local-" + std::to_string(++spawned_));
+    if (!pid.ok()) {
+      Note(pid.status());  // the job cannot start its workers: it fails with this
+      to_spawn_ = 0;
+      return;
+    }
+    --to_spawn_;
+    unjoined_[*pid] = Clock::now();
+    if (Clock::now() >= until) break;
+  }
+}
+
+void EventLoop::CheckJoins(Clock::time_point now) {
+  for (auto it = unjoined_.begin(); it != unjoined_.end();) {
+    if (now - it->second < kJoinGrace) {
+      ++it;
+      continue;
+    }
+    spdlog::warn("local worker (pid {}) did not say HELLO within {} ms; stopping it", it->first,
+                 kJoinGrace.count());
+    launcher_->Kill(it->first, SIGKILL);  // reaped through its pidfd, then replaced
+    it = unjoined_.erase(it);
+  }
+}
+
+std::string EventLoop::Stranded(Clock::time_point now) {
+  // Only after a loss: a --listen job waits for its first workers as --wait-timeout says.
+  bool none_to_come = peers_.empty() && launcher_->alive() == 0 && !respawn_at_ && to_spawn_ == 0 &&
+                      !config_.listen.empty() && !last_loss_.empty();
+  if (!none_to_come) {
+    stranded_since_.reset();
+    return "";
+  }
+  auto wait = config_.wait_timeout.count() > 0 ? config_.wait_timeout : kDefaultStrandedWait;
+  if (!stranded_since_) {
+    stranded_since_ = now;
+    spdlog::warn("no worker left ({}); waiting up to {} ms for one to join (--wait-timeout)",
+                 last_loss_, wait.count());
+  }
+  if (now - *stranded_since_ < wait) return "";
+  return "no worker left (" + last_loss_ + "; " + std::to_string(respawns_used_) +
+         " respawns used of " + std::to_string(max_respawns_) + ") and none joined within " +
+         std::to_string(wait.count()) + " ms (--wait-timeout)";
 }
 
 void EventLoop::CheckLiveness(Clock::time_point now) {

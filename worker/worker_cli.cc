@@ -13,6 +13,7 @@
 #include <cstring>
 #include <vector>
 
+#include "common/command.h"
 #include "common/curve.h"
 #include "common/exit_code.h"
 #include "common/plugin_loader.h"
@@ -100,7 +101,11 @@ int WorkerMain(int argc, char** argv, const std::string& program) {
   sigemptyset(&set);
   sigaddset(&set, SIGINT);
   sigaddset(&set, SIGTERM);
+  sigaddset(&set, SIGHUP);
   pthread_sigmask(SIG_BLOCK, &set, nullptr);
+  // A command dies with the thread that started it, and what it leaves in its process
+  // group goes when it exits: a worker killed with SIGKILL leaves no command running.
+  SetCommandPolicy({.parent_death_signal = SIGKILL, .kill_group_on_exit = true});
 
   CLI::App app{program + ": runs chunks for a fanout coordinator", program};
   app.set_version_flag("--version", program + " " + FANOUT_VERSION);
@@ -115,7 +120,9 @@ A tcp:// endpoint needs --curve-server-key (the coordinator's public certificate
 --insecure: without the key, whoever binds that port gets to run commands here.
 
 Exit codes: 0 after a job with --once, 1 refused for its protocol version,
-            2 usage error, 130/143 on SIGINT/SIGTERM.
+            2 usage error, 130/143/129 on SIGINT/SIGTERM/SIGHUP (each running
+            command's process group is killed first). A worker started by a
+            coordinator gets SIGTERM when that coordinator dies.
 )");
   WorkerConfig config;
   std::string heartbeat = "500ms", log_level = "warn", max_message = "1G";

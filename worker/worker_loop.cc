@@ -33,13 +33,17 @@ using std::chrono::milliseconds;
 // once, for its own duration.
 constexpr uint32_t kQuickStreak = 16;
 constexpr double kQuickSeconds = 0.0002;
+// How long a worker waits for WELCOME after its HELLO before it starts over: generous,
+// since a coordinator that starts many workers on a busy machine may answer late, and a
+// HELLO sent again under a new routing id only adds to its work.
+constexpr milliseconds kWelcomeGrace{20000};
 
 // How one connection ended.
 enum class SessionEnd {
   kShutdown,      // the coordinator said the job is over
   kWrongVersion,  // refused for speaking another protocol version
   kLost,          // silence or REJECT: reconnect after back-off
-  kSignal,        // SIGINT/SIGTERM
+  kSignal,        // SIGINT/SIGTERM/SIGHUP
 };
 
 class Worker {
@@ -50,6 +54,7 @@ class Worker {
     sigemptyset(&set);
     sigaddset(&set, SIGINT);
     sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGHUP);
     signal_fd_ = signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);
   }
   ~Worker() {
@@ -293,7 +298,10 @@ SessionEnd Worker::Session() {
                   {nullptr, signal_fd_, ZMQ_POLLIN, 0},
                   {monitor.handle(), 0, ZMQ_POLLIN, 0}});
     runner_.AppendPollItems(items);  // async attempts wait on the same poll
-    auto deadline = std::min(next_heartbeat, last_heard + heartbeat_ * liveness_);
+    // Silence allowed: liveness heartbeats once welcomed, kWelcomeGrace before.
+    auto silence = welcomed_ ? heartbeat_ * liveness_
+                             : std::max<milliseconds>(heartbeat_ * liveness_, kWelcomeGrace);
+    auto deadline = std::min(next_heartbeat, last_heard + silence);
     deadline = std::min(deadline, runner_.NextDeadline().value_or(deadline));
     auto wait = std::chrono::ceil<milliseconds>(deadline - Clock::now());
     zmq::poll(items, std::max(wait, milliseconds(0)));
@@ -325,7 +333,7 @@ SessionEnd Worker::Session() {
       SendMessage(socket, Heartbeat{});
       next_heartbeat = now + heartbeat_;
     }
-    if (now - last_heard > heartbeat_ * liveness_) {
+    if (now - last_heard > (welcomed_ ? heartbeat_ * liveness_ : silence)) {
       spdlog::warn("no word from the coordinator at {} for {} ms; reconnecting", config_.endpoint,
                    std::chrono::duration_cast<milliseconds>(now - last_heard).count());
       return SessionEnd::kLost;
