@@ -14,8 +14,10 @@ namespace fanout {
 inline constexpr uint64_t kDefaultMaxChunkBytes = uint64_t{4} << 20;
 
 // Fills job.header and job.chunks. `default_chunks` applies when no way to cut was given
-// (capped to chunks of kDefaultMaxChunkBytes on big inputs).
-void PlanJob(PlannedJob& job, uint64_t default_chunks);
+// (capped to chunks of kDefaultMaxChunkBytes on big inputs). Errors (a usage error, exit
+// 2): a plan over kMaxChunks chunks, or in processes mode a record over --max-message
+// (found without reading past the limit).
+Status PlanJob(PlannedJob& job, uint64_t default_chunks);
 
 // What identifies the job for --resume: input fingerprint (size, mtime, hashes of the
 // first and last MiB), task and arguments, chunking options and the resulting plan.
