@@ -8,6 +8,7 @@
 #include <cstdio>
 #include <cstring>
 #include <memory>
+#include <new>
 #include <optional>
 #include <thread>
 
@@ -361,7 +362,9 @@ void WriteReports(const JobConfig& config, const RunStats& stats, const JobTotal
 
 }  // namespace
 
-ExitCode RunJob(const JobConfig& config) {
+namespace {
+
+ExitCode RunJobUnguarded(const JobConfig& config) {
   TaskRegistry& registry = TaskRegistry::Global();
   RegisterBuiltinTasks(registry);
   auto task = ResolveTask(registry, config.task, config.args);
@@ -380,7 +383,12 @@ ExitCode RunJob(const JobConfig& config) {
     return ExitCode::kUsage;
   }
   Result<JobInput> input =
-      config.range ? Result<JobInput>(JobInput()) : JobInput::Open(config.input);
+      config.range ? Result<JobInput>(JobInput()) : JobInput::Open(config.input, config.max_spool);
+  if (!input.ok() && Interrupt::Requested()) {
+    std::fprintf(stderr, "fanout: interrupted by %s while reading the input; nothing written\n",
+                 Interrupt::signal_number() == SIGTERM ? "SIGTERM" : "SIGINT");
+    return ExitCode::kInterrupted;
+  }
   if (!input.ok()) {
     PrintUsageError(input.status().message());
     return ExitCode::kUsage;
@@ -408,6 +416,10 @@ ExitCode RunJob(const JobConfig& config) {
       const JobInput& in = job.input;
       auto_plan = PlanAuto(config, **task, in.view(), DefaultJobs(),
                            [&in](uint64_t upto) { in.Release(0, upto); });
+      if (!auto_plan->status.ok()) {
+        PrintUsageError(auto_plan->status.message());
+        return ExitCode::kUsage;
+      }
       resolved.mode = auto_plan->choice.mode;
       jobs = auto_plan->choice.workers;
       job.chunks = std::move(auto_plan->chunks);
@@ -418,7 +430,12 @@ ExitCode RunJob(const JobConfig& config) {
     }
     spdlog::info("auto: {}", auto_choice);
   }
-  if (!auto_plan) PlanJob(job, default_chunks);
+  if (!auto_plan) {
+    if (Status s = PlanJob(job, default_chunks); !s.ok()) {
+      PrintUsageError(s.message());
+      return ExitCode::kUsage;
+    }
+  }
   if (Status s = CheckMessageLimit(job); !s.ok()) {
     PrintUsageError(s.message());
     return ExitCode::kUsage;
@@ -464,7 +481,16 @@ ExitCode RunJob(const JobConfig& config) {
   }
   double wall = std::chrono::duration<double>(Clock::now() - start).count();
 
-  ExitCode code = Conclude(job, scheduler, stats, result);
+  ExitCode code;
+  Status changed = job.input.CheckUnchanged();
+  if (!changed.ok() && result.kind != ModeResult::Kind::kInterrupted) {
+    // Whatever the mode saw (workers that died reading past the end, spliced lines), the
+    // output cannot be trusted: the input change is the reason given.
+    std::fprintf(stderr, "fanout: %s; output discarded\n", changed.message().c_str());
+    code = ExitCode::kJobFailed;
+  } else {
+    code = Conclude(job, scheduler, stats, result);
+  }
   code = SettleOutput(job, assembler, *files.output, code);
   SettleState(state.get(), config, code);
   PrintSummary(config, job, scheduler, stats, wall);
@@ -473,6 +499,22 @@ ExitCode RunJob(const JobConfig& config) {
   if (auto_plan) totals.auto_calibration_chunks = auto_plan->calibration.chunks.size();
   WriteReports(config, stats, totals, files);
   return code;
+}
+
+}  // namespace
+
+ExitCode RunJob(const JobConfig& config) {
+  // The last resort: PlanLimits and the other checks refuse what is known to be too big,
+  // but no allocation failure may end in abort() (files being written are discarded by
+  // their destructors on the way out).
+  try {
+    return RunJobUnguarded(config);
+  } catch (const std::bad_alloc&) {
+    std::fprintf(stderr,
+                 "fanout: out of memory: the job needs more than this machine can give "
+                 "(try fewer or larger chunks, or a smaller --window)\n");
+    return ExitCode::kJobFailed;
+  }
 }
 
 }  // namespace fanout

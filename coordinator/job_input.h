@@ -3,8 +3,11 @@
 // copy); stdin, pipes and other streams are first copied to an unlinked temporary file,
 // which is then mapped the same way. Pages of the mapping that are no longer needed are
 // released (Release) so the coordinator's resident memory stays bounded on huge inputs.
-// Owns the mapping; not thread-safe to move, but view() and Release() may be used from
-// any thread while the object lives.
+// A file that shrinks under the mapping cannot kill the process (MappingGuard: the lost
+// pages read as zeros); CheckUnchanged tells the job that its input changed, so it fails
+// instead of writing output made from a half-rewritten file.
+// Owns the mapping; not thread-safe to move, but view(), Release() and CheckUnchanged()
+// may be used from any thread while the object lives.
 #pragma once
 
 #include <cstdint>
@@ -17,8 +20,11 @@ namespace fanout {
 
 class JobInput {
  public:
-  // Opens `path` ("-" or "" = stdin). Errors name the path and the reason.
-  static Result<JobInput> Open(const std::string& path);
+  // Opens `path` ("-" or "" = stdin). Errors name the path and the reason. A stream is
+  // spooled only up to `max_spool` bytes (0: no limit) and never so far that its
+  // filesystem would keep less than min(1 GiB, a tenth of it) free; spooling stops at
+  // once on SIGINT/SIGTERM (Interrupt::Requested() then tells the error from the others).
+  static Result<JobInput> Open(const std::string& path, uint64_t max_spool = 0);
   // An input with no bytes (for --range jobs).
   JobInput() = default;
   // An input held in memory (the library's Pool builds one from its chunks).
@@ -38,6 +44,11 @@ class JobInput {
   int fd() const { return fd_; }
   // Modification time in nanoseconds since the epoch (0 for stdin and pipes).
   int64_t mtime_ns() const { return mtime_ns_; }
+  // An error such as "input 't.txt' changed during the job (size 23888896 -> 1000000)" if
+  // the open file's size, mtime or ctime changed, the path now names another file, or a
+  // read of the mapping faulted past the file's end; Ok for inputs without a file.
+  // Costs an fstat and a stat.
+  Status CheckUnchanged() const;
 
  private:
   void* map_ = nullptr;
@@ -46,6 +57,12 @@ class JobInput {
   std::string buffer_;  // FromBuffer's bytes (view_ points into them)
   std::string_view view_;
   int64_t mtime_ns_ = 0;
+  // What CheckUnchanged compares with: the file as opened ("" path for stdin).
+  std::string path_;
+  struct Identity {
+    uint64_t dev = 0, ino = 0, size = 0;
+    int64_t mtime_ns = 0, ctime_ns = 0;
+  } opened_;
 };
 
 }  // namespace fanout
