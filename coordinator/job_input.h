@@ -1,5 +1,5 @@
 // JobInput: the job's input bytes, held for the whole job without holding them in memory.
-// A regular file is mapped read-only (chunks are sent straight from the mapping, no
+// A regular file is mapped read-only (chunks are read straight from the mapping, no
 // copy); stdin, pipes and other streams are first copied to an unlinked temporary file,
 // which is then mapped the same way. Pages of the mapping that are no longer needed are
 // released (Release) so the coordinator's resident memory stays bounded on huge inputs.
