@@ -24,8 +24,10 @@ Status TooManyChunks(uint64_t chunks, const PlanLimits& limits) {
 }
 
 Status TooLong(uint64_t at, const PlanLimits& limits) {
-  return Status::Error("the record at byte " + std::to_string(at) + " is longer than " +
-                       std::to_string(limits.max_record) + " bytes" + limits.max_record_hint);
+  return Status::Error("the record at byte " + std::to_string(at) + " is over " +
+                       (limits.max_record_name.empty()
+                            ? std::to_string(limits.max_record) + " bytes"
+                            : limits.max_record_name));
 }
 
 // Record counts per chunk for n records, dropping empty chunks.

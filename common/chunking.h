@@ -61,7 +61,8 @@ struct PlanLimits {
   // Longest record in bytes, terminator included (0: no limit). The scan for a record's
   // end stops after this many bytes, so a huge record is refused without being read.
   uint64_t max_record = 0;
-  std::string max_record_hint;  // appended to that error (e.g. which flag sets the limit)
+  // What that error calls the limit ("" = "N bytes"), e.g. the flag that sets it.
+  std::string max_record_name;
 };
 
 // Called with a byte offset below which planning will not read again.
@@ -93,7 +94,7 @@ std::vector<ChunkSpec> PlanRangeChunks(IntRange range, const ChunkingOptions& op
 
 // As PlanChunks and PlanRangeChunks, but an error instead of a plan that breaks `limits`
 // (too many chunks, or a record over max_record): "the plan would have N chunks, over the
-// limit of M" or "the record at byte B is longer than M bytes".
+// limit of M (...)" or "the record at byte B is over M bytes".
 Result<std::vector<ChunkSpec>> PlanChunksWithin(std::string_view data,
                                                 const ChunkingOptions& options,
                                                 uint64_t default_chunks, const PlanLimits& limits,

@@ -44,8 +44,8 @@ Status PlanJob(PlannedJob& job, uint64_t default_chunks) {
   // scanning, before reading the rest of it.
   if (config.mode == Mode::kProcesses) {
     limits.max_record = static_cast<uint64_t>(config.max_message);
-    limits.max_record_hint =
-        ", over --max-message: raise it, or use --mode threads, which has no such limit";
+    limits.max_record_name = "--max-message " + std::to_string(config.max_message) +
+                             " (a worker could not receive it): raise it, or use --mode threads";
   }
   std::string_view all = job.input.view();
   uint64_t base = 0;

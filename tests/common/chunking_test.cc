@@ -462,11 +462,11 @@ TEST(ChunkingLimitsTest, ADataPlanOverTheChunkLimitIsRefused) {
 TEST(ChunkingLimitsTest, ARecordOverTheLimitIsRefusedWhereverItIs) {
   PlanLimits limits;
   limits.max_record = 4;
-  limits.max_record_hint = " (hint)";
+  limits.max_record_name = "the limit";
   EXPECT_TRUE(PlanChunksWithin("abc\nde\nfgh", {2, 0}, 1, limits).ok());  // 4 bytes is fine
   auto late = PlanChunksWithin("abc\nde\nfghij\nk", {2, 0}, 1, limits);
   ASSERT_FALSE(late.ok());
-  EXPECT_EQ(late.status().message(), "the record at byte 7 is longer than 4 bytes (hint)");
+  EXPECT_EQ(late.status().message(), "the record at byte 7 is over the limit");
   EXPECT_FALSE(PlanChunksWithin("abcde", {2, 0}, 1, limits).ok());  // unterminated
   ChunkingOptions block;
   block.block_bytes = 2;
