@@ -29,11 +29,13 @@ uint64_t FreeSpaceMargin(const struct statvfs& fs) {
   return std::min<uint64_t>(uint64_t{1} << 30, size / 10);
 }
 
-// Waits until `in` is readable or an interrupt arrives (when Interrupt is installed).
+// Waits until `in` is readable (data, or end of input) or an interrupt arrives (when
+// Interrupt is installed). A FIFO opened without blocking reads as ended while no writer
+// has come yet; poll waits for one.
 void WaitReadable(int in) {
-  if (Interrupt::fd() < 0) return;  // the read blocks instead
   pollfd p[2] = {{in, POLLIN, 0}, {Interrupt::fd(), POLLIN, 0}};
-  while (poll(p, 2, -1) < 0 && errno == EINTR && !Interrupt::Requested()) {
+  while (poll(p, Interrupt::fd() >= 0 ? 2 : 1, -1) < 0 && errno == EINTR &&
+         !Interrupt::Requested()) {
   }
 }
 
@@ -45,7 +47,6 @@ Status Copy(int in, int out, const std::string& name, uint64_t max_spool) {
   std::vector<char> buf(1 << 20);
   uint64_t total = 0, checked_at = 0;
   for (;;) {
-    if (Interrupt::Requested()) return Status::Error("interrupted while reading input " + name);
     if (total == 0 || total - checked_at >= kCheckEvery) {
       checked_at = total;
       struct statvfs fs {};
@@ -60,10 +61,11 @@ Status Copy(int in, int out, const std::string& name, uint64_t max_spool) {
       }
     }
     WaitReadable(in);
+    if (Interrupt::Requested()) return Status::Error("interrupted while reading input " + name);
     ssize_t n = read(in, buf.data(), buf.size());
     if (n == 0) return Status::Ok();
     if (n < 0) {
-      if (errno == EINTR) continue;
+      if (errno == EINTR || errno == EAGAIN) continue;
       return Status::Error("cannot read input " + name + ": " + std::strerror(errno));
     }
     total += static_cast<uint64_t>(n);
@@ -103,7 +105,9 @@ Result<JobInput> JobInput::Open(const std::string& path, uint64_t max_spool) {
   bool is_stdin = path.empty() || path == "-";
   std::string name = is_stdin ? "(stdin)" : "'" + path + "'";
   int fd =
-      is_stdin ? fcntl(STDIN_FILENO, F_DUPFD_CLOEXEC, 0) : open(path.c_str(), O_RDONLY | O_CLOEXEC);
+      // Without O_NONBLOCK, opening a FIFO would wait for a writer deaf to SIGINT/SIGTERM.
+      is_stdin ? fcntl(STDIN_FILENO, F_DUPFD_CLOEXEC, 0)
+               : open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
   if (fd < 0) return Status::Error("cannot open input " + name + ": " + std::strerror(errno));
   JobInput in;
   struct stat st {};
@@ -114,6 +118,7 @@ Result<JobInput> JobInput::Open(const std::string& path, uint64_t max_spool) {
     status = Status::Error("input " + name + " is a directory");
   } else if (!S_ISREG(st.st_mode) || st.st_size == 0) {
     // Pipes and streams; also "empty" regular files such as /proc ones, read to the end.
+    in.spooled_ = true;  // changes are checked on the spool, not at the path
     auto spooled = Spool(fd, name, max_spool);
     close(fd);
     if (!spooled.ok()) return spooled.status();
@@ -160,7 +165,7 @@ Status JobInput::CheckUnchanged() const {
   if (MappingGuard::Faulted(map_)) return changed("read past its end: it was truncated");
   if (Nanos(st.st_mtim) != opened_.mtime_ns) return changed("written to: its mtime changed");
   if (Nanos(st.st_ctim) != opened_.ctime_ns) return changed("its ctime changed");
-  if (path_.empty()) return Status::Ok();
+  if (path_.empty() || spooled_) return Status::Ok();
   if (stat(path_.c_str(), &st) != 0) {
     return changed(std::string("the path is gone: ") + std::strerror(errno));
   }
@@ -196,6 +201,7 @@ JobInput::JobInput(JobInput&& other) noexcept
       buffer_(std::move(other.buffer_)),
       mtime_ns_(other.mtime_ns_),
       path_(std::move(other.path_)),
+      spooled_(other.spooled_),
       opened_(other.opened_) {
   // A view into the buffer must follow it (a short string lives inside the object).
   view_ = map_ ? other.view_ : std::string_view(buffer_);

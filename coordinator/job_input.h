@@ -59,6 +59,7 @@ class JobInput {
   int64_t mtime_ns_ = 0;
   // What CheckUnchanged compares with: the file as opened ("" path for stdin).
   std::string path_;
+  bool spooled_ = false;  // the mapped file is our spool: the path is not compared
   struct Identity {
     uint64_t dev = 0, ino = 0, size = 0;
     int64_t mtime_ns = 0, ctime_ns = 0;

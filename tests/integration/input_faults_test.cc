@@ -175,6 +175,40 @@ TEST(SpoolTest, SigtermStopsSpoolingANeverEndingFifo) {
   close(writer);
 }
 
+TEST(SpoolTest, SigtermWhileWaitingForAFifoWriter) {
+  TempDir dir, outdir;
+  std::string fifo = dir.File("fifo");
+  ASSERT_EQ(mkfifo(fifo.c_str(), 0600), 0);  // no writer ever comes
+  Child job({FanoutBin(), "run", "-i", fifo, "-o", outdir.File("out"), "exec", "--", "cat"}, "",
+            dir.File("err"));
+  // The output's hidden temporary file is made just before the input is opened.
+  auto deadline = Steady::now() + milliseconds(10000);
+  while (std::filesystem::is_empty(outdir.path()) && Steady::now() < deadline) {
+    std::this_thread::sleep_for(milliseconds(10));
+  }
+  ASSERT_FALSE(std::filesystem::is_empty(outdir.path())) << "fanout did not start";
+  job.Signal(SIGTERM);
+  EXPECT_EQ(job.Wait(milliseconds(10000)), 130) << ReadFile(dir.File("err"));
+  EXPECT_TRUE(std::filesystem::is_empty(outdir.path()));
+}
+
+TEST(SpoolTest, AFifoIsReadToItsEnd) {
+  TempDir dir;
+  std::string fifo = dir.File("fifo");
+  ASSERT_EQ(mkfifo(fifo.c_str(), 0600), 0);
+  Child job(
+      {FanoutBin(), "run", "--chunks", "2", "-i", fifo, "-o", dir.File("out"), "exec", "--", "cat"},
+      "", dir.File("err"));
+  int writer = open(fifo.c_str(), O_WRONLY | O_CLOEXEC);  // waits for fanout to open it
+  ASSERT_GE(writer, 0);
+  ASSERT_EQ(write(writer, "1\n2\n", 4), 4);
+  std::this_thread::sleep_for(milliseconds(50));  // a pause mid-stream is not the end
+  ASSERT_EQ(write(writer, "3\n", 2), 2);
+  close(writer);
+  EXPECT_EQ(job.Wait(milliseconds(20000)), 0) << ReadFile(dir.File("err"));
+  EXPECT_EQ(ReadFile(dir.File("out")), "1\n2\n3\n");
+}
+
 TEST(SpoolTest, MaxSpoolRefusesAnEndlessDevice) {
   TempDir dir, tmp;
   RunResult r = fanout::testing::Run({"/usr/bin/env", "TMPDIR=" + tmp.path(), FanoutBin(), "run",
