@@ -175,6 +175,23 @@ Status JobInput::CheckUnchanged() const {
   return Status::Ok();
 }
 
+void JobInput::CopyOut(uint64_t begin, uint64_t size, char* to) const {
+  if (!map_) {
+    std::string_view bytes = view_.substr(begin, size);
+    std::copy(bytes.begin(), bytes.end(), to);
+    return;
+  }
+  uint64_t done = 0;
+  while (done < size) {
+    ssize_t n =
+        pread(fd_, to + done, static_cast<size_t>(size - done), static_cast<off_t>(begin + done));
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;  // the file shrank (or cannot be read): the rest reads as zeros
+    done += static_cast<uint64_t>(n);
+  }
+  std::fill(to + done, to + size, '\0');
+}
+
 void JobInput::Release(uint64_t begin, uint64_t end) const {
   if (!map_ || begin >= end || begin >= map_size_) return;
   static const uint64_t kPage = static_cast<uint64_t>(sysconf(_SC_PAGESIZE));

@@ -36,6 +36,10 @@ class JobInput {
   ~JobInput();
 
   std::string_view view() const { return view_; }
+  // Copies view().substr(begin, size) to `to` (which has room for `size` bytes) without
+  // touching the mapping: pread from the file, so a truncated file cannot fault; bytes
+  // the file no longer has are zeros (and CheckUnchanged reports the change).
+  void CopyOut(uint64_t begin, uint64_t size, char* to) const;
   // Drops the whole pages within [begin, end) from this process's memory; they are read
   // back from the file (page cache) if touched again, so this is always safe.
   void Release(uint64_t begin, uint64_t end) const;
