@@ -4,9 +4,31 @@
 #include <charconv>
 #include <cstring>
 #include <string>
+#include <utility>
 
 namespace fanout {
 namespace {
+
+// The number of chunks ChunkSizes makes for n records.
+uint64_t ChunkCount(uint64_t n, const ChunkingOptions& options, uint64_t default_chunks) {
+  if (n == 0) return 0;
+  if (options.chunk_size > 0) return n / options.chunk_size + (n % options.chunk_size != 0);
+  uint64_t k = options.chunks > 0 ? options.chunks : (default_chunks > 0 ? default_chunks : 1);
+  return std::min(k, n);
+}
+
+Status TooManyChunks(uint64_t chunks, const PlanLimits& limits) {
+  return Status::Error("the plan would have " + std::to_string(chunks) +
+                       " chunks, over the limit of " + std::to_string(limits.max_chunks) +
+                       " (use fewer: --chunks, --chunk-size or --block)");
+}
+
+Status TooLong(uint64_t at, const PlanLimits& limits) {
+  return Status::Error("the record at byte " + std::to_string(at) + " is over " +
+                       (limits.max_record_name.empty()
+                            ? std::to_string(limits.max_record) + " bytes"
+                            : limits.max_record_name));
+}
 
 // Record counts per chunk for n records, dropping empty chunks.
 std::vector<uint64_t> ChunkSizes(uint64_t n, const ChunkingOptions& options,
@@ -21,17 +43,37 @@ std::vector<uint64_t> ChunkSizes(uint64_t n, const ChunkingOptions& options,
     }
     return sizes;
   }
-  uint64_t k = options.chunks > 0 ? options.chunks : (default_chunks > 0 ? default_chunks : 1);
   // Parts beyond n would all be empty and dropped: never materialize them (--chunks may
   // be far larger than the input).
-  return ArraySplitSizes(n, std::min(k, n));
+  return ArraySplitSizes(n, ChunkCount(n, options, default_chunks));
 }
 
 constexpr uint64_t kReleaseStep = uint64_t{4} << 20;  // report progress every 4 MiB
 
 char Delimiter(RecordKind kind) { return kind == RecordKind::kNul ? '\0' : '\n'; }
 
-// Byte offset just past the `count`-th record starting at `pos`.
+// Where the record starting at `p` ends: just past its delimiter, or `end` for a final
+// unterminated record; nullptr if it is longer than `max_record` (> 0), found after
+// reading at most max_record bytes. With `consumed`, a long record is scanned in steps
+// that are reported as they pass (offsets from `base`), so its pages can be released.
+const char* RecordEnd(const char* base, const char* p, const char* end, char delim,
+                      uint64_t max_record, const ConsumedFn& consumed) {
+  const char* limit =
+      max_record > 0 && static_cast<uint64_t>(end - p) > max_record ? p + max_record : end;
+  for (;;) {
+    const char* stop =
+        consumed && static_cast<uint64_t>(limit - p) > kReleaseStep ? p + kReleaseStep : limit;
+    if (const void* d = std::memchr(p, delim, static_cast<size_t>(stop - p))) {
+      return static_cast<const char*>(d) + 1;
+    }
+    if (stop == limit) return limit == end ? end : nullptr;
+    p = stop;
+    consumed(static_cast<uint64_t>(p - base));
+  }
+}
+
+// Byte offset just past the `count`-th record starting at `pos`. Records were checked
+// against the limits by CountRecordsWithin first.
 uint64_t SkipRecords(std::string_view data, uint64_t pos, uint64_t count, const ChunkingOptions& o,
                      const ConsumedFn& consumed) {
   if (o.kind == RecordKind::kFixed) {
@@ -56,8 +98,10 @@ uint64_t SkipRecords(std::string_view data, uint64_t pos, uint64_t count, const 
 }
 
 // End of a --block chunk starting at `pos`: the last record boundary within `block`
-// bytes, or the end of the first record if that record alone is longer.
-uint64_t BlockEnd(std::string_view data, uint64_t pos, const ChunkingOptions& o) {
+// bytes, or the end of the first record if that record alone is longer (nullopt if it is
+// longer than limits.max_record).
+std::optional<uint64_t> BlockEnd(std::string_view data, uint64_t pos, const ChunkingOptions& o,
+                                 const PlanLimits& limits, const ConsumedFn& consumed) {
   uint64_t left = data.size() - pos;
   if (o.kind == RecordKind::kFixed) {
     uint64_t per = std::max<uint64_t>(1, o.block_bytes / o.record_size);
@@ -70,20 +114,29 @@ uint64_t BlockEnd(std::string_view data, uint64_t pos, const ChunkingOptions& o)
   if (const void* d = memrchr(base + pos, delim, static_cast<size_t>(o.block_bytes))) {
     return static_cast<uint64_t>(static_cast<const char*>(d) - base) + 1;
   }
-  uint64_t from = pos + o.block_bytes;
-  const void* d = std::memchr(base + from, delim, static_cast<size_t>(data.size() - from));
-  return d ? static_cast<uint64_t>(static_cast<const char*>(d) - base) + 1 : data.size();
+  // No boundary within the block: the chunk is the first record alone.
+  const char* e =
+      RecordEnd(base, base + pos, base + data.size(), delim, limits.max_record, consumed);
+  if (!e) return std::nullopt;
+  return static_cast<uint64_t>(e - base);
 }
 
-std::vector<ChunkSpec> PlanBlocks(std::string_view data, const ChunkingOptions& o,
-                                  const ConsumedFn& consumed) {
+Result<std::vector<ChunkSpec>> PlanBlocks(std::string_view data, const ChunkingOptions& o,
+                                          const PlanLimits& limits, const ConsumedFn& consumed) {
   std::vector<ChunkSpec> plan;
   uint64_t record = 0;
   for (uint64_t pos = 0; pos < data.size();) {
+    if (plan.size() >= limits.max_chunks) {
+      // At least this many, and the rest of the input is cut no coarser.
+      return TooManyChunks(
+          plan.size() + (data.size() - pos) / std::max<uint64_t>(o.block_bytes, 1) + 1, limits);
+    }
     ChunkSpec c;
     c.id = plan.size();
     c.begin = pos;
-    c.end = BlockEnd(data, pos, o);
+    auto end = BlockEnd(data, pos, o, limits, consumed);
+    if (!end) return TooLong(pos, limits);
+    c.end = *end;
     c.counted = o.kind == RecordKind::kFixed;
     if (c.counted) {
       c.first_record = record;
@@ -95,6 +148,34 @@ std::vector<ChunkSpec> PlanBlocks(std::string_view data, const ChunkingOptions& 
     plan.push_back(c);
   }
   return plan;
+}
+
+// CountRecords, refusing a record longer than limits.max_record.
+Result<uint64_t> CountRecordsWithin(std::string_view data, RecordKind kind, uint64_t record_size,
+                                    const PlanLimits& limits, const ConsumedFn& consumed) {
+  if (kind == RecordKind::kFixed) {
+    if (limits.max_record > 0 && record_size > limits.max_record && !data.empty()) {
+      return TooLong(0, limits);
+    }
+    return (data.size() + record_size - 1) / record_size;
+  }
+  uint64_t records = 0;
+  const char* base = data.data();
+  const char* p = base;
+  const char* end = p + data.size();
+  const char* reported = p;
+  char delim = Delimiter(kind);
+  while (p < end) {
+    const char* next = RecordEnd(base, p, end, delim, limits.max_record, consumed);
+    if (!next) return TooLong(static_cast<uint64_t>(p - base), limits);
+    ++records;
+    p = next;
+    if (consumed && static_cast<uint64_t>(p - reported) >= kReleaseStep) {
+      reported = p;
+      consumed(static_cast<uint64_t>(p - base));
+    }
+  }
+  return records;
 }
 
 }  // namespace
@@ -109,24 +190,7 @@ uint64_t CountLines(std::string_view data) { return CountRecords(data, RecordKin
 
 uint64_t CountRecords(std::string_view data, RecordKind kind, uint64_t record_size,
                       const ConsumedFn& consumed) {
-  if (kind == RecordKind::kFixed) return (data.size() + record_size - 1) / record_size;
-  uint64_t records = 0;
-  const char* base = data.data();
-  const char* p = base;
-  const char* end = p + data.size();
-  const char* reported = p;
-  char delim = Delimiter(kind);
-  while (p < end) {
-    const void* nl = std::memchr(p, delim, static_cast<size_t>(end - p));
-    if (!nl) return records + 1;  // final unterminated record
-    ++records;
-    p = static_cast<const char*>(nl) + 1;
-    if (consumed && static_cast<uint64_t>(p - reported) >= kReleaseStep) {
-      reported = p;
-      consumed(static_cast<uint64_t>(p - base));
-    }
-  }
-  return records;
+  return *CountRecordsWithin(data, kind, record_size, PlanLimits{}, consumed);
 }
 
 std::vector<ChunkSpec> PlanLineChunks(std::string_view data, const ChunkingOptions& options,
@@ -138,11 +202,24 @@ std::vector<ChunkSpec> PlanLineChunks(std::string_view data, const ChunkingOptio
 
 std::vector<ChunkSpec> PlanChunks(std::string_view data, const ChunkingOptions& options,
                                   uint64_t default_chunks, const ConsumedFn& consumed) {
-  if (options.block_bytes > 0) return PlanBlocks(data, options, consumed);
+  PlanLimits unlimited;
+  unlimited.max_chunks = UINT64_MAX;
+  return std::move(*PlanChunksWithin(data, options, default_chunks, unlimited, consumed));
+}
+
+Result<std::vector<ChunkSpec>> PlanChunksWithin(std::string_view data,
+                                                const ChunkingOptions& options,
+                                                uint64_t default_chunks, const PlanLimits& limits,
+                                                const ConsumedFn& consumed) {
+  if (options.block_bytes > 0) return PlanBlocks(data, options, limits, consumed);
+  auto n = CountRecordsWithin(data, options.kind, options.record_size, limits, consumed);
+  if (!n.ok()) return n.status();
+  if (uint64_t count = ChunkCount(*n, options, default_chunks); count > limits.max_chunks) {
+    return TooManyChunks(count, limits);
+  }
   std::vector<ChunkSpec> plan;
   uint64_t pos = 0, record = 0, reported = 0;
-  uint64_t n = CountRecords(data, options.kind, options.record_size, consumed);
-  for (uint64_t size : ChunkSizes(n, options, default_chunks)) {
+  for (uint64_t size : ChunkSizes(*n, options, default_chunks)) {
     ChunkSpec c;
     c.id = plan.size();
     c.first_record = record;
@@ -163,8 +240,19 @@ std::vector<ChunkSpec> PlanChunks(std::string_view data, const ChunkingOptions& 
 
 std::vector<ChunkSpec> PlanRangeChunks(IntRange range, const ChunkingOptions& options,
                                        uint64_t default_chunks) {
+  PlanLimits unlimited;
+  unlimited.max_chunks = UINT64_MAX;
+  return std::move(*PlanRangeChunksWithin(range, options, default_chunks, unlimited));
+}
+
+Result<std::vector<ChunkSpec>> PlanRangeChunksWithin(IntRange range, const ChunkingOptions& options,
+                                                     uint64_t default_chunks,
+                                                     const PlanLimits& limits) {
   std::vector<ChunkSpec> plan;
   uint64_t n = static_cast<uint64_t>(range.hi - range.lo);
+  if (uint64_t count = ChunkCount(n, options, default_chunks); count > limits.max_chunks) {
+    return TooManyChunks(count, limits);
+  }
   int64_t lo = range.lo;
   uint64_t record = 0;
   for (uint64_t size : ChunkSizes(n, options, default_chunks)) {

@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <functional>
 #include <optional>
+#include <string>
 #include <string_view>
 #include <vector>
 
@@ -49,6 +50,21 @@ struct ChunkingOptions {
   uint64_t record_size = 0;  // kFixed: bytes per record (> 0)
 };
 
+// The most chunks a plan may have. Each chunk costs about 200 bytes across the plan, the
+// scheduler and the assembler, so this bounds a job's bookkeeping to about 2 GB; a plan
+// that would be larger is refused before any of it is made.
+inline constexpr uint64_t kMaxChunks = 10'000'000;
+
+// What a plan must respect; checked while planning, before anything is allocated for it.
+struct PlanLimits {
+  uint64_t max_chunks = kMaxChunks;
+  // Longest record in bytes, terminator included (0: no limit). The scan for a record's
+  // end stops after this many bytes, so a huge record is refused without being read.
+  uint64_t max_record = 0;
+  // What that error calls the limit ("" = "N bytes"), e.g. the flag that sets it.
+  std::string max_record_name;
+};
+
 // Called with a byte offset below which planning will not read again.
 using ConsumedFn = std::function<void(uint64_t)>;
 
@@ -75,6 +91,17 @@ std::vector<ChunkSpec> PlanChunks(std::string_view data, const ChunkingOptions& 
 // Plans chunks over the integers of `range` (half-open); each chunk carries a sub-range.
 std::vector<ChunkSpec> PlanRangeChunks(IntRange range, const ChunkingOptions& options,
                                        uint64_t default_chunks);
+
+// As PlanChunks and PlanRangeChunks, but an error instead of a plan that breaks `limits`
+// (too many chunks, or a record over max_record): "the plan would have N chunks, over the
+// limit of M (...)" or "the record at byte B is over M bytes".
+Result<std::vector<ChunkSpec>> PlanChunksWithin(std::string_view data,
+                                                const ChunkingOptions& options,
+                                                uint64_t default_chunks, const PlanLimits& limits,
+                                                const ConsumedFn& consumed = {});
+Result<std::vector<ChunkSpec>> PlanRangeChunksWithin(IntRange range, const ChunkingOptions& options,
+                                                     uint64_t default_chunks,
+                                                     const PlanLimits& limits);
 
 // Parses "A:B" (integers, A <= B) into a half-open range.
 Result<IntRange> ParseRange(std::string_view text);

@@ -356,11 +356,15 @@ AutoPlan PlanAuto(const JobConfig& config, const TaskDef& task, std::string_view
   const auto& range = config.range;
   bool user_plan = config.chunking.chunks || config.chunking.chunk_size;
   uint64_t default_chunks = 4ull * (config.jobs_given ? std::max(config.jobs, 1u) : cores);
-  auto whole = [&] {
-    return range ? PlanRangeChunks(*range, config.chunking, default_chunks)
-                 : PlanChunks(data, config.chunking, default_chunks, consumed);
-  };
-  if (user_plan) plan.chunks = whole();
+  if (user_plan) {
+    auto whole = range ? PlanRangeChunksWithin(*range, config.chunking, default_chunks, {})
+                       : PlanChunksWithin(data, config.chunking, default_chunks, {}, consumed);
+    if (!whole.ok()) {
+      plan.status = whole.status();
+      return plan;
+    }
+    plan.chunks = std::move(whole).value();
+  }
   uint64_t total = range ? static_cast<uint64_t>(range->hi - range->lo)
                          : CountRecords(data, RecordKind::kLines, 0, consumed);
   plan.calibration = Calibrate(task, config.args, data, range, plan.chunks, total);

@@ -104,6 +104,9 @@ struct AutoPlan {
   AutoChoice choice;
   Calibration calibration;
   std::vector<ChunkSpec> chunks;
+  // Not ok when the user's own plan (--chunks, --chunk-size) breaks PlanLimits (too many
+  // chunks): nothing was calibrated and the job must not run (a usage error).
+  Status status;
   // "threads, 2 workers, 8 chunks: <reason>" (`chunks` in the whole plan): for -v, stats.
   std::string Summary(size_t chunks) const;
 };

@@ -55,6 +55,7 @@ struct RawFlags {
   std::string curve_secret;
   std::string authorized_keys;
   std::string max_message = "1G";
+  std::string max_spool;
   std::string block;
   std::string record_size;
   bool null = false;
@@ -80,6 +81,11 @@ Status FinishRecords(const RawFlags& raw, JobConfig& config) {
     auto size = ParseSize(raw.block);
     if (!size.ok()) return Status::Error("--block: " + size.status().message());
     c.block_bytes = *size;
+  }
+  if (!raw.max_spool.empty()) {
+    auto size = ParseSize(raw.max_spool);
+    if (!size.ok()) return Status::Error("--max-spool: " + size.status().message());
+    config.max_spool = *size;
   }
   if (!raw.record_size.empty()) {
     auto size = ParseSize(raw.record_size);
@@ -289,6 +295,10 @@ void AddRunOptions(CLI::App& run, JobConfig& config, RawFlags& raw) {
                  "Largest frame a worker may send; a chunk's output over it fails the attempt "
                  "(exec is stopped as soon as it passes it, in every mode)")
       ->capture_default_str();
+  run.add_option("--max-spool", raw.max_spool,
+                 "Most bytes of stdin or a FIFO to copy to $TMPDIR before the job (default: "
+                 "stop while min(1G, 10%) of that filesystem is still free)")
+      ->type_name("SIZE");
   run.add_option("--local-input", raw.local_input,
                  "ref: local workers read chunks from the input file by offset; copy: send "
                  "chunk bytes over ZeroMQ as to remote workers")

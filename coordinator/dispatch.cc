@@ -73,15 +73,20 @@ bool EventLoop::SendTask(const Peer& peer, const Assignment& a) {
   const ChunkSpec& chunk = job_.chunks[a.chunk];
   TaskMsg msg{job_id_, a.chunk, a.attempt, config_.task, config_.args, chunk.range, chunk.records};
   // By reference: offsets into the input file, which the worker maps (the header is the
-  // file's first bytes). Else zero copy: the frame points into the input, which outlives
-  // the socket (with a --header the header and chunk are copied into one frame).
+  // file's first bytes). Else the bytes are read into the frame here (CopyOut): a frame
+  // pointing into the mapping would be read by ZeroMQ's I/O threads, which block every
+  // signal, so a truncated input would kill the coordinator there (SIGBUS, or EFAULT and
+  // an assertion).
   bool by_ref = peer.by_ref && !chunk.range;
   if (by_ref) msg.slice = FileSlice{chunk.begin, chunk.bytes(), job_.header.size()};
-  std::string storage;
-  std::string_view bytes = by_ref ? std::string_view() : job_.Payload(a.chunk, storage);
-  zmq::message_t payload = job_.header.empty() ? zmq::message_t(const_cast<char*>(bytes.data()),
-                                                                bytes.size(), nullptr, nullptr)
-                                               : zmq::message_t(bytes.data(), bytes.size());
+  zmq::message_t payload;
+  if (!by_ref && !chunk.range) {
+    const std::string_view header = job_.header;
+    payload.rebuild(header.size() + chunk.bytes());
+    char* to = static_cast<char*>(payload.data());
+    std::copy(header.begin(), header.end(), to);
+    job_.input.CopyOut(chunk.begin, chunk.bytes(), to + header.size());
+  }
   return SendTo(*router_, peer.id, msg, chunk.range || by_ref ? nullptr : &payload);
 }
 

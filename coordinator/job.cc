@@ -8,6 +8,7 @@
 #include <cstdio>
 #include <cstring>
 #include <memory>
+#include <new>
 #include <optional>
 #include <thread>
 
@@ -368,7 +369,9 @@ void WriteReports(const JobConfig& config, const RunStats& stats, const JobTotal
 
 }  // namespace
 
-ExitCode RunJob(const JobConfig& config) {
+namespace {
+
+ExitCode RunJobUnguarded(const JobConfig& config) {
   TaskRegistry& registry = TaskRegistry::Global();
   RegisterBuiltinTasks(registry);
   auto task = ResolveTask(registry, config.task, config.args);
@@ -398,8 +401,15 @@ ExitCode RunJob(const JobConfig& config) {
     return ExitCode::kUsage;
   }
   ContentHasher spooled;  // with --state, a spooled input's content hash
-  Result<JobInput> input = config.range ? Result<JobInput>(JobInput())
-                                        : JobInput::Open(config.input, state ? &spooled : nullptr);
+  Result<JobInput> input =
+      config.range ? Result<JobInput>(JobInput())
+                   : JobInput::Open(config.input, config.max_spool, state ? &spooled : nullptr);
+  if (!input.ok() && Interrupt::Requested()) {
+    int sig = Interrupt::signal_number();
+    std::fprintf(stderr, "fanout: interrupted by %s while reading the input; nothing written\n",
+                 sig == SIGTERM ? "SIGTERM" : sig == SIGHUP ? "SIGHUP" : "SIGINT");
+    return ExitCode::kInterrupted;
+  }
   if (!input.ok()) {
     PrintUsageError(input.status().message());
     return ExitCode::kUsage;
@@ -427,6 +437,10 @@ ExitCode RunJob(const JobConfig& config) {
       const JobInput& in = job.input;
       auto_plan = PlanAuto(config, **task, in.view(), DefaultJobs(),
                            [&in](uint64_t upto) { in.Release(0, upto); });
+      if (!auto_plan->status.ok()) {
+        PrintUsageError(auto_plan->status.message());
+        return ExitCode::kUsage;
+      }
       resolved.mode = auto_plan->choice.mode;
       jobs = auto_plan->choice.workers;
       job.chunks = std::move(auto_plan->chunks);
@@ -437,7 +451,12 @@ ExitCode RunJob(const JobConfig& config) {
     }
     spdlog::info("auto: {}", auto_choice);
   }
-  if (!auto_plan) PlanJob(job, default_chunks);
+  if (!auto_plan) {
+    if (Status s = PlanJob(job, default_chunks); !s.ok()) {
+      PrintUsageError(s.message());
+      return ExitCode::kUsage;
+    }
+  }
   if (Status s = CheckMessageLimit(job); !s.ok()) {
     PrintUsageError(s.message());
     return ExitCode::kUsage;
@@ -482,7 +501,16 @@ ExitCode RunJob(const JobConfig& config) {
   }
   double wall = std::chrono::duration<double>(Clock::now() - start).count();
 
-  ExitCode code = Conclude(job, scheduler, stats, result);
+  ExitCode code;
+  Status changed = job.input.CheckUnchanged();
+  if (!changed.ok() && result.kind != ModeResult::Kind::kInterrupted) {
+    // Whatever the mode saw (workers that died reading past the end, spliced lines), the
+    // output cannot be trusted: the input change is the reason given.
+    std::fprintf(stderr, "fanout: %s; output discarded\n", changed.message().c_str());
+    code = ExitCode::kJobFailed;
+  } else {
+    code = Conclude(job, scheduler, stats, result);
+  }
   code = SettleOutput(job, assembler, *files.output, code);
   SettleState(state.get(), config, code);
   PrintSummary(config, job, scheduler, stats, wall);
@@ -491,6 +519,22 @@ ExitCode RunJob(const JobConfig& config) {
   if (auto_plan) totals.auto_calibration_chunks = auto_plan->calibration.chunks.size();
   WriteReports(config, stats, totals, files);
   return code;
+}
+
+}  // namespace
+
+ExitCode RunJob(const JobConfig& config) {
+  // The last resort: PlanLimits and the other checks refuse what is known to be too big,
+  // but no allocation failure may end in abort() (files being written are discarded by
+  // their destructors on the way out).
+  try {
+    return RunJobUnguarded(config);
+  } catch (const std::bad_alloc&) {
+    std::fprintf(stderr,
+                 "fanout: out of memory: the job needs more than this machine can give "
+                 "(try fewer or larger chunks, or a smaller --window)\n");
+    return ExitCode::kJobFailed;
+  }
 }
 
 }  // namespace fanout

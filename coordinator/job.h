@@ -5,6 +5,7 @@
 // Not thread-safe unless stated: a job is driven by one thread (threads mode locks).
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -100,7 +101,9 @@ class ResultSink {
   Status Vet(std::string_view output);
   // Call only for a kAccepted verdict. Returns a write error, if any.
   Status Accept(uint64_t chunk, Blob output, double cpu_seconds);
-  // Skips chunks that failed for good since the last call (no-op unless keep_going).
+  // Skips chunks that failed for good since the last call (no-op unless keep_going). Also
+  // checks, at most every kInputCheckInterval, that the input file did not change (an
+  // error then fails the job): modes call it after every result and lost worker.
   Status SyncFailures();
   // Writes the stored outputs (--resume) whose turn has come.
   Status FeedStored();
@@ -120,6 +123,7 @@ class ResultSink {
   size_t next_stored_ = 0;
   size_t synced_failures_ = 0;
   std::optional<std::string> header_;  // the first output's first line (--header)
+  std::chrono::steady_clock::time_point input_checked_{};  // last JobInput::CheckUnchanged
 };
 
 // The number of cores (at least 1): the default worker and thread count.

@@ -52,6 +52,9 @@ struct JobConfig {
   std::optional<CurveKeyPair> curve_server;
   std::vector<std::string> authorized_keys;
   int64_t max_message = kDefaultMaxMessage;  // --max-message: largest frame a peer may send
+  // --max-spool: most bytes of a stream (stdin, FIFO) copied to the spool file; 0 = no
+  // limit but the spool filesystem's free-space margin (JobInput::Open).
+  uint64_t max_spool = 0;
   // --local-input ref|copy: local workers the coordinator started read their chunks from
   // the input file by offset (ref) or receive them as payloads like remote workers (copy).
   bool local_input_by_ref = true;

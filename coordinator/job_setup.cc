@@ -31,11 +31,21 @@ std::string KindName(RecordKind kind) {
 
 }  // namespace
 
-void PlanJob(PlannedJob& job, uint64_t default_chunks) {
+Status PlanJob(PlannedJob& job, uint64_t default_chunks) {
   const JobConfig& config = job.config;
+  PlanLimits limits;
   if (config.range) {
-    job.chunks = PlanRangeChunks(*config.range, config.chunking, default_chunks);
-    return;
+    auto plan = PlanRangeChunksWithin(*config.range, config.chunking, default_chunks, limits);
+    if (!plan.ok()) return plan.status();
+    job.chunks = std::move(plan).value();
+    return Status::Ok();
+  }
+  // A worker process cannot receive a record over --max-message: refuse it while
+  // scanning, before reading the rest of it.
+  if (config.mode == Mode::kProcesses) {
+    limits.max_record = static_cast<uint64_t>(config.max_message);
+    limits.max_record_name = "--max-message " + std::to_string(config.max_message) +
+                             " (a worker could not receive it): raise it, or use --mode threads";
   }
   std::string_view all = job.input.view();
   uint64_t base = 0;
@@ -47,8 +57,10 @@ void PlanJob(PlannedJob& job, uint64_t default_chunks) {
   std::string_view data = all.substr(base);
   ChunkingOptions o = Effective(config.chunking, data.size(), default_chunks);
   const JobInput& input = job.input;
-  job.chunks = PlanChunks(data, o, default_chunks,
-                          [&input, base](uint64_t upto) { input.Release(base, base + upto); });
+  auto plan = PlanChunksWithin(data, o, default_chunks, limits,
+                               [&input, base](uint64_t upto) { input.Release(base, base + upto); });
+  if (!plan.ok()) return plan.status();
+  job.chunks = std::move(plan).value();
   for (ChunkSpec& c : job.chunks) {
     c.begin += base;
     c.end += base;
@@ -59,6 +71,7 @@ void PlanJob(PlannedJob& job, uint64_t default_chunks) {
     c.begin = c.end = base;
     job.chunks.push_back(c);
   }
+  return Status::Ok();
 }
 
 std::string InputFingerprint(const PlannedJob& job, const ContentHasher& spooled) {

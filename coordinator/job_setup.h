@@ -16,8 +16,10 @@ namespace fanout {
 inline constexpr uint64_t kDefaultMaxChunkBytes = uint64_t{4} << 20;
 
 // Fills job.header and job.chunks. `default_chunks` applies when no way to cut was given
-// (capped to chunks of kDefaultMaxChunkBytes on big inputs).
-void PlanJob(PlannedJob& job, uint64_t default_chunks);
+// (capped to chunks of kDefaultMaxChunkBytes on big inputs). Errors (a usage error, exit
+// 2): a plan over kMaxChunks chunks, or in processes mode a record over --max-message
+// (found without reading past the limit).
+Status PlanJob(PlannedJob& job, uint64_t default_chunks);
 
 // The content hash (content_hash.h) of the whole input, for --state: `spooled`'s digest
 // if it was fed every byte (stdin and pipes are hashed as they are spooled), else the

@@ -14,7 +14,9 @@ bool ResultAssembler::Claim(uint64_t chunk) {
 }
 
 Status ResultAssembler::Write(const Blob& data, size_t skip) {
-  if (!prefix_written_) {
+  // The prefix goes before the first output that is not empty: an empty chunk output has
+  // no header line, and the prefix may not even be known yet when it is written.
+  if (!prefix_written_ && data.size() > 0) {
     prefix_written_ = true;
     if (Status s = out_->Write(prefix_); !s.ok()) return s;
   }

@@ -3,8 +3,8 @@
 // until then it is buffered. The scheduler's window bounds how far ahead results can
 // be, so the buffer is bounded too. With `ordered` false, results are written as they
 // arrive. An optional prefix (the output header of a --header job) is written once,
-// before the first chunk's output. Pure apart from the OutputFile it writes to.
-// Not thread-safe.
+// just before the first chunk output that is not empty (in writing order). Pure apart from the
+// OutputFile it writes to. Not thread-safe.
 #pragma once
 
 #include <cstdint>
@@ -28,7 +28,8 @@ class ResultAssembler {
   // it is dropped: nothing is written twice and nothing stays buffered.
   // The first `skip` bytes of `data` are not written (a --header chunk's header line).
   Status Add(uint64_t chunk, Blob data, size_t skip = 0);
-  // Written once, before the first chunk's output (set it before that is added).
+  // Written once, just before the first non-empty chunk output (set it before that is
+  // added; empty outputs before it write nothing, so they need no prefix).
   void SetPrefix(std::string prefix) { prefix_ = std::move(prefix); }
   // `chunk` failed for good (--keep-going): it contributes nothing.
   Status Skip(uint64_t chunk);

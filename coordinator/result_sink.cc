@@ -49,6 +49,13 @@ Status ResultSink::Accept(uint64_t chunk, Blob output, double cpu_seconds) {
 }
 
 Status ResultSink::SyncFailures() {
+  // An fstat and a stat cost about a microsecond: cheap every few ms, not per chunk.
+  constexpr auto kInputCheckInterval = std::chrono::milliseconds(5);
+  auto now = std::chrono::steady_clock::now();
+  if (now - input_checked_ >= kInputCheckInterval) {
+    input_checked_ = now;
+    if (Status s = job_.input.CheckUnchanged(); !s.ok()) return s;
+  }
   const auto& failed = scheduler_.failed_chunks();
   if (!scheduler_.Aborted()) {
     for (; synced_failures_ < failed.size(); ++synced_failures_) {

@@ -423,3 +423,77 @@ TEST(ChunkingTest, PlanningReportsProgressSoPagesCanBeReleased) {
 
 }  // namespace
 }  // namespace fanout
+
+namespace fanout {
+namespace {
+
+// ---- PlanLimits -----------------------------------------------------------------------
+
+TEST(ChunkingLimitsTest, ARangePlanOverTheChunkLimitIsRefusedBeforeItIsMade) {
+  PlanLimits limits;
+  limits.max_chunks = 10;
+  EXPECT_EQ(PlanRangeChunksWithin({0, 100}, {10, 0}, 1, limits)->size(), 10u);
+  auto many = PlanRangeChunksWithin({0, 100}, {11, 0}, 1, limits);
+  ASSERT_FALSE(many.ok());
+  EXPECT_EQ(many.status().message().find("the plan would have 11 chunks, over the limit of 10"),
+            0u);
+  EXPECT_FALSE(PlanRangeChunksWithin({0, 100}, {0, 9}, 1, limits).ok());  // 12 chunks of 9
+  EXPECT_TRUE(PlanRangeChunksWithin({0, 100}, {0, 10}, 1, limits).ok());
+  // The default limit, on a plan that could never be allocated.
+  EXPECT_FALSE(PlanRangeChunksWithin({0, int64_t{1} << 40}, {uint64_t{1} << 40, 0}, 1, {}).ok());
+  EXPECT_FALSE(PlanRangeChunksWithin({0, int64_t{1} << 40}, {0, 1}, 1, {}).ok());
+}
+
+TEST(ChunkingLimitsTest, ADataPlanOverTheChunkLimitIsRefused) {
+  std::string data;
+  for (int i = 0; i < 100; ++i) data += "x\n";
+  PlanLimits limits;
+  limits.max_chunks = 10;
+  EXPECT_FALSE(PlanChunksWithin(data, {0, 1}, 1, limits).ok());
+  EXPECT_FALSE(PlanChunksWithin(data, {uint64_t{1} << 40, 0}, 1, limits).ok());
+  EXPECT_EQ(PlanChunksWithin(data, {0, 10}, 1, limits)->size(), 10u);
+  ChunkingOptions block;
+  block.block_bytes = 2;  // one line per chunk: 100 chunks
+  EXPECT_FALSE(PlanChunksWithin(data, block, 1, limits).ok());
+  block.block_bytes = 20;
+  EXPECT_EQ(PlanChunksWithin(data, block, 1, limits)->size(), 10u);
+}
+
+TEST(ChunkingLimitsTest, ARecordOverTheLimitIsRefusedWhereverItIs) {
+  PlanLimits limits;
+  limits.max_record = 4;
+  limits.max_record_name = "the limit";
+  EXPECT_TRUE(PlanChunksWithin("abc\nde\nfgh", {2, 0}, 1, limits).ok());  // 4 bytes is fine
+  auto late = PlanChunksWithin("abc\nde\nfghij\nk", {2, 0}, 1, limits);
+  ASSERT_FALSE(late.ok());
+  EXPECT_EQ(late.status().message(), "the record at byte 7 is over the limit");
+  EXPECT_FALSE(PlanChunksWithin("abcde", {2, 0}, 1, limits).ok());  // unterminated
+  ChunkingOptions block;
+  block.block_bytes = 2;
+  EXPECT_FALSE(PlanChunksWithin("a\nbcdefgh\n", block, 1, limits).ok());
+  EXPECT_TRUE(PlanChunksWithin("a\nbcd\n", block, 1, limits).ok());
+  ChunkingOptions fixed;
+  fixed.kind = RecordKind::kFixed;
+  fixed.record_size = 5;
+  EXPECT_FALSE(PlanChunksWithin("abcdefghij", fixed, 1, limits).ok());
+  fixed.record_size = 4;
+  EXPECT_TRUE(PlanChunksWithin("abcdefghij", fixed, 1, limits).ok());
+}
+
+TEST(ChunkingLimitsTest, ALongRecordIsReportedAsItIsScanned) {
+  // A record longer than the release step is scanned in steps, each reported, so the pages
+  // behind can go; the limit stops the scan early.
+  std::string data(20u << 20, 'x');
+  std::vector<uint64_t> seen;
+  PlanLimits limits;
+  limits.max_record = 10u << 20;
+  auto plan =
+      PlanChunksWithin(data, {2, 0}, 1, limits, [&](uint64_t upto) { seen.push_back(upto); });
+  EXPECT_FALSE(plan.ok());
+  ASSERT_FALSE(seen.empty());
+  EXPECT_LE(seen.back(), uint64_t{10} << 20);
+  EXPECT_EQ(PlanChunks(data + "\n", {2, 0}, 1).size(), 1u);
+}
+
+}  // namespace
+}  // namespace fanout

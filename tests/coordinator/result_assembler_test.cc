@@ -260,5 +260,24 @@ TEST_F(ResultAssemblerTest, UnorderedWritesAsResultsArriveWithThePrefixFirst) {
   EXPECT_EQ(Committed(), "H\nb\na\n");
 }
 
+TEST_F(ResultAssemblerTest, PrefixWaitsForTheFirstNonEmptyOutput) {
+  // Chunk 0 printed nothing; the prefix (known only once chunk 1 came) still goes first.
+  ResultAssembler a(3, true, &*out_);
+  ASSERT_TRUE(a.Add(0, B("")).ok());
+  a.SetPrefix("H\n");
+  ASSERT_TRUE(a.Add(2, B("H\nc\n"), 2).ok());
+  ASSERT_TRUE(a.Add(1, B("H\nb\n"), 2).ok());
+  EXPECT_EQ(Committed(), "H\nb\nc\n");
+}
+
+TEST_F(ResultAssemblerTest, UnorderedPrefixWaitsForTheFirstNonEmptyOutput) {
+  ResultAssembler a(3, false, &*out_);
+  ASSERT_TRUE(a.Add(1, B("")).ok());
+  a.SetPrefix("H\n");
+  ASSERT_TRUE(a.Add(2, B("H\nc\n"), 2).ok());
+  ASSERT_TRUE(a.Add(0, B("")).ok());
+  EXPECT_EQ(Committed(), "H\nc\n");
+}
+
 }  // namespace
 }  // namespace fanout
