@@ -219,8 +219,9 @@ TEST_F(AccountingTest, OnlyTheAttemptAWorkerStartedIsChargedWhenItDies) {
   auto stuck = Worker({"--name", "stuck", "--slots", "4", "--log-level", "debug"});
   ASSERT_TRUE(WaitForText(dir_.File("err"), "worker stuck joined", milliseconds(20000)))
       << ReadFile(dir_.File("err"));
-  // Room for one command (3 pipes: 6 fds while it starts, then 4 with its pidfd), not two.
-  int fds = LimitLeavingRoom(stuck->pid(), 7);
+  // Room for one command, not two: 3 pipes and the spawn's error pipe (8 fds) while it
+  // starts, then 4 with its pidfd; a second start would need 4 + 8.
+  int fds = LimitLeavingRoom(stuck->pid(), 9);
   rlimit limit{static_cast<rlim_t>(fds), static_cast<rlim_t>(fds)};
   if (fds < 0 || prlimit(stuck->pid(), RLIMIT_NOFILE, &limit, nullptr) != 0) {
     GTEST_SKIP() << "cannot limit the worker's open files";
