@@ -21,6 +21,7 @@
 #include <mutex>
 
 #include "common/async_attempt.h"
+#include "common/group_guard.h"
 
 extern char** environ;
 
@@ -353,6 +354,7 @@ int ChildProcess::Spawn(std::vector<std::string> argv, std::vector<std::string> 
     if (rc != 0) return rc;
   }
   pid_ = pid;
+  GuardRegister(pid);  // it leads its own process group
 #ifdef SYS_pidfd_open
   pidfd_ = Fd(static_cast<int>(syscall(SYS_pidfd_open, pid_, 0)));  // close-on-exec
 #endif
@@ -367,6 +369,7 @@ int ChildProcess::TryReap(bool block, int& status, double& cpu_seconds) {
     got = wait4(pid_, &status, block ? 0 : WNOHANG, &usage);
   } while (got < 0 && errno == EINTR);
   if (got == 0) return 0;
+  GuardUnregister(pid_);
   pid_ = -1;
   pidfd_.Reset();
   if (got < 0) return -1;

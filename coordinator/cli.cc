@@ -15,6 +15,7 @@
 #include "common/command.h"
 #include "common/curve.h"
 #include "common/exit_code.h"
+#include "common/group_guard.h"
 #include "common/plugin_loader.h"
 #include "common/units.h"
 #include "coordinator/auto_mode.h"
@@ -405,6 +406,9 @@ Examples:
   // threads mode leaves none running), and what one leaves in its process group goes when
   // it exits (processes mode's workers do the same).
   SetCommandPolicy({.parent_death_signal = SIGKILL, .kill_group_on_exit = true});
+  // What those commands start themselves (`sh -c 'sleep 60; cat'`) is out of the death
+  // signal's reach: a guard process kills their groups once this process is gone.
+  if (Status s = StartGroupGuard(argc, argv); !s.ok()) spdlog::warn("{}", s.message());
   config.window_given = run->count("--window") > 0;
   if (Status s = Finish(raw, config); !s.ok()) return UsageError(s.message());
   // Before --log-file (the first file written) is opened.

@@ -16,6 +16,8 @@
 #include <cstring>
 #include <filesystem>
 
+#include "common/group_guard.h"
+
 namespace fanout {
 namespace {
 
@@ -216,7 +218,7 @@ std::vector<pid_t> OwnChildren() {
 void LocalLauncher::CollectOrphans(bool wait) {
   if (!adopt_orphans_) return;
   for (pid_t pid : OwnChildren()) {
-    if (IsChild(pid)) continue;
+    if (IsChild(pid) || pid == GroupGuardPid()) continue;
     // An exec command of a worker that died: it leads its own process group, so the
     // group (its children too) goes with it.
     kill(-pid, SIGKILL);

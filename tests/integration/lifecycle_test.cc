@@ -12,6 +12,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <memory>
@@ -103,14 +104,29 @@ std::string Lines(int n) {
 
 // A job of `chunks` chunks whose commands write their pid to DIR/pid-CHUNK and then block
 // (the command process itself, through exec, is the sleeper).
+// The parent pid of `pid` (from /proc/PID/stat), or -1.
+pid_t ParentOf(pid_t pid) {
+  std::string stat = ReadFile("/proc/" + std::to_string(pid) + "/stat");
+  size_t paren = stat.rfind(')');
+  if (paren == std::string::npos) return -1;
+  char state = 0;
+  int ppid = -1;
+  if (std::sscanf(stat.c_str() + paren + 1, " %c %d", &state, &ppid) != 2) return -1;
+  return ppid;
+}
+
+// `sleeper` runs in place of the chunk's shell (exec), or with `grandchild` as the shell's
+// child (what the parent-death signal of the command itself does not reach).
 std::vector<std::string> BlockingJob(const TempDir& dir, const std::string& mode, int chunks,
-                                     const std::string& sleeper) {
+                                     const std::string& sleeper, bool grandchild = false) {
   WriteFile(dir.File("in"), Lines(chunks));
-  return Cat({"/usr/bin/env", "TMPDIR=" + dir.File("tmp")},
-             Cat(RunMode(mode),
-                 {"-j", std::to_string(chunks), "--chunks", std::to_string(chunks), "-i",
-                  dir.File("in"), "-o", dir.File("out/result"), "exec", "--", "sh", "-c",
-                  "echo $$ > \"$0/pid-$FANOUT_CHUNK\"; exec " + sleeper, dir.File("pids")}));
+  return Cat(
+      {"/usr/bin/env", "TMPDIR=" + dir.File("tmp")},
+      Cat(RunMode(mode), {"-j", std::to_string(chunks), "--chunks", std::to_string(chunks), "-i",
+                          dir.File("in"), "-o", dir.File("out/result"), "exec", "--", "sh", "-c",
+                          "echo $$ > \"$0/pid-$FANOUT_CHUNK\"; " +
+                              std::string(grandchild ? "" : "exec ") + sleeper + "; cat",
+                          dir.File("pids")}));
 }
 
 class LifecycleTest : public ::testing::TestWithParam<std::string> {
@@ -121,9 +137,11 @@ class LifecycleTest : public ::testing::TestWithParam<std::string> {
     }
   }
   // Starts the blocking job and waits until all its commands run.
-  void StartBlocking(std::unique_ptr<Child>& job, const std::string& sleeper, int chunks = 2) {
+  void StartBlocking(std::unique_ptr<Child>& job, const std::string& sleeper, int chunks = 2,
+                     bool grandchild = false) {
     std::string mode = GetParam();
-    job = std::make_unique<Child>(BlockingJob(dir_, mode, chunks, sleeper), "", dir_.File("err"));
+    job = std::make_unique<Child>(BlockingJob(dir_, mode, chunks, sleeper, grandchild), "",
+                                  dir_.File("err"));
     ASSERT_TRUE(WaitUntil(
         [&] {
           auto pids = CommandPids(dir_.File("pids"));
@@ -162,6 +180,26 @@ TEST_P(LifecycleTest, CoordinatorKill9LeavesNoCommandRunning) {
       },
       milliseconds(10000)))
       << "a worker outlived the coordinator";
+}
+
+// The shell of `sh -c 'sleep ...; cat'` dies with the coordinator (its parent-death
+// signal), but its `sleep` would not: the coordinator's group guard kills the group.
+TEST_P(LifecycleTest, CoordinatorKill9LeavesNoGrandchildRunning) {
+  std::string sleeper = "sleep 59.5" + std::to_string(GetParam().size());
+  std::unique_ptr<Child> job;
+  ASSERT_NO_FATAL_FAILURE(StartBlocking(job, sleeper, 2, /*grandchild=*/true));
+  std::vector<pid_t> guards;  // this job's guard (other tests may run guards of their own)
+  for (pid_t p : ProcessesMatching("fanout: group guard")) {
+    if (ParentOf(p) == job->pid()) guards.push_back(p);
+  }
+  EXPECT_EQ(guards.size(), 1u);
+  job->Signal(SIGKILL);
+  EXPECT_EQ(job->Wait(milliseconds(5000)), 128 + SIGKILL);
+  ExpectCommandsGone(sleeper, milliseconds(10000));
+  for (pid_t g : guards) {
+    EXPECT_TRUE(WaitUntil([&] { return !Running(g); }, milliseconds(10000)))
+        << "the group guard outlived its work";
+  }
 }
 
 TEST_P(LifecycleTest, SighupStopsTheJobLikeSigterm) {
