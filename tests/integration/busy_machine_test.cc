@@ -18,13 +18,6 @@ namespace {
 using Clock = std::chrono::steady_clock;
 using std::chrono::milliseconds;
 
-std::string Bin(const std::string& name) {
-  if (const char* dir = std::getenv("FANOUT_TEST_BIN_DIR"); dir && *dir) {
-    return std::string(dir) + "/" + name;
-  }
-  return name == "fanout" ? FanoutBin() : WorkerBin();
-}
-
 RunResult RunFor(const std::vector<std::string>& argv, milliseconds timeout) {
   RunOptions options;
   options.timeout = timeout;
@@ -54,8 +47,8 @@ class BusyMachineTest : public ::testing::Test {
 TEST_F(BusyMachineTest, HundredLocalWorkersSucceed) {
   WriteFile(dir_.File("in"), Lines(20000));
   RunResult r =
-      RunFor({Bin("fanout"), "run", "-i", dir_.File("in"), "-o", dir_.File("out"), "-j", "100",
-              "--mode", "processes", "--worker-bin", Bin("fanout-worker"), "exec", "--", "cat"},
+      RunFor({FanoutBin(), "run", "-i", dir_.File("in"), "-o", dir_.File("out"), "-j", "100",
+              "--mode", "processes", "--worker-bin", WorkerBin(), "exec", "--", "cat"},
              milliseconds(120000));
   EXPECT_FALSE(r.timed_out);
   EXPECT_EQ(r.exit_code, 0) << r.err;
@@ -66,9 +59,9 @@ TEST_F(BusyMachineTest, HundredLocalWorkersSucceed) {
 // workers that were not welcomed in time must not be taken for hung or unreachable.
 TEST_F(BusyMachineTest, HundredLocalWorkersWithAShortHeartbeatSucceed) {
   WriteFile(dir_.File("in"), Lines(20000));
-  RunResult r = RunFor({Bin("fanout"), "run", "-i", dir_.File("in"), "-o", dir_.File("out"), "-j",
+  RunResult r = RunFor({FanoutBin(), "run", "-i", dir_.File("in"), "-o", dir_.File("out"), "-j",
                         "100", "--heartbeat", "100ms", "--mode", "processes", "--worker-bin",
-                        Bin("fanout-worker"), "exec", "--", "cat"},
+                        WorkerBin(), "exec", "--", "cat"},
                        milliseconds(120000));
   EXPECT_FALSE(r.timed_out);
   EXPECT_EQ(r.exit_code, 0) << r.err;
@@ -78,10 +71,10 @@ TEST_F(BusyMachineTest, HundredLocalWorkersWithAShortHeartbeatSucceed) {
 TEST_F(BusyMachineTest, ManyWorkersForTwoChunksFinishQuickly) {
   WriteFile(dir_.File("in"), Lines(1000));
   auto start = Clock::now();
-  RunResult r = RunFor({Bin("fanout"), "run", "-i", dir_.File("in"), "-o", dir_.File("out"), "-j",
-                        "1500", "--chunks", "2", "--mode", "processes", "--worker-bin",
-                        Bin("fanout-worker"), "exec", "--", "cat"},
-                       milliseconds(60000));
+  RunResult r = RunFor(
+      {FanoutBin(), "run", "-i", dir_.File("in"), "-o", dir_.File("out"), "-j", "1500", "--chunks",
+       "2", "--mode", "processes", "--worker-bin", WorkerBin(), "exec", "--", "cat"},
+      milliseconds(60000));
   EXPECT_FALSE(r.timed_out);
   EXPECT_EQ(r.exit_code, 0) << r.err;
   EXPECT_TRUE(ReadFile(dir_.File("out")) == Lines(1000)) << "the output differs";

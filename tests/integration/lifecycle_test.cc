@@ -28,13 +28,6 @@ namespace {
 using Clock = std::chrono::steady_clock;
 using std::chrono::milliseconds;
 
-std::string Bin(const std::string& name) {
-  if (const char* dir = std::getenv("FANOUT_TEST_BIN_DIR"); dir && *dir) {
-    return std::string(dir) + "/" + name;
-  }
-  return name == "fanout" ? FanoutBin() : WorkerBin();
-}
-
 // Waits up to `timeout` for `done()`, checking every 10 ms; returns its last value.
 template <typename F>
 bool WaitUntil(F done, milliseconds timeout) {
@@ -55,13 +48,6 @@ std::vector<std::string> Entries(const std::string& dir, const std::string& pref
     if (name.starts_with(prefix)) names.push_back(name);
   }
   return names;
-}
-
-// Whether process `pid` still runs (a zombie does not).
-bool Running(pid_t pid) {
-  std::string stat = ReadFile("/proc/" + std::to_string(pid) + "/stat");
-  auto paren = stat.rfind(')');
-  return paren != std::string::npos && paren + 2 < stat.size() && stat[paren + 2] != 'Z';
 }
 
 // The pids the commands wrote into `dir` (files pid-*).
@@ -85,8 +71,8 @@ RunResult RunFor(const std::vector<std::string>& argv, milliseconds timeout,
 
 // "run --mode MODE" and, for processes mode, the worker binary to start.
 std::vector<std::string> RunMode(const std::string& mode) {
-  std::vector<std::string> argv = {Bin("fanout"), "run", "--mode", mode};
-  if (mode == "processes") argv.insert(argv.end(), {"--worker-bin", Bin("fanout-worker")});
+  std::vector<std::string> argv = {FanoutBin(), "run", "--mode", mode};
+  if (mode == "processes") argv.insert(argv.end(), {"--worker-bin", WorkerBin()});
   return argv;
 }
 
@@ -102,21 +88,9 @@ std::string Lines(int n) {
   return text;
 }
 
-// A job of `chunks` chunks whose commands write their pid to DIR/pid-CHUNK and then block
-// (the command process itself, through exec, is the sleeper).
-// The parent pid of `pid` (from /proc/PID/stat), or -1.
-pid_t ParentOf(pid_t pid) {
-  std::string stat = ReadFile("/proc/" + std::to_string(pid) + "/stat");
-  size_t paren = stat.rfind(')');
-  if (paren == std::string::npos) return -1;
-  char state = 0;
-  int ppid = -1;
-  if (std::sscanf(stat.c_str() + paren + 1, " %c %d", &state, &ppid) != 2) return -1;
-  return ppid;
-}
-
+// A job of `chunks` chunks whose commands write their pid to DIR/pid-CHUNK and then block:
 // `sleeper` runs in place of the chunk's shell (exec), or with `grandchild` as the shell's
-// child (what the parent-death signal of the command itself does not reach).
+// child (which the parent-death signal of the command itself does not reach).
 std::vector<std::string> BlockingJob(const TempDir& dir, const std::string& mode, int chunks,
                                      const std::string& sleeper, bool grandchild = false) {
   WriteFile(dir.File("in"), Lines(chunks));
@@ -175,8 +149,7 @@ TEST_P(LifecycleTest, CoordinatorKill9LeavesNoCommandRunning) {
   ExpectCommandsGone(sleeper, milliseconds(10000));
   EXPECT_TRUE(WaitUntil(
       [&] {
-        return ProcessesMatching(Bin("fanout-worker") + " --connect ipc://" + dir_.File("tmp"))
-            .empty();
+        return ProcessesMatching(WorkerBin() + " --connect ipc://" + dir_.File("tmp")).empty();
       },
       milliseconds(10000)))
       << "a worker outlived the coordinator";
@@ -234,14 +207,14 @@ TEST_P(LifecycleTest, NextRunRemovesWhatAKilledRunLeft) {
   WriteFile(live_dir.File("in"), "1\n");
   Child live({"/usr/bin/env",
               "TMPDIR=" + dir_.File("tmp"),
-              Bin("fanout"),
+              FanoutBin(),
               "run",
               "--mode",
               "processes",
               "-j",
               "1",
               "--worker-bin",
-              Bin("fanout-worker"),
+              WorkerBin(),
               "-i",
               live_dir.File("in"),
               "-o",
@@ -303,10 +276,10 @@ TEST(WorkerSignalTest, SighupKillsTheRunningCommand) {
   WriteFile(dir.File("in"), "1\n");
   std::string sleeper = "sleep 59.71";  // as the command runs it: not the job's command line
   std::string endpoint = "ipc://" + dir.File("sock");
-  Child job({Bin("fanout"), "run", "--mode", "processes", "--listen", endpoint, "-j", "0", "-i",
+  Child job({FanoutBin(), "run", "--mode", "processes", "--listen", endpoint, "-j", "0", "-i",
              dir.File("in"), "exec", "--", "sh", "-c", "exec sleep 59.7$0", "1"},
             "", dir.File("job.err"));
-  Child worker({Bin("fanout-worker"), "--connect", endpoint}, "", dir.File("worker.err"));
+  Child worker({WorkerBin(), "--connect", endpoint}, "", dir.File("worker.err"));
   ASSERT_TRUE(WaitUntil([&] { return !ProcessesMatching(sleeper).empty(); }, milliseconds(20000)))
       << ReadFile(dir.File("job.err")) << ReadFile(dir.File("worker.err"));
   worker.Signal(SIGHUP);
@@ -321,8 +294,8 @@ TEST(WorkerSignalTest, SighupKillsTheRunningCommand) {
 TEST(SilentWaitTest, MinWorkersBeyondLocalWorkersIsAUsageError) {
   TempDir dir;
   WriteFile(dir.File("in"), Lines(10));
-  RunResult r = RunFor({Bin("fanout"), "run", "--mode", "processes", "-j", "2", "--min-workers",
-                        "3", "-i", dir.File("in"), "exec", "--", "cat"},
+  RunResult r = RunFor({FanoutBin(), "run", "--mode", "processes", "-j", "2", "--min-workers", "3",
+                        "-i", dir.File("in"), "exec", "--", "cat"},
                        milliseconds(10000));
   EXPECT_FALSE(r.timed_out);
   EXPECT_EQ(r.exit_code, 2) << r.err;
@@ -335,7 +308,7 @@ TEST(SilentWaitTest, LastWorkerLostWithNoneToComeFailsAfterTheWaitTimeout) {
   WriteFile(dir.File("in"), Lines(10));
   auto start = Clock::now();
   // The only worker dies (its command kills it) and may not be replaced.
-  RunResult r = RunFor({Bin("fanout"),
+  RunResult r = RunFor({FanoutBin(),
                         "run",
                         "--mode",
                         "processes",
@@ -348,7 +321,7 @@ TEST(SilentWaitTest, LastWorkerLostWithNoneToComeFailsAfterTheWaitTimeout) {
                         "--wait-timeout",
                         "3s",
                         "--worker-bin",
-                        Bin("fanout-worker"),
+                        WorkerBin(),
                         "-i",
                         dir.File("in"),
                         "exec",
@@ -365,7 +338,7 @@ TEST(SilentWaitTest, LastWorkerLostWithNoneToComeFailsAfterTheWaitTimeout) {
 }
 
 TEST(SilentWaitTest, WaitTimeoutHasADefault) {
-  RunResult r = RunFor({Bin("fanout"), "run", "--help"}, milliseconds(10000));
+  RunResult r = RunFor({FanoutBin(), "run", "--help"}, milliseconds(10000));
   auto at = r.out.find("--wait-timeout");
   ASSERT_NE(at, std::string::npos) << r.out;
   auto line = r.out.substr(at, r.out.find("\n  -", at + 1) - at);

@@ -45,17 +45,6 @@ size_t Count(const std::string& text, const std::string& needle) {
   return n;
 }
 
-// The parent pid of `pid` (from /proc/PID/stat), or -1.
-pid_t ParentOf(pid_t pid) {
-  std::string stat = ReadFile("/proc/" + std::to_string(pid) + "/stat");
-  size_t paren = stat.rfind(')');
-  if (paren == std::string::npos) return -1;
-  char state = 0;
-  int ppid = -1;
-  if (std::sscanf(stat.c_str() + paren + 1, " %c %d", &state, &ppid) != 2) return -1;
-  return ppid;
-}
-
 // Pids of `parent`'s children whose command line contains `needle`, waiting up to
 // `timeout` for at least `want` of them.
 std::vector<pid_t> ChildrenMatching(pid_t parent, const std::string& needle, size_t want,

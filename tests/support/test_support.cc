@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
@@ -62,8 +63,15 @@ TempDir::~TempDir() {
   std::filesystem::remove_all(path_, ec);
 }
 
-std::string FanoutBin() { return std::string(FANOUT_BIN_DIR) + "/fanout"; }
-std::string WorkerBin() { return std::string(FANOUT_BIN_DIR) + "/fanout-worker"; }
+namespace {
+std::string BinDir() {
+  const char* dir = std::getenv("FANOUT_TEST_BIN_DIR");
+  return dir && *dir ? dir : FANOUT_BIN_DIR;
+}
+}  // namespace
+
+std::string FanoutBin() { return BinDir() + "/fanout"; }
+std::string WorkerBin() { return BinDir() + "/fanout-worker"; }
 
 RunResult Run(const std::vector<std::string>& argv, const RunOptions& options) {
   int in[2], out[2], err[2];
@@ -249,6 +257,22 @@ std::vector<pid_t> ProcessesMatching(const std::string& needle) {
   }
   closedir(d);
   return pids;
+}
+
+pid_t ParentOf(pid_t pid) {
+  std::string stat = ReadFile("/proc/" + std::to_string(pid) + "/stat");
+  size_t paren = stat.rfind(')');
+  if (paren == std::string::npos) return -1;
+  char state = 0;
+  int ppid = -1;
+  if (std::sscanf(stat.c_str() + paren + 1, " %c %d", &state, &ppid) != 2) return -1;
+  return ppid;
+}
+
+bool Running(pid_t pid) {
+  std::string stat = ReadFile("/proc/" + std::to_string(pid) + "/stat");
+  auto paren = stat.rfind(')');
+  return paren != std::string::npos && paren + 2 < stat.size() && stat[paren + 2] != 'Z';
 }
 
 std::optional<Envelope> ReceiveWithin(zmq::socket_t& socket, bool router,

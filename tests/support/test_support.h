@@ -28,6 +28,8 @@ class TempDir {
   std::string path_;
 };
 
+// The binaries under test: FANOUT_BIN_DIR of the build, or $FANOUT_TEST_BIN_DIR when set
+// (e.g. to check that a test fails on an older build).
 std::string FanoutBin();  // path of build/bin/fanout
 std::string WorkerBin();  // path of build/bin/fanout-worker
 
@@ -84,5 +86,11 @@ std::optional<std::string> WaitForText(const std::string& path, const std::strin
 
 // Pids of live processes whose /proc/PID/cmdline contains `needle` (excluding self).
 std::vector<pid_t> ProcessesMatching(const std::string& needle);
+
+// The parent pid of `pid` (from /proc/PID/stat), or -1.
+pid_t ParentOf(pid_t pid);
+
+// Whether process `pid` still runs (a zombie does not).
+bool Running(pid_t pid);
 
 }  // namespace fanout::testing
