@@ -552,7 +552,8 @@ ExitCode RunJobUnguarded(const JobConfig& config) {
     std::optional<Progress> progress;
     // On --resume the line counts this run's chunks, so its rate and ETA are right.
     if (config.progress && !config.quiet) {
-      progress.emplace(stats.telemetry, job.chunks.size() - stored.size());
+      progress.emplace(stats.telemetry, job.chunks.size() - stored.size(),
+                       config.range ? Progress::Rate::kRecords : Progress::Rate::kBytes);
     }
     result = RunMode(job, jobs, scheduler, sink, stats);
   }
