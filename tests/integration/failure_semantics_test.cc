@@ -174,6 +174,15 @@ TEST_F(FailureSemanticsTest, OkExitAcceptsGrepsNoMatchInEveryMode) {
     EXPECT_EQ(plain.exit_code, 1) << plain.err;
     EXPECT_NE(plain.err.find("exited with status 1"), std::string::npos) << plain.err;
   }
+  // A worker started elsewhere learns the list from WELCOME.
+  std::string endpoint = "ipc://" + dir_.File("c.sock");
+  Child remote({link_, "--connect", endpoint, "--name", "remote", "--once"});
+  RunResult joined = fanout::testing::Run({FanoutBin(), "run", "--listen", endpoint, "--chunks",
+                                           "2", "--ok-exit", "0,1", "exec", "--", "grep", "hit"},
+                                          Input(input));
+  EXPECT_EQ(joined.exit_code, 0) << joined.err;
+  EXPECT_EQ(joined.out, "hit 1\nhit 2\n");
+  EXPECT_EQ(remote.Wait(milliseconds(10000)), 0);
   RunResult bad = fanout::testing::Run(Fanout({"--ok-exit", "0,256", "identity"}), Input("x\n"));
   EXPECT_EQ(bad.exit_code, 2) << bad.err;
   EXPECT_NE(bad.err.find("--ok-exit"), std::string::npos) << bad.err;
