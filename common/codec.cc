@@ -67,13 +67,15 @@ struct Encoder {
   }
   void operator()(const Welcome& m) {
     Begin(pk, MessageKind::kWelcome,
-          3 + (m.input_path.empty() ? 0 : 1) + (m.starts ? 1 : 0) + (m.max_message ? 1 : 0));
+          3 + (m.input_path.empty() ? 0 : 1) + (m.starts ? 1 : 0) + (m.max_message ? 1 : 0) +
+              (m.ok_exit.empty() ? 0 : 1));
     Str(pk, "job", m.job_id);
     Val(pk, "hb", m.heartbeat_ms);
     Val(pk, "live", m.liveness);
     if (!m.input_path.empty()) Str(pk, "in", m.input_path);
     if (m.starts) Val(pk, "starts", true);
     if (m.max_message) Val(pk, "max", m.max_message);
+    if (!m.ok_exit.empty()) Val(pk, "ok", m.ok_exit);
   }
   void operator()(const Started& m) {
     Begin(pk, MessageKind::kStarted, 2);
@@ -296,6 +298,8 @@ Result<Message> DecodeFields(MessageKind kind, Fields& f, uint32_t version) {
       f.Get("in", m.input_path, false);
       f.Get("starts", m.starts, false);
       f.Get("max", m.max_message, false);
+      f.Get("ok", m.ok_exit, false);
+      if (m.ok_exit.size() > 256) return Status::Error("WELCOME with more than 256 ok statuses");
       out = std::move(m);
       break;
     }

@@ -466,6 +466,23 @@ struct Command::State {
   bool watch_exit = false;
 };
 
+namespace {
+// Bit s of word s / 64: exit status s is a success.
+std::atomic<uint64_t> g_ok_exit[4] = {1, 0, 0, 0};
+}  // namespace
+
+void SetOkExitCodes(const std::vector<int>& codes) {
+  uint64_t words[4] = {codes.empty() ? 1u : 0u, 0, 0, 0};
+  for (int code : codes)
+    if (code >= 0 && code < 256) words[code / 64] |= uint64_t{1} << (code % 64);
+  for (int i = 0; i < 4; ++i) g_ok_exit[i].store(words[i]);
+}
+
+bool IsOkExit(int status) {
+  if (status < 0 || status >= 256) return false;
+  return (g_ok_exit[status / 64].load() >> (status % 64)) & 1;
+}
+
 void SetCommandPolicy(const CommandPolicy& policy) {
   g_death_signal.store(policy.parent_death_signal);
   g_kill_group_on_exit.store(policy.kill_group_on_exit);
@@ -561,7 +578,7 @@ void Command::TryReap() {
     status_ = Status::Error("cancelled");
   } else if (reaped < 0) {
     status_ = Status::Error("exec: '" + cmd + "': cannot wait for the child: " + ErrorText(errno));
-  } else if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+  } else if (!WIFEXITED(status) || !IsOkExit(WEXITSTATUS(status))) {
     std::string message = "exec: '" + cmd + "' " + DescribeWaitStatus(status);
     if (std::string tail = LastLines(err_tail_, kStderrLines); !tail.empty()) {
       message += ": " + tail;

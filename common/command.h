@@ -39,6 +39,12 @@ struct CommandPolicy {
 };
 void SetCommandPolicy(const CommandPolicy& policy);
 
+// The exit statuses (0-255) of a command that count as success: its output is used.
+// Process-wide, {0} until set; `fanout run --ok-exit` sets it, and a worker sets it from
+// each WELCOME ("ok", PROTOCOL.md). An empty list means {0}.
+void SetOkExitCodes(const std::vector<int>& codes);
+bool IsOkExit(int status);
+
 class Command {
  public:
   // Starts argv[0] with `input` on stdin (must outlive the Command) and the caller's

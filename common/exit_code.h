@@ -9,6 +9,9 @@ enum class ExitCode : int {
   kUsage = 2,          // bad command line or unusable input/output; nothing was written
   kPartial = 3,        // --keep-going: completed, but some chunks failed (listed on stderr)
   kInterrupted = 130,  // stopped by SIGINT/SIGTERM/SIGHUP
+  // stdout was closed by its reader (`fanout run ... | head -1`): the job stopped quietly,
+  // with the status of a tool killed by SIGPIPE (128 + 13), as a shell reports it.
+  kBrokenPipe = 141,
 };
 
 inline int ToInt(ExitCode code) { return static_cast<int>(code); }

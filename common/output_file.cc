@@ -92,6 +92,7 @@ OutputFile::OutputFile(OutputFile&& other) noexcept
       name_(std::move(other.name_)),
       bytes_(other.bytes_),
       done_(other.done_) {
+  reader_closed_ = other.reader_closed_;
   other.fd_ = -1;
   other.done_ = true;
 }
@@ -121,6 +122,7 @@ Status OutputFile::Flush() {
 
 Status OutputFile::WriteNow(std::string_view data) {
   if (int err = WriteAll(fd_, data); err != 0) {
+    if (err == EPIPE) reader_closed_ = true;
     return Status::Error("cannot write output '" + (path_.empty() ? "stdout" : name_) +
                          "': " + std::strerror(err));
   }

@@ -38,6 +38,9 @@ class OutputFile {
   uint64_t bytes_written() const { return bytes_; }
   // The hidden temporary being written ("" for stdout and outputs written in place).
   const std::string& temp_path() const { return temp_; }
+  // A write failed with EPIPE: the reader of stdout (or of a FIFO) went away, as with
+  // `fanout run ... | head -1`. The job then ends quietly (ExitCode::kBrokenPipe).
+  bool reader_closed() const { return reader_closed_; }
 
  private:
   OutputFile(int fd, std::string path, std::string temp, std::string name = "")
@@ -50,6 +53,7 @@ class OutputFile {
   static Result<OutputFile> OpenTemporary(const std::string& name, const std::string& path);
   // Writes `data` to the file now (no buffering); an error names the output.
   Status WriteNow(std::string_view data);
+  bool reader_closed_ = false;
   static constexpr size_t kBuffer = 256 * 1024;
   int fd_ = -1;
   std::string buffer_;  // written, not yet flushed

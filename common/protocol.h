@@ -67,6 +67,9 @@ struct Welcome {
   std::string input_path = {};
   bool starts = false;       // "starts": send STARTED (to a worker whose HELLO offered it)
   uint64_t max_message = 0;  // "max": the coordinator's --max-message in bytes; 0 = not said
+  // "ok": exit statuses of an exec command that count as success (--ok-exit); absent or
+  // empty = {0}. Applies to every TASK of this session.
+  std::vector<uint32_t> ok_exit = {};
 };
 
 // A chunk passed by reference: bytes [offset, offset + length) of WELCOME's input file,

@@ -8,7 +8,9 @@
 
 #include <CLI/CLI.hpp>
 #include <algorithm>
+#include <cerrno>
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <map>
 
@@ -60,7 +62,28 @@ struct RawFlags {
   std::string block;
   std::string record_size;
   bool null = false;
+  std::string ok_exit;
 };
+
+// --ok-exit 0,1: a comma-separated list of exit statuses 0-255.
+Status ParseOkExit(const std::string& text, std::vector<uint32_t>& codes) {
+  size_t start = 0;
+  while (start <= text.size()) {
+    size_t end = text.find(',', start);
+    if (end == std::string::npos) end = text.size();
+    std::string item = text.substr(start, end - start);
+    char* rest = nullptr;
+    errno = 0;
+    long code = item.empty() ? -1 : std::strtol(item.c_str(), &rest, 10);
+    if (code < 0 || code > 255 || errno != 0 || (rest && *rest != '\0')) {
+      return Status::Error("--ok-exit: '" + item +
+                           "' is not an exit status 0-255 (give a list such as 0,1)");
+    }
+    codes.push_back(static_cast<uint32_t>(code));
+    start = end + 1;
+  }
+  return Status::Ok();
+}
 
 int UsageError(const std::string& message) {
   std::fprintf(stderr, "fanout: %s (see 'fanout run --help')\n", message.c_str());
@@ -126,6 +149,9 @@ Status Finish(const RawFlags& raw, JobConfig& config) {
                          "'");
   }
   config.mode = mode->second;
+  if (!raw.ok_exit.empty()) {
+    if (Status s = ParseOkExit(raw.ok_exit, config.ok_exit); !s.ok()) return s;
+  }
   if (raw.local_input != "ref" && raw.local_input != "copy") {
     return Status::Error("--local-input must be ref or copy, not '" + raw.local_input + "'");
   }
@@ -253,9 +279,19 @@ void AddRunOptions(CLI::App& run, JobConfig& config, RawFlags& raw) {
   run.add_option("--range", raw.range, "Records are the integers A..B-1 (no input is read)");
   run.add_option("-i,--input", config.input, "Input file (default: stdin)");
   run.add_option("-o,--output", config.output, "Output file, written atomically (default: stdout)");
-  run.add_option("--retries", config.scheduler.retries, "Extra attempts per chunk")
+  run.add_option("--retries", config.scheduler.retries,
+                 "Extra attempts of a chunk whose task failed (exit status, error, timeout)")
       ->capture_default_str()
       ->check(CLI::Range(0u, 1000u));
+  run.add_option("--crash-limit", config.scheduler.crash_limit,
+                 "Attempts of a chunk that may be lost with their worker (killed, hung) before "
+                 "the chunk fails; these do not use --retries (0 = no limit)")
+      ->capture_default_str()
+      ->check(CLI::Range(0u, 1000000u));
+  run.add_option("--ok-exit", raw.ok_exit,
+                 "Exit statuses of an exec command that count as success, e.g. 0,1 for grep "
+                 "(default 0); such an attempt's output is used")
+      ->type_name("LIST");
   run.add_option("--timeout", raw.timeout,
                  "Per-attempt limit: 30s, 500ms (every attempt), or 300% of the median chunk "
                  "time (doubled for each retry: attempt k gets 300% x 2^(k-1))");
@@ -272,7 +308,8 @@ void AddRunOptions(CLI::App& run, JobConfig& config, RawFlags& raw) {
                  "the worker's event loop, so N may far exceed the cores)")
       ->check(CLI::Range(1u, 65536u));
   run.add_option("--max-respawns", config.max_respawns,
-                 "Local worker restarts allowed (default: 2 x workers)")
+                 "Most local worker restarts (default: no cap; restarts stop once workers keep "
+                 "dying with no chunk finished in between)")
       ->check(CLI::Range(int64_t{0}, int64_t{1} << 30));
   run.add_option("--worker-bin", config.worker_bin,
                  "fanout-worker to start (default: $FANOUT_WORKER, or beside fanout)");
@@ -411,6 +448,7 @@ Examples:
   if (Status s = StartGroupGuard(argc, argv); !s.ok()) spdlog::warn("{}", s.message());
   config.window_given = run->count("--window") > 0;
   if (Status s = Finish(raw, config); !s.ok()) return UsageError(s.message());
+  SetOkExitCodes(std::vector<int>(config.ok_exit.begin(), config.ok_exit.end()));
   // Before --log-file (the first file written) is opened.
   if (Status s = CheckDistinctPaths(config, raw.log_file); !s.ok()) {
     return UsageError(s.message());

@@ -208,9 +208,7 @@ ModeResult EventLoop::Run() {
     }
     if (peers_.empty() && launcher_->alive() == 0 && !respawn_at_ && to_spawn_ == 0 &&
         config_.listen.empty()) {
-      result = ModeResult::Failed("no worker left (" + last_loss_ + "; " +
-                                  std::to_string(respawns_used_) + " respawns used of " +
-                                  std::to_string(max_respawns_) + ", see --max-respawns)");
+      result = ModeResult::Failed("no worker left (" + last_loss_ + "; " + RespawnsEnded() + ")");
       break;
     }
     std::vector<zmq::pollitem_t> items;

@@ -5,6 +5,7 @@
 // One thread; not thread-safe.
 #pragma once
 
+#include <algorithm>
 #include <chrono>
 #include <cstdint>
 #include <map>
@@ -66,7 +67,9 @@ class EventLoop {
         stats_(stats),
         heartbeat_(config_.heartbeat),
         max_respawns_(config_.max_respawns >= 0 ? static_cast<uint64_t>(config_.max_respawns)
-                                                : 2ull * workers) {}
+                                                : UINT64_MAX),
+        no_progress_deaths_(std::max<uint64_t>(
+            2ull * workers, 2ull * std::max<uint32_t>(config_.scheduler.crash_limit, 1))) {}
 
   ModeResult Run();
 
@@ -151,7 +154,11 @@ class EventLoop {
   ResultSink& sink_;
   RunStats& stats_;
   milliseconds heartbeat_;
-  uint64_t max_respawns_;
+  uint64_t max_respawns_;  // --max-respawns, or no cap
+  // Local workers stop being replaced once this many died in a row with no chunk accepted
+  // in between (the job makes no progress): max(2 x workers, 2 x --crash-limit), so that a
+  // chunk that kills its workers fails by its crash limit first, with its reason.
+  uint64_t no_progress_deaths_;
 
   // Declaration order is destruction order in reverse: sockets close before the context,
   // children die before the directory holding their endpoint is removed.
@@ -175,7 +182,13 @@ class EventLoop {
   std::map<pid_t, Clock::time_point> unjoined_;
   std::optional<Clock::time_point> stranded_since_;  // no worker and none to come
   uint64_t respawns_used_ = 0;
-  uint32_t consecutive_deaths_ = 0;
+  uint32_t consecutive_deaths_ = 0;  // worker deaths since the last accepted chunk
+  // Whether a dead local worker may still be replaced (--max-respawns, progress).
+  bool MayRespawn() const {
+    return respawns_used_ < max_respawns_ && consecutive_deaths_ < no_progress_deaths_;
+  }
+  // Why no worker is replaced any more, for "no worker left (...)".
+  std::string RespawnsEnded() const;
   std::optional<Clock::time_point> respawn_at_;
   std::string last_loss_;  // why the most recent worker was lost
   Clock::time_point next_heartbeat_;

@@ -107,6 +107,18 @@ AttemptSpan PlannedJob::Span(const Telemetry& t, uint64_t chunk, uint32_t attemp
   return span;
 }
 
+std::string LatestFailureNote(const Scheduler& scheduler, uint64_t chunk) {
+  const auto& failures = scheduler.failures_of(chunk);
+  if (failures.empty()) return "";
+  const AttemptFailure& last = failures.back();
+  for (size_t i = 0; i + 1 < failures.size(); ++i) {
+    if (failures[i].reason == last.reason) {
+      return "same as attempt " + std::to_string(failures[i].attempt);
+    }
+  }
+  return last.reason;
+}
+
 namespace {
 
 using Clock = std::chrono::steady_clock;
@@ -115,7 +127,36 @@ void PrintUsageError(const std::string& message) {
   std::fprintf(stderr, "fanout: %s\n", message.c_str());
 }
 
-// The lines explaining why `chunk` failed: one per attempt, most recent first.
+// "attempts 2-3" / "attempt 2" for a sorted list of attempt numbers.
+std::string AttemptList(const std::vector<uint32_t>& attempts) {
+  std::string text = attempts.size() == 1 ? "attempt " : "attempts ";
+  for (size_t i = 0; i < attempts.size();) {
+    size_t j = i;
+    while (j + 1 < attempts.size() && attempts[j + 1] == attempts[j] + 1) ++j;
+    if (i > 0) text += ",";
+    text += std::to_string(attempts[i]);
+    if (j > i) text += "-" + std::to_string(attempts[j]);
+    i = j + 1;
+  }
+  return text;
+}
+
+// Why `chunk` ran out of attempts: its task failed more than --retries times, or its
+// workers were lost under it --crash-limit times.
+std::string Exhausted(const Scheduler& scheduler, uint64_t chunk) {
+  uint32_t lost = 0, task = 0;
+  for (const AttemptFailure& f : scheduler.failures_of(chunk)) ++(f.lost ? lost : task);
+  const SchedulerOptions& o = scheduler.options();
+  if (o.crash_limit > 0 && lost >= o.crash_limit) {
+    return std::to_string(lost) + " workers lost under it, --crash-limit " +
+           std::to_string(o.crash_limit);
+  }
+  return std::to_string(task) + (task == 1 ? " failure" : " failures") + ", --retries " +
+         std::to_string(o.retries);
+}
+
+// The lines explaining why `chunk` failed, most recent attempt first; each distinct reason
+// is printed once, with the other attempts that failed the same way.
 void PrintChunkFailure(const PlannedJob& job, const Scheduler& scheduler, const RunStats& stats,
                        uint64_t chunk, const char* lead) {
   const auto& failures = scheduler.failures_of(chunk);
@@ -123,13 +164,26 @@ void PrintChunkFailure(const PlannedJob& job, const Scheduler& scheduler, const 
     std::fprintf(stderr, "%s%s failed\n", lead, job.Describe(chunk).c_str());
     return;
   }
-  const AttemptFailure& last = failures.back();
-  std::fprintf(stderr, "%s%s failed on worker %s (attempt %u of %zu): %s\n", lead,
-               job.Describe(chunk).c_str(), stats.WorkerName(last.worker).c_str(), last.attempt,
-               failures.size(), last.reason.c_str());
-  for (size_t i = failures.size() - 1; i-- > 0;) {
-    std::fprintf(stderr, "  earlier: attempt %u on worker %s: %s\n", failures[i].attempt,
-                 stats.WorkerName(failures[i].worker).c_str(), failures[i].reason.c_str());
+  std::vector<bool> shown(failures.size(), false);
+  for (size_t i = failures.size(); i-- > 0;) {
+    if (shown[i]) continue;
+    std::vector<uint32_t> same;
+    for (size_t k = 0; k < i; ++k) {
+      if (!shown[k] && failures[k].reason == failures[i].reason) {
+        shown[k] = true;
+        same.push_back(failures[k].attempt);
+      }
+    }
+    std::string also = same.empty() ? "" : " (same on " + AttemptList(same) + ")";
+    const AttemptFailure& f = failures[i];
+    if (i + 1 == failures.size()) {
+      std::fprintf(stderr, "%s%s failed on worker %s (attempt %u; %s): %s%s\n", lead,
+                   job.Describe(chunk).c_str(), stats.WorkerName(f.worker).c_str(), f.attempt,
+                   Exhausted(scheduler, chunk).c_str(), f.reason.c_str(), also.c_str());
+    } else {
+      std::fprintf(stderr, "  earlier: attempt %u on worker %s: %s%s\n", f.attempt,
+                   stats.WorkerName(f.worker).c_str(), f.reason.c_str(), also.c_str());
+    }
   }
 }
 
@@ -345,6 +399,7 @@ ExitCode SettleOutput(const PlannedJob& job, const ResultAssembler& assembler, O
     return ExitCode::kJobFailed;
   }
   if (Status s = output.Commit(); !s.ok()) {
+    if (output.reader_closed()) return ExitCode::kBrokenPipe;  // quietly, as `head` expects
     std::fprintf(stderr, "fanout: %s\n", s.message().c_str());
     return ExitCode::kJobFailed;
   }
@@ -407,7 +462,9 @@ ExitCode RunJobUnguarded(const JobConfig& config) {
   if (!input.ok() && Interrupt::Requested()) {
     int sig = Interrupt::signal_number();
     std::fprintf(stderr, "fanout: interrupted by %s while reading the input; nothing written\n",
-                 sig == SIGTERM ? "SIGTERM" : sig == SIGHUP ? "SIGHUP" : "SIGINT");
+                 sig == SIGTERM  ? "SIGTERM"
+                 : sig == SIGHUP ? "SIGHUP"
+                                 : "SIGINT");
     return ExitCode::kInterrupted;
   }
   if (!input.ok()) {
@@ -495,7 +552,8 @@ ExitCode RunJobUnguarded(const JobConfig& config) {
     std::optional<Progress> progress;
     // On --resume the line counts this run's chunks, so its rate and ETA are right.
     if (config.progress && !config.quiet) {
-      progress.emplace(stats.telemetry, job.chunks.size() - stored.size());
+      progress.emplace(stats.telemetry, job.chunks.size() - stored.size(),
+                       config.range ? Progress::Rate::kRecords : Progress::Rate::kBytes);
     }
     result = RunMode(job, jobs, scheduler, sink, stats);
   }
@@ -508,12 +566,15 @@ ExitCode RunJobUnguarded(const JobConfig& config) {
     // output cannot be trusted: the input change is the reason given.
     std::fprintf(stderr, "fanout: %s; output discarded\n", changed.message().c_str());
     code = ExitCode::kJobFailed;
+  } else if (files.output->reader_closed() && result.kind == ModeResult::Kind::kFailed) {
+    code = ExitCode::kBrokenPipe;  // like any Unix tool whose reader left: no message
   } else {
     code = Conclude(job, scheduler, stats, result);
   }
   code = SettleOutput(job, assembler, *files.output, code);
+  if (code == ExitCode::kOk && files.output->reader_closed()) code = ExitCode::kBrokenPipe;
   SettleState(state.get(), config, code);
-  PrintSummary(config, job, scheduler, stats, wall);
+  if (code != ExitCode::kBrokenPipe) PrintSummary(config, job, scheduler, stats, wall);
   JobTotals totals = Totals(job, scheduler, stats, wall, code, jobs);
   totals.auto_choice = auto_choice;
   if (auto_plan) totals.auto_calibration_chunks = auto_plan->calibration.chunks.size();

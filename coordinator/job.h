@@ -126,6 +126,11 @@ class ResultSink {
   std::chrono::steady_clock::time_point input_checked_{};  // last JobInput::CheckUnchanged
 };
 
+// What to log for the most recent failed attempt of `chunk`: its reason, or "same as
+// attempt K" when an earlier attempt of the chunk failed with the very same text (a
+// deterministic failure's stderr tail is shown once, not once per retry).
+std::string LatestFailureNote(const Scheduler& scheduler, uint64_t chunk);
+
 // The number of cores (at least 1): the default worker and thread count.
 uint32_t DefaultJobs();
 

@@ -34,7 +34,10 @@ struct JobConfig {
   std::string output = "-";       // "-" = stdout
   std::string task;
   std::vector<std::string> args;
-  SchedulerOptions scheduler;  // retries, timeout, speculate, keep_going
+  SchedulerOptions scheduler;  // retries, crash_limit, timeout, speculate, keep_going
+  // --ok-exit: exec exit statuses that count as success (in every mode; workers learn them
+  // from WELCOME); empty = {0}.
+  std::vector<uint32_t> ok_exit;
   std::chrono::milliseconds heartbeat{500};
   uint32_t liveness = 4;
   uint32_t local_slots = 1;              // --slots: attempts each local worker runs at once

@@ -42,7 +42,7 @@ bool Finish(const PlannedJob& job, Scheduler& scheduler, ResultSink& sink, RunSt
                 m.status.ok() ? "ok" : m.status.message());
   if (outcome.verdict == Verdict::kRetrying) {
     spdlog::warn("{} attempt {} failed, retrying: {}", job.Describe(a.chunk), a.attempt,
-                 m.status.message());
+                 LatestFailureNote(scheduler, a.chunk));
   }
   Status s = outcome.verdict == Verdict::kAccepted
                  ? sink.Accept(a.chunk, Blob(std::move(output)), m.cpu_seconds)

@@ -134,7 +134,7 @@ void EventLoop::OnHello(const std::string& id, const Hello& hello, Clock::time_p
   SendTo(*router_, id,
          Welcome{job_id_, static_cast<uint32_t>(heartbeat_.count()), config_.liveness,
                  stored.by_ref ? input_path_ : "", hello.starts,
-                 static_cast<uint64_t>(config_.max_message)});
+                 static_cast<uint64_t>(config_.max_message), config_.ok_exit});
   Fill(stored, now);
 }
 
@@ -167,9 +167,12 @@ void EventLoop::OnResult(Peer& peer, const ResultMsg& result, Blob output, Clock
       SendCancels(outcome.cancel, "cancelled: another attempt won");
       break;
     case Verdict::kRetrying:
-    case Verdict::kChunkFailed:
-      spdlog::warn("{} attempt {} failed on worker {}: {}", job_.Describe(result.chunk),
-                   result.attempt, peer.name, error);
+      spdlog::warn("{} attempt {} failed on worker {}, retrying: {}", job_.Describe(result.chunk),
+                   result.attempt, peer.name, LatestFailureNote(scheduler_, result.chunk));
+      break;
+    case Verdict::kChunkFailed:  // the job's failure report says why
+      spdlog::debug("{} attempt {} failed on worker {}: {}", job_.Describe(result.chunk),
+                    result.attempt, peer.name, error);
       break;
     case Verdict::kLateDuplicate:
       spdlog::debug("dropped late result for chunk {} attempt {} from {}", result.chunk,
@@ -249,8 +252,9 @@ void EventLoop::OnChildExit(const ChildExit& exit, Clock::time_point now) {
     spdlog::warn("worker {} {} before joining", exit.name, exit.Describe());
   }
   ++consecutive_deaths_;
-  if (!respawn_at_ && respawns_used_ < max_respawns_) {
-    uint32_t shift = std::min<uint32_t>(consecutive_deaths_ - 1, 5);
+  if (!respawn_at_ && MayRespawn()) {
+    // Back-off grows with deaths in a row and starts over once a chunk is accepted.
+    uint32_t shift = std::min<uint32_t>(consecutive_deaths_ - 1, 4);
     respawn_at_ = now + milliseconds(50) * (1u << shift);
   }
 }
@@ -258,7 +262,7 @@ void EventLoop::OnChildExit(const ChildExit& exit, Clock::time_point now) {
 void EventLoop::MaybeRespawn(Clock::time_point now) {
   if (!respawn_at_ || now < *respawn_at_) return;
   respawn_at_.reset();
-  while (launcher_->alive() + to_spawn_ < local_workers_ && respawns_used_ < max_respawns_) {
+  while (launcher_->alive() + to_spawn_ < local_workers_ && MayRespawn()) {
     ++respawns_used_;
     ++stats_.respawns;
     auto pid = launcher_->Spawn("local-" + std::to_string(++spawned_));
@@ -269,6 +273,18 @@ void EventLoop::MaybeRespawn(Clock::time_point now) {
     }
     unjoined_[*pid] = now;
   }
+}
+
+std::string EventLoop::RespawnsEnded() const {
+  if (respawns_used_ >= max_respawns_) {
+    return std::to_string(respawns_used_) + " respawns used of " + std::to_string(max_respawns_) +
+           ", see --max-respawns";
+  }
+  if (consecutive_deaths_ >= no_progress_deaths_) {
+    return std::to_string(consecutive_deaths_) +
+           " workers died in a row with no chunk finished; not respawning";
+  }
+  return std::to_string(respawns_used_) + " respawns";
 }
 
 void EventLoop::SpawnSome() {
@@ -314,8 +330,7 @@ std::string EventLoop::Stranded(Clock::time_point now) {
                  last_loss_, wait.count());
   }
   if (now - *stranded_since_ < wait) return "";
-  return "no worker left (" + last_loss_ + "; " + std::to_string(respawns_used_) +
-         " respawns used of " + std::to_string(max_respawns_) + ") and none joined within " +
+  return "no worker left (" + last_loss_ + "; " + RespawnsEnded() + ") and none joined within " +
          std::to_string(wait.count()) + " ms (--wait-timeout)";
 }
 

@@ -11,12 +11,12 @@
 
 namespace fanout {
 
-std::string Progress::Line(const Telemetry& t, uint64_t total, double elapsed) {
+std::string Progress::Line(const Telemetry& t, uint64_t total, double elapsed, Rate unit) {
   uint64_t done = t.chunks_done.load();
   uint64_t bytes = t.bytes_done.load();
   uint64_t records = t.records_done.load();
   char rate[64];
-  if (bytes > 0) {
+  if (unit == Rate::kBytes) {
     std::snprintf(rate, sizeof rate, "%.1f MB/s",
                   elapsed > 0 ? static_cast<double>(bytes) / 1e6 / elapsed : 0.0);
   } else {
@@ -39,8 +39,8 @@ std::string Progress::Line(const Telemetry& t, uint64_t total, double elapsed) {
   return line;
 }
 
-Progress::Progress(const Telemetry& telemetry, uint64_t total_chunks)
-    : telemetry_(telemetry), total_(total_chunks) {
+Progress::Progress(const Telemetry& telemetry, uint64_t total_chunks, Rate rate)
+    : telemetry_(telemetry), total_(total_chunks), rate_(rate) {
   thread_ = std::jthread([this](std::stop_token stop) {
     std::mutex mu;
     std::condition_variable_any cv;
@@ -49,7 +49,7 @@ Progress::Progress(const Telemetry& telemetry, uint64_t total_chunks)
     do {
       double elapsed =
           std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-      std::string line = "\r\033[K" + Line(telemetry_, total_, elapsed);
+      std::string line = "\r\033[K" + Line(telemetry_, total_, elapsed, rate_);
       [[maybe_unused]] ssize_t n = write(STDERR_FILENO, line.data(), line.size());
     } while (!cv.wait_for(lock, stop, std::chrono::milliseconds(200), [] { return false; }) &&
              !stop.stop_requested());

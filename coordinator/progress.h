@@ -14,18 +14,25 @@ namespace fanout {
 
 class Progress {
  public:
+  // How the rate is shown; one unit for the whole job, never switching mid-job.
+  enum class Rate {
+    kBytes,    // MB/s: the job reads input bytes
+    kRecords,  // records/s: --range jobs, which read none
+  };
   // Starts drawing at once. `total_chunks` is the plan's chunk count.
-  Progress(const Telemetry& telemetry, uint64_t total_chunks);
+  Progress(const Telemetry& telemetry, uint64_t total_chunks, Rate rate);
   ~Progress();  // stops the thread and erases the line
   Progress(const Progress&) = delete;
   Progress& operator=(const Progress&) = delete;
 
   // The line as it would be drawn now (for tests and the final redraw).
-  static std::string Line(const Telemetry& telemetry, uint64_t total_chunks, double elapsed);
+  static std::string Line(const Telemetry& telemetry, uint64_t total_chunks, double elapsed,
+                          Rate rate);
 
  private:
   const Telemetry& telemetry_;
   uint64_t total_;
+  Rate rate_;
   std::jthread thread_;
 };
 

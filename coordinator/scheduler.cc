@@ -74,7 +74,9 @@ std::vector<uint64_t> Scheduler::RemoveWorker(WorkerIndex worker, const std::str
             [](const auto& a, const auto& b) { return a.first.first > b.first.first; });
   for (auto& [la, started] : ended) {
     if (started && charged) charged->push_back(la);
-    if (FailAttempt(la.first, la.second, reason, started) == Verdict::kChunkFailed)
+    if (started) ++counters_.crashes;
+    if (FailAttempt(la.first, la.second, reason, started ? Charge::kLost : Charge::kNone) ==
+        Verdict::kChunkFailed)
       failed_now.push_back(la.first);
   }
   return failed_now;
@@ -113,15 +115,19 @@ void Scheduler::DropLive(uint64_t chunk, uint32_t attempt) {
 }
 
 Verdict Scheduler::FailAttempt(uint64_t chunk, uint32_t attempt, const std::string& reason,
-                               bool counts_as_failure) {
+                               Charge charge) {
   Chunk& c = chunks_[chunk];
   WorkerIndex worker = 0;
   for (const Live& l : c.live)
     if (l.attempt == attempt) worker = l.worker;
   DropLive(chunk, attempt);
-  if (counts_as_failure) c.failures.push_back({attempt, worker, reason});
+  bool counts_as_failure = charge != Charge::kNone;
+  if (counts_as_failure) c.failures.push_back({attempt, worker, reason, charge == Charge::kLost});
+  if (charge == Charge::kTask) ++c.task_failures;
+  if (charge == Charge::kLost) ++c.crashes;
   if (!c.live.empty()) return Verdict::kRetrying;  // another attempt is still running
-  if (c.failures.size() > options_.retries) {
+  bool crashed_out = options_.crash_limit > 0 && c.crashes >= options_.crash_limit;
+  if (c.task_failures > options_.retries || crashed_out) {
     c.state = State::kFailed;
     failed_.push_back(chunk);
     while (low_water_ < chunks_.size() && (chunks_[low_water_].state == State::kDone ||
@@ -214,7 +220,7 @@ ResultOutcome Scheduler::OnResult(WorkerIndex worker, uint64_t chunk, uint32_t a
     return out;
   }
   if (!ok) {
-    out.verdict = FailAttempt(chunk, attempt, error, true);
+    out.verdict = FailAttempt(chunk, attempt, error, Charge::kTask);
     return out;
   }
   if (live->started) {
@@ -301,7 +307,7 @@ std::vector<CancelOrder> Scheduler::ExpireAttempts(TimePoint now) {
     auto secs = std::chrono::duration<double>(*LimitFor(o->attempt)).count();
     char buf[64];
     std::snprintf(buf, sizeof buf, "timed out after %.3gs", secs);
-    FailAttempt(o->chunk, o->attempt, buf, true);
+    FailAttempt(o->chunk, o->attempt, buf, Charge::kTask);  // a timeout is the task's
   }
   return expired;
 }

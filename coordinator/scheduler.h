@@ -25,8 +25,14 @@ using Micros = std::chrono::microseconds;
 using WorkerIndex = uint32_t;
 
 struct SchedulerOptions {
-  uint32_t retries = 2;  // extra attempts after the first failure
-  Micros timeout{0};     // per-attempt limit; 0 = none
+  // Extra attempts after the task itself failed (non-zero exit, task error, timeout,
+  // output refused): a deterministic failure is not retried by default (GNU parallel).
+  uint32_t retries = 0;
+  // Attempts of one chunk that may be lost with their worker (killed, hung, gone) before
+  // the chunk fails: such losses are the machine's, not the task's, and do not use
+  // `retries`. 0 = no limit.
+  uint32_t crash_limit = 5;
+  Micros timeout{0};  // per-attempt limit; 0 = none
   // > 0: a relative limit, percent/100 x the median attempt time so far, for a chunk's
   // first attempt; attempt k gets 2^(k-1) times that (see LimitFor), so a chunk that is
   // legitimately slower than the limit still finishes on a retry.
@@ -48,6 +54,7 @@ struct AttemptFailure {
   uint32_t attempt = 0;
   WorkerIndex worker = 0;
   std::string reason;
+  bool lost = false;  // the worker was lost under it (counts toward crash_limit, not retries)
 };
 
 // An attempt the coordinator must tell its worker to abandon.
@@ -72,7 +79,8 @@ struct ResultOutcome {
 
 struct SchedulerCounters {
   uint64_t attempts = 0;
-  uint64_t retries = 0;  // re-queues after a failed attempt
+  uint64_t retries = 0;  // re-queues after a failed attempt (the task's or a lost worker's)
+  uint64_t crashes = 0;  // started attempts lost with their worker
   uint64_t timeouts = 0;
   uint64_t speculative = 0;
   uint64_t late_duplicates = 0;
@@ -93,14 +101,13 @@ class Scheduler {
   // not been counted as running yet. Ignored for an attempt that is not live on `worker`.
   void MarkStarted(WorkerIndex worker, uint64_t chunk, uint32_t attempt, TimePoint now);
   // A worker is gone. Its live attempts end and go back to the front of the queue in chunk
-  // order. Those it started count as failed attempts with `reason`; the others are
-  // re-queued without penalty. Started means: reported by MarkStarted for a worker that
-  // reports starts; for one that does not, the oldest `slots` (workers start attempts in
-  // arrival order). So that a chunk whose start was never reported (the worker died
-  // before telling) cannot cost workers forever, a chunk's kFreeLosses-th and later such
-  // losses on workers that report starts count as failures too. `charged`, if given,
-  // receives the (chunk, attempt) of each attempt counted as failed. Returns chunks that failed for
-  // good.
+  // order. Those it started count as lost attempts with `reason` (toward crash_limit, never
+  // toward retries); the others are re-queued without penalty. Started means: reported by
+  // MarkStarted for a worker that reports starts; for one that does not, the oldest `slots`
+  // (workers start attempts in arrival order). So that a chunk whose start was never reported (the
+  // worker died before telling) cannot cost workers forever, a chunk's kFreeLosses-th and later
+  // such losses on workers that report starts count as failures too. `charged`, if given, receives
+  // the (chunk, attempt) of each attempt counted as failed. Returns chunks that failed for good.
   std::vector<uint64_t> RemoveWorker(WorkerIndex worker, const std::string& reason, TimePoint now,
                                      std::vector<std::pair<uint64_t, uint32_t>>* charged = nullptr);
   static constexpr uint32_t kFreeLosses = 3;
@@ -126,6 +133,7 @@ class Scheduler {
   bool Finished() const { return done_ + failed_.size() == chunks_.size(); }
   // True once a chunk failed every attempt and keep_going is off: stop the job.
   bool Aborted() const { return !options_.keep_going && !failed_.empty(); }
+  const SchedulerOptions& options() const { return options_; }
   const std::vector<uint64_t>& failed_chunks() const { return failed_; }
   const std::vector<AttemptFailure>& failures_of(uint64_t chunk) const {
     return chunks_[chunk].failures;
@@ -157,7 +165,9 @@ class Scheduler {
     uint32_t attempts_issued = 0;
     std::vector<Live> live;
     std::vector<AttemptFailure> failures;
-    uint32_t free_losses = 0;  // attempts lost with their worker before starting
+    uint32_t free_losses = 0;    // attempts lost with their worker before starting
+    uint32_t task_failures = 0;  // failures charged to the task (Charge::kTask)
+    uint32_t crashes = 0;        // attempts lost with their worker (Charge::kLost)
   };
   struct Worker {
     uint32_t slots = 1;
@@ -166,9 +176,14 @@ class Scheduler {
     std::deque<std::pair<uint64_t, uint32_t>> live;  // (chunk, attempt) in dispatch order
   };
 
+  // What an ended attempt costs its chunk.
+  enum class Charge {
+    kNone,  // nothing: re-queued as if never issued
+    kTask,  // the task failed: counts toward retries
+    kLost,  // its worker was lost: counts toward crash_limit
+  };
   // Ends one live attempt as failed; re-queues or fails the chunk. Returns the verdict.
-  Verdict FailAttempt(uint64_t chunk, uint32_t attempt, const std::string& reason,
-                      bool counts_as_failure);
+  Verdict FailAttempt(uint64_t chunk, uint32_t attempt, const std::string& reason, Charge charge);
   void DropLive(uint64_t chunk, uint32_t attempt);
   // Marks the attempts that now occupy a running slot of `worker` as started at now_.
   void PromoteRunning(WorkerIndex worker);

@@ -116,7 +116,12 @@ std::string Telemetry::Report(const JobTotals& totals) const {
                 "busy", "failures");
   text += line;
   std::lock_guard lock(mu_);
+  size_t idle = 0;
   for (size_t w = 0; w < rows.size(); ++w) {
+    if (rows[w].chunks == 0 && rows[w].failures == 0 && rows[w].busy <= 0) {
+      ++idle;  // joined but ran nothing: 64 threads on a 3-chunk job are not 61 rows
+      continue;
+    }
     std::string name = w < workers_.size() ? workers_[w].name : "#" + std::to_string(w);
     std::string host = w < workers_.size() ? workers_[w].host : "";
     double busy = totals.wall_seconds > 0 ? 100.0 * rows[w].busy / totals.wall_seconds : 0;
@@ -124,6 +129,9 @@ std::string Telemetry::Report(const JobTotals& totals) const {
                   host.c_str(), static_cast<unsigned long>(rows[w].chunks), busy,
                   static_cast<unsigned long>(rows[w].failures));
     text += line;
+  }
+  if (idle > 0) {
+    text += "  (" + std::to_string(idle) + (idle == 1 ? " worker" : " workers") + " ran nothing)\n";
   }
   double busy = 0;
   for (const auto& r : rows) busy += r.busy;

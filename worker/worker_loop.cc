@@ -226,6 +226,7 @@ std::optional<SessionEnd> Worker::Handle(zmq::socket_t& socket, Envelope& env) {
       max_output_ = welcome->max_message;
     }
     runner_.SetOutputLimit(max_output_);
+    SetOkExitCodes(std::vector<int>(welcome->ok_exit.begin(), welcome->ok_exit.end()));
     if (welcome->input_path.empty()) {
       input_.Close();
     } else {

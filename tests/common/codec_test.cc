@@ -249,6 +249,20 @@ TEST(CodecTest, EncodedHeadersCarryExactlyTheDocumentedKeys) {
   }
 }
 
+// WELCOME's "ok" (--ok-exit, issue #15): sent only when given, and bounded.
+TEST(CodecTest, WelcomeOkExitRoundTripsAndIsOptional) {
+  Welcome with{"j", 500, 4};
+  with.ok_exit = {0, 1};
+  EXPECT_EQ(std::get<Welcome>(RoundTrip(with)).ok_exit, (std::vector<uint32_t>{0, 1}));
+  EXPECT_TRUE(std::get<Welcome>(RoundTrip(Welcome{"j", 500, 4})).ok_exit.empty());
+  EXPECT_EQ(ParseWire(EncodeHeader(with)).keys,
+            (std::set<std::string>{"v", "k", "job", "hb", "live", "ok"}));
+  Welcome huge{"j", 500, 4};
+  huge.ok_exit.assign(257, 1);
+  std::string bytes = EncodeHeader(huge);
+  EXPECT_FALSE(DecodeHeader(bytes.data(), bytes.size()).ok());
+}
+
 TEST(CodecTest, StartedAndTheStartsAndMaxKeysRoundTrip) {
   auto started = std::get<Started>(RoundTrip(Started{{3, 9}, {1, 2}}));
   EXPECT_EQ(started.chunks, (std::vector<uint64_t>{3, 9}));

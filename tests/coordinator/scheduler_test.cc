@@ -20,6 +20,12 @@ using Ids = std::vector<uint64_t>;
 class SchedulerTest : public ::testing::Test {
  protected:
   static TimePoint At(int64_t ms) { return TimePoint{} + milliseconds(1000000 + ms); }
+  // Options with `retries` task retries (the default is none).
+  static SchedulerOptions Retrying(uint32_t retries = 2) {
+    SchedulerOptions o;
+    o.retries = retries;
+    return o;
+  }
   // Takes every assignment `worker` can get now.
   static std::vector<Assignment> Drain(Scheduler& s, WorkerIndex worker, int64_t ms) {
     std::vector<Assignment> out;
@@ -251,7 +257,7 @@ TEST_F(SchedulerTest, KeepGoingFinishesDespiteFailedChunks) {
 }
 
 TEST_F(SchedulerTest, RetryGoesToTheFrontOfTheQueue) {
-  Scheduler s(5, {});
+  Scheduler s(5, Retrying());
   s.AddWorker(0, 1, 1);
   auto a = s.Next(0, At(0));
   Fail(s, 0, *a, 1);
@@ -262,7 +268,7 @@ TEST_F(SchedulerTest, RetryGoesToTheFrontOfTheQueue) {
 }
 
 TEST_F(SchedulerTest, RetryPrefersAnotherWorker) {
-  Scheduler s(3, {});
+  Scheduler s(3, Retrying());
   s.AddWorker(0, 1, 1);
   s.AddWorker(1, 1, 1);
   auto a0 = s.Next(0, At(0));
@@ -281,7 +287,7 @@ TEST_F(SchedulerTest, RetryPrefersAnotherWorker) {
 }
 
 TEST_F(SchedulerTest, AvoidedChunkWaitsForAnotherWorkerUntilItIsTheOnlyOne) {
-  Scheduler s(1, {});
+  Scheduler s(1, Retrying());
   s.AddWorker(0, 1, 1);
   s.AddWorker(1, 1, 1);
   auto a = s.Next(0, At(0));
@@ -395,7 +401,7 @@ TEST_F(SchedulerTest, AChunkLostUnstartedAgainAndAgainIsChargedInTheEnd) {
   // A worker may die before it could report a start (e.g. a task that crashes it at once):
   // after kFreeLosses such losses the chunk is charged, so it cannot kill workers forever.
   SchedulerOptions o;
-  o.retries = 0;
+  o.crash_limit = 1;
   Scheduler s(1, o);
   for (uint32_t i = 1; i < Scheduler::kFreeLosses; ++i) {
     s.AddWorker(i, 1, 1, true);
@@ -419,7 +425,7 @@ TEST_F(SchedulerTest, AReportedStartStartsTheDeadlineOfAPrefetchedAttempt) {
   EXPECT_EQ(*s.NextDeadline(), At(130));
 }
 
-TEST_F(SchedulerTest, LostWorkerCanExhaustAChunksRetries) {
+TEST_F(SchedulerTest, LostWorkerDoesNotUseTheTasksRetries) {
   SchedulerOptions o;
   o.retries = 1;
   Scheduler s(2, o);
@@ -427,21 +433,74 @@ TEST_F(SchedulerTest, LostWorkerCanExhaustAChunksRetries) {
   s.AddWorker(1, 1, 1);
   auto a = s.Next(0, At(0));  // chunk 0
   auto b = s.Next(0, At(0));  // chunk 1, prefetched
-  Fail(s, 0, *a, 1);
+  ASSERT_TRUE(a && b);
+  Fail(s, 0, *a, 1);  // the task's one failure: --retries 1 allows one more
   auto retry = s.Next(1, At(1));
   ASSERT_TRUE(retry);
   EXPECT_EQ(retry->chunk, 0u);
-  auto failed = s.RemoveWorker(1, "crashed", At(2));
-  EXPECT_EQ(failed, (Ids{0}));
-  EXPECT_EQ(s.failed_chunks(), (Ids{0}));
+  EXPECT_TRUE(s.RemoveWorker(1, "crashed", At(2)).empty()) << "the machine's fault, not the task's";
+  EXPECT_FALSE(s.Aborted());
+  ASSERT_EQ(s.failures_of(0).size(), 2u);
+  EXPECT_FALSE(s.failures_of(0)[0].lost);
+  EXPECT_TRUE(s.failures_of(0)[1].lost);
+  EXPECT_EQ(s.counters().crashes, 1u);
+  s.AddWorker(2, 1, 1);
+  auto third = s.Next(2, At(3));
+  ASSERT_TRUE(third);
+  EXPECT_EQ(third->chunk, 0u);
+  EXPECT_EQ(third->attempt, 3u);
+  EXPECT_EQ(Ok(s, 2, *third, 4), Verdict::kAccepted);
+}
+
+TEST_F(SchedulerTest, ChunkFailsAfterCrashLimitLostWorkers) {
+  SchedulerOptions o;
+  o.crash_limit = 3;
+  Scheduler s(1, o);
+  for (WorkerIndex w = 0; w < 3; ++w) {
+    s.AddWorker(w, 1, 1);
+    auto a = s.Next(w, At(w));
+    ASSERT_TRUE(a);
+    EXPECT_EQ(a->attempt, w + 1);
+    auto failed = s.RemoveWorker(w, "killed by signal 9", At(w));
+    EXPECT_EQ(failed, w < 2 ? Ids{} : Ids{0}) << "loss " << w + 1;
+  }
   EXPECT_TRUE(s.Aborted());
-  EXPECT_EQ(s.failures_of(0).back().reason, "crashed");
-  EXPECT_TRUE(b);
+  EXPECT_EQ(s.failures_of(0).size(), 3u);
+  EXPECT_TRUE(s.failures_of(0).back().lost);
+}
+
+TEST_F(SchedulerTest, CrashLimitZeroMeansLostWorkersNeverFailAChunk) {
+  SchedulerOptions o;
+  o.crash_limit = 0;
+  Scheduler s(1, o);
+  for (WorkerIndex w = 0; w < 50; ++w) {
+    s.AddWorker(w, 1, 1);
+    ASSERT_TRUE(s.Next(w, At(w)));
+    EXPECT_TRUE(s.RemoveWorker(w, "oom", At(w)).empty());
+  }
+  s.AddWorker(99, 1, 1);
+  auto a = s.Next(99, At(100));
+  ASSERT_TRUE(a);
+  EXPECT_EQ(Ok(s, 99, *a, 101), Verdict::kAccepted);
+}
+
+TEST_F(SchedulerTest, TaskFailureAfterLostWorkersStillFailsByRetries) {
+  Scheduler s(1, {});  // --retries 0, --crash-limit 5
+  for (WorkerIndex w = 0; w < 2; ++w) {
+    s.AddWorker(w, 1, 1);
+    ASSERT_TRUE(s.Next(w, At(w)));
+    s.RemoveWorker(w, "killed", At(w));
+  }
+  s.AddWorker(5, 1, 1);
+  auto a = s.Next(5, At(5));
+  ASSERT_TRUE(a);
+  EXPECT_EQ(a->attempt, 3u);
+  EXPECT_EQ(Fail(s, 5, *a, 6, "exit 1"), Verdict::kChunkFailed);
 }
 
 TEST_F(SchedulerTest, LostWorkerRemovalReportsEveryChunkThatFailedForGood) {
   SchedulerOptions o;
-  o.retries = 0;
+  o.crash_limit = 1;
   o.keep_going = true;
   Scheduler s(4, o);
   s.AddWorker(0, 2, 4);
@@ -494,7 +553,7 @@ TEST_F(SchedulerTest, NoTimeoutMeansNoDeadline) {
 }
 
 TEST_F(SchedulerTest, TimeoutExpiresTheAttemptAndRetriesIt) {
-  SchedulerOptions o;
+  SchedulerOptions o = Retrying();
   o.timeout = milliseconds(500);
   Scheduler s(1, o);
   s.AddWorker(3, 1, 1);
@@ -560,7 +619,7 @@ TEST_F(SchedulerTest, NextDeadlineIsTheEarliestAndExpiryTakesOnlyThosePastIt) {
 }
 
 TEST_F(SchedulerTest, TimedOutChunksAreRetriedInChunkOrder) {
-  SchedulerOptions o;
+  SchedulerOptions o = Retrying();
   o.timeout = milliseconds(100);
   Scheduler s(4, o);
   s.AddWorker(0, 3, 3);
@@ -639,7 +698,7 @@ TEST_F(SchedulerTest, RelativeTimeoutDoublesWithEachAttempt) {
 }
 
 TEST_F(SchedulerTest, AbsoluteTimeoutIsTheSameForEveryAttempt) {
-  SchedulerOptions o;
+  SchedulerOptions o = Retrying();
   o.timeout = milliseconds(50);
   Scheduler s(1, o);
   s.AddWorker(0, 1, 1);
@@ -849,7 +908,7 @@ TEST_F(SchedulerTest, FailedChunksMoveTheWindowWithKeepGoing) {
 }
 
 TEST_F(SchedulerTest, RetriedChunksInsideTheWindowAreStillDispatched) {
-  SchedulerOptions o;
+  SchedulerOptions o = Retrying();
   o.window = 2;
   Scheduler s(4, o);
   s.AddWorker(0, 2, 2);
@@ -872,6 +931,7 @@ void Simulate(uint32_t seed) {
   auto chance = [&](int percent) { return static_cast<int>(rng() % 100) < percent; };
   SchedulerOptions o;
   o.retries = rng() % 4;
+  o.crash_limit = rng() % 4;
   o.keep_going = true;
   o.speculate = chance(50);
   o.window = chance(50) ? 0 : 1 + rng() % 8;
@@ -965,7 +1025,9 @@ void Simulate(uint32_t seed) {
   EXPECT_EQ(done + s.failed_chunks().size(), kChunks);
   for (uint64_t c : s.failed_chunks()) {
     EXPECT_EQ(accepted[c], 0);
-    EXPECT_GT(s.failures_of(c).size(), o.retries);
+    uint32_t lost = 0, task = 0;
+    for (const AttemptFailure& f : s.failures_of(c)) ++(f.lost ? lost : task);
+    EXPECT_TRUE(task > o.retries || (o.crash_limit > 0 && lost >= o.crash_limit));
   }
 }
 

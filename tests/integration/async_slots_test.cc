@@ -103,8 +103,8 @@ TEST_F(AsyncSlotsTest, TimedOutCommandIsKilledWhileTheJobGoesOn) {
       "while [ ! -e '" +
       dir_.File("go") + "' ]; do sleep 0.02; done; cat";
   WriteFile(dir_.File("in"), "a\n");
-  Child coordinator({FanoutBin(), "run", "-j", "1", "--timeout", "1s", "-i", dir_.File("in"), "-o",
-                     dir_.File("out"), "exec", "--", "sh", "-c", script},
+  Child coordinator({FanoutBin(), "run", "-j", "1", "--timeout", "1s", "--retries", "1", "-i",
+                     dir_.File("in"), "-o", dir_.File("out"), "exec", "--", "sh", "-c", script},
                     "", dir_.File("err"));
   // The first attempt's child is up, then the timeout cancels it and the retry starts.
   auto deadline = Clock::now() + milliseconds(20000);

@@ -65,9 +65,9 @@ TEST_F(OperatorTest, StatsJsonHasStableTypedKeys) {
 
 TEST_F(OperatorTest, TraceHasExactlyOneSpanPerAttemptWithFailuresMarked) {
   // Chunk 2's first attempt fails, so the job makes 9 attempts for 8 chunks.
-  RunResult r = Fanout({"--chunks", "8", "--trace", dir_.File("t.json"), "--stats-json",
-                        dir_.File("s.json"), "-o", dir_.File("out"), "exec", "--", "sh", "-c",
-                        "[ \"$FANOUT_CHUNK$FANOUT_ATTEMPT\" = 21 ] && exit 7; cat"});
+  RunResult r = Fanout({"--chunks", "8", "--retries", "1", "--trace", dir_.File("t.json"),
+                        "--stats-json", dir_.File("s.json"), "-o", dir_.File("out"), "exec", "--",
+                        "sh", "-c", "[ \"$FANOUT_CHUNK$FANOUT_ATTEMPT\" = 21 ] && exit 7; cat"});
   ASSERT_EQ(r.exit_code, 0) << r.err;
   Json trace = Json::parse(ReadFile(dir_.File("t.json")));
   Json stats = Json::parse(ReadFile(dir_.File("s.json")));

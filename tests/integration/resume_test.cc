@@ -71,9 +71,9 @@ TEST_F(ResumeTest, JobLogHasAHeaderAndOneLinePerAttempt) {
   WriteFile(dir_.File("in.txt"), Numbers(40));
   std::string log = dir_.File("log.tsv");
   // Chunk 2 fails its first attempt with status 7.
-  RunResult r =
-      Fanout({"-j", "2", "--chunks", "4", "-i", dir_.File("in.txt"), "--joblog", log, "exec", "--",
-              "sh", "-c", "[ $FANOUT_CHUNK = 2 ] && [ $FANOUT_ATTEMPT = 1 ] && exit 7; cat"});
+  RunResult r = Fanout({"-j", "2", "--chunks", "4", "--retries", "1", "-i", dir_.File("in.txt"),
+                        "--joblog", log, "exec", "--", "sh", "-c",
+                        "[ $FANOUT_CHUNK = 2 ] && [ $FANOUT_ATTEMPT = 1 ] && exit 7; cat"});
   ASSERT_EQ(r.exit_code, 0) << r.err;
   auto lines = Lines(ReadFile(log));
   ASSERT_EQ(lines.size(), 6u) << ReadFile(log);
