@@ -162,8 +162,8 @@ class EventLoop {
   std::optional<zmq::socket_t> router_;
   std::optional<LocalLauncher> launcher_;
   std::string job_id_ = NewJobId();
-  std::string local_token_;         // handed to the workers we start over an inherited fd
-  std::string input_path_;          // what by-reference workers map (WELCOME's "in")
+  std::string local_token_;            // handed to the workers we start over an inherited fd
+  std::string input_path_;             // what by-reference workers map (WELCOME's "in")
   std::map<std::string, Peer> peers_;  // by routing id
   std::map<WorkerIndex, std::string> peer_of_;
   std::set<std::string> joined_;  // "name@host" of every non-local worker that joined

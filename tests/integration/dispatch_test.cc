@@ -34,8 +34,9 @@ TEST(Dispatch, LateJoiningLocalWorkerCountsWithItsSlots) {
   // Ten 1 s sleeps over 2 workers x 5 slots: one round of 1 s, not 9 chunks on the first
   // worker to join and 2 s (the old behaviour).
   auto start = std::chrono::steady_clock::now();
-  RunResult r = fanout::testing::Run({FanoutBin(), "run", "-q", "--mode", "processes", "-j", "2", "--slots", "5",
-                     "--range", "0:10", "--chunks", "10", "sleep", "1000"});
+  RunResult r =
+      fanout::testing::Run({FanoutBin(), "run", "-q", "--mode", "processes", "-j", "2", "--slots",
+                            "5", "--range", "0:10", "--chunks", "10", "sleep", "1000"});
   double took = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_LT(took, 1.7) << "the sleeps ran in more than one round";
@@ -50,9 +51,9 @@ TEST(Dispatch, ResumedJobSpreadsChunksEvenlyOverEqualWorkers) {
   WriteFile(in, text);
   // Chunks 8 and up fail until GO exists; the resumed run then runs those 24.
   auto job = [&](std::vector<std::string> extra) {
-    std::vector<std::string> argv = {FanoutBin(), "run",       "-q", "--keep-going", "--chunks",
-                                     "32",        "--retries", "0",  "-i",           in,
-                                     "--state",   state};
+    std::vector<std::string> argv = {FanoutBin(), "run", "-q",        "--keep-going",
+                                     "--chunks",  "32",  "--retries", "0",
+                                     "-i",        in,    "--state",   state};
     argv.insert(argv.end(), extra.begin(), extra.end());
     for (const char* a : {"exec", "--", "sh", "-c"}) argv.push_back(a);
     argv.push_back("[ $FANOUT_CHUNK -ge 8 ] && [ ! -e " + go + " ] && exit 1; sleep 0.2; cat");
