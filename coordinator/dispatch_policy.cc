@@ -45,14 +45,18 @@ std::optional<Dispatch> Dispatcher::Next(WorkerIndex worker, uint32_t slots, Tim
     take = scheduler_.queued() > idle_elsewhere();
   }
   if (take) {
-    if (auto a = scheduler_.Next(worker, now)) return Dispatch{*a, std::nullopt};
+    if (auto a = scheduler_.Next(worker, now)) {
+      if (live >= slots) maybe_waiting_ = true;  // a prefetch: it waits on that worker
+      return Dispatch{*a, std::nullopt};
+    }
   }
   // Nothing queued for it and a slot idle: take back an attempt waiting elsewhere.
-  if (live < slots && Stealing()) {
+  if (live < slots && maybe_waiting_ && Stealing()) {
     if (auto stolen = scheduler_.Steal(worker, now)) {
       ++steals_;
       return Dispatch{stolen->to, stolen->from};
     }
+    maybe_waiting_ = false;
   }
   return std::nullopt;
 }

@@ -42,7 +42,8 @@ class Dispatcher {
   // The next attempt for `worker` (`slots` running slots), or nothing. `idle_elsewhere`
   // returns the free slots of every other worker, counting each worker expected but not
   // joined yet with all its slots; it is called only when a prefetch is considered.
-  // Call repeatedly until nothing comes back.
+  // Call repeatedly until nothing comes back. All attempts must be issued through here
+  // (not Scheduler::Next directly).
   std::optional<Dispatch> Next(WorkerIndex worker, uint32_t slots, TimePoint now,
                                const std::function<uint64_t()>& idle_elsewhere);
 
@@ -66,6 +67,11 @@ class Dispatcher {
   uint64_t checked_at_ = 0;  // chunks done when median_ was last read; 0: never
   Micros median_{0};
   uint64_t steals_ = 0;
+  // False once a steal found nothing, until the next prefetch: an attempt waits behind a
+  // worker's running slots only if it was sent as a prefetch (positions only move up), so
+  // idle workers do not scan every worker again and again (Scheduler::Steal is O(workers)).
+  // Every attempt must go out through Next for this to hold.
+  bool maybe_waiting_ = true;
 };
 
 }  // namespace fanout
