@@ -376,7 +376,7 @@ std::vector<Scenario> Scenarios(bool small) {
   s.late_fraction = 0.5;
   all.push_back(s);
   s.name = "lognormal, mixed, 20% late, 10% leave, 5% killed";
-  s.speeds = mixed, s.durations = Durations::kLognormal, s.chunks = 100000 / f;
+  s.speeds = mixed, s.durations = Durations::kLognormal, s.chunks = 300000 / f;
   s.late_fraction = 0.2, s.leave_fraction = 0.1, s.kill_fraction = 0.05;
   all.push_back(s);
   s = Scenario{};
