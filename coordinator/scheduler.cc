@@ -130,7 +130,13 @@ std::optional<Scheduler::Stolen> Scheduler::Steal(WorkerIndex thief, TimePoint n
     if (!l || l->reported) continue;
     now_ = now;
     DropLive(chunk, attempt);  // ends without penalty: it never started
-    return Stolen{{*victim, chunk, attempt}, Issue(thief, chunk, now, false)};
+    // It keeps its number (it never ran, so it is the same attempt, and FANOUT_ATTEMPT,
+    // the joblog and "attempt k of n" stay as the user counts): results and starts are
+    // matched by worker too, so the old worker's are late duplicates.
+    chunks_[chunk].live.push_back({attempt, thief, std::nullopt});
+    t->second.live.emplace_back(chunk, attempt);
+    PromoteRunning(thief);
+    return Stolen{{*victim, chunk, attempt}, {chunk, attempt, false}};
   }
   return std::nullopt;
 }

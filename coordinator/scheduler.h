@@ -115,10 +115,11 @@ class Scheduler {
 
   // Work stealing: takes an attempt that waits, not started, in another worker's queue
   // (behind its running slots, and not reported by MarkStarted), from the worker holding
-  // the most such attempts (its most recently sent one), and issues the chunk to `thief`
-  // as a new attempt. The old attempt ends without penalty; the caller must CANCEL it on
-  // its worker. Should that worker have started it anyway, its result is a late duplicate
-  // (exactly-once holds). Nothing if `thief` is full or no attempt waits elsewhere.
+  // the most such attempts (its most recently sent one), and moves it to `thief` with the
+  // same attempt number (it never ran). The caller must CANCEL it on the old worker.
+  // Should that worker have started it anyway, its STARTED and RESULT are ignored (matched
+  // by worker: a late duplicate), so exactly-once holds. Nothing if `thief` is full or no
+  // attempt waits elsewhere.
   struct Stolen {
     CancelOrder from;
     Assignment to;

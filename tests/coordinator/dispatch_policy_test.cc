@@ -67,7 +67,7 @@ TEST(DispatchPolicy, LateJoinerStealsWaitingAttemptsInItsFirstRound) {
   EXPECT_EQ(round[0].stolen_from->chunk, 3u);  // the most recently sent: the last to run
   EXPECT_EQ(round[0].stolen_from->attempt, 1u);
   EXPECT_EQ(round[0].assignment.chunk, 3u);
-  EXPECT_EQ(round[0].assignment.attempt, 2u);
+  EXPECT_EQ(round[0].assignment.attempt, 1u);  // it never ran: the same attempt, moved
   EXPECT_EQ(s.live_attempts(0), 3u);
   EXPECT_EQ(s.live_attempts(1), 1u);
   EXPECT_EQ(d.steals(), 1u);

@@ -1,7 +1,8 @@
 // End to end, issue #15 item 5: dispatch is fair. A local worker not yet joined counts
 // with its --slots (the first to join does not take the others' chunks), and an idle
-// worker takes back chunks prefetched but not started elsewhere, so a resumed job with
-// equal-speed workers spreads its chunks evenly.
+// worker takes back chunks prefetched but not started elsewhere (a chunk queued behind a
+// slow one moves to an idle worker), so a resumed job with equal-speed workers spreads its
+// chunks evenly.
 #include <gtest/gtest.h>
 
 #include <chrono>
@@ -73,6 +74,28 @@ TEST(Dispatch, ResumedJobSpreadsChunksEvenlyOverEqualWorkers) {
   for (const auto& [worker, n] : per) {
     EXPECT_LE(n, 1.5 * mean) << worker << " ran " << n << " of 24 chunks\n" << ReadFile(log);
   }
+}
+
+TEST(Dispatch, IdleWorkerTakesBackAChunkQueuedBehindASlowOne) {
+  // 3 chunks over 2 workers x 1 slot: the first to join takes chunk 0 (3 s) and queues
+  // chunk 1 (2 s) behind it; the other runs chunk 2 (instant), then takes chunk 1 back
+  // (cancelled on the first). About 3 s instead of 5 s, each chunk's output once.
+  TempDir dir;
+  std::string in = dir.File("in.txt"), log = dir.File("log.tsv");
+  WriteFile(in, "a\nb\nc\n");
+  auto start = std::chrono::steady_clock::now();
+  RunResult r =
+      fanout::testing::Run({FanoutBin(), "run", "-q", "--mode", "processes", "-j", "2", "--chunks",
+                            "3", "-i", in, "--joblog", log, "exec", "--", "sh", "-c",
+                            "case $FANOUT_CHUNK in 0) sleep 3;; 1) sleep 2;; esac; cat"});
+  double took = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.out, "a\nb\nc\n");
+  EXPECT_LT(took, 4.5) << "chunk 1 waited behind chunk 0\n" << ReadFile(log);
+  auto per = ChunksPerWorker(ReadFile(log));
+  int total = 0;
+  for (const auto& [worker, n] : per) total += n;
+  EXPECT_EQ(total, 3) << ReadFile(log);  // no chunk ran to completion twice
 }
 
 }  // namespace
