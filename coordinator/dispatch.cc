@@ -1,6 +1,8 @@
-// EventLoop (event_loop.h): what goes to workers. Credits (slots + prefetch) bound each
-// worker's attempts; short chunks go several to a TASKS message, long ones as TASK (by
-// reference to local workers that proved they share this host).
+// EventLoop (event_loop.h): what goes to workers. The Dispatcher (dispatch_policy.h)
+// decides when a worker gets an attempt (credits: slots + prefetch; idle workers take back
+// attempts queued elsewhere, which are CANCELled there); this file sends them: short
+// chunks several to a TASKS message, long ones as TASK (by reference to local workers that
+// proved they share this host).
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
