@@ -237,6 +237,8 @@ ModeResult EventLoop::Run() {
   launcher_->SignalAllExcept(told, SIGTERM);
   launcher_->StopAll(milliseconds(2000));
   rejects_.Flush();
+  if (dispatcher_.steals() > 0)
+    spdlog::debug("{} attempts taken back by idle workers", dispatcher_.steals());
   return result;
 }
 

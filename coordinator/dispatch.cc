@@ -1,6 +1,8 @@
-// EventLoop (event_loop.h): what goes to workers. Credits (slots + prefetch) bound each
-// worker's attempts; short chunks go several to a TASKS message, long ones as TASK (by
-// reference to local workers that proved they share this host).
+// EventLoop (event_loop.h): what goes to workers. The Dispatcher (dispatch_policy.h)
+// decides when a worker gets an attempt (credits: slots + prefetch; idle workers take back
+// attempts queued elsewhere, which are CANCELled there); this file sends them: short
+// chunks several to a TASKS message, long ones as TASK (by reference to local workers that
+// proved they share this host).
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
@@ -34,21 +36,6 @@ std::string EventLoop::WaitExpired(Clock::time_point now) const {
   return "";
 }
 
-uint32_t EventLoop::PrefetchDepth(const Peer& peer) {
-  // The median is re-read as the job doubles its finished chunks, then every 1024.
-  uint64_t done = scheduler_.chunks_done();
-  if (done > 0 && (done >= median_checked_at_ * 2 || done >= median_checked_at_ + 1024)) {
-    median_checked_at_ = std::max<uint64_t>(done, 1);
-    median_ = scheduler_.median_attempt_time();
-  }
-  // Enough queued attempts to cover kPipeline of work: one round trip (~100 us here)
-  // hides behind many short chunks, while long chunks keep one queued per slot so that
-  // no worker idles at the end of a job with others' chunks still queued.
-  if (median_checked_at_ == 0) return peer.slots;  // nothing measured yet
-  uint64_t depth = peer.slots * static_cast<uint64_t>(kPipeline / std::max(median_, Micros(1)));
-  return static_cast<uint32_t>(std::clamp<uint64_t>(depth, peer.slots, kMaxPrefetch));
-}
-
 uint64_t EventLoop::IdleSlotsElsewhere(const Peer& self) const {
   uint64_t idle = 0;
   size_t local_joined = 0;
@@ -58,14 +45,16 @@ uint64_t EventLoop::IdleSlotsElsewhere(const Peer& self) const {
     uint32_t live = scheduler_.live_attempts(p.index);
     if (live < p.slots) idle += p.slots - live;
   }
-  if (launcher_ && launcher_->alive() > local_joined) idle += launcher_->alive() - local_joined;
-  idle += to_spawn_;
-  return idle;
+  // Local workers started but not joined, and those still to start, each with its slots:
+  // the first to join must not take the work of those about to.
+  uint64_t pending = to_spawn_;
+  if (launcher_ && launcher_->alive() > local_joined) pending += launcher_->alive() - local_joined;
+  return idle + pending * std::max<uint32_t>(config_.local_slots, 1);
 }
 
-bool EventLoop::Batchable(const Peer& peer, uint64_t chunk) const {
+bool EventLoop::Batchable(const Peer& peer, uint64_t chunk) {
   const ChunkSpec& spec = job_.chunks[chunk];
-  return peer.batch > 1 && median_checked_at_ > 0 && median_ < kBatchBelow && !spec.range &&
+  return peer.batch > 1 && dispatcher_.Batching() && !spec.range &&
          spec.bytes() + job_.header.size() <= kBatchChunkBytes;
 }
 
@@ -120,14 +109,22 @@ void EventLoop::Fill(Peer& peer, Clock::time_point now) {
   std::string header_storage;
   std::deque<std::string> storage;  // --header: each batched chunk's header + bytes (stable)
   bool reachable = true;
+  auto idle_elsewhere = [&] { return IdleSlotsElsewhere(peer); };
   while (error_.empty() && reachable) {
-    // Prefetch (a chunk queued behind the running ones) only when there is more work than
-    // idle slots elsewhere: with few chunks, an idle worker must not wait behind a busy one.
-    uint32_t live = scheduler_.live_attempts(peer.index);
-    if (live >= peer.slots && scheduler_.queued() <= IdleSlotsElsewhere(peer)) break;
-    if (live >= peer.slots + PrefetchDepth(peer)) break;
-    auto a = scheduler_.Next(peer.index, now);
-    if (!a) break;
+    auto d = dispatcher_.Next(peer.index, peer.slots, now, idle_elsewhere);
+    if (!d) break;
+    const Assignment* a = &d->assignment;
+    if (d->stolen_from) {
+      // It never started: it goes as if never sent (no span, no joblog line), and a result
+      // that crosses the CANCEL is a late duplicate.
+      const CancelOrder& from = *d->stolen_from;
+      in_flight_.erase({from.chunk, from.attempt});
+      if (Peer* victim = FindPeer(from.worker)) {
+        spdlog::debug("chunk {} attempt {} taken back from {} for {}", from.chunk, from.attempt,
+                      victim->name, peer.name);
+        SendTo(*router_, victim->id, Cancel{from.chunk, from.attempt});
+      }
+    }
     spdlog::debug("chunk {} attempt {}{} -> {}", a->chunk, a->attempt,
                   a->speculative ? " (speculative)" : "", peer.name);
     in_flight_[{a->chunk, a->attempt}] = {peer.index, stats_.telemetry.Now()};

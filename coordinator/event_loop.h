@@ -23,6 +23,7 @@
 #include "common/protocol.h"
 #include "common/transport.h"
 #include "common/zap.h"
+#include "coordinator/dispatch_policy.h"
 #include "coordinator/job.h"
 #include "coordinator/local_launcher.h"
 #include "coordinator/private_dir.h"
@@ -32,13 +33,12 @@ namespace fanout::internal {
 using Clock = std::chrono::steady_clock;
 using std::chrono::milliseconds;
 
-constexpr uint32_t kMaxPrefetch = 64;  // attempts queued on a worker beyond its slots
-constexpr Micros kPipeline{4000};      // of work queued per slot when chunks are short
+constexpr uint32_t kMaxPrefetch = DispatchOptions{}.max_prefetch;
 // Attempts go out several to a TASKS message (to workers that take them) when the median
-// attempt is under kBatchBelow and the chunk is at most kBatchChunkBytes; a batch holds
-// at most kBatchBytes of input. Per-message costs (encode, frames, wake-ups on both sides)
-// then stop dominating microsecond chunks; longer or bigger chunks gain nothing from it.
-constexpr Micros kBatchBelow{500};
+// attempt is under DispatchOptions::batch_below and the chunk is at most kBatchChunkBytes;
+// a batch holds at most kBatchBytes of input. Per-message costs (encode, frames, wake-ups
+// on both sides) then stop dominating microsecond chunks; longer or bigger chunks gain
+// nothing from it.
 constexpr size_t kBatchChunkBytes = 64 * 1024;
 constexpr size_t kBatchBytes = 1024 * 1024;
 // Local workers are started from the loop a few at a time, for at most kSpawnSlice per
@@ -63,6 +63,7 @@ class EventLoop {
         config_(job.config),
         local_workers_(workers),
         scheduler_(scheduler),
+        dispatcher_(scheduler),
         sink_(sink),
         stats_(stats),
         heartbeat_(config_.heartbeat),
@@ -126,14 +127,13 @@ class EventLoop {
   void SendCancels(const std::vector<CancelOrder>& orders, const std::string& why);
   void Fill(Peer& peer, Clock::time_point now);
   // Whether chunk `chunk` may go to `peer` in a TASKS batch.
-  bool Batchable(const Peer& peer, uint64_t chunk) const;
+  bool Batchable(const Peer& peer, uint64_t chunk);
   // Sends one attempt as a TASK; false if the peer is unreachable.
   bool SendTask(const Peer& peer, const Assignment& a);
   // Sends the collected batch as one TASKS message (a TASK if it holds one attempt).
   bool SendBatch(const Peer& peer, PendingBatch& batch);
-  // Attempts queued on `peer` beyond its running ones: deeper for shorter chunks.
-  uint32_t PrefetchDepth(const Peer& peer);
-  // Free slots on the other workers, counting local workers still starting as one each.
+  // Free slots on the other workers, counting local workers still starting with their
+  // --slots each.
   uint64_t IdleSlotsElsewhere(const Peer& self) const;
   // False until --min-workers have joined (then true for the rest of the job).
   bool Dispatching();
@@ -151,6 +151,7 @@ class EventLoop {
   const JobConfig& config_;
   uint32_t local_workers_;
   Scheduler& scheduler_;
+  Dispatcher dispatcher_;  // when attempts go out (prefetch, stealing): dispatch_policy.h
   ResultSink& sink_;
   RunStats& stats_;
   milliseconds heartbeat_;
@@ -168,10 +169,8 @@ class EventLoop {
   std::optional<zmq::socket_t> router_;
   std::optional<LocalLauncher> launcher_;
   std::string job_id_ = NewJobId();
-  std::string local_token_;         // handed to the workers we start over an inherited fd
-  std::string input_path_;          // what by-reference workers map (WELCOME's "in")
-  uint64_t median_checked_at_ = 0;  // chunks done when median_ was last read
-  Micros median_{0};
+  std::string local_token_;            // handed to the workers we start over an inherited fd
+  std::string input_path_;             // what by-reference workers map (WELCOME's "in")
   std::map<std::string, Peer> peers_;  // by routing id
   std::map<WorkerIndex, std::string> peer_of_;
   std::set<std::string> joined_;  // "name@host" of every non-local worker that joined

@@ -88,6 +88,61 @@ Scheduler::Live* Scheduler::FindLive(uint64_t chunk, uint32_t attempt) {
   return nullptr;
 }
 
+const Scheduler::Live* Scheduler::FindLive(uint64_t chunk, uint32_t attempt) const {
+  for (const Live& l : chunks_[chunk].live)
+    if (l.attempt == attempt) return &l;
+  return nullptr;
+}
+
+uint32_t Scheduler::waiting_attempts(WorkerIndex worker) const {
+  auto it = workers_.find(worker);
+  if (it == workers_.end()) return 0;
+  const Worker& w = it->second;
+  uint32_t n = 0;
+  for (size_t i = w.slots; i < w.live.size(); ++i) {
+    const Live* l = FindLive(w.live[i].first, w.live[i].second);
+    if (l && !l->reported) ++n;
+  }
+  return n;
+}
+
+std::optional<Scheduler::Stolen> Scheduler::Steal(WorkerIndex thief, TimePoint now) {
+  auto t = workers_.find(thief);
+  if (t == workers_.end() || Aborted() || t->second.live.size() >= t->second.capacity) {
+    return std::nullopt;
+  }
+  // The victim: the worker with the most attempts waiting behind its running slots. A
+  // worker runs its attempts in arrival order, so one at position >= slots of its queue
+  // has not started unless it said so (MarkStarted).
+  std::optional<WorkerIndex> victim;
+  size_t most = 0;
+  for (const auto& [index, w] : workers_) {
+    if (index == thief || w.live.size() <= w.slots || w.live.size() - w.slots <= most) continue;
+    uint32_t waiting = waiting_attempts(index);
+    if (waiting > most) {
+      most = waiting;
+      victim = index;
+    }
+  }
+  if (!victim) return std::nullopt;
+  const Worker& v = workers_[*victim];
+  for (size_t i = v.live.size(); i-- > v.slots;) {
+    auto [chunk, attempt] = v.live[i];
+    const Live* l = FindLive(chunk, attempt);
+    if (!l || l->reported) continue;
+    now_ = now;
+    DropLive(chunk, attempt);  // ends without penalty: it never started
+    // It keeps its number (it never ran, so it is the same attempt, and FANOUT_ATTEMPT,
+    // the joblog and "attempt k of n" stay as the user counts): results and starts are
+    // matched by worker too, so the old worker's are late duplicates.
+    chunks_[chunk].live.push_back({attempt, thief, std::nullopt});
+    t->second.live.emplace_back(chunk, attempt);
+    PromoteRunning(thief);
+    return Stolen{{*victim, chunk, attempt}, {chunk, attempt, false}};
+  }
+  return std::nullopt;
+}
+
 void Scheduler::PromoteRunning(WorkerIndex worker) {
   auto w = workers_.find(worker);
   if (w == workers_.end()) return;

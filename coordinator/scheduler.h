@@ -120,6 +120,21 @@ class Scheduler {
   // The next attempt for `worker`, or nothing (no capacity, nothing runnable, window).
   std::optional<Assignment> Next(WorkerIndex worker, TimePoint now);
 
+  // Work stealing: takes an attempt that waits, not started, in another worker's queue
+  // (behind its running slots, and not reported by MarkStarted), from the worker holding
+  // the most such attempts (its most recently sent one), and moves it to `thief` with the
+  // same attempt number (it never ran). The caller must CANCEL it on the old worker.
+  // Should that worker have started it anyway, its STARTED and RESULT are ignored (matched
+  // by worker: a late duplicate), so exactly-once holds. Nothing if `thief` is full or no
+  // attempt waits elsewhere.
+  struct Stolen {
+    CancelOrder from;
+    Assignment to;
+  };
+  std::optional<Stolen> Steal(WorkerIndex thief, TimePoint now);
+  // Attempts of `worker` that wait behind its running slots and were not reported started.
+  uint32_t waiting_attempts(WorkerIndex worker) const;
+
   // A RESULT arrived. `ok` false means the task reported `error`.
   ResultOutcome OnResult(WorkerIndex worker, uint64_t chunk, uint32_t attempt, bool ok,
                          const std::string& error, TimePoint now);
@@ -188,6 +203,7 @@ class Scheduler {
   // Marks the attempts that now occupy a running slot of `worker` as started at now_.
   void PromoteRunning(WorkerIndex worker);
   Live* FindLive(uint64_t chunk, uint32_t attempt);
+  const Live* FindLive(uint64_t chunk, uint32_t attempt) const;
   bool InWindow(uint64_t chunk) const;
   // Live attempts are only ever issued in the window, and low_water_ only rises, so every
   // chunk with a live attempt is below this: scans of live attempts stop here.
