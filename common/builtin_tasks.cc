@@ -1,4 +1,4 @@
-// The built-in tasks: identity, sleep, product, exec. Each is a public TaskFunction with
+// The built-in tasks: identity, sleep, product, exec (and its --warm form, warm_task.h). Each is a public TaskFunction with
 // TaskOptions (include/fanout/task.h), turned into a TaskDef by MakeTaskDef exactly like a
 // user's FANOUT_TASK. Errors are thrown as TaskFailed with their one-line message. The
 // tasks are stateless: every call works on its own locals, so they may run on many
@@ -15,6 +15,7 @@
 #include "common/chunking.h"
 #include "common/exec_task.h"
 #include "common/task.h"
+#include "common/warm_task.h"
 
 namespace fanout {
 namespace {
@@ -254,7 +255,7 @@ TaskDef Exec() {
 
 void RegisterBuiltinTasks(TaskRegistry& registry) {
   // Idempotent: Register keeps the first definition of a name.
-  for (TaskDef def : {Identity(), Sleep(), Product(), Exec()}) registry.Register(std::move(def));
+  for (TaskDef def : {Identity(), Sleep(), Product(), WithWarmForm(Exec())}) registry.Register(std::move(def));
 }
 
 }  // namespace fanout

@@ -49,6 +49,11 @@ struct AutoInputs {
   uint32_t max_waiting_workers = 64;  // threads at most for tasks that mostly wait
   uint64_t chunks = 0;                // the user's --chunks/--chunk-size plan for the rest, or 0
   bool needs_processes = false;       // --listen, --timeout or --speculate: processes only
+  // Warm commands (`exec --warm`): the command's start-up, paid once per slot (the slots
+  // start theirs side by side, so a parallel mode pays it once in wall time; serial reuses
+  // the process the calibration warmed), and the framing round trip paid per chunk.
+  double slot_start_seconds = 0;
+  double warm_chunk_seconds = 0;
 };
 
 struct AutoChoice {
