@@ -10,6 +10,7 @@
 
 #include <cstdint>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -25,6 +26,11 @@ namespace fanout {
 // --worker-bin, --max-respawns, --min-workers, --wait-timeout, --slots > 1): auto mode
 // then runs processes, and serial or threads mode refuses them rather than ignore them.
 std::vector<std::string> ProcessOnlyFlags(const JobConfig& config);
+
+// Chunks per worker when nothing else decides: 4 for balance, 16 for warm commands
+// (`exec --warm`), whose chunk costs a framing round trip rather than a process start, so
+// finer chunks buy balance (the last chunk's tail) almost for free.
+uint64_t DefaultChunksPerWorker(const TaskDef& task, std::span<const std::string> args);
 
 // What a parallel mode costs, measured on a 2-core machine (BENCHMARKS.md).
 struct DispatchCosts {
