@@ -416,6 +416,8 @@ AutoPlan PlanAuto(const JobConfig& config, const TaskDef& task, std::string_view
   // Waiting in-process tasks (sleep) cost a parked thread each; a waiting `exec` command
   // is a whole process, and often waits on a disk or a server that many would swamp.
   in.max_waiting_workers = task.name == "exec" ? 64 : 1024;
+  // A warm slot is a live interpreter for the whole job: one per core unless -j says more.
+  if (warm_start) in.max_waiting_workers = std::max(cores, 1u);
   if (user_plan) in.chunks = plan.chunks.size() - cal.chunks.size();
   if (cal.error && cal.chunks.empty() && !cal.cut_short) {
     in.record_seconds = 1e-3;  // unknown: assume work worth spreading; the run will report

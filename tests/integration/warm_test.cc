@@ -179,7 +179,7 @@ TEST_F(WarmTest, BrokenFrameIsRetriedOnAFreshProcess) {
 }
 
 TEST_F(WarmTest, HangIsKilledByTimeoutAndRetriedOnAFreshProcess) {
-  Child fanout(Fanout("hang", {"--mode", "processes", "-j", "1", "--timeout", "1s"}), "",
+  Child fanout(Fanout("hang", {"--mode", "processes", "-j", "1", "--timeout", "5s"}), "",
                dir_.File("err"));
   auto pid_text = WaitForText(dir_.File("pid"), "\n", milliseconds(60000));
   ASSERT_TRUE(pid_text) << ReadFile(dir_.File("err"));
