@@ -1,4 +1,4 @@
-// The built-in tasks: identity, sleep, product, exec (and its --warm form, warm_task.h). Each is a public TaskFunction with
+// The built-in tasks: identity, sleep, product, exec. Each is a public TaskFunction with
 // TaskOptions (include/fanout/task.h), turned into a TaskDef by MakeTaskDef exactly like a
 // user's FANOUT_TASK. Errors are thrown as TaskFailed with their one-line message. The
 // tasks are stateless: every call works on its own locals, so they may run on many
@@ -255,7 +255,10 @@ TaskDef Exec() {
 
 void RegisterBuiltinTasks(TaskRegistry& registry) {
   // Idempotent: Register keeps the first definition of a name.
-  for (TaskDef def : {Identity(), Sleep(), Product(), WithWarmForm(Exec())}) registry.Register(std::move(def));
+  // exec's --warm form lives in warm_task.h.
+  for (TaskDef def : {Identity(), Sleep(), Product(), WithWarmForm(Exec())}) {
+    registry.Register(std::move(def));
+  }
 }
 
 }  // namespace fanout
