@@ -267,5 +267,43 @@ TEST_F(WarmTest, AutoModeBooksTheStartUpOncePerSlotNotPerChunk) {
       << r.err;
 }
 
+TEST_F(WarmTest, HelperLinesKeepALastLineWithoutNewlineAndPrintGoesToStderr) {
+  // serve_lines: each result gets the input line's '\n' (a last line without one stays
+  // without); print() in the handler must not break the framing.
+  WriteFile(dir_.File("lines.py"),
+            "import fanout_warm\n"
+            "def f(line):\n"
+            "    print('debugging', line)\n"
+            "    return None if line == 'drop' else line.upper()\n"
+            "fanout_warm.serve_lines(f)\n");
+  WriteFile(dir_.File("in"), "a\ndrop\nb\nc");
+  RunResult r =
+      testing::Run(Fanout("", {"--mode", "serial", "--chunks", "1", "--retries", "0"}, "lines.py"));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(ReadFile(dir_.File("out")), "A\nB\nC");
+}
+
+TEST_F(WarmTest, HelperTurnsAnExceptionIntoAnErrFrame) {
+  WriteFile(dir_.File("raise.py"),
+            "import fanout_warm\n"
+            "def f(data):\n"
+            "    raise ValueError('no thanks')\n"
+            "fanout_warm.serve_bytes(f)\n");
+  RunResult r = testing::Run(Fanout("", {"--mode", "serial", "--retries", "0"}, "raise.py"));
+  EXPECT_EQ(r.exit_code, 1) << r.err;
+  EXPECT_NE(r.err.find("failed the chunk: ValueError: no thanks"), std::string::npos) << r.err;
+}
+
+TEST_F(WarmTest, HelperRunsColdWithoutFanoutWarm) {
+  RunOptions options;
+  options.stdin_data = "x\ny\n";
+  options.env = {std::string("PYTHONPATH=") + FANOUT_SOURCE_DIR + "/python"};
+  RunResult r = testing::Run(
+      {"/usr/bin/env", "python3", "-c", "import fanout_warm; fanout_warm.serve_lines(str.upper)"},
+      options);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.out, "X\nY\n");
+}
+
 }  // namespace
 }  // namespace fanout::testing
