@@ -290,7 +290,7 @@ constexpr uint64_t kMaxCalibratedInputBytes = 256u << 20;
 }  // namespace
 
 uint64_t DefaultChunksPerWorker(const TaskDef& task, std::span<const std::string> args) {
-  return IsWarmTask(task, args) ? 16 : 4;
+  return IsWarmTask(task, args) ? 8 : 4;
 }
 
 std::vector<std::string> ProcessOnlyFlags(const JobConfig& config) {

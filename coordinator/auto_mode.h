@@ -27,7 +27,7 @@ namespace fanout {
 // then runs processes, and serial or threads mode refuses them rather than ignore them.
 std::vector<std::string> ProcessOnlyFlags(const JobConfig& config);
 
-// Chunks per worker when nothing else decides: 4 for balance, 16 for warm commands
+// Chunks per worker when nothing else decides: 4 for balance, 8 for warm commands
 // (`exec --warm`), whose chunk costs a framing round trip rather than a process start, so
 // finer chunks buy balance (the last chunk's tail) almost for free.
 uint64_t DefaultChunksPerWorker(const TaskDef& task, std::span<const std::string> args);

@@ -51,7 +51,7 @@ TEST(WarmAutoModeTest, WarmCommandsGetFinerDefaultChunks) {
   exec.name = "exec";
   std::vector<std::string> plain = {"cat"}, warm = {"--warm", "--", "python3", "x.py"};
   EXPECT_EQ(DefaultChunksPerWorker(exec, plain), 4u);
-  EXPECT_EQ(DefaultChunksPerWorker(exec, warm), 16u);
+  EXPECT_EQ(DefaultChunksPerWorker(exec, warm), 8u);
   TaskDef other;
   other.name = "identity";
   EXPECT_EQ(DefaultChunksPerWorker(other, warm), 4u);
