@@ -15,6 +15,7 @@
 #include "common/chunking.h"
 #include "common/exec_task.h"
 #include "common/task.h"
+#include "common/warm_task.h"
 
 namespace fanout {
 namespace {
@@ -248,7 +249,10 @@ TaskDef Exec() {
 
 void RegisterBuiltinTasks(TaskRegistry& registry) {
   // Idempotent: Register keeps the first definition of a name.
-  for (TaskDef def : {Identity(), Sleep(), Product(), Exec()}) registry.Register(std::move(def));
+  // exec's --warm form lives in warm_task.h.
+  for (TaskDef def : {Identity(), Sleep(), Product(), WithWarmForm(Exec())}) {
+    registry.Register(std::move(def));
+  }
 }
 
 }  // namespace fanout

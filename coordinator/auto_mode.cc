@@ -10,6 +10,7 @@
 #include <thread>
 
 #include "common/measured_run.h"
+#include "common/warm_task.h"
 
 namespace fanout {
 namespace {
@@ -69,8 +70,10 @@ AutoChoice ChooseMode(const AutoInputs& in, const DispatchCosts& costs) {
   uint32_t workers = static_cast<uint32_t>(std::clamp<uint64_t>(in.records, 1, cap));
   if (in.jobs && in.needs_processes) workers = in.jobs;
   double effective = io_bound ? workers : std::min<uint32_t>(workers, std::max(in.cores, 1u));
-  double chunk_cost = in.needs_processes ? costs.process_chunk_seconds : costs.thread_chunk_seconds;
-  double start = in.needs_processes ? costs.process_start_seconds : costs.thread_start_seconds;
+  double chunk_cost = in.warm_chunk_seconds + (in.needs_processes ? costs.process_chunk_seconds
+                                                                  : costs.thread_chunk_seconds);
+  double start = in.slot_start_seconds +
+                 (in.needs_processes ? costs.process_start_seconds : costs.thread_start_seconds);
   uint64_t chunks = PickChunks(in, workers, work, chunk_cost);
   // The coordinator alone writes the output and touches every input page once: the part
   // of the job no worker count shortens (Amdahl).
@@ -80,6 +83,10 @@ AutoChoice ChooseMode(const AutoInputs& in, const DispatchCosts& costs) {
   std::string figures = std::to_string(in.records) + " records x " + Seconds(in.record_seconds) +
                         " = " + Seconds(work) + " of " + (io_bound ? "mostly waiting" : "CPU") +
                         " work";
+  if (in.slot_start_seconds > 0) {
+    figures += "; a warm command starting in " + Seconds(in.slot_start_seconds) +
+               " per slot, answering in " + Seconds(in.warm_chunk_seconds) + " per chunk";
+  }
   if (in.needs_processes) {
     c.mode = Mode::kProcesses;
     c.workers = workers;
@@ -282,6 +289,10 @@ constexpr uint64_t kMaxCalibratedInputBytes = 256u << 20;
 
 }  // namespace
 
+uint64_t DefaultChunksPerWorker(const TaskDef& task, std::span<const std::string> args) {
+  return IsWarmTask(task, args) ? 8 : 4;
+}
+
 std::vector<std::string> ProcessOnlyFlags(const JobConfig& config) {
   std::vector<std::string> given;
   auto add = [&](bool set, const char* flag) {
@@ -316,6 +327,7 @@ std::string CalibrationRuledOut(const JobConfig& config, uint64_t input_bytes) {
 namespace {
 
 constexpr double kTellableSeconds = 0.001;
+constexpr std::chrono::milliseconds kWarmUpLimit{60000};  // a warm command's READY, at most
 
 AutoInputs InputsFrom(const Calibration& cal, uint64_t total_records, uint64_t total_bytes) {
   AutoInputs in;
@@ -340,6 +352,28 @@ AutoInputs InputsFrom(const Calibration& cal, uint64_t total_records, uint64_t t
   in.output_per_input =
       cal.bytes > 0 ? static_cast<double>(cal.output_bytes) / static_cast<double>(cal.bytes) : 1;
   return in;
+}
+
+// A warm command's chunk time is a round trip plus per-record work: fits wall = a + b *
+// records over the calibration's chunks after the first (least squares), and books a per
+// chunk, b per record. Without a usable fit the estimate stays per record.
+void SplitChunkCost(const Calibration& cal, AutoInputs& in) {
+  double n = 0, sx = 0, sy = 0, sxx = 0, sxy = 0;
+  for (size_t i = 1; i < cal.chunks.size(); ++i) {
+    double x = static_cast<double>(cal.chunks[i].records), y = cal.wall_seconds[i];
+    n += 1;
+    sx += x;
+    sy += y;
+    sxx += x * x;
+    sxy += x * y;
+  }
+  double denominator = n * sxx - sx * sx;
+  if (n < 2 || denominator <= 0) return;
+  double b = (n * sxy - sx * sy) / denominator;
+  double a = (sy - b * sx) / n;
+  if (a <= 0 || b <= 0) return;
+  in.warm_chunk_seconds = a;
+  in.record_seconds = cal.cut_short ? std::max(b, cal.cut_seconds / cal.cut_records) : b;
 }
 
 }  // namespace
@@ -367,14 +401,27 @@ AutoPlan PlanAuto(const JobConfig& config, const TaskDef& task, std::string_view
   }
   uint64_t total = range ? static_cast<uint64_t>(range->hi - range->lo)
                          : CountRecords(data, RecordKind::kLines, 0, consumed);
+  // A warm command starts before the calibration, so that no chunk books its start-up
+  // (which every slot pays once, not every chunk); the calibration's chunks then reuse it.
+  std::optional<double> warm_start;
+  if (IsWarmTask(task, config.args)) {
+    auto up = WarmUp(config.args, "", kWarmUpLimit);
+    if (up.ok()) warm_start = *up;
+  }
   plan.calibration = Calibrate(task, config.args, data, range, plan.chunks, total);
   const Calibration& cal = plan.calibration;
   AutoInputs in = InputsFrom(cal, total, range ? 0 : data.size());
+  if (warm_start) {
+    in.slot_start_seconds = *warm_start;
+    SplitChunkCost(cal, in);
+  }
   in.cores = cores;
   in.jobs = config.jobs_given ? config.jobs : 0;
   // Waiting in-process tasks (sleep) cost a parked thread each; a waiting `exec` command
   // is a whole process, and often waits on a disk or a server that many would swamp.
   in.max_waiting_workers = task.name == "exec" ? 64 : 1024;
+  // A warm slot is a live interpreter for the whole job: one per core unless -j says more.
+  if (warm_start) in.max_waiting_workers = std::max(cores, 1u);
   if (user_plan) in.chunks = plan.chunks.size() - cal.chunks.size();
   if (cal.error && cal.chunks.empty() && !cal.cut_short) {
     in.record_seconds = 1e-3;  // unknown: assume work worth spreading; the run will report

@@ -10,6 +10,7 @@
 
 #include <cstdint>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -25,6 +26,11 @@ namespace fanout {
 // --worker-bin, --max-respawns, --min-workers, --wait-timeout, --slots > 1): auto mode
 // then runs processes, and serial or threads mode refuses them rather than ignore them.
 std::vector<std::string> ProcessOnlyFlags(const JobConfig& config);
+
+// Chunks per worker when nothing else decides: 4 for balance, 8 for warm commands
+// (`exec --warm`), whose chunk costs a framing round trip rather than a process start, so
+// finer chunks buy balance (the last chunk's tail) almost for free.
+uint64_t DefaultChunksPerWorker(const TaskDef& task, std::span<const std::string> args);
 
 // What a parallel mode costs, measured on a 2-core machine (BENCHMARKS.md).
 struct DispatchCosts {
@@ -49,6 +55,11 @@ struct AutoInputs {
   uint32_t max_waiting_workers = 64;  // threads at most for tasks that mostly wait
   uint64_t chunks = 0;                // the user's --chunks/--chunk-size plan for the rest, or 0
   bool needs_processes = false;       // --listen, --timeout or --speculate: processes only
+  // Warm commands (`exec --warm`): the command's start-up, paid once per slot (the slots
+  // start theirs side by side, so a parallel mode pays it once in wall time; serial reuses
+  // the process the calibration warmed), and the framing round trip paid per chunk.
+  double slot_start_seconds = 0;
+  double warm_chunk_seconds = 0;
 };
 
 struct AutoChoice {

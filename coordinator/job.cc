@@ -482,7 +482,8 @@ ExitCode RunJobUnguarded(const JobConfig& config) {
     PrintUsageError("-j 0 starts no local workers: use it with --listen in processes mode");
     return ExitCode::kUsage;
   }
-  uint64_t default_chunks = 4ull * std::max<uint32_t>(jobs, config.jobs_given ? 1 : DefaultJobs());
+  uint64_t default_chunks = DefaultChunksPerWorker(**task, config.args) *
+                            std::max<uint32_t>(jobs, config.jobs_given ? 1 : DefaultJobs());
   auto start = Clock::now();    // the wall time includes auto mode's calibration
   JobConfig resolved = config;  // auto mode: with the mode it chose
   PlannedJob job{resolved, **task, std::move(input).value(), {}, {}};
