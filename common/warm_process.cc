@@ -17,6 +17,7 @@
 #include <cerrno>
 
 #include "common/async_attempt.h"
+#include "common/group_guard.h"
 
 extern char** environ;
 
@@ -132,6 +133,7 @@ struct WarmProcess::State {
       int status;
       while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
       }
+      GuardUnregister(pid);
     }
     CloseFd(pidfd);
   }
@@ -202,6 +204,7 @@ Result<std::unique_ptr<WarmProcess>> WarmProcess::Start(const std::vector<std::s
                          ((rc == EMFILE || rc == ENFILE) ? std::string(kFdLimitNote) : ""));
   }
   state->pid = pid;
+  GuardRegister(pid);  // killed with its group if this process dies (group_guard.h)
 #ifdef SYS_pidfd_open
   state->pidfd = static_cast<int>(syscall(SYS_pidfd_open, pid, 0));  // close-on-exec
 #endif
@@ -318,6 +321,7 @@ void WarmProcess::TryReap() {
     s.next_reap = now + kReapPoll;
     return;
   }
+  GuardUnregister(s.pid);
   s.pid = -1;
   CloseFd(s.pidfd);
   s.reaped_cpu =
@@ -414,7 +418,10 @@ bool WarmProcess::Alive() {
   int status;
   pid_t got = waitpid(s.pid, &status, WNOHANG);
   if (got == 0) return true;
-  if (got > 0) s.pid = -1;
+  if (got > 0) {
+    GuardUnregister(s.pid);
+    s.pid = -1;
+  }
   return false;
 }
 
