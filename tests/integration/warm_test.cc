@@ -114,6 +114,10 @@ class WarmTest : public ::testing::Test {
     if (std::find(flags.begin(), flags.end(), "--chunks") == flags.end()) {
       argv.insert(argv.end(), {"--chunks", "8"});
     }
+    // A failed chunk gets one retry (on a fresh process) unless a test says otherwise.
+    if (std::find(flags.begin(), flags.end(), "--retries") == flags.end()) {
+      argv.insert(argv.end(), {"--retries", "1"});
+    }
     for (const char* a : {"exec", "--warm", "--", "python3"}) argv.push_back(a);
     argv.push_back(dir_.File(script));
     return argv;
