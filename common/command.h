@@ -19,11 +19,10 @@
 #include <utility>
 #include <vector>
 
+#include "common/spawn.h"
 #include "common/status.h"
 
 namespace fanout {
-
-using EnvVars = std::vector<std::pair<std::string, std::string>>;
 
 // How commands started from now on are tied to this process. Off by default (a library
 // user's process decides for itself); the `fanout` and `fanout-worker` programs turn both on

@@ -1,11 +1,11 @@
-// WarmProcess and WarmPool (warm_process.h). The spawn mirrors Command's (command.cc): own
-// process group, default signal dispositions, close-on-exec pipes above fds 0..2. Unlike
+// WarmProcess and WarmPool (warm_process.h). Started as Command's children are (spawn.h):
+// own process group, default signal dispositions, registered with the group guard;
+// close-on-exec pipes above fds 0..2. Unlike
 // Command, stdin stays open between chunks and stdout is read through the framing parser.
 #include "common/warm_process.h"
 
 #include <fcntl.h>
 #include <signal.h>
-#include <spawn.h>
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/syscall.h>
@@ -18,8 +18,7 @@
 
 #include "common/async_attempt.h"
 #include "common/group_guard.h"
-
-extern char** environ;
+#include "common/spawn.h"
 
 namespace fanout {
 namespace {
@@ -30,23 +29,9 @@ constexpr size_t kIoBlock = 64 * 1024;     // bytes per read()/write() call
 constexpr int kReadsPerRound = 16;         // reads per stream before polling again
 constexpr size_t kStderrTail = 64 * 1024;  // bytes of stderr kept for error messages
 constexpr size_t kStderrLines = 5;         // stderr lines quoted in an error message
-constexpr size_t kMaxShownLine = 300;      // characters of each quoted line
 constexpr auto kExitGrace = std::chrono::milliseconds(200);  // stdout closed: wait for exit
 constexpr auto kReapPoll = std::chrono::milliseconds(5);     // without a pidfd
 constexpr auto kShutdownGrace = std::chrono::milliseconds(300);
-
-std::string ErrorText(int err) {
-  char buf[256];
-  return strerror_r(err, buf, sizeof buf);  // GNU variant
-}
-
-// Moves `fd` above 0..2 (see command.cc); -1 on failure.
-int AboveStdio(int fd) {
-  if (fd < 0 || fd > STDERR_FILENO) return fd;
-  int moved = fcntl(fd, F_DUPFD_CLOEXEC, STDERR_FILENO + 1);
-  close(fd);
-  return moved;
-}
 
 void CloseFd(int& fd) {
   if (fd >= 0) close(fd);
@@ -56,55 +41,6 @@ void CloseFd(int& fd) {
 bool SetNonBlocking(int fd) {
   int flags = fcntl(fd, F_GETFL);
   return flags >= 0 && fcntl(fd, F_SETFL, flags | O_NONBLOCK) == 0;
-}
-
-// The last `max_lines` non-blank lines of `text`, each shortened, joined with " | ".
-std::string LastLines(std::string_view text, size_t max_lines) {
-  std::vector<std::string_view> lines;
-  while (!text.empty()) {
-    size_t nl = text.find('\n');
-    std::string_view line = text.substr(0, nl);
-    text.remove_prefix(nl == std::string_view::npos ? text.size() : nl + 1);
-    while (!line.empty() && (line.back() == '\r' || line.back() == ' ')) line.remove_suffix(1);
-    if (!line.empty()) lines.push_back(line);
-  }
-  std::string joined;
-  for (size_t i = lines.size() > max_lines ? lines.size() - max_lines : 0; i < lines.size(); ++i) {
-    if (!joined.empty()) joined += " | ";
-    joined += lines[i].substr(0, kMaxShownLine);
-    if (lines[i].size() > kMaxShownLine) joined += "...";
-  }
-  return joined;
-}
-
-std::string DescribeWaitStatus(int status) {
-  if (WIFEXITED(status)) return "exited with status " + std::to_string(WEXITSTATUS(status));
-  if (!WIFSIGNALED(status)) return "ended with wait status " + std::to_string(status);
-  int sig = WTERMSIG(status);
-  const char* abbrev = sigabbrev_np(sig);
-  return "was killed by signal " + std::to_string(sig) +
-         (abbrev != nullptr ? std::string(" (SIG") + abbrev + ")" : std::string());
-}
-
-std::vector<std::string> BuildEnvironment(const EnvVars& extra) {
-  std::vector<std::string> env;
-  for (char** e = environ; *e != nullptr; ++e) {
-    std::string_view entry(*e);
-    bool overridden = std::any_of(extra.begin(), extra.end(), [&](const auto& kv) {
-      return entry.size() > kv.first.size() && entry.starts_with(kv.first) &&
-             entry[kv.first.size()] == '=';
-    });
-    if (!overridden) env.emplace_back(entry);
-  }
-  for (const auto& [name, value] : extra) env.push_back(name + "=" + value);
-  return env;
-}
-
-std::vector<char*> CStrings(std::vector<std::string>& strings) {
-  std::vector<char*> ptrs;
-  for (std::string& s : strings) ptrs.push_back(s.data());
-  ptrs.push_back(nullptr);
-  return ptrs;
 }
 
 }  // namespace
@@ -173,38 +109,17 @@ Result<std::unique_ptr<WarmProcess>> WarmProcess::Start(const std::vector<std::s
   }
   EnvVars env = extra_env;
   env.emplace_back("FANOUT_WARM", std::to_string(kWarmProtocolVersion));
-  std::vector<std::string> env_strings = BuildEnvironment(env);
-  std::vector<std::string> args = argv;
-  std::vector<char*> c_argv = CStrings(args), c_env = CStrings(env_strings);
-  posix_spawn_file_actions_t actions;
-  posix_spawnattr_t attr;
-  posix_spawn_file_actions_init(&actions);
-  posix_spawnattr_init(&attr);
-  sigset_t defaults, empty;
-  sigemptyset(&defaults);
-  for (int sig : {SIGPIPE, SIGINT, SIGTERM, SIGQUIT, SIGCHLD}) sigaddset(&defaults, sig);
-  sigemptyset(&empty);
-  int rc = 0;
-  for (int i = 0; i < 3 && rc == 0; ++i)
-    rc = posix_spawn_file_actions_adddup2(&actions, child[i], i);
-  if (rc == 0) rc = posix_spawnattr_setsigdefault(&attr, &defaults);
-  if (rc == 0) rc = posix_spawnattr_setsigmask(&attr, &empty);
-  if (rc == 0) rc = posix_spawnattr_setpgroup(&attr, 0);
-  if (rc == 0) {
-    rc = posix_spawnattr_setflags(
-        &attr, POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK);
-  }
-  pid_t pid = -1;
-  if (rc == 0) rc = posix_spawnp(&pid, c_argv[0], &actions, &attr, c_argv.data(), c_env.data());
-  posix_spawn_file_actions_destroy(&actions);
-  posix_spawnattr_destroy(&attr);
+  // No parent-death signal: a warm process outlives the thread that started it (pools are
+  // shared across threads, and calibration threads end), and ends on its stdin's EOF.
+  pid_t pid = SpawnProcess(argv, BuildEnvironment(env), {child[0], child[1], child[2]},
+                           /*death_signal=*/0);
   close_child();  // the child has its copies; EOF detection needs ours closed
-  if (rc != 0) {
+  if (pid < 0) {
+    int rc = static_cast<int>(-pid);
     return Status::Error("exec --warm: cannot start '" + argv[0] + "': " + ErrorText(rc) +
                          ((rc == EMFILE || rc == ENFILE) ? std::string(kFdLimitNote) : ""));
   }
-  state->pid = pid;
-  GuardRegister(pid);  // killed with its group if this process dies (group_guard.h)
+  state->pid = pid;  // registered with the group guard by SpawnProcess
 #ifdef SYS_pidfd_open
   state->pidfd = static_cast<int>(syscall(SYS_pidfd_open, pid, 0));  // close-on-exec
 #endif

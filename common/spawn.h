@@ -1,0 +1,48 @@
+// Spawn: the one way fanout starts a command's process (the `exec` task's Command and the
+// warm processes of `exec --warm`): PATH lookup, stdio from three given fds, the leader of
+// a new process group, default dispositions for the signals a parent may have changed, an
+// empty signal mask, optionally a parent-death signal, and registered with the group guard
+// (group_guard.h) until the caller reaps it (GuardUnregister). Plus the small helpers both
+// need to describe what happened. Thread-safe: no shared state.
+#pragma once
+
+#include <sys/types.h>
+
+#include <array>
+#include <cstddef>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+namespace fanout {
+
+using EnvVars = std::vector<std::pair<std::string, std::string>>;
+
+// The child's stdin, stdout and stderr.
+using StdFds = std::array<int, 3>;
+
+// Starts argv[0] (PATH lookup) with `env` as its whole environment. `death_signal` != 0:
+// PR_SET_PDEATHSIG in the child (vfork and exec, which posix_spawn cannot do), sent when
+// the calling thread ends. Returns the pid, or -errno if it could not start.
+pid_t SpawnProcess(std::vector<std::string> argv, std::vector<std::string> env, const StdFds& stdio,
+                   int death_signal);
+
+// This process's environment with `extra` added; `extra` wins over inherited names.
+std::vector<std::string> BuildEnvironment(const EnvVars& extra);
+
+// strerror_r's text for `err`.
+std::string ErrorText(int err);
+
+// Moves `fd` above 0..2 (a close-on-exec duplicate; the original is closed) so a child's
+// dup2 onto its standard fds cannot clobber it. Returns -1 on failure.
+int AboveStdio(int fd);
+
+// The last `max_lines` non-blank lines of `text` (each shortened to `max_line`
+// characters), joined with " | ": a command's stderr tail in an error message.
+std::string LastLines(std::string_view text, size_t max_lines, size_t max_line = 300);
+
+// "exited with status N" or "was killed by signal N (SIGNAME)".
+std::string DescribeWaitStatus(int status);
+
+}  // namespace fanout
