@@ -68,6 +68,11 @@ TEST_F(AutoModeTest, OutputIsIdenticalToSerial) {
 }
 
 TEST_F(AutoModeTest, PicksSerialForTheRangeProduct) {
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+  // Instrumented, the product costs several times more per record, and a parallel mode
+  // then rightly wins: the choice is only meaningful for an uninstrumented build.
+  GTEST_SKIP() << "auto mode's choice follows measured cost, which sanitizers inflate";
+#endif
   Json a = AutoStats({"--range", "1:10000", "--chunks", "10", "product"});
   EXPECT_EQ(a["choice"].get<std::string>().rfind("serial,", 0), 0u) << a.dump();
 }

@@ -123,8 +123,9 @@ TEST_F(FailureSemanticsTest, ChunkWhoseWorkersKeepDyingFailsAfterTheCrashLimit) 
               "printf '%s\\n' \"$d\""}));
   EXPECT_EQ(r.exit_code, 1) << r.err;
   EXPECT_NE(r.err.find("chunk 2 (lines 3-3) failed on worker"), std::string::npos) << r.err;
-  EXPECT_NE(r.err.find("(attempt 3; 3 workers lost under it, --crash-limit 3)"), std::string::npos)
-      << r.err;
+  // The attempt number may pass 3: a worker that dies before it reports the start loses
+  // the attempt for free (not charged), so only "3 workers lost" is fixed.
+  EXPECT_NE(r.err.find("; 3 workers lost under it, --crash-limit 3)"), std::string::npos) << r.err;
   EXPECT_NE(r.err.find("killed by signal 9"), std::string::npos) << r.err;
   EXPECT_FALSE(FileExists(dir_.File("out")));
 }
