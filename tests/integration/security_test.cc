@@ -27,15 +27,6 @@ mode_t Mode(const std::string& path) {
   return st.st_mode & 0777;
 }
 
-// The tcp:// endpoint a coordinator reports on stderr once it is listening.
-std::string ListeningEndpoint(const std::string& err_path) {
-  auto text = WaitForText(err_path, "tcp://", milliseconds(20000));
-  if (!text) return "";
-  std::smatch m;
-  std::regex_search(*text, m, std::regex("tcp://[0-9.]+:[0-9]+"));
-  return m.str();
-}
-
 class SecurityTest : public ::testing::Test {
  protected:
   void SetUp() override {

@@ -15,6 +15,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <regex>
 #include <sstream>
 #include <stdexcept>
 #include <thread>
@@ -257,6 +258,14 @@ std::vector<pid_t> ProcessesMatching(const std::string& needle) {
   }
   closedir(d);
   return pids;
+}
+
+std::string ListeningEndpoint(const std::string& err_path) {
+  auto text = WaitForText(err_path, "tcp://", std::chrono::milliseconds(20000));
+  if (!text) return "";
+  std::smatch m;
+  std::regex_search(*text, m, std::regex("tcp://[0-9.]+:[0-9]+"));
+  return m.str();
 }
 
 pid_t ParentOf(pid_t pid) {

@@ -84,6 +84,10 @@ std::optional<Envelope> ReceiveWithin(zmq::socket_t& socket, bool router,
 std::optional<std::string> WaitForText(const std::string& path, const std::string& needle,
                                        std::chrono::milliseconds timeout);
 
+// The tcp:// endpoint a coordinator reports on stderr (in the file `err_path`) once it is
+// listening, waiting up to 20 s; "" if none.
+std::string ListeningEndpoint(const std::string& err_path);
+
 // Pids of live processes whose /proc/PID/cmdline contains `needle` (excluding self).
 std::vector<pid_t> ProcessesMatching(const std::string& needle);
 
