@@ -7,11 +7,12 @@ namespace fanout {
 void Dispatcher::Observe() {
   uint64_t done = scheduler_.chunks_done();
   if (done > 0 && (done >= checked_at_ * 2 || done >= checked_at_ + 1024)) {
-    // Chunks done by an earlier run (--resume) measured nothing: still unmeasured.
-    Micros median = scheduler_.median_attempt_time();
-    if (median.count() <= 0) return;
+    // Chunks done by an earlier run (--resume) measured nothing: still unmeasured. Attempts
+    // that did finish within the clock's resolution (a median of 0 us) were measured: a
+    // median of 0 must not freeze the first reading.
+    if (scheduler_.attempts_measured() == 0) return;
     checked_at_ = done;
-    median_ = median;
+    median_ = std::max(scheduler_.median_attempt_time(), Micros(1));
   }
 }
 

@@ -163,6 +163,8 @@ class Scheduler {
   // Median wall time of the last kMedianSample accepted attempts (0 if none); once more
   // than 256 are known it is refreshed every 64 attempts.
   Micros median_attempt_time() const;
+  // Accepted attempts whose time was measured (a median of 0 us is then a measurement).
+  uint64_t attempts_measured() const { return durations_seen_; }
 
  private:
   enum class State { kQueued, kRunning, kDone, kFailed };

@@ -148,6 +148,26 @@ TEST(DispatchPolicy, PrefetchDepthFollowsMeasuredDurations) {
   }
 }
 
+TEST(DispatchPolicy, AttemptsFasterThanTheClockStillCountAsMeasured) {
+  // A first slow attempt (1 ms), then many finished within the same clock reading (0 us, as
+  // when one poll wake-up handles several results): the median drops to 0 and the job must
+  // go on to batch and prefetch deeply, not keep the first reading.
+  Scheduler s(4000, {});
+  Dispatcher d(s);
+  s.AddWorker(0, 1, 1 + 64, true);
+  auto finish = [&](int64_t start_us, int64_t took_us) {
+    TimePoint start = At(0) + microseconds(start_us);
+    auto a = s.Next(0, start);
+    ASSERT_TRUE(a);
+    s.OnResult(0, a->chunk, a->attempt, true, "", start + microseconds(took_us));
+  };
+  finish(0, 1000);
+  EXPECT_FALSE(d.Batching());
+  for (int i = 0; i < 100; ++i) finish(2000 + i, 0);
+  EXPECT_TRUE(d.Batching());
+  EXPECT_EQ(d.PrefetchDepth(1), 64u);
+}
+
 TEST(DispatchPolicy, ResumedJobIsUnmeasuredNotInfinitelyFast) {
   // Chunks done by an earlier run measured nothing: no deep prefetch, no batching.
   Scheduler s(24, {});
