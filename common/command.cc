@@ -178,7 +178,7 @@ int ChildProcess::TryReap(bool block, int& status, double& cpu_seconds) {
 // `head -1` exits without reading the rest).
 void WriteSome(Fd& in, std::string_view& input) {
   while (!input.empty()) {
-    ssize_t w = write(in.get(), input.data(), std::min(input.size(), kIoBlock));
+    ssize_t w = WriteToPipe(in.get(), input.data(), std::min(input.size(), kIoBlock));
     if (w > 0) {
       input.remove_prefix(static_cast<size_t>(w));
     } else if (w < 0 && errno == EAGAIN) {
@@ -210,11 +210,6 @@ bool ReadSome(int fd, std::string& into, size_t keep_tail) {
     }
   }
   return true;
-}
-
-void IgnoreSigpipeOnce() {
-  static std::once_flag once;
-  std::call_once(once, [] { signal(SIGPIPE, SIG_IGN); });
 }
 
 }  // namespace
@@ -273,7 +268,6 @@ Result<std::unique_ptr<Command>> Command::Start(const std::vector<std::string>& 
                                                 std::string_view input, const EnvVars& extra_env,
                                                 uint64_t max_output) {
   if (argv.empty() || argv[0].empty()) return Status::Error("exec: missing command");
-  IgnoreSigpipeOnce();  // writing to a dead child's pipe must give EPIPE, not kill us
   auto state = std::make_unique<State>();
   state->cmd = argv[0];
   state->input = input;

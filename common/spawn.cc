@@ -195,6 +195,27 @@ pid_t VforkSpawn(std::vector<std::string>& argv, std::vector<std::string>& env, 
 
 }  // namespace
 
+ssize_t WriteToPipe(int fd, const void* data, size_t size) {
+  sigset_t pipe_only, old;
+  sigemptyset(&pipe_only);
+  sigaddset(&pipe_only, SIGPIPE);
+  pthread_sigmask(SIG_BLOCK, &pipe_only, &old);
+  // A SIGPIPE already pending for this thread is not ours to consume.
+  sigset_t pending;
+  sigpending(&pending);
+  bool was_pending = sigismember(&pending, SIGPIPE) == 1;
+  ssize_t n = write(fd, data, size);
+  int saved = errno;
+  if (n < 0 && errno == EPIPE && !was_pending) {
+    const timespec zero{0, 0};
+    while (sigtimedwait(&pipe_only, nullptr, &zero) < 0 && errno == EINTR) {
+    }
+  }
+  if (!sigismember(&old, SIGPIPE)) pthread_sigmask(SIG_SETMASK, &old, nullptr);
+  errno = saved;
+  return n;
+}
+
 std::string ErrorText(int err) {
   char buf[256];
   return strerror_r(err, buf, sizeof buf);  // GNU variant: thread-safe, returns the text

@@ -31,6 +31,12 @@ pid_t SpawnProcess(std::vector<std::string> argv, std::vector<std::string> env, 
 // This process's environment with `extra` added; `extra` wins over inherited names.
 std::vector<std::string> BuildEnvironment(const EnvVars& extra);
 
+// write(2) to a pipe whose reader may be gone, without a process-wide effect: SIGPIPE is
+// blocked in the calling thread for the write, and one it raised is consumed, so EPIPE
+// comes back as an error value whatever the program's SIGPIPE disposition is (a library
+// must not ignore SIGPIPE for its host). Same return value and errno as write(2).
+ssize_t WriteToPipe(int fd, const void* data, size_t size);
+
 // strerror_r's text for `err`.
 std::string ErrorText(int err);
 

@@ -5,9 +5,11 @@
 #pragma once
 
 #include <cstdint>
+#include <deque>
 #include <functional>
 #include <memory>
 #include <optional>
+#include <shared_mutex>
 #include <span>
 #include <stop_token>
 #include <string>
@@ -73,6 +75,9 @@ struct TaskDef {
   AsyncStart start_async;
 };
 
+// Thread-safe: tasks may be registered (a plugin loaded by one Pool call) while other
+// threads run jobs. A TaskDef, once registered, stays at its address for the registry's
+// life, so the `const TaskDef*` and `const TaskDef&` that running jobs hold stay valid.
 class TaskRegistry {
  public:
   // The process-wide registry that built-in tasks and FANOUT_TASK register into.
@@ -81,11 +86,14 @@ class TaskRegistry {
   // Registers `def`; returns false if the name is taken (the first registration wins).
   bool Register(TaskDef def);
   const TaskDef* Find(std::string_view name) const;
-  std::vector<std::string> Names() const;  // sorted
-  const std::vector<TaskDef>& All() const { return defs_; }
+  std::vector<std::string> Names() const;   // sorted
+  std::vector<const TaskDef*> All() const;  // in registration order
 
  private:
-  std::vector<TaskDef> defs_;
+  const TaskDef* FindLocked(std::string_view name) const;
+
+  mutable std::shared_mutex mu_;
+  std::deque<TaskDef> defs_;  // a deque: push_back never moves the elements
 };
 
 // Looks the task up and validates its args: a clear one-line error for unknown tasks.

@@ -1,8 +1,9 @@
 // TaskRegistry, task lookup/validation and exception-safe task execution (see task.h).
-// The registry owns its TaskDefs; it is filled at start-up and read-only afterwards, so
-// concurrent Find/RunTask calls are safe once registration is over.
+// The registry owns its TaskDefs in a deque (stable addresses) behind a shared mutex, so a
+// plugin registered while jobs run moves nothing those jobs hold.
 #include <algorithm>
 #include <charconv>
+#include <mutex>
 #include <exception>
 #include <string>
 #include <utility>
@@ -17,12 +18,18 @@ TaskRegistry& TaskRegistry::Global() {
 }
 
 bool TaskRegistry::Register(TaskDef def) {
-  if (Find(def.name) != nullptr) return false;
+  std::unique_lock lock(mu_);
+  if (FindLocked(def.name) != nullptr) return false;
   defs_.push_back(std::move(def));
   return true;
 }
 
 const TaskDef* TaskRegistry::Find(std::string_view name) const {
+  std::shared_lock lock(mu_);
+  return FindLocked(name);
+}
+
+const TaskDef* TaskRegistry::FindLocked(std::string_view name) const {
   for (const TaskDef& def : defs_) {
     if (def.name == name) return &def;
   }
@@ -30,11 +37,20 @@ const TaskDef* TaskRegistry::Find(std::string_view name) const {
 }
 
 std::vector<std::string> TaskRegistry::Names() const {
+  std::shared_lock lock(mu_);
   std::vector<std::string> names;
   names.reserve(defs_.size());
   for (const TaskDef& def : defs_) names.push_back(def.name);
   std::sort(names.begin(), names.end());
   return names;
+}
+
+std::vector<const TaskDef*> TaskRegistry::All() const {
+  std::shared_lock lock(mu_);
+  std::vector<const TaskDef*> all;
+  all.reserve(defs_.size());
+  for (const TaskDef& def : defs_) all.push_back(&def);
+  return all;
 }
 
 std::string_view ChunkBytes(const ChunkInput& chunk, std::string& storage) {

@@ -81,8 +81,6 @@ WarmProcess::~WarmProcess() = default;
 Result<std::unique_ptr<WarmProcess>> WarmProcess::Start(const std::vector<std::string>& argv,
                                                         const EnvVars& extra_env) {
   if (argv.empty() || argv[0].empty()) return Status::Error("exec --warm: missing command");
-  static std::once_flag once;  // a dead child's pipe must give EPIPE, not kill us
-  std::call_once(once, [] { signal(SIGPIPE, SIG_IGN); });
   auto state = std::make_unique<State>();
   state->cmd = argv[0];
   int child[3] = {-1, -1, -1};  // the child's stdin, stdout, stderr
@@ -168,7 +166,7 @@ void WarmProcess::Pump() {
   // Write the request: header, then the chunk's bytes.
   while (s.in >= 0 && (!s.header.empty() || !s.data.empty())) {
     std::string_view pending = !s.header.empty() ? std::string_view(s.header) : s.data;
-    ssize_t w = write(s.in, pending.data(), std::min(pending.size(), kIoBlock));
+    ssize_t w = WriteToPipe(s.in, pending.data(), std::min(pending.size(), kIoBlock));
     if (w > 0) {
       if (!s.header.empty()) {
         s.header.erase(0, static_cast<size_t>(w));

@@ -422,8 +422,12 @@ Examples:
   RegisterBuiltinTasks(TaskRegistry::Global());
   if (Status s = LoadPlugins(config); !s.ok()) return UsageError(s.message());
   if (tasks->parsed()) {
-    for (const TaskDef& def : TaskRegistry::Global().All()) {
-      std::printf("%-24s %s\n", def.usage.c_str(), def.summary.c_str());
+    // One column as wide as the longest usage (plugins' usages may be long).
+    std::vector<const TaskDef*> all = TaskRegistry::Global().All();
+    int width = 0;
+    for (const TaskDef* def : all) width = std::max(width, static_cast<int>(def->usage.size()));
+    for (const TaskDef* def : all) {
+      std::printf("%-*s  %s\n", width, def->usage.c_str(), def->summary.c_str());
     }
     return ToInt(ExitCode::kOk);
   }

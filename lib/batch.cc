@@ -198,7 +198,16 @@ void RunBatch(const PoolOptions& options, const BatchSpec& spec, const BatchCall
   std::vector<bool> reported(job.chunks.size(), false);
   CallbackObserver observer(spec, callbacks, scheduler, stats, reported);
   ResultSink sink(job, scheduler, observer, stats);
-  ModeResult result = RunMode(options, job, scheduler, sink, stats);
+  ModeResult result;
+  try {
+    result = RunMode(options, job, scheduler, sink, stats);
+  } catch (const std::exception& e) {
+    // Something below threw mid-job (e.g. the transport): the chunks not reported yet get
+    // the error; the host program lives on.
+    result = ModeResult::Failed(e.what());
+  } catch (...) {
+    result = ModeResult::Failed("unknown error");
+  }
 
   std::string why = result.kind == ModeResult::Kind::kInterrupted ? "interrupted" : result.message;
   for (uint64_t c = 0; c < job.chunks.size(); ++c) {

@@ -109,17 +109,24 @@ void Pool::Impl::RunGroup(std::vector<Submission>& group) {
     spec.chunks.push_back(std::move(s.chunk));
     spec.ids.push_back(s.number);
   }
+  // Each promise is set once: a second set_value/set_exception would throw future_error
+  // out of the dispatcher thread and end the program.
+  std::vector<bool> settled(group.size(), false);
   BatchCallbacks callbacks;
   callbacks.on_result = [&](uint64_t c, std::string out) {
+    if (c >= group.size() || settled[c]) return;
+    settled[c] = true;
     group[c].promise.set_value(std::move(out));
   };
   callbacks.on_error = [&](uint64_t c, std::exception_ptr e) {
+    if (c >= group.size() || settled[c]) return;
+    settled[c] = true;
     group[c].promise.set_exception(std::move(e));
   };
   try {
     RunBatch(options, spec, callbacks);
   } catch (...) {
-    for (Submission& s : group) s.promise.set_exception(std::current_exception());
+    for (size_t c = 0; c < group.size(); ++c) callbacks.on_error(c, std::current_exception());
   }
 }
 
@@ -210,26 +217,37 @@ CompletionStream Pool::as_completed(std::string_view task, std::vector<std::stri
   spec.args = args;
   spec.chunks = std::move(chunks);
   spec.keep_going = true;
-  state->thread = std::jthread([state_ptr = state.get(), options = impl_->options,
-                                spec = std::move(spec)] {
-    auto& st = *state_ptr;
-    auto push = [&](Completed c) {
-      std::lock_guard lock(st.mu);
-      st.ready.push_back(std::move(c));
-      st.cv.notify_all();
-    };
-    BatchCallbacks callbacks;
-    callbacks.on_result = [&](uint64_t c, std::string out) { push({c, std::move(out), nullptr}); };
-    callbacks.on_error = [&](uint64_t c, std::exception_ptr e) { push({c, {}, std::move(e)}); };
-    try {
-      RunBatch(options, spec, callbacks);
-    } catch (...) {
-      for (uint64_t c = 0; c < spec.chunks.size(); ++c) push({c, {}, std::current_exception()});
-    }
-    std::lock_guard lock(st.mu);
-    st.done = true;
-    st.cv.notify_all();
-  });
+  state->thread =
+      std::jthread([state_ptr = state.get(), options = impl_->options, spec = std::move(spec)] {
+        auto& st = *state_ptr;
+        auto push = [&](Completed c) {
+          std::lock_guard lock(st.mu);
+          st.ready.push_back(std::move(c));
+          st.cv.notify_all();
+        };
+        // Each chunk is reported once, also when the job throws after some were reported.
+        std::vector<bool> reported(spec.chunks.size(), false);
+        BatchCallbacks callbacks;
+        callbacks.on_result = [&](uint64_t c, std::string out) {
+          if (c >= reported.size() || reported[c]) return;
+          reported[c] = true;
+          push({c, std::move(out), nullptr});
+        };
+        callbacks.on_error = [&](uint64_t c, std::exception_ptr e) {
+          if (c >= reported.size() || reported[c]) return;
+          reported[c] = true;
+          push({c, {}, std::move(e)});
+        };
+        try {
+          RunBatch(options, spec, callbacks);
+        } catch (...) {
+          for (uint64_t c = 0; c < spec.chunks.size(); ++c)
+            callbacks.on_error(c, std::current_exception());
+        }
+        std::lock_guard lock(st.mu);
+        st.done = true;
+        st.cv.notify_all();
+      });
   return CompletionStream(std::move(state));
 }
 

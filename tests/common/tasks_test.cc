@@ -82,11 +82,11 @@ TEST_F(TaskRegistryTest, RegisterBuiltinTasksIsIdempotent) {
 }
 
 TEST_F(TaskRegistryTest, EveryBuiltinHasUsageSummaryValidatorAndRunner) {
-  for (const TaskDef& def : registry_.All()) {
-    EXPECT_EQ(def.usage.rfind(def.name, 0), 0u) << def.name;
-    EXPECT_FALSE(def.summary.empty()) << def.name;
-    EXPECT_TRUE(def.validate) << def.name;
-    EXPECT_TRUE(def.run) << def.name;
+  for (const TaskDef* def : registry_.All()) {
+    EXPECT_EQ(def->usage.rfind(def->name, 0), 0u) << def->name;
+    EXPECT_FALSE(def->summary.empty()) << def->name;
+    EXPECT_TRUE(def->validate) << def->name;
+    EXPECT_TRUE(def->run) << def->name;
   }
 }
 

@@ -17,6 +17,7 @@
 #include <ostream>
 #include <set>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "fanout/fanout.h"
@@ -291,6 +292,54 @@ TEST(PoolTest, PluginTasksRunInThisProcessAndInWorkers) {
   o.plugins = {std::string(FANOUT_PLUGIN_DIR) + "/test_plugin_future_abi.so"};
   Pool pool(o);
   EXPECT_THROW(pool.map("rot13", {"a\n"}), fanout::PoolError);
+}
+
+TEST(PoolTest, EightThreadsLoadingDifferentPluginsAtOnceEachGetTheirOwnResults) {
+  // Each thread loads its own plugin (a registration) while the others run jobs that hold
+  // their tasks: the registry must not move a task under a running job (TSan checks the
+  // rest in the ThreadSanitizer build).
+  std::vector<std::string> chunks = Lines(200);
+  std::vector<std::vector<std::string>> got(8);
+  {
+    std::vector<std::jthread> threads;
+    for (int n = 1; n <= 8; ++n) {
+      threads.emplace_back([&, n] {
+        PoolOptions o = Options(PoolMode::kThreads);
+        o.workers = 2;
+        o.plugins = {std::string(FANOUT_PLUGIN_DIR) + "/test_plugin_shift" + std::to_string(n) +
+                     ".so"};
+        Pool pool(o);
+        for (int round = 0; round < 5; ++round)
+          got[n - 1] = pool.map("shift" + std::to_string(n), chunks);
+      });
+    }
+  }
+  for (int n = 1; n <= 8; ++n) {
+    std::vector<std::string> want;
+    for (std::string chunk : chunks) {
+      for (char& c : chunk) {
+        if (c >= 'a' && c <= 'z') c = static_cast<char>('a' + (c - 'a' + n) % 26);
+      }
+      want.push_back(chunk);
+    }
+    EXPECT_EQ(got[n - 1], want) << "shift" << n;
+  }
+}
+
+TEST(PoolTest, ACommandThatStopsReadingLeavesTheHostsSigpipeAlone) {
+  // `true` exits without reading its 4 MB chunk: writing to it fails with EPIPE. The
+  // library must see that as a value without ignoring SIGPIPE for the whole program.
+  struct sigaction before {};
+  ASSERT_EQ(sigaction(SIGPIPE, nullptr, &before), 0);
+  ASSERT_EQ(before.sa_handler, SIG_DFL);
+  for (PoolMode mode : {PoolMode::kSerial, PoolMode::kThreads}) {
+    Pool pool(Options(mode));
+    std::string big(4 << 20, 'x');
+    EXPECT_EQ(pool.map("exec", {big, big}, {"true"}), (std::vector<std::string>{"", ""}));
+  }
+  struct sigaction after {};
+  ASSERT_EQ(sigaction(SIGPIPE, nullptr, &after), 0);
+  EXPECT_EQ(after.sa_handler, SIG_DFL) << "the library changed SIGPIPE's disposition";
 }
 
 TEST(PoolTest, CustomWorkerBinaryRunsItsOwnTasks) {
