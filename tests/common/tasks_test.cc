@@ -63,14 +63,14 @@ TEST_F(TaskRegistryTest, UnknownTaskErrorListsKnownNamesSorted) {
 }
 
 TEST_F(TaskRegistryTest, NamesAreSorted) {
-  registry_.Register(TaskDef{"aardvark", "aardvark", "first", nullptr, nullptr, nullptr});
+  registry_.Register(TaskDef{"aardvark", "aardvark", "first", nullptr, nullptr, nullptr, nullptr});
   EXPECT_EQ(registry_.Names(),
             (std::vector<std::string>{"aardvark", "exec", "identity", "product", "sleep"}));
 }
 
 TEST_F(TaskRegistryTest, FirstRegistrationWins) {
-  EXPECT_FALSE(
-      registry_.Register(TaskDef{"sleep", "sleep", "impostor", nullptr, nullptr, nullptr}));
+  EXPECT_FALSE(registry_.Register(
+      TaskDef{"sleep", "sleep", "impostor", nullptr, nullptr, nullptr, nullptr}));
   ASSERT_NE(registry_.Find("sleep"), nullptr);
   EXPECT_EQ(registry_.Find("sleep")->usage, "sleep MS");
   EXPECT_EQ(registry_.Find("nope"), nullptr);
