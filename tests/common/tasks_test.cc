@@ -105,6 +105,7 @@ TEST_F(TaskRegistryTest, RunTaskTurnsExceptionsIntoErrors) {
                  nullptr,
                  [](const ChunkInput&, std::span<const std::string>, std::string&,
                     std::stop_token) -> Status { throw std::runtime_error("boom"); },
+                 nullptr,
                  nullptr};
   TaskDef throws_int{"odd",
                      "odd",
@@ -112,6 +113,7 @@ TEST_F(TaskRegistryTest, RunTaskTurnsExceptionsIntoErrors) {
                      nullptr,
                      [](const ChunkInput&, std::span<const std::string>, std::string&,
                         std::stop_token) -> Status { throw 42; },
+                     nullptr,
                      nullptr};
   std::string out;
   EXPECT_EQ(RunTask(throws, ChunkInput{}, {}, out, {}).message(), "thrower: boom");
