@@ -1,6 +1,8 @@
 // Blob: an immutable byte buffer that owns either a std::string, a ZeroMQ message, or a
 // slice of a ZeroMQ message shared with other blobs (one output of a RESULTS batch), so
-// chunk outputs can travel from socket to output file without a copy. Move-only.
+// chunk outputs can travel from socket to output file without a copy; or that borrows
+// bytes someone else keeps alive (a pass-through task's slice of the job's input mapping).
+// Move-only.
 #pragma once
 
 #include <memory>
@@ -19,11 +21,19 @@ class Blob {
   // `size` bytes at `offset` of a message that several blobs share (kept alive by them).
   Blob(std::shared_ptr<const zmq::message_t> m, size_t offset, size_t size)
       : data_(Slice{std::move(m), offset, size}) {}
+  // Bytes owned elsewhere: the owner keeps them alive and unchanged until every blob
+  // borrowing them is gone (the job's input mapping outlives the job's results).
+  static Blob Borrowed(std::string_view bytes) {
+    Blob b;
+    b.data_ = bytes;
+    return b;
+  }
   Blob(Blob&&) = default;
   Blob& operator=(Blob&&) = default;
 
   std::string_view view() const {
     if (auto* s = std::get_if<std::string>(&data_)) return *s;
+    if (auto* v = std::get_if<std::string_view>(&data_)) return *v;
     if (auto* slice = std::get_if<Slice>(&data_)) {
       return std::string_view(static_cast<const char*>(slice->message->data()) + slice->offset,
                               slice->size);
@@ -32,6 +42,7 @@ class Blob {
     return std::string_view(static_cast<const char*>(m.data()), m.size());
   }
   size_t size() const { return view().size(); }
+  bool borrowed() const { return std::holds_alternative<std::string_view>(data_); }
 
  private:
   struct Slice {
@@ -39,7 +50,7 @@ class Blob {
     size_t offset = 0;
     size_t size = 0;
   };
-  std::variant<std::string, zmq::message_t, Slice> data_;
+  std::variant<std::string, zmq::message_t, Slice, std::string_view> data_;
 };
 
 }  // namespace fanout

@@ -3,6 +3,7 @@
 #include <time.h>
 
 #include <chrono>
+#include <exception>
 
 namespace fanout {
 namespace {
@@ -19,17 +20,42 @@ double ThreadCpuSeconds() {
 
 void AddChildCpuSeconds(double seconds) { child_cpu_seconds += seconds; }
 
-Measured MeasuredRun(const TaskDef& def, const ChunkInput& chunk, std::span<const std::string> args,
-                     std::string& out, std::stop_token stop, bool thread_cpu) {
+namespace {
+
+// Runs `body` (which returns the attempt's Status) and measures it.
+template <typename Body>
+Measured Measure(Body&& body, bool thread_cpu) {
   child_cpu_seconds = 0;
   auto wall0 = std::chrono::steady_clock::now();
   double cpu0 = thread_cpu ? ThreadCpuSeconds() : 0;
   Measured m;
-  m.status = RunTask(def, chunk, args, out, std::move(stop));
+  m.status = body();
   m.cpu_seconds = (thread_cpu ? ThreadCpuSeconds() - cpu0 : 0) + child_cpu_seconds;
   m.wall_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - wall0).count();
   child_cpu_seconds = 0;
   return m;
+}
+
+}  // namespace
+
+Measured MeasuredRun(const TaskDef& def, const ChunkInput& chunk, std::span<const std::string> args,
+                     std::string& out, std::stop_token stop, bool thread_cpu) {
+  return Measure([&] { return RunTask(def, chunk, args, out, std::move(stop)); }, thread_cpu);
+}
+
+Measured MeasuredView(const TaskDef& def, const ChunkInput& chunk,
+                      std::span<const std::string> args, std::string_view& out, bool thread_cpu) {
+  return Measure(
+      [&]() -> Status {
+        try {
+          return def.run_view(chunk, args, out);
+        } catch (const std::exception& e) {
+          return Status::Error(def.name + ": " + e.what());
+        } catch (...) {
+          return Status::Error(def.name + ": unknown exception");
+        }
+      },
+      thread_cpu);
 }
 
 }  // namespace fanout

@@ -27,6 +27,12 @@ struct Measured {
 Measured MeasuredRun(const TaskDef& def, const ChunkInput& chunk, std::span<const std::string> args,
                      std::string& out, std::stop_token stop, bool thread_cpu = true);
 
+// The same for a task's pass-through form (TaskDef::run_view, which must be set; `chunk`
+// has data, not a range): `out` is set to a slice of `chunk.data`.
+Measured MeasuredView(const TaskDef& def, const ChunkInput& chunk,
+                      std::span<const std::string> args, std::string_view& out,
+                      bool thread_cpu = true);
+
 // Called by tasks that reap child processes: adds the child's user+system CPU time to
 // the current thread's running attempt.
 void AddChildCpuSeconds(double seconds);

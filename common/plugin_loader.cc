@@ -24,7 +24,7 @@ void Fail(void* context, const char* message) {
 
 TaskDef PluginTask(const fanout_plugin_task& task, const std::string& plugin) {
   std::string name = task.name;
-  TaskDef def{name, name, task.summary ? task.summary : "", nullptr, nullptr, nullptr};
+  TaskDef def{name, name, task.summary ? task.summary : "", nullptr, nullptr, nullptr, nullptr};
   def.summary += " (plugin " + plugin + ")";
   def.run = [name, run = task.run](const ChunkInput& chunk, std::span<const std::string> args,
                                    std::string& out, std::stop_token) {

@@ -53,6 +53,13 @@ std::string_view ChunkBytes(const ChunkInput& chunk, std::string& storage);
 using TaskFn = std::function<Status(const ChunkInput& chunk, std::span<const std::string> args,
                                     std::string& out, std::stop_token stop)>;
 
+// The form of a task whose output is always a slice of its input (identity): for a chunk
+// with data (not a range) it sets `out` to a view within `chunk.data` and copies nothing,
+// so a caller that keeps the input alive can pass the bytes along as they are. Its output
+// and errors must equal run's.
+using ViewFn = std::function<Status(const ChunkInput& chunk, std::span<const std::string> args,
+                                    std::string_view& out)>;
+
 // Checks a task's arguments before any chunk runs (a usage error, exit code 2).
 using ArgsValidator = std::function<Status(std::span<const std::string> args)>;
 
@@ -73,6 +80,8 @@ struct TaskDef {
   // the others. Output and errors must equal run's. Workers run such attempts on their
   // event loop, so --slots may far exceed the cores.
   AsyncStart start_async;
+  // The same task as a slice of its input (see ViewFn); empty for tasks that make bytes.
+  ViewFn run_view;
 };
 
 // Thread-safe: tasks may be registered (a plugin loaded by one Pool call) while other

@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <spawn.h>
 #include <stdlib.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -10,6 +11,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -162,6 +164,61 @@ std::string MicrosText(double seconds) {
   return buf;
 }
 
+// This machine's rate of reading `path` with read(2) into one 1 MiB buffer, as `cat FILE
+// > /dev/null` does, in GB/s (median of 3; the file is in the page cache after the first).
+double ReadGbps(const std::string& path) {
+  std::vector<double> rates;
+  std::vector<char> buf(1 << 20);
+  for (int i = 0; i < 3; ++i) {
+    int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return 0;
+    auto t0 = Clock::now();
+    uint64_t total = 0;
+    for (ssize_t n; (n = read(fd, buf.data(), buf.size())) > 0;) total += static_cast<uint64_t>(n);
+    double s = std::chrono::duration<double>(Clock::now() - t0).count();
+    close(fd);
+    rates.push_back(s > 0 ? static_cast<double>(total) / 1e9 / s : 0);
+  }
+  std::sort(rates.begin(), rates.end());
+  return rates[1];
+}
+
+// This machine's memcpy rate between two warm 64 MiB buffers, in GB/s.
+double MemcpyGbps() {
+  constexpr size_t kSize = 64 << 20;
+  constexpr int kRounds = 8;
+  std::vector<char> a(kSize, 'a'), b(kSize, 'b');
+  std::memcpy(b.data(), a.data(), kSize);
+  auto t0 = Clock::now();
+  for (int i = 0; i < kRounds; ++i) {
+    std::memcpy(i % 2 ? a.data() : b.data(), i % 2 ? b.data() : a.data(), kSize);
+  }
+  double s = std::chrono::duration<double>(Clock::now() - t0).count();
+  volatile char keep = a[kSize / 2];
+  (void)keep;
+  return s > 0 ? kRounds * static_cast<double>(kSize) / 1e9 / s : 0;
+}
+
+// The pass-through rows as ratios to this machine's limits (issue #16: a rate means the
+// same on another machine only as a fraction of what that machine can do).
+void PrintLimits(const std::vector<BenchRow>& rows, const std::string& pass_path) {
+  struct stat st {};
+  if (stat(pass_path.c_str(), &st) != 0) return;
+  double read_gbps = ReadGbps(pass_path), memcpy_gbps = MemcpyGbps();
+  std::printf(
+      "\nThis machine: reading the pass-through input %.2f GB/s (read(2), as cat), "
+      "memcpy %.2f GB/s.\n",
+      read_gbps, memcpy_gbps);
+  std::string text;
+  for (const BenchRow& r : rows) {
+    if (r.experiment.rfind("identity over", 0) != 0 || r.wall <= 0 || read_gbps <= 0) continue;
+    double gbps = static_cast<double>(st.st_size) / 1e9 / r.wall;
+    text += (text.empty() ? "" : ", ") + r.mode + " " + Fixed(gbps, 2) + " GB/s (" +
+            Fixed(gbps / read_gbps, 2) + "x read)";
+  }
+  if (!text.empty()) std::printf("Pass-through against it: %s.\n", text.c_str());
+}
+
 }  // namespace
 
 std::string BenchTable(const std::vector<BenchRow>& rows, unsigned cores) {
@@ -211,6 +268,7 @@ int RunBench(const BenchOptions& options) {
     }
   }
   std::printf("%s", BenchTable(rows, cores).c_str());
+  PrintLimits(rows, dir.File("pass"));
   std::printf(
       "\n%u cores; wall = the job's own time (planning, worker start-up, calibration, "
       "output); total bench time %.1f s\n",

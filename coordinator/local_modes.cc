@@ -27,11 +27,32 @@ using Clock = std::chrono::steady_clock;
 constexpr uint32_t kMaxThreadBatch = 64;
 constexpr double kQuickChunkSeconds = 0.00005;
 
+// Runs attempt `a` on this thread. A pass-through task (TaskDef::run_view) whose slice
+// lies in the job's input mapping is not copied: the output borrows the mapping, which
+// outlives the job's results. Everything else is the task's own output bytes.
+Measured RunLocal(const PlannedJob& job, const Assignment& a, std::stop_token stop, bool thread_cpu,
+                  Blob& output) {
+  std::string storage;
+  ChunkInput in = job.InputFor(a.chunk, a.attempt, "", storage);
+  if (job.task.run_view && !in.range) {
+    std::string_view view;
+    Measured m = MeasuredView(job.task, in, job.config.args, view, thread_cpu);
+    std::string_view input = job.input.view();
+    bool in_mapping = view.empty() || (view.data() >= input.data() &&
+                                       view.data() + view.size() <= input.data() + input.size());
+    output = in_mapping ? Blob::Borrowed(view) : Blob(std::string(view));
+    return m;
+  }
+  std::string out;
+  Measured m = MeasuredRun(job.task, in, job.config.args, out, std::move(stop), thread_cpu);
+  output = Blob(std::move(out));
+  return m;
+}
+
 // Records one finished attempt. Returns false (with `error` set) if the job must stop.
 bool Finish(const PlannedJob& job, Scheduler& scheduler, ResultSink& sink, RunStats& stats,
-            WorkerIndex worker, const Assignment& a, Measured m, std::string output,
-            std::string& error) {
-  if (m.status.ok()) m.status = sink.Vet(output);
+            WorkerIndex worker, const Assignment& a, Measured m, Blob output, std::string& error) {
+  if (m.status.ok()) m.status = sink.Vet(output.view());
   AttemptSpan span = job.Span(stats.telemetry, a.chunk, a.attempt, worker, m.wall_seconds,
                               output.size(), m.status);
   span.cpu_seconds = m.cpu_seconds;
@@ -45,7 +66,7 @@ bool Finish(const PlannedJob& job, Scheduler& scheduler, ResultSink& sink, RunSt
                  LatestFailureNote(scheduler, a.chunk));
   }
   Status s = outcome.verdict == Verdict::kAccepted
-                 ? sink.Accept(a.chunk, Blob(std::move(output)), m.cpu_seconds)
+                 ? sink.Accept(a.chunk, std::move(output), m.cpu_seconds)
                  : Status::Ok();
   if (s.ok()) s = sink.SyncFailures();
   if (!s.ok()) error = s.message();
@@ -102,9 +123,8 @@ ModeResult RunSerial(const PlannedJob& job, Scheduler& scheduler, ResultSink& si
     if (Interrupt::Requested()) return ModeResult::Interrupted();
     auto a = scheduler.Next(0, Clock::now());
     if (!a) return ModeResult::Failed("internal error: no runnable chunk in serial mode");
-    std::string out, storage;
-    Measured m = MeasuredRun(job.task, job.InputFor(a->chunk, a->attempt, "", storage),
-                             job.config.args, out, cancel.get_token());
+    Blob out;
+    Measured m = RunLocal(job, *a, cancel.get_token(), /*thread_cpu=*/true, out);
     if (cancel.stop_requested()) return ModeResult::Interrupted();
     std::string error;
     if (!Finish(job, scheduler, sink, stats, 0, *a, m, std::move(out), error)) {
@@ -134,7 +154,7 @@ ModeResult RunThreads(const PlannedJob& job, uint32_t threads, Scheduler& schedu
     std::unique_lock lock(mu);
     uint32_t want = 1;  // chunks taken per lock round: grows while chunks are quick
     std::vector<Assignment> batch;
-    std::vector<std::pair<Measured, std::string>> results;
+    std::vector<std::pair<Measured, Blob>> results;
     while (!done()) {
       batch.clear();
       while (batch.size() < want) {
@@ -156,9 +176,8 @@ ModeResult RunThreads(const PlannedJob& job, uint32_t threads, Scheduler& schedu
       BatchCpuClock clock;
       if (batched) clock.Start();
       for (const Assignment& a : batch) {
-        std::string out, storage;
-        Measured m = MeasuredRun(job.task, job.InputFor(a.chunk, a.attempt, "", storage),
-                                 job.config.args, out, cancel.get_token(), !batched);
+        Blob out;
+        Measured m = RunLocal(job, a, cancel.get_token(), !batched, out);
         quick = quick && m.wall_seconds < kQuickChunkSeconds;
         clock.AddWall(m.wall_seconds);
         results.emplace_back(m, std::move(out));

@@ -41,10 +41,20 @@ Status ResultSink::Accept(uint64_t chunk, Blob output, double cpu_seconds) {
   if (state_) {
     if (Status s = state_->Save(spec, output.view()); !s.ok()) return s;
   }
-  job_.input.Release(spec.begin, spec.end);
-  if (observer_) return observer_->OnAccepted(chunk, std::move(output));
+  if (observer_) {
+    job_.input.Release(spec.begin, spec.end);
+    return observer_->OnAccepted(chunk, std::move(output));
+  }
   size_t skip = job_.config.header ? FirstLine(output.view()).size() : 0;
-  if (Status s = assembler_->Add(chunk, std::move(output), skip); !s.ok()) return s;
+  // An output that borrows the input (a pass-through task) is written from the mapping,
+  // so the pages are released after that write, not before it. A mapping the input file
+  // no longer backs makes write(2) fail (EFAULT): the job reports the input's change.
+  Status added = assembler_->Add(chunk, std::move(output), skip);
+  job_.input.Release(spec.begin, spec.end);
+  if (!added.ok()) {
+    if (Status changed = job_.input.CheckUnchanged(); !changed.ok()) return changed;
+    return added;
+  }
   return FeedStored();
 }
 

@@ -183,7 +183,7 @@ void RunBatch(const PoolOptions& options, const BatchSpec& spec, const BatchCall
   auto task = ResolveTask(registry, spec.task, spec.args);
   // Workers may know tasks this process does not (plugins, other binaries): in processes
   // and remote mode an unknown task is left for the workers to refuse.
-  TaskDef remote_only{spec.task, spec.task, "", nullptr, nullptr, nullptr};
+  TaskDef remote_only{spec.task, spec.task, "", nullptr, nullptr, nullptr, nullptr};
   if (!task.ok() && (local || registry.Find(spec.task) != nullptr)) {
     throw PoolError(task.status().message());
   }

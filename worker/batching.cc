@@ -18,13 +18,14 @@ bool SendRange(zmq::socket_t& socket, std::vector<FinishedAttempt>& done, size_t
   size_t total = 0;
   for (size_t i = first; i < last; ++i) {
     batch.results.push_back(done[i].result);
-    batch.bytes.push_back(done[i].output.size());
-    total += done[i].output.size();
+    batch.bytes.push_back(done[i].bytes().size());
+    total += done[i].bytes().size();
   }
   zmq::message_t payload(total);
   char* to = static_cast<char*>(payload.data());
   for (size_t i = first; i < last; ++i) {
-    to = std::copy(done[i].output.begin(), done[i].output.end(), to);
+    std::string_view bytes = done[i].bytes();
+    to = std::copy(bytes.begin(), bytes.end(), to);
   }
   return SendMessage(socket, batch, total ? &payload : nullptr);
 }
@@ -33,6 +34,7 @@ bool SendRange(zmq::socket_t& socket, std::vector<FinishedAttempt>& done, size_t
 
 bool SendResult(zmq::socket_t& socket, FinishedAttempt& done) {
   if (!done.result.ok) return SendMessage(socket, done.result);
+  if (done.shared) return SendMessage(socket, done.result, &*done.shared);
   // The output is handed to ZeroMQ without a copy; the message frees it.
   auto* owned = new std::string(std::move(done.output));
   zmq::message_t payload(
@@ -70,7 +72,7 @@ Result<std::vector<BatchedAttempt>> SplitTaskBatch(const TaskBatch& batch,
 bool SendResultBatches(zmq::socket_t& socket, std::vector<FinishedAttempt>& done) {
   size_t first = 0, bytes = 0;
   for (size_t i = 0; i < done.size(); ++i) {
-    size_t n = done[i].output.size();
+    size_t n = done[i].bytes().size();
     bool full = i - first >= kMaxBatch || (i > first && bytes + n > kResultBatchBytes);
     if (full) {
       if (!SendRange(socket, done, first, i)) return false;

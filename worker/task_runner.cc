@@ -182,10 +182,23 @@ FinishedAttempt RunAttempt(const TaskDef& def, const TaskMsg& task,
   input.worker_id = worker_name;
   input.max_output = max_output;
   FinishedAttempt done;
-  Measured m = MeasuredRun(def, input, task.args, done.output, std::move(stop), thread_cpu);
+  Measured m;
+  if (def.run_view && payload && !task.range) {
+    std::string_view view;
+    m = MeasuredView(def, input, task.args, view, thread_cpu);
+    if (view.data() == input.data.data() && view.size() == input.data.size()) {
+      done.shared.emplace();
+      // Shares the bytes: zmq_msg_copy only counts one more reference to them.
+      done.shared->copy(const_cast<zmq::message_t&>(*payload));
+    } else {
+      done.output.assign(view);
+    }
+  } else {
+    m = MeasuredRun(def, input, task.args, done.output, std::move(stop), thread_cpu);
+  }
   done.result = ResultMsg{task.chunk,         task.attempt,  m.status.ok(),
                           m.status.message(), m.cpu_seconds, m.wall_seconds};
-  if (!done.result.ok) done.output.clear();
+  if (!done.result.ok) done.ClearOutput();
   return done;
 }
 

@@ -28,10 +28,22 @@
 
 namespace fanout {
 
-// One finished attempt: its RESULT header and, when ok, its output.
+// One finished attempt: its RESULT header and, when ok, its output: `output`, or, when a
+// pass-through task (TaskDef::run_view) returned its whole input, the TASK's payload frame
+// itself (`shared`, sharing the frame's bytes: sent back without a copy).
 struct FinishedAttempt {
   ResultMsg result;
   std::string output;
+  std::optional<zmq::message_t> shared = std::nullopt;
+
+  std::string_view bytes() const {
+    if (shared) return {static_cast<const char*>(shared->data()), shared->size()};
+    return output;
+  }
+  void ClearOutput() {
+    std::string().swap(output);
+    shared.reset();
+  }
 };
 
 // Runs one attempt of `task` on the calling thread, with the TASK's payload as its input:

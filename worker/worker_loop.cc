@@ -127,11 +127,11 @@ bool Worker::BackOff(milliseconds delay) {
 void Worker::Vet(FinishedAttempt& done) {
   // The streak of quick attempts decides whether the next ones may run inline.
   quick_streak_ = done.result.wall_seconds < kQuickSeconds ? quick_streak_ + 1 : 0;
-  if (done.result.ok && max_output_ > 0 && done.output.size() > max_output_) {
+  if (done.result.ok && max_output_ > 0 && done.bytes().size() > max_output_) {
     done.result.ok = false;
     done.result.error =
-        OutputLimitError(max_output_) + " (" + std::to_string(done.output.size()) + " bytes)";
-    std::string().swap(done.output);
+        OutputLimitError(max_output_) + " (" + std::to_string(done.bytes().size()) + " bytes)";
+    done.ClearOutput();
   }
 }
 

@@ -10,6 +10,7 @@ FANOUT_PACKAGES=(
   g++ cmake make pkg-config
   libzmq3-dev cppzmq-dev libmsgpack-cxx-dev libspdlog-dev libcli11-dev
   nlohmann-json3-dev libgtest-dev libgmock-dev libgmp-dev libbenchmark-dev libxxhash-dev
+  libsodium-dev
   coreutils gawk procps iproute2 python3 time
 )
 

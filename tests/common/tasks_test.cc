@@ -63,14 +63,14 @@ TEST_F(TaskRegistryTest, UnknownTaskErrorListsKnownNamesSorted) {
 }
 
 TEST_F(TaskRegistryTest, NamesAreSorted) {
-  registry_.Register(TaskDef{"aardvark", "aardvark", "first", nullptr, nullptr, nullptr});
+  registry_.Register(TaskDef{"aardvark", "aardvark", "first", nullptr, nullptr, nullptr, nullptr});
   EXPECT_EQ(registry_.Names(),
             (std::vector<std::string>{"aardvark", "exec", "identity", "product", "sleep"}));
 }
 
 TEST_F(TaskRegistryTest, FirstRegistrationWins) {
-  EXPECT_FALSE(
-      registry_.Register(TaskDef{"sleep", "sleep", "impostor", nullptr, nullptr, nullptr}));
+  EXPECT_FALSE(registry_.Register(
+      TaskDef{"sleep", "sleep", "impostor", nullptr, nullptr, nullptr, nullptr}));
   ASSERT_NE(registry_.Find("sleep"), nullptr);
   EXPECT_EQ(registry_.Find("sleep")->usage, "sleep MS");
   EXPECT_EQ(registry_.Find("nope"), nullptr);
@@ -105,6 +105,7 @@ TEST_F(TaskRegistryTest, RunTaskTurnsExceptionsIntoErrors) {
                  nullptr,
                  [](const ChunkInput&, std::span<const std::string>, std::string&,
                     std::stop_token) -> Status { throw std::runtime_error("boom"); },
+                 nullptr,
                  nullptr};
   TaskDef throws_int{"odd",
                      "odd",
@@ -112,6 +113,7 @@ TEST_F(TaskRegistryTest, RunTaskTurnsExceptionsIntoErrors) {
                      nullptr,
                      [](const ChunkInput&, std::span<const std::string>, std::string&,
                         std::stop_token) -> Status { throw 42; },
+                     nullptr,
                      nullptr};
   std::string out;
   EXPECT_EQ(RunTask(throws, ChunkInput{}, {}, out, {}).message(), "thrower: boom");

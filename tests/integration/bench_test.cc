@@ -55,6 +55,23 @@ TEST(BenchTest, QuickRunPrintsOneRowPerExperimentAndMode) {
   EXPECT_NE(r.out.find("total bench time"), std::string::npos);
 }
 
+TEST(BenchTest, PassThroughIsAlsoARatioToThisMachinesReadRate) {
+  RunOptions options;
+  options.timeout = std::chrono::seconds(60);
+  RunResult r =
+      fanout::testing::Run({FanoutBin(), "bench", "--quick", "--only", "identity"}, options);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("This machine: reading the pass-through input "), std::string::npos)
+      << r.out;
+  EXPECT_NE(r.out.find("memcpy "), std::string::npos) << r.out;
+  for (const char* mode : {"serial ", "threads ", "processes ", "auto "}) {
+    size_t at = r.out.find("Pass-through against it:");
+    ASSERT_NE(at, std::string::npos) << r.out;
+    EXPECT_NE(r.out.find(mode, at), std::string::npos) << mode << "\n" << r.out;
+  }
+  EXPECT_NE(r.out.find("x read)"), std::string::npos) << r.out;
+}
+
 TEST(BenchTest, TableComputesSpeedupAndOverhead) {
   std::vector<BenchRow> rows = {
       {"sleep", "serial", 10.0, 0.0, 10.0, 10, 1, ""},
