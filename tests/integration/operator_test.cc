@@ -36,7 +36,7 @@ TEST_F(OperatorTest, StatsJsonHasStableTypedKeys) {
   Json j = Json::parse(ReadFile(dir_.File("s.json")));
   for (const char* key : {"fanout_stats_version", "exit_code", "workers", "chunks", "records",
                           "bytes_in", "bytes_out", "attempts", "retries", "timeouts",
-                          "workers_lost", "respawns", "speculated", "late_dropped"}) {
+                          "workers_lost", "workers_left", "respawns", "speculated", "late_dropped"}) {
     ASSERT_TRUE(j.contains(key)) << key;
     EXPECT_TRUE(j[key].is_number_integer()) << key;
   }
