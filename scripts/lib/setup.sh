@@ -11,6 +11,8 @@ FANOUT_PACKAGES=(
   libzmq3-dev cppzmq-dev libmsgpack-cxx-dev libspdlog-dev libcli11-dev
   nlohmann-json3-dev libgtest-dev libgmock-dev libgmp-dev libbenchmark-dev libxxhash-dev
   coreutils gawk procps iproute2 python3 time
+  # The cluster tests (ctest -L cluster): a real sshd and a real Slurm in namespace hosts.
+  openssh-server openssh-client slurmctld slurmd slurm-client munge
 )
 
 fanout_install_packages() {
