@@ -224,9 +224,19 @@ void Worker::Vet(FinishedAttempt& done) {
 }
 
 void Worker::SendFinished(zmq::socket_t& socket, std::vector<FinishedAttempt>& done) {
+  std::vector<AttemptKey> back;
   for (FinishedAttempt& d : done) {
     Vet(d);
     held_.erase({d.result.chunk, d.result.attempt});
+    // Slurm signals every process of a job step, so a drain's SIGTERM reaches the running
+    // commands too: an attempt that fails while draining is handed back, not reported
+    // (if the chunk is at fault, it fails again elsewhere and is charged there).
+    if (draining_ && !d.result.ok) back.emplace_back(d.result.chunk, d.result.attempt);
+  }
+  if (!back.empty()) {
+    spdlog::info("{} attempts failed while draining; handing them back", back.size());
+    std::erase_if(done, [](const FinishedAttempt& d) { return !d.result.ok; });
+    SendLeave(socket, back, /*bye=*/false);
   }
   if (batches_) {
     SendResultBatches(socket, done);
