@@ -7,6 +7,7 @@
 #include <signal.h>
 
 #include <nlohmann/json.hpp>
+#include <sstream>
 
 #include "tests/support/test_support.h"
 
@@ -106,6 +107,24 @@ TEST_F(DrainTest, DrainPastTheGraceHandsRunningChunksBackUncharged) {
   a->Signal(SIGTERM);
   EXPECT_EQ(a->Wait(milliseconds(10000)), 128 + SIGTERM) << ReadFile(dir_.File("a.err"));
   EXPECT_NE(ReadFile(dir_.File("a.err")).find("drain grace of 300 ms passed"), std::string::npos)
+      << ReadFile(dir_.File("a.err"));
+  ExpectCompletedWithALeft(*coordinator);
+  EXPECT_EQ(b->Wait(milliseconds(10000)), 0);
+}
+
+TEST_F(DrainTest, CommandsSignalledWithTheWorkerAreHandedBackUncharged) {
+  // As Slurm does on scancel or a time limit: SIGTERM to the worker and to its commands.
+  auto coordinator = Coordinator("[ \"$FANOUT_WORKER\" = a ] && { echo $$ >> " + dir_.File("pids") +
+                                 "; exec sleep 60; }; cat");
+  auto a = Worker("a");  // the default grace (25 s) would outlast the test's bounds
+  WaitForStart("a");
+  auto b = Worker("b");
+  a->Signal(SIGTERM);
+  ASSERT_TRUE(WaitForText(dir_.File("a.err"), "draining", milliseconds(10000)));
+  std::istringstream pids(ReadFile(dir_.File("pids")));
+  for (pid_t pid; pids >> pid;) kill(pid, SIGTERM);
+  EXPECT_EQ(a->Wait(milliseconds(10000)), 128 + SIGTERM) << ReadFile(dir_.File("a.err"));
+  EXPECT_NE(ReadFile(dir_.File("a.err")).find("failed while draining"), std::string::npos)
       << ReadFile(dir_.File("a.err"));
   ExpectCompletedWithALeft(*coordinator);
   EXPECT_EQ(b->Wait(milliseconds(10000)), 0);
