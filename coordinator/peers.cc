@@ -209,6 +209,9 @@ void EventLoop::OnLeave(Peer& peer, const Leave& leave) {
   scheduler_.HandBack(peer.index, back);
   if (!leave.bye) return;
   spdlog::info("worker {} left", peer.name);
+  // So that a --listen job whose last worker left waits --wait-timeout for another (as
+  // after a loss: Stranded), then fails saying why.
+  last_loss_ = "worker " + peer.name + " left (drained)";
   WorkerIndex index = peer.index;
   std::string id = peer.id;
   scheduler_.LeaveWorker(index);

@@ -26,14 +26,20 @@ class DrainTest : public ::testing::Test {
   }
   // A coordinator for remote workers only; each attempt first notes its worker's name in
   // `started`, then runs `command`.
-  std::unique_ptr<Child> Coordinator(const std::string& command) {
+  std::unique_ptr<Child> Coordinator(const std::string& command,
+                                     std::vector<std::string> extra = {}) {
     std::string script = "echo \"$FANOUT_WORKER\" >> " + dir_.File("started") + "; " + command;
-    return std::make_unique<Child>(
-        std::vector<std::string>{FanoutBin(), "run", "--listen", endpoint_, "-j", "0", "--chunks",
-                                 "16", "-i", dir_.File("in"), "-o", dir_.File("out"),
-                                 "--stats-json", dir_.File("s.json"), "exec", "--", "sh", "-c",
-                                 script},
-        "", dir_.File("err"));
+    std::vector<std::string> argv = {FanoutBin(),    "run",
+                                     "--listen",     endpoint_,
+                                     "-j",           "0",
+                                     "--chunks",     "16",
+                                     "-i",           dir_.File("in"),
+                                     "-o",           dir_.File("out"),
+                                     "--stats-json", dir_.File("s.json")};
+    argv.insert(argv.end(), extra.begin(), extra.end());
+    for (std::string arg : {"exec", "--", "sh", "-c"}) argv.push_back(arg);
+    argv.push_back(script);
+    return std::make_unique<Child>(argv, "", dir_.File("err"));
   }
   std::unique_ptr<Child> Worker(const std::string& name, std::vector<std::string> extra = {}) {
     std::vector<std::string> argv = {WorkerBin(), "--connect", endpoint_, "--name",      name,
@@ -143,6 +149,19 @@ TEST_F(DrainTest, SecondSignalEndsTheDrainAtOnce) {
   EXPECT_LT(std::chrono::steady_clock::now() - signalled, milliseconds(5000));
   ExpectCompletedWithALeft(*coordinator);
   EXPECT_EQ(b->Wait(milliseconds(10000)), 0);
+}
+
+TEST_F(DrainTest, AJobWhoseLastWorkerLeftFailsAfterTheWaitTimeout) {
+  auto coordinator = Coordinator("sleep 0.3; cat", {"--wait-timeout", "500ms"});
+  auto a = Worker("a");
+  WaitForStart("a");
+  a->Signal(SIGTERM);
+  EXPECT_EQ(a->Wait(milliseconds(20000)), 128 + SIGTERM) << ReadFile(dir_.File("a.err"));
+  EXPECT_EQ(coordinator->Wait(milliseconds(20000)), 1) << ReadFile(dir_.File("err"));
+  EXPECT_NE(ReadFile(dir_.File("err")).find("no worker left (worker a left (drained)"),
+            std::string::npos)
+      << ReadFile(dir_.File("err"));
+  EXPECT_FALSE(FileExists(dir_.File("out")));
 }
 
 }  // namespace
