@@ -414,8 +414,10 @@ SessionEnd Worker::Session() {
     auto wait = std::chrono::ceil<milliseconds>(deadline - Clock::now());
     zmq::poll(items, std::max(wait, milliseconds(0)));
     now = Clock::now();
-    if (SignalPending() && OnSignal(socket, now)) return SessionEnd::kSignal;
     bool async_done = runner_.Advance(items, now);
+    // After Advance: a command that died of a SIGTERM sent to this worker first (Slurm
+    // signals a step's processes in turn) then has its failure handed back by the drain.
+    if (SignalPending() && OnSignal(socket, now)) return SessionEnd::kSignal;
     if (items[0].revents & ZMQ_POLLIN) {
       bool was_welcomed = welcomed_;
       for (;;) {
