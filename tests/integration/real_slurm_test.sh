@@ -128,9 +128,12 @@ on_host() {  # NODE NAME COMMAND...
     mount --bind "$1" /etc/hosts && shift 2 && exec "$@"' \
     on_host "/etc/netns/$PREFIX-$node/hosts" "$name" "$@"
 }
+# The daemons stop with their namespaces (cleanup).
 on_host c ctl slurmctld -D -i -f "$SLURM_CONF" 2>slurmctld.err &
+disown
 for h in "${HOSTS[@]}"; do
   on_host "$h" "$h" slurmd -D -N "$h" -f "$SLURM_CONF" 2>"slurmd-$h.err" &
+  disown
 done
 in_c() { ip netns exec "$PREFIX-c" "$@"; }
 wait_until "[ \"\$(in_c sinfo -h -N -t idle -o %N 2>/dev/null | sort -u | wc -l)\" -eq 3 ]" 40
