@@ -29,8 +29,9 @@ trap cleanup EXIT
 
 skip() { echo "SKIP: $*"; exit 77; }
 [ "$(id -u)" -eq 0 ] || skip "needs root (sshd and network namespaces)"
-[ -x "$SSHD" ] && command -v ssh >/dev/null && command -v ssh-keygen >/dev/null ||
+if ! [ -x "$SSHD" ] || ! command -v ssh >/dev/null || ! command -v ssh-keygen >/dev/null; then
   skip "OpenSSH is not installed (apt-get install openssh-server openssh-client)"
+fi
 ip netns add "$PREFIX-probe" 2>/dev/null || skip "cannot create network namespaces here"
 ip netns del "$PREFIX-probe"
 
