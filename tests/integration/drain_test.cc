@@ -151,6 +151,12 @@ TEST_F(DrainTest, SecondSignalEndsTheDrainAtOnce) {
   EXPECT_EQ(b->Wait(milliseconds(10000)), 0);
 }
 
+TEST_F(DrainTest, BadDrainGraceIsAUsageError) {
+  RunResult r = Run({WorkerBin(), "--connect", endpoint_, "--drain-grace", "soon"});
+  EXPECT_EQ(r.exit_code, 2) << r.err;
+  EXPECT_NE(r.err.find("--drain-grace"), std::string::npos) << r.err;
+}
+
 TEST_F(DrainTest, AJobWhoseLastWorkerLeftFailsAfterTheWaitTimeout) {
   auto coordinator = Coordinator("sleep 0.3; cat", {"--wait-timeout", "500ms"});
   auto a = Worker("a");
