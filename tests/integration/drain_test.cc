@@ -152,7 +152,8 @@ TEST_F(DrainTest, SecondSignalEndsTheDrainAtOnce) {
 }
 
 TEST_F(DrainTest, BadDrainGraceIsAUsageError) {
-  RunResult r = Run({WorkerBin(), "--connect", endpoint_, "--drain-grace", "soon"});
+  RunResult r =
+      fanout::testing::Run({WorkerBin(), "--connect", endpoint_, "--drain-grace", "soon"});
   EXPECT_EQ(r.exit_code, 2) << r.err;
   EXPECT_NE(r.err.find("--drain-grace"), std::string::npos) << r.err;
 }
