@@ -53,7 +53,8 @@ struct Encoder {
   Packer& pk;
   void operator()(const Hello& m) {
     bool local = !m.local_token.empty();
-    Begin(pk, MessageKind::kHello, 6 + (m.batch ? 1 : 0) + (local ? 1 : 0) + (m.starts ? 1 : 0),
+    Begin(pk, MessageKind::kHello,
+          6 + (m.batch ? 1 : 0) + (local ? 1 : 0) + (m.starts ? 1 : 0) + (m.leave ? 1 : 0),
           m.protocol);
     Str(pk, "id", m.worker_id);
     Str(pk, "host", m.host);
@@ -64,11 +65,12 @@ struct Encoder {
     if (m.batch) Val(pk, "batch", m.batch);
     if (local) Str(pk, "local", m.local_token);
     if (m.starts) Val(pk, "starts", true);
+    if (m.leave) Val(pk, "leave", true);
   }
   void operator()(const Welcome& m) {
     Begin(pk, MessageKind::kWelcome,
           3 + (m.input_path.empty() ? 0 : 1) + (m.starts ? 1 : 0) + (m.max_message ? 1 : 0) +
-              (m.ok_exit.empty() ? 0 : 1));
+              (m.ok_exit.empty() ? 0 : 1) + (m.leave ? 1 : 0));
     Str(pk, "job", m.job_id);
     Val(pk, "hb", m.heartbeat_ms);
     Val(pk, "live", m.liveness);
@@ -76,6 +78,13 @@ struct Encoder {
     if (m.starts) Val(pk, "starts", true);
     if (m.max_message) Val(pk, "max", m.max_message);
     if (!m.ok_exit.empty()) Val(pk, "ok", m.ok_exit);
+    if (m.leave) Val(pk, "leave", true);
+  }
+  void operator()(const Leave& m) {
+    Begin(pk, MessageKind::kLeave, 3);
+    Val(pk, "c", m.chunks);
+    Val(pk, "a", m.attempts);
+    Val(pk, "bye", m.bye);
   }
   void operator()(const Started& m) {
     Begin(pk, MessageKind::kStarted, 2);
@@ -284,6 +293,7 @@ Result<Message> DecodeFields(MessageKind kind, Fields& f, uint32_t version) {
       f.Get("batch", m.batch, false);
       f.Get("local", m.local_token, false);
       f.Get("starts", m.starts, false);
+      f.Get("leave", m.leave, false);
       if (f.error().empty() && (m.slots == 0 || m.slots > 65536))
         return Status::Error("HELLO with invalid slots " + std::to_string(m.slots));
       m.batch = std::min(m.batch, kMaxBatch);
@@ -299,6 +309,7 @@ Result<Message> DecodeFields(MessageKind kind, Fields& f, uint32_t version) {
       f.Get("starts", m.starts, false);
       f.Get("max", m.max_message, false);
       f.Get("ok", m.ok_exit, false);
+      f.Get("leave", m.leave, false);
       if (m.ok_exit.size() > 256) return Status::Error("WELCOME with more than 256 ok statuses");
       out = std::move(m);
       break;
@@ -395,6 +406,21 @@ Result<Message> DecodeFields(MessageKind kind, Fields& f, uint32_t version) {
       out = std::move(m);
       break;
     }
+    case MessageKind::kLeave: {
+      Leave m;
+      f.Get("c", m.chunks);
+      f.Get("a", m.attempts);
+      f.Get("bye", m.bye);
+      // Zero entries are allowed: a goodbye with nothing to hand back.
+      if (f.error().empty() && !m.chunks.empty()) {
+        if (Status s = CheckBatch(m.chunks.size(), {m.attempts.size()}); !s.ok())
+          return Status::Error("LEAVE " + s.message());
+      } else if (f.error().empty() && !m.attempts.empty()) {
+        return Status::Error("LEAVE with columns of different lengths");
+      }
+      out = std::move(m);
+      break;
+    }
     case MessageKind::kCancel: {
       Cancel m;
       f.Get("c", m.chunk);
@@ -448,6 +474,8 @@ std::string_view KindName(MessageKind kind) {
       return "RESULTS";
     case MessageKind::kStarted:
       return "STARTED";
+    case MessageKind::kLeave:
+      return "LEAVE";
   }
   return "UNKNOWN";
 }
@@ -482,7 +510,7 @@ Result<Message> DecodeHeader(const void* data, size_t size) {
     f.Get("v", version);
     f.Get("k", kind);
     if (!f.error().empty()) return Status::Error("bad header: " + f.error());
-    if (kind < 1 || kind > static_cast<uint8_t>(MessageKind::kStarted))
+    if (kind < 1 || kind > static_cast<uint8_t>(MessageKind::kLeave))
       return Status::Error("unknown message kind " + std::to_string(kind));
     auto mk = static_cast<MessageKind>(kind);
     if (version != kProtocolVersion && mk != MessageKind::kHello && mk != MessageKind::kReject)

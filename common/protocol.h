@@ -34,6 +34,7 @@ enum class MessageKind : uint8_t {
   kTasks = 9,      // coordinator -> worker: several chunk attempts in one message
   kResults = 10,   // worker -> coordinator: several attempts' outcomes in one message
   kStarted = 11,   // worker -> coordinator: these attempts entered a running slot
+  kLeave = 12,     // worker -> coordinator: draining (hands attempts back); with `bye`, gone
 };
 
 // Most attempts one TASKS or RESULTS message may carry.
@@ -56,6 +57,8 @@ struct Hello {
   // "starts": it sends STARTED when WELCOME asks for it, so that its loss charges only the
   // attempts it started.
   bool starts = false;
+  // "leave": it drains on SIGTERM and says so with LEAVE when WELCOME asks for it.
+  bool leave = false;
 };
 
 struct Welcome {
@@ -70,6 +73,8 @@ struct Welcome {
   // "ok": exit statuses of an exec command that count as success (--ok-exit); absent or
   // empty = {0}. Applies to every TASK of this session.
   std::vector<uint32_t> ok_exit = {};
+  // "leave": the worker may send LEAVE (to a worker whose HELLO offered it).
+  bool leave = false;
 };
 
 // A chunk passed by reference: bytes [offset, offset + length) of WELCOME's input file,
@@ -127,6 +132,15 @@ struct Started {
   std::vector<uint32_t> attempts;
 };
 
+// The worker is leaving (drain on SIGTERM): it takes no more attempts and hands back the
+// listed ones, which it will not run (never started, or stopped when its grace ran out).
+// With `bye`, it has ended every attempt it held and is gone.
+struct Leave {
+  std::vector<uint64_t> chunks;
+  std::vector<uint32_t> attempts;
+  bool bye = false;
+};
+
 struct Heartbeat {};
 
 struct Cancel {
@@ -145,7 +159,7 @@ struct Reject {
 
 // In MessageKind order: KindOf is the index + 1.
 using Message = std::variant<Hello, Welcome, TaskMsg, ResultMsg, Heartbeat, Cancel, Shutdown,
-                             Reject, TaskBatch, ResultBatch, Started>;
+                             Reject, TaskBatch, ResultBatch, Started, Leave>;
 
 MessageKind KindOf(const Message& message);
 

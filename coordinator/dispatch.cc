@@ -41,7 +41,7 @@ uint64_t EventLoop::IdleSlotsElsewhere(const Peer& self) const {
   size_t local_joined = 0;
   for (const auto& [id, p] : peers_) {
     if (p.local) ++local_joined;
-    if (&p == &self) continue;
+    if (&p == &self || scheduler_.Draining(p.index)) continue;  // a leaving one takes nothing
     uint32_t live = scheduler_.live_attempts(p.index);
     if (live < p.slots) idle += p.slots - live;
   }

@@ -111,6 +111,8 @@ class EventLoop {
   void OnResult(Peer& peer, const ResultMsg& result, Blob output, Clock::time_point now);
   void OnResults(Peer& peer, const ResultBatch& batch, std::optional<zmq::message_t>& payload,
                  Clock::time_point now);
+  // A draining peer hands attempts back (they are re-queued free) and, with `bye`, leaves.
+  void OnLeave(Peer& peer, const Leave& leave);
   void OnChildExit(const ChildExit& exit, Clock::time_point now);
   // `kill`: a local worker's process is killed (it is hung or broken); else it may come
   // back (say HELLO again) within kJoinGrace.

@@ -204,6 +204,7 @@ void PrintSummary(const JobConfig& config, const PlannedJob& job, const Schedule
                      " retries=" + std::to_string(c.retries) +
                      " timeouts=" + std::to_string(c.timeouts) +
                      " workers_lost=" + std::to_string(c.workers_lost) +
+                     " workers_left=" + std::to_string(c.workers_left) +
                      " respawns=" + std::to_string(stats.respawns) +
                      " speculated=" + std::to_string(c.speculative) +
                      " late_dropped=" + std::to_string(c.late_duplicates) + "\n";

@@ -134,7 +134,10 @@ void EventLoop::OnHello(const std::string& id, const Hello& hello, Clock::time_p
   SendTo(*router_, id,
          Welcome{job_id_, static_cast<uint32_t>(heartbeat_.count()), config_.liveness,
                  stored.by_ref ? input_path_ : "", hello.starts,
-                 static_cast<uint64_t>(config_.max_message), config_.ok_exit});
+                 static_cast<uint64_t>(config_.max_message), config_.ok_exit,
+                 // Workers we started are stopped by us, never drained (they never get a
+                 // SIGTERM but ours, and then the job is over).
+                 hello.leave && !stored.local});
   Fill(stored, now);
 }
 
@@ -188,6 +191,37 @@ void EventLoop::OnResult(Peer& peer, const ResultMsg& result, Blob output, Clock
   Note(sink_.SyncFailures());
 }
 
+void EventLoop::OnLeave(Peer& peer, const Leave& leave) {
+  std::vector<std::pair<uint64_t, uint32_t>> back;
+  for (size_t i = 0; i < leave.chunks.size(); ++i) {
+    // Only this peer's own attempts: the others' spans are not ours to end.
+    auto it = in_flight_.find({leave.chunks[i], leave.attempts[i]});
+    if (it != in_flight_.end() && it->second.first == peer.index) in_flight_.erase(it);
+    back.emplace_back(leave.chunks[i], leave.attempts[i]);
+  }
+  // Handed back attempts go back to the queue as if never sent: no span, no joblog line.
+  if (!scheduler_.Draining(peer.index)) {
+    spdlog::info("worker {} is draining: it hands back {} attempts and finishes the rest",
+                 peer.name, back.size());
+  } else if (!back.empty()) {
+    spdlog::debug("worker {} hands back {} more attempts", peer.name, back.size());
+  }
+  scheduler_.HandBack(peer.index, back);
+  if (!leave.bye) return;
+  spdlog::info("worker {} left", peer.name);
+  // So that a --listen job whose last worker left waits --wait-timeout for another (as
+  // after a loss: Stranded), then fails saying why.
+  last_loss_ = "worker " + peer.name + " left (drained)";
+  WorkerIndex index = peer.index;
+  std::string id = peer.id;
+  scheduler_.LeaveWorker(index);
+  std::erase_if(in_flight_, [&](const auto& flight) { return flight.second.first == index; });
+  stats_.telemetry.MarkLeft(index);
+  peers_.erase(id);  // `peer` dangles from here
+  peer_of_.erase(index);
+  stats_.telemetry.workers_running = static_cast<uint32_t>(peers_.size());
+}
+
 void EventLoop::OnResults(Peer& peer, const ResultBatch& batch,
                           std::optional<zmq::message_t>& payload, Clock::time_point now) {
   uint64_t total = 0;
@@ -232,6 +266,8 @@ void EventLoop::OnMessage(Envelope& env, Clock::time_point now) {
                     peer.name);
       scheduler_.MarkStarted(peer.index, started->chunks[i], started->attempts[i], now);
     }
+  } else if (auto* leave = std::get_if<Leave>(&env.message)) {
+    OnLeave(peer, *leave);
   } else if (!std::holds_alternative<Heartbeat>(env.message)) {
     rejects_.Warn("unexpected message", fmt::format("unexpected {} from worker {}",
                                                     KindName(KindOf(env.message)), peer.name));

@@ -82,6 +82,34 @@ std::vector<uint64_t> Scheduler::RemoveWorker(WorkerIndex worker, const std::str
   return failed_now;
 }
 
+void Scheduler::HandBack(WorkerIndex worker,
+                         const std::vector<std::pair<uint64_t, uint32_t>>& attempts) {
+  auto it = workers_.find(worker);
+  if (it == workers_.end()) return;
+  it->second.draining = true;
+  std::vector<std::pair<uint64_t, uint32_t>> back;
+  for (const auto& la : attempts) {
+    if (la.first >= chunks_.size()) continue;
+    const Live* l = FindLive(la.first, la.second);
+    if (l && l->worker == worker) back.push_back(la);
+  }
+  // Re-queue in descending chunk order at the front so the queue stays ascending.
+  std::sort(back.begin(), back.end(),
+            [](const auto& a, const auto& b) { return a.first > b.first; });
+  for (const auto& [chunk, attempt] : back) {
+    FailAttempt(chunk, attempt, "handed back", Charge::kNone);
+  }
+}
+
+void Scheduler::LeaveWorker(WorkerIndex worker) {
+  auto it = workers_.find(worker);
+  if (it == workers_.end()) return;
+  std::vector<std::pair<uint64_t, uint32_t>> held(it->second.live.begin(), it->second.live.end());
+  HandBack(worker, held);
+  workers_.erase(worker);
+  ++counters_.workers_left;
+}
+
 Scheduler::Live* Scheduler::FindLive(uint64_t chunk, uint32_t attempt) {
   for (Live& l : chunks_[chunk].live)
     if (l.attempt == attempt) return &l;
@@ -108,7 +136,8 @@ uint32_t Scheduler::waiting_attempts(WorkerIndex worker) const {
 
 std::optional<Scheduler::Stolen> Scheduler::Steal(WorkerIndex thief, TimePoint now) {
   auto t = workers_.find(thief);
-  if (t == workers_.end() || Aborted() || t->second.live.size() >= t->second.capacity) {
+  if (t == workers_.end() || Aborted() || t->second.draining ||
+      t->second.live.size() >= t->second.capacity) {
     return std::nullopt;
   }
   // The victim: the worker with the most attempts waiting behind its running slots. A
@@ -249,7 +278,7 @@ std::optional<Assignment> Scheduler::PickStraggler(WorkerIndex worker, TimePoint
 std::optional<Assignment> Scheduler::Next(WorkerIndex worker, TimePoint now) {
   now_ = now;
   auto it = workers_.find(worker);
-  if (it == workers_.end() || Aborted()) return std::nullopt;
+  if (it == workers_.end() || Aborted() || it->second.draining) return std::nullopt;
   if (it->second.live.size() >= it->second.capacity) return std::nullopt;
   if (auto chunk = PickQueued(worker)) return Issue(worker, *chunk, now, false);
   if (options_.speculate && queue_.empty()) return PickStraggler(worker, now);

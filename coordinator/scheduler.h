@@ -86,6 +86,7 @@ struct SchedulerCounters {
   uint64_t late_duplicates = 0;
   uint64_t unknown_results = 0;
   uint64_t workers_lost = 0;
+  uint64_t workers_left = 0;  // drained and said goodbye (LeaveWorker): charged nothing
 };
 
 class Scheduler {
@@ -111,6 +112,19 @@ class Scheduler {
   std::vector<uint64_t> RemoveWorker(WorkerIndex worker, const std::string& reason, TimePoint now,
                                      std::vector<std::pair<uint64_t, uint32_t>>* charged = nullptr);
   static constexpr uint32_t kFreeLosses = 3;
+
+  // Graceful drain (PROTOCOL.md, LEAVE). `worker` takes no more attempts (Next and Steal
+  // give it none) and hands back `attempts` (chunk, attempt): those of them live on it end
+  // and go back to the front of the queue at no cost (no retry, no crash, no failure
+  // recorded), like attempts that were never sent. Others are ignored.
+  void HandBack(WorkerIndex worker, const std::vector<std::pair<uint64_t, uint32_t>>& attempts);
+  // A draining worker said goodbye: it is gone, and whatever it still held goes back to
+  // the queue at no cost (counted in workers_left, not workers_lost).
+  void LeaveWorker(WorkerIndex worker);
+  bool Draining(WorkerIndex worker) const {
+    auto it = workers_.find(worker);
+    return it != workers_.end() && it->second.draining;
+  }
 
   // `chunk` was finished elsewhere: by an earlier run (--resume) or by auto mode's
   // calibration in the coordinator. It counts as done and is never issued. Ignored unless
@@ -190,6 +204,7 @@ class Scheduler {
     uint32_t slots = 1;
     uint32_t capacity = 1;
     bool reports_starts = false;
+    bool draining = false;  // HandBack was called: it gets no more attempts
     std::deque<std::pair<uint64_t, uint32_t>> live;  // (chunk, attempt) in dispatch order
   };
 

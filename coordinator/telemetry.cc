@@ -44,6 +44,12 @@ void Telemetry::SetWorker(WorkerIndex worker, WorkerInfo info) {
   workers_[worker] = std::move(info);
 }
 
+void Telemetry::MarkLeft(WorkerIndex worker) {
+  std::lock_guard lock(mu_);
+  if (workers_.size() <= worker) workers_.resize(worker + 1);
+  workers_[worker].left = true;
+}
+
 std::string Telemetry::WorkerName(WorkerIndex worker) const {
   std::lock_guard lock(mu_);
   if (worker < workers_.size() && !workers_[worker].name.empty()) return workers_[worker].name;
@@ -169,6 +175,7 @@ std::string Telemetry::StatsJson(const JobTotals& t) const {
   j["retries"] = t.counters.retries;
   j["timeouts"] = t.counters.timeouts;
   j["workers_lost"] = t.counters.workers_lost;
+  j["workers_left"] = t.counters.workers_left;
   j["respawns"] = t.respawns;
   j["speculated"] = t.counters.speculative;
   j["late_dropped"] = t.counters.late_duplicates;
@@ -187,7 +194,8 @@ std::string Telemetry::StatsJson(const JobTotals& t) const {
                           {"chunks", rows[w].chunks},
                           {"failures", rows[w].failures},
                           {"busy_seconds", rows[w].busy},
-                          {"busy_share", t.wall_seconds > 0 ? rows[w].busy / t.wall_seconds : 0}});
+                          {"busy_share", t.wall_seconds > 0 ? rows[w].busy / t.wall_seconds : 0},
+                          {"left", w < workers_.size() && workers_[w].left}});
   }
   j["per_worker"] = std::move(per_worker);
   return j.dump(1) + "\n";

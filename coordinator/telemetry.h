@@ -38,6 +38,7 @@ struct WorkerInfo {
   std::string name;
   std::string host;
   uint32_t slots = 1;  // attempts it runs at once: the trace gives it this many rows
+  bool left = false;   // it drained and said goodbye (PROTOCOL.md, LEAVE), not lost
 };
 
 // The totals of one job, filled by RunJob at the end.
@@ -72,6 +73,8 @@ class Telemetry {
   // Seconds since the job started (the time base of every span).
   double Now() const;
   void SetWorker(WorkerIndex worker, WorkerInfo info);
+  // The worker drained and left (stats: per_worker "left").
+  void MarkLeft(WorkerIndex worker);
   // The worker's display name ("#N" if unknown).
   std::string WorkerName(WorkerIndex worker) const;
   // An attempt ended (ok or not). Cancelled attempts are recorded as failed with "cancelled".

@@ -119,6 +119,19 @@ void TaskRunner::Cancel(uint64_t chunk, uint32_t attempt) {
   Dispatch();
 }
 
+std::vector<std::pair<uint64_t, uint32_t>> TaskRunner::TakeWaiting() {
+  std::vector<Key> taken;
+  {
+    // The threads' queue first: those arrived before the loop's waiting ones.
+    std::lock_guard lock(mu_);
+    for (const Attempt& a : queue_) taken.emplace_back(a.task.chunk, a.task.attempt);
+    queue_.clear();
+  }
+  for (const Attempt& a : waiting_) taken.emplace_back(a.task.chunk, a.task.attempt);
+  waiting_.clear();
+  return taken;
+}
+
 void TaskRunner::SetOutputLimit(uint64_t bytes) {
   max_output_ = bytes;
   async_.set_max_output(bytes);

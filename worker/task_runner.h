@@ -66,6 +66,9 @@ class TaskRunner {
   // Drops a queued attempt, or stops a running one; no result is produced for it.
   void Cancel(uint64_t chunk, uint32_t attempt);
   void CancelAll();
+  // Removes the attempts that wait for a slot (none of them started) and returns their
+  // (chunk, attempt) in arrival order: a draining worker hands them back.
+  std::vector<std::pair<uint64_t, uint32_t>> TakeWaiting();
   // Readable (eventfd) when finished attempts of runner threads are waiting.
   int fd() const { return event_fd_; }
   // The loop's poll: async attempts' items and deadline, then Advance after the poll

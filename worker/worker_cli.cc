@@ -123,9 +123,16 @@ Exit codes: 0 after a job with --once, 1 refused for its protocol version,
             2 usage error, 130/143/129 on SIGINT/SIGTERM/SIGHUP (each running
             command's process group is killed first). A worker started by a
             coordinator gets SIGTERM when that coordinator dies.
+
+SIGTERM (Slurm's signal before a time limit, on preemption or scancel) drains a
+worker: it takes no new chunks, hands back the ones it has not started, lets
+the running ones finish for up to --drain-grace (then stops them and hands
+them back too), says goodbye and exits 143. The coordinator runs handed-back
+chunks elsewhere and charges no retry or failure for them. A second SIGTERM,
+or SIGINT, stops it at once (still handing back what it held).
 )");
   WorkerConfig config;
-  std::string heartbeat = "500ms", log_level = "warn", max_message = "1G";
+  std::string heartbeat = "500ms", log_level = "warn", max_message = "1G", drain_grace = "25s";
   std::string server_key_file, secret_file;
   bool insecure = false;
   int token_fd = -1;
@@ -138,6 +145,10 @@ Exit codes: 0 after a job with --once, 1 refused for its protocol version,
   app.add_flag("--once", config.once, "Exit after one job instead of serving the next");
   app.add_option("--name", config.name, "Name in the coordinator's reports (default HOST-PID)");
   app.add_option("--heartbeat", heartbeat, "Heartbeat until the coordinator sets its own")
+      ->capture_default_str();
+  app.add_option("--drain-grace", drain_grace,
+                 "On SIGTERM, let running chunks finish this long before stopping them and "
+                 "handing them back (0: hand back at once)")
       ->capture_default_str();
   app.add_option("--curve-server-key", server_key_file,
                  "CURVE: the coordinator's public certificate");
@@ -173,6 +184,13 @@ Exit codes: 0 after a job with --once, 1 refused for its protocol version,
     return ToInt(ExitCode::kUsage);
   }
   config.heartbeat = std::chrono::duration_cast<std::chrono::milliseconds>(*hb);
+  auto grace = ParseDuration(drain_grace);
+  if (!grace.ok()) {
+    std::fprintf(stderr, "%s: --drain-grace: %s\n", program.c_str(),
+                 grace.status().message().c_str());
+    return ToInt(ExitCode::kUsage);
+  }
+  config.drain_grace = std::chrono::duration_cast<std::chrono::milliseconds>(*grace);
   if (Status s = LoadSecurity(config.endpoint, server_key_file, secret_file, max_message, insecure,
                               config.security);
       !s.ok()) {

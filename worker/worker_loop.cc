@@ -43,8 +43,14 @@ enum class SessionEnd {
   kShutdown,      // the coordinator said the job is over
   kWrongVersion,  // refused for speaking another protocol version
   kLost,          // silence or REJECT: reconnect after back-off
-  kSignal,        // SIGINT/SIGTERM/SIGHUP
+  kSignal,        // SIGINT/SIGTERM/SIGHUP, or a drain that ended (said goodbye)
 };
+
+// How long the goodbye (LEAVE with `bye`) may take to leave the socket before the worker
+// exits anyway.
+constexpr milliseconds kByeLinger{1000};
+
+using AttemptKey = std::pair<uint64_t, uint32_t>;
 
 class Worker {
  public:
@@ -89,6 +95,20 @@ class Worker {
   void RunInline(zmq::socket_t& socket, const TaskDef& def, const TaskMsg& task,
                  const std::optional<zmq::message_t>& payload);
   bool SignalPending();
+  // A signal arrived during a session: SIGTERM to a worker whose coordinator takes LEAVE
+  // starts a drain (false: the session goes on); anything else ends the session at once
+  // (true), after a goodbye handing back every attempt when the coordinator takes LEAVE.
+  bool OnSignal(zmq::socket_t& socket, Clock::time_point now);
+  // Sends LEAVE handing back `back` (in messages of at most kMaxBatch), the last with `bye`.
+  void SendLeave(zmq::socket_t& socket, const std::vector<AttemptKey>& back, bool bye);
+  // Goodbye: hands back every attempt still held (their commands are stopped by Run).
+  void SayBye(zmq::socket_t& socket);
+  // While draining: the drain is over (nothing held, or the grace passed) and the goodbye
+  // was said.
+  bool DrainOver(zmq::socket_t& socket, Clock::time_point now);
+  // Queues an attempt on the runner (or hands it back at once while draining).
+  void Submit(zmq::socket_t& socket, const TaskDef* def, TaskMsg task,
+              std::optional<zmq::message_t> payload);
   // Waits `delay` unless a signal arrives first (then returns false).
   bool BackOff(milliseconds delay);
 
@@ -106,8 +126,76 @@ class Worker {
   // Largest output an attempt may return: the smaller of this worker's --max-message and
   // the coordinator's (WELCOME's "max"); 0 = none. Exec commands are stopped at it.
   uint64_t max_output_ = 0;
-  bool batches_ = false;  // this session's coordinator sends TASKS (so takes RESULTS)
+  bool batches_ = false;   // this session's coordinator sends TASKS (so takes RESULTS)
+  bool leave_ok_ = false;  // this session's coordinator takes LEAVE (WELCOME's "leave")
+  bool draining_ = false;  // SIGTERM arrived: finishing what runs, taking nothing new
+  Clock::time_point drain_deadline_{};
+  // Attempts on the runner whose RESULT was not sent (nor cancelled): what a drain waits
+  // for, and what a goodbye hands back.
+  std::set<AttemptKey> held_;
 };
+
+bool Worker::OnSignal(zmq::socket_t& socket, Clock::time_point now) {
+  if (signal_ == SIGTERM && leave_ok_ && !draining_) {
+    draining_ = true;
+    drain_deadline_ = now + config_.drain_grace;
+    std::vector<AttemptKey> back = runner_.TakeWaiting();
+    for (const AttemptKey& key : back) held_.erase(key);
+    spdlog::info("SIGTERM: draining: finishing {} running attempts within {} ms, handing back {}",
+                 held_.size(), config_.drain_grace.count(), back.size());
+    SendLeave(socket, back, /*bye=*/false);
+    return false;
+  }
+  if (leave_ok_) SayBye(socket);
+  return true;
+}
+
+void Worker::SendLeave(zmq::socket_t& socket, const std::vector<AttemptKey>& back, bool bye) {
+  size_t i = 0;
+  do {
+    Leave msg;
+    for (size_t k = i; k < std::min(back.size(), i + kMaxBatch); ++k) {
+      msg.chunks.push_back(back[k].first);
+      msg.attempts.push_back(back[k].second);
+    }
+    i += kMaxBatch;
+    msg.bye = bye && i >= back.size();
+    SendMessage(socket, msg);
+  } while (i < back.size());
+  if (bye) socket.set(zmq::sockopt::linger, static_cast<int>(kByeLinger.count()));
+}
+
+void Worker::SayBye(zmq::socket_t& socket) {
+  SendResults(socket);  // the finished ones count
+  std::vector<AttemptKey> back(held_.begin(), held_.end());
+  if (!back.empty()) spdlog::info("stopping {} attempts and handing them back", back.size());
+  held_.clear();
+  SendLeave(socket, back, /*bye=*/true);
+}
+
+bool Worker::DrainOver(zmq::socket_t& socket, Clock::time_point now) {
+  if (!draining_) return false;
+  if (held_.empty()) {
+    spdlog::info("drained: every running attempt finished; leaving");
+  } else if (now >= drain_deadline_) {
+    spdlog::warn("drain grace of {} ms passed with {} attempts running",
+                 config_.drain_grace.count(), held_.size());
+  } else {
+    return false;
+  }
+  SayBye(socket);
+  return true;
+}
+
+void Worker::Submit(zmq::socket_t& socket, const TaskDef* def, TaskMsg task,
+                    std::optional<zmq::message_t> payload) {
+  if (draining_) {  // sent before the coordinator read our LEAVE
+    SendLeave(socket, {{task.chunk, task.attempt}}, /*bye=*/false);
+    return;
+  }
+  held_.emplace(task.chunk, task.attempt);
+  runner_.Submit(def, std::move(task), std::move(payload));
+}
 
 bool Worker::SignalPending() {
   signalfd_siginfo info{};
@@ -136,7 +224,20 @@ void Worker::Vet(FinishedAttempt& done) {
 }
 
 void Worker::SendFinished(zmq::socket_t& socket, std::vector<FinishedAttempt>& done) {
-  for (FinishedAttempt& d : done) Vet(d);
+  std::vector<AttemptKey> back;
+  for (FinishedAttempt& d : done) {
+    Vet(d);
+    held_.erase({d.result.chunk, d.result.attempt});
+    // Slurm signals every process of a job step, so a drain's SIGTERM reaches the running
+    // commands too: an attempt that fails while draining is handed back, not reported
+    // (if the chunk is at fault, it fails again elsewhere and is charged there).
+    if (draining_ && !d.result.ok) back.emplace_back(d.result.chunk, d.result.attempt);
+  }
+  if (!back.empty()) {
+    spdlog::info("{} attempts failed while draining; handing them back", back.size());
+    std::erase_if(done, [](const FinishedAttempt& d) { return !d.result.ok; });
+    SendLeave(socket, back, /*bye=*/false);
+  }
   if (batches_) {
     SendResultBatches(socket, done);
     return;
@@ -172,14 +273,14 @@ void Worker::HandleBatch(zmq::socket_t& socket, const TaskBatch& batch,
   // Inline attempts read the thread's CPU clock (a system call) once around all of them.
   BatchCpuClock clock;
   for (BatchedAttempt& a : *attempts) {
-    if (MayRunInline()) {
+    if (MayRunInline() && !draining_) {
       if (done.empty()) clock.Start();
       done.push_back(RunAttempt(**def, a.task, a.payload, config_.name, std::stop_token(),
                                 /*thread_cpu=*/false, max_output_));
       clock.AddWall(done.back().result.wall_seconds);
       Vet(done.back());  // a slow one ends the streak: the rest go to the runner
     } else {
-      runner_.Submit(*def, std::move(a.task), std::move(a.payload));
+      Submit(socket, *def, std::move(a.task), std::move(a.payload));
     }
   }
   if (done.empty()) return;
@@ -220,6 +321,7 @@ std::optional<SessionEnd> Worker::Handle(zmq::socket_t& socket, Envelope& env) {
     liveness_ = std::max<uint32_t>(welcome->liveness, 1);
     welcomed_ = true;
     runner_.ReportStarts(welcome->starts);
+    leave_ok_ = welcome->leave;
     // A result larger than the coordinator's limit would get this worker disconnected.
     max_output_ = OwnOutputLimit();
     if (welcome->max_message > 0 && (max_output_ == 0 || welcome->max_message < max_output_)) {
@@ -246,17 +348,18 @@ std::optional<SessionEnd> Worker::Handle(zmq::socket_t& socket, Envelope& env) {
     }
     if (!def.ok()) {
       SendMessage(socket, ResultMsg{task->chunk, task->attempt, false, def.status().message()});
-    } else if (MayRunInline()) {
+    } else if (MayRunInline() && !draining_) {
       RunInline(socket, **def, *task, env.payload);
     } else {
       spdlog::debug("chunk {} attempt {}: queued", task->chunk, task->attempt);
-      runner_.Submit(*def, std::move(*task), std::move(env.payload));
+      Submit(socket, *def, std::move(*task), std::move(env.payload));
     }
   } else if (auto* batch = std::get_if<TaskBatch>(&env.message)) {
     HandleBatch(socket, *batch, env.payload);
   } else if (auto* cancel = std::get_if<Cancel>(&env.message)) {
     spdlog::debug("chunk {} attempt {}: cancelled", cancel->chunk, cancel->attempt);
     runner_.Cancel(cancel->chunk, cancel->attempt);
+    held_.erase({cancel->chunk, cancel->attempt});
   } else if (std::holds_alternative<Shutdown>(env.message)) {
     return SessionEnd::kShutdown;
   } else if (auto* reject = std::get_if<Reject>(&env.message)) {
@@ -275,6 +378,8 @@ SessionEnd Worker::Session() {
   HandshakeMonitor monitor(context_, socket);
   welcomed_ = false;
   batches_ = false;
+  leave_ok_ = false;
+  held_.clear();
   runner_.ReportStarts(false);
   max_output_ = OwnOutputLimit();
   runner_.SetOutputLimit(max_output_);
@@ -288,6 +393,7 @@ SessionEnd Worker::Session() {
               kProtocolVersion, config_.local_token};
   hello.batch = kWorkerBatch;
   hello.starts = true;
+  hello.leave = true;
   SendMessage(socket, hello);
   auto now = Clock::now();
   auto last_heard = now;
@@ -304,11 +410,14 @@ SessionEnd Worker::Session() {
                              : std::max<milliseconds>(heartbeat_ * liveness_, kWelcomeGrace);
     auto deadline = std::min(next_heartbeat, last_heard + silence);
     deadline = std::min(deadline, runner_.NextDeadline().value_or(deadline));
+    if (draining_) deadline = std::min(deadline, drain_deadline_);
     auto wait = std::chrono::ceil<milliseconds>(deadline - Clock::now());
     zmq::poll(items, std::max(wait, milliseconds(0)));
     now = Clock::now();
-    if (SignalPending()) return SessionEnd::kSignal;
     bool async_done = runner_.Advance(items, now);
+    // After Advance: a command that died of a SIGTERM sent to this worker first (Slurm
+    // signals a step's processes in turn) then has its failure handed back by the drain.
+    if (SignalPending() && OnSignal(socket, now)) return SessionEnd::kSignal;
     if (items[0].revents & ZMQ_POLLIN) {
       bool was_welcomed = welcomed_;
       for (;;) {
@@ -325,6 +434,7 @@ SessionEnd Worker::Session() {
     }
     if (async_done || (items[1].revents & ZMQ_POLLIN)) SendResults(socket);
     SendStarts(socket);  // after SendResults, whose freed slots may have started more
+    if (DrainOver(socket, now)) return SessionEnd::kSignal;
     if (items[3].revents & ZMQ_POLLIN) {
       for (const std::string& failure : monitor.TakeFailures()) {
         if (handshake_failures_.insert(failure).second) spdlog::error("{}", failure);
@@ -347,6 +457,7 @@ int Worker::Run() {
   for (;;) {
     SessionEnd end = Session();
     runner_.CancelAll();
+    if (draining_) return 128 + signal_;  // whatever ended the session, the worker is leaving
     switch (end) {
       case SessionEnd::kShutdown:
         if (config_.once) {

@@ -33,11 +33,18 @@ struct WorkerConfig {
   // From --local-token-fd (a pipe from the coordinator that started this worker): sent in
   // HELLO to prove the worker is that coordinator's own (chunks by reference, signals).
   std::string local_token;
+  // --drain-grace: on SIGTERM (a coordinator that takes LEAVE permitting), how long running
+  // attempts may take to finish before they are stopped and handed back. Less than Slurm's
+  // default KillWait (30 s, SIGTERM to SIGKILL), so the goodbye is said before SIGKILL.
+  std::chrono::milliseconds drain_grace{25000};
 };
 
 // Serves job after job (after SHUTDOWN it says HELLO again, to the next coordinator on the
 // endpoint) until SIGINT/SIGTERM (returns 128 + signal) or a REJECT of another protocol
-// version (1). With `once`, SHUTDOWN ends it (0).
+// version (1). With `once`, SHUTDOWN ends it (0). SIGTERM during a session whose coordinator
+// takes LEAVE drains first (PROTOCOL.md, Drain): it hands back what waits, finishes what
+// runs within drain_grace, says goodbye, then returns 128 + SIGTERM; a second signal
+// ends the drain at once.
 int RunWorker(const WorkerConfig& config);
 
 }  // namespace fanout

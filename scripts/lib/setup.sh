@@ -12,6 +12,8 @@ FANOUT_PACKAGES=(
   nlohmann-json3-dev libgtest-dev libgmock-dev libgmp-dev libbenchmark-dev libxxhash-dev
   libsodium-dev
   coreutils gawk procps iproute2 python3 time
+  # The cluster tests (ctest -L cluster): a real sshd and a real Slurm in namespace hosts.
+  openssh-server openssh-client slurmctld slurmd slurm-client munge
 )
 
 fanout_install_packages() {

@@ -179,14 +179,14 @@ TEST(CodecTest, KindOfAndKindNameCoverEveryKind) {
       {Hello{}, "HELLO"},         {Welcome{}, "WELCOME"},     {TaskMsg{}, "TASK"},
       {ResultMsg{}, "RESULT"},    {Heartbeat{}, "HEARTBEAT"}, {Cancel{}, "CANCEL"},
       {Shutdown{}, "SHUTDOWN"},   {Reject{}, "REJECT"},       {TaskBatch{}, "TASKS"},
-      {ResultBatch{}, "RESULTS"}, {Started{}, "STARTED"},
+      {ResultBatch{}, "RESULTS"}, {Started{}, "STARTED"},     {Leave{}, "LEAVE"},
   };
   for (size_t i = 0; i < all.size(); ++i) {
     EXPECT_EQ(static_cast<size_t>(KindOf(all[i].first)), i + 1);
     EXPECT_EQ(KindName(KindOf(all[i].first)), all[i].second);
   }
   EXPECT_EQ(KindName(static_cast<MessageKind>(0)), "UNKNOWN");
-  EXPECT_EQ(KindName(static_cast<MessageKind>(12)), "UNKNOWN");
+  EXPECT_EQ(KindName(static_cast<MessageKind>(13)), "UNKNOWN");
 }
 
 // ---- the wire form matches PROTOCOL.md ------------------------------------------------
@@ -239,6 +239,7 @@ TEST(CodecTest, EncodedHeadersCarryExactlyTheDocumentedKeys) {
       {ResultBatch{{ResultMsg{1, 1, true, "", 0, 0}}, {2}},
        {"v", "k", "c", "a", "ok", "err", "cpu", "wall", "len"}},
       {Started{{1, 2}, {1, 1}}, {"v", "k", "c", "a"}},
+      {Leave{{1, 2}, {1, 1}, true}, {"v", "k", "c", "a", "bye"}},
       {Welcome{"j", 500, 4, "", true, 16 << 20}, {"v", "k", "job", "hb", "live", "starts", "max"}},
   };
   for (const auto& [message, keys] : table) {
@@ -281,6 +282,38 @@ TEST(CodecTest, StartedAndTheStartsAndMaxKeysRoundTrip) {
   };
   EXPECT_FALSE(decodes(Started{{1, 2}, {1}})) << "ragged columns";
   EXPECT_FALSE(decodes(Started{})) << "empty";
+}
+
+// LEAVE (graceful drain, issue #20): 0 to kMaxBatch entries; HELLO's and WELCOME's
+// "leave" are optional and sent only when true.
+TEST(CodecTest, LeaveAndTheLeaveKeysRoundTrip) {
+  auto leave = std::get<Leave>(RoundTrip(Leave{{3, 9}, {1, 2}, false}));
+  EXPECT_EQ(leave.chunks, (std::vector<uint64_t>{3, 9}));
+  EXPECT_EQ(leave.attempts, (std::vector<uint32_t>{1, 2}));
+  EXPECT_FALSE(leave.bye);
+  auto bye = std::get<Leave>(RoundTrip(Leave{{}, {}, true}));
+  EXPECT_TRUE(bye.bye);
+  EXPECT_TRUE(bye.chunks.empty());
+  Hello h{"w", "h", "v", 1, 2, {"t"}};
+  h.leave = true;
+  EXPECT_TRUE(std::get<Hello>(RoundTrip(h)).leave);
+  EXPECT_FALSE(std::get<Hello>(RoundTrip(Hello{"w", "h", "v", 1, 2, {"t"}})).leave);
+  Welcome w{"j", 500, 4};
+  w.leave = true;
+  EXPECT_TRUE(std::get<Welcome>(RoundTrip(w)).leave);
+  EXPECT_EQ(ParseWire(EncodeHeader(w)).keys,
+            (std::set<std::string>{"v", "k", "job", "hb", "live", "leave"}));
+  EXPECT_FALSE(std::get<Welcome>(RoundTrip(Welcome{"j", 500, 4})).leave);
+  auto decodes = [](const Message& m) {
+    std::string bytes = EncodeHeader(m);
+    return DecodeHeader(bytes.data(), bytes.size()).ok();
+  };
+  EXPECT_FALSE(decodes(Leave{{1, 2}, {1}, false})) << "ragged columns";
+  EXPECT_FALSE(decodes(Leave{{}, {1}, false})) << "ragged columns";
+  Leave too_many;
+  too_many.chunks.assign(kMaxBatch + 1, 1);
+  too_many.attempts.assign(kMaxBatch + 1, 1);
+  EXPECT_FALSE(decodes(too_many));
 }
 
 TEST(CodecTest, HelloCarriesItsSendersVersion) {
@@ -798,10 +831,10 @@ std::vector<BadCase> BadCases() {
       {"k is a float", MapBuilder().Add("v", 1).Raw("k", Float64(5.0)).Bytes(), "wrong type"},
       {"k is negative", MapBuilder().Add("v", 1).Add("k", -5).Bytes(), "wrong type"},
       {"kind 0", Header(1, 0).Bytes(), "unknown message kind 0"},
-      {"kind 12", Header(1, 12).Bytes(), "unknown message kind 12"},
+      {"kind 13", Header(1, 13).Bytes(), "unknown message kind 13"},
       {"kind 255", Header(1, 255).Bytes(), "unknown message kind 255"},
       {"kind 256", Header(1, 256).Bytes(), "wrong type"},
-      {"kind 12 of another version", Header(2, 12).Bytes(), "unknown message kind 12"},
+      {"kind 13 of another version", Header(2, 13).Bytes(), "unknown message kind 13"},
       {"trailing byte", Header(1, 5).Bytes() + "x", "trailing"},
       {"trailing nil", Header(1, 5).Bytes() + "\xc0", "trailing"},
       {"two maps", Header(1, 5).Bytes() + Header(1, 5).Bytes(), "trailing"},

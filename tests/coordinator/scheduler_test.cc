@@ -374,6 +374,34 @@ TEST_F(SchedulerTest, AWorkerThatReportsStartsIsChargedOnlyForTheAttemptsItStart
   EXPECT_EQ(Chunks(next), (Ids{0, 1, 2, 3, 4, 5, 6, 7}));
 }
 
+// Graceful drain (PROTOCOL.md, LEAVE): handed-back attempts and a goodbye cost nothing.
+TEST_F(SchedulerTest, HandedBackAttemptsAndALeavingWorkerCostNothing) {
+  Scheduler s(8, {});  // no retries: any charge would fail a chunk
+  s.AddWorker(0, 2, 4, /*reports_starts=*/true);
+  EXPECT_EQ(Chunks(Drain(s, 0, 0)), (Ids{0, 1, 2, 3}));
+  s.MarkStarted(0, 0, 1, At(1));
+  s.MarkStarted(0, 1, 1, At(1));
+  s.HandBack(0, {{2, 1}, {3, 1}, {5, 1}});  // 5 is not its: ignored
+  EXPECT_TRUE(s.Draining(0));
+  EXPECT_FALSE(s.Next(0, At(2))) << "a draining worker gets nothing new";
+  EXPECT_EQ(s.live_attempts(0), 2u);
+  s.AddWorker(1, 2, 2, true);
+  EXPECT_FALSE(s.Steal(0, At(2))) << "nor anything stolen";
+  EXPECT_EQ(Chunks(Drain(s, 1, 2)), (Ids{2, 3}));      // back at the front, in order
+  EXPECT_EQ(Ok(s, 0, {0, 1}, 3), Verdict::kAccepted);  // its running ones still count
+  s.LeaveWorker(0);  // chunk 1 was still running on it: re-queued, free
+  EXPECT_FALSE(s.HasWorker(0));
+  for (uint64_t c = 0; c < 8; ++c) EXPECT_TRUE(s.failures_of(c).empty()) << c;
+  EXPECT_EQ(s.counters().retries, 0u);
+  EXPECT_EQ(s.counters().crashes, 0u);
+  EXPECT_EQ(s.counters().workers_lost, 0u);
+  EXPECT_EQ(s.counters().workers_left, 1u);
+  EXPECT_TRUE(s.failed_chunks().empty());
+  EXPECT_EQ(Ok(s, 1, {2, 2}, 4), Verdict::kAccepted);
+  EXPECT_EQ(Ok(s, 1, {3, 2}, 4), Verdict::kAccepted);
+  EXPECT_EQ(Chunks(Drain(s, 1, 4)), (Ids{1, 4}));
+}
+
 TEST_F(SchedulerTest, AWorkerThatDiedBeforeReportingAnyStartCostsNoRetry) {
   SchedulerOptions o;
   o.retries = 0;

@@ -34,9 +34,10 @@ TEST_F(OperatorTest, StatsJsonHasStableTypedKeys) {
       {"--chunks", "8", "--stats-json", dir_.File("s.json"), "-o", dir_.File("out"), "identity"});
   ASSERT_EQ(r.exit_code, 0) << r.err;
   Json j = Json::parse(ReadFile(dir_.File("s.json")));
-  for (const char* key : {"fanout_stats_version", "exit_code", "workers", "chunks", "records",
-                          "bytes_in", "bytes_out", "attempts", "retries", "timeouts",
-                          "workers_lost", "respawns", "speculated", "late_dropped"}) {
+  for (const char* key :
+       {"fanout_stats_version", "exit_code", "workers", "chunks", "records", "bytes_in",
+        "bytes_out", "attempts", "retries", "timeouts", "workers_lost", "workers_left", "respawns",
+        "speculated", "late_dropped"}) {
     ASSERT_TRUE(j.contains(key)) << key;
     EXPECT_TRUE(j[key].is_number_integer()) << key;
   }
