@@ -15,13 +15,15 @@
 namespace fanout {
 namespace {
 
-constexpr double kIoBoundCpuFraction = 0.2;    // below: the task mostly waits
-constexpr double kMinWaitSeconds = 0.0001;     // per record, to count as waiting
-constexpr double kMaxOverheadFraction = 0.02;  // dispatch overhead < 2% of the work
-constexpr uint64_t kChunksPerWorker = 4;       // for balance
+constexpr double kWaitingCpuFraction = 0.2;    // below: the task mostly waits
+constexpr double kCpuBoundFraction = 0.8;      // above: never more workers than cores
 constexpr uint64_t kMaxChunkBytes = 4u << 20;  // big chunks fault in fresh output pages
 constexpr double kParallelMustWin = 0.9;       // parallel only if clearly faster...
 constexpr double kMinGainSeconds = 0.002;      // ...and by more than timing noise
+// Records are not all alike and machines are shared: a plan's makespan is its rounds of
+// chunks plus this fraction of one chunk, the tail that finer chunks shorten.
+constexpr double kTailFraction = 0.25;
+constexpr uint64_t kMaxChunksPerWorker = 64;  // chunk counts tried: W, 2W, 4W, ... 64W
 
 std::string Seconds(double s) {
   char buf[32];
@@ -35,132 +37,132 @@ std::string Seconds(double s) {
   return buf;
 }
 
+std::string Percent(double cpu, double wall) {
+  return std::to_string(static_cast<int>(std::lround(wall > 0 ? 100 * cpu / wall : 100))) + "%";
+}
+
 // At least enough chunks to keep each under kMaxChunkBytes; never more than records.
 uint64_t BoundChunks(const AutoInputs& in, uint64_t chunks) {
   chunks = std::max<uint64_t>(chunks, (in.bytes + kMaxChunkBytes - 1) / kMaxChunkBytes);
   return std::clamp<uint64_t>(chunks, 1, std::max<uint64_t>(in.records, 1));
 }
 
-// Chunks for `workers`: >= 4 per worker, few enough that dispatch stays under 2% of the
-// work, small enough to bound output memory; never more than records.
-uint64_t PickChunks(const AutoInputs& in, uint32_t workers, double work, double chunk_cost) {
-  if (in.chunks) return in.chunks;
-  uint64_t balance = kChunksPerWorker * workers;
-  double affordable = chunk_cost > 0 ? work * kMaxOverheadFraction / chunk_cost : 1e18;
-  uint64_t chunks = balance;
-  if (affordable < static_cast<double>(balance)) {
-    chunks = std::max<uint64_t>(workers, static_cast<uint64_t>(affordable));
-  }
-  return BoundChunks(in, chunks);
+// The cost model's wall time for the records left in `chunks` chunks on `workers` workers
+// (1: serial, no dispatch), with `start` paid once and `chunk_cost` per chunk of dispatch.
+double Estimate(const AutoInputs& in, uint32_t workers, uint64_t chunks, double start,
+                double chunk_cost, double byte_seconds) {
+  double n = static_cast<double>(in.records), c = static_cast<double>(chunks);
+  double chunk_wall = in.chunk_seconds + in.record_seconds * n / c;
+  double chunk_cpu = std::min(in.chunk_cpu_seconds + in.record_cpu_seconds * n / c, chunk_wall);
+  double cores = std::max<uint32_t>(in.cores, 1);
+  if (workers <= 1) return c * chunk_wall;
+  double rounds = std::ceil(c / workers);
+  double concurrent = std::min<double>({static_cast<double>(workers), c, cores});
+  double run = std::max(rounds * chunk_wall, c * chunk_cpu / concurrent);
+  // The coordinator alone writes the output and touches every input page once: the part
+  // of the job no worker count shortens (Amdahl).
+  double moved = static_cast<double>(in.bytes) * (1 + in.output_per_input) * byte_seconds;
+  double tail = rounds > 1 ? kTailFraction * chunk_wall : 0;
+  return start + std::max(run + tail, moved) + c * chunk_cost / workers;
 }
 
 }  // namespace
 
 AutoChoice ChooseMode(const AutoInputs& in, const DispatchCosts& costs) {
   AutoChoice c;
-  double work = static_cast<double>(in.records) * in.record_seconds;
   if (in.records == 0 && !in.needs_processes) {
     c.reason = "the calibration ran every record";
     return c;
   }
-  // Waiting only counts when records wait long enough to be worth a thread each.
-  bool io_bound = in.cpu_fraction < kIoBoundCpuFraction && in.record_seconds >= kMinWaitSeconds;
-  uint32_t cap =
-      in.jobs ? in.jobs : (io_bound ? in.max_waiting_workers : std::max<uint32_t>(in.cores, 1));
-  uint32_t workers = static_cast<uint32_t>(std::clamp<uint64_t>(in.records, 1, cap));
-  if (in.jobs && in.needs_processes) workers = in.jobs;
-  double effective = io_bound ? workers : std::min<uint32_t>(workers, std::max(in.cores, 1u));
-  double chunk_cost = in.warm_chunk_seconds + (in.needs_processes ? costs.process_chunk_seconds
-                                                                  : costs.thread_chunk_seconds);
-  double start = in.slot_start_seconds +
-                 (in.needs_processes ? costs.process_start_seconds : costs.thread_start_seconds);
-  uint64_t chunks = PickChunks(in, workers, work, chunk_cost);
-  // The coordinator alone writes the output and touches every input page once: the part
-  // of the job no worker count shortens (Amdahl).
-  double moved = static_cast<double>(in.bytes) * (1 + in.output_per_input);
-  double parallel = start + std::max(work / effective, moved * costs.coordinator_byte_seconds) +
-                    static_cast<double>(chunks) * chunk_cost / workers;
-  std::string figures = std::to_string(in.records) + " records x " + Seconds(in.record_seconds) +
-                        " = " + Seconds(work) + " of " + (io_bound ? "mostly waiting" : "CPU") +
+  uint32_t cores = std::max<uint32_t>(in.cores, 1);
+  double n = static_cast<double>(in.records);
+  // The work in one chunk per worker (the least start-up any parallel plan pays).
+  double wall = in.chunk_seconds + in.record_seconds * n;
+  double cpu = std::min(in.chunk_cpu_seconds + in.record_cpu_seconds * n, wall);
+  double cpu_share = wall > 0 ? cpu / wall : 1;
+  bool waiting = cpu_share < kWaitingCpuFraction;
+  std::string figures = "start-up " + Seconds(in.chunk_seconds) + " per chunk (" +
+                        Percent(in.chunk_cpu_seconds, in.chunk_seconds) + " CPU), " +
+                        Seconds(in.record_seconds) + " per record (" +
+                        Percent(in.record_cpu_seconds, in.record_seconds) + " CPU); " +
+                        std::to_string(in.records) + " records left = " + Seconds(wall) + " of " +
+                        (waiting                          ? "mostly waiting"
+                         : cpu_share >= kCpuBoundFraction ? "CPU"
+                                                          : "mixed") +
                         " work";
   if (in.slot_start_seconds > 0) {
-    figures += "; a warm command starting in " + Seconds(in.slot_start_seconds) +
-               " per slot, answering in " + Seconds(in.warm_chunk_seconds) + " per chunk";
+    figures += "; a warm command starting in " + Seconds(in.slot_start_seconds) + " per slot";
+  }
+  // Worker counts to try: the cores; for work that waits, more, up to the cap.
+  uint32_t cap = cpu_share >= kCpuBoundFraction ? cores : std::max(in.max_waiting_workers, cores);
+  cap = static_cast<uint32_t>(std::clamp<uint64_t>(in.records, 1, cap));
+  std::vector<uint32_t> worker_counts;
+  if (in.jobs) {
+    worker_counts.push_back(
+        in.needs_processes ? in.jobs
+                           : static_cast<uint32_t>(std::clamp<uint64_t>(in.records, 1, in.jobs)));
+  } else {
+    for (uint32_t w = std::min(cores, cap); w < cap; w *= 2) worker_counts.push_back(w);
+    worker_counts.push_back(cap);
+  }
+  double chunk_cost = in.needs_processes ? costs.process_chunk_seconds : costs.thread_chunk_seconds;
+  uint32_t best_workers = 0;
+  uint64_t best_chunks = 0;
+  double best = 0;
+  for (uint32_t w : worker_counts) {
+    if (w <= 1 && !in.needs_processes) continue;
+    double start =
+        in.slot_start_seconds + (in.needs_processes
+                                     ? costs.process_start_seconds
+                                     : costs.thread_start_seconds + w * costs.worker_start_seconds);
+    std::vector<uint64_t> chunk_counts;
+    if (in.chunks) {
+      chunk_counts.push_back(in.chunks);
+    } else {
+      for (uint64_t k = 1; k <= kMaxChunksPerWorker; k *= 2)
+        chunk_counts.push_back(BoundChunks(in, k * w));
+    }
+    for (uint64_t chunks : chunk_counts) {
+      double t = Estimate(in, w, chunks, start, chunk_cost, costs.coordinator_byte_seconds);
+      // Ties go to fewer workers and fewer chunks (tried first): 1% must be won.
+      if (best_workers == 0 || t < best * 0.99) {
+        best = t;
+        best_workers = w;
+        best_chunks = chunks;
+      }
+    }
   }
   if (in.needs_processes) {
     c.mode = Mode::kProcesses;
-    c.workers = workers;
-    c.chunks = chunks;
-    c.estimate_seconds = parallel;
+    c.workers = best_workers;
+    c.chunks = best_chunks;
+    c.estimate_seconds = best;
     c.reason = figures + "; flags that only worker processes honour ask for them";
     return c;
   }
-  if (workers <= 1 || parallel >= kParallelMustWin * work || work - parallel < kMinGainSeconds) {
-    c.chunks = in.chunks ? in.chunks : BoundChunks(in, 1);
-    c.estimate_seconds = work;
-    c.reason = figures + "; " + std::to_string(workers) + " workers would take ~" +
-               Seconds(parallel) + " with dispatch and output, not clearly faster than serial";
+  uint64_t serial_chunks = in.chunks ? in.chunks : BoundChunks(in, 1);
+  double serial = Estimate(in, 1, serial_chunks, 0, 0, 0);
+  if (best_workers <= 1 || best >= kParallelMustWin * serial || serial - best < kMinGainSeconds) {
+    c.chunks = serial_chunks;
+    c.estimate_seconds = serial;
+    c.reason = figures + "; serial ~" + Seconds(serial) +
+               (best_workers > 1 ? "; " + std::to_string(best_workers) + " workers would take ~" +
+                                       Seconds(best) + " with dispatch and output"
+                                 : "") +
+               ", not clearly faster than serial";
     return c;
   }
   c.mode = Mode::kThreads;
-  c.workers = workers;
-  c.chunks = chunks;
-  c.estimate_seconds = parallel;
-  c.reason = figures + "; ~" + Seconds(parallel) + " on " + std::to_string(workers) +
-             " threads (in-process threads dispatch cheaper than worker processes)";
+  c.workers = best_workers;
+  c.chunks = best_chunks;
+  c.estimate_seconds = best;
+  c.reason = figures + "; ~" + Seconds(best) + " on " + std::to_string(best_workers) +
+             " threads in " + std::to_string(best_chunks) + " chunks (serial ~" + Seconds(serial) +
+             "; in-process threads dispatch cheaper than worker processes)";
   return c;
 }
 
 namespace {
-
-// One thread for the whole calibration: while armed, it cancels the armed stop source
-// once the deadline passes. Arm/Disarm take a lock and wake the thread only when it is
-// idle: a timed wait that finds a later deadline simply waits again, so quick chunks
-// cost no context switch each.
-class Watchdog {
- public:
-  Watchdog()
-      : thread_([this](std::stop_token own) {
-          std::unique_lock lock(mu_);
-          while (!own.stop_requested()) {
-            if (!armed_) {
-              idle_ = true;
-              cv_.wait(lock, own, [&] { return armed_.has_value(); });
-              idle_ = false;
-              continue;
-            }
-            // A copy: the wait reads its deadline with our mutex released.
-            auto until = deadline_;
-            cv_.wait_until(lock, own, until, [] { return false; });
-            if (armed_ && std::chrono::steady_clock::now() >= deadline_) {
-              armed_->request_stop();
-              armed_.reset();
-            }
-          }
-        }) {}
-  void Arm(std::stop_source source, double seconds) {
-    std::lock_guard lock(mu_);
-    armed_ = std::move(source);
-    deadline_ = std::chrono::steady_clock::now() +
-                std::chrono::duration_cast<std::chrono::steady_clock::duration>(
-                    std::chrono::duration<double>(seconds));
-    if (idle_) cv_.notify_all();
-  }
-  void Disarm() {
-    std::lock_guard lock(mu_);
-    armed_.reset();
-  }
-
- private:
-  std::mutex mu_;
-  std::condition_variable_any cv_;
-  std::optional<std::stop_source> armed_;
-  std::chrono::steady_clock::time_point deadline_;
-  bool idle_ = false;
-  std::jthread thread_;  // last: stopped and joined first
-};
-
-constexpr size_t kMinCalibrationChunks = 3;
 
 // Byte offset just past `records` lines starting at `from` (or data.size()).
 uint64_t SkipLines(std::string_view data, uint64_t from, uint64_t records) {
@@ -172,29 +174,20 @@ uint64_t SkipLines(std::string_view data, uint64_t from, uint64_t records) {
   return at;
 }
 
-// Runs `spec` with a deadline; false if it was cancelled or failed (then not kept).
+// Runs `spec` to completion as attempt 1; false if it failed (then not kept).
 bool RunOne(const TaskDef& task, const std::vector<std::string>& args, std::string_view data,
-            const ChunkSpec& spec, double deadline, Watchdog& dog, Calibration& cal) {
+            const ChunkSpec& spec, Calibration& cal) {
+  cal.started.push_back(std::chrono::steady_clock::now());
   ChunkInput in;
   in.data = spec.range ? std::string_view() : data.substr(spec.begin, spec.bytes());
   in.range = spec.range;
   in.chunk_id = spec.id;
   in.attempt = 1;
-  std::stop_source stop;
   std::string out;
-  dog.Arm(stop, deadline);
-  Measured m = MeasuredRun(task, in, args, out, stop.get_token());
-  dog.Disarm();
-  if (stop.stop_requested()) {
-    cal.cut_short = true;
-    cal.cut_records = static_cast<double>(spec.records);
-    cal.cut_seconds = m.wall_seconds;
-    cal.cpu += m.cpu_seconds;  // for the CPU fraction only
-    cal.wall += m.wall_seconds;
-    return false;
-  }
+  Measured m = MeasuredRun(task, in, args, out, std::stop_token());
   if (!m.status.ok()) {
     cal.error = m.status;
+    cal.started.pop_back();
     return false;
   }
   cal.chunks.push_back(spec);
@@ -216,24 +209,18 @@ Calibration Calibrate(const TaskDef& task, const std::vector<std::string>& args,
                       const std::vector<ChunkSpec>& plan, uint64_t total,
                       const CalibrationLimits& limits) {
   Calibration cal;
-  Watchdog dog;
   auto start = std::chrono::steady_clock::now();
-  // Enough once it took enough_seconds over at least kMinChunks chunks (the first one runs
-  // cold, so one alone says little).
-  auto enough = [&] {
-    return cal.chunks.size() >= kMinCalibrationChunks &&
-           std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count() >=
-               limits.enough_seconds;
+  auto elapsed = [&] {
+    return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   };
   if (!plan.empty()) {  // the user's chunks, in order, while they are quick
-    for (uint64_t i = 0; i < plan.size() && !enough(); ++i) {
-      if (!RunOne(task, args, data, plan[i], limits.deadline_seconds, dog, cal)) break;
+    for (uint64_t i = 0; i < plan.size() && (i == 0 || elapsed() < limits.enough_seconds); ++i) {
+      if (!RunOne(task, args, data, plan[i], cal)) break;
     }
     return cal;
   }
-  uint64_t budget = std::max<uint64_t>(1, total / limits.max_records_fraction);
-  if (total <= 1) budget = total;
-  for (uint64_t size = 1; cal.records < budget; size *= 2) {
+  uint64_t budget = std::min(total, std::max<uint64_t>(3, total / limits.max_records_fraction));
+  auto run = [&](uint64_t size) {
     ChunkSpec spec;
     spec.id = cal.chunks.size();
     spec.first_record = cal.records;
@@ -245,10 +232,90 @@ Calibration Calibrate(const TaskDef& task, const std::vector<std::string>& args,
       spec.begin = cal.bytes;
       spec.end = SkipLines(data, spec.begin, spec.records);
     }
-    if (!RunOne(task, args, data, spec, limits.deadline_seconds, dog, cal)) break;
-    if (enough()) break;
+    return RunOne(task, args, data, spec, cal);
+  };
+  if (budget == 0 || !run(1) || cal.records >= budget) return cal;
+  double first_wall = cal.wall_seconds[0], first_cpu = cal.cpu_seconds[0];
+  bool waits = first_cpu < kWaitingCpuFraction * first_wall;
+  if (waits && first_wall >= limits.heavy_seconds &&
+      total - cal.records <= limits.max_waiting_workers) {
+    return cal;
+  }
+  // Big enough that b shows over a's noise, small enough to cost a fifth of what the
+  // fastest plan could take (a speedup of the cores, or of the waiting workers).
+  double speedup = waits ? std::max(limits.max_waiting_workers, limits.cores) : limits.cores;
+  uint64_t size =
+      std::max<uint64_t>(2, static_cast<uint64_t>(0.2 * total / std::max(speedup, 1.0)));
+  if (!run(size)) return cal;
+  for (size *= 2; cal.records < budget && elapsed() < limits.enough_seconds; size *= 2) {
+    if (!run(size)) break;
   }
   return cal;
+}
+
+namespace {
+
+constexpr double kNoiseFraction = 0.2;
+
+// Least squares y = a + b*x over the points; false with fewer than two distinct x.
+bool FitLine(const std::vector<double>& x, const std::vector<double>& y, double& a, double& b) {
+  double n = static_cast<double>(x.size()), sx = 0, sy = 0, sxx = 0, sxy = 0;
+  for (size_t i = 0; i < x.size(); ++i) {
+    sx += x[i];
+    sy += y[i];
+    sxx += x[i] * x[i];
+    sxy += x[i] * y[i];
+  }
+  double denominator = n * sxx - sx * sx;
+  if (x.size() < 2 || denominator <= 1e-9 * sxx * n) return false;
+  b = (n * sxy - sx * sy) / denominator;
+  a = (sy - b * sx) / n;
+  return true;
+}
+
+// A fitted a and b, kept non-negative: a negative slope (the first, cold chunk was slow)
+// books everything per chunk; a negative intercept books everything per record.
+void FitCost(const std::vector<double>& x, const std::vector<double>& y, double& a, double& b) {
+  double sx = 0, sy = 0;
+  for (size_t i = 0; i < x.size(); ++i) {
+    sx += x[i];
+    sy += y[i];
+  }
+  double biggest = x.empty() ? 0 : *std::max_element(x.begin(), x.end());
+  if (!FitLine(x, y, a, b)) {
+    a = 0;
+    b = sx > 0 ? sy / sx : 0;
+  } else if (b * biggest < kNoiseFraction * a) {
+    // The per-record part of the biggest chunk is within the start-up's noise (a shared
+    // machine varies a process start by more than that): book it all per chunk.
+    b = 0;
+    a = sy / static_cast<double>(x.size());
+  } else if (a < 0) {
+    a = 0;
+    b = sx > 0 ? sy / sx : 0;
+  }
+}
+
+}  // namespace
+
+AutoInputs FitCostModel(const Calibration& cal, uint64_t total_records, uint64_t total_bytes) {
+  AutoInputs in;
+  in.records = total_records - cal.records;
+  in.bytes = total_bytes - cal.bytes;
+  std::vector<double> sizes;
+  for (const ChunkSpec& c : cal.chunks) sizes.push_back(static_cast<double>(c.records));
+  FitCost(sizes, cal.wall_seconds, in.chunk_seconds, in.record_seconds);
+  FitCost(sizes, cal.cpu_seconds, in.chunk_cpu_seconds, in.record_cpu_seconds);
+  // CPU beyond the wall time (a multi-threaded command) still occupies one worker's slot.
+  in.chunk_cpu_seconds = std::min(in.chunk_cpu_seconds, in.chunk_seconds);
+  in.record_cpu_seconds = std::min(in.record_cpu_seconds, in.record_seconds);
+  if (cal.chunks.empty()) {  // unknown (a failure): assume work worth spreading
+    in.record_seconds = in.record_cpu_seconds = 1e-3;
+  }
+  // Unknown (nothing kept): assume the output is as big as the input.
+  in.output_per_input =
+      cal.bytes > 0 ? static_cast<double>(cal.output_bytes) / static_cast<double>(cal.bytes) : 1;
+  return in;
 }
 
 std::vector<ChunkSpec> PlanRest(const Calibration& cal, std::string_view data,
@@ -278,9 +345,6 @@ std::vector<ChunkSpec> PlanRest(const Calibration& cal, std::string_view data,
   return plan;
 }
 
-}  // namespace fanout
-
-namespace fanout {
 namespace {
 
 // Flags that only worker processes honour: asking for them asks for processes.
@@ -326,55 +390,7 @@ std::string CalibrationRuledOut(const JobConfig& config, uint64_t input_bytes) {
 
 namespace {
 
-constexpr double kTellableSeconds = 0.001;
 constexpr std::chrono::milliseconds kWarmUpLimit{60000};  // a warm command's READY, at most
-
-AutoInputs InputsFrom(const Calibration& cal, uint64_t total_records, uint64_t total_bytes) {
-  AutoInputs in;
-  in.records = total_records - cal.records;
-  in.bytes = total_bytes - cal.bytes;
-  // The first chunk runs cold (page faults, first-call costs): leave it out when there
-  // are others.
-  size_t from = cal.chunks.size() > 1 ? 1 : 0;
-  double wall = 0, records = 0;
-  for (size_t i = from; i < cal.chunks.size(); ++i) {
-    wall += cal.wall_seconds[i];
-    records += static_cast<double>(cal.chunks[i].records);
-  }
-  if (records > 0) in.record_seconds = wall / records;
-  if (cal.cut_short) {
-    in.record_seconds = std::max(in.record_seconds, cal.cut_seconds / cal.cut_records);
-  }
-  // Below a millisecond the CPU clock's granularity and start-up noise say nothing about
-  // waiting; count such a task as CPU-bound.
-  in.cpu_fraction = cal.wall >= kTellableSeconds ? cal.cpu / cal.wall : 1;
-  // Unknown (nothing kept): assume the output is as big as the input.
-  in.output_per_input =
-      cal.bytes > 0 ? static_cast<double>(cal.output_bytes) / static_cast<double>(cal.bytes) : 1;
-  return in;
-}
-
-// A warm command's chunk time is a round trip plus per-record work: fits wall = a + b *
-// records over the calibration's chunks after the first (least squares), and books a per
-// chunk, b per record. Without a usable fit the estimate stays per record.
-void SplitChunkCost(const Calibration& cal, AutoInputs& in) {
-  double n = 0, sx = 0, sy = 0, sxx = 0, sxy = 0;
-  for (size_t i = 1; i < cal.chunks.size(); ++i) {
-    double x = static_cast<double>(cal.chunks[i].records), y = cal.wall_seconds[i];
-    n += 1;
-    sx += x;
-    sy += y;
-    sxx += x * x;
-    sxy += x * y;
-  }
-  double denominator = n * sxx - sx * sx;
-  if (n < 2 || denominator <= 0) return;
-  double b = (n * sxy - sx * sy) / denominator;
-  double a = (sy - b * sx) / n;
-  if (a <= 0 || b <= 0) return;
-  in.warm_chunk_seconds = a;
-  in.record_seconds = cal.cut_short ? std::max(b, cal.cut_seconds / cal.cut_records) : b;
-}
 
 }  // namespace
 
@@ -408,25 +424,31 @@ AutoPlan PlanAuto(const JobConfig& config, const TaskDef& task, std::string_view
     auto up = WarmUp(config.args, "", kWarmUpLimit);
     if (up.ok()) warm_start = *up;
   }
-  plan.calibration = Calibrate(task, config.args, data, range, plan.chunks, total);
-  const Calibration& cal = plan.calibration;
-  AutoInputs in = InputsFrom(cal, total, range ? 0 : data.size());
-  if (warm_start) {
-    in.slot_start_seconds = *warm_start;
-    SplitChunkCost(cal, in);
-  }
-  in.cores = cores;
-  in.jobs = config.jobs_given ? config.jobs : 0;
   // Waiting in-process tasks (sleep) cost a parked thread each; a waiting `exec` command
   // is a whole process, and often waits on a disk or a server that many would swamp.
-  in.max_waiting_workers = task.name == "exec" ? 64 : 1024;
+  uint32_t max_waiting = task.name == "exec" ? 64 : 1024;
   // A warm slot is a live interpreter for the whole job: one per core unless -j says more.
-  if (warm_start) in.max_waiting_workers = std::max(cores, 1u);
+  if (warm_start) max_waiting = std::max(cores, 1u);
+  CalibrationLimits limits;
+  limits.cores = std::max(cores, 1u);
+  limits.max_waiting_workers = max_waiting;
+  plan.calibration = Calibrate(task, config.args, data, range, plan.chunks, total, limits);
+  const Calibration& cal = plan.calibration;
+  AutoInputs in = FitCostModel(cal, total, range ? 0 : data.size());
+  if (warm_start) in.slot_start_seconds = *warm_start;
+  in.cores = cores;
+  in.jobs = config.jobs_given ? config.jobs : 0;
+  in.max_waiting_workers = max_waiting;
   if (user_plan) in.chunks = plan.chunks.size() - cal.chunks.size();
-  if (cal.error && cal.chunks.empty() && !cal.cut_short) {
-    in.record_seconds = 1e-3;  // unknown: assume work worth spreading; the run will report
-  }
   plan.choice = ChooseMode(in);
+  std::string sizes;
+  for (size_t i = 0; i < cal.chunks.size() && i < 4; ++i) {
+    sizes += (i ? "+" : "") + std::to_string(cal.chunks[i].records);
+  }
+  if (cal.chunks.size() > 4) sizes += "+...";
+  plan.choice.reason = "calibrated " + std::to_string(cal.chunks.size()) + " chunks" +
+                       (sizes.empty() ? "" : " (" + sizes + " records)") +
+                       " to completion: " + plan.choice.reason;
   if (cal.error)
     plan.choice.reason += " (a calibration chunk failed: " + cal.error->message() + ")";
   if (!user_plan) {
@@ -438,16 +460,16 @@ AutoPlan PlanAuto(const JobConfig& config, const TaskDef& task, std::string_view
 Status ApplyCalibration(AutoPlan& plan, const PlannedJob& job, Scheduler& scheduler,
                         ResultSink& sink, Telemetry& telemetry) {
   Calibration& cal = plan.calibration;
-  // The calibration ran just before the job's clock started: place its spans before 0.
-  double at = -cal.wall;
+  auto now = std::chrono::steady_clock::now();
   for (size_t i = 0; i < cal.chunks.size(); ++i) {
-    scheduler.MarkDone(cal.chunks[i].id);
+    scheduler.MarkRun(cal.chunks[i].id);
     AttemptSpan span = job.Span(telemetry, cal.chunks[i].id, 1, 0, cal.wall_seconds[i],
                                 cal.outputs[i].size(), Status::Ok());
-    span.start = at;
-    span.end = at += cal.wall_seconds[i];
+    span.start = std::max(
+        0.0, telemetry.Now() - std::chrono::duration<double>(now - cal.started[i]).count());
+    span.end = span.start + cal.wall_seconds[i];
     span.cpu_seconds = cal.cpu_seconds[i];
-    telemetry.RecordCalibration(span);
+    telemetry.RecordAttempt(std::move(span));
     if (Status s =
             sink.Accept(cal.chunks[i].id, Blob(std::move(cal.outputs[i])), cal.cpu_seconds[i]);
         !s.ok()) {

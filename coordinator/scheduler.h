@@ -112,10 +112,13 @@ class Scheduler {
                                      std::vector<std::pair<uint64_t, uint32_t>>* charged = nullptr);
   static constexpr uint32_t kFreeLosses = 3;
 
-  // `chunk` was finished elsewhere: by an earlier run (--resume) or by auto mode's
-  // calibration in the coordinator. It counts as done and is never issued. Ignored unless
-  // it is queued and was never issued.
+  // `chunk` was finished elsewhere, by an earlier run (--resume). It counts as done and is never
+  // issued. Ignored unless it is queued and was never issued.
   void MarkDone(uint64_t chunk);
+  // `chunk` was run to completion by auto mode's calibration, as its attempt 1, before any
+  // worker existed: done, never issued again, and counted in counters().attempts. Ignored
+  // unless it is queued and was never issued.
+  void MarkRun(uint64_t chunk);
 
   // The next attempt for `worker`, or nothing (no capacity, nothing runnable, window).
   std::optional<Assignment> Next(WorkerIndex worker, TimePoint now);
