@@ -37,8 +37,11 @@ std::string Seconds(double s) {
   return buf;
 }
 
-std::string Percent(double cpu, double wall) {
-  return std::to_string(static_cast<int>(std::lround(wall > 0 ? 100 * cpu / wall : 100))) + "%";
+// "1.2 ms (40% CPU)", or "0" when nothing was measured.
+std::string Cost(double wall, double cpu) {
+  if (wall <= 0) return "0";
+  return Seconds(wall) + " (" + std::to_string(static_cast<int>(std::lround(100 * cpu / wall))) +
+         "% CPU)";
 }
 
 // At least enough chunks to keep each under kMaxChunkBytes; never more than records.
@@ -62,7 +65,7 @@ double Estimate(const AutoInputs& in, uint32_t workers, uint64_t chunks, double 
   // The coordinator alone writes the output and touches every input page once: the part
   // of the job no worker count shortens (Amdahl).
   double moved = static_cast<double>(in.bytes) * (1 + in.output_per_input) * byte_seconds;
-  double tail = rounds > 1 ? kTailFraction * chunk_wall : 0;
+  double tail = kTailFraction * chunk_wall;
   return start + std::max(run + tail, moved) + c * chunk_cost / workers;
 }
 
@@ -81,11 +84,10 @@ AutoChoice ChooseMode(const AutoInputs& in, const DispatchCosts& costs) {
   double cpu = std::min(in.chunk_cpu_seconds + in.record_cpu_seconds * n, wall);
   double cpu_share = wall > 0 ? cpu / wall : 1;
   bool waiting = cpu_share < kWaitingCpuFraction;
-  std::string figures = "start-up " + Seconds(in.chunk_seconds) + " per chunk (" +
-                        Percent(in.chunk_cpu_seconds, in.chunk_seconds) + " CPU), " +
-                        Seconds(in.record_seconds) + " per record (" +
-                        Percent(in.record_cpu_seconds, in.record_seconds) + " CPU); " +
-                        std::to_string(in.records) + " records left = " + Seconds(wall) + " of " +
+  std::string figures = "start-up " + Cost(in.chunk_seconds, in.chunk_cpu_seconds) +
+                        " per chunk, " + Cost(in.record_seconds, in.record_cpu_seconds) +
+                        " per record; " + std::to_string(in.records) +
+                        " records left = " + Seconds(wall) + " of " +
                         (waiting                          ? "mostly waiting"
                          : cpu_share >= kCpuBoundFraction ? "CPU"
                                                           : "mixed") +
