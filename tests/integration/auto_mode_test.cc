@@ -94,7 +94,8 @@ TEST_F(AutoModeTest, PicksParallelForCpuWork) {
   // Tens of ms of CPU per record in awk: worth the cores, not more threads than cores.
   // (The loop is per record: in a BEGIN block it would be start-up, paid once a chunk.)
   Json a =
-      AutoStats({"exec", "--", "awk", "{s=0; for(i=0;i<400000;i++)s+=i; print $1+s}"}, Numbers(16));
+      AutoStats({"-j", "2", "exec", "--", "awk", "{s=0; for(i=0;i<400000;i++)s+=i; print $1+s}"},
+                Numbers(16));
   std::string choice = a["choice"].get<std::string>();
   EXPECT_EQ(choice.rfind("threads, 2 workers", 0), 0u) << choice;
 }
