@@ -1,5 +1,7 @@
 #include "coordinator/auto_mode.h"
 
+#include <spdlog/spdlog.h>
+
 #include <algorithm>
 #include <cmath>
 #include <condition_variable>
@@ -189,6 +191,10 @@ bool RunOne(const TaskDef& task, const std::vector<std::string>& args, std::stri
   Measured m = MeasuredRun(task, in, args, out, std::stop_token());
   if (!m.status.ok()) {
     cal.error = m.status;
+    cal.failed = spec;
+    cal.failed_started = cal.started.back();
+    cal.failed_wall = m.wall_seconds;
+    cal.failed_cpu = m.cpu_seconds;
     cal.started.pop_back();
     return false;
   }
@@ -323,25 +329,36 @@ AutoInputs FitCostModel(const Calibration& cal, uint64_t total_records, uint64_t
 std::vector<ChunkSpec> PlanRest(const Calibration& cal, std::string_view data,
                                 const std::optional<IntRange>& range, uint64_t chunks,
                                 const ConsumedFn& consumed) {
+  // The calibration's chunks, and the one that failed (its attempt 1 is settled by
+  // ApplyCalibration; the chosen mode runs its retries).
+  std::vector<ChunkSpec> plan = cal.chunks;
+  uint64_t records = cal.records, bytes = cal.bytes;
+  if (cal.failed) {
+    plan.push_back(*cal.failed);
+    records += cal.failed->records;
+    if (!range) bytes = cal.failed->end;
+  }
+  uint64_t total = range ? static_cast<uint64_t>(range->hi - range->lo) : 0;
+  if (range ? records >= total : bytes >= data.size()) return plan;
   ChunkingOptions options;
   options.chunks = std::max<uint64_t>(chunks, 1);
   std::vector<ChunkSpec> rest;
   if (range) {
-    IntRange left{range->lo + static_cast<int64_t>(cal.records), range->hi};
+    IntRange left{range->lo + static_cast<int64_t>(records), range->hi};
     rest = PlanRangeChunks(left, options, options.chunks);
   } else {
     ConsumedFn shifted;
-    if (consumed) shifted = [&](uint64_t upto) { consumed(cal.bytes + upto); };
-    rest = PlanChunks(data.substr(cal.bytes), options, options.chunks, shifted);
+    if (consumed) shifted = [&](uint64_t upto) { consumed(bytes + upto); };
+    rest = PlanChunks(data.substr(bytes), options, options.chunks, shifted);
     for (ChunkSpec& c : rest) {
-      c.begin += cal.bytes;
-      c.end += cal.bytes;
+      c.begin += bytes;
+      c.end += bytes;
     }
   }
-  std::vector<ChunkSpec> plan = cal.chunks;
+  uint64_t first_id = plan.size();
   for (ChunkSpec& c : rest) {
-    c.id += cal.chunks.size();
-    c.first_record += cal.records;
+    c.id += first_id;
+    c.first_record += records;
     plan.push_back(c);
   }
   return plan;
@@ -454,7 +471,7 @@ AutoPlan PlanAuto(const JobConfig& config, const TaskDef& task, std::string_view
   if (cal.error)
     plan.choice.reason += " (a calibration chunk failed: " + cal.error->message() + ")";
   if (!user_plan) {
-    plan.chunks = in.records == 0 ? cal.chunks : PlanRest(cal, data, range, plan.choice.chunks);
+    plan.chunks = PlanRest(cal, data, range, plan.choice.chunks);
   }
   return plan;
 }
@@ -476,6 +493,28 @@ Status ApplyCalibration(AutoPlan& plan, const PlannedJob& job, Scheduler& schedu
             sink.Accept(cal.chunks[i].id, Blob(std::move(cal.outputs[i])), cal.cpu_seconds[i]);
         !s.ok()) {
       return s;
+    }
+  }
+  // The chunk whose calibration attempt failed: that was its attempt 1, with its own
+  // FANOUT_ATTEMPT; the chosen mode runs only what --retries allows after it.
+  if (cal.failed && cal.failed->id < job.chunks.size()) {
+    uint64_t id = cal.failed->id;
+    scheduler.AddWorker(0, 1, 1);
+    auto a = scheduler.Next(0, now);
+    if (a && a->chunk == id) {
+      AttemptSpan span = job.Span(telemetry, id, a->attempt, 0, cal.failed_wall, 0, *cal.error);
+      span.start = std::max(
+          0.0, telemetry.Now() - std::chrono::duration<double>(now - cal.failed_started).count());
+      span.end = span.start + cal.failed_wall;
+      span.cpu_seconds = cal.failed_cpu;
+      telemetry.RecordAttempt(std::move(span));
+      ResultOutcome outcome =
+          scheduler.OnResult(0, id, a->attempt, false, cal.error->message(), now);
+      if (outcome.verdict == Verdict::kRetrying) {
+        spdlog::warn("{} attempt {} failed, retrying: {}", job.Describe(id), a->attempt,
+                     LatestFailureNote(scheduler, id));
+      }
+      if (Status s = sink.SyncFailures(); !s.ok()) return s;
     }
   }
   return Status::Ok();

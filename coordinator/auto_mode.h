@@ -97,7 +97,12 @@ struct Calibration {
   double wall = 0;       // total over the kept chunks
   double cpu = 0;
   uint64_t output_bytes = 0;
-  std::optional<Status> error;  // a calibration chunk failed (not kept): the real run retries it
+  // A calibration chunk failed: its error, the chunk (not in `chunks`; its attempt 1 is
+  // settled as a failure by ApplyCalibration) and what that attempt measured.
+  std::optional<Status> error;
+  std::optional<ChunkSpec> failed;
+  std::chrono::steady_clock::time_point failed_started;
+  double failed_wall = 0, failed_cpu = 0;
 };
 
 struct CalibrationLimits {
@@ -118,7 +123,7 @@ struct CalibrationLimits {
 // the per-record cost shows (0.2 x total / the speedup the first record's CPU share allows:
 // cores, or max_waiting_workers for waiting work); then doubling sizes while the whole
 // calibration took under enough_seconds. Never more than the records fraction. Stops at
-// the first failed chunk (recorded in `error`, not kept).
+// the first failed chunk (recorded in `error` and `failed`, not kept).
 Calibration Calibrate(const TaskDef& task, const std::vector<std::string>& args,
                       std::string_view data, const std::optional<IntRange>& range,
                       const std::vector<ChunkSpec>& plan, uint64_t total_records,
@@ -130,8 +135,8 @@ Calibration Calibrate(const TaskDef& task, const std::vector<std::string>& args,
 // left: `total_records` and `total_bytes` are the whole job's.
 AutoInputs FitCostModel(const Calibration& cal, uint64_t total_records, uint64_t total_bytes);
 
-// The rest of the input after the calibration, planned into `chunks` chunks, with ids,
-// record numbers and byte offsets following the calibration's chunks.
+// The whole plan: the calibration's chunks, the one that failed (if any), then the rest of
+// the input in `chunks` chunks, with ids, record numbers and byte offsets following them.
 std::vector<ChunkSpec> PlanRest(const Calibration& cal, std::string_view data,
                                 const std::optional<IntRange>& range, uint64_t chunks,
                                 const ConsumedFn& consumed = {});
@@ -165,7 +170,8 @@ AutoPlan PlanAuto(const JobConfig& config, const TaskDef& task, std::string_view
 // Hands the calibration's outputs to the sink and settles its chunks in the scheduler as
 // attempt 1 each (Scheduler::MarkRun), so the chosen mode runs only the rest (the outputs
 // are moved out); records each as an attempt of worker 0 (the coordinator's thread, as
-// serial mode's only worker is) for --joblog, --trace, --stats-json and progress.
+// serial mode's only worker is) for --joblog, --trace, --stats-json and progress. A failed
+// calibration chunk is settled as a failed attempt 1 of worker 0 (--retries decides).
 // Returns a write error, if any.
 Status ApplyCalibration(AutoPlan& plan, const PlannedJob& job, Scheduler& scheduler,
                         ResultSink& sink, Telemetry& telemetry);

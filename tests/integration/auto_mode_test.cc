@@ -195,6 +195,36 @@ TEST_F(AutoModeTest, EachChunkRunsExactlyOnceWhenNothingFails) {
   }
 }
 
+TEST_F(AutoModeTest, FailedCalibrationChunkIsAttemptOneNotRunAgainAsOne) {
+  // Every attempt 1 fails, attempt 2 succeeds: with --retries 1 each chunk runs exactly
+  // twice (attempts 1 and 2, the calibration's failure being chunk 0's attempt 1); with
+  // --retries 0 the job fails after one run of one chunk.
+  std::string counter = dir_.File("counter");
+  std::string script =
+      "echo \"$FANOUT_CHUNK $FANOUT_ATTEMPT\" >> " + counter + "; [ $FANOUT_ATTEMPT -ge 2 ] && cat";
+  RunResult r = Fanout(
+      "auto",
+      {"--retries", "1", "--stats-json", dir_.File("s.json"), "exec", "--", "sh", "-c", script},
+      Numbers(40));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.out, Numbers(40));
+  uint64_t chunks = Json::parse(ReadFile(dir_.File("s.json")))["chunks"].get<uint64_t>();
+  std::map<std::pair<int, int>, int> runs;
+  std::istringstream in(ReadFile(counter));
+  int chunk = 0, attempt = 0;
+  while (in >> chunk >> attempt) ++runs[{chunk, attempt}];
+  EXPECT_EQ(runs.size(), 2 * chunks);
+  for (auto [key, times] : runs) {
+    EXPECT_EQ(times, 1) << "chunk " << key.first << " attempt " << key.second;
+    EXPECT_LE(key.second, 2);
+  }
+  std::remove(counter.c_str());
+  r = Fanout("auto", {"--joblog", dir_.File("log"), "exec", "--", "sh", "-c", script}, Numbers(40));
+  EXPECT_EQ(r.exit_code, 1) << r.err;
+  EXPECT_EQ(ReadFile(counter), "0 1\n");
+  EXPECT_NE(ReadFile(dir_.File("log")).find("\n0\t1\t"), std::string::npos);
+}
+
 TEST_F(AutoModeTest, SummaryComparesPredictedWithActualWallTime) {
   RunResult r = Fanout("auto", {"exec", "--", "sh", "-c", "sleep 0.02; cat"}, Numbers(200));
   ASSERT_EQ(r.exit_code, 0) << r.err;
