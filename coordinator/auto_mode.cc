@@ -4,12 +4,10 @@
 
 #include <algorithm>
 #include <cmath>
-#include <condition_variable>
 #include <cstdio>
 #include <cstring>
-#include <mutex>
+#include <vector>
 #include <stop_token>
-#include <thread>
 
 #include "common/measured_run.h"
 #include "common/warm_task.h"
