@@ -6,8 +6,8 @@
 #include <cmath>
 #include <cstdio>
 #include <cstring>
-#include <vector>
 #include <stop_token>
+#include <vector>
 
 #include "common/measured_run.h"
 #include "common/warm_task.h"
@@ -403,6 +403,14 @@ std::string CalibrationRuledOut(const JobConfig& config, uint64_t input_bytes) {
     return "an input over 256 MiB is planned in bounded memory, not calibrated";
   }
   return "";
+}
+
+Mode UncalibratedMode(const JobConfig& config, uint64_t input_bytes) {
+  if (!ProcessOnlyFlags(config).empty() || !config.state_dir.empty() ||
+      input_bytes > kMaxCalibratedInputBytes) {
+    return Mode::kProcesses;
+  }
+  return Mode::kThreads;
 }
 
 namespace {

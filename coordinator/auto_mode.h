@@ -158,8 +158,16 @@ struct AutoPlan {
 // Why auto mode must not calibrate and plan this job itself, or "" if it may: options that
 // ask for worker processes, options whose chunk plan is the job's own (--header, --null,
 // --record-size, --block, --state), or an input so big that planning it here would touch
-// every page at once (the job then plans it in bounded memory). Auto then runs processes.
+// every page at once (the job then plans it in bounded memory). Auto then runs
+// UncalibratedMode().
 std::string CalibrationRuledOut(const JobConfig& config, uint64_t input_bytes);
+
+// The mode auto runs when CalibrationRuledOut(config, input_bytes) is not "": processes
+// for flags only workers honour, --state (its own resume plan) and inputs over 256 MiB
+// (planned in bounded memory, shipped to workers); threads, one per core or -j, for the
+// other reasons (--header, --null, --record-size, --block: the job's own chunk plan), as
+// a local job's chunks cost a thread less than a worker process.
+Mode UncalibratedMode(const JobConfig& config, uint64_t input_bytes);
 
 // Calibrates and plans the job. Call only when CalibrationRuledOut(config, ...) is "".
 // `consumed(n)` is told when the first n bytes of `data` need not stay in memory (planning

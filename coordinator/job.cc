@@ -509,8 +509,9 @@ ExitCode RunJobUnguarded(const JobConfig& config) {
       job.chunks = std::move(auto_plan->chunks);
       auto_choice = auto_plan->Summary(job.chunks.size());
     } else {
-      resolved.mode = Mode::kProcesses;
-      auto_choice = "processes, " + std::to_string(jobs) + " workers: " + ruled_out;
+      resolved.mode = UncalibratedMode(config, job.input.view().size());
+      auto_choice = std::string(ModeName(resolved.mode)) + ", " + std::to_string(jobs) +
+                    " workers: " + ruled_out;
     }
     spdlog::info("auto: {}", auto_choice);
   }
@@ -529,8 +530,9 @@ ExitCode RunJobUnguarded(const JobConfig& config) {
     if (config.mode == Mode::kAuto) {
       std::string ruled_out = CalibrationRuledOut(config, job.input.view().size());
       if (!ruled_out.empty()) {
-        resolved.mode = Mode::kProcesses;
-        note = "auto will run processes with this plan: " + ruled_out;
+        resolved.mode = UncalibratedMode(config, job.input.view().size());
+        note = "auto will run " + std::string(ModeName(resolved.mode)) +
+               " with this plan: " + ruled_out;
       } else {
         note = std::string(
                    "auto decides at run time, from the first chunks run to completion "

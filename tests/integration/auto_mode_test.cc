@@ -241,10 +241,14 @@ TEST_F(AutoModeTest, DryRunSaysWhatIsDecidedAtRunTime) {
   RunResult r = Fanout("auto", {"--dry-run", "identity"}, Numbers(100));
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_NE(r.out.find("auto decides at run time"), std::string::npos) << r.out;
-  RunResult p = Fanout("auto", {"--dry-run", "--null", "identity"}, "a\0b\0");
+  RunResult p = Fanout("auto", {"--dry-run", "--null", "identity"}, std::string("a\0b\0", 4));
   ASSERT_EQ(p.exit_code, 0) << p.err;
-  EXPECT_NE(p.out.find("mode processes"), std::string::npos) << p.out;
-  EXPECT_NE(p.out.find("auto will run processes with this plan"), std::string::npos) << p.out;
+  EXPECT_NE(p.out.find("mode threads"), std::string::npos) << p.out;
+  EXPECT_NE(p.out.find("auto will run threads with this plan"), std::string::npos) << p.out;
+  RunResult t = Fanout("auto", {"--dry-run", "--timeout", "5s", "identity"}, Numbers(10));
+  ASSERT_EQ(t.exit_code, 0) << t.err;
+  EXPECT_NE(t.out.find("auto will run processes with this plan: --timeout"), std::string::npos)
+      << t.out;
 }
 
 }  // namespace
