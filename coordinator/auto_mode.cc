@@ -178,10 +178,17 @@ uint64_t SkipLines(std::string_view data, uint64_t from, uint64_t records) {
 
 // Runs `spec` to completion as attempt 1; false if it failed (then not kept).
 bool RunOne(const TaskDef& task, const std::vector<std::string>& args, std::string_view data,
-            const ChunkSpec& spec, Calibration& cal) {
+            std::string_view header, const ChunkSpec& spec, Calibration& cal) {
   cal.started.push_back(std::chrono::steady_clock::now());
   ChunkInput in;
   in.data = spec.range ? std::string_view() : data.substr(spec.begin, spec.bytes());
+  std::string storage;
+  if (!header.empty() && !spec.range) {
+    storage.reserve(header.size() + in.data.size());
+    storage.assign(header);
+    storage.append(in.data);
+    in.data = storage;
+  }
   in.range = spec.range;
   in.chunk_id = spec.id;
   in.attempt = 1;
@@ -213,7 +220,7 @@ bool RunOne(const TaskDef& task, const std::vector<std::string>& args, std::stri
 Calibration Calibrate(const TaskDef& task, const std::vector<std::string>& args,
                       std::string_view data, const std::optional<IntRange>& range,
                       const std::vector<ChunkSpec>& plan, uint64_t total,
-                      const CalibrationLimits& limits) {
+                      const CalibrationLimits& limits, std::string_view header) {
   Calibration cal;
   auto start = std::chrono::steady_clock::now();
   auto elapsed = [&] {
@@ -221,7 +228,7 @@ Calibration Calibrate(const TaskDef& task, const std::vector<std::string>& args,
   };
   if (!plan.empty()) {  // the user's chunks, in order, while they are quick
     for (uint64_t i = 0; i < plan.size() && (i == 0 || elapsed() < limits.enough_seconds); ++i) {
-      if (!RunOne(task, args, data, plan[i], cal)) break;
+      if (!RunOne(task, args, data, header, plan[i], cal)) break;
     }
     return cal;
   }
@@ -238,7 +245,7 @@ Calibration Calibrate(const TaskDef& task, const std::vector<std::string>& args,
       spec.begin = cal.bytes;
       spec.end = SkipLines(data, spec.begin, spec.records);
     }
-    return RunOne(task, args, data, spec, cal);
+    return RunOne(task, args, data, header, spec, cal);
   };
   if (budget == 0 || !run(1) || cal.records >= budget) return cal;
   double first_wall = cal.wall_seconds[0], first_cpu = cal.cpu_seconds[0];
@@ -395,9 +402,8 @@ std::string CalibrationRuledOut(const JobConfig& config, uint64_t input_bytes) {
     return flags.front() + " asks for worker processes";
   }
   const ChunkingOptions& c = config.chunking;
-  if (config.header || c.kind != RecordKind::kLines || c.block_bytes > 0 ||
-      !config.state_dir.empty()) {
-    return "--header, --null, --record-size, --block and --state keep the job's own chunk plan";
+  if (c.kind != RecordKind::kLines || c.block_bytes > 0 || !config.state_dir.empty()) {
+    return "--null, --record-size, --block and --state keep the job's own chunk plan";
   }
   if (input_bytes > kMaxCalibratedInputBytes) {
     return "an input over 256 MiB is planned in bounded memory, not calibrated";
@@ -425,8 +431,48 @@ std::string AutoPlan::Summary(size_t total_chunks) const {
          " run while calibrating): " + choice.reason;
 }
 
-AutoPlan PlanAuto(const JobConfig& config, const TaskDef& task, std::string_view data,
-                  uint32_t cores, const ConsumedFn& consumed) {
+namespace {
+AutoPlan PlanAutoBody(const JobConfig& config, const TaskDef& task, std::string_view data,
+                      std::string_view header, uint32_t cores, const ConsumedFn& consumed);
+}  // namespace
+
+std::string_view HeaderLine(std::string_view input) {
+  const void* nl = std::memchr(input.data(), '\n', input.size());
+  return input.substr(
+      0, nl ? static_cast<size_t>(static_cast<const char*>(nl) - input.data()) + 1 : input.size());
+}
+
+AutoPlan PlanAuto(const JobConfig& config, const TaskDef& task, std::string_view all,
+                  uint32_t cores, const ConsumedFn& all_consumed) {
+  // --header: plan and calibrate the records after the header line, then shift offsets.
+  std::string_view header = config.header && !config.range ? HeaderLine(all) : "";
+  std::string_view data = all.substr(header.size());
+  ConsumedFn consumed;
+  if (all_consumed) consumed = [&](uint64_t upto) { all_consumed(header.size() + upto); };
+  AutoPlan plan = PlanAutoBody(config, task, data, header, cores, consumed);
+  if (!header.empty()) {
+    for (ChunkSpec& c : plan.chunks) {
+      c.begin += header.size();
+      c.end += header.size();
+    }
+    for (ChunkSpec& c : plan.calibration.chunks) {
+      c.begin += header.size();
+      c.end += header.size();
+    }
+    if (plan.status.ok() && plan.chunks.empty()) {
+      // Header-only input: one chunk with no records, so the task's output header appears.
+      ChunkSpec c;
+      c.begin = c.end = header.size();
+      plan.chunks.push_back(c);
+    }
+  }
+  return plan;
+}
+
+namespace {
+
+AutoPlan PlanAutoBody(const JobConfig& config, const TaskDef& task, std::string_view data,
+                      std::string_view header, uint32_t cores, const ConsumedFn& consumed) {
   AutoPlan plan;
   const auto& range = config.range;
   bool user_plan = config.chunking.chunks || config.chunking.chunk_size;
@@ -457,7 +503,7 @@ AutoPlan PlanAuto(const JobConfig& config, const TaskDef& task, std::string_view
   CalibrationLimits limits;
   limits.cores = std::max(cores, 1u);
   limits.max_waiting_workers = max_waiting;
-  plan.calibration = Calibrate(task, config.args, data, range, plan.chunks, total, limits);
+  plan.calibration = Calibrate(task, config.args, data, range, plan.chunks, total, limits, header);
   const Calibration& cal = plan.calibration;
   AutoInputs in = FitCostModel(cal, total, range ? 0 : data.size());
   if (warm_start) in.slot_start_seconds = *warm_start;
@@ -482,6 +528,8 @@ AutoPlan PlanAuto(const JobConfig& config, const TaskDef& task, std::string_view
   return plan;
 }
 
+}  // namespace
+
 Status ApplyCalibration(AutoPlan& plan, const PlannedJob& job, Scheduler& scheduler,
                         ResultSink& sink, Telemetry& telemetry) {
   Calibration& cal = plan.calibration;
@@ -495,6 +543,8 @@ Status ApplyCalibration(AutoPlan& plan, const PlannedJob& job, Scheduler& schedu
     span.end = span.start + cal.wall_seconds[i];
     span.cpu_seconds = cal.cpu_seconds[i];
     telemetry.RecordAttempt(std::move(span));
+    // --header: the first output's first line is the output's header.
+    if (Status s = sink.Vet(cal.outputs[i]); !s.ok()) return s;
     if (Status s =
             sink.Accept(cal.chunks[i].id, Blob(std::move(cal.outputs[i])), cal.cpu_seconds[i]);
         !s.ok()) {

@@ -123,11 +123,15 @@ struct CalibrationLimits {
 // the per-record cost shows (0.2 x total / the speedup the first record's CPU share allows:
 // cores, or max_waiting_workers for waiting work); then doubling sizes while the whole
 // calibration took under enough_seconds. Never more than the records fraction. Stops at
-// the first failed chunk (recorded in `error` and `failed`, not kept).
+// the first failed chunk (recorded in `error` and `failed`, not kept). `header` (--header)
+// is sent before each chunk's records, as the job does.
 Calibration Calibrate(const TaskDef& task, const std::vector<std::string>& args,
                       std::string_view data, const std::optional<IntRange>& range,
                       const std::vector<ChunkSpec>& plan, uint64_t total_records,
-                      const CalibrationLimits& limits = {});
+                      const CalibrationLimits& limits = {}, std::string_view header = {});
+
+// --header: the input's first line with its newline (all of it if it has none).
+std::string_view HeaderLine(std::string_view input);
 
 // The cost model fitted to the calibration (least squares over its chunks' sizes and
 // times; with fewer than two sizes everything is booked per record, and a per-record part
@@ -156,7 +160,7 @@ struct AutoPlan {
 };
 
 // Why auto mode must not calibrate and plan this job itself, or "" if it may: options that
-// ask for worker processes, options whose chunk plan is the job's own (--header, --null,
+// ask for worker processes, options whose chunk plan is the job's own (--null,
 // --record-size, --block, --state), or an input so big that planning it here would touch
 // every page at once (the job then plans it in bounded memory). Auto then runs
 // UncalibratedMode().
@@ -165,11 +169,13 @@ std::string CalibrationRuledOut(const JobConfig& config, uint64_t input_bytes);
 // The mode auto runs when CalibrationRuledOut(config, input_bytes) is not "": processes
 // for flags only workers honour, --state (its own resume plan) and inputs over 256 MiB
 // (planned in bounded memory, shipped to workers); threads, one per core or -j, for the
-// other reasons (--header, --null, --record-size, --block: the job's own chunk plan), as
+// other reasons (--null, --record-size, --block: the job's own chunk plan), as
 // a local job's chunks cost a thread less than a worker process.
 Mode UncalibratedMode(const JobConfig& config, uint64_t input_bytes);
 
 // Calibrates and plans the job. Call only when CalibrationRuledOut(config, ...) is "".
+// With --header, `data` is the whole input: the header line is sent before every chunk,
+// as PlanJob's plan does, and the chunks' offsets count it.
 // `consumed(n)` is told when the first n bytes of `data` need not stay in memory (planning
 // touches every page; the job releases them as it goes).
 AutoPlan PlanAuto(const JobConfig& config, const TaskDef& task, std::string_view data,

@@ -507,6 +507,7 @@ ExitCode RunJobUnguarded(const JobConfig& config) {
       resolved.mode = auto_plan->choice.mode;
       jobs = auto_plan->choice.workers;
       job.chunks = std::move(auto_plan->chunks);
+      if (config.header && !config.range) job.header = HeaderLine(in.view());
       auto_choice = auto_plan->Summary(job.chunks.size());
     } else {
       resolved.mode = UncalibratedMode(config, job.input.view().size());

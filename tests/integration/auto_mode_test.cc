@@ -68,6 +68,11 @@ TEST_F(AutoModeTest, OutputIsIdenticalToSerial) {
   SameAsSerial({"exec", "--", "tr", "0-9", "a-j"}, Numbers(20000));
   SameAsSerial({"sleep", "30"}, Numbers(12));
   SameAsSerial({"identity"}, "no newline at the end");
+  // --header: the header goes before every chunk, calibration chunks included, and once
+  // into the output.
+  SameAsSerial({"--header", "exec", "--", "sh", "-c", "sleep 0.01; cat"}, "h1,h2\n" + Numbers(500));
+  SameAsSerial({"--header", "identity"}, "h1,h2\n" + Numbers(5000));
+  SameAsSerial({"--header", "identity"}, "only a header\n");
   SameAsSerial({"identity"}, "");
 }
 
