@@ -176,6 +176,18 @@ uint64_t SkipLines(std::string_view data, uint64_t from, uint64_t records) {
   return at;
 }
 
+constexpr uint64_t kMinPlanChunks = 3;
+
+// Seconds this thread has waited on a run queue (/proc/thread-self/schedstat), or 0.
+double RunQueueSeconds() {
+  FILE* f = std::fopen("/proc/thread-self/schedstat", "r");
+  if (!f) return 0;
+  unsigned long long running = 0, waiting = 0;
+  int n = std::fscanf(f, "%llu %llu", &running, &waiting);
+  std::fclose(f);
+  return n == 2 ? static_cast<double>(waiting) * 1e-9 : 0;
+}
+
 // Runs `spec` to completion as attempt 1; false if it failed (then not kept).
 bool RunOne(const TaskDef& task, const std::vector<std::string>& args, std::string_view data,
             std::string_view header, const ChunkSpec& spec, Calibration& cal) {
@@ -193,7 +205,9 @@ bool RunOne(const TaskDef& task, const std::vector<std::string>& args, std::stri
   in.chunk_id = spec.id;
   in.attempt = 1;
   std::string out;
+  double queued = RunQueueSeconds();
   Measured m = MeasuredRun(task, in, args, out, std::stop_token());
+  queued = RunQueueSeconds() - queued;
   if (!m.status.ok()) {
     cal.error = m.status;
     cal.failed = spec;
@@ -207,6 +221,7 @@ bool RunOne(const TaskDef& task, const std::vector<std::string>& args, std::stri
   cal.outputs.push_back(std::move(out));
   cal.cpu_seconds.push_back(m.cpu_seconds);
   cal.wall_seconds.push_back(m.wall_seconds);
+  cal.queued_seconds.push_back(std::clamp(queued, 0.0, m.wall_seconds - m.cpu_seconds));
   cal.records += spec.records;
   cal.bytes += spec.bytes();
   cal.wall += m.wall_seconds;
@@ -226,8 +241,14 @@ Calibration Calibrate(const TaskDef& task, const std::vector<std::string>& args,
   auto elapsed = [&] {
     return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   };
-  if (!plan.empty()) {  // the user's chunks, in order, while they are quick
-    for (uint64_t i = 0; i < plan.size() && (i == 0 || elapsed() < limits.enough_seconds); ++i) {
+  if (!plan.empty()) {
+    // The user's chunks, in order: at least three (the first runs cold) while they are
+    // quick, until they took enough_seconds; a slow one ends it.
+    for (uint64_t i = 0; i < plan.size(); ++i) {
+      if (i > 0 && ((i >= kMinPlanChunks && elapsed() >= limits.enough_seconds) ||
+                    elapsed() >= limits.heavy_seconds)) {
+        break;
+      }
       if (!RunOne(task, args, data, header, plan[i], cal)) break;
     }
     return cal;
@@ -296,6 +317,12 @@ void FitCost(const std::vector<double>& x, const std::vector<double>& y, double&
   }
   double biggest = x.empty() ? 0 : *std::max_element(x.begin(), x.end());
   if (!FitLine(x, y, a, b)) {
+    // One size (the user's chunks): all per record, leaving out the first, cold chunk
+    // when others were measured.
+    if (x.size() > 1) {
+      sx -= x[0];
+      sy -= y[0];
+    }
     a = 0;
     b = sx > 0 ? sy / sx : 0;
   } else if (b * biggest < kNoiseFraction * a) {
@@ -318,7 +345,13 @@ AutoInputs FitCostModel(const Calibration& cal, uint64_t total_records, uint64_t
   std::vector<double> sizes;
   for (const ChunkSpec& c : cal.chunks) sizes.push_back(static_cast<double>(c.records));
   FitCost(sizes, cal.wall_seconds, in.chunk_seconds, in.record_seconds);
-  FitCost(sizes, cal.cpu_seconds, in.chunk_cpu_seconds, in.record_cpu_seconds);
+  // Time this thread spent ready but not running (a busy machine) is CPU the task
+  // wanted, not waiting that more workers could overlap.
+  std::vector<double> cpu = cal.cpu_seconds;
+  for (size_t i = 0; i < cpu.size() && i < cal.queued_seconds.size(); ++i) {
+    cpu[i] += cal.queued_seconds[i];
+  }
+  FitCost(sizes, cpu, in.chunk_cpu_seconds, in.record_cpu_seconds);
   // CPU beyond the wall time (a multi-threaded command) still occupies one worker's slot.
   in.chunk_cpu_seconds = std::min(in.chunk_cpu_seconds, in.chunk_seconds);
   in.record_cpu_seconds = std::min(in.record_cpu_seconds, in.record_seconds);

@@ -3,7 +3,8 @@
 //
 // The model: a chunk of n records costs a + b*n of wall time (a: what the chunk pays once,
 // such as a process start or an interpreter's imports; b: each record), of which
-// ac + bc*n is CPU time (the coordinator thread's own and its reaped children's). Calibrate()
+// ac + bc*n is CPU time (the coordinator thread's own, with the time it sat ready on a
+// busy machine's run queue, and its reaped children's). Calibrate()
 // runs the job's first chunks in the coordinator, one at a time and to completion: one
 // record, then a chunk big enough for the per-record cost to show over the start-up, then
 // doubling sizes while they stay quick; with the user's own plan (--chunks, --chunk-size),
@@ -91,6 +92,10 @@ struct Calibration {
   std::vector<ChunkSpec> chunks;     // planned and run; ids 0..k-1
   std::vector<std::string> outputs;  // their outputs
   std::vector<double> cpu_seconds, wall_seconds;
+  // Of each chunk's wall time, how long the coordinator's thread was ready to run but
+  // queued for a CPU (/proc/thread-self/schedstat): a busy machine, not waiting. An `exec`
+  // child's own queueing is not seen (it counts as waiting).
+  std::vector<double> queued_seconds;
   std::vector<std::chrono::steady_clock::time_point> started;
   uint64_t records = 0;  // records covered by `chunks`
   uint64_t bytes = 0;    // input bytes covered
@@ -117,7 +122,8 @@ struct CalibrationLimits {
 };
 
 // Runs chunks serially in this thread, each to completion. With the user's `plan` (when
-// --chunks or --chunk-size fixed it): its chunks in order until they took enough_seconds.
+// --chunks or --chunk-size fixed it): its chunks in order, at least three, until they took
+// enough_seconds, or only the first when it alone took heavy_seconds.
 // Otherwise prefix chunks of `data` (or of `range`; `total_records` in all): one record;
 // then (unless it was a heavy waiting record, see CalibrationLimits) one big enough that
 // the per-record cost shows (0.2 x total / the speedup the first record's CPU share allows:
@@ -134,7 +140,8 @@ Calibration Calibrate(const TaskDef& task, const std::vector<std::string>& args,
 std::string_view HeaderLine(std::string_view input);
 
 // The cost model fitted to the calibration (least squares over its chunks' sizes and
-// times; with fewer than two sizes everything is booked per record, and a per-record part
+// times; with fewer than two sizes everything is booked per record, the first chunk left
+// out when there are others, and a per-record part
 // under a fifth of the start-up in the biggest chunk is noise, booked per chunk), for the records
 // left: `total_records` and `total_bytes` are the whole job's.
 AutoInputs FitCostModel(const Calibration& cal, uint64_t total_records, uint64_t total_bytes);

@@ -281,6 +281,7 @@ TEST(FitCostModelTest, TwoSizesSplitStartUpFromRecords) {
   // 100 ms to start, 1 ms a record.
   AutoInputs in = FitCostModel(Measured({{1, 0.101}, {100, 0.2}}, 0.5), 1000, 0);
   EXPECT_EQ(in.records, 899u);
+  EXPECT_EQ(in.bytes, 0u);
   EXPECT_NEAR(in.chunk_seconds, 0.1, 1e-6);
   EXPECT_NEAR(in.record_seconds, 0.001, 1e-6);
   EXPECT_NEAR(in.chunk_cpu_seconds, 0.05, 1e-6);
@@ -294,8 +295,17 @@ TEST(FitCostModelTest, PerRecordCostWithinStartUpNoiseIsBookedPerChunk) {
   EXPECT_NEAR(in.chunk_seconds, 0.2525, 1e-6);
 }
 
-TEST(FitCostModelTest, OneSizeIsAllPerRecord) {
-  AutoInputs in = FitCostModel(Measured({{4, 0.4}, {4, 0.4}}, 0.0), 16, 0);
+TEST(FitCostModelTest, TimeQueuedForACpuCountsAsCpuNotWaiting) {
+  // A loaded machine: 10% of the wall time running, 90% ready but queued.
+  Calibration cal = Measured({{1, 0.001}, {100, 0.1}}, 0.1);
+  for (double wall : cal.wall_seconds) cal.queued_seconds.push_back(0.9 * wall);
+  AutoInputs in = FitCostModel(cal, 1000, 0);
+  EXPECT_NEAR(in.record_cpu_seconds, in.record_seconds, 1e-9);
+  EXPECT_EQ(ChooseMode(in).workers, 1u);  // CPU work on one core: serial (cores = 1)
+}
+
+TEST(FitCostModelTest, OneSizeIsAllPerRecordWithoutTheColdFirstChunk) {
+  AutoInputs in = FitCostModel(Measured({{4, 2.0}, {4, 0.4}, {4, 0.4}}, 0.0), 16, 0);
   EXPECT_EQ(in.chunk_seconds, 0);
   EXPECT_NEAR(in.record_seconds, 0.1, 1e-9);
   EXPECT_EQ(in.record_cpu_seconds, 0);
