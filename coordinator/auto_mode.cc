@@ -4,9 +4,12 @@
 
 #include <algorithm>
 #include <cmath>
+#include <condition_variable>
 #include <cstdio>
 #include <cstring>
+#include <mutex>
 #include <stop_token>
+#include <thread>
 #include <vector>
 
 #include "common/measured_run.h"
@@ -178,6 +181,53 @@ uint64_t SkipLines(std::string_view data, uint64_t from, uint64_t records) {
 
 constexpr uint64_t kMinPlanChunks = 3;
 
+// One thread for the whole calibration: while armed, it cancels the armed stop source
+// once the deadline passes. Arm/Disarm take a lock and wake the thread only when it is
+// idle: a timed wait that finds a later deadline simply waits again, so quick chunks
+// cost no context switch each.
+class Watchdog {
+ public:
+  Watchdog()
+      : thread_([this](std::stop_token own) {
+          std::unique_lock lock(mu_);
+          while (!own.stop_requested()) {
+            if (!armed_) {
+              idle_ = true;
+              cv_.wait(lock, own, [&] { return armed_.has_value(); });
+              idle_ = false;
+              continue;
+            }
+            // A copy: the wait reads its deadline with our mutex released.
+            auto until = deadline_;
+            cv_.wait_until(lock, own, until, [] { return false; });
+            if (armed_ && std::chrono::steady_clock::now() >= deadline_) {
+              armed_->request_stop();
+              armed_.reset();
+            }
+          }
+        }) {}
+  void Arm(std::stop_source source, double seconds) {
+    std::lock_guard lock(mu_);
+    armed_ = std::move(source);
+    deadline_ = std::chrono::steady_clock::now() +
+                std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+                    std::chrono::duration<double>(seconds));
+    if (idle_) cv_.notify_all();
+  }
+  void Disarm() {
+    std::lock_guard lock(mu_);
+    armed_.reset();
+  }
+
+ private:
+  std::mutex mu_;
+  std::condition_variable_any cv_;
+  std::optional<std::stop_source> armed_;
+  std::chrono::steady_clock::time_point deadline_;
+  bool idle_ = false;
+  std::jthread thread_;  // last: stopped and joined first
+};
+
 // Seconds this thread has waited on a run queue (/proc/thread-self/schedstat), or 0.
 double RunQueueSeconds() {
   FILE* f = std::fopen("/proc/thread-self/schedstat", "r");
@@ -190,7 +240,8 @@ double RunQueueSeconds() {
 
 // Runs `spec` to completion as attempt 1; false if it failed (then not kept).
 bool RunOne(const TaskDef& task, const std::vector<std::string>& args, std::string_view data,
-            std::string_view header, const ChunkSpec& spec, Calibration& cal) {
+            std::string_view header, const ChunkSpec& spec, double stop_seconds, Watchdog& dog,
+            Calibration& cal) {
   cal.started.push_back(std::chrono::steady_clock::now());
   ChunkInput in;
   in.data = spec.range ? std::string_view() : data.substr(spec.begin, spec.bytes());
@@ -206,8 +257,16 @@ bool RunOne(const TaskDef& task, const std::vector<std::string>& args, std::stri
   in.attempt = 1;
   std::string out;
   double queued = RunQueueSeconds();
-  Measured m = MeasuredRun(task, in, args, out, std::stop_token());
+  std::stop_source stop;
+  dog.Arm(stop, stop_seconds);
+  Measured m = MeasuredRun(task, in, args, out, stop.get_token());
+  dog.Disarm();
   queued = RunQueueSeconds() - queued;
+  if (stop.stop_requested()) {
+    m.status = Status::Error("stopped by auto mode's calibration after " + Seconds(m.wall_seconds) +
+                             " (run again as the next attempt)");
+    cal.stopped = true;
+  }
   if (!m.status.ok()) {
     cal.error = m.status;
     cal.failed = spec;
@@ -237,6 +296,7 @@ Calibration Calibrate(const TaskDef& task, const std::vector<std::string>& args,
                       const std::vector<ChunkSpec>& plan, uint64_t total,
                       const CalibrationLimits& limits, std::string_view header) {
   Calibration cal;
+  Watchdog dog;
   auto start = std::chrono::steady_clock::now();
   auto elapsed = [&] {
     return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
@@ -249,7 +309,7 @@ Calibration Calibrate(const TaskDef& task, const std::vector<std::string>& args,
                     elapsed() >= limits.heavy_seconds)) {
         break;
       }
-      if (!RunOne(task, args, data, header, plan[i], cal)) break;
+      if (!RunOne(task, args, data, header, plan[i], limits.stop_seconds, dog, cal)) break;
     }
     return cal;
   }
@@ -266,7 +326,7 @@ Calibration Calibrate(const TaskDef& task, const std::vector<std::string>& args,
       spec.begin = cal.bytes;
       spec.end = SkipLines(data, spec.begin, spec.records);
     }
-    return RunOne(task, args, data, header, spec, cal);
+    return RunOne(task, args, data, header, spec, limits.stop_seconds, dog, cal);
   };
   if (budget == 0 || !run(1) || cal.records >= budget) return cal;
   double first_wall = cal.wall_seconds[0], first_cpu = cal.cpu_seconds[0];
@@ -355,7 +415,16 @@ AutoInputs FitCostModel(const Calibration& cal, uint64_t total_records, uint64_t
   // CPU beyond the wall time (a multi-threaded command) still occupies one worker's slot.
   in.chunk_cpu_seconds = std::min(in.chunk_cpu_seconds, in.chunk_seconds);
   in.record_cpu_seconds = std::min(in.record_cpu_seconds, in.record_seconds);
-  if (cal.chunks.empty()) {  // unknown (a failure): assume work worth spreading
+  if (cal.stopped && cal.failed && cal.failed->records > 0) {
+    // A chunk stopped at the deadline: its records take at least that long.
+    double records = static_cast<double>(cal.failed->records);
+    if (in.chunk_seconds + in.record_seconds * records < cal.failed_wall) {
+      double share = cal.failed_wall > 0 ? std::min(cal.failed_cpu / cal.failed_wall, 1.0) : 1;
+      in.record_seconds = cal.failed_wall / records;
+      in.record_cpu_seconds = in.record_seconds * share;
+      in.chunk_seconds = in.chunk_cpu_seconds = 0;
+    }
+  } else if (cal.chunks.empty()) {  // unknown (a failure): assume work worth spreading
     in.record_seconds = in.record_cpu_seconds = 1e-3;
   }
   // Unknown (nothing kept): assume the output is as big as the input.
@@ -553,8 +622,10 @@ AutoPlan PlanAutoBody(const JobConfig& config, const TaskDef& task, std::string_
   plan.choice.reason = "calibrated " + std::to_string(cal.chunks.size()) + " chunks" +
                        (sizes.empty() ? "" : " (" + sizes + " records)") +
                        " to completion: " + plan.choice.reason;
-  if (cal.error)
-    plan.choice.reason += " (a calibration chunk failed: " + cal.error->message() + ")";
+  if (cal.error) {
+    plan.choice.reason += std::string(" (a calibration chunk ") +
+                          (cal.stopped ? "was " : "failed: ") + cal.error->message() + ")";
+  }
   if (!user_plan) {
     plan.chunks = PlanRest(cal, data, range, plan.choice.chunks);
   }
@@ -597,6 +668,10 @@ Status ApplyCalibration(AutoPlan& plan, const PlannedJob& job, Scheduler& schedu
       span.end = span.start + cal.failed_wall;
       span.cpu_seconds = cal.failed_cpu;
       telemetry.RecordAttempt(std::move(span));
+      if (cal.stopped) {
+        scheduler.ReleaseAttempt(id, a->attempt);  // the coordinator's doing: free
+        return Status::Ok();
+      }
       ResultOutcome outcome =
           scheduler.OnResult(0, id, a->attempt, false, cal.error->message(), now);
       if (outcome.verdict == Verdict::kRetrying) {

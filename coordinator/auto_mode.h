@@ -105,6 +105,7 @@ struct Calibration {
   // A calibration chunk failed: its error, the chunk (not in `chunks`; its attempt 1 is
   // settled as a failure by ApplyCalibration) and what that attempt measured.
   std::optional<Status> error;
+  bool stopped = false;  // the failure was CalibrationLimits::stop_seconds, not the task's
   std::optional<ChunkSpec> failed;
   std::chrono::steady_clock::time_point failed_started;
   double failed_wall = 0, failed_cpu = 0;
@@ -117,6 +118,10 @@ struct CalibrationLimits {
   // max_waiting_workers: a record per chunk on a worker each is best whatever the split
   // between start-up and per-record cost, so nothing more is calibrated.
   double heavy_seconds = 0.05;
+  // A calibration chunk running this long is stopped (an `exec` child is killed): chunks
+  // may need each other running at once, and a heavy chunk should not run alone for long.
+  // Its attempt 1 ends free of charge; the chosen mode runs attempt 2.
+  double stop_seconds = 3;
   uint32_t cores = 1;
   uint32_t max_waiting_workers = 64;
 };
@@ -192,7 +197,8 @@ AutoPlan PlanAuto(const JobConfig& config, const TaskDef& task, std::string_view
 // attempt 1 each (Scheduler::MarkRun), so the chosen mode runs only the rest (the outputs
 // are moved out); records each as an attempt of worker 0 (the coordinator's thread, as
 // serial mode's only worker is) for --joblog, --trace, --stats-json and progress. A failed
-// calibration chunk is settled as a failed attempt 1 of worker 0 (--retries decides).
+// calibration chunk is settled as a failed attempt 1 of worker 0 (--retries decides); a
+// stopped one as a free attempt 1 (Scheduler::ReleaseAttempt), logged as failed.
 // Returns a write error, if any.
 Status ApplyCalibration(AutoPlan& plan, const PlannedJob& job, Scheduler& scheduler,
                         ResultSink& sink, Telemetry& telemetry);

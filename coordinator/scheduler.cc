@@ -47,6 +47,11 @@ void Scheduler::MarkRun(uint64_t chunk) {
   ++counters_.attempts;
 }
 
+void Scheduler::ReleaseAttempt(uint64_t chunk, uint32_t attempt) {
+  if (chunk >= chunks_.size() || !FindLive(chunk, attempt)) return;
+  FailAttempt(chunk, attempt, "", Charge::kNone);
+}
+
 uint32_t Scheduler::live_attempts(WorkerIndex worker) const {
   auto it = workers_.find(worker);
   return it == workers_.end() ? 0 : static_cast<uint32_t>(it->second.live.size());

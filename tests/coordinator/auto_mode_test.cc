@@ -254,6 +254,38 @@ TEST(CalibrateTest, UserPlanRunsItsChunksInOrderWhileTheyAreQuick) {
   EXPECT_GE(cal.wall_seconds[0], 0.06);
 }
 
+TEST(CalibrateTest, ChunkPastTheStopDeadlineIsStoppedAndBooked) {
+  std::string data = Lines(10);
+  CalibrationLimits limits;
+  limits.stop_seconds = 0.05;
+  Calibration cal = Calibrate(Task("sleep"), {"10000"}, data, std::nullopt, {}, 10, limits);
+  EXPECT_TRUE(cal.chunks.empty());
+  EXPECT_TRUE(cal.stopped);
+  ASSERT_TRUE(cal.failed);
+  EXPECT_EQ(cal.failed->records, 1u);
+  EXPECT_GE(cal.failed_wall, 0.05);
+  EXPECT_LT(cal.failed_wall, 5.0);  // stopped, not slept through
+  AutoInputs in = FitCostModel(cal, 10, data.size());
+  EXPECT_GE(in.record_seconds, 0.05);  // a lower bound
+  EXPECT_EQ(ChooseMode(in).mode, Mode::kThreads);
+}
+
+TEST(SchedulerReleaseAttemptTest, StoppedAttemptIsFreeAndTheNextHasTheNextNumber) {
+  SchedulerOptions options;
+  options.retries = 0;
+  Scheduler scheduler(2, options);
+  scheduler.AddWorker(0, 1, 1);
+  auto a = scheduler.Next(0, TimePoint{});
+  ASSERT_TRUE(a);
+  scheduler.ReleaseAttempt(a->chunk, a->attempt);
+  EXPECT_EQ(scheduler.counters().retries, 0u);
+  EXPECT_TRUE(scheduler.failed_chunks().empty());
+  auto b = scheduler.Next(0, TimePoint{});
+  ASSERT_TRUE(b);
+  EXPECT_EQ(b->chunk, a->chunk);
+  EXPECT_EQ(b->attempt, 2u);
+}
+
 TEST(CalibrateTest, FailedChunkEndsTheCalibrationUnkept) {
   std::string data = Lines(100);
   Calibration cal = Calibrate(Task("exec"), {"false"}, data, std::nullopt, {}, 100);
