@@ -335,11 +335,11 @@ Calibration Calibrate(const TaskDef& task, const std::vector<std::string>& args,
       total - cal.records <= limits.max_waiting_workers) {
     return cal;
   }
-  // Big enough that b shows over a's noise, small enough to cost a fifth of what the
+  // Big enough that b shows over a's noise, small enough to cost a tenth of what the
   // fastest plan could take (a speedup of the cores, or of the waiting workers).
   double speedup = waits ? std::max(limits.max_waiting_workers, limits.cores) : limits.cores;
   uint64_t size =
-      std::max<uint64_t>(2, static_cast<uint64_t>(0.2 * total / std::max(speedup, 1.0)));
+      std::max<uint64_t>(2, static_cast<uint64_t>(0.1 * total / std::max(speedup, 1.0)));
   if (!run(size)) return cal;
   for (size *= 2; cal.records < budget && elapsed() < limits.enough_seconds; size *= 2) {
     if (!run(size)) break;

@@ -131,7 +131,7 @@ struct CalibrationLimits {
 // enough_seconds, or only the first when it alone took heavy_seconds.
 // Otherwise prefix chunks of `data` (or of `range`; `total_records` in all): one record;
 // then (unless it was a heavy waiting record, see CalibrationLimits) one big enough that
-// the per-record cost shows (0.2 x total / the speedup the first record's CPU share allows:
+// the per-record cost shows (0.1 x total / the speedup the first record's CPU share allows:
 // cores, or max_waiting_workers for waiting work); then doubling sizes while the whole
 // calibration took under enough_seconds. Never more than the records fraction. Stops at
 // the first failed chunk (recorded in `error` and `failed`, not kept). `header` (--header)
