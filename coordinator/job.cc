@@ -187,8 +187,9 @@ void PrintChunkFailure(const PlannedJob& job, const Scheduler& scheduler, const 
   }
 }
 
+// `predicted`: auto mode's predicted wall time, or 0.
 void PrintSummary(const JobConfig& config, const PlannedJob& job, const Scheduler& scheduler,
-                  const RunStats& stats, double wall) {
+                  const RunStats& stats, double wall, double predicted) {
   if (config.quiet) return;
   std::string mode(ModeName(job.config.mode));
   if (config.mode == Mode::kAuto) mode = "auto:" + mode;
@@ -207,7 +208,9 @@ void PrintSummary(const JobConfig& config, const PlannedJob& job, const Schedule
                      " workers_left=" + std::to_string(c.workers_left) +
                      " respawns=" + std::to_string(stats.respawns) +
                      " speculated=" + std::to_string(c.speculative) +
-                     " late_dropped=" + std::to_string(c.late_duplicates) + "\n";
+                     " late_dropped=" + std::to_string(c.late_duplicates);
+  if (predicted > 0) line += " predicted_wall=" + seconds(predicted);
+  line += "\n";
   std::fputs(line.c_str(), stderr);
 }
 
@@ -351,10 +354,12 @@ Status CheckMessageLimit(const PlannedJob& job) {
 }
 
 // --dry-run: the plan on stdout, one line per chunk.
-void PrintPlan(const PlannedJob& job, uint32_t jobs) {
+// `note`: auto mode's word on which parts of the plan are decided at run time, or "".
+void PrintPlan(const PlannedJob& job, uint32_t jobs, const std::string& note) {
   std::printf("fanout: dry run: %zu chunks, task '%s', mode %s, %u workers; nothing was run\n",
               job.chunks.size(), job.config.task.c_str(),
               std::string(ModeName(job.config.mode)).c_str(), jobs);
+  if (!note.empty()) std::printf("fanout: dry run: %s\n", note.c_str());
   for (const ChunkSpec& c : job.chunks) {
     if (c.counted) {
       std::printf("%s: %lu records, %lu bytes\n", job.Describe(c.id).c_str(),
@@ -503,10 +508,12 @@ ExitCode RunJobUnguarded(const JobConfig& config) {
       resolved.mode = auto_plan->choice.mode;
       jobs = auto_plan->choice.workers;
       job.chunks = std::move(auto_plan->chunks);
+      if (config.header && !config.range) job.header = HeaderLine(in.view());
       auto_choice = auto_plan->Summary(job.chunks.size());
     } else {
-      resolved.mode = Mode::kProcesses;
-      auto_choice = "processes, " + std::to_string(jobs) + " workers: " + ruled_out;
+      resolved.mode = UncalibratedMode(config, job.input.view().size());
+      auto_choice = std::string(ModeName(resolved.mode)) + ", " + std::to_string(jobs) +
+                    " workers: " + ruled_out;
     }
     spdlog::info("auto: {}", auto_choice);
   }
@@ -521,7 +528,25 @@ ExitCode RunJobUnguarded(const JobConfig& config) {
     return ExitCode::kUsage;
   }
   if (config.dry_run) {
-    PrintPlan(job, jobs);
+    std::string note;
+    if (config.mode == Mode::kAuto) {
+      std::string ruled_out = CalibrationRuledOut(config, job.input.view().size());
+      if (!ruled_out.empty()) {
+        resolved.mode = UncalibratedMode(config, job.input.view().size());
+        note = "auto will run " + std::string(ModeName(resolved.mode)) +
+               " with this plan: " + ruled_out;
+      } else {
+        note = std::string(
+                   "auto decides at run time, from the first chunks run to completion "
+                   "(their start-up and per-record cost, and CPU share): serial or "
+                   "threads, the worker count") +
+               (config.jobs_given ? " (-j caps it)" : "") +
+               (config.chunking.chunks || config.chunking.chunk_size
+                    ? "; the chunks above are the user's and are kept"
+                    : " and the chunk count; the chunks above are the default plan, not auto's");
+      }
+    }
+    PrintPlan(job, jobs, note);
     return ExitCode::kOk;  // files are discarded by their destructors
   }
   spdlog::debug("planned {} chunks for task '{}' in mode {}", job.chunks.size(), config.task,
@@ -546,6 +571,11 @@ ExitCode RunJobUnguarded(const JobConfig& config) {
   ModeResult result;
   if (Status s = sink.FeedStored(); !s.ok()) result = ModeResult::Failed(s.message());
   if (auto_plan && result.kind == ModeResult::Kind::kCompleted) {
+    // The calibration's attempts are worker 0's (the coordinator's thread; serial mode's
+    // worker, or thread-0, takes the name over when the chosen mode runs).
+    stats.telemetry.StartedEarlier(std::chrono::duration<double>(Clock::now() - start).count());
+    stats.telemetry.SetWorker(0, {"calibration", "local"});
+    stats.workers = 1;
     Status s = ApplyCalibration(*auto_plan, job, scheduler, sink, stats.telemetry);
     if (s.ok()) s = sink.Flush();
     if (!s.ok()) result = ModeResult::Failed(s.message());
@@ -576,7 +606,9 @@ ExitCode RunJobUnguarded(const JobConfig& config) {
   code = SettleOutput(job, assembler, *files.output, code);
   if (code == ExitCode::kOk && files.output->reader_closed()) code = ExitCode::kBrokenPipe;
   SettleState(state.get(), config, code);
-  if (code != ExitCode::kBrokenPipe) PrintSummary(config, job, scheduler, stats, wall);
+  if (code != ExitCode::kBrokenPipe)
+    PrintSummary(config, job, scheduler, stats, wall,
+                 auto_plan ? auto_plan->PredictedSeconds() : 0);
   JobTotals totals = Totals(job, scheduler, stats, wall, code, jobs);
   totals.auto_choice = auto_choice;
   if (auto_plan) totals.auto_calibration_chunks = auto_plan->calibration.chunks.size();

@@ -39,6 +39,19 @@ void Scheduler::MarkDone(uint64_t chunk) {
   while (low_water_ < chunks_.size() && chunks_[low_water_].state == State::kDone) ++low_water_;
 }
 
+void Scheduler::MarkRun(uint64_t chunk) {
+  if (chunk >= chunks_.size() || chunks_[chunk].state != State::kQueued) return;
+  if (chunks_[chunk].attempts_issued != 0) return;
+  MarkDone(chunk);
+  chunks_[chunk].attempts_issued = 1;
+  ++counters_.attempts;
+}
+
+void Scheduler::ReleaseAttempt(uint64_t chunk, uint32_t attempt) {
+  if (chunk >= chunks_.size() || !FindLive(chunk, attempt)) return;
+  FailAttempt(chunk, attempt, "", Charge::kNone);
+}
+
 uint32_t Scheduler::live_attempts(WorkerIndex worker) const {
   auto it = workers_.find(worker);
   return it == workers_.end() ? 0 : static_cast<uint32_t>(it->second.live.size());

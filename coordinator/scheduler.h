@@ -126,10 +126,17 @@ class Scheduler {
     return it != workers_.end() && it->second.draining;
   }
 
-  // `chunk` was finished elsewhere: by an earlier run (--resume) or by auto mode's
-  // calibration in the coordinator. It counts as done and is never issued. Ignored unless
-  // it is queued and was never issued.
+  // `chunk` was finished elsewhere, by an earlier run (--resume). It counts as done and is
+  // never issued. Ignored unless it is queued and was never issued.
   void MarkDone(uint64_t chunk);
+  // `chunk` was run to completion by auto mode's calibration, as its attempt 1, before any
+  // worker existed: done, never issued again, and counted in counters().attempts. Ignored
+  // unless it is queued and was never issued.
+  void MarkRun(uint64_t chunk);
+  // The coordinator stopped live `attempt` of `chunk` itself (auto mode's calibration
+  // deadline): neither the task's failure nor a lost worker. The chunk is re-queued at no
+  // cost; its next attempt has the next number.
+  void ReleaseAttempt(uint64_t chunk, uint32_t attempt);
 
   // The next attempt for `worker`, or nothing (no capacity, nothing runnable, window).
   std::optional<Assignment> Next(WorkerIndex worker, TimePoint now);

@@ -91,15 +91,10 @@ uint64_t Telemetry::ok_bytes_out() const {
   return ok_bytes_out_;
 }
 
-void Telemetry::RecordCalibration(const AttemptSpan& span) {
-  chunks_done.fetch_add(1);
-  bytes_done.fetch_add(span.bytes_in);
-  records_done.fetch_add(span.records);
-  std::lock_guard lock(mu_);
-  if (!joblog_) return;
-  char host[256] = {};
-  gethostname(host, sizeof host - 1);
-  joblog_->Write(span, WorkerInfo{"coordinator", host, 1}, epoch_start_);
+void Telemetry::StartedEarlier(double seconds) {
+  start_ -= std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+      std::chrono::duration<double>(seconds));
+  epoch_start_ -= seconds;
 }
 
 std::vector<AttemptSpan> Telemetry::spans() const {

@@ -83,10 +83,9 @@ class Telemetry {
   void SetJobLog(JobLog* log) { joblog_ = log; }
   // Keeps every attempt's span for TraceJson (off by default). Set before any attempt ends.
   void KeepSpans(bool keep) { keep_spans_ = keep; }
-  // An attempt auto mode's calibration ran in the coordinator before any worker existed:
-  // counted for progress and written to the job log (worker "coordinator"), but not a span
-  // of any worker's row.
-  void RecordCalibration(const AttemptSpan& span);
+  // The job's clock started `seconds` before this object did (auto mode calibrated
+  // first): moves the time base back. Call before any attempt is recorded.
+  void StartedEarlier(double seconds);
 
   // Live counters for the progress line.
   std::atomic<uint64_t> chunks_done{0};

@@ -14,6 +14,7 @@ AutoInputs CpuWork(uint64_t records, double record_seconds) {
   AutoInputs in;
   in.records = records;
   in.record_seconds = record_seconds;
+  in.record_cpu_seconds = record_seconds;
   in.cores = 2;
   return in;
 }
@@ -40,7 +41,7 @@ TEST(WarmAutoModeTest, StartUpPerSlotDoesNotStopLongWork) {
 TEST(WarmAutoModeTest, RoundTripPerChunkMeansFewerChunks) {
   AutoInputs in = CpuWork(1000, 1e-4);  // 0.1 s of work
   AutoChoice cheap = ChooseMode(in);
-  in.warm_chunk_seconds = 0.001;  // a 1 ms round trip: 2% of the work affords 2 chunks
+  in.chunk_seconds = 0.001;  // a 1 ms round trip per chunk
   AutoChoice dear = ChooseMode(in);
   EXPECT_LT(dear.chunks, cheap.chunks);
   EXPECT_GE(dear.chunks, dear.workers);

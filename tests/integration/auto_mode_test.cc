@@ -2,7 +2,11 @@
 // produce exactly what serial mode produces; the choice shows in -v and --stats-json.
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <cstdio>
+#include <map>
 #include <nlohmann/json.hpp>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -64,6 +68,11 @@ TEST_F(AutoModeTest, OutputIsIdenticalToSerial) {
   SameAsSerial({"exec", "--", "tr", "0-9", "a-j"}, Numbers(20000));
   SameAsSerial({"sleep", "30"}, Numbers(12));
   SameAsSerial({"identity"}, "no newline at the end");
+  // --header: the header goes before every chunk, calibration chunks included, and once
+  // into the output.
+  SameAsSerial({"--header", "exec", "--", "sh", "-c", "sleep 0.01; cat"}, "h1,h2\n" + Numbers(500));
+  SameAsSerial({"--header", "identity"}, "h1,h2\n" + Numbers(5000));
+  SameAsSerial({"--header", "identity"}, "only a header\n");
   SameAsSerial({"identity"}, "");
 }
 
@@ -78,17 +87,19 @@ TEST_F(AutoModeTest, PicksSerialForTheRangeProduct) {
 }
 
 TEST_F(AutoModeTest, PicksParallelThreadsForSleeps) {
-  // 12 records of 300 ms: a thread each finishes in ~0.3 s, serial would need 3.6 s.
+  // 12 records of 300 ms: the calibration runs one; a thread each for the other 11
+  // finishes in ~0.3 s more, serial would need 3.3 s.
   Json a = AutoStats({"sleep", "300"}, Numbers(12));
   std::string choice = a["choice"].get<std::string>();
-  EXPECT_EQ(choice.rfind("threads, 12 workers", 0), 0u) << choice;
+  EXPECT_EQ(choice.rfind("threads, 11 workers", 0), 0u) << choice;
   EXPECT_NE(choice.find("mostly waiting"), std::string::npos) << choice;
 }
 
 TEST_F(AutoModeTest, PicksParallelForCpuWork) {
-  // ~40 ms of CPU per record in awk: worth the cores, not more threads than cores.
+  // Tens of ms of CPU per record in awk: worth the cores, not more threads than cores.
+  // (The loop is per record: in a BEGIN block it would be start-up, paid once a chunk.)
   Json a =
-      AutoStats({"-j", "2", "exec", "--", "awk", "BEGIN{for(i=0;i<1500000;i++)s+=i} {print $1+s}"},
+      AutoStats({"-j", "2", "exec", "--", "awk", "{s=0; for(i=0;i<400000;i++)s+=i; print $1+s}"},
                 Numbers(16));
   std::string choice = a["choice"].get<std::string>();
   EXPECT_EQ(choice.rfind("threads, 2 workers", 0), 0u) << choice;
@@ -114,6 +125,135 @@ TEST_F(AutoModeTest, FailingTaskStillFailsClearly) {
   RunResult r = Fanout("auto", {"--retries", "0", "exec", "--", "false"}, Numbers(10));
   EXPECT_EQ(r.exit_code, 1);
   EXPECT_NE(r.err.find("exited with status 1"), std::string::npos) << r.err;
+}
+
+TEST_F(AutoModeTest, CalibrationChunksAreRealAttemptsInStatsAndTrace) {
+  // Quick chunks: the calibration runs all 20; they must still be counted and traced.
+  std::string input;
+  for (int i = 1; i <= 1000; ++i) input += std::to_string(i) + "\n";
+  RunResult r = Fanout("auto",
+                       {"-j", "2", "--chunks", "20", "--stats-json", dir_.File("s.json"), "--trace",
+                        dir_.File("t.json"), "--joblog", dir_.File("log"), "identity"},
+                       input);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.out, input);
+  Json stats = Json::parse(ReadFile(dir_.File("s.json")));
+  EXPECT_EQ(stats["attempts"].get<uint64_t>(), 20u) << stats.dump();
+  EXPECT_EQ(stats["bytes_in"].get<uint64_t>(), 3893u) << stats.dump();
+  ASSERT_FALSE(stats["per_worker"].empty()) << stats.dump();
+  uint64_t chunks = 0;
+  for (const Json& w : stats["per_worker"]) chunks += w["chunks"].get<uint64_t>();
+  EXPECT_EQ(chunks, 20u);
+  std::string workers = "workers=" + std::to_string(stats["workers"].get<uint64_t>()) + " ";
+  EXPECT_NE(r.err.find(workers), std::string::npos) << r.err << stats.dump();
+  Json trace = Json::parse(ReadFile(dir_.File("t.json")));
+  const Json& events = trace.is_object() ? trace["traceEvents"] : trace;
+  int attempts = 0;
+  for (const Json& e : events) attempts += e.value("ph", "") == "X";
+  EXPECT_EQ(attempts, 20);
+  std::string log = ReadFile(dir_.File("log"));
+  EXPECT_EQ(std::count(log.begin(), log.end(), '\n'), 21) << log;  // a header and 20 attempts
+}
+
+// Runs `script` (sh) per chunk in auto mode over `lines` lines; the script appends
+// "$FANOUT_CHUNK $FANOUT_ATTEMPT" to a file. Returns {chunk id: times run}; every attempt
+// must be attempt 1 and the output identical to the input.
+std::map<int, int> RunsPerChunk(TempDir& dir, const std::string& script, int lines,
+                                uint64_t& chunks) {
+  std::string input;
+  for (int i = 1; i <= lines; ++i) input += std::to_string(i) + "\n";
+  std::string counter = dir.File("counter");
+  std::remove(counter.c_str());
+  RunResult r = fanout::testing::Run(
+      {FanoutBin(), "run", "--stats-json", dir.File("s.json"), "exec", "--", "sh", "-c",
+       "echo \"$FANOUT_CHUNK $FANOUT_ATTEMPT\" >> " + counter + "; " + script},
+      {.stdin_data = input, .timeout = std::chrono::milliseconds(30000), .env = {}});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.out, input);
+  chunks = Json::parse(ReadFile(dir.File("s.json")))["chunks"].get<uint64_t>();
+  std::map<int, int> runs;
+  std::istringstream in(ReadFile(counter));
+  int chunk = 0, attempt = 0;
+  while (in >> chunk >> attempt) {
+    EXPECT_EQ(attempt, 1) << "chunk " << chunk;
+    ++runs[chunk];
+  }
+  return runs;
+}
+
+TEST_F(AutoModeTest, EachChunkRunsExactlyOnceWhenNothingFails) {
+  // Quick commands (many calibration sizes), a start-up-bound one (two sizes, then the
+  // rest), and heavy waiting records (one calibration record, then a thread each).
+  for (auto [script, lines] : std::vector<std::pair<std::string, int>>{
+           {"cat", 3000},
+           {"sleep 0.03; cat", 400},
+           {"while read x; do sleep 0.06; echo $x; done", 12}}) {
+    SCOPED_TRACE(script);
+    uint64_t chunks = 0;
+    std::map<int, int> runs = RunsPerChunk(dir_, script, lines, chunks);
+    ASSERT_EQ(runs.size(), chunks);
+    for (auto [chunk, times] : runs) {
+      EXPECT_GE(chunk, 0);
+      EXPECT_LT(static_cast<uint64_t>(chunk), chunks);
+      EXPECT_EQ(times, 1) << "chunk " << chunk << " ran " << times << " times";
+    }
+  }
+}
+
+TEST_F(AutoModeTest, FailedCalibrationChunkIsAttemptOneNotRunAgainAsOne) {
+  // Every attempt 1 fails, attempt 2 succeeds: with --retries 1 each chunk runs exactly
+  // twice (attempts 1 and 2, the calibration's failure being chunk 0's attempt 1); with
+  // --retries 0 the job fails after one run of one chunk.
+  std::string counter = dir_.File("counter");
+  std::string script =
+      "echo \"$FANOUT_CHUNK $FANOUT_ATTEMPT\" >> " + counter + "; [ $FANOUT_ATTEMPT -ge 2 ] && cat";
+  RunResult r = Fanout(
+      "auto",
+      {"--retries", "1", "--stats-json", dir_.File("s.json"), "exec", "--", "sh", "-c", script},
+      Numbers(40));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.out, Numbers(40));
+  uint64_t chunks = Json::parse(ReadFile(dir_.File("s.json")))["chunks"].get<uint64_t>();
+  std::map<std::pair<int, int>, int> runs;
+  std::istringstream in(ReadFile(counter));
+  int chunk = 0, attempt = 0;
+  while (in >> chunk >> attempt) ++runs[{chunk, attempt}];
+  EXPECT_EQ(runs.size(), 2 * chunks);
+  for (auto [key, times] : runs) {
+    EXPECT_EQ(times, 1) << "chunk " << key.first << " attempt " << key.second;
+    EXPECT_LE(key.second, 2);
+  }
+  std::remove(counter.c_str());
+  r = Fanout("auto", {"--joblog", dir_.File("log"), "exec", "--", "sh", "-c", script}, Numbers(40));
+  EXPECT_EQ(r.exit_code, 1) << r.err;
+  EXPECT_EQ(ReadFile(counter), "0 1\n");
+  EXPECT_NE(ReadFile(dir_.File("log")).find("\n0\t1\t"), std::string::npos);
+}
+
+TEST_F(AutoModeTest, SummaryComparesPredictedWithActualWallTime) {
+  RunResult r = Fanout("auto", {"exec", "--", "sh", "-c", "sleep 0.02; cat"}, Numbers(200));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.err.find(" wall="), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find(" predicted_wall="), std::string::npos) << r.err;
+  RunResult v = Fanout("auto", {"-v", "exec", "--", "sh", "-c", "sleep 0.02; cat"}, Numbers(200));
+  ASSERT_EQ(v.exit_code, 0) << v.err;
+  for (const char* word : {"to completion", "per chunk", "per record", "CPU"}) {
+    EXPECT_NE(v.err.find(word), std::string::npos) << word << "\n" << v.err;
+  }
+}
+
+TEST_F(AutoModeTest, DryRunSaysWhatIsDecidedAtRunTime) {
+  RunResult r = Fanout("auto", {"--dry-run", "identity"}, Numbers(100));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("auto decides at run time"), std::string::npos) << r.out;
+  RunResult p = Fanout("auto", {"--dry-run", "--null", "identity"}, std::string("a\0b\0", 4));
+  ASSERT_EQ(p.exit_code, 0) << p.err;
+  EXPECT_NE(p.out.find("mode threads"), std::string::npos) << p.out;
+  EXPECT_NE(p.out.find("auto will run threads with this plan"), std::string::npos) << p.out;
+  RunResult t = Fanout("auto", {"--dry-run", "--timeout", "5s", "identity"}, Numbers(10));
+  ASSERT_EQ(t.exit_code, 0) << t.err;
+  EXPECT_NE(t.out.find("auto will run processes with this plan: --timeout"), std::string::npos)
+      << t.out;
 }
 
 }  // namespace
