@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cstdio>
 #include <fstream>
 #include <memory>
 #include <sstream>
@@ -97,6 +98,13 @@ std::string Greeting(char revision) {
   return greeting;
 }
 
+// `value` as /proc/net/tcp prints a port: four upper-case hex digits.
+std::string Hex4(int value) {
+  char text[8];
+  std::snprintf(text, sizeof text, "%04X", value);
+  return text;
+}
+
 // Bytes waiting to be read by whoever listens on 127.0.0.1:port: the receive queues of its
 // accepted connections plus, on the listening socket, the connections not yet accepted
 // (/proc/net/tcp reports both as rx_queue). 0 once the coordinator has read everything.
@@ -109,7 +117,7 @@ uint64_t UnreadOnPort(int port) {
     std::istringstream fields(line);
     std::string slot, local, remote, state, queues;
     fields >> slot >> local >> remote >> state >> queues;
-    if (std::stoi(local.substr(local.find(':') + 1), nullptr, 16) != port) continue;
+    if (local != "0100007F:" + Hex4(port)) continue;
     unread += std::stoull(queues.substr(queues.find(':') + 1), nullptr, 16);
   }
   return unread;
@@ -194,19 +202,19 @@ TEST_F(OldZmtpPeerTest, FinishingItsRoutingIdWhileTheCoordinatorClosesDoesNotAbo
     std::string err = dir_.File("err" + std::to_string(round));
     std::unique_ptr<Child> coordinator;
     int port = StartCoordinator(coordinator, err);
-    ASSERT_NE(port, 0) << ReadFile(err);
+    ASSERT_NE(port, 0) << "round " << round << ": " << ReadFile(err);
     std::vector<std::unique_ptr<RawPeer>> raw;
     while (raw.size() < kPeers) {
       // A batch at a time, each read by the coordinator (so it made a pipe for each peer)
       // before the next: the listen backlog is 100, and a dropped SYN costs a second.
       for (size_t i = 0; i < 50 && raw.size() < kPeers; ++i) {
         raw.push_back(std::make_unique<RawPeer>(port));
-        ASSERT_TRUE(raw.back()->connected()) << "peer " << raw.size();
+        ASSERT_TRUE(raw.back()->connected()) << "round " << round << ", peer " << raw.size();
         raw.back()->Send(std::string_view(frame).substr(0, frame.size() - 1));
       }
       auto read_by = Clock::now() + milliseconds(20000);
       while (UnreadOnPort(port) > 0 && Clock::now() < read_by) usleep(1000);  // no event for it
-      ASSERT_EQ(UnreadOnPort(port), 0u);
+      ASSERT_EQ(UnreadOnPort(port), 0u) << "round " << round << ", " << raw.size() << " peers";
     }
 
     coordinator->Signal(SIGTERM);
