@@ -138,7 +138,7 @@ Result<std::vector<std::string>> ReadAuthorizedKeys(const std::string& dir) {
 void MakeCurveServer(zmq::socket_t& socket, const CurveKeyPair& server) {
   socket.set(zmq::sockopt::curve_server, true);
   socket.set(zmq::sockopt::curve_secretkey, server.secret_key);
-  socket.set(zmq::sockopt::zap_domain, "fanout");
+  socket.set(zmq::sockopt::zap_domain, kZapDomain);
 }
 
 void MakeCurveClient(zmq::socket_t& socket, const CurveClientKeys& keys) {

@@ -41,6 +41,10 @@ Result<CurveKeyPair> ReadCurveCertificate(const std::string& path, bool need_sec
 // directory of keygen output works as is). An empty or unreadable directory is an error.
 Result<std::vector<std::string>> ReadAuthorizedKeys(const std::string& dir);
 
+// The ZAP domain of every coordinator ROUTER (MakeRouter sets it with or without CURVE;
+// ZapAuthenticator answers the CURVE requests in it).
+inline constexpr const char* kZapDomain = "fanout";
+
 // Socket options; set them before bind/connect.
 void MakeCurveServer(zmq::socket_t& socket, const CurveKeyPair& server);
 void MakeCurveClient(zmq::socket_t& socket, const CurveClientKeys& keys);

@@ -84,6 +84,20 @@ Result<zmq::socket_t> MakeRouter(zmq::context_t& context, const std::string& end
                                  const SocketSecurity& security) {
   zmq::socket_t socket(context, zmq::socket_type::router);
   if (security.curve_server) MakeCurveServer(socket, *security.curve_server);
+  // A ZAP domain on every ROUTER, CURVE or not, so that libzmq refuses pre-3.0 peers
+  // (ZMTP 1.0 and 2.0) at the greeting. Without it, the NULL mechanism (ipc, --insecure
+  // TCP) accepts them: any first byte but 0xFF makes libzmq 4.3.4 take the peer for
+  // ZMTP 1.0, whose first frame is its routing id, pushed to the ROUTER under
+  // errno_assert (zmtp_engine.cpp:446, process_routing_id_msg). That push fails with
+  // EAGAIN when the pipe is already being torn down (the socket is closing), so a peer that
+  // finishes that frame just then aborted the coordinator. With a domain set,
+  // session_base_t::zap_enabled() is true and handshake_v1_0_unversioned, handshake_v1_0
+  // and handshake_v2_0 drop the connection instead. Under NULL the domain only makes each
+  // handshake look for a ZAP handler (inproc://zeromq.zap.01); there is none without CURVE,
+  // and since ZMQ_ZAP_ENFORCE_DOMAIN stays off, the handshake then goes on as before. (So a
+  // NULL ROUTER must not share a context with a ZapAuthenticator, which admits CURVE only.)
+  // DEALERs need no domain: they never push a peer's routing id (ROUTER-only option).
+  socket.set(zmq::sockopt::zap_domain, kZapDomain);
   socket.set(zmq::sockopt::maxmsgsize, security.max_message);
   socket.set(zmq::sockopt::router_mandatory, 1);
   socket.set(zmq::sockopt::sndhwm, 0);

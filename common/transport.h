@@ -62,7 +62,8 @@ struct SocketSecurity {
 
 // A ROUTER bound to `endpoint` ("tcp://127.0.0.1:0" style endpoints are resolved: read
 // the actual one back with LastEndpoint). High-water marks are lifted: credits bound
-// what is in flight.
+// what is in flight. Peers older than ZMTP 3.0 are refused at the greeting (a ZAP domain is
+// set; see transport.cc for why).
 Result<zmq::socket_t> MakeRouter(zmq::context_t& context, const std::string& endpoint,
                                  const SocketSecurity& security = {});
 // A DEALER with linger 0 connected to `endpoint`, with the given routing id ("" lets the
