@@ -52,6 +52,18 @@ constexpr uint64_t kReleaseStep = uint64_t{4} << 20;  // report progress every 4
 
 char Delimiter(RecordKind kind) { return kind == RecordKind::kNul ? '\0' : '\n'; }
 
+// Records are counted a block at a time with a loop the compiler vectorizes: one memchr
+// call per record cost ~20 ns a line, which made planning a file of short lines slower
+// than running identity over it.
+constexpr size_t kCountBlock = 64 * 1024;
+
+// Occurrences of `delim` in [p, p + n).
+uint64_t CountByte(const char* p, size_t n, char delim) {
+  uint64_t count = 0;
+  for (size_t i = 0; i < n; ++i) count += p[i] == delim;
+  return count;
+}
+
 // Where the record starting at `p` ends: just past its delimiter, or `end` for a final
 // unterminated record; nullptr if it is longer than `max_record` (> 0), found after
 // reading at most max_record bytes. With `consumed`, a long record is scanned in steps
@@ -86,7 +98,19 @@ uint64_t SkipRecords(std::string_view data, uint64_t pos, uint64_t count, const 
   const char* p = base + pos;
   const char* reported = p;
   char delim = Delimiter(o.kind);
-  for (uint64_t i = 0; i < count && p < end; ++i) {
+  uint64_t i = 0;
+  // Whole blocks holding fewer records than are still to skip, then record by record.
+  while (i < count && end - p > static_cast<std::ptrdiff_t>(kCountBlock)) {
+    uint64_t n = CountByte(p, kCountBlock, delim);
+    if (i + n >= count) break;
+    i += n;
+    p += kCountBlock;
+    if (consumed && static_cast<uint64_t>(p - reported) >= kReleaseStep) {
+      reported = p;
+      consumed(static_cast<uint64_t>(p - base));
+    }
+  }
+  for (; i < count && p < end; ++i) {
     const void* nl = std::memchr(p, delim, static_cast<size_t>(end - p));
     p = nl ? static_cast<const char*>(nl) + 1 : end;
     if (consumed && static_cast<uint64_t>(p - reported) >= kReleaseStep) {
@@ -165,6 +189,34 @@ Result<uint64_t> CountRecordsWithin(std::string_view data, RecordKind kind, uint
   const char* end = p + data.size();
   const char* reported = p;
   char delim = Delimiter(kind);
+  if (limits.max_record == 0 || limits.max_record >= kCountBlock) {
+    // A block at a time. A record longer than max_record (>= a block) spans a block
+    // boundary, so checking the gap from the last record's start to each block's first
+    // delimiter (or to its end, if it has none) finds every one.
+    const char* start = p;  // where the current record began
+    while (p < end) {
+      size_t n = std::min(static_cast<size_t>(end - p), kCountBlock);
+      uint64_t here = CountByte(p, n, delim);
+      if (here == 0) {
+        if (limits.max_record > 0 && static_cast<uint64_t>(p + n - start) > limits.max_record) {
+          return TooLong(static_cast<uint64_t>(start - base), limits);
+        }
+      } else {
+        const char* first = static_cast<const char*>(std::memchr(p, delim, n)) + 1;
+        if (limits.max_record > 0 && static_cast<uint64_t>(first - start) > limits.max_record) {
+          return TooLong(static_cast<uint64_t>(start - base), limits);
+        }
+        start = static_cast<const char*>(memrchr(p, delim, n)) + 1;
+        records += here;
+      }
+      p += n;
+      if (consumed && static_cast<uint64_t>(p - reported) >= kReleaseStep) {
+        reported = p;
+        consumed(static_cast<uint64_t>(p - base));
+      }
+    }
+    return records + (start < end ? 1 : 0);  // a final record without its delimiter
+  }
   while (p < end) {
     const char* next = RecordEnd(base, p, end, delim, limits.max_record, consumed);
     if (!next) return TooLong(static_cast<uint64_t>(p - base), limits);

@@ -480,6 +480,53 @@ TEST(ChunkingLimitsTest, ARecordOverTheLimitIsRefusedWhereverItIs) {
   EXPECT_TRUE(PlanChunksWithin("abcdefghij", fixed, 1, limits).ok());
 }
 
+TEST(ChunkingLimitsTest, BlockwiseCountingMatchesRecordByRecordAcrossBlockEdges) {
+  // Records are counted 64 KiB at a time: lengths around the block size and a limit at
+  // and just over it must give what a record-by-record scan gives.
+  uint64_t seed = 7;
+  auto next = [&] { return seed = seed * 6364136223846793005u + 1442695040888963407u; };
+  std::string data;
+  std::vector<uint64_t> starts;  // every record's first byte
+  while (data.size() < (1u << 20)) {
+    starts.push_back(data.size());
+    uint64_t r = next() >> 33;
+    uint64_t len = r % 4 == 0 ? 65530 + r % 12 : r % 300;  // some just under/over a block
+    data.append(len, 'x');
+    data += '\n';
+  }
+  PlanLimits none;
+  auto plan = PlanChunksWithin(data, {16, 0}, 1, none);
+  ASSERT_TRUE(plan.ok());
+  uint64_t records = 0;
+  for (const ChunkSpec& c : *plan) {
+    EXPECT_EQ(c.first_record, records);
+    EXPECT_EQ(std::count(data.begin() + c.begin, data.begin() + c.end, '\n'), c.records);
+    records += c.records;
+  }
+  EXPECT_EQ(records, starts.size());
+  // The longest record (with its newline) passes a limit of its own size and fails one
+  // byte less, named at its first byte.
+  uint64_t longest = 0, at = 0;
+  for (size_t i = 0; i < starts.size(); ++i) {
+    uint64_t end = i + 1 < starts.size() ? starts[i + 1] : data.size();
+    if (end - starts[i] > longest) longest = end - starts[i], at = starts[i];
+  }
+  ASSERT_GE(longest, 65536u);
+  PlanLimits limits;
+  limits.max_record = longest;
+  EXPECT_TRUE(PlanChunksWithin(data, {16, 0}, 1, limits).ok());
+  limits.max_record = longest - 1;
+  auto refused = PlanChunksWithin(data, {16, 0}, 1, limits);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.status().message(), "the record at byte " + std::to_string(at) + " is over " +
+                                            std::to_string(longest - 1) + " bytes");
+  // An unterminated last record counts, and is held to the limit too.
+  EXPECT_EQ(CountLines(data + std::string(70000, 'y')), starts.size() + 1);
+  limits.max_record = 65536;
+  EXPECT_FALSE(PlanChunksWithin(std::string(70000, 'y'), {2, 0}, 1, limits).ok());
+  EXPECT_TRUE(PlanChunksWithin(std::string(60000, 'y'), {2, 0}, 1, limits).ok());
+}
+
 TEST(ChunkingLimitsTest, ALongRecordIsReportedAsItIsScanned) {
   // A record longer than the release step is scanned in steps, each reported, so the pages
   // behind can go; the limit stops the scan early.
