@@ -40,10 +40,13 @@ struct PoolOptions {
   std::string endpoint;
   uint32_t min_workers = 0;                   // wait for this many workers before dispatch
   std::chrono::milliseconds wait_timeout{0};  // kRemote: fail if no worker joins; 0 = wait
-  uint32_t retries = 2;                       // extra attempts after a chunk fails
-  std::chrono::milliseconds timeout{0};       // per attempt (processes, remote); 0 = none
-  std::string worker_binary;                  // kProcesses: override the worker program
-  std::vector<std::string> worker_args;       // appended to each local worker's arguments
+  // Extra attempts of a chunk whose task failed (threw, or its command failed or timed
+  // out). 0 by default, as `fanout run --retries`: a deterministic failure fails at once.
+  // A lost worker process does not use them (its chunks are re-run, up to 5 losses each).
+  uint32_t retries = 0;
+  std::chrono::milliseconds timeout{0};  // per attempt (processes, remote); 0 = none
+  std::string worker_binary;             // kProcesses: override the worker program
+  std::vector<std::string> worker_args;  // appended to each local worker's arguments
   // Task plugins (fanout/plugin.h) loaded into this process and passed to local workers.
   std::vector<std::string> plugins;
   // Workers on other machines (README "Running on several machines"): the pool's secret

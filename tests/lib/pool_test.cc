@@ -134,8 +134,11 @@ TEST_P(PoolModeTest, FailingChunkThrowsTaskErrorNamingIt) {
   }
 }
 
-TEST_P(PoolModeTest, FailedAttemptsAreRetried) {
-  Pool pool(Options(GetParam()));
+TEST_P(PoolModeTest, FailedAttemptsAreRetriedOnlyWhenAskedTo) {
+  EXPECT_THROW(Pool(Options(GetParam())).map("flaky", {"a\n"}), fanout::TaskError);
+  PoolOptions o = Options(GetParam());
+  o.retries = 1;
+  Pool pool(o);
   EXPECT_EQ(pool.map("flaky", {"a\n", "b\n"}),
             (std::vector<std::string>{"chunk 0 attempt 2\n", "chunk 1 attempt 2\n"}));
 }
