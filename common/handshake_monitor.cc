@@ -30,7 +30,8 @@ HandshakeMonitor::HandshakeMonitor(zmq::context_t& context, zmq::socket_t& watch
   std::string endpoint = "inproc://fanout-handshake-" + std::to_string(++next);
   zmq_socket_monitor(watched.handle(), endpoint.c_str(),
                      ZMQ_EVENT_HANDSHAKE_FAILED_AUTH | ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL |
-                         ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL);
+                         ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL | ZMQ_EVENT_HANDSHAKE_SUCCEEDED |
+                         ZMQ_EVENT_DISCONNECTED);
   events_.set(zmq::sockopt::linger, 0);
   events_.connect(endpoint);
 }
@@ -48,7 +49,23 @@ std::vector<std::string> HandshakeMonitor::TakeFailures() {
     uint32_t value;
     std::memcpy(&event, head.data(), sizeof event);
     std::memcpy(&value, static_cast<const char*>(head.data()) + 2, sizeof value);
-    failures.push_back(Describe(event, value, where.to_string()));
+    if (event == ZMQ_EVENT_HANDSHAKE_SUCCEEDED) {
+      handshaken_ = true;
+      closed_in_handshake_ = 0;
+    } else if (event == ZMQ_EVENT_DISCONNECTED) {
+      // A peer that closes before the handshake completes, again and again, refused it
+      // without a word: e.g. a CURVE server drops a NULL client at the greeting, often
+      // before its own greeting (whose mechanism would have told us) is out. Once could be
+      // a peer going away; twice in a row is reported.
+      if (!handshaken_ && ++closed_in_handshake_ == 2) {
+        failures.push_back("security handshake with " + where.to_string() +
+                           " failed (the peer closes the connection during it): check that "
+                           "both sides use CURVE, or neither, and --curve-server-key");
+      }
+      handshaken_ = false;
+    } else {
+      failures.push_back(Describe(event, value, where.to_string()));
+    }
   }
 }
 

@@ -1,7 +1,8 @@
 // HandshakeMonitor: reports why a socket's security handshakes fail (a CURVE key the peer
-// does not admit, a mechanism mismatch), which ZeroMQ otherwise keeps silent: the socket
-// just never delivers a message. Uses zmq_socket_monitor over an inproc PAIR. Owned and
-// polled by the thread that owns the watched socket; destroy it before that socket.
+// does not admit, a mechanism mismatch, a peer that keeps closing the connection during the
+// handshake), which ZeroMQ otherwise keeps silent: the socket just never delivers a message. Uses
+// zmq_socket_monitor over an inproc PAIR. Owned and polled by the thread that owns the watched
+// socket; destroy it before that socket.
 #pragma once
 
 #include <string>
@@ -25,6 +26,8 @@ class HandshakeMonitor {
  private:
   zmq::socket_t& watched_;
   zmq::socket_t events_;
+  bool handshaken_ = false;      // the current connection completed its handshake
+  int closed_in_handshake_ = 0;  // connections in a row closed before their handshake
 };
 
 }  // namespace fanout

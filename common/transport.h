@@ -66,6 +66,9 @@ struct SocketSecurity {
 // set; see transport.cc for why).
 Result<zmq::socket_t> MakeRouter(zmq::context_t& context, const std::string& endpoint,
                                  const SocketSecurity& security = {});
+// Whether `endpoint` is one a DEALER can connect to (transport known, address well formed):
+// a clear error instead of the exception connect would throw. Names need not resolve yet.
+Status CheckConnectable(const std::string& endpoint);
 // A DEALER with linger 0 connected to `endpoint`, with the given routing id ("" lets the
 // ROUTER assign a fresh one, which is what workers do: see PROTOCOL.md).
 zmq::socket_t MakeDealer(zmq::context_t& context, const std::string& endpoint,

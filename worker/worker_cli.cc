@@ -18,6 +18,7 @@
 #include "common/exit_code.h"
 #include "common/plugin_loader.h"
 #include "common/task.h"
+#include "common/transport.h"
 #include "common/units.h"
 #include "worker/worker_loop.h"
 
@@ -191,6 +192,10 @@ or SIGINT, stops it at once (still handing back what it held).
     return ToInt(ExitCode::kUsage);
   }
   config.drain_grace = std::chrono::duration_cast<std::chrono::milliseconds>(*grace);
+  if (Status s = CheckConnectable(config.endpoint); !s.ok()) {
+    std::fprintf(stderr, "%s: --connect: %s\n", program.c_str(), s.message().c_str());
+    return ToInt(ExitCode::kUsage);
+  }
   if (Status s = LoadSecurity(config.endpoint, server_key_file, secret_file, max_message, insecure,
                               config.security);
       !s.ok()) {

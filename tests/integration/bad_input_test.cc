@@ -144,6 +144,16 @@ std::string OddInput(const std::string& name) {
   return "no newline at all";
 }
 
+TEST(WorkerBadInputTest, MalformedConnectEndpointIsAUsageErrorNotACrash) {
+  // These made fanout-worker abort on an uncaught zmq::error_t (exit 134).
+  for (std::string endpoint : {"", "bogus://x", "tcp://nohost", "tcp://127.0.0.1"}) {
+    RunResult r = fanout::testing::Run({WorkerBin(), "--connect", endpoint, "--insecure"});
+    EXPECT_EQ(r.exit_code, 2) << endpoint << ": " << r.err;
+    EXPECT_NE(r.err.find("--connect: cannot connect to '" + endpoint + "'"), std::string::npos)
+        << r.err;
+  }
+}
+
 TEST_P(OddInputTest, IdentityIsByteExactInEveryMode) {
   TempDir dir;
   std::string input = OddInput(GetParam());
