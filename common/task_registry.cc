@@ -3,8 +3,8 @@
 // plugin registered while jobs run moves nothing those jobs hold.
 #include <algorithm>
 #include <charconv>
-#include <mutex>
 #include <exception>
+#include <mutex>
 #include <string>
 #include <utility>
 
