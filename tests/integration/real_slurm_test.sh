@@ -120,13 +120,20 @@ EOF
 # Each daemon runs on its host with that host's name, /etc/hosts and a private /tmp.
 # (nsenter, not `ip netns exec`, which would mount a fresh /sys without the cgroup file
 # systems slurmd needs.)
+# A checkout under /tmp (e.g. CI's /tmp/fanout-ci) would vanish under the private /tmp:
+# it is bound to a holding place outside /tmp first, then back to its own path.
+KEEP=""
+case "$ROOT/" in /tmp/*) KEEP="$ROOT" ;; esac
+mkdir -p "$WORK/keep"
 on_host() {  # NODE NAME COMMAND...
   local node="$1" name="$2"
   shift 2
   nsenter --net="/run/netns/$PREFIX-$node" unshare --mount --uts --propagation private sh -c '
+    if [ -n "$3" ]; then mount --bind "$3" "$4"; fi &&
     mount -t tmpfs -o mode=1777 tmpfs /tmp && hostname "$2" &&
-    mount --bind "$1" /etc/hosts && shift 2 && exec "$@"' \
-    on_host "/etc/netns/$PREFIX-$node/hosts" "$name" "$@"
+    if [ -n "$3" ]; then mkdir -p "$3" && mount --bind "$4" "$3"; fi &&
+    mount --bind "$1" /etc/hosts && shift 4 && exec "$@"' \
+    on_host "/etc/netns/$PREFIX-$node/hosts" "$name" "$KEEP" "$WORK/keep" "$@"
 }
 # The daemons stop with their namespaces (cleanup).
 on_host c ctl slurmctld -D -i -f "$SLURM_CONF" 2>slurmctld.err &
