@@ -9,7 +9,9 @@ namespace fanout {
 
 class Interrupt {
  public:
-  // Installs the handlers (idempotent).
+  // Blocks the signals in the calling thread (and so in every thread it starts later) and
+  // waits for them on a thread of its own; call it from main before starting threads.
+  // Idempotent.
   static void Install();
   static bool Requested();
   // Readable once an interrupt was requested; -1 before Install().

@@ -141,13 +141,14 @@ Result<pid_t> LocalLauncher::Spawn(const std::string& name) {
     setpgid(0, 0);  // terminal signals go to the coordinator, which stops workers itself
     dup2(devnull.fd, STDIN_FILENO);
     dup2(devnull.fd, STDOUT_FILENO);
-    sigset_t none;
-    sigemptyset(&none);
-    sigprocmask(SIG_SETMASK, &none, nullptr);
+    // Default dispositions before the mask opens: this process's handler must not run here.
     signal(SIGPIPE, SIG_DFL);
     signal(SIGINT, SIG_DFL);
     signal(SIGTERM, SIG_DFL);
     signal(SIGHUP, SIG_DFL);
+    sigset_t none;
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, nullptr);
     if (token.fd >= 0) fcntl(token.fd, F_SETFD, 0);  // this one fd survives exec
     execve(argv[0], argv.data(), environ);
     int err = errno;
