@@ -4,6 +4,7 @@
 #include <string>
 
 #include "common/transport.h"
+#include "common/zero_copy.h"
 
 namespace fanout {
 namespace {
@@ -36,10 +37,7 @@ bool SendResult(zmq::socket_t& socket, FinishedAttempt& done) {
   if (!done.result.ok) return SendMessage(socket, done.result);
   if (done.shared) return SendMessage(socket, done.result, &*done.shared);
   // The output is handed to ZeroMQ without a copy; the message frees it.
-  auto* owned = new std::string(std::move(done.output));
-  zmq::message_t payload(
-      owned->data(), owned->size(),
-      [](void*, void* hint) { delete static_cast<std::string*>(hint); }, owned);
+  zmq::message_t payload = OwningMessage(std::move(done.output));
   return SendMessage(socket, done.result, &payload);
 }
 

@@ -8,6 +8,8 @@
 #include <cerrno>
 #include <cstring>
 
+#include "common/zero_copy.h"
+
 namespace fanout {
 
 struct InputMap::Mapping {
@@ -35,8 +37,7 @@ struct SliceHold {
   uint64_t end = 0;
 };
 
-void ReleaseSlice(void*, void* hint) {
-  auto* hold = static_cast<SliceHold*>(hint);
+void ReleaseSlice(SliceHold* hold) {
   hold->mapping->Release(hold->begin, hold->end);
   delete hold;
 }
@@ -94,14 +95,11 @@ Result<zmq::message_t> InputMap::Slice(const FileSlice& slice) const {
     joined.reserve(slice.header + slice.length);
     joined.append(mapping_->data, slice.header).append(begin, slice.length);
     mapping_->Release(slice.offset, slice.offset + slice.length);
-    auto* owned = new std::string(std::move(joined));
-    return zmq::message_t(
-        owned->data(), owned->size(),
-        [](void*, void* hint) { delete static_cast<std::string*>(hint); }, owned);
+    return OwningMessage(std::move(joined));
   }
   if (slice.length == 0) return zmq::message_t();
   auto* hold = new SliceHold{mapping_, slice.offset, slice.offset + slice.length};
-  return zmq::message_t(const_cast<char*>(begin), slice.length, &ReleaseSlice, hold);
+  return ZeroCopyMessage<SliceHold, &ReleaseSlice>(begin, slice.length, hold);
 }
 
 }  // namespace fanout
