@@ -116,7 +116,7 @@ Status RunTask(const TaskDef& def, const ChunkInput& chunk, std::span<const std:
 // Turns a public task (fanout/task.h) into a TaskDef: arguments are validated, a range
 // chunk is materialized unless `options.raw_ranges`, exceptions become chunk errors
 // (TaskFailed: its message; others: "NAME: what()") and the result is appended to `out`.
-// The built-in tasks and RegisterTask/FANOUT_TASK all go through here.
+// The built-in tasks and register_task/FANOUT_TASK all go through here.
 TaskDef MakeTaskDef(const std::string& name, TaskFunction fn, TaskOptions options);
 
 // Ensures the built-in tasks (identity, sleep, product, exec) are registered. Idempotent;

@@ -1,5 +1,5 @@
 // The public task API (fanout/task.h) on top of the internal registry (task.h):
-// MakeTaskDef adapts a TaskFunction to a TaskDef; RegisterTask adds it to the global
+// MakeTaskDef adapts a TaskFunction to a TaskDef; register_task adds it to the global
 // registry. Registration happens at start-up; see task.h for thread-safety.
 #include <exception>
 #include <utility>
@@ -74,12 +74,12 @@ TaskDef MakeTaskDef(const std::string& name, TaskFunction fn, TaskOptions option
   return def;
 }
 
-bool RegisterTask(const std::string& name, TaskFunction fn, TaskOptions options) {
+bool register_task(const std::string& name, TaskFunction fn, TaskOptions options) {
   if (name.empty() || !fn) return false;
   return TaskRegistry::Global().Register(MakeTaskDef(name, std::move(fn), std::move(options)));
 }
 
-std::vector<std::string> TaskNames() {
+std::vector<std::string> task_names() {
   RegisterBuiltinTasks(TaskRegistry::Global());
   return TaskRegistry::Global().Names();
 }

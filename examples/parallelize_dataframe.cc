@@ -45,12 +45,10 @@ int main(int argc, char** argv) {
   std::stringstream body;
   body << file.rdbuf();
 
-  fanout::PoolOptions options;
-  options.mode = mode == "serial"    ? fanout::PoolMode::kSerial
-                 : mode == "threads" ? fanout::PoolMode::kThreads
-                                     : fanout::PoolMode::kProcesses;
-  options.workers = 4;
-  fanout::Pool pool(options);
+  fanout::PoolMode pool_mode = mode == "serial"    ? fanout::PoolMode::kSerial
+                               : mode == "threads" ? fanout::PoolMode::kThreads
+                                                   : fanout::PoolMode::kProcesses;
+  fanout::Pool pool(fanout::PoolOptions().mode(pool_mode).workers(4));
   try {
     // split, map, concat
     auto parts = fanout::split_lines(body.str(), 8);

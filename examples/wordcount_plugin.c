@@ -28,4 +28,4 @@ static const struct fanout_plugin_task tasks[] = {
 };
 static const struct fanout_plugin_info info = {FANOUT_PLUGIN_ABI_VERSION, 1, tasks};
 
-const struct fanout_plugin_info* fanout_plugin(void) { return &info; }
+FANOUT_PLUGIN_EXPORT const struct fanout_plugin_info* fanout_plugin(void) { return &info; }

@@ -57,7 +57,7 @@ std::vector<std::string> LoadPlugins(const std::vector<std::string>& plugins) {
   return args;
 }
 
-JobConfig MakeConfig(const PoolOptions& options, const BatchSpec& spec) {
+JobConfig MakeConfig(const PoolSettings& options, const BatchSpec& spec) {
   JobConfig config;
   config.task = spec.task;
   config.args = spec.args;
@@ -151,7 +151,7 @@ class CallbackObserver : public ChunkObserver {
   std::vector<bool>& reported_;
 };
 
-ModeResult RunMode(const PoolOptions& options, const PlannedJob& job, Scheduler& scheduler,
+ModeResult RunMode(const PoolSettings& options, const PlannedJob& job, Scheduler& scheduler,
                    ResultSink& sink, RunStats& stats) {
   // No more threads or local workers than chunks: they would only start and stop.
   uint32_t workers = static_cast<uint32_t>(
@@ -171,7 +171,7 @@ ModeResult RunMode(const PoolOptions& options, const PlannedJob& job, Scheduler&
 
 }  // namespace
 
-void RunBatch(const PoolOptions& options, const BatchSpec& spec, const BatchCallbacks& callbacks) {
+void RunBatch(const PoolSettings& options, const BatchSpec& spec, const BatchCallbacks& callbacks) {
   SetUpLogging();
   TaskRegistry& registry = TaskRegistry::Global();
   RegisterBuiltinTasks(registry);

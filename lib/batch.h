@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "fanout/pool.h"
+#include "lib/pool_settings.h"
 
 namespace fanout {
 
@@ -34,6 +35,6 @@ struct BatchCallbacks {
 };
 
 // Throws PoolError for problems found before any chunk runs (unknown task, bad args).
-void RunBatch(const PoolOptions& options, const BatchSpec& spec, const BatchCallbacks& callbacks);
+void RunBatch(const PoolSettings& options, const BatchSpec& spec, const BatchCallbacks& callbacks);
 
 }  // namespace fanout

@@ -12,12 +12,14 @@
 #include <utility>
 
 #include "lib/batch.h"
+#include "lib/pool_settings.h"
 
 namespace fanout {
 
 // ---- CompletionStream ------------------------------------------------------------------
 
-struct CompletionStream::State {
+// Hidden, unlike the exported class around it: nothing outside the library uses it.
+struct __attribute__((visibility("hidden"))) CompletionStream::State {
   std::mutex mu;
   std::condition_variable cv;
   std::deque<Completed> ready;
@@ -58,7 +60,8 @@ struct Submission {
 
 }  // namespace
 
-struct Pool::Impl {
+// Hidden, unlike the exported class around it: nothing outside the library uses it.
+struct __attribute__((visibility("hidden"))) Pool::Impl {
   explicit Impl(PoolOptions o) : options(std::move(o)) {}
 
   void Dispatch(std::stop_token stop);
@@ -124,7 +127,7 @@ void Pool::Impl::RunGroup(std::vector<Submission>& group) {
     group[c].promise.set_exception(std::move(e));
   };
   try {
-    RunBatch(options, spec, callbacks);
+    RunBatch(SettingsOf(options), spec, callbacks);
   } catch (...) {
     for (size_t c = 0; c < group.size(); ++c) callbacks.on_error(c, std::current_exception());
   }
@@ -132,13 +135,7 @@ void Pool::Impl::RunGroup(std::vector<Submission>& group) {
 
 Pool::Pool(PoolOptions options) : impl_(std::make_unique<Impl>(std::move(options))) {}
 
-Pool::Pool(PoolMode mode, uint32_t workers)
-    : Pool([&] {
-        PoolOptions options;
-        options.mode = mode;
-        options.workers = workers;
-        return options;
-      }()) {}
+Pool::Pool(PoolMode mode, uint32_t workers) : Pool(PoolOptions().mode(mode).workers(workers)) {}
 
 Pool::~Pool() {
   // Submitted chunks still run: the dispatcher drains the queue before it stops.
@@ -152,7 +149,7 @@ const PoolOptions& Pool::options() const { return impl_->options; }
 
 namespace {
 
-std::vector<std::string> Collect(const PoolOptions& options, const BatchSpec& spec, size_t count) {
+std::vector<std::string> Collect(const PoolSettings& options, const BatchSpec& spec, size_t count) {
   std::vector<std::string> results(count);
   std::exception_ptr first_task_error, first_error;
   BatchCallbacks callbacks;
@@ -180,7 +177,7 @@ std::vector<std::string> Pool::map(std::string_view task, const std::vector<std:
   spec.task = task;
   spec.args = args;
   spec.chunks = chunks;
-  return Collect(impl_->options, spec, chunks.size());
+  return Collect(SettingsOf(impl_->options), spec, chunks.size());
 }
 
 std::vector<std::string> Pool::map_range(std::string_view task, int64_t lo, int64_t hi,
@@ -192,7 +189,7 @@ std::vector<std::string> Pool::map_range(std::string_view task, int64_t lo, int6
   spec.range = NumberRange{lo, hi};
   spec.range_chunks = std::max<uint64_t>(chunks, 1);
   uint64_t count = std::min<uint64_t>(spec.range_chunks, static_cast<uint64_t>(hi - lo));
-  return Collect(impl_->options, spec, count);
+  return Collect(SettingsOf(impl_->options), spec, count);
 }
 
 std::future<std::string> Pool::submit(std::string_view task, std::string chunk,
@@ -217,8 +214,8 @@ CompletionStream Pool::as_completed(std::string_view task, std::vector<std::stri
   spec.args = args;
   spec.chunks = std::move(chunks);
   spec.keep_going = true;
-  state->thread =
-      std::jthread([state_ptr = state.get(), options = impl_->options, spec = std::move(spec)] {
+  state->thread = std::jthread(
+      [state_ptr = state.get(), options = SettingsOf(impl_->options), spec = std::move(spec)] {
         auto& st = *state_ptr;
         auto push = [&](Completed c) {
           std::lock_guard lock(st.mu);

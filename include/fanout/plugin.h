@@ -1,6 +1,7 @@
 /* fanout/plugin.h: the C ABI of task plugins, shared libraries that `fanout-worker
- * --plugin libmytasks.so` (and fanout::worker_main) load with dlopen(). A plugin exports
- *     const struct fanout_plugin_info* fanout_plugin(void);
+ * --plugin libmytasks.so` (and fanout::worker_main) load with dlopen(). A plugin defines
+ *     FANOUT_PLUGIN_EXPORT const struct fanout_plugin_info* fanout_plugin(void) { ... }
+ * (declared below, so it is exported also from a plugin built with -fvisibility=hidden)
  * returning a static table: the ABI version it was built for and its tasks. A worker
  * refuses a plugin of another ABI version with a clear message (exit status 2). Plain C
  * so plugins need neither libfanout nor the same C++ standard library; the tables must
@@ -17,6 +18,13 @@ extern "C" {
 
 #define FANOUT_PLUGIN_ABI_VERSION 1u
 #define FANOUT_PLUGIN_ENTRY "fanout_plugin"
+
+/* Marks the entry point as exported from the plugin's shared library. */
+#if defined(__GNUC__) || defined(__clang__)
+#define FANOUT_PLUGIN_EXPORT __attribute__((visibility("default")))
+#else
+#define FANOUT_PLUGIN_EXPORT
+#endif
 
 /* One chunk: its records byte for byte (a range chunk is one integer per line). */
 struct fanout_plugin_chunk {
@@ -53,6 +61,9 @@ struct fanout_plugin_info {
 };
 
 typedef const struct fanout_plugin_info* (*fanout_plugin_entry_fn)(void);
+
+/* The entry point every plugin defines (FANOUT_PLUGIN_ENTRY). */
+FANOUT_PLUGIN_EXPORT const struct fanout_plugin_info* fanout_plugin(void);
 
 #ifdef __cplusplus
 }

@@ -6,6 +6,14 @@
 // (submit) or as they finish (as_completed); a chunk that fails every attempt surfaces as
 // a TaskError naming the chunk and the reason.
 // Thread-safety: one Pool may be used from several threads; each call is its own job.
+//
+// Naming, for the whole public API (include/fanout/*.h): types CamelCase (Pool,
+// PoolOptions, TaskChunk), functions and methods snake_case (map, as_completed,
+// split_lines, register_task), enum values kName, macros FANOUT_NAME. An option or property
+// is a getter and a chainable setter of the same name: options.workers(4), options.workers().
+// ABI: libfanout.so exports only what is marked FANOUT_API (fanout/export.h); Pool,
+// PoolOptions and CompletionStream keep their data behind a pointer, so adding an option
+// or a private member keeps the ABI.
 #pragma once
 
 #include <chrono>
@@ -19,10 +27,13 @@
 #include <string_view>
 #include <vector>
 
+#include "fanout/export.h"
 #include "fanout/split.h"
 #include "fanout/task.h"
 
 namespace fanout {
+
+struct PoolSettings;  // lib/pool_settings.h: what a PoolOptions holds (not public)
 
 enum class PoolMode {
   kSerial,     // one chunk after another on the calling thread (the baseline)
@@ -32,36 +43,74 @@ enum class PoolMode {
   kRemote,     // no local workers: listen on `endpoint` for `fanout-worker --connect` ones
 };
 
-struct PoolOptions {
-  PoolMode mode = PoolMode::kProcesses;
-  uint32_t workers = 0;  // threads or local processes; 0 = the number of cores
+// How a Pool runs: each option is a chainable setter and a getter of the same name,
+//   fanout::Pool pool(fanout::PoolOptions().mode(fanout::PoolMode::kThreads).workers(4));
+// The fields live behind a pointer (lib/pool_settings.h), so new options keep the ABI.
+// A value type: copyable and movable (a moved-from PoolOptions reads as the defaults).
+class FANOUT_API PoolOptions {
+ public:
+  PoolOptions();
+  PoolOptions(const PoolOptions& other);
+  PoolOptions(PoolOptions&& other) noexcept;
+  PoolOptions& operator=(const PoolOptions& other);
+  PoolOptions& operator=(PoolOptions&& other) noexcept;
+  ~PoolOptions();
+
+  // kProcesses by default.
+  PoolMode mode() const;
+  PoolOptions& mode(PoolMode mode);
+  // Threads or local processes; 0 (the default) = the number of cores.
+  uint32_t workers() const;
+  PoolOptions& workers(uint32_t workers);
   // kRemote (required) and kProcesses (optional): bind here so workers started elsewhere
   // can join, e.g. "ipc:///tmp/fanout.sock" or "tcp://0.0.0.0:5555" (with CURVE, below).
-  std::string endpoint;
-  uint32_t min_workers = 0;                   // wait for this many workers before dispatch
-  std::chrono::milliseconds wait_timeout{0};  // kRemote: fail if no worker joins; 0 = wait
+  const std::string& endpoint() const;
+  PoolOptions& endpoint(std::string endpoint);
+  // Wait for this many workers before dispatch (0).
+  uint32_t min_workers() const;
+  PoolOptions& min_workers(uint32_t min_workers);
+  // kRemote: fail if no worker joins in this time; 0 (the default) = wait.
+  std::chrono::milliseconds wait_timeout() const;
+  PoolOptions& wait_timeout(std::chrono::milliseconds wait_timeout);
   // Extra attempts of a chunk whose task failed (threw, or its command failed or timed
   // out). 0 by default, as `fanout run --retries`: a deterministic failure fails at once.
   // A lost worker process does not use them (its chunks are re-run, up to 5 losses each).
-  uint32_t retries = 0;
-  std::chrono::milliseconds timeout{0};  // per attempt (processes, remote); 0 = none
-  std::string worker_binary;             // kProcesses: override the worker program
-  std::vector<std::string> worker_args;  // appended to each local worker's arguments
+  uint32_t retries() const;
+  PoolOptions& retries(uint32_t retries);
+  // Per attempt (processes, remote); 0 (the default) = none.
+  std::chrono::milliseconds timeout() const;
+  PoolOptions& timeout(std::chrono::milliseconds timeout);
+  // kProcesses: override the worker program ("" = see README "Where user tasks run").
+  const std::string& worker_binary() const;
+  PoolOptions& worker_binary(std::string worker_binary);
+  // Appended to each local worker's arguments.
+  const std::vector<std::string>& worker_args() const;
+  PoolOptions& worker_args(std::vector<std::string> worker_args);
   // Task plugins (fanout/plugin.h) loaded into this process and passed to local workers.
-  std::vector<std::string> plugins;
+  const std::vector<std::string>& plugins() const;
+  PoolOptions& plugins(std::vector<std::string> plugins);
   // Workers on other machines (README "Running on several machines"): the pool's secret
   // certificate and a directory of the public certificates of workers to admit, both from
   // `fanout keygen`. A tcp:// endpoint (loopback too: any local user can reach it) needs
-  // them, or `insecure` (anyone who reaches the port can join); otherwise the call throws
-  // PoolError. ipc:// endpoints are guarded by file permissions and need neither.
-  std::string curve_secret;
-  std::string authorized_keys;
-  bool insecure = false;
+  // them, or `insecure(true)` (anyone who reaches the port can join); otherwise the call
+  // throws PoolError. ipc:// endpoints are guarded by file permissions and need neither.
+  const std::string& curve_secret() const;
+  PoolOptions& curve_secret(std::string curve_secret);
+  const std::string& authorized_keys() const;
+  PoolOptions& authorized_keys(std::string authorized_keys);
+  bool insecure() const;
+  PoolOptions& insecure(bool insecure);
+
+ private:
+  friend const PoolSettings& SettingsOf(const PoolOptions& options);  // for lib/
+
+  // Null only after a move (then the getters read the defaults).
+  std::unique_ptr<PoolSettings> settings_;
 };
 
 // A chunk failed every attempt.
 // what(): "chunk 3 failed on worker local-2 (attempt 3 of 3): REASON".
-class TaskError : public std::runtime_error {
+class FANOUT_API TaskError : public std::runtime_error {
  public:
   TaskError(uint64_t chunk, std::string reason, const std::string& message)
       : std::runtime_error(message), chunk_(chunk), reason_(std::move(reason)) {}
@@ -76,7 +125,7 @@ class TaskError : public std::runtime_error {
 };
 
 // The call could not run at all: unknown task, bad arguments, no worker, bad endpoint.
-class PoolError : public std::runtime_error {
+class FANOUT_API PoolError : public std::runtime_error {
  public:
   using std::runtime_error::runtime_error;
 };
@@ -95,7 +144,7 @@ struct Completed {
 
 // Finished chunks in completion order. Owns the job: destroying the stream early waits
 // for the job to end. Iterate with next() or a range-for.
-class CompletionStream {
+class FANOUT_API CompletionStream {
  public:
   struct State;
   explicit CompletionStream(std::shared_ptr<State> state);
@@ -131,7 +180,7 @@ class CompletionStream {
   std::shared_ptr<State> state_;
 };
 
-class Pool {
+class FANOUT_API Pool {
  public:
   explicit Pool(PoolOptions options = {});
   // Shorthand for the common case: PoolOptions with just `mode` and `workers` set.

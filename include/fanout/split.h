@@ -10,6 +10,8 @@
 #include <string_view>
 #include <vector>
 
+#include "fanout/export.h"
+
 namespace fanout {
 
 // Sizes of `count` items cut into `parts` (> 0) parts: larger first, e.g. (10, 3) -> 4,3,3.
@@ -34,7 +36,7 @@ std::vector<Container> array_split(const Container& container, size_t parts) {
 
 // `text` cut into `parts` chunks of whole lines (terminators kept), numpy sizes by line
 // count; concatenating the chunks gives `text` back. Empty chunks are dropped.
-std::vector<std::string> split_lines(std::string_view text, size_t parts);
+FANOUT_API std::vector<std::string> split_lines(std::string_view text, size_t parts);
 
 // The pieces joined in order: concat(pool.map(...)) is the whole job's output.
 template <typename Container>

@@ -2,7 +2,7 @@
 // A task receives one chunk (its records as bytes) and the job's arguments and returns the
 // chunk's output bytes; throwing fails the chunk (the exception's message is the reason,
 // and fanout retries it like any failed attempt). Register tasks at start-up with
-// FANOUT_TASK (static registration) or RegisterTask; the registry is read-only once work
+// FANOUT_TASK (static registration) or register_task; the registry is read-only once work
 // starts. The built-in tasks (identity, sleep, product, exec) are registered the same way.
 // Thread-safety: a task may run on several threads at once, each call with its own chunk.
 #pragma once
@@ -18,6 +18,8 @@
 #include <type_traits>
 #include <utility>
 #include <vector>
+
+#include "fanout/export.h"
 
 namespace fanout {
 
@@ -40,7 +42,7 @@ struct TaskChunk {
   std::stop_token stop;     // requested when this attempt is cancelled: return promptly
 
   // The records without their line terminators ("\n" or "\r\n").
-  std::vector<std::string_view> lines() const;
+  FANOUT_API std::vector<std::string_view> lines() const;
 };
 
 using TaskArgs = std::span<const std::string>;
@@ -50,7 +52,7 @@ using TaskFunction = std::function<std::string(const TaskChunk& chunk, TaskArgs 
 
 // Thrown by a task to fail its chunk with exactly this message (other exceptions are
 // reported as "TASK: what()").
-class TaskFailed : public std::runtime_error {
+class FANOUT_API TaskFailed : public std::runtime_error {
  public:
   using std::runtime_error::runtime_error;
 };
@@ -65,14 +67,21 @@ struct TaskOptions {
 
 // Registers a task in the process-wide registry. Returns false if the name is taken (the
 // first registration wins) or empty.
-bool RegisterTask(const std::string& name, TaskFunction fn, TaskOptions options = {});
+FANOUT_API bool register_task(const std::string& name, TaskFunction fn, TaskOptions options = {});
 
 // The names of every registered task (built-ins included), sorted.
-std::vector<std::string> TaskNames();
+FANOUT_API std::vector<std::string> task_names();
+
+// The spellings before the public API settled on snake_case functions (fanout/pool.h);
+// kept so existing programs build, to be removed in 0.2.
+inline bool RegisterTask(const std::string& name, TaskFunction fn, TaskOptions options = {}) {
+  return register_task(name, std::move(fn), std::move(options));
+}
+inline std::vector<std::string> TaskNames() { return task_names(); }
 
 // Adapts `fn(chunk, args)` or `fn(chunk)` returning something convertible to std::string.
 template <typename Fn>
-TaskFunction MakeTaskFunction(Fn fn) {
+TaskFunction make_task_function(Fn fn) {
   if constexpr (std::is_invocable_v<Fn&, const TaskChunk&, TaskArgs>) {
     return [fn = std::move(fn)](const TaskChunk& c, TaskArgs a) { return std::string(fn(c, a)); };
   } else {
@@ -91,11 +100,11 @@ TaskFunction MakeTaskFunction(Fn fn) {
 // program or shared library that contains this line.
 #define FANOUT_TASK(name, ...)                                                    \
   [[maybe_unused]] static const bool FANOUT_TASK_CONCAT(fanout_task_, __LINE__) = \
-      ::fanout::detail::RegisterAtStartup(name, __VA_ARGS__)
+      ::fanout::detail::register_at_startup(name, __VA_ARGS__)
 
 namespace fanout::detail {
 template <typename Fn>
-bool RegisterAtStartup(const std::string& name, Fn fn, TaskOptions options = {}) {
-  return RegisterTask(name, MakeTaskFunction(std::move(fn)), std::move(options));
+bool register_at_startup(const std::string& name, Fn fn, TaskOptions options = {}) {
+  return register_task(name, make_task_function(std::move(fn)), std::move(options));
 }
 }  // namespace fanout::detail

@@ -6,16 +6,18 @@
 // recognised by their arguments). Call these from main's thread before starting any other thread.
 #pragma once
 
+#include "fanout/export.h"
+
 namespace fanout {
 
 // Runs the worker loop until it is told to stop; returns the process exit status
 // (0, 1 after a protocol mismatch, 2 on bad arguments or plugins, 128+signal).
-int worker_main(int argc, char** argv);
+FANOUT_API int worker_main(int argc, char** argv);
 
 // Call first thing in main. If this process was started as a worker (its first argument
 // is --connect, as processes-mode Pools start it, or --fanout-worker, which is then
 // dropped), runs worker_main and exits with its status. Otherwise returns, and
 // processes-mode Pools of this program start copies of it as their workers.
-void init(int argc, char** argv);
+FANOUT_API void init(int argc, char** argv);
 
 }  // namespace fanout

@@ -82,8 +82,8 @@ std::vector<std::string> Lines(int n) {
 
 PoolOptions Options(PoolMode mode) {
   PoolOptions o;
-  o.mode = mode;
-  o.workers = 3;
+  o.mode(mode);
+  o.workers(3);
   return o;
 }
 
@@ -120,7 +120,7 @@ TEST_P(PoolModeTest, ArgumentsReachTheTask) {
 
 TEST_P(PoolModeTest, FailingChunkThrowsTaskErrorNamingIt) {
   PoolOptions o = Options(GetParam());
-  o.retries = 1;
+  o.retries(1);
   Pool pool(o);
   std::vector<std::string> chunks = {"ok\n", "fine\n", "a\nbad line\n", "ok\n"};
   try {
@@ -137,7 +137,7 @@ TEST_P(PoolModeTest, FailingChunkThrowsTaskErrorNamingIt) {
 TEST_P(PoolModeTest, FailedAttemptsAreRetriedOnlyWhenAskedTo) {
   EXPECT_THROW(Pool(Options(GetParam())).map("flaky", {"a\n"}), fanout::TaskError);
   PoolOptions o = Options(GetParam());
-  o.retries = 1;
+  o.retries(1);
   Pool pool(o);
   EXPECT_EQ(pool.map("flaky", {"a\n", "b\n"}),
             (std::vector<std::string>{"chunk 0 attempt 2\n", "chunk 1 attempt 2\n"}));
@@ -205,7 +205,7 @@ TEST(PoolTest, BadArgumentsAreAPoolError) {
 
 TEST(PoolTest, ProcessesModeWithFanoutWorkerRunsBuiltins) {
   PoolOptions o = Options(PoolMode::kProcesses);
-  o.worker_binary = WorkerBin();
+  o.worker_binary(WorkerBin());
   Pool pool(o);
   EXPECT_EQ(pool.map("product", {"2\n3\n", "4\n5\n"}), (std::vector<std::string>{"6\n", "20\n"}));
 }
@@ -242,9 +242,9 @@ TEST(PoolTest, RemoteModeUsesWorkersThatConnect) {
   WorkerProcess a({self, "--connect", endpoint, "--name", "spmd"});
   WorkerProcess b({WorkerBin(), "--connect", endpoint, "--name", "plain"});
   PoolOptions o;
-  o.mode = PoolMode::kRemote;
-  o.endpoint = endpoint;
-  o.wait_timeout = std::chrono::seconds(20);
+  o.mode(PoolMode::kRemote);
+  o.endpoint(endpoint);
+  o.wait_timeout(std::chrono::seconds(20));
   Pool pool(o);
   Pool serial(Options(PoolMode::kSerial));
   EXPECT_EQ(pool.map_range("product", 1, 500, 4), serial.map_range("product", 1, 500, 4));
@@ -259,8 +259,8 @@ TEST(PoolTest, NetworkEndpointsNeedCurveOrInsecure) {
   // Loopback too: any local user can connect to it.
   for (const char* endpoint : {"tcp://0.0.0.0:5555", "tcp://127.0.0.1:5555"}) {
     PoolOptions open;
-    open.mode = PoolMode::kRemote;
-    open.endpoint = endpoint;
+    open.mode(PoolMode::kRemote);
+    open.endpoint(endpoint);
     try {
       Pool(open).map("upper", {"a\n"});
       ADD_FAILURE() << "an unauthenticated TCP endpoint was accepted: " << endpoint;
@@ -276,9 +276,9 @@ TEST(PoolTest, NetworkEndpointsNeedCurveOrInsecure) {
                        (dir / "authorized" / "w").string() + " >/dev/null";
   ASSERT_EQ(std::system(keygen.c_str()), 0);
   PoolOptions curve = Options(PoolMode::kProcesses);
-  curve.endpoint = "tcp://127.0.0.1:*";
-  curve.curve_secret = (dir / "pool_secret").string();
-  curve.authorized_keys = (dir / "authorized").string();
+  curve.endpoint("tcp://127.0.0.1:*");
+  curve.curve_secret((dir / "pool_secret").string());
+  curve.authorized_keys((dir / "authorized").string());
   EXPECT_EQ(Pool(curve).map("upper", {"a\n", "b\n"}), (std::vector<std::string>{"A\n", "B\n"}));
   std::filesystem::remove_all(dir);
 }
@@ -286,13 +286,13 @@ TEST(PoolTest, NetworkEndpointsNeedCurveOrInsecure) {
 TEST(PoolTest, PluginTasksRunInThisProcessAndInWorkers) {
   for (PoolMode mode : {PoolMode::kThreads, PoolMode::kProcesses}) {
     PoolOptions o = Options(mode);
-    o.plugins = {std::string(FANOUT_PLUGIN_DIR) + "/test_plugin_rot13.so"};
-    o.worker_binary = WorkerBin();  // a plain fanout-worker: only the plugin has rot13
+    o.plugins({std::string(FANOUT_PLUGIN_DIR) + "/test_plugin_rot13.so"});
+    o.worker_binary(WorkerBin());  // a plain fanout-worker: only the plugin has rot13
     Pool pool(o);
     EXPECT_EQ(pool.map("rot13", {"abc\n", "NOP\n"}), (std::vector<std::string>{"nop\n", "ABC\n"}));
   }
   PoolOptions o = Options(PoolMode::kSerial);
-  o.plugins = {std::string(FANOUT_PLUGIN_DIR) + "/test_plugin_future_abi.so"};
+  o.plugins({std::string(FANOUT_PLUGIN_DIR) + "/test_plugin_future_abi.so"});
   Pool pool(o);
   EXPECT_THROW(pool.map("rot13", {"a\n"}), fanout::PoolError);
 }
@@ -308,9 +308,9 @@ TEST(PoolTest, EightThreadsLoadingDifferentPluginsAtOnceEachGetTheirOwnResults) 
     for (int n = 1; n <= 8; ++n) {
       threads.emplace_back([&, n] {
         PoolOptions o = Options(PoolMode::kThreads);
-        o.workers = 2;
-        o.plugins = {std::string(FANOUT_PLUGIN_DIR) + "/test_plugin_shift" + std::to_string(n) +
-                     ".so"};
+        o.workers(2);
+        o.plugins(
+            {std::string(FANOUT_PLUGIN_DIR) + "/test_plugin_shift" + std::to_string(n) + ".so"});
         Pool pool(o);
         for (int round = 0; round < 5; ++round)
           got[n - 1] = pool.map("shift" + std::to_string(n), chunks);
@@ -347,7 +347,7 @@ TEST(PoolTest, ACommandThatStopsReadingLeavesTheHostsSigpipeAlone) {
 
 TEST(PoolTest, CustomWorkerBinaryRunsItsOwnTasks) {
   PoolOptions o = Options(PoolMode::kProcesses);
-  o.worker_binary = std::string(FANOUT_BIN_DIR) + "/lib_custom_worker";
+  o.worker_binary(std::string(FANOUT_BIN_DIR) + "/lib_custom_worker");
   Pool pool(o);
   // `shout` exists only in the custom worker; this process leaves it to the workers.
   EXPECT_EQ(pool.map("shout", {"a", "b"}), (std::vector<std::string>{"a!\n", "b!\n"}));
@@ -357,7 +357,7 @@ TEST(PoolTest, CustomWorkerBinaryRunsItsOwnTasks) {
 
 TEST(PoolTest, TaskNoWorkerProvidesIsAPoolErrorNotAHang) {
   PoolOptions o = Options(PoolMode::kProcesses);
-  o.worker_binary = WorkerBin();  // has no `upper`: every worker is refused
+  o.worker_binary(WorkerBin());  // has no `upper`: every worker is refused
   Pool pool(o);
   try {
     pool.map("upper", {"a\n"});
@@ -382,7 +382,7 @@ TEST(PoolTest, FanoutWorkerArgumentStartsTheWorkerCommandLine) {
 
 TEST(PoolTest, RemoteModeWithoutEndpointIsAPoolError) {
   PoolOptions o;
-  o.mode = PoolMode::kRemote;
+  o.mode(PoolMode::kRemote);
   Pool pool(o);
   EXPECT_THROW(pool.map("upper", {"a\n"}), fanout::PoolError);
 }
@@ -408,12 +408,58 @@ TEST(SplitTest, SplitLinesKeepsBytesAndDropsEmptyChunks) {
   EXPECT_EQ(fanout::split_lines("x\n", 5).size(), 1u);
 }
 
+TEST(PoolOptionsTest, ChainedSettersGettersAndValueSemantics) {
+  PoolOptions defaults;
+  EXPECT_EQ(defaults.mode(), PoolMode::kProcesses);
+  EXPECT_EQ(defaults.workers(), 0u);
+  EXPECT_EQ(defaults.timeout(), std::chrono::milliseconds(0));
+  EXPECT_TRUE(defaults.plugins().empty());
+  EXPECT_FALSE(defaults.insecure());
+
+  PoolOptions o = PoolOptions()
+                      .mode(PoolMode::kThreads)
+                      .workers(4)
+                      .retries(2)
+                      .timeout(std::chrono::seconds(3))
+                      .endpoint("ipc:///tmp/x.sock")
+                      .plugins({"a.so", "b.so"})
+                      .insecure(true);
+  EXPECT_EQ(o.mode(), PoolMode::kThreads);
+  EXPECT_EQ(o.workers(), 4u);
+  EXPECT_EQ(o.retries(), 2u);
+  EXPECT_EQ(o.timeout(), std::chrono::milliseconds(3000));
+  EXPECT_EQ(o.endpoint(), "ipc:///tmp/x.sock");
+  EXPECT_EQ(o.plugins(), (std::vector<std::string>{"a.so", "b.so"}));
+  EXPECT_TRUE(o.insecure());
+
+  // Copies are independent; a moved-from value reads as the defaults and can be reused.
+  PoolOptions copy = o;
+  copy.workers(7);
+  EXPECT_EQ(o.workers(), 4u);
+  EXPECT_EQ(copy.workers(), 7u);
+  EXPECT_EQ(copy.mode(), PoolMode::kThreads);
+  PoolOptions moved = std::move(copy);
+  EXPECT_EQ(moved.workers(), 7u);
+  EXPECT_EQ(copy.workers(), 0u);  // NOLINT(bugprone-use-after-move): documented state
+  copy.workers(5);
+  EXPECT_EQ(copy.workers(), 5u);
+  copy = o;
+  EXPECT_EQ(copy.workers(), 4u);
+
+  // The pool keeps its own copy.
+  o.plugins({});
+  Pool pool(o);
+  o.workers(1);
+  EXPECT_EQ(pool.options().workers(), 4u);
+  EXPECT_EQ(pool.map("upper", {"a\n"}), (std::vector<std::string>{"A\n"}));
+}
+
 TEST(TaskApiTest, LinesStripTerminatorsAndRegistrationIsFirstWins) {
   TaskChunk chunk{"a\r\nb\n\nc", {}, 0, 1, "", {}};
   EXPECT_EQ(chunk.lines(), (std::vector<std::string_view>{"a", "b", "", "c"}));
-  EXPECT_FALSE(fanout::RegisterTask(
+  EXPECT_FALSE(fanout::register_task(
       "upper", [](const TaskChunk&, fanout::TaskArgs) { return std::string(); }));
-  auto names = fanout::TaskNames();
+  auto names = fanout::task_names();
   EXPECT_TRUE(std::is_sorted(names.begin(), names.end()));
   for (const char* n : {"upper", "product", "identity", "exec", "sleep"}) {
     EXPECT_NE(std::find(names.begin(), names.end(), n), names.end()) << n;

@@ -31,9 +31,9 @@ int main(int argc, char** argv) {
     }
   }
   fanout::PoolOptions plain;
-  plain.mode = fanout::PoolMode::kProcesses;
-  plain.workers = 2;
-  plain.worker_binary = FANOUT_WORKER_EXECUTABLE;
+  plain.mode(fanout::PoolMode::kProcesses);
+  plain.workers(2);
+  plain.worker_binary(FANOUT_WORKER_EXECUTABLE);
   fanout::Pool pool(plain);
   if (fanout::concat(pool.map_range("product", 1, 11, 2)) != "120\n30240\n") {
     std::fprintf(stderr, "product over the installed fanout-worker is wrong\n");

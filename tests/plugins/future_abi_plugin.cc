@@ -5,4 +5,4 @@ namespace {
 const fanout_plugin_info kInfo = {FANOUT_PLUGIN_ABI_VERSION + 1, 0, nullptr};
 }  // namespace
 
-extern "C" const fanout_plugin_info* fanout_plugin(void) { return &kInfo; }
+extern "C" FANOUT_PLUGIN_EXPORT const fanout_plugin_info* fanout_plugin(void) { return &kInfo; }

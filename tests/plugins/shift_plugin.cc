@@ -27,4 +27,4 @@ const fanout_plugin_info kInfo = {FANOUT_PLUGIN_ABI_VERSION, 1, kTasks};
 
 }  // namespace
 
-extern "C" const fanout_plugin_info* fanout_plugin(void) { return &kInfo; }
+extern "C" FANOUT_PLUGIN_EXPORT const fanout_plugin_info* fanout_plugin(void) { return &kInfo; }
