@@ -13,6 +13,7 @@
 #include <zmq.hpp>
 
 #include "common/command.h"
+#include "common/exit_code.h"
 #include "common/handshake_monitor.h"
 #include "common/measured_run.h"
 #include "common/transport.h"
@@ -457,26 +458,26 @@ int Worker::Run() {
   for (;;) {
     SessionEnd end = Session();
     runner_.CancelAll();
-    if (draining_) return 128 + signal_;  // whatever ended the session, the worker is leaving
+    if (draining_) return SignalExit(signal_);  // whatever ended the session, the worker is leaving
     switch (end) {
       case SessionEnd::kShutdown:
         if (config_.once) {
           spdlog::debug("shutdown received; exiting (--once)");
-          return 0;
+          return ToInt(ExitCode::kOk);
         }
         spdlog::info("job over; waiting for the next coordinator at {}", config_.endpoint);
         backoff = config_.initial_backoff;
         break;
       case SessionEnd::kWrongVersion:
-        return 1;
+        return ToInt(ExitCode::kProtocolRefused);
       case SessionEnd::kSignal:
-        return 128 + signal_;
+        return SignalExit(signal_);
       case SessionEnd::kLost:
         break;
     }
     if (welcomed_) backoff = config_.initial_backoff;  // that session did work
     spdlog::debug("reconnecting in {} ms", backoff.count());
-    if (!BackOff(backoff)) return 128 + signal_;
+    if (!BackOff(backoff)) return SignalExit(signal_);
     backoff = std::min(backoff * 2, config_.max_backoff);
   }
 }

@@ -4,10 +4,12 @@
 #include <signal.h>
 
 #include <chrono>
+#include <cstring>
 #include <map>
 #include <optional>
 #include <zmq.hpp>
 
+#include "common/exit_code.h"
 #include "common/transport.h"
 #include "tests/support/test_support.h"
 
@@ -263,7 +265,7 @@ TEST_F(WorkerLoopTest, RejectOfAnotherVersionEndsTheWorkerWithStatusOne) {
   auto hello = Next();
   ASSERT_TRUE(hello);
   ASSERT_TRUE(SendTo(*router_, hello->peer, Reject{"too new", kProtocolVersion + 1}));
-  EXPECT_EQ(worker_->Wait(milliseconds(5000)), 1);
+  EXPECT_EQ(worker_->Wait(milliseconds(5000)), ToInt(ExitCode::kProtocolRefused));
   EXPECT_NE(ReadFile(dir_.File("err")).find("too new"), std::string::npos);
 }
 
@@ -281,6 +283,21 @@ TEST_F(WorkerLoopTest, SigtermExitsPromptlyWith143) {
   Welcome();
   worker_->Signal(SIGTERM);
   EXPECT_EQ(worker_->Wait(milliseconds(3000)), 143);
+}
+
+// The worker's exit codes are the ExitCode values README.md documents: 128 + the signal
+// (SIGINT is the coordinator's kInterrupted), 0 after SHUTDOWN with --once.
+TEST_F(WorkerLoopTest, ExitCodesAreTheDocumentedExitCodeValues) {
+  EXPECT_EQ(ToInt(ExitCode::kInterrupted), SignalExit(SIGINT));
+  for (int sig : {SIGINT, SIGHUP, SIGTERM}) {
+    StartWorker();
+    Welcome();
+    worker_->Signal(sig);
+    EXPECT_EQ(worker_->Wait(milliseconds(5000)), SignalExit(sig)) << strsignal(sig);
+  }
+  StartWorker({"--once"});
+  ASSERT_TRUE(SendTo(*router_, Welcome(), Shutdown{"done"}));
+  EXPECT_EQ(worker_->Wait(milliseconds(5000)), ToInt(ExitCode::kOk));
 }
 
 TEST_F(WorkerLoopTest, UsageErrorsExitTwoWithOneLine) {
