@@ -45,6 +45,7 @@ enum class SessionEnd {
   kWrongVersion,  // refused for speaking another protocol version
   kLost,          // silence or REJECT: reconnect after back-off
   kSignal,        // SIGINT/SIGTERM/SIGHUP, or a drain that ended (said goodbye)
+  kNoSocket,      // no DEALER could connect to the endpoint (connect_error_ says why)
 };
 
 // How long the goodbye (LEAVE with `bye`) may take to leave the socket before the worker
@@ -68,7 +69,8 @@ class Worker {
     if (signal_fd_ >= 0) close(signal_fd_);
   }
 
-  int Run();
+  // The exit code, or the error of a first connect that failed (a bad endpoint).
+  Result<int> Run();
 
  private:
   SessionEnd Session();
@@ -120,6 +122,7 @@ class Worker {
   int signal_fd_ = -1;
   int signal_ = 0;
   bool welcomed_ = false;
+  Status connect_error_;                      // why the last MakeDealer failed
   std::set<std::string> handshake_failures_;  // logged once each
   milliseconds heartbeat_{0};
   uint32_t liveness_ = 0;
@@ -375,7 +378,12 @@ std::optional<SessionEnd> Worker::Handle(zmq::socket_t& socket, Envelope& env) {
 }
 
 SessionEnd Worker::Session() {
-  zmq::socket_t socket = MakeDealer(context_, config_.endpoint, "", config_.security);
+  auto dealer = MakeDealer(context_, config_.endpoint, "", config_.security);
+  if (!dealer.ok()) {
+    connect_error_ = dealer.status();
+    return SessionEnd::kNoSocket;
+  }
+  zmq::socket_t socket = std::move(dealer).value();
   HandshakeMonitor monitor(context_, socket);
   welcomed_ = false;
   batches_ = false;
@@ -453,10 +461,13 @@ SessionEnd Worker::Session() {
   }
 }
 
-int Worker::Run() {
+Result<int> Worker::Run() {
   milliseconds backoff = config_.initial_backoff;
-  for (;;) {
+  for (bool first = true;; first = false) {
     SessionEnd end = Session();
+    // The endpoint never changes, so a malformed one fails the first connect: a usage
+    // error. A later failure (out of descriptors, say) is retried like a lost session.
+    if (end == SessionEnd::kNoSocket && first) return connect_error_;
     runner_.CancelAll();
     if (draining_) return SignalExit(signal_);  // whatever ended the session, the worker is leaving
     switch (end) {
@@ -472,6 +483,9 @@ int Worker::Run() {
         return ToInt(ExitCode::kProtocolRefused);
       case SessionEnd::kSignal:
         return SignalExit(signal_);
+      case SessionEnd::kNoSocket:
+        spdlog::warn("{}; retrying", connect_error_.message());
+        break;
       case SessionEnd::kLost:
         break;
     }
@@ -484,7 +498,7 @@ int Worker::Run() {
 
 }  // namespace
 
-int RunWorker(const WorkerConfig& config) {
+Result<int> RunWorker(const WorkerConfig& config) {
   Worker worker(config);
   return worker.Run();
 }

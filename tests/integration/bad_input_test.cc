@@ -208,7 +208,7 @@ TEST_P(BadPeerTest, CoordinatorIgnoresItAndFinishesTheJob) {
                      dir.File("in"), "-o", dir.File("out"), "identity"},
                     "", dir.File("err"));
   zmq::context_t context(1);
-  zmq::socket_t hostile = MakeDealer(context, endpoint, "");
+  zmq::socket_t hostile = MakeDealer(context, endpoint, "").value();
   for (size_t i = 0; i < GetParam().frames.size(); ++i) {
     const std::string& f = GetParam().frames[i];
     zmq::message_t m(f.data(), f.size());
