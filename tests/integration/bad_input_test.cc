@@ -4,6 +4,7 @@
 // partial output file.
 #include <gtest/gtest.h>
 
+#include <filesystem>
 #include <functional>
 #include <msgpack.hpp>
 #include <zmq.hpp>
@@ -152,6 +153,22 @@ TEST(WorkerBadInputTest, MalformedConnectEndpointIsAUsageErrorNotACrash) {
     EXPECT_NE(r.err.find("--connect: cannot connect to '" + endpoint + "'"), std::string::npos)
         << r.err;
   }
+}
+
+// A --worker-bin that passes the executable check but cannot be executed (not a program):
+// the launcher reports exec's own error, once, and the job fails (exit 1).
+TEST(WorkerBinTest, ABinaryExecCannotRunIsReportedWithExecsError) {
+  TempDir dir;
+  WriteFile(dir.File("in"), "a\n");
+  WriteFile(dir.File("w"), "not a program\n");
+  std::filesystem::permissions(dir.File("w"), std::filesystem::perms::owner_all);
+  RunResult r =
+      fanout::testing::Run({FanoutBin(), "run", "--mode", "processes", "-j", "1", "--worker-bin",
+                            dir.File("w"), "-i", dir.File("in"), "identity"});
+  EXPECT_EQ(r.exit_code, 1) << r.err;
+  EXPECT_NE(r.err.find("cannot execute worker '" + dir.File("w") + "': Exec format error"),
+            std::string::npos)
+      << r.err;
 }
 
 TEST_P(OddInputTest, IdentityIsByteExactInEveryMode) {
