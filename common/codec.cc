@@ -2,172 +2,260 @@
 
 #include <algorithm>
 #include <cmath>
+#include <concepts>
 #include <exception>
-#include <initializer_list>
 #include <limits>
 #include <msgpack.hpp>
 #include <string_view>
 #include <type_traits>
+#include <utility>
+#include <variant>
+#include <vector>
 
 namespace fanout {
 namespace {
 
 using Packer = msgpack::packer<msgpack::sbuffer>;
 
+// ---- the field tables ---------------------------------------------------------------
+//
+// One function per message kind lists its header fields in wire order, once; the same
+// list drives the encoder (FieldCounter, FieldPacker) and the decoder (FieldReader), so a
+// field cannot be added to one side only. A visitor `v` offers:
+//   v.Req(key, member)     always sent; a header without it is refused
+//   v.Opt(key, member)     always sent; absent decodes as the member's default
+//   v.Omit(key, member)    sent only when not the default (0, "", empty, false); optional
+//   v.Column(key, vector)  a batch column: always sent, required, an array whose length is
+//                          checked against the message's other columns (Finish)
+//   v.Column(key, rows, &Row::member)  a column of one member of a vector of structs
+//   v.Group(optional, fn)  fields sent together when the optional holds a value; on
+//                          decode, present when any of its Req keys is, and then each
+//                          Req key is required
+// Checks across fields (ranges, limits, column lengths) are in Finish, after decoding.
+// PROTOCOL.md documents the same tables for readers of the wire.
+
+template <class M, class T>
+concept MessageOf = std::same_as<std::remove_const_t<M>, T>;
+
+template <class V, MessageOf<Hello> M>
+void Fields(V& v, M& m) {
+  v.Req("id", m.worker_id);
+  v.Opt("host", m.host);
+  v.Opt("ver", m.version);
+  v.Opt("pid", m.pid);
+  v.Req("slots", m.slots);
+  v.Opt("tasks", m.tasks);
+  v.Omit("batch", m.batch);
+  v.Omit("local", m.local_token);
+  v.Omit("starts", m.starts);
+  v.Omit("leave", m.leave);
+}
+
+template <class V, MessageOf<Welcome> M>
+void Fields(V& v, M& m) {
+  v.Req("job", m.job_id);
+  v.Req("hb", m.heartbeat_ms);
+  v.Req("live", m.liveness);
+  v.Omit("in", m.input_path);
+  v.Omit("starts", m.starts);
+  v.Omit("max", m.max_message);
+  v.Omit("ok", m.ok_exit);
+  v.Omit("leave", m.leave);
+}
+
+template <class V, MessageOf<TaskMsg> M>
+void Fields(V& v, M& m) {
+  v.Req("job", m.job_id);
+  v.Req("c", m.chunk);
+  v.Req("a", m.attempt);
+  v.Req("t", m.task);
+  v.Req("args", m.args);
+  v.Req("n", m.records);
+  v.Group(m.range, [](auto& g, auto& range) {
+    g.Req("lo", range.lo);
+    g.Req("hi", range.hi);
+  });
+  v.Group(m.slice, [](auto& g, auto& slice) {
+    g.Req("off", slice.offset);
+    g.Req("len", slice.length);
+    g.Omit("hlen", slice.header);
+  });
+}
+
+template <class V, MessageOf<ResultMsg> M>
+void Fields(V& v, M& m) {
+  v.Req("c", m.chunk);
+  v.Req("a", m.attempt);
+  v.Req("ok", m.ok);
+  v.Opt("err", m.error);
+  v.Opt("cpu", m.cpu_seconds);
+  v.Opt("wall", m.wall_seconds);
+}
+
+template <class V, MessageOf<TaskBatch> M>
+void Fields(V& v, M& m) {
+  v.Req("job", m.job_id);
+  v.Req("t", m.task);
+  v.Req("args", m.args);
+  v.Column("c", m.chunks);
+  v.Column("a", m.attempts);
+  v.Column("n", m.records);
+  v.Column("len", m.bytes);
+}
+
+template <class V, MessageOf<ResultBatch> M>
+void Fields(V& v, M& m) {
+  v.Column("c", m.results, &ResultMsg::chunk);
+  v.Column("a", m.results, &ResultMsg::attempt);
+  v.Column("ok", m.results, &ResultMsg::ok);
+  v.Column("err", m.results, &ResultMsg::error);
+  v.Column("cpu", m.results, &ResultMsg::cpu_seconds);
+  v.Column("wall", m.results, &ResultMsg::wall_seconds);
+  v.Column("len", m.bytes);
+}
+
+template <class V, MessageOf<Heartbeat> M>
+void Fields(V&, M&) {}
+
+template <class V, MessageOf<Cancel> M>
+void Fields(V& v, M& m) {
+  v.Req("c", m.chunk);
+  v.Req("a", m.attempt);
+}
+
+template <class V, MessageOf<Shutdown> M>
+void Fields(V& v, M& m) {
+  v.Opt("why", m.reason);
+}
+
+template <class V, MessageOf<Reject> M>
+void Fields(V& v, M& m) {
+  v.Opt("why", m.reason);
+  v.Opt("want", m.protocol);
+}
+
+template <class V, MessageOf<Started> M>
+void Fields(V& v, M& m) {
+  v.Column("c", m.chunks);
+  v.Column("a", m.attempts);
+}
+
+template <class V, MessageOf<Leave> M>
+void Fields(V& v, M& m) {
+  v.Column("c", m.chunks);
+  v.Column("a", m.attempts);
+  v.Req("bye", m.bye);
+}
+
+// The kind of a message type: its index in Message + 1.
+template <class M, size_t I = 0>
+constexpr MessageKind KindOfType() {
+  if constexpr (std::is_same_v<std::variant_alternative_t<I, Message>, M>)
+    return static_cast<MessageKind>(I + 1);
+  else
+    return KindOfType<M, I + 1>();
+}
+
+// "v" carries the sender's protocol version; a HELLO says its own (protocol.h).
+template <class M>
+uint32_t SenderVersion(const M&) {
+  return kProtocolVersion;
+}
+uint32_t SenderVersion(const Hello& m) { return m.protocol; }
+template <class M>
+void SetSenderVersion(M&, uint32_t) {}
+void SetSenderVersion(Hello& m, uint32_t version) { m.protocol = version; }
+
 // ---- encoding -------------------------------------------------------------------------
 
-void Key(Packer& pk, std::string_view key) {
-  pk.pack_str(static_cast<uint32_t>(key.size()));
-  pk.pack_str_body(key.data(), static_cast<uint32_t>(key.size()));
+template <class T>
+bool IsDefault(const T& value) {
+  return value == T{};
 }
 
-void Str(Packer& pk, std::string_view key, std::string_view value) {
-  Key(pk, key);
-  pk.pack_str(static_cast<uint32_t>(value.size()));
-  pk.pack_str_body(value.data(), static_cast<uint32_t>(value.size()));
-}
-
-template <typename T>
-void Val(Packer& pk, std::string_view key, const T& value) {
-  Key(pk, key);
-  pk.pack(value);
-}
-
-void StrList(Packer& pk, std::string_view key, const std::vector<std::string>& values) {
-  Key(pk, key);
-  pk.pack_array(static_cast<uint32_t>(values.size()));
-  for (const auto& v : values) {
-    pk.pack_str(static_cast<uint32_t>(v.size()));
-    pk.pack_str_body(v.data(), static_cast<uint32_t>(v.size()));
+// Counts the entries a message's map will hold.
+struct FieldCounter {
+  uint32_t n = 0;
+  template <class T>
+  void Req(std::string_view, const T&) {
+    ++n;
   }
-}
-
-// Writes the map header and the version/kind entries common to every message.
-void Begin(Packer& pk, MessageKind kind, uint32_t fields, uint32_t version = kProtocolVersion) {
-  pk.pack_map(fields + 2);
-  Val(pk, "v", version);
-  Val(pk, "k", static_cast<uint8_t>(kind));
-}
-
-struct Encoder {
-  Packer& pk;
-  void operator()(const Hello& m) {
-    bool local = !m.local_token.empty();
-    Begin(pk, MessageKind::kHello,
-          6 + (m.batch ? 1 : 0) + (local ? 1 : 0) + (m.starts ? 1 : 0) + (m.leave ? 1 : 0),
-          m.protocol);
-    Str(pk, "id", m.worker_id);
-    Str(pk, "host", m.host);
-    Str(pk, "ver", m.version);
-    Val(pk, "pid", m.pid);
-    Val(pk, "slots", m.slots);
-    StrList(pk, "tasks", m.tasks);
-    if (m.batch) Val(pk, "batch", m.batch);
-    if (local) Str(pk, "local", m.local_token);
-    if (m.starts) Val(pk, "starts", true);
-    if (m.leave) Val(pk, "leave", true);
+  template <class T>
+  void Opt(std::string_view, const T&) {
+    ++n;
   }
-  void operator()(const Welcome& m) {
-    Begin(pk, MessageKind::kWelcome,
-          3 + (m.input_path.empty() ? 0 : 1) + (m.starts ? 1 : 0) + (m.max_message ? 1 : 0) +
-              (m.ok_exit.empty() ? 0 : 1) + (m.leave ? 1 : 0));
-    Str(pk, "job", m.job_id);
-    Val(pk, "hb", m.heartbeat_ms);
-    Val(pk, "live", m.liveness);
-    if (!m.input_path.empty()) Str(pk, "in", m.input_path);
-    if (m.starts) Val(pk, "starts", true);
-    if (m.max_message) Val(pk, "max", m.max_message);
-    if (!m.ok_exit.empty()) Val(pk, "ok", m.ok_exit);
-    if (m.leave) Val(pk, "leave", true);
+  template <class T>
+  void Omit(std::string_view, const T& value) {
+    if (!IsDefault(value)) ++n;
   }
-  void operator()(const Leave& m) {
-    Begin(pk, MessageKind::kLeave, 3);
-    Val(pk, "c", m.chunks);
-    Val(pk, "a", m.attempts);
-    Val(pk, "bye", m.bye);
+  template <class T>
+  void Column(std::string_view, const std::vector<T>&) {
+    ++n;
   }
-  void operator()(const Started& m) {
-    Begin(pk, MessageKind::kStarted, 2);
-    Val(pk, "c", m.chunks);
-    Val(pk, "a", m.attempts);
+  template <class Row, class T>
+  void Column(std::string_view, const std::vector<Row>&, T Row::*) {
+    ++n;
   }
-  void operator()(const TaskMsg& m) {
-    uint32_t slice_fields = !m.slice ? 0 : m.slice->header ? 3 : 2;
-    Begin(pk, MessageKind::kTask, (m.range ? 8 : 6) + slice_fields);
-    Str(pk, "job", m.job_id);
-    Val(pk, "c", m.chunk);
-    Val(pk, "a", m.attempt);
-    Str(pk, "t", m.task);
-    StrList(pk, "args", m.args);
-    Val(pk, "n", m.records);
-    if (m.range) {
-      Val(pk, "lo", m.range->lo);
-      Val(pk, "hi", m.range->hi);
-    }
-    if (m.slice) {
-      Val(pk, "off", m.slice->offset);
-      Val(pk, "len", m.slice->length);
-      if (m.slice->header) Val(pk, "hlen", m.slice->header);
-    }
-  }
-  void operator()(const ResultMsg& m) {
-    Begin(pk, MessageKind::kResult, 6);
-    Val(pk, "c", m.chunk);
-    Val(pk, "a", m.attempt);
-    Val(pk, "ok", m.ok);
-    Str(pk, "err", m.error);
-    Val(pk, "cpu", m.cpu_seconds);
-    Val(pk, "wall", m.wall_seconds);
-  }
-  void operator()(const TaskBatch& m) {
-    Begin(pk, MessageKind::kTasks, 7);
-    Str(pk, "job", m.job_id);
-    Str(pk, "t", m.task);
-    StrList(pk, "args", m.args);
-    Val(pk, "c", m.chunks);
-    Val(pk, "a", m.attempts);
-    Val(pk, "n", m.records);
-    Val(pk, "len", m.bytes);
-  }
-  void operator()(const ResultBatch& m) {
-    Begin(pk, MessageKind::kResults, 7);
-    auto column = [&](std::string_view key, auto field) {
-      Key(pk, key);
-      pk.pack_array(static_cast<uint32_t>(m.results.size()));
-      for (const ResultMsg& r : m.results) pk.pack(r.*field);
-    };
-    column("c", &ResultMsg::chunk);
-    column("a", &ResultMsg::attempt);
-    column("ok", &ResultMsg::ok);
-    column("err", &ResultMsg::error);
-    column("cpu", &ResultMsg::cpu_seconds);
-    column("wall", &ResultMsg::wall_seconds);
-    Val(pk, "len", m.bytes);
-  }
-  void operator()(const Heartbeat&) { Begin(pk, MessageKind::kHeartbeat, 0); }
-  void operator()(const Cancel& m) {
-    Begin(pk, MessageKind::kCancel, 2);
-    Val(pk, "c", m.chunk);
-    Val(pk, "a", m.attempt);
-  }
-  void operator()(const Shutdown& m) {
-    Begin(pk, MessageKind::kShutdown, 1);
-    Str(pk, "why", m.reason);
-  }
-  void operator()(const Reject& m) {
-    Begin(pk, MessageKind::kReject, 2);
-    Str(pk, "why", m.reason);
-    Val(pk, "want", m.protocol);
+  template <class T, class Fn>
+  void Group(const std::optional<T>& group, Fn fn) {
+    if (group) fn(*this, *group);
   }
 };
+
+// Packs each entry as key (str) then value (msgpack-c's packing of the member's type).
+struct FieldPacker {
+  Packer& pk;
+  void Key(std::string_view key) {
+    pk.pack_str(static_cast<uint32_t>(key.size()));
+    pk.pack_str_body(key.data(), static_cast<uint32_t>(key.size()));
+  }
+  template <class T>
+  void Req(std::string_view key, const T& value) {
+    Key(key);
+    pk.pack(value);
+  }
+  template <class T>
+  void Opt(std::string_view key, const T& value) {
+    Req(key, value);
+  }
+  template <class T>
+  void Omit(std::string_view key, const T& value) {
+    if (!IsDefault(value)) Req(key, value);
+  }
+  template <class T>
+  void Column(std::string_view key, const std::vector<T>& column) {
+    Req(key, column);
+  }
+  template <class Row, class T>
+  void Column(std::string_view key, const std::vector<Row>& rows, T Row::*member) {
+    Key(key);
+    pk.pack_array(static_cast<uint32_t>(rows.size()));
+    for (const Row& row : rows) pk.pack(row.*member);
+  }
+  template <class T, class Fn>
+  void Group(const std::optional<T>& group, Fn fn) {
+    if (group) fn(*this, *group);
+  }
+};
+
+template <class M>
+void Encode(Packer& pk, const M& m) {
+  FieldCounter counter;
+  Fields(counter, m);
+  pk.pack_map(counter.n + 2);
+  FieldPacker packer{pk};
+  packer.Req("v", SenderVersion(m));
+  packer.Req("k", static_cast<uint8_t>(KindOfType<M>()));
+  Fields(packer, m);
+}
 
 // ---- decoding -------------------------------------------------------------------------
 
 // A view of a decoded msgpack map with typed, checked field access. The first error is
 // kept; later calls are no-ops once failed.
-class Fields {
+class FieldReader {
  public:
-  explicit Fields(const msgpack::object& map) : map_(map) {}
+  explicit FieldReader(const msgpack::object& map) : map_(map) {}
 
   const msgpack::object* Find(std::string_view key) const {
     for (uint32_t i = 0; i < map_.via.map.size; ++i) {
@@ -267,184 +355,137 @@ bool HasBinOrExt(const msgpack::object& o) {
   }
 }
 
+// Fills a message from a header map by its field table. Records the length of each batch
+// column, in table order, for Finish.
+class TableReader {
+ public:
+  explicit TableReader(FieldReader& f) : f_(f) {}
+
+  template <class T>
+  void Req(std::string_view key, T& out) {
+    f_.Get(key, out);
+  }
+  template <class T>
+  void Opt(std::string_view key, T& out) {
+    f_.Get(key, out, /*required=*/false);
+  }
+  template <class T>
+  void Omit(std::string_view key, T& out) {
+    Opt(key, out);
+  }
+  template <class T>
+  void Column(std::string_view key, std::vector<T>& column) {
+    f_.Get(key, column);
+    if (f_.error().empty()) columns_.push_back(column.size());
+  }
+  template <class Row, class T>
+  void Column(std::string_view key, std::vector<Row>& rows, T Row::*member) {
+    std::vector<T> column;
+    Column(key, column);
+    if (rows.size() < column.size()) rows.resize(column.size());
+    for (size_t i = 0; i < column.size(); ++i) rows[i].*member = std::move(column[i]);
+  }
+  template <class T, class Fn>
+  void Group(std::optional<T>& group, Fn fn) {
+    GroupProbe probe{f_};
+    T scratch{};
+    fn(probe, scratch);
+    if (probe.found) fn(*this, group.emplace());
+  }
+
+  const std::vector<size_t>& columns() const { return columns_; }
+
+ private:
+  // Whether any Req key of a group is in the map.
+  struct GroupProbe {
+    const FieldReader& f;
+    bool found = false;
+    template <class T>
+    void Req(std::string_view key, T&) {
+      found = found || f.Find(key) != nullptr;
+    }
+    template <class T>
+    void Omit(std::string_view, T&) {}
+  };
+
+  FieldReader& f_;
+  std::vector<size_t> columns_;
+};
+
 // A batch's columns: 1..kMaxBatch entries, all of the same length.
-Status CheckBatch(size_t count, std::initializer_list<size_t> columns) {
+Status CheckBatch(std::string_view kind, const std::vector<size_t>& columns) {
+  size_t count = columns.empty() ? 0 : columns[0];
   if (count == 0 || count > kMaxBatch)
-    return Status::Error("with " + std::to_string(count) + " entries (1 to " +
+    return Status::Error(std::string(kind) + " with " + std::to_string(count) + " entries (1 to " +
                          std::to_string(kMaxBatch) + " allowed)");
   for (size_t n : columns) {
-    if (n != count) return Status::Error("with columns of different lengths");
+    if (n != count) return Status::Error(std::string(kind) + " with columns of different lengths");
   }
   return Status::Ok();
 }
 
-Result<Message> DecodeFields(MessageKind kind, Fields& f, uint32_t version) {
-  Message out;
-  switch (kind) {
-    case MessageKind::kHello: {
-      Hello m;
-      m.protocol = version;
-      f.Get("id", m.worker_id);
-      f.Get("host", m.host, false);
-      f.Get("ver", m.version, false);
-      f.Get("pid", m.pid, false);
-      f.Get("slots", m.slots);
-      f.Get("tasks", m.tasks, false);
-      f.Get("batch", m.batch, false);
-      f.Get("local", m.local_token, false);
-      f.Get("starts", m.starts, false);
-      f.Get("leave", m.leave, false);
-      if (f.error().empty() && (m.slots == 0 || m.slots > 65536))
-        return Status::Error("HELLO with invalid slots " + std::to_string(m.slots));
-      m.batch = std::min(m.batch, kMaxBatch);
-      out = std::move(m);
-      break;
-    }
-    case MessageKind::kWelcome: {
-      Welcome m;
-      f.Get("job", m.job_id);
-      f.Get("hb", m.heartbeat_ms);
-      f.Get("live", m.liveness);
-      f.Get("in", m.input_path, false);
-      f.Get("starts", m.starts, false);
-      f.Get("max", m.max_message, false);
-      f.Get("ok", m.ok_exit, false);
-      f.Get("leave", m.leave, false);
-      if (m.ok_exit.size() > 256) return Status::Error("WELCOME with more than 256 ok statuses");
-      out = std::move(m);
-      break;
-    }
-    case MessageKind::kTask: {
-      TaskMsg m;
-      f.Get("job", m.job_id);
-      f.Get("c", m.chunk);
-      f.Get("a", m.attempt);
-      f.Get("t", m.task);
-      f.Get("args", m.args);
-      f.Get("n", m.records);
-      if (f.Find("lo") || f.Find("hi")) {
-        IntRange r;
-        f.Get("lo", r.lo);
-        f.Get("hi", r.hi);
-        if (f.error().empty() && r.hi < r.lo) return Status::Error("TASK with an inverted range");
-        m.range = r;
-      }
-      if (f.Find("off") || f.Find("len")) {
-        FileSlice slice;
-        f.Get("off", slice.offset);
-        f.Get("len", slice.length);
-        f.Get("hlen", slice.header, false);
-        if (f.error().empty() && (m.range || slice.offset + slice.length < slice.offset))
-          return Status::Error("TASK with an invalid file slice");
-        m.slice = slice;
-      }
-      out = std::move(m);
-      break;
-    }
-    case MessageKind::kResult: {
-      ResultMsg m;
-      f.Get("c", m.chunk);
-      f.Get("a", m.attempt);
-      f.Get("ok", m.ok);
-      f.Get("err", m.error, false);
-      f.Get("cpu", m.cpu_seconds, false);
-      f.Get("wall", m.wall_seconds, false);
-      out = std::move(m);
-      break;
-    }
-    case MessageKind::kTasks: {
-      TaskBatch m;
-      f.Get("job", m.job_id);
-      f.Get("t", m.task);
-      f.Get("args", m.args);
-      f.Get("c", m.chunks);
-      f.Get("a", m.attempts);
-      f.Get("n", m.records);
-      f.Get("len", m.bytes);
-      if (Status s =
-              CheckBatch(m.chunks.size(), {m.attempts.size(), m.records.size(), m.bytes.size()});
-          f.error().empty() && !s.ok())
-        return Status::Error("TASKS " + s.message());
-      out = std::move(m);
-      break;
-    }
-    case MessageKind::kResults: {
-      std::vector<uint64_t> chunks;
-      std::vector<uint32_t> attempts;
-      std::vector<bool> oks;
-      std::vector<std::string> errors;
-      std::vector<double> cpu, wall;
-      ResultBatch m;
-      f.Get("c", chunks);
-      f.Get("a", attempts);
-      f.Get("ok", oks);
-      f.Get("err", errors);
-      f.Get("cpu", cpu);
-      f.Get("wall", wall);
-      f.Get("len", m.bytes);
-      if (Status s = CheckBatch(chunks.size(), {attempts.size(), oks.size(), errors.size(),
-                                                cpu.size(), wall.size(), m.bytes.size()});
-          f.error().empty() && !s.ok())
-        return Status::Error("RESULTS " + s.message());
-      for (size_t i = 0; i < chunks.size() && f.error().empty(); ++i) {
-        if (!oks[i] && m.bytes[i] != 0) return Status::Error("RESULTS with output for a failure");
-        m.results.push_back(
-            ResultMsg{chunks[i], attempts[i], oks[i], std::move(errors[i]), cpu[i], wall[i]});
-      }
-      out = std::move(m);
-      break;
-    }
-    case MessageKind::kHeartbeat:
-      out = Heartbeat{};
-      break;
-    case MessageKind::kStarted: {
-      Started m;
-      f.Get("c", m.chunks);
-      f.Get("a", m.attempts);
-      if (Status s = CheckBatch(m.chunks.size(), {m.attempts.size()}); f.error().empty() && !s.ok())
-        return Status::Error("STARTED " + s.message());
-      out = std::move(m);
-      break;
-    }
-    case MessageKind::kLeave: {
-      Leave m;
-      f.Get("c", m.chunks);
-      f.Get("a", m.attempts);
-      f.Get("bye", m.bye);
-      // Zero entries are allowed: a goodbye with nothing to hand back.
-      if (f.error().empty() && !m.chunks.empty()) {
-        if (Status s = CheckBatch(m.chunks.size(), {m.attempts.size()}); !s.ok())
-          return Status::Error("LEAVE " + s.message());
-      } else if (f.error().empty() && !m.attempts.empty()) {
-        return Status::Error("LEAVE with columns of different lengths");
-      }
-      out = std::move(m);
-      break;
-    }
-    case MessageKind::kCancel: {
-      Cancel m;
-      f.Get("c", m.chunk);
-      f.Get("a", m.attempt);
-      out = m;
-      break;
-    }
-    case MessageKind::kShutdown: {
-      Shutdown m;
-      f.Get("why", m.reason, false);
-      out = std::move(m);
-      break;
-    }
-    case MessageKind::kReject: {
-      Reject m;
-      f.Get("why", m.reason, false);
-      f.Get("want", m.protocol, false);
-      out = std::move(m);
-      break;
-    }
-    default:
-      return Status::Error("unknown message kind " + std::to_string(static_cast<int>(kind)));
+// Checks across fields once every field decoded (and normalisations).
+template <class M>
+Status Finish(M&, const std::vector<size_t>&) {
+  return Status::Ok();
+}
+Status Finish(Hello& m, const std::vector<size_t>&) {
+  if (m.slots == 0 || m.slots > 65536)
+    return Status::Error("HELLO with invalid slots " + std::to_string(m.slots));
+  m.batch = std::min(m.batch, kMaxBatch);
+  return Status::Ok();
+}
+Status Finish(Welcome& m, const std::vector<size_t>&) {
+  if (m.ok_exit.size() > 256) return Status::Error("WELCOME with more than 256 ok statuses");
+  return Status::Ok();
+}
+Status Finish(TaskMsg& m, const std::vector<size_t>&) {
+  if (m.range && m.range->hi < m.range->lo) return Status::Error("TASK with an inverted range");
+  if (m.slice && (m.range || m.slice->offset + m.slice->length < m.slice->offset))
+    return Status::Error("TASK with an invalid file slice");
+  return Status::Ok();
+}
+Status Finish(TaskBatch&, const std::vector<size_t>& columns) {
+  return CheckBatch("TASKS", columns);
+}
+Status Finish(ResultBatch& m, const std::vector<size_t>& columns) {
+  if (Status s = CheckBatch("RESULTS", columns); !s.ok()) return s;
+  for (size_t i = 0; i < m.results.size(); ++i) {
+    if (!m.results[i].ok && m.bytes[i] != 0)
+      return Status::Error("RESULTS with output for a failure");
   }
-  if (!f.error().empty()) return Status::Error(std::string(KindName(kind)) + ": " + f.error());
+  return Status::Ok();
+}
+Status Finish(Started&, const std::vector<size_t>& columns) {
+  return CheckBatch("STARTED", columns);
+}
+Status Finish(Leave& m, const std::vector<size_t>& columns) {
+  // Zero entries are allowed: a goodbye with nothing to hand back.
+  if (m.chunks.empty() && m.attempts.empty()) return Status::Ok();
+  if (m.chunks.empty()) return Status::Error("LEAVE with columns of different lengths");
+  return CheckBatch("LEAVE", columns);
+}
+
+template <class M>
+Result<Message> DecodeAs(FieldReader& f, uint32_t version) {
+  M m;
+  TableReader reader(f);
+  Fields(reader, m);
+  if (!f.error().empty())
+    return Status::Error(std::string(KindName(KindOfType<M>())) + ": " + f.error());
+  SetSenderVersion(m, version);
+  if (Status s = Finish(m, reader.columns()); !s.ok()) return s;
+  return Message(std::move(m));
+}
+
+// Decodes the fields of the kind whose index in Message is `index`.
+template <size_t... I>
+Result<Message> DecodeKind(size_t index, FieldReader& f, uint32_t version,
+                           std::index_sequence<I...>) {
+  Result<Message> out = Status::Error("unknown message kind " + std::to_string(index + 1));
+  ((index == I ? (out = DecodeAs<std::variant_alternative_t<I, Message>>(f, version), true)
+               : false) ||
+   ...);
   return out;
 }
 
@@ -485,7 +526,7 @@ MessageKind KindOf(const Message& message) { return static_cast<MessageKind>(mes
 std::string EncodeHeader(const Message& message) {
   msgpack::sbuffer buffer(64);
   Packer pk(buffer);
-  std::visit(Encoder{pk}, message);
+  std::visit([&pk](const auto& m) { Encode(pk, m); }, message);
   return std::string(buffer.data(), buffer.size());
 }
 
@@ -504,7 +545,7 @@ Result<Message> DecodeHeader(const void* data, size_t size) {
     const msgpack::object& obj = oh.get();
     if (obj.type != msgpack::type::MAP) return Status::Error("header is not a map");
     if (HasBinOrExt(obj)) return Status::Error("malformed header: bin and ext types are refused");
-    Fields f(obj);
+    FieldReader f(obj);
     uint32_t version = 0;
     uint8_t kind = 0;
     f.Get("v", version);
@@ -516,7 +557,8 @@ Result<Message> DecodeHeader(const void* data, size_t size) {
     if (version != kProtocolVersion && mk != MessageKind::kHello && mk != MessageKind::kReject)
       return Status::Error("protocol version " + std::to_string(version) + ", expected " +
                            std::to_string(kProtocolVersion));
-    return DecodeFields(mk, f, version);
+    return DecodeKind(kind - 1, f, version,
+                      std::make_index_sequence<std::variant_size_v<Message>>());
   } catch (const std::exception& e) {
     return Status::Error(std::string("malformed header: ") + e.what());
   } catch (...) {

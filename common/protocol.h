@@ -59,6 +59,7 @@ struct Hello {
   bool starts = false;
   // "leave": it drains on SIGTERM and says so with LEAVE when WELCOME asks for it.
   bool leave = false;
+  bool operator==(const Hello&) const = default;
 };
 
 struct Welcome {
@@ -75,6 +76,7 @@ struct Welcome {
   std::vector<uint32_t> ok_exit = {};
   // "leave": the worker may send LEAVE (to a worker whose HELLO offered it).
   bool leave = false;
+  bool operator==(const Welcome&) const = default;
 };
 
 // A chunk passed by reference: bytes [offset, offset + length) of WELCOME's input file,
@@ -95,6 +97,7 @@ struct TaskMsg {
   std::optional<IntRange> range;  // range chunks carry no payload
   uint64_t records = 0;
   std::optional<FileSlice> slice = {};  // by reference ("off", "len", "hlen"): no payload
+  bool operator==(const TaskMsg&) const = default;
 };
 
 struct ResultMsg {
@@ -104,6 +107,7 @@ struct ResultMsg {
   std::string error;  // set when !ok
   double cpu_seconds = 0;
   double wall_seconds = 0;
+  bool operator==(const ResultMsg&) const = default;
 };
 
 // Several attempts of one job's task, for short chunks: one message instead of one per
@@ -117,6 +121,7 @@ struct TaskBatch {
   std::vector<uint32_t> attempts;
   std::vector<uint64_t> records;
   std::vector<uint64_t> bytes;
+  bool operator==(const TaskBatch&) const = default;
 };
 
 // Several attempts' outcomes. The payload frame holds the outputs of the ok ones back to
@@ -124,12 +129,14 @@ struct TaskBatch {
 struct ResultBatch {
   std::vector<ResultMsg> results;
   std::vector<uint64_t> bytes;
+  bool operator==(const ResultBatch&) const = default;
 };
 
 // Attempts that entered one of the worker's running slots since its last STARTED.
 struct Started {
   std::vector<uint64_t> chunks;
   std::vector<uint32_t> attempts;
+  bool operator==(const Started&) const = default;
 };
 
 // The worker is leaving (drain on SIGTERM): it takes no more attempts and hands back the
@@ -139,22 +146,28 @@ struct Leave {
   std::vector<uint64_t> chunks;
   std::vector<uint32_t> attempts;
   bool bye = false;
+  bool operator==(const Leave&) const = default;
 };
 
-struct Heartbeat {};
+struct Heartbeat {
+  bool operator==(const Heartbeat&) const = default;
+};
 
 struct Cancel {
   uint64_t chunk = 0;
   uint32_t attempt = 0;
+  bool operator==(const Cancel&) const = default;
 };
 
 struct Shutdown {
   std::string reason;
+  bool operator==(const Shutdown&) const = default;
 };
 
 struct Reject {
   std::string reason;
   uint32_t protocol = kProtocolVersion;  // the version the coordinator speaks
+  bool operator==(const Reject&) const = default;
 };
 
 // In MessageKind order: KindOf is the index + 1.

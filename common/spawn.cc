@@ -89,6 +89,7 @@ struct VforkArgs {
   char** argv = nullptr;
   char** envp = nullptr;
   int death_signal = 0;
+  int keep_fd = -1;  // cleared of close-on-exec in the child
   pid_t parent = 0;
   int report = -1;  // close-on-exec: the child writes its errno here if it cannot exec
 };
@@ -120,6 +121,7 @@ struct VforkArgs {
       dup2(p[2], STDERR_FILENO) < 0) {
     FailChild(a, errno);
   }
+  if (a.keep_fd >= 0 && fcntl(a.keep_fd, F_SETFD, 0) != 0) FailChild(a, errno);
   sigset_t none;
   sigemptyset(&none);
   sigprocmask(SIG_SETMASK, &none, nullptr);
@@ -151,13 +153,13 @@ std::vector<std::string> ExecCandidates(const std::string& file) {
   return out;
 }
 
-// Starts `argv` like posix_spawnp with the SpawnSetup settings, and PR_SET_PDEATHSIG
-// `death_signal` (which posix_spawn cannot set): vfork (as posix_spawn, no copy of this
-// process's memory), with every signal blocked until the child execs. Exec errors come
-// back through a close-on-exec pipe (so this also works where vfork is a fork, as under
-// ThreadSanitizer). Returns the pid, or -errno.
+// Starts `argv` like posix_spawnp with the SpawnSetup settings, PR_SET_PDEATHSIG
+// `death_signal` (which posix_spawn cannot set) and `keep_fd` (if >= 0) kept open: vfork (as
+// posix_spawn, no copy of this process's memory), with every signal blocked until the child execs.
+// Exec errors come back through a close-on-exec pipe (so this also works where vfork is a fork, as
+// under ThreadSanitizer). Returns the pid, or -errno.
 pid_t VforkSpawn(std::vector<std::string>& argv, std::vector<std::string>& env, const StdFds& child,
-                 int death_signal) {
+                 int death_signal, int keep_fd) {
   std::vector<std::string> candidates = ExecCandidates(argv[0]);
   std::vector<char*> c_argv = CStrings(argv);
   std::vector<char*> c_env = CStrings(env);
@@ -171,6 +173,7 @@ pid_t VforkSpawn(std::vector<std::string>& argv, std::vector<std::string>& env, 
   args.argv = c_argv.data();
   args.envp = c_env.data();
   args.death_signal = death_signal;
+  args.keep_fd = keep_fd;
   args.parent = getpid();
   args.report = report_write.fd;
   sigset_t all, old;
@@ -278,9 +281,15 @@ std::string DescribeWaitStatus(int status) {
 
 pid_t SpawnProcess(std::vector<std::string> argv, std::vector<std::string> env, const StdFds& stdio,
                    int death_signal) {
+  return SpawnProcess(std::move(argv), std::move(env), stdio,
+                      SpawnOptions{.death_signal = death_signal});
+}
+
+pid_t SpawnProcess(std::vector<std::string> argv, std::vector<std::string> env, const StdFds& stdio,
+                   const SpawnOptions& options) {
   pid_t pid = -1;
-  if (death_signal != 0) {
-    pid = VforkSpawn(argv, env, stdio, death_signal);
+  if (options.death_signal != 0 || options.keep_fd >= 0) {
+    pid = VforkSpawn(argv, env, stdio, options.death_signal, options.keep_fd);
     if (pid < 0) return pid;
   } else {
     SpawnSetup setup;
@@ -291,7 +300,7 @@ pid_t SpawnProcess(std::vector<std::string> argv, std::vector<std::string> env, 
         posix_spawnp(&pid, c_argv[0], setup.actions(), setup.attr(), c_argv.data(), c_env.data());
     if (rc != 0) return -rc;
   }
-  GuardRegister(pid);  // it leads its own process group
+  if (options.guard_group) GuardRegister(pid);  // it leads its own process group
   return pid;
 }
 

@@ -1,9 +1,9 @@
 // Spawn: the one way fanout starts a command's process (the `exec` task's Command and the
-// warm processes of `exec --warm`): PATH lookup, stdio from three given fds, the leader of
-// a new process group, default dispositions for the signals a parent may have changed, an
-// empty signal mask, optionally a parent-death signal, and registered with the group guard
-// (group_guard.h) until the caller reaps it (GuardUnregister). Plus the small helpers both
-// need to describe what happened. Thread-safe: no shared state.
+// warm processes of `exec --warm`, the coordinator's local workers): PATH lookup, stdio from three
+// given fds, the leader of a new process group, default dispositions for the signals a parent may
+// have changed, an empty signal mask, optionally a parent-death signal, and registered with the
+// group guard (group_guard.h) until the caller reaps it (GuardUnregister). Plus the small helpers
+// both need to describe what happened. Thread-safe: no shared state.
 #pragma once
 
 #include <sys/types.h>
@@ -27,6 +27,20 @@ using StdFds = std::array<int, 3>;
 // the calling thread ends. Returns the pid, or -errno if it could not start.
 pid_t SpawnProcess(std::vector<std::string> argv, std::vector<std::string> env, const StdFds& stdio,
                    int death_signal);
+
+// What else a child gets besides its stdio and environment.
+struct SpawnOptions {
+  // != 0: PR_SET_PDEATHSIG in the child (sent when the calling thread ends).
+  int death_signal = 0;
+  // >= 0: a close-on-exec fd of this process that the child keeps, at the same number.
+  int keep_fd = -1;
+  // Register the child's process group with the group guard (false: the caller stops it
+  // itself, e.g. the coordinator's local workers, which stop their own commands).
+  bool guard_group = true;
+};
+// As above, with `options`.
+pid_t SpawnProcess(std::vector<std::string> argv, std::vector<std::string> env, const StdFds& stdio,
+                   const SpawnOptions& options);
 
 // This process's environment with `extra` added; `extra` wins over inherited names.
 std::vector<std::string> BuildEnvironment(const EnvVars& extra);

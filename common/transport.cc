@@ -111,21 +111,8 @@ Result<zmq::socket_t> MakeRouter(zmq::context_t& context, const std::string& end
   return socket;
 }
 
-Status CheckConnectable(const std::string& endpoint) {
-  try {
-    zmq::context_t context(1);
-    zmq::socket_t probe(context, zmq::socket_type::dealer);
-    probe.set(zmq::sockopt::linger, 0);
-    probe.connect(endpoint);
-  } catch (const zmq::error_t& e) {
-    return Status::Error("cannot connect to '" + endpoint + "': " + e.what() +
-                         " (expected tcp://HOST:PORT or ipc://PATH)");
-  }
-  return Status::Ok();
-}
-
-zmq::socket_t MakeDealer(zmq::context_t& context, const std::string& endpoint,
-                         const std::string& identity, const SocketSecurity& security) {
+Result<zmq::socket_t> MakeDealer(zmq::context_t& context, const std::string& endpoint,
+                                 const std::string& identity, const SocketSecurity& security) {
   zmq::socket_t socket(context, zmq::socket_type::dealer);
   if (security.curve_client) MakeCurveClient(socket, *security.curve_client);
   socket.set(zmq::sockopt::maxmsgsize, security.max_message);
@@ -133,7 +120,12 @@ zmq::socket_t MakeDealer(zmq::context_t& context, const std::string& endpoint,
   socket.set(zmq::sockopt::linger, 0);
   socket.set(zmq::sockopt::sndhwm, 0);
   socket.set(zmq::sockopt::rcvhwm, 0);
-  socket.connect(endpoint);
+  try {
+    socket.connect(endpoint);
+  } catch (const zmq::error_t& e) {
+    return Status::Error("cannot connect to '" + endpoint + "': " + e.what() +
+                         " (expected tcp://HOST:PORT or ipc://PATH)");
+  }
   return socket;
 }
 

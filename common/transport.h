@@ -66,13 +66,12 @@ struct SocketSecurity {
 // set; see transport.cc for why).
 Result<zmq::socket_t> MakeRouter(zmq::context_t& context, const std::string& endpoint,
                                  const SocketSecurity& security = {});
-// Whether `endpoint` is one a DEALER can connect to (transport known, address well formed):
-// a clear error instead of the exception connect would throw. Names need not resolve yet.
-Status CheckConnectable(const std::string& endpoint);
 // A DEALER with linger 0 connected to `endpoint`, with the given routing id ("" lets the
-// ROUTER assign a fresh one, which is what workers do: see PROTOCOL.md).
-zmq::socket_t MakeDealer(zmq::context_t& context, const std::string& endpoint,
-                         const std::string& identity, const SocketSecurity& security = {});
+// ROUTER assign a fresh one, which is what workers do: see PROTOCOL.md). An endpoint a
+// DEALER cannot connect to (transport unknown, address malformed) is an error naming it,
+// never an exception; names need not resolve yet (ZeroMQ connects in the background).
+Result<zmq::socket_t> MakeDealer(zmq::context_t& context, const std::string& endpoint,
+                                 const std::string& identity, const SocketSecurity& security = {});
 std::string LastEndpoint(zmq::socket_t& socket);
 // The endpoint other machines would connect to for a bound one: a wildcard host
 // (tcp://0.0.0.0:PORT, tcp://[::]:PORT) becomes this machine's host name; others as they are.

@@ -17,6 +17,7 @@
 #include <filesystem>
 
 #include "common/group_guard.h"
+#include "common/spawn.h"
 
 namespace fanout {
 namespace {
@@ -120,51 +121,18 @@ Result<pid_t> LocalLauncher::Spawn(const std::string& name) {
     args.insert(args.end(), {"--local-token-fd", std::to_string(token.fd)});
   }
   args.insert(args.end(), argv_tail_.begin(), argv_tail_.end());
-  std::vector<char*> argv;
-  for (auto& a : args) argv.push_back(a.data());
-  argv.push_back(nullptr);
-
   Fd devnull{open("/dev/null", O_RDWR | O_CLOEXEC)};
-  int report[2];  // the child writes errno here if exec fails; EOF means exec succeeded
-  if (devnull.fd < 0 || pipe2(report, O_CLOEXEC) != 0) {
+  if (devnull.fd < 0) {
     return Status::Error(std::string("cannot start a worker: ") + std::strerror(errno));
   }
-  Fd read_end{report[0]}, write_end{report[1]};
-  pid_t parent = getpid();
-  pid_t pid = fork();
-  if (pid < 0) return Status::Error(std::string("cannot fork a worker: ") + std::strerror(errno));
-  if (pid == 0) {
-    // Child: only async-signal-safe calls until exec.
-    // SIGTERM, which the worker catches: it kills its commands' process groups, then exits.
-    prctl(PR_SET_PDEATHSIG, SIGTERM);
-    if (getppid() != parent) _exit(127);
-    setpgid(0, 0);  // terminal signals go to the coordinator, which stops workers itself
-    dup2(devnull.fd, STDIN_FILENO);
-    dup2(devnull.fd, STDOUT_FILENO);
-    // Default dispositions before the mask opens: this process's handler must not run here.
-    signal(SIGPIPE, SIG_DFL);
-    signal(SIGINT, SIG_DFL);
-    signal(SIGTERM, SIG_DFL);
-    signal(SIGHUP, SIG_DFL);
-    sigset_t none;
-    sigemptyset(&none);
-    sigprocmask(SIG_SETMASK, &none, nullptr);
-    if (token.fd >= 0) fcntl(token.fd, F_SETFD, 0);  // this one fd survives exec
-    execve(argv[0], argv.data(), environ);
-    int err = errno;
-    [[maybe_unused]] ssize_t n = write(write_end.fd, &err, sizeof err);
-    _exit(127);
-  }
-  close(write_end.fd);
-  write_end.fd = -1;
-  int err = 0;
-  ssize_t n;
-  do {
-    n = read(read_end.fd, &err, sizeof err);
-  } while (n < 0 && errno == EINTR);
-  if (n == static_cast<ssize_t>(sizeof err)) {
-    waitpid(pid, nullptr, 0);
-    return Status::Error("cannot execute worker '" + worker_bin_ + "': " + std::strerror(err));
+  // SIGTERM on our death, which the worker catches: it kills its commands' process groups,
+  // then exits. Its own process group: terminal signals go to the coordinator, which stops
+  // workers itself (so no group guard either).
+  pid_t pid = SpawnProcess(
+      std::move(args), BuildEnvironment({}), {devnull.fd, devnull.fd, STDERR_FILENO},
+      SpawnOptions{.death_signal = SIGTERM, .keep_fd = token.fd, .guard_group = false});
+  if (pid < 0) {
+    return Status::Error("cannot execute worker '" + worker_bin_ + "': " + ErrorText(-pid));
   }
   // glibc 2.36 declares pidfd_open without C linkage for C++; use the system call.
   int pidfd = static_cast<int>(syscall(SYS_pidfd_open, pid, 0));

@@ -192,10 +192,6 @@ or SIGINT, stops it at once (still handing back what it held).
     return ToInt(ExitCode::kUsage);
   }
   config.drain_grace = std::chrono::duration_cast<std::chrono::milliseconds>(*grace);
-  if (Status s = CheckConnectable(config.endpoint); !s.ok()) {
-    std::fprintf(stderr, "%s: --connect: %s\n", program.c_str(), s.message().c_str());
-    return ToInt(ExitCode::kUsage);
-  }
   if (Status s = LoadSecurity(config.endpoint, server_key_file, secret_file, max_message, insecure,
                               config.security);
       !s.ok()) {
@@ -236,7 +232,12 @@ or SIGINT, stops it at once (still handing back what it held).
       return ToInt(ExitCode::kUsage);
     }
   }
-  return RunWorker(config);
+  Result<int> status = RunWorker(config);
+  if (!status.ok()) {
+    std::fprintf(stderr, "%s: --connect: %s\n", program.c_str(), status.status().message().c_str());
+    return ToInt(ExitCode::kUsage);
+  }
+  return *status;
 }
 
 }  // namespace fanout

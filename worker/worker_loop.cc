@@ -13,6 +13,7 @@
 #include <zmq.hpp>
 
 #include "common/command.h"
+#include "common/exit_code.h"
 #include "common/handshake_monitor.h"
 #include "common/measured_run.h"
 #include "common/transport.h"
@@ -44,6 +45,7 @@ enum class SessionEnd {
   kWrongVersion,  // refused for speaking another protocol version
   kLost,          // silence or REJECT: reconnect after back-off
   kSignal,        // SIGINT/SIGTERM/SIGHUP, or a drain that ended (said goodbye)
+  kNoSocket,      // no DEALER could connect to the endpoint (connect_error_ says why)
 };
 
 // How long the goodbye (LEAVE with `bye`) may take to leave the socket before the worker
@@ -67,7 +69,8 @@ class Worker {
     if (signal_fd_ >= 0) close(signal_fd_);
   }
 
-  int Run();
+  // The exit code, or the error of a first connect that failed (a bad endpoint).
+  Result<int> Run();
 
  private:
   SessionEnd Session();
@@ -119,6 +122,7 @@ class Worker {
   int signal_fd_ = -1;
   int signal_ = 0;
   bool welcomed_ = false;
+  Status connect_error_;                      // why the last MakeDealer failed
   std::set<std::string> handshake_failures_;  // logged once each
   milliseconds heartbeat_{0};
   uint32_t liveness_ = 0;
@@ -374,7 +378,12 @@ std::optional<SessionEnd> Worker::Handle(zmq::socket_t& socket, Envelope& env) {
 }
 
 SessionEnd Worker::Session() {
-  zmq::socket_t socket = MakeDealer(context_, config_.endpoint, "", config_.security);
+  auto dealer = MakeDealer(context_, config_.endpoint, "", config_.security);
+  if (!dealer.ok()) {
+    connect_error_ = dealer.status();
+    return SessionEnd::kNoSocket;
+  }
+  zmq::socket_t socket = std::move(dealer).value();
   HandshakeMonitor monitor(context_, socket);
   welcomed_ = false;
   batches_ = false;
@@ -452,38 +461,44 @@ SessionEnd Worker::Session() {
   }
 }
 
-int Worker::Run() {
+Result<int> Worker::Run() {
   milliseconds backoff = config_.initial_backoff;
-  for (;;) {
+  for (bool first = true;; first = false) {
     SessionEnd end = Session();
+    // The endpoint never changes, so a malformed one fails the first connect: a usage
+    // error. A later failure (out of descriptors, say) is retried like a lost session.
+    if (end == SessionEnd::kNoSocket && first) return connect_error_;
     runner_.CancelAll();
-    if (draining_) return 128 + signal_;  // whatever ended the session, the worker is leaving
+    if (draining_) return SignalExit(signal_);  // whatever ended the session, the worker is leaving
     switch (end) {
       case SessionEnd::kShutdown:
         if (config_.once) {
           spdlog::debug("shutdown received; exiting (--once)");
-          return 0;
+          return ToInt(ExitCode::kOk);
         }
         spdlog::info("job over; waiting for the next coordinator at {}", config_.endpoint);
         backoff = config_.initial_backoff;
         break;
       case SessionEnd::kWrongVersion:
-        return 1;
+        return ToInt(ExitCode::kProtocolRefused);
       case SessionEnd::kSignal:
-        return 128 + signal_;
+        return SignalExit(signal_);
+      case SessionEnd::kNoSocket:
+        spdlog::warn("{}; retrying", connect_error_.message());
+        break;
       case SessionEnd::kLost:
         break;
     }
     if (welcomed_) backoff = config_.initial_backoff;  // that session did work
     spdlog::debug("reconnecting in {} ms", backoff.count());
-    if (!BackOff(backoff)) return 128 + signal_;
+    if (!BackOff(backoff)) return SignalExit(signal_);
     backoff = std::min(backoff * 2, config_.max_backoff);
   }
 }
 
 }  // namespace
 
-int RunWorker(const WorkerConfig& config) {
+Result<int> RunWorker(const WorkerConfig& config) {
   Worker worker(config);
   return worker.Run();
 }

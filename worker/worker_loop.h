@@ -13,6 +13,7 @@
 #include <cstdint>
 #include <string>
 
+#include "common/status.h"
 #include "common/transport.h"
 
 namespace fanout {
@@ -44,7 +45,8 @@ struct WorkerConfig {
 // version (1). With `once`, SHUTDOWN ends it (0). SIGTERM during a session whose coordinator
 // takes LEAVE drains first (PROTOCOL.md, Drain): it hands back what waits, finishes what
 // runs within drain_grace, says goodbye, then returns 128 + SIGTERM; a second signal
-// ends the drain at once.
-int RunWorker(const WorkerConfig& config);
+// ends the drain at once. An endpoint no DEALER can connect to (malformed, unknown
+// transport) is an error Status (the caller reports it as a usage error), never an exception.
+Result<int> RunWorker(const WorkerConfig& config);
 
 }  // namespace fanout

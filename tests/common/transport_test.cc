@@ -82,7 +82,7 @@ class TransportTest : public ::testing::Test {
 };
 
 TEST_F(TransportTest, HelloFromADealerArrivesWithItsPeerId) {
-  auto dealer = MakeDealer(context_, endpoint_, "");
+  auto dealer = MakeDealer(context_, endpoint_, "").value();
   ASSERT_TRUE(SendMessage(dealer, Hello{"worker-7", "box", "0.1.0", 99, 4, {"identity"}}));
   Received r = ReceiveWithin(*router_, true);
   auto* env = std::get_if<Envelope>(&r);
@@ -98,9 +98,9 @@ TEST_F(TransportTest, HelloFromADealerArrivesWithItsPeerId) {
 }
 
 TEST_F(TransportTest, RouterAssignsDistinctPeerIdsOrUsesAGivenOne) {
-  auto a = MakeDealer(context_, endpoint_, "");
-  auto b = MakeDealer(context_, endpoint_, "");
-  auto named = MakeDealer(context_, endpoint_, "fixed-id");
+  auto a = MakeDealer(context_, endpoint_, "").value();
+  auto b = MakeDealer(context_, endpoint_, "").value();
+  auto named = MakeDealer(context_, endpoint_, "fixed-id").value();
   std::string pa = Connect(a), pb = Connect(b), pn = Connect(named);
   EXPECT_FALSE(pa.empty());
   EXPECT_NE(pa, pb);
@@ -108,7 +108,7 @@ TEST_F(TransportTest, RouterAssignsDistinctPeerIdsOrUsesAGivenOne) {
 }
 
 TEST_F(TransportTest, PayloadFrameArrivesIntact) {
-  auto dealer = MakeDealer(context_, endpoint_, "");
+  auto dealer = MakeDealer(context_, endpoint_, "").value();
   std::string bytes(1 << 20, '\0');
   for (size_t i = 0; i < bytes.size(); ++i) bytes[i] = static_cast<char>(i * 7 + (i >> 11));
   zmq::message_t payload(bytes.data(), bytes.size());
@@ -123,7 +123,7 @@ TEST_F(TransportTest, PayloadFrameArrivesIntact) {
 }
 
 TEST_F(TransportTest, ZeroLengthPayloadIsPresentButEmpty) {
-  auto dealer = MakeDealer(context_, endpoint_, "");
+  auto dealer = MakeDealer(context_, endpoint_, "").value();
   zmq::message_t empty;
   ASSERT_TRUE(SendMessage(dealer, ResultMsg{0, 1, true, "", 0, 0}, &empty));
   ASSERT_TRUE(SendMessage(dealer, Heartbeat{}));
@@ -141,7 +141,7 @@ TEST_F(TransportTest, ZeroLengthPayloadIsPresentButEmpty) {
 }
 
 TEST_F(TransportTest, RouterSendsToAPeerWithPayload) {
-  auto dealer = MakeDealer(context_, endpoint_, "");
+  auto dealer = MakeDealer(context_, endpoint_, "").value();
   std::string peer = Connect(dealer);
   zmq::message_t payload(std::string_view("line 1\nline 2\n"));
   TaskMsg task{"job", 5, 2, "identity", {"-x"}, std::nullopt, 2};
@@ -165,8 +165,8 @@ TEST_F(TransportTest, RouterSendsToAPeerWithPayload) {
 }
 
 TEST_F(TransportTest, SendToRoutesToTheNamedPeerOnly) {
-  auto a = MakeDealer(context_, endpoint_, "");
-  auto b = MakeDealer(context_, endpoint_, "");
+  auto a = MakeDealer(context_, endpoint_, "").value();
+  auto b = MakeDealer(context_, endpoint_, "").value();
   std::string pa = Connect(a, "a");
   std::string pb = Connect(b, "b");
   ASSERT_TRUE(SendTo(*router_, pb, Shutdown{"for b"}));
@@ -180,7 +180,7 @@ TEST_F(TransportTest, SendToRoutesToTheNamedPeerOnly) {
 }
 
 TEST_F(TransportTest, SendToAnUnknownPeerReturnsFalseAndLeavesTheSocketUsable) {
-  auto dealer = MakeDealer(context_, endpoint_, "");
+  auto dealer = MakeDealer(context_, endpoint_, "").value();
   std::string peer = Connect(dealer);
   EXPECT_FALSE(SendTo(*router_, "nobody", Heartbeat{}));
   zmq::message_t payload(std::string_view("data"));
@@ -196,7 +196,7 @@ TEST_F(TransportTest, SendToAnUnknownPeerReturnsFalseAndLeavesTheSocketUsable) {
 TEST_F(TransportTest, SendToAPeerThatLeftReturnsFalse) {
   std::string peer;
   {
-    auto dealer = MakeDealer(context_, endpoint_, "");
+    auto dealer = MakeDealer(context_, endpoint_, "").value();
     peer = Connect(dealer);
   }  // closed with linger 0: the router drops the peer once it notices
   auto deadline = Clock::now() + kWait;
@@ -214,13 +214,13 @@ TEST_F(TransportTest, SendToAPeerThatLeftReturnsFalse) {
 TEST_F(TransportTest, NothingWaitingIsMonostateWithoutBlocking) {
   auto before = Clock::now();
   EXPECT_TRUE(std::holds_alternative<std::monostate>(ReceiveMessage(*router_, true)));
-  auto dealer = MakeDealer(context_, endpoint_, "");
+  auto dealer = MakeDealer(context_, endpoint_, "").value();
   EXPECT_TRUE(std::holds_alternative<std::monostate>(ReceiveMessage(dealer, false)));
   EXPECT_LT(Clock::now() - before, milliseconds(1000));
 }
 
 TEST_F(TransportTest, GarbageSingleFrameIsRejectedAndTheNextMessageDecodes) {
-  auto dealer = MakeDealer(context_, endpoint_, "");
+  auto dealer = MakeDealer(context_, endpoint_, "").value();
   std::string peer = Connect(dealer);
   SendRaw(dealer, {"not msgpack at all \xc1"});
   ASSERT_TRUE(SendMessage(dealer, Cancel{1, 1}));
@@ -237,7 +237,7 @@ TEST_F(TransportTest, GarbageSingleFrameIsRejectedAndTheNextMessageDecodes) {
 }
 
 TEST_F(TransportTest, EmptyHeaderFrameIsRejected) {
-  auto dealer = MakeDealer(context_, endpoint_, "");
+  auto dealer = MakeDealer(context_, endpoint_, "").value();
   SendRaw(dealer, {""});
   ASSERT_TRUE(SendMessage(dealer, Heartbeat{}));
   Received r = ReceiveWithin(*router_, true);
@@ -249,7 +249,7 @@ TEST_F(TransportTest, EmptyHeaderFrameIsRejected) {
 }
 
 TEST_F(TransportTest, MessagesWithMoreThanOnePayloadFrameAreRejectedWhole) {
-  auto dealer = MakeDealer(context_, endpoint_, "");
+  auto dealer = MakeDealer(context_, endpoint_, "").value();
   std::string peer = Connect(dealer);
   std::string header = EncodeHeader(ResultMsg{1, 1, true, "", 0, 0});
   SendRaw(dealer, {header, "payload one", "payload two"});
@@ -272,7 +272,7 @@ TEST_F(TransportTest, MessagesWithMoreThanOnePayloadFrameAreRejectedWhole) {
 }
 
 TEST_F(TransportTest, BadHeaderWithAPayloadConsumesThePayloadToo) {
-  auto dealer = MakeDealer(context_, endpoint_, "");
+  auto dealer = MakeDealer(context_, endpoint_, "").value();
   Connect(dealer);
   SendRaw(dealer, {"\x90", EncodeHeader(Heartbeat{})});  // payload that looks like a header
   ASSERT_TRUE(SendMessage(dealer, Cancel{2, 3}));
@@ -287,7 +287,7 @@ TEST_F(TransportTest, BadHeaderWithAPayloadConsumesThePayloadToo) {
 }
 
 TEST_F(TransportTest, WrongVersionIsRejectedOnTheDealerSide) {
-  auto dealer = MakeDealer(context_, endpoint_, "");
+  auto dealer = MakeDealer(context_, endpoint_, "").value();
   std::string peer = Connect(dealer);
   // A CANCEL header claiming protocol version 2, built by hand.
   std::string header = EncodeHeader(Cancel{1, 1});
@@ -311,7 +311,7 @@ TEST_F(TransportTest, WrongVersionIsRejectedOnTheDealerSide) {
 }
 
 TEST_F(TransportTest, WhatSendMessageWritesIsHeaderThenPayload) {
-  auto dealer = MakeDealer(context_, endpoint_, "fixed");
+  auto dealer = MakeDealer(context_, endpoint_, "fixed").value();
   zmq::message_t payload(std::string_view("out"));
   ASSERT_TRUE(SendMessage(dealer, ResultMsg{4, 1, true, "", 0, 0}, &payload));
   auto frames = RawFramesWithin(*router_);
@@ -322,7 +322,7 @@ TEST_F(TransportTest, WhatSendMessageWritesIsHeaderThenPayload) {
 }
 
 TEST_F(TransportTest, ManyMessagesArriveInOrder) {
-  auto dealer = MakeDealer(context_, endpoint_, "");
+  auto dealer = MakeDealer(context_, endpoint_, "").value();
   std::string peer = Connect(dealer);
   for (uint64_t i = 0; i < 500; ++i) {
     zmq::message_t payload(std::to_string(i));
@@ -355,7 +355,7 @@ TEST(TransportTcpTest, WildcardPortIsReadBackWithLastEndpoint) {
   ASSERT_EQ(endpoint.rfind("tcp://127.0.0.1:", 0), 0u) << endpoint;
   EXPECT_NE(endpoint, "tcp://127.0.0.1:0");
   EXPECT_GT(std::stoi(endpoint.substr(endpoint.rfind(':') + 1)), 0);
-  auto dealer = MakeDealer(context, endpoint, "");
+  auto dealer = MakeDealer(context, endpoint, "").value();
   ASSERT_TRUE(SendMessage(dealer, Heartbeat{}));
   Received r = ReceiveWithin(*router, true);
   auto* env = std::get_if<Envelope>(&r);
@@ -386,6 +386,22 @@ TEST(TransportTcpTest, MakeRouterOnABadEndpointIsAnErrorStatus) {
     EXPECT_NE(r.status().message().find("cannot listen on " + endpoint), std::string::npos)
         << r.status().message();
   }
+}
+
+// The worker connects with MakeDealer: a malformed --connect is its usage error (exit 2),
+// found without a throwaway socket of its own.
+TEST(TransportTcpTest, MakeDealerOnABadEndpointIsAnErrorStatus) {
+  zmq::context_t context;
+  for (std::string endpoint :
+       {"bogus://nowhere", "tcp://", "tcp://nohost", "tcp://127.0.0.1", "not an endpoint", ""}) {
+    Result<zmq::socket_t> r = Status::Error("unset");
+    EXPECT_NO_THROW(r = MakeDealer(context, endpoint, "")) << endpoint;
+    ASSERT_FALSE(r.ok()) << endpoint;
+    EXPECT_NE(r.status().message().find("cannot connect to '" + endpoint + "'"), std::string::npos)
+        << r.status().message();
+  }
+  // Names need not resolve yet: ZeroMQ connects in the background.
+  EXPECT_TRUE(MakeDealer(context, "tcp://no-such-host.invalid:5555", "").ok());
 }
 
 TEST(TransportTcpTest, AnEndpointInUseIsAnErrorStatus) {

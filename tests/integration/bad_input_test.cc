@@ -4,6 +4,7 @@
 // partial output file.
 #include <gtest/gtest.h>
 
+#include <filesystem>
 #include <functional>
 #include <msgpack.hpp>
 #include <zmq.hpp>
@@ -154,6 +155,22 @@ TEST(WorkerBadInputTest, MalformedConnectEndpointIsAUsageErrorNotACrash) {
   }
 }
 
+// A --worker-bin that passes the executable check but cannot be executed (not a program):
+// the launcher reports exec's own error, once, and the job fails (exit 1).
+TEST(WorkerBinTest, ABinaryExecCannotRunIsReportedWithExecsError) {
+  TempDir dir;
+  WriteFile(dir.File("in"), "a\n");
+  WriteFile(dir.File("w"), "not a program\n");
+  std::filesystem::permissions(dir.File("w"), std::filesystem::perms::owner_all);
+  RunResult r =
+      fanout::testing::Run({FanoutBin(), "run", "--mode", "processes", "-j", "1", "--worker-bin",
+                            dir.File("w"), "-i", dir.File("in"), "identity"});
+  EXPECT_EQ(r.exit_code, 1) << r.err;
+  EXPECT_NE(r.err.find("cannot execute worker '" + dir.File("w") + "': Exec format error"),
+            std::string::npos)
+      << r.err;
+}
+
 TEST_P(OddInputTest, IdentityIsByteExactInEveryMode) {
   TempDir dir;
   std::string input = OddInput(GetParam());
@@ -208,7 +225,7 @@ TEST_P(BadPeerTest, CoordinatorIgnoresItAndFinishesTheJob) {
                      dir.File("in"), "-o", dir.File("out"), "identity"},
                     "", dir.File("err"));
   zmq::context_t context(1);
-  zmq::socket_t hostile = MakeDealer(context, endpoint, "");
+  zmq::socket_t hostile = MakeDealer(context, endpoint, "").value();
   for (size_t i = 0; i < GetParam().frames.size(); ++i) {
     const std::string& f = GetParam().frames[i];
     zmq::message_t m(f.data(), f.size());

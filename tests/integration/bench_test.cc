@@ -4,8 +4,12 @@
 
 #include <gtest/gtest.h>
 
+#include <cmath>
+#include <exception>
+#include <set>
 #include <sstream>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "tests/support/test_support.h"
@@ -25,6 +29,31 @@ std::vector<std::string> Cells(const std::string& row) {
   return cells;
 }
 
+// The number before `suffix` in `cell` ("9.67x", "74.1 us"), or -1 if the cell is not a
+// number followed by exactly that suffix.
+double Figure(const std::string& cell, const std::string& suffix = "") {
+  if (cell.size() <= suffix.size() ||
+      cell.compare(cell.size() - suffix.size(), suffix.size(), suffix) != 0)
+    return -1;
+  std::string number = cell.substr(0, cell.size() - suffix.size());
+  size_t used = 0;
+  double value = -1;
+  try {
+    value = std::stod(number, &used);
+  } catch (const std::exception&) {
+    return -1;
+  }
+  return used == number.size() && std::isfinite(value) ? value : -1;
+}
+
+// A duration cell ("351.0 us", "7.09 ms") in seconds, or -1.
+double Seconds(const std::string& cell) {
+  for (auto [suffix, scale] : {std::pair{" us", 1e-6}, {" ms", 1e-3}}) {
+    if (double v = Figure(cell, suffix); v >= 0) return v * scale;
+  }
+  return -1;
+}
+
 TEST(BenchTest, QuickRunPrintsOneRowPerExperimentAndMode) {
   RunOptions options;
   options.timeout = std::chrono::seconds(60);
@@ -37,21 +66,45 @@ TEST(BenchTest, QuickRunPrintsOneRowPerExperimentAndMode) {
     if (line.rfind("| ", 0) == 0) rows.push_back(Cells(line));
   }
   ASSERT_EQ(rows.size(), 1u + 5 * 4) << r.out;  // header + 5 experiments x 4 modes
-  EXPECT_EQ(rows[0][0], "experiment");
-  EXPECT_EQ(rows[0][3], "speedup vs serial");
+  EXPECT_EQ(rows[0],
+            (std::vector<std::string>{"experiment", "mode", "wall s", "speedup vs serial",
+                                      "parallelism (CPU/wall)", "overhead per chunk", "note"}));
   const std::vector<std::string> modes = {"serial", "threads", "processes", "auto"};
+  std::set<std::string> experiments;
+  double serial_wall = 0;
   for (size_t i = 1; i < rows.size(); ++i) {
-    ASSERT_EQ(rows[i].size(), 7u) << r.out;
-    EXPECT_EQ(rows[i][1], modes[(i - 1) % 4]);
-    EXPECT_GT(std::stod(rows[i][2]), 0.0) << rows[i][2];  // wall seconds
-    EXPECT_EQ(rows[i][3].back(), 'x');
-    if (rows[i][1] == "serial") {
-      EXPECT_EQ(rows[i][3], "1.00x");
+    const std::vector<std::string>& row = rows[i];
+    ASSERT_EQ(row.size(), 7u) << r.out;
+    // Rows come in groups of the four modes, in order, each group one experiment.
+    EXPECT_EQ(row[1], modes[(i - 1) % 4]) << r.out;
+    if ((i - 1) % 4 == 0) {
+      EXPECT_FALSE(row[0].empty()) << r.out;
+      EXPECT_TRUE(experiments.insert(row[0]).second) << "experiment twice: " << row[0];
+    } else {
+      EXPECT_EQ(row[0], rows[i - 1][0]) << r.out;
     }
-    if (rows[i][1] == "auto") {
-      EXPECT_EQ(rows[i][6].rfind("chose ", 0), 0u) << rows[i][6];
+    double wall = Figure(row[2]);
+    double speedup = Figure(row[3], "x");
+    EXPECT_GT(wall, 0.0) << "wall seconds: " << row[2];
+    EXPECT_GT(speedup, 0.0) << "speedup: " << row[3];
+    EXPECT_GE(Figure(row[4]), 0.0) << "parallelism: " << row[4];
+    EXPECT_GE(Seconds(row[5]), 0.0) << "overhead per chunk: " << row[5];  // 0 when none
+    if (row[1] == "serial") {
+      serial_wall = wall;
+      EXPECT_EQ(row[3], "1.00x");
+    } else if (wall >= 0.05 && serial_wall >= 0.05) {
+      // The speedup is the serial row's wall over this one's (walls are rounded to 1 ms).
+      EXPECT_NEAR(speedup, serial_wall / wall, 0.05 * speedup + 0.01) << r.out;
+    }
+    if (row[1] == "auto") {
+      EXPECT_TRUE(row[6].rfind("chose serial,", 0) == 0 || row[6].rfind("chose threads,", 0) == 0 ||
+                  row[6].rfind("chose processes,", 0) == 0)
+          << row[6];
+    } else {
+      EXPECT_EQ(row[6], "") << r.out;
     }
   }
+  EXPECT_EQ(experiments.size(), 5u);
   EXPECT_NE(r.out.find("total bench time"), std::string::npos);
 }
 

@@ -10,13 +10,20 @@
 namespace fanout::testing {
 namespace {
 
-TEST(CliTest, HelpAndVersionExitZero) {
+TEST(CliTest, HelpExitsZero) {
   RunResult help = fanout::testing::Run({FanoutBin(), "run", "--help"});
   EXPECT_EQ(help.exit_code, 0);
   EXPECT_NE(help.out.find("--chunks"), std::string::npos);
-  RunResult version = fanout::testing::Run({FanoutBin(), "--version"});
-  EXPECT_EQ(version.exit_code, 0);
-  EXPECT_NE(version.out.find("fanout"), std::string::npos);
+}
+
+// --version prints the program's name and CMake's project version, exactly, on one line.
+TEST(CliTest, VersionIsTheProjectVersion) {
+  RunResult fanout = fanout::testing::Run({FanoutBin(), "--version"});
+  EXPECT_EQ(fanout.exit_code, 0);
+  EXPECT_EQ(fanout.out, "fanout " FANOUT_PROJECT_VERSION "\n");
+  RunResult worker = fanout::testing::Run({WorkerBin(), "--version"});
+  EXPECT_EQ(worker.exit_code, 0);
+  EXPECT_EQ(worker.out, "fanout-worker " FANOUT_PROJECT_VERSION "\n");
 }
 
 TEST(CliTest, NoSubcommandIsAUsageError) {

@@ -207,7 +207,7 @@ TEST_F(LocalInputTest, HelloWithAWrongTokenGetsPayloads) {
                      dir_.File("in"), "-o", dir_.File("out"), "identity"},
                     "", dir_.File("err"));
   zmq::context_t context(1);
-  zmq::socket_t s = MakeDealer(context, endpoint, "");
+  zmq::socket_t s = MakeDealer(context, endpoint, "").value();
   Hello hello{"impostor", "localhost", "test", 1, 1, {"identity"}};
   hello.local_token = std::string(32, '0');  // right shape, wrong value
   ASSERT_TRUE(SendMessage(s, hello));

@@ -69,7 +69,7 @@ class PeerTest : public ::testing::Test {
 
 TEST_F(PeerTest, LateDuplicateIsDroppedAndUnknownResultRejected) {
   auto coordinator = StartCoordinator({"--timeout", "300ms", "--retries", "3"});
-  zmq::socket_t s = MakeDealer(context_, endpoint_, "");
+  zmq::socket_t s = MakeDealer(context_, endpoint_, "").value();
   Hello(s);
   auto welcome = Next(s);
   ASSERT_TRUE(welcome && std::holds_alternative<Welcome>(welcome->message));
@@ -103,14 +103,14 @@ TEST_F(PeerTest, LateDuplicateIsDroppedAndUnknownResultRejected) {
 
 TEST_F(PeerTest, WrongVersionIsRefusedAndTheJobGoesOn) {
   auto coordinator = StartCoordinator();
-  zmq::socket_t old = MakeDealer(context_, endpoint_, "");
+  zmq::socket_t old = MakeDealer(context_, endpoint_, "").value();
   Hello(old, 99);
   auto reject = Next(old);
   ASSERT_TRUE(reject && std::holds_alternative<Reject>(reject->message));
   EXPECT_NE(std::get<Reject>(reject->message).reason.find("version 99"), std::string::npos);
   EXPECT_EQ(std::get<Reject>(reject->message).protocol, kProtocolVersion);
 
-  zmq::socket_t good = MakeDealer(context_, endpoint_, "");
+  zmq::socket_t good = MakeDealer(context_, endpoint_, "").value();
   Hello(good);
   ASSERT_TRUE(Next(good));  // WELCOME
   auto task = Next(good);
@@ -122,11 +122,11 @@ TEST_F(PeerTest, WrongVersionIsRefusedAndTheJobGoesOn) {
 
 TEST_F(PeerTest, MessagesFromUnknownPeersAreAnsweredWithReject) {
   auto coordinator = StartCoordinator();
-  zmq::socket_t stranger = MakeDealer(context_, endpoint_, "");
+  zmq::socket_t stranger = MakeDealer(context_, endpoint_, "").value();
   SendResult(stranger, 0, 1, "forged\n");  // no HELLO first
   auto reject = Next(stranger);
   ASSERT_TRUE(reject && std::holds_alternative<Reject>(reject->message));
-  zmq::socket_t good = MakeDealer(context_, endpoint_, "");
+  zmq::socket_t good = MakeDealer(context_, endpoint_, "").value();
   Hello(good);
   ASSERT_TRUE(Next(good));  // WELCOME
   auto task = Next(good);
@@ -159,7 +159,7 @@ bool AnswerLikeAWorker(zmq::socket_t& s, Envelope& env, int& batches) {
 TEST_F(PeerTest, ShortChunksTravelInBatchesBothWays) {
   std::string input = ShortChunkInput();
   Child coordinator(ShortChunkJob(), "", dir_.File("err"));
-  zmq::socket_t s = MakeDealer(context_, endpoint_, "");
+  zmq::socket_t s = MakeDealer(context_, endpoint_, "").value();
   HelloTakingBatches(s, "batcher");
   int batches = 0;
   for (;;) {
@@ -177,7 +177,7 @@ TEST_F(PeerTest, ResultsWithSizesNotMatchingThePayloadDropTheWorkerNotTheJob) {
   Child coordinator(ShortChunkJob(), "", dir_.File("err"));
   // The broken worker answers like a good one until its first TASKS, which it answers
   // with sizes that add up to more than its payload.
-  zmq::socket_t bad = MakeDealer(context_, endpoint_, "");
+  zmq::socket_t bad = MakeDealer(context_, endpoint_, "").value();
   HelloTakingBatches(bad, "broken");
   int batches = 0;
   for (;;) {
@@ -203,7 +203,7 @@ TEST_F(PeerTest, ResultsWithSizesNotMatchingThePayloadDropTheWorkerNotTheJob) {
     if (std::holds_alternative<Reject>(env->message)) break;
   }
   // A good worker finishes the job; every chunk is there exactly once.
-  zmq::socket_t good = MakeDealer(context_, endpoint_, "");
+  zmq::socket_t good = MakeDealer(context_, endpoint_, "").value();
   Hello(good);
   for (;;) {
     auto env = Next(good);

@@ -16,6 +16,7 @@ BIN="$(cd "$1" && pwd)"
 HERE="$(cd "$(dirname "$0")" && pwd)"
 ROOT="$(cd "$HERE/../.." && pwd)"
 source "$ROOT/scripts/lib/netns.sh"
+source "$HERE/cluster_lib.sh"
 
 PREFIX="fl$$"
 HOSTS=(w1 w2 w3)
@@ -34,33 +35,13 @@ cleanup() {
 }
 trap cleanup EXIT
 
-skip() { echo "SKIP: $*"; exit 77; }
-[ "$(id -u)" -eq 0 ] || skip "needs root (Slurm daemons and network namespaces)"
+require_root_and_netns "Slurm daemons and network namespaces"
 for b in munged slurmctld slurmd sbatch scancel squeue unshare nsenter; do
   command -v "$b" >/dev/null || PATH="$PATH:/usr/sbin" command -v "$b" >/dev/null ||
     skip "$b is not installed (apt-get install slurmctld slurmd slurm-client munge)"
 done
 export PATH="$PATH:/usr/sbin"
-ip netns add "$PREFIX-probe" 2>/dev/null || skip "cannot create network namespaces here"
-ip netns del "$PREFIX-probe"
-
-fail() {
-  echo "FAIL: $*" >&2
-  squeue -a 2>&1 | head -20 >&2 || true
-  for f in "$WORK"/*.log "$WORK"/*.out; do
-    [ -e "$f" ] && { echo "--- $f" >&2; tail -25 "$f" >&2; }
-  done
-  echo "FAIL: $*" >&2
-  exit 1
-}
-# Waits up to $2 seconds for command $1 (a string) to succeed: an event, not a sleep.
-wait_until() {
-  local deadline=$((SECONDS + $2))
-  until eval "$1"; do
-    [ $SECONDS -lt $deadline ] || fail "timed out waiting for: $1"
-    sleep 0.1
-  done
-}
+fail_details() { squeue -a 2>&1 | head -20; }
 
 netns_lab_up "$PREFIX" 3 || fail "cannot build the namespace lab"
 # Names: each namespace host sees the others by name (ip netns exec mounts these files).

@@ -14,6 +14,7 @@ WORKER="$2"
 HERE="$(cd "$(dirname "$0")" && pwd)"
 ROOT="$HERE/../.."
 source "$ROOT/scripts/lib/netns.sh"
+source "$HERE/cluster_lib.sh"
 
 SSHD=/usr/sbin/sshd
 PREFIX="fs$$"
@@ -27,27 +28,10 @@ cleanup() {
 }
 trap cleanup EXIT
 
-skip() { echo "SKIP: $*"; exit 77; }
-[ "$(id -u)" -eq 0 ] || skip "needs root (sshd and network namespaces)"
+require_root_and_netns "sshd and network namespaces"
 if ! [ -x "$SSHD" ] || ! command -v ssh >/dev/null || ! command -v ssh-keygen >/dev/null; then
   skip "OpenSSH is not installed (apt-get install openssh-server openssh-client)"
 fi
-ip netns add "$PREFIX-probe" 2>/dev/null || skip "cannot create network namespaces here"
-ip netns del "$PREFIX-probe"
-
-fail() {
-  echo "FAIL: $*" >&2
-  for f in "$WORK"/*.log; do [ -e "$f" ] && { echo "--- $f" >&2; tail -20 "$f" >&2; }; done
-  exit 1
-}
-# Waits up to $2 seconds for command $1 (a string) to succeed: an event, not a sleep.
-wait_until() {
-  local deadline=$((SECONDS + $2))
-  until eval "$1"; do
-    [ $SECONDS -lt $deadline ] || fail "timed out waiting for: $1"
-    sleep 0.05
-  done
-}
 # Whether a fanout-worker runs in host namespace $1.
 worker_on() {
   ip netns pids "$PREFIX-$1" | xargs -r ps -o comm= -p 2>/dev/null | grep -qx fanout-worker

@@ -248,7 +248,7 @@ TEST(HostileTcpTest, JobOutputIsUnchanged) {
         [[maybe_unused]] ssize_t n = write(fd, noise.data(), noise.size());
       }
       close(fd);
-      zmq::socket_t peer = MakeDealer(context, endpoint, "");
+      zmq::socket_t peer = MakeDealer(context, endpoint, "").value();
       Hello old{"old", "h", "0.0.1", 1, 1, {"identity"}};
       old.protocol = 99;  // a version no coordinator speaks
       SendMessage(peer, old);

@@ -236,7 +236,7 @@ TEST_F(StrangerTest, PeerClaimingALocalWorkersPidCannotGetItKilled) {
       ChildrenMatching(coordinator.pid(), "--name local-1 ", 1, milliseconds(20000));
   ASSERT_EQ(locals.size(), 1u) << ReadFile(dir_.File("err"));
   zmq::context_t context(1);
-  zmq::socket_t impostor = MakeDealer(context, endpoint, "");
+  zmq::socket_t impostor = MakeDealer(context, endpoint, "").value();
   Hello hello{"impostor", "localhost", "test", static_cast<int64_t>(locals[0]), 1, {"exec"}};
   ASSERT_TRUE(SendMessage(impostor, hello));
   auto welcome = ReceiveWithin(impostor, /*router=*/false, milliseconds(10000));
@@ -294,7 +294,7 @@ TEST_F(StrangerTest, GarbageConnectionsGiveBoundedWarnings) {
       << ReadFile(dir_.File("err"));
   zmq::context_t context(1);
   for (int i = 0; i < kConnections; ++i) {
-    zmq::socket_t peer = MakeDealer(context, endpoint, "");
+    zmq::socket_t peer = MakeDealer(context, endpoint, "").value();
     peer.send(zmq::str_buffer("\xc1 not msgpack"), zmq::send_flags::none);
     Hello old{"garbage-" + std::to_string(i), "h", "0.0.1", 1, 1, {"identity"}};
     old.protocol = 99;

@@ -11,6 +11,7 @@
 #include <zmq.hpp>
 
 #include "common/transport.h"
+#include "tests/support/fake_coordinator.h"
 #include "tests/support/test_support.h"
 
 namespace fanout::testing {
@@ -23,10 +24,9 @@ constexpr const char* kToken = "0123456789abcdef0123456789abcdef";
 class InputByReferenceTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    endpoint_ = "ipc://" + dir_.File("c.sock");
-    auto router = MakeRouter(context_, endpoint_);
-    ASSERT_TRUE(router.ok()) << router.status().message();
-    router_.emplace(std::move(router).value());
+    router_.emplace("ipc://" + dir_.File("c.sock"));
+    ASSERT_TRUE(router_->status().ok()) << router_->status().message();
+    endpoint_ = router_->endpoint();
     WriteFile(dir_.File("in"), "abc\ndef\nghi\n");
   }
   void TearDown() override { worker_.reset(); }
@@ -41,36 +41,25 @@ class InputByReferenceTest : public ::testing::Test {
                                  "--connect", endpoint_, "--name", "w1", "--local-token-fd", "3"},
         "", dir_.File("err"));
   }
-  std::optional<Envelope> Next() {
-    return ReceiveWithin(*router_, /*router=*/true, milliseconds(10000));
-  }
+  std::optional<Envelope> Next() { return router_->Next(); }
   // Waits for HELLO and answers WELCOME naming `input`; returns the HELLO.
   Envelope Welcome(const std::string& input) {
-    auto hello = Next();
-    EXPECT_TRUE(hello && std::holds_alternative<Hello>(hello->message));
+    auto hello = router_->WelcomeNext(fanout::Welcome{"job", 500, 4, input});
     if (!hello) return {};
     peer_ = hello->peer;
-    EXPECT_TRUE(SendTo(*router_, peer_, fanout::Welcome{"job", 500, 4, input}));
     return std::move(*hello);
   }
   void Slice(uint64_t chunk, FileSlice slice, const std::string& task = "identity",
              std::vector<std::string> args = {}) {
-    ASSERT_TRUE(
-        SendTo(*router_, peer_, TaskMsg{"job", chunk, 1, task, args, std::nullopt, 1, slice}));
+    ASSERT_TRUE(router_->Send(peer_, TaskMsg{"job", chunk, 1, task, args, std::nullopt, 1, slice}));
   }
   // The next RESULT and its payload ("" when none).
-  std::pair<ResultMsg, std::string> Result() {
-    auto env = Next();
-    EXPECT_TRUE(env && std::holds_alternative<ResultMsg>(env->message));
-    if (!env || !std::holds_alternative<ResultMsg>(env->message)) return {};
-    return {std::get<ResultMsg>(env->message), env->payload ? env->payload->to_string() : ""};
-  }
+  std::pair<ResultMsg, std::string> Result() { return router_->NextResult(); }
 
   TempDir dir_;
   std::string endpoint_;
   std::string peer_;
-  zmq::context_t context_{1};
-  std::optional<zmq::socket_t> router_;
+  std::optional<FakeCoordinator> router_;
   std::unique_ptr<Child> worker_;
 };
 
@@ -132,7 +121,7 @@ TEST_F(InputByReferenceTest, UnopenableFileFailsEachAttemptNamingFileAndErrno) {
   // Payload TASKs still run.
   zmq::message_t payload("xy\n", 3);
   ASSERT_TRUE(
-      SendTo(*router_, peer_, TaskMsg{"job", 9, 1, "identity", {}, std::nullopt, 1}, &payload));
+      router_->Send(peer_, TaskMsg{"job", 9, 1, "identity", {}, std::nullopt, 1}, &payload));
   auto [r, out] = Result();
   EXPECT_TRUE(r.ok) << r.error;
   EXPECT_EQ(out, "xy\n");

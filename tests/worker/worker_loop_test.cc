@@ -4,11 +4,14 @@
 #include <signal.h>
 
 #include <chrono>
+#include <cstring>
 #include <map>
 #include <optional>
 #include <zmq.hpp>
 
+#include "common/exit_code.h"
 #include "common/transport.h"
+#include "tests/support/fake_coordinator.h"
 #include "tests/support/test_support.h"
 
 namespace fanout::testing {
@@ -23,10 +26,9 @@ class WorkerLoopTest : public ::testing::Test {
 
  protected:
   void SetUp() override {
-    endpoint_ = "ipc://" + dir_.File("c.sock");
-    auto router = MakeRouter(context_, endpoint_);
-    ASSERT_TRUE(router.ok()) << router.status().message();
-    router_.emplace(std::move(router).value());
+    router_.emplace("ipc://" + dir_.File("c.sock"));
+    ASSERT_TRUE(router_->status().ok()) << router_->status().message();
+    endpoint_ = router_->endpoint();
   }
   void TearDown() override { worker_.reset(); }
 
@@ -37,21 +39,18 @@ class WorkerLoopTest : public ::testing::Test {
   }
   // The next message (heartbeats skipped unless asked for) within `timeout`.
   std::optional<Envelope> Next(milliseconds timeout = milliseconds(5000), bool heartbeats = false) {
-    return ReceiveWithin(*router_, /*router=*/true, timeout, heartbeats);
+    return router_->Next(timeout, heartbeats);
   }
   // Waits for HELLO and answers WELCOME; returns the worker's routing id.
   std::string Welcome(uint32_t heartbeat_ms = 500, uint32_t liveness = 4) {
-    auto hello = Next();
-    EXPECT_TRUE(hello && std::holds_alternative<Hello>(hello->message));
-    if (!hello) return "";
-    EXPECT_TRUE(SendTo(*router_, hello->peer, fanout::Welcome{"job", heartbeat_ms, liveness}));
-    return hello->peer;
+    auto hello = router_->WelcomeNext(fanout::Welcome{"job", heartbeat_ms, liveness});
+    return hello ? hello->peer : "";
   }
   void Task(const std::string& peer, uint64_t chunk, const std::string& task,
             std::vector<std::string> args, const std::string& data) {
     zmq::message_t payload(data.data(), data.size());
     ASSERT_TRUE(
-        SendTo(*router_, peer, TaskMsg{"job", chunk, 1, task, args, std::nullopt, 1}, &payload));
+        router_->Send(peer, TaskMsg{"job", chunk, 1, task, args, std::nullopt, 1}, &payload));
   }
   ResultMsg NextResult(std::optional<zmq::message_t>* payload = nullptr) {
     auto env = Next(milliseconds(10000));
@@ -63,8 +62,7 @@ class WorkerLoopTest : public ::testing::Test {
 
   TempDir dir_;
   std::string endpoint_;
-  zmq::context_t context_{1};
-  std::optional<zmq::socket_t> router_;
+  std::optional<FakeCoordinator> router_;
   std::unique_ptr<Child> worker_;
 };
 
@@ -93,7 +91,7 @@ TEST_F(WorkerLoopTest, RunsTasksAndReturnsPayloads) {
   EXPECT_EQ(r.chunk, 4u);
   ASSERT_TRUE(payload);
   EXPECT_TRUE(payload->to_string() == big);
-  ASSERT_TRUE(SendTo(*router_, peer, TaskMsg{"job", 5, 1, "product", {}, IntRange{1, 21}, 20}));
+  ASSERT_TRUE(router_->Send(peer, TaskMsg{"job", 5, 1, "product", {}, IntRange{1, 21}, 20}));
   r = NextResult(&payload);
   EXPECT_TRUE(r.ok) << r.error;
   EXPECT_EQ(payload->to_string(), "2432902008176640000\n");
@@ -110,11 +108,11 @@ TEST_F(WorkerLoopTest, TasksBatchIsAnsweredAttemptByAttempt) {
   ASSERT_TRUE(hello && std::holds_alternative<Hello>(hello->message));
   EXPECT_GT(std::get<Hello>(hello->message).batch, 1u) << "workers take TASKS";
   std::string peer = hello->peer;
-  ASSERT_TRUE(SendTo(*router_, peer, fanout::Welcome{"job", 500, 4}));
+  ASSERT_TRUE(router_->Send(peer, fanout::Welcome{"job", 500, 4}));
   std::string data = "a\nbb\nccc\n";
   zmq::message_t payload(data.data(), data.size());
   TaskBatch batch{"job", "identity", {}, {7, 8, 9}, {1, 1, 2}, {1, 1, 1}, {2, 3, 4}};
-  ASSERT_TRUE(SendTo(*router_, peer, batch, &payload));
+  ASSERT_TRUE(router_->Send(peer, batch, &payload));
   bool batched = false;
   auto got = CollectResults(*this, 3, &batched);
   EXPECT_EQ(got[7], std::make_pair(true, std::string("a\n")));
@@ -123,7 +121,7 @@ TEST_F(WorkerLoopTest, TasksBatchIsAnsweredAttemptByAttempt) {
   // A batch whose sizes do not match its payload: every attempt is answered as failed.
   zmq::message_t short_payload(data.data(), 5);
   TaskBatch bad{"job", "identity", {}, {10, 11}, {1, 1}, {1, 1}, {2, 4}};
-  ASSERT_TRUE(SendTo(*router_, peer, bad, &short_payload));
+  ASSERT_TRUE(router_->Send(peer, bad, &short_payload));
   got = CollectResults(*this, 2, &batched);
   for (uint64_t c : {10u, 11u}) {
     EXPECT_FALSE(got[c].first);
@@ -176,7 +174,7 @@ TEST_F(WorkerLoopTest, CancelKillsAnAsyncCommandWhileHeartbeatsFlow) {
     ASSERT_TRUE(Next(milliseconds(1000), /*heartbeats=*/true));  // the loop is not blocked
   }
   ASSERT_FALSE(ProcessesMatching("sleep 40.23").empty());
-  ASSERT_TRUE(SendTo(*router_, peer, Cancel{1, 1}));
+  ASSERT_TRUE(router_->Send(peer, Cancel{1, 1}));
   deadline = Clock::now() + milliseconds(2000);
   while (!ProcessesMatching("sleep 40.23").empty() && Clock::now() < deadline) {
     auto hb = Next(milliseconds(1000), /*heartbeats=*/true);
@@ -198,7 +196,7 @@ TEST_F(WorkerLoopTest, ShutdownKillsAsyncCommandsInFlight) {
     ASSERT_TRUE(Next(milliseconds(1000), /*heartbeats=*/true));
   }
   ASSERT_EQ(ProcessesMatching("sleep 41.37").size(), 3u);
-  ASSERT_TRUE(SendTo(*router_, peer, Shutdown{"done"}));
+  ASSERT_TRUE(router_->Send(peer, Shutdown{"done"}));
   EXPECT_EQ(worker_->Wait(milliseconds(5000)), 0);
   EXPECT_TRUE(ProcessesMatching("sleep 41.37").empty());
 }
@@ -228,7 +226,7 @@ TEST_F(WorkerLoopTest, CancelledAttemptSendsNoResultAndTheNextIsServed) {
   // Wait until the attempt is surely running: a heartbeat proves the worker looped after
   // receiving the task.
   ASSERT_TRUE(Next(milliseconds(3000), /*heartbeats=*/true));
-  ASSERT_TRUE(SendTo(*router_, peer, Cancel{1, 1}));
+  ASSERT_TRUE(router_->Send(peer, Cancel{1, 1}));
   Task(peer, 2, "identity", {}, "next\n");
   std::optional<zmq::message_t> payload;
   ResultMsg r = NextResult(&payload);
@@ -241,17 +239,17 @@ TEST_F(WorkerLoopTest, HeartbeatsFlowAndShutdownEndsAOnceWorker) {
   std::string peer = Welcome(/*heartbeat_ms=*/50);
   auto hb = Next(milliseconds(2000), /*heartbeats=*/true);
   ASSERT_TRUE(hb && std::holds_alternative<Heartbeat>(hb->message));
-  ASSERT_TRUE(SendTo(*router_, peer, Shutdown{"done"}));
+  ASSERT_TRUE(router_->Send(peer, Shutdown{"done"}));
   EXPECT_EQ(worker_->Wait(milliseconds(5000)), 0);
 }
 
 TEST_F(WorkerLoopTest, AfterShutdownAWorkerServesTheNextJob) {
   StartWorker();
   std::string first = Welcome();
-  ASSERT_TRUE(SendTo(*router_, first, Shutdown{"done"}));
+  ASSERT_TRUE(router_->Send(first, Shutdown{"done"}));
   auto again = Next(milliseconds(5000));  // HELLO for the next job
   ASSERT_TRUE(again && std::holds_alternative<Hello>(again->message));
-  ASSERT_TRUE(SendTo(*router_, again->peer, fanout::Welcome{"job2", 500, 4}));
+  ASSERT_TRUE(router_->Send(again->peer, fanout::Welcome{"job2", 500, 4}));
   Task(again->peer, 0, "identity", {}, "second job\n");
   std::optional<zmq::message_t> payload;
   EXPECT_TRUE(NextResult(&payload).ok);
@@ -262,8 +260,8 @@ TEST_F(WorkerLoopTest, RejectOfAnotherVersionEndsTheWorkerWithStatusOne) {
   StartWorker();
   auto hello = Next();
   ASSERT_TRUE(hello);
-  ASSERT_TRUE(SendTo(*router_, hello->peer, Reject{"too new", kProtocolVersion + 1}));
-  EXPECT_EQ(worker_->Wait(milliseconds(5000)), 1);
+  ASSERT_TRUE(router_->Send(hello->peer, Reject{"too new", kProtocolVersion + 1}));
+  EXPECT_EQ(worker_->Wait(milliseconds(5000)), ToInt(ExitCode::kProtocolRefused));
   EXPECT_NE(ReadFile(dir_.File("err")).find("too new"), std::string::npos);
 }
 
@@ -281,6 +279,21 @@ TEST_F(WorkerLoopTest, SigtermExitsPromptlyWith143) {
   Welcome();
   worker_->Signal(SIGTERM);
   EXPECT_EQ(worker_->Wait(milliseconds(3000)), 143);
+}
+
+// The worker's exit codes are the ExitCode values README.md documents: 128 + the signal
+// (SIGINT is the coordinator's kInterrupted), 0 after SHUTDOWN with --once.
+TEST_F(WorkerLoopTest, ExitCodesAreTheDocumentedExitCodeValues) {
+  EXPECT_EQ(ToInt(ExitCode::kInterrupted), SignalExit(SIGINT));
+  for (int sig : {SIGINT, SIGHUP, SIGTERM}) {
+    StartWorker();
+    Welcome();
+    worker_->Signal(sig);
+    EXPECT_EQ(worker_->Wait(milliseconds(5000)), SignalExit(sig)) << strsignal(sig);
+  }
+  StartWorker({"--once"});
+  ASSERT_TRUE(router_->Send(Welcome(), Shutdown{"done"}));
+  EXPECT_EQ(worker_->Wait(milliseconds(5000)), ToInt(ExitCode::kOk));
 }
 
 TEST_F(WorkerLoopTest, UsageErrorsExitTwoWithOneLine) {
@@ -334,7 +347,7 @@ TEST_F(WorkerLoopTest, StartedListsTheAttemptsInSlotsOnlyWhenAsked) {
   EXPECT_TRUE(std::get<Hello>(hello->message).starts);
   fanout::Welcome welcome{"job", 500, 4};
   welcome.starts = true;
-  ASSERT_TRUE(SendTo(*router_, hello->peer, welcome));
+  ASSERT_TRUE(router_->Send(hello->peer, welcome));
   for (uint64_t c = 0; c < 3; ++c) Task(hello->peer, c, "sleep", {"300"}, "x\n");
   std::vector<uint64_t> started;
   auto deadline = Clock::now() + milliseconds(10000);
@@ -376,7 +389,7 @@ TEST_F(WorkerLoopTest, WelcomesMaxMessageLimitsOutputs) {
   ASSERT_TRUE(hello);
   fanout::Welcome welcome{"job", 500, 4};
   welcome.max_message = 64 << 10;
-  ASSERT_TRUE(SendTo(*router_, hello->peer, welcome));
+  ASSERT_TRUE(router_->Send(hello->peer, welcome));
   Task(hello->peer, 0, "exec", {"sh", "-c", "head -c 1000000 /dev/zero"}, "x\n");
   ResultMsg r = NextResult();
   EXPECT_FALSE(r.ok);
