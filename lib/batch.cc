@@ -12,10 +12,10 @@
 
 #include "common/chunking.h"
 #include "common/plugin_loader.h"
-#include "coordinator/coordinator.h"
-#include "coordinator/job.h"
-#include "coordinator/listen_security.h"
-#include "coordinator/local_modes.h"
+#include "engine/coordinator.h"
+#include "engine/job.h"
+#include "engine/listen_security.h"
+#include "engine/local_modes.h"
 #include "lib/spmd.h"
 
 namespace fanout {
