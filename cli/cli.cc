@@ -11,7 +11,6 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstdlib>
-#include <filesystem>
 #include <map>
 #include <optional>
 
@@ -22,12 +21,12 @@
 #include "common/curve.h"
 #include "common/exit_code.h"
 #include "common/group_guard.h"
-#include "common/plugin_loader.h"
 #include "common/units.h"
 #include "engine/auto_mode.h"
 #include "engine/interrupt.h"
 #include "engine/job.h"
 #include "engine/listen_security.h"
+#include "engine/plugins.h"
 
 namespace fanout {
 namespace {
@@ -229,15 +228,11 @@ Status SetupLogging(const RawFlags& raw, bool quiet) {
 }
 
 // Loads --plugin libraries into this process's registry (serial/threads run them here)
-// and passes them on to local workers, as absolute paths.
+// and passes them on to local workers, as absolute paths (engine/plugins.h).
 Status LoadPlugins(JobConfig& config) {
-  for (const std::string& plugin : config.plugins) {
-    if (Status s = LoadPlugin(plugin, TaskRegistry::Global()); !s.ok()) return s;
-    std::error_code ec;
-    auto path = std::filesystem::absolute(plugin, ec);
-    config.worker_args.push_back("--plugin");
-    config.worker_args.push_back(ec ? plugin : path.string());
-  }
+  auto args = LoadJobPlugins(config.plugins);
+  if (!args.ok()) return args.status();
+  config.worker_args.insert(config.worker_args.end(), args->begin(), args->end());
   return Status::Ok();
 }
 

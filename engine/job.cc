@@ -16,12 +16,11 @@
 #include "common/units.h"
 #include "engine/auto_mode.h"
 #include "engine/content_hash.h"
-#include "engine/coordinator.h"
 #include "engine/interrupt.h"
 #include "engine/job_log.h"
 #include "engine/job_observer.h"
 #include "engine/job_setup.h"
-#include "engine/local_modes.h"
+#include "engine/run_planned.h"
 #include "engine/state_store.h"
 
 namespace fanout {
@@ -212,21 +211,6 @@ void PrintSummary(const JobConfig& config, const PlannedJob& job, const Schedule
   if (predicted > 0) line += " predicted_wall=" + seconds(predicted);
   line += "\n";
   std::fputs(line.c_str(), stderr);
-}
-
-ModeResult RunMode(const PlannedJob& job, uint32_t jobs, Scheduler& scheduler, ResultSink& sink,
-                   RunStats& stats) {
-  switch (job.config.mode) {
-    case Mode::kSerial:
-      return RunSerial(job, scheduler, sink, stats);
-    case Mode::kThreads:
-      return RunThreads(job, jobs, scheduler, sink, stats);
-    case Mode::kProcesses:
-      return RunProcesses(job, jobs, scheduler, sink, stats);
-    case Mode::kAuto:
-      break;  // resolved by PlanAuto before any mode runs
-  }
-  return ModeResult::Failed("unknown mode");
 }
 
 // Turns the end state into the exit code, printing the failure report.
@@ -593,7 +577,7 @@ ExitCode RunJobUnguarded(const JobConfig& config, JobObserver* observer) {
         if (observer) observer->OnRunEnd();
       }
     } run_end{observer};
-    result = RunMode(job, jobs, scheduler, sink, stats);
+    result = RunPlannedJob(job, jobs, scheduler, sink, stats);
   }
   double wall = std::chrono::duration<double>(Clock::now() - start).count();
 
