@@ -27,6 +27,7 @@
 #include "engine/job.h"
 #include "engine/listen_security.h"
 #include "engine/plugins.h"
+#include "tasks/builtin_tasks.h"
 
 namespace fanout {
 namespace {

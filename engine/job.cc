@@ -22,6 +22,7 @@
 #include "engine/job_setup.h"
 #include "engine/run_planned.h"
 #include "engine/state_store.h"
+#include "tasks/builtin_tasks.h"
 
 namespace fanout {
 

@@ -14,6 +14,7 @@
 #include "engine/plugins.h"
 #include "engine/run_planned.h"
 #include "lib/spmd.h"
+#include "tasks/builtin_tasks.h"
 
 namespace fanout {
 namespace {

@@ -6,6 +6,8 @@
 
 #include <string>
 
+#include "tasks/builtin_tasks.h"
+
 namespace fanout {
 namespace {
 

@@ -9,7 +9,7 @@ WORK="$(mktemp -d)"
 trap 'rm -rf "$WORK"' EXIT
 fail() { echo "FAIL: $*" >&2; exit 1; }
 
-for layer in common worker engine cli lib; do
+for layer in common tasks worker engine cli lib; do
   mkdir -p "$WORK/tree/$layer"
   cp "$SRC/$layer"/*.cc "$SRC/$layer"/*.h "$WORK/tree/$layer/" 2>/dev/null || true
 done
@@ -35,6 +35,9 @@ plant common codec.cc engine/job.h
 plant common task.h cli/cli.h
 plant common chunking.cc worker/worker_loop.h
 plant common status.h lib/batch.h
+plant common user_task.cc tasks/builtin_tasks.h
+plant tasks builtin_tasks.cc engine/job.h
+plant tasks builtin_tasks.h worker/worker_loop.h
 plant worker worker_loop.cc engine/scheduler.h
 plant worker main.cc cli/cli.h
 plant worker task_runner.h lib/spmd.h

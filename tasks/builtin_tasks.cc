@@ -3,6 +3,8 @@
 // user's FANOUT_TASK. Errors are thrown as TaskFailed with their one-line message. The
 // tasks are stateless: every call works on its own locals, so they may run on many
 // threads at once.
+#include "tasks/builtin_tasks.h"
+
 #include <gmpxx.h>
 
 #include <charconv>
@@ -16,6 +18,7 @@
 #include "common/exec_task.h"
 #include "common/task.h"
 #include "common/warm_task.h"
+#include "fanout/task.h"
 
 namespace fanout {
 namespace {
@@ -260,6 +263,12 @@ void RegisterBuiltinTasks(TaskRegistry& registry) {
   for (TaskDef def : {Identity(), Sleep(), Product(), WithWarmForm(Exec())}) {
     registry.Register(std::move(def));
   }
+}
+
+// The public list of task names (fanout/task.h): the built-ins and every registered task.
+std::vector<std::string> TaskNames() {
+  RegisterBuiltinTasks(TaskRegistry::Global());
+  return TaskRegistry::Global().Names();
 }
 
 }  // namespace fanout
