@@ -12,11 +12,10 @@
 #include <cstdio>
 #include <cstdlib>
 #include <map>
-#include <optional>
 
 #include "cli/bench.h"
 #include "cli/path_clash.h"
-#include "cli/progress.h"
+#include "cli/run_report.h"
 #include "common/command.h"
 #include "common/curve.h"
 #include "common/exit_code.h"
@@ -457,11 +456,11 @@ Examples:
   }
   if (Status s = SetupLogging(raw, config.quiet); !s.ok()) return UsageError(s.message());
   bool terminal = isatty(STDERR_FILENO) == 1;
-  config.report = raw.report || terminal;
   Interrupt::Install();
-  std::optional<ProgressObserver> progress;
-  if ((raw.progress || terminal) && !config.quiet) progress.emplace();
-  return ToInt(RunJob(config, progress ? &*progress : nullptr));
+  RunReporter reporter({.progress = (raw.progress || terminal) && !config.quiet,
+                        .summary = !config.quiet,
+                        .report = (raw.report || terminal) && !config.quiet});
+  return ToInt(RunJob(config, &reporter));
 }
 
 }  // namespace fanout

@@ -5,11 +5,9 @@
 #pragma once
 
 #include <cstdint>
-#include <optional>
 #include <string>
 #include <thread>
 
-#include "engine/job_observer.h"
 #include "engine/telemetry.h"
 
 namespace fanout {
@@ -36,19 +34,6 @@ class Progress {
   uint64_t total_;
   Rate rate_;
   std::jthread thread_;
-};
-
-// The engine's JobObserver for `fanout run`: draws the Progress line while the chunks run.
-class ProgressObserver : public JobObserver {
- public:
-  void OnRunStart(const Telemetry& telemetry, uint64_t chunks, Unit unit) override {
-    progress_.emplace(telemetry, chunks,
-                      unit == Unit::kRecords ? Progress::Rate::kRecords : Progress::Rate::kBytes);
-  }
-  void OnRunEnd() override { progress_.reset(); }
-
- private:
-  std::optional<Progress> progress_;
 };
 
 }  // namespace fanout

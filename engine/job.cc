@@ -187,33 +187,6 @@ void PrintChunkFailure(const PlannedJob& job, const Scheduler& scheduler, const 
   }
 }
 
-// `predicted`: auto mode's predicted wall time, or 0.
-void PrintSummary(const JobConfig& config, const PlannedJob& job, const Scheduler& scheduler,
-                  const RunStats& stats, double wall, double predicted) {
-  if (config.quiet) return;
-  std::string mode(ModeName(job.config.mode));
-  if (config.mode == Mode::kAuto) mode = "auto:" + mode;
-  const SchedulerCounters& c = scheduler.counters();
-  auto seconds = [](double s) {
-    return FormatDuration(std::chrono::duration_cast<Micros>(std::chrono::duration<double>(s)));
-  };
-  char parallelism[32];
-  std::snprintf(parallelism, sizeof parallelism, "%.2fx", wall > 0 ? stats.cpu_seconds / wall : 0);
-  std::string line = "fanout: mode=" + mode + " workers=" + std::to_string(stats.workers) +
-                     " chunks=" + std::to_string(job.chunks.size()) + " wall=" + seconds(wall) +
-                     " cpu=" + seconds(stats.cpu_seconds) + " parallelism=" + parallelism +
-                     " retries=" + std::to_string(c.retries) +
-                     " timeouts=" + std::to_string(c.timeouts) +
-                     " workers_lost=" + std::to_string(c.workers_lost) +
-                     " workers_left=" + std::to_string(c.workers_left) +
-                     " respawns=" + std::to_string(stats.respawns) +
-                     " speculated=" + std::to_string(c.speculative) +
-                     " late_dropped=" + std::to_string(c.late_duplicates);
-  if (predicted > 0) line += " predicted_wall=" + seconds(predicted);
-  line += "\n";
-  std::fputs(line.c_str(), stderr);
-}
-
 // Turns the end state into the exit code, printing the failure report.
 ExitCode Conclude(const PlannedJob& job, const Scheduler& scheduler, const RunStats& stats,
                   const ModeResult& result) {
@@ -397,11 +370,7 @@ ExitCode SettleOutput(const PlannedJob& job, const ResultAssembler& assembler, O
   return code;
 }
 
-void WriteReports(const JobConfig& config, const RunStats& stats, const JobTotals& totals,
-                  JobFiles& files) {
-  if (config.report && !config.quiet) {
-    std::fputs(stats.telemetry.Report(totals).c_str(), stderr);
-  }
+void WriteReports(const RunStats& stats, const JobTotals& totals, JobFiles& files) {
   // `text` is built only when its file was asked for: a trace of many chunks is costly.
   auto write = [](std::optional<OutputFile>& file, const auto& text) {
     if (!file) return;
@@ -597,13 +566,17 @@ ExitCode RunJobUnguarded(const JobConfig& config, JobObserver* observer) {
   code = SettleOutput(job, assembler, *files.output, code);
   if (code == ExitCode::kOk && files.output->reader_closed()) code = ExitCode::kBrokenPipe;
   SettleState(state.get(), config, code);
-  if (code != ExitCode::kBrokenPipe)
-    PrintSummary(config, job, scheduler, stats, wall,
-                 auto_plan ? auto_plan->PredictedSeconds() : 0);
   JobTotals totals = Totals(job, scheduler, stats, wall, code, jobs);
   totals.auto_choice = auto_choice;
   if (auto_plan) totals.auto_calibration_chunks = auto_plan->calibration.chunks.size();
-  WriteReports(config, stats, totals, files);
+  if (observer) {
+    observer->OnJobEnd({.totals = totals,
+                        .auto_mode = config.mode == Mode::kAuto,
+                        .workers_started = stats.workers,
+                        .predicted_seconds = auto_plan ? auto_plan->PredictedSeconds() : 0,
+                        .telemetry = stats.telemetry});
+  }
+  WriteReports(stats, totals, files);
   return code;
 }
 

@@ -137,7 +137,8 @@ uint32_t DefaultJobs();
 class JobObserver;
 
 // Runs one job to its exit code; `observer` (may be null) hears when the chunks start and
-// stop running (the CLI draws its progress line from that).
+// stop running and how the job ended (the CLI draws its progress, summary line and report
+// from that; without an observer none is printed).
 ExitCode RunJob(const JobConfig& config, JobObserver* observer = nullptr);
 
 }  // namespace fanout

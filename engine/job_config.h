@@ -68,7 +68,6 @@ struct JobConfig {
   uint32_t min_workers = 0;                   // --min-workers: wait for this many before dispatch
   std::chrono::milliseconds wait_timeout{0};  // --wait-timeout: give up waiting; 0 = never
   bool quiet = false;                         // errors only: no summary, report or progress
-  bool report = false;                        // per-worker report on stderr at the end
   bool dry_run = false;                       // print the chunk plan, run nothing
   std::string stats_json;                     // --stats-json FILE
   std::string trace;                          // --trace FILE (Chrome Trace Event format)
