@@ -1,6 +1,6 @@
 // fanout_simulate: a deterministic simulator of a `processes` job. It drives the real
-// Scheduler (coordinator/scheduler.h) and the real dispatch policy (Dispatcher,
-// coordinator/dispatch_policy.h) on a virtual clock, with simulated workers: slots run
+// Scheduler (engine/scheduler.h) and the real dispatch policy (Dispatcher,
+// engine/dispatch_policy.h) on a virtual clock, with simulated workers: slots run
 // attempts in arrival order, messages take half a round trip each way, workers report
 // starts (STARTED), obey CANCEL, and may join late, leave (noticed at once, as a closed
 // connection or a local worker's exit) or be killed silently (noticed after a liveness
@@ -31,8 +31,8 @@
 #include <string>
 #include <vector>
 
-#include "coordinator/dispatch_policy.h"
-#include "coordinator/scheduler.h"
+#include "engine/dispatch_policy.h"
+#include "engine/scheduler.h"
 
 namespace fanout {
 namespace {

@@ -21,3 +21,17 @@ function(fanout_target_defaults target)
     target_link_options(${target} PRIVATE -fsanitize=${_san})
   endif()
 endfunction()
+
+# fanout_layer_includes(TARGET LAYER...): the include layering (ARCHITECTURE.md) enforced by
+# the compiler. TARGET's only project include root (PRIVATE) is a directory in the build
+# tree holding links to the given source folders, so `#include "cli/..."` from a target not
+# given `cli` does not compile. scripts/check-layering states the same rule for review.
+function(fanout_layer_includes target)
+  set(_root ${CMAKE_BINARY_DIR}/layers/${target})
+  file(MAKE_DIRECTORY ${_root})
+  foreach(_layer ${ARGN})
+    file(REMOVE ${_root}/${_layer})
+    file(CREATE_LINK ${PROJECT_SOURCE_DIR}/${_layer} ${_root}/${_layer} SYMBOLIC)
+  endforeach()
+  target_include_directories(${target} PRIVATE ${_root})
+endfunction()

@@ -119,8 +119,6 @@ Status RunTask(const TaskDef& def, const ChunkInput& chunk, std::span<const std:
 // The built-in tasks and register_task/FANOUT_TASK all go through here.
 TaskDef MakeTaskDef(const std::string& name, TaskFunction fn, TaskOptions options);
 
-// Ensures the built-in tasks (identity, sleep, product, exec) are registered. Idempotent;
-// called by every entry point before it looks a task up.
-void RegisterBuiltinTasks(TaskRegistry& registry);
+// The built-in tasks are registered by RegisterBuiltinTasks (tasks/builtin_tasks.h).
 
 }  // namespace fanout

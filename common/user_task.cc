@@ -79,9 +79,4 @@ bool register_task(const std::string& name, TaskFunction fn, TaskOptions options
   return TaskRegistry::Global().Register(MakeTaskDef(name, std::move(fn), std::move(options)));
 }
 
-std::vector<std::string> task_names() {
-  RegisterBuiltinTasks(TaskRegistry::Global());
-  return TaskRegistry::Global().Names();
-}
-
 }  // namespace fanout

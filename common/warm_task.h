@@ -22,7 +22,7 @@ namespace fanout {
 // args are not the warm form (then they are plain exec's).
 std::optional<std::vector<std::string>> WarmArgv(std::span<const std::string> args);
 
-// `exec` (builtin_tasks.cc) with its warm form added: args starting with --warm run
+// `exec` (tasks/builtin_tasks.cc) with its warm form added: args starting with --warm run
 // through the warm process pool, the rest through `exec` unchanged.
 TaskDef WithWarmForm(TaskDef exec);
 

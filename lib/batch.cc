@@ -1,22 +1,20 @@
 // RunBatch (batch.h): builds a JobConfig and an in-memory PlannedJob from a BatchSpec and
-// drives RunSerial/RunThreads/RunProcesses, observing chunk outcomes through ResultSink.
+// runs it with the engine's RunPlannedJob, observing chunk outcomes through ResultSink.
 #include "lib/batch.h"
 
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
-#include <filesystem>
 #include <mutex>
-#include <set>
 
 #include "common/chunking.h"
-#include "common/plugin_loader.h"
-#include "coordinator/coordinator.h"
-#include "coordinator/job.h"
-#include "coordinator/listen_security.h"
-#include "coordinator/local_modes.h"
+#include "engine/job.h"
+#include "engine/listen_security.h"
+#include "engine/plugins.h"
+#include "engine/run_planned.h"
 #include "lib/spmd.h"
+#include "tasks/builtin_tasks.h"
 
 namespace fanout {
 namespace {
@@ -35,26 +33,12 @@ void SetUpLogging() {
   });
 }
 
-// Loads each plugin into this process once (later calls reuse it); errors are PoolErrors.
-// Returns the worker arguments that load the same plugins.
+// Loads the plugins (once per process, engine/plugins.h); errors are PoolErrors. Returns the
+// worker arguments that load the same plugins.
 std::vector<std::string> LoadPlugins(const std::vector<std::string>& plugins) {
-  static std::mutex mu;
-  static std::set<std::string> loaded;
-  std::lock_guard lock(mu);
-  std::vector<std::string> args;
-  for (const std::string& plugin : plugins) {
-    std::error_code ec;
-    std::string path = std::filesystem::absolute(plugin, ec).string();
-    if (ec) path = plugin;
-    if (!loaded.count(path)) {
-      if (Status s = LoadPlugin(path, TaskRegistry::Global()); !s.ok())
-        throw PoolError(s.message());
-      loaded.insert(path);
-    }
-    args.push_back("--plugin");
-    args.push_back(path);
-  }
-  return args;
+  auto args = LoadJobPlugins(plugins);
+  if (!args.ok()) throw PoolError(args.status().message());
+  return std::move(args).value();
 }
 
 JobConfig MakeConfig(const PoolSettings& options, const BatchSpec& spec) {
@@ -151,22 +135,12 @@ class CallbackObserver : public ChunkObserver {
   std::vector<bool>& reported_;
 };
 
-ModeResult RunMode(const PoolSettings& options, const PlannedJob& job, Scheduler& scheduler,
-                   ResultSink& sink, RunStats& stats) {
-  // No more threads or local workers than chunks: they would only start and stop.
-  uint32_t workers = static_cast<uint32_t>(
+// No more threads or local workers than chunks: they would only start and stop. Remote
+// mode starts none (workers connect to the endpoint).
+uint32_t WorkerCount(const PoolSettings& options, const PlannedJob& job) {
+  if (options.mode == PoolMode::kRemote) return 0;
+  return static_cast<uint32_t>(
       std::min<uint64_t>(options.workers ? options.workers : DefaultJobs(), job.chunks.size()));
-  switch (options.mode) {
-    case PoolMode::kSerial:
-      return RunSerial(job, scheduler, sink, stats);
-    case PoolMode::kThreads:
-      return RunThreads(job, workers, scheduler, sink, stats);
-    case PoolMode::kProcesses:
-      return RunProcesses(job, workers, scheduler, sink, stats);
-    case PoolMode::kRemote:
-      return RunProcesses(job, 0, scheduler, sink, stats);
-  }
-  return ModeResult::Failed("unknown mode");
 }
 
 }  // namespace
@@ -200,7 +174,7 @@ void RunBatch(const PoolSettings& options, const BatchSpec& spec, const BatchCal
   ResultSink sink(job, scheduler, observer, stats);
   ModeResult result;
   try {
-    result = RunMode(options, job, scheduler, sink, stats);
+    result = RunPlannedJob(job, WorkerCount(options, job), scheduler, sink, stats);
   } catch (const std::exception& e) {
     // Something below threw mid-job (e.g. the transport): the chunks not reported yet get
     // the error; the host program lives on.

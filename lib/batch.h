@@ -1,5 +1,5 @@
 // RunBatch: one library call (Pool::map, a group of submits, as_completed) run as a job
-// on the coordinator's machinery: the same Scheduler, local modes and processes event
+// on the engine (engine/run_planned.h): the same Scheduler, local modes and processes event
 // loop as `fanout run`, with the chunks held in memory and each outcome handed to
 // callbacks instead of an output file. Internal to the fanout library.
 #pragma once

@@ -20,6 +20,7 @@
 #include "common/task.h"
 #include "common/transport.h"
 #include "common/units.h"
+#include "tasks/builtin_tasks.h"
 #include "worker/worker_loop.h"
 
 namespace fanout {

@@ -14,6 +14,7 @@
 #include "common/command.h"
 #include "common/exec_task.h"
 #include "common/task.h"
+#include "tasks/builtin_tasks.h"
 #include "tests/support/test_support.h"
 
 namespace fanout::testing {

@@ -12,6 +12,7 @@
 
 #include "common/task.h"
 #include "gtest/gtest.h"
+#include "tasks/builtin_tasks.h"
 
 namespace fanout {
 namespace {

@@ -1,6 +1,6 @@
 // `fanout bench --quick` runs every experiment in every mode and prints one Markdown table
 // of the documented shape; BenchTable computes speedup and overhead from the rows.
-#include "coordinator/bench.h"
+#include "cli/bench.h"
 
 #include <gtest/gtest.h>
 

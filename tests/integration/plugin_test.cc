@@ -35,6 +35,18 @@ TEST(PluginTest, FanoutRunsPluginTaskInEveryMode) {
   }
 }
 
+// The CLI and the library load plugins alike (engine/plugins.h): a plugin named twice is
+// loaded once, here and by each local worker.
+TEST(PluginTest, PluginNamedTwiceIsLoadedOnce) {
+  for (const char* mode : {"serial", "processes"}) {
+    RunResult r = RunWithInput({FanoutBin(), "run", "-q", "--plugin", kRot13, "--plugin", kRot13,
+                                "--mode", mode, "-j", "1", "rot13"},
+                               "Hello\n");
+    EXPECT_EQ(r.exit_code, 0) << mode << ": " << r.err;
+    EXPECT_EQ(r.out, "Uryyb\n") << mode;
+  }
+}
+
 TEST(PluginTest, PluginTaskErrorNamesTaskAndReason) {
   RunResult r = RunWithInput({FanoutBin(), "run", "-q", "--plugin", kRot13, "--retries", "0", "-j",
                               "1", "refuse", "--", "not today"},

@@ -1,0 +1,466 @@
+#include "cli/cli.h"
+
+#include <signal.h>
+#include <spdlog/sinks/basic_file_sink.h>
+#include <spdlog/sinks/stdout_color_sinks.h>
+#include <spdlog/spdlog.h>
+#include <unistd.h>
+
+#include <CLI/CLI.hpp>
+#include <algorithm>
+#include <cerrno>
+#include <cstdio>
+#include <cstdlib>
+#include <map>
+
+#include "cli/bench.h"
+#include "cli/path_clash.h"
+#include "cli/run_report.h"
+#include "common/command.h"
+#include "common/curve.h"
+#include "common/exit_code.h"
+#include "common/group_guard.h"
+#include "common/units.h"
+#include "engine/auto_mode.h"
+#include "engine/interrupt.h"
+#include "engine/job.h"
+#include "engine/listen_security.h"
+#include "engine/plugins.h"
+#include "tasks/builtin_tasks.h"
+
+namespace fanout {
+namespace {
+
+constexpr const char* kRunExamples = R"(
+Examples:
+  seq 1 1000000 | fanout run --chunks 8 exec -- awk '{s+=$1} END {print s}'
+  fanout run -i big.txt -o out.txt -j 4 exec -- tr a-z A-Z
+  fanout run --range 1:10000 --chunks 10 product
+  fanout run --mode threads -i rows.txt sleep 10
+
+Exit codes: 0 ok, 1 job failed, 2 usage or input error,
+            3 completed with failed chunks (--keep-going), 130 interrupted.
+)";
+
+// Flags whose values need our own parsing (durations, ranges), kept as text until then.
+struct RawFlags {
+  std::string mode = "auto";
+  std::string local_input = "ref";
+  std::string range;
+  std::string timeout;
+  std::string heartbeat = "500ms";
+  std::string log_level = "warn";
+  std::string log_file;
+  int verbose = 0;
+  bool progress = false;
+  bool report = false;
+  bool insecure = false;
+  std::string wait_timeout;
+  std::string curve_secret;
+  std::string authorized_keys;
+  std::string max_message = "1G";
+  std::string max_spool;
+  std::string block;
+  std::string record_size;
+  bool null = false;
+  std::string ok_exit;
+};
+
+// --ok-exit 0,1: a comma-separated list of exit statuses 0-255.
+Status ParseOkExit(const std::string& text, std::vector<uint32_t>& codes) {
+  size_t start = 0;
+  while (start <= text.size()) {
+    size_t end = text.find(',', start);
+    if (end == std::string::npos) end = text.size();
+    std::string item = text.substr(start, end - start);
+    char* rest = nullptr;
+    errno = 0;
+    long code = item.empty() ? -1 : std::strtol(item.c_str(), &rest, 10);
+    if (code < 0 || code > 255 || errno != 0 || (rest && *rest != '\0')) {
+      return Status::Error("--ok-exit: '" + item +
+                           "' is not an exit status 0-255 (give a list such as 0,1)");
+    }
+    codes.push_back(static_cast<uint32_t>(code));
+    start = end + 1;
+  }
+  return Status::Ok();
+}
+
+int UsageError(const std::string& message) {
+  std::fprintf(stderr, "fanout: %s (see 'fanout run --help')\n", message.c_str());
+  return ToInt(ExitCode::kUsage);
+}
+
+// --curve-secret, --authorized-keys, --insecure and --max-message.
+Status FinishSecurity(const RawFlags& raw, JobConfig& config) {
+  auto max_message = ParseMaxMessage(raw.max_message);
+  if (!max_message.ok()) return max_message.status();
+  config.max_message = *max_message;
+  return ApplyListenSecurity({raw.curve_secret, raw.authorized_keys, raw.insecure}, config);
+}
+
+// Record kind, --block and --header, checked for combinations that make no sense.
+Status FinishRecords(const RawFlags& raw, JobConfig& config) {
+  ChunkingOptions& c = config.chunking;
+  if (!raw.block.empty()) {
+    auto size = ParseSize(raw.block);
+    if (!size.ok()) return Status::Error("--block: " + size.status().message());
+    c.block_bytes = *size;
+  }
+  if (!raw.max_spool.empty()) {
+    auto size = ParseSize(raw.max_spool);
+    if (!size.ok()) return Status::Error("--max-spool: " + size.status().message());
+    config.max_spool = *size;
+  }
+  if (!raw.record_size.empty()) {
+    auto size = ParseSize(raw.record_size);
+    if (!size.ok()) return Status::Error("--record-size: " + size.status().message());
+    c.kind = RecordKind::kFixed;
+    c.record_size = *size;
+  }
+  if (raw.null) {
+    if (c.kind == RecordKind::kFixed) {
+      return Status::Error("--null and --record-size are mutually exclusive");
+    }
+    c.kind = RecordKind::kNul;
+  }
+  if (c.block_bytes > 0 && (c.chunks > 0 || c.chunk_size > 0)) {
+    return Status::Error("--block excludes --chunks and --chunk-size (choose one way to cut)");
+  }
+  if (config.range && (c.block_bytes > 0 || c.kind != RecordKind::kLines || config.header)) {
+    return Status::Error(
+        "--range reads no input: --block, --null, --record-size and --header "
+        "do not apply");
+  }
+  if (config.header && c.kind != RecordKind::kLines) {
+    return Status::Error("--header needs line records (not --null or --record-size)");
+  }
+  return Status::Ok();
+}
+
+// Turns the text flags into config fields; a usage error message on failure.
+Status Finish(const RawFlags& raw, JobConfig& config) {
+  static const std::map<std::string, Mode> kModes = {{"serial", Mode::kSerial},
+                                                     {"threads", Mode::kThreads},
+                                                     {"processes", Mode::kProcesses},
+                                                     {"auto", Mode::kAuto}};
+  auto mode = kModes.find(raw.mode);
+  if (mode == kModes.end()) {
+    return Status::Error("--mode must be auto, serial, threads or processes, not '" + raw.mode +
+                         "'");
+  }
+  config.mode = mode->second;
+  if (!raw.ok_exit.empty()) {
+    if (Status s = ParseOkExit(raw.ok_exit, config.ok_exit); !s.ok()) return s;
+  }
+  if (raw.local_input != "ref" && raw.local_input != "copy") {
+    return Status::Error("--local-input must be ref or copy, not '" + raw.local_input + "'");
+  }
+  config.local_input_by_ref = raw.local_input == "ref";
+  if (!raw.range.empty()) {
+    auto range = ParseRange(raw.range);
+    if (!range.ok()) return Status::Error("--range: " + range.status().message());
+    config.range = *range;
+  }
+  if (!raw.timeout.empty()) {
+    auto spec = ParseDurationSpec(raw.timeout);
+    if (!spec.ok()) return Status::Error("--timeout: " + spec.status().message());
+    config.scheduler.timeout = spec->absolute;
+    config.scheduler.timeout_percent = spec->percent;
+  }
+  if (Status s = FinishSecurity(raw, config); !s.ok()) return s;
+  if (!raw.wait_timeout.empty()) {
+    auto wait = ParseDuration(raw.wait_timeout);
+    if (!wait.ok()) return Status::Error("--wait-timeout: " + wait.status().message());
+    config.wait_timeout = std::chrono::duration_cast<std::chrono::milliseconds>(*wait);
+  }
+  if (Status s = FinishRecords(raw, config); !s.ok()) return s;
+  if (auto flags = ProcessOnlyFlags(config);
+      !flags.empty() && (config.mode == Mode::kSerial || config.mode == Mode::kThreads)) {
+    return Status::Error(flags.front() + " is for worker processes: use it with --mode " +
+                         "processes or auto, not " + raw.mode);
+  }
+  if (uint32_t local = config.jobs_given ? config.jobs : DefaultJobs();
+      config.listen.empty() && config.min_workers > local) {
+    // Without --listen only the local workers can join: the wait would never end.
+    return Status::Error("--min-workers " + std::to_string(config.min_workers) +
+                         " can never be reached: only " + std::to_string(local) +
+                         " local workers start (-j) and without --listen no other can join");
+  }
+  if ((config.resume || config.keep_state) && config.state_dir.empty()) {
+    return Status::Error(std::string(config.resume ? "--resume" : "--keep-state") +
+                         " needs --state DIR");
+  }
+  auto hb = ParseDuration(raw.heartbeat);
+  if (!hb.ok()) return Status::Error("--heartbeat: " + hb.status().message());
+  config.heartbeat = std::chrono::duration_cast<std::chrono::milliseconds>(*hb);
+  if (config.heartbeat.count() < 1) return Status::Error("--heartbeat must be at least 1ms");
+  if (spdlog::level::from_str(raw.log_level) == spdlog::level::off && raw.log_level != "off") {
+    return Status::Error("--log-level must be trace, debug, info, warn, error or off");
+  }
+  return Status::Ok();
+}
+
+// Log lines go to stderr (stdout may be the job's output), and to --log-file if given.
+// NO_COLOR (https://no-color.org) turns colours off.
+Status SetupLogging(const RawFlags& raw, bool quiet) {
+  auto level = spdlog::level::from_str(raw.log_level);
+  if (raw.verbose == 1) level = std::min(level, spdlog::level::info);
+  if (raw.verbose >= 2) level = spdlog::level::debug;
+  if (quiet) level = std::max(level, spdlog::level::err);
+  const char* no_color = std::getenv("NO_COLOR");
+  auto console = std::make_shared<spdlog::sinks::stderr_color_sink_mt>(
+      no_color && *no_color ? spdlog::color_mode::never : spdlog::color_mode::automatic);
+  std::vector<spdlog::sink_ptr> sinks = {console};
+  if (!raw.log_file.empty()) {
+    try {
+      sinks.push_back(std::make_shared<spdlog::sinks::basic_file_sink_mt>(raw.log_file));
+    } catch (const spdlog::spdlog_ex& e) {
+      return Status::Error("--log-file: cannot write '" + raw.log_file + "': " + e.what());
+    }
+  }
+  auto logger = std::make_shared<spdlog::logger>("coordinator", sinks.begin(), sinks.end());
+  spdlog::set_default_logger(logger);
+  spdlog::set_level(level);
+  spdlog::set_pattern("%^fanout: %l: %v%$");
+  if (sinks.size() > 1) sinks[1]->set_pattern("%Y-%m-%d %H:%M:%S.%e fanout: %l: %v");
+  return Status::Ok();
+}
+
+// Loads --plugin libraries into this process's registry (serial/threads run them here)
+// and passes them on to local workers, as absolute paths (engine/plugins.h).
+Status LoadPlugins(JobConfig& config) {
+  auto args = LoadJobPlugins(config.plugins);
+  if (!args.ok()) return args.status();
+  config.worker_args.insert(config.worker_args.end(), args->begin(), args->end());
+  return Status::Ok();
+}
+
+void AddRunOptions(CLI::App& run, JobConfig& config, RawFlags& raw) {
+  run.add_option("--mode", raw.mode,
+                 "auto | serial | threads | processes (auto: calibrate, then pick; -v says why)")
+      ->capture_default_str();
+  run.add_option("-j,--jobs", config.jobs,
+                 "Workers or threads (default: number of cores; 0 with --listen: remote only)")
+      ->check(CLI::Range(0u, 4096u));
+  auto* chunks = run.add_option("--chunks", config.chunking.chunks,
+                                "Split into N chunks (numpy.array_split; default 4 per worker)")
+                     ->check(CLI::Range(uint64_t{1}, uint64_t{1} << 40));
+  run.add_option("--chunk-size", config.chunking.chunk_size, "Records per chunk")
+      ->check(CLI::Range(uint64_t{1}, uint64_t{1} << 60))
+      ->excludes(chunks);
+  run.add_option("--block", raw.block,
+                 "Cut chunks of about SIZE bytes (K/M/G) at record boundaries")
+      ->type_name("SIZE");
+  run.add_flag("--null", raw.null, "Records end with NUL (\\0) instead of newline");
+  run.add_option("--record-size", raw.record_size, "Records are fixed-size binary, N bytes each")
+      ->type_name("N");
+  run.add_flag("--header", config.header,
+               "First line is a header: sent with every chunk; each output's first line "
+               "written once");
+  run.add_flag("--unordered", config.unordered,
+               "Write each chunk's output as soon as it is done (not in input order)");
+  run.add_option("--window", config.scheduler.window,
+                 "Max chunks in flight or waiting ahead of the oldest unfinished one "
+                 "(default: 4 per worker slot, at least 8)")
+      ->check(CLI::Range(uint64_t{1}, uint64_t{1} << 40));
+  run.add_option("--joblog", config.joblog,
+                 "Write one TSV line per finished chunk attempt to FILE (appended with --resume)")
+      ->type_name("FILE");
+  run.add_option("--state", config.state_dir,
+                 "Keep finished chunks and a journal in DIR so the job can --resume (DIR: new, "
+                 "empty, or made by fanout; locked while the job runs)")
+      ->type_name("DIR");
+  run.add_flag("--resume", config.resume, "Run only the chunks --state DIR does not hold yet");
+  run.add_flag("--keep-state", config.keep_state, "Keep the --state DIR after success");
+  run.add_option("--range", raw.range, "Records are the integers A..B-1 (no input is read)");
+  run.add_option("-i,--input", config.input, "Input file (default: stdin)");
+  run.add_option("-o,--output", config.output, "Output file, written atomically (default: stdout)");
+  run.add_option("--retries", config.scheduler.retries,
+                 "Extra attempts of a chunk whose task failed (exit status, error, timeout)")
+      ->capture_default_str()
+      ->check(CLI::Range(0u, 1000u));
+  run.add_option("--crash-limit", config.scheduler.crash_limit,
+                 "Attempts of a chunk that may be lost with their worker (killed, hung) before "
+                 "the chunk fails; these do not use --retries (0 = no limit)")
+      ->capture_default_str()
+      ->check(CLI::Range(0u, 1000000u));
+  run.add_option("--ok-exit", raw.ok_exit,
+                 "Exit statuses of an exec command that count as success, e.g. 0,1 for grep "
+                 "(default 0); such an attempt's output is used")
+      ->type_name("LIST");
+  run.add_option("--timeout", raw.timeout,
+                 "Per-attempt limit: 30s, 500ms (every attempt), or 300% of the median chunk "
+                 "time (doubled for each retry: attempt k gets 300% x 2^(k-1))");
+  run.add_flag("--keep-going", config.scheduler.keep_going,
+               "Finish despite failed chunks (exit 3, failures listed)");
+  run.add_flag("--speculate", config.scheduler.speculate,
+               "Re-issue chunks running > 2x the median to idle workers");
+  run.add_option("--heartbeat", raw.heartbeat, "Heartbeat interval")->capture_default_str();
+  run.add_option("--liveness", config.liveness, "Missed heartbeats before a worker is dead")
+      ->capture_default_str()
+      ->check(CLI::Range(1u, 1000u));
+  run.add_option("--slots", config.local_slots,
+                 "Attempts each local worker runs at once (default 1; sleep and exec wait on "
+                 "the worker's event loop, so N may far exceed the cores)")
+      ->check(CLI::Range(1u, 65536u));
+  run.add_option("--max-respawns", config.max_respawns,
+                 "Most local worker restarts (default: no cap; restarts stop once workers keep "
+                 "dying with no chunk finished in between)")
+      ->check(CLI::Range(int64_t{0}, int64_t{1} << 30));
+  run.add_option("--worker-bin", config.worker_bin,
+                 "fanout-worker to start (default: $FANOUT_WORKER, or beside fanout)");
+  run.add_option("--plugin", config.plugins,
+                 "Load tasks from this plugin library, here and in local workers (repeatable)");
+  run.add_option("--listen", config.listen,
+                 "Bind here (tcp://HOST:PORT, ipc://PATH) so other workers can join");
+  run.add_option("--min-workers", config.min_workers,
+                 "Wait until this many workers have joined before dispatching")
+      ->check(CLI::Range(0u, 100000u));
+  run.add_option("--wait-timeout", raw.wait_timeout,
+                 "Fail if workers are missing this long (--min-workers, or none at all); "
+                 "once every worker is lost and none can be started: default 5m");
+  run.add_option("--curve-secret", raw.curve_secret,
+                 "CURVE: this coordinator's secret certificate (from 'fanout keygen')");
+  run.add_option("--authorized-keys", raw.authorized_keys,
+                 "CURVE: directory of the public certificates of workers to admit");
+  run.add_flag("--insecure", raw.insecure,
+               "Allow --listen on tcp:// (loopback too) without CURVE: trusted networks only");
+  run.add_option("--max-message", raw.max_message,
+                 "Largest frame a worker may send; a chunk's output over it fails the attempt "
+                 "(exec is stopped as soon as it passes it, in every mode)")
+      ->capture_default_str();
+  run.add_option("--max-spool", raw.max_spool,
+                 "Most bytes of stdin or a FIFO to copy to $TMPDIR before the job (default: "
+                 "stop while min(1G, 10%) of that filesystem is still free)")
+      ->type_name("SIZE");
+  run.add_option("--local-input", raw.local_input,
+                 "ref: local workers read chunks from the input file by offset; copy: send "
+                 "chunk bytes over ZeroMQ as to remote workers")
+      ->capture_default_str();
+  run.add_flag("-q,--quiet", config.quiet, "Errors only: no summary, report or progress");
+  run.add_flag("--progress,--bar", raw.progress,
+               "Live progress line on stderr (default: when stderr is a terminal)");
+  run.add_flag("--report", raw.report,
+               "Per-worker report at the end (default: when stderr is a terminal)");
+  run.add_option("--stats-json", config.stats_json, "Write job statistics as JSON to FILE");
+  run.add_option("--trace", config.trace,
+                 "Write a Chrome trace (open in Perfetto or chrome://tracing) to FILE");
+  run.add_flag("--dry-run", config.dry_run, "Print the chunk plan and exit; run nothing");
+  run.add_option("--log-file", raw.log_file, "Also write log lines to FILE");
+  run.add_flag("-v,--verbose", raw.verbose, "More logging (-v info, -vv debug)");
+  run.add_option("--log-level", raw.log_level, "trace|debug|info|warn|error|off")
+      ->capture_default_str();
+}
+
+int Keygen(const std::string& name) {
+  auto keys = GenerateCurveKeyPair();
+  Status s = keys.ok() ? WriteCurveCertificates(name, *keys) : keys.status();
+  if (!s.ok()) {
+    std::fprintf(stderr, "fanout: keygen: %s\n", s.message().c_str());
+    return ToInt(ExitCode::kUsage);
+  }
+  std::printf("public key %s\nwrote %s (share it) and %s_secret (keep it private)\n",
+              keys->public_key.c_str(), name.c_str(), name.c_str());
+  return ToInt(ExitCode::kOk);
+}
+
+}  // namespace
+
+int RunCli(int argc, char** argv) {
+  CLI::App app{"fanout: run a task over chunks of input on parallel workers", "fanout"};
+  app.set_version_flag("--version", std::string("fanout ") + FANOUT_VERSION);
+  app.require_subcommand(1);
+  JobConfig config;
+  RawFlags raw;
+  CLI::App* run = app.add_subcommand("run", "Run TASK over the input's chunks");
+  run->footer(kRunExamples);
+  run->prefix_command();  // everything from TASK on belongs to the task
+  AddRunOptions(*run, config, raw);
+  CLI::App* tasks = app.add_subcommand("tasks", "List the available tasks");
+  tasks->footer("\nExample:\n  fanout tasks        # name, arguments and what each task does\n");
+  std::string key_name;
+  CLI::App* keygen = app.add_subcommand(
+      "keygen", "Write a CURVE key pair: NAME (public, to share) and NAME_secret (mode 0600)");
+  keygen->add_option("NAME", key_name, "Path of the public certificate")->required();
+  keygen->footer(R"(
+Examples (README: Running on several machines):
+  fanout keygen coordinator     # coordinator + coordinator_secret
+  fanout keygen workers         # workers + workers_secret; copy 'workers' to --authorized-keys
+  fanout run --listen tcp://0.0.0.0:5555 --curve-secret coordinator_secret \
+      --authorized-keys authorized -j 0 --chunks 64 -i in.txt exec -- ./model.sh
+  fanout-worker --connect tcp://HOST:5555 --curve-server-key coordinator \
+      --curve-secret workers_secret
+)");
+  BenchOptions bench_options;
+  CLI::App* bench = app.add_subcommand(
+      "bench", "Time the classic experiments in every mode (one Markdown table, < 60 s)");
+  bench->add_flag("--quick", bench_options.quick, "Smaller inputs: a smoke run of a few seconds");
+  bench->add_option("--only", bench_options.only, "Only experiments whose name contains TEXT");
+  bench->footer(R"(
+Examples:
+  fanout bench                  # every experiment in serial, threads, processes and auto
+  fanout bench --quick          # a smoke run of a few seconds
+  fanout bench --only sleep     # just the 10 x sleep 1 s experiment
+)");
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::CallForHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForAllHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForVersion& e) {
+    return app.exit(e);
+  } catch (const CLI::ParseError& e) {
+    return UsageError(e.what());
+  }
+  if (bench->parsed()) return RunBench(bench_options);
+  RegisterBuiltinTasks(TaskRegistry::Global());
+  if (Status s = LoadPlugins(config); !s.ok()) return UsageError(s.message());
+  if (tasks->parsed()) {
+    // One column as wide as the longest usage (plugins' usages may be long).
+    std::vector<const TaskDef*> all = TaskRegistry::Global().All();
+    int width = 0;
+    for (const TaskDef* def : all) width = std::max(width, static_cast<int>(def->usage.size()));
+    for (const TaskDef* def : all) {
+      std::printf("%-*s  %s\n", width, def->usage.c_str(), def->summary.c_str());
+    }
+    return ToInt(ExitCode::kOk);
+  }
+
+  if (keygen->parsed()) return Keygen(key_name);
+
+  std::vector<std::string> rest = run->remaining();
+  if (!rest.empty() && rest.front() == "--") rest.erase(rest.begin());
+  if (rest.empty()) return UsageError("missing TASK");
+  config.task = rest.front();
+  rest.erase(rest.begin());
+  if (!rest.empty() && rest.front() == "--") rest.erase(rest.begin());
+  config.args = rest;
+  config.jobs_given = run->count("-j") > 0;
+  config.adopt_orphans = true;
+  // Commands die with the thread that started them (a coordinator killed with SIGKILL in
+  // threads mode leaves none running), and what one leaves in its process group goes when
+  // it exits (processes mode's workers do the same).
+  SetCommandPolicy({.parent_death_signal = SIGKILL, .kill_group_on_exit = true});
+  // What those commands start themselves (`sh -c 'sleep 60; cat'`) is out of the death
+  // signal's reach: a guard process kills their groups once this process is gone.
+  if (Status s = StartGroupGuard(argc, argv); !s.ok()) spdlog::warn("{}", s.message());
+  config.window_given = run->count("--window") > 0;
+  if (Status s = Finish(raw, config); !s.ok()) return UsageError(s.message());
+  SetOkExitCodes(std::vector<int>(config.ok_exit.begin(), config.ok_exit.end()));
+  // Before --log-file (the first file written) is opened.
+  if (Status s = CheckDistinctPaths(config, raw.log_file); !s.ok()) {
+    return UsageError(s.message());
+  }
+  if (Status s = SetupLogging(raw, config.quiet); !s.ok()) return UsageError(s.message());
+  bool terminal = isatty(STDERR_FILENO) == 1;
+  Interrupt::Install();
+  RunReporter reporter({.progress = (raw.progress || terminal) && !config.quiet,
+                        .summary = !config.quiet,
+                        .report = (raw.report || terminal) && !config.quiet});
+  return ToInt(RunJob(config, &reporter));
+}
+
+}  // namespace fanout

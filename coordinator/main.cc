@@ -1,9 +1,0 @@
-// fanout: the coordinator's command line. Everything lives in the library (cli.h).
-#include <signal.h>
-
-#include "coordinator/cli.h"
-
-int main(int argc, char** argv) {
-  signal(SIGPIPE, SIG_IGN);  // a closed stdout or socket is an error value, not a death
-  return fanout::RunCli(argc, argv);
-}

@@ -1,0 +1,687 @@
+#include "engine/auto_mode.h"
+
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <cmath>
+#include <condition_variable>
+#include <cstdio>
+#include <cstring>
+#include <mutex>
+#include <stop_token>
+#include <thread>
+#include <vector>
+
+#include "common/measured_run.h"
+#include "common/warm_task.h"
+
+namespace fanout {
+namespace {
+
+constexpr double kWaitingCpuFraction = 0.2;    // below: the task mostly waits
+constexpr double kCpuBoundFraction = 0.8;      // above: never more workers than cores
+constexpr uint64_t kMaxChunkBytes = 4u << 20;  // big chunks fault in fresh output pages
+constexpr double kParallelMustWin = 0.9;       // parallel only if clearly faster...
+constexpr double kMinGainSeconds = 0.002;      // ...and by more than timing noise
+// Records are not all alike and machines are shared: a plan's makespan is its rounds of
+// chunks plus this fraction of one chunk, the tail that finer chunks shorten.
+constexpr double kTailFraction = 0.25;
+constexpr uint64_t kMaxChunksPerWorker = 64;  // chunk counts tried: W, 2W, 4W, ... 64W
+
+std::string Seconds(double s) {
+  char buf[32];
+  if (s < 1e-3) {
+    std::snprintf(buf, sizeof buf, "%.1f us", s * 1e6);
+  } else if (s < 1) {
+    std::snprintf(buf, sizeof buf, "%.1f ms", s * 1e3);
+  } else {
+    std::snprintf(buf, sizeof buf, "%.2f s", s);
+  }
+  return buf;
+}
+
+// "1.2 ms (40% CPU)", or "0" when nothing was measured.
+std::string Cost(double wall, double cpu) {
+  if (wall <= 0) return "0";
+  return Seconds(wall) + " (" + std::to_string(static_cast<int>(std::lround(100 * cpu / wall))) +
+         "% CPU)";
+}
+
+// At least enough chunks to keep each under kMaxChunkBytes; never more than records.
+uint64_t BoundChunks(const AutoInputs& in, uint64_t chunks) {
+  chunks = std::max<uint64_t>(chunks, (in.bytes + kMaxChunkBytes - 1) / kMaxChunkBytes);
+  return std::clamp<uint64_t>(chunks, 1, std::max<uint64_t>(in.records, 1));
+}
+
+// The cost model's wall time for the records left in `chunks` chunks on `workers` workers
+// (1: serial, no dispatch), with `start` paid once and `chunk_cost` per chunk of dispatch.
+double Estimate(const AutoInputs& in, uint32_t workers, uint64_t chunks, double start,
+                double chunk_cost, double byte_seconds) {
+  double n = static_cast<double>(in.records), c = static_cast<double>(chunks);
+  double chunk_wall = in.chunk_seconds + in.record_seconds * n / c;
+  double chunk_cpu = std::min(in.chunk_cpu_seconds + in.record_cpu_seconds * n / c, chunk_wall);
+  double cores = std::max<uint32_t>(in.cores, 1);
+  if (workers <= 1) return c * chunk_wall;
+  double rounds = std::ceil(c / workers);
+  double concurrent = std::min<double>({static_cast<double>(workers), c, cores});
+  double run = std::max(rounds * chunk_wall, c * chunk_cpu / concurrent);
+  // The coordinator alone writes the output and touches every input page once: the part
+  // of the job no worker count shortens (Amdahl).
+  double moved = static_cast<double>(in.bytes) * (1 + in.output_per_input) * byte_seconds;
+  double tail = kTailFraction * chunk_wall;
+  return start + std::max(run + tail, moved) + c * chunk_cost / workers;
+}
+
+}  // namespace
+
+AutoChoice ChooseMode(const AutoInputs& in, const DispatchCosts& costs) {
+  AutoChoice c;
+  if (in.records == 0 && !in.needs_processes) {
+    c.reason = "the calibration ran every record";
+    return c;
+  }
+  uint32_t cores = std::max<uint32_t>(in.cores, 1);
+  double n = static_cast<double>(in.records);
+  // The work in one chunk per worker (the least start-up any parallel plan pays).
+  double wall = in.chunk_seconds + in.record_seconds * n;
+  double cpu = std::min(in.chunk_cpu_seconds + in.record_cpu_seconds * n, wall);
+  double cpu_share = wall > 0 ? cpu / wall : 1;
+  bool waiting = cpu_share < kWaitingCpuFraction;
+  std::string figures = "start-up " + Cost(in.chunk_seconds, in.chunk_cpu_seconds) +
+                        " per chunk, " + Cost(in.record_seconds, in.record_cpu_seconds) +
+                        " per record; " + std::to_string(in.records) +
+                        " records left = " + Seconds(wall) + " of " +
+                        (waiting                          ? "mostly waiting"
+                         : cpu_share >= kCpuBoundFraction ? "CPU"
+                                                          : "mixed") +
+                        " work";
+  if (in.slot_start_seconds > 0) {
+    figures += "; a warm command starting in " + Seconds(in.slot_start_seconds) + " per slot";
+  }
+  // Worker counts to try: the cores; for work that waits, more, up to the cap.
+  uint32_t cap = cpu_share >= kCpuBoundFraction ? cores : std::max(in.max_waiting_workers, cores);
+  cap = static_cast<uint32_t>(std::clamp<uint64_t>(in.records, 1, cap));
+  std::vector<uint32_t> worker_counts;
+  if (in.jobs) {
+    worker_counts.push_back(
+        in.needs_processes ? in.jobs
+                           : static_cast<uint32_t>(std::clamp<uint64_t>(in.records, 1, in.jobs)));
+  } else {
+    for (uint32_t w = std::min(cores, cap); w < cap; w *= 2) worker_counts.push_back(w);
+    worker_counts.push_back(cap);
+  }
+  double chunk_cost = in.needs_processes ? costs.process_chunk_seconds : costs.thread_chunk_seconds;
+  uint32_t best_workers = 0;
+  uint64_t best_chunks = 0;
+  double best = 0;
+  for (uint32_t w : worker_counts) {
+    if (w <= 1 && !in.needs_processes) continue;
+    double start =
+        in.slot_start_seconds + (in.needs_processes
+                                     ? costs.process_start_seconds
+                                     : costs.thread_start_seconds + w * costs.worker_start_seconds);
+    std::vector<uint64_t> chunk_counts;
+    if (in.chunks) {
+      chunk_counts.push_back(in.chunks);
+    } else {
+      for (uint64_t k = 1; k <= kMaxChunksPerWorker; k *= 2)
+        chunk_counts.push_back(BoundChunks(in, k * w));
+    }
+    for (uint64_t chunks : chunk_counts) {
+      double t = Estimate(in, w, chunks, start, chunk_cost, costs.coordinator_byte_seconds);
+      // Ties go to fewer workers and fewer chunks (tried first): 1% must be won.
+      if (best_workers == 0 || t < best * 0.99) {
+        best = t;
+        best_workers = w;
+        best_chunks = chunks;
+      }
+    }
+  }
+  if (in.needs_processes) {
+    c.mode = Mode::kProcesses;
+    c.workers = best_workers;
+    c.chunks = best_chunks;
+    c.estimate_seconds = best;
+    c.reason = figures + "; flags that only worker processes honour ask for them";
+    return c;
+  }
+  uint64_t serial_chunks = in.chunks ? in.chunks : BoundChunks(in, 1);
+  double serial = Estimate(in, 1, serial_chunks, 0, 0, 0);
+  if (best_workers <= 1 || best >= kParallelMustWin * serial || serial - best < kMinGainSeconds) {
+    c.chunks = serial_chunks;
+    c.estimate_seconds = serial;
+    c.reason = figures + "; serial ~" + Seconds(serial) +
+               (best_workers > 1 ? "; " + std::to_string(best_workers) + " workers would take ~" +
+                                       Seconds(best) + " with dispatch and output"
+                                 : "") +
+               ", not clearly faster than serial";
+    return c;
+  }
+  c.mode = Mode::kThreads;
+  c.workers = best_workers;
+  c.chunks = best_chunks;
+  c.estimate_seconds = best;
+  c.reason = figures + "; ~" + Seconds(best) + " on " + std::to_string(best_workers) +
+             " threads in " + std::to_string(best_chunks) + " chunks (serial ~" + Seconds(serial) +
+             "; in-process threads dispatch cheaper than worker processes)";
+  return c;
+}
+
+namespace {
+
+// Byte offset just past `records` lines starting at `from` (or data.size()).
+uint64_t SkipLines(std::string_view data, uint64_t from, uint64_t records) {
+  uint64_t at = from;
+  for (uint64_t i = 0; i < records && at < data.size(); ++i) {
+    const void* nl = std::memchr(data.data() + at, '\n', data.size() - at);
+    at = nl ? static_cast<uint64_t>(static_cast<const char*>(nl) - data.data()) + 1 : data.size();
+  }
+  return at;
+}
+
+constexpr uint64_t kMinPlanChunks = 3;
+
+// One thread for the whole calibration: while armed, it cancels the armed stop source
+// once the deadline passes. Arm/Disarm take a lock and wake the thread only when it is
+// idle: a timed wait that finds a later deadline simply waits again, so quick chunks
+// cost no context switch each.
+class Watchdog {
+ public:
+  Watchdog()
+      : thread_([this](std::stop_token own) {
+          std::unique_lock lock(mu_);
+          while (!own.stop_requested()) {
+            if (!armed_) {
+              idle_ = true;
+              cv_.wait(lock, own, [&] { return armed_.has_value(); });
+              idle_ = false;
+              continue;
+            }
+            // A copy: the wait reads its deadline with our mutex released.
+            auto until = deadline_;
+            cv_.wait_until(lock, own, until, [] { return false; });
+            if (armed_ && std::chrono::steady_clock::now() >= deadline_) {
+              armed_->request_stop();
+              armed_.reset();
+            }
+          }
+        }) {}
+  void Arm(std::stop_source source, double seconds) {
+    std::lock_guard lock(mu_);
+    armed_ = std::move(source);
+    deadline_ = std::chrono::steady_clock::now() +
+                std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+                    std::chrono::duration<double>(seconds));
+    if (idle_) cv_.notify_all();
+  }
+  void Disarm() {
+    std::lock_guard lock(mu_);
+    armed_.reset();
+  }
+
+ private:
+  std::mutex mu_;
+  std::condition_variable_any cv_;
+  std::optional<std::stop_source> armed_;
+  std::chrono::steady_clock::time_point deadline_;
+  bool idle_ = false;
+  std::jthread thread_;  // last: stopped and joined first
+};
+
+// Seconds this thread has waited on a run queue (/proc/thread-self/schedstat), or 0.
+double RunQueueSeconds() {
+  FILE* f = std::fopen("/proc/thread-self/schedstat", "r");
+  if (!f) return 0;
+  unsigned long long running = 0, waiting = 0;
+  int n = std::fscanf(f, "%llu %llu", &running, &waiting);
+  std::fclose(f);
+  return n == 2 ? static_cast<double>(waiting) * 1e-9 : 0;
+}
+
+// Runs `spec` to completion as attempt 1; false if it failed (then not kept).
+bool RunOne(const TaskDef& task, const std::vector<std::string>& args, std::string_view data,
+            std::string_view header, const ChunkSpec& spec, double stop_seconds, Watchdog& dog,
+            Calibration& cal) {
+  cal.started.push_back(std::chrono::steady_clock::now());
+  ChunkInput in;
+  in.data = spec.range ? std::string_view() : data.substr(spec.begin, spec.bytes());
+  std::string storage;
+  if (!header.empty() && !spec.range) {
+    storage.reserve(header.size() + in.data.size());
+    storage.assign(header);
+    storage.append(in.data);
+    in.data = storage;
+  }
+  in.range = spec.range;
+  in.chunk_id = spec.id;
+  in.attempt = 1;
+  std::string out;
+  double queued = RunQueueSeconds();
+  std::stop_source stop;
+  dog.Arm(stop, stop_seconds);
+  Measured m = MeasuredRun(task, in, args, out, stop.get_token());
+  dog.Disarm();
+  queued = RunQueueSeconds() - queued;
+  if (stop.stop_requested()) {
+    m.status = Status::Error("stopped by auto mode's calibration after " + Seconds(m.wall_seconds) +
+                             " (run again as the next attempt)");
+    cal.stopped = true;
+  }
+  if (!m.status.ok()) {
+    cal.error = m.status;
+    cal.failed = spec;
+    cal.failed_started = cal.started.back();
+    cal.failed_wall = m.wall_seconds;
+    cal.failed_cpu = m.cpu_seconds;
+    cal.started.pop_back();
+    return false;
+  }
+  cal.chunks.push_back(spec);
+  cal.outputs.push_back(std::move(out));
+  cal.cpu_seconds.push_back(m.cpu_seconds);
+  cal.wall_seconds.push_back(m.wall_seconds);
+  cal.queued_seconds.push_back(std::clamp(queued, 0.0, m.wall_seconds - m.cpu_seconds));
+  cal.records += spec.records;
+  cal.bytes += spec.bytes();
+  cal.wall += m.wall_seconds;
+  cal.cpu += m.cpu_seconds;
+  cal.output_bytes += cal.outputs.back().size();
+  return true;
+}
+
+}  // namespace
+
+Calibration Calibrate(const TaskDef& task, const std::vector<std::string>& args,
+                      std::string_view data, const std::optional<IntRange>& range,
+                      const std::vector<ChunkSpec>& plan, uint64_t total,
+                      const CalibrationLimits& limits, std::string_view header) {
+  Calibration cal;
+  Watchdog dog;
+  auto start = std::chrono::steady_clock::now();
+  auto elapsed = [&] {
+    return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  };
+  if (!plan.empty()) {
+    // The user's chunks, in order: at least three (the first runs cold) while they are
+    // quick, until they took enough_seconds; a slow one ends it.
+    for (uint64_t i = 0; i < plan.size(); ++i) {
+      if (i > 0 && ((i >= kMinPlanChunks && elapsed() >= limits.enough_seconds) ||
+                    elapsed() >= limits.heavy_seconds)) {
+        break;
+      }
+      if (!RunOne(task, args, data, header, plan[i], limits.stop_seconds, dog, cal)) break;
+    }
+    return cal;
+  }
+  uint64_t budget = std::min(total, std::max<uint64_t>(3, total / limits.max_records_fraction));
+  auto run = [&](uint64_t size) {
+    ChunkSpec spec;
+    spec.id = cal.chunks.size();
+    spec.first_record = cal.records;
+    spec.records = std::min(size, budget - cal.records);
+    if (range) {
+      int64_t lo = range->lo + static_cast<int64_t>(cal.records);
+      spec.range = IntRange{lo, lo + static_cast<int64_t>(spec.records)};
+    } else {
+      spec.begin = cal.bytes;
+      spec.end = SkipLines(data, spec.begin, spec.records);
+    }
+    return RunOne(task, args, data, header, spec, limits.stop_seconds, dog, cal);
+  };
+  if (budget == 0 || !run(1) || cal.records >= budget) return cal;
+  double first_wall = cal.wall_seconds[0], first_cpu = cal.cpu_seconds[0];
+  bool waits = first_cpu < kWaitingCpuFraction * first_wall;
+  if (waits && first_wall >= limits.heavy_seconds &&
+      total - cal.records <= limits.max_waiting_workers) {
+    return cal;
+  }
+  // Big enough that b shows over a's noise, small enough to cost a tenth of what the
+  // fastest plan could take (a speedup of the cores, or of the waiting workers).
+  double speedup = waits ? std::max(limits.max_waiting_workers, limits.cores) : limits.cores;
+  uint64_t size =
+      std::max<uint64_t>(2, static_cast<uint64_t>(0.1 * total / std::max(speedup, 1.0)));
+  if (!run(size)) return cal;
+  for (size *= 2; cal.records < budget && elapsed() < limits.enough_seconds; size *= 2) {
+    if (!run(size)) break;
+  }
+  return cal;
+}
+
+namespace {
+
+constexpr double kNoiseFraction = 0.2;
+
+// Least squares y = a + b*x over the points; false with fewer than two distinct x.
+bool FitLine(const std::vector<double>& x, const std::vector<double>& y, double& a, double& b) {
+  double n = static_cast<double>(x.size()), sx = 0, sy = 0, sxx = 0, sxy = 0;
+  for (size_t i = 0; i < x.size(); ++i) {
+    sx += x[i];
+    sy += y[i];
+    sxx += x[i] * x[i];
+    sxy += x[i] * y[i];
+  }
+  double denominator = n * sxx - sx * sx;
+  if (x.size() < 2 || denominator <= 1e-9 * sxx * n) return false;
+  b = (n * sxy - sx * sy) / denominator;
+  a = (sy - b * sx) / n;
+  return true;
+}
+
+// A fitted a and b, kept non-negative: a negative slope (the first, cold chunk was slow)
+// books everything per chunk; a negative intercept books everything per record.
+void FitCost(const std::vector<double>& x, const std::vector<double>& y, double& a, double& b) {
+  double sx = 0, sy = 0;
+  for (size_t i = 0; i < x.size(); ++i) {
+    sx += x[i];
+    sy += y[i];
+  }
+  double biggest = x.empty() ? 0 : *std::max_element(x.begin(), x.end());
+  if (!FitLine(x, y, a, b)) {
+    // One size (the user's chunks): all per record, leaving out the first, cold chunk
+    // when others were measured.
+    if (x.size() > 1) {
+      sx -= x[0];
+      sy -= y[0];
+    }
+    a = 0;
+    b = sx > 0 ? sy / sx : 0;
+  } else if (b * biggest < kNoiseFraction * a) {
+    // The per-record part of the biggest chunk is within the start-up's noise (a shared
+    // machine varies a process start by more than that): book it all per chunk.
+    b = 0;
+    a = sy / static_cast<double>(x.size());
+  } else if (a < 0) {
+    a = 0;
+    b = sx > 0 ? sy / sx : 0;
+  }
+}
+
+}  // namespace
+
+AutoInputs FitCostModel(const Calibration& cal, uint64_t total_records, uint64_t total_bytes) {
+  AutoInputs in;
+  in.records = total_records - cal.records;
+  in.bytes = total_bytes - cal.bytes;
+  std::vector<double> sizes;
+  for (const ChunkSpec& c : cal.chunks) sizes.push_back(static_cast<double>(c.records));
+  FitCost(sizes, cal.wall_seconds, in.chunk_seconds, in.record_seconds);
+  // Time this thread spent ready but not running (a busy machine) is CPU the task
+  // wanted, not waiting that more workers could overlap.
+  std::vector<double> cpu = cal.cpu_seconds;
+  for (size_t i = 0; i < cpu.size() && i < cal.queued_seconds.size(); ++i) {
+    cpu[i] += cal.queued_seconds[i];
+  }
+  FitCost(sizes, cpu, in.chunk_cpu_seconds, in.record_cpu_seconds);
+  // CPU beyond the wall time (a multi-threaded command) still occupies one worker's slot.
+  in.chunk_cpu_seconds = std::min(in.chunk_cpu_seconds, in.chunk_seconds);
+  in.record_cpu_seconds = std::min(in.record_cpu_seconds, in.record_seconds);
+  if (cal.stopped && cal.failed && cal.failed->records > 0) {
+    // A chunk stopped at the deadline: its records take at least that long.
+    double records = static_cast<double>(cal.failed->records);
+    if (in.chunk_seconds + in.record_seconds * records < cal.failed_wall) {
+      double share = cal.failed_wall > 0 ? std::min(cal.failed_cpu / cal.failed_wall, 1.0) : 1;
+      in.record_seconds = cal.failed_wall / records;
+      in.record_cpu_seconds = in.record_seconds * share;
+      in.chunk_seconds = in.chunk_cpu_seconds = 0;
+    }
+  } else if (cal.chunks.empty()) {  // unknown (a failure): assume work worth spreading
+    in.record_seconds = in.record_cpu_seconds = 1e-3;
+  }
+  // Unknown (nothing kept): assume the output is as big as the input.
+  in.output_per_input =
+      cal.bytes > 0 ? static_cast<double>(cal.output_bytes) / static_cast<double>(cal.bytes) : 1;
+  return in;
+}
+
+std::vector<ChunkSpec> PlanRest(const Calibration& cal, std::string_view data,
+                                const std::optional<IntRange>& range, uint64_t chunks,
+                                const ConsumedFn& consumed) {
+  // The calibration's chunks, and the one that failed (its attempt 1 is settled by
+  // ApplyCalibration; the chosen mode runs its retries).
+  std::vector<ChunkSpec> plan = cal.chunks;
+  uint64_t records = cal.records, bytes = cal.bytes;
+  if (cal.failed) {
+    plan.push_back(*cal.failed);
+    records += cal.failed->records;
+    if (!range) bytes = cal.failed->end;
+  }
+  uint64_t total = range ? static_cast<uint64_t>(range->hi - range->lo) : 0;
+  if (range ? records >= total : bytes >= data.size()) return plan;
+  ChunkingOptions options;
+  options.chunks = std::max<uint64_t>(chunks, 1);
+  std::vector<ChunkSpec> rest;
+  if (range) {
+    IntRange left{range->lo + static_cast<int64_t>(records), range->hi};
+    rest = PlanRangeChunks(left, options, options.chunks);
+  } else {
+    ConsumedFn shifted;
+    if (consumed) shifted = [&](uint64_t upto) { consumed(bytes + upto); };
+    rest = PlanChunks(data.substr(bytes), options, options.chunks, shifted);
+    for (ChunkSpec& c : rest) {
+      c.begin += bytes;
+      c.end += bytes;
+    }
+  }
+  uint64_t first_id = plan.size();
+  for (ChunkSpec& c : rest) {
+    c.id += first_id;
+    c.first_record += records;
+    plan.push_back(c);
+  }
+  return plan;
+}
+
+namespace {
+
+// Flags that only worker processes honour: asking for them asks for processes.
+
+constexpr uint64_t kMaxCalibratedInputBytes = 256u << 20;
+
+}  // namespace
+
+uint64_t DefaultChunksPerWorker(const TaskDef& task, std::span<const std::string> args) {
+  return IsWarmTask(task, args) ? 8 : 4;
+}
+
+std::vector<std::string> ProcessOnlyFlags(const JobConfig& config) {
+  std::vector<std::string> given;
+  auto add = [&](bool set, const char* flag) {
+    if (set) given.emplace_back(flag);
+  };
+  add(!config.listen.empty(), "--listen");
+  add(config.scheduler.timeout.count() > 0 || config.scheduler.timeout_percent > 0, "--timeout");
+  add(config.scheduler.speculate, "--speculate");
+  add(!config.worker_bin.empty(), "--worker-bin");
+  add(config.max_respawns >= 0, "--max-respawns");
+  add(config.min_workers > 0, "--min-workers");
+  add(config.wait_timeout.count() > 0, "--wait-timeout");
+  add(config.local_slots > 1, "--slots");
+  return given;
+}
+
+std::string CalibrationRuledOut(const JobConfig& config, uint64_t input_bytes) {
+  if (auto flags = ProcessOnlyFlags(config); !flags.empty()) {
+    return flags.front() + " asks for worker processes";
+  }
+  const ChunkingOptions& c = config.chunking;
+  if (c.kind != RecordKind::kLines || c.block_bytes > 0 || !config.state_dir.empty()) {
+    return "--null, --record-size, --block and --state keep the job's own chunk plan";
+  }
+  if (input_bytes > kMaxCalibratedInputBytes) {
+    return "an input over 256 MiB is planned in bounded memory, not calibrated";
+  }
+  return "";
+}
+
+Mode UncalibratedMode(const JobConfig& config, uint64_t input_bytes) {
+  if (!ProcessOnlyFlags(config).empty() || !config.state_dir.empty() ||
+      input_bytes > kMaxCalibratedInputBytes) {
+    return Mode::kProcesses;
+  }
+  return Mode::kThreads;
+}
+
+namespace {
+
+constexpr std::chrono::milliseconds kWarmUpLimit{60000};  // a warm command's READY, at most
+
+}  // namespace
+
+std::string AutoPlan::Summary(size_t total_chunks) const {
+  return std::string(ModeName(choice.mode)) + ", " + std::to_string(choice.workers) + " workers, " +
+         std::to_string(total_chunks) + " chunks (" + std::to_string(calibration.chunks.size()) +
+         " run while calibrating): " + choice.reason;
+}
+
+namespace {
+AutoPlan PlanAutoBody(const JobConfig& config, const TaskDef& task, std::string_view data,
+                      std::string_view header, uint32_t cores, const ConsumedFn& consumed);
+}  // namespace
+
+std::string_view HeaderLine(std::string_view input) {
+  const void* nl = std::memchr(input.data(), '\n', input.size());
+  return input.substr(
+      0, nl ? static_cast<size_t>(static_cast<const char*>(nl) - input.data()) + 1 : input.size());
+}
+
+AutoPlan PlanAuto(const JobConfig& config, const TaskDef& task, std::string_view all,
+                  uint32_t cores, const ConsumedFn& all_consumed) {
+  // --header: plan and calibrate the records after the header line, then shift offsets.
+  std::string_view header = config.header && !config.range ? HeaderLine(all) : "";
+  std::string_view data = all.substr(header.size());
+  ConsumedFn consumed;
+  if (all_consumed) consumed = [&](uint64_t upto) { all_consumed(header.size() + upto); };
+  AutoPlan plan = PlanAutoBody(config, task, data, header, cores, consumed);
+  if (!header.empty()) {
+    for (ChunkSpec& c : plan.chunks) {
+      c.begin += header.size();
+      c.end += header.size();
+    }
+    for (ChunkSpec& c : plan.calibration.chunks) {
+      c.begin += header.size();
+      c.end += header.size();
+    }
+    if (plan.status.ok() && plan.chunks.empty()) {
+      // Header-only input: one chunk with no records, so the task's output header appears.
+      ChunkSpec c;
+      c.begin = c.end = header.size();
+      plan.chunks.push_back(c);
+    }
+  }
+  return plan;
+}
+
+namespace {
+
+AutoPlan PlanAutoBody(const JobConfig& config, const TaskDef& task, std::string_view data,
+                      std::string_view header, uint32_t cores, const ConsumedFn& consumed) {
+  AutoPlan plan;
+  const auto& range = config.range;
+  bool user_plan = config.chunking.chunks || config.chunking.chunk_size;
+  uint64_t default_chunks = 4ull * (config.jobs_given ? std::max(config.jobs, 1u) : cores);
+  if (user_plan) {
+    auto whole = range ? PlanRangeChunksWithin(*range, config.chunking, default_chunks, {})
+                       : PlanChunksWithin(data, config.chunking, default_chunks, {}, consumed);
+    if (!whole.ok()) {
+      plan.status = whole.status();
+      return plan;
+    }
+    plan.chunks = std::move(whole).value();
+  }
+  uint64_t total = range ? static_cast<uint64_t>(range->hi - range->lo)
+                         : CountRecords(data, RecordKind::kLines, 0, consumed);
+  // A warm command starts before the calibration, so that no chunk books its start-up
+  // (which every slot pays once, not every chunk); the calibration's chunks then reuse it.
+  std::optional<double> warm_start;
+  if (IsWarmTask(task, config.args)) {
+    auto up = WarmUp(config.args, "", kWarmUpLimit);
+    if (up.ok()) warm_start = *up;
+  }
+  // Waiting in-process tasks (sleep) cost a parked thread each; a waiting `exec` command
+  // is a whole process, and often waits on a disk or a server that many would swamp.
+  uint32_t max_waiting = task.name == "exec" ? 64 : 1024;
+  // A warm slot is a live interpreter for the whole job: one per core unless -j says more.
+  if (warm_start) max_waiting = std::max(cores, 1u);
+  CalibrationLimits limits;
+  limits.cores = std::max(cores, 1u);
+  limits.max_waiting_workers = max_waiting;
+  plan.calibration = Calibrate(task, config.args, data, range, plan.chunks, total, limits, header);
+  const Calibration& cal = plan.calibration;
+  AutoInputs in = FitCostModel(cal, total, range ? 0 : data.size());
+  if (warm_start) in.slot_start_seconds = *warm_start;
+  in.cores = cores;
+  in.jobs = config.jobs_given ? config.jobs : 0;
+  in.max_waiting_workers = max_waiting;
+  if (user_plan) in.chunks = plan.chunks.size() - cal.chunks.size();
+  plan.choice = ChooseMode(in);
+  std::string sizes;
+  for (size_t i = 0; i < cal.chunks.size() && i < 4; ++i) {
+    sizes += (i ? "+" : "") + std::to_string(cal.chunks[i].records);
+  }
+  if (cal.chunks.size() > 4) sizes += "+...";
+  plan.choice.reason = "calibrated " + std::to_string(cal.chunks.size()) + " chunks" +
+                       (sizes.empty() ? "" : " (" + sizes + " records)") +
+                       " to completion: " + plan.choice.reason;
+  if (cal.error) {
+    plan.choice.reason += std::string(" (a calibration chunk ") +
+                          (cal.stopped ? "was " : "failed: ") + cal.error->message() + ")";
+  }
+  if (!user_plan) {
+    plan.chunks = PlanRest(cal, data, range, plan.choice.chunks);
+  }
+  return plan;
+}
+
+}  // namespace
+
+Status ApplyCalibration(AutoPlan& plan, const PlannedJob& job, Scheduler& scheduler,
+                        ResultSink& sink, Telemetry& telemetry) {
+  Calibration& cal = plan.calibration;
+  auto now = std::chrono::steady_clock::now();
+  for (size_t i = 0; i < cal.chunks.size(); ++i) {
+    scheduler.MarkRun(cal.chunks[i].id);
+    AttemptSpan span = job.Span(telemetry, cal.chunks[i].id, 1, 0, cal.wall_seconds[i],
+                                cal.outputs[i].size(), Status::Ok());
+    span.start = std::max(
+        0.0, telemetry.Now() - std::chrono::duration<double>(now - cal.started[i]).count());
+    span.end = span.start + cal.wall_seconds[i];
+    span.cpu_seconds = cal.cpu_seconds[i];
+    telemetry.RecordAttempt(std::move(span));
+    // --header: the first output's first line is the output's header.
+    if (Status s = sink.Vet(cal.outputs[i]); !s.ok()) return s;
+    if (Status s =
+            sink.Accept(cal.chunks[i].id, Blob(std::move(cal.outputs[i])), cal.cpu_seconds[i]);
+        !s.ok()) {
+      return s;
+    }
+  }
+  // The chunk whose calibration attempt failed: that was its attempt 1, with its own
+  // FANOUT_ATTEMPT; the chosen mode runs only what --retries allows after it.
+  if (cal.failed && cal.failed->id < job.chunks.size()) {
+    uint64_t id = cal.failed->id;
+    scheduler.AddWorker(0, 1, 1);
+    auto a = scheduler.Next(0, now);
+    if (a && a->chunk == id) {
+      AttemptSpan span = job.Span(telemetry, id, a->attempt, 0, cal.failed_wall, 0, *cal.error);
+      span.start = std::max(
+          0.0, telemetry.Now() - std::chrono::duration<double>(now - cal.failed_started).count());
+      span.end = span.start + cal.failed_wall;
+      span.cpu_seconds = cal.failed_cpu;
+      telemetry.RecordAttempt(std::move(span));
+      if (cal.stopped) {
+        scheduler.ReleaseAttempt(id, a->attempt);  // the coordinator's doing: free
+        return Status::Ok();
+      }
+      ResultOutcome outcome =
+          scheduler.OnResult(0, id, a->attempt, false, cal.error->message(), now);
+      if (outcome.verdict == Verdict::kRetrying) {
+        spdlog::warn("{} attempt {} failed, retrying: {}", job.Describe(id), a->attempt,
+                     LatestFailureNote(scheduler, id));
+      }
+      if (Status s = sink.SyncFailures(); !s.ok()) return s;
+    }
+  }
+  return Status::Ok();
+}
+
+}  // namespace fanout

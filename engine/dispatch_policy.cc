@@ -1,0 +1,65 @@
+#include "engine/dispatch_policy.h"
+
+#include <algorithm>
+
+namespace fanout {
+
+void Dispatcher::Observe() {
+  uint64_t done = scheduler_.chunks_done();
+  if (done > 0 && (done >= checked_at_ * 2 || done >= checked_at_ + 1024)) {
+    // Chunks done by an earlier run (--resume) measured nothing: still unmeasured. Attempts
+    // that did finish within the clock's resolution (a median of 0 us) were measured: a
+    // median of 0 must not freeze the first reading.
+    if (scheduler_.attempts_measured() == 0) return;
+    checked_at_ = done;
+    median_ = std::max(scheduler_.median_attempt_time(), Micros(1));
+  }
+}
+
+uint32_t Dispatcher::PrefetchDepth(uint32_t slots) {
+  Observe();
+  // One round trip hides behind many short chunks, while long chunks keep one queued per
+  // slot so that no worker idles waiting for a round trip.
+  if (checked_at_ == 0) return slots;  // nothing measured yet
+  uint64_t depth = slots * static_cast<uint64_t>(options_.pipeline / std::max(median_, Micros(1)));
+  return static_cast<uint32_t>(std::clamp<uint64_t>(depth, slots, options_.max_prefetch));
+}
+
+bool Dispatcher::Batching() {
+  Observe();
+  return checked_at_ > 0 && median_ < options_.batch_below;
+}
+
+bool Dispatcher::Stealing() {
+  Observe();
+  return checked_at_ == 0 || median_ >= options_.steal_above;
+}
+
+std::optional<Dispatch> Dispatcher::Next(WorkerIndex worker, uint32_t slots, TimePoint now,
+                                         const std::function<uint64_t()>& idle_elsewhere) {
+  uint32_t live = scheduler_.live_attempts(worker);
+  // A prefetch (an attempt queued behind the running ones) only while there is more work
+  // than idle slots elsewhere: with few chunks, an idle worker must not wait behind a
+  // busy one, nor one still joining behind the first to join.
+  bool take = live < slots;
+  if (!take && live < slots + PrefetchDepth(slots) && scheduler_.queued() > 0) {
+    take = scheduler_.queued() > idle_elsewhere();
+  }
+  if (take) {
+    if (auto a = scheduler_.Next(worker, now)) {
+      if (live >= slots) maybe_waiting_ = true;  // a prefetch: it waits on that worker
+      return Dispatch{*a, std::nullopt};
+    }
+  }
+  // Nothing queued for it and a slot idle: take back an attempt waiting elsewhere.
+  if (live < slots && maybe_waiting_ && Stealing()) {
+    if (auto stolen = scheduler_.Steal(worker, now)) {
+      ++steals_;
+      return Dispatch{stolen->to, stolen->from};
+    }
+    maybe_waiting_ = false;
+  }
+  return std::nullopt;
+}
+
+}  // namespace fanout

@@ -1,0 +1,77 @@
+// Dispatcher: the dispatch policy beside the Scheduler. The Scheduler decides which chunk
+// an attempt runs; the Dispatcher decides when a worker gets one: how many attempts it may
+// hold (its slots plus a prefetch depth that follows measured durations), whether a
+// prefetch would starve an idle worker elsewhere (a worker not yet joined counts with all
+// its slots), and when an idle worker takes back an attempt waiting, not started, in
+// another worker's queue (work stealing; Scheduler::Steal keeps exactly-once).
+// Pure: no socket, clock or process; time comes in as arguments, so the event loop
+// (dispatch.cc) and the simulator (bench/simulate.cc) drive the same code.
+// Not thread-safe.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <optional>
+
+#include "engine/scheduler.h"
+
+namespace fanout {
+
+struct DispatchOptions {
+  uint32_t max_prefetch = 64;  // attempts queued on a worker beyond its slots
+  Micros pipeline{4000};       // of work queued per slot when chunks are short
+  // Attempts go several to a TASKS message when the median attempt is under this.
+  Micros batch_below{500};
+  // Idle workers steal only while attempts take at least this (or nothing is measured):
+  // shorter ones are batched and deeply prefetched, where a steal costs more than it saves.
+  Micros steal_above{500};
+};
+
+// One decision for a worker: an attempt to send, and the attempt it was stolen from
+// (which must be CANCELled on its worker), if any.
+struct Dispatch {
+  Assignment assignment;
+  std::optional<CancelOrder> stolen_from;
+};
+
+class Dispatcher {
+ public:
+  explicit Dispatcher(Scheduler& scheduler, DispatchOptions options = {})
+      : scheduler_(scheduler), options_(options) {}
+
+  // The next attempt for `worker` (`slots` running slots), or nothing. `idle_elsewhere`
+  // returns the free slots of every other worker, counting each worker expected but not
+  // joined yet with all its slots; it is called only when a prefetch is considered.
+  // Call repeatedly until nothing comes back. All attempts must be issued through here
+  // (not Scheduler::Next directly).
+  std::optional<Dispatch> Next(WorkerIndex worker, uint32_t slots, TimePoint now,
+                               const std::function<uint64_t()>& idle_elsewhere);
+
+  // Attempts a worker with `slots` may queue beyond them: slots until something is
+  // measured, then enough to cover `pipeline` of work per slot (at most max_prefetch).
+  uint32_t PrefetchDepth(uint32_t slots);
+  // Whether short chunks go several to a message (median measured and under batch_below).
+  bool Batching();
+  // Whether an idle worker steals (nothing measured yet, or median >= steal_above).
+  bool Stealing();
+  // The median attempt time as last read from the scheduler (0 before any).
+  Micros median() { return Observe(), median_; }
+  uint64_t steals() const { return steals_; }
+
+ private:
+  // Re-reads the scheduler's median as the job doubles its finished chunks, then every 1024.
+  void Observe();
+
+  Scheduler& scheduler_;
+  DispatchOptions options_;
+  uint64_t checked_at_ = 0;  // chunks done when median_ was last read; 0: never
+  Micros median_{0};
+  uint64_t steals_ = 0;
+  // False once a steal found nothing, until the next prefetch: an attempt waits behind a
+  // worker's running slots only if it was sent as a prefetch (positions only move up), so
+  // idle workers do not scan every worker again and again (Scheduler::Steal is O(workers)).
+  // Every attempt must go out through Next for this to hold.
+  bool maybe_waiting_ = true;
+};
+
+}  // namespace fanout

@@ -1,0 +1,225 @@
+#include "engine/local_modes.h"
+
+#include <poll.h>
+#include <spdlog/spdlog.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <condition_variable>
+#include <mutex>
+#include <stop_token>
+#include <thread>
+#include <vector>
+
+#include "common/measured_run.h"
+#include "engine/interrupt.h"
+
+namespace fanout {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+// A thread takes up to kMaxThreadBatch chunks per round of the job's lock while its chunks
+// take under kQuickChunkSeconds each (doubling from one): microsecond chunks then cost a
+// lock round per batch, not per chunk; any slower chunk brings it back to one at a time,
+// so long chunks are never hoarded by one thread.
+constexpr uint32_t kMaxThreadBatch = 64;
+constexpr double kQuickChunkSeconds = 0.00005;
+
+// Runs attempt `a` on this thread. A pass-through task (TaskDef::run_view) whose slice
+// lies in the job's input mapping is not copied: the output borrows the mapping, which
+// outlives the job's results. Everything else is the task's own output bytes.
+Measured RunLocal(const PlannedJob& job, const Assignment& a, std::stop_token stop, bool thread_cpu,
+                  Blob& output) {
+  std::string storage;
+  ChunkInput in = job.InputFor(a.chunk, a.attempt, "", storage);
+  if (job.task.run_view && !in.range) {
+    std::string_view view;
+    Measured m = MeasuredView(job.task, in, job.config.args, view, thread_cpu);
+    std::string_view input = job.input.view();
+    bool in_mapping = view.empty() || (view.data() >= input.data() &&
+                                       view.data() + view.size() <= input.data() + input.size());
+    output = in_mapping ? Blob::Borrowed(view) : Blob(std::string(view));
+    return m;
+  }
+  std::string out;
+  Measured m = MeasuredRun(job.task, in, job.config.args, out, std::move(stop), thread_cpu);
+  output = Blob(std::move(out));
+  return m;
+}
+
+// Records one finished attempt. Returns false (with `error` set) if the job must stop.
+bool Finish(const PlannedJob& job, Scheduler& scheduler, ResultSink& sink, RunStats& stats,
+            WorkerIndex worker, const Assignment& a, Measured m, Blob output, std::string& error) {
+  if (m.status.ok()) m.status = sink.Vet(output.view());
+  AttemptSpan span = job.Span(stats.telemetry, a.chunk, a.attempt, worker, m.wall_seconds,
+                              output.size(), m.status);
+  span.cpu_seconds = m.cpu_seconds;
+  stats.telemetry.RecordAttempt(std::move(span));
+  ResultOutcome outcome = scheduler.OnResult(worker, a.chunk, a.attempt, m.status.ok(),
+                                             m.status.message(), Clock::now());
+  spdlog::debug("chunk {} attempt {} on thread {}: {}", a.chunk, a.attempt, worker,
+                m.status.ok() ? "ok" : m.status.message());
+  if (outcome.verdict == Verdict::kRetrying) {
+    spdlog::warn("{} attempt {} failed, retrying: {}", job.Describe(a.chunk), a.attempt,
+                 LatestFailureNote(scheduler, a.chunk));
+  }
+  Status s = outcome.verdict == Verdict::kAccepted
+                 ? sink.Accept(a.chunk, std::move(output), m.cpu_seconds)
+                 : Status::Ok();
+  if (s.ok()) s = sink.SyncFailures();
+  if (!s.ok()) error = s.message();
+  return s.ok();
+}
+
+// Requests `source` to stop when Ctrl-C (or SIGTERM) arrives, so a long task is
+// cancelled instead of finishing first. The watching thread ends with the object: the
+// destructor wakes it through an eventfd, so ending a job costs no polling delay.
+class InterruptWatcher {
+ public:
+  explicit InterruptWatcher(const std::stop_source& source)
+      : wake_(eventfd(0, EFD_CLOEXEC)), thread_([this, source]() mutable {
+          pollfd p[2] = {{wake_, POLLIN, 0}, {Interrupt::fd(), POLLIN, 0}};
+          for (;;) {
+            if (Interrupt::Requested()) {
+              source.request_stop();
+              return;
+            }
+            // Without a signal fd, the bounded timeout is how Requested() gets noticed.
+            int n = poll(p, Interrupt::fd() >= 0 ? 2 : 1, Interrupt::fd() >= 0 ? -1 : 50);
+            if (n > 0 && (p[0].revents & POLLIN)) return;
+            if (n > 0 && (p[1].revents & POLLIN)) {
+              source.request_stop();
+              return;
+            }
+          }
+        }) {}
+  ~InterruptWatcher() {
+    uint64_t one = 1;
+    [[maybe_unused]] ssize_t n = write(wake_, &one, sizeof one);
+    thread_.join();
+    close(wake_);
+  }
+  InterruptWatcher(const InterruptWatcher&) = delete;
+  InterruptWatcher& operator=(const InterruptWatcher&) = delete;
+
+ private:
+  int wake_;
+  std::thread thread_;
+};
+
+}  // namespace
+
+ModeResult RunSerial(const PlannedJob& job, Scheduler& scheduler, ResultSink& sink,
+                     RunStats& stats) {
+  stats.workers = 1;
+  stats.telemetry.SetWorker(0, {"serial", "local"});
+  stats.telemetry.workers_running = 1;
+  scheduler.AddWorker(0, 1, 1);
+  std::stop_source cancel;
+  InterruptWatcher watcher(cancel);
+  while (!scheduler.Finished() && !scheduler.Aborted()) {
+    if (Interrupt::Requested()) return ModeResult::Interrupted();
+    auto a = scheduler.Next(0, Clock::now());
+    if (!a) return ModeResult::Failed("internal error: no runnable chunk in serial mode");
+    Blob out;
+    Measured m = RunLocal(job, *a, cancel.get_token(), /*thread_cpu=*/true, out);
+    if (cancel.stop_requested()) return ModeResult::Interrupted();
+    std::string error;
+    if (!Finish(job, scheduler, sink, stats, 0, *a, m, std::move(out), error)) {
+      return ModeResult::Failed(error);
+    }
+    if (Status s = sink.Flush(); !s.ok()) return ModeResult::Failed(s.message());
+  }
+  return ModeResult::Completed();
+}
+
+ModeResult RunThreads(const PlannedJob& job, uint32_t threads, Scheduler& scheduler,
+                      ResultSink& sink, RunStats& stats) {
+  std::mutex mu;
+  std::condition_variable cv;  // a chunk was re-queued, or the job ended
+  std::string error;
+  bool stop = false;
+  std::stop_source cancel;  // interrupts: every running task is asked to stop
+  InterruptWatcher watcher(cancel);
+  stats.workers = threads;
+  stats.telemetry.workers_running = threads;
+  for (uint32_t i = 0; i < threads; ++i) {
+    stats.telemetry.SetWorker(i, {"thread-" + std::to_string(i), "local"});
+    scheduler.AddWorker(i, 1, kMaxThreadBatch);
+  }
+  auto done = [&] { return stop || scheduler.Finished() || scheduler.Aborted(); };
+  auto body = [&](WorkerIndex me) {
+    std::unique_lock lock(mu);
+    uint32_t want = 1;  // chunks taken per lock round: grows while chunks are quick
+    std::vector<Assignment> batch;
+    std::vector<std::pair<Measured, Blob>> results;
+    while (!done()) {
+      batch.clear();
+      while (batch.size() < want) {
+        auto a = scheduler.Next(me, Clock::now());
+        if (!a) break;
+        batch.push_back(*a);
+      }
+      if (batch.empty()) {
+        // Nothing runnable now; a failing attempt elsewhere may re-queue a chunk.
+        cv.wait(lock);
+        continue;
+      }
+      lock.unlock();
+      results.clear();
+      bool quick = true;
+      // A batch reads the thread's CPU clock once around all its chunks and shares the
+      // time out by wall time (see MeasuredRun); a single chunk is measured on its own.
+      bool batched = batch.size() > 1;
+      BatchCpuClock clock;
+      if (batched) clock.Start();
+      for (const Assignment& a : batch) {
+        Blob out;
+        Measured m = RunLocal(job, a, cancel.get_token(), !batched, out);
+        quick = quick && m.wall_seconds < kQuickChunkSeconds;
+        clock.AddWall(m.wall_seconds);
+        results.emplace_back(m, std::move(out));
+        if (cancel.stop_requested()) break;
+      }
+      if (batched) {
+        clock.Stop();
+        for (auto& [m, out] : results) m.cpu_seconds += clock.Share(m.wall_seconds);
+      }
+      want = quick ? std::min(want * 2, kMaxThreadBatch) : 1;
+      lock.lock();
+      if (stop || cancel.stop_requested()) break;
+      for (size_t i = 0; i < results.size() && !stop; ++i) {
+        if (!Finish(job, scheduler, sink, stats, me, batch[i], results[i].first,
+                    std::move(results[i].second), error)) {
+          stop = true;
+        }
+      }
+      if (Status s = sink.Flush(); !s.ok() && !stop) {
+        error = s.message();
+        stop = true;
+      }
+      cv.notify_all();
+    }
+    cv.notify_all();
+  };
+  {
+    std::vector<std::jthread> pool;
+    for (uint32_t i = 0; i < threads; ++i) pool.emplace_back(body, i);
+    // The calling thread watches for Ctrl-C while the pool works.
+    std::unique_lock lock(mu);
+    while (!done()) {
+      cv.wait_for(lock, std::chrono::milliseconds(50));
+      if (cancel.stop_requested()) {
+        stop = true;
+        cv.notify_all();
+      }
+    }
+  }
+  if (Interrupt::Requested()) return ModeResult::Interrupted();
+  if (!error.empty()) return ModeResult::Failed(error);
+  return ModeResult::Completed();
+}
+
+}  // namespace fanout

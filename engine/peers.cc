@@ -1,0 +1,385 @@
+// EventLoop (event_loop.h): what workers say. HELLO admits a peer, RESULT/RESULTS end its
+// attempts, a pidfd or silence loses it (its attempts go back to the queue) and a lost
+// local worker is replaced with back-off.
+#include <signal.h>
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <string>
+#include <vector>
+
+#include "engine/event_loop.h"
+#include "engine/local_input.h"
+
+namespace fanout::internal {
+
+EventLoop::Peer* EventLoop::FindPeer(WorkerIndex index) {
+  auto it = peer_of_.find(index);
+  if (it == peer_of_.end()) return nullptr;
+  auto p = peers_.find(it->second);
+  return p == peers_.end() ? nullptr : &p->second;
+}
+
+void EventLoop::EndAttempt(uint64_t chunk, uint32_t attempt, const std::string& why) {
+  auto it = in_flight_.find({chunk, attempt});
+  if (it == in_flight_.end()) return;
+  double now = stats_.telemetry.Now();
+  AttemptSpan span = job_.Span(stats_.telemetry, chunk, attempt, it->second.first,
+                               now - it->second.second, 0, Status::Error(why));
+  span.measured = false;
+  stats_.telemetry.RecordAttempt(std::move(span));
+  in_flight_.erase(it);
+}
+
+void EventLoop::SendCancels(const std::vector<CancelOrder>& orders, const std::string& why) {
+  for (const CancelOrder& order : orders) {
+    EndAttempt(order.chunk, order.attempt, why);
+    if (Peer* peer = FindPeer(order.worker)) {
+      spdlog::debug("cancel chunk {} attempt {} on {}: {}", order.chunk, order.attempt, peer->name,
+                    why);
+      SendTo(*router_, peer->id, Cancel{order.chunk, order.attempt});
+    }
+  }
+}
+
+void EventLoop::LoseWorker(WorkerIndex index, const std::string& reason, Clock::time_point now,
+                           bool kill) {
+  Peer* peer = FindPeer(index);
+  if (!peer) return;
+  std::string name = peer->name;
+  spdlog::warn("worker {} lost: {}", name, reason);
+  last_loss_ = "worker " + name + " " + reason;
+  if (peer->local && launcher_) {
+    if (kill) {
+      launcher_->Kill(peer->pid, SIGKILL);  // a hung one stays dead
+    } else {
+      unjoined_[peer->pid] = now;  // it may say HELLO again (CheckJoins)
+    }
+  }
+  std::string id = peer->id;
+  peers_.erase(id);
+  peer_of_.erase(index);
+  stats_.telemetry.workers_running = static_cast<uint32_t>(peers_.size());
+  // Only the attempts the scheduler charges (the ones the worker started) get a span and
+  // a joblog line; the others go back to the queue as if never sent.
+  std::vector<std::pair<uint64_t, uint32_t>> charged;
+  scheduler_.RemoveWorker(index, "worker " + reason, now, &charged);
+  for (const auto& [chunk, attempt] : charged) EndAttempt(chunk, attempt, "worker lost: " + reason);
+  std::erase_if(in_flight_, [&](const auto& flight) { return flight.second.first == index; });
+  Note(sink_.SyncFailures());
+}
+
+void EventLoop::OnHello(const std::string& id, const Hello& hello, Clock::time_point now) {
+  if (hello.protocol != kProtocolVersion) {
+    rejects_.Warn("protocol version",
+                  fmt::format("refusing worker {} on {}: protocol version {} (this coordinator "
+                              "speaks {})",
+                              hello.worker_id, hello.host, hello.protocol, kProtocolVersion));
+    SendTo(*router_, id,
+           Reject{"protocol version " + std::to_string(hello.protocol) +
+                      " is not supported; this coordinator speaks version " +
+                      std::to_string(kProtocolVersion),
+                  kProtocolVersion});
+    ++stats_.rejected_messages;
+    return;
+  }
+  // Ours only by the per-run token, never by the pid a peer claims (anyone who reaches the
+  // socket could claim a local worker's pid and have it signalled).
+  bool ours = LocalTokenMatches(hello.local_token, local_token_) && launcher_ &&
+              launcher_->IsChild(static_cast<pid_t>(hello.pid));
+  if (std::find(hello.tasks.begin(), hello.tasks.end(), config_.task) == hello.tasks.end()) {
+    rejects_.Warn("missing task", fmt::format("refusing worker {}: it does not provide task '{}'",
+                                              hello.worker_id, config_.task));
+    SendTo(*router_, id,
+           Reject{"task '" + config_.task + "' is not available on this worker", kProtocolVersion});
+    // Local workers all run the same program: none of them will ever have the task.
+    if (ours && config_.listen.empty()) {
+      Note(Status::Error("local worker " + hello.worker_id + " does not provide task '" +
+                         config_.task + "'"));
+    }
+    return;
+  }
+  if (auto it = peers_.find(id); it != peers_.end()) {
+    LoseWorker(it->second.index, "said HELLO again", now, /*kill=*/false);
+  }
+  // A worker that lost its connection (e.g. it waited too long for WELCOME) says HELLO
+  // again from a new socket: its old routing id is stale and goes, without a kill.
+  for (const auto& [other_id, other] : peers_) {
+    if (other.name == hello.worker_id && other.pid == static_cast<pid_t>(hello.pid) &&
+        other.local == ours) {
+      LoseWorker(other.index, "reconnected", now, /*kill=*/false);
+      break;
+    }
+  }
+  Peer peer;
+  peer.index = next_index_++;
+  peer.id = id;
+  peer.name = hello.worker_id;
+  peer.pid = static_cast<pid_t>(hello.pid);
+  peer.local = ours;
+  peer.by_ref = ours && !input_path_.empty();
+  peer.slots = hello.slots;
+  peer.batch = hello.batch;
+  peer.last_seen = now;  // its liveness counts from its HELLO
+  if (peer.local) unjoined_.erase(peer.pid);
+  stats_.telemetry.SetWorker(peer.index, {peer.name, hello.host, hello.slots});
+  scheduler_.AddWorker(peer.index, hello.slots, hello.slots + kMaxPrefetch, hello.starts);
+  // Local workers are counted when started; every other worker once, when it first joins.
+  if (!peer.local && joined_.insert(hello.worker_id + "@" + hello.host).second) ++stats_.workers;
+  spdlog::debug("worker {} joined (host {}, pid {}, {} slots, input {})", peer.name, hello.host,
+                hello.pid, hello.slots, peer.by_ref ? "by reference" : "as payloads");
+  peer_of_[peer.index] = id;
+  auto& stored = peers_[id] = std::move(peer);
+  stats_.telemetry.workers_running = static_cast<uint32_t>(peers_.size());
+  SendTo(*router_, id,
+         Welcome{job_id_, static_cast<uint32_t>(heartbeat_.count()), config_.liveness,
+                 stored.by_ref ? input_path_ : "", hello.starts,
+                 static_cast<uint64_t>(config_.max_message), config_.ok_exit,
+                 // Workers we started are stopped by us, never drained (they never get a
+                 // SIGTERM but ours, and then the job is over).
+                 hello.leave && !stored.local});
+  Fill(stored, now);
+}
+
+void EventLoop::OnResult(Peer& peer, const ResultMsg& result, Blob output, Clock::time_point now) {
+  bool ok = result.ok;
+  std::string error = result.error;
+  if (ok) {
+    if (Status vetted = sink_.Vet(output.view()); !vetted.ok()) {
+      ok = false;
+      error = vetted.message();
+    }
+  }
+  ResultOutcome outcome =
+      scheduler_.OnResult(peer.index, result.chunk, result.attempt, ok, error, now);
+  if (auto it = in_flight_.find({result.chunk, result.attempt});
+      it != in_flight_.end() && it->second.first == peer.index) {
+    double since_dispatch = stats_.telemetry.Now() - it->second.second;
+    AttemptSpan span = job_.Span(stats_.telemetry, result.chunk, result.attempt, peer.index,
+                                 std::min(result.wall_seconds, since_dispatch), output.size(),
+                                 ok ? Status::Ok() : Status::Error(error));
+    span.cpu_seconds = result.cpu_seconds;
+    stats_.telemetry.RecordAttempt(std::move(span));
+    in_flight_.erase(it);
+  }
+  switch (outcome.verdict) {
+    case Verdict::kAccepted:
+      spdlog::debug("chunk {} attempt {} done on {}", result.chunk, result.attempt, peer.name);
+      consecutive_deaths_ = 0;
+      Note(sink_.Accept(result.chunk, std::move(output), result.cpu_seconds));
+      SendCancels(outcome.cancel, "cancelled: another attempt won");
+      break;
+    case Verdict::kRetrying:
+      spdlog::warn("{} attempt {} failed on worker {}, retrying: {}", job_.Describe(result.chunk),
+                   result.attempt, peer.name, LatestFailureNote(scheduler_, result.chunk));
+      break;
+    case Verdict::kChunkFailed:  // the job's failure report says why
+      spdlog::debug("{} attempt {} failed on worker {}: {}", job_.Describe(result.chunk),
+                    result.attempt, peer.name, error);
+      break;
+    case Verdict::kLateDuplicate:
+      spdlog::debug("dropped late result for chunk {} attempt {} from {}", result.chunk,
+                    result.attempt, peer.name);
+      break;
+    case Verdict::kUnknown:
+      rejects_.Warn("unknown chunk",
+                    fmt::format("rejected result for unknown chunk {} attempt {} from {}",
+                                result.chunk, result.attempt, peer.name));
+      ++stats_.rejected_messages;
+      break;
+  }
+  Note(sink_.SyncFailures());
+}
+
+void EventLoop::OnLeave(Peer& peer, const Leave& leave) {
+  std::vector<std::pair<uint64_t, uint32_t>> back;
+  for (size_t i = 0; i < leave.chunks.size(); ++i) {
+    // Only this peer's own attempts: the others' spans are not ours to end.
+    auto it = in_flight_.find({leave.chunks[i], leave.attempts[i]});
+    if (it != in_flight_.end() && it->second.first == peer.index) in_flight_.erase(it);
+    back.emplace_back(leave.chunks[i], leave.attempts[i]);
+  }
+  // Handed back attempts go back to the queue as if never sent: no span, no joblog line.
+  if (!scheduler_.Draining(peer.index)) {
+    spdlog::info("worker {} is draining: it hands back {} attempts and finishes the rest",
+                 peer.name, back.size());
+  } else if (!back.empty()) {
+    spdlog::debug("worker {} hands back {} more attempts", peer.name, back.size());
+  }
+  scheduler_.HandBack(peer.index, back);
+  if (!leave.bye) return;
+  spdlog::info("worker {} left", peer.name);
+  // So that a --listen job whose last worker left waits --wait-timeout for another (as
+  // after a loss: Stranded), then fails saying why.
+  last_loss_ = "worker " + peer.name + " left (drained)";
+  WorkerIndex index = peer.index;
+  std::string id = peer.id;
+  scheduler_.LeaveWorker(index);
+  std::erase_if(in_flight_, [&](const auto& flight) { return flight.second.first == index; });
+  stats_.telemetry.MarkLeft(index);
+  peers_.erase(id);  // `peer` dangles from here
+  peer_of_.erase(index);
+  stats_.telemetry.workers_running = static_cast<uint32_t>(peers_.size());
+}
+
+void EventLoop::OnResults(Peer& peer, const ResultBatch& batch,
+                          std::optional<zmq::message_t>& payload, Clock::time_point now) {
+  uint64_t total = 0;
+  for (uint64_t n : batch.bytes) total += n;
+  if (total != (payload ? payload->size() : 0)) {
+    // Its attempts cannot be told apart: the worker is broken, and its attempts go back to
+    // the queue with it.
+    ++stats_.rejected_messages;
+    LoseWorker(peer.index,
+               "sent a RESULTS whose sizes add up to " + std::to_string(total) +
+                   " bytes with a payload of " + std::to_string(payload ? payload->size() : 0),
+               now);
+    return;
+  }
+  auto shared = payload ? std::make_shared<const zmq::message_t>(std::move(*payload)) : nullptr;
+  size_t offset = 0;
+  for (size_t i = 0; i < batch.results.size(); ++i) {
+    size_t n = batch.bytes[i];
+    OnResult(peer, batch.results[i], n ? Blob(shared, offset, n) : Blob(), now);
+    offset += n;
+  }
+}
+
+void EventLoop::OnMessage(Envelope& env, Clock::time_point now) {
+  if (auto* hello = std::get_if<Hello>(&env.message)) return OnHello(env.peer, *hello, now);
+  auto it = peers_.find(env.peer);
+  if (it == peers_.end()) {
+    // A worker we dropped (e.g. it was stopped, then continued): tell it to start over.
+    ++stats_.rejected_messages;
+    SendTo(*router_, env.peer, Reject{"unknown peer; say HELLO again", kProtocolVersion});
+    return;
+  }
+  Peer& peer = it->second;
+  peer.last_seen = now;
+  if (auto* result = std::get_if<ResultMsg>(&env.message)) {
+    OnResult(peer, *result, env.payload ? Blob(std::move(*env.payload)) : Blob(), now);
+  } else if (auto* results = std::get_if<ResultBatch>(&env.message)) {
+    OnResults(peer, *results, env.payload, now);
+  } else if (auto* started = std::get_if<Started>(&env.message)) {
+    for (size_t i = 0; i < started->chunks.size(); ++i) {
+      spdlog::debug("chunk {} attempt {} started on {}", started->chunks[i], started->attempts[i],
+                    peer.name);
+      scheduler_.MarkStarted(peer.index, started->chunks[i], started->attempts[i], now);
+    }
+  } else if (auto* leave = std::get_if<Leave>(&env.message)) {
+    OnLeave(peer, *leave);
+  } else if (!std::holds_alternative<Heartbeat>(env.message)) {
+    rejects_.Warn("unexpected message", fmt::format("unexpected {} from worker {}",
+                                                    KindName(KindOf(env.message)), peer.name));
+    ++stats_.rejected_messages;
+  }
+}
+
+void EventLoop::OnChildExit(const ChildExit& exit, Clock::time_point now) {
+  unjoined_.erase(exit.pid);
+  for (auto& [id, peer] : peers_) {
+    if (peer.local && peer.pid == exit.pid) {
+      LoseWorker(peer.index, "(pid " + std::to_string(exit.pid) + ") " + exit.Describe(), now);
+      break;
+    }
+  }
+  if (last_loss_.empty() || last_loss_.find(exit.name) == std::string::npos) {
+    last_loss_ = "worker " + exit.name + " " + exit.Describe();
+    spdlog::warn("worker {} {} before joining", exit.name, exit.Describe());
+  }
+  ++consecutive_deaths_;
+  if (!respawn_at_ && MayRespawn()) {
+    // Back-off grows with deaths in a row and starts over once a chunk is accepted.
+    uint32_t shift = std::min<uint32_t>(consecutive_deaths_ - 1, 4);
+    respawn_at_ = now + milliseconds(50) * (1u << shift);
+  }
+}
+
+void EventLoop::MaybeRespawn(Clock::time_point now) {
+  if (!respawn_at_ || now < *respawn_at_) return;
+  respawn_at_.reset();
+  while (launcher_->alive() + to_spawn_ < local_workers_ && MayRespawn()) {
+    ++respawns_used_;
+    ++stats_.respawns;
+    auto pid = launcher_->Spawn("local-" + std::to_string(++spawned_));
+    if (!pid.ok()) {
+      last_loss_ = pid.status().message();
+      spdlog::warn("{}", last_loss_);
+      break;
+    }
+    unjoined_[*pid] = now;
+  }
+}
+
+std::string EventLoop::RespawnsEnded() const {
+  if (respawns_used_ >= max_respawns_) {
+    return std::to_string(respawns_used_) + " respawns used of " + std::to_string(max_respawns_) +
+           ", see --max-respawns";
+  }
+  if (consecutive_deaths_ >= no_progress_deaths_) {
+    return std::to_string(consecutive_deaths_) +
+           " workers died in a row with no chunk finished; not respawning";
+  }
+  return std::to_string(respawns_used_) + " respawns";
+}
+
+void EventLoop::SpawnSome() {
+  auto until = Clock::now() + kSpawnSlice;
+  while (to_spawn_ > 0 && error_.empty()) {
+    auto pid = launcher_->Spawn("local-" + std::to_string(++spawned_));
+    if (!pid.ok()) {
+      Note(pid.status());  // the job cannot start its workers: it fails with this
+      to_spawn_ = 0;
+      return;
+    }
+    --to_spawn_;
+    unjoined_[*pid] = Clock::now();
+    if (Clock::now() >= until) break;
+  }
+}
+
+void EventLoop::CheckJoins(Clock::time_point now) {
+  for (auto it = unjoined_.begin(); it != unjoined_.end();) {
+    if (now - it->second < kJoinGrace) {
+      ++it;
+      continue;
+    }
+    spdlog::warn("local worker (pid {}) did not say HELLO within {} ms; stopping it", it->first,
+                 kJoinGrace.count());
+    launcher_->Kill(it->first, SIGKILL);  // reaped through its pidfd, then replaced
+    it = unjoined_.erase(it);
+  }
+}
+
+std::string EventLoop::Stranded(Clock::time_point now) {
+  // Only after a loss: a --listen job waits for its first workers as --wait-timeout says.
+  bool none_to_come = peers_.empty() && launcher_->alive() == 0 && !respawn_at_ && to_spawn_ == 0 &&
+                      !config_.listen.empty() && !last_loss_.empty();
+  if (!none_to_come) {
+    stranded_since_.reset();
+    return "";
+  }
+  auto wait = config_.wait_timeout.count() > 0 ? config_.wait_timeout : kDefaultStrandedWait;
+  if (!stranded_since_) {
+    stranded_since_ = now;
+    spdlog::warn("no worker left ({}); waiting up to {} ms for one to join (--wait-timeout)",
+                 last_loss_, wait.count());
+  }
+  if (now - *stranded_since_ < wait) return "";
+  return "no worker left (" + last_loss_ + "; " + RespawnsEnded() + ") and none joined within " +
+         std::to_string(wait.count()) + " ms (--wait-timeout)";
+}
+
+void EventLoop::CheckLiveness(Clock::time_point now) {
+  auto limit = heartbeat_ * config_.liveness;
+  std::vector<std::pair<WorkerIndex, Clock::duration>> silent;
+  for (const auto& [id, peer] : peers_) {
+    if (now - peer.last_seen > limit) silent.emplace_back(peer.index, now - peer.last_seen);
+  }
+  for (const auto& [index, quiet] : silent) {
+    auto ms = std::chrono::duration_cast<milliseconds>(quiet).count();
+    LoseWorker(index, "sent nothing for " + std::to_string(ms) + " ms (presumed hung)", now);
+  }
+}
+
+}  // namespace fanout::internal

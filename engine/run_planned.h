@@ -1,0 +1,21 @@
+// RunPlannedJob: the engine's one entry point for running a planned job's chunks, in any
+// mode, for every front end (RunJob for `fanout run`, RunBatch for the library's Pool).
+// The caller owns the plan, the Scheduler, the ResultSink (where outcomes go: an output
+// file or a ChunkObserver) and the RunStats, and turns the ModeResult into its own report.
+// Blocks until the scheduler finishes or aborts, the job is interrupted or it fails;
+// exceptions from below (std::bad_alloc, a transport error) reach the caller.
+#pragma once
+
+#include <cstdint>
+
+#include "engine/job.h"
+
+namespace fanout {
+
+// Runs the chunks in job.config.mode: kSerial on the calling thread, kThreads with
+// `workers` threads, kProcesses with `workers` local worker processes (0: only workers that
+// connect to --listen). kAuto must have been resolved to one of these (PlanAuto) before.
+ModeResult RunPlannedJob(const PlannedJob& job, uint32_t workers, Scheduler& scheduler,
+                         ResultSink& sink, RunStats& stats);
+
+}  // namespace fanout

@@ -1,0 +1,129 @@
+// Telemetry: what happened during a job, for the operator: per-worker totals kept as
+// attempts end (and, only when a --trace was asked for, one span per attempt: a job of
+// millions of chunks must not hold millions of spans), live progress counters and the end-of-job
+// outputs (the per-worker report on stderr, --stats-json, --trace in Chrome Trace Event format).
+// Modes record attempts as they end; nothing here affects scheduling. Thread-safety: Record* and
+// the progress counters are safe from any thread (one mutex; counters are atomics).
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "common/status.h"
+#include "engine/scheduler.h"
+
+namespace fanout {
+
+// One chunk attempt as it ran on a worker.
+struct AttemptSpan {
+  uint64_t chunk = 0;
+  uint32_t attempt = 0;
+  WorkerIndex worker = 0;
+  double start = 0;  // seconds since the job started
+  double end = 0;
+  double cpu_seconds = 0;
+  uint64_t bytes_in = 0;
+  uint64_t bytes_out = 0;
+  uint64_t records = 0;
+  bool ok = true;
+  std::string error;     // why it failed, when !ok
+  bool measured = true;  // start..end is the task's own run time (not just dispatch..end)
+};
+
+struct WorkerInfo {
+  std::string name;
+  std::string host;
+  uint32_t slots = 1;  // attempts it runs at once: the trace gives it this many rows
+  bool left = false;   // it drained and said goodbye (PROTOCOL.md, LEAVE), not lost
+};
+
+// The totals of one job, filled by RunJob at the end.
+struct JobTotals {
+  std::string mode;
+  uint32_t workers = 0;
+  uint64_t chunks = 0;
+  uint64_t records = 0;
+  double wall_seconds = 0;
+  double cpu_seconds = 0;
+  uint64_t bytes_in = 0;
+  uint64_t bytes_out = 0;
+  uint64_t respawns = 0;
+  uint64_t rejected_messages = 0;
+  SchedulerCounters counters;
+  std::vector<uint64_t> failed_chunks;
+  int exit_code = 0;
+  uint64_t peak_rss_bytes = 0;  // the coordinator's VmHWM (0 if unknown)
+  std::string auto_choice;      // --mode auto: what it chose and why ("" otherwise)
+  uint64_t auto_calibration_chunks = 0;
+};
+
+// This process's peak resident set size (VmHWM in /proc/self/status), in bytes; 0 if unknown.
+uint64_t PeakRssBytes();
+
+class JobLog;
+
+class Telemetry {
+ public:
+  Telemetry();
+
+  // Seconds since the job started (the time base of every span).
+  double Now() const;
+  void SetWorker(WorkerIndex worker, WorkerInfo info);
+  // The worker drained and left (stats: per_worker "left").
+  void MarkLeft(WorkerIndex worker);
+  // The worker's display name ("#N" if unknown).
+  std::string WorkerName(WorkerIndex worker) const;
+  // An attempt ended (ok or not). Cancelled attempts are recorded as failed with "cancelled".
+  // Also written to `log` (if set) as it is recorded. Set before any attempt ends.
+  void RecordAttempt(AttemptSpan span);
+  void SetJobLog(JobLog* log) { joblog_ = log; }
+  // Keeps every attempt's span for TraceJson (off by default). Set before any attempt ends.
+  void KeepSpans(bool keep) { keep_spans_ = keep; }
+  // The job's clock started `seconds` before this object did (auto mode calibrated
+  // first): moves the time base back. Call before any attempt is recorded.
+  void StartedEarlier(double seconds);
+
+  // Live counters for the progress line.
+  std::atomic<uint64_t> chunks_done{0};
+  std::atomic<uint64_t> bytes_done{0};
+  std::atomic<uint64_t> failures{0};
+  std::atomic<uint64_t> records_done{0};
+  std::atomic<uint32_t> workers_running{0};
+
+  // Per-worker table and totals, for stderr.
+  std::string Report(const JobTotals& totals) const;
+  // --stats-json: stable keys, documented in README ("Stats JSON").
+  std::string StatsJson(const JobTotals& totals) const;
+  // --trace: Chrome Trace Event format; one "X" event per attempt, one row per worker slot.
+  // Empty of attempts unless KeepSpans(true) was set.
+  std::string TraceJson() const;
+  // Input and output bytes of the attempts that succeeded.
+  uint64_t ok_bytes_in() const;
+  uint64_t ok_bytes_out() const;
+
+ private:
+  struct WorkerRow {
+    uint64_t chunks = 0;
+    uint64_t failures = 0;
+    double busy = 0;
+  };
+  std::vector<WorkerRow> Rows() const;
+  std::vector<AttemptSpan> spans() const;
+
+  std::chrono::steady_clock::time_point start_;
+  double epoch_start_ = 0;  // start_ in seconds since the Unix epoch
+  JobLog* joblog_ = nullptr;
+  bool keep_spans_ = false;
+  mutable std::mutex mu_;
+  std::vector<AttemptSpan> spans_;  // only with keep_spans_
+  std::vector<WorkerRow> rows_;     // by WorkerIndex
+  uint64_t ok_bytes_in_ = 0;
+  uint64_t ok_bytes_out_ = 0;
+  std::vector<WorkerInfo> workers_;  // by WorkerIndex
+};
+
+}  // namespace fanout

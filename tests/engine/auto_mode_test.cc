@@ -1,0 +1,409 @@
+// Auto mode's decision (ChooseMode, pure) over a table of workloads, and the calibration
+// and rest-planning helpers on real tasks and in-memory input.
+#include "engine/auto_mode.h"
+
+#include <gtest/gtest.h>
+
+#include <string>
+
+#include "tasks/builtin_tasks.h"
+
+namespace fanout {
+namespace {
+
+AutoInputs Workload(uint64_t records, double record_seconds, double cpu_fraction = 1.0) {
+  AutoInputs in;
+  in.records = records;
+  in.record_seconds = record_seconds;
+  in.record_cpu_seconds = record_seconds * cpu_fraction;
+  in.cores = 2;
+  return in;
+}
+
+// A command that starts in `start` seconds (CPU) and then spends `record` per record.
+AutoInputs Command(uint64_t records, double start, double record, double record_cpu_fraction) {
+  AutoInputs in = Workload(records, record, record_cpu_fraction);
+  in.chunk_seconds = start;
+  in.chunk_cpu_seconds = start;
+  return in;
+}
+
+TEST(ChooseModeTest, NothingLeftIsSerial) {
+  AutoChoice c = ChooseMode(Workload(0, 1.0));
+  EXPECT_EQ(c.mode, Mode::kSerial);
+  EXPECT_NE(c.reason.find("calibration ran every record"), std::string::npos);
+}
+
+TEST(ChooseModeTest, TinyCpuWorkIsSerial) {
+  // The range product: 9,000 records of 0.1 us each: parallelism cannot pay.
+  AutoChoice c = ChooseMode(Workload(9000, 1e-7));
+  EXPECT_EQ(c.mode, Mode::kSerial);
+  EXPECT_EQ(c.workers, 1u);
+  EXPECT_NE(c.reason.find("not clearly faster than serial"), std::string::npos) << c.reason;
+}
+
+TEST(ChooseModeTest, SleepsRunOnAThreadEach) {
+  AutoChoice c = ChooseMode(Workload(10, 1.0, 0.001));
+  EXPECT_EQ(c.mode, Mode::kThreads);
+  EXPECT_EQ(c.workers, 10u);  // waiting tasks: more threads than cores
+  EXPECT_EQ(c.chunks, 10u);
+  EXPECT_NE(c.reason.find("mostly waiting"), std::string::npos) << c.reason;
+}
+
+TEST(ChooseModeTest, WaitingWorkersAreCapped) {
+  AutoChoice c = ChooseMode(Workload(100000, 0.01, 0.0));
+  EXPECT_EQ(c.mode, Mode::kThreads);
+  EXPECT_EQ(c.workers, 64u);
+  AutoInputs sleeps = Workload(1000, 1.0, 0.0);  // 1,000 x sleep 1 s: a thread each
+  sleeps.max_waiting_workers = 1024;
+  c = ChooseMode(sleeps);
+  EXPECT_EQ(c.workers, 1000u);
+  EXPECT_EQ(c.chunks, 1000u);
+}
+
+TEST(ChooseModeTest, CpuWorkUsesCoresWithSeveralChunksEach) {
+  // No start-up cost: finer chunks only shorten the tail.
+  AutoChoice c = ChooseMode(Workload(16, 0.25));
+  EXPECT_EQ(c.mode, Mode::kThreads);
+  EXPECT_EQ(c.workers, 2u);
+  EXPECT_GE(c.chunks, 8u);
+  EXPECT_LE(c.chunks, 16u);
+}
+
+TEST(ChooseModeTest, CpuBoundWorkNeverGetsMoreWorkersThanCores) {
+  AutoInputs in = Workload(100000, 0.001);
+  in.max_waiting_workers = 1024;
+  in.cores = 4;
+  AutoChoice c = ChooseMode(in);
+  EXPECT_EQ(c.mode, Mode::kThreads);
+  EXPECT_EQ(c.workers, 4u);
+}
+
+TEST(ChooseModeTest, StartUpPerChunkTradesAgainstBalance) {
+  // 10 s of CPU work in 10,000 records. Without start-up cost, many chunks per worker; with
+  // a 100 ms interpreter start per chunk, few.
+  AutoChoice free = ChooseMode(Command(10000, 0, 0.001, 1.0));
+  AutoChoice dear = ChooseMode(Command(10000, 0.1, 0.001, 1.0));
+  EXPECT_EQ(free.mode, Mode::kThreads);
+  EXPECT_EQ(dear.mode, Mode::kThreads);
+  EXPECT_GE(free.chunks, 32u);
+  EXPECT_LE(dear.chunks, 16u);
+  EXPECT_GE(dear.chunks, 2u);
+  EXPECT_NE(dear.reason.find("start-up 100.0 ms (100% CPU) per chunk"), std::string::npos)
+      << dear.reason;
+}
+
+TEST(ChooseModeTest, StartUpOnlyIsOneChunk) {
+  // The python identity: 250 ms to start, nothing measurable per record: one chunk.
+  AutoChoice c = ChooseMode(Command(1500, 0.25, 0, 1.0));
+  EXPECT_EQ(c.mode, Mode::kSerial) << c.reason;
+  EXPECT_EQ(c.chunks, 1u);
+  EXPECT_NEAR(c.estimate_seconds, 0.25, 0.01);
+}
+
+TEST(ChooseModeTest, StartUpCpuCountsAsCpu) {
+  // Waiting records (10 ms each), but every chunk first burns 100 ms of CPU: a worker per
+  // record would spend 100 s of CPU on start-ups, so the workers stay few.
+  AutoInputs in = Command(1000, 0.1, 0.01, 0.0);
+  AutoChoice c = ChooseMode(in);
+  EXPECT_EQ(c.mode, Mode::kThreads) << c.reason;
+  EXPECT_LE(c.chunks, 64u) << c.reason;
+  EXPECT_GE(c.estimate_seconds, static_cast<double>(c.chunks) * 0.1 / 2) << c.reason;
+  // Without the start-up, the same records spread over many more waiting workers.
+  AutoChoice free = ChooseMode(Workload(1000, 0.01, 0.0));
+  EXPECT_EQ(free.workers, 64u);
+  EXPECT_GT(free.workers, c.workers);
+}
+
+TEST(ChooseModeTest, JobsFlagIsRespected) {
+  AutoInputs in = Workload(1000, 0.01);
+  in.jobs = 3;
+  AutoChoice c = ChooseMode(in);
+  EXPECT_EQ(c.workers, 3u);
+  EXPECT_GE(c.chunks, 12u);
+  EXPECT_EQ(c.chunks % 3, 0u);
+}
+
+TEST(ChooseModeTest, UserChunkCountIsKept) {
+  AutoInputs in = Workload(1000, 0.01);
+  in.chunks = 7;
+  EXPECT_EQ(ChooseMode(in).chunks, 7u);
+  in.record_seconds = 1e-8;  // serial too keeps the user's plan
+  AutoChoice serial = ChooseMode(in);
+  EXPECT_EQ(serial.mode, Mode::kSerial);
+  EXPECT_EQ(serial.chunks, 7u);
+}
+
+TEST(ChooseModeTest, OverheadStaysUnderTwoPercent) {
+  // 1 s of work in 1e6 records: dispatch (5 us a chunk) may take at most 20 ms.
+  DispatchCosts costs;
+  AutoChoice c = ChooseMode(Workload(1000000, 1e-6), costs);
+  ASSERT_EQ(c.mode, Mode::kThreads);
+  EXPECT_LE(static_cast<double>(c.chunks) * costs.thread_chunk_seconds, 0.02);
+  EXPECT_GE(c.chunks, 8u);  // and still >= 4 per worker
+}
+
+TEST(ChooseModeTest, FewerChunksWhenDispatchIsDear) {
+  AutoInputs in = Workload(8000, 1e-5);  // 80 ms of work
+  DispatchCosts costs;
+  AutoChoice cheap = ChooseMode(in, costs);
+  costs.thread_chunk_seconds = 0.001;
+  AutoChoice dear = ChooseMode(in, costs);
+  ASSERT_EQ(dear.mode, Mode::kThreads);
+  EXPECT_LT(dear.chunks, cheap.chunks);
+  EXPECT_GE(dear.chunks, 2u);
+}
+
+TEST(ChooseModeTest, MemoryBoundCopyIsSerial) {
+  // Identity over 200 MB: the task runs at memory speed; more cores cannot help.
+  AutoInputs in = Workload(2000000, 5e-8);
+  in.bytes = 200'000'000;
+  in.output_per_input = 1;
+  AutoChoice c = ChooseMode(in);
+  EXPECT_EQ(c.mode, Mode::kSerial);
+  EXPECT_GE(c.chunks, 48u);  // <= 4 MiB a chunk
+}
+
+TEST(ChooseModeTest, ProcessFlagsForceProcesses) {
+  AutoInputs in = Workload(10, 1e-7);
+  in.needs_processes = true;
+  in.jobs = 2;
+  AutoChoice c = ChooseMode(in);
+  EXPECT_EQ(c.mode, Mode::kProcesses);
+  EXPECT_EQ(c.workers, 2u);
+}
+
+TEST(ChooseModeTest, ChunksNeverExceedRecords) {
+  AutoChoice c = ChooseMode(Workload(3, 1.0));
+  EXPECT_LE(c.chunks, 3u);
+  EXPECT_LE(c.workers, 3u);
+}
+
+const TaskDef& Task(const std::string& name) {
+  RegisterBuiltinTasks(TaskRegistry::Global());
+  return *TaskRegistry::Global().Find(name);
+}
+
+std::string Lines(int n) {
+  std::string s;
+  for (int i = 0; i < n; ++i) s += std::to_string(i) + "\n";
+  return s;
+}
+
+TEST(CalibrateTest, PrefixChunksKeepOutputsAndOffsets) {
+  std::string data = Lines(1000);
+  Calibration cal = Calibrate(Task("identity"), {}, data, std::nullopt, {}, 1000);
+  ASSERT_GE(cal.chunks.size(), 2u);
+  EXPECT_LE(cal.records, 125u);  // at most 1/8
+  EXPECT_EQ(cal.chunks[0].records, 1u);
+  EXPECT_GE(cal.chunks[1].records, 2u);
+  uint64_t record = 0, byte = 0;
+  for (size_t i = 0; i < cal.chunks.size(); ++i) {
+    const ChunkSpec& c = cal.chunks[i];
+    EXPECT_EQ(c.id, i);
+    EXPECT_EQ(c.first_record, record);
+    EXPECT_EQ(c.begin, byte);
+    EXPECT_EQ(cal.outputs[i], data.substr(c.begin, c.bytes()));  // identity
+    record += c.records;
+    byte = c.end;
+  }
+  EXPECT_EQ(cal.records, record);
+  EXPECT_EQ(cal.bytes, byte);
+  EXPECT_EQ(cal.started.size(), cal.chunks.size());
+}
+
+TEST(CalibrateTest, CommandChunksRunToCompletionAndSplitStartUpFromRecords) {
+  // Each chunk sleeps 30 ms before copying its records: start-up, not per-record cost.
+  std::string data = Lines(200);
+  Calibration cal = Calibrate(Task("exec"), {"sh", "-c", "sleep 0.03; cat"}, data, std::nullopt, {},
+                              200, {.cores = 2});
+  ASSERT_EQ(cal.chunks.size(), 2u);
+  EXPECT_FALSE(cal.error);
+  for (size_t i = 0; i < cal.chunks.size(); ++i) {
+    EXPECT_EQ(cal.outputs[i], data.substr(cal.chunks[i].begin, cal.chunks[i].bytes()));
+    EXPECT_GE(cal.wall_seconds[i], 0.03);  // not cut short
+  }
+  AutoInputs in = FitCostModel(cal, 200, data.size());
+  EXPECT_EQ(in.records, 200 - cal.records);
+  EXPECT_GE(in.chunk_seconds, 0.025);
+  // Whatever process start jitter books per record stays below the 30 ms start-up.
+  EXPECT_LT(in.record_seconds, in.chunk_seconds);
+}
+
+TEST(CalibrateTest, HeavyWaitingRecordStopsAfterOne) {
+  std::string data = Lines(10);
+  Calibration cal = Calibrate(Task("sleep"), {"60"}, data, std::nullopt, {}, 10);
+  ASSERT_EQ(cal.chunks.size(), 1u);
+  EXPECT_EQ(cal.records, 1u);
+  EXPECT_GE(cal.wall_seconds[0], 0.06);
+  AutoInputs in = FitCostModel(cal, 10, data.size());
+  EXPECT_EQ(in.chunk_seconds, 0);  // one size: all per record
+  EXPECT_GE(in.record_seconds, 0.06);
+  EXPECT_LT(in.record_cpu_seconds, 0.2 * in.record_seconds);
+}
+
+TEST(CalibrateTest, UserPlanRunsItsChunksInOrderWhileTheyAreQuick) {
+  // Eight quick chunks: calibrating may run all of them (the job is then done, serially).
+  std::vector<ChunkSpec> plan = PlanRangeChunks({1, 801}, {.chunks = 8, .chunk_size = 0}, 8);
+  Calibration cal = Calibrate(Task("product"), {}, "", IntRange{1, 801}, plan, 800);
+  ASSERT_GE(cal.chunks.size(), 1u);
+  for (size_t i = 0; i < cal.chunks.size(); ++i) EXPECT_EQ(cal.chunks[i].range, plan[i].range);
+  // Slow chunks: the first runs to completion, and is the only one.
+  std::string data = Lines(8);
+  std::vector<ChunkSpec> slow = PlanLineChunks(data, {.chunks = 4, .chunk_size = 0}, 4);
+  cal = Calibrate(Task("sleep"), {"30"}, data, std::nullopt, slow, 8);
+  ASSERT_EQ(cal.chunks.size(), 1u);
+  EXPECT_EQ(cal.outputs[0], data.substr(slow[0].begin, slow[0].bytes()));
+  EXPECT_GE(cal.wall_seconds[0], 0.06);
+}
+
+TEST(CalibrateTest, ChunkPastTheStopDeadlineIsStoppedAndBooked) {
+  std::string data = Lines(10);
+  CalibrationLimits limits;
+  limits.stop_seconds = 0.05;
+  Calibration cal = Calibrate(Task("sleep"), {"10000"}, data, std::nullopt, {}, 10, limits);
+  EXPECT_TRUE(cal.chunks.empty());
+  EXPECT_TRUE(cal.stopped);
+  ASSERT_TRUE(cal.failed);
+  EXPECT_EQ(cal.failed->records, 1u);
+  EXPECT_GE(cal.failed_wall, 0.05);
+  EXPECT_LT(cal.failed_wall, 5.0);  // stopped, not slept through
+  AutoInputs in = FitCostModel(cal, 10, data.size());
+  EXPECT_GE(in.record_seconds, 0.05);  // a lower bound
+  EXPECT_EQ(ChooseMode(in).mode, Mode::kThreads);
+}
+
+TEST(SchedulerReleaseAttemptTest, StoppedAttemptIsFreeAndTheNextHasTheNextNumber) {
+  SchedulerOptions options;
+  options.retries = 0;
+  Scheduler scheduler(2, options);
+  scheduler.AddWorker(0, 1, 1);
+  auto a = scheduler.Next(0, TimePoint{});
+  ASSERT_TRUE(a);
+  scheduler.ReleaseAttempt(a->chunk, a->attempt);
+  EXPECT_EQ(scheduler.counters().retries, 0u);
+  EXPECT_TRUE(scheduler.failed_chunks().empty());
+  auto b = scheduler.Next(0, TimePoint{});
+  ASSERT_TRUE(b);
+  EXPECT_EQ(b->chunk, a->chunk);
+  EXPECT_EQ(b->attempt, 2u);
+}
+
+TEST(CalibrateTest, FailedChunkEndsTheCalibrationUnkept) {
+  std::string data = Lines(100);
+  Calibration cal = Calibrate(Task("exec"), {"false"}, data, std::nullopt, {}, 100);
+  EXPECT_TRUE(cal.chunks.empty());
+  ASSERT_TRUE(cal.error);
+  EXPECT_EQ(cal.records, 0u);
+}
+
+Calibration Measured(std::vector<std::pair<uint64_t, double>> size_wall, double cpu_share) {
+  Calibration cal;
+  for (auto [records, wall] : size_wall) {
+    ChunkSpec c;
+    c.id = cal.chunks.size();
+    c.records = records;
+    cal.chunks.push_back(c);
+    cal.outputs.emplace_back();
+    cal.wall_seconds.push_back(wall);
+    cal.cpu_seconds.push_back(wall * cpu_share);
+    cal.records += records;
+  }
+  return cal;
+}
+
+TEST(FitCostModelTest, TwoSizesSplitStartUpFromRecords) {
+  // 100 ms to start, 1 ms a record.
+  AutoInputs in = FitCostModel(Measured({{1, 0.101}, {100, 0.2}}, 0.5), 1000, 0);
+  EXPECT_EQ(in.records, 899u);
+  EXPECT_EQ(in.bytes, 0u);
+  EXPECT_NEAR(in.chunk_seconds, 0.1, 1e-6);
+  EXPECT_NEAR(in.record_seconds, 0.001, 1e-6);
+  EXPECT_NEAR(in.chunk_cpu_seconds, 0.05, 1e-6);
+  EXPECT_NEAR(in.record_cpu_seconds, 0.0005, 1e-6);
+}
+
+TEST(FitCostModelTest, PerRecordCostWithinStartUpNoiseIsBookedPerChunk) {
+  // A python start varies by milliseconds: 5 ms more over 160 records is not 31 us a record.
+  AutoInputs in = FitCostModel(Measured({{1, 0.250}, {160, 0.255}}, 1.0), 1600, 0);
+  EXPECT_EQ(in.record_seconds, 0);
+  EXPECT_NEAR(in.chunk_seconds, 0.2525, 1e-6);
+}
+
+TEST(FitCostModelTest, TimeQueuedForACpuCountsAsCpuNotWaiting) {
+  // A loaded machine: 10% of the wall time running, 90% ready but queued.
+  Calibration cal = Measured({{1, 0.001}, {100, 0.1}}, 0.1);
+  for (double wall : cal.wall_seconds) cal.queued_seconds.push_back(0.9 * wall);
+  AutoInputs in = FitCostModel(cal, 1000, 0);
+  EXPECT_NEAR(in.record_cpu_seconds, in.record_seconds, 1e-9);
+  EXPECT_EQ(ChooseMode(in).workers, 1u);  // CPU work on one core: serial (cores = 1)
+}
+
+TEST(FitCostModelTest, OneSizeIsAllPerRecordWithoutTheColdFirstChunk) {
+  AutoInputs in = FitCostModel(Measured({{4, 2.0}, {4, 0.4}, {4, 0.4}}, 0.0), 16, 0);
+  EXPECT_EQ(in.chunk_seconds, 0);
+  EXPECT_NEAR(in.record_seconds, 0.1, 1e-9);
+  EXPECT_EQ(in.record_cpu_seconds, 0);
+}
+
+TEST(PlanRestTest, RestFollowsTheCalibration) {
+  std::string data = Lines(1000);
+  Calibration cal = Calibrate(Task("identity"), {}, data, std::nullopt, {}, 1000);
+  std::vector<ChunkSpec> plan = PlanRest(cal, data, std::nullopt, 4);
+  ASSERT_EQ(plan.size(), cal.chunks.size() + 4);
+  uint64_t byte = 0, record = 0;
+  for (size_t i = 0; i < plan.size(); ++i) {
+    EXPECT_EQ(plan[i].id, i);
+    EXPECT_EQ(plan[i].begin, byte);
+    EXPECT_EQ(plan[i].first_record, record);
+    byte = plan[i].end;
+    record += plan[i].records;
+  }
+  EXPECT_EQ(byte, data.size());
+  EXPECT_EQ(record, 1000u);
+}
+
+TEST(PlanRestTest, RangeRestStartsAfterTheCalibration) {
+  Calibration cal = Calibrate(Task("product"), {}, "", IntRange{0, 100}, {}, 100);
+  std::vector<ChunkSpec> plan = PlanRest(cal, "", IntRange{0, 100}, 3);
+  int64_t next = 0;
+  for (const ChunkSpec& c : plan) {
+    ASSERT_TRUE(c.range);
+    EXPECT_EQ(c.range->lo, next);
+    next = c.range->hi;
+  }
+  EXPECT_EQ(next, 100);
+}
+
+TEST(SchedulerMarkDoneTest, CalibratedChunksAreNeverIssued) {
+  Scheduler scheduler(4, SchedulerOptions{});
+  scheduler.MarkDone(0);
+  scheduler.MarkDone(1);
+  scheduler.AddWorker(0, 1, 4);
+  auto a = scheduler.Next(0, TimePoint{});
+  ASSERT_TRUE(a);
+  EXPECT_EQ(a->chunk, 2u);
+  EXPECT_EQ(scheduler.chunks_done(), 2u);
+  EXPECT_EQ(scheduler.OnResult(0, 2, 1, true, "", TimePoint{}).verdict, Verdict::kAccepted);
+  a = scheduler.Next(0, TimePoint{});
+  ASSERT_TRUE(a);
+  EXPECT_EQ(scheduler.OnResult(0, a->chunk, 1, true, "", TimePoint{}).verdict, Verdict::kAccepted);
+  EXPECT_TRUE(scheduler.Finished());
+}
+
+TEST(SchedulerMarkRunTest, CalibratedChunksCountAsAttemptsAndAreNeverIssued) {
+  Scheduler scheduler(3, SchedulerOptions{});
+  scheduler.MarkRun(0);
+  scheduler.MarkRun(0);  // once only
+  EXPECT_EQ(scheduler.counters().attempts, 1u);
+  EXPECT_EQ(scheduler.chunks_done(), 1u);
+  scheduler.AddWorker(0, 1, 4);
+  auto a = scheduler.Next(0, TimePoint{});
+  ASSERT_TRUE(a);
+  EXPECT_EQ(a->chunk, 1u);
+  EXPECT_EQ(a->attempt, 1u);
+  EXPECT_EQ(scheduler.counters().attempts, 2u);
+}
+
+}  // namespace
+}  // namespace fanout

@@ -1,0 +1,184 @@
+// The Dispatcher (dispatch_policy.h) over the real Scheduler on a fake clock: a worker not
+// yet joined counts with its slots, an idle worker steals attempts waiting (not started)
+// elsewhere with exactly-once kept, and the prefetch depth follows measured durations.
+#include "engine/dispatch_policy.h"
+
+#include <gtest/gtest.h>
+
+#include <map>
+#include <vector>
+
+namespace fanout {
+namespace {
+
+using std::chrono::microseconds;
+using std::chrono::milliseconds;
+
+// A fake clock: milliseconds since an arbitrary epoch.
+TimePoint At(int64_t ms) { return TimePoint{} + milliseconds(1000000 + ms); }
+
+// Everything `worker` (with `slots`) gets in one dispatch round, given the idle slots of the
+// other workers (joined or not).
+std::vector<Dispatch> Round(Dispatcher& d, WorkerIndex worker, uint32_t slots, int64_t ms,
+                            uint64_t idle_elsewhere) {
+  std::vector<Dispatch> out;
+  while (auto x = d.Next(worker, slots, At(ms), [&] { return idle_elsewhere; })) {
+    out.push_back(*x);
+  }
+  return out;
+}
+
+TEST(DispatchPolicy, FirstWorkerLeavesTheSlotsOfWorkersNotJoinedYet) {
+  // 10 chunks, 2 workers x 5 slots: the first to join takes 5, not 10 (its slots plus a
+  // prefetch), because the one not joined yet counts with its 5 slots.
+  Scheduler s(10, {});
+  Dispatcher d(s);
+  s.AddWorker(0, 5, 5 + 64);
+  EXPECT_EQ(Round(d, 0, 5, 0, /*idle_elsewhere=*/5).size(), 5u);
+  s.AddWorker(1, 5, 5 + 64);
+  EXPECT_EQ(Round(d, 1, 5, 10, 0).size(), 5u);  // the late joiner gets work in its first round
+}
+
+TEST(DispatchPolicy, PrefetchesOnlyWhenMoreWorkThanIdleSlotsElsewhere) {
+  Scheduler s(20, {});
+  Dispatcher d(s);
+  s.AddWorker(0, 2, 2 + 64);
+  // Nothing measured: a prefetch of `slots` beyond the running ones.
+  EXPECT_EQ(Round(d, 0, 2, 0, 0).size(), 4u);
+  EXPECT_EQ(d.PrefetchDepth(2), 2u);
+}
+
+TEST(DispatchPolicy, LateJoinerStealsWaitingAttemptsInItsFirstRound) {
+  // 4 chunks, one worker with 1 slot holds them all (1 running + 3 prefetched, as with a
+  // deep prefetch); a worker joining later finds the queue empty and takes back the last
+  // one sent.
+  Scheduler s(4, {});
+  Dispatcher d(s, DispatchOptions{.max_prefetch = 3});
+  s.AddWorker(0, 1, 4, /*reports_starts=*/true);
+  std::vector<Assignment> held;
+  while (auto a = s.Next(0, At(0))) held.push_back(*a);
+  ASSERT_EQ(held.size(), 4u);
+  s.MarkStarted(0, held[0].chunk, held[0].attempt, At(1));
+  s.AddWorker(1, 1, 4, true);
+  auto round = Round(d, 1, 1, 5, 0);
+  ASSERT_EQ(round.size(), 1u);  // fills its idle slot, no more (no ping-pong)
+  ASSERT_TRUE(round[0].stolen_from.has_value());
+  EXPECT_EQ(round[0].stolen_from->worker, 0u);
+  EXPECT_EQ(round[0].stolen_from->chunk, 3u);  // the most recently sent: the last to run
+  EXPECT_EQ(round[0].stolen_from->attempt, 1u);
+  EXPECT_EQ(round[0].assignment.chunk, 3u);
+  EXPECT_EQ(round[0].assignment.attempt, 1u);  // it never ran: the same attempt, moved
+  EXPECT_EQ(s.live_attempts(0), 3u);
+  EXPECT_EQ(s.live_attempts(1), 1u);
+  EXPECT_EQ(d.steals(), 1u);
+  // A third worker steals the next waiting one; the running one (chunk 0) is never taken.
+  s.AddWorker(2, 1, 4, true);
+  auto third = Round(d, 2, 1, 6, 0);
+  ASSERT_EQ(third.size(), 1u);
+  EXPECT_EQ(third[0].assignment.chunk, 2u);
+  s.AddWorker(3, 1, 4, true);
+  auto fourth = Round(d, 3, 1, 7, 0);
+  ASSERT_EQ(fourth.size(), 1u);
+  EXPECT_EQ(fourth[0].assignment.chunk, 1u);
+  s.AddWorker(4, 1, 4, true);
+  EXPECT_TRUE(Round(d, 4, 1, 8, 0).empty());  // only chunk 0 is left, and it runs
+}
+
+TEST(DispatchPolicy, StolenAttemptStaysExactlyOnceWhenTheOldWorkerRanItAnyway) {
+  Scheduler s(2, {});
+  Dispatcher d(s);
+  s.AddWorker(0, 1, 2, true);
+  auto a0 = s.Next(0, At(0));
+  auto a1 = s.Next(0, At(0));
+  ASSERT_TRUE(a0 && a1);
+  s.AddWorker(1, 1, 2, true);
+  auto round = Round(d, 1, 1, 1, 0);
+  ASSERT_EQ(round.size(), 1u);
+  EXPECT_EQ(round[0].assignment.chunk, a1->chunk);
+  // The CANCEL crossed a STARTED and a RESULT of the old attempt: both are ignored.
+  s.MarkStarted(0, a1->chunk, a1->attempt, At(2));
+  EXPECT_EQ(s.OnResult(0, a1->chunk, a1->attempt, true, "", At(3)).verdict,
+            Verdict::kLateDuplicate);
+  EXPECT_EQ(s.OnResult(1, a1->chunk, round[0].assignment.attempt, true, "", At(4)).verdict,
+            Verdict::kAccepted);
+  EXPECT_EQ(s.OnResult(0, a0->chunk, a0->attempt, true, "", At(5)).verdict, Verdict::kAccepted);
+  EXPECT_TRUE(s.Finished());
+  EXPECT_EQ(s.chunks_done(), 2u);
+}
+
+TEST(DispatchPolicy, NeverStealsAnAttemptReportedStarted) {
+  // 3 slots, 4 attempts: position 3 waits, but the worker said it started it (a quick one
+  // run inline): nothing to steal.
+  Scheduler s(4, {});
+  Dispatcher d(s);
+  s.AddWorker(0, 3, 6, true);
+  std::vector<Assignment> held;
+  for (int i = 0; i < 4; ++i) held.push_back(*s.Next(0, At(0)));
+  s.MarkStarted(0, held[3].chunk, held[3].attempt, At(1));
+  s.AddWorker(1, 1, 2, true);
+  EXPECT_TRUE(Round(d, 1, 1, 2, 0).empty());
+  EXPECT_EQ(s.waiting_attempts(0), 0u);
+}
+
+TEST(DispatchPolicy, StealsFromWorkerWithoutStartReportsOnlyBehindItsSlots) {
+  Scheduler s(3, {});
+  Dispatcher d(s);
+  s.AddWorker(0, 2, 4);  // does not report starts: its oldest 2 run
+  for (int i = 0; i < 3; ++i) ASSERT_TRUE(s.Next(0, At(0)));
+  s.AddWorker(1, 1, 2);
+  auto round = Round(d, 1, 1, 1, 0);
+  ASSERT_EQ(round.size(), 1u);
+  EXPECT_EQ(round[0].assignment.chunk, 2u);
+}
+
+TEST(DispatchPolicy, PrefetchDepthFollowsMeasuredDurations) {
+  // 1 ms chunks: 4 per slot cover the 4 ms pipeline; 100 us chunks: 40; 10 ms: just slots.
+  for (auto [took, want] :
+       std::vector<std::pair<int64_t, uint32_t>>{{1000, 8}, {100, 64}, {10000, 2}, {2000, 4}}) {
+    Scheduler s(100, {});
+    Dispatcher d(s);
+    s.AddWorker(0, 2, 2 + 64, true);
+    auto a = s.Next(0, At(0));
+    s.MarkStarted(0, a->chunk, a->attempt, At(0));
+    s.OnResult(0, a->chunk, a->attempt, true, "",
+               TimePoint{} + milliseconds(1000000) + microseconds(took));
+    EXPECT_EQ(d.PrefetchDepth(2), want) << took << " us";
+    EXPECT_EQ(d.Batching(), took < 500) << took << " us";
+    EXPECT_EQ(d.Stealing(), took >= 500) << took << " us";
+  }
+}
+
+TEST(DispatchPolicy, AttemptsFasterThanTheClockStillCountAsMeasured) {
+  // A first slow attempt (1 ms), then many finished within the same clock reading (0 us, as
+  // when one poll wake-up handles several results): the median drops to 0 and the job must
+  // go on to batch and prefetch deeply, not keep the first reading.
+  Scheduler s(4000, {});
+  Dispatcher d(s);
+  s.AddWorker(0, 1, 1 + 64, true);
+  auto finish = [&](int64_t start_us, int64_t took_us) {
+    TimePoint start = At(0) + microseconds(start_us);
+    auto a = s.Next(0, start);
+    ASSERT_TRUE(a);
+    s.OnResult(0, a->chunk, a->attempt, true, "", start + microseconds(took_us));
+  };
+  finish(0, 1000);
+  EXPECT_FALSE(d.Batching());
+  for (int i = 0; i < 100; ++i) finish(2000 + i, 0);
+  EXPECT_TRUE(d.Batching());
+  EXPECT_EQ(d.PrefetchDepth(1), 64u);
+}
+
+TEST(DispatchPolicy, ResumedJobIsUnmeasuredNotInfinitelyFast) {
+  // Chunks done by an earlier run measured nothing: no deep prefetch, no batching.
+  Scheduler s(24, {});
+  Dispatcher d(s);
+  for (uint64_t c = 0; c < 8; ++c) s.MarkDone(c);
+  EXPECT_EQ(d.PrefetchDepth(1), 1u);
+  EXPECT_FALSE(d.Batching());
+  EXPECT_TRUE(d.Stealing());
+  s.AddWorker(0, 1, 65);
+  EXPECT_EQ(Round(d, 0, 1, 0, /*idle_elsewhere=*/3).size(), 2u);
+}
+
+}  // namespace
+}  // namespace fanout
