@@ -22,7 +22,10 @@ uint32_t Dispatcher::PrefetchDepth(uint32_t slots) {
   // slot so that no worker idles waiting for a round trip.
   if (checked_at_ == 0) return slots;  // nothing measured yet
   uint64_t depth = slots * static_cast<uint64_t>(options_.pipeline / std::max(median_, Micros(1)));
-  return static_cast<uint32_t>(std::clamp<uint64_t>(depth, slots, options_.max_prefetch));
+  // At least one queued per slot, at most max_prefetch (a worker with more slots than that
+  // gets max_prefetch: std::clamp with its bounds crossed would be undefined).
+  return static_cast<uint32_t>(
+      std::min<uint64_t>(std::max<uint64_t>(depth, slots), options_.max_prefetch));
 }
 
 bool Dispatcher::Batching() {

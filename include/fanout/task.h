@@ -74,10 +74,14 @@ FANOUT_API std::vector<std::string> task_names();
 
 // The spellings before the public API settled on snake_case functions (fanout/pool.h);
 // kept so existing programs build, to be removed in 0.2.
-inline bool RegisterTask(const std::string& name, TaskFunction fn, TaskOptions options = {}) {
+[[deprecated("use fanout::register_task")]] inline bool RegisterTask(const std::string& name,
+                                                                     TaskFunction fn,
+                                                                     TaskOptions options = {}) {
   return register_task(name, std::move(fn), std::move(options));
 }
-inline std::vector<std::string> TaskNames() { return task_names(); }
+[[deprecated("use fanout::task_names")]] inline std::vector<std::string> TaskNames() {
+  return task_names();
+}
 
 // Adapts `fn(chunk, args)` or `fn(chunk)` returning something convertible to std::string.
 template <typename Fn>

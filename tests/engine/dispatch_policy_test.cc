@@ -168,6 +168,21 @@ TEST(DispatchPolicy, AttemptsFasterThanTheClockStillCountAsMeasured) {
   EXPECT_EQ(d.PrefetchDepth(1), 64u);
 }
 
+TEST(DispatchPolicy, AWorkerWithMoreSlotsThanTheMaximumPrefetchGetsTheMaximum) {
+  // 200 slots against a maximum prefetch of 64: the bounds of a clamp would cross.
+  Scheduler s(4000, {});
+  Dispatcher d(s);
+  s.AddWorker(0, 200, 200 + 64, true);
+  for (int i = 0; i < 8; ++i) {
+    auto a = s.Next(0, At(i));
+    ASSERT_TRUE(a);
+    s.OnResult(0, a->chunk, a->attempt, true, "", At(i) + microseconds(10));
+  }
+  EXPECT_EQ(d.PrefetchDepth(200), 64u);
+  EXPECT_EQ(d.PrefetchDepth(64), 64u);
+  EXPECT_EQ(d.PrefetchDepth(1), 64u);
+}
+
 TEST(DispatchPolicy, ResumedJobIsUnmeasuredNotInfinitelyFast) {
   // Chunks done by an earlier run measured nothing: no deep prefetch, no batching.
   Scheduler s(24, {});
