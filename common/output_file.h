@@ -11,11 +11,12 @@
 #include <string_view>
 #include <utility>
 
+#include "common/byte_sink.h"
 #include "common/status.h"
 
 namespace fanout {
 
-class OutputFile {
+class OutputFile : public ByteSink {
  public:
   // Opens the temporary next to `path` (or stdout for "-"/""): fails early and clearly
   // on an unwritable location, before any work is done.
@@ -24,13 +25,13 @@ class OutputFile {
   OutputFile(OutputFile&& other) noexcept;
   OutputFile& operator=(OutputFile&&) = delete;
   OutputFile(const OutputFile&) = delete;
-  ~OutputFile();
+  ~OutputFile() override;
 
   // Small writes are gathered in a buffer (one write(2) per kBuffer bytes, not one per
   // chunk of a million-chunk job); Flush() hands them to the file. Callers flush whenever
   // they would otherwise wait, so output is never held back for long.
-  Status Write(std::string_view data);
-  Status Flush();
+  Status Write(std::string_view data) override;
+  Status Flush() override;
   // Flushes and renames into place. After a failed Commit the temporary is removed.
   Status Commit();
   // Removes the temporary (idempotent).

@@ -4,7 +4,7 @@
 
 namespace fanout {
 
-ResultAssembler::ResultAssembler(uint64_t num_chunks, bool ordered, OutputFile* out)
+ResultAssembler::ResultAssembler(uint64_t num_chunks, bool ordered, ByteSink* out)
     : num_chunks_(num_chunks), ordered_(ordered), out_(out), claimed_(num_chunks) {}
 
 bool ResultAssembler::Claim(uint64_t chunk) {
@@ -18,7 +18,9 @@ Status ResultAssembler::Write(const Blob& data, size_t skip) {
   // no header line, and the prefix may not even be known yet when it is written.
   if (!prefix_written_ && data.size() > 0) {
     prefix_written_ = true;
-    if (Status s = out_->Write(prefix_); !s.ok()) return s;
+    if (!prefix_.empty()) {
+      if (Status s = out_->Write(prefix_); !s.ok()) return s;
+    }
   }
   return out_->Write(data.view().substr(std::min(skip, data.size())));
 }

@@ -4,7 +4,7 @@
 // be, so the buffer is bounded too. With `ordered` false, results are written as they
 // arrive. An optional prefix (the output header of a --header job) is written once,
 // just before the first chunk output that is not empty (in writing order). Pure apart from the
-// OutputFile it writes to. Not thread-safe.
+// ByteSink it writes to (the job's OutputFile). Not thread-safe.
 #pragma once
 
 #include <cstdint>
@@ -14,14 +14,14 @@
 #include <vector>
 
 #include "common/blob.h"
-#include "common/output_file.h"
+#include "common/byte_sink.h"
 #include "common/status.h"
 
 namespace fanout {
 
 class ResultAssembler {
  public:
-  ResultAssembler(uint64_t num_chunks, bool ordered, OutputFile* out);
+  ResultAssembler(uint64_t num_chunks, bool ordered, ByteSink* out);
 
   // The accepted output of `chunk`. The scheduler accepts at most one result per chunk;
   // should a second Add or Skip of a chunk (or one of a chunk >= num_chunks) come anyway,
@@ -34,7 +34,7 @@ class ResultAssembler {
   // `chunk` failed for good (--keep-going): it contributes nothing.
   Status Skip(uint64_t chunk);
 
-  // Hands buffered output to the file (OutputFile::Flush): call when about to wait.
+  // Hands buffered output on (ByteSink::Flush): call when about to wait.
   Status FlushOutput() { return out_->Flush(); }
   bool Complete() const { return written_ == num_chunks_; }
   uint64_t next_to_write() const { return next_; }
@@ -49,7 +49,7 @@ class ResultAssembler {
 
   uint64_t num_chunks_;
   bool ordered_;
-  OutputFile* out_;
+  ByteSink* out_;
   uint64_t next_ = 0;          // ordered: the lowest chunk not yet written or skipped
   uint64_t written_ = 0;       // chunks written or skipped
   std::vector<bool> claimed_;  // chunks added or skipped so far

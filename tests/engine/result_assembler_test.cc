@@ -1,5 +1,6 @@
 // The ResultAssembler: results in any order come out in input order, exactly once;
-// skipped chunks contribute nothing; buffered bytes are accounted for exactly.
+// skipped chunks contribute nothing; buffered bytes are accounted for exactly; a failed
+// write or flush of the sink is returned, and nothing is written past it.
 #include "engine/result_assembler.h"
 
 #include <gtest/gtest.h>
@@ -8,6 +9,7 @@
 #include <numeric>
 #include <random>
 
+#include "common/output_file.h"
 #include "tests/support/test_support.h"
 
 namespace fanout {
@@ -277,6 +279,59 @@ TEST_F(ResultAssemblerTest, UnorderedPrefixWaitsForTheFirstNonEmptyOutput) {
   ASSERT_TRUE(a.Add(2, B("H\nc\n"), 2).ok());
   ASSERT_TRUE(a.Add(0, B("")).ok());
   EXPECT_EQ(Committed(), "H\nc\n");
+}
+
+// A sink that keeps what it is given and fails every write from the `fail_at`-th on, as a
+// full disk would, or every flush.
+class FailingSink : public ByteSink {
+ public:
+  explicit FailingSink(int fail_at, bool flush_fails = false)
+      : fail_at_(fail_at), flush_fails_(flush_fails) {}
+  Status Write(std::string_view data) override {
+    if (++writes_ >= fail_at_) return Status::Error("cannot write out: No space left on device");
+    bytes_.append(data);
+    return Status::Ok();
+  }
+  Status Flush() override {
+    return flush_fails_ ? Status::Error("cannot write out: Input/output error") : Status::Ok();
+  }
+  const std::string& bytes() const { return bytes_; }
+
+ private:
+  int writes_ = 0;
+  int fail_at_;
+  bool flush_fails_;
+  std::string bytes_;
+};
+
+TEST(ResultAssemblerSinkTest, AFailedWriteIsReturnedAndNothingLaterIsWrittenPastIt) {
+  FailingSink sink(/*fail_at=*/2);  // chunk 0 is written; chunk 1's write fails
+  ResultAssembler a(4, /*ordered=*/true, &sink);
+  ASSERT_TRUE(a.Add(2, B("c\n")).ok());  // waits for chunks 0 and 1
+  ASSERT_TRUE(a.Add(0, B("a\n")).ok());
+  Status s = a.Add(1, B("b\n"));
+  ASSERT_FALSE(s.ok());
+  EXPECT_NE(s.message().find("No space left on device"), std::string::npos) << s.message();
+  EXPECT_EQ(sink.bytes(), "a\n");  // chunk 2 was not written after the gap
+  EXPECT_FALSE(a.Complete());
+  EXPECT_EQ(a.next_to_write(), 1u);
+}
+
+TEST(ResultAssemblerSinkTest, AFailedPrefixWriteFailsTheFirstOutput) {
+  FailingSink sink(/*fail_at=*/1);
+  ResultAssembler a(2, /*ordered=*/true, &sink);
+  a.SetPrefix("header\n");
+  EXPECT_FALSE(a.Add(0, B("a\n")).ok());
+  EXPECT_EQ(sink.bytes(), "");
+}
+
+TEST(ResultAssemblerSinkTest, AFailedFlushIsReturned) {
+  FailingSink sink(/*fail_at=*/100, /*flush_fails=*/true);
+  ResultAssembler a(1, /*ordered=*/false, &sink);
+  ASSERT_TRUE(a.Add(0, B("a\n")).ok());
+  Status s = a.FlushOutput();
+  ASSERT_FALSE(s.ok());
+  EXPECT_NE(s.message().find("Input/output error"), std::string::npos);
 }
 
 }  // namespace
