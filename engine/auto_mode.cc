@@ -412,6 +412,21 @@ AutoInputs FitCostModel(const Calibration& cal, uint64_t total_records, uint64_t
     cpu[i] += cal.queued_seconds[i];
   }
   FitCost(sizes, cpu, in.chunk_cpu_seconds, in.record_cpu_seconds);
+  // On one core a chunk's wall time grows at least as fast as its CPU time. A wall fit
+  // flatter than the CPU fit is a busy machine's noise (a small chunk delayed as long as a
+  // bigger one), unless the task runs on several cores (CPU above wall in some chunk): take
+  // the CPU's slope through the measured mean instead. CPU time barely moves under load.
+  bool one_core = true;
+  double mean_records = 0, mean_wall = 0;
+  for (size_t i = 0; i < sizes.size(); ++i) {
+    one_core = one_core && i < cpu.size() && cpu[i] <= cal.wall_seconds[i] * 1.05;
+    mean_records += sizes[i] / static_cast<double>(sizes.size());
+    mean_wall += cal.wall_seconds[i] / static_cast<double>(sizes.size());
+  }
+  if (one_core && in.record_cpu_seconds > in.record_seconds) {
+    in.record_seconds = in.record_cpu_seconds;
+    in.chunk_seconds = std::max(0.0, mean_wall - in.record_seconds * mean_records);
+  }
   // CPU beyond the wall time (a multi-threaded command) still occupies one worker's slot.
   in.chunk_cpu_seconds = std::min(in.chunk_cpu_seconds, in.chunk_seconds);
   in.record_cpu_seconds = std::min(in.record_cpu_seconds, in.record_seconds);

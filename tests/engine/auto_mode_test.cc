@@ -339,6 +339,30 @@ TEST(FitCostModelTest, TimeQueuedForACpuCountsAsCpuNotWaiting) {
   EXPECT_EQ(ChooseMode(in).workers, 1u);  // CPU work on one core: serial (cores = 1)
 }
 
+TEST(FitCostModelTest, AWallFitFlatterThanTheCpuFitIsABusyMachinesNoise) {
+  // awk at 11.5 ms of CPU a record on a loaded machine: 1 and 2 records both took 62.5 ms
+  // of wall time, their CPU time grew as it should. The work is per record, not start-up.
+  Calibration cal = Measured({{1, 0.0625}, {2, 0.0625}}, 0);
+  cal.cpu_seconds = {0.0125, 0.024};
+  AutoInputs in = FitCostModel(cal, 16, 0);
+  EXPECT_NEAR(in.record_seconds, 0.0115, 1e-9);
+  EXPECT_NEAR(in.record_cpu_seconds, 0.0115, 1e-9);
+  EXPECT_NEAR(in.chunk_seconds, 0.0625 - 1.5 * 0.0115, 1e-9);
+  in.cores = 2;
+  in.jobs = 2;  // as AutoModeTest.PicksParallelForCpuWork runs it; on 62.5 ms it chose serial
+  AutoChoice choice = ChooseMode(in);
+  EXPECT_EQ(choice.workers, 2u) << choice.reason;
+}
+
+TEST(FitCostModelTest, ATaskOnSeveralCoresKeepsItsWallFit) {
+  // CPU above wall time: a multi-threaded command; its wall time is what a worker waits.
+  Calibration cal = Measured({{1, 0.101}, {100, 0.2}}, 0);
+  cal.cpu_seconds = {0.3, 0.8};
+  AutoInputs in = FitCostModel(cal, 1000, 0);
+  EXPECT_NEAR(in.record_seconds, 0.001, 1e-6);
+  EXPECT_NEAR(in.chunk_seconds, 0.1, 1e-6);
+}
+
 TEST(FitCostModelTest, OneSizeIsAllPerRecordWithoutTheColdFirstChunk) {
   AutoInputs in = FitCostModel(Measured({{4, 2.0}, {4, 0.4}, {4, 0.4}}, 0.0), 16, 0);
   EXPECT_EQ(in.chunk_seconds, 0);
