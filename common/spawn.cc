@@ -279,6 +279,16 @@ std::string DescribeWaitStatus(int status) {
          (abbrev != nullptr ? std::string(" (SIG") + abbrev + ")" : std::string());
 }
 
+bool KilledBySignal(std::string_view error, int sig) {
+  std::string words = "was killed by signal " + std::to_string(sig);
+  for (size_t at = error.find(words); at != std::string_view::npos;
+       at = error.find(words, at + 1)) {
+    size_t end = at + words.size();
+    if (end == error.size() || error[end] == ' ') return true;  // not signal 15 within 150
+  }
+  return false;
+}
+
 pid_t SpawnProcess(std::vector<std::string> argv, std::vector<std::string> env, const StdFds& stdio,
                    int death_signal) {
   return SpawnProcess(std::move(argv), std::move(env), stdio,

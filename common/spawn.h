@@ -64,5 +64,7 @@ std::string LastLines(std::string_view text, size_t max_lines, size_t max_line =
 
 // "exited with status N" or "was killed by signal N (SIGNAME)".
 std::string DescribeWaitStatus(int status);
+// Whether `error` reports a process killed by `sig` in DescribeWaitStatus's words.
+bool KilledBySignal(std::string_view error, int sig);
 
 }  // namespace fanout

@@ -1,5 +1,6 @@
 #include "worker/worker_loop.h"
 
+#include <poll.h>
 #include <signal.h>
 #include <spdlog/spdlog.h>
 #include <sys/signalfd.h>
@@ -16,6 +17,7 @@
 #include "common/exit_code.h"
 #include "common/handshake_monitor.h"
 #include "common/measured_run.h"
+#include "common/spawn.h"
 #include "common/transport.h"
 #include "worker/batching.h"
 #include "worker/input_map.h"
@@ -51,6 +53,9 @@ enum class SessionEnd {
 // How long the goodbye (LEAVE with `bye`) may take to leave the socket before the worker
 // exits anyway.
 constexpr milliseconds kByeLinger{1000};
+// How long a command's death by SIGTERM waits for this worker's own SIGTERM (Slurm signals
+// a step's processes in turn, the command sometimes first) before it is reported.
+constexpr milliseconds kOwnSignalWait{500};
 
 using AttemptKey = std::pair<uint64_t, uint32_t>;
 
@@ -98,6 +103,10 @@ class Worker {
   void RunInline(zmq::socket_t& socket, const TaskDef& def, const TaskMsg& task,
                  const std::optional<zmq::message_t>& payload);
   bool SignalPending();
+  // Some of `done` failed by a SIGTERM this worker did not send while it is not draining:
+  // waits (at most kOwnSignalWait) for the worker's own signal and handles it, so that a
+  // drain hands those attempts back instead of reporting them as failures.
+  void AwaitOwnSignal(zmq::socket_t& socket, const std::vector<FinishedAttempt>& done);
   // A signal arrived during a session: SIGTERM to a worker whose coordinator takes LEAVE
   // starts a drain (false: the session goes on); anything else ends the session at once
   // (true), after a goodbye handing back every attempt when the coordinator takes LEAVE.
@@ -130,9 +139,10 @@ class Worker {
   // Largest output an attempt may return: the smaller of this worker's --max-message and
   // the coordinator's (WELCOME's "max"); 0 = none. Exec commands are stopped at it.
   uint64_t max_output_ = 0;
-  bool batches_ = false;   // this session's coordinator sends TASKS (so takes RESULTS)
-  bool leave_ok_ = false;  // this session's coordinator takes LEAVE (WELCOME's "leave")
-  bool draining_ = false;  // SIGTERM arrived: finishing what runs, taking nothing new
+  bool batches_ = false;    // this session's coordinator sends TASKS (so takes RESULTS)
+  bool leave_ok_ = false;   // this session's coordinator takes LEAVE (WELCOME's "leave")
+  bool draining_ = false;   // SIGTERM arrived: finishing what runs, taking nothing new
+  bool signalled_ = false;  // a signal read by AwaitOwnSignal that ends the session
   Clock::time_point drain_deadline_{};
   // Attempts on the runner whose RESULT was not sent (nor cancelled): what a drain waits
   // for, and what a goodbye hands back.
@@ -227,7 +237,24 @@ void Worker::Vet(FinishedAttempt& done) {
   }
 }
 
+void Worker::AwaitOwnSignal(zmq::socket_t& socket, const std::vector<FinishedAttempt>& done) {
+  if (draining_ || signalled_ || !leave_ok_) return;
+  bool killed = std::any_of(done.begin(), done.end(), [](const FinishedAttempt& d) {
+    return !d.result.ok && KilledBySignal(d.result.error, SIGTERM);
+  });
+  if (!killed) return;
+  pollfd p{signal_fd_, POLLIN, 0};
+  if (poll(&p, 1, static_cast<int>(kOwnSignalWait.count())) <= 0 || !SignalPending()) return;
+  // SIGTERM starts the drain; any other signal ends the session when the loop sees it.
+  if (signal_ == SIGTERM) {
+    OnSignal(socket, Clock::now());
+  } else {
+    signalled_ = true;
+  }
+}
+
 void Worker::SendFinished(zmq::socket_t& socket, std::vector<FinishedAttempt>& done) {
+  AwaitOwnSignal(socket, done);
   std::vector<AttemptKey> back;
   for (FinishedAttempt& d : done) {
     Vet(d);
@@ -426,7 +453,7 @@ SessionEnd Worker::Session() {
     bool async_done = runner_.Advance(items, now);
     // After Advance: a command that died of a SIGTERM sent to this worker first (Slurm
     // signals a step's processes in turn) then has its failure handed back by the drain.
-    if (SignalPending() && OnSignal(socket, now)) return SessionEnd::kSignal;
+    if ((signalled_ || SignalPending()) && OnSignal(socket, now)) return SessionEnd::kSignal;
     if (items[0].revents & ZMQ_POLLIN) {
       bool was_welcomed = welcomed_;
       for (;;) {

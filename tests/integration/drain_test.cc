@@ -8,6 +8,7 @@
 
 #include <nlohmann/json.hpp>
 #include <sstream>
+#include <thread>
 
 #include "tests/support/test_support.h"
 
@@ -132,6 +133,46 @@ TEST_F(DrainTest, CommandsSignalledWithTheWorkerAreHandedBackUncharged) {
   EXPECT_EQ(a->Wait(milliseconds(10000)), 128 + SIGTERM) << ReadFile(dir_.File("a.err"));
   EXPECT_NE(ReadFile(dir_.File("a.err")).find("failed while draining"), std::string::npos)
       << ReadFile(dir_.File("a.err"));
+  ExpectCompletedWithALeft(*coordinator);
+  EXPECT_EQ(b->Wait(milliseconds(10000)), 0);
+}
+
+TEST_F(DrainTest, CommandsSignalledJustBeforeTheWorkerAreHandedBackUncharged) {
+  // Slurm signals a step's processes in turn, sometimes the commands first: the worker has
+  // already reaped them when its own SIGTERM arrives. Their failures must wait for it.
+  // Commands a starts once those are killed (as after Slurm's signals) finish at once.
+  auto coordinator =
+      Coordinator("[ \"$FANOUT_WORKER\" = a ] && [ ! -e " + dir_.File("killed") +
+                  " ] && { echo $$ >> " + dir_.File("pids") + "; exec sleep 60; }; cat");
+  auto a = Worker("a");
+  WaitForStart("a");
+  auto b = Worker("b");
+  // Both of a's slots run a command.
+  std::vector<pid_t> commands;
+  auto deadline = std::chrono::steady_clock::now() + milliseconds(10000);
+  while (commands.size() < 2 && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(milliseconds(5));
+    commands.clear();
+    std::istringstream pids(ReadFile(dir_.File("pids")));
+    for (pid_t pid; pids >> pid;) commands.push_back(pid);
+  }
+  ASSERT_EQ(commands.size(), 2u);
+  WriteFile(dir_.File("killed"), "");
+  for (pid_t pid : commands) kill(pid, SIGTERM);
+  // Gone from /proc once the worker reaped it: the worker has seen a command die.
+  auto reaped = [&] {
+    for (pid_t pid : commands) {
+      if (kill(pid, 0) != 0) return true;
+    }
+    return false;
+  };
+  deadline = std::chrono::steady_clock::now() + milliseconds(10000);
+  while (!reaped() && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(milliseconds(1));
+  }
+  ASSERT_TRUE(reaped());
+  a->Signal(SIGTERM);
+  EXPECT_EQ(a->Wait(milliseconds(10000)), 128 + SIGTERM) << ReadFile(dir_.File("a.err"));
   ExpectCompletedWithALeft(*coordinator);
   EXPECT_EQ(b->Wait(milliseconds(10000)), 0);
 }
