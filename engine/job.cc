@@ -107,6 +107,18 @@ AttemptSpan PlannedJob::Span(const Telemetry& t, uint64_t chunk, uint32_t attemp
   return span;
 }
 
+std::string ExhaustedAttempts(const Scheduler& scheduler, uint64_t chunk, bool flags) {
+  uint32_t lost = 0, task = 0;
+  for (const AttemptFailure& f : scheduler.failures_of(chunk)) ++(f.lost ? lost : task);
+  const SchedulerOptions& o = scheduler.options();
+  if (o.crash_limit > 0 && lost >= o.crash_limit) {
+    return std::to_string(lost) + " workers lost under it, " +
+           (flags ? "--crash-limit " : "crash limit ") + std::to_string(o.crash_limit);
+  }
+  return std::to_string(task) + (task == 1 ? " failure" : " failures") + ", " +
+         (flags ? "--retries " : "retries ") + std::to_string(o.retries);
+}
+
 std::string LatestFailureNote(const Scheduler& scheduler, uint64_t chunk) {
   const auto& failures = scheduler.failures_of(chunk);
   if (failures.empty()) return "";
@@ -141,20 +153,6 @@ std::string AttemptList(const std::vector<uint32_t>& attempts) {
   return text;
 }
 
-// Why `chunk` ran out of attempts: its task failed more than --retries times, or its
-// workers were lost under it --crash-limit times.
-std::string Exhausted(const Scheduler& scheduler, uint64_t chunk) {
-  uint32_t lost = 0, task = 0;
-  for (const AttemptFailure& f : scheduler.failures_of(chunk)) ++(f.lost ? lost : task);
-  const SchedulerOptions& o = scheduler.options();
-  if (o.crash_limit > 0 && lost >= o.crash_limit) {
-    return std::to_string(lost) + " workers lost under it, --crash-limit " +
-           std::to_string(o.crash_limit);
-  }
-  return std::to_string(task) + (task == 1 ? " failure" : " failures") + ", --retries " +
-         std::to_string(o.retries);
-}
-
 // The lines explaining why `chunk` failed, most recent attempt first; each distinct reason
 // is printed once, with the other attempts that failed the same way.
 void PrintChunkFailure(const PlannedJob& job, const Scheduler& scheduler, const RunStats& stats,
@@ -179,7 +177,7 @@ void PrintChunkFailure(const PlannedJob& job, const Scheduler& scheduler, const 
     if (i + 1 == failures.size()) {
       std::fprintf(stderr, "%s%s failed on worker %s (attempt %u; %s): %s%s\n", lead,
                    job.Describe(chunk).c_str(), stats.WorkerName(f.worker).c_str(), f.attempt,
-                   Exhausted(scheduler, chunk).c_str(), f.reason.c_str(), also.c_str());
+                   ExhaustedAttempts(scheduler, chunk).c_str(), f.reason.c_str(), also.c_str());
     } else {
       std::fprintf(stderr, "  earlier: attempt %u on worker %s: %s%s\n", f.attempt,
                    stats.WorkerName(f.worker).c_str(), f.reason.c_str(), also.c_str());

@@ -131,6 +131,11 @@ class ResultSink {
 // deterministic failure's stderr tail is shown once, not once per retry).
 std::string LatestFailureNote(const Scheduler& scheduler, uint64_t chunk);
 
+// Why `chunk` ran out of attempts, for the CLI's report and the library's TaskError alike:
+// "2 failures, --retries 1" or "5 workers lost under it, --crash-limit 5" (with `flags`
+// false, the options as PoolOptions names them: "retries 1", "crash limit 5").
+std::string ExhaustedAttempts(const Scheduler& scheduler, uint64_t chunk, bool flags = true);
+
 // The number of cores (at least 1): the default worker and thread count.
 uint32_t DefaultJobs();
 

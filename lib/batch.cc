@@ -100,8 +100,8 @@ std::exception_ptr ChunkError(const BatchSpec& spec, const Scheduler& scheduler,
   std::string message = "chunk " + std::to_string(id) + " failed";
   if (!failures.empty()) {
     message += " on worker " + stats.WorkerName(failures.back().worker) + " (attempt " +
-               std::to_string(failures.back().attempt) + " of " + std::to_string(failures.size()) +
-               ")";
+               std::to_string(failures.back().attempt) + "; " +
+               ExhaustedAttempts(scheduler, chunk, /*flags=*/false) + ")";
   }
   return std::make_exception_ptr(TaskError(id, reason, message + ": " + reason));
 }

@@ -109,7 +109,8 @@ class FANOUT_API PoolOptions {
 };
 
 // A chunk failed every attempt.
-// what(): "chunk 3 failed on worker local-2 (attempt 3 of 3): REASON".
+// what(): "chunk 3 failed on worker local-2 (attempt 3; 3 failures, retries 2): REASON", or
+// "(attempt 6; 5 workers lost under it, crash limit 5)" when its workers kept dying.
 class FANOUT_API TaskError : public std::runtime_error {
  public:
   TaskError(uint64_t chunk, std::string reason, const std::string& message)

@@ -157,7 +157,8 @@ TEST_P(PoolModeTest, FailingChunkThrowsTaskErrorNamingIt) {
     EXPECT_EQ(e.chunk(), 2u);
     EXPECT_EQ(e.reason(), "found 'bad line'");
     EXPECT_NE(std::string(e.what()).find("chunk 2 failed"), std::string::npos) << e.what();
-    EXPECT_NE(std::string(e.what()).find("attempt 2 of 2"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("(attempt 2; 2 failures, retries 1)"), std::string::npos)
+        << e.what();
   }
 }
 
@@ -369,6 +370,22 @@ TEST(PoolTest, ACommandThatStopsReadingLeavesTheHostsSigpipeAlone) {
   struct sigaction after {};
   ASSERT_EQ(sigaction(SIGPIPE, nullptr, &after), 0);
   EXPECT_EQ(after.sa_handler, SIG_DFL) << "the library changed SIGPIPE's disposition";
+}
+
+TEST(PoolTest, WorkersCutOffUnderEveryAttemptAreAnExceptionAndThePoolWorksOn) {
+  // Each attempt's command kills its worker process, cutting the coordinator's connection to
+  // it mid-job: after the crash limit the call throws, and this process uses the pool on.
+  PoolOptions o = Options(PoolMode::kProcesses);
+  o.worker_binary(WorkerBin()).workers(2);
+  Pool pool(o);
+  try {
+    pool.map("exec", {"a\n", "b\n"}, {"sh", "-c", "kill -9 $PPID"});
+    ADD_FAILURE() << "no exception";
+  } catch (const fanout::TaskError& e) {
+    EXPECT_NE(std::string(e.what()).find("workers lost under it, crash limit 5"), std::string::npos)
+        << e.what();
+  }
+  EXPECT_EQ(pool.map("exec", {"a\n", "b\n"}, {"cat"}), (std::vector<std::string>{"a\n", "b\n"}));
 }
 
 TEST(PoolTest, CustomWorkerBinaryRunsItsOwnTasks) {
