@@ -1,6 +1,5 @@
 #include "worker/worker_loop.h"
 
-#include <poll.h>
 #include <signal.h>
 #include <spdlog/spdlog.h>
 #include <sys/signalfd.h>
@@ -243,8 +242,7 @@ void Worker::AwaitOwnSignal(zmq::socket_t& socket, const std::vector<FinishedAtt
     return !d.result.ok && KilledBySignal(d.result.error, SIGTERM);
   });
   if (!killed) return;
-  pollfd p{signal_fd_, POLLIN, 0};
-  if (poll(&p, 1, static_cast<int>(kOwnSignalWait.count())) <= 0 || !SignalPending()) return;
+  if (BackOff(kOwnSignalWait)) return;  // no signal came
   // SIGTERM starts the drain; any other signal ends the session when the loop sees it.
   if (signal_ == SIGTERM) {
     OnSignal(socket, Clock::now());
