@@ -31,8 +31,6 @@ void Note(int sig) {
   [[maybe_unused]] ssize_t n = write(g_pipe[1], &byte, 1);
 }
 
-void OnSignal(int sig) { Note(sig); }
-
 }  // namespace
 
 void Interrupt::Install() {
@@ -42,7 +40,7 @@ void Interrupt::Install() {
     sigset_t set;
     sigemptyset(&set);
     struct sigaction sa {};
-    sa.sa_handler = OnSignal;
+    sa.sa_handler = Note;
     sigemptyset(&sa.sa_mask);
     sa.sa_flags = SA_RESTART;
     // SIGHUP: the terminal went away: stop as for SIGTERM.
