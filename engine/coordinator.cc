@@ -34,21 +34,53 @@ std::string NewJobId() {
   return buf;
 }
 
+// The job a loop points at between jobs: no chunks, nothing to run.
+struct EventLoop::IdleJob : ChunkObserver {
+  explicit IdleJob(const JobConfig& config)
+      : task{"", "", "", nullptr, nullptr, nullptr, nullptr},
+        job{config, task, JobInput::FromBuffer(""), {}, {}},
+        scheduler(0, config.scheduler),
+        sink(job, scheduler, *this, stats) {}
+  Status OnAccepted(uint64_t, Blob) override { return Status::Ok(); }
+  Status OnFailed(uint64_t) override { return Status::Ok(); }
+  TaskDef task;
+  PlannedJob job;
+  Scheduler scheduler;
+  RunStats stats;
+  ResultSink sink;
+};
+
+EventLoop::EventLoop(const JobConfig& config, uint32_t workers, bool warm, int wake_fd)
+    : fleet_(config),
+      max_local_(workers),
+      warm_(warm),
+      wake_fd_(wake_fd),
+      idle_(std::make_unique<IdleJob>(config)),
+      heartbeat_(config.heartbeat),
+      max_respawns_(config.max_respawns >= 0 ? static_cast<uint64_t>(config.max_respawns)
+                                             : UINT64_MAX),
+      no_progress_deaths_(std::max<uint64_t>(
+          2ull * workers, 2ull * std::max<uint32_t>(config.scheduler.crash_limit, 1))) {
+  BeginJob(idle_->job, idle_->scheduler, idle_->sink, idle_->stats);
+}
+
+EventLoop::~EventLoop() = default;
+
 // With CURVE, starts the ZAP handler and gives local workers a throwaway key pair that it
 // admits, passed as certificate files in the private directory. Returns their extra flags.
 Result<std::vector<std::string>> EventLoop::StartCurve(SocketSecurity& security) {
-  if (!config_.curve_server) return std::vector<std::string>{};
+  if (!config_->curve_server) return std::vector<std::string>{};
   auto local = GenerateCurveKeyPair();
   if (!local.ok()) return local.status();
-  std::set<std::string> allowed(config_.authorized_keys.begin(), config_.authorized_keys.end());
+  std::set<std::string> allowed(config_->authorized_keys.begin(), config_->authorized_keys.end());
   allowed.insert(local->public_key);
   auto zap = ZapAuthenticator::Start(context_, std::move(allowed));
   if (!zap.ok()) return zap.status();
   zap_ = std::move(zap).value();
-  security.curve_server = *config_.curve_server;
+  security.curve_server = *config_->curve_server;
   std::string server_cert = dir_.path() + "/coordinator.key";
   std::string local_cert = dir_.path() + "/local-worker.key";
-  Status s = WriteCurveCertificates(server_cert, {config_.curve_server->public_key, ""});
+  Status s = WriteCurveCertificates(server_cert, {config_->curve_server->public_key, ""});
   if (s.ok()) s = WriteCurveCertificates(local_cert, *local);
   if (!s.ok()) return s;
   return std::vector<std::string>{"--curve-server-key", server_cert, "--curve-secret",
@@ -57,10 +89,10 @@ Result<std::vector<std::string>> EventLoop::StartCurve(SocketSecurity& security)
 
 Status EventLoop::Start() {
   if (dir_.path().empty()) return Status::Error("cannot create a private temporary directory");
-  std::string endpoint = config_.listen;
+  std::string endpoint = fleet_.listen;
   if (endpoint.empty()) endpoint = "ipc://" + dir_.path() + "/coordinator.sock";
   SocketSecurity security;
-  security.max_message = config_.max_message;
+  security.max_message = fleet_.max_message;
   auto curve_flags = StartCurve(security);
   if (!curve_flags.ok()) return curve_flags.status();
   auto router = MakeRouter(context_, endpoint, security);
@@ -68,7 +100,7 @@ Status EventLoop::Start() {
   router_.emplace(std::move(router).value());
   endpoint = LastEndpoint(*router_);
   std::string local_endpoint = endpoint;
-  if (!config_.listen.empty()) {
+  if (!fleet_.listen.empty()) {
     // Our own workers connect over ipc in the private directory, never over the listening
     // endpoint (with --insecure TCP that would be unauthenticated).
     local_endpoint = "ipc://" + dir_.path() + "/coordinator.sock";
@@ -77,10 +109,10 @@ Status EventLoop::Start() {
     } catch (const zmq::error_t& e) {
       return Status::Error("cannot listen on " + local_endpoint + ": " + e.what());
     }
-    if (local_workers_ == 0) {
+    if (max_local_ == 0) {
       spdlog::warn("waiting for workers: fanout-worker --connect {}{}",
                    ConnectableEndpoint(endpoint),
-                   config_.curve_server           ? " --curve-server-key SERVER_PUBLIC_CERT "
+                   fleet_.curve_server            ? " --curve-server-key SERVER_PUBLIC_CERT "
                                                     "--curve-secret WORKER_secret"
                    : EndpointNeedsCurve(endpoint) ? " --insecure"
                                                   : "");
@@ -88,54 +120,112 @@ Status EventLoop::Start() {
       spdlog::info("listening on {} for more workers", ConnectableEndpoint(endpoint));
     }
   }
-  auto bin = FindWorkerBinary(config_.worker_bin);
+  auto bin = FindWorkerBinary(fleet_.worker_bin);
   if (!bin.ok()) return bin.status();
   std::vector<std::string> flags = {"--once",
                                     "--slots",
-                                    std::to_string(config_.local_slots),
+                                    std::to_string(fleet_.local_slots),
                                     "--heartbeat",
                                     std::to_string(heartbeat_.count()) + "ms",
                                     "--max-message",
-                                    std::to_string(config_.max_message)};
+                                    std::to_string(fleet_.max_message)};
   flags.insert(flags.end(), curve_flags->begin(), curve_flags->end());
-  flags.insert(flags.end(), config_.worker_args.begin(), config_.worker_args.end());
-  launcher_.emplace(*bin, local_endpoint, std::move(flags), config_.adopt_orphans);
-  if (Status s = StartLocalInput(); !s.ok()) return s;
-  // No more local workers than can have work (each takes --slots chunks at once), unless
-  // --min-workers needs them; they start from the loop (SpawnSome).
-  uint64_t useful = (scheduler_.queued() + config_.local_slots - 1) / config_.local_slots;
-  if (config_.listen.empty()) useful = std::max<uint64_t>(useful, config_.min_workers);
-  local_workers_ =
-      static_cast<uint32_t>(std::min<uint64_t>(local_workers_, std::max<uint64_t>(useful, 1)));
-  to_spawn_ = local_workers_;
-  stats_.workers = local_workers_;
-  next_heartbeat_ = Clock::now() + heartbeat_;
-  return Status::Ok();
-}
-
-Status EventLoop::StartLocalInput() {
-  input_path_ = config_.local_input_by_ref ? LocalInputPath(job_.input) : "";
+  flags.insert(flags.end(), fleet_.worker_args.begin(), fleet_.worker_args.end());
+  launcher_.emplace(*bin, local_endpoint, std::move(flags), fleet_.adopt_orphans);
   auto token = NewLocalToken();
   if (!token.ok()) return token.status();
   local_token_ = *token;
   launcher_->SetLocalToken(local_token_);
+  next_heartbeat_ = Clock::now() + heartbeat_;
   return Status::Ok();
+}
+
+void EventLoop::BeginJob(const PlannedJob& job, Scheduler& scheduler, ResultSink& sink,
+                         RunStats& stats) {
+  job_ = &job;
+  config_ = &job.config;
+  scheduler_ = &scheduler;
+  dispatcher_.emplace(scheduler);
+  sink_ = &sink;
+  stats_ = &stats;
+  if (&job == &idle_->job) return;
+  started_ = Clock::now();
+  error_.clear();
+  dispatching_ = false;
+  stranded_since_.reset();
+  joined_.clear();
+  // Each job gets a fresh respawn budget: a job that killed its workers does not doom the
+  // next one.
+  respawns_used_ = 0;
+  consecutive_deaths_ = 0;
+  // A warm loop's workers said HELLO before this job's input existed: none maps it.
+  input_path_ = config_->local_input_by_ref && !warm_ ? LocalInputPath(job.input) : "";
+  // No more local workers than can have work (each takes --slots chunks at once), unless
+  // --min-workers needs them; they start from the loop (SpawnSome). A warm loop keeps
+  // those it has.
+  uint32_t slots = std::max<uint32_t>(config_->local_slots, 1);
+  uint64_t useful = (scheduler.queued() + slots - 1) / slots;
+  if (config_->listen.empty()) useful = std::max<uint64_t>(useful, config_->min_workers);
+  auto want = static_cast<uint32_t>(std::min<uint64_t>(max_local_, std::max<uint64_t>(useful, 1)));
+  // Workers lost for good (respawns spent in an earlier job) are started again.
+  uint64_t have = launcher_ ? launcher_->alive() + to_spawn_ : to_spawn_;
+  if (want > local_workers_) local_workers_ = want;
+  if (have < local_workers_) to_spawn_ += static_cast<uint32_t>(local_workers_ - have);
+  stats.workers = local_workers_;
+  for (auto& [id, peer] : peers_) {
+    JoinJob(peer);
+    if (!peer.local && peer.in_job) ++stats.workers;
+  }
+}
+
+void EventLoop::JoinJob(Peer& peer) {
+  peer.in_job = false;
+  if (job_ == &idle_->job) return;
+  if (std::find(peer.tasks.begin(), peer.tasks.end(), config_->task) == peer.tasks.end()) {
+    // Local workers all run the same program: none of them will ever have the task.
+    if (peer.local && config_->listen.empty()) {
+      Note(Status::Error("local worker " + peer.name + " does not provide task '" + config_->task +
+                         "'"));
+    }
+    return;
+  }
+  peer.in_job = true;
+  stats_->telemetry.SetWorker(peer.index, {peer.name, peer.host, peer.slots});
+  scheduler_->AddWorker(peer.index, peer.slots, peer.slots + kMaxPrefetch, peer.starts);
+  stats_->telemetry.workers_running = static_cast<uint32_t>(peers_.size());
+}
+
+void EventLoop::EndJob() {
+  while (!in_flight_.empty()) {
+    auto [chunk, attempt] = in_flight_.begin()->first;
+    // A warm loop's workers stay: what they still run of this job is cancelled (their
+    // results, should they come, are an earlier job's and dropped: ToJob).
+    if (Peer* peer = warm_ ? FindPeer(in_flight_.begin()->second.first) : nullptr) {
+      SendTo(*router_, peer->id, Cancel{chunk + wire_base_, attempt});
+    }
+    EndAttempt(chunk, attempt, "abandoned: the job ended");
+  }
+  rejects_.Flush();
+  if (dispatcher_->steals() > 0)
+    spdlog::debug("{} attempts taken back by idle workers", dispatcher_->steals());
+  wire_base_ += job_->chunks.size();
+  BeginJob(idle_->job, idle_->scheduler, idle_->sink, idle_->stats);
 }
 
 Clock::time_point EventLoop::NextWakeup(Clock::time_point now) const {
   Clock::time_point wake = next_heartbeat_;
-  auto limit = heartbeat_ * config_.liveness;
+  auto limit = heartbeat_ * config_->liveness;
   for (const auto& [id, peer] : peers_) wake = std::min(wake, peer.last_seen + limit);
-  if (auto d = scheduler_.NextDeadline()) wake = std::min(wake, *d);
+  if (auto d = scheduler_->NextDeadline()) wake = std::min(wake, *d);
   if (respawn_at_) wake = std::min(wake, *respawn_at_);
   if (to_spawn_ > 0) wake = now;
   for (const auto& [pid, since] : unjoined_) wake = std::min(wake, since + kJoinGrace);
   if (stranded_since_) {
-    auto wait = config_.wait_timeout.count() > 0 ? config_.wait_timeout : kDefaultStrandedWait;
+    auto wait = config_->wait_timeout.count() > 0 ? config_->wait_timeout : kDefaultStrandedWait;
     wake = std::min(wake, *stranded_since_ + wait);
   }
-  if (config_.wait_timeout.count() > 0 && now < started_ + config_.wait_timeout) {
-    wake = std::min(wake, started_ + config_.wait_timeout);
+  if (config_->wait_timeout.count() > 0 && now < started_ + config_->wait_timeout) {
+    wake = std::min(wake, started_ + config_->wait_timeout);
   }
   return std::max(wake, now);
 }
@@ -153,7 +243,7 @@ void EventLoop::Step(Clock::time_point now, const std::vector<zmq::pollitem_t>& 
         break;
       }
       if (auto* bad = std::get_if<Rejected>(&got)) {
-        ++stats_.rejected_messages;
+        ++stats_->rejected_messages;
         rejects_.Warn("malformed message", "dropped a malformed message: " + bad->reason);
         if (auto it = peers_.find(bad->peer); it != peers_.end()) it->second.last_seen = now;
         continue;
@@ -161,12 +251,12 @@ void EventLoop::Step(Clock::time_point now, const std::vector<zmq::pollitem_t>& 
       OnMessage(std::get<Envelope>(got), now);
     }
   }
-  for (size_t i = 2; i < items.size(); ++i) {
+  for (size_t i = 3; i < items.size(); ++i) {
     if (items[i].revents == 0) continue;
     if (auto exit = launcher_->Reap(items[i].fd)) OnChildExit(*exit, now);
   }
-  SendCancels(scheduler_.ExpireAttempts(now), "timed out");
-  Note(sink_.SyncFailures());
+  SendCancels(scheduler_->ExpireAttempts(now), "timed out");
+  Note(sink_->SyncFailures());
   rejects_.Tick();
   if (drained) {
     CheckLiveness(now);
@@ -178,56 +268,67 @@ void EventLoop::Step(Clock::time_point now, const std::vector<zmq::pollitem_t>& 
     for (const auto& [id, peer] : peers_) SendTo(*router_, id, Heartbeat{});
     next_heartbeat_ = now + heartbeat_;
   }
+  FillAll(now);
+  Note(sink_->Flush());
+}
+
+void EventLoop::FillAll(Clock::time_point now) {
   std::vector<std::string> ids;
   for (const auto& [id, peer] : peers_) ids.push_back(id);
   for (const auto& id : ids) {
     if (auto it = peers_.find(id); it != peers_.end()) Fill(it->second, now);  // may drop it
   }
-  Note(sink_.Flush());
 }
 
-ModeResult EventLoop::Run() {
-  if (Status s = Start(); !s.ok()) return ModeResult::Failed(s.message());
-  ModeResult result = ModeResult::Completed();
-  while (!scheduler_.Finished() && !scheduler_.Aborted()) {
-    if (!error_.empty()) {
-      result = ModeResult::Failed(error_);
-      break;
-    }
-    if (Interrupt::Requested()) {
-      result = ModeResult::Interrupted();
-      break;
-    }
-    if (std::string why = WaitExpired(Clock::now()); !why.empty()) {
-      result = ModeResult::Failed(why);
-      break;
-    }
-    if (std::string why = Stranded(Clock::now()); !why.empty()) {
-      result = ModeResult::Failed(why);
-      break;
-    }
-    if (peers_.empty() && launcher_->alive() == 0 && !respawn_at_ && to_spawn_ == 0 &&
-        config_.listen.empty()) {
-      result = ModeResult::Failed("no worker left (" + last_loss_ + "; " + RespawnsEnded() + ")");
-      break;
-    }
+ModeResult EventLoop::Loop(const std::function<std::optional<ModeResult>()>& stop) {
+  for (;;) {
+    if (auto result = stop()) return *result;
     std::vector<zmq::pollitem_t> items;
     items.push_back({router_->handle(), 0, ZMQ_POLLIN, 0});
     items.push_back(
         {nullptr, Interrupt::fd(), static_cast<short>(Interrupt::fd() >= 0 ? ZMQ_POLLIN : 0), 0});
+    items.push_back({nullptr, wake_fd_, static_cast<short>(wake_fd_ >= 0 ? ZMQ_POLLIN : 0), 0});
     for (int fd : launcher_->fds()) items.push_back({nullptr, fd, ZMQ_POLLIN, 0});
     auto now = Clock::now();
     auto wait = std::chrono::duration_cast<milliseconds>(NextWakeup(now) - now) + milliseconds(1);
     PollOnce(items.data(), items.size(), wait);
     Step(Clock::now(), items);
   }
+}
+
+ModeResult EventLoop::RunJob(const PlannedJob& job, Scheduler& scheduler, ResultSink& sink,
+                             RunStats& stats) {
+  BeginJob(job, scheduler, sink, stats);
+  FillAll(Clock::now());  // a warm loop's workers are there already: work goes out now
+  ModeResult result = Loop([&]() -> std::optional<ModeResult> {
+    if (scheduler_->Finished() || scheduler_->Aborted()) return ModeResult::Completed();
+    if (!error_.empty()) return ModeResult::Failed(error_);
+    if (Interrupt::Requested()) return ModeResult::Interrupted();
+    if (std::string why = WaitExpired(Clock::now()); !why.empty()) return ModeResult::Failed(why);
+    if (std::string why = Stranded(Clock::now()); !why.empty()) return ModeResult::Failed(why);
+    if (peers_.empty() && launcher_->alive() == 0 && !respawn_at_ && to_spawn_ == 0 &&
+        config_->listen.empty()) {
+      return ModeResult::Failed("no worker left (" + last_loss_ + "; " + RespawnsEnded() + ")");
+    }
+    return std::nullopt;
+  });
   if (!error_.empty() && result.kind == ModeResult::Kind::kCompleted) {
     result = ModeResult::Failed(error_);
   }
-  while (!in_flight_.empty()) {
-    auto [chunk, attempt] = in_flight_.begin()->first;
-    EndAttempt(chunk, attempt, "abandoned: the job ended");
-  }
+  EndJob();
+  if (!warm_) Stop();
+  return result;
+}
+
+void EventLoop::Idle(const std::function<bool()>& done) {
+  Loop([&]() -> std::optional<ModeResult> {
+    if (done()) return ModeResult::Completed();
+    return std::nullopt;
+  });
+}
+
+void EventLoop::Stop() {
+  if (!launcher_) return;
   // Welcomed workers are told to stop; ones still starting up are stopped by signal.
   std::vector<pid_t> told;
   for (const auto& [id, peer] : peers_) {
@@ -237,9 +338,6 @@ ModeResult EventLoop::Run() {
   launcher_->SignalAllExcept(told, SIGTERM);
   launcher_->StopAll(milliseconds(2000));
   rejects_.Flush();
-  if (dispatcher_.steals() > 0)
-    spdlog::debug("{} attempts taken back by idle workers", dispatcher_.steals());
-  return result;
 }
 
 }  // namespace fanout::internal
@@ -248,8 +346,9 @@ namespace fanout {
 
 ModeResult RunProcesses(const PlannedJob& job, uint32_t workers, Scheduler& scheduler,
                         ResultSink& sink, RunStats& stats) {
-  internal::EventLoop loop(job, workers, scheduler, sink, stats);
-  return loop.Run();
+  internal::EventLoop loop(job.config, workers);
+  if (Status s = loop.Start(); !s.ok()) return ModeResult::Failed(s.message());
+  return loop.RunJob(job, scheduler, sink, stats);
 }
 
 }  // namespace fanout

@@ -15,22 +15,25 @@
 namespace fanout::internal {
 
 bool EventLoop::Dispatching() {
-  if (!dispatching_ && peers_.size() >= std::max<uint32_t>(config_.min_workers, 1)) {
+  if (dispatching_) return true;
+  size_t in_job =
+      std::count_if(peers_.begin(), peers_.end(), [](const auto& p) { return p.second.in_job; });
+  if (in_job >= std::max<uint32_t>(config_->min_workers, 1)) {
     dispatching_ = true;
-    if (config_.min_workers > 1) spdlog::info("{} workers joined; dispatching", peers_.size());
+    if (config_->min_workers > 1) spdlog::info("{} workers joined; dispatching", in_job);
   }
   return dispatching_;
 }
 
 std::string EventLoop::WaitExpired(Clock::time_point now) const {
-  if (config_.wait_timeout.count() <= 0 || now - started_ < config_.wait_timeout) return "";
-  if (!dispatching_ && config_.min_workers > 0) {
-    return "only " + std::to_string(peers_.size()) + " of " + std::to_string(config_.min_workers) +
-           " workers joined within " + std::to_string(config_.wait_timeout.count()) +
+  if (config_->wait_timeout.count() <= 0 || now - started_ < config_->wait_timeout) return "";
+  if (!dispatching_ && config_->min_workers > 0) {
+    return "only " + std::to_string(peers_.size()) + " of " + std::to_string(config_->min_workers) +
+           " workers joined within " + std::to_string(config_->wait_timeout.count()) +
            " ms (--min-workers, --wait-timeout)";
   }
   if (peers_.empty() && launcher_->alive() == 0 && to_spawn_ == 0 && next_index_ == 0) {
-    return "no worker joined within " + std::to_string(config_.wait_timeout.count()) +
+    return "no worker joined within " + std::to_string(config_->wait_timeout.count()) +
            " ms (--wait-timeout)";
   }
   return "";
@@ -41,40 +44,42 @@ uint64_t EventLoop::IdleSlotsElsewhere(const Peer& self) const {
   size_t local_joined = 0;
   for (const auto& [id, p] : peers_) {
     if (p.local) ++local_joined;
-    if (&p == &self || scheduler_.Draining(p.index)) continue;  // a leaving one takes nothing
-    uint32_t live = scheduler_.live_attempts(p.index);
+    // A leaving one takes nothing, nor one without the job's task.
+    if (&p == &self || !p.in_job || scheduler_->Draining(p.index)) continue;
+    uint32_t live = scheduler_->live_attempts(p.index);
     if (live < p.slots) idle += p.slots - live;
   }
   // Local workers started but not joined, and those still to start, each with its slots:
   // the first to join must not take the work of those about to.
   uint64_t pending = to_spawn_;
   if (launcher_ && launcher_->alive() > local_joined) pending += launcher_->alive() - local_joined;
-  return idle + pending * std::max<uint32_t>(config_.local_slots, 1);
+  return idle + pending * std::max<uint32_t>(config_->local_slots, 1);
 }
 
 bool EventLoop::Batchable(const Peer& peer, uint64_t chunk) {
-  const ChunkSpec& spec = job_.chunks[chunk];
-  return peer.batch > 1 && dispatcher_.Batching() && !spec.range &&
-         spec.bytes() + job_.header.size() <= kBatchChunkBytes;
+  const ChunkSpec& spec = job_->chunks[chunk];
+  return peer.batch > 1 && dispatcher_->Batching() && !spec.range &&
+         spec.bytes() + job_->header.size() <= kBatchChunkBytes;
 }
 
 bool EventLoop::SendTask(const Peer& peer, const Assignment& a) {
-  const ChunkSpec& chunk = job_.chunks[a.chunk];
-  TaskMsg msg{job_id_, a.chunk, a.attempt, config_.task, config_.args, chunk.range, chunk.records};
+  const ChunkSpec& chunk = job_->chunks[a.chunk];
+  TaskMsg msg{job_id_,       a.chunk + wire_base_, a.attempt,    config_->task,
+              config_->args, chunk.range,          chunk.records};
   // By reference: offsets into the input file, which the worker maps (the header is the
   // file's first bytes). Else the bytes are read into the frame here (CopyOut): a frame
   // pointing into the mapping would be read by ZeroMQ's I/O threads, which block every
   // signal, so a truncated input would kill the coordinator there (SIGBUS, or EFAULT and
   // an assertion).
   bool by_ref = peer.by_ref && !chunk.range;
-  if (by_ref) msg.slice = FileSlice{chunk.begin, chunk.bytes(), job_.header.size()};
+  if (by_ref) msg.slice = FileSlice{chunk.begin, chunk.bytes(), job_->header.size()};
   zmq::message_t payload;
   if (!by_ref && !chunk.range) {
-    const std::string_view header = job_.header;
+    const std::string_view header = job_->header;
     payload.rebuild(header.size() + chunk.bytes());
     char* to = static_cast<char*>(payload.data());
     std::copy(header.begin(), header.end(), to);
-    job_.input.CopyOut(chunk.begin, chunk.bytes(), to + header.size());
+    job_->input.CopyOut(chunk.begin, chunk.bytes(), to + header.size());
   }
   return SendTo(*router_, peer.id, msg, chunk.range || by_ref ? nullptr : &payload);
 }
@@ -86,6 +91,7 @@ bool EventLoop::SendBatch(const Peer& peer, PendingBatch& batch) {
     sent = SendTask(peer, Assignment{msg.chunks[0], msg.attempts[0], false});
   } else if (!msg.chunks.empty()) {
     // Short chunks are copied into one frame: a copy of a few KiB costs less than a frame.
+    for (uint64_t& chunk : msg.chunks) chunk += wire_base_;
     zmq::message_t payload(batch.total);
     char* to = static_cast<char*>(payload.data());
     for (std::string_view b : batch.bytes) to = std::copy(b.begin(), b.end(), to);
@@ -101,17 +107,17 @@ bool EventLoop::SendBatch(const Peer& peer, PendingBatch& batch) {
 }
 
 void EventLoop::Fill(Peer& peer, Clock::time_point now) {
-  if (!Dispatching()) return;
+  if (!peer.in_job || !Dispatching()) return;
   PendingBatch batch;
   batch.msg.job_id = job_id_;
-  batch.msg.task = config_.task;
-  batch.msg.args = config_.args;
+  batch.msg.task = config_->task;
+  batch.msg.args = config_->args;
   std::string header_storage;
   std::deque<std::string> storage;  // --header: each batched chunk's header + bytes (stable)
   bool reachable = true;
   auto idle_elsewhere = [&] { return IdleSlotsElsewhere(peer); };
   while (error_.empty() && reachable) {
-    auto d = dispatcher_.Next(peer.index, peer.slots, now, idle_elsewhere);
+    auto d = dispatcher_->Next(peer.index, peer.slots, now, idle_elsewhere);
     if (!d) break;
     const Assignment* a = &d->assignment;
     if (d->stolen_from) {
@@ -122,21 +128,21 @@ void EventLoop::Fill(Peer& peer, Clock::time_point now) {
       if (Peer* victim = FindPeer(from.worker)) {
         spdlog::debug("chunk {} attempt {} taken back from {} for {}", from.chunk, from.attempt,
                       victim->name, peer.name);
-        SendTo(*router_, victim->id, Cancel{from.chunk, from.attempt});
+        SendTo(*router_, victim->id, Cancel{from.chunk + wire_base_, from.attempt});
       }
     }
     spdlog::debug("chunk {} attempt {}{} -> {}", a->chunk, a->attempt,
                   a->speculative ? " (speculative)" : "", peer.name);
-    in_flight_[{a->chunk, a->attempt}] = {peer.index, stats_.telemetry.Now()};
+    in_flight_[{a->chunk, a->attempt}] = {peer.index, stats_->telemetry.Now()};
     if (!Batchable(peer, a->chunk)) {
       reachable = SendBatch(peer, batch) && SendTask(peer, *a);
       continue;
     }
-    std::string_view bytes = job_.Payload(a->chunk, header_storage);
-    if (!job_.header.empty()) bytes = storage.emplace_back(bytes);
+    std::string_view bytes = job_->Payload(a->chunk, header_storage);
+    if (!job_->header.empty()) bytes = storage.emplace_back(bytes);
     batch.msg.chunks.push_back(a->chunk);
     batch.msg.attempts.push_back(a->attempt);
-    batch.msg.records.push_back(job_.chunks[a->chunk].records);
+    batch.msg.records.push_back(job_->chunks[a->chunk].records);
     batch.msg.bytes.push_back(bytes.size());
     batch.bytes.push_back(bytes);
     batch.total += bytes.size();

@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -57,22 +58,24 @@ std::string NewJobId();
 
 class EventLoop {
  public:
-  EventLoop(const PlannedJob& job, uint32_t workers, Scheduler& scheduler, ResultSink& sink,
-            RunStats& stats)
-      : job_(job),
-        config_(job.config),
-        local_workers_(workers),
-        scheduler_(scheduler),
-        dispatcher_(scheduler),
-        sink_(sink),
-        stats_(stats),
-        heartbeat_(config_.heartbeat),
-        max_respawns_(config_.max_respawns >= 0 ? static_cast<uint64_t>(config_.max_respawns)
-                                                : UINT64_MAX),
-        no_progress_deaths_(std::max<uint64_t>(
-            2ull * workers, 2ull * std::max<uint32_t>(config_.scheduler.crash_limit, 1))) {}
+  // `config` holds what every job of this loop shares (endpoints, security, local workers'
+  // flags, heartbeat); it must outlive the loop. At most `workers` local workers are
+  // started; each job starts as many more as it has work for. `warm`: the workers stay
+  // across jobs (RunJob may be called again; Stop ends them); else RunJob's end stops them.
+  // `wake_fd` (-1: none) is polled with the socket, so another thread can end Idle.
+  EventLoop(const JobConfig& config, uint32_t workers, bool warm = false, int wake_fd = -1);
+  ~EventLoop();
 
-  ModeResult Run();
+  // Binds the socket and prepares the local workers' launcher. Call once, first.
+  Status Start();
+  // Runs one job until its scheduler finishes or aborts, it is interrupted or it fails.
+  // The job's objects must outlive the call.
+  ModeResult RunJob(const PlannedJob& job, Scheduler& scheduler, ResultSink& sink, RunStats& stats);
+  // Between jobs of a warm loop: serves the workers (heartbeats, liveness, respawns) until
+  // `done` (checked after every wake-up, e.g. by wake_fd) returns true.
+  void Idle(const std::function<bool()>& done);
+  // Tells every worker to stop and stops the local ones. RunJob does it itself unless warm.
+  void Stop();
 
  private:
   // A connected, welcomed worker.
@@ -88,6 +91,12 @@ class EventLoop {
     // ever signalled, and only through the launcher's pidfd.
     bool local = false;
     bool by_ref = false;  // local and the input is a file: TASKs carry file slices
+    bool starts = false;  // it sends STARTED (HELLO)
+    // Whether the current job's task is among the peer's (a warm loop's workers may lack
+    // a later job's task: they stay, idle, for the jobs that have theirs).
+    bool in_job = false;
+    std::string host;
+    std::vector<std::string> tasks;  // what it provides (HELLO)
     Clock::time_point last_seen;
   };
 
@@ -98,10 +107,25 @@ class EventLoop {
     size_t total = 0;
   };
 
-  Status Start();
-  // The per-run token for the workers we start (their proof of being ours) and, with
-  // --local-input ref, the input's path for them.
-  Status StartLocalInput();
+  // Points the loop at a job (the idle job between jobs): its peers join its scheduler,
+  // and local workers are started up to what it has work for.
+  void BeginJob(const PlannedJob& job, Scheduler& scheduler, ResultSink& sink, RunStats& stats);
+  // Adds a welcomed peer to the current job if it provides the job's task.
+  void JoinJob(Peer& peer);
+  // Ends the current job: attempts still out are ended (and CANCELled on a warm loop, whose
+  // workers stay) and the loop points at the idle job again.
+  void EndJob();
+  // Chunk ids on the wire are the job's own plus wire_base_ (each job of a warm loop starts
+  // where the last one ended, so a late RESULT of an earlier job can never be taken for one
+  // of this job). False for an id below this job's: a late word about an earlier job.
+  bool ToJob(uint64_t& chunk) const {
+    if (chunk < wire_base_) return false;
+    chunk -= wire_base_;
+    return true;
+  }
+  // The poll loop shared by RunJob and Idle: `stop` (checked before each wait) returns
+  // whether and how to end.
+  ModeResult Loop(const std::function<std::optional<ModeResult>()>& stop);
   Result<std::vector<std::string>> StartCurve(SocketSecurity& security);
   void Step(Clock::time_point now, const std::vector<zmq::pollitem_t>& items);
   Clock::time_point NextWakeup(Clock::time_point now) const;
@@ -128,6 +152,7 @@ class EventLoop {
   void CheckLiveness(Clock::time_point now);
   void SendCancels(const std::vector<CancelOrder>& orders, const std::string& why);
   void Fill(Peer& peer, Clock::time_point now);
+  void FillAll(Clock::time_point now);
   // Whether chunk `chunk` may go to `peer` in a TASKS batch.
   bool Batchable(const Peer& peer, uint64_t chunk);
   // Sends one attempt as a TASK; false if the peer is unreachable.
@@ -149,13 +174,24 @@ class EventLoop {
   }
   Peer* FindPeer(WorkerIndex index);
 
-  const PlannedJob& job_;
-  const JobConfig& config_;
-  uint32_t local_workers_;
-  Scheduler& scheduler_;
-  Dispatcher dispatcher_;  // when attempts go out (prefetch, stealing): dispatch_policy.h
-  ResultSink& sink_;
-  RunStats& stats_;
+  const JobConfig& fleet_;    // what every job shares (Start reads it)
+  const uint32_t max_local_;  // local workers to start at most
+  const bool warm_;
+  const int wake_fd_;
+  uint32_t local_workers_ = 0;  // local workers wanted so far (up to max_local_)
+
+  // Between jobs the loop runs an idle job with no chunks, so that every path below has
+  // a scheduler, sink and stats to talk to.
+  struct IdleJob;
+  std::unique_ptr<IdleJob> idle_;
+  // The current job (or the idle one).
+  const PlannedJob* job_ = nullptr;
+  const JobConfig* config_ = nullptr;
+  Scheduler* scheduler_ = nullptr;
+  std::optional<Dispatcher> dispatcher_;  // when attempts go out (prefetch, stealing)
+  ResultSink* sink_ = nullptr;
+  RunStats* stats_ = nullptr;
+  uint64_t wire_base_ = 0;  // ToJob
   milliseconds heartbeat_;
   uint64_t max_respawns_;  // --max-respawns, or no cap
   // Local workers stop being replaced once this many died in a row with no chunk accepted
@@ -196,7 +232,7 @@ class EventLoop {
   std::string error_;        // a fatal write error
   RateLimitedWarn rejects_;  // warnings about rejected messages and peers, per reason
   bool dispatching_ = false;
-  Clock::time_point started_ = Clock::now();
+  Clock::time_point started_ = Clock::now();  // the current job's start
   // Attempts sent and not yet ended: (chunk, attempt) -> (worker, dispatch time), for spans.
   std::map<std::pair<uint64_t, uint32_t>, std::pair<WorkerIndex, double>> in_flight_;
 };

@@ -23,11 +23,11 @@ EventLoop::Peer* EventLoop::FindPeer(WorkerIndex index) {
 void EventLoop::EndAttempt(uint64_t chunk, uint32_t attempt, const std::string& why) {
   auto it = in_flight_.find({chunk, attempt});
   if (it == in_flight_.end()) return;
-  double now = stats_.telemetry.Now();
-  AttemptSpan span = job_.Span(stats_.telemetry, chunk, attempt, it->second.first,
-                               now - it->second.second, 0, Status::Error(why));
+  double now = stats_->telemetry.Now();
+  AttemptSpan span = job_->Span(stats_->telemetry, chunk, attempt, it->second.first,
+                                now - it->second.second, 0, Status::Error(why));
   span.measured = false;
-  stats_.telemetry.RecordAttempt(std::move(span));
+  stats_->telemetry.RecordAttempt(std::move(span));
   in_flight_.erase(it);
 }
 
@@ -37,7 +37,7 @@ void EventLoop::SendCancels(const std::vector<CancelOrder>& orders, const std::s
     if (Peer* peer = FindPeer(order.worker)) {
       spdlog::debug("cancel chunk {} attempt {} on {}: {}", order.chunk, order.attempt, peer->name,
                     why);
-      SendTo(*router_, peer->id, Cancel{order.chunk, order.attempt});
+      SendTo(*router_, peer->id, Cancel{order.chunk + wire_base_, order.attempt});
     }
   }
 }
@@ -59,14 +59,14 @@ void EventLoop::LoseWorker(WorkerIndex index, const std::string& reason, Clock::
   std::string id = peer->id;
   peers_.erase(id);
   peer_of_.erase(index);
-  stats_.telemetry.workers_running = static_cast<uint32_t>(peers_.size());
+  stats_->telemetry.workers_running = static_cast<uint32_t>(peers_.size());
   // Only the attempts the scheduler charges (the ones the worker started) get a span and
   // a joblog line; the others go back to the queue as if never sent.
   std::vector<std::pair<uint64_t, uint32_t>> charged;
-  scheduler_.RemoveWorker(index, "worker " + reason, now, &charged);
+  scheduler_->RemoveWorker(index, "worker " + reason, now, &charged);
   for (const auto& [chunk, attempt] : charged) EndAttempt(chunk, attempt, "worker lost: " + reason);
   std::erase_if(in_flight_, [&](const auto& flight) { return flight.second.first == index; });
-  Note(sink_.SyncFailures());
+  Note(sink_->SyncFailures());
 }
 
 void EventLoop::OnHello(const std::string& id, const Hello& hello, Clock::time_point now) {
@@ -80,22 +80,26 @@ void EventLoop::OnHello(const std::string& id, const Hello& hello, Clock::time_p
                       " is not supported; this coordinator speaks version " +
                       std::to_string(kProtocolVersion),
                   kProtocolVersion});
-    ++stats_.rejected_messages;
+    ++stats_->rejected_messages;
     return;
   }
   // Ours only by the per-run token, never by the pid a peer claims (anyone who reaches the
   // socket could claim a local worker's pid and have it signalled).
   bool ours = LocalTokenMatches(hello.local_token, local_token_) && launcher_ &&
               launcher_->IsChild(static_cast<pid_t>(hello.pid));
-  if (std::find(hello.tasks.begin(), hello.tasks.end(), config_.task) == hello.tasks.end()) {
+  // A one-job loop refuses a worker without the job's task; a warm one keeps it for the
+  // jobs that have theirs (JoinJob).
+  if (!warm_ &&
+      std::find(hello.tasks.begin(), hello.tasks.end(), config_->task) == hello.tasks.end()) {
     rejects_.Warn("missing task", fmt::format("refusing worker {}: it does not provide task '{}'",
-                                              hello.worker_id, config_.task));
-    SendTo(*router_, id,
-           Reject{"task '" + config_.task + "' is not available on this worker", kProtocolVersion});
+                                              hello.worker_id, config_->task));
+    SendTo(
+        *router_, id,
+        Reject{"task '" + config_->task + "' is not available on this worker", kProtocolVersion});
     // Local workers all run the same program: none of them will ever have the task.
-    if (ours && config_.listen.empty()) {
+    if (ours && config_->listen.empty()) {
       Note(Status::Error("local worker " + hello.worker_id + " does not provide task '" +
-                         config_.task + "'"));
+                         config_->task + "'"));
     }
     return;
   }
@@ -120,21 +124,25 @@ void EventLoop::OnHello(const std::string& id, const Hello& hello, Clock::time_p
   peer.by_ref = ours && !input_path_.empty();
   peer.slots = hello.slots;
   peer.batch = hello.batch;
+  peer.starts = hello.starts;
+  peer.host = hello.host;
+  peer.tasks = hello.tasks;
   peer.last_seen = now;  // its liveness counts from its HELLO
   if (peer.local) unjoined_.erase(peer.pid);
-  stats_.telemetry.SetWorker(peer.index, {peer.name, hello.host, hello.slots});
-  scheduler_.AddWorker(peer.index, hello.slots, hello.slots + kMaxPrefetch, hello.starts);
+  JoinJob(peer);
   // Local workers are counted when started; every other worker once, when it first joins.
-  if (!peer.local && joined_.insert(hello.worker_id + "@" + hello.host).second) ++stats_.workers;
+  if (!peer.local && peer.in_job && joined_.insert(hello.worker_id + "@" + hello.host).second) {
+    ++stats_->workers;
+  }
   spdlog::debug("worker {} joined (host {}, pid {}, {} slots, input {})", peer.name, hello.host,
                 hello.pid, hello.slots, peer.by_ref ? "by reference" : "as payloads");
   peer_of_[peer.index] = id;
   auto& stored = peers_[id] = std::move(peer);
-  stats_.telemetry.workers_running = static_cast<uint32_t>(peers_.size());
+  stats_->telemetry.workers_running = static_cast<uint32_t>(peers_.size());
   SendTo(*router_, id,
-         Welcome{job_id_, static_cast<uint32_t>(heartbeat_.count()), config_.liveness,
+         Welcome{job_id_, static_cast<uint32_t>(heartbeat_.count()), config_->liveness,
                  stored.by_ref ? input_path_ : "", hello.starts,
-                 static_cast<uint64_t>(config_.max_message), config_.ok_exit,
+                 static_cast<uint64_t>(config_->max_message), config_->ok_exit,
                  // Workers we started are stopped by us, never drained (they never get a
                  // SIGTERM but ours, and then the job is over).
                  hello.leave && !stored.local});
@@ -145,36 +153,36 @@ void EventLoop::OnResult(Peer& peer, const ResultMsg& result, Blob output, Clock
   bool ok = result.ok;
   std::string error = result.error;
   if (ok) {
-    if (Status vetted = sink_.Vet(output.view()); !vetted.ok()) {
+    if (Status vetted = sink_->Vet(output.view()); !vetted.ok()) {
       ok = false;
       error = vetted.message();
     }
   }
   ResultOutcome outcome =
-      scheduler_.OnResult(peer.index, result.chunk, result.attempt, ok, error, now);
+      scheduler_->OnResult(peer.index, result.chunk, result.attempt, ok, error, now);
   if (auto it = in_flight_.find({result.chunk, result.attempt});
       it != in_flight_.end() && it->second.first == peer.index) {
-    double since_dispatch = stats_.telemetry.Now() - it->second.second;
-    AttemptSpan span = job_.Span(stats_.telemetry, result.chunk, result.attempt, peer.index,
-                                 std::min(result.wall_seconds, since_dispatch), output.size(),
-                                 ok ? Status::Ok() : Status::Error(error));
+    double since_dispatch = stats_->telemetry.Now() - it->second.second;
+    AttemptSpan span = job_->Span(stats_->telemetry, result.chunk, result.attempt, peer.index,
+                                  std::min(result.wall_seconds, since_dispatch), output.size(),
+                                  ok ? Status::Ok() : Status::Error(error));
     span.cpu_seconds = result.cpu_seconds;
-    stats_.telemetry.RecordAttempt(std::move(span));
+    stats_->telemetry.RecordAttempt(std::move(span));
     in_flight_.erase(it);
   }
   switch (outcome.verdict) {
     case Verdict::kAccepted:
       spdlog::debug("chunk {} attempt {} done on {}", result.chunk, result.attempt, peer.name);
       consecutive_deaths_ = 0;
-      Note(sink_.Accept(result.chunk, std::move(output), result.cpu_seconds));
+      Note(sink_->Accept(result.chunk, std::move(output), result.cpu_seconds));
       SendCancels(outcome.cancel, "cancelled: another attempt won");
       break;
     case Verdict::kRetrying:
-      spdlog::warn("{} attempt {} failed on worker {}, retrying: {}", job_.Describe(result.chunk),
-                   result.attempt, peer.name, LatestFailureNote(scheduler_, result.chunk));
+      spdlog::warn("{} attempt {} failed on worker {}, retrying: {}", job_->Describe(result.chunk),
+                   result.attempt, peer.name, LatestFailureNote(*scheduler_, result.chunk));
       break;
     case Verdict::kChunkFailed:  // the job's failure report says why
-      spdlog::debug("{} attempt {} failed on worker {}: {}", job_.Describe(result.chunk),
+      spdlog::debug("{} attempt {} failed on worker {}: {}", job_->Describe(result.chunk),
                     result.attempt, peer.name, error);
       break;
     case Verdict::kLateDuplicate:
@@ -185,10 +193,10 @@ void EventLoop::OnResult(Peer& peer, const ResultMsg& result, Blob output, Clock
       rejects_.Warn("unknown chunk",
                     fmt::format("rejected result for unknown chunk {} attempt {} from {}",
                                 result.chunk, result.attempt, peer.name));
-      ++stats_.rejected_messages;
+      ++stats_->rejected_messages;
       break;
   }
-  Note(sink_.SyncFailures());
+  Note(sink_->SyncFailures());
 }
 
 void EventLoop::OnLeave(Peer& peer, const Leave& leave) {
@@ -200,13 +208,13 @@ void EventLoop::OnLeave(Peer& peer, const Leave& leave) {
     back.emplace_back(leave.chunks[i], leave.attempts[i]);
   }
   // Handed back attempts go back to the queue as if never sent: no span, no joblog line.
-  if (!scheduler_.Draining(peer.index)) {
+  if (!scheduler_->Draining(peer.index)) {
     spdlog::info("worker {} is draining: it hands back {} attempts and finishes the rest",
                  peer.name, back.size());
   } else if (!back.empty()) {
     spdlog::debug("worker {} hands back {} more attempts", peer.name, back.size());
   }
-  scheduler_.HandBack(peer.index, back);
+  scheduler_->HandBack(peer.index, back);
   if (!leave.bye) return;
   spdlog::info("worker {} left", peer.name);
   // So that a --listen job whose last worker left waits --wait-timeout for another (as
@@ -214,12 +222,12 @@ void EventLoop::OnLeave(Peer& peer, const Leave& leave) {
   last_loss_ = "worker " + peer.name + " left (drained)";
   WorkerIndex index = peer.index;
   std::string id = peer.id;
-  scheduler_.LeaveWorker(index);
+  scheduler_->LeaveWorker(index);
   std::erase_if(in_flight_, [&](const auto& flight) { return flight.second.first == index; });
-  stats_.telemetry.MarkLeft(index);
+  stats_->telemetry.MarkLeft(index);
   peers_.erase(id);  // `peer` dangles from here
   peer_of_.erase(index);
-  stats_.telemetry.workers_running = static_cast<uint32_t>(peers_.size());
+  stats_->telemetry.workers_running = static_cast<uint32_t>(peers_.size());
 }
 
 void EventLoop::OnResults(Peer& peer, const ResultBatch& batch,
@@ -229,7 +237,7 @@ void EventLoop::OnResults(Peer& peer, const ResultBatch& batch,
   if (total != (payload ? payload->size() : 0)) {
     // Its attempts cannot be told apart: the worker is broken, and its attempts go back to
     // the queue with it.
-    ++stats_.rejected_messages;
+    ++stats_->rejected_messages;
     LoseWorker(peer.index,
                "sent a RESULTS whose sizes add up to " + std::to_string(total) +
                    " bytes with a payload of " + std::to_string(payload ? payload->size() : 0),
@@ -240,7 +248,13 @@ void EventLoop::OnResults(Peer& peer, const ResultBatch& batch,
   size_t offset = 0;
   for (size_t i = 0; i < batch.results.size(); ++i) {
     size_t n = batch.bytes[i];
-    OnResult(peer, batch.results[i], n ? Blob(shared, offset, n) : Blob(), now);
+    ResultMsg result = batch.results[i];
+    if (ToJob(result.chunk)) {
+      OnResult(peer, result, n ? Blob(shared, offset, n) : Blob(), now);
+    } else {
+      spdlog::debug("dropped a result of an earlier job's chunk {} attempt {} from {}",
+                    result.chunk, result.attempt, peer.name);
+    }
     offset += n;
   }
 }
@@ -250,28 +264,44 @@ void EventLoop::OnMessage(Envelope& env, Clock::time_point now) {
   auto it = peers_.find(env.peer);
   if (it == peers_.end()) {
     // A worker we dropped (e.g. it was stopped, then continued): tell it to start over.
-    ++stats_.rejected_messages;
+    ++stats_->rejected_messages;
     SendTo(*router_, env.peer, Reject{"unknown peer; say HELLO again", kProtocolVersion});
     return;
   }
   Peer& peer = it->second;
   peer.last_seen = now;
+  // Chunk ids on the wire become the job's (ToJob); words about an earlier job's attempts
+  // (a warm worker finishing what the job's end cancelled) are dropped.
+  auto earlier = [&](uint64_t& chunk, uint32_t attempt) {
+    if (ToJob(chunk)) return false;
+    spdlog::debug("dropped word of an earlier job's chunk {} attempt {} from {}", chunk, attempt,
+                  peer.name);
+    return true;
+  };
   if (auto* result = std::get_if<ResultMsg>(&env.message)) {
+    if (earlier(result->chunk, result->attempt)) return;
     OnResult(peer, *result, env.payload ? Blob(std::move(*env.payload)) : Blob(), now);
   } else if (auto* results = std::get_if<ResultBatch>(&env.message)) {
     OnResults(peer, *results, env.payload, now);
   } else if (auto* started = std::get_if<Started>(&env.message)) {
     for (size_t i = 0; i < started->chunks.size(); ++i) {
+      if (earlier(started->chunks[i], started->attempts[i])) continue;
       spdlog::debug("chunk {} attempt {} started on {}", started->chunks[i], started->attempts[i],
                     peer.name);
-      scheduler_.MarkStarted(peer.index, started->chunks[i], started->attempts[i], now);
+      scheduler_->MarkStarted(peer.index, started->chunks[i], started->attempts[i], now);
     }
   } else if (auto* leave = std::get_if<Leave>(&env.message)) {
-    OnLeave(peer, *leave);
+    Leave ours{{}, {}, leave->bye};  // an earlier job's attempts handed back: nothing to do
+    for (size_t i = 0; i < leave->chunks.size() && i < leave->attempts.size(); ++i) {
+      if (earlier(leave->chunks[i], leave->attempts[i])) continue;
+      ours.chunks.push_back(leave->chunks[i]);
+      ours.attempts.push_back(leave->attempts[i]);
+    }
+    OnLeave(peer, ours);
   } else if (!std::holds_alternative<Heartbeat>(env.message)) {
     rejects_.Warn("unexpected message", fmt::format("unexpected {} from worker {}",
                                                     KindName(KindOf(env.message)), peer.name));
-    ++stats_.rejected_messages;
+    ++stats_->rejected_messages;
   }
 }
 
@@ -300,7 +330,7 @@ void EventLoop::MaybeRespawn(Clock::time_point now) {
   respawn_at_.reset();
   while (launcher_->alive() + to_spawn_ < local_workers_ && MayRespawn()) {
     ++respawns_used_;
-    ++stats_.respawns;
+    ++stats_->respawns;
     auto pid = launcher_->Spawn("local-" + std::to_string(++spawned_));
     if (!pid.ok()) {
       last_loss_ = pid.status().message();
@@ -354,12 +384,12 @@ void EventLoop::CheckJoins(Clock::time_point now) {
 std::string EventLoop::Stranded(Clock::time_point now) {
   // Only after a loss: a --listen job waits for its first workers as --wait-timeout says.
   bool none_to_come = peers_.empty() && launcher_->alive() == 0 && !respawn_at_ && to_spawn_ == 0 &&
-                      !config_.listen.empty() && !last_loss_.empty();
+                      !config_->listen.empty() && !last_loss_.empty();
   if (!none_to_come) {
     stranded_since_.reset();
     return "";
   }
-  auto wait = config_.wait_timeout.count() > 0 ? config_.wait_timeout : kDefaultStrandedWait;
+  auto wait = config_->wait_timeout.count() > 0 ? config_->wait_timeout : kDefaultStrandedWait;
   if (!stranded_since_) {
     stranded_since_ = now;
     spdlog::warn("no worker left ({}); waiting up to {} ms for one to join (--wait-timeout)",
@@ -371,7 +401,7 @@ std::string EventLoop::Stranded(Clock::time_point now) {
 }
 
 void EventLoop::CheckLiveness(Clock::time_point now) {
-  auto limit = heartbeat_ * config_.liveness;
+  auto limit = heartbeat_ * config_->liveness;
   std::vector<std::pair<WorkerIndex, Clock::duration>> silent;
   for (const auto& [id, peer] : peers_) {
     if (now - peer.last_seen > limit) silent.emplace_back(peer.index, now - peer.last_seen);

@@ -143,9 +143,22 @@ uint32_t WorkerCount(const PoolSettings& options, const PlannedJob& job) {
       std::min<uint64_t>(options.workers ? options.workers : DefaultJobs(), job.chunks.size()));
 }
 
+// The pool's warm workers, started for the first job that needs them: as many local
+// workers as the options say (each job uses those it has work for).
+WarmProcesses& WarmFleet(WarmWorkers& warm, const JobConfig& config, const PoolSettings& options) {
+  std::lock_guard lock(warm.mu);
+  if (!warm.fleet) {
+    uint32_t workers =
+        options.mode == PoolMode::kRemote ? 0 : (options.workers ? options.workers : DefaultJobs());
+    warm.fleet = std::make_unique<WarmProcesses>(config, workers);
+  }
+  return *warm.fleet;
+}
+
 }  // namespace
 
-void RunBatch(const PoolSettings& options, const BatchSpec& spec, const BatchCallbacks& callbacks) {
+void RunBatch(const PoolSettings& options, const BatchSpec& spec, const BatchCallbacks& callbacks,
+              WarmWorkers* warm) {
   SetUpLogging();
   TaskRegistry& registry = TaskRegistry::Global();
   RegisterBuiltinTasks(registry);
@@ -174,7 +187,11 @@ void RunBatch(const PoolSettings& options, const BatchSpec& spec, const BatchCal
   ResultSink sink(job, scheduler, observer, stats);
   ModeResult result;
   try {
-    result = RunPlannedJob(job, WorkerCount(options, job), scheduler, sink, stats);
+    if (warm && config.mode == Mode::kProcesses) {
+      result = WarmFleet(*warm, config, options).Run(job, scheduler, sink, stats);
+    } else {
+      result = RunPlannedJob(job, WorkerCount(options, job), scheduler, sink, stats);
+    }
   } catch (const std::exception& e) {
     // Something below threw mid-job (e.g. the transport): the chunks not reported yet get
     // the error; the host program lives on.

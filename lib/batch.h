@@ -7,10 +7,13 @@
 #include <cstdint>
 #include <exception>
 #include <functional>
+#include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <vector>
 
+#include "engine/warm_processes.h"
 #include "fanout/pool.h"
 #include "lib/pool_settings.h"
 
@@ -34,7 +37,18 @@ struct BatchCallbacks {
   std::function<void(uint64_t chunk, std::exception_ptr error)> on_error;
 };
 
+// A Pool's warm workers (processes and remote mode): made by the Pool's first job, which
+// starts them; later jobs run on them (engine/warm_processes.h). Shared by the Pool and
+// the threads that run its jobs (as_completed streams may outlive it).
+struct WarmWorkers {
+  std::mutex mu;
+  std::unique_ptr<WarmProcesses> fleet;  // guarded by mu
+};
+
 // Throws PoolError for problems found before any chunk runs (unknown task, bad args).
-void RunBatch(const PoolSettings& options, const BatchSpec& spec, const BatchCallbacks& callbacks);
+// With `warm`, processes and remote jobs run on its workers (started by the first such job)
+// instead of workers started for this job alone.
+void RunBatch(const PoolSettings& options, const BatchSpec& spec, const BatchCallbacks& callbacks,
+              WarmWorkers* warm = nullptr);
 
 }  // namespace fanout

@@ -73,6 +73,8 @@ struct __attribute__((visibility("hidden"))) Pool::Impl {
   std::deque<Submission> pending;
   uint64_t submitted = 0;
   std::jthread dispatcher;  // started by the first submit
+  // Processes and remote mode: the workers every call runs on (batch.h).
+  std::shared_ptr<WarmWorkers> warm = std::make_shared<WarmWorkers>();
 };
 
 void Pool::Impl::Dispatch(std::stop_token stop) {
@@ -127,7 +129,7 @@ void Pool::Impl::RunGroup(std::vector<Submission>& group) {
     group[c].promise.set_exception(std::move(e));
   };
   try {
-    RunBatch(SettingsOf(options), spec, callbacks);
+    RunBatch(SettingsOf(options), spec, callbacks, warm.get());
   } catch (...) {
     for (size_t c = 0; c < group.size(); ++c) callbacks.on_error(c, std::current_exception());
   }
@@ -149,7 +151,8 @@ const PoolOptions& Pool::options() const { return impl_->options; }
 
 namespace {
 
-std::vector<std::string> Collect(const PoolSettings& options, const BatchSpec& spec, size_t count) {
+std::vector<std::string> Collect(const PoolSettings& options, const BatchSpec& spec, size_t count,
+                                 WarmWorkers* warm) {
   std::vector<std::string> results(count);
   std::exception_ptr first_task_error, first_error;
   BatchCallbacks callbacks;
@@ -163,7 +166,7 @@ std::vector<std::string> Collect(const PoolSettings& options, const BatchSpec& s
       if (!first_error) first_error = e;
     }
   };
-  RunBatch(options, spec, callbacks);
+  RunBatch(options, spec, callbacks, warm);
   if (first_task_error) std::rethrow_exception(first_task_error);
   if (first_error) std::rethrow_exception(first_error);
   return results;
@@ -177,7 +180,7 @@ std::vector<std::string> Pool::map(std::string_view task, const std::vector<std:
   spec.task = task;
   spec.args = args;
   spec.chunks = chunks;
-  return Collect(SettingsOf(impl_->options), spec, chunks.size());
+  return Collect(SettingsOf(impl_->options), spec, chunks.size(), impl_->warm.get());
 }
 
 std::vector<std::string> Pool::map_range(std::string_view task, int64_t lo, int64_t hi,
@@ -189,7 +192,7 @@ std::vector<std::string> Pool::map_range(std::string_view task, int64_t lo, int6
   spec.range = NumberRange{lo, hi};
   spec.range_chunks = std::max<uint64_t>(chunks, 1);
   uint64_t count = std::min<uint64_t>(spec.range_chunks, static_cast<uint64_t>(hi - lo));
-  return Collect(SettingsOf(impl_->options), spec, count);
+  return Collect(SettingsOf(impl_->options), spec, count, impl_->warm.get());
 }
 
 std::future<std::string> Pool::submit(std::string_view task, std::string chunk,
@@ -214,37 +217,37 @@ CompletionStream Pool::as_completed(std::string_view task, std::vector<std::stri
   spec.args = args;
   spec.chunks = std::move(chunks);
   spec.keep_going = true;
-  state->thread = std::jthread(
-      [state_ptr = state.get(), options = SettingsOf(impl_->options), spec = std::move(spec)] {
-        auto& st = *state_ptr;
-        auto push = [&](Completed c) {
-          std::lock_guard lock(st.mu);
-          st.ready.push_back(std::move(c));
-          st.cv.notify_all();
-        };
-        // Each chunk is reported once, also when the job throws after some were reported.
-        std::vector<bool> reported(spec.chunks.size(), false);
-        BatchCallbacks callbacks;
-        callbacks.on_result = [&](uint64_t c, std::string out) {
-          if (c >= reported.size() || reported[c]) return;
-          reported[c] = true;
-          push({c, std::move(out), nullptr});
-        };
-        callbacks.on_error = [&](uint64_t c, std::exception_ptr e) {
-          if (c >= reported.size() || reported[c]) return;
-          reported[c] = true;
-          push({c, {}, std::move(e)});
-        };
-        try {
-          RunBatch(options, spec, callbacks);
-        } catch (...) {
-          for (uint64_t c = 0; c < spec.chunks.size(); ++c)
-            callbacks.on_error(c, std::current_exception());
-        }
-        std::lock_guard lock(st.mu);
-        st.done = true;
-        st.cv.notify_all();
-      });
+  state->thread = std::jthread([state_ptr = state.get(), options = SettingsOf(impl_->options),
+                                spec = std::move(spec), warm = impl_->warm] {
+    auto& st = *state_ptr;
+    auto push = [&](Completed c) {
+      std::lock_guard lock(st.mu);
+      st.ready.push_back(std::move(c));
+      st.cv.notify_all();
+    };
+    // Each chunk is reported once, also when the job throws after some were reported.
+    std::vector<bool> reported(spec.chunks.size(), false);
+    BatchCallbacks callbacks;
+    callbacks.on_result = [&](uint64_t c, std::string out) {
+      if (c >= reported.size() || reported[c]) return;
+      reported[c] = true;
+      push({c, std::move(out), nullptr});
+    };
+    callbacks.on_error = [&](uint64_t c, std::exception_ptr e) {
+      if (c >= reported.size() || reported[c]) return;
+      reported[c] = true;
+      push({c, {}, std::move(e)});
+    };
+    try {
+      RunBatch(options, spec, callbacks, warm.get());
+    } catch (...) {
+      for (uint64_t c = 0; c < spec.chunks.size(); ++c)
+        callbacks.on_error(c, std::current_exception());
+    }
+    std::lock_guard lock(st.mu);
+    st.done = true;
+    st.cv.notify_all();
+  });
   return CompletionStream(std::move(state));
 }
 

@@ -1,0 +1,58 @@
+// WarmProcesses: a processes-mode event loop (event_loop.h) on a thread of its own whose
+// workers stay across jobs, for the library's Pool (and, later, a server): the first job
+// starts the local workers; later jobs find them connected and welcomed, so a one-chunk
+// job costs a message round trip instead of a process start. Between jobs the thread keeps
+// serving the workers (heartbeats, liveness, respawns), so they neither time out nor
+// reconnect.
+//
+// Jobs take turns: Run blocks until the loop has run the caller's job to its end (its
+// outcomes reach its ResultSink on the loop's thread). Every job must share the options
+// that make the fleet (endpoint, security, worker binary and flags, slots, heartbeat: all
+// but the task, its arguments and the scheduler options) and hold its input in memory.
+// Thread-safe: Run may be called from any thread.
+#pragma once
+
+#include <condition_variable>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <thread>
+
+#include "engine/job.h"
+
+namespace fanout {
+
+class WarmProcesses {
+ public:
+  // `config`: the fleet's options (copied); at most `workers` local workers (0: only those
+  // that connect to config.listen). Nothing starts until the first Run.
+  WarmProcesses(const JobConfig& config, uint32_t workers);
+  // Stops the workers (SHUTDOWN, then signals) and joins the thread.
+  ~WarmProcesses();
+  WarmProcesses(const WarmProcesses&) = delete;
+  WarmProcesses& operator=(const WarmProcesses&) = delete;
+
+  // Runs `job` on the warm workers; as RunPlannedJob for kProcesses. Fails (kFailed) if the
+  // loop could not start (e.g. the endpoint is taken) or broke down in an earlier job.
+  ModeResult Run(const PlannedJob& job, Scheduler& scheduler, ResultSink& sink, RunStats& stats);
+
+ private:
+  struct Request;
+  void Main();
+  void Wake();
+  void Drain();
+
+  const JobConfig config_;
+  const uint32_t workers_;
+  int wake_fd_ = -1;  // an eventfd: a job came, or stop
+  std::mutex turn_;   // one job at a time
+  std::mutex mu_;     // guards what follows
+  std::condition_variable cv_;
+  Request* request_ = nullptr;
+  bool stop_ = false;
+  bool broken_ = false;
+  std::string broken_why_;
+  std::thread thread_;  // started by the first Run
+};
+
+}  // namespace fanout
