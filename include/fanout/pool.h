@@ -1,11 +1,14 @@
 // fanout/pool.h: run a task over chunks from C++, like Python's multiprocessing.Pool or
 // concurrent.futures. A Pool runs registered tasks (fanout/task.h) in one of four modes:
 // serial (the calling thread), threads (in this process), processes (local worker
-// processes over ZeroMQ, started and stopped by each call) or remote (workers started
-// elsewhere connect to an endpoint). Results come back in chunk order (map), as futures
+// processes over ZeroMQ, started by the first call that needs them and kept warm until the
+// Pool is destroyed) or remote (workers started elsewhere connect to an endpoint, which
+// stays bound for the Pool's life). Results come back in chunk order (map), as futures
 // (submit) or as they finish (as_completed); a chunk that fails every attempt surfaces as
 // a TaskError naming the chunk and the reason.
-// Thread-safety: one Pool may be used from several threads; each call is its own job.
+// Thread-safety: one Pool may be used from several threads; each call is its own job. In
+// processes and remote mode the calls share the Pool's workers and take turns on them
+// (one job at a time); serial and threads mode calls run side by side.
 //
 // Naming, for the whole public API (include/fanout/*.h): types CamelCase (Pool,
 // PoolOptions, TaskChunk), functions and methods snake_case (map, as_completed,
