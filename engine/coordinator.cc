@@ -50,17 +50,16 @@ struct EventLoop::IdleJob : ChunkObserver {
   ResultSink sink;
 };
 
-EventLoop::EventLoop(const JobConfig& config, uint32_t workers, bool warm, int wake_fd)
+EventLoop::EventLoop(const JobConfig& config, uint32_t workers, bool warm, int wake_fd,
+                     const Clock& clock)
     : fleet_(config),
       max_local_(workers),
       warm_(warm),
       wake_fd_(wake_fd),
+      clock_(clock),
       idle_(std::make_unique<IdleJob>(config)),
       heartbeat_(config.heartbeat),
-      max_respawns_(config.max_respawns >= 0 ? static_cast<uint64_t>(config.max_respawns)
-                                             : UINT64_MAX),
-      no_progress_deaths_(std::max<uint64_t>(
-          2ull * workers, 2ull * std::max<uint32_t>(config.scheduler.crash_limit, 1))) {
+      liveness_{config.heartbeat, config.liveness} {
   BeginJob(idle_->job, idle_->scheduler, idle_->sink, idle_->stats);
 }
 
@@ -132,11 +131,20 @@ Status EventLoop::Start() {
   flags.insert(flags.end(), curve_flags->begin(), curve_flags->end());
   flags.insert(flags.end(), fleet_.worker_args.begin(), fleet_.worker_args.end());
   launcher_.emplace(*bin, local_endpoint, std::move(flags), fleet_.adopt_orphans);
+  // Local workers stop being replaced once this many died in a row with no chunk accepted
+  // in between (the job makes no progress): max(2 x workers, 2 x --crash-limit), so that a
+  // chunk that kills its workers fails by its crash limit first, with its reason.
+  uint64_t no_progress_deaths = std::max<uint64_t>(
+      2ull * max_local_, 2ull * std::max<uint32_t>(fleet_.scheduler.crash_limit, 1));
+  locals_.emplace(
+      *launcher_, clock_,
+      fleet_.max_respawns >= 0 ? static_cast<uint64_t>(fleet_.max_respawns) : UINT64_MAX,
+      no_progress_deaths);
   auto token = NewLocalToken();
   if (!token.ok()) return token.status();
   local_token_ = *token;
   launcher_->SetLocalToken(local_token_);
-  next_heartbeat_ = Clock::now() + heartbeat_;
+  next_heartbeat_ = clock_.Now() + heartbeat_;
   return Status::Ok();
 }
 
@@ -148,16 +156,15 @@ void EventLoop::BeginJob(const PlannedJob& job, Scheduler& scheduler, ResultSink
   dispatcher_.emplace(scheduler);
   sink_ = &sink;
   stats_ = &stats;
-  if (&job == &idle_->job) return;
-  started_ = Clock::now();
+  if (&job == &idle_->job) {
+    wait_.reset();
+    return;
+  }
+  wait_.emplace(config_->wait_timeout, config_->min_workers, !config_->listen.empty(),
+                clock_.Now());
   error_.clear();
   dispatching_ = false;
-  stranded_since_.reset();
   joined_.clear();
-  // Each job gets a fresh respawn budget: a job that killed its workers does not doom the
-  // next one.
-  respawns_used_ = 0;
-  consecutive_deaths_ = 0;
   // A warm loop's workers said HELLO before this job's input existed: none maps it.
   input_path_ = config_->local_input_by_ref && !warm_ ? LocalInputPath(job.input) : "";
   // No more local workers than can have work (each takes --slots chunks at once), unless
@@ -167,11 +174,10 @@ void EventLoop::BeginJob(const PlannedJob& job, Scheduler& scheduler, ResultSink
   uint64_t useful = (scheduler.queued() + slots - 1) / slots;
   if (config_->listen.empty()) useful = std::max<uint64_t>(useful, config_->min_workers);
   auto want = static_cast<uint32_t>(std::min<uint64_t>(max_local_, std::max<uint64_t>(useful, 1)));
-  // Workers lost for good (respawns spent in an earlier job) are started again.
-  uint64_t have = launcher_ ? launcher_->alive() + to_spawn_ : to_spawn_;
-  if (want > local_workers_) local_workers_ = want;
-  if (have < local_workers_) to_spawn_ += static_cast<uint32_t>(local_workers_ - have);
-  stats.workers = local_workers_;
+  // Each job gets a fresh respawn budget (a job that killed its workers does not doom the
+  // next one), and workers lost for good in an earlier job are started again.
+  locals_->BeginJob(want);
+  stats.workers = locals_->wanted();
   for (auto& [id, peer] : peers_) {
     JoinJob(peer);
     if (!peer.local && peer.in_job) ++stats.workers;
@@ -214,19 +220,10 @@ void EventLoop::EndJob() {
 
 Clock::time_point EventLoop::NextWakeup(Clock::time_point now) const {
   Clock::time_point wake = next_heartbeat_;
-  auto limit = heartbeat_ * config_->liveness;
-  for (const auto& [id, peer] : peers_) wake = std::min(wake, peer.last_seen + limit);
+  for (const auto& [id, peer] : peers_) wake = std::min(wake, liveness_.Deadline(peer.last_seen));
   if (auto d = scheduler_->NextDeadline()) wake = std::min(wake, *d);
-  if (respawn_at_) wake = std::min(wake, *respawn_at_);
-  if (to_spawn_ > 0) wake = now;
-  for (const auto& [pid, since] : unjoined_) wake = std::min(wake, since + kJoinGrace);
-  if (stranded_since_) {
-    auto wait = config_->wait_timeout.count() > 0 ? config_->wait_timeout : kDefaultStrandedWait;
-    wake = std::min(wake, *stranded_since_ + wait);
-  }
-  if (config_->wait_timeout.count() > 0 && now < started_ + config_->wait_timeout) {
-    wake = std::min(wake, started_ + config_->wait_timeout);
-  }
+  if (auto at = locals_->NextDeadline(now)) wake = std::min(wake, *at);
+  if (auto at = wait_ ? wait_->NextDeadline(now) : std::nullopt) wake = std::min(wake, *at);
   return std::max(wake, now);
 }
 
@@ -258,12 +255,8 @@ void EventLoop::Step(Clock::time_point now, const std::vector<zmq::pollitem_t>& 
   SendCancels(scheduler_->ExpireAttempts(now), "timed out");
   Note(sink_->SyncFailures());
   rejects_.Tick();
-  if (drained) {
-    CheckLiveness(now);
-    CheckJoins(now);
-  }
-  MaybeRespawn(now);
-  SpawnSome();
+  if (drained) CheckLiveness(now);
+  SuperviseLocals(now, drained);
   if (now >= next_heartbeat_) {
     for (const auto& [id, peer] : peers_) SendTo(*router_, id, Heartbeat{});
     next_heartbeat_ = now + heartbeat_;
@@ -289,26 +282,30 @@ ModeResult EventLoop::Loop(const std::function<std::optional<ModeResult>()>& sto
         {nullptr, Interrupt::fd(), static_cast<short>(Interrupt::fd() >= 0 ? ZMQ_POLLIN : 0), 0});
     items.push_back({nullptr, wake_fd_, static_cast<short>(wake_fd_ >= 0 ? ZMQ_POLLIN : 0), 0});
     for (int fd : launcher_->fds()) items.push_back({nullptr, fd, ZMQ_POLLIN, 0});
-    auto now = Clock::now();
+    auto now = clock_.Now();
     auto wait = std::chrono::duration_cast<milliseconds>(NextWakeup(now) - now) + milliseconds(1);
     PollOnce(items.data(), items.size(), wait);
-    Step(Clock::now(), items);
+    Step(clock_.Now(), items);
   }
 }
 
 ModeResult EventLoop::RunJob(const PlannedJob& job, Scheduler& scheduler, ResultSink& sink,
                              RunStats& stats) {
   BeginJob(job, scheduler, sink, stats);
-  FillAll(Clock::now());  // a warm loop's workers are there already: work goes out now
+  FillAll(clock_.Now());  // a warm loop's workers are there already: work goes out now
   ModeResult result = Loop([&]() -> std::optional<ModeResult> {
     if (scheduler_->Finished() || scheduler_->Aborted()) return ModeResult::Completed();
     if (!error_.empty()) return ModeResult::Failed(error_);
     if (Interrupt::Requested()) return ModeResult::Interrupted();
-    if (std::string why = WaitExpired(Clock::now()); !why.empty()) return ModeResult::Failed(why);
-    if (std::string why = Stranded(Clock::now()); !why.empty()) return ModeResult::Failed(why);
-    if (peers_.empty() && launcher_->alive() == 0 && !respawn_at_ && to_spawn_ == 0 &&
+    auto now = clock_.Now();
+    WorkerState workers = Workers();
+    if (std::string why = wait_->Expired(now, workers); !why.empty()) {
+      return ModeResult::Failed(why);
+    }
+    if (std::string why = Stranded(now); !why.empty()) return ModeResult::Failed(why);
+    if (workers.joined == 0 && !workers.starting && !workers.respawn_pending &&
         config_->listen.empty()) {
-      return ModeResult::Failed("no worker left (" + last_loss_ + "; " + RespawnsEnded() + ")");
+      return ModeResult::Failed("no worker left (" + last_loss_ + "; " + locals_->Ended() + ")");
     }
     return std::nullopt;
   });

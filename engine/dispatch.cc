@@ -25,20 +25,6 @@ bool EventLoop::Dispatching() {
   return dispatching_;
 }
 
-std::string EventLoop::WaitExpired(Clock::time_point now) const {
-  if (config_->wait_timeout.count() <= 0 || now - started_ < config_->wait_timeout) return "";
-  if (!dispatching_ && config_->min_workers > 0) {
-    return "only " + std::to_string(peers_.size()) + " of " + std::to_string(config_->min_workers) +
-           " workers joined within " + std::to_string(config_->wait_timeout.count()) +
-           " ms (--min-workers, --wait-timeout)";
-  }
-  if (peers_.empty() && launcher_->alive() == 0 && to_spawn_ == 0 && next_index_ == 0) {
-    return "no worker joined within " + std::to_string(config_->wait_timeout.count()) +
-           " ms (--wait-timeout)";
-  }
-  return "";
-}
-
 uint64_t EventLoop::IdleSlotsElsewhere(const Peer& self) const {
   uint64_t idle = 0;
   size_t local_joined = 0;
@@ -51,8 +37,8 @@ uint64_t EventLoop::IdleSlotsElsewhere(const Peer& self) const {
   }
   // Local workers started but not joined, and those still to start, each with its slots:
   // the first to join must not take the work of those about to.
-  uint64_t pending = to_spawn_;
-  if (launcher_ && launcher_->alive() > local_joined) pending += launcher_->alive() - local_joined;
+  uint64_t pending = locals_->to_spawn();
+  if (locals_->alive() > local_joined) pending += locals_->alive() - local_joined;
   return idle + pending * std::max<uint32_t>(config_->local_slots, 1);
 }
 

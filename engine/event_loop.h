@@ -27,11 +27,12 @@
 #include "engine/dispatch_policy.h"
 #include "engine/job.h"
 #include "engine/local_launcher.h"
+#include "engine/local_workers.h"
 #include "engine/private_dir.h"
+#include "engine/worker_policy.h"
 
 namespace fanout::internal {
 
-using Clock = std::chrono::steady_clock;
 using std::chrono::milliseconds;
 
 constexpr uint32_t kMaxPrefetch = DispatchOptions{}.max_prefetch;
@@ -42,16 +43,6 @@ constexpr uint32_t kMaxPrefetch = DispatchOptions{}.max_prefetch;
 // nothing from it.
 constexpr size_t kBatchChunkBytes = 64 * 1024;
 constexpr size_t kBatchBytes = 1024 * 1024;
-// Local workers are started from the loop a few at a time, for at most kSpawnSlice per
-// iteration, so that heartbeats and HELLOs are served while many start (-j 1000).
-constexpr milliseconds kSpawnSlice{20};
-// A local worker is "unreachable" or "presumed hung" only once it has said HELLO; until
-// then (and after it dropped its connection to say HELLO again) it has kJoinGrace to join
-// before it is killed. More than the worker's own wait for WELCOME (worker_loop.cc).
-constexpr milliseconds kJoinGrace{30000};
-// With every worker lost and none that can be started, the job waits --wait-timeout (this
-// by default) for one to join (--listen), then fails.
-constexpr milliseconds kDefaultStrandedWait{5 * 60 * 1000};
 
 // A fresh random job id (16 hex digits), sent in WELCOME and TASK.
 std::string NewJobId();
@@ -63,7 +54,9 @@ class EventLoop {
   // started; each job starts as many more as it has work for. `warm`: the workers stay
   // across jobs (RunJob may be called again; Stop ends them); else RunJob's end stops them.
   // `wake_fd` (-1: none) is polled with the socket, so another thread can end Idle.
-  EventLoop(const JobConfig& config, uint32_t workers, bool warm = false, int wake_fd = -1);
+  // Time comes from `clock` (which must outlive the loop).
+  EventLoop(const JobConfig& config, uint32_t workers, bool warm = false, int wake_fd = -1,
+            const Clock& clock = Clock::Steady());
   ~EventLoop();
 
   // Binds the socket and prepares the local workers' launcher. Call once, first.
@@ -142,10 +135,11 @@ class EventLoop {
   // back (say HELLO again) within kJoinGrace.
   void LoseWorker(WorkerIndex index, const std::string& reason, Clock::time_point now,
                   bool kill = true);
-  // Starts local workers still to start, for at most kSpawnSlice.
-  void SpawnSome();
-  // Kills local workers that have not (re)joined within kJoinGrace.
-  void CheckJoins(Clock::time_point now);
+  // Starts, replaces and stops local workers as LocalWorkers decides; `drained`: every
+  // message that arrived was read (only then is a worker's silence judged).
+  void SuperviseLocals(Clock::time_point now, bool drained);
+  // What the wait policy (worker_policy.h) needs to know of the workers.
+  WorkerState Workers() const;
   // A reason to fail when no worker is left, none can be started and none joined for
   // --wait-timeout (kDefaultStrandedWait), or "".
   std::string Stranded(Clock::time_point now);
@@ -164,11 +158,8 @@ class EventLoop {
   uint64_t IdleSlotsElsewhere(const Peer& self) const;
   // False until --min-workers have joined (then true for the rest of the job).
   bool Dispatching();
-  // A reason to give up waiting for workers (--wait-timeout), or "".
-  std::string WaitExpired(Clock::time_point now) const;
   // Records the span of an attempt that ended without a result (cancelled, timed out, lost).
   void EndAttempt(uint64_t chunk, uint32_t attempt, const std::string& why);
-  void MaybeRespawn(Clock::time_point now);
   void Note(const Status& s) {
     if (!s.ok() && error_.empty()) error_ = s.message();
   }
@@ -178,7 +169,7 @@ class EventLoop {
   const uint32_t max_local_;  // local workers to start at most
   const bool warm_;
   const int wake_fd_;
-  uint32_t local_workers_ = 0;  // local workers wanted so far (up to max_local_)
+  const Clock& clock_;
 
   // Between jobs the loop runs an idle job with no chunks, so that every path below has
   // a scheduler, sink and stats to talk to.
@@ -193,11 +184,9 @@ class EventLoop {
   RunStats* stats_ = nullptr;
   uint64_t wire_base_ = 0;  // ToJob
   milliseconds heartbeat_;
-  uint64_t max_respawns_;  // --max-respawns, or no cap
-  // Local workers stop being replaced once this many died in a row with no chunk accepted
-  // in between (the job makes no progress): max(2 x workers, 2 x --crash-limit), so that a
-  // chunk that kills its workers fails by its crash limit first, with its reason.
-  uint64_t no_progress_deaths_;
+  Liveness liveness_;
+  // When the current job stops waiting for workers (worker_policy.h).
+  std::optional<WaitPolicy> wait_;
 
   // Declaration order is destruction order in reverse: sockets close before the context,
   // children die before the directory holding their endpoint is removed.
@@ -206,6 +195,7 @@ class EventLoop {
   std::unique_ptr<ZapAuthenticator> zap_;  // with CURVE: admits authorized worker keys
   std::optional<zmq::socket_t> router_;
   std::optional<LocalLauncher> launcher_;
+  std::optional<LocalWorkers> locals_;  // what to start and stop, over launcher_ (Start)
   std::string job_id_ = NewJobId();
   std::string local_token_;            // handed to the workers we start over an inherited fd
   std::string input_path_;             // what by-reference workers map (WELCOME's "in")
@@ -213,26 +203,11 @@ class EventLoop {
   std::map<WorkerIndex, std::string> peer_of_;
   std::set<std::string> joined_;  // "name@host" of every non-local worker that joined
   WorkerIndex next_index_ = 0;
-  uint64_t spawned_ = 0;
-  uint32_t to_spawn_ = 0;  // local workers not started yet (SpawnSome)
-  // Local workers not joined (yet, or again after losing their connection): pid -> since.
-  std::map<pid_t, Clock::time_point> unjoined_;
-  std::optional<Clock::time_point> stranded_since_;  // no worker and none to come
-  uint64_t respawns_used_ = 0;
-  uint32_t consecutive_deaths_ = 0;  // worker deaths since the last accepted chunk
-  // Whether a dead local worker may still be replaced (--max-respawns, progress).
-  bool MayRespawn() const {
-    return respawns_used_ < max_respawns_ && consecutive_deaths_ < no_progress_deaths_;
-  }
-  // Why no worker is replaced any more, for "no worker left (...)".
-  std::string RespawnsEnded() const;
-  std::optional<Clock::time_point> respawn_at_;
   std::string last_loss_;  // why the most recent worker was lost
   Clock::time_point next_heartbeat_;
   std::string error_;        // a fatal write error
   RateLimitedWarn rejects_;  // warnings about rejected messages and peers, per reason
   bool dispatching_ = false;
-  Clock::time_point started_ = Clock::now();  // the current job's start
   // Attempts sent and not yet ended: (chunk, attempt) -> (worker, dispatch time), for spans.
   std::map<std::pair<uint64_t, uint32_t>, std::pair<WorkerIndex, double>> in_flight_;
 };

@@ -12,7 +12,8 @@
 // Signals go only to children this launcher started, through their pidfds (never kill(2)
 // on a pid that came from elsewhere). With a local token each child gets it over an
 // inherited pipe (`--local-token-fd N`), never in its environment or argv.
-// Not thread-safe: owned by the coordinator's event loop.
+// The WorkerLauncher (worker_launcher.h) of the programs. Not thread-safe: owned by the
+// coordinator's event loop.
 #pragma once
 
 #include <sys/types.h>
@@ -24,19 +25,11 @@
 #include <vector>
 
 #include "common/status.h"
+#include "engine/worker_launcher.h"
 
 namespace fanout {
 
-// How a child ended, from waitpid's status.
-struct ChildExit {
-  pid_t pid = 0;
-  std::string name;
-  int status = 0;
-  // "exited with status 1", "was killed by signal 9 (SIGKILL)".
-  std::string Describe() const;
-};
-
-class LocalLauncher {
+class LocalLauncher final : public WorkerLauncher {
  public:
   // `argv_tail` is appended to every worker's command line (after --connect/--name).
   LocalLauncher(std::string worker_bin, std::string endpoint, std::vector<std::string> argv_tail,
@@ -48,22 +41,22 @@ class LocalLauncher {
   // The per-run secret that workers started from now on prove themselves with: each gets
   // a pipe holding it as `--local-token-fd N` (not on argv, where `ps` shows it, nor in
   // its environment, which /proc/PID/environ keeps for the process's lifetime).
-  void SetLocalToken(const std::string& token) { token_ = token; }
+  void SetLocalToken(const std::string& token) override { token_ = token; }
   // Starts one worker named `name`. An error means it could not be executed at all.
-  Result<pid_t> Spawn(const std::string& name);
+  Result<pid_t> Spawn(const std::string& name) override;
 
   // The pidfds to poll (readable when that child has exited).
-  std::vector<int> fds() const;
+  std::vector<int> fds() const override;
   // Reaps the child behind a readable pidfd.
-  std::optional<ChildExit> Reap(int fd);
+  std::optional<ChildExit> Reap(int fd) override;
   // Sends `sig` to the child `pid` (through its pidfd); nothing if it is not our child.
-  void Kill(pid_t pid, int sig);
+  void Kill(pid_t pid, int sig) override;
   // Sends `sig` to every child whose pid is not in `spare`.
-  void SignalAllExcept(const std::vector<pid_t>& spare, int sig);
-  size_t alive() const { return children_.size(); }
-  bool IsChild(pid_t pid) const;
+  void SignalAllExcept(const std::vector<pid_t>& spare, int sig) override;
+  size_t alive() const override { return children_.size(); }
+  bool IsChild(pid_t pid) const override;
   // Waits up to `grace` for every child to exit on its own, then SIGKILLs and reaps the rest.
-  void StopAll(std::chrono::milliseconds grace);
+  void StopAll(std::chrono::milliseconds grace) override;
 
  private:
   // Kills and reaps children that are not workers (orphans of dead workers): without

@@ -53,7 +53,7 @@ void EventLoop::LoseWorker(WorkerIndex index, const std::string& reason, Clock::
     if (kill) {
       launcher_->Kill(peer->pid, SIGKILL);  // a hung one stays dead
     } else {
-      unjoined_[peer->pid] = now;  // it may say HELLO again (CheckJoins)
+      locals_->Rejoining(peer->pid, now);  // it may say HELLO again (CheckJoins)
     }
   }
   std::string id = peer->id;
@@ -128,7 +128,7 @@ void EventLoop::OnHello(const std::string& id, const Hello& hello, Clock::time_p
   peer.host = hello.host;
   peer.tasks = hello.tasks;
   peer.last_seen = now;  // its liveness counts from its HELLO
-  if (peer.local) unjoined_.erase(peer.pid);
+  if (peer.local) locals_->Joined(peer.pid);
   JoinJob(peer);
   // Local workers are counted when started; every other worker once, when it first joins.
   if (!peer.local && peer.in_job && joined_.insert(hello.worker_id + "@" + hello.host).second) {
@@ -173,7 +173,7 @@ void EventLoop::OnResult(Peer& peer, const ResultMsg& result, Blob output, Clock
   switch (outcome.verdict) {
     case Verdict::kAccepted:
       spdlog::debug("chunk {} attempt {} done on {}", result.chunk, result.attempt, peer.name);
-      consecutive_deaths_ = 0;
+      locals_->Progress();
       Note(sink_->Accept(result.chunk, std::move(output), result.cpu_seconds));
       SendCancels(outcome.cancel, "cancelled: another attempt won");
       break;
@@ -306,7 +306,6 @@ void EventLoop::OnMessage(Envelope& env, Clock::time_point now) {
 }
 
 void EventLoop::OnChildExit(const ChildExit& exit, Clock::time_point now) {
-  unjoined_.erase(exit.pid);
   for (auto& [id, peer] : peers_) {
     if (peer.local && peer.pid == exit.pid) {
       LoseWorker(peer.index, "(pid " + std::to_string(exit.pid) + ") " + exit.Describe(), now);
@@ -317,94 +316,44 @@ void EventLoop::OnChildExit(const ChildExit& exit, Clock::time_point now) {
     last_loss_ = "worker " + exit.name + " " + exit.Describe();
     spdlog::warn("worker {} {} before joining", exit.name, exit.Describe());
   }
-  ++consecutive_deaths_;
-  if (!respawn_at_ && MayRespawn()) {
-    // Back-off grows with deaths in a row and starts over once a chunk is accepted.
-    uint32_t shift = std::min<uint32_t>(consecutive_deaths_ - 1, 4);
-    respawn_at_ = now + milliseconds(50) * (1u << shift);
-  }
+  locals_->Exited(exit.pid, now);
 }
 
-void EventLoop::MaybeRespawn(Clock::time_point now) {
-  if (!respawn_at_ || now < *respawn_at_) return;
-  respawn_at_.reset();
-  while (launcher_->alive() + to_spawn_ < local_workers_ && MayRespawn()) {
-    ++respawns_used_;
-    ++stats_->respawns;
-    auto pid = launcher_->Spawn("local-" + std::to_string(++spawned_));
-    if (!pid.ok()) {
-      last_loss_ = pid.status().message();
-      spdlog::warn("{}", last_loss_);
-      break;
-    }
-    unjoined_[*pid] = now;
+void EventLoop::SuperviseLocals(Clock::time_point now, bool drained) {
+  if (uint32_t started = locals_->Respawn(now)) {
+    stats_->respawns += started;
+    if (!locals_->last_error().empty()) last_loss_ = locals_->last_error();
   }
+  if (error_.empty()) Note(locals_->SpawnSome());
+  if (drained) locals_->CheckJoins(now);
 }
 
-std::string EventLoop::RespawnsEnded() const {
-  if (respawns_used_ >= max_respawns_) {
-    return std::to_string(respawns_used_) + " respawns used of " + std::to_string(max_respawns_) +
-           ", see --max-respawns";
-  }
-  if (consecutive_deaths_ >= no_progress_deaths_) {
-    return std::to_string(consecutive_deaths_) +
-           " workers died in a row with no chunk finished; not respawning";
-  }
-  return std::to_string(respawns_used_) + " respawns";
-}
-
-void EventLoop::SpawnSome() {
-  auto until = Clock::now() + kSpawnSlice;
-  while (to_spawn_ > 0 && error_.empty()) {
-    auto pid = launcher_->Spawn("local-" + std::to_string(++spawned_));
-    if (!pid.ok()) {
-      Note(pid.status());  // the job cannot start its workers: it fails with this
-      to_spawn_ = 0;
-      return;
-    }
-    --to_spawn_;
-    unjoined_[*pid] = Clock::now();
-    if (Clock::now() >= until) break;
-  }
-}
-
-void EventLoop::CheckJoins(Clock::time_point now) {
-  for (auto it = unjoined_.begin(); it != unjoined_.end();) {
-    if (now - it->second < kJoinGrace) {
-      ++it;
-      continue;
-    }
-    spdlog::warn("local worker (pid {}) did not say HELLO within {} ms; stopping it", it->first,
-                 kJoinGrace.count());
-    launcher_->Kill(it->first, SIGKILL);  // reaped through its pidfd, then replaced
-    it = unjoined_.erase(it);
-  }
+WorkerState EventLoop::Workers() const {
+  WorkerState w;
+  w.joined =
+      std::count_if(peers_.begin(), peers_.end(), [](const auto& p) { return p.second.in_job; });
+  w.starting = locals_->starting();
+  w.respawn_pending = locals_->respawn_pending();
+  w.ever_joined = next_index_ > 0;
+  w.dispatching = dispatching_;
+  return w;
 }
 
 std::string EventLoop::Stranded(Clock::time_point now) {
-  // Only after a loss: a --listen job waits for its first workers as --wait-timeout says.
-  bool none_to_come = peers_.empty() && launcher_->alive() == 0 && !respawn_at_ && to_spawn_ == 0 &&
-                      !config_->listen.empty() && !last_loss_.empty();
-  if (!none_to_come) {
-    stranded_since_.reset();
-    return "";
-  }
-  auto wait = config_->wait_timeout.count() > 0 ? config_->wait_timeout : kDefaultStrandedWait;
-  if (!stranded_since_) {
-    stranded_since_ = now;
+  bool begun = false;
+  std::string why = wait_->Stranded(now, Workers(), last_loss_, locals_->Ended(), &begun);
+  if (begun) {
     spdlog::warn("no worker left ({}); waiting up to {} ms for one to join (--wait-timeout)",
-                 last_loss_, wait.count());
+                 last_loss_, wait_->stranded_wait().count());
   }
-  if (now - *stranded_since_ < wait) return "";
-  return "no worker left (" + last_loss_ + "; " + RespawnsEnded() + ") and none joined within " +
-         std::to_string(wait.count()) + " ms (--wait-timeout)";
+  return why;
 }
 
 void EventLoop::CheckLiveness(Clock::time_point now) {
-  auto limit = heartbeat_ * config_->liveness;
   std::vector<std::pair<WorkerIndex, Clock::duration>> silent;
   for (const auto& [id, peer] : peers_) {
-    if (now - peer.last_seen > limit) silent.emplace_back(peer.index, now - peer.last_seen);
+    if (liveness_.Silent(peer.last_seen, now))
+      silent.emplace_back(peer.index, now - peer.last_seen);
   }
   for (const auto& [index, quiet] : silent) {
     auto ms = std::chrono::duration_cast<milliseconds>(quiet).count();
