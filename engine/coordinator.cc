@@ -24,6 +24,7 @@
 #include "engine/local_input.h"
 #include "engine/local_launcher.h"
 #include "engine/private_dir.h"
+#include "engine/stop_fd.h"
 
 namespace fanout::internal {
 
@@ -186,7 +187,8 @@ void EventLoop::Step(Clock::time_point now, const std::vector<zmq::pollitem_t>& 
   Note(sink_.Flush());
 }
 
-ModeResult EventLoop::Run() {
+ModeResult EventLoop::Run(std::stop_token stop) {
+  StopFd stopped(std::move(stop));  // polled beside Interrupt::fd(): a cancel ends it alike
   if (Status s = Start(); !s.ok()) return ModeResult::Failed(s.message());
   ModeResult result = ModeResult::Completed();
   while (!scheduler_.Finished() && !scheduler_.Aborted()) {
@@ -194,7 +196,7 @@ ModeResult EventLoop::Run() {
       result = ModeResult::Failed(error_);
       break;
     }
-    if (Interrupt::Requested()) {
+    if (Interrupt::Requested() || stopped.requested()) {
       result = ModeResult::Interrupted();
       break;
     }
@@ -216,6 +218,7 @@ ModeResult EventLoop::Run() {
     items.push_back(
         {nullptr, Interrupt::fd(), static_cast<short>(Interrupt::fd() >= 0 ? ZMQ_POLLIN : 0), 0});
     for (int fd : launcher_->fds()) items.push_back({nullptr, fd, ZMQ_POLLIN, 0});
+    if (stopped.fd() >= 0) items.push_back({nullptr, stopped.fd(), ZMQ_POLLIN, 0});  // last
     auto now = Clock::now();
     auto wait = std::chrono::duration_cast<milliseconds>(NextWakeup(now) - now) + milliseconds(1);
     PollOnce(items.data(), items.size(), wait);
@@ -247,9 +250,9 @@ ModeResult EventLoop::Run() {
 namespace fanout {
 
 ModeResult RunProcesses(const PlannedJob& job, uint32_t workers, Scheduler& scheduler,
-                        ResultSink& sink, RunStats& stats) {
+                        ResultSink& sink, RunStats& stats, std::stop_token stop) {
   internal::EventLoop loop(job, workers, scheduler, sink, stats);
-  return loop.Run();
+  return loop.Run(std::move(stop));
 }
 
 }  // namespace fanout

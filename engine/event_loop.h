@@ -12,6 +12,7 @@
 #include <memory>
 #include <optional>
 #include <set>
+#include <stop_token>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -72,7 +73,8 @@ class EventLoop {
         no_progress_deaths_(std::max<uint64_t>(
             2ull * workers, 2ull * std::max<uint32_t>(config_.scheduler.crash_limit, 1))) {}
 
-  ModeResult Run();
+  // `stop`: see RunProcesses (coordinator.h).
+  ModeResult Run(std::stop_token stop = {});
 
  private:
   // A connected, welcomed worker.

@@ -145,7 +145,8 @@ uint32_t WorkerCount(const PoolSettings& options, const PlannedJob& job) {
 
 }  // namespace
 
-void RunBatch(const PoolSettings& options, const BatchSpec& spec, const BatchCallbacks& callbacks) {
+void RunBatch(const PoolSettings& options, const BatchSpec& spec, const BatchCallbacks& callbacks,
+              std::stop_token stop) {
   SetUpLogging();
   TaskRegistry& registry = TaskRegistry::Global();
   RegisterBuiltinTasks(registry);
@@ -174,7 +175,7 @@ void RunBatch(const PoolSettings& options, const BatchSpec& spec, const BatchCal
   ResultSink sink(job, scheduler, observer, stats);
   ModeResult result;
   try {
-    result = RunPlannedJob(job, WorkerCount(options, job), scheduler, sink, stats);
+    result = RunPlannedJob(job, WorkerCount(options, job), scheduler, sink, stats, stop);
   } catch (const std::exception& e) {
     // Something below threw mid-job (e.g. the transport): the chunks not reported yet get
     // the error; the host program lives on.
@@ -184,16 +185,20 @@ void RunBatch(const PoolSettings& options, const BatchSpec& spec, const BatchCal
   }
 
   std::string why = result.kind == ModeResult::Kind::kInterrupted ? "interrupted" : result.message;
+  bool cancelled = result.kind != ModeResult::Kind::kCompleted && stop.stop_requested();
   for (uint64_t c = 0; c < job.chunks.size(); ++c) {
     if (reported[c]) continue;
     bool failed = std::find(scheduler.failed_chunks().begin(), scheduler.failed_chunks().end(),
                             c) != scheduler.failed_chunks().end();
+    uint64_t id = c < spec.ids.size() ? spec.ids[c] : c;
     if (failed) {
       callbacks.on_error(c, ChunkError(spec, scheduler, stats, c));
+    } else if (cancelled) {
+      callbacks.on_error(
+          c, std::make_exception_ptr(Cancelled("chunk " + std::to_string(id) + " cancelled")));
     } else if (result.kind != ModeResult::Kind::kCompleted) {
       callbacks.on_error(c, std::make_exception_ptr(PoolError("job failed: " + why)));
     } else {
-      uint64_t id = c < spec.ids.size() ? spec.ids[c] : c;
       callbacks.on_error(c, std::make_exception_ptr(PoolError("chunk " + std::to_string(id) +
                                                               " not run: another chunk failed")));
     }

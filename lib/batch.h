@@ -8,6 +8,7 @@
 #include <exception>
 #include <functional>
 #include <optional>
+#include <stop_token>
 #include <string>
 #include <vector>
 
@@ -35,6 +36,9 @@ struct BatchCallbacks {
 };
 
 // Throws PoolError for problems found before any chunk runs (unknown task, bad args).
-void RunBatch(const PoolSettings& options, const BatchSpec& spec, const BatchCallbacks& callbacks);
+// `stop` cancels the job from any thread (engine/run_planned.h): it returns promptly, and
+// the chunks not finished get Cancelled.
+void RunBatch(const PoolSettings& options, const BatchSpec& spec, const BatchCallbacks& callbacks,
+              std::stop_token stop = {});
 
 }  // namespace fanout

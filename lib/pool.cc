@@ -2,12 +2,16 @@
 // submit() queues chunks for one dispatcher thread, which runs the chunks submitted close
 // together (same task and arguments) as one job; as_completed runs its job on a thread
 // of its own that feeds a queue. All shared state is guarded by one mutex per object.
+// Cancellation: every job takes the stop token of the pool's current stop source when it
+// starts; cancel() requests that source's stop and puts a fresh one in its place, so later
+// calls run normally. A stream's job has a stop source of its own, linked to the pool's.
 #include "fanout/pool.h"
 
 #include <chrono>
 #include <condition_variable>
 #include <deque>
 #include <mutex>
+#include <stop_token>
 #include <thread>
 #include <utility>
 
@@ -24,13 +28,16 @@ struct __attribute__((visibility("hidden"))) CompletionStream::State {
   std::condition_variable cv;
   std::deque<Completed> ready;
   bool done = false;
-  std::jthread thread;  // runs the job; joined by the stream's destructor
+  std::stop_source stop;  // this job's: requested by the destructor or the pool's cancel()
+  std::jthread thread;    // runs the job; joined by the stream's destructor
 };
 
 CompletionStream::CompletionStream(std::shared_ptr<State> state) : state_(std::move(state)) {}
 CompletionStream::CompletionStream(CompletionStream&&) noexcept = default;
 CompletionStream::~CompletionStream() {
-  if (state_ && state_->thread.joinable()) state_->thread.join();
+  if (!state_) return;          // moved from
+  state_->stop.request_stop();  // nothing left to cancel once the job ended
+  if (state_->thread.joinable()) state_->thread.join();
 }
 
 std::optional<Completed> CompletionStream::next() {
@@ -65,13 +72,19 @@ struct __attribute__((visibility("hidden"))) Pool::Impl {
   explicit Impl(PoolOptions o) : options(std::move(o)) {}
 
   void Dispatch(std::stop_token stop);
-  void RunGroup(std::vector<Submission>& group);
+  void RunGroup(std::vector<Submission>& group, std::stop_token cancel);
+  // The stop token jobs starting now take (cancelled by the next cancel()).
+  std::stop_token CancelToken() {
+    std::lock_guard lock(mu);
+    return cancel.get_token();
+  }
 
   PoolOptions options;
   std::mutex mu;
   std::condition_variable_any cv;
   std::deque<Submission> pending;
   uint64_t submitted = 0;
+  std::stop_source cancel;  // the current generation's: replaced by cancel()
   std::jthread dispatcher;  // started by the first submit
 };
 
@@ -87,6 +100,7 @@ void Pool::Impl::Dispatch(std::stop_token stop) {
       cv.wait_for(lock, stop, kCoalesce, [&] { return pending.size() != seen; });
     }
     std::vector<Submission> group;
+    std::stop_token cancel_token = cancel.get_token();  // with the group: a cancel() takes both
     const std::string task = pending.front().task;
     const std::vector<std::string> args = pending.front().args;
     for (auto it = pending.begin(); it != pending.end();) {
@@ -98,12 +112,12 @@ void Pool::Impl::Dispatch(std::stop_token stop) {
       }
     }
     lock.unlock();
-    RunGroup(group);
+    RunGroup(group, cancel_token);
     lock.lock();
   }
 }
 
-void Pool::Impl::RunGroup(std::vector<Submission>& group) {
+void Pool::Impl::RunGroup(std::vector<Submission>& group, std::stop_token cancel_token) {
   BatchSpec spec;
   spec.task = group.front().task;
   spec.args = group.front().args;
@@ -127,7 +141,7 @@ void Pool::Impl::RunGroup(std::vector<Submission>& group) {
     group[c].promise.set_exception(std::move(e));
   };
   try {
-    RunBatch(SettingsOf(options), spec, callbacks);
+    RunBatch(SettingsOf(options), spec, callbacks, std::move(cancel_token));
   } catch (...) {
     for (size_t c = 0; c < group.size(); ++c) callbacks.on_error(c, std::current_exception());
   }
@@ -138,10 +152,24 @@ Pool::Pool(PoolOptions options) : impl_(std::make_unique<Impl>(std::move(options
 Pool::Pool(PoolMode mode, uint32_t workers) : Pool(PoolOptions().mode(mode).workers(workers)) {}
 
 Pool::~Pool() {
-  // Submitted chunks still run: the dispatcher drains the queue before it stops.
+  cancel();  // queued submissions get Cancelled now, the running group once it stops
   if (impl_->dispatcher.joinable()) {
     impl_->dispatcher.request_stop();
     impl_->dispatcher.join();
+  }
+}
+
+void Pool::cancel() {
+  std::deque<Submission> dropped;
+  {
+    std::lock_guard lock(impl_->mu);
+    impl_->cancel.request_stop();
+    impl_->cancel = std::stop_source();
+    dropped.swap(impl_->pending);
+  }
+  for (Submission& s : dropped) {
+    s.promise.set_exception(
+        std::make_exception_ptr(Cancelled("chunk " + std::to_string(s.number) + " cancelled")));
   }
 }
 
@@ -149,7 +177,8 @@ const PoolOptions& Pool::options() const { return impl_->options; }
 
 namespace {
 
-std::vector<std::string> Collect(const PoolSettings& options, const BatchSpec& spec, size_t count) {
+std::vector<std::string> Collect(const PoolSettings& options, const BatchSpec& spec, size_t count,
+                                 std::stop_token cancel) {
   std::vector<std::string> results(count);
   std::exception_ptr first_task_error, first_error;
   BatchCallbacks callbacks;
@@ -163,7 +192,7 @@ std::vector<std::string> Collect(const PoolSettings& options, const BatchSpec& s
       if (!first_error) first_error = e;
     }
   };
-  RunBatch(options, spec, callbacks);
+  RunBatch(options, spec, callbacks, std::move(cancel));
   if (first_task_error) std::rethrow_exception(first_task_error);
   if (first_error) std::rethrow_exception(first_error);
   return results;
@@ -177,7 +206,7 @@ std::vector<std::string> Pool::map(std::string_view task, const std::vector<std:
   spec.task = task;
   spec.args = args;
   spec.chunks = chunks;
-  return Collect(SettingsOf(impl_->options), spec, chunks.size());
+  return Collect(SettingsOf(impl_->options), spec, chunks.size(), impl_->CancelToken());
 }
 
 std::vector<std::string> Pool::map_range(std::string_view task, int64_t lo, int64_t hi,
@@ -189,7 +218,7 @@ std::vector<std::string> Pool::map_range(std::string_view task, int64_t lo, int6
   spec.range = NumberRange{lo, hi};
   spec.range_chunks = std::max<uint64_t>(chunks, 1);
   uint64_t count = std::min<uint64_t>(spec.range_chunks, static_cast<uint64_t>(hi - lo));
-  return Collect(SettingsOf(impl_->options), spec, count);
+  return Collect(SettingsOf(impl_->options), spec, count, impl_->CancelToken());
 }
 
 std::future<std::string> Pool::submit(std::string_view task, std::string chunk,
@@ -214,37 +243,39 @@ CompletionStream Pool::as_completed(std::string_view task, std::vector<std::stri
   spec.args = args;
   spec.chunks = std::move(chunks);
   spec.keep_going = true;
-  state->thread = std::jthread(
-      [state_ptr = state.get(), options = SettingsOf(impl_->options), spec = std::move(spec)] {
-        auto& st = *state_ptr;
-        auto push = [&](Completed c) {
-          std::lock_guard lock(st.mu);
-          st.ready.push_back(std::move(c));
-          st.cv.notify_all();
-        };
-        // Each chunk is reported once, also when the job throws after some were reported.
-        std::vector<bool> reported(spec.chunks.size(), false);
-        BatchCallbacks callbacks;
-        callbacks.on_result = [&](uint64_t c, std::string out) {
-          if (c >= reported.size() || reported[c]) return;
-          reported[c] = true;
-          push({c, std::move(out), nullptr});
-        };
-        callbacks.on_error = [&](uint64_t c, std::exception_ptr e) {
-          if (c >= reported.size() || reported[c]) return;
-          reported[c] = true;
-          push({c, {}, std::move(e)});
-        };
-        try {
-          RunBatch(options, spec, callbacks);
-        } catch (...) {
-          for (uint64_t c = 0; c < spec.chunks.size(); ++c)
-            callbacks.on_error(c, std::current_exception());
-        }
-        std::lock_guard lock(st.mu);
-        st.done = true;
-        st.cv.notify_all();
-      });
+  state->thread = std::jthread([state_ptr = state.get(), options = SettingsOf(impl_->options),
+                                spec = std::move(spec), pool_cancel = impl_->CancelToken()] {
+    auto& st = *state_ptr;
+    // The pool's cancel() stops this job too (the stream may outlive the pool).
+    std::stop_callback link(pool_cancel, [stop = st.stop]() mutable { stop.request_stop(); });
+    auto push = [&](Completed c) {
+      std::lock_guard lock(st.mu);
+      st.ready.push_back(std::move(c));
+      st.cv.notify_all();
+    };
+    // Each chunk is reported once, also when the job throws after some were reported.
+    std::vector<bool> reported(spec.chunks.size(), false);
+    BatchCallbacks callbacks;
+    callbacks.on_result = [&](uint64_t c, std::string out) {
+      if (c >= reported.size() || reported[c]) return;
+      reported[c] = true;
+      push({c, std::move(out), nullptr});
+    };
+    callbacks.on_error = [&](uint64_t c, std::exception_ptr e) {
+      if (c >= reported.size() || reported[c]) return;
+      reported[c] = true;
+      push({c, {}, std::move(e)});
+    };
+    try {
+      RunBatch(options, spec, callbacks, st.stop.get_token());
+    } catch (...) {
+      for (uint64_t c = 0; c < spec.chunks.size(); ++c)
+        callbacks.on_error(c, std::current_exception());
+    }
+    std::lock_guard lock(st.mu);
+    st.done = true;
+    st.cv.notify_all();
+  });
   return CompletionStream(std::move(state));
 }
 
