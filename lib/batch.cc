@@ -2,11 +2,7 @@
 // runs it with the engine's RunPlannedJob, observing chunk outcomes through ResultSink.
 #include "lib/batch.h"
 
-#include <spdlog/sinks/stdout_color_sinks.h>
-#include <spdlog/spdlog.h>
-
 #include <algorithm>
-#include <mutex>
 
 #include "common/chunking.h"
 #include "engine/job.h"
@@ -18,20 +14,6 @@
 
 namespace fanout {
 namespace {
-
-// Library logging goes to stderr (never the program's stdout), warnings and up, unless
-// the program installed its own default logger.
-void SetUpLogging() {
-  static std::once_flag once;
-  std::call_once(once, [] {
-    if (!spdlog::default_logger()->name().empty()) return;
-    auto logger = std::make_shared<spdlog::logger>(
-        "fanout", std::make_shared<spdlog::sinks::stderr_color_sink_mt>());
-    logger->set_pattern("fanout: %^%l%$: %v");
-    logger->set_level(spdlog::level::warn);
-    spdlog::set_default_logger(logger);
-  });
-}
 
 // Loads the plugins (once per process, engine/plugins.h); errors are PoolErrors. Returns the
 // worker arguments that load the same plugins.
@@ -147,7 +129,6 @@ uint32_t WorkerCount(const PoolSettings& options, const PlannedJob& job) {
 
 void RunBatch(const PoolSettings& options, const BatchSpec& spec, const BatchCallbacks& callbacks,
               std::stop_token stop) {
-  SetUpLogging();
   TaskRegistry& registry = TaskRegistry::Global();
   RegisterBuiltinTasks(registry);
   bool local = options.mode == PoolMode::kSerial || options.mode == PoolMode::kThreads;
