@@ -232,8 +232,9 @@ class FANOUT_API Pool {
   // Stopping is prompt: no more chunks are handed out; a running `exec` command is killed
   // (as on Ctrl-C in `fanout run`); a task function already running in this process
   // (serial, threads) finishes its chunk, whose result is dropped; in processes and remote
-  // mode running attempts are cancelled and the pool's workers shut down before the call
-  // returns. The pool stays usable: calls made after cancel() returns run normally.
+  // mode the workers are told the job is over, which cancels their running attempts, and
+  // the call returns once the pool's own worker processes have stopped. The pool stays
+  // usable: calls made after cancel() returns run normally.
   void cancel();
 
   const PoolOptions& options() const;
