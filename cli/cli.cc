@@ -3,7 +3,6 @@
 #include <signal.h>
 #include <spdlog/sinks/basic_file_sink.h>
 #include <spdlog/sinks/stdout_color_sinks.h>
-#include <spdlog/spdlog.h>
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
@@ -20,6 +19,7 @@
 #include "common/curve.h"
 #include "common/exit_code.h"
 #include "common/group_guard.h"
+#include "common/log.h"
 #include "common/units.h"
 #include "engine/auto_mode.h"
 #include "engine/interrupt.h"
@@ -219,10 +219,11 @@ Status SetupLogging(const RawFlags& raw, bool quiet) {
       return Status::Error("--log-file: cannot write '" + raw.log_file + "': " + e.what());
     }
   }
-  auto logger = std::make_shared<spdlog::logger>("coordinator", sinks.begin(), sinks.end());
-  spdlog::set_default_logger(logger);
-  spdlog::set_level(level);
-  spdlog::set_pattern("%^fanout: %l: %v%$");
+  // fanout's own logger (common/log.h), which everything in fanout logs through.
+  spdlog::logger& log = Log();
+  log.sinks() = sinks;
+  log.set_level(level);
+  log.set_pattern("%^fanout: %l: %v%$");
   if (sinks.size() > 1) sinks[1]->set_pattern("%Y-%m-%d %H:%M:%S.%e fanout: %l: %v");
   return Status::Ok();
 }

@@ -2,7 +2,7 @@
 // connections or messages cannot flood the log. Per reason key, the first `burst` messages
 // of an interval are logged; the rest are counted, and once the interval has passed one
 // summary ("... and N more like this") stands for them. Pure: time is passed in, nothing is
-// printed. RateLimitedWarn wraps it with spdlog and the steady clock. Not thread-safe: each
+// printed. RateLimitedWarn wraps it with Log() and the steady clock. Not thread-safe: each
 // thread that logs (the event loop, the ZAP handler) owns its own limiter.
 #pragma once
 
@@ -54,7 +54,7 @@ class LogLimiter {
   std::map<std::string, Window> windows_;
 };
 
-// A LogLimiter in front of spdlog::warn: Warn(key, line) prints `line` if the limiter
+// A LogLimiter in front of Log().warn (common/log.h): Warn(key, line) prints `line` if the limiter
 // admits it, preceded by a summary line for the key when one is due. Flush prints the
 // summaries still pending (call it when the loop ends). Same thread rules as LogLimiter.
 class RateLimitedWarn {

@@ -24,6 +24,7 @@
 #include "engine/local_input.h"
 #include "engine/local_launcher.h"
 #include "engine/private_dir.h"
+#include "engine/stop_fd.h"
 
 namespace fanout::internal {
 
@@ -248,7 +249,7 @@ void EventLoop::Step(Clock::time_point now, const std::vector<zmq::pollitem_t>& 
       OnMessage(std::get<Envelope>(got), now);
     }
   }
-  for (size_t i = 3; i < items.size(); ++i) {
+  for (size_t i = 4; i < items.size(); ++i) {  // after the socket, interrupt, wake and stop
     if (items[i].revents == 0) continue;
     if (auto exit = launcher_->Reap(items[i].fd)) OnChildExit(*exit, now);
   }
@@ -281,6 +282,7 @@ ModeResult EventLoop::Loop(const std::function<std::optional<ModeResult>()>& sto
     items.push_back(
         {nullptr, Interrupt::fd(), static_cast<short>(Interrupt::fd() >= 0 ? ZMQ_POLLIN : 0), 0});
     items.push_back({nullptr, wake_fd_, static_cast<short>(wake_fd_ >= 0 ? ZMQ_POLLIN : 0), 0});
+    items.push_back({nullptr, stop_fd_, static_cast<short>(stop_fd_ >= 0 ? ZMQ_POLLIN : 0), 0});
     for (int fd : launcher_->fds()) items.push_back({nullptr, fd, ZMQ_POLLIN, 0});
     auto now = clock_.Now();
     auto wait = std::chrono::duration_cast<milliseconds>(NextWakeup(now) - now) + milliseconds(1);
@@ -290,13 +292,15 @@ ModeResult EventLoop::Loop(const std::function<std::optional<ModeResult>()>& sto
 }
 
 ModeResult EventLoop::RunJob(const PlannedJob& job, Scheduler& scheduler, ResultSink& sink,
-                             RunStats& stats) {
+                             RunStats& stats, std::stop_token stop) {
+  StopFd stopped(std::move(stop));  // polled beside Interrupt::fd(): a cancel ends it alike
+  stop_fd_ = stopped.fd();
   BeginJob(job, scheduler, sink, stats);
   FillAll(clock_.Now());  // a warm loop's workers are there already: work goes out now
   ModeResult result = Loop([&]() -> std::optional<ModeResult> {
     if (scheduler_->Finished() || scheduler_->Aborted()) return ModeResult::Completed();
     if (!error_.empty()) return ModeResult::Failed(error_);
-    if (Interrupt::Requested()) return ModeResult::Interrupted();
+    if (Interrupt::Requested() || stopped.requested()) return ModeResult::Interrupted();
     auto now = clock_.Now();
     WorkerState workers = Workers();
     if (std::string why = wait_->Expired(now, workers); !why.empty()) {
@@ -312,6 +316,7 @@ ModeResult EventLoop::RunJob(const PlannedJob& job, Scheduler& scheduler, Result
   if (!error_.empty() && result.kind == ModeResult::Kind::kCompleted) {
     result = ModeResult::Failed(error_);
   }
+  stop_fd_ = -1;
   EndJob();
   if (!warm_) Stop();
   return result;
@@ -342,10 +347,10 @@ void EventLoop::Stop() {
 namespace fanout {
 
 ModeResult RunProcesses(const PlannedJob& job, uint32_t workers, Scheduler& scheduler,
-                        ResultSink& sink, RunStats& stats) {
+                        ResultSink& sink, RunStats& stats, std::stop_token stop) {
   internal::EventLoop loop(job.config, workers);
   if (Status s = loop.Start(); !s.ok()) return ModeResult::Failed(s.message());
-  return loop.RunJob(job, scheduler, sink, stats);
+  return loop.RunJob(job, scheduler, sink, stats, std::move(stop));
 }
 
 }  // namespace fanout

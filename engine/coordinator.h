@@ -13,12 +13,14 @@
 #pragma once
 
 #include <cstdint>
+#include <stop_token>
 
 #include "engine/job.h"
 
 namespace fanout {
 
+// `stop` ends the job as Ctrl-C does (engine/run_planned.h), waking the loop's poll at once.
 ModeResult RunProcesses(const PlannedJob& job, uint32_t workers, Scheduler& scheduler,
-                        ResultSink& sink, RunStats& stats);
+                        ResultSink& sink, RunStats& stats, std::stop_token stop = {});
 
 }  // namespace fanout

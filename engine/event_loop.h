@@ -13,6 +13,7 @@
 #include <memory>
 #include <optional>
 #include <set>
+#include <stop_token>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -62,8 +63,10 @@ class EventLoop {
   // Binds the socket and prepares the local workers' launcher. Call once, first.
   Status Start();
   // Runs one job until its scheduler finishes or aborts, it is interrupted or it fails.
-  // The job's objects must outlive the call.
-  ModeResult RunJob(const PlannedJob& job, Scheduler& scheduler, ResultSink& sink, RunStats& stats);
+  // The job's objects must outlive the call. `stop`: see RunProcesses (coordinator.h); a
+  // warm loop's workers stay.
+  ModeResult RunJob(const PlannedJob& job, Scheduler& scheduler, ResultSink& sink, RunStats& stats,
+                    std::stop_token stop = {});
   // Between jobs of a warm loop: serves the workers (heartbeats, liveness, respawns) until
   // `done` (checked after every wake-up, e.g. by wake_fd) returns true.
   void Idle(const std::function<bool()>& done);
@@ -169,6 +172,7 @@ class EventLoop {
   const uint32_t max_local_;  // local workers to start at most
   const bool warm_;
   const int wake_fd_;
+  int stop_fd_ = -1;  // the running job's StopFd (RunJob)
   const Clock& clock_;
 
   // Between jobs the loop runs an idle job with no chunks, so that every path below has

@@ -109,18 +109,26 @@ class InterruptWatcher {
   std::thread thread_;
 };
 
+// Passes a job's stop request (RunPlannedJob's `stop`) on to the mode's own stop source,
+// which its running tasks watch.
+struct StopRequester {
+  std::stop_source source;
+  void operator()() { source.request_stop(); }
+};
+
 }  // namespace
 
-ModeResult RunSerial(const PlannedJob& job, Scheduler& scheduler, ResultSink& sink,
-                     RunStats& stats) {
+ModeResult RunSerial(const PlannedJob& job, Scheduler& scheduler, ResultSink& sink, RunStats& stats,
+                     std::stop_token stop) {
   stats.workers = 1;
   stats.telemetry.SetWorker(0, {"serial", "local"});
   stats.telemetry.workers_running = 1;
   scheduler.AddWorker(0, 1, 1);
   std::stop_source cancel;
   InterruptWatcher watcher(cancel);
+  std::stop_callback on_stop(stop, StopRequester{cancel});
   while (!scheduler.Finished() && !scheduler.Aborted()) {
-    if (Interrupt::Requested()) return ModeResult::Interrupted();
+    if (Interrupt::Requested() || cancel.stop_requested()) return ModeResult::Interrupted();
     auto a = scheduler.Next(0, Clock::now());
     if (!a) return ModeResult::Failed("internal error: no runnable chunk in serial mode");
     Blob out;
@@ -136,13 +144,14 @@ ModeResult RunSerial(const PlannedJob& job, Scheduler& scheduler, ResultSink& si
 }
 
 ModeResult RunThreads(const PlannedJob& job, uint32_t threads, Scheduler& scheduler,
-                      ResultSink& sink, RunStats& stats) {
+                      ResultSink& sink, RunStats& stats, std::stop_token job_stop) {
   std::mutex mu;
   std::condition_variable cv;  // a chunk was re-queued, or the job ended
   std::string error;
   bool stop = false;
-  std::stop_source cancel;  // interrupts: every running task is asked to stop
+  std::stop_source cancel;  // interrupts and `job_stop`: every running task is asked to stop
   InterruptWatcher watcher(cancel);
+  std::stop_callback on_stop(job_stop, StopRequester{cancel});
   stats.workers = threads;
   stats.telemetry.workers_running = threads;
   for (uint32_t i = 0; i < threads; ++i) {
@@ -217,7 +226,7 @@ ModeResult RunThreads(const PlannedJob& job, uint32_t threads, Scheduler& schedu
       }
     }
   }
-  if (Interrupt::Requested()) return ModeResult::Interrupted();
+  if (Interrupt::Requested() || job_stop.stop_requested()) return ModeResult::Interrupted();
   if (!error.empty()) return ModeResult::Failed(error);
   return ModeResult::Completed();
 }

@@ -5,17 +5,20 @@
 #pragma once
 
 #include <cstdint>
+#include <stop_token>
 
 #include "engine/job.h"
 
 namespace fanout {
 
-ModeResult RunSerial(const PlannedJob& job, Scheduler& scheduler, ResultSink& sink,
-                     RunStats& stats);
+// Both return kInterrupted on Ctrl-C or once `stop` is requested (engine/run_planned.h):
+// the running tasks see a stop request (exec kills its command), no chunk starts after it.
+ModeResult RunSerial(const PlannedJob& job, Scheduler& scheduler, ResultSink& sink, RunStats& stats,
+                     std::stop_token stop = {});
 
 // Thread-safety: the scheduler, sink and stats are only touched under one mutex; tasks
 // run outside it.
 ModeResult RunThreads(const PlannedJob& job, uint32_t threads, Scheduler& scheduler,
-                      ResultSink& sink, RunStats& stats);
+                      ResultSink& sink, RunStats& stats, std::stop_token stop = {});
 
 }  // namespace fanout

@@ -12,6 +12,7 @@ struct WarmProcesses::Request {
   Scheduler& scheduler;
   ResultSink& sink;
   RunStats& stats;
+  std::stop_token stop;
   ModeResult result;
   bool done = false;
 };
@@ -42,9 +43,9 @@ void WarmProcesses::Wake() {
 }
 
 ModeResult WarmProcesses::Run(const PlannedJob& job, Scheduler& scheduler, ResultSink& sink,
-                              RunStats& stats) {
+                              RunStats& stats, std::stop_token stop) {
   std::lock_guard turn(turn_);
-  Request request{job, scheduler, sink, stats, {}, false};
+  Request request{job, scheduler, sink, stats, std::move(stop), {}, false};
   {
     std::unique_lock lock(mu_);
     if (wake_fd_ < 0) return ModeResult::Failed("cannot create an eventfd");
@@ -76,7 +77,7 @@ void WarmProcesses::Main() {
         result = ModeResult::Failed(started.message());
       } else {
         try {
-          result = loop.RunJob(r->job, r->scheduler, r->sink, r->stats);
+          result = loop.RunJob(r->job, r->scheduler, r->sink, r->stats, r->stop);
         } catch (const std::exception& e) {
           // The loop's state is unknown after a throw: it serves no more jobs.
           result = ModeResult::Failed(e.what());

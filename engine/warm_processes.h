@@ -16,6 +16,7 @@
 #include <cstdint>
 #include <memory>
 #include <mutex>
+#include <stop_token>
 #include <thread>
 
 #include "engine/job.h"
@@ -32,9 +33,11 @@ class WarmProcesses {
   WarmProcesses(const WarmProcesses&) = delete;
   WarmProcesses& operator=(const WarmProcesses&) = delete;
 
-  // Runs `job` on the warm workers; as RunPlannedJob for kProcesses. Fails (kFailed) if the
-  // loop could not start (e.g. the endpoint is taken) or broke down in an earlier job.
-  ModeResult Run(const PlannedJob& job, Scheduler& scheduler, ResultSink& sink, RunStats& stats);
+  // Runs `job` on the warm workers; as RunPlannedJob for kProcesses (`stop` ends the job,
+  // kInterrupted, and the workers stay). Fails (kFailed) if the loop could not start (e.g.
+  // the endpoint is taken) or broke down in an earlier job.
+  ModeResult Run(const PlannedJob& job, Scheduler& scheduler, ResultSink& sink, RunStats& stats,
+                 std::stop_token stop = {});
 
  private:
   struct Request;

@@ -2,11 +2,7 @@
 // runs it with the engine's RunPlannedJob, observing chunk outcomes through ResultSink.
 #include "lib/batch.h"
 
-#include <spdlog/sinks/stdout_color_sinks.h>
-#include <spdlog/spdlog.h>
-
 #include <algorithm>
-#include <mutex>
 
 #include "common/chunking.h"
 #include "engine/job.h"
@@ -18,20 +14,6 @@
 
 namespace fanout {
 namespace {
-
-// Library logging goes to stderr (never the program's stdout), warnings and up, unless
-// the program installed its own default logger.
-void SetUpLogging() {
-  static std::once_flag once;
-  std::call_once(once, [] {
-    if (!spdlog::default_logger()->name().empty()) return;
-    auto logger = std::make_shared<spdlog::logger>(
-        "fanout", std::make_shared<spdlog::sinks::stderr_color_sink_mt>());
-    logger->set_pattern("fanout: %^%l%$: %v");
-    logger->set_level(spdlog::level::warn);
-    spdlog::set_default_logger(logger);
-  });
-}
 
 // Loads the plugins (once per process, engine/plugins.h); errors are PoolErrors. Returns the
 // worker arguments that load the same plugins.
@@ -158,8 +140,7 @@ WarmProcesses& WarmFleet(WarmWorkers& warm, const JobConfig& config, const PoolS
 }  // namespace
 
 void RunBatch(const PoolSettings& options, const BatchSpec& spec, const BatchCallbacks& callbacks,
-              WarmWorkers* warm) {
-  SetUpLogging();
+              WarmWorkers* warm, std::stop_token stop) {
   TaskRegistry& registry = TaskRegistry::Global();
   RegisterBuiltinTasks(registry);
   bool local = options.mode == PoolMode::kSerial || options.mode == PoolMode::kThreads;
@@ -188,9 +169,9 @@ void RunBatch(const PoolSettings& options, const BatchSpec& spec, const BatchCal
   ModeResult result;
   try {
     if (warm && config.mode == Mode::kProcesses) {
-      result = WarmFleet(*warm, config, options).Run(job, scheduler, sink, stats);
+      result = WarmFleet(*warm, config, options).Run(job, scheduler, sink, stats, stop);
     } else {
-      result = RunPlannedJob(job, WorkerCount(options, job), scheduler, sink, stats);
+      result = RunPlannedJob(job, WorkerCount(options, job), scheduler, sink, stats, stop);
     }
   } catch (const std::exception& e) {
     // Something below threw mid-job (e.g. the transport): the chunks not reported yet get
@@ -201,16 +182,20 @@ void RunBatch(const PoolSettings& options, const BatchSpec& spec, const BatchCal
   }
 
   std::string why = result.kind == ModeResult::Kind::kInterrupted ? "interrupted" : result.message;
+  bool cancelled = result.kind != ModeResult::Kind::kCompleted && stop.stop_requested();
   for (uint64_t c = 0; c < job.chunks.size(); ++c) {
     if (reported[c]) continue;
     bool failed = std::find(scheduler.failed_chunks().begin(), scheduler.failed_chunks().end(),
                             c) != scheduler.failed_chunks().end();
+    uint64_t id = c < spec.ids.size() ? spec.ids[c] : c;
     if (failed) {
       callbacks.on_error(c, ChunkError(spec, scheduler, stats, c));
+    } else if (cancelled) {
+      callbacks.on_error(
+          c, std::make_exception_ptr(Cancelled("chunk " + std::to_string(id) + " cancelled")));
     } else if (result.kind != ModeResult::Kind::kCompleted) {
       callbacks.on_error(c, std::make_exception_ptr(PoolError("job failed: " + why)));
     } else {
-      uint64_t id = c < spec.ids.size() ? spec.ids[c] : c;
       callbacks.on_error(c, std::make_exception_ptr(PoolError("chunk " + std::to_string(id) +
                                                               " not run: another chunk failed")));
     }

@@ -10,6 +10,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <stop_token>
 #include <string>
 #include <vector>
 
@@ -47,8 +48,9 @@ struct WarmWorkers {
 
 // Throws PoolError for problems found before any chunk runs (unknown task, bad args).
 // With `warm`, processes and remote jobs run on its workers (started by the first such job)
-// instead of workers started for this job alone.
+// instead of workers started for this job alone. `stop` cancels the job from any thread
+// (engine/run_planned.h): it returns promptly, and the chunks not finished get Cancelled.
 void RunBatch(const PoolSettings& options, const BatchSpec& spec, const BatchCallbacks& callbacks,
-              WarmWorkers* warm = nullptr);
+              WarmWorkers* warm = nullptr, std::stop_token stop = {});
 
 }  // namespace fanout

@@ -2,12 +2,16 @@
 // submit() queues chunks for one dispatcher thread, which runs the chunks submitted close
 // together (same task and arguments) as one job; as_completed runs its job on a thread
 // of its own that feeds a queue. All shared state is guarded by one mutex per object.
+// Cancellation: every job takes the stop token of the pool's current stop source when it
+// starts; cancel() requests that source's stop and puts a fresh one in its place, so later
+// calls run normally. A stream's job has a stop source of its own, linked to the pool's.
 #include "fanout/pool.h"
 
 #include <chrono>
 #include <condition_variable>
 #include <deque>
 #include <mutex>
+#include <stop_token>
 #include <thread>
 #include <utility>
 
@@ -24,13 +28,16 @@ struct __attribute__((visibility("hidden"))) CompletionStream::State {
   std::condition_variable cv;
   std::deque<Completed> ready;
   bool done = false;
-  std::jthread thread;  // runs the job; joined by the stream's destructor
+  std::stop_source stop;  // this job's: requested by the destructor or the pool's cancel()
+  std::jthread thread;    // runs the job; joined by the stream's destructor
 };
 
 CompletionStream::CompletionStream(std::shared_ptr<State> state) : state_(std::move(state)) {}
 CompletionStream::CompletionStream(CompletionStream&&) noexcept = default;
 CompletionStream::~CompletionStream() {
-  if (state_ && state_->thread.joinable()) state_->thread.join();
+  if (!state_) return;          // moved from
+  state_->stop.request_stop();  // nothing left to cancel once the job ended
+  if (state_->thread.joinable()) state_->thread.join();
 }
 
 std::optional<Completed> CompletionStream::next() {
@@ -65,13 +72,19 @@ struct __attribute__((visibility("hidden"))) Pool::Impl {
   explicit Impl(PoolOptions o) : options(std::move(o)) {}
 
   void Dispatch(std::stop_token stop);
-  void RunGroup(std::vector<Submission>& group);
+  void RunGroup(std::vector<Submission>& group, std::stop_token cancel);
+  // The stop token jobs starting now take (cancelled by the next cancel()).
+  std::stop_token CancelToken() {
+    std::lock_guard lock(mu);
+    return cancel.get_token();
+  }
 
   PoolOptions options;
   std::mutex mu;
   std::condition_variable_any cv;
   std::deque<Submission> pending;
   uint64_t submitted = 0;
+  std::stop_source cancel;  // the current generation's: replaced by cancel()
   std::jthread dispatcher;  // started by the first submit
   // Processes and remote mode: the workers every call runs on (batch.h).
   std::shared_ptr<WarmWorkers> warm = std::make_shared<WarmWorkers>();
@@ -89,6 +102,7 @@ void Pool::Impl::Dispatch(std::stop_token stop) {
       cv.wait_for(lock, stop, kCoalesce, [&] { return pending.size() != seen; });
     }
     std::vector<Submission> group;
+    std::stop_token cancel_token = cancel.get_token();  // with the group: a cancel() takes both
     const std::string task = pending.front().task;
     const std::vector<std::string> args = pending.front().args;
     for (auto it = pending.begin(); it != pending.end();) {
@@ -100,12 +114,12 @@ void Pool::Impl::Dispatch(std::stop_token stop) {
       }
     }
     lock.unlock();
-    RunGroup(group);
+    RunGroup(group, cancel_token);
     lock.lock();
   }
 }
 
-void Pool::Impl::RunGroup(std::vector<Submission>& group) {
+void Pool::Impl::RunGroup(std::vector<Submission>& group, std::stop_token cancel_token) {
   BatchSpec spec;
   spec.task = group.front().task;
   spec.args = group.front().args;
@@ -129,7 +143,7 @@ void Pool::Impl::RunGroup(std::vector<Submission>& group) {
     group[c].promise.set_exception(std::move(e));
   };
   try {
-    RunBatch(SettingsOf(options), spec, callbacks, warm.get());
+    RunBatch(SettingsOf(options), spec, callbacks, warm.get(), std::move(cancel_token));
   } catch (...) {
     for (size_t c = 0; c < group.size(); ++c) callbacks.on_error(c, std::current_exception());
   }
@@ -140,10 +154,24 @@ Pool::Pool(PoolOptions options) : impl_(std::make_unique<Impl>(std::move(options
 Pool::Pool(PoolMode mode, uint32_t workers) : Pool(PoolOptions().mode(mode).workers(workers)) {}
 
 Pool::~Pool() {
-  // Submitted chunks still run: the dispatcher drains the queue before it stops.
+  cancel();  // queued submissions get Cancelled now, the running group once it stops
   if (impl_->dispatcher.joinable()) {
     impl_->dispatcher.request_stop();
     impl_->dispatcher.join();
+  }
+}
+
+void Pool::cancel() {
+  std::deque<Submission> dropped;
+  {
+    std::lock_guard lock(impl_->mu);
+    impl_->cancel.request_stop();
+    impl_->cancel = std::stop_source();
+    dropped.swap(impl_->pending);
+  }
+  for (Submission& s : dropped) {
+    s.promise.set_exception(
+        std::make_exception_ptr(Cancelled("chunk " + std::to_string(s.number) + " cancelled")));
   }
 }
 
@@ -152,7 +180,7 @@ const PoolOptions& Pool::options() const { return impl_->options; }
 namespace {
 
 std::vector<std::string> Collect(const PoolSettings& options, const BatchSpec& spec, size_t count,
-                                 WarmWorkers* warm) {
+                                 WarmWorkers* warm, std::stop_token cancel) {
   std::vector<std::string> results(count);
   std::exception_ptr first_task_error, first_error;
   BatchCallbacks callbacks;
@@ -166,7 +194,7 @@ std::vector<std::string> Collect(const PoolSettings& options, const BatchSpec& s
       if (!first_error) first_error = e;
     }
   };
-  RunBatch(options, spec, callbacks, warm);
+  RunBatch(options, spec, callbacks, warm, std::move(cancel));
   if (first_task_error) std::rethrow_exception(first_task_error);
   if (first_error) std::rethrow_exception(first_error);
   return results;
@@ -180,7 +208,8 @@ std::vector<std::string> Pool::map(std::string_view task, const std::vector<std:
   spec.task = task;
   spec.args = args;
   spec.chunks = chunks;
-  return Collect(SettingsOf(impl_->options), spec, chunks.size(), impl_->warm.get());
+  return Collect(SettingsOf(impl_->options), spec, chunks.size(), impl_->warm.get(),
+                 impl_->CancelToken());
 }
 
 std::vector<std::string> Pool::map_range(std::string_view task, int64_t lo, int64_t hi,
@@ -192,7 +221,7 @@ std::vector<std::string> Pool::map_range(std::string_view task, int64_t lo, int6
   spec.range = NumberRange{lo, hi};
   spec.range_chunks = std::max<uint64_t>(chunks, 1);
   uint64_t count = std::min<uint64_t>(spec.range_chunks, static_cast<uint64_t>(hi - lo));
-  return Collect(SettingsOf(impl_->options), spec, count, impl_->warm.get());
+  return Collect(SettingsOf(impl_->options), spec, count, impl_->warm.get(), impl_->CancelToken());
 }
 
 std::future<std::string> Pool::submit(std::string_view task, std::string chunk,
@@ -218,8 +247,11 @@ CompletionStream Pool::as_completed(std::string_view task, std::vector<std::stri
   spec.chunks = std::move(chunks);
   spec.keep_going = true;
   state->thread = std::jthread([state_ptr = state.get(), options = SettingsOf(impl_->options),
-                                spec = std::move(spec), warm = impl_->warm] {
+                                spec = std::move(spec), warm = impl_->warm,
+                                pool_cancel = impl_->CancelToken()] {
     auto& st = *state_ptr;
+    // The pool's cancel() stops this job too (the stream may outlive the pool).
+    std::stop_callback link(pool_cancel, [stop = st.stop]() mutable { stop.request_stop(); });
     auto push = [&](Completed c) {
       std::lock_guard lock(st.mu);
       st.ready.push_back(std::move(c));
@@ -239,7 +271,7 @@ CompletionStream Pool::as_completed(std::string_view task, std::vector<std::stri
       push({c, {}, std::move(e)});
     };
     try {
-      RunBatch(options, spec, callbacks, warm.get());
+      RunBatch(options, spec, callbacks, warm.get(), st.stop.get_token());
     } catch (...) {
       for (uint64_t c = 0; c < spec.chunks.size(); ++c)
         callbacks.on_error(c, std::current_exception());

@@ -2,7 +2,6 @@
 
 #include <signal.h>
 #include <spdlog/sinks/stdout_color_sinks.h>
-#include <spdlog/spdlog.h>
 #include <sys/resource.h>
 #include <unistd.h>
 
@@ -16,6 +15,7 @@
 #include "common/command.h"
 #include "common/curve.h"
 #include "common/exit_code.h"
+#include "common/log.h"
 #include "common/plugin_loader.h"
 #include "common/task.h"
 #include "common/transport.h"
@@ -220,11 +220,12 @@ or SIGINT, stops it at once (still handing back what it held).
     gethostname(host, sizeof host - 1);
     config.name = std::string(host) + "-" + std::to_string(getpid());
   }
-  auto logger = std::make_shared<spdlog::logger>(
-      "worker", std::make_shared<spdlog::sinks::stderr_color_sink_mt>());
-  spdlog::set_default_logger(logger);
-  spdlog::set_level(level);
-  spdlog::set_pattern(program + " " + config.name + ": %^%l%$: %v");
+  // fanout's own logger (common/log.h), which everything in fanout logs through; the
+  // default logger is the program's (a host running as an SPMD worker keeps it).
+  spdlog::logger& log = Log();
+  log.sinks() = {std::make_shared<spdlog::sinks::stderr_color_sink_mt>()};
+  log.set_level(level);
+  log.set_pattern(program + " " + config.name + ": %^%l%$: %v");
   RaiseFdLimit();
   RegisterBuiltinTasks(TaskRegistry::Global());
   for (const std::string& plugin : plugins) {

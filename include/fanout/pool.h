@@ -5,10 +5,14 @@
 // Pool is destroyed) or remote (workers started elsewhere connect to an endpoint, which
 // stays bound for the Pool's life). Results come back in chunk order (map), as futures
 // (submit) or as they finish (as_completed); a chunk that fails every attempt surfaces as
-// a TaskError naming the chunk and the reason.
+// a TaskError naming the chunk and the reason. Pool::cancel() stops every job of a pool
+// (and ~Pool cancels): unfinished chunks end with a Cancelled error.
 // Thread-safety: one Pool may be used from several threads; each call is its own job. In
 // processes and remote mode the calls share the Pool's workers and take turns on them
 // (one job at a time); serial and threads mode calls run side by side.
+// Logging: the library logs through its own spdlog logger named "fanout" (stderr,
+// warnings and up); spdlog::get("fanout") changes its level or sinks. It never touches
+// spdlog's default logger.
 //
 // Naming, for the whole public API (include/fanout/*.h): types CamelCase (Pool,
 // PoolOptions, TaskChunk), functions and methods snake_case (map, as_completed,
@@ -134,11 +138,19 @@ class FANOUT_API PoolError : public std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
+// The chunk did not finish because its job was cancelled: Pool::cancel(), ~Pool (for
+// submitted chunks) or destroying a CompletionStream before its end. A PoolError, so a
+// catch of PoolError sees it too. what(): "chunk 3 cancelled".
+class FANOUT_API Cancelled : public PoolError {
+ public:
+  using PoolError::PoolError;
+};
+
 // One finished chunk of an as_completed stream.
 struct Completed {
   uint64_t index = 0;        // position in the chunks passed in
   std::string output;        // valid when !error
-  std::exception_ptr error;  // a TaskError or PoolError
+  std::exception_ptr error;  // a TaskError or PoolError (Cancelled after Pool::cancel)
   // The output, or the error rethrown.
   const std::string& get() const {
     if (error) std::rethrow_exception(error);
@@ -146,8 +158,10 @@ struct Completed {
   }
 };
 
-// Finished chunks in completion order. Owns the job: destroying the stream early waits
-// for the job to end. Iterate with next() or a range-for.
+// Finished chunks in completion order. Owns the job: destroying the stream before its end
+// cancels the chunks not finished yet (as Pool::cancel does for this job alone) and returns
+// once the job stopped. Iterate with next() or a range-for, from one thread. The stream may
+// outlive its Pool.
 class FANOUT_API CompletionStream {
  public:
   struct State;
@@ -189,7 +203,9 @@ class FANOUT_API Pool {
   explicit Pool(PoolOptions options = {});
   // Shorthand for the common case: PoolOptions with just `mode` and `workers` set.
   explicit Pool(PoolMode mode, uint32_t workers = 0);
-  ~Pool();  // waits for submitted chunks to finish
+  // Cancels (cancel()) the submitted chunks not finished yet, then returns: their futures
+  // hold Cancelled. No other call of this pool may still be running on another thread.
+  ~Pool();
   Pool(const Pool&) = delete;
   Pool& operator=(const Pool&) = delete;
 
@@ -208,6 +224,21 @@ class FANOUT_API Pool {
   // bad chunk does not stop the others).
   CompletionStream as_completed(std::string_view task, std::vector<std::string> chunks,
                                 const std::vector<std::string>& args = {});
+
+  // Cancels every job this pool runs or has queued, from any thread, and returns without
+  // waiting for them to stop:
+  //  - map and map_range calls in progress throw Cancelled (a TaskError of a chunk that had
+  //    already failed for good wins) once their job has stopped;
+  //  - submit(): queued chunks' futures get Cancelled at once, and those of the job running
+  //    get it when it stops; chunks that finished keep their results;
+  //  - as_completed streams made by this pool yield Cancelled for their unfinished chunks.
+  // Stopping is prompt: no more chunks are handed out; a running `exec` command is killed
+  // (as on Ctrl-C in `fanout run`); a task function already running in this process
+  // (serial, threads) finishes its chunk, whose result is dropped; in processes and remote
+  // mode the workers are told the job is over, which cancels their running attempts, and
+  // the call returns once the pool's own worker processes have stopped. The pool stays
+  // usable: calls made after cancel() returns run normally.
+  void cancel();
 
   const PoolOptions& options() const;
 

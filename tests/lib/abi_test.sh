@@ -24,7 +24,7 @@ case $mode in
     allowed+="|^fanout::TaskChunk::lines\\("
     allowed+="|^fanout::(register_task|task_names|split_lines|worker_main|init)${abi}\\("
     # Exception classes: shared typeinfo so a catch in the program matches.
-    allowed+="|^(typeinfo|typeinfo name|vtable) for fanout::(TaskError|PoolError|TaskFailed)\$"
+    allowed+="|^(typeinfo|typeinfo name|vtable) for fanout::(TaskError|PoolError|Cancelled|TaskFailed)\$"
     all=$(symbols "$file")
     unexpected=$(grep -Ev "$allowed" <<<"$all" || true)
     total=$(grep -c . <<<"$all" || true)
@@ -41,7 +41,7 @@ case $mode in
                 'fanout::register_task(' 'fanout::task_names' 'fanout::split_lines' \
                 'fanout::TaskChunk::lines() const' 'fanout::init(int, char**)' \
                 'fanout::worker_main(int, char**)' 'typeinfo for fanout::TaskError' \
-                'typeinfo for fanout::PoolError' 'typeinfo for fanout::TaskFailed'; do
+                'typeinfo for fanout::PoolError' 'typeinfo for fanout::Cancelled' 'typeinfo for fanout::TaskFailed'; do
       if ! grep -qF -- "$want" <<<"$all"; then
         echo "FAIL: public symbol missing: $want"
         fail=1
