@@ -447,7 +447,7 @@ Examples:
   SetCommandPolicy({.parent_death_signal = SIGKILL, .kill_group_on_exit = true});
   // What those commands start themselves (`sh -c 'sleep 60; cat'`) is out of the death
   // signal's reach: a guard process kills their groups once this process is gone.
-  if (Status s = StartGroupGuard(argc, argv); !s.ok()) spdlog::warn("{}", s.message());
+  if (Status s = StartGroupGuard(argc, argv); !s.ok()) Log().warn("{}", s.message());
   config.window_given = run->count("--window") > 0;
   if (Status s = Finish(raw, config); !s.ok()) return UsageError(s.message());
   SetOkExitCodes(std::vector<int>(config.ok_exit.begin(), config.ok_exit.end()));

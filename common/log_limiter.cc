@@ -1,6 +1,6 @@
 #include "common/log_limiter.h"
 
-#include <spdlog/spdlog.h>
+#include "common/log.h"
 
 namespace fanout {
 
@@ -46,7 +46,7 @@ std::vector<LogLimiter::Summary> LogLimiter::Drain() {
 namespace {
 
 void PrintSummary(const std::string& key, uint64_t n) {
-  spdlog::warn("... and {} more like this ({}) not shown", n, key);
+  Log().warn("... and {} more like this ({}) not shown", n, key);
 }
 
 }  // namespace
@@ -54,7 +54,7 @@ void PrintSummary(const std::string& key, uint64_t n) {
 void RateLimitedWarn::Warn(const std::string& key, const std::string& line) {
   LogLimiter::Verdict v = limiter_.Admit(key, std::chrono::steady_clock::now());
   if (v.suppressed > 0) PrintSummary(key, v.suppressed);
-  if (v.log) spdlog::warn("{}", line);
+  if (v.log) Log().warn("{}", line);
 }
 
 void RateLimitedWarn::Tick() {

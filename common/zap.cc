@@ -1,10 +1,9 @@
 #include "common/zap.h"
 
-#include <spdlog/spdlog.h>
-
 #include <vector>
 
 #include "common/curve.h"
+#include "common/log.h"
 
 namespace fanout {
 namespace {
@@ -81,7 +80,7 @@ void ZapAuthenticator::Answer(zmq::socket_t& handler) {
   std::string key = request.size() >= 7 && request[5] == "CURVE" ? Z85Key(request[6]) : "";
   bool ok = request.size() >= 7 && request[0] == "1.0" && allowed_.count(key) > 0;
   if (ok) {
-    spdlog::debug("admitted worker key {} from {}", key, request[3]);
+    Log().debug("admitted worker key {} from {}", key, request[3]);
   } else {
     refused_.fetch_add(1);
     std::string who = key.empty() ? "a malformed ZAP request" : "worker key " + key;

@@ -1,7 +1,5 @@
 #include "engine/auto_mode.h"
 
-#include <spdlog/spdlog.h>
-
 #include <algorithm>
 #include <cmath>
 #include <condition_variable>
@@ -12,6 +10,7 @@
 #include <thread>
 #include <vector>
 
+#include "common/log.h"
 #include "common/measured_run.h"
 #include "common/warm_task.h"
 
@@ -690,8 +689,8 @@ Status ApplyCalibration(AutoPlan& plan, const PlannedJob& job, Scheduler& schedu
       ResultOutcome outcome =
           scheduler.OnResult(0, id, a->attempt, false, cal.error->message(), now);
       if (outcome.verdict == Verdict::kRetrying) {
-        spdlog::warn("{} attempt {} failed, retrying: {}", job.Describe(id), a->attempt,
-                     LatestFailureNote(scheduler, id));
+        Log().warn("{} attempt {} failed, retrying: {}", job.Describe(id), a->attempt,
+                   LatestFailureNote(scheduler, id));
       }
       if (Status s = sink.SyncFailures(); !s.ok()) return s;
     }

@@ -1,7 +1,6 @@
 #include "engine/coordinator.h"
 
 #include <signal.h>
-#include <spdlog/spdlog.h>
 #include <stdlib.h>
 #include <unistd.h>
 
@@ -16,6 +15,7 @@
 #include <zmq.hpp>
 
 #include "common/curve.h"
+#include "common/log.h"
 #include "common/transport.h"
 #include "common/zap.h"
 #include "engine/event_loop.h"
@@ -110,14 +110,13 @@ Status EventLoop::Start() {
       return Status::Error("cannot listen on " + local_endpoint + ": " + e.what());
     }
     if (max_local_ == 0) {
-      spdlog::warn("waiting for workers: fanout-worker --connect {}{}",
-                   ConnectableEndpoint(endpoint),
-                   fleet_.curve_server            ? " --curve-server-key SERVER_PUBLIC_CERT "
-                                                    "--curve-secret WORKER_secret"
-                   : EndpointNeedsCurve(endpoint) ? " --insecure"
-                                                  : "");
+      Log().warn("waiting for workers: fanout-worker --connect {}{}", ConnectableEndpoint(endpoint),
+                 fleet_.curve_server            ? " --curve-server-key SERVER_PUBLIC_CERT "
+                                                  "--curve-secret WORKER_secret"
+                 : EndpointNeedsCurve(endpoint) ? " --insecure"
+                                                : "");
     } else {
-      spdlog::info("listening on {} for more workers", ConnectableEndpoint(endpoint));
+      Log().info("listening on {} for more workers", ConnectableEndpoint(endpoint));
     }
   }
   auto bin = FindWorkerBinary(fleet_.worker_bin);
@@ -214,7 +213,7 @@ void EventLoop::EndJob() {
   }
   rejects_.Flush();
   if (dispatcher_->steals() > 0)
-    spdlog::debug("{} attempts taken back by idle workers", dispatcher_->steals());
+    Log().debug("{} attempts taken back by idle workers", dispatcher_->steals());
   wire_base_ += job_->chunks.size();
   BeginJob(idle_->job, idle_->scheduler, idle_->sink, idle_->stats);
 }

@@ -3,13 +3,12 @@
 // attempts queued elsewhere, which are CANCELled there); this file sends them: short
 // chunks several to a TASKS message, long ones as TASK (by reference to local workers that
 // proved they share this host).
-#include <spdlog/spdlog.h>
-
 #include <algorithm>
 #include <deque>
 #include <string>
 #include <vector>
 
+#include "common/log.h"
 #include "engine/event_loop.h"
 
 namespace fanout::internal {
@@ -20,7 +19,7 @@ bool EventLoop::Dispatching() {
       std::count_if(peers_.begin(), peers_.end(), [](const auto& p) { return p.second.in_job; });
   if (in_job >= std::max<uint32_t>(config_->min_workers, 1)) {
     dispatching_ = true;
-    if (config_->min_workers > 1) spdlog::info("{} workers joined; dispatching", in_job);
+    if (config_->min_workers > 1) Log().info("{} workers joined; dispatching", in_job);
   }
   return dispatching_;
 }
@@ -112,13 +111,13 @@ void EventLoop::Fill(Peer& peer, Clock::time_point now) {
       const CancelOrder& from = *d->stolen_from;
       in_flight_.erase({from.chunk, from.attempt});
       if (Peer* victim = FindPeer(from.worker)) {
-        spdlog::debug("chunk {} attempt {} taken back from {} for {}", from.chunk, from.attempt,
-                      victim->name, peer.name);
+        Log().debug("chunk {} attempt {} taken back from {} for {}", from.chunk, from.attempt,
+                    victim->name, peer.name);
         SendTo(*router_, victim->id, Cancel{from.chunk + wire_base_, from.attempt});
       }
     }
-    spdlog::debug("chunk {} attempt {}{} -> {}", a->chunk, a->attempt,
-                  a->speculative ? " (speculative)" : "", peer.name);
+    Log().debug("chunk {} attempt {}{} -> {}", a->chunk, a->attempt,
+                a->speculative ? " (speculative)" : "", peer.name);
     in_flight_[{a->chunk, a->attempt}] = {peer.index, stats_->telemetry.Now()};
     if (!Batchable(peer, a->chunk)) {
       reachable = SendBatch(peer, batch) && SendTask(peer, *a);

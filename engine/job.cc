@@ -1,7 +1,5 @@
 #include "engine/job.h"
 
-#include <spdlog/spdlog.h>
-
 #include <algorithm>
 #include <chrono>
 #include <csignal>
@@ -12,6 +10,7 @@
 #include <optional>
 #include <thread>
 
+#include "common/log.h"
 #include "common/output_file.h"
 #include "common/units.h"
 #include "engine/auto_mode.h"
@@ -256,8 +255,8 @@ Status OpenState(const PlannedJob& job, StateStore* state, const ContentHasher& 
     if (state->Has(c)) stored.push_back(c.id);
   }
   if (job.config.resume) {
-    spdlog::info("resuming: {} of {} chunks were finished by an earlier run", stored.size(),
-                 job.chunks.size());
+    Log().info("resuming: {} of {} chunks were finished by an earlier run", stored.size(),
+               job.chunks.size());
   }
   return Status::Ok();
 }
@@ -467,7 +466,7 @@ ExitCode RunJobUnguarded(const JobConfig& config, JobObserver* observer) {
       auto_choice = std::string(ModeName(resolved.mode)) + ", " + std::to_string(jobs) +
                     " workers: " + ruled_out;
     }
-    spdlog::info("auto: {}", auto_choice);
+    Log().info("auto: {}", auto_choice);
   }
   if (!auto_plan) {
     if (Status s = PlanJob(job, default_chunks); !s.ok()) {
@@ -501,8 +500,8 @@ ExitCode RunJobUnguarded(const JobConfig& config, JobObserver* observer) {
     PrintPlan(job, jobs, note);
     return ExitCode::kOk;  // files are discarded by their destructors
   }
-  spdlog::debug("planned {} chunks for task '{}' in mode {}", job.chunks.size(), config.task,
-                ModeName(config.mode));
+  Log().debug("planned {} chunks for task '{}' in mode {}", job.chunks.size(), config.task,
+              ModeName(config.mode));
 
   std::vector<uint64_t> stored;
   if (Status s = OpenState(job, state.get(), spooled, stored); !s.ok()) {

@@ -4,7 +4,6 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
-#include <spdlog/spdlog.h>
 #include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -17,6 +16,7 @@
 #include <filesystem>
 
 #include "common/group_guard.h"
+#include "common/log.h"
 #include "common/spawn.h"
 
 namespace fanout {
@@ -142,7 +142,7 @@ Result<pid_t> LocalLauncher::Spawn(const std::string& name) {
     return Status::Error(std::string("pidfd_open failed: ") + std::strerror(errno));
   }
   children_[pidfd] = Child{pid, name};
-  spdlog::debug("started worker {} (pid {})", name, pid);
+  Log().debug("started worker {} (pid {})", name, pid);
   return pid;
 }
 
@@ -196,7 +196,7 @@ void LocalLauncher::CollectOrphans(bool wait) {
     do {
       got = waitpid(pid, nullptr, wait ? 0 : WNOHANG);
     } while (got < 0 && errno == EINTR);
-    if (got == pid) spdlog::debug("stopped and reaped pid {}, orphaned by a dead worker", pid);
+    if (got == pid) Log().debug("stopped and reaped pid {}, orphaned by a dead worker", pid);
   }
 }
 
@@ -212,7 +212,7 @@ std::optional<ChildExit> LocalLauncher::Reap(int fd) {
   ChildExit exit{it->second.pid, it->second.name, status};
   close(fd);
   children_.erase(it);
-  spdlog::debug("worker {} (pid {}) {}", exit.name, exit.pid, exit.Describe());
+  Log().debug("worker {} (pid {}) {}", exit.name, exit.pid, exit.Describe());
   CollectOrphans(/*wait=*/false);
   return exit;
 }

@@ -1,7 +1,6 @@
 #include "engine/local_modes.h"
 
 #include <poll.h>
-#include <spdlog/spdlog.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
 
@@ -12,6 +11,7 @@
 #include <thread>
 #include <vector>
 
+#include "common/log.h"
 #include "common/measured_run.h"
 #include "engine/interrupt.h"
 
@@ -59,11 +59,11 @@ bool Finish(const PlannedJob& job, Scheduler& scheduler, ResultSink& sink, RunSt
   stats.telemetry.RecordAttempt(std::move(span));
   ResultOutcome outcome = scheduler.OnResult(worker, a.chunk, a.attempt, m.status.ok(),
                                              m.status.message(), Clock::now());
-  spdlog::debug("chunk {} attempt {} on thread {}: {}", a.chunk, a.attempt, worker,
-                m.status.ok() ? "ok" : m.status.message());
+  Log().debug("chunk {} attempt {} on thread {}: {}", a.chunk, a.attempt, worker,
+              m.status.ok() ? "ok" : m.status.message());
   if (outcome.verdict == Verdict::kRetrying) {
-    spdlog::warn("{} attempt {} failed, retrying: {}", job.Describe(a.chunk), a.attempt,
-                 LatestFailureNote(scheduler, a.chunk));
+    Log().warn("{} attempt {} failed, retrying: {}", job.Describe(a.chunk), a.attempt,
+               LatestFailureNote(scheduler, a.chunk));
   }
   Status s = outcome.verdict == Verdict::kAccepted
                  ? sink.Accept(a.chunk, std::move(output), m.cpu_seconds)

@@ -1,10 +1,10 @@
 #include "engine/local_workers.h"
 
 #include <signal.h>
-#include <spdlog/spdlog.h>
 
 #include <algorithm>
 
+#include "common/log.h"
 #include "engine/worker_policy.h"
 
 namespace fanout {
@@ -50,7 +50,7 @@ uint32_t LocalWorkers::Respawn(Clock::time_point now) {
       auto pid = launcher_.Spawn("local-" + std::to_string(++spawned_));
       if (!pid.ok()) {
         last_error_ = pid.status().message();
-        spdlog::warn("{}", last_error_);
+        Log().warn("{}", last_error_);
         break;
       }
       unjoined_[*pid] = now;
@@ -65,8 +65,8 @@ void LocalWorkers::CheckJoins(Clock::time_point now) {
       ++it;
       continue;
     }
-    spdlog::warn("local worker (pid {}) did not say HELLO within {} ms; stopping it", it->first,
-                 kJoinGrace.count());
+    Log().warn("local worker (pid {}) did not say HELLO within {} ms; stopping it", it->first,
+               kJoinGrace.count());
     launcher_.Kill(it->first, SIGKILL);  // reaped through its pidfd, then replaced
     it = unjoined_.erase(it);
   }

@@ -2,12 +2,12 @@
 // attempts, a pidfd or silence loses it (its attempts go back to the queue) and a lost
 // local worker is replaced with back-off.
 #include <signal.h>
-#include <spdlog/spdlog.h>
 
 #include <algorithm>
 #include <string>
 #include <vector>
 
+#include "common/log.h"
 #include "engine/event_loop.h"
 #include "engine/local_input.h"
 
@@ -35,8 +35,8 @@ void EventLoop::SendCancels(const std::vector<CancelOrder>& orders, const std::s
   for (const CancelOrder& order : orders) {
     EndAttempt(order.chunk, order.attempt, why);
     if (Peer* peer = FindPeer(order.worker)) {
-      spdlog::debug("cancel chunk {} attempt {} on {}: {}", order.chunk, order.attempt, peer->name,
-                    why);
+      Log().debug("cancel chunk {} attempt {} on {}: {}", order.chunk, order.attempt, peer->name,
+                  why);
       SendTo(*router_, peer->id, Cancel{order.chunk + wire_base_, order.attempt});
     }
   }
@@ -47,7 +47,7 @@ void EventLoop::LoseWorker(WorkerIndex index, const std::string& reason, Clock::
   Peer* peer = FindPeer(index);
   if (!peer) return;
   std::string name = peer->name;
-  spdlog::warn("worker {} lost: {}", name, reason);
+  Log().warn("worker {} lost: {}", name, reason);
   last_loss_ = "worker " + name + " " + reason;
   if (peer->local && launcher_) {
     if (kill) {
@@ -134,8 +134,8 @@ void EventLoop::OnHello(const std::string& id, const Hello& hello, Clock::time_p
   if (!peer.local && peer.in_job && joined_.insert(hello.worker_id + "@" + hello.host).second) {
     ++stats_->workers;
   }
-  spdlog::debug("worker {} joined (host {}, pid {}, {} slots, input {})", peer.name, hello.host,
-                hello.pid, hello.slots, peer.by_ref ? "by reference" : "as payloads");
+  Log().debug("worker {} joined (host {}, pid {}, {} slots, input {})", peer.name, hello.host,
+              hello.pid, hello.slots, peer.by_ref ? "by reference" : "as payloads");
   peer_of_[peer.index] = id;
   auto& stored = peers_[id] = std::move(peer);
   stats_->telemetry.workers_running = static_cast<uint32_t>(peers_.size());
@@ -172,22 +172,22 @@ void EventLoop::OnResult(Peer& peer, const ResultMsg& result, Blob output, Clock
   }
   switch (outcome.verdict) {
     case Verdict::kAccepted:
-      spdlog::debug("chunk {} attempt {} done on {}", result.chunk, result.attempt, peer.name);
+      Log().debug("chunk {} attempt {} done on {}", result.chunk, result.attempt, peer.name);
       locals_->Progress();
       Note(sink_->Accept(result.chunk, std::move(output), result.cpu_seconds));
       SendCancels(outcome.cancel, "cancelled: another attempt won");
       break;
     case Verdict::kRetrying:
-      spdlog::warn("{} attempt {} failed on worker {}, retrying: {}", job_->Describe(result.chunk),
-                   result.attempt, peer.name, LatestFailureNote(*scheduler_, result.chunk));
+      Log().warn("{} attempt {} failed on worker {}, retrying: {}", job_->Describe(result.chunk),
+                 result.attempt, peer.name, LatestFailureNote(*scheduler_, result.chunk));
       break;
     case Verdict::kChunkFailed:  // the job's failure report says why
-      spdlog::debug("{} attempt {} failed on worker {}: {}", job_->Describe(result.chunk),
-                    result.attempt, peer.name, error);
+      Log().debug("{} attempt {} failed on worker {}: {}", job_->Describe(result.chunk),
+                  result.attempt, peer.name, error);
       break;
     case Verdict::kLateDuplicate:
-      spdlog::debug("dropped late result for chunk {} attempt {} from {}", result.chunk,
-                    result.attempt, peer.name);
+      Log().debug("dropped late result for chunk {} attempt {} from {}", result.chunk,
+                  result.attempt, peer.name);
       break;
     case Verdict::kUnknown:
       rejects_.Warn("unknown chunk",
@@ -209,14 +209,14 @@ void EventLoop::OnLeave(Peer& peer, const Leave& leave) {
   }
   // Handed back attempts go back to the queue as if never sent: no span, no joblog line.
   if (!scheduler_->Draining(peer.index)) {
-    spdlog::info("worker {} is draining: it hands back {} attempts and finishes the rest",
-                 peer.name, back.size());
+    Log().info("worker {} is draining: it hands back {} attempts and finishes the rest", peer.name,
+               back.size());
   } else if (!back.empty()) {
-    spdlog::debug("worker {} hands back {} more attempts", peer.name, back.size());
+    Log().debug("worker {} hands back {} more attempts", peer.name, back.size());
   }
   scheduler_->HandBack(peer.index, back);
   if (!leave.bye) return;
-  spdlog::info("worker {} left", peer.name);
+  Log().info("worker {} left", peer.name);
   // So that a --listen job whose last worker left waits --wait-timeout for another (as
   // after a loss: Stranded), then fails saying why.
   last_loss_ = "worker " + peer.name + " left (drained)";
@@ -252,8 +252,8 @@ void EventLoop::OnResults(Peer& peer, const ResultBatch& batch,
     if (ToJob(result.chunk)) {
       OnResult(peer, result, n ? Blob(shared, offset, n) : Blob(), now);
     } else {
-      spdlog::debug("dropped a result of an earlier job's chunk {} attempt {} from {}",
-                    result.chunk, result.attempt, peer.name);
+      Log().debug("dropped a result of an earlier job's chunk {} attempt {} from {}", result.chunk,
+                  result.attempt, peer.name);
     }
     offset += n;
   }
@@ -274,8 +274,8 @@ void EventLoop::OnMessage(Envelope& env, Clock::time_point now) {
   // (a warm worker finishing what the job's end cancelled) are dropped.
   auto earlier = [&](uint64_t& chunk, uint32_t attempt) {
     if (ToJob(chunk)) return false;
-    spdlog::debug("dropped word of an earlier job's chunk {} attempt {} from {}", chunk, attempt,
-                  peer.name);
+    Log().debug("dropped word of an earlier job's chunk {} attempt {} from {}", chunk, attempt,
+                peer.name);
     return true;
   };
   if (auto* result = std::get_if<ResultMsg>(&env.message)) {
@@ -286,8 +286,8 @@ void EventLoop::OnMessage(Envelope& env, Clock::time_point now) {
   } else if (auto* started = std::get_if<Started>(&env.message)) {
     for (size_t i = 0; i < started->chunks.size(); ++i) {
       if (earlier(started->chunks[i], started->attempts[i])) continue;
-      spdlog::debug("chunk {} attempt {} started on {}", started->chunks[i], started->attempts[i],
-                    peer.name);
+      Log().debug("chunk {} attempt {} started on {}", started->chunks[i], started->attempts[i],
+                  peer.name);
       scheduler_->MarkStarted(peer.index, started->chunks[i], started->attempts[i], now);
     }
   } else if (auto* leave = std::get_if<Leave>(&env.message)) {
@@ -314,7 +314,7 @@ void EventLoop::OnChildExit(const ChildExit& exit, Clock::time_point now) {
   }
   if (last_loss_.empty() || last_loss_.find(exit.name) == std::string::npos) {
     last_loss_ = "worker " + exit.name + " " + exit.Describe();
-    spdlog::warn("worker {} {} before joining", exit.name, exit.Describe());
+    Log().warn("worker {} {} before joining", exit.name, exit.Describe());
   }
   locals_->Exited(exit.pid, now);
 }
@@ -343,8 +343,8 @@ std::string EventLoop::Stranded(Clock::time_point now) {
   bool begun = false;
   std::string why = wait_->Stranded(now, Workers(), last_loss_, locals_->Ended(), &begun);
   if (begun) {
-    spdlog::warn("no worker left ({}); waiting up to {} ms for one to join (--wait-timeout)",
-                 last_loss_, wait_->stranded_wait().count());
+    Log().warn("no worker left ({}); waiting up to {} ms for one to join (--wait-timeout)",
+               last_loss_, wait_->stranded_wait().count());
   }
   return why;
 }

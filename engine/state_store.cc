@@ -1,7 +1,6 @@
 #include "engine/state_store.h"
 
 #include <fcntl.h>
-#include <spdlog/spdlog.h>
 #include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -12,6 +11,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "common/log.h"
 #include "common/write_all.h"
 #include "engine/content_hash.h"
 
@@ -212,7 +212,7 @@ Status StateStore::TryLock(bool& retry) {
   }
   std::string pid = std::to_string(getpid()) + "\n";
   if (ftruncate(fd, 0) != 0 || pwrite(fd, pid.data(), pid.size(), 0) < 0) {
-    spdlog::warn("cannot write the pid into {}: {}", path, std::strerror(errno));
+    Log().warn("cannot write the pid into {}: {}", path, std::strerror(errno));
   }
   lock_ = fd;
   return Status::Ok();
@@ -271,11 +271,11 @@ void StateStore::ReadJournal() {
     std::string path = ChunkPath(key);
     auto got = ContentHashOfFile(path);
     if (!got.ok()) {
-      spdlog::info("stored chunk {} is unreadable ({}): it is run again", key,
-                   got.status().message());
+      Log().info("stored chunk {} is unreadable ({}): it is run again", key,
+                 got.status().message());
     } else if (got->second != want.bytes || got->first != want.hash) {
-      spdlog::info("stored chunk file {} does not match its journal line ({}): it is run again",
-                   path, got->second != want.bytes ? "size differs" : "content hash differs");
+      Log().info("stored chunk file {} does not match its journal line ({}): it is run again", path,
+                 got->second != want.bytes ? "size differs" : "content hash differs");
     } else {
       done_[key] = want;
     }
@@ -305,7 +305,7 @@ Status StateStore::Save(const ChunkSpec& chunk, std::string_view output) {
     return Status::Error("cannot sync '" + Path("journal") + "': " + std::strerror(errno));
   }
   done_[key] = std::move(stored);
-  spdlog::debug("chunk {} ({}) saved to {}", chunk.id, key, dir_);
+  Log().debug("chunk {} ({}) saved to {}", chunk.id, key, dir_);
   return Status::Ok();
 }
 
@@ -320,9 +320,9 @@ void StateStore::AdoptOutputTemp(const std::string& output, const std::string& t
               name.rfind("." + out.filename().string() + ".fanout-", 0) == 0;
   if (ours) {
     std::error_code ec;
-    if (fs::remove(old, ec)) spdlog::info("removed {} left by the earlier run", earlier);
+    if (fs::remove(old, ec)) Log().info("removed {} left by the earlier run", earlier);
   }
-  if (Status s = WriteDurably(record, temp + "\n"); !s.ok()) spdlog::warn("{}", s.message());
+  if (Status s = WriteDurably(record, temp + "\n"); !s.ok()) Log().warn("{}", s.message());
 }
 
 void StateStore::RemoveChunkFiles() {
@@ -349,9 +349,9 @@ void StateStore::Remove() {
   lock_ = -1;
   removed_ = true;
   if (!created_) {
-    spdlog::debug("--state {} existed before the job: only fanout's files were removed", dir_);
+    Log().debug("--state {} existed before the job: only fanout's files were removed", dir_);
   } else if (rmdir(dir_.c_str()) != 0 && errno != ENOENT) {
-    spdlog::info("--state {} is kept: it holds files fanout did not write", dir_);
+    Log().info("--state {} is kept: it holds files fanout did not write", dir_);
   }
 }
 

@@ -1,9 +1,8 @@
 #include "worker/async_runner.h"
 
-#include <spdlog/spdlog.h>
-
 #include <algorithm>
 
+#include "common/log.h"
 #include "worker/task_runner.h"
 
 namespace fanout {
@@ -41,19 +40,19 @@ bool AsyncRunner::Start(const TaskDef& def, TaskMsg& task, std::optional<zmq::me
   input.max_output = max_output_;
   auto attempt = def.start_async(input, t.args);
   if (!attempt.ok() && HitFdLimit(attempt.status()) && !entries_.empty()) {
-    spdlog::debug("chunk {} attempt {}: held back until an attempt releases its fds", t.chunk,
-                  t.attempt);
+    Log().debug("chunk {} attempt {}: held back until an attempt releases its fds", t.chunk,
+                t.attempt);
     task = std::move(entry->task);
     payload = std::move(entry->payload);
     return false;
   }
   if (!attempt.ok()) {
-    spdlog::debug("chunk {} attempt {}: {}", t.chunk, t.attempt, attempt.status().message());
+    Log().debug("chunk {} attempt {}: {}", t.chunk, t.attempt, attempt.status().message());
     finished_.push_back(FinishedAttempt{
         ResultMsg{t.chunk, t.attempt, false, attempt.status().message(), 0, 0}, {}});
     return true;
   }
-  spdlog::debug("chunk {} attempt {}: started on the event loop", t.chunk, t.attempt);
+  Log().debug("chunk {} attempt {}: started on the event loop", t.chunk, t.attempt);
   entry->attempt = std::move(attempt).value();
   entries_.push_back(std::move(entry));
   ++running_;
@@ -133,7 +132,7 @@ bool AsyncRunner::Advance(std::span<const zmq::pollitem_t> items, TimePoint now)
 void AsyncRunner::Finish(Entry& entry, TimePoint now) {
   const TaskMsg& t = entry.task;
   if (entry.cancelled) {
-    spdlog::debug("chunk {} attempt {}: cancelled attempt reaped", t.chunk, t.attempt);
+    Log().debug("chunk {} attempt {}: cancelled attempt reaped", t.chunk, t.attempt);
     return;
   }
   --running_;
@@ -143,8 +142,8 @@ void AsyncRunner::Finish(Entry& entry, TimePoint now) {
                                  outcome.cpu_seconds, wall},
                        {}};
   if (done.result.ok) done.output = std::move(outcome.output);
-  spdlog::debug("chunk {} attempt {}: {}", t.chunk, t.attempt,
-                done.result.ok ? "ok" : done.result.error);
+  Log().debug("chunk {} attempt {}: {}", t.chunk, t.attempt,
+              done.result.ok ? "ok" : done.result.error);
   finished_.push_back(std::move(done));
 }
 

@@ -1,11 +1,11 @@
 #include "worker/task_runner.h"
 
-#include <spdlog/spdlog.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
 
 #include <algorithm>
 
+#include "common/log.h"
 #include "common/measured_run.h"
 
 namespace fanout {
@@ -94,7 +94,7 @@ void TaskRunner::ToThreads(Attempt attempt) {
   }
   if (spawn) {
     threads_.emplace_back([this](std::stop_token st) { Work(st); });
-    spdlog::debug("runner thread {} started", threads_.size());
+    Log().debug("runner thread {} started", threads_.size());
   } else {
     cv_.notify_one();
   }
@@ -238,11 +238,11 @@ void TaskRunner::Work(std::stop_token thread_stop) {
       [[maybe_unused]] ssize_t n = write(event_fd_, &one, sizeof one);
     }
     const TaskMsg& t = attempt.task;
-    spdlog::debug("chunk {} attempt {}: started", t.chunk, t.attempt);
+    Log().debug("chunk {} attempt {}: started", t.chunk, t.attempt);
     FinishedAttempt done = RunAttempt(*attempt.def, t, attempt.payload, worker_name_,
                                       stop.get_token(), /*thread_cpu=*/true, max_output_);
-    spdlog::debug("chunk {} attempt {}: {}", t.chunk, t.attempt,
-                  done.result.ok ? "ok" : done.result.error);
+    Log().debug("chunk {} attempt {}: {}", t.chunk, t.attempt,
+                done.result.ok ? "ok" : done.result.error);
     bool first;  // the loop is told once per batch: later ones ride along unsignalled
     {
       std::lock_guard lock(mu_);

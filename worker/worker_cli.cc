@@ -90,7 +90,7 @@ void RaiseFdLimit() {
   rlim_t old = limit.rlim_cur;
   limit.rlim_cur = limit.rlim_max;
   if (setrlimit(RLIMIT_NOFILE, &limit) != 0) {
-    spdlog::debug("cannot raise the open-file limit above {}", old);
+    Log().debug("cannot raise the open-file limit above {}", old);
   }
 }
 

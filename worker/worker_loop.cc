@@ -1,7 +1,6 @@
 #include "worker/worker_loop.h"
 
 #include <signal.h>
-#include <spdlog/spdlog.h>
 #include <sys/signalfd.h>
 #include <unistd.h>
 
@@ -15,6 +14,7 @@
 #include "common/command.h"
 #include "common/exit_code.h"
 #include "common/handshake_monitor.h"
+#include "common/log.h"
 #include "common/measured_run.h"
 #include "common/spawn.h"
 #include "common/transport.h"
@@ -154,8 +154,8 @@ bool Worker::OnSignal(zmq::socket_t& socket, Clock::time_point now) {
     drain_deadline_ = now + config_.drain_grace;
     std::vector<AttemptKey> back = runner_.TakeWaiting();
     for (const AttemptKey& key : back) held_.erase(key);
-    spdlog::info("SIGTERM: draining: finishing {} running attempts within {} ms, handing back {}",
-                 held_.size(), config_.drain_grace.count(), back.size());
+    Log().info("SIGTERM: draining: finishing {} running attempts within {} ms, handing back {}",
+               held_.size(), config_.drain_grace.count(), back.size());
     SendLeave(socket, back, /*bye=*/false);
     return false;
   }
@@ -181,7 +181,7 @@ void Worker::SendLeave(zmq::socket_t& socket, const std::vector<AttemptKey>& bac
 void Worker::SayBye(zmq::socket_t& socket) {
   SendResults(socket);  // the finished ones count
   std::vector<AttemptKey> back(held_.begin(), held_.end());
-  if (!back.empty()) spdlog::info("stopping {} attempts and handing them back", back.size());
+  if (!back.empty()) Log().info("stopping {} attempts and handing them back", back.size());
   held_.clear();
   SendLeave(socket, back, /*bye=*/true);
 }
@@ -189,10 +189,10 @@ void Worker::SayBye(zmq::socket_t& socket) {
 bool Worker::DrainOver(zmq::socket_t& socket, Clock::time_point now) {
   if (!draining_) return false;
   if (held_.empty()) {
-    spdlog::info("drained: every running attempt finished; leaving");
+    Log().info("drained: every running attempt finished; leaving");
   } else if (now >= drain_deadline_) {
-    spdlog::warn("drain grace of {} ms passed with {} attempts running",
-                 config_.drain_grace.count(), held_.size());
+    Log().warn("drain grace of {} ms passed with {} attempts running", config_.drain_grace.count(),
+               held_.size());
   } else {
     return false;
   }
@@ -263,7 +263,7 @@ void Worker::SendFinished(zmq::socket_t& socket, std::vector<FinishedAttempt>& d
     if (draining_ && !d.result.ok) back.emplace_back(d.result.chunk, d.result.attempt);
   }
   if (!back.empty()) {
-    spdlog::info("{} attempts failed while draining; handing them back", back.size());
+    Log().info("{} attempts failed while draining; handing them back", back.size());
     std::erase_if(done, [](const FinishedAttempt& d) { return !d.result.ok; });
     SendLeave(socket, back, /*bye=*/false);
   }
@@ -280,7 +280,7 @@ void Worker::HandleBatch(zmq::socket_t& socket, const TaskBatch& batch,
   auto attempts = SplitTaskBatch(batch, payload);
   if (!attempts.ok()) {
     // Each attempt still gets its answer, so none waits for a timeout.
-    spdlog::warn("malformed TASKS from the coordinator: {}", attempts.status().message());
+    Log().warn("malformed TASKS from the coordinator: {}", attempts.status().message());
     std::vector<FinishedAttempt> failed;
     for (size_t i = 0; i < batch.chunks.size(); ++i) {
       failed.push_back({ResultMsg{batch.chunks[i], batch.attempts[i], false,
@@ -363,8 +363,8 @@ std::optional<SessionEnd> Worker::Handle(zmq::socket_t& socket, Envelope& env) {
     } else {
       input_.Open(welcome->input_path);
     }
-    spdlog::debug("welcomed to job {} (heartbeat {} ms, liveness {})", welcome->job_id,
-                  heartbeat_.count(), liveness_);
+    Log().debug("welcomed to job {} (heartbeat {} ms, liveness {})", welcome->job_id,
+                heartbeat_.count(), liveness_);
   } else if (auto* task = std::get_if<TaskMsg>(&env.message)) {
     auto def = ResolveTask(TaskRegistry::Global(), task->task, task->args);
     if (def.ok() && task->slice) {
@@ -380,23 +380,23 @@ std::optional<SessionEnd> Worker::Handle(zmq::socket_t& socket, Envelope& env) {
     } else if (MayRunInline() && !draining_) {
       RunInline(socket, **def, *task, env.payload);
     } else {
-      spdlog::debug("chunk {} attempt {}: queued", task->chunk, task->attempt);
+      Log().debug("chunk {} attempt {}: queued", task->chunk, task->attempt);
       Submit(socket, *def, std::move(*task), std::move(env.payload));
     }
   } else if (auto* batch = std::get_if<TaskBatch>(&env.message)) {
     HandleBatch(socket, *batch, env.payload);
   } else if (auto* cancel = std::get_if<Cancel>(&env.message)) {
-    spdlog::debug("chunk {} attempt {}: cancelled", cancel->chunk, cancel->attempt);
+    Log().debug("chunk {} attempt {}: cancelled", cancel->chunk, cancel->attempt);
     runner_.Cancel(cancel->chunk, cancel->attempt);
     held_.erase({cancel->chunk, cancel->attempt});
   } else if (std::holds_alternative<Shutdown>(env.message)) {
     return SessionEnd::kShutdown;
   } else if (auto* reject = std::get_if<Reject>(&env.message)) {
     if (reject->protocol != kProtocolVersion) {
-      spdlog::error("coordinator refused this worker: {}", reject->reason);
+      Log().error("coordinator refused this worker: {}", reject->reason);
       return SessionEnd::kWrongVersion;
     }
-    spdlog::warn("coordinator refused this worker: {}; reconnecting", reject->reason);
+    Log().warn("coordinator refused this worker: {}; reconnecting", reject->reason);
     return SessionEnd::kLost;
   }
   return std::nullopt;
@@ -459,7 +459,7 @@ SessionEnd Worker::Session() {
         if (std::holds_alternative<std::monostate>(got)) break;
         last_heard = now;
         if (auto* bad = std::get_if<Rejected>(&got)) {
-          spdlog::warn("dropped a malformed message from the coordinator: {}", bad->reason);
+          Log().warn("dropped a malformed message from the coordinator: {}", bad->reason);
           continue;
         }
         if (auto end = Handle(socket, std::get<Envelope>(got))) return *end;
@@ -471,7 +471,7 @@ SessionEnd Worker::Session() {
     if (DrainOver(socket, now)) return SessionEnd::kSignal;
     if (items[3].revents & ZMQ_POLLIN) {
       for (const std::string& failure : monitor.TakeFailures()) {
-        if (handshake_failures_.insert(failure).second) spdlog::error("{}", failure);
+        if (handshake_failures_.insert(failure).second) Log().error("{}", failure);
       }
     }
     if (now >= next_heartbeat) {
@@ -479,8 +479,8 @@ SessionEnd Worker::Session() {
       next_heartbeat = now + heartbeat_;
     }
     if (now - last_heard > (welcomed_ ? heartbeat_ * liveness_ : silence)) {
-      spdlog::warn("no word from the coordinator at {} for {} ms; reconnecting", config_.endpoint,
-                   std::chrono::duration_cast<milliseconds>(now - last_heard).count());
+      Log().warn("no word from the coordinator at {} for {} ms; reconnecting", config_.endpoint,
+                 std::chrono::duration_cast<milliseconds>(now - last_heard).count());
       return SessionEnd::kLost;
     }
   }
@@ -498,10 +498,10 @@ Result<int> Worker::Run() {
     switch (end) {
       case SessionEnd::kShutdown:
         if (config_.once) {
-          spdlog::debug("shutdown received; exiting (--once)");
+          Log().debug("shutdown received; exiting (--once)");
           return ToInt(ExitCode::kOk);
         }
-        spdlog::info("job over; waiting for the next coordinator at {}", config_.endpoint);
+        Log().info("job over; waiting for the next coordinator at {}", config_.endpoint);
         backoff = config_.initial_backoff;
         break;
       case SessionEnd::kWrongVersion:
@@ -509,13 +509,13 @@ Result<int> Worker::Run() {
       case SessionEnd::kSignal:
         return SignalExit(signal_);
       case SessionEnd::kNoSocket:
-        spdlog::warn("{}; retrying", connect_error_.message());
+        Log().warn("{}; retrying", connect_error_.message());
         break;
       case SessionEnd::kLost:
         break;
     }
     if (welcomed_) backoff = config_.initial_backoff;  // that session did work
-    spdlog::debug("reconnecting in {} ms", backoff.count());
+    Log().debug("reconnecting in {} ms", backoff.count());
     if (!BackOff(backoff)) return SignalExit(signal_);
     backoff = std::min(backoff * 2, config_.max_backoff);
   }
