@@ -60,11 +60,13 @@ TEST(WarmPoolTest, CallsOfOtherTasksAndArgumentsRunOnTheSameWorkers) {
   EXPECT_EQ(pool.map("product", {"2\n3\n", "4\n5\n"}), (std::vector<std::string>{"6\n", "20\n"}));
   EXPECT_EQ(pool.map("exec", {"b\n", "a\n"}, {"sort"}), (std::vector<std::string>{"b\n", "a\n"}));
   EXPECT_EQ(pool.map_range("product", 1, 7, 2), (std::vector<std::string>{"6\n", "120\n"}));
-  std::set<pid_t> pids;
-  for (const std::string& pid : pool.map("exec", {"1\n", "2\n"}, {"sh", "-c", "echo $PPID"}))
-    pids.insert(static_cast<pid_t>(std::stol(pid)));
-  EXPECT_EQ(pids.size(), 2u);
-  EXPECT_TRUE(pids.count(first)) << "the first call's worker was replaced";
+  // Two-chunk calls may use both workers (which ones is dispatch's choice): never more.
+  std::set<pid_t> pids{first};
+  for (int call = 0; call < 10; ++call) {
+    for (const std::string& pid : pool.map("exec", {"1\n", "2\n"}, {"sh", "-c", "echo $PPID"}))
+      pids.insert(static_cast<pid_t>(std::stol(pid)));
+  }
+  EXPECT_LE(pids.size(), 2u) << "workers were started again for later calls";
 }
 
 TEST(WarmPoolTest, AWorkerKilledBetweenCallsIsReplacedForTheNext) {
