@@ -128,6 +128,7 @@ void EventLoop::Fill(Peer& peer, Clock::time_point now) {
     spdlog::debug("chunk {} attempt {}{} -> {}", a->chunk, a->attempt,
                   a->speculative ? " (speculative)" : "", peer.name);
     in_flight_[{a->chunk, a->attempt}] = {peer.index, stats_.telemetry.Now()};
+    stats_.telemetry.RecordStart(a->chunk, a->attempt, peer.index);
     if (!Batchable(peer, a->chunk)) {
       reachable = SendBatch(peer, batch) && SendTask(peer, *a);
       continue;
