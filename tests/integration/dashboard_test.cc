@@ -308,15 +308,23 @@ TEST(DashboardTest, BadDashboardFlagsAreUsageErrors) {
     argv.push_back("identity");
     return fanout::testing::Run(argv);
   };
-  for (const auto& flags : std::vector<std::vector<std::string>>{
-           {"--dashboard", "nonsense"},
-           {"--dashboard", "127.0.0.1:70000"},
-           {"--dashboard-linger", "5"},
-           {"--dashboard", "0.0.0.0:0", "--dashboard-token", dir.File("missing")},
-           {"--dashboard", "203.0.113.1:0", "--dashboard-token", dir.File("in.txt")}}) {
-    RunResult r = run(flags);
-    EXPECT_EQ(r.exit_code, 2) << flags[0] << " " << flags[1] << ": " << r.err;
-    EXPECT_NE(r.err.find("--dashboard"), std::string::npos) << r.err;
+  struct Case {
+    std::vector<std::string> flags;
+    std::string says;  // in the one-line error
+  };
+  for (const Case& c :
+       std::vector<Case>{{{"--dashboard", "nonsense"}, "'nonsense' is not HOST:PORT or :PORT"},
+                         {{"--dashboard", "127.0.0.1:70000"}, "'70000' is not a port 0-65535"},
+                         {{"--dashboard-linger", "5"}, "need --dashboard ADDR"},
+                         {{"--dashboard", "0.0.0.0:0", "--dashboard-token", dir.File("missing")},
+                          "--dashboard-token: cannot read"},
+                         {{"--dashboard", "127.0.0.1:0", "--dashboard-token", dir.File("empty")},
+                          "holds no token"}}) {
+    WriteFile(dir.File("empty"), " \n");
+    RunResult r = run(c.flags);
+    EXPECT_EQ(r.exit_code, 2) << c.says << ": " << r.err;
+    EXPECT_NE(r.err.find(c.says), std::string::npos) << r.err;
+    EXPECT_EQ(r.err.find('\n'), r.err.size() - 1) << "one line: " << r.err;
   }
 }
 
