@@ -12,8 +12,8 @@ FANOUT_PACKAGES=(
   nlohmann-json3-dev libgtest-dev libgmock-dev libgmp-dev libbenchmark-dev libxxhash-dev
   libsodium-dev libcpp-httplib-dev
   coreutils gawk procps iproute2 python3 time
-  # The dashboard tests: a real headless browser and Prometheus's promtool.
-  chromium prometheus
+  # The dashboard tests: a real headless browser, Prometheus's promtool, curl (as nobody).
+  chromium prometheus curl
   # The cluster tests (ctest -L cluster): a real sshd and a real Slurm in namespace hosts.
   openssh-server openssh-client slurmctld slurmd slurm-client munge
 )

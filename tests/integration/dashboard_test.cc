@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 #include <httplib.h>
 #include <signal.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <nlohmann/json.hpp>
@@ -296,6 +297,60 @@ TEST(DashboardTest, LoopbackIsReadOnlyAndAnswersOnlyLoopbackNames) {
   EXPECT_EQ(WaitForJobEnd(d.port), "succeeded");
   job.Signal(SIGINT);
   EXPECT_EQ(job.Wait(30000ms), 0);
+}
+
+// The HTTP status `curl` run as nobody gets for `url` (with `extra` curl arguments).
+std::string NobodyStatus(const std::string& curl, const std::string& url,
+                         std::vector<std::string> extra = {}) {
+  std::vector<std::string> argv = {"/usr/bin/setpriv",
+                                   "--reuid=65534",
+                                   "--regid=65534",
+                                   "--clear-groups",
+                                   curl,
+                                   "-s",
+                                   "-o",
+                                   "/dev/null",
+                                   "-w",
+                                   "%{http_code}"};
+  argv.insert(argv.end(), extra.begin(), extra.end());
+  argv.push_back(url);
+  return fanout::testing::Run(argv).out;
+}
+
+// Another user on the host reaches a loopback dashboard that has a token: it reads
+// nothing and changes nothing without the token, which it cannot read either.
+TEST(DashboardTest, NobodyWithoutTheTokenReadsNothing) {
+  std::string curl = Which("curl");
+  if (geteuid() != 0 || access("/usr/bin/setpriv", X_OK) != 0 || curl.empty()) {
+    GTEST_SKIP() << "needs root, setpriv and curl to act as nobody";
+  }
+  TempDir dir;
+  WriteFile(dir.File("token"), "only-for-the-owner-0123456789\n");
+  ASSERT_EQ(chmod(dir.File("token").c_str(), 0600), 0);
+  Child job(SlowJob(dir,
+                    {"--dashboard", "127.0.0.1:0", "--dashboard-token", dir.File("token"),
+                     "--dashboard-linger", "60"},
+                    4, "0.2"),
+            "", dir.File("err.txt"));
+  DashboardUrl d = WaitForDashboard(dir.File("err.txt"));
+  ASSERT_GT(d.port, 0) << ReadFile(dir.File("err.txt"));
+  std::string base = "http://127.0.0.1:" + std::to_string(d.port);
+  EXPECT_NE(fanout::testing::Run({"/usr/bin/setpriv", "--reuid=65534", "--regid=65534",
+                                  "--clear-groups", "/bin/cat", dir.File("token")})
+                .exit_code,
+            0)
+      << "nobody can read the token";
+  for (const char* path : {"/", "/api/job", "/api/workers", "/api/tasks", "/metrics"}) {
+    EXPECT_EQ(NobodyStatus(curl, base + path), "401") << path;
+    EXPECT_EQ(NobodyStatus(curl, base + path + "?token=guess"), "401") << path;
+  }
+  EXPECT_EQ(NobodyStatus(curl, base + "/api/job", {"-X", "POST", "-d", "stop"}), "405");
+  // The owner, with the token, is served.
+  EXPECT_EQ(Get(d.port, "/api/job?token=only-for-the-owner-0123456789").status, 200);
+  EXPECT_EQ(WaitForJobEnd(d.port, "?token=only-for-the-owner-0123456789"), "succeeded");
+  job.Signal(SIGINT);
+  EXPECT_EQ(job.Wait(30000ms), 0);
+  EXPECT_EQ(ReadFile(dir.File("out.txt")), ReadFile(dir.File("in.txt")));
 }
 
 TEST(DashboardTest, BadDashboardFlagsAreUsageErrors) {
