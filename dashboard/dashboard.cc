@@ -134,6 +134,7 @@ Result<std::unique_ptr<Dashboard>> Dashboard::Start(const DashboardOptions& opti
   // thread until it idles for a second. They only read the model.
   http.new_task_queue = [] { return new httplib::ThreadPool(8); };
   http.set_keep_alive_timeout(1);
+  http.set_payload_max_length(64 * 1024);  // it takes no bodies: GET only
   http.set_read_timeout(5, 0);
   http.set_write_timeout(5, 0);
   Dashboard* self = d.get();
