@@ -98,7 +98,7 @@ void DashboardModel::OnWorker(WorkerIndex worker, const WorkerInfo& info) {
   w.info = info;
   w.known = true;
   if (info.left || info.lost) {
-    std::erase_if(running_, [&](const auto& r) { return r.second == worker; });
+    std::erase_if(running_, [&](const auto& r) { return r.second.worker == worker; });
     w.running = 0;
   }
 }
@@ -108,12 +108,12 @@ void DashboardModel::OnAttemptStart(uint64_t chunk, uint32_t attempt, WorkerInde
   std::lock_guard lock(mu_);
   NoteTimeLocked(at);
   ++dispatched_;
-  auto [it, inserted] = running_.try_emplace({chunk, attempt}, worker);
-  if (!inserted && it->second != worker) {
+  auto [it, inserted] = running_.try_emplace({chunk, attempt}, Running{worker, at});
+  if (!inserted && it->second.worker != worker) {
     // Taken back from another worker (work stealing): it runs here now.
-    Worker& from = WorkerLocked(it->second);
+    Worker& from = WorkerLocked(it->second.worker);
     if (from.running > 0) --from.running;
-    it->second = worker;
+    it->second = {worker, at};
     inserted = true;
   }
   Worker& w = WorkerLocked(worker);
@@ -125,7 +125,7 @@ void DashboardModel::OnAttemptEnd(const AttemptSpan& span) {
   std::lock_guard lock(mu_);
   NoteTimeLocked(span.end);
   if (auto it = running_.find({span.chunk, span.attempt}); it != running_.end()) {
-    Worker& owner = WorkerLocked(it->second);
+    Worker& owner = WorkerLocked(it->second.worker);
     if (owner.running > 0) --owner.running;
     running_.erase(it);
   }
@@ -277,9 +277,10 @@ std::string DashboardModel::TasksJson(uint64_t since) {
     events.push_back(std::move(e));
   }
   Json running = Json::array();
-  for (const auto& [key, worker] : running_) {
+  for (const auto& [key, r] : running_) {
     if (running.size() >= kMaxRunningListed) break;
-    running.push_back({{"chunk", key.first}, {"attempt", key.second}, {"worker", worker}});
+    running.push_back(
+        {{"chunk", key.first}, {"attempt", key.second}, {"worker", r.worker}, {"since", r.since}});
   }
   return Json{{"now", NowLocked()},
               {"last_seq", next_seq_ - 1},

@@ -114,8 +114,12 @@ class DashboardModel : public JobObserver, public TelemetryListener {
   std::vector<uint64_t> duration_counts_;  // histogram buckets (kDurationBounds + +Inf)
   double duration_sum_ = 0;
   // Workers, running attempts, task stream, throughput.
-  std::vector<Worker> workers_;                                   // by WorkerIndex
-  std::map<std::pair<uint64_t, uint32_t>, WorkerIndex> running_;  // (chunk, attempt)
+  std::vector<Worker> workers_;  // by WorkerIndex
+  struct Running {
+    WorkerIndex worker = 0;
+    double since = 0;  // job time it was dispatched
+  };
+  std::map<std::pair<uint64_t, uint32_t>, Running> running_;  // by (chunk, attempt)
   std::deque<TaskEvent> events_;
   uint64_t next_seq_ = 1;
   std::deque<Sample> samples_;

@@ -24,7 +24,7 @@ th, td { text-align: left; padding: 3px 8px; border-bottom: 1px solid #eee; }
 td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; }
 tr.lost td { color: #b00; } tr.left td { color: #888; }
 canvas { width: 100%; background: #fff; border: 1px solid #ddd; border-radius: 6px; }
-.legend span { margin-right: 14px; } .ok { color: #2a7; } .bad { color: #d22; }
+.legend span { margin-right: 14px; } .ok { color: #2a7; } .bad { color: #d22; } .run { color: #8ac; }
 #error { color: #d22; }
 </style>
 </head>
@@ -53,7 +53,7 @@ canvas { width: 100%; background: #fff; border: 1px solid #ddd; border-radius: 6
 <tbody id="workers"></tbody>
 </table>
 </div>
-<h2>Task stream <span class="legend"><span class="ok">&#9632; ok</span><span class="bad">&#9632; failed</span></span></h2>
+<h2>Task stream <span class="legend"><span class="ok">&#9632; ok</span><span class="bad">&#9632; failed</span><span class="run">&#9632; in flight</span></span></h2>
 <canvas id="stream" width="1100" height="160"></canvas>
 <h2>Throughput (chunks/s)</h2>
 <canvas id="throughput" width="1100" height="120"></canvas>
@@ -68,7 +68,7 @@ const url = (path, extra) => {
 };
 document.getElementById("metrics").href = url("metrics");
 const $ = (id) => document.getElementById(id);
-let lastSeq = 0, polls = 0, events = [], workers = [], job = null, now = 0;
+let lastSeq = 0, polls = 0, events = [], running = [], workers = [], job = null, now = 0;
 function bytes(n) {
   const u = ["B", "KiB", "MiB", "GiB", "TiB"];
   let i = 0;
@@ -141,6 +141,16 @@ function drawStream() {
     g.fillStyle = e.ok ? "#2a7" : "#d22";
     g.fillRect(x(e.start), i * rowH + 1, Math.max(1, x(e.end) - x(e.start) - 1), rowH - 2);
   }
+  // In flight: one bar per slot from its dispatch to now (queued ones beyond the slots
+  // are not drawn).
+  const used = {};
+  for (const r of running) {
+    const n = used[r.worker] = (used[r.worker] || 0) + 1;
+    const i = lanes.findIndex(([wi, s]) => wi === r.worker && s === n - 1);
+    if (i < 0) continue;
+    g.fillStyle = "#8ac";
+    g.fillRect(x(r.since), i * rowH + 1, Math.max(1, x(t1) - x(r.since)), rowH - 2);
+  }
   g.fillStyle = "#888";
   g.fillText("-" + span + "s", left, c.height - 4);
   g.fillText("now", c.width - 30, c.height - 4);
@@ -179,6 +189,7 @@ async function poll() {
     const tasks = await t.json();
     now = tasks.now;
     events = events.concat(tasks.events).slice(-2000);
+    running = tasks.running;
     lastSeq = tasks.last_seq;
     drawStream();
     drawThroughput();
