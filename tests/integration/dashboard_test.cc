@@ -185,6 +185,12 @@ TEST(DashboardTest, MetricsPassPromtoolAndMatchStatsJsonAtTheEnd) {
               {"--dashboard", ":0", "--dashboard-linger", "60", "--stats-json",
                dir.File("stats.json"), "--retries", "2"},
               24, "0.1");
+  // Chunks whose first record ends in 4 fail their first attempt (a marker file says it
+  // was tried): retries and failed attempts are counted too.
+  mkdir(dir.File("tried").c_str(), 0700);
+  argv.back() = "read first; if [ ! -e " + dir.File("tried") + "/$first ]; then : > " +
+                dir.File("tried") +
+                "/$first; case $first in *4) exit 1;; esac; fi; sleep 0.1; echo \"$first\"; cat";
   Child job(argv, "", dir.File("err.txt"));
   DashboardUrl d = WaitForDashboard(dir.File("err.txt"));
   ASSERT_FALSE(d.url.empty()) << ReadFile(dir.File("err.txt"));
@@ -216,6 +222,7 @@ TEST(DashboardTest, MetricsPassPromtoolAndMatchStatsJsonAtTheEnd) {
   EXPECT_EQ(MetricValue(end.body, "fanout_chunks_done_total"), stats["chunks"].get<double>());
   EXPECT_EQ(MetricValue(end.body, "fanout_input_bytes_total"), stats["bytes_in"].get<double>());
   EXPECT_EQ(MetricValue(end.body, "fanout_output_bytes_total"), stats["bytes_out"].get<double>());
+  EXPECT_GT(stats["retries"].get<int>(), 0);
   EXPECT_EQ(MetricValue(end.body, "fanout_chunk_retries_total"), stats["retries"].get<double>());
   EXPECT_EQ(MetricValue(end.body, "fanout_chunks_failed_total"),
             static_cast<double>(stats["failed_chunks"].size()));
