@@ -21,6 +21,7 @@
 #include "common/group_guard.h"
 #include "common/log.h"
 #include "common/units.h"
+#include "dashboard/dashboard.h"
 #include "engine/auto_mode.h"
 #include "engine/interrupt.h"
 #include "engine/job.h"
@@ -64,6 +65,9 @@ struct RawFlags {
   std::string record_size;
   bool null = false;
   std::string ok_exit;
+  std::string dashboard;
+  std::string dashboard_token;
+  double dashboard_linger = 0;
 };
 
 // --ok-exit 0,1: a comma-separated list of exit statuses 0-255.
@@ -348,10 +352,38 @@ void AddRunOptions(CLI::App& run, JobConfig& config, RawFlags& raw) {
   run.add_option("--trace", config.trace,
                  "Write a Chrome trace (open in Perfetto or chrome://tracing) to FILE");
   run.add_flag("--dry-run", config.dry_run, "Print the chunk plan and exit; run nothing");
+  run.add_option("--dashboard", raw.dashboard,
+                 "Serve a read-only web dashboard and Prometheus /metrics on ADDR while the job "
+                 "runs (127.0.0.1:8080, :0 = a free port; the URL goes to stderr; DASHBOARD.md)")
+      ->type_name("ADDR");
+  run.add_option("--dashboard-token", raw.dashboard_token,
+                 "The dashboard's access token, read from FILE (default: none on loopback, a "
+                 "generated one, printed, on any other address)")
+      ->type_name("FILE");
+  run.add_option("--dashboard-linger", raw.dashboard_linger,
+                 "Keep the dashboard up SECONDS after the job ended (Ctrl-C ends it sooner)")
+      ->type_name("SECONDS")
+      ->check(CLI::Range(0.0, 86400.0));
   run.add_option("--log-file", raw.log_file, "Also write log lines to FILE");
   run.add_flag("-v,--verbose", raw.verbose, "More logging (-v info, -vv debug)");
   run.add_option("--log-level", raw.log_level, "trace|debug|info|warn|error|off")
       ->capture_default_str();
+}
+
+Result<std::unique_ptr<Dashboard>> StartDashboard(const RawFlags& raw, const JobConfig& config) {
+  // The command line as a shell would take it: words with spaces or quotes are quoted.
+  std::string task = config.task;
+  for (const std::string& arg : config.args) {
+    bool plain = !arg.empty() && arg.find_first_of(" \t\n'\"\\$;&|<>*?") == std::string::npos;
+    std::string quoted;
+    for (char c : arg) quoted += c == '\'' ? std::string("'\\''") : std::string(1, c);
+    task += plain ? " " + arg : " '" + quoted + "'";
+  }
+  return Dashboard::Start({.address = raw.dashboard,
+                           .token_file = raw.dashboard_token,
+                           .linger_seconds = raw.dashboard_linger,
+                           .task = task,
+                           .mode = raw.mode});
 }
 
 int Keygen(const std::string& name) {
@@ -449,6 +481,9 @@ Examples:
   // signal's reach: a guard process kills their groups once this process is gone.
   if (Status s = StartGroupGuard(argc, argv); !s.ok()) Log().warn("{}", s.message());
   config.window_given = run->count("--window") > 0;
+  if (raw.dashboard.empty() && (!raw.dashboard_token.empty() || raw.dashboard_linger > 0)) {
+    return UsageError("--dashboard-token and --dashboard-linger need --dashboard ADDR");
+  }
   if (Status s = Finish(raw, config); !s.ok()) return UsageError(s.message());
   SetOkExitCodes(std::vector<int>(config.ok_exit.begin(), config.ok_exit.end()));
   // Before --log-file (the first file written) is opened.
@@ -461,7 +496,14 @@ Examples:
   RunReporter reporter({.progress = (raw.progress || terminal) && !config.quiet,
                         .summary = !config.quiet,
                         .report = (raw.report || terminal) && !config.quiet});
-  return ToInt(RunJob(config, &reporter));
+  if (raw.dashboard.empty()) return ToInt(RunJob(config, &reporter));
+  // After Interrupt::Install: the dashboard's threads inherit its blocked signals.
+  auto dashboard = StartDashboard(raw, config);
+  if (!dashboard.ok()) return UsageError(dashboard.status().message());
+  ObserverTee observers({&reporter, (*dashboard)->observer()});
+  ExitCode code = RunJob(config, &observers);
+  (*dashboard)->Linger();
+  return ToInt(code);
 }
 
 }  // namespace fanout

@@ -119,6 +119,7 @@ void EventLoop::Fill(Peer& peer, Clock::time_point now) {
     Log().debug("chunk {} attempt {}{} -> {}", a->chunk, a->attempt,
                 a->speculative ? " (speculative)" : "", peer.name);
     in_flight_[{a->chunk, a->attempt}] = {peer.index, stats_->telemetry.Now()};
+    stats_->telemetry.RecordStart(a->chunk, a->attempt, peer.index);
     if (!Batchable(peer, a->chunk)) {
       reachable = SendBatch(peer, batch) && SendTask(peer, *a);
       continue;

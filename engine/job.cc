@@ -516,6 +516,7 @@ ExitCode RunJobUnguarded(const JobConfig& config, JobObserver* observer) {
   for (uint64_t chunk : stored) scheduler.MarkDone(chunk);
   ResultAssembler assembler(job.chunks.size(), !config.unordered, &*files.output);
   RunStats stats;
+  if (observer) stats.telemetry.SetListener(observer->listener());
   stats.telemetry.SetJobLog(files.joblog.get());
   stats.telemetry.KeepSpans(!config.trace.empty());
   ResultSink sink(job, scheduler, assembler, stats, state.get(), stored);

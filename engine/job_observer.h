@@ -5,6 +5,8 @@
 #pragma once
 
 #include <cstdint>
+#include <utility>
+#include <vector>
 
 #include "engine/telemetry.h"
 
@@ -38,6 +40,47 @@ class JobObserver {
   // The job ended: its output committed or discarded and --state settled, before
   // --stats-json and --trace are written. Not called for usage errors or --dry-run.
   virtual void OnJobEnd(const JobEnd& /*end*/) {}
+  // Who hears every telemetry event (workers, attempts) as it happens, if anyone: set on
+  // the job's Telemetry before the job starts (telemetry.h says on which threads).
+  virtual TelemetryListener* listener() { return nullptr; }
+};
+
+// Several observers as one, called in the order given (the CLI's reporter and its
+// dashboard). The observers must outlive it.
+class ObserverTee : public JobObserver, private TelemetryListener {
+ public:
+  explicit ObserverTee(std::vector<JobObserver*> observers) : observers_(std::move(observers)) {
+    for (JobObserver* o : observers_) {
+      if (TelemetryListener* l = o->listener()) listeners_.push_back(l);
+    }
+  }
+  void OnRunStart(const Telemetry& telemetry, uint64_t chunks, Unit unit) override {
+    for (JobObserver* o : observers_) o->OnRunStart(telemetry, chunks, unit);
+  }
+  void OnRunEnd() override {
+    for (JobObserver* o : observers_) o->OnRunEnd();
+  }
+  void OnJobEnd(const JobEnd& end) override {
+    for (JobObserver* o : observers_) o->OnJobEnd(end);
+  }
+  TelemetryListener* listener() override { return listeners_.empty() ? nullptr : this; }
+
+ private:
+  void OnWorker(WorkerIndex worker, const WorkerInfo& info) override {
+    for (TelemetryListener* l : listeners_) l->OnWorker(worker, info);
+  }
+  void OnAttemptStart(uint64_t chunk, uint32_t attempt, WorkerIndex worker, double at) override {
+    for (TelemetryListener* l : listeners_) l->OnAttemptStart(chunk, attempt, worker, at);
+  }
+  void OnAttemptEnd(const AttemptSpan& span) override {
+    for (TelemetryListener* l : listeners_) l->OnAttemptEnd(span);
+  }
+  void OnWorkerSeen(WorkerIndex worker, double at) override {
+    for (TelemetryListener* l : listeners_) l->OnWorkerSeen(worker, at);
+  }
+
+  std::vector<JobObserver*> observers_;
+  std::vector<TelemetryListener*> listeners_;
 };
 
 }  // namespace fanout

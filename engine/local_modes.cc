@@ -132,6 +132,7 @@ ModeResult RunSerial(const PlannedJob& job, Scheduler& scheduler, ResultSink& si
     auto a = scheduler.Next(0, Clock::now());
     if (!a) return ModeResult::Failed("internal error: no runnable chunk in serial mode");
     Blob out;
+    stats.telemetry.RecordStart(a->chunk, a->attempt, 0);
     Measured m = RunLocal(job, *a, cancel.get_token(), /*thread_cpu=*/true, out);
     if (cancel.stop_requested()) return ModeResult::Interrupted();
     std::string error;
@@ -186,6 +187,7 @@ ModeResult RunThreads(const PlannedJob& job, uint32_t threads, Scheduler& schedu
       if (batched) clock.Start();
       for (const Assignment& a : batch) {
         Blob out;
+        stats.telemetry.RecordStart(a.chunk, a.attempt, me);
         Measured m = RunLocal(job, a, cancel.get_token(), !batched, out);
         quick = quick && m.wall_seconds < kQuickChunkSeconds;
         clock.AddWall(m.wall_seconds);

@@ -60,6 +60,7 @@ void EventLoop::LoseWorker(WorkerIndex index, const std::string& reason, Clock::
   peers_.erase(id);
   peer_of_.erase(index);
   stats_->telemetry.workers_running = static_cast<uint32_t>(peers_.size());
+  stats_->telemetry.MarkLost(index);
   // Only the attempts the scheduler charges (the ones the worker started) get a span and
   // a joblog line; the others go back to the queue as if never sent.
   std::vector<std::pair<uint64_t, uint32_t>> charged;
@@ -278,6 +279,7 @@ void EventLoop::OnMessage(Envelope& env, Clock::time_point now) {
                 peer.name);
     return true;
   };
+  stats_->telemetry.Seen(peer.index);
   if (auto* result = std::get_if<ResultMsg>(&env.message)) {
     if (earlier(result->chunk, result->attempt)) return;
     OnResult(peer, *result, env.payload ? Blob(std::move(*env.payload)) : Blob(), now);

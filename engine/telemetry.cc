@@ -39,15 +39,29 @@ double Telemetry::Now() const {
 }
 
 void Telemetry::SetWorker(WorkerIndex worker, WorkerInfo info) {
+  if (listener_) listener_->OnWorker(worker, info);
   std::lock_guard lock(mu_);
   if (workers_.size() <= worker) workers_.resize(worker + 1);
   workers_[worker] = std::move(info);
 }
 
 void Telemetry::MarkLeft(WorkerIndex worker) {
-  std::lock_guard lock(mu_);
+  std::unique_lock lock(mu_);
   if (workers_.size() <= worker) workers_.resize(worker + 1);
   workers_[worker].left = true;
+  WorkerInfo info = workers_[worker];
+  lock.unlock();
+  if (listener_) listener_->OnWorker(worker, info);
+}
+
+void Telemetry::MarkLost(WorkerIndex worker) {
+  if (!listener_) return;
+  std::unique_lock lock(mu_);
+  if (workers_.size() <= worker) workers_.resize(worker + 1);
+  workers_[worker].lost = true;
+  WorkerInfo info = workers_[worker];
+  lock.unlock();
+  listener_->OnWorker(worker, info);
 }
 
 std::string Telemetry::WorkerName(WorkerIndex worker) const {
@@ -64,6 +78,7 @@ void Telemetry::RecordAttempt(AttemptSpan span) {
   } else {
     failures.fetch_add(1);
   }
+  if (listener_) listener_->OnAttemptEnd(span);
   std::lock_guard lock(mu_);
   if (joblog_) {
     WorkerInfo unknown{"#" + std::to_string(span.worker), "", 1};

@@ -39,6 +39,25 @@ struct WorkerInfo {
   std::string host;
   uint32_t slots = 1;  // attempts it runs at once: the trace gives it this many rows
   bool left = false;   // it drained and said goodbye (PROTOCOL.md, LEAVE), not lost
+  bool lost = false;   // it died, went silent or misbehaved (its attempts were re-queued)
+};
+
+// A live watcher of a job's telemetry (the dashboard): told of each event as it is recorded,
+// on the thread that records it (the event loop; each pool thread in threads mode), so an
+// implementation must be thread-safe, return promptly, not throw, and not call back into
+// the Telemetry. Times are Telemetry::Now() seconds.
+class TelemetryListener {
+ public:
+  virtual ~TelemetryListener() = default;
+  // A worker joined, or its state changed (info.left, info.lost).
+  virtual void OnWorker(WorkerIndex /*worker*/, const WorkerInfo& /*info*/) {}
+  // An attempt was dispatched to (or started on) `worker`.
+  virtual void OnAttemptStart(uint64_t /*chunk*/, uint32_t /*attempt*/, WorkerIndex /*worker*/,
+                              double /*at*/) {}
+  // An attempt ended (ok or not), as RecordAttempt got it.
+  virtual void OnAttemptEnd(const AttemptSpan& /*span*/) {}
+  // A message (a heartbeat, a result) came from `worker`.
+  virtual void OnWorkerSeen(WorkerIndex /*worker*/, double /*at*/) {}
 };
 
 // The totals of one job, filled by RunJob at the end.
@@ -75,6 +94,18 @@ class Telemetry {
   void SetWorker(WorkerIndex worker, WorkerInfo info);
   // The worker drained and left (stats: per_worker "left").
   void MarkLeft(WorkerIndex worker);
+  // The worker was lost (the listener's alone: the stats count losses in the scheduler).
+  void MarkLost(WorkerIndex worker);
+  // An attempt was dispatched to `worker` / a message came from it: for the listener only.
+  void RecordStart(uint64_t chunk, uint32_t attempt, WorkerIndex worker) {
+    if (listener_) listener_->OnAttemptStart(chunk, attempt, worker, Now());
+  }
+  void Seen(WorkerIndex worker) {
+    if (listener_) listener_->OnWorkerSeen(worker, Now());
+  }
+  // Tells `listener` (may be null) of every event from now on; it must outlive the job's
+  // run. Set before any worker joins.
+  void SetListener(TelemetryListener* listener) { listener_ = listener; }
   // The worker's display name ("#N" if unknown).
   std::string WorkerName(WorkerIndex worker) const;
   // An attempt ended (ok or not). Cancelled attempts are recorded as failed with "cancelled".
@@ -117,6 +148,7 @@ class Telemetry {
   std::chrono::steady_clock::time_point start_;
   double epoch_start_ = 0;  // start_ in seconds since the Unix epoch
   JobLog* joblog_ = nullptr;
+  TelemetryListener* listener_ = nullptr;
   bool keep_spans_ = false;
   mutable std::mutex mu_;
   std::vector<AttemptSpan> spans_;  // only with keep_spans_

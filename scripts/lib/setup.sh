@@ -10,8 +10,10 @@ FANOUT_PACKAGES=(
   g++ cmake make pkg-config
   libzmq3-dev cppzmq-dev libmsgpack-cxx-dev libspdlog-dev libcli11-dev
   nlohmann-json3-dev libgtest-dev libgmock-dev libgmp-dev libbenchmark-dev libxxhash-dev
-  libsodium-dev
+  libsodium-dev libcpp-httplib-dev
   coreutils gawk procps iproute2 python3 time
+  # The dashboard tests: a real headless browser, Prometheus's promtool, curl (as nobody).
+  chromium prometheus curl
   # The cluster tests (ctest -L cluster): a real sshd and a real Slurm in namespace hosts.
   openssh-server openssh-client slurmctld slurmd slurm-client munge
 )

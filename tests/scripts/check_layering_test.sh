@@ -9,7 +9,7 @@ WORK="$(mktemp -d)"
 trap 'rm -rf "$WORK"' EXIT
 fail() { echo "FAIL: $*" >&2; exit 1; }
 
-for layer in common tasks worker engine cli lib; do
+for layer in common tasks worker engine dashboard cli lib; do
   mkdir -p "$WORK/tree/$layer"
   cp "$SRC/$layer"/*.cc "$SRC/$layer"/*.h "$WORK/tree/$layer/" 2>/dev/null || true
 done
@@ -44,4 +44,8 @@ plant worker task_runner.h lib/spmd.h
 plant engine job.cc cli/progress.h
 plant engine scheduler.h lib/batch.h
 plant lib batch.cc cli/cli.h
+plant engine job.cc dashboard/model.h
+plant dashboard model.cc cli/cli.h
+plant dashboard dashboard.cc tasks/builtin_tasks.h
+plant lib pool.cc dashboard/dashboard.h
 echo "check-layering: every planted include was caught"
