@@ -21,13 +21,7 @@
 #include <vector>
 
 #include "fanout/fanout.h"
-
-namespace fanout {
-void PrintTo(PoolMode mode, std::ostream* os) {
-  static const char* const kNames[] = {"serial", "threads", "processes", "remote"};
-  *os << kNames[static_cast<int>(mode)];
-}
-}  // namespace fanout
+#include "print_pool_mode.h"
 
 namespace {
 
