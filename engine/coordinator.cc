@@ -206,7 +206,7 @@ void EventLoop::EndJob() {
     auto [chunk, attempt] = in_flight_.begin()->first;
     // A warm loop's workers stay: what they still run of this job is cancelled (their
     // results, should they come, are an earlier job's and dropped: ToJob).
-    if (Peer* peer = warm_ ? FindPeer(in_flight_.begin()->second.first) : nullptr) {
+    if (Peer* peer = warm_ ? peers_.Find(in_flight_.begin()->second.first) : nullptr) {
       SendTo(*router_, peer->id, Cancel{chunk + wire_base_, attempt});
     }
     EndAttempt(chunk, attempt, "abandoned: the job ended");
@@ -220,7 +220,7 @@ void EventLoop::EndJob() {
 
 Clock::time_point EventLoop::NextWakeup(Clock::time_point now) const {
   Clock::time_point wake = next_heartbeat_;
-  for (const auto& [id, peer] : peers_) wake = std::min(wake, liveness_.Deadline(peer.last_seen));
+  if (auto at = peers_.NextSilence(liveness_)) wake = std::min(wake, *at);
   if (auto d = scheduler_->NextDeadline()) wake = std::min(wake, *d);
   if (auto at = locals_->NextDeadline(now)) wake = std::min(wake, *at);
   if (auto at = wait_ ? wait_->NextDeadline(now) : std::nullopt) wake = std::min(wake, *at);
@@ -242,7 +242,7 @@ void EventLoop::Step(Clock::time_point now, const std::vector<zmq::pollitem_t>& 
       if (auto* bad = std::get_if<Rejected>(&got)) {
         ++stats_->rejected_messages;
         rejects_.Warn("malformed message", "dropped a malformed message: " + bad->reason);
-        if (auto it = peers_.find(bad->peer); it != peers_.end()) it->second.last_seen = now;
+        if (Peer* peer = peers_.FindRoute(bad->peer)) peer->last_seen = now;
         continue;
       }
       OnMessage(std::get<Envelope>(got), now);
@@ -266,10 +266,8 @@ void EventLoop::Step(Clock::time_point now, const std::vector<zmq::pollitem_t>& 
 }
 
 void EventLoop::FillAll(Clock::time_point now) {
-  std::vector<std::string> ids;
-  for (const auto& [id, peer] : peers_) ids.push_back(id);
-  for (const auto& id : ids) {
-    if (auto it = peers_.find(id); it != peers_.end()) Fill(it->second, now);  // may drop it
+  for (const auto& id : peers_.Routes()) {
+    if (Peer* peer = peers_.FindRoute(id)) Fill(*peer, now);  // may drop it
   }
 }
 

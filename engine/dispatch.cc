@@ -15,8 +15,7 @@ namespace fanout::internal {
 
 bool EventLoop::Dispatching() {
   if (dispatching_) return true;
-  size_t in_job =
-      std::count_if(peers_.begin(), peers_.end(), [](const auto& p) { return p.second.in_job; });
+  size_t in_job = peers_.in_job();
   if (in_job >= std::max<uint32_t>(config_->min_workers, 1)) {
     dispatching_ = true;
     if (config_->min_workers > 1) Log().info("{} workers joined; dispatching", in_job);
@@ -26,9 +25,8 @@ bool EventLoop::Dispatching() {
 
 uint64_t EventLoop::IdleSlotsElsewhere(const Peer& self) const {
   uint64_t idle = 0;
-  size_t local_joined = 0;
+  size_t local_joined = peers_.local();
   for (const auto& [id, p] : peers_) {
-    if (p.local) ++local_joined;
     // A leaving one takes nothing, nor one without the job's task.
     if (&p == &self || !p.in_job || scheduler_->Draining(p.index)) continue;
     uint32_t live = scheduler_->live_attempts(p.index);
@@ -110,7 +108,7 @@ void EventLoop::Fill(Peer& peer, Clock::time_point now) {
       // that crosses the CANCEL is a late duplicate.
       const CancelOrder& from = *d->stolen_from;
       in_flight_.erase({from.chunk, from.attempt});
-      if (Peer* victim = FindPeer(from.worker)) {
+      if (Peer* victim = peers_.Find(from.worker)) {
         Log().debug("chunk {} attempt {} taken back from {} for {}", from.chunk, from.attempt,
                     victim->name, peer.name);
         SendTo(*router_, victim->id, Cancel{from.chunk + wire_base_, from.attempt});

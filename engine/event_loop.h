@@ -1,8 +1,17 @@
-// EventLoop: the coordinator of a `processes` job (see coordinator.h, which is its public
-// face: RunProcesses). Internal to engine/: its members are defined across
-// coordinator.cc (start-up, the loop itself), peers.cc (what workers say: HELLO, results,
-// exits, liveness) and dispatch.cc (what goes to them: credits, prefetch, TASK/TASKS).
-// One thread; not thread-safe.
+// EventLoop: the coordinator of `processes` jobs (coordinator.h's RunProcesses runs one;
+// warm_processes.h keeps one across many). It is the I/O shell around classes that each
+// own one responsibility and do no I/O of their own:
+//   worker supervision  PeerTable (peer_table.h: connected workers, silence),
+//                       LocalWorkers (local_workers.h: starting and replacing processes
+//                       through a WorkerLauncher), WaitPolicy and Liveness (worker_policy.h)
+//   dispatch            Scheduler (scheduler.h: which attempt), Dispatcher
+//                       (dispatch_policy.h: when, prefetch, stealing)
+//   results             ResultSink (job.h: vetting, --state, the assembler or observer)
+// The loop owns the socket, the launcher and the clock, turns messages and child exits
+// into calls on those classes and their decisions into messages. Its members are defined
+// across coordinator.cc (start-up, the loop, a job's beginning and end), peers.cc (what
+// workers say: HELLO, results, exits, liveness) and dispatch.cc (what goes to them: TASK,
+// TASKS). Internal to engine/. One thread; not thread-safe.
 #pragma once
 
 #include <algorithm>
@@ -29,6 +38,7 @@
 #include "engine/job.h"
 #include "engine/local_launcher.h"
 #include "engine/local_workers.h"
+#include "engine/peer_table.h"
 #include "engine/private_dir.h"
 #include "engine/worker_policy.h"
 
@@ -74,28 +84,6 @@ class EventLoop {
   void Stop();
 
  private:
-  // A connected, welcomed worker.
-  struct Peer {
-    WorkerIndex index = 0;
-    std::string id;  // ROUTER routing id
-    std::string name;
-    pid_t pid = 0;
-    uint32_t slots = 1;
-    uint32_t batch = 0;  // most attempts per TASKS message it takes (HELLO)
-    // Started by our launcher: proved by HELLO's per-run token (never by the pid it
-    // claims), then matched to the launcher's child of that pid. Only such a peer's pid is
-    // ever signalled, and only through the launcher's pidfd.
-    bool local = false;
-    bool by_ref = false;  // local and the input is a file: TASKs carry file slices
-    bool starts = false;  // it sends STARTED (HELLO)
-    // Whether the current job's task is among the peer's (a warm loop's workers may lack
-    // a later job's task: they stay, idle, for the jobs that have theirs).
-    bool in_job = false;
-    std::string host;
-    std::vector<std::string> tasks;  // what it provides (HELLO)
-    Clock::time_point last_seen;
-  };
-
   // Attempts for one peer collected by Fill and sent as one TASKS message.
   struct PendingBatch {
     TaskBatch msg;
@@ -166,7 +154,6 @@ class EventLoop {
   void Note(const Status& s) {
     if (!s.ok() && error_.empty()) error_ = s.message();
   }
-  Peer* FindPeer(WorkerIndex index);
 
   const JobConfig& fleet_;    // what every job shares (Start reads it)
   const uint32_t max_local_;  // local workers to start at most
@@ -201,13 +188,11 @@ class EventLoop {
   std::optional<LocalLauncher> launcher_;
   std::optional<LocalWorkers> locals_;  // what to start and stop, over launcher_ (Start)
   std::string job_id_ = NewJobId();
-  std::string local_token_;            // handed to the workers we start over an inherited fd
-  std::string input_path_;             // what by-reference workers map (WELCOME's "in")
-  std::map<std::string, Peer> peers_;  // by routing id
-  std::map<WorkerIndex, std::string> peer_of_;
+  std::string local_token_;  // handed to the workers we start over an inherited fd
+  std::string input_path_;   // what by-reference workers map (WELCOME's "in")
+  PeerTable peers_;
   std::set<std::string> joined_;  // "name@host" of every non-local worker that joined
-  WorkerIndex next_index_ = 0;
-  std::string last_loss_;  // why the most recent worker was lost
+  std::string last_loss_;         // why the most recent worker was lost
   Clock::time_point next_heartbeat_;
   std::string error_;        // a fatal write error
   RateLimitedWarn rejects_;  // warnings about rejected messages and peers, per reason

@@ -13,13 +13,6 @@
 
 namespace fanout::internal {
 
-EventLoop::Peer* EventLoop::FindPeer(WorkerIndex index) {
-  auto it = peer_of_.find(index);
-  if (it == peer_of_.end()) return nullptr;
-  auto p = peers_.find(it->second);
-  return p == peers_.end() ? nullptr : &p->second;
-}
-
 void EventLoop::EndAttempt(uint64_t chunk, uint32_t attempt, const std::string& why) {
   auto it = in_flight_.find({chunk, attempt});
   if (it == in_flight_.end()) return;
@@ -34,7 +27,7 @@ void EventLoop::EndAttempt(uint64_t chunk, uint32_t attempt, const std::string& 
 void EventLoop::SendCancels(const std::vector<CancelOrder>& orders, const std::string& why) {
   for (const CancelOrder& order : orders) {
     EndAttempt(order.chunk, order.attempt, why);
-    if (Peer* peer = FindPeer(order.worker)) {
+    if (Peer* peer = peers_.Find(order.worker)) {
       Log().debug("cancel chunk {} attempt {} on {}: {}", order.chunk, order.attempt, peer->name,
                   why);
       SendTo(*router_, peer->id, Cancel{order.chunk + wire_base_, order.attempt});
@@ -44,7 +37,7 @@ void EventLoop::SendCancels(const std::vector<CancelOrder>& orders, const std::s
 
 void EventLoop::LoseWorker(WorkerIndex index, const std::string& reason, Clock::time_point now,
                            bool kill) {
-  Peer* peer = FindPeer(index);
+  Peer* peer = peers_.Find(index);
   if (!peer) return;
   std::string name = peer->name;
   Log().warn("worker {} lost: {}", name, reason);
@@ -56,9 +49,7 @@ void EventLoop::LoseWorker(WorkerIndex index, const std::string& reason, Clock::
       locals_->Rejoining(peer->pid, now);  // it may say HELLO again (CheckJoins)
     }
   }
-  std::string id = peer->id;
-  peers_.erase(id);
-  peer_of_.erase(index);
+  peers_.Remove(index);  // `peer` dangles from here
   stats_->telemetry.workers_running = static_cast<uint32_t>(peers_.size());
   stats_->telemetry.MarkLost(index);
   // Only the attempts the scheduler charges (the ones the worker started) get a span and
@@ -104,41 +95,36 @@ void EventLoop::OnHello(const std::string& id, const Hello& hello, Clock::time_p
     }
     return;
   }
-  if (auto it = peers_.find(id); it != peers_.end()) {
-    LoseWorker(it->second.index, "said HELLO again", now, /*kill=*/false);
+  if (Peer* again = peers_.FindRoute(id)) {
+    LoseWorker(again->index, "said HELLO again", now, /*kill=*/false);
   }
   // A worker that lost its connection (e.g. it waited too long for WELCOME) says HELLO
   // again from a new socket: its old routing id is stale and goes, without a kill.
-  for (const auto& [other_id, other] : peers_) {
-    if (other.name == hello.worker_id && other.pid == static_cast<pid_t>(hello.pid) &&
-        other.local == ours) {
-      LoseWorker(other.index, "reconnected", now, /*kill=*/false);
-      break;
-    }
+  if (const Peer* other =
+          peers_.FindSameWorker(hello.worker_id, static_cast<pid_t>(hello.pid), ours)) {
+    LoseWorker(other->index, "reconnected", now, /*kill=*/false);
   }
-  Peer peer;
-  peer.index = next_index_++;
-  peer.id = id;
-  peer.name = hello.worker_id;
-  peer.pid = static_cast<pid_t>(hello.pid);
-  peer.local = ours;
-  peer.by_ref = ours && !input_path_.empty();
-  peer.slots = hello.slots;
-  peer.batch = hello.batch;
-  peer.starts = hello.starts;
-  peer.host = hello.host;
-  peer.tasks = hello.tasks;
-  peer.last_seen = now;  // its liveness counts from its HELLO
-  if (peer.local) locals_->Joined(peer.pid);
-  JoinJob(peer);
+  Peer joining;
+  joining.id = id;
+  joining.name = hello.worker_id;
+  joining.pid = static_cast<pid_t>(hello.pid);
+  joining.local = ours;
+  joining.by_ref = ours && !input_path_.empty();
+  joining.slots = hello.slots;
+  joining.batch = hello.batch;
+  joining.starts = hello.starts;
+  joining.host = hello.host;
+  joining.tasks = hello.tasks;
+  joining.last_seen = now;  // its liveness counts from its HELLO
+  Peer& stored = peers_.Add(std::move(joining));
+  if (stored.local) locals_->Joined(stored.pid);
+  JoinJob(stored);
   // Local workers are counted when started; every other worker once, when it first joins.
-  if (!peer.local && peer.in_job && joined_.insert(hello.worker_id + "@" + hello.host).second) {
+  if (!stored.local && stored.in_job && joined_.insert(hello.worker_id + "@" + hello.host).second) {
     ++stats_->workers;
   }
-  Log().debug("worker {} joined (host {}, pid {}, {} slots, input {})", peer.name, hello.host,
-              hello.pid, hello.slots, peer.by_ref ? "by reference" : "as payloads");
-  peer_of_[peer.index] = id;
-  auto& stored = peers_[id] = std::move(peer);
+  Log().debug("worker {} joined (host {}, pid {}, {} slots, input {})", stored.name, hello.host,
+              hello.pid, hello.slots, stored.by_ref ? "by reference" : "as payloads");
   stats_->telemetry.workers_running = static_cast<uint32_t>(peers_.size());
   SendTo(*router_, id,
          Welcome{job_id_, static_cast<uint32_t>(heartbeat_.count()), config_->liveness,
@@ -226,8 +212,7 @@ void EventLoop::OnLeave(Peer& peer, const Leave& leave) {
   scheduler_->LeaveWorker(index);
   std::erase_if(in_flight_, [&](const auto& flight) { return flight.second.first == index; });
   stats_->telemetry.MarkLeft(index);
-  peers_.erase(id);  // `peer` dangles from here
-  peer_of_.erase(index);
+  peers_.Remove(index);  // `peer` dangles from here
   stats_->telemetry.workers_running = static_cast<uint32_t>(peers_.size());
 }
 
@@ -262,14 +247,14 @@ void EventLoop::OnResults(Peer& peer, const ResultBatch& batch,
 
 void EventLoop::OnMessage(Envelope& env, Clock::time_point now) {
   if (auto* hello = std::get_if<Hello>(&env.message)) return OnHello(env.peer, *hello, now);
-  auto it = peers_.find(env.peer);
-  if (it == peers_.end()) {
+  Peer* found = peers_.FindRoute(env.peer);
+  if (!found) {
     // A worker we dropped (e.g. it was stopped, then continued): tell it to start over.
     ++stats_->rejected_messages;
     SendTo(*router_, env.peer, Reject{"unknown peer; say HELLO again", kProtocolVersion});
     return;
   }
-  Peer& peer = it->second;
+  Peer& peer = *found;
   peer.last_seen = now;
   // Chunk ids on the wire become the job's (ToJob); words about an earlier job's attempts
   // (a warm worker finishing what the job's end cancelled) are dropped.
@@ -332,11 +317,10 @@ void EventLoop::SuperviseLocals(Clock::time_point now, bool drained) {
 
 WorkerState EventLoop::Workers() const {
   WorkerState w;
-  w.joined =
-      std::count_if(peers_.begin(), peers_.end(), [](const auto& p) { return p.second.in_job; });
+  w.joined = peers_.in_job();
   w.starting = locals_->starting();
   w.respawn_pending = locals_->respawn_pending();
-  w.ever_joined = next_index_ > 0;
+  w.ever_joined = peers_.ever_joined();
   w.dispatching = dispatching_;
   return w;
 }
@@ -352,12 +336,7 @@ std::string EventLoop::Stranded(Clock::time_point now) {
 }
 
 void EventLoop::CheckLiveness(Clock::time_point now) {
-  std::vector<std::pair<WorkerIndex, Clock::duration>> silent;
-  for (const auto& [id, peer] : peers_) {
-    if (liveness_.Silent(peer.last_seen, now))
-      silent.emplace_back(peer.index, now - peer.last_seen);
-  }
-  for (const auto& [index, quiet] : silent) {
+  for (const auto& [index, quiet] : peers_.Silent(liveness_, now)) {
     auto ms = std::chrono::duration_cast<milliseconds>(quiet).count();
     LoseWorker(index, "sent nothing for " + std::to_string(ms) + " ms (presumed hung)", now);
   }
