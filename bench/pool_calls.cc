@@ -104,8 +104,10 @@ int main(int argc, char** argv) {
   }
   std::vector<std::string> chunk{"record\n"};
   auto processes = [&] {
-    return fanout::PoolOptions().mode(fanout::PoolMode::kProcesses).workers(1).worker_binary(
-        worker);
+    return fanout::PoolOptions()
+        .mode(fanout::PoolMode::kProcesses)
+        .workers(1)
+        .worker_binary(worker);
   };
   fanout::Pool warm(processes());
   warm.map("identity", chunk);  // starts the worker

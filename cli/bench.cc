@@ -27,7 +27,7 @@ namespace fanout {
 namespace {
 
 using Json = nlohmann::json;
-using Clock = std::chrono::steady_clock;
+using SteadyClock = std::chrono::steady_clock;
 
 // The bench's inputs live in a private directory removed at exit.
 using WorkDir = PrivateDir;
@@ -76,9 +76,9 @@ void WriteLines(const std::string& path, uint64_t lines, const std::string& line
 // awk loop iterations that take about `seconds` of CPU here.
 uint64_t AwkIterations(double seconds, const std::string& err_path) {
   constexpr uint64_t kProbe = 2'000'000;
-  auto t0 = Clock::now();
+  auto t0 = SteadyClock::now();
   Spawn({"/usr/bin/awk", "BEGIN{for(i=0;i<" + std::to_string(kProbe) + ";i++)s+=i}"}, err_path);
-  double took = std::chrono::duration<double>(Clock::now() - t0).count();
+  double took = std::chrono::duration<double>(SteadyClock::now() - t0).count();
   return std::max<uint64_t>(100'000, static_cast<uint64_t>(kProbe * seconds / took));
 }
 
@@ -172,10 +172,10 @@ double ReadGbps(const std::string& path) {
   for (int i = 0; i < 3; ++i) {
     int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
     if (fd < 0) return 0;
-    auto t0 = Clock::now();
+    auto t0 = SteadyClock::now();
     uint64_t total = 0;
     for (ssize_t n; (n = read(fd, buf.data(), buf.size())) > 0;) total += static_cast<uint64_t>(n);
-    double s = std::chrono::duration<double>(Clock::now() - t0).count();
+    double s = std::chrono::duration<double>(SteadyClock::now() - t0).count();
     close(fd);
     rates.push_back(s > 0 ? static_cast<double>(total) / 1e9 / s : 0);
   }
@@ -189,11 +189,11 @@ double MemcpyGbps() {
   constexpr int kRounds = 8;
   std::vector<char> a(kSize, 'a'), b(kSize, 'b');
   std::memcpy(b.data(), a.data(), kSize);
-  auto t0 = Clock::now();
+  auto t0 = SteadyClock::now();
   for (int i = 0; i < kRounds; ++i) {
     std::memcpy(i % 2 ? a.data() : b.data(), i % 2 ? b.data() : a.data(), kSize);
   }
-  double s = std::chrono::duration<double>(Clock::now() - t0).count();
+  double s = std::chrono::duration<double>(SteadyClock::now() - t0).count();
   volatile char keep = a[kSize / 2];
   (void)keep;
   return s > 0 ? kRounds * static_cast<double>(kSize) / 1e9 / s : 0;
@@ -257,7 +257,7 @@ int RunBench(const BenchOptions& options) {
   }
   unsigned cores = DefaultJobs();
   std::string fanout = options.fanout.empty() ? SelfExe() : options.fanout;
-  auto start = Clock::now();
+  auto start = SteadyClock::now();
   std::vector<BenchRow> rows;
   for (const Experiment& e : Experiments(options, dir, cores)) {
     if (!options.only.empty() && e.name.find(options.only) == std::string::npos) continue;
@@ -272,7 +272,7 @@ int RunBench(const BenchOptions& options) {
   std::printf(
       "\n%u cores; wall = the job's own time (planning, worker start-up, calibration, "
       "output); total bench time %.1f s\n",
-      cores, std::chrono::duration<double>(Clock::now() - start).count());
+      cores, std::chrono::duration<double>(SteadyClock::now() - start).count());
   return 0;
 }
 

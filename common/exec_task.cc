@@ -13,7 +13,7 @@
 namespace fanout {
 namespace {
 
-using Clock = std::chrono::steady_clock;
+using SteadyClock = std::chrono::steady_clock;
 
 constexpr int kPollMs = 20;  // how often a running command checks `stop`
 
@@ -21,7 +21,7 @@ constexpr int kPollMs = 20;  // how often a running command checks `stop`
 int PollTimeoutMs(const Command& command) {
   auto deadline = command.deadline();
   if (!deadline) return kPollMs;
-  auto left = std::chrono::ceil<std::chrono::milliseconds>(*deadline - Clock::now()).count();
+  auto left = std::chrono::ceil<std::chrono::milliseconds>(*deadline - SteadyClock::now()).count();
   return static_cast<int>(std::clamp<int64_t>(left, 0, kPollMs));
 }
 

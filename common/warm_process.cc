@@ -23,7 +23,7 @@
 namespace fanout {
 namespace {
 
-using Clock = std::chrono::steady_clock;
+using SteadyClock = std::chrono::steady_clock;
 
 constexpr size_t kIoBlock = 64 * 1024;     // bytes per read()/write() call
 constexpr int kReadsPerRound = 16;         // reads per stream before polling again
@@ -55,8 +55,8 @@ struct WarmProcess::State {
   std::string header;     // request header bytes not yet written
   std::string_view data;  // chunk bytes not yet written
   bool exiting = false;   // stdout closed: waiting for the exit, up to grace_end
-  Clock::time_point grace_end{};
-  Clock::time_point next_reap{};
+  SteadyClock::time_point grace_end{};
+  SteadyClock::time_point next_reap{};
   std::optional<Status> failure;  // the chunk's outcome once the child is reaped
   double reaped_cpu = -1;
 
@@ -221,7 +221,7 @@ void WarmProcess::TryReap() {
   do {
     got = wait4(s.pid, &status, WNOHANG, &usage);
   } while (got < 0 && errno == EINTR);
-  auto now = Clock::now();
+  auto now = SteadyClock::now();
   if (got == 0) {
     if (s.exiting && !killed_ && now >= s.grace_end) {
       killpg(s.pid, SIGKILL);  // closed its stdout but lives on: a broken frame
@@ -262,7 +262,7 @@ void WarmProcess::TryReap() {
 void WarmProcess::OnOutputClosed() {
   State& s = *state_;
   s.exiting = true;
-  s.grace_end = Clock::now() + kExitGrace;
+  s.grace_end = SteadyClock::now() + kExitGrace;
   if (parser_.partial() && !s.failure) {
     s.failure = Status::Error("exec --warm: '" + s.cmd + "' broke the framing: its stdout ended " +
                               "mid-frame");
@@ -352,9 +352,10 @@ WarmPool::~WarmPool() {
     CloseFd(process->state_->in);
     if (process->state_->pidfd >= 0) pidfds.push_back(process->state_->pidfd);
   }
-  auto end = Clock::now() + kShutdownGrace;
+  auto end = SteadyClock::now() + kShutdownGrace;
   for (int fd : pidfds) {
-    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(end - Clock::now()).count();
+    auto left =
+        std::chrono::duration_cast<std::chrono::milliseconds>(end - SteadyClock::now()).count();
     if (left <= 0) break;
     pollfd p{fd, POLLIN, 0};
     poll(&p, 1, static_cast<int>(left));

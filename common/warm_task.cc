@@ -16,7 +16,7 @@
 namespace fanout {
 namespace {
 
-using Clock = std::chrono::steady_clock;
+using SteadyClock = std::chrono::steady_clock;
 
 constexpr int kPollMs = 20;  // how often a blocking driver checks `stop`
 constexpr std::string_view kUsage = "(usage: exec --warm -- CMD [ARGS...])";
@@ -34,7 +34,7 @@ std::string PoolKey(const std::string& worker, const std::vector<std::string>& a
 int PollTimeoutMs(const WarmProcess& process) {
   auto deadline = process.deadline();
   if (!deadline) return kPollMs;
-  auto left = std::chrono::ceil<std::chrono::milliseconds>(*deadline - Clock::now()).count();
+  auto left = std::chrono::ceil<std::chrono::milliseconds>(*deadline - SteadyClock::now()).count();
   return static_cast<int>(std::clamp<int64_t>(left, 0, kPollMs));
 }
 
@@ -172,15 +172,15 @@ Result<double> WarmUp(std::span<const std::string> args, const std::string& work
                       std::chrono::milliseconds timeout) {
   auto argv = WarmArgv(args);
   if (!argv || !ValidateWarm(*argv).ok()) return Status::Error("not a warm command");
-  auto start = Clock::now();
+  auto start = SteadyClock::now();
   auto started = WarmProcess::Start(*argv, {{"FANOUT_WORKER", worker}});
   if (!started.ok()) return started.status();
   std::unique_ptr<WarmProcess> process = std::move(started).value();
   std::stop_source never;
   auto end = start + timeout;
   Drive(*process, never.get_token(),
-        [&] { return process->ready() || process->chunk_done() || Clock::now() >= end; });
-  double seconds = std::chrono::duration<double>(Clock::now() - start).count();
+        [&] { return process->ready() || process->chunk_done() || SteadyClock::now() >= end; });
+  double seconds = std::chrono::duration<double>(SteadyClock::now() - start).count();
   if (!process->ready()) {
     return Status::Error(process->chunk_done() ? process->status().message()
                                                : "exec --warm: no READY line in time");

@@ -132,7 +132,7 @@ std::string LatestFailureNote(const Scheduler& scheduler, uint64_t chunk) {
 
 namespace {
 
-using Clock = std::chrono::steady_clock;
+using SteadyClock = std::chrono::steady_clock;
 
 void PrintUsageError(const std::string& message) {
   std::fprintf(stderr, "fanout: %s\n", message.c_str());
@@ -441,8 +441,8 @@ ExitCode RunJobUnguarded(const JobConfig& config, JobObserver* observer) {
   }
   uint64_t default_chunks = DefaultChunksPerWorker(**task, config.args) *
                             std::max<uint32_t>(jobs, config.jobs_given ? 1 : DefaultJobs());
-  auto start = Clock::now();    // the wall time includes auto mode's calibration
-  JobConfig resolved = config;  // auto mode: with the mode it chose
+  auto start = SteadyClock::now();  // the wall time includes auto mode's calibration
+  JobConfig resolved = config;      // auto mode: with the mode it chose
   PlannedJob job{resolved, **task, std::move(input).value(), {}, {}};
   std::optional<AutoPlan> auto_plan;
   std::string auto_choice;  // auto mode: what it chose and why ("" otherwise)
@@ -525,7 +525,8 @@ ExitCode RunJobUnguarded(const JobConfig& config, JobObserver* observer) {
   if (auto_plan && result.kind == ModeResult::Kind::kCompleted) {
     // The calibration's attempts are worker 0's (the coordinator's thread; serial mode's
     // worker, or thread-0, takes the name over when the chosen mode runs).
-    stats.telemetry.StartedEarlier(std::chrono::duration<double>(Clock::now() - start).count());
+    stats.telemetry.StartedEarlier(
+        std::chrono::duration<double>(SteadyClock::now() - start).count());
     stats.telemetry.SetWorker(0, {"calibration", "local"});
     stats.workers = 1;
     Status s = ApplyCalibration(*auto_plan, job, scheduler, sink, stats.telemetry);
@@ -547,7 +548,7 @@ ExitCode RunJobUnguarded(const JobConfig& config, JobObserver* observer) {
     } run_end{observer};
     result = RunPlannedJob(job, jobs, scheduler, sink, stats);
   }
-  double wall = std::chrono::duration<double>(Clock::now() - start).count();
+  double wall = std::chrono::duration<double>(SteadyClock::now() - start).count();
 
   ExitCode code;
   Status changed = job.input.CheckUnchanged();

@@ -18,8 +18,6 @@
 namespace fanout {
 namespace {
 
-using Clock = std::chrono::steady_clock;
-
 // A thread takes up to kMaxThreadBatch chunks per round of the job's lock while its chunks
 // take under kQuickChunkSeconds each (doubling from one): microsecond chunks then cost a
 // lock round per batch, not per chunk; any slower chunk brings it back to one at a time,
@@ -58,7 +56,7 @@ bool Finish(const PlannedJob& job, Scheduler& scheduler, ResultSink& sink, RunSt
   span.cpu_seconds = m.cpu_seconds;
   stats.telemetry.RecordAttempt(std::move(span));
   ResultOutcome outcome = scheduler.OnResult(worker, a.chunk, a.attempt, m.status.ok(),
-                                             m.status.message(), Clock::now());
+                                             m.status.message(), Clock::Steady().Now());
   Log().debug("chunk {} attempt {} on thread {}: {}", a.chunk, a.attempt, worker,
               m.status.ok() ? "ok" : m.status.message());
   if (outcome.verdict == Verdict::kRetrying) {
@@ -129,7 +127,7 @@ ModeResult RunSerial(const PlannedJob& job, Scheduler& scheduler, ResultSink& si
   std::stop_callback on_stop(stop, StopRequester{cancel});
   while (!scheduler.Finished() && !scheduler.Aborted()) {
     if (Interrupt::Requested() || cancel.stop_requested()) return ModeResult::Interrupted();
-    auto a = scheduler.Next(0, Clock::now());
+    auto a = scheduler.Next(0, Clock::Steady().Now());
     if (!a) return ModeResult::Failed("internal error: no runnable chunk in serial mode");
     Blob out;
     stats.telemetry.RecordStart(a->chunk, a->attempt, 0);
@@ -168,7 +166,7 @@ ModeResult RunThreads(const PlannedJob& job, uint32_t threads, Scheduler& schedu
     while (!done()) {
       batch.clear();
       while (batch.size() < want) {
-        auto a = scheduler.Next(me, Clock::now());
+        auto a = scheduler.Next(me, Clock::Steady().Now());
         if (!a) break;
         batch.push_back(*a);
       }

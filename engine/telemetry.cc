@@ -28,14 +28,15 @@ uint64_t PeakRssBytes() {
   return kib * 1024;
 }
 
-Telemetry::Telemetry()
-    : start_(std::chrono::steady_clock::now()),
+Telemetry::Telemetry(const Clock& clock)
+    : clock_(&clock),
+      start_(clock.Now()),
       epoch_start_(
           std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch())
               .count()) {}
 
 double Telemetry::Now() const {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
+  return std::chrono::duration<double>(clock_->Now() - start_).count();
 }
 
 void Telemetry::SetWorker(WorkerIndex worker, WorkerInfo info) {

@@ -13,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "common/clock.h"
 #include "common/status.h"
 #include "engine/scheduler.h"
 
@@ -87,7 +88,8 @@ class JobLog;
 
 class Telemetry {
  public:
-  Telemetry();
+  // Job time counts from now on `clock` (which must outlive the telemetry).
+  explicit Telemetry(const Clock& clock = Clock::Steady());
 
   // Seconds since the job started (the time base of every span).
   double Now() const;
@@ -145,7 +147,8 @@ class Telemetry {
   std::vector<WorkerRow> Rows() const;
   std::vector<AttemptSpan> spans() const;
 
-  std::chrono::steady_clock::time_point start_;
+  const Clock* clock_;
+  Clock::time_point start_;
   double epoch_start_ = 0;  // start_ in seconds since the Unix epoch
   JobLog* joblog_ = nullptr;
   TelemetryListener* listener_ = nullptr;

@@ -25,7 +25,6 @@
 namespace fanout {
 namespace {
 
-using Clock = std::chrono::steady_clock;
 using std::chrono::milliseconds;
 
 // After kQuickStreak attempts in a row took under kQuickSeconds each, TASKs that arrive
@@ -245,7 +244,7 @@ void Worker::AwaitOwnSignal(zmq::socket_t& socket, const std::vector<FinishedAtt
   if (BackOff(kOwnSignalWait)) return;  // no signal came
   // SIGTERM starts the drain; any other signal ends the session when the loop sees it.
   if (signal_ == SIGTERM) {
-    OnSignal(socket, Clock::now());
+    OnSignal(socket, config_.clock->Now());
   } else {
     signalled_ = true;
   }
@@ -429,7 +428,7 @@ SessionEnd Worker::Session() {
   hello.starts = true;
   hello.leave = true;
   SendMessage(socket, hello);
-  auto now = Clock::now();
+  auto now = config_.clock->Now();
   auto last_heard = now;
   auto next_heartbeat = now + heartbeat_;
   std::vector<zmq::pollitem_t> items;
@@ -445,9 +444,9 @@ SessionEnd Worker::Session() {
     auto deadline = std::min(next_heartbeat, last_heard + silence);
     deadline = std::min(deadline, runner_.NextDeadline().value_or(deadline));
     if (draining_) deadline = std::min(deadline, drain_deadline_);
-    auto wait = std::chrono::ceil<milliseconds>(deadline - Clock::now());
+    auto wait = std::chrono::ceil<milliseconds>(deadline - config_.clock->Now());
     zmq::poll(items, std::max(wait, milliseconds(0)));
-    now = Clock::now();
+    now = config_.clock->Now();
     bool async_done = runner_.Advance(items, now);
     // After Advance: a command that died of a SIGTERM sent to this worker first (Slurm
     // signals a step's processes in turn) then has its failure handed back by the drain.

@@ -13,6 +13,7 @@
 #include <cstdint>
 #include <string>
 
+#include "common/clock.h"
 #include "common/status.h"
 #include "common/transport.h"
 
@@ -38,6 +39,9 @@ struct WorkerConfig {
   // attempts may take to finish before they are stopped and handed back. Less than Slurm's
   // default KillWait (30 s, SIGTERM to SIGKILL), so the goodbye is said before SIGKILL.
   std::chrono::milliseconds drain_grace{25000};
+  // Where the loop's time comes from (liveness, back-off, the drain deadline); it must
+  // outlive RunWorker.
+  const Clock* clock = &Clock::Steady();
 };
 
 // Serves job after job (after SHUTDOWN it says HELLO again, to the next coordinator on the

@@ -6,6 +6,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "tests/support/fake_clock.h"
+
 namespace fanout {
 namespace {
 
@@ -60,6 +62,20 @@ TEST(TelemetryTest, TraceHasEveryAttemptWhenSpansAreKept) {
   RecordSome(t);
   EXPECT_EQ(AttemptEvents(t), 3u);
   EXPECT_EQ(t.ok_bytes_in(), 40u);
+}
+
+}  // namespace
+}  // namespace fanout
+
+namespace fanout {
+namespace {
+
+TEST(TelemetryClockTest, JobTimeComesFromTheClockItIsGiven) {
+  testing::FakeClock clock;
+  Telemetry t(clock);
+  EXPECT_EQ(t.Now(), 0.0);
+  clock.Advance(std::chrono::milliseconds(2500));
+  EXPECT_DOUBLE_EQ(t.Now(), 2.5);
 }
 
 }  // namespace
