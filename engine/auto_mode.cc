@@ -300,11 +300,20 @@ Calibration Calibrate(const TaskDef& task, const std::vector<std::string>& args,
   auto elapsed = [&] {
     return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   };
+  // The time the machine gave the calibration: elapsed less what its thread spent ready but
+  // not running (other processes' turn). "Enough" is judged by it, so a busy machine does
+  // not cut the calibration short and make tiny work look big; heavy_seconds still bounds
+  // the wall time.
+  auto given = [&] {
+    double queued = 0;
+    for (double q : cal.queued_seconds) queued += q;
+    return std::max(0.0, elapsed() - queued);
+  };
   if (!plan.empty()) {
     // The user's chunks, in order: at least three (the first runs cold) while they are
     // quick, until they took enough_seconds; a slow one ends it.
     for (uint64_t i = 0; i < plan.size(); ++i) {
-      if (i > 0 && ((i >= kMinPlanChunks && elapsed() >= limits.enough_seconds) ||
+      if (i > 0 && ((i >= kMinPlanChunks && given() >= limits.enough_seconds) ||
                     elapsed() >= limits.heavy_seconds)) {
         break;
       }
@@ -340,7 +349,7 @@ Calibration Calibrate(const TaskDef& task, const std::vector<std::string>& args,
   uint64_t size =
       std::max<uint64_t>(2, static_cast<uint64_t>(0.1 * total / std::max(speedup, 1.0)));
   if (!run(size)) return cal;
-  for (size *= 2; cal.records < budget && elapsed() < limits.enough_seconds; size *= 2) {
+  for (size *= 2; cal.records < budget && given() < limits.enough_seconds; size *= 2) {
     if (!run(size)) break;
   }
   return cal;
