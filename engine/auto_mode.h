@@ -27,8 +27,9 @@
 
 #include "common/chunking.h"
 #include "common/task.h"
-#include "engine/job.h"
 #include "engine/job_config.h"
+#include "engine/planned_job.h"
+#include "engine/result_sink.h"
 
 namespace fanout {
 

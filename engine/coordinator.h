@@ -15,7 +15,8 @@
 #include <cstdint>
 #include <stop_token>
 
-#include "engine/job.h"
+#include "engine/planned_job.h"
+#include "engine/result_sink.h"
 
 namespace fanout {
 

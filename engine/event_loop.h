@@ -35,11 +35,12 @@
 #include "common/transport.h"
 #include "common/zap.h"
 #include "engine/dispatch_policy.h"
-#include "engine/job.h"
 #include "engine/local_launcher.h"
 #include "engine/local_workers.h"
 #include "engine/peer_table.h"
+#include "engine/planned_job.h"
 #include "engine/private_dir.h"
+#include "engine/result_sink.h"
 #include "engine/worker_policy.h"
 
 namespace fanout::internal {

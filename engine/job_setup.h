@@ -7,7 +7,8 @@
 #include <string>
 
 #include "engine/content_hash.h"
-#include "engine/job.h"
+#include "engine/planned_job.h"
+#include "engine/result_sink.h"
 #include "engine/state_store.h"
 
 namespace fanout {

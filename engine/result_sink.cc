@@ -1,7 +1,9 @@
 // ResultSink (declared in job.h): vetting, saving and writing accepted chunk outputs.
+#include "engine/result_sink.h"
+
 #include <cstring>
 
-#include "engine/job.h"
+#include "engine/planned_job.h"
 #include "engine/state_store.h"
 
 namespace fanout {

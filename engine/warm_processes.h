@@ -19,7 +19,8 @@
 #include <stop_token>
 #include <thread>
 
-#include "engine/job.h"
+#include "engine/planned_job.h"
+#include "engine/result_sink.h"
 
 namespace fanout {
 
