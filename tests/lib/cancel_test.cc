@@ -196,16 +196,7 @@ TEST_P(CancelTest, CancelEndsTheStreamsOfThePoolWithCancelled) {
 INSTANTIATE_TEST_SUITE_P(Modes, CancelTest,
                          ::testing::Values(PoolMode::kSerial, PoolMode::kThreads,
                                            PoolMode::kProcesses),
-                         [](const auto& info) {
-                           switch (info.param) {
-                             case PoolMode::kSerial:
-                               return std::string("Serial");
-                             case PoolMode::kThreads:
-                               return std::string("Threads");
-                             default:
-                               return std::string("Processes");
-                           }
-                         });
+                         fanout::LocalModeTestName);
 
 }  // namespace
 

@@ -197,16 +197,7 @@ TEST_P(PoolModeTest, AsCompletedYieldsEveryChunkOnceFailuresIncluded) {
 INSTANTIATE_TEST_SUITE_P(Modes, PoolModeTest,
                          ::testing::Values(PoolMode::kSerial, PoolMode::kThreads,
                                            PoolMode::kProcesses),
-                         [](const auto& info) {
-                           switch (info.param) {
-                             case PoolMode::kSerial:
-                               return std::string("Serial");
-                             case PoolMode::kThreads:
-                               return std::string("Threads");
-                             default:
-                               return std::string("Processes");
-                           }
-                         });
+                         fanout::LocalModeTestName);
 
 TEST(PoolTest, UnknownTaskIsAPoolErrorListingKnownTasks) {
   Pool pool(Options(PoolMode::kThreads));
