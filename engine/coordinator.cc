@@ -178,10 +178,8 @@ void EventLoop::BeginJob(const PlannedJob& job, Scheduler& scheduler, ResultSink
   // next one), and workers lost for good in an earlier job are started again.
   locals_->BeginJob(want);
   stats.workers = locals_->wanted();
-  for (auto& [id, peer] : peers_) {
-    JoinJob(peer);
-    if (!peer.local && peer.in_job) ++stats.workers;
-  }
+  for (auto& [id, peer] : peers_) JoinJob(peer);
+  stats.telemetry.workers_running = static_cast<uint32_t>(peers_.size());
 }
 
 void EventLoop::JoinJob(Peer& peer) {
@@ -198,7 +196,8 @@ void EventLoop::JoinJob(Peer& peer) {
   peer.in_job = true;
   stats_->telemetry.SetWorker(peer.index, {peer.name, peer.host, peer.slots});
   scheduler_->AddWorker(peer.index, peer.slots, peer.slots + kMaxPrefetch, peer.starts);
-  stats_->telemetry.workers_running = static_cast<uint32_t>(peers_.size());
+  // Local workers are counted when started; every other worker once, when it first joins.
+  if (!peer.local && joined_.insert(peer.name + "@" + peer.host).second) ++stats_->workers;
 }
 
 void EventLoop::EndJob() {
@@ -303,7 +302,7 @@ ModeResult EventLoop::RunJob(const PlannedJob& job, Scheduler& scheduler, Result
     if (std::string why = wait_->Expired(now, workers); !why.empty()) {
       return ModeResult::Failed(why);
     }
-    if (std::string why = Stranded(now); !why.empty()) return ModeResult::Failed(why);
+    if (std::string why = Stranded(now, workers); !why.empty()) return ModeResult::Failed(why);
     if (workers.joined == 0 && !workers.starting && !workers.respawn_pending &&
         config_->listen.empty()) {
       return ModeResult::Failed("no worker left (" + last_loss_ + "; " + locals_->Ended() + ")");

@@ -95,19 +95,17 @@ class EventLoop {
   // Points the loop at a job (the idle job between jobs): its peers join its scheduler,
   // and local workers are started up to what it has work for.
   void BeginJob(const PlannedJob& job, Scheduler& scheduler, ResultSink& sink, RunStats& stats);
-  // Adds a welcomed peer to the current job if it provides the job's task.
+  // Adds a welcomed peer to the current job if it provides the job's task (and counts it
+  // in the job's workers, once per name and host, unless it is local).
   void JoinJob(Peer& peer);
   // Ends the current job: attempts still out are ended (and CANCELled on a warm loop, whose
   // workers stay) and the loop points at the idle job again.
   void EndJob();
   // Chunk ids on the wire are the job's own plus wire_base_ (each job of a warm loop starts
   // where the last one ended, so a late RESULT of an earlier job can never be taken for one
-  // of this job). False for an id below this job's: a late word about an earlier job.
-  bool ToJob(uint64_t& chunk) const {
-    if (chunk < wire_base_) return false;
-    chunk -= wire_base_;
-    return true;
-  }
+  // of this job). False, logged, for an id below this job's: a late word from `from` about
+  // an earlier job's `attempt` (a warm worker finishing what that job's end cancelled).
+  bool ToJob(uint64_t& chunk, uint32_t attempt, const Peer& from) const;
   // The poll loop shared by RunJob and Idle: `stop` (checked before each wait) returns
   // whether and how to end.
   ModeResult Loop(const std::function<std::optional<ModeResult>()>& stop);
@@ -118,7 +116,7 @@ class EventLoop {
   void OnHello(const std::string& id, const Hello& hello, Clock::time_point now);
   // `output` is the result's payload (empty when it has none).
   void OnResult(Peer& peer, const ResultMsg& result, Blob output, Clock::time_point now);
-  void OnResults(Peer& peer, const ResultBatch& batch, std::optional<zmq::message_t>& payload,
+  void OnResults(Peer& peer, ResultBatch& batch, std::optional<zmq::message_t>& payload,
                  Clock::time_point now);
   // A draining peer hands attempts back (they are re-queued free) and, with `bye`, leaves.
   void OnLeave(Peer& peer, const Leave& leave);
@@ -134,7 +132,7 @@ class EventLoop {
   WorkerState Workers() const;
   // A reason to fail when no worker is left, none can be started and none joined for
   // --wait-timeout (kDefaultStrandedWait), or "".
-  std::string Stranded(Clock::time_point now);
+  std::string Stranded(Clock::time_point now, const WorkerState& workers);
   void CheckLiveness(Clock::time_point now);
   void SendCancels(const std::vector<CancelOrder>& orders, const std::string& why);
   void Fill(Peer& peer, Clock::time_point now);

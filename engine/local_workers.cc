@@ -17,16 +17,21 @@ void LocalWorkers::BeginJob(uint32_t n) {
   if (have < wanted_) to_spawn_ += static_cast<uint32_t>(wanted_ - have);
 }
 
+Result<pid_t> LocalWorkers::StartOne(Clock::time_point now) {
+  auto pid = launcher_.Spawn("local-" + std::to_string(++spawned_));
+  if (pid.ok()) unjoined_[*pid] = now;
+  return pid;
+}
+
 Status LocalWorkers::SpawnSome() {
   auto until = clock_.Now() + kSpawnSlice;
   while (to_spawn_ > 0) {
-    auto pid = launcher_.Spawn("local-" + std::to_string(++spawned_));
+    auto pid = StartOne(clock_.Now());
     if (!pid.ok()) {
       to_spawn_ = 0;
       return pid.status();  // the job cannot start its workers: it fails with this
     }
     --to_spawn_;
-    unjoined_[*pid] = clock_.Now();
     if (clock_.Now() >= until) break;
   }
   return Status::Ok();
@@ -47,13 +52,12 @@ uint32_t LocalWorkers::Respawn(Clock::time_point now) {
     while (launcher_.alive() + to_spawn_ < wanted_ && MayRespawn()) {
       ++respawns_used_;
       ++started;
-      auto pid = launcher_.Spawn("local-" + std::to_string(++spawned_));
+      auto pid = StartOne(now);
       if (!pid.ok()) {
         last_error_ = pid.status().message();
         Log().warn("{}", last_error_);
         break;
       }
-      unjoined_[*pid] = now;
     }
   }
   return started;

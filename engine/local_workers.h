@@ -74,6 +74,9 @@ class LocalWorkers {
   const std::string& last_error() const { return last_error_; }
 
  private:
+  // Starts the next worker (local-N), not joined as of `now`.
+  Result<pid_t> StartOne(Clock::time_point now);
+
   WorkerLauncher& launcher_;
   const Clock& clock_;
   const uint64_t max_respawns_;

@@ -119,10 +119,6 @@ void EventLoop::OnHello(const std::string& id, const Hello& hello, Clock::time_p
   Peer& stored = peers_.Add(std::move(joining));
   if (stored.local) locals_->Joined(stored.pid);
   JoinJob(stored);
-  // Local workers are counted when started; every other worker once, when it first joins.
-  if (!stored.local && stored.in_job && joined_.insert(hello.worker_id + "@" + hello.host).second) {
-    ++stats_->workers;
-  }
   Log().debug("worker {} joined (host {}, pid {}, {} slots, input {})", stored.name, hello.host,
               hello.pid, hello.slots, stored.by_ref ? "by reference" : "as payloads");
   stats_->telemetry.workers_running = static_cast<uint32_t>(peers_.size());
@@ -216,8 +212,8 @@ void EventLoop::OnLeave(Peer& peer, const Leave& leave) {
   stats_->telemetry.workers_running = static_cast<uint32_t>(peers_.size());
 }
 
-void EventLoop::OnResults(Peer& peer, const ResultBatch& batch,
-                          std::optional<zmq::message_t>& payload, Clock::time_point now) {
+void EventLoop::OnResults(Peer& peer, ResultBatch& batch, std::optional<zmq::message_t>& payload,
+                          Clock::time_point now) {
   uint64_t total = 0;
   for (uint64_t n : batch.bytes) total += n;
   if (total != (payload ? payload->size() : 0)) {
@@ -234,12 +230,9 @@ void EventLoop::OnResults(Peer& peer, const ResultBatch& batch,
   size_t offset = 0;
   for (size_t i = 0; i < batch.results.size(); ++i) {
     size_t n = batch.bytes[i];
-    ResultMsg result = batch.results[i];
-    if (ToJob(result.chunk)) {
+    ResultMsg& result = batch.results[i];
+    if (ToJob(result.chunk, result.attempt, peer)) {
       OnResult(peer, result, n ? Blob(shared, offset, n) : Blob(), now);
-    } else {
-      Log().debug("dropped a result of an earlier job's chunk {} attempt {} from {}", result.chunk,
-                  result.attempt, peer.name);
     }
     offset += n;
   }
@@ -257,13 +250,8 @@ void EventLoop::OnMessage(Envelope& env, Clock::time_point now) {
   Peer& peer = *found;
   peer.last_seen = now;
   // Chunk ids on the wire become the job's (ToJob); words about an earlier job's attempts
-  // (a warm worker finishing what the job's end cancelled) are dropped.
-  auto earlier = [&](uint64_t& chunk, uint32_t attempt) {
-    if (ToJob(chunk)) return false;
-    Log().debug("dropped word of an earlier job's chunk {} attempt {} from {}", chunk, attempt,
-                peer.name);
-    return true;
-  };
+  // are dropped.
+  auto earlier = [&](uint64_t& chunk, uint32_t attempt) { return !ToJob(chunk, attempt, peer); };
   stats_->telemetry.Seen(peer.index);
   if (auto* result = std::get_if<ResultMsg>(&env.message)) {
     if (earlier(result->chunk, result->attempt)) return;
@@ -315,6 +303,16 @@ void EventLoop::SuperviseLocals(Clock::time_point now, bool drained) {
   if (drained) locals_->CheckJoins(now);
 }
 
+bool EventLoop::ToJob(uint64_t& chunk, uint32_t attempt, const Peer& from) const {
+  if (chunk < wire_base_) {
+    Log().debug("dropped word of an earlier job's chunk {} attempt {} from {}", chunk, attempt,
+                from.name);
+    return false;
+  }
+  chunk -= wire_base_;
+  return true;
+}
+
 WorkerState EventLoop::Workers() const {
   WorkerState w;
   w.joined = peers_.in_job();
@@ -325,9 +323,9 @@ WorkerState EventLoop::Workers() const {
   return w;
 }
 
-std::string EventLoop::Stranded(Clock::time_point now) {
+std::string EventLoop::Stranded(Clock::time_point now, const WorkerState& workers) {
   bool begun = false;
-  std::string why = wait_->Stranded(now, Workers(), last_loss_, locals_->Ended(), &begun);
+  std::string why = wait_->Stranded(now, workers, last_loss_, locals_->Ended(), &begun);
   if (begun) {
     Log().warn("no worker left ({}); waiting up to {} ms for one to join (--wait-timeout)",
                last_loss_, wait_->stranded_wait().count());
