@@ -121,8 +121,7 @@ class CallbackObserver : public ChunkObserver {
 // mode starts none (workers connect to the endpoint).
 uint32_t WorkerCount(const PoolSettings& options, const PlannedJob& job) {
   if (options.mode == PoolMode::kRemote) return 0;
-  return static_cast<uint32_t>(
-      std::min<uint64_t>(options.workers ? options.workers : DefaultJobs(), job.chunks.size()));
+  return static_cast<uint32_t>(std::min<uint64_t>(WorkersOf(options), job.chunks.size()));
 }
 
 // The pool's warm workers, started for the first job that needs them: as many local
@@ -130,14 +129,17 @@ uint32_t WorkerCount(const PoolSettings& options, const PlannedJob& job) {
 WarmProcesses& WarmFleet(WarmWorkers& warm, const JobConfig& config, const PoolSettings& options) {
   std::lock_guard lock(warm.mu);
   if (!warm.fleet) {
-    uint32_t workers =
-        options.mode == PoolMode::kRemote ? 0 : (options.workers ? options.workers : DefaultJobs());
+    uint32_t workers = options.mode == PoolMode::kRemote ? 0 : WorkersOf(options);
     warm.fleet = std::make_unique<WarmProcesses>(config, workers);
   }
   return *warm.fleet;
 }
 
 }  // namespace
+
+uint32_t WorkersOf(const PoolSettings& options) {
+  return options.workers ? options.workers : DefaultJobs();
+}
 
 void RunBatch(const PoolSettings& options, const BatchSpec& spec, const BatchCallbacks& callbacks,
               WarmWorkers* warm, std::stop_token stop) {

@@ -46,6 +46,9 @@ struct WarmWorkers {
   std::unique_ptr<WarmProcesses> fleet;  // guarded by mu
 };
 
+// The threads or local worker processes `options` asks for: `workers`, or one per core.
+uint32_t WorkersOf(const PoolSettings& options);
+
 // Throws PoolError for problems found before any chunk runs (unknown task, bad args).
 // With `warm`, processes and remote jobs run on its workers (started by the first such job)
 // instead of workers started for this job alone. `stop` cancels the job from any thread

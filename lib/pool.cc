@@ -1,7 +1,12 @@
 // Pool (fanout/pool.h): map, map_range, submit and as_completed on top of RunBatch.
 // submit() queues chunks for one dispatcher thread, which runs the chunks submitted close
-// together (same task and arguments) as one job; as_completed runs its job on a thread
-// of its own that feeds a queue. All shared state is guarded by one mutex per object.
+// together (same task and arguments) as one job. In threads mode the submitted jobs share
+// the pool's `workers` threads: a job starts as soon as one is free (on as many as are
+// free), so submissions spaced out in time still run side by side, as with
+// concurrent.futures. In serial mode, and in processes and remote mode (whose calls take
+// turns on the warm workers anyway), one submitted job runs at a time. as_completed runs
+// its job on a thread of its own that feeds a queue. All shared state is guarded by one
+// mutex per object.
 // Cancellation: every job takes the stop token of the pool's current stop source when it
 // starts; cancel() requests that source's stop and puts a fresh one in its place, so later
 // calls run normally. A stream's job has a stop source of its own, linked to the pool's.
@@ -10,6 +15,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <deque>
+#include <list>
 #include <mutex>
 #include <stop_token>
 #include <thread>
@@ -72,7 +78,11 @@ struct __attribute__((visibility("hidden"))) Pool::Impl {
   explicit Impl(PoolOptions o) : options(std::move(o)) {}
 
   void Dispatch(std::stop_token stop);
-  void RunGroup(std::vector<Submission>& group, std::stop_token cancel);
+  void RunGroup(std::vector<Submission>& group, const PoolSettings& settings,
+                std::stop_token cancel);
+  // How many submitted chunks may run at once: the threads (or workers) a job of this
+  // pool would use.
+  uint32_t Capacity() const;
   // The stop token jobs starting now take (cancelled by the next cancel()).
   std::stop_token CancelToken() {
     std::lock_guard lock(mu);
@@ -84,28 +94,48 @@ struct __attribute__((visibility("hidden"))) Pool::Impl {
   std::condition_variable_any cv;
   std::deque<Submission> pending;
   uint64_t submitted = 0;
+  uint32_t busy = 0;        // threads mode: threads the submitted jobs running now hold
   std::stop_source cancel;  // the current generation's: replaced by cancel()
   std::jthread dispatcher;  // started by the first submit
   // Processes and remote mode: the workers every call runs on (batch.h).
   std::shared_ptr<WarmWorkers> warm = std::make_shared<WarmWorkers>();
 };
 
+uint32_t Pool::Impl::Capacity() const {
+  return options.mode() == PoolMode::kSerial ? 1 : WorkersOf(SettingsOf(options));
+}
+
 void Pool::Impl::Dispatch(std::stop_token stop) {
+  // Threads mode: each submitted job runs on a thread of its own (its `runner`), holding
+  // `threads` of the pool's Capacity() until it ends. Other modes run their jobs here.
+  struct Runner {
+    std::jthread thread;
+    bool done = false;  // guarded by mu
+  };
+  std::list<Runner> runners;  // joined when Dispatch returns
+  const bool side_by_side = options.mode() == PoolMode::kThreads;
+  const uint32_t capacity = Capacity();
   std::unique_lock lock(mu);
   for (;;) {
-    cv.wait(lock, stop, [&] { return !pending.empty(); });
-    if (pending.empty()) return;  // stopped with nothing left
+    std::erase_if(runners, [](const Runner& r) { return r.done; });  // ended: joins at once
+    cv.wait(lock, stop, [&] { return !pending.empty() && busy < capacity; });
+    if (pending.empty() || busy >= capacity) break;  // stopped
     // Let a burst of submissions arrive (a bounded wait; stop ends it early).
     size_t seen = 0;
     while (seen != pending.size() && !stop.stop_requested()) {
       seen = pending.size();
       cv.wait_for(lock, stop, kCoalesce, [&] { return pending.size() != seen; });
     }
+    if (pending.empty()) continue;  // cancelled meanwhile
+    // The group: the oldest submission's task and arguments. With threads busy, only as
+    // many chunks as there are free threads, so later ones can start as threads free up.
+    const uint32_t free_threads = capacity - busy;
+    const size_t limit = busy == 0 ? pending.size() : free_threads;
     std::vector<Submission> group;
     std::stop_token cancel_token = cancel.get_token();  // with the group: a cancel() takes both
     const std::string task = pending.front().task;
     const std::vector<std::string> args = pending.front().args;
-    for (auto it = pending.begin(); it != pending.end();) {
+    for (auto it = pending.begin(); it != pending.end() && group.size() < limit;) {
       if (it->task == task && it->args == args) {
         group.push_back(std::move(*it));
         it = pending.erase(it);
@@ -113,13 +143,32 @@ void Pool::Impl::Dispatch(std::stop_token stop) {
         ++it;
       }
     }
-    lock.unlock();
-    RunGroup(group, cancel_token);
-    lock.lock();
+    PoolSettings settings = SettingsOf(options);
+    if (!side_by_side) {
+      lock.unlock();
+      RunGroup(group, settings, cancel_token);
+      lock.lock();
+      continue;
+    }
+    const auto threads = static_cast<uint32_t>(std::min<size_t>(group.size(), free_threads));
+    settings.workers = threads;
+    busy += threads;
+    Runner& runner = runners.emplace_back();
+    runner.thread = std::jthread([this, &runner, threads, settings = std::move(settings),
+                                  group = std::move(group), cancel_token]() mutable {
+      RunGroup(group, settings, cancel_token);
+      std::lock_guard done_lock(mu);
+      busy -= threads;
+      runner.done = true;
+      cv.notify_all();
+    });
   }
+  lock.unlock();
+  runners.clear();  // joins the jobs still running (a cancel() stopped them)
 }
 
-void Pool::Impl::RunGroup(std::vector<Submission>& group, std::stop_token cancel_token) {
+void Pool::Impl::RunGroup(std::vector<Submission>& group, const PoolSettings& settings,
+                          std::stop_token cancel_token) {
   BatchSpec spec;
   spec.task = group.front().task;
   spec.args = group.front().args;
@@ -143,7 +192,7 @@ void Pool::Impl::RunGroup(std::vector<Submission>& group, std::stop_token cancel
     group[c].promise.set_exception(std::move(e));
   };
   try {
-    RunBatch(SettingsOf(options), spec, callbacks, warm.get(), std::move(cancel_token));
+    RunBatch(settings, spec, callbacks, warm.get(), std::move(cancel_token));
   } catch (...) {
     for (size_t c = 0; c < group.size(); ++c) callbacks.on_error(c, std::current_exception());
   }

@@ -217,7 +217,9 @@ class FANOUT_API Pool {
   // tasks see each as lines of numbers, or as a NumberRange with TaskOptions::raw_ranges.
   std::vector<std::string> map_range(std::string_view task, int64_t lo, int64_t hi, uint64_t chunks,
                                      const std::vector<std::string>& args = {});
-  // Queues one chunk; submissions made close together run as one job.
+  // Queues one chunk; submissions made close together run as one job. In threads mode a
+  // chunk submitted while others run starts as soon as one of the `workers` threads is
+  // free; in processes and remote mode it waits for the running job (calls take turns).
   std::future<std::string> submit(std::string_view task, std::string chunk,
                                   const std::vector<std::string>& args = {});
   // Runs `task` on every chunk, yielding each as it finishes (failures included, so one

@@ -104,6 +104,11 @@ PoolOptions Options(PoolMode mode) { return PoolOptions().mode(mode).workers(2);
 // How many commands run at once in `mode` with Options().
 size_t Running(PoolMode mode) { return mode == PoolMode::kSerial ? 1 : 2; }
 
+// How many of a loop of submits are sure to run at once in `mode`: in processes mode the
+// first submitted job may hold just the first chunk (if the loop was slower than the
+// pool's coalescing wait), and later jobs wait for it (calls take turns on the workers).
+size_t SubmittedRunning(PoolMode mode) { return mode == PoolMode::kProcesses ? 1 : Running(mode); }
+
 class CancelTest : public ::testing::TestWithParam<PoolMode> {};
 
 TEST_P(CancelTest, CancelFromAnotherThreadStopsAMapPromptly) {
@@ -142,7 +147,7 @@ TEST_P(CancelTest, DestroyingAPoolCancelsItsSubmittedChunks) {
     Pool pool(Options(GetParam()));
     for (int i = 0; i < 4; ++i)
       futures.push_back(pool.submit("exec", "slow\n", SleepCommand(pid_file)));
-    ASSERT_TRUE(WaitUntil([&] { return Pids(pid_file).size() >= Running(GetParam()); }));
+    ASSERT_TRUE(WaitUntil([&] { return Pids(pid_file).size() >= SubmittedRunning(GetParam()); }));
     // Another task's chunk waits in the queue while the first job runs.
     queued = pool.submit("exec", "x\n", {"cat"});
     destroying = Clock::now();
@@ -191,6 +196,47 @@ TEST_P(CancelTest, CancelEndsTheStreamsOfThePoolWithCancelled) {
   EXPECT_EQ(seen, 3u);
   ExpectAllDead(pid_file);
   ExpectWorksOn(pool);
+}
+
+// A chunk submitted while an earlier submitted chunk runs starts at once on a free thread
+// (as with concurrent.futures), instead of waiting for the earlier one's job to end.
+TEST(ThreadsSubmitTest, ASubmitWhileAnotherRunsStartsOnAFreeThread) {
+  TempDir dir;
+  std::string pid_file = dir.path() + "/pids";
+  std::vector<std::future<std::string>> futures;
+  {
+    Pool pool(Options(PoolMode::kThreads));
+    futures.push_back(pool.submit("exec", "slow\n", SleepCommand(pid_file)));
+    ASSERT_TRUE(WaitUntil([&] { return Pids(pid_file).size() == 1; }));
+    futures.push_back(pool.submit("exec", "slow\n", SleepCommand(pid_file)));
+    EXPECT_TRUE(WaitUntil([&] { return Pids(pid_file).size() == 2; }))
+        << "the second submit waited for the first";
+    // Both threads are busy now: a third waits for one of them.
+    futures.push_back(pool.submit("exec", "quick\n", SleepCommand(pid_file)));
+  }
+  for (auto& f : futures) EXPECT_THROW(f.get(), fanout::Cancelled);
+  ExpectAllDead(pid_file);
+}
+
+// Submits spaced out in time use the free thread: with 2 threads, 3 quick
+// chunks submitted one after another all finish beside one slow chunk.
+TEST(ThreadsSubmitTest, ASlowSubmittedChunkLeavesTheOtherThreadToLaterSubmits) {
+  TempDir dir;
+  std::string pid_file = dir.path() + "/pids";
+  Pool pool(Options(PoolMode::kThreads));
+  std::future<std::string> slow = pool.submit("exec", "slow\n", SleepCommand(pid_file));
+  ASSERT_TRUE(WaitUntil([&] { return Pids(pid_file).size() == 1; }));
+  std::vector<std::future<std::string>> quick;
+  for (int i = 0; i < 3; ++i) {
+    quick.push_back(pool.submit("exec", "quick\n", SleepCommand(pid_file)));
+    ASSERT_EQ(quick.back().wait_for(seconds(30)), std::future_status::ready)
+        << "submit " << i << " waited for the slow chunk";
+    EXPECT_EQ(quick.back().get(), "done\n");
+  }
+  EXPECT_EQ(Pids(pid_file).size(), 1u);
+  pool.cancel();
+  EXPECT_THROW(slow.get(), fanout::Cancelled);
+  ExpectAllDead(pid_file);
 }
 
 INSTANTIATE_TEST_SUITE_P(Modes, CancelTest,
