@@ -190,4 +190,28 @@ Result<double> WarmUp(std::span<const std::string> args, const std::string& work
   return seconds;
 }
 
+WarmSpares::WarmSpares() = default;
+
+WarmSpares::WarmSpares(std::span<const std::string> args, const std::string& worker,
+                       uint32_t count) {
+  auto argv = WarmArgv(args);
+  if (!argv || !ValidateWarm(*argv).ok()) return;
+  key_ = PoolKey(worker, *argv);
+  for (uint32_t i = 0; i < count; ++i) {
+    auto started = WarmProcess::Start(*argv, {{"FANOUT_WORKER", worker}});
+    if (!started.ok()) break;
+    processes_.push_back(std::move(started).value());
+  }
+}
+
+WarmSpares::~WarmSpares() = default;  // ~WarmProcess kills and reaps what was not kept
+WarmSpares::WarmSpares(WarmSpares&&) noexcept = default;
+WarmSpares& WarmSpares::operator=(WarmSpares&&) noexcept = default;
+
+void WarmSpares::Keep(size_t count) {
+  count = std::min(count, processes_.size());
+  for (size_t i = 0; i < count; ++i) WarmPool::Global().Give(key_, std::move(processes_[i]));
+  processes_.erase(processes_.begin(), processes_.begin() + static_cast<ptrdiff_t>(count));
+}
+
 }  // namespace fanout

@@ -7,6 +7,7 @@
 #pragma once
 
 #include <chrono>
+#include <memory>
 #include <optional>
 #include <span>
 #include <string>
@@ -17,6 +18,8 @@
 #include "common/task.h"
 
 namespace fanout {
+
+class WarmProcess;
 
 // The command of exec args of the form `--warm [--] CMD [ARGS...]`, or nothing when the
 // args are not the warm form (then they are plain exec's).
@@ -35,5 +38,29 @@ bool IsWarmTask(const TaskDef& def, std::span<const std::string> args);
 // then dropped; the real run will report the cause per chunk).
 Result<double> WarmUp(std::span<const std::string> args, const std::string& worker,
                       std::chrono::milliseconds timeout);
+
+// Warm processes started ahead of need, outside the pool: auto mode starts the other
+// slots' processes while it calibrates on the first one (their start-up overlaps the
+// calibration instead of following it), then keeps as many as the chosen plan has slots
+// for. Kept ones go into the pool of `worker` unready (a chunk sent to one waits for its
+// READY); the others are killed by the destructor, having run no chunk.
+class WarmSpares {
+ public:
+  WarmSpares();
+  // Starts `count` processes of `args` (a warm exec's; none when it is not one, or when a
+  // start fails: the real run then starts and reports as usual).
+  WarmSpares(std::span<const std::string> args, const std::string& worker, uint32_t count);
+  ~WarmSpares();
+  WarmSpares(WarmSpares&&) noexcept;
+  WarmSpares& operator=(WarmSpares&&) noexcept;
+
+  size_t size() const { return processes_.size(); }
+  // Gives up to `count` of them to the pool; the rest are killed when this is destroyed.
+  void Keep(size_t count);
+
+ private:
+  std::string key_;
+  std::vector<std::unique_ptr<WarmProcess>> processes_;
+};
 
 }  // namespace fanout

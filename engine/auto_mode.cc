@@ -616,9 +616,17 @@ AutoPlan PlanAutoBody(const JobConfig& config, const TaskDef& task, std::string_
   // A warm command starts before the calibration, so that no chunk books its start-up
   // (which every slot pays once, not every chunk); the calibration's chunks then reuse it.
   std::optional<double> warm_start;
+  WarmSpares spares;
   if (IsWarmTask(task, config.args)) {
     auto up = WarmUp(config.args, "", kWarmUpLimit);
-    if (up.ok()) warm_start = *up;
+    if (up.ok()) {
+      warm_start = *up;
+      // The other slots' processes start while the calibration runs on this one.
+      uint32_t slots = config.jobs_given ? std::max(config.jobs, 1u) : std::max(cores, 1u);
+      uint64_t left = range ? total : total - std::min<uint64_t>(total, 1);
+      spares =
+          WarmSpares(config.args, "", static_cast<uint32_t>(std::min<uint64_t>(slots - 1, left)));
+    }
   }
   // Waiting in-process tasks (sleep) cost a parked thread each; a waiting `exec` command
   // is a whole process, and often waits on a disk or a server that many would swamp.
@@ -637,6 +645,8 @@ AutoPlan PlanAutoBody(const JobConfig& config, const TaskDef& task, std::string_
   in.max_waiting_workers = max_waiting;
   if (user_plan) in.chunks = plan.chunks.size() - cal.chunks.size();
   plan.choice = ChooseMode(in);
+  // Threads mode's slots take the calibration's process and these; other modes use none.
+  if (plan.choice.mode == Mode::kThreads) spares.Keep(plan.choice.workers - 1);
   std::string sizes;
   for (size_t i = 0; i < cal.chunks.size() && i < 4; ++i) {
     sizes += (i ? "+" : "") + std::to_string(cal.chunks[i].records);
