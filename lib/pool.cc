@@ -12,6 +12,7 @@
 // calls run normally. A stream's job has a stop source of its own, linked to the pool's.
 #include "fanout/pool.h"
 
+#include <algorithm>
 #include <chrono>
 #include <condition_variable>
 #include <deque>
@@ -127,10 +128,12 @@ void Pool::Impl::Dispatch(std::stop_token stop) {
       cv.wait_for(lock, stop, kCoalesce, [&] { return pending.size() != seen; });
     }
     if (pending.empty()) continue;  // cancelled meanwhile
-    // The group: the oldest submission's task and arguments. With threads busy, only as
-    // many chunks as there are free threads, so later ones can start as threads free up.
+    // The group: the oldest submission's task and arguments. With threads busy, only the
+    // free threads' share of what is queued, so that the rest can start on threads that
+    // free up meanwhile (a thread that is busy for long does not hold back the others).
     const uint32_t free_threads = capacity - busy;
-    const size_t limit = busy == 0 ? pending.size() : free_threads;
+    const size_t share = std::max<size_t>(1, (pending.size() + capacity - 1) / capacity);
+    const size_t limit = busy == 0 ? pending.size() : free_threads * share;
     std::vector<Submission> group;
     std::stop_token cancel_token = cancel.get_token();  // with the group: a cancel() takes both
     const std::string task = pending.front().task;
