@@ -239,6 +239,37 @@ TEST(ThreadsSubmitTest, ASlowSubmittedChunkLeavesTheOtherThreadToLaterSubmits) {
   ExpectAllDead(pid_file);
 }
 
+// Many submits from two threads while one thread is held by a slow chunk: every one comes
+// back once, with its own chunk's result (runs under ThreadSanitizer in scripts/test).
+TEST(ThreadsSubmitTest, ManySubmitsFromTwoThreadsBesideASlowChunkEachComeBackOnce) {
+  TempDir dir;
+  std::string pid_file = dir.path() + "/pids";
+  Pool pool(Options(PoolMode::kThreads));
+  std::future<std::string> slow = pool.submit("exec", "slow\n", SleepCommand(pid_file));
+  ASSERT_TRUE(WaitUntil([&] { return Pids(pid_file).size() == 1; }));
+  constexpr int kEach = 200;
+  std::vector<std::future<std::string>> futures[2];
+  {
+    std::jthread a([&] {
+      for (int i = 0; i < kEach; ++i)
+        futures[0].push_back(pool.submit("identity", "a" + std::to_string(i) + "\n"));
+    });
+    std::jthread b([&] {
+      for (int i = 0; i < kEach; ++i)
+        futures[1].push_back(pool.submit("identity", "b" + std::to_string(i) + "\n"));
+    });
+  }
+  for (int t = 0; t < 2; ++t) {
+    for (int i = 0; i < kEach; ++i) {
+      ASSERT_EQ(futures[t][i].wait_for(seconds(30)), std::future_status::ready) << t << " " << i;
+      EXPECT_EQ(futures[t][i].get(), std::string(1, "ab"[t]) + std::to_string(i) + "\n");
+    }
+  }
+  pool.cancel();
+  EXPECT_THROW(slow.get(), fanout::Cancelled);
+  ExpectAllDead(pid_file);
+}
+
 INSTANTIATE_TEST_SUITE_P(Modes, CancelTest,
                          ::testing::Values(PoolMode::kSerial, PoolMode::kThreads,
                                            PoolMode::kProcesses),
