@@ -110,8 +110,13 @@ TEST_F(SecurityTest, OnlyAuthorizedWorkersGetChunks) {
       << ReadFile(dir_.File("err"));
   EXPECT_TRUE(WaitForText(dir_.File("stranger.err"), "refused this worker's CURVE key",
                           milliseconds(20000)));
-  EXPECT_TRUE(WaitForText(dir_.File("plain.err"), "handshake", milliseconds(20000)));
-  EXPECT_TRUE(WaitForText(dir_.File("fooled.err"), "handshake", milliseconds(20000)));
+  EXPECT_TRUE(WaitForText(dir_.File("plain.err"), "handshake", milliseconds(20000)))
+      << "plain worker:\n"
+      << ReadFile(dir_.File("plain.err")) << "coordinator:\n"
+      << ReadFile(dir_.File("err"));
+  EXPECT_TRUE(WaitForText(dir_.File("fooled.err"), "handshake", milliseconds(20000)))
+      << "fooled worker:\n"
+      << ReadFile(dir_.File("fooled.err"));
   EXPECT_FALSE(FileExists(dir_.File("out")));
 
   auto good = Worker(endpoint, "good",
