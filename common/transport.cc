@@ -111,8 +111,8 @@ Result<zmq::socket_t> MakeRouter(zmq::context_t& context, const std::string& end
   return socket;
 }
 
-Result<zmq::socket_t> MakeDealer(zmq::context_t& context, const std::string& endpoint,
-                                 const std::string& identity, const SocketSecurity& security) {
+zmq::socket_t NewDealer(zmq::context_t& context, const std::string& identity,
+                        const SocketSecurity& security) {
   zmq::socket_t socket(context, zmq::socket_type::dealer);
   if (security.curve_client) MakeCurveClient(socket, *security.curve_client);
   socket.set(zmq::sockopt::maxmsgsize, security.max_message);
@@ -120,12 +120,23 @@ Result<zmq::socket_t> MakeDealer(zmq::context_t& context, const std::string& end
   socket.set(zmq::sockopt::linger, 0);
   socket.set(zmq::sockopt::sndhwm, 0);
   socket.set(zmq::sockopt::rcvhwm, 0);
+  return socket;
+}
+
+Status ConnectDealer(zmq::socket_t& socket, const std::string& endpoint) {
   try {
     socket.connect(endpoint);
   } catch (const zmq::error_t& e) {
     return Status::Error("cannot connect to '" + endpoint + "': " + e.what() +
                          " (expected tcp://HOST:PORT or ipc://PATH)");
   }
+  return Status::Ok();
+}
+
+Result<zmq::socket_t> MakeDealer(zmq::context_t& context, const std::string& endpoint,
+                                 const std::string& identity, const SocketSecurity& security) {
+  zmq::socket_t socket = NewDealer(context, identity, security);
+  if (Status s = ConnectDealer(socket, endpoint); !s.ok()) return s;
   return socket;
 }
 

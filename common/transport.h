@@ -72,6 +72,13 @@ Result<zmq::socket_t> MakeRouter(zmq::context_t& context, const std::string& end
 // never an exception; names need not resolve yet (ZeroMQ connects in the background).
 Result<zmq::socket_t> MakeDealer(zmq::context_t& context, const std::string& endpoint,
                                  const std::string& identity, const SocketSecurity& security = {});
+// MakeDealer in two steps, for a caller that must watch the socket before its first
+// connection starts: a handshake that fails at once (a mechanism mismatch ends the
+// connection for good, with no retry) would otherwise be over before a HandshakeMonitor
+// attached later could see it.
+zmq::socket_t NewDealer(zmq::context_t& context, const std::string& identity,
+                        const SocketSecurity& security = {});
+Status ConnectDealer(zmq::socket_t& socket, const std::string& endpoint);
 std::string LastEndpoint(zmq::socket_t& socket);
 // The endpoint other machines would connect to for a bound one: a wildcard host
 // (tcp://0.0.0.0:PORT, tcp://[::]:PORT) becomes this machine's host name; others as they are.

@@ -402,13 +402,15 @@ std::optional<SessionEnd> Worker::Handle(zmq::socket_t& socket, Envelope& env) {
 }
 
 SessionEnd Worker::Session() {
-  auto dealer = MakeDealer(context_, config_.endpoint, "", config_.security);
-  if (!dealer.ok()) {
-    connect_error_ = dealer.status();
+  // The monitor watches before the connection starts: a handshake refused at once (a
+  // NULL worker meeting a CURVE coordinator) ends that connection for good, and its only
+  // trace is the monitor's event.
+  zmq::socket_t socket = NewDealer(context_, "", config_.security);
+  HandshakeMonitor monitor(context_, socket);
+  if (Status s = ConnectDealer(socket, config_.endpoint); !s.ok()) {
+    connect_error_ = s;
     return SessionEnd::kNoSocket;
   }
-  zmq::socket_t socket = std::move(dealer).value();
-  HandshakeMonitor monitor(context_, socket);
   welcomed_ = false;
   batches_ = false;
   leave_ok_ = false;
