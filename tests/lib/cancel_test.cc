@@ -198,65 +198,69 @@ TEST_P(CancelTest, CancelEndsTheStreamsOfThePoolWithCancelled) {
   ExpectWorksOn(pool);
 }
 
+// Threads mode with one of its 2 threads held by a slow submitted chunk (its command is
+// running when a test starts).
+class ThreadsSubmitTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    slow_ = pool_->submit("exec", "slow\n", SleepCommand(pid_file_));
+    ASSERT_TRUE(WaitUntil([&] { return Pids(pid_file_).size() == 1; }));
+  }
+  // Cancels the pool: the slow chunk ends with Cancelled and no command is left running.
+  void ExpectSlowCancelled() {
+    pool_->cancel();
+    EXPECT_THROW(slow_.get(), fanout::Cancelled);
+    ExpectAllDead(pid_file_);
+  }
+
+  TempDir dir_;
+  const std::string pid_file_ = dir_.path() + "/pids";
+  std::optional<Pool> pool_{std::in_place, Options(PoolMode::kThreads)};  // reset() destroys
+  std::future<std::string> slow_;
+};
+
 // A chunk submitted while an earlier submitted chunk runs starts at once on a free thread
 // (as with concurrent.futures), instead of waiting for the earlier one's job to end.
-TEST(ThreadsSubmitTest, ASubmitWhileAnotherRunsStartsOnAFreeThread) {
-  TempDir dir;
-  std::string pid_file = dir.path() + "/pids";
+TEST_F(ThreadsSubmitTest, ASubmitWhileAnotherRunsStartsOnAFreeThread) {
   std::vector<std::future<std::string>> futures;
-  {
-    Pool pool(Options(PoolMode::kThreads));
-    futures.push_back(pool.submit("exec", "slow\n", SleepCommand(pid_file)));
-    ASSERT_TRUE(WaitUntil([&] { return Pids(pid_file).size() == 1; }));
-    futures.push_back(pool.submit("exec", "slow\n", SleepCommand(pid_file)));
-    EXPECT_TRUE(WaitUntil([&] { return Pids(pid_file).size() == 2; }))
-        << "the second submit waited for the first";
-    // Both threads are busy now: a third waits for one of them.
-    futures.push_back(pool.submit("exec", "quick\n", SleepCommand(pid_file)));
-  }
+  futures.push_back(pool_->submit("exec", "slow\n", SleepCommand(pid_file_)));
+  EXPECT_TRUE(WaitUntil([&] { return Pids(pid_file_).size() == 2; }))
+      << "the second submit waited for the first";
+  // Both threads are busy now: a third waits for one of them.
+  futures.push_back(pool_->submit("exec", "quick\n", SleepCommand(pid_file_)));
+  pool_.reset();
+  EXPECT_THROW(slow_.get(), fanout::Cancelled);
   for (auto& f : futures) EXPECT_THROW(f.get(), fanout::Cancelled);
-  ExpectAllDead(pid_file);
+  ExpectAllDead(pid_file_);
 }
 
 // Submits spaced out in time use the free thread: with 2 threads, 3 quick
 // chunks submitted one after another all finish beside one slow chunk.
-TEST(ThreadsSubmitTest, ASlowSubmittedChunkLeavesTheOtherThreadToLaterSubmits) {
-  TempDir dir;
-  std::string pid_file = dir.path() + "/pids";
-  Pool pool(Options(PoolMode::kThreads));
-  std::future<std::string> slow = pool.submit("exec", "slow\n", SleepCommand(pid_file));
-  ASSERT_TRUE(WaitUntil([&] { return Pids(pid_file).size() == 1; }));
+TEST_F(ThreadsSubmitTest, ASlowSubmittedChunkLeavesTheOtherThreadToLaterSubmits) {
   std::vector<std::future<std::string>> quick;
   for (int i = 0; i < 3; ++i) {
-    quick.push_back(pool.submit("exec", "quick\n", SleepCommand(pid_file)));
+    quick.push_back(pool_->submit("exec", "quick\n", SleepCommand(pid_file_)));
     ASSERT_EQ(quick.back().wait_for(seconds(30)), std::future_status::ready)
         << "submit " << i << " waited for the slow chunk";
     EXPECT_EQ(quick.back().get(), "done\n");
   }
-  EXPECT_EQ(Pids(pid_file).size(), 1u);
-  pool.cancel();
-  EXPECT_THROW(slow.get(), fanout::Cancelled);
-  ExpectAllDead(pid_file);
+  EXPECT_EQ(Pids(pid_file_).size(), 1u);
+  ExpectSlowCancelled();
 }
 
 // Many submits from two threads while one thread is held by a slow chunk: every one comes
 // back once, with its own chunk's result (runs under ThreadSanitizer in scripts/test).
-TEST(ThreadsSubmitTest, ManySubmitsFromTwoThreadsBesideASlowChunkEachComeBackOnce) {
-  TempDir dir;
-  std::string pid_file = dir.path() + "/pids";
-  Pool pool(Options(PoolMode::kThreads));
-  std::future<std::string> slow = pool.submit("exec", "slow\n", SleepCommand(pid_file));
-  ASSERT_TRUE(WaitUntil([&] { return Pids(pid_file).size() == 1; }));
+TEST_F(ThreadsSubmitTest, ManySubmitsFromTwoThreadsBesideASlowChunkEachComeBackOnce) {
   constexpr int kEach = 200;
   std::vector<std::future<std::string>> futures[2];
   {
     std::jthread a([&] {
       for (int i = 0; i < kEach; ++i)
-        futures[0].push_back(pool.submit("identity", "a" + std::to_string(i) + "\n"));
+        futures[0].push_back(pool_->submit("identity", "a" + std::to_string(i) + "\n"));
     });
     std::jthread b([&] {
       for (int i = 0; i < kEach; ++i)
-        futures[1].push_back(pool.submit("identity", "b" + std::to_string(i) + "\n"));
+        futures[1].push_back(pool_->submit("identity", "b" + std::to_string(i) + "\n"));
     });
   }
   for (int t = 0; t < 2; ++t) {
@@ -265,9 +269,7 @@ TEST(ThreadsSubmitTest, ManySubmitsFromTwoThreadsBesideASlowChunkEachComeBackOnc
       EXPECT_EQ(futures[t][i].get(), std::string(1, "ab"[t]) + std::to_string(i) + "\n");
     }
   }
-  pool.cancel();
-  EXPECT_THROW(slow.get(), fanout::Cancelled);
-  ExpectAllDead(pid_file);
+  ExpectSlowCancelled();
 }
 
 INSTANTIATE_TEST_SUITE_P(Modes, CancelTest,
