@@ -6,14 +6,14 @@
 #include <unistd.h>
 
 #include <chrono>
-#include <filesystem>
-#include <fstream>
+#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
 
-#include "common/warm_process.h"
 #include "common/warm_task.h"
+#include "tests/support/test_support.h"
+#include "tests/support/warm_script.h"
 
 namespace fanout {
 namespace {
@@ -21,39 +21,21 @@ namespace {
 using Clock = std::chrono::steady_clock;
 using std::chrono::seconds;
 
-// The warm protocol (WARM_PROTOCOL.md): appends its pid to `starts`, says READY, then
-// uppercases each chunk.
-constexpr const char* kScript = R"(import os, sys
-inp, out = sys.stdin.buffer, sys.stdout.buffer
-with open(sys.argv[1], "a") as f:
-    f.write("%d\n" % os.getpid())
-out.write(b"READY 1\n"); out.flush()
-while True:
-    line = inp.readline()
-    if not line:
-        break
-    _, chunk, attempt, n = line.split()
-    result = inp.read(int(n)).upper()
-    out.write(b"OK %d\n" % len(result) + result); out.flush()
-)";
-
 class WarmSparesTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    std::string pattern = std::filesystem::temp_directory_path() / "fanout-spares-XXXXXX";
-    ASSERT_NE(mkdtemp(pattern.data()), nullptr);
-    dir_ = pattern;
-    std::ofstream(dir_ + "/warm.py") << kScript;
+    testing::WriteFile(dir_.File("warm.py"), testing::kWarmUpperScript);
+    setenv("WARM_DIR", dir_.path().c_str(), 1);  // the script's `starts` file goes there
   }
-  void TearDown() override { std::filesystem::remove_all(dir_); }
 
   std::vector<std::string> Args() const {
-    return {"--warm", "--", "/usr/bin/python3", dir_ + "/warm.py", dir_ + "/starts"};
+    return {"--warm", "--", "/usr/bin/python3", dir_.File("warm.py")};
   }
+  // The pids of the processes started so far, in order.
   std::vector<pid_t> Starts() const {
     std::vector<pid_t> pids;
-    std::ifstream in(dir_ + "/starts");
-    for (pid_t pid; in >> pid;) pids.push_back(pid);
+    std::istringstream in(testing::ReadFile(dir_.File("starts")));
+    for (std::string line; std::getline(in, line);) pids.push_back(std::stoi(line));
     return pids;
   }
   template <typename Pred>
@@ -65,14 +47,8 @@ class WarmSparesTest : public ::testing::Test {
     }
     return true;
   }
-  static bool Gone(pid_t pid) {
-    std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
-    std::string text((std::istreambuf_iterator<char>(stat)), std::istreambuf_iterator<char>());
-    size_t paren = text.rfind(')');
-    return paren == std::string::npos || paren + 2 >= text.size() || text[paren + 2] == 'Z';
-  }
 
-  std::string dir_;
+  testing::TempDir dir_;
 };
 
 TEST_F(WarmSparesTest, KeptSparesServeTheNextChunksAndTheOthersAreKilled) {
@@ -92,7 +68,7 @@ TEST_F(WarmSparesTest, KeptSparesServeTheNextChunksAndTheOthersAreKilled) {
   // Two were not kept: killed, though they were alive and idle; the kept one lives on.
   auto gone = [&] {
     size_t n = 0;
-    for (pid_t pid : spare_pids) n += Gone(pid) ? 1 : 0;
+    for (pid_t pid : spare_pids) n += testing::Running(pid) ? 0 : 1;
     return n;
   };
   EXPECT_TRUE(WaitFor([&] { return gone() == 2; })) << gone() << " of 3 gone";

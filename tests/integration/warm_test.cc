@@ -17,43 +17,13 @@
 #include <vector>
 
 #include "tests/support/test_support.h"
+#include "tests/support/warm_script.h"
 
 namespace fanout::testing {
 namespace {
 
 using std::chrono::milliseconds;
 using Clock = std::chrono::steady_clock;
-
-// The warm protocol from scratch (WARM_PROTOCOL.md), uppercasing each chunk. On chunk 2,
-// attempt 1, WARM_FAULT picks a fault: kill/hang (write `pid`, then sleep), broken (a
-// garbage frame), err (an ERR frame), exit (status 3 with a line on stderr).
-constexpr const char* kRawScript = R"(import os, sys, time
-inp, out = sys.stdin.buffer, sys.stdout.buffer
-fault, d = os.environ.get("WARM_FAULT", ""), os.environ["WARM_DIR"]
-with open(d + "/starts", "a") as f:
-    f.write("%d %s\n" % (os.getpid(), os.environ.get("FANOUT_WORKER", "")))
-out.write(b"READY 1\n"); out.flush()
-while True:
-    line = inp.readline()
-    if not line:
-        break
-    _, chunk, attempt, n = line.split()
-    data = inp.read(int(n))
-    if int(chunk) == 2 and int(attempt) == 1 and fault:
-        if fault in ("kill", "hang"):
-            with open(d + "/pid.tmp", "w") as f:
-                f.write("%d\n" % os.getpid())
-            os.rename(d + "/pid.tmp", d + "/pid")
-            time.sleep(3600)
-        if fault == "broken":
-            out.write(b"garbage\n"); out.flush(); continue
-        if fault == "err":
-            out.write(b"ERR 15\nchunk 2 refuses"); out.flush(); continue
-        if fault == "exit":
-            sys.stderr.write("dying on chunk 2\n"); sys.exit(3)
-    result = data.upper()
-    out.write(b"OK %d\n" % len(result) + result); out.flush()
-)";
 
 // The same with the shipped helper (python/fanout_warm.py); with --header every chunk
 // must start with the header line.
@@ -92,7 +62,7 @@ bool GoneWithin(pid_t pid, milliseconds timeout) {
 class WarmTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    WriteFile(dir_.File("raw.py"), kRawScript);
+    WriteFile(dir_.File("raw.py"), kWarmUpperScript);
     WriteFile(dir_.File("helper.py"), kHelperScript);
     for (int i = 0; i < 40; ++i) input_ += "row " + std::to_string(i) + " of the input\n";
     WriteFile(dir_.File("in"), input_);
