@@ -38,12 +38,18 @@ int PollTimeoutMs(const WarmProcess& process) {
   return static_cast<int>(std::clamp<int64_t>(left, 0, kPollMs));
 }
 
+// A fresh warm process of `argv` for the slots of `worker`.
+Result<std::unique_ptr<WarmProcess>> StartFor(const std::vector<std::string>& argv,
+                                              const std::string& worker) {
+  return WarmProcess::Start(argv, {{"FANOUT_WORKER", worker}});
+}
+
 // A warm process for `key`: an idle one from the pool, or a fresh one.
 Result<std::unique_ptr<WarmProcess>> Borrow(const std::string& key,
                                             const std::vector<std::string>& argv,
                                             const std::string& worker) {
   if (auto idle = WarmPool::Global().Take(key)) return idle;
-  return WarmProcess::Start(argv, {{"FANOUT_WORKER", worker}});
+  return StartFor(argv, worker);
 }
 
 // Runs `process` without blocking past kPollMs until `done()` or `stop`; false if poll
@@ -126,6 +132,13 @@ Status ValidateWarm(const std::vector<std::string>& argv) {
   return Status::Ok();
 }
 
+// The command of a valid warm exec's `args`, or nothing (not warm, or not valid).
+std::optional<std::vector<std::string>> ValidWarmArgv(std::span<const std::string> args) {
+  auto argv = WarmArgv(args);
+  if (!argv || !ValidateWarm(*argv).ok()) return std::nullopt;
+  return argv;
+}
+
 }  // namespace
 
 std::optional<std::vector<std::string>> WarmArgv(std::span<const std::string> args) {
@@ -170,10 +183,10 @@ bool IsWarmTask(const TaskDef& def, std::span<const std::string> args) {
 
 Result<double> WarmUp(std::span<const std::string> args, const std::string& worker,
                       std::chrono::milliseconds timeout) {
-  auto argv = WarmArgv(args);
-  if (!argv || !ValidateWarm(*argv).ok()) return Status::Error("not a warm command");
+  auto argv = ValidWarmArgv(args);
+  if (!argv) return Status::Error("not a warm command");
   auto start = SteadyClock::now();
-  auto started = WarmProcess::Start(*argv, {{"FANOUT_WORKER", worker}});
+  auto started = StartFor(*argv, worker);
   if (!started.ok()) return started.status();
   std::unique_ptr<WarmProcess> process = std::move(started).value();
   std::stop_source never;
@@ -194,11 +207,11 @@ WarmSpares::WarmSpares() = default;
 
 WarmSpares::WarmSpares(std::span<const std::string> args, const std::string& worker,
                        uint32_t count) {
-  auto argv = WarmArgv(args);
-  if (!argv || !ValidateWarm(*argv).ok()) return;
+  auto argv = ValidWarmArgv(args);
+  if (!argv) return;
   key_ = PoolKey(worker, *argv);
   for (uint32_t i = 0; i < count; ++i) {
-    auto started = WarmProcess::Start(*argv, {{"FANOUT_WORKER", worker}});
+    auto started = StartFor(*argv, worker);
     if (!started.ok()) break;
     processes_.push_back(std::move(started).value());
   }

@@ -621,11 +621,11 @@ AutoPlan PlanAutoBody(const JobConfig& config, const TaskDef& task, std::string_
     auto up = WarmUp(config.args, "", kWarmUpLimit);
     if (up.ok()) {
       warm_start = *up;
-      // The other slots' processes start while the calibration runs on this one.
+      // The other slots' processes start while the calibration runs on this one: at most
+      // one per record beyond the first.
       uint32_t slots = config.jobs_given ? std::max(config.jobs, 1u) : std::max(cores, 1u);
-      uint64_t left = range ? total : total - std::min<uint64_t>(total, 1);
-      spares =
-          WarmSpares(config.args, "", static_cast<uint32_t>(std::min<uint64_t>(slots - 1, left)));
+      uint64_t others = std::min<uint64_t>(slots - 1, total > 0 ? total - 1 : 0);
+      spares = WarmSpares(config.args, "", static_cast<uint32_t>(others));
     }
   }
   // Waiting in-process tasks (sleep) cost a parked thread each; a waiting `exec` command
