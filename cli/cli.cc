@@ -11,10 +11,12 @@
 #include <cstdio>
 #include <cstdlib>
 #include <map>
+#include <set>
 
 #include "cli/bench.h"
 #include "cli/path_clash.h"
 #include "cli/run_report.h"
+#include "cli/server.h"
 #include "common/command.h"
 #include "common/curve.h"
 #include "common/exit_code.h"
@@ -68,6 +70,8 @@ struct RawFlags {
   std::string dashboard;
   std::string dashboard_token;
   double dashboard_linger = 0;
+  ServerClient client;  // --server, --server-key, --client-secret
+  bool detach = false;
 };
 
 // --ok-exit 0,1: a comma-separated list of exit statuses 0-255.
@@ -364,6 +368,20 @@ void AddRunOptions(CLI::App& run, JobConfig& config, RawFlags& raw) {
                  "Keep the dashboard up SECONDS after the job ended (Ctrl-C ends it sooner)")
       ->type_name("SECONDS")
       ->check(CLI::Range(0.0, 86400.0));
+  run.add_option("--server", raw.client.server,
+                 "Run the job on a `fanout server` at ADDR (README: Running a cluster)")
+      ->group("Server");
+  run.add_flag("--detach", raw.detach,
+               "With --server: print the job id and return (fanout wait ID gets the output)")
+      ->group("Server");
+  run.add_option("--server-key", raw.client.server_key,
+                 "With --server over tcp: the server's public certificate (CURVE)")
+      ->type_name("FILE")
+      ->group("Server");
+  run.add_option("--client-secret", raw.client.client_secret,
+                 "With --server over tcp: this client's secret certificate (CURVE)")
+      ->type_name("FILE")
+      ->group("Server");
   run.add_option("--log-file", raw.log_file, "Also write log lines to FILE");
   run.add_flag("-v,--verbose", raw.verbose, "More logging (-v info, -vv debug)");
   run.add_option("--log-level", raw.log_level, "trace|debug|info|warn|error|off")
@@ -386,6 +404,159 @@ Result<std::unique_ptr<Dashboard>> StartDashboard(const RawFlags& raw, const Job
                            .mode = raw.mode});
 }
 
+// Commands die with the thread that started them (a coordinator killed with SIGKILL in
+// threads mode leaves none running), and what one leaves in its process group goes when it
+// exits (processes mode's workers do the same). What those commands start themselves
+// (`sh -c 'sleep 60; cat'`) is out of the death signal's reach: a guard process kills
+// their groups once this process is gone.
+void GuardCommands(int argc, char** argv) {
+  SetCommandPolicy({.parent_death_signal = SIGKILL, .kill_group_on_exit = true});
+  if (Status s = StartGroupGuard(argc, argv); !s.ok()) Log().warn("{}", s.message());
+}
+
+// TASK and ARGS (what follows the flags) and the flags CLI11 only counts.
+Status TakeTask(CLI::App& run, JobConfig& config) {
+  std::vector<std::string> rest = run.remaining();
+  if (!rest.empty() && rest.front() == "--") rest.erase(rest.begin());
+  if (rest.empty()) return Status::Error("missing TASK");
+  config.task = rest.front();
+  rest.erase(rest.begin());
+  if (!rest.empty() && rest.front() == "--") rest.erase(rest.begin());
+  config.args = rest;
+  config.jobs_given = run.count("-j") > 0;
+  config.window_given = run.count("--window") > 0;
+  return Status::Ok();
+}
+
+// `fanout run`'s own arguments (after "run") minus the flags that only tell the client how
+// to reach the server: what the server parses (ParseServerJob).
+std::vector<std::string> ServerJobArgs(int argc, char** argv) {
+  static const std::set<std::string> kValued = {"--server", "--server-key", "--client-secret", "-i",
+                                                "--input",  "-o",           "--output"};
+  std::vector<std::string> args;
+  bool flags = true;  // until TASK: its arguments are passed on untouched
+  for (int i = 2; i < argc; ++i) {
+    std::string a = argv[i];
+    if (flags && kValued.count(a)) {
+      ++i;
+      continue;
+    }
+    auto eq = a.find('=');
+    if (flags && ((eq != std::string::npos && kValued.count(a.substr(0, eq))) || a == "--detach")) {
+      continue;
+    }
+    if (flags && (a == "--" || a.empty() || a[0] != '-')) flags = false;
+    args.push_back(a);
+  }
+  return args;
+}
+
+// How a client command reaches the server.
+void AddClientOptions(CLI::App& command, ServerClient& client) {
+  command.add_option("--server", client.server, "The server's address (default: $FANOUT_SERVER)");
+  command
+      .add_option("--server-key", client.server_key,
+                  "Over tcp: the server's public certificate (CURVE)")
+      ->type_name("FILE");
+  command
+      .add_option("--client-secret", client.client_secret,
+                  "Over tcp: this client's secret certificate (CURVE)")
+      ->type_name("FILE");
+}
+
+struct ServerFlags {
+  ServerOptions options;
+  std::string curve_secret;
+  std::string client_keys;
+  std::string authorized_keys;
+  bool insecure = false;
+  std::string log_level = "info";
+  int verbose = 0;
+};
+
+CLI::App* AddServerCommand(CLI::App& app, ServerFlags& flags) {
+  CLI::App* server =
+      app.add_subcommand("server", "Run a long-lived server whose workers stay warm across jobs");
+  ServerOptions& o = flags.options;
+  o.fleet.jobs = DefaultJobs();
+  server
+      ->add_option("--listen", o.listen,
+                   "Clients connect here: ipc://PATH (this user only), or tcp://HOST:PORT "
+                   "with --curve-secret and --client-keys")
+      ->required();
+  server->add_option("--workers-listen", o.fleet.listen,
+                     "Workers started elsewhere join here (fanout-worker --connect ADDR)");
+  server
+      ->add_option("-j,--jobs", o.fleet.jobs,
+                   "Local workers (default: number of cores; 0: only workers that join)")
+      ->check(CLI::Range(0u, 4096u));
+  server->add_option("--slots", o.fleet.local_slots, "Chunks each local worker runs at once")
+      ->check(CLI::Range(1u, 1024u));
+  server->add_option("--state", o.state_dir,
+                     "Journal jobs in DIR: a server restarted on DIR continues unfinished jobs");
+  server
+      ->add_option("--curve-secret", flags.curve_secret,
+                   "The server's secret certificate: CURVE on its tcp endpoints")
+      ->type_name("FILE");
+  server
+      ->add_option("--client-keys", flags.client_keys,
+                   "DIR of the public certificates of clients that may submit")
+      ->type_name("DIR");
+  server
+      ->add_option("--authorized-keys", flags.authorized_keys,
+                   "DIR of the public certificates of workers that may join")
+      ->type_name("DIR");
+  server->add_flag("--insecure", flags.insecure, "Allow tcp endpoints without CURVE");
+  server->add_option("--worker-bin", o.fleet.worker_bin, "fanout-worker to start");
+  server->add_option("--log-level", flags.log_level, "trace|debug|info|warn|error|off");
+  server->add_flag("-v,--verbose", flags.verbose, "More logging (-v debug)");
+  server->footer(R"(
+Examples (README: Running a cluster):
+  fanout server --listen ipc:///tmp/fanout.sock -j 4 --state ~/.fanout-server
+  FANOUT_SERVER=ipc:///tmp/fanout.sock fanout run --server "$FANOUT_SERVER" -i in.txt exec -- ./score.sh
+  fanout server --listen tcp://0.0.0.0:5560 --workers-listen tcp://0.0.0.0:5561 \
+      --curve-secret server_secret --client-keys clients --authorized-keys workers
+)");
+  return server;
+}
+
+int StartServer(ServerFlags& flags, int argc, char** argv) {
+  ServerOptions& o = flags.options;
+  JobConfig& fleet = o.fleet;
+  RawFlags raw;
+  raw.log_level = flags.verbose ? "debug" : flags.log_level;
+  if (Status s = SetupLogging(raw, false); !s.ok()) return UsageError(s.message());
+  if (fleet.jobs == 0 && fleet.listen.empty()) {
+    return UsageError(
+        "-j 0 starts no local workers: give --workers-listen ADDR for others to join");
+  }
+  fleet.adopt_orphans = true;
+  if (Status s =
+          ApplyListenSecurity({flags.curve_secret, flags.authorized_keys, flags.insecure}, fleet);
+      !s.ok()) {
+    return UsageError(s.message());
+  }
+  if (EndpointNeedsCurve(o.listen) && !flags.insecure) {
+    if (flags.curve_secret.empty() || flags.client_keys.empty()) {
+      return UsageError("--listen " + o.listen +
+                        ": any local user can reach a tcp port and submit commands; give "
+                        "--curve-secret and --client-keys (or use ipc://)");
+    }
+  }
+  if (!flags.client_keys.empty()) {
+    if (flags.curve_secret.empty()) return UsageError("--client-keys needs --curve-secret");
+    auto pair = ReadCurveCertificate(flags.curve_secret, true);
+    if (!pair.ok()) return UsageError("--curve-secret: " + pair.status().message());
+    auto keys = ReadAuthorizedKeys(flags.client_keys);
+    if (!keys.ok()) return UsageError("--client-keys: " + keys.status().message());
+    o.client_curve = *pair;
+    o.client_keys = *keys;
+  }
+  GuardCommands(argc, argv);
+  Interrupt::Install();
+  return RunServer(o);
+}
+
 int Keygen(const std::string& name) {
   auto keys = GenerateCurveKeyPair();
   Status s = keys.ok() ? WriteCurveCertificates(name, *keys) : keys.status();
@@ -399,6 +570,67 @@ int Keygen(const std::string& name) {
 }
 
 }  // namespace
+
+Status ParseServerJob(const std::vector<std::string>& args, JobConfig& config) {
+  CLI::App run{"a server job", "run"};
+  run.prefix_command();
+  RawFlags raw;
+  AddRunOptions(run, config, raw);
+  std::vector<std::string> reversed(args.rbegin(), args.rend());  // CLI11's order
+  try {
+    run.parse(reversed);
+  } catch (const CLI::ParseError& e) {
+    return Status::Error(e.what());
+  }
+  // What touches the server's machine or its fleet is the server's to decide.
+  static const char* kServerOnly[] = {"-j",
+                                      "--joblog",
+                                      "--state",
+                                      "--resume",
+                                      "--keep-state",
+                                      "--heartbeat",
+                                      "--liveness",
+                                      "--slots",
+                                      "--max-respawns",
+                                      "--worker-bin",
+                                      "--plugin",
+                                      "--listen",
+                                      "--min-workers",
+                                      "--wait-timeout",
+                                      "--curve-secret",
+                                      "--authorized-keys",
+                                      "--insecure",
+                                      "--max-message",
+                                      "--max-spool",
+                                      "--local-input",
+                                      "--stats-json",
+                                      "--trace",
+                                      "--dry-run",
+                                      "--dashboard",
+                                      "--dashboard-token",
+                                      "--dashboard-linger",
+                                      "--log-file",
+                                      "--server",
+                                      "--detach",
+                                      "--server-key",
+                                      "--client-secret",
+                                      "--ok-exit"};
+  for (const char* flag : kServerOnly) {
+    if (run.count(flag) > 0) {
+      return Status::Error(std::string(flag) + " is not for a job on a server (" +
+                           (std::string(flag) == "--ok-exit"
+                                ? "warm workers learn exit statuses once, when they join"
+                                : "the server decides it, or it names a file on its machine") +
+                           ")");
+    }
+  }
+  if (raw.mode != "auto" && raw.mode != "processes") {
+    return Status::Error("--mode " + raw.mode +
+                         ": a server runs every job on its workers (auto or processes)");
+  }
+  if (Status s = TakeTask(run, config); !s.ok()) return s;
+  return Finish(raw, config);
+}
 
 int RunCli(int argc, char** argv) {
   CLI::App app{"fanout: run a task over chunks of input on parallel workers", "fanout"};
@@ -425,6 +657,26 @@ Examples (README: Running on several machines):
   fanout-worker --connect tcp://HOST:5555 --curve-server-key coordinator \
       --curve-secret workers_secret
 )");
+  ServerFlags server_flags;
+  CLI::App* server = AddServerCommand(app, server_flags);
+  ServerClient client;
+  if (const char* env = std::getenv("FANOUT_SERVER")) client.server = env;
+  std::string job_id, job_output = "-";
+  std::map<std::string, CLI::App*> client_commands;
+  for (auto [name, help] :
+       {std::pair{"jobs", "List your jobs on a server"},
+        {"status", "Show one job of yours on a server"},
+        {"cancel", "Cancel a job on a server (its output is discarded)"},
+        {"wait", "Wait for a job on a server and write its output"},
+        {"output", "Write a finished job's output (the server then drops it)"}}) {
+    CLI::App* c = app.add_subcommand(name, help);
+    AddClientOptions(*c, client);
+    if (std::string(name) != "jobs") c->add_option("ID", job_id, "The job id")->required();
+    if (std::string(name) == "wait" || std::string(name) == "output") {
+      c->add_option("-o,--output", job_output, "Write the output here (default: stdout)");
+    }
+    client_commands[name] = c;
+  }
   BenchOptions bench_options;
   CLI::App* bench = app.add_subcommand(
       "bench", "Time the classic experiments in every mode (one Markdown table, < 60 s)");
@@ -449,6 +701,9 @@ Examples:
     return UsageError(e.what());
   }
   if (bench->parsed()) return RunBench(bench_options);
+  for (auto& [name, command] : client_commands) {
+    if (command->parsed()) return ServerCommand(client, name, job_id, job_output);
+  }
   RegisterBuiltinTasks(TaskRegistry::Global());
   if (Status s = LoadPlugins(config); !s.ok()) return UsageError(s.message());
   if (tasks->parsed()) {
@@ -463,24 +718,10 @@ Examples:
   }
 
   if (keygen->parsed()) return Keygen(key_name);
+  if (server->parsed()) return StartServer(server_flags, argc, argv);
 
-  std::vector<std::string> rest = run->remaining();
-  if (!rest.empty() && rest.front() == "--") rest.erase(rest.begin());
-  if (rest.empty()) return UsageError("missing TASK");
-  config.task = rest.front();
-  rest.erase(rest.begin());
-  if (!rest.empty() && rest.front() == "--") rest.erase(rest.begin());
-  config.args = rest;
-  config.jobs_given = run->count("-j") > 0;
+  if (Status s = TakeTask(*run, config); !s.ok()) return UsageError(s.message());
   config.adopt_orphans = true;
-  // Commands die with the thread that started them (a coordinator killed with SIGKILL in
-  // threads mode leaves none running), and what one leaves in its process group goes when
-  // it exits (processes mode's workers do the same).
-  SetCommandPolicy({.parent_death_signal = SIGKILL, .kill_group_on_exit = true});
-  // What those commands start themselves (`sh -c 'sleep 60; cat'`) is out of the death
-  // signal's reach: a guard process kills their groups once this process is gone.
-  if (Status s = StartGroupGuard(argc, argv); !s.ok()) Log().warn("{}", s.message());
-  config.window_given = run->count("--window") > 0;
   if (raw.dashboard.empty() && (!raw.dashboard_token.empty() || raw.dashboard_linger > 0)) {
     return UsageError("--dashboard-token and --dashboard-linger need --dashboard ADDR");
   }
@@ -491,6 +732,11 @@ Examples:
     return UsageError(s.message());
   }
   if (Status s = SetupLogging(raw, config.quiet); !s.ok()) return UsageError(s.message());
+  if (!raw.client.server.empty()) {
+    return SubmitToServer(raw.client, ServerJobArgs(argc, argv), config, raw.detach);
+  }
+  if (raw.detach) return UsageError("--detach needs --server ADDR");
+  GuardCommands(argc, argv);
   bool terminal = isatty(STDERR_FILENO) == 1;
   Interrupt::Install();
   RunReporter reporter({.progress = (raw.progress || terminal) && !config.quiet,

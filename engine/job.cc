@@ -21,6 +21,7 @@
 #include "engine/job_setup.h"
 #include "engine/run_planned.h"
 #include "engine/state_store.h"
+#include "engine/warm_processes.h"
 #include "tasks/builtin_tasks.h"
 
 namespace fanout {
@@ -134,8 +135,14 @@ namespace {
 
 using SteadyClock = std::chrono::steady_clock;
 
+// Where this thread's job writes its failure report (RunJob's JobHost::report): stderr for
+// `fanout run`, a buffer for a job the server runs for a client. Each job runs on one
+// thread, so the stream is the thread's, set for the length of RunJob.
+thread_local FILE* report_stream = stderr;
+FILE* ReportStream() { return report_stream; }
+
 void PrintUsageError(const std::string& message) {
-  std::fprintf(stderr, "fanout: %s\n", message.c_str());
+  std::fprintf(ReportStream(), "fanout: %s\n", message.c_str());
 }
 
 // "attempts 2-3" / "attempt 2" for a sorted list of attempt numbers.
@@ -158,7 +165,7 @@ void PrintChunkFailure(const PlannedJob& job, const Scheduler& scheduler, const 
                        uint64_t chunk, const char* lead) {
   const auto& failures = scheduler.failures_of(chunk);
   if (failures.empty()) {
-    std::fprintf(stderr, "%s%s failed\n", lead, job.Describe(chunk).c_str());
+    std::fprintf(ReportStream(), "%s%s failed\n", lead, job.Describe(chunk).c_str());
     return;
   }
   std::vector<bool> shown(failures.size(), false);
@@ -174,11 +181,11 @@ void PrintChunkFailure(const PlannedJob& job, const Scheduler& scheduler, const 
     std::string also = same.empty() ? "" : " (same on " + AttemptList(same) + ")";
     const AttemptFailure& f = failures[i];
     if (i + 1 == failures.size()) {
-      std::fprintf(stderr, "%s%s failed on worker %s (attempt %u; %s): %s%s\n", lead,
+      std::fprintf(ReportStream(), "%s%s failed on worker %s (attempt %u; %s): %s%s\n", lead,
                    job.Describe(chunk).c_str(), stats.WorkerName(f.worker).c_str(), f.attempt,
                    ExhaustedAttempts(scheduler, chunk).c_str(), f.reason.c_str(), also.c_str());
     } else {
-      std::fprintf(stderr, "  earlier: attempt %u on worker %s: %s%s\n", f.attempt,
+      std::fprintf(ReportStream(), "  earlier: attempt %u on worker %s: %s%s\n", f.attempt,
                    stats.WorkerName(f.worker).c_str(), f.reason.c_str(), also.c_str());
     }
   }
@@ -187,16 +194,20 @@ void PrintChunkFailure(const PlannedJob& job, const Scheduler& scheduler, const 
 // Turns the end state into the exit code, printing the failure report.
 ExitCode Conclude(const PlannedJob& job, const Scheduler& scheduler, const RunStats& stats,
                   const ModeResult& result) {
+  if (result.kind == ModeResult::Kind::kInterrupted && !Interrupt::Requested()) {
+    std::fprintf(ReportStream(), "fanout: cancelled; output discarded\n");  // JobHost::stop
+    return ExitCode::kInterrupted;
+  }
   if (result.kind == ModeResult::Kind::kInterrupted) {
     int sig = Interrupt::signal_number();
-    std::fprintf(stderr, "fanout: interrupted by %s; output discarded\n",
+    std::fprintf(ReportStream(), "fanout: interrupted by %s; output discarded\n",
                  sig == SIGTERM  ? "SIGTERM"
                  : sig == SIGHUP ? "SIGHUP"
                                  : "SIGINT");
     return ExitCode::kInterrupted;
   }
   if (result.kind == ModeResult::Kind::kFailed) {
-    std::fprintf(stderr, "fanout: job failed: %s\n", result.message.c_str());
+    std::fprintf(ReportStream(), "fanout: job failed: %s\n", result.message.c_str());
     return ExitCode::kJobFailed;
   }
   if (scheduler.Aborted()) {
@@ -204,7 +215,7 @@ ExitCode Conclude(const PlannedJob& job, const Scheduler& scheduler, const RunSt
     return ExitCode::kJobFailed;
   }
   if (!scheduler.failed_chunks().empty()) {
-    std::fprintf(stderr, "fanout: %zu of %zu chunks failed; their output is missing:\n",
+    std::fprintf(ReportStream(), "fanout: %zu of %zu chunks failed; their output is missing:\n",
                  scheduler.failed_chunks().size(), job.chunks.size());
     for (uint64_t chunk : scheduler.failed_chunks()) {
       PrintChunkFailure(job, scheduler, stats, chunk, "  ");
@@ -284,12 +295,13 @@ SchedulerOptions WithWindow(const PlannedJob& job, uint32_t jobs) {
 }
 
 // After the job: removes the state on success (unless --keep-state), else says where it is.
-void SettleState(StateStore* state, const JobConfig& config, ExitCode code) {
+void SettleState(StateStore* state, const JobConfig& config, ExitCode code, bool hosts_state) {
   if (!state) return;
   if (code == ExitCode::kOk && !config.keep_state) {
     state->Remove();
-  } else if (code != ExitCode::kOk) {
-    std::fprintf(stderr, "fanout: %zu finished chunks are kept in %s; run again with --resume\n",
+  } else if (code != ExitCode::kOk && !hosts_state) {
+    std::fprintf(ReportStream(),
+                 "fanout: %zu finished chunks are kept in %s; run again with --resume\n",
                  state->finished(), state->dir().c_str());
   }
 }
@@ -354,14 +366,14 @@ ExitCode SettleOutput(const PlannedJob& job, const ResultAssembler& assembler, O
     return code;
   }
   if (!assembler.Complete()) {
-    std::fprintf(stderr, "fanout: internal error: output incomplete (%lu of %zu chunks)\n",
+    std::fprintf(ReportStream(), "fanout: internal error: output incomplete (%lu of %zu chunks)\n",
                  static_cast<unsigned long>(assembler.next_to_write()), job.chunks.size());
     output.Discard();
     return ExitCode::kJobFailed;
   }
   if (Status s = output.Commit(); !s.ok()) {
     if (output.reader_closed()) return ExitCode::kBrokenPipe;  // quietly, as `head` expects
-    std::fprintf(stderr, "fanout: %s\n", s.message().c_str());
+    std::fprintf(ReportStream(), "fanout: %s\n", s.message().c_str());
     return ExitCode::kJobFailed;
   }
   return code;
@@ -373,7 +385,7 @@ void WriteReports(const RunStats& stats, const JobTotals& totals, JobFiles& file
     if (!file) return;
     Status s = file->Write(text());
     if (s.ok()) s = file->Commit();
-    if (!s.ok()) std::fprintf(stderr, "fanout: %s\n", s.message().c_str());
+    if (!s.ok()) std::fprintf(ReportStream(), "fanout: %s\n", s.message().c_str());
   };
   write(files.stats, [&] { return stats.telemetry.StatsJson(totals); });
   write(files.trace, [&] { return stats.telemetry.TraceJson(); });
@@ -383,7 +395,7 @@ void WriteReports(const RunStats& stats, const JobTotals& totals, JobFiles& file
 
 namespace {
 
-ExitCode RunJobUnguarded(const JobConfig& config, JobObserver* observer) {
+ExitCode RunJobUnguarded(const JobConfig& config, JobObserver* observer, const JobHost& host) {
   TaskRegistry& registry = TaskRegistry::Global();
   RegisterBuiltinTasks(registry);
   auto task = ResolveTask(registry, config.task, config.args);
@@ -418,7 +430,8 @@ ExitCode RunJobUnguarded(const JobConfig& config, JobObserver* observer) {
                    : JobInput::Open(config.input, config.max_spool, state ? &spooled : nullptr);
   if (!input.ok() && Interrupt::Requested()) {
     int sig = Interrupt::signal_number();
-    std::fprintf(stderr, "fanout: interrupted by %s while reading the input; nothing written\n",
+    std::fprintf(ReportStream(),
+                 "fanout: interrupted by %s while reading the input; nothing written\n",
                  sig == SIGTERM  ? "SIGTERM"
                  : sig == SIGHUP ? "SIGHUP"
                                  : "SIGINT");
@@ -546,7 +559,11 @@ ExitCode RunJobUnguarded(const JobConfig& config, JobObserver* observer) {
         if (observer) observer->OnRunEnd();
       }
     } run_end{observer};
-    result = RunPlannedJob(job, jobs, scheduler, sink, stats);
+    if (host.fleet && resolved.mode == Mode::kProcesses) {
+      result = host.fleet->Run(job, scheduler, sink, stats, host.stop);
+    } else {
+      result = RunPlannedJob(job, jobs, scheduler, sink, stats, host.stop);
+    }
   }
   double wall = std::chrono::duration<double>(SteadyClock::now() - start).count();
 
@@ -555,7 +572,7 @@ ExitCode RunJobUnguarded(const JobConfig& config, JobObserver* observer) {
   if (!changed.ok() && result.kind != ModeResult::Kind::kInterrupted) {
     // Whatever the mode saw (workers that died reading past the end, spliced lines), the
     // output cannot be trusted: the input change is the reason given.
-    std::fprintf(stderr, "fanout: %s; output discarded\n", changed.message().c_str());
+    std::fprintf(ReportStream(), "fanout: %s; output discarded\n", changed.message().c_str());
     code = ExitCode::kJobFailed;
   } else if (files.output->reader_closed() && result.kind == ModeResult::Kind::kFailed) {
     code = ExitCode::kBrokenPipe;  // like any Unix tool whose reader left: no message
@@ -564,7 +581,7 @@ ExitCode RunJobUnguarded(const JobConfig& config, JobObserver* observer) {
   }
   code = SettleOutput(job, assembler, *files.output, code);
   if (code == ExitCode::kOk && files.output->reader_closed()) code = ExitCode::kBrokenPipe;
-  SettleState(state.get(), config, code);
+  SettleState(state.get(), config, code, host.hosts_state);
   JobTotals totals = Totals(job, scheduler, stats, wall, code, jobs);
   totals.auto_choice = auto_choice;
   if (auto_plan) totals.auto_calibration_chunks = auto_plan->calibration.chunks.size();
@@ -581,14 +598,19 @@ ExitCode RunJobUnguarded(const JobConfig& config, JobObserver* observer) {
 
 }  // namespace
 
-ExitCode RunJob(const JobConfig& config, JobObserver* observer) {
+ExitCode RunJob(const JobConfig& config, JobObserver* observer, const JobHost& host) {
+  struct Stream {
+    FILE* saved = report_stream;
+    ~Stream() { report_stream = saved; }
+  } restore;
+  report_stream = host.report ? host.report : stderr;
   // The last resort: PlanLimits and the other checks refuse what is known to be too big,
   // but no allocation failure may end in abort() (files being written are discarded by
   // their destructors on the way out).
   try {
-    return RunJobUnguarded(config, observer);
+    return RunJobUnguarded(config, observer, host);
   } catch (const std::bad_alloc&) {
-    std::fprintf(stderr,
+    std::fprintf(ReportStream(),
                  "fanout: out of memory: the job needs more than this machine can give "
                  "(try fewer or larger chunks, or a smaller --window)\n");
     return ExitCode::kJobFailed;

@@ -8,7 +8,9 @@
 
 #include <chrono>
 #include <cstdint>
+#include <cstdio>
 #include <optional>
+#include <stop_token>
 #include <string>
 #include <vector>
 
@@ -29,10 +31,27 @@ namespace fanout {
 uint32_t DefaultJobs();
 
 class JobObserver;
+class WarmProcesses;
+
+// What a long-lived host (the server, cli/server.h) lends a job; `fanout run` lends none.
+struct JobHost {
+  // Where the failure report goes (the lines `fanout run` writes to stderr); null: stderr.
+  FILE* report = nullptr;
+  // A processes-mode job runs on these warm workers instead of starting its own; its config
+  // must share the fleet's options (warm_processes.h) and send payloads (local_input_by_ref
+  // off).
+  WarmProcesses* fleet = nullptr;
+  // Cancels the job from another thread: it ends as on Ctrl-C (exit 130, output discarded,
+  // "cancelled" in the report).
+  std::stop_token stop;
+  // The job's --state is the host's own journal: on failure the report does not point the
+  // user at it (the host resumes it itself).
+  bool hosts_state = false;
+};
 
 // Runs one job to its exit code; `observer` (may be null) hears when the chunks start and
 // stop running and how the job ended (the CLI draws its progress, summary line and report
 // from that; without an observer none is printed).
-ExitCode RunJob(const JobConfig& config, JobObserver* observer = nullptr);
+ExitCode RunJob(const JobConfig& config, JobObserver* observer = nullptr, const JobHost& host = {});
 
 }  // namespace fanout

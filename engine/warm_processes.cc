@@ -42,6 +42,14 @@ void WarmProcesses::Wake() {
   if (wake_fd_ >= 0) (void)!write(wake_fd_, &one, sizeof one);
 }
 
+Status WarmProcesses::Open() {
+  std::unique_lock lock(mu_);
+  if (wake_fd_ < 0) return Status::Error("cannot create an eventfd");
+  if (!thread_.joinable()) thread_ = std::thread([this] { Main(); });
+  cv_.wait(lock, [&] { return opened_; });
+  return broken_ ? Status::Error(broken_why_) : Status::Ok();
+}
+
 ModeResult WarmProcesses::Run(const PlannedJob& job, Scheduler& scheduler, ResultSink& sink,
                               RunStats& stats, std::stop_token stop) {
   std::lock_guard turn(turn_);
@@ -67,6 +75,8 @@ void WarmProcesses::Main() {
     broken_ = true;
     broken_why_ = started.message();
   }
+  opened_ = true;
+  cv_.notify_all();
   while (!stop_) {
     if (Request* r = request_) {
       lock.unlock();

@@ -19,6 +19,7 @@
 #include <stop_token>
 #include <thread>
 
+#include "common/status.h"
 #include "engine/planned_job.h"
 #include "engine/result_sink.h"
 
@@ -33,6 +34,11 @@ class WarmProcesses {
   ~WarmProcesses();
   WarmProcesses(const WarmProcesses&) = delete;
   WarmProcesses& operator=(const WarmProcesses&) = delete;
+
+  // Starts the loop now instead of at the first Run (binds config.listen, so workers can
+  // join before any job; local workers still start with the first job that needs them).
+  // Returns whether the loop could start. Idempotent.
+  Status Open();
 
   // Runs `job` on the warm workers; as RunPlannedJob for kProcesses (`stop` ends the job,
   // kInterrupted, and the workers stay). Fails (kFailed) if the loop could not start (e.g.
@@ -54,6 +60,7 @@ class WarmProcesses {
   std::condition_variable cv_;
   Request* request_ = nullptr;
   bool stop_ = false;
+  bool opened_ = false;  // the loop's Start has returned (broken_ says how)
   bool broken_ = false;
   std::string broken_why_;
   std::thread thread_;  // started by the first Run

@@ -1,0 +1,245 @@
+// The clients of `fanout server` (server.h): `fanout run --server`, `fanout jobs`,
+// `status`, `cancel`, `wait` and `output`. Each is a DEALER that asks and waits; a client
+// waiting for a job says `wait` again every second, so a server restarted on its --state
+// learns of it again and the client gets its output (ZeroMQ reconnects the socket).
+#include <unistd.h>
+
+#include <cerrno>
+#include <chrono>
+#include <cstdio>
+#include <fstream>
+#include <iterator>
+
+#include "cli/server.h"
+#include "cli/server_protocol.h"
+#include "common/curve.h"
+#include "common/exit_code.h"
+#include "common/output_file.h"
+#include "common/transport.h"
+#include "engine/interrupt.h"
+#include "engine/listen_security.h"
+
+namespace fanout {
+namespace {
+
+using Json = nlohmann::json;
+using std::chrono::milliseconds;
+using Clock = std::chrono::steady_clock;
+
+// How long a client waits for the server's first answer before it says it got none.
+constexpr milliseconds kAnswerTimeout{10000};
+// How often a waiting client says `wait` again (and how long its silence warning waits).
+constexpr milliseconds kRewait{1000};
+
+int Fail(const std::string& message, ExitCode code = ExitCode::kUsage) {
+  std::fprintf(stderr, "fanout: %s\n", message.c_str());
+  return ToInt(code);
+}
+
+Result<zmq::socket_t> Connect(zmq::context_t& context, const ServerClient& client) {
+  if (client.server.empty()) {
+    return Status::Error("no server: give --server ADDR (or set FANOUT_SERVER)");
+  }
+  SocketSecurity security;
+  security.max_message = -1;  // outputs may be big; the server is trusted
+  if (!client.server_key.empty() || !client.client_secret.empty()) {
+    if (client.server_key.empty() || client.client_secret.empty()) {
+      return Status::Error("--server-key and --client-secret go together (CURVE)");
+    }
+    auto server = ReadCurveCertificate(client.server_key, false);
+    if (!server.ok()) return Status::Error("--server-key: " + server.status().message());
+    auto own = ReadCurveCertificate(client.client_secret, true);
+    if (!own.ok()) return Status::Error("--client-secret: " + own.status().message());
+    security.curve_client = CurveClientKeys{server->public_key, *own};
+  } else if (EndpointNeedsCurve(client.server)) {
+    return Status::Error("--server " + client.server +
+                         ": a tcp server needs --server-key and --client-secret (CURVE)");
+  }
+  return MakeDealer(context, client.server, "", security);
+}
+
+// Waits up to `timeout` (forever if zero) for one message; nullopt on timeout or Ctrl-C.
+std::optional<ClientMessage> Receive(zmq::socket_t& socket, milliseconds timeout) {
+  auto until = Clock::now() + timeout;
+  while (!Interrupt::Requested()) {
+    if (auto m = ReceiveClientMessage(socket, /*router=*/false)) return m;
+    auto left = std::chrono::duration_cast<milliseconds>(until - Clock::now());
+    if (timeout.count() > 0 && left.count() <= 0) return std::nullopt;
+    zmq::pollitem_t items[] = {{socket.handle(), 0, ZMQ_POLLIN, 0},
+                               {nullptr, Interrupt::fd(), ZMQ_POLLIN, 0}};
+    milliseconds wait = timeout.count() > 0 ? std::min(left, kRewait) : kRewait;
+    PollOnce(items, Interrupt::fd() >= 0 ? 2 : 1, wait);
+  }
+  return std::nullopt;
+}
+
+// The server's answer to a request just sent: an "error" answer is printed and its exit
+// code returned through `code`.
+std::optional<ClientMessage> Answer(zmq::socket_t& socket, const ServerClient& client, int& code) {
+  auto m = Receive(socket, kAnswerTimeout);
+  if (!m) {
+    code = Interrupt::Requested()
+               ? ToInt(ExitCode::kInterrupted)
+               : Fail("no answer from the server at " + client.server + " within " +
+                          std::to_string(kAnswerTimeout.count() / 1000) + " s",
+                      ExitCode::kJobFailed);
+    return std::nullopt;
+  }
+  if (m->header["op"] == "error") {
+    code = Fail(m->header.value("message", "the server refused"),
+                static_cast<ExitCode>(m->header.value("exit", 2)));
+    return std::nullopt;
+  }
+  return m;
+}
+
+// Writes a finished job's output and report, tells the server it has them, and returns
+// the job's exit code.
+int Deliver(zmq::socket_t& socket, ClientMessage& done, const std::string& output, bool quiet) {
+  int code = done.header.value("exit", ToInt(ExitCode::kJobFailed));
+  std::string report = done.header.value("report", "");
+  std::string summary = done.header.value("summary", "");
+  auto file = OutputFile::Open(output);
+  if (!file.ok()) return Fail(file.status().message());
+  std::string_view bytes;
+  if (done.payload) bytes = {done.payload->data<char>(), done.payload->size()};
+  Status s = file->Write(bytes);
+  if (s.ok()) s = file->Commit();
+  std::fputs(report.c_str(), stderr);
+  if (!quiet && !summary.empty()) std::fprintf(stderr, "%s\n", summary.c_str());
+  SendClientMessage(socket, "", {{"op", "fetched"}, {"id", done.header.value("id", "")}});
+  if (!s.ok()) {
+    if (file->reader_closed()) return ToInt(ExitCode::kBrokenPipe);
+    return Fail(s.message(), ExitCode::kJobFailed);
+  }
+  return code;
+}
+
+// Waits for job `id` and delivers its output. Ctrl-C cancels the job (the server's answer
+// is awaited a little, then the client leaves with 130).
+int Await(zmq::socket_t& socket, const ServerClient& client, const std::string& id,
+          const std::string& output, bool quiet) {
+  auto heard = Clock::now();
+  bool warned = false;
+  SendClientMessage(socket, "", {{"op", "wait"}, {"id", id}});
+  while (true) {
+    if (Interrupt::Requested()) {
+      SendClientMessage(socket, "", {{"op", "cancel"}, {"id", id}});
+      std::fprintf(stderr, "fanout: interrupted: job %s cancelled on the server\n", id.c_str());
+      return ToInt(ExitCode::kInterrupted);
+    }
+    auto m = Receive(socket, kRewait);
+    if (!m) {
+      if (!warned && Clock::now() - heard > 5 * kRewait && !Interrupt::Requested()) {
+        std::fprintf(stderr, "fanout: no word from the server at %s; still waiting for job %s\n",
+                     client.server.c_str(), id.c_str());
+        warned = true;
+      }
+      if (!Interrupt::Requested()) SendClientMessage(socket, "", {{"op", "wait"}, {"id", id}});
+      continue;
+    }
+    heard = Clock::now();
+    std::string op = m->header["op"];
+    if (op == "done") return Deliver(socket, *m, output, quiet);
+    if (op == "error") {
+      return Fail(m->header.value("message", "the server refused"),
+                  static_cast<ExitCode>(m->header.value("exit", 2)));
+    }
+  }
+}
+
+std::string Age(double seconds) {
+  char text[32];
+  if (seconds < 120) {
+    std::snprintf(text, sizeof text, "%.0fs", seconds);
+  } else if (seconds < 7200) {
+    std::snprintf(text, sizeof text, "%.0fm", seconds / 60);
+  } else {
+    std::snprintf(text, sizeof text, "%.1fh", seconds / 3600);
+  }
+  return text;
+}
+
+std::string Row(const Json& job) {
+  std::string progress =
+      std::to_string(job.value("done", 0)) + "/" + std::to_string(job.value("chunks", 0));
+  std::string state = job.value("state", "?");
+  if (state == "done") state += " (exit " + std::to_string(job.value("exit", 0)) + ")";
+  std::string who = job.value("submitter", "");
+  if (who.size() > 12) who = who.substr(0, 12) + "...";
+  char line[512];
+  std::snprintf(line, sizeof line, "%-6s %-16s %-11s %-15s %-6s ", job.value("id", "").c_str(),
+                state.c_str(), progress.c_str(), who.c_str(), Age(job.value("age", 0.0)).c_str());
+  return line + job.value("args", "");
+}
+
+}  // namespace
+
+int SubmitToServer(const ServerClient& client, const std::vector<std::string>& args,
+                   const JobConfig& parsed, bool detach) {
+  Interrupt::Install();
+  // The job's own flags are checked here first: a usage error needs no server.
+  JobConfig check;
+  if (Status s = ParseServerJob(args, check); !s.ok()) {
+    return Fail(s.message() + " (see 'fanout run --help')");
+  }
+  std::optional<std::string> input;
+  if (!parsed.range) {
+    if (parsed.input == "-" || parsed.input.empty()) {
+      input.emplace();
+      char buffer[1 << 16];
+      ssize_t n;
+      while ((n = read(STDIN_FILENO, buffer, sizeof buffer)) != 0) {
+        if (n < 0 && errno == EINTR && !Interrupt::Requested()) continue;
+        if (n < 0) break;
+        input->append(buffer, static_cast<size_t>(n));
+      }
+    } else {
+      std::ifstream in(parsed.input, std::ios::binary);
+      if (!in) return Fail("cannot read input '" + parsed.input + "'");
+      input = std::string(std::istreambuf_iterator<char>(in), {});
+    }
+    if (Interrupt::Requested()) return ToInt(ExitCode::kInterrupted);
+  }
+  zmq::context_t context(1);
+  auto socket = Connect(context, client);
+  if (!socket.ok()) return Fail(socket.status().message());
+  zmq::message_t payload(input ? input->data() : nullptr, input ? input->size() : 0);
+  SendClientMessage(*socket, "", {{"op", "submit"}, {"args", args}, {"wait", !detach}},
+                    input ? &payload : nullptr);
+  int code = 0;
+  auto accepted = Answer(*socket, client, code);
+  if (!accepted) return code;
+  std::string id = accepted->header.value("id", "");
+  if (detach) {
+    std::printf("%s\n", id.c_str());
+    return ToInt(ExitCode::kOk);
+  }
+  return Await(*socket, client, id, parsed.output, parsed.quiet);
+}
+
+int ServerCommand(const ServerClient& client, const std::string& op, const std::string& id,
+                  const std::string& output) {
+  Interrupt::Install();
+  zmq::context_t context(1);
+  auto socket = Connect(context, client);
+  if (!socket.ok()) return Fail(socket.status().message());
+  if (op == "wait") return Await(*socket, client, id, output, false);
+  SendClientMessage(*socket, "", {{"op", op}, {"id", id}});
+  int code = 0;
+  auto m = Answer(*socket, client, code);
+  if (!m) return code;
+  if (op == "output") return Deliver(*socket, *m, output, false);
+  if (op == "jobs" || op == "status") {
+    std::printf("%-6s %-16s %-11s %-15s %-6s %s\n", "ID", "STATE", "CHUNKS", "SUBMITTER", "AGE",
+                "JOB");
+    Json jobs = op == "jobs" ? m->header["jobs"] : Json::array({m->header["job"]});
+    for (const Json& job : jobs) std::printf("%s\n", Row(job).c_str());
+    return ToInt(ExitCode::kOk);
+  }
+  std::printf("job %s: cancelling (it was %s)\n", id.c_str(),
+              m->header.value("state", "?").c_str());
+  return ToInt(ExitCode::kOk);
+}
+
+}  // namespace fanout

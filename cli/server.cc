@@ -1,0 +1,552 @@
+// `fanout server` (server.h): the client socket's loop on the main thread, the job runner on
+// a thread of its own, the journal under --state. The clients are in client.cc.
+#include "cli/server.h"
+
+#include <fcntl.h>
+#include <sys/eventfd.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <condition_variable>
+#include <deque>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <set>
+#include <stop_token>
+#include <thread>
+
+#include "cli/run_report.h"
+#include "cli/server_protocol.h"
+#include "common/exit_code.h"
+#include "common/log.h"
+#include "common/transport.h"
+#include "common/zap.h"
+#include "engine/interrupt.h"
+#include "engine/job.h"
+#include "engine/job_observer.h"
+#include "engine/listen_security.h"
+#include "engine/private_dir.h"
+#include "engine/warm_processes.h"
+
+namespace fanout {
+namespace {
+
+namespace fs = std::filesystem;
+using Json = nlohmann::json;
+
+// Writes `text` to `path` durably: a temporary beside it, fsync'd, renamed over it.
+Status WriteDurably(const std::string& path, const std::string& text) {
+  std::string temp = path + ".tmp";
+  int fd = open(temp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  if (fd < 0) return Status::Error("cannot write '" + temp + "': " + std::strerror(errno));
+  size_t done = 0;
+  while (done < text.size()) {
+    ssize_t n = write(fd, text.data() + done, text.size() - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) {
+      Status s = Status::Error("cannot write '" + temp + "': " + std::strerror(errno));
+      close(fd);
+      return s;
+    }
+    done += static_cast<size_t>(n);
+  }
+  bool synced = fsync(fd) == 0;
+  close(fd);
+  if (!synced || rename(temp.c_str(), path.c_str()) != 0) {
+    return Status::Error("cannot write '" + path + "': " + std::strerror(errno));
+  }
+  return Status::Ok();
+}
+
+std::optional<std::string> ReadWhole(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return std::nullopt;
+  return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+}
+
+double Now() {
+  return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
+}
+
+// One job of the server. The main thread owns `waiters`; the rest is guarded by
+// Server::mu_ (progress: Progress's own lock).
+struct Job {
+  enum class State { kQueued, kRunning, kDone };
+  uint64_t id = 0;
+  std::vector<std::string> args;
+  std::string submitter;  // the client's CURVE key, or "local" (ipc:// clients)
+  double submitted = 0;   // Unix time
+  uint32_t workers = 0;   // the fleet's size when it was submitted: fixes the chunk plan
+  bool has_input = false;
+  State state = State::kQueued;
+  int exit = 0;
+  std::string report;   // the failure report (`fanout run`'s stderr lines)
+  std::string summary;  // the summary line
+  std::stop_source stop;
+  std::set<std::string> waiters;  // clients waiting for the output (routing ids)
+
+  // Chunks finished and planned, as the running job's telemetry counts them.
+  struct Progress : JobObserver {
+    std::mutex mu;
+    const Telemetry* telemetry = nullptr;
+    uint64_t done = 0, chunks = 0;
+    std::string summary;
+    void OnRunStart(const Telemetry& t, uint64_t chunks_left, Unit) override {
+      std::lock_guard lock(mu);
+      telemetry = &t;
+      chunks = chunks_left;
+    }
+    void OnRunEnd() override {
+      std::lock_guard lock(mu);
+      done = telemetry->chunks_done.load();
+      telemetry = nullptr;
+    }
+    void OnJobEnd(const JobEnd& end) override { summary = RunReporter::SummaryLine(end); }
+    std::pair<uint64_t, uint64_t> Read() {
+      std::lock_guard lock(mu);
+      return {telemetry ? telemetry->chunks_done.load() : done, chunks};
+    }
+  } progress;
+};
+
+const char* StateName(Job::State s) {
+  return s == Job::State::kQueued ? "queued" : s == Job::State::kRunning ? "running" : "done";
+}
+
+class Server {
+ public:
+  explicit Server(const ServerOptions& options)
+      : options_(options),
+        done_fd_(eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)),
+        fleet_(FleetConfig(options.fleet), options.fleet.jobs) {}
+  ~Server() {
+    {
+      std::lock_guard lock(mu_);
+      stopping_ = true;
+      for (auto& [id, job] : jobs_) job->stop.request_stop();
+    }
+    cv_.notify_all();
+    if (runner_.joinable()) runner_.join();
+    if (done_fd_ >= 0) close(done_fd_);
+  }
+
+  int Run();
+
+ private:
+  static JobConfig FleetConfig(JobConfig fleet) {
+    fleet.mode = Mode::kProcesses;
+    fleet.local_input_by_ref = false;  // jobs' inputs are payloads (warm_processes.h)
+    return fleet;
+  }
+  // The server is stopping (SIGINT/SIGTERM, or destroyed): a job it interrupts is not done,
+  // it resumes when a server starts again on the same --state. Under mu_.
+  bool Leaving() const { return stopping_ || Interrupt::Requested(); }
+  std::string JobDir(uint64_t id) const { return root_ + "/jobs/" + std::to_string(id); }
+  Status Open();
+  void Recover();
+  void Serve();
+  void RunnerMain();
+  void RunOne(Job& job);
+  void OnMessage(ClientMessage& m);
+  void OnSubmit(ClientMessage& m);
+  // The job `m` names if the sender may see it; else answers with an error and returns null.
+  std::shared_ptr<Job> Find(const ClientMessage& m);
+  void SendDone(Job& job, const std::string& peer);
+  void Error(const ClientMessage& m, const std::string& message, ExitCode code = ExitCode::kUsage) {
+    SendClientMessage(*router_, m.peer,
+                      {{"op", "error"}, {"message", message}, {"exit", ToInt(code)}});
+  }
+  Json Describe(Job& job);
+  void Finished();  // the runner ended jobs: tell their waiters
+
+  const ServerOptions& options_;
+  int done_fd_;
+  WarmProcesses fleet_;
+  std::optional<PrivateDir> temp_root_;  // without --state
+  std::string root_;
+  zmq::context_t context_{1};
+  std::unique_ptr<ZapAuthenticator> zap_;
+  std::optional<zmq::socket_t> router_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::map<uint64_t, std::shared_ptr<Job>> jobs_;
+  std::deque<uint64_t> queue_;
+  std::vector<uint64_t> finished_;  // ended by the runner, not yet announced
+  uint64_t next_id_ = 1;
+  bool stopping_ = false;
+  std::thread runner_;
+};
+
+Status Server::Open() {
+  if (done_fd_ < 0) return Status::Error("cannot create an eventfd");
+  if (options_.state_dir.empty()) {
+    temp_root_.emplace("fanout-server");
+    if (!temp_root_->ok()) return Status::Error("cannot create a private spool directory");
+    root_ = temp_root_->path();
+  } else {
+    root_ = fs::absolute(options_.state_dir).string();
+  }
+  std::error_code ec;
+  fs::create_directories(root_ + "/jobs", ec);
+  if (ec) return Status::Error("--state: cannot create '" + root_ + "/jobs': " + ec.message());
+  fs::permissions(root_, fs::perms::owner_all, ec);  // inputs and outputs are the clients'
+
+  SocketSecurity security;
+  security.max_message = options_.fleet.max_message;
+  if (options_.client_curve) {
+    std::set<std::string> allowed(options_.client_keys.begin(), options_.client_keys.end());
+    auto zap = ZapAuthenticator::Start(context_, std::move(allowed));
+    if (!zap.ok()) return zap.status();
+    zap_ = std::move(zap).value();
+    security.curve_server = options_.client_curve;
+  }
+  // An ipc:// socket file is created by bind with the process's umask: 0077 makes it
+  // the server user's alone (no thread creates files yet).
+  mode_t saved = umask(0077);
+  auto router = MakeRouter(context_, options_.listen, security);
+  umask(saved);
+  if (!router.ok()) return Status::Error("--listen: " + router.status().message());
+  router_ = std::move(router).value();
+  Recover();
+  // The fleet binds --workers-listen and starts serving now, so workers can join before
+  // the first job; the local workers start with the first job that needs them.
+  if (Status s = fleet_.Open(); !s.ok()) return Status::Error("workers: " + s.message());
+  runner_ = std::thread([this] { RunnerMain(); });
+  return Status::Ok();
+}
+
+// Jobs journaled by an earlier server on the same --state: finished ones wait for their
+// output to be fetched; the others are queued again, in their order, and resume.
+void Server::Recover() {
+  std::error_code ec;
+  std::vector<uint64_t> ids;
+  for (const auto& entry : fs::directory_iterator(root_ + "/jobs", ec)) {
+    const std::string name = entry.path().filename().string();
+    if (name.empty() || name.find_first_not_of("0123456789") != std::string::npos) continue;
+    ids.push_back(std::stoull(name));
+  }
+  std::sort(ids.begin(), ids.end());
+  for (uint64_t id : ids) {
+    next_id_ = std::max(next_id_, id + 1);
+    auto text = ReadWhole(JobDir(id) + "/job.json");
+    Json spec = text ? Json::parse(*text, nullptr, false) : Json();
+    if (!spec.is_object()) {  // a submission that was never acknowledged
+      fs::remove_all(JobDir(id), ec);
+      continue;
+    }
+    auto job = std::make_shared<Job>();
+    job->id = id;
+    job->args = spec.value("args", std::vector<std::string>{});
+    job->submitter = spec.value("submitter", "");
+    job->submitted = spec.value("submitted", 0.0);
+    job->workers = spec.value("workers", 1u);
+    job->has_input = spec.value("input", false);
+    if (auto done = ReadWhole(JobDir(id) + "/done.json")) {
+      Json end = Json::parse(*done, nullptr, false);
+      job->state = Job::State::kDone;
+      job->exit = end.value("exit", ToInt(ExitCode::kJobFailed));
+      job->report = end.value("report", "");
+      job->summary = end.value("summary", "");
+    } else {
+      queue_.push_back(id);
+    }
+    jobs_[id] = job;
+  }
+  if (!ids.empty()) {
+    Log().warn("recovered {} jobs from {} ({} to run)", jobs_.size(), root_, queue_.size());
+  }
+}
+
+void Server::RunnerMain() {
+  while (true) {
+    std::shared_ptr<Job> job;
+    {
+      std::unique_lock lock(mu_);
+      cv_.wait(lock, [&] { return stopping_ || !queue_.empty(); });
+      if (stopping_) return;
+      job = jobs_.at(queue_.front());
+      queue_.pop_front();
+      if (job->state != Job::State::kQueued) continue;  // cancelled while queued
+      job->state = Job::State::kRunning;
+    }
+    RunOne(*job);
+    {
+      std::lock_guard lock(mu_);
+      if (Leaving() && job->exit == ToInt(ExitCode::kInterrupted)) return;  // resumes later
+      job->state = Job::State::kDone;
+      finished_.push_back(job->id);
+    }
+    uint64_t one = 1;
+    (void)!write(done_fd_, &one, sizeof one);
+  }
+}
+
+// Runs one job on the fleet through the engine's RunJob, as `fanout run` would run it.
+void Server::RunOne(Job& job) {
+  std::string dir = JobDir(job.id);
+  JobConfig config;
+  std::string report;
+  ExitCode code = ExitCode::kUsage;
+  if (Status s = ParseServerJob(job.args, config); !s.ok()) {
+    report = "fanout: " + s.message() + "\n";
+  } else {
+    const JobConfig& fleet = options_.fleet;
+    config.mode = Mode::kProcesses;
+    config.input = job.has_input ? dir + "/input" : "-";  // "-": a --range job reads none
+    config.output = dir + "/output";
+    config.jobs = job.workers;
+    config.jobs_given = true;
+    config.listen = fleet.listen;
+    config.curve_server = fleet.curve_server;
+    config.authorized_keys = fleet.authorized_keys;
+    config.heartbeat = fleet.heartbeat;
+    config.liveness = fleet.liveness;
+    config.local_slots = fleet.local_slots;
+    config.max_respawns = fleet.max_respawns;
+    config.worker_bin = fleet.worker_bin;
+    config.worker_args = fleet.worker_args;
+    config.max_message = fleet.max_message;
+    config.local_input_by_ref = false;
+    config.adopt_orphans = fleet.adopt_orphans;
+    config.quiet = true;
+    if (!options_.state_dir.empty()) {
+      config.state_dir = dir + "/state";
+      config.resume = true;  // a fresh directory starts fresh
+      config.keep_state = true;
+    }
+    char* buffer = nullptr;
+    size_t size = 0;
+    FILE* stream = open_memstream(&buffer, &size);
+    code = RunJob(
+        config, &job.progress,
+        {.report = stream, .fleet = &fleet_, .stop = job.stop.get_token(), .hosts_state = true});
+    if (stream) fclose(stream);
+    if (buffer) report.assign(buffer, size);
+    free(buffer);
+  }
+  std::lock_guard lock(mu_);
+  job.exit = ToInt(code);
+  job.report = report;
+  job.summary = job.progress.summary;
+  if (Leaving() && code == ExitCode::kInterrupted) return;  // the next server resumes it
+  std::error_code ec;
+  Json end = {{"exit", job.exit}, {"report", job.report}, {"summary", job.summary}};
+  if (Status s = WriteDurably(dir + "/done.json", end.dump()); !s.ok()) {
+    Log().error("job {}: {}", job.id, s.message());
+  }
+  fs::remove_all(dir + "/state", ec);
+  fs::remove(dir + "/input", ec);
+}
+
+Json Server::Describe(Job& job) {
+  auto [done, chunks] = job.progress.Read();
+  std::string args;
+  for (const std::string& a : job.args) args += (args.empty() ? "" : " ") + a;
+  return {{"id", std::to_string(job.id)},
+          {"state", StateName(job.state)},
+          {"done", done},
+          {"chunks", chunks},
+          {"submitter", job.submitter},
+          {"age", Now() - job.submitted},
+          {"exit", job.exit},
+          {"args", args}};
+}
+
+std::shared_ptr<Job> Server::Find(const ClientMessage& m) {
+  std::string id = m.header.value("id", "");
+  auto it = id.empty() || id.find_first_not_of("0123456789") != std::string::npos || id.size() > 18
+                ? jobs_.end()
+                : jobs_.find(std::stoull(id));
+  // Another client's job is as unknown as a job that never was: ids are not secrets, but
+  // a job's state, input and output reach only its submitter.
+  if (it == jobs_.end() || it->second->submitter != (m.user.empty() ? "local" : m.user)) {
+    Error(m, "no job " + id + " on this server (fanout jobs lists yours)");
+    return nullptr;
+  }
+  return it->second;
+}
+
+void Server::SendDone(Job& job, const std::string& peer) {
+  Json header = {{"op", "done"},
+                 {"id", std::to_string(job.id)},
+                 {"exit", job.exit},
+                 {"report", job.report},
+                 {"summary", job.summary}};
+  auto output = ReadWhole(JobDir(job.id) + "/output");
+  zmq::message_t payload(output ? output->data() : nullptr, output ? output->size() : 0);
+  SendClientMessage(*router_, peer, header, &payload);
+}
+
+void Server::OnSubmit(ClientMessage& m) {
+  const Json& args = m.header["args"];
+  if (!args.is_array() || args.empty()) return Error(m, "submit: no job arguments");
+  auto job = std::make_shared<Job>();
+  for (const Json& a : args) {
+    if (!a.is_string()) return Error(m, "submit: job arguments must be strings");
+    job->args.push_back(a.get<std::string>());
+  }
+  // Refused now, not when it runs: the client's mistake is its usage error.
+  JobConfig check;
+  if (Status s = ParseServerJob(job->args, check); !s.ok()) return Error(m, s.message());
+  job->submitter = m.user.empty() ? "local" : m.user;
+  job->submitted = Now();
+  job->workers = std::max<uint32_t>(1, options_.fleet.jobs);
+  job->has_input = m.payload.has_value();
+  job->id = next_id_++;
+  std::string dir = JobDir(job->id);
+  std::error_code ec;
+  fs::create_directories(dir, ec);
+  Status s = ec ? Status::Error("cannot create '" + dir + "': " + ec.message()) : Status::Ok();
+  if (s.ok() && job->has_input) {
+    s = WriteDurably(dir + "/input", std::string(m.payload->data<char>(), m.payload->size()));
+  }
+  Json spec = {{"args", job->args},
+               {"submitter", job->submitter},
+               {"submitted", job->submitted},
+               {"workers", job->workers},
+               {"input", job->has_input}};
+  if (s.ok()) s = WriteDurably(dir + "/job.json", spec.dump());
+  if (!s.ok()) {
+    fs::remove_all(dir, ec);
+    return Error(m, "the server cannot keep the job: " + s.message(), ExitCode::kJobFailed);
+  }
+  if (m.header.value("wait", false)) job->waiters.insert(m.peer);
+  {
+    std::lock_guard lock(mu_);
+    jobs_[job->id] = job;
+    queue_.push_back(job->id);
+  }
+  cv_.notify_all();
+  SendClientMessage(*router_, m.peer, {{"op", "accepted"}, {"id", std::to_string(job->id)}});
+}
+
+void Server::OnMessage(ClientMessage& m) {
+  const std::string op = m.header["op"];
+  if (op == "submit") return OnSubmit(m);
+  std::lock_guard lock(mu_);
+  if (op == "jobs") {
+    Json list = Json::array();
+    std::string me = m.user.empty() ? "local" : m.user;
+    for (auto& [id, job] : jobs_) {
+      if (job->submitter == me) list.push_back(Describe(*job));
+    }
+    SendClientMessage(*router_, m.peer, {{"op", "jobs"}, {"jobs", list}});
+    return;
+  }
+  auto job = Find(m);
+  if (!job) return;
+  if (op == "status") {
+    SendClientMessage(*router_, m.peer, {{"op", "status"}, {"job", Describe(*job)}});
+  } else if (op == "cancel") {
+    if (job->state == Job::State::kQueued) {
+      job->state = Job::State::kDone;
+      job->exit = ToInt(ExitCode::kInterrupted);
+      job->report = "fanout: cancelled before it started\n";
+      Json end = {{"exit", job->exit}, {"report", job->report}, {"summary", ""}};
+      (void)WriteDurably(JobDir(job->id) + "/done.json", end.dump());
+      finished_.push_back(job->id);
+      uint64_t one = 1;
+      (void)!write(done_fd_, &one, sizeof one);
+    } else if (job->state == Job::State::kRunning) {
+      job->stop.request_stop();
+    }
+    SendClientMessage(
+        *router_, m.peer,
+        {{"op", "cancelling"}, {"id", std::to_string(job->id)}, {"state", StateName(job->state)}});
+  } else if (op == "wait" || op == "output") {
+    if (job->state == Job::State::kDone) {
+      SendDone(*job, m.peer);
+    } else if (op == "output") {
+      Error(m, "job " + std::to_string(job->id) + " is still " + StateName(job->state) +
+                   " (fanout wait " + std::to_string(job->id) + " waits for it)");
+    } else {
+      job->waiters.insert(m.peer);  // told when it ends (Finished)
+      auto [done, chunks] = job->progress.Read();
+      SendClientMessage(*router_, m.peer,
+                        {{"op", "waiting"},
+                         {"state", StateName(job->state)},
+                         {"done", done},
+                         {"chunks", chunks}});
+    }
+  } else if (op == "fetched") {
+    // The client has the output: the server lets go of it.
+    if (job->state == Job::State::kDone) {
+      std::error_code ec;
+      fs::remove_all(JobDir(job->id), ec);
+      jobs_.erase(job->id);
+    }
+  } else {
+    Error(m, "unknown request '" + op + "'");
+  }
+}
+
+void Server::Finished() {
+  uint64_t count;
+  while (read(done_fd_, &count, sizeof count) > 0) {
+  }
+  std::lock_guard lock(mu_);
+  for (uint64_t id : finished_) {
+    auto it = jobs_.find(id);
+    if (it == jobs_.end()) continue;
+    Job& job = *it->second;
+    for (const std::string& peer : job.waiters) SendDone(job, peer);
+    job.waiters.clear();
+  }
+  finished_.clear();
+}
+
+void Server::Serve() {
+  RateLimitedWarn rejects;
+  while (!Interrupt::Requested()) {
+    zmq::pollitem_t items[] = {{router_->handle(), 0, ZMQ_POLLIN, 0},
+                               {nullptr, done_fd_, ZMQ_POLLIN, 0},
+                               {nullptr, Interrupt::fd(), ZMQ_POLLIN, 0}};
+    PollOnce(items, Interrupt::fd() >= 0 ? 3 : 2, std::chrono::milliseconds(1000));
+    if (items[1].revents & ZMQ_POLLIN) Finished();
+    while (true) {
+      std::string why;
+      auto m = ReceiveClientMessage(*router_, /*router=*/true, &why);
+      if (!m) {
+        if (why.empty()) break;
+        rejects.Warn("malformed client messages", "refused a client message: " + why);
+        continue;
+      }
+      try {
+        OnMessage(*m);
+      } catch (const Json::exception& e) {
+        // A hostile or broken client: a field of the wrong type.
+        rejects.Warn("malformed client messages",
+                     std::string("refused a client message: ") + e.what());
+        Error(*m, std::string("malformed request: ") + e.what());
+      }
+    }
+    rejects.Tick();
+  }
+}
+
+int Server::Run() {
+  if (Status s = Open(); !s.ok()) {
+    std::fprintf(stderr, "fanout: server: %s\n", s.message().c_str());
+    return ToInt(ExitCode::kUsage);
+  }
+  std::fprintf(stderr, "fanout: server listening on %s for clients%s%s (%u local workers)\n",
+               ConnectableEndpoint(LastEndpoint(*router_)).c_str(),
+               options_.fleet.listen.empty() ? "" : ", workers join ",
+               options_.fleet.listen.c_str(), options_.fleet.jobs);
+  Serve();
+  Log().info("server stopping: running jobs resume on the next start with this --state");
+  return ToInt(ExitCode::kOk);
+}
+
+}  // namespace
+
+int RunServer(const ServerOptions& options) {
+  Server server(options);
+  return server.Run();
+}
+
+}  // namespace fanout
