@@ -705,7 +705,11 @@ Examples:
     if (command->parsed()) return ServerCommand(client, name, job_id, job_output);
   }
   RegisterBuiltinTasks(TaskRegistry::Global());
-  if (Status s = LoadPlugins(config); !s.ok()) return UsageError(s.message());
+  // A job for a server loads nothing here: the server refuses --plugin (its workers' tasks
+  // are the server's to choose).
+  if (Status s = raw.client.server.empty() ? LoadPlugins(config) : Status::Ok(); !s.ok()) {
+    return UsageError(s.message());
+  }
   if (tasks->parsed()) {
     // One column as wide as the longest usage (plugins' usages may be long).
     std::vector<const TaskDef*> all = TaskRegistry::Global().All();

@@ -14,6 +14,7 @@
 #include "cli/server_protocol.h"
 #include "common/curve.h"
 #include "common/exit_code.h"
+#include "common/handshake_monitor.h"
 #include "common/output_file.h"
 #include "common/transport.h"
 #include "engine/interrupt.h"
@@ -36,7 +37,16 @@ int Fail(const std::string& message, ExitCode code = ExitCode::kUsage) {
   return ToInt(code);
 }
 
-Result<zmq::socket_t> Connect(zmq::context_t& context, const ServerClient& client) {
+// A client's connection: its DEALER and the monitor that hears a refused CURVE handshake
+// (ZeroMQ would otherwise only stay silent).
+struct Connection {
+  zmq::context_t context{1};
+  std::optional<zmq::socket_t> socket;
+  std::optional<HandshakeMonitor> monitor;
+  std::string refused;  // why the server refused this client, once it did
+};
+
+Status Connect(Connection& c, const ServerClient& client) {
   if (client.server.empty()) {
     return Status::Error("no server: give --server ADDR (or set FANOUT_SERVER)");
   }
@@ -55,30 +65,41 @@ Result<zmq::socket_t> Connect(zmq::context_t& context, const ServerClient& clien
     return Status::Error("--server " + client.server +
                          ": a tcp server needs --server-key and --client-secret (CURVE)");
   }
-  return MakeDealer(context, client.server, "", security);
+  c.socket.emplace(NewDealer(c.context, "", security));
+  c.monitor.emplace(c.context, *c.socket);  // before connect: see NewDealer
+  if (Status s = ConnectDealer(*c.socket, client.server); !s.ok()) {
+    return Status::Error("--server: " + s.message());
+  }
+  return Status::Ok();
 }
 
-// Waits up to `timeout` (forever if zero) for one message; nullopt on timeout or Ctrl-C.
-std::optional<ClientMessage> Receive(zmq::socket_t& socket, milliseconds timeout) {
+// Waits up to `timeout` (forever if zero) for one message; nullopt on timeout, Ctrl-C or a
+// refused handshake (c.refused).
+std::optional<ClientMessage> Receive(Connection& c, milliseconds timeout) {
   auto until = Clock::now() + timeout;
-  while (!Interrupt::Requested()) {
-    if (auto m = ReceiveClientMessage(socket, /*router=*/false)) return m;
+  while (!Interrupt::Requested() && c.refused.empty()) {
+    if (auto m = ReceiveClientMessage(*c.socket, /*router=*/false)) return m;
     auto left = std::chrono::duration_cast<milliseconds>(until - Clock::now());
     if (timeout.count() > 0 && left.count() <= 0) return std::nullopt;
-    zmq::pollitem_t items[] = {{socket.handle(), 0, ZMQ_POLLIN, 0},
+    zmq::pollitem_t items[] = {{c.socket->handle(), 0, ZMQ_POLLIN, 0},
+                               {c.monitor->handle(), 0, ZMQ_POLLIN, 0},
                                {nullptr, Interrupt::fd(), ZMQ_POLLIN, 0}};
     milliseconds wait = timeout.count() > 0 ? std::min(left, kRewait) : kRewait;
-    PollOnce(items, Interrupt::fd() >= 0 ? 2 : 1, wait);
+    PollOnce(items, Interrupt::fd() >= 0 ? 3 : 2, wait);
+    for (const std::string& why : c.monitor->TakeFailures()) c.refused = why;
   }
   return std::nullopt;
 }
 
 // The server's answer to a request just sent: an "error" answer is printed and its exit
 // code returned through `code`.
-std::optional<ClientMessage> Answer(zmq::socket_t& socket, const ServerClient& client, int& code) {
-  auto m = Receive(socket, kAnswerTimeout);
+std::optional<ClientMessage> Answer(Connection& c, const ServerClient& client, int& code) {
+  auto m = Receive(c, kAnswerTimeout);
   if (!m) {
-    code = Interrupt::Requested()
+    code = !c.refused.empty()
+               ? Fail("the server at " + client.server + " refused this client: " + c.refused,
+                      ExitCode::kJobFailed)
+           : Interrupt::Requested()
                ? ToInt(ExitCode::kInterrupted)
                : Fail("no answer from the server at " + client.server + " within " +
                           std::to_string(kAnswerTimeout.count() / 1000) + " s",
@@ -117,8 +138,9 @@ int Deliver(zmq::socket_t& socket, ClientMessage& done, const std::string& outpu
 
 // Waits for job `id` and delivers its output. Ctrl-C cancels the job (the server's answer
 // is awaited a little, then the client leaves with 130).
-int Await(zmq::socket_t& socket, const ServerClient& client, const std::string& id,
+int Await(Connection& c, const ServerClient& client, const std::string& id,
           const std::string& output, bool quiet) {
+  zmq::socket_t& socket = *c.socket;
   auto heard = Clock::now();
   bool warned = false;
   SendClientMessage(socket, "", {{"op", "wait"}, {"id", id}});
@@ -128,7 +150,11 @@ int Await(zmq::socket_t& socket, const ServerClient& client, const std::string& 
       std::fprintf(stderr, "fanout: interrupted: job %s cancelled on the server\n", id.c_str());
       return ToInt(ExitCode::kInterrupted);
     }
-    auto m = Receive(socket, kRewait);
+    auto m = Receive(c, kRewait);
+    if (!m && !c.refused.empty()) {
+      return Fail("the server at " + client.server + " refused this client: " + c.refused,
+                  ExitCode::kJobFailed);
+    }
     if (!m) {
       if (!warned && Clock::now() - heard > 5 * kRewait && !Interrupt::Requested()) {
         std::fprintf(stderr, "fanout: no word from the server at %s; still waiting for job %s\n",
@@ -201,39 +227,37 @@ int SubmitToServer(const ServerClient& client, const std::vector<std::string>& a
     }
     if (Interrupt::Requested()) return ToInt(ExitCode::kInterrupted);
   }
-  zmq::context_t context(1);
-  auto socket = Connect(context, client);
-  if (!socket.ok()) return Fail(socket.status().message());
+  Connection c;
+  if (Status s = Connect(c, client); !s.ok()) return Fail(s.message());
   zmq::message_t payload(input ? input->data() : nullptr, input ? input->size() : 0);
-  SendClientMessage(*socket, "", {{"op", "submit"}, {"args", args}, {"wait", !detach}},
+  SendClientMessage(*c.socket, "", {{"op", "submit"}, {"args", args}, {"wait", !detach}},
                     input ? &payload : nullptr);
   int code = 0;
-  auto accepted = Answer(*socket, client, code);
+  auto accepted = Answer(c, client, code);
   if (!accepted) return code;
   std::string id = accepted->header.value("id", "");
   if (detach) {
     std::printf("%s\n", id.c_str());
     return ToInt(ExitCode::kOk);
   }
-  return Await(*socket, client, id, parsed.output, parsed.quiet);
+  return Await(c, client, id, parsed.output, parsed.quiet);
 }
 
 int ServerCommand(const ServerClient& client, const std::string& op, const std::string& id,
                   const std::string& output) {
   Interrupt::Install();
-  zmq::context_t context(1);
-  auto socket = Connect(context, client);
-  if (!socket.ok()) return Fail(socket.status().message());
-  if (op == "wait") return Await(*socket, client, id, output, false);
-  SendClientMessage(*socket, "", {{"op", op}, {"id", id}});
+  Connection c;
+  if (Status s = Connect(c, client); !s.ok()) return Fail(s.message());
+  if (op == "wait") return Await(c, client, id, output, false);
+  SendClientMessage(*c.socket, "", {{"op", op}, {"id", id}});
   int code = 0;
-  auto m = Answer(*socket, client, code);
+  auto m = Answer(c, client, code);
   if (!m) return code;
-  if (op == "output") return Deliver(*socket, *m, output, false);
+  if (op == "output") return Deliver(*c.socket, *m, output, false);
   if (op == "jobs" || op == "status") {
     std::printf("%-6s %-16s %-11s %-15s %-6s %s\n", "ID", "STATE", "CHUNKS", "SUBMITTER", "AGE",
                 "JOB");
-    Json jobs = op == "jobs" ? m->header["jobs"] : Json::array({m->header["job"]});
+    Json jobs = op == "jobs" ? m->header["jobs"] : Json::array({m->header.at("job")});
     for (const Json& job : jobs) std::printf("%s\n", Row(job).c_str());
     return ToInt(ExitCode::kOk);
   }

@@ -1,0 +1,291 @@
+// `fanout server` (issue #19) with the real binaries: a server with local and remote
+// workers serving several clients at once, detached jobs (jobs, status, wait, output),
+// cancelling, a server killed with SIGKILL and restarted on its --state, CURVE keys that
+// keep workers and clients apart, and the job flags a server refuses. Every output is
+// compared byte for byte with the same job run serially by `fanout run`.
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/stat.h>
+
+#include <algorithm>
+#include <chrono>
+#include <filesystem>
+#include <future>
+#include <memory>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "tests/support/test_support.h"
+
+namespace fanout::testing {
+namespace {
+
+using std::chrono::milliseconds;
+using Clock = std::chrono::steady_clock;
+
+std::vector<std::string> Args(std::vector<std::string> head, const std::vector<std::string>& tail) {
+  head.insert(head.end(), tail.begin(), tail.end());
+  return head;
+}
+
+size_t CountLines(const std::string& text) {
+  return static_cast<size_t>(std::count(text.begin(), text.end(), '\n'));
+}
+
+class ServerTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    for (int i = 0; i < 400; ++i) input_ += "line " + std::to_string(i) + " of the input\n";
+    WriteFile(dir_.File("in"), input_);
+    endpoint_ = "ipc://" + dir_.File("server.sock");
+  }
+
+  // Starts `fanout server` with `extra` flags and waits until it listens.
+  void StartServer(std::vector<std::string> extra, const std::string& log = "server.err") {
+    server_ = std::make_unique<Child>(
+        Args({FanoutBin(), "server", "--listen", endpoint_, "--worker-bin", WorkerBin()}, extra),
+        "", dir_.File(log));
+    ASSERT_TRUE(WaitForText(dir_.File(log), "listening", milliseconds(20000)))
+        << ReadFile(dir_.File(log));
+  }
+
+  // `fanout ARGS...` as a client of the server.
+  RunResult Client(std::vector<std::string> args, const RunOptions& options = {}) {
+    args.insert(args.begin() + 1, {"--server", endpoint_});
+    return testing::Run(Args({FanoutBin()}, args), options);
+  }
+
+  // The same job run serially on its own: what every server run must print.
+  std::string Serial(const std::vector<std::string>& job) {
+    RunResult r = testing::Run(Args({FanoutBin(), "run", "-q", "--mode", "serial"}, job));
+    EXPECT_EQ(r.exit_code, 0) << r.err;
+    return r.out;
+  }
+
+  // Polls `fanout jobs` until `needle` shows (each poll is a round trip to the server).
+  std::string WaitForJobs(const std::string& needle, milliseconds timeout = milliseconds(20000)) {
+    auto deadline = Clock::now() + timeout;
+    std::string last;
+    while (Clock::now() < deadline) {
+      last = Client({"jobs"}).out;
+      if (last.find(needle) != std::string::npos) return last;
+      std::this_thread::sleep_for(milliseconds(20));  // between polls of a condition
+    }
+    ADD_FAILURE() << "no '" << needle << "' in fanout jobs: " << last;
+    return last;
+  }
+
+  TempDir dir_;
+  std::string input_;
+  std::string endpoint_;
+  std::unique_ptr<Child> server_;
+};
+
+TEST_F(ServerTest, FourClientsAtOnceOnLocalAndRemoteWorkersMatchSerial) {
+  std::string workers = "ipc://" + dir_.File("workers.sock");
+  StartServer({"-j", "2", "--workers-listen", workers});
+  Child remote({WorkerBin(), "--connect", workers, "--name", "remote-1"}, "",
+               dir_.File("remote.err"));
+  std::vector<std::vector<std::string>> jobs = {
+      {"-i", dir_.File("in"), "--chunks", "7", "identity"},
+      {"-i", dir_.File("in"), "--chunks", "5", "exec", "--", "awk", "{print NR \": \" $2}"},
+      {"--range", "1:9999", "--chunks", "10", "product"},
+      {"-i", dir_.File("in"), "--chunks", "4", "--header", "sleep", "1"},
+  };
+  std::vector<std::future<RunResult>> clients;
+  for (const auto& job : jobs) {
+    clients.push_back(std::async(std::launch::async, [this, job] {
+      return Client(Args({"run", "-q"}, job),
+                    {.stdin_data = "", .timeout = milliseconds(60000), .env = {}});
+    }));
+  }
+  for (size_t i = 0; i < jobs.size(); ++i) {
+    RunResult r = clients[i].get();
+    ASSERT_EQ(r.exit_code, 0) << "job " << i << ": " << r.err << ReadFile(dir_.File("server.err"));
+    EXPECT_EQ(r.out, Serial(jobs[i])) << "job " << i;
+  }
+  // The workers stayed: no worker was started again or lost between the jobs.
+  std::string log = ReadFile(dir_.File("server.err"));
+  EXPECT_EQ(log.find("lost"), std::string::npos) << log;
+  EXPECT_EQ(remote.Wait(milliseconds(0)), -1) << "the remote worker left between jobs";
+  // Nothing is left of the jobs once their clients have their output.
+  EXPECT_EQ(CountLines(Client({"jobs"}).out), 1u);  // the header line
+}
+
+TEST_F(ServerTest, ADetachedJobIsListedAndItsOutputKeptUntilFetched) {
+  StartServer({"-j", "2"});
+  std::vector<std::string> job = {"-i", dir_.File("in"), "--chunks", "6", "exec", "--", "tac"};
+  RunResult detached = Client(Args({"run", "--detach"}, job));
+  ASSERT_EQ(detached.exit_code, 0) << detached.err;
+  std::string id = detached.out.substr(0, detached.out.find('\n'));
+  ASSERT_FALSE(id.empty());
+  std::string listed = WaitForJobs(id + " ");
+  EXPECT_NE(listed.find("tac"), std::string::npos) << listed;
+  RunResult status = Client({"status", id});
+  EXPECT_EQ(status.exit_code, 0) << status.err;
+  EXPECT_NE(status.out.find(id + " "), std::string::npos) << status.out;
+
+  RunResult waited = Client({"wait", id, "-o", dir_.File("out")});
+  ASSERT_EQ(waited.exit_code, 0) << waited.err;
+  EXPECT_EQ(ReadFile(dir_.File("out")), Serial(job));
+  // Fetched: the server let go of it.
+  RunResult again = Client({"output", id});
+  EXPECT_EQ(again.exit_code, 2);
+  EXPECT_NE(again.err.find("no job " + id), std::string::npos) << again.err;
+}
+
+TEST_F(ServerTest, AFailedJobReportsLikeALocalRunWithItsExitCode) {
+  StartServer({"-j", "1"});
+  RunResult r = Client({"run", "--range", "1:5", "--chunks", "2", "exec", "--", "sh", "-c",
+                        "echo broken >&2; exit 7"});
+  EXPECT_EQ(r.exit_code, 1) << r.err;
+  EXPECT_NE(r.err.find("broken"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("exit"), std::string::npos) << r.err;
+  EXPECT_EQ(r.out, "");
+}
+
+TEST_F(ServerTest, CtrlCOnTheClientCancelsItsJob) {
+  StartServer({"-j", "2"});
+  Child client({FanoutBin(), "run", "--server", endpoint_, "--range", "1:5", "--chunks", "4",
+                "exec", "--", "sh", "-c", "echo started >> " + dir_.File("started") + "; sleep 60"},
+               dir_.File("client.out"), dir_.File("client.err"));
+  ASSERT_TRUE(WaitForText(dir_.File("started"), "started", milliseconds(20000)));
+  client.Signal(SIGINT);
+  EXPECT_EQ(client.Wait(milliseconds(10000)), 130) << ReadFile(dir_.File("client.err"));
+  // The job ends on the server too: its commands are stopped, and it is done (130).
+  std::string listed = WaitForJobs("done (exit 130)");
+  EXPECT_NE(listed.find("done (exit 130)"), std::string::npos);
+  // `fanout cancel` does the same for a detached job.
+  RunResult detached = Client({"run", "--detach", "--range", "1:3", "exec", "--", "sleep", "60"});
+  ASSERT_EQ(detached.exit_code, 0) << detached.err;
+  std::string id = detached.out.substr(0, detached.out.find('\n'));
+  RunResult cancel = Client({"cancel", id});
+  EXPECT_EQ(cancel.exit_code, 0) << cancel.err;
+  RunResult waited = Client({"wait", id});
+  EXPECT_EQ(waited.exit_code, 130) << waited.err;
+  EXPECT_NE(waited.err.find("cancelled"), std::string::npos) << waited.err;
+}
+
+TEST_F(ServerTest, KilledServerRestartedOnItsStateFinishesTheJobWithoutRerunningChunks) {
+  std::string state = dir_.File("state");
+  StartServer({"-j", "2", "--state", state});
+  // Each chunk notes its first line in `ran`, then takes a while: 12 chunks, 2 at a time.
+  std::string ran = dir_.File("ran");
+  std::string command =
+      "t=$(mktemp); cat > $t; head -1 $t >> " + ran + "; sleep 0.2; cat $t; rm $t";
+  std::vector<std::string> job = {"-i", dir_.File("in"), "--chunks", "12", "exec", "--", "sh",
+                                  "-c", command};
+  RunResult detached = Client(Args({"run", "--detach"}, job));
+  ASSERT_EQ(detached.exit_code, 0) << detached.err;
+  std::string id = detached.out.substr(0, detached.out.find('\n'));
+  // Kill the server once at least 4 chunks have run (its journal holds them).
+  auto deadline = Clock::now() + milliseconds(30000);
+  while (CountLines(ReadFile(ran)) < 5 && Clock::now() < deadline) {
+    std::this_thread::sleep_for(milliseconds(10));  // polling a file, with a deadline
+  }
+  ASSERT_GE(CountLines(ReadFile(ran)), 5u);
+  server_->Signal(SIGKILL);
+  EXPECT_EQ(server_->Wait(milliseconds(5000)), 128 + SIGKILL);
+  size_t before = CountLines(ReadFile(ran));
+  // A client waiting across the restart gets the output when the job ends.
+  Child waiter({FanoutBin(), "wait", id, "--server", endpoint_, "-o", dir_.File("out")}, "",
+               dir_.File("waiter.err"));
+  StartServer({"-j", "2", "--state", state}, "server2.err");
+  EXPECT_EQ(waiter.Wait(milliseconds(60000)), 0)
+      << ReadFile(dir_.File("waiter.err")) << ReadFile(dir_.File("server2.err"));
+  // Every chunk ran once, but for those running at the kill (2 workers, 1 slot each): a
+  // restart that re-ran the finished ones would make it at least before + 12.
+  std::string runs = ReadFile(ran);
+  EXPECT_LE(CountLines(runs), 12u + 2u) << before << " before the kill:\n" << runs;
+  EXPECT_EQ(ReadFile(dir_.File("out")), Serial(job));  // (which adds its own 12 lines)
+  EXPECT_NE(ReadFile(dir_.File("server2.err")).find("recovered"), std::string::npos);
+}
+
+TEST_F(ServerTest, AWorkerKeyCannotSubmitAndAClientKeyCannotTakeChunks) {
+  for (const char* name : {"server", "client", "worker"}) {
+    RunResult r = testing::Run({FanoutBin(), "keygen", dir_.File(name)});
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+  }
+  std::filesystem::create_directory(dir_.File("clients"));
+  std::filesystem::create_directory(dir_.File("workers"));
+  std::filesystem::copy_file(dir_.File("client"), dir_.File("clients/client"));
+  std::filesystem::copy_file(dir_.File("worker"), dir_.File("workers/worker"));
+  server_ = std::make_unique<Child>(
+      std::vector<std::string>{FanoutBin(), "server", "--listen", "tcp://127.0.0.1:0",
+                               "--workers-listen", "tcp://127.0.0.1:0", "-j", "0", "--curve-secret",
+                               dir_.File("server_secret"), "--client-keys", dir_.File("clients"),
+                               "--authorized-keys", dir_.File("workers"), "--worker-bin",
+                               WorkerBin(), "-v"},
+      "", dir_.File("server.err"));
+  auto log = WaitForText(dir_.File("server.err"), "listening", milliseconds(20000));
+  ASSERT_TRUE(log);
+  // "server listening on tcp://127.0.0.1:P for clients, workers join tcp://127.0.0.1:Q"
+  auto endpoint_after = [&](const std::string& text, const std::string& lead) {
+    size_t at = text.find(lead);
+    if (at == std::string::npos) return std::string();
+    at += lead.size();
+    size_t end = text.find_first_of(" \n(", at);
+    return text.substr(at, end - at);
+  };
+  std::string clients = endpoint_after(*log, "listening on ");
+  ASSERT_FALSE(clients.empty()) << *log;
+  // The workers' port was chosen at bind: the server says where workers connect.
+  auto workers_log = WaitForText(dir_.File("server.err"), "--connect ", milliseconds(20000));
+  std::string workers = workers_log ? endpoint_after(*workers_log, "--connect ") : "";
+  ASSERT_FALSE(workers.empty()) << (workers_log ? *workers_log : "");
+
+  auto client = [&](const std::string& secret, std::vector<std::string> args) {
+    args.insert(args.begin() + 1, {"--server", clients, "--server-key", dir_.File("server"),
+                                   "--client-secret", dir_.File(secret)});
+    return testing::Run(Args({FanoutBin()}, args));
+  };
+  // A worker's key cannot submit: the handshake is refused, and the client says so.
+  RunResult refused = client("worker_secret", {"jobs"});
+  EXPECT_EQ(refused.exit_code, 1);
+  EXPECT_NE(refused.err.find("refused this client"), std::string::npos) << refused.err;
+  // A client's key cannot take chunks: the worker is refused at the workers' endpoint.
+  Child intruder({WorkerBin(), "--connect", workers, "--name", "intruder", "--curve-server-key",
+                  dir_.File("server"), "--curve-secret", dir_.File("client_secret")},
+                 "", dir_.File("intruder.err"));
+  EXPECT_TRUE(WaitForText(dir_.File("server.err"), "refused worker key", milliseconds(20000)))
+      << ReadFile(dir_.File("server.err"));
+  EXPECT_TRUE(WaitForText(dir_.File("intruder.err"), "refused", milliseconds(20000)))
+      << ReadFile(dir_.File("intruder.err"));
+  intruder.Signal(SIGKILL);
+  // The right keys work: a worker joins and a client's job runs on it.
+  Child worker({WorkerBin(), "--connect", workers, "--name", "w", "--curve-server-key",
+                dir_.File("server"), "--curve-secret", dir_.File("worker_secret")},
+               "", dir_.File("worker.err"));
+  RunResult ok = client("client_secret", {"run", "-q", "-i", dir_.File("in"), "identity"});
+  EXPECT_EQ(ok.exit_code, 0) << ok.err << ReadFile(dir_.File("server.err"));
+  EXPECT_EQ(ok.out, input_);
+  // A client sees only its own jobs: the worker key's "jobs" never got in; the client's
+  // listing is its own (empty now that it fetched its output).
+  EXPECT_EQ(CountLines(client("client_secret", {"jobs"}).out), 1u);
+}
+
+TEST_F(ServerTest, FlagsThatBelongToTheServerAreRefusedBeforeAnythingIsSent) {
+  StartServer({"-j", "1"});
+  for (std::vector<std::string> flags : {std::vector<std::string>{"--state", dir_.File("s")},
+                                         {"--plugin", "/tmp/x.so"},
+                                         {"--joblog", dir_.File("j")},
+                                         {"-j", "4"},
+                                         {"--mode", "threads"}}) {
+    RunResult r = Client(Args(Args({"run"}, flags), {"--range", "1:3", "identity"}));
+    EXPECT_EQ(r.exit_code, 2) << flags[0] << ": " << r.err;
+    EXPECT_NE(r.err.find(flags[0]), std::string::npos) << r.err;
+  }
+  // A tcp endpoint without CURVE is refused at start: any local user could submit.
+  RunResult open = testing::Run({FanoutBin(), "server", "--listen", "tcp://127.0.0.1:0"});
+  EXPECT_EQ(open.exit_code, 2);
+  EXPECT_NE(open.err.find("--client-keys"), std::string::npos) << open.err;
+  // The ipc socket is the server user's alone.
+  struct stat st {};
+  ASSERT_EQ(stat(dir_.File("server.sock").c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 077, 0u);
+}
+
+}  // namespace
+}  // namespace fanout::testing
