@@ -38,8 +38,9 @@ namespace {
 namespace fs = std::filesystem;
 using Json = nlohmann::json;
 
-// Writes `text` to `path` durably: a temporary beside it, fsync'd, renamed over it.
-Status WriteDurably(const std::string& path, const std::string& text) {
+// Writes `text` to `path` whole: a temporary beside it, renamed over it; fsync'd first
+// when `durable` (a journal under --state must survive a crash of the machine too).
+Status WriteWhole(const std::string& path, std::string_view text, bool durable) {
   std::string temp = path + ".tmp";
   int fd = open(temp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
   if (fd < 0) return Status::Error("cannot write '" + temp + "': " + std::strerror(errno));
@@ -54,7 +55,7 @@ Status WriteDurably(const std::string& path, const std::string& text) {
     }
     done += static_cast<size_t>(n);
   }
-  bool synced = fsync(fd) == 0;
+  bool synced = !durable || fsync(fd) == 0;
   close(fd);
   if (!synced || rename(temp.c_str(), path.c_str()) != 0) {
     return Status::Error("cannot write '" + path + "': " + std::strerror(errno));
@@ -145,6 +146,10 @@ class Server {
   // The server is stopping (SIGINT/SIGTERM, or destroyed): a job it interrupts is not done,
   // it resumes when a server starts again on the same --state. Under mu_.
   bool Leaving() const { return stopping_ || Interrupt::Requested(); }
+  // Writes a job's file; durably only with --state (else nothing outlives the server).
+  Status Keep(const std::string& path, std::string_view text) const {
+    return WriteWhole(path, text, !options_.state_dir.empty());
+  }
   std::string JobDir(uint64_t id) const { return root_ + "/jobs/" + std::to_string(id); }
   Status Open();
   void Recover();
@@ -335,7 +340,7 @@ void Server::RunOne(Job& job) {
   if (Leaving() && code == ExitCode::kInterrupted) return;  // the next server resumes it
   std::error_code ec;
   Json end = {{"exit", job.exit}, {"report", job.report}, {"summary", job.summary}};
-  if (Status s = WriteDurably(dir + "/done.json", end.dump()); !s.ok()) {
+  if (Status s = Keep(dir + "/done.json", end.dump()); !s.ok()) {
     Log().error("job {}: {}", job.id, s.message());
   }
   fs::remove_all(dir + "/state", ec);
@@ -402,14 +407,14 @@ void Server::OnSubmit(ClientMessage& m) {
   fs::create_directories(dir, ec);
   Status s = ec ? Status::Error("cannot create '" + dir + "': " + ec.message()) : Status::Ok();
   if (s.ok() && job->has_input) {
-    s = WriteDurably(dir + "/input", std::string(m.payload->data<char>(), m.payload->size()));
+    s = Keep(dir + "/input", std::string_view(m.payload->data<char>(), m.payload->size()));
   }
   Json spec = {{"args", job->args},
                {"submitter", job->submitter},
                {"submitted", job->submitted},
                {"workers", job->workers},
                {"input", job->has_input}};
-  if (s.ok()) s = WriteDurably(dir + "/job.json", spec.dump());
+  if (s.ok()) s = Keep(dir + "/job.json", spec.dump());
   if (!s.ok()) {
     fs::remove_all(dir, ec);
     return Error(m, "the server cannot keep the job: " + s.message(), ExitCode::kJobFailed);
@@ -447,7 +452,7 @@ void Server::OnMessage(ClientMessage& m) {
       job->exit = ToInt(ExitCode::kInterrupted);
       job->report = "fanout: cancelled before it started\n";
       Json end = {{"exit", job->exit}, {"report", job->report}, {"summary", ""}};
-      (void)WriteDurably(JobDir(job->id) + "/done.json", end.dump());
+      (void)Keep(JobDir(job->id) + "/done.json", end.dump());
       finished_.push_back(job->id);
       uint64_t one = 1;
       (void)!write(done_fd_, &one, sizeof one);
