@@ -14,6 +14,7 @@
 #include <set>
 
 #include "cli/bench.h"
+#include "cli/dashboard_hook.h"
 #include "cli/path_clash.h"
 #include "cli/run_report.h"
 #include "cli/server.h"
@@ -23,7 +24,6 @@
 #include "common/group_guard.h"
 #include "common/log.h"
 #include "common/units.h"
-#include "dashboard/dashboard.h"
 #include "engine/auto_mode.h"
 #include "engine/interrupt.h"
 #include "engine/job.h"
@@ -388,22 +388,6 @@ void AddRunOptions(CLI::App& run, JobConfig& config, RawFlags& raw) {
       ->capture_default_str();
 }
 
-Result<std::unique_ptr<Dashboard>> StartDashboard(const RawFlags& raw, const JobConfig& config) {
-  // The command line as a shell would take it: words with spaces or quotes are quoted.
-  std::string task = config.task;
-  for (const std::string& arg : config.args) {
-    bool plain = !arg.empty() && arg.find_first_of(" \t\n'\"\\$;&|<>*?") == std::string::npos;
-    std::string quoted;
-    for (char c : arg) quoted += c == '\'' ? std::string("'\\''") : std::string(1, c);
-    task += plain ? " " + arg : " '" + quoted + "'";
-  }
-  return Dashboard::Start({.address = raw.dashboard,
-                           .token_file = raw.dashboard_token,
-                           .linger_seconds = raw.dashboard_linger,
-                           .task = task,
-                           .mode = raw.mode});
-}
-
 // Commands die with the thread that started them (a coordinator killed with SIGKILL in
 // threads mode leaves none running), and what one leaves in its process group goes when it
 // exits (processes mode's workers do the same). What those commands start themselves
@@ -700,6 +684,9 @@ Examples:
   } catch (const CLI::ParseError& e) {
     return UsageError(e.what());
   }
+  if (run->parsed() && !raw.dashboard.empty() && raw.client.server.empty()) {
+    if (int code = ReexecForDashboard(argv); code >= 0) return code;
+  }
   if (bench->parsed()) return RunBench(bench_options);
   for (auto& [name, command] : client_commands) {
     if (command->parsed()) return ServerCommand(client, name, job_id, job_output);
@@ -747,13 +734,8 @@ Examples:
                         .summary = !config.quiet,
                         .report = (raw.report || terminal) && !config.quiet});
   if (raw.dashboard.empty()) return ToInt(RunJob(config, &reporter));
-  // After Interrupt::Install: the dashboard's threads inherit its blocked signals.
-  auto dashboard = StartDashboard(raw, config);
-  if (!dashboard.ok()) return UsageError(dashboard.status().message());
-  ObserverTee observers({&reporter, (*dashboard)->observer()});
-  ExitCode code = RunJob(config, &observers);
-  (*dashboard)->Linger();
-  return ToInt(code);
+  return RunJobWithDashboard({raw.dashboard, raw.dashboard_token, raw.dashboard_linger, raw.mode},
+                             config, reporter);
 }
 
 }  // namespace fanout
