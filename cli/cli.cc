@@ -553,6 +553,62 @@ int Keygen(const std::string& name) {
   return ToInt(ExitCode::kOk);
 }
 
+// A job for a server may not use the flags that touch the server's machine or its fleet:
+// they are the server's to decide. `run` has parsed the job's arguments.
+Status RefuseServerOnlyFlags(const CLI::App& run, const RawFlags& raw) {
+  static const std::set<std::string> kServerOnly = {"-j",
+                                                    "--joblog",
+                                                    "--state",
+                                                    "--resume",
+                                                    "--keep-state",
+                                                    "--heartbeat",
+                                                    "--liveness",
+                                                    "--slots",
+                                                    "--max-respawns",
+                                                    "--worker-bin",
+                                                    "--plugin",
+                                                    "--listen",
+                                                    "--min-workers",
+                                                    "--wait-timeout",
+                                                    "--curve-secret",
+                                                    "--authorized-keys",
+                                                    "--insecure",
+                                                    "--max-message",
+                                                    "--max-spool",
+                                                    "--local-input",
+                                                    "--stats-json",
+                                                    "--trace",
+                                                    "--dry-run",
+                                                    "--dashboard",
+                                                    "--dashboard-token",
+                                                    "--dashboard-linger",
+                                                    "--log-file",
+                                                    "--ok-exit"};
+  for (const CLI::Option* option : run.get_options()) {
+    if (option->count() == 0) continue;
+    for (const std::string& name : option->get_lnames()) {
+      if (!kServerOnly.count("--" + name)) continue;
+      return Status::Error("--" + name + " is not for a job on a server (" +
+                           (name == "ok-exit"
+                                ? "warm workers learn exit statuses once, when they join"
+                                : "the server decides it, or it names a file on its machine") +
+                           ")");
+    }
+    for (const std::string& name : option->get_snames()) {
+      if (kServerOnly.count("-" + name)) {
+        return Status::Error("-" + name +
+                             " is not for a job on a server (the server's -j "
+                             "decides its workers)");
+      }
+    }
+  }
+  if (raw.mode != "auto" && raw.mode != "processes") {
+    return Status::Error("--mode " + raw.mode +
+                         ": a server runs every job on its workers (auto or processes)");
+  }
+  return Status::Ok();
+}
+
 }  // namespace
 
 Status ParseServerJob(const std::vector<std::string>& args, JobConfig& config) {
@@ -566,52 +622,11 @@ Status ParseServerJob(const std::vector<std::string>& args, JobConfig& config) {
   } catch (const CLI::ParseError& e) {
     return Status::Error(e.what());
   }
-  // What touches the server's machine or its fleet is the server's to decide.
-  static const char* kServerOnly[] = {"-j",
-                                      "--joblog",
-                                      "--state",
-                                      "--resume",
-                                      "--keep-state",
-                                      "--heartbeat",
-                                      "--liveness",
-                                      "--slots",
-                                      "--max-respawns",
-                                      "--worker-bin",
-                                      "--plugin",
-                                      "--listen",
-                                      "--min-workers",
-                                      "--wait-timeout",
-                                      "--curve-secret",
-                                      "--authorized-keys",
-                                      "--insecure",
-                                      "--max-message",
-                                      "--max-spool",
-                                      "--local-input",
-                                      "--stats-json",
-                                      "--trace",
-                                      "--dry-run",
-                                      "--dashboard",
-                                      "--dashboard-token",
-                                      "--dashboard-linger",
-                                      "--log-file",
-                                      "--server",
-                                      "--detach",
-                                      "--server-key",
-                                      "--client-secret",
-                                      "--ok-exit"};
-  for (const char* flag : kServerOnly) {
-    if (run.count(flag) > 0) {
-      return Status::Error(std::string(flag) + " is not for a job on a server (" +
-                           (std::string(flag) == "--ok-exit"
-                                ? "warm workers learn exit statuses once, when they join"
-                                : "the server decides it, or it names a file on its machine") +
-                           ")");
-    }
+  if (!raw.client.server.empty() || raw.detach || !raw.client.server_key.empty() ||
+      !raw.client.client_secret.empty()) {
+    return Status::Error("a job on a server cannot name another server");
   }
-  if (raw.mode != "auto" && raw.mode != "processes") {
-    return Status::Error("--mode " + raw.mode +
-                         ": a server runs every job on its workers (auto or processes)");
-  }
+  if (Status s = RefuseServerOnlyFlags(run, raw); !s.ok()) return s;
   if (Status s = TakeTask(run, config); !s.ok()) return s;
   return Finish(raw, config);
 }
@@ -724,6 +739,8 @@ Examples:
   }
   if (Status s = SetupLogging(raw, config.quiet); !s.ok()) return UsageError(s.message());
   if (!raw.client.server.empty()) {
+    // The server would refuse these too: no need to reach it to say so.
+    if (Status s = RefuseServerOnlyFlags(*run, raw); !s.ok()) return UsageError(s.message());
     return SubmitToServer(raw.client, ServerJobArgs(argc, argv), config, raw.detach);
   }
   if (raw.detach) return UsageError("--detach needs --server ADDR");

@@ -204,11 +204,6 @@ std::string Row(const Json& job) {
 int SubmitToServer(const ServerClient& client, const std::vector<std::string>& args,
                    const JobConfig& parsed, bool detach) {
   Interrupt::Install();
-  // The job's own flags are checked here first: a usage error needs no server.
-  JobConfig check;
-  if (Status s = ParseServerJob(args, check); !s.ok()) {
-    return Fail(s.message() + " (see 'fanout run --help')");
-  }
   std::optional<std::string> input;
   if (!parsed.range) {
     if (parsed.input == "-" || parsed.input.empty()) {

@@ -83,6 +83,7 @@ struct Job {
   double submitted = 0;   // Unix time
   uint32_t workers = 0;   // the fleet's size when it was submitted: fixes the chunk plan
   bool has_input = false;
+  std::optional<JobConfig> config;  // parsed at submission (a recovered job: when it runs)
   State state = State::kQueued;
   int exit = 0;
   std::string report;   // the failure report (`fanout run`'s stderr lines)
@@ -296,8 +297,14 @@ void Server::RunOne(Job& job) {
   JobConfig config;
   std::string report;
   ExitCode code = ExitCode::kUsage;
-  if (Status s = ParseServerJob(job.args, config); !s.ok()) {
-    report = "fanout: " + s.message() + "\n";
+  Status parsed = Status::Ok();
+  if (job.config) {
+    config = *job.config;
+  } else {
+    parsed = ParseServerJob(job.args, config);
+  }
+  if (!parsed.ok()) {
+    report = "fanout: " + parsed.message() + "\n";
   } else {
     const JobConfig& fleet = options_.fleet;
     config.mode = Mode::kProcesses;
@@ -395,8 +402,8 @@ void Server::OnSubmit(ClientMessage& m) {
     job->args.push_back(a.get<std::string>());
   }
   // Refused now, not when it runs: the client's mistake is its usage error.
-  JobConfig check;
-  if (Status s = ParseServerJob(job->args, check); !s.ok()) return Error(m, s.message());
+  job->config.emplace();
+  if (Status s = ParseServerJob(job->args, *job->config); !s.ok()) return Error(m, s.message());
   job->submitter = m.user.empty() ? "local" : m.user;
   job->submitted = Now();
   job->workers = std::max<uint32_t>(1, options_.fleet.jobs);

@@ -49,9 +49,10 @@ struct ServerClient {
 };
 
 // `fanout run --server ...`: submits `args` (what `fanout run` takes, minus the client's own
-// flags) with the input `parsed` names (its -i or stdin; none for --range), then waits for
-// the job and writes its output to `parsed.output` and its report to stderr, returning the
-// job's exit code. `detach`: prints the job id and returns 0 once the server has it.
+// flags; the caller has refused the flags a server refuses) with the input `parsed` names (its -i
+// or stdin; none for --range), then waits for the job and writes its output to `parsed.output` and
+// its report to stderr, returning the job's exit code. `detach`: prints the job id and returns 0
+// once the server has it.
 int SubmitToServer(const ServerClient& client, const std::vector<std::string>& args,
                    const JobConfig& parsed, bool detach);
 
