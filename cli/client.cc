@@ -7,6 +7,7 @@
 #include <cerrno>
 #include <chrono>
 #include <cstdio>
+#include <cstring>
 #include <fstream>
 #include <iterator>
 
@@ -64,6 +65,17 @@ Status Connect(Connection& c, const ServerClient& client) {
   } else if (EndpointNeedsCurve(client.server)) {
     return Status::Error("--server " + client.server +
                          ": a tcp server needs --server-key and --client-secret (CURVE)");
+  }
+  if (client.server.rfind("ipc://", 0) == 0) {
+    // ZeroMQ would retry a refused ipc connection silently: say what is wrong now.
+    std::string path = client.server.substr(6);
+    if (access(path.c_str(), F_OK) != 0) {
+      return Status::Error("no server at " + client.server + " (no such socket)");
+    }
+    if (access(path.c_str(), W_OK) != 0) {
+      return Status::Error("cannot reach the server at " + client.server +
+                           ": its socket is another user's (" + std::strerror(errno) + ")");
+    }
   }
   c.socket.emplace(NewDealer(c.context, "", security));
   c.monitor.emplace(c.context, *c.socket);  // before connect: see NewDealer

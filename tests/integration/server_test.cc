@@ -6,16 +6,19 @@
 #include <gtest/gtest.h>
 #include <signal.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <chrono>
 #include <filesystem>
 #include <future>
 #include <memory>
+#include <nlohmann/json.hpp>
 #include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
+#include <zmq.hpp>
 
 #include "tests/support/test_support.h"
 
@@ -264,6 +267,65 @@ TEST_F(ServerTest, AWorkerKeyCannotSubmitAndAClientKeyCannotTakeChunks) {
   // A client sees only its own jobs: the worker key's "jobs" never got in; the client's
   // listing is its own (empty now that it fetched its output).
   EXPECT_EQ(CountLines(client("client_secret", {"jobs"}).out), 1u);
+}
+
+TEST_F(ServerTest, AHostileClientNeverCrashesTheServer) {
+  StartServer({"-j", "1"});
+  zmq::context_t context(1);
+  zmq::socket_t socket(context, zmq::socket_type::dealer);
+  socket.set(zmq::sockopt::linger, 0);
+  socket.connect(endpoint_);
+  auto send = [&](std::vector<std::string> frames) {
+    for (size_t i = 0; i < frames.size(); ++i) {
+      socket.send(zmq::buffer(frames[i]),
+                  i + 1 < frames.size() ? zmq::send_flags::sndmore : zmq::send_flags::none);
+    }
+  };
+  auto msgpack = [](const nlohmann::json& j) {
+    std::vector<uint8_t> b = nlohmann::json::to_msgpack(j);
+    return std::string(b.begin(), b.end());
+  };
+  send({"not msgpack at all"});
+  send({"a", "b", "c"});  // too many frames
+  send({msgpack({{"op", 7}})});
+  send({msgpack({1, 2, 3})});
+  send({msgpack({{"op", "status"}, {"id", 5}})});
+  send({msgpack({{"op", "submit"}, {"args", "identity"}})});
+  send({msgpack({{"op", "submit"}, {"args", {1, 2}}})});
+  send({msgpack({{"op", "submit"}, {"args", {"--chunks", "0", "identity"}}})});
+  send({msgpack({{"op", "output"}, {"id", "../../etc"}})});
+  send({msgpack({{"op", "cancel"}, {"id", "99999999999999999999999"}})});
+  send({msgpack({{"op", "nonsense"}})});
+  // Each well-framed request gets an error answer; the server lives and serves a job.
+  int errors = 0;
+  zmq::pollitem_t items[] = {{socket.handle(), 0, ZMQ_POLLIN, 0}};
+  while (zmq::poll(items, 1, std::chrono::milliseconds(2000)) > 0) {
+    zmq::message_t frame;
+    ASSERT_TRUE(socket.recv(frame));
+    auto answer = nlohmann::json::from_msgpack(frame.to_string_view(), true, false);
+    if (answer.is_object() && answer.value("op", "") == "error") ++errors;
+    if (errors == 7) break;
+  }
+  EXPECT_EQ(errors, 7);
+  // The frames that were no request at all are refused and logged, never answered.
+  EXPECT_NE(ReadFile(dir_.File("server.err")).find("refused a client message"), std::string::npos);
+  RunResult r = Client({"run", "-q", "-i", dir_.File("in"), "identity"});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.out, input_);
+  EXPECT_EQ(server_->Wait(milliseconds(0)), -1) << "the server died";
+}
+
+TEST_F(ServerTest, AnotherUserCannotReachTheServer) {
+  StartServer({"-j", "1"});
+  // The test's directory must let `nobody` reach the socket's name; the socket itself may not.
+  std::filesystem::permissions(dir_.path(), std::filesystem::perms::all);
+  if (geteuid() != 0 || access("/usr/bin/setpriv", X_OK) != 0) {
+    GTEST_SKIP() << "needs root and setpriv to act as nobody";
+  }
+  RunResult r = testing::Run({"/usr/bin/setpriv", "--reuid=65534", "--regid=65534",
+                              "--clear-groups", FanoutBin(), "jobs", "--server", endpoint_});
+  EXPECT_EQ(r.exit_code, 2) << r.err;
+  EXPECT_NE(r.err.find("another user"), std::string::npos) << r.err;
 }
 
 TEST_F(ServerTest, FlagsThatBelongToTheServerAreRefusedBeforeAnythingIsSent) {
