@@ -476,6 +476,10 @@ CLI::App* AddServerCommand(CLI::App& app, ServerFlags& flags) {
       ->check(CLI::Range(0u, 4096u));
   server->add_option("--slots", o.fleet.local_slots, "Chunks each local worker runs at once")
       ->check(CLI::Range(1u, 1024u));
+  server
+      ->add_option("--max-jobs", o.max_running,
+                   "Jobs that run at once, sharing the workers (default 32); more wait")
+      ->check(CLI::Range(1u, 4096u));
   server->add_option("--state", o.state_dir,
                      "Journal jobs in DIR: a server restarted on DIR continues unfinished jobs");
   server

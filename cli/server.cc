@@ -18,6 +18,7 @@
 #include <set>
 #include <stop_token>
 #include <thread>
+#include <utility>
 
 #include "cli/run_report.h"
 #include "cli/server_protocol.h"
@@ -184,7 +185,10 @@ class Server {
   std::vector<uint64_t> finished_;  // ended by the runner, not yet announced
   uint64_t next_id_ = 1;
   bool stopping_ = false;
-  std::thread runner_;
+  std::thread runner_;                       // RunnerMain
+  std::map<uint64_t, std::thread> threads_;  // one per running job
+  std::vector<uint64_t> ended_;              // jobs whose thread ended, to join
+  uint32_t running_ = 0;
 };
 
 Status Server::Open() {
@@ -267,28 +271,49 @@ void Server::Recover() {
   }
 }
 
+// Starts each queued job on a thread of its own, in submission order, while fewer than
+// --max-jobs run; the fleet shares the workers' slots among the running jobs. Joins the
+// threads of jobs that ended, and all of them when the server stops.
 void Server::RunnerMain() {
+  std::unique_lock lock(mu_);
   while (true) {
-    std::shared_ptr<Job> job;
-    {
-      std::unique_lock lock(mu_);
-      cv_.wait(lock, [&] { return stopping_ || !queue_.empty(); });
-      if (stopping_) return;
-      job = jobs_.at(queue_.front());
-      queue_.pop_front();
-      if (job->state != Job::State::kQueued) continue;  // cancelled while queued
-      job->state = Job::State::kRunning;
+    cv_.wait(lock, [&] {
+      return stopping_ || !ended_.empty() || (!queue_.empty() && running_ < options_.max_running);
+    });
+    for (uint64_t id : std::exchange(ended_, {})) {
+      std::thread ended = std::move(threads_.at(id));
+      threads_.erase(id);
+      lock.unlock();
+      ended.join();
+      lock.lock();
     }
-    RunOne(*job);
-    {
-      std::lock_guard lock(mu_);
-      if (Leaving() && job->exit == ToInt(ExitCode::kInterrupted)) return;  // resumes later
-      job->state = Job::State::kDone;
-      finished_.push_back(job->id);
-    }
-    uint64_t one = 1;
-    (void)!write(done_fd_, &one, sizeof one);
+    if (stopping_) break;
+    if (queue_.empty() || running_ >= options_.max_running) continue;
+    std::shared_ptr<Job> job = jobs_.at(queue_.front());
+    queue_.pop_front();
+    if (job->state != Job::State::kQueued) continue;  // cancelled while queued
+    job->state = Job::State::kRunning;
+    ++running_;
+    threads_[job->id] = std::thread([this, job] {
+      RunOne(*job);
+      {
+        std::lock_guard guard(mu_);
+        --running_;
+        ended_.push_back(job->id);
+        // A job the stopping server interrupted is not done: it resumes on the next start.
+        if (!(Leaving() && job->exit == ToInt(ExitCode::kInterrupted))) {
+          job->state = Job::State::kDone;
+          finished_.push_back(job->id);
+        }
+      }
+      cv_.notify_all();
+      uint64_t one = 1;
+      (void)!write(done_fd_, &one, sizeof one);
+    });
   }
+  std::map<uint64_t, std::thread> running = std::move(threads_);
+  lock.unlock();
+  for (auto& [id, thread] : running) thread.join();  // their jobs were asked to stop
 }
 
 // Runs one job on the fleet through the engine's RunJob, as `fanout run` would run it.

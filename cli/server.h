@@ -4,11 +4,12 @@
 // The server binds a ROUTER for clients (--listen) and keeps one WarmProcesses fleet
 // (engine/warm_processes.h): its local workers (-j) and the workers that connect to
 // --workers-listen. Clients submit a job as the arguments of `fanout run` plus its input;
-// a runner thread takes the queued jobs in submission order and runs each through the
-// engine's RunJob on the fleet (the same code path as a one-shot `fanout run`), and the
-// output goes back to the client that waits for it. Client and worker endpoints are two
-// sockets on purpose: each has its own authorized keys, so a worker key cannot submit and a
-// client key cannot take chunks, by construction.
+// a runner thread starts the queued jobs in submission order, each on a thread of its own
+// (up to --max-jobs at once), and each runs through the engine's RunJob on the fleet (the
+// same code path as a one-shot `fanout run`); the fleet shares its workers' slots among
+// the running jobs. The output goes back to the client that waits for it. Client and worker
+// endpoints are two sockets on purpose: each has its own authorized keys, so a worker key cannot
+// submit and a client key cannot take chunks, by construction.
 //
 // With --state DIR every job is journaled there (its arguments and input before the
 // submission is acknowledged, the finished chunks as the engine's --state, the output and
@@ -33,7 +34,8 @@ struct ServerOptions {
   // The fleet: workers_listen is config.listen, worker CURVE and authorized keys, --slots,
   // --worker-bin, heartbeat; config.jobs local workers.
   JobConfig fleet;
-  std::string state_dir;                     // --state: the journal; "" = a private temp dir
+  std::string state_dir;      // --state: the journal; "" = a private temp dir
+  uint32_t max_running = 32;  // --max-jobs: jobs that run at once; more wait in the queue
   std::optional<CurveKeyPair> client_curve;  // --curve-secret: the server's pair for clients
   std::vector<std::string> client_keys;      // --client-keys DIR: who may submit
 };
