@@ -1,9 +1,9 @@
 // WarmProcesses: a processes-mode event loop (event_loop.h) on a thread of its own whose
-// workers stay across jobs, for the library's Pool (and, later, a server): the first job
+// workers stay across jobs, for the library's Pool and `fanout server`: the first job
 // starts the local workers; later jobs find them connected and welcomed, so a one-chunk
-// job costs a message round trip instead of a process start. Between jobs the thread keeps
-// serving the workers (heartbeats, liveness, respawns), so they neither time out nor
-// reconnect.
+// job costs a message round trip instead of a process start. The thread serves the workers
+// throughout (heartbeats, liveness, respawns), with or without jobs, so they neither time
+// out nor reconnect.
 //
 // Jobs run side by side: each Run hands its job to the loop and blocks until that job ends
 // (its outcomes reach its ResultSink on the loop's thread); calls from several threads run
