@@ -41,7 +41,8 @@ struct EventLoop::IdleJob : ChunkObserver {
       : task{"", "", "", nullptr, nullptr, nullptr, nullptr},
         job{config, task, JobInput::FromBuffer(""), {}, {}},
         scheduler(0, config.scheduler),
-        sink(job, scheduler, *this, stats) {}
+        sink(job, scheduler, *this, stats),
+        active(job, scheduler, sink, stats, {}, nullptr) {}
   Status OnAccepted(uint64_t, Blob) override { return Status::Ok(); }
   Status OnFailed(uint64_t) override { return Status::Ok(); }
   TaskDef task;
@@ -49,6 +50,7 @@ struct EventLoop::IdleJob : ChunkObserver {
   Scheduler scheduler;
   RunStats stats;
   ResultSink sink;
+  ActiveJob active;
 };
 
 EventLoop::EventLoop(const JobConfig& config, uint32_t workers, bool warm, int wake_fd,
@@ -61,7 +63,7 @@ EventLoop::EventLoop(const JobConfig& config, uint32_t workers, bool warm, int w
       idle_(std::make_unique<IdleJob>(config)),
       heartbeat_(config.heartbeat),
       liveness_{config.heartbeat, config.liveness} {
-  BeginJob(idle_->job, idle_->scheduler, idle_->sink, idle_->stats);
+  Use(idle_->active);
 }
 
 EventLoop::~EventLoop() = default;
@@ -148,31 +150,43 @@ Status EventLoop::Start() {
   return Status::Ok();
 }
 
-void EventLoop::BeginJob(const PlannedJob& job, Scheduler& scheduler, ResultSink& sink,
-                         RunStats& stats) {
-  job_ = &job;
-  config_ = &job.config;
-  scheduler_ = &scheduler;
-  dispatcher_.emplace(scheduler);
-  sink_ = &sink;
-  stats_ = &stats;
-  if (&job == &idle_->job) {
-    wait_.reset();
-    return;
-  }
-  wait_.emplace(config_->wait_timeout, config_->min_workers, !config_->listen.empty(),
-                clock_.Now());
-  error_.clear();
-  dispatching_ = false;
-  joined_.clear();
+void EventLoop::Use(ActiveJob& job) {
+  cur_ = &job;
+  job_ = job.job;
+  config_ = &job.job->config;
+  scheduler_ = job.scheduler;
+  dispatcher_ = &job.dispatcher;
+  sink_ = job.sink;
+  stats_ = job.stats;
+}
+
+EventLoop::ActiveJob& EventLoop::Primary() { return jobs_.empty() ? idle_->active : jobs_.front(); }
+
+void EventLoop::Admit(const PlannedJob& job, Scheduler& scheduler, ResultSink& sink,
+                      RunStats& stats, std::stop_token stop, JobDone done) {
+  auto it =
+      jobs_.emplace(jobs_.end(), job, scheduler, sink, stats, std::move(stop), std::move(done));
+  ActiveJob& active = *it;
+  active.seq = next_seq_++;
+  active.wire_base = next_wire_;
+  next_wire_ += job.chunks.size();
+  if (!job.chunks.empty()) by_wire_[active.wire_base] = it;  // an empty range routes nothing
+  Use(active);
+  active.wait.emplace(config_->wait_timeout, config_->min_workers, !config_->listen.empty(),
+                      clock_.Now());
   // A warm loop's workers said HELLO before this job's input existed: none maps it.
   input_path_ = config_->local_input_by_ref && !warm_ ? LocalInputPath(job.input) : "";
-  // No more local workers than can have work (each takes --slots chunks at once), unless
-  // --min-workers needs them; they start from the loop (SpawnSome). A warm loop keeps
-  // those it has.
-  uint32_t slots = std::max<uint32_t>(config_->local_slots, 1);
-  uint64_t useful = (scheduler.queued() + slots - 1) / slots;
-  if (config_->listen.empty()) useful = std::max<uint64_t>(useful, config_->min_workers);
+  // No more local workers than the running jobs can keep busy (each worker takes --slots
+  // chunks at once), unless --min-workers needs them; they start from the loop
+  // (SpawnSome). A warm loop keeps those it has.
+  uint64_t useful = 0;
+  for (const ActiveJob& j : jobs_) {
+    const JobConfig& c = j.job->config;
+    uint32_t slots = std::max<uint32_t>(c.local_slots, 1);
+    uint64_t mine = (j.scheduler->queued() + slots - 1) / slots;
+    if (c.listen.empty()) mine = std::max<uint64_t>(mine, c.min_workers);
+    useful += mine;
+  }
   auto want = static_cast<uint32_t>(std::min<uint64_t>(max_local_, std::max<uint64_t>(useful, 1)));
   // Each job gets a fresh respawn budget (a job that killed its workers does not doom the
   // next one), and workers lost for good in an earlier job are started again.
@@ -180,11 +194,11 @@ void EventLoop::BeginJob(const PlannedJob& job, Scheduler& scheduler, ResultSink
   stats.workers = locals_->wanted();
   for (auto& [id, peer] : peers_) JoinJob(peer);
   stats.telemetry.workers_running = static_cast<uint32_t>(peers_.size());
+  FillAll(clock_.Now());  // a warm loop's workers are there already: work goes out now
 }
 
 void EventLoop::JoinJob(Peer& peer) {
-  peer.in_job = false;
-  if (job_ == &idle_->job) return;
+  if (cur_ == &idle_->active || peer.leaving) return;
   if (std::find(peer.tasks.begin(), peer.tasks.end(), config_->task) == peer.tasks.end()) {
     // Local workers all run the same program: none of them will ever have the task.
     if (peer.local && config_->listen.empty()) {
@@ -193,40 +207,89 @@ void EventLoop::JoinJob(Peer& peer) {
     }
     return;
   }
-  peer.in_job = true;
   stats_->telemetry.SetWorker(peer.index, {peer.name, peer.host, peer.slots});
   scheduler_->AddWorker(peer.index, peer.slots, peer.slots + kMaxPrefetch, peer.starts);
   // Local workers are counted when started; every other worker once, when it first joins.
-  if (!peer.local && joined_.insert(peer.name + "@" + peer.host).second) ++stats_->workers;
+  if (!peer.local && cur_->joined.insert(peer.name + "@" + peer.host).second) ++stats_->workers;
 }
 
-void EventLoop::EndJob() {
-  while (!in_flight_.empty()) {
-    auto [chunk, attempt] = in_flight_.begin()->first;
+std::optional<ModeResult> EventLoop::Ended() {
+  if (scheduler_->Finished() || scheduler_->Aborted()) return ModeResult::Completed();
+  if (!cur_->error.empty()) return ModeResult::Failed(cur_->error);
+  if (Interrupt::Requested() || cur_->stop.requested()) return ModeResult::Interrupted();
+  auto now = clock_.Now();
+  WorkerState workers = Workers();
+  if (std::string why = cur_->wait->Expired(now, workers); !why.empty()) {
+    return ModeResult::Failed(why);
+  }
+  if (std::string why = Stranded(now, workers); !why.empty()) return ModeResult::Failed(why);
+  if (workers.joined == 0 && !workers.starting && !workers.respawn_pending &&
+      config_->listen.empty()) {
+    return ModeResult::Failed("no worker left (" + last_loss_ + "; " + locals_->Ended() + ")");
+  }
+  return std::nullopt;
+}
+
+void EventLoop::EndJobs() {
+  for (auto it = jobs_.begin(); it != jobs_.end();) {
+    auto next = std::next(it);
+    Use(*it);
+    if (auto result = Ended()) EndJob(it, std::move(*result));
+    it = next;
+  }
+  Use(Primary());
+}
+
+void EventLoop::EndJob(std::list<ActiveJob>::iterator job, ModeResult result) {
+  Use(*job);
+  if (!cur_->error.empty() && result.kind == ModeResult::Kind::kCompleted) {
+    result = ModeResult::Failed(cur_->error);
+  }
+  while (!cur_->in_flight.empty()) {
+    auto [chunk, attempt] = cur_->in_flight.begin()->first;
     // A warm loop's workers stay: what they still run of this job is cancelled (their
-    // results, should they come, are an earlier job's and dropped: ToJob).
-    if (Peer* peer = warm_ ? peers_.Find(in_flight_.begin()->second.first) : nullptr) {
-      SendTo(*router_, peer->id, Cancel{chunk + wire_base_, attempt});
+    // results, should they come, are an ended job's and dropped: Route).
+    if (Peer* peer = warm_ ? peers_.Find(cur_->in_flight.begin()->second.first) : nullptr) {
+      SendTo(*router_, peer->id, Cancel{chunk + cur_->wire_base, attempt});
     }
     EndAttempt(chunk, attempt, "abandoned: the job ended");
   }
   rejects_.Flush();
   if (dispatcher_->steals() > 0)
     Log().debug("{} attempts taken back by idle workers", dispatcher_->steals());
-  wire_base_ += job_->chunks.size();
-  BeginJob(idle_->job, idle_->scheduler, idle_->sink, idle_->stats);
+  JobDone done = std::move(job->done);
+  if (auto w = by_wire_.find(job->wire_base); w != by_wire_.end() && w->second == job) {
+    by_wire_.erase(w);
+  }
+  jobs_.erase(job);
+  Use(Primary());
+  if (done) done(std::move(result));
 }
 
-Clock::time_point EventLoop::NextWakeup(Clock::time_point now) const {
+void EventLoop::Abandon(const ModeResult& result) {
+  while (!jobs_.empty()) {
+    JobDone done = std::move(jobs_.front().done);
+    jobs_.pop_front();
+    if (done) done(result);
+  }
+  by_wire_.clear();
+  Use(idle_->active);
+}
+
+Clock::time_point EventLoop::NextWakeup(Clock::time_point now) {
   Clock::time_point wake = next_heartbeat_;
   if (auto at = peers_.NextSilence(liveness_)) wake = std::min(wake, *at);
-  if (auto d = scheduler_->NextDeadline()) wake = std::min(wake, *d);
   if (auto at = locals_->NextDeadline(now)) wake = std::min(wake, *at);
-  if (auto at = wait_ ? wait_->NextDeadline(now) : std::nullopt) wake = std::min(wake, *at);
+  for (ActiveJob& j : jobs_) {
+    if (auto d = j.scheduler->NextDeadline()) wake = std::min(wake, *d);
+    if (auto at = j.wait->NextDeadline(now)) wake = std::min(wake, *at);
+  }
   return std::max(wake, now);
 }
 
-void EventLoop::Step(Clock::time_point now, const std::vector<zmq::pollitem_t>& items) {
+void EventLoop::Step(Clock::time_point now, const std::vector<zmq::pollitem_t>& items,
+                     size_t children) {
+  Use(Primary());
   // Silence is judged only once every message that arrived is read: a backlog built up
   // while this loop was busy must not count against the peers that sent it.
   bool drained = true;
@@ -239,7 +302,7 @@ void EventLoop::Step(Clock::time_point now, const std::vector<zmq::pollitem_t>& 
         break;
       }
       if (auto* bad = std::get_if<Rejected>(&got)) {
-        ++stats_->rejected_messages;
+        ++Primary().stats->rejected_messages;
         rejects_.Warn("malformed message", "dropped a malformed message: " + bad->reason);
         if (Peer* peer = peers_.FindRoute(bad->peer)) peer->last_seen = now;
         continue;
@@ -247,12 +310,15 @@ void EventLoop::Step(Clock::time_point now, const std::vector<zmq::pollitem_t>& 
       OnMessage(std::get<Envelope>(got), now);
     }
   }
-  for (size_t i = 4; i < items.size(); ++i) {  // after the socket, interrupt, wake and stop
+  for (size_t i = children; i < items.size(); ++i) {
     if (items[i].revents == 0) continue;
     if (auto exit = launcher_->Reap(items[i].fd)) OnChildExit(*exit, now);
   }
-  SendCancels(scheduler_->ExpireAttempts(now), "timed out");
-  Note(sink_->SyncFailures());
+  for (ActiveJob& j : jobs_) {
+    Use(j);
+    SendCancels(scheduler_->ExpireAttempts(now), "timed out");
+    Note(sink_->SyncFailures());
+  }
   rejects_.Tick();
   if (drained) CheckLiveness(now);
   SuperviseLocals(now, drained);
@@ -261,7 +327,11 @@ void EventLoop::Step(Clock::time_point now, const std::vector<zmq::pollitem_t>& 
     next_heartbeat_ = now + heartbeat_;
   }
   FillAll(now);
-  Note(sink_->Flush());
+  for (ActiveJob& j : jobs_) {
+    Use(j);
+    Note(sink_->Flush());
+  }
+  Use(Primary());
 }
 
 void EventLoop::FillAll(Clock::time_point now) {
@@ -270,59 +340,36 @@ void EventLoop::FillAll(Clock::time_point now) {
   }
 }
 
-ModeResult EventLoop::Loop(const std::function<std::optional<ModeResult>()>& stop) {
+void EventLoop::Loop(const std::function<bool()>& stop) {
   for (;;) {
-    if (auto result = stop()) return *result;
+    EndJobs();
+    if (stop()) return;
     std::vector<zmq::pollitem_t> items;
     items.push_back({router_->handle(), 0, ZMQ_POLLIN, 0});
     items.push_back(
         {nullptr, Interrupt::fd(), static_cast<short>(Interrupt::fd() >= 0 ? ZMQ_POLLIN : 0), 0});
     items.push_back({nullptr, wake_fd_, static_cast<short>(wake_fd_ >= 0 ? ZMQ_POLLIN : 0), 0});
-    items.push_back({nullptr, stop_fd_, static_cast<short>(stop_fd_ >= 0 ? ZMQ_POLLIN : 0), 0});
+    for (const ActiveJob& j : jobs_) {
+      if (j.stop.fd() >= 0) items.push_back({nullptr, j.stop.fd(), ZMQ_POLLIN, 0});
+    }
+    size_t children = items.size();
     for (int fd : launcher_->fds()) items.push_back({nullptr, fd, ZMQ_POLLIN, 0});
     auto now = clock_.Now();
     auto wait = std::chrono::duration_cast<milliseconds>(NextWakeup(now) - now) + milliseconds(1);
     PollOnce(items.data(), items.size(), wait);
-    Step(clock_.Now(), items);
+    Step(clock_.Now(), items, children);
   }
 }
+
+void EventLoop::Serve(const std::function<bool()>& done) { Loop(done); }
 
 ModeResult EventLoop::RunJob(const PlannedJob& job, Scheduler& scheduler, ResultSink& sink,
                              RunStats& stats, std::stop_token stop) {
-  StopFd stopped(std::move(stop));  // polled beside Interrupt::fd(): a cancel ends it alike
-  stop_fd_ = stopped.fd();
-  BeginJob(job, scheduler, sink, stats);
-  FillAll(clock_.Now());  // a warm loop's workers are there already: work goes out now
-  ModeResult result = Loop([&]() -> std::optional<ModeResult> {
-    if (scheduler_->Finished() || scheduler_->Aborted()) return ModeResult::Completed();
-    if (!error_.empty()) return ModeResult::Failed(error_);
-    if (Interrupt::Requested() || stopped.requested()) return ModeResult::Interrupted();
-    auto now = clock_.Now();
-    WorkerState workers = Workers();
-    if (std::string why = wait_->Expired(now, workers); !why.empty()) {
-      return ModeResult::Failed(why);
-    }
-    if (std::string why = Stranded(now, workers); !why.empty()) return ModeResult::Failed(why);
-    if (workers.joined == 0 && !workers.starting && !workers.respawn_pending &&
-        config_->listen.empty()) {
-      return ModeResult::Failed("no worker left (" + last_loss_ + "; " + locals_->Ended() + ")");
-    }
-    return std::nullopt;
-  });
-  if (!error_.empty() && result.kind == ModeResult::Kind::kCompleted) {
-    result = ModeResult::Failed(error_);
-  }
-  stop_fd_ = -1;
-  EndJob();
+  std::optional<ModeResult> result;
+  Admit(job, scheduler, sink, stats, std::move(stop), [&](ModeResult r) { result = std::move(r); });
+  Serve([&] { return result.has_value(); });
   if (!warm_) Stop();
-  return result;
-}
-
-void EventLoop::Idle(const std::function<bool()>& done) {
-  Loop([&]() -> std::optional<ModeResult> {
-    if (done()) return ModeResult::Completed();
-    return std::nullopt;
-  });
+  return *result;
 }
 
 void EventLoop::Stop() {

@@ -14,13 +14,19 @@
 namespace fanout::internal {
 
 bool EventLoop::Dispatching() {
-  if (dispatching_) return true;
-  size_t in_job = peers_.in_job();
+  if (cur_->dispatching) return true;
+  size_t in_job = scheduler_->worker_count();
   if (in_job >= std::max<uint32_t>(config_->min_workers, 1)) {
-    dispatching_ = true;
+    cur_->dispatching = true;
     if (config_->min_workers > 1) Log().info("{} workers joined; dispatching", in_job);
   }
-  return dispatching_;
+  return cur_->dispatching;
+}
+
+uint32_t EventLoop::LiveOn(WorkerIndex worker) const {
+  uint32_t live = 0;
+  for (const ActiveJob& j : jobs_) live += j.scheduler->live_attempts(worker);
+  return live;
 }
 
 uint64_t EventLoop::IdleSlotsElsewhere(const Peer& self) const {
@@ -28,8 +34,8 @@ uint64_t EventLoop::IdleSlotsElsewhere(const Peer& self) const {
   size_t local_joined = peers_.local();
   for (const auto& [id, p] : peers_) {
     // A leaving one takes nothing, nor one without the job's task.
-    if (&p == &self || !p.in_job || scheduler_->Draining(p.index)) continue;
-    uint32_t live = scheduler_->live_attempts(p.index);
+    if (&p == &self || !InJob(p) || scheduler_->Draining(p.index)) continue;
+    uint32_t live = LiveOn(p.index);  // every job's attempts fill its slots
     if (live < p.slots) idle += p.slots - live;
   }
   // Local workers started but not joined, and those still to start, each with its slots:
@@ -47,8 +53,9 @@ bool EventLoop::Batchable(const Peer& peer, uint64_t chunk) {
 
 bool EventLoop::SendTask(const Peer& peer, const Assignment& a) {
   const ChunkSpec& chunk = job_->chunks[a.chunk];
-  TaskMsg msg{job_id_,       a.chunk + wire_base_, a.attempt,    config_->task,
-              config_->args, chunk.range,          chunk.records};
+  TaskMsg msg{
+      job_id_,      a.chunk + cur_->wire_base, a.attempt, config_->task, config_->args, chunk.range,
+      chunk.records};
   // By reference: offsets into the input file, which the worker maps (the header is the
   // file's first bytes). Else the bytes are read into the frame here (CopyOut): a frame
   // pointing into the mapping would be read by ZeroMQ's I/O threads, which block every
@@ -74,7 +81,7 @@ bool EventLoop::SendBatch(const Peer& peer, PendingBatch& batch) {
     sent = SendTask(peer, Assignment{msg.chunks[0], msg.attempts[0], false});
   } else if (!msg.chunks.empty()) {
     // Short chunks are copied into one frame: a copy of a few KiB costs less than a frame.
-    for (uint64_t& chunk : msg.chunks) chunk += wire_base_;
+    for (uint64_t& chunk : msg.chunks) chunk += cur_->wire_base;
     zmq::message_t payload(batch.total);
     char* to = static_cast<char*>(payload.data());
     for (std::string_view b : batch.bytes) to = std::copy(b.begin(), b.end(), to);
@@ -86,44 +93,64 @@ bool EventLoop::SendBatch(const Peer& peer, PendingBatch& batch) {
   msg.bytes.clear();
   batch.bytes.clear();
   batch.total = 0;
+  batch.storage.clear();
   return sent;
 }
 
 void EventLoop::Fill(Peer& peer, Clock::time_point now) {
-  if (!peer.in_job || !Dispatching()) return;
-  PendingBatch batch;
-  batch.msg.job_id = job_id_;
-  batch.msg.task = config_->task;
-  batch.msg.args = config_->args;
-  std::string header_storage;
-  std::deque<std::string> storage;  // --header: each batched chunk's header + bytes (stable)
+  Restore restore(*this);
+  // A worker's credits (slots + prefetch, Dispatcher) count every job's attempts on it, and
+  // each free one goes to the job with the fewest attempts out (the oldest of equals), so a
+  // short job gets the next free slot beside a long one that holds them all. A job that has
+  // nothing for this peer now (no task, --min-workers, nothing queued or to steal) is passed
+  // over until the next Fill.
+  for (ActiveJob& j : jobs_) {
+    Use(j);
+    j.filled = !cur_->error.empty() || !InJob(peer) || !Dispatching();
+  }
   bool reachable = true;
   auto idle_elsewhere = [&] { return IdleSlotsElsewhere(peer); };
-  while (error_.empty() && reachable) {
-    auto d = dispatcher_->Next(peer.index, peer.slots, now, idle_elsewhere);
-    if (!d) break;
+  while (reachable) {
+    ActiveJob* next = nullptr;
+    for (ActiveJob& j : jobs_) {
+      if (!j.filled && (!next || j.in_flight.size() < next->in_flight.size())) next = &j;
+    }
+    if (!next) break;
+    Use(*next);
+    uint32_t others = LiveOn(peer.index) - scheduler_->live_attempts(peer.index);
+    auto d = dispatcher_->Next(peer.index, peer.slots, now, idle_elsewhere, others);
+    if (!d) {
+      next->filled = true;
+      continue;
+    }
     const Assignment* a = &d->assignment;
     if (d->stolen_from) {
       // It never started: it goes as if never sent (no span, no joblog line), and a result
       // that crosses the CANCEL is a late duplicate.
       const CancelOrder& from = *d->stolen_from;
-      in_flight_.erase({from.chunk, from.attempt});
+      cur_->in_flight.erase({from.chunk, from.attempt});
       if (Peer* victim = peers_.Find(from.worker)) {
         Log().debug("chunk {} attempt {} taken back from {} for {}", from.chunk, from.attempt,
                     victim->name, peer.name);
-        SendTo(*router_, victim->id, Cancel{from.chunk + wire_base_, from.attempt});
+        SendTo(*router_, victim->id, Cancel{from.chunk + cur_->wire_base, from.attempt});
       }
     }
     Log().debug("chunk {} attempt {}{} -> {}", a->chunk, a->attempt,
                 a->speculative ? " (speculative)" : "", peer.name);
-    in_flight_[{a->chunk, a->attempt}] = {peer.index, stats_->telemetry.Now()};
+    cur_->in_flight[{a->chunk, a->attempt}] = {peer.index, stats_->telemetry.Now()};
     stats_->telemetry.RecordStart(a->chunk, a->attempt, peer.index);
+    PendingBatch& batch = cur_->batch;
     if (!Batchable(peer, a->chunk)) {
       reachable = SendBatch(peer, batch) && SendTask(peer, *a);
       continue;
     }
-    std::string_view bytes = job_->Payload(a->chunk, header_storage);
-    if (!job_->header.empty()) bytes = storage.emplace_back(bytes);
+    if (batch.msg.chunks.empty()) {
+      batch.msg.job_id = job_id_;
+      batch.msg.task = config_->task;
+      batch.msg.args = config_->args;
+    }
+    std::string_view bytes = job_->Payload(a->chunk, batch.header_storage);
+    if (!job_->header.empty()) bytes = batch.storage.emplace_back(bytes);
     batch.msg.chunks.push_back(a->chunk);
     batch.msg.attempts.push_back(a->attempt);
     batch.msg.records.push_back(job_->chunks[a->chunk].records);
@@ -132,10 +159,16 @@ void EventLoop::Fill(Peer& peer, Clock::time_point now) {
     batch.total += bytes.size();
     if (batch.msg.chunks.size() >= peer.batch || batch.total >= kBatchBytes) {
       reachable = SendBatch(peer, batch);
-      storage.clear();
     }
   }
-  if (reachable) reachable = SendBatch(peer, batch);
+  for (ActiveJob& j : jobs_) {
+    Use(j);
+    if (reachable) {
+      reachable = SendBatch(peer, j.batch);
+    } else {
+      j.batch = PendingBatch{};  // its attempts go back to the queue with the peer, below
+    }
+  }
   // Its routing id is gone (it reconnected, or died): a local one gets kJoinGrace to come
   // back before it is stopped.
   if (!reachable) LoseWorker(peer.index, "is unreachable", now, /*kill=*/false);

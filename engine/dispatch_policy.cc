@@ -39,8 +39,9 @@ bool Dispatcher::Stealing() {
 }
 
 std::optional<Dispatch> Dispatcher::Next(WorkerIndex worker, uint32_t slots, TimePoint now,
-                                         const std::function<uint64_t()>& idle_elsewhere) {
-  uint32_t live = scheduler_.live_attempts(worker);
+                                         const std::function<uint64_t()>& idle_elsewhere,
+                                         uint32_t others) {
+  uint32_t live = scheduler_.live_attempts(worker) + others;
   // A prefetch (an attempt queued behind the running ones) only while there is more work
   // than idle slots elsewhere: with few chunks, an idle worker must not wait behind a
   // busy one, nor one still joining behind the first to join.

@@ -42,10 +42,12 @@ class Dispatcher {
   // The next attempt for `worker` (`slots` running slots), or nothing. `idle_elsewhere`
   // returns the free slots of every other worker, counting each worker expected but not
   // joined yet with all its slots; it is called only when a prefetch is considered.
-  // Call repeatedly until nothing comes back. All attempts must be issued through here
-  // (not Scheduler::Next directly).
+  // `others`: attempts of other jobs (other Schedulers) on the worker, which take its
+  // slots and credits as this job's own do. Call repeatedly until nothing comes back. All
+  // attempts must be issued through here (not Scheduler::Next directly).
   std::optional<Dispatch> Next(WorkerIndex worker, uint32_t slots, TimePoint now,
-                               const std::function<uint64_t()>& idle_elsewhere);
+                               const std::function<uint64_t()>& idle_elsewhere,
+                               uint32_t others = 0);
 
   // Attempts a worker with `slots` may queue beyond them: slots until something is
   // measured, then enough to cover `pipeline` of work per slot (at most max_prefetch).

@@ -8,16 +8,22 @@
 //                       (dispatch_policy.h: when, prefetch, stealing)
 //   results             ResultSink (job.h: vetting, --state, the assembler or observer)
 // The loop owns the socket, the launcher and the clock, turns messages and child exits
-// into calls on those classes and their decisions into messages. Its members are defined
-// across coordinator.cc (start-up, the loop, a job's beginning and end), peers.cc (what
-// workers say: HELLO, results, exits, liveness) and dispatch.cc (what goes to them: TASK,
-// TASKS). Internal to engine/. One thread; not thread-safe.
+// into calls on those classes and their decisions into messages. Several jobs may run at
+// once on the same workers (a warm loop's): each keeps its plan, Scheduler, Dispatcher,
+// sink, stats and waits in an ActiveJob, the loop points its per-job paths at one of them
+// at a time (Use), and a worker's free slots go to the job with the fewest attempts out
+// (Fill). Its members are defined across coordinator.cc (start-up, the loop, a job's
+// beginning and end), peers.cc (what workers say: HELLO, results, exits, liveness) and
+// dispatch.cc (what goes to them: TASK, TASKS). Internal to engine/. One thread; not
+// thread-safe.
 #pragma once
 
 #include <algorithm>
 #include <chrono>
 #include <cstdint>
+#include <deque>
 #include <functional>
+#include <list>
 #include <map>
 #include <memory>
 #include <optional>
@@ -41,6 +47,7 @@
 #include "engine/planned_job.h"
 #include "engine/private_dir.h"
 #include "engine/result_sink.h"
+#include "engine/stop_fd.h"
 #include "engine/worker_policy.h"
 
 namespace fanout::internal {
@@ -61,26 +68,39 @@ std::string NewJobId();
 
 class EventLoop {
  public:
+  // Called on the loop's thread when an admitted job ends, once the loop is done with the
+  // job's objects (they may be destroyed from then on).
+  using JobDone = std::function<void(ModeResult)>;
+
   // `config` holds what every job of this loop shares (endpoints, security, local workers'
   // flags, heartbeat); it must outlive the loop. At most `workers` local workers are
-  // started; each job starts as many more as it has work for. `warm`: the workers stay
-  // across jobs (RunJob may be called again; Stop ends them); else RunJob's end stops them.
-  // `wake_fd` (-1: none) is polled with the socket, so another thread can end Idle.
-  // Time comes from `clock` (which must outlive the loop).
+  // started; the jobs running start as many as they together have work for. `warm`: the
+  // workers stay across jobs (Stop ends them); else RunJob's end stops them. `wake_fd` (-1:
+  // none) is polled with the socket, so another thread can end a Serve turn. Time comes
+  // from `clock` (which must outlive the loop).
   EventLoop(const JobConfig& config, uint32_t workers, bool warm = false, int wake_fd = -1,
             const Clock& clock = Clock::Steady());
   ~EventLoop();
 
   // Binds the socket and prepares the local workers' launcher. Call once, first.
   Status Start();
-  // Runs one job until its scheduler finishes or aborts, it is interrupted or it fails.
-  // The job's objects must outlive the call. `stop`: see RunProcesses (coordinator.h); a
-  // warm loop's workers stay.
+  // Adds a job to those running on the workers (only one on a loop that is not warm): from
+  // now on it shares their slots with the others (Fill) until its scheduler finishes or
+  // aborts, its `stop` is requested (see RunProcesses, coordinator.h), it fails or the loop
+  // is interrupted; then `done` says how. The job's objects must stay until then. Jobs end
+  // only while Serve runs.
+  void Admit(const PlannedJob& job, Scheduler& scheduler, ResultSink& sink, RunStats& stats,
+             std::stop_token stop, JobDone done);
+  // Serves the workers and the running jobs (heartbeats, liveness, respawns, dispatch) until
+  // `done` (checked after every wake-up, e.g. by wake_fd, and may call Admit) returns true.
+  void Serve(const std::function<bool()>& done);
+  // Ends every running job at once with `result`, without a word to their workers (after a
+  // throw, when the loop's state is unknown).
+  void Abandon(const ModeResult& result);
+  // Admit, then Serve until that job ends (and Stop unless warm). The job's objects must
+  // outlive the call.
   ModeResult RunJob(const PlannedJob& job, Scheduler& scheduler, ResultSink& sink, RunStats& stats,
                     std::stop_token stop = {});
-  // Between jobs of a warm loop: serves the workers (heartbeats, liveness, respawns) until
-  // `done` (checked after every wake-up, e.g. by wake_fd) returns true.
-  void Idle(const std::function<bool()>& done);
   // Tells every worker to stop and stops the local ones. RunJob does it itself unless warm.
   void Stop();
 
@@ -90,51 +110,109 @@ class EventLoop {
     TaskBatch msg;
     std::vector<std::string_view> bytes;
     size_t total = 0;
+    std::string header_storage;
+    std::deque<std::string> storage;  // --header: each batched chunk's header + bytes (stable)
+  };
+  // One job the loop runs, with what is its own. Between jobs the loop points at an idle
+  // job with no chunks, so that every path below has a scheduler, sink and stats to talk to.
+  struct ActiveJob {
+    ActiveJob(const PlannedJob& job, Scheduler& scheduler, ResultSink& sink, RunStats& stats,
+              std::stop_token stop, JobDone done)
+        : job(&job),
+          scheduler(&scheduler),
+          dispatcher(scheduler),
+          sink(&sink),
+          stats(&stats),
+          stop(std::move(stop)),
+          done(std::move(done)) {}
+    const PlannedJob* job;
+    Scheduler* scheduler;
+    Dispatcher dispatcher;  // when attempts go out (prefetch, stealing)
+    ResultSink* sink;
+    RunStats* stats;
+    StopFd stop;  // polled beside Interrupt::fd(): a cancel ends the job alike
+    JobDone done;
+    uint64_t seq = 0;  // admission order: of two jobs with as many attempts out, the older
+                       // one gets the next slot (Fill)
+    // Chunk ids on the wire are the job's own plus wire_base: each job gets a range of its
+    // own, so a late RESULT of an ended job is never taken for a running one's (Route).
+    uint64_t wire_base = 0;
+    std::optional<WaitPolicy> wait;  // when the job stops waiting for workers
+    std::string error;               // a fatal write error
+    bool dispatching = false;        // --min-workers joined (then true for the rest of the job)
+    bool filled = false;             // Fill: it has nothing more for this peer now
+    std::set<std::string> joined;    // "name@host" of every non-local worker that joined
+    // Attempts sent and not yet ended: (chunk, attempt) -> (worker, dispatch time), for spans.
+    std::map<std::pair<uint64_t, uint32_t>, std::pair<WorkerIndex, double>> in_flight;
+    PendingBatch batch;  // Fill's TASKS under way for one peer
+  };
+  struct IdleJob;
+  // Restores the current job when it leaves scope.
+  class Restore {
+   public:
+    explicit Restore(EventLoop& loop) : loop_(loop), job_(*loop.cur_) {}
+    ~Restore() { loop_.Use(job_); }
+    Restore(const Restore&) = delete;
+    Restore& operator=(const Restore&) = delete;
+
+   private:
+    EventLoop& loop_;
+    ActiveJob& job_;
   };
 
-  // Points the loop at a job (the idle job between jobs): its peers join its scheduler,
-  // and local workers are started up to what it has work for.
-  void BeginJob(const PlannedJob& job, Scheduler& scheduler, ResultSink& sink, RunStats& stats);
+  // Points the per-job paths (job_, scheduler_, ...) at `job`.
+  void Use(ActiveJob& job);
+  // The oldest running job, else the idle one: the one fleet-wide counts (rejected
+  // messages) and WELCOME's options come from.
+  ActiveJob& Primary();
   // Adds a welcomed peer to the current job if it provides the job's task (and counts it
   // in the job's workers, once per name and host, unless it is local).
   void JoinJob(Peer& peer);
-  // Ends the current job: attempts still out are ended (and CANCELled on a warm loop, whose
-  // workers stay) and the loop points at the idle job again.
-  void EndJob();
-  // Chunk ids on the wire are the job's own plus wire_base_ (each job of a warm loop starts
-  // where the last one ended, so a late RESULT of an earlier job can never be taken for one
-  // of this job). False, logged, for an id below this job's: a late word from `from` about
-  // an earlier job's `attempt` (a warm worker finishing what that job's end cancelled).
-  bool ToJob(uint64_t& chunk, uint32_t attempt, const Peer& from) const;
-  // The poll loop shared by RunJob and Idle: `stop` (checked before each wait) returns
-  // whether and how to end.
-  ModeResult Loop(const std::function<std::optional<ModeResult>()>& stop);
+  // Whether `peer` takes part in the current job (it has the task, and has not left it).
+  bool InJob(const Peer& peer) const { return scheduler_->HasWorker(peer.index); }
+  // Why the current job ends now, if it does.
+  std::optional<ModeResult> Ended();
+  // Ends the jobs that are over (Ended) and tells their callers.
+  void EndJobs();
+  // Ends `job`: attempts still out are ended (and CANCELled on a warm loop, whose workers
+  // stay), it leaves the loop and `result` goes to its callback.
+  void EndJob(std::list<ActiveJob>::iterator job, ModeResult result);
+  // Finds the job of a chunk id on the wire and makes it current, the id its own (an id
+  // never issued goes to the latest job, whose Scheduler rejects it). Null, logged, for an
+  // id of an ended job: a late word from `from` about its `attempt` (a warm worker
+  // finishing what that job's end cancelled).
+  ActiveJob* Route(uint64_t& chunk, uint32_t attempt, const Peer& from);
+  // The poll loop behind Serve: `stop` (checked before each wait) returns whether to end.
+  void Loop(const std::function<bool()>& stop);
   Result<std::vector<std::string>> StartCurve(SocketSecurity& security);
-  void Step(Clock::time_point now, const std::vector<zmq::pollitem_t>& items);
-  Clock::time_point NextWakeup(Clock::time_point now) const;
+  // `children`: where the launcher's pidfds begin in `items`.
+  void Step(Clock::time_point now, const std::vector<zmq::pollitem_t>& items, size_t children);
+  Clock::time_point NextWakeup(Clock::time_point now);
   void OnMessage(Envelope& env, Clock::time_point now);
   void OnHello(const std::string& id, const Hello& hello, Clock::time_point now);
-  // `output` is the result's payload (empty when it has none).
+  // `output` is the result's payload (empty when it has none). For the current job.
   void OnResult(Peer& peer, const ResultMsg& result, Blob output, Clock::time_point now);
   void OnResults(Peer& peer, ResultBatch& batch, std::optional<zmq::message_t>& payload,
                  Clock::time_point now);
   // A draining peer hands attempts back (they are re-queued free) and, with `bye`, leaves.
-  void OnLeave(Peer& peer, const Leave& leave);
+  void OnLeave(Peer& peer, Leave& leave);
   void OnChildExit(const ChildExit& exit, Clock::time_point now);
   // `kill`: a local worker's process is killed (it is hung or broken); else it may come
-  // back (say HELLO again) within kJoinGrace.
+  // back (say HELLO again) within kJoinGrace. Every job loses it.
   void LoseWorker(WorkerIndex index, const std::string& reason, Clock::time_point now,
                   bool kill = true);
   // Starts, replaces and stops local workers as LocalWorkers decides; `drained`: every
   // message that arrived was read (only then is a worker's silence judged).
   void SuperviseLocals(Clock::time_point now, bool drained);
-  // What the wait policy (worker_policy.h) needs to know of the workers.
+  // What the wait policy (worker_policy.h) needs to know of the current job's workers.
   WorkerState Workers() const;
   // A reason to fail when no worker is left, none can be started and none joined for
   // --wait-timeout (kDefaultStrandedWait), or "".
   std::string Stranded(Clock::time_point now, const WorkerState& workers);
   void CheckLiveness(Clock::time_point now);
+  // For the current job.
   void SendCancels(const std::vector<CancelOrder>& orders, const std::string& why);
+  // Gives `peer`'s free slots to the running jobs, fairly (see Admit).
   void Fill(Peer& peer, Clock::time_point now);
   void FillAll(Clock::time_point now);
   // Whether chunk `chunk` may go to `peer` in a TASKS batch.
@@ -143,40 +221,41 @@ class EventLoop {
   bool SendTask(const Peer& peer, const Assignment& a);
   // Sends the collected batch as one TASKS message (a TASK if it holds one attempt).
   bool SendBatch(const Peer& peer, PendingBatch& batch);
-  // Free slots on the other workers, counting local workers still starting with their
-  // --slots each.
+  // Attempts out on a worker, of every job.
+  uint32_t LiveOn(WorkerIndex worker) const;
+  // Free slots on the other workers of the current job, counting local workers still
+  // starting with their --slots each.
   uint64_t IdleSlotsElsewhere(const Peer& self) const;
   // False until --min-workers have joined (then true for the rest of the job).
   bool Dispatching();
   // Records the span of an attempt that ended without a result (cancelled, timed out, lost).
   void EndAttempt(uint64_t chunk, uint32_t attempt, const std::string& why);
   void Note(const Status& s) {
-    if (!s.ok() && error_.empty()) error_ = s.message();
+    if (!s.ok() && cur_->error.empty()) cur_->error = s.message();
   }
 
   const JobConfig& fleet_;    // what every job shares (Start reads it)
   const uint32_t max_local_;  // local workers to start at most
   const bool warm_;
   const int wake_fd_;
-  int stop_fd_ = -1;  // the running job's StopFd (RunJob)
   const Clock& clock_;
 
-  // Between jobs the loop runs an idle job with no chunks, so that every path below has
-  // a scheduler, sink and stats to talk to.
-  struct IdleJob;
   std::unique_ptr<IdleJob> idle_;
-  // The current job (or the idle one).
+  std::list<ActiveJob> jobs_;  // running, in admission order
+  // Running jobs by their first chunk id on the wire (Route).
+  std::map<uint64_t, std::list<ActiveJob>::iterator> by_wire_;
+  uint64_t next_wire_ = 0;  // where the next job's wire range starts
+  uint64_t next_seq_ = 0;
+  // The current job (or the idle one): the per-job paths read these.
+  ActiveJob* cur_ = nullptr;
   const PlannedJob* job_ = nullptr;
   const JobConfig* config_ = nullptr;
   Scheduler* scheduler_ = nullptr;
-  std::optional<Dispatcher> dispatcher_;  // when attempts go out (prefetch, stealing)
+  Dispatcher* dispatcher_ = nullptr;
   ResultSink* sink_ = nullptr;
   RunStats* stats_ = nullptr;
-  uint64_t wire_base_ = 0;  // ToJob
   milliseconds heartbeat_;
   Liveness liveness_;
-  // When the current job stops waiting for workers (worker_policy.h).
-  std::optional<WaitPolicy> wait_;
 
   // Declaration order is destruction order in reverse: sockets close before the context,
   // children die before the directory holding their endpoint is removed.
@@ -190,14 +269,9 @@ class EventLoop {
   std::string local_token_;  // handed to the workers we start over an inherited fd
   std::string input_path_;   // what by-reference workers map (WELCOME's "in")
   PeerTable peers_;
-  std::set<std::string> joined_;  // "name@host" of every non-local worker that joined
-  std::string last_loss_;         // why the most recent worker was lost
+  std::string last_loss_;  // why the most recent worker was lost
   Clock::time_point next_heartbeat_;
-  std::string error_;        // a fatal write error
   RateLimitedWarn rejects_;  // warnings about rejected messages and peers, per reason
-  bool dispatching_ = false;
-  // Attempts sent and not yet ended: (chunk, attempt) -> (worker, dispatch time), for spans.
-  std::map<std::pair<uint64_t, uint32_t>, std::pair<WorkerIndex, double>> in_flight_;
 };
 
 }  // namespace fanout::internal

@@ -59,11 +59,6 @@ std::vector<std::string> PeerTable::Routes() const {
   return ids;
 }
 
-size_t PeerTable::in_job() const {
-  return std::count_if(by_route_.begin(), by_route_.end(),
-                       [](const auto& p) { return p.second.in_job; });
-}
-
 size_t PeerTable::local() const {
   return std::count_if(by_route_.begin(), by_route_.end(),
                        [](const auto& p) { return p.second.local; });

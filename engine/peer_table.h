@@ -33,9 +33,8 @@ struct Peer {
   bool local = false;
   bool by_ref = false;  // local and the input is a file: TASKs carry file slices
   bool starts = false;  // it sends STARTED (HELLO)
-  // Whether the current job's task is among the peer's (a warm loop's workers may lack a
-  // later job's task: they stay, idle, for the jobs that have theirs).
-  bool in_job = false;
+  // It is draining (LEAVE): no job gives it attempts, nor does a job that begins later.
+  bool leaving = false;
   std::string host;
   std::vector<std::string> tasks;  // what it provides (HELLO)
   Clock::time_point last_seen;
@@ -65,7 +64,6 @@ class PeerTable {
 
   size_t size() const { return by_route_.size(); }
   bool empty() const { return by_route_.empty(); }
-  size_t in_job() const;
   size_t local() const;
   bool ever_joined() const { return next_index_ > 0; }
   Map::iterator begin() { return by_route_.begin(); }

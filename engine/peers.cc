@@ -14,14 +14,14 @@
 namespace fanout::internal {
 
 void EventLoop::EndAttempt(uint64_t chunk, uint32_t attempt, const std::string& why) {
-  auto it = in_flight_.find({chunk, attempt});
-  if (it == in_flight_.end()) return;
+  auto it = cur_->in_flight.find({chunk, attempt});
+  if (it == cur_->in_flight.end()) return;
   double now = stats_->telemetry.Now();
   AttemptSpan span = job_->Span(stats_->telemetry, chunk, attempt, it->second.first,
                                 now - it->second.second, 0, Status::Error(why));
   span.measured = false;
   stats_->telemetry.RecordAttempt(std::move(span));
-  in_flight_.erase(it);
+  cur_->in_flight.erase(it);
 }
 
 void EventLoop::SendCancels(const std::vector<CancelOrder>& orders, const std::string& why) {
@@ -30,7 +30,7 @@ void EventLoop::SendCancels(const std::vector<CancelOrder>& orders, const std::s
     if (Peer* peer = peers_.Find(order.worker)) {
       Log().debug("cancel chunk {} attempt {} on {}: {}", order.chunk, order.attempt, peer->name,
                   why);
-      SendTo(*router_, peer->id, Cancel{order.chunk + wire_base_, order.attempt});
+      SendTo(*router_, peer->id, Cancel{order.chunk + cur_->wire_base, order.attempt});
     }
   }
 }
@@ -50,18 +50,28 @@ void EventLoop::LoseWorker(WorkerIndex index, const std::string& reason, Clock::
     }
   }
   peers_.Remove(index);  // `peer` dangles from here
-  stats_->telemetry.workers_running = static_cast<uint32_t>(peers_.size());
-  stats_->telemetry.MarkLost(index);
-  // Only the attempts the scheduler charges (the ones the worker started) get a span and
-  // a joblog line; the others go back to the queue as if never sent.
-  std::vector<std::pair<uint64_t, uint32_t>> charged;
-  scheduler_->RemoveWorker(index, "worker " + reason, now, &charged);
-  for (const auto& [chunk, attempt] : charged) EndAttempt(chunk, attempt, "worker lost: " + reason);
-  std::erase_if(in_flight_, [&](const auto& flight) { return flight.second.first == index; });
-  Note(sink_->SyncFailures());
+  // Every job loses it; each re-queues its attempts by its own rules.
+  Restore restore(*this);
+  for (ActiveJob& j : jobs_) {
+    Use(j);
+    stats_->telemetry.workers_running = static_cast<uint32_t>(peers_.size());
+    if (!scheduler_->HasWorker(index)) continue;
+    stats_->telemetry.MarkLost(index);
+    // Only the attempts the scheduler charges (the ones the worker started) get a span and
+    // a joblog line; the others go back to the queue as if never sent.
+    std::vector<std::pair<uint64_t, uint32_t>> charged;
+    scheduler_->RemoveWorker(index, "worker " + reason, now, &charged);
+    for (const auto& [chunk, attempt] : charged) {
+      EndAttempt(chunk, attempt, "worker lost: " + reason);
+    }
+    std::erase_if(cur_->in_flight,
+                  [&](const auto& flight) { return flight.second.first == index; });
+    Note(sink_->SyncFailures());
+  }
 }
 
 void EventLoop::OnHello(const std::string& id, const Hello& hello, Clock::time_point now) {
+  Use(Primary());
   if (hello.protocol != kProtocolVersion) {
     rejects_.Warn("protocol version",
                   fmt::format("refusing worker {} on {}: protocol version {} (this coordinator "
@@ -118,10 +128,14 @@ void EventLoop::OnHello(const std::string& id, const Hello& hello, Clock::time_p
   joining.last_seen = now;  // its liveness counts from its HELLO
   Peer& stored = peers_.Add(std::move(joining));
   if (stored.local) locals_->Joined(stored.pid);
-  JoinJob(stored);
+  for (ActiveJob& j : jobs_) {
+    Use(j);
+    JoinJob(stored);
+    stats_->telemetry.workers_running = static_cast<uint32_t>(peers_.size());
+  }
+  Use(Primary());
   Log().debug("worker {} joined (host {}, pid {}, {} slots, input {})", stored.name, hello.host,
               hello.pid, hello.slots, stored.by_ref ? "by reference" : "as payloads");
-  stats_->telemetry.workers_running = static_cast<uint32_t>(peers_.size());
   SendTo(*router_, id,
          Welcome{job_id_, static_cast<uint32_t>(heartbeat_.count()), config_->liveness,
                  stored.by_ref ? input_path_ : "", hello.starts,
@@ -143,15 +157,15 @@ void EventLoop::OnResult(Peer& peer, const ResultMsg& result, Blob output, Clock
   }
   ResultOutcome outcome =
       scheduler_->OnResult(peer.index, result.chunk, result.attempt, ok, error, now);
-  if (auto it = in_flight_.find({result.chunk, result.attempt});
-      it != in_flight_.end() && it->second.first == peer.index) {
+  if (auto it = cur_->in_flight.find({result.chunk, result.attempt});
+      it != cur_->in_flight.end() && it->second.first == peer.index) {
     double since_dispatch = stats_->telemetry.Now() - it->second.second;
     AttemptSpan span = job_->Span(stats_->telemetry, result.chunk, result.attempt, peer.index,
                                   std::min(result.wall_seconds, since_dispatch), output.size(),
                                   ok ? Status::Ok() : Status::Error(error));
     span.cpu_seconds = result.cpu_seconds;
     stats_->telemetry.RecordAttempt(std::move(span));
-    in_flight_.erase(it);
+    cur_->in_flight.erase(it);
   }
   switch (outcome.verdict) {
     case Verdict::kAccepted:
@@ -182,34 +196,44 @@ void EventLoop::OnResult(Peer& peer, const ResultMsg& result, Blob output, Clock
   Note(sink_->SyncFailures());
 }
 
-void EventLoop::OnLeave(Peer& peer, const Leave& leave) {
-  std::vector<std::pair<uint64_t, uint32_t>> back;
-  for (size_t i = 0; i < leave.chunks.size(); ++i) {
+void EventLoop::OnLeave(Peer& peer, Leave& leave) {
+  // Handed back attempts go back to their job's queue as if never sent: no span, no joblog
+  // line. Every job stops giving the peer attempts (an ended job's are dropped: Route).
+  std::map<ActiveJob*, std::vector<std::pair<uint64_t, uint32_t>>> back;
+  for (ActiveJob& j : jobs_) back[&j];
+  size_t handed = 0;
+  for (size_t i = 0; i < leave.chunks.size() && i < leave.attempts.size(); ++i) {
+    ActiveJob* job = Route(leave.chunks[i], leave.attempts[i], peer);
+    if (!job) continue;
     // Only this peer's own attempts: the others' spans are not ours to end.
-    auto it = in_flight_.find({leave.chunks[i], leave.attempts[i]});
-    if (it != in_flight_.end() && it->second.first == peer.index) in_flight_.erase(it);
-    back.emplace_back(leave.chunks[i], leave.attempts[i]);
+    auto it = job->in_flight.find({leave.chunks[i], leave.attempts[i]});
+    if (it != job->in_flight.end() && it->second.first == peer.index) job->in_flight.erase(it);
+    back[job].emplace_back(leave.chunks[i], leave.attempts[i]);
+    ++handed;
   }
-  // Handed back attempts go back to the queue as if never sent: no span, no joblog line.
-  if (!scheduler_->Draining(peer.index)) {
+  if (!peer.leaving) {
     Log().info("worker {} is draining: it hands back {} attempts and finishes the rest", peer.name,
-               back.size());
-  } else if (!back.empty()) {
-    Log().debug("worker {} hands back {} more attempts", peer.name, back.size());
+               handed);
+  } else if (handed > 0) {
+    Log().debug("worker {} hands back {} more attempts", peer.name, handed);
   }
-  scheduler_->HandBack(peer.index, back);
-  if (!leave.bye) return;
+  peer.leaving = true;  // no later job takes it either (JoinJob)
+  for (auto& [job, attempts] : back) job->scheduler->HandBack(peer.index, attempts);
+  if (!leave.bye) return Use(Primary());
   Log().info("worker {} left", peer.name);
   // So that a --listen job whose last worker left waits --wait-timeout for another (as
   // after a loss: Stranded), then fails saying why.
   last_loss_ = "worker " + peer.name + " left (drained)";
   WorkerIndex index = peer.index;
-  std::string id = peer.id;
-  scheduler_->LeaveWorker(index);
-  std::erase_if(in_flight_, [&](const auto& flight) { return flight.second.first == index; });
-  stats_->telemetry.MarkLeft(index);
   peers_.Remove(index);  // `peer` dangles from here
-  stats_->telemetry.workers_running = static_cast<uint32_t>(peers_.size());
+  for (ActiveJob& j : jobs_) {
+    j.stats->telemetry.workers_running = static_cast<uint32_t>(peers_.size());
+    if (!j.scheduler->HasWorker(index)) continue;
+    j.scheduler->LeaveWorker(index);
+    std::erase_if(j.in_flight, [&](const auto& flight) { return flight.second.first == index; });
+    j.stats->telemetry.MarkLeft(index);
+  }
+  Use(Primary());
 }
 
 void EventLoop::OnResults(Peer& peer, ResultBatch& batch, std::optional<zmq::message_t>& payload,
@@ -219,7 +243,7 @@ void EventLoop::OnResults(Peer& peer, ResultBatch& batch, std::optional<zmq::mes
   if (total != (payload ? payload->size() : 0)) {
     // Its attempts cannot be told apart: the worker is broken, and its attempts go back to
     // the queue with it.
-    ++stats_->rejected_messages;
+    ++Primary().stats->rejected_messages;
     LoseWorker(peer.index,
                "sent a RESULTS whose sizes add up to " + std::to_string(total) +
                    " bytes with a payload of " + std::to_string(payload ? payload->size() : 0),
@@ -231,7 +255,7 @@ void EventLoop::OnResults(Peer& peer, ResultBatch& batch, std::optional<zmq::mes
   for (size_t i = 0; i < batch.results.size(); ++i) {
     size_t n = batch.bytes[i];
     ResultMsg& result = batch.results[i];
-    if (ToJob(result.chunk, result.attempt, peer)) {
+    if (Route(result.chunk, result.attempt, peer)) {
       OnResult(peer, result, n ? Blob(shared, offset, n) : Blob(), now);
     }
     offset += n;
@@ -243,41 +267,37 @@ void EventLoop::OnMessage(Envelope& env, Clock::time_point now) {
   Peer* found = peers_.FindRoute(env.peer);
   if (!found) {
     // A worker we dropped (e.g. it was stopped, then continued): tell it to start over.
-    ++stats_->rejected_messages;
+    ++Primary().stats->rejected_messages;
     SendTo(*router_, env.peer, Reject{"unknown peer; say HELLO again", kProtocolVersion});
     return;
   }
   Peer& peer = *found;
   peer.last_seen = now;
-  // Chunk ids on the wire become the job's (ToJob); words about an earlier job's attempts
-  // are dropped.
-  auto earlier = [&](uint64_t& chunk, uint32_t attempt) { return !ToJob(chunk, attempt, peer); };
-  stats_->telemetry.Seen(peer.index);
+  for (ActiveJob& j : jobs_) {
+    if (j.scheduler->HasWorker(peer.index)) j.stats->telemetry.Seen(peer.index);
+  }
+  // Chunk ids on the wire become their job's (Route), which becomes the current one; words
+  // about an ended job's attempts are dropped.
   if (auto* result = std::get_if<ResultMsg>(&env.message)) {
-    if (earlier(result->chunk, result->attempt)) return;
+    if (!Route(result->chunk, result->attempt, peer)) return;
     OnResult(peer, *result, env.payload ? Blob(std::move(*env.payload)) : Blob(), now);
   } else if (auto* results = std::get_if<ResultBatch>(&env.message)) {
     OnResults(peer, *results, env.payload, now);
   } else if (auto* started = std::get_if<Started>(&env.message)) {
-    for (size_t i = 0; i < started->chunks.size(); ++i) {
-      if (earlier(started->chunks[i], started->attempts[i])) continue;
+    for (size_t i = 0; i < started->chunks.size() && i < started->attempts.size(); ++i) {
+      if (!Route(started->chunks[i], started->attempts[i], peer)) continue;
       Log().debug("chunk {} attempt {} started on {}", started->chunks[i], started->attempts[i],
                   peer.name);
       scheduler_->MarkStarted(peer.index, started->chunks[i], started->attempts[i], now);
     }
   } else if (auto* leave = std::get_if<Leave>(&env.message)) {
-    Leave ours{{}, {}, leave->bye};  // an earlier job's attempts handed back: nothing to do
-    for (size_t i = 0; i < leave->chunks.size() && i < leave->attempts.size(); ++i) {
-      if (earlier(leave->chunks[i], leave->attempts[i])) continue;
-      ours.chunks.push_back(leave->chunks[i]);
-      ours.attempts.push_back(leave->attempts[i]);
-    }
-    OnLeave(peer, ours);
+    OnLeave(peer, *leave);
   } else if (!std::holds_alternative<Heartbeat>(env.message)) {
     rejects_.Warn("unexpected message", fmt::format("unexpected {} from worker {}",
                                                     KindName(KindOf(env.message)), peer.name));
-    ++stats_->rejected_messages;
+    ++Primary().stats->rejected_messages;
   }
+  Use(Primary());
 }
 
 void EventLoop::OnChildExit(const ChildExit& exit, Clock::time_point now) {
@@ -296,39 +316,53 @@ void EventLoop::OnChildExit(const ChildExit& exit, Clock::time_point now) {
 
 void EventLoop::SuperviseLocals(Clock::time_point now, bool drained) {
   if (uint32_t started = locals_->Respawn(now)) {
-    stats_->respawns += started;
+    for (ActiveJob& j : jobs_) j.stats->respawns += started;  // each job's report counts them
     if (!locals_->last_error().empty()) last_loss_ = locals_->last_error();
   }
-  if (error_.empty()) Note(locals_->SpawnSome());
+  // A worker that cannot be started fails every job waiting for it.
+  if (Status s = locals_->SpawnSome(); !s.ok()) {
+    for (ActiveJob& j : jobs_) {
+      if (j.error.empty()) j.error = s.message();
+    }
+  }
   if (drained) locals_->CheckJoins(now);
 }
 
-bool EventLoop::ToJob(uint64_t& chunk, uint32_t attempt, const Peer& from) const {
-  if (chunk < wire_base_) {
-    Log().debug("dropped word of an earlier job's chunk {} attempt {} from {}", chunk, attempt,
-                from.name);
-    return false;
+EventLoop::ActiveJob* EventLoop::Route(uint64_t& chunk, uint32_t attempt, const Peer& from) {
+  ActiveJob* job = nullptr;
+  if (chunk >= next_wire_) {
+    // Never issued: the latest job's Scheduler calls it unknown (and it is rejected).
+    if (!jobs_.empty()) job = &jobs_.back();
+  } else if (auto it = by_wire_.upper_bound(chunk); it != by_wire_.begin()) {
+    ActiveJob& in = *std::prev(it)->second;
+    if (chunk - in.wire_base < in.job->chunks.size()) job = &in;
   }
-  chunk -= wire_base_;
-  return true;
+  if (job) {
+    chunk -= job->wire_base;
+    Use(*job);
+    return job;
+  }
+  Log().debug("dropped word of an ended job's chunk {} attempt {} from {}", chunk, attempt,
+              from.name);
+  return nullptr;
 }
 
 WorkerState EventLoop::Workers() const {
   WorkerState w;
-  w.joined = peers_.in_job();
+  w.joined = scheduler_->worker_count();
   w.starting = locals_->starting();
   w.respawn_pending = locals_->respawn_pending();
   w.ever_joined = peers_.ever_joined();
-  w.dispatching = dispatching_;
+  w.dispatching = cur_->dispatching;
   return w;
 }
 
 std::string EventLoop::Stranded(Clock::time_point now, const WorkerState& workers) {
   bool begun = false;
-  std::string why = wait_->Stranded(now, workers, last_loss_, locals_->Ended(), &begun);
+  std::string why = cur_->wait->Stranded(now, workers, last_loss_, locals_->Ended(), &begun);
   if (begun) {
     Log().warn("no worker left ({}); waiting up to {} ms for one to join (--wait-timeout)",
-               last_loss_, wait_->stranded_wait().count());
+               last_loss_, cur_->wait->stranded_wait().count());
   }
   return why;
 }

@@ -52,13 +52,12 @@ Status WarmProcesses::Open() {
 
 ModeResult WarmProcesses::Run(const PlannedJob& job, Scheduler& scheduler, ResultSink& sink,
                               RunStats& stats, std::stop_token stop) {
-  std::lock_guard turn(turn_);
   Request request{job, scheduler, sink, stats, std::move(stop), {}, false};
   {
     std::unique_lock lock(mu_);
     if (wake_fd_ < 0) return ModeResult::Failed("cannot create an eventfd");
     if (broken_) return ModeResult::Failed(broken_why_);
-    request_ = &request;
+    pending_.push_back(&request);
     if (!thread_.joinable()) thread_ = std::thread([this] { Main(); });
   }
   Wake();
@@ -77,47 +76,67 @@ void WarmProcesses::Main() {
   }
   opened_ = true;
   cv_.notify_all();
-  while (!stop_) {
-    if (Request* r = request_) {
-      lock.unlock();
-      Drain();  // the job's wake-up, which must not keep the job's polls awake
-      ModeResult result;
-      bool broke = false;
-      if (!started.ok()) {
-        result = ModeResult::Failed(started.message());
-      } else {
-        try {
-          result = loop.RunJob(r->job, r->scheduler, r->sink, r->stats, r->stop);
-        } catch (const std::exception& e) {
-          // The loop's state is unknown after a throw: it serves no more jobs.
-          result = ModeResult::Failed(e.what());
-          broke = true;
-        }
+  auto finish = [this](Request* r, ModeResult result) {
+    std::lock_guard guard(mu_);
+    r->result = std::move(result);
+    r->done = true;
+    cv_.notify_all();
+  };
+  if (!started.ok()) {
+    // Every request fails at once, until the destructor.
+    for (;;) {
+      for (Request* r : pending_) {
+        r->result = ModeResult::Failed(started.message());
+        r->done = true;
       }
-      lock.lock();
-      if (broke) {
-        broken_ = true;
-        broken_why_ = "the pool's workers stopped after an earlier error: " + result.message;
-      }
-      r->result = std::move(result);
-      r->done = true;
-      request_ = nullptr;
+      pending_.clear();
       cv_.notify_all();
-      if (broke) break;
-      continue;
+      if (stop_) return;
+      cv_.wait(lock);  // woken by Run or the destructor
     }
-    if (!started.ok()) {
-      cv_.wait(lock);  // woken by Run (its request fails at once) or the destructor
-      continue;
-    }
-    lock.unlock();
-    loop.Idle([&] {
-      Drain();
-      std::lock_guard guard(mu_);
-      return stop_ || request_ != nullptr;
-    });
-    lock.lock();
   }
+  lock.unlock();
+  try {
+    // Jobs are admitted as they come (woken by wake_fd) and end on their own (Admit's
+    // callback); the loop serves the workers throughout, with or without jobs.
+    loop.Serve([&] {
+      Drain();  // the wake-up, which must not keep the loop's polls awake
+      std::vector<Request*> fresh;
+      {
+        std::lock_guard guard(mu_);
+        if (stop_) return true;
+        fresh.swap(pending_);
+      }
+      for (Request* r : fresh) {
+        loop.Admit(r->job, r->scheduler, r->sink, r->stats, r->stop,
+                   [&finish, r](ModeResult result) { finish(r, std::move(result)); });
+      }
+      return false;
+    });
+  } catch (const std::exception& e) {
+    // The loop's state is unknown after a throw: its jobs fail and it serves no more.
+    ModeResult failed = ModeResult::Failed(e.what());
+    loop.Abandon(failed);
+    std::lock_guard guard(mu_);
+    broken_ = true;
+    broken_why_ = std::string("the pool's workers stopped after an earlier error: ") + e.what();
+    for (Request* r : pending_) {
+      r->result = failed;
+      r->done = true;
+    }
+    pending_.clear();
+    cv_.notify_all();
+  }
+  // Jobs still running when the owner goes (it should have waited for them) end here, so
+  // that their callers do not wait forever.
+  loop.Abandon(ModeResult::Failed("the workers were stopped"));
+  lock.lock();
+  for (Request* r : pending_) {
+    r->result = ModeResult::Failed("the workers were stopped");
+    r->done = true;
+  }
+  pending_.clear();
+  cv_.notify_all();
   lock.unlock();
   if (started.ok()) loop.Stop();
 }

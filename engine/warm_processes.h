@@ -1,15 +1,17 @@
 // WarmProcesses: a processes-mode event loop (event_loop.h) on a thread of its own whose
-// workers stay across jobs, for the library's Pool (and, later, a server): the first job
+// workers stay across jobs, for the library's Pool and `fanout server`: the first job
 // starts the local workers; later jobs find them connected and welcomed, so a one-chunk
-// job costs a message round trip instead of a process start. Between jobs the thread keeps
-// serving the workers (heartbeats, liveness, respawns), so they neither time out nor
-// reconnect.
+// job costs a message round trip instead of a process start. The thread serves the workers
+// throughout (heartbeats, liveness, respawns), with or without jobs, so they neither time
+// out nor reconnect.
 //
-// Jobs take turns: Run blocks until the loop has run the caller's job to its end (its
-// outcomes reach its ResultSink on the loop's thread). Every job must share the options
-// that make the fleet (endpoint, security, worker binary and flags, slots, heartbeat: all
-// but the task, its arguments and the scheduler options) and hold its input in memory.
-// Thread-safe: Run may be called from any thread.
+// Jobs run side by side: each Run hands its job to the loop and blocks until that job ends
+// (its outcomes reach its ResultSink on the loop's thread); calls from several threads run
+// their jobs at once on the same workers, whose free slots go to the job with the fewest
+// attempts out (event_loop.h, Fill). One job's stop or failure ends only that job. Every
+// job must share the options that make the fleet (endpoint, security, worker binary and
+// flags, slots, heartbeat: all but the task, its arguments and the scheduler options) and
+// hold its input in memory. Thread-safe: Run may be called from any thread.
 #pragma once
 
 #include <condition_variable>
@@ -18,6 +20,7 @@
 #include <mutex>
 #include <stop_token>
 #include <thread>
+#include <vector>
 
 #include "common/status.h"
 #include "engine/planned_job.h"
@@ -40,9 +43,9 @@ class WarmProcesses {
   // Returns whether the loop could start. Idempotent.
   Status Open();
 
-  // Runs `job` on the warm workers; as RunPlannedJob for kProcesses (`stop` ends the job,
-  // kInterrupted, and the workers stay). Fails (kFailed) if the loop could not start (e.g.
-  // the endpoint is taken) or broke down in an earlier job.
+  // Runs `job` on the warm workers, beside the jobs of other callers; as RunPlannedJob for
+  // kProcesses (`stop` ends the job, kInterrupted, and the workers stay). Fails (kFailed)
+  // if the loop could not start (e.g. the endpoint is taken) or broke down in an earlier job.
   ModeResult Run(const PlannedJob& job, Scheduler& scheduler, ResultSink& sink, RunStats& stats,
                  std::stop_token stop = {});
 
@@ -55,10 +58,9 @@ class WarmProcesses {
   const JobConfig config_;
   const uint32_t workers_;
   int wake_fd_ = -1;  // an eventfd: a job came, or stop
-  std::mutex turn_;   // one job at a time
   std::mutex mu_;     // guards what follows
   std::condition_variable cv_;
-  Request* request_ = nullptr;
+  std::vector<Request*> pending_;  // jobs for the loop to admit
   bool stop_ = false;
   bool opened_ = false;  // the loop's Start has returned (broken_ says how)
   bool broken_ = false;

@@ -48,6 +48,28 @@ TEST(DispatchPolicy, PrefetchesOnlyWhenMoreWorkThanIdleSlotsElsewhere) {
   EXPECT_EQ(d.PrefetchDepth(2), 2u);
 }
 
+TEST(DispatchPolicy, OtherJobsAttemptsTakeTheWorkersCredits) {
+  // Two jobs (two Schedulers) on one worker with 2 slots: together they hold no more than
+  // one job alone would (2 running + a prefetch of 2), not that much each.
+  Scheduler first(20, {}), second(20, {});
+  Dispatcher d1(first), d2(second);
+  first.AddWorker(0, 2, 2 + 64);
+  second.AddWorker(0, 2, 2 + 64);
+  auto next = [&](Dispatcher& d, Scheduler& mine, Scheduler& other) {
+    return d.Next(
+                0, 2, At(0), [] { return uint64_t{0}; }, other.live_attempts(0))
+               .has_value() &&
+           mine.live_attempts(0) > 0;
+  };
+  EXPECT_TRUE(next(d1, first, second));
+  EXPECT_TRUE(next(d2, second, first));
+  EXPECT_TRUE(next(d1, first, second));
+  EXPECT_TRUE(next(d2, second, first));
+  EXPECT_FALSE(next(d1, first, second));
+  EXPECT_FALSE(next(d2, second, first));
+  EXPECT_EQ(first.live_attempts(0) + second.live_attempts(0), 4u);
+}
+
 TEST(DispatchPolicy, LateJoinerStealsWaitingAttemptsInItsFirstRound) {
   // 4 chunks, one worker with 1 slot holds them all (1 running + 3 prefetched, as with a
   // deep prefetch); a worker joining later finds the queue empty and takes back the last

@@ -67,11 +67,11 @@ TEST(PeerTableTest, SilenceIsJudgedPerPeerByItsLastWord) {
   EXPECT_EQ(t.Silent(l, kT0 + milliseconds(551)).size(), 2u);
 }
 
-TEST(PeerTableTest, InJobCountsOnlyPeersWithTheJobsTask) {
+TEST(PeerTableTest, LocalCountsOnlyPeersWeStarted) {
   PeerTable t;
-  t.Add(Connection("r1", "a", 1)).in_job = true;
-  t.Add(Connection("r2", "b", 2));
-  EXPECT_EQ(t.in_job(), 1u);
+  t.Add(Connection("r1", "a", 1));
+  t.Add(Connection("r2", "b", 2, /*local=*/false));
+  EXPECT_EQ(t.local(), 1u);
   EXPECT_EQ(t.Routes(), (std::vector<std::string>{"r1", "r2"}));
 }
 
