@@ -23,7 +23,13 @@ void Scheduler::MarkStarted(WorkerIndex worker, uint64_t chunk, uint32_t attempt
   Live* l = FindLive(chunk, attempt);
   if (!l || l->worker != worker) return;
   l->reported = true;
+  l->reported_at = now;
   if (!l->started) l->started = now;
+}
+
+std::optional<TimePoint> Scheduler::DeadlineStart(const Live& l) const {
+  auto w = workers_.find(l.worker);
+  return w != workers_.end() && w->second.reports_starts ? l.reported_at : l.started;
 }
 
 void Scheduler::MarkDone(uint64_t chunk) {
@@ -177,7 +183,7 @@ std::optional<Scheduler::Stolen> Scheduler::Steal(WorkerIndex thief, TimePoint n
     // It keeps its number (it never ran, so it is the same attempt, and FANOUT_ATTEMPT,
     // the joblog and "attempt k of n" stay as the user counts): results and starts are
     // matched by worker too, so the old worker's are late duplicates.
-    chunks_[chunk].live.push_back({attempt, thief, std::nullopt});
+    chunks_[chunk].live.push_back({attempt, thief, std::nullopt, false, std::nullopt});
     t->second.live.emplace_back(chunk, attempt);
     PromoteRunning(thief);
     return Stolen{{*victim, chunk, attempt}, {chunk, attempt, false}};
@@ -265,7 +271,7 @@ Assignment Scheduler::Issue(WorkerIndex worker, uint64_t chunk, TimePoint now, b
   Chunk& c = chunks_[chunk];
   c.state = State::kRunning;
   uint32_t attempt = ++c.attempts_issued;
-  c.live.push_back({attempt, worker, std::nullopt});
+  c.live.push_back({attempt, worker, std::nullopt, false, std::nullopt});
   workers_[worker].live.emplace_back(chunk, attempt);
   now_ = now;
   PromoteRunning(worker);
@@ -381,8 +387,9 @@ std::optional<TimePoint> Scheduler::NextDeadline() const {
   std::optional<TimePoint> earliest;
   for (uint64_t i = low_water_; i < LiveEnd(); ++i)
     for (const Live& l : chunks_[i].live) {
-      if (!l.started) continue;
-      TimePoint deadline = *l.started + *LimitFor(l.attempt);
+      auto from = DeadlineStart(l);
+      if (!from) continue;
+      TimePoint deadline = *from + *LimitFor(l.attempt);
       if (!earliest || deadline < *earliest) earliest = deadline;
     }
   return earliest;
@@ -393,9 +400,10 @@ std::vector<CancelOrder> Scheduler::ExpireAttempts(TimePoint now) {
   std::vector<CancelOrder> expired;
   if (!Limit()) return expired;
   for (uint64_t i = low_water_; i < LiveEnd(); ++i) {
-    for (const Live& l : chunks_[i].live)
-      if (l.started && now - *l.started >= *LimitFor(l.attempt))
-        expired.push_back({l.worker, i, l.attempt});
+    for (const Live& l : chunks_[i].live) {
+      auto from = DeadlineStart(l);
+      if (from && now - *from >= *LimitFor(l.attempt)) expired.push_back({l.worker, i, l.attempt});
+    }
   }
   // Highest chunk first: each re-queued chunk goes to the front of the queue, so they end
   // up in chunk order (as in RemoveWorker).

@@ -197,7 +197,13 @@ class Scheduler {
     // unset while it waits in the worker's prefetch queue. Deadlines count from here.
     std::optional<TimePoint> started;
     bool reported = false;  // its worker said it started it (MarkStarted)
+    // When its worker said so. For a worker that reports starts, --timeout counts from
+    // here: on a warm worker shared by several jobs, this job's oldest attempts may still
+    // wait behind another job's, which `started` cannot know.
+    std::optional<TimePoint> reported_at;
   };
+  // Where an attempt's deadline counts from (unset: it has not started).
+  std::optional<TimePoint> DeadlineStart(const Live& l) const;
   struct Chunk {
     State state = State::kQueued;
     uint32_t attempts_issued = 0;

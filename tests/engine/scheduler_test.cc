@@ -447,10 +447,26 @@ TEST_F(SchedulerTest, AReportedStartStartsTheDeadlineOfAPrefetchedAttempt) {
   Scheduler s(2, o);
   s.AddWorker(0, 1, 2, true);
   Drain(s, 0, 0);
-  EXPECT_EQ(*s.NextDeadline(), At(100));  // only chunk 0 is in the slot
-  s.MarkStarted(0, 1, 1, At(30));         // the worker says chunk 1 runs too
-  EXPECT_EQ(s.ExpireAttempts(At(100)).size(), 1u);
+  // A worker that reports starts: no deadline runs until it says an attempt started (on a
+  // warm worker another job's attempt may hold the slot).
+  EXPECT_FALSE(s.NextDeadline());
+  s.MarkStarted(0, 0, 1, At(10));
+  EXPECT_EQ(*s.NextDeadline(), At(110));
+  s.MarkStarted(0, 1, 1, At(30));  // the worker says chunk 1 runs too
+  EXPECT_EQ(s.ExpireAttempts(At(110)).size(), 1u);
   EXPECT_EQ(*s.NextDeadline(), At(130));
+}
+
+TEST_F(SchedulerTest, AnUnreportedAttemptOfAWorkerThatReportsStartsNeverTimesOut) {
+  SchedulerOptions o;
+  o.timeout = milliseconds(100);
+  Scheduler s(1, o);
+  s.AddWorker(0, 1, 1, true);
+  Drain(s, 0, 0);
+  // It waits behind another job's attempt on the same worker: its time has not begun.
+  EXPECT_TRUE(s.ExpireAttempts(At(10000)).empty());
+  s.MarkStarted(0, 0, 1, At(10000));
+  EXPECT_EQ(s.ExpireAttempts(At(10100)).size(), 1u);
 }
 
 TEST_F(SchedulerTest, LostWorkerDoesNotUseTheTasksRetries) {

@@ -117,6 +117,27 @@ TEST_F(ServerTest, FourClientsAtOnceOnLocalAndRemoteWorkersMatchSerial) {
   EXPECT_EQ(CountLines(Client({"jobs"}).out), 1u);  // the header line
 }
 
+TEST_F(ServerTest, AShortJobBehindALongOneTakesTheFirstSlotThatFrees) {
+  StartServer({"-j", "2"});
+  // The long job holds both workers: 6 chunks of 1 s each, 3 rounds of 1 s. The short job,
+  // submitted once the long one runs, takes the first slot that frees (at about 1 s):
+  // it ends while the long job still runs, and does not wait for its end.
+  std::string started = dir_.File("started");
+  Child long_job({FanoutBin(), "run", "-q", "--server", endpoint_, "--range", "0:6", "--chunks",
+                  "6", "exec", "--", "sh", "-c", "echo x >> " + started + "; sleep 1; cat"},
+                 dir_.File("long.out"), dir_.File("long.err"));
+  ASSERT_TRUE(WaitForText(started, "x\nx\n", milliseconds(20000)));  // both workers busy
+  RunResult short_job = Client({"run", "-q", "-i", dir_.File("in"), "--chunks", "1", "identity"});
+  ASSERT_EQ(short_job.exit_code, 0) << short_job.err;
+  EXPECT_EQ(short_job.out, input_);
+  // The long job is still running when the short one is done.
+  int early = long_job.Wait(milliseconds(0));
+  EXPECT_EQ(early, -1) << "the short job waited for the long one";
+  EXPECT_EQ(early == -1 ? long_job.Wait(milliseconds(30000)) : early, 0)
+      << ReadFile(dir_.File("long.err"));
+  EXPECT_EQ(ReadFile(dir_.File("long.out")), "0\n1\n2\n3\n4\n5\n");
+}
+
 TEST_F(ServerTest, ADetachedJobIsListedAndItsOutputKeptUntilFetched) {
   StartServer({"-j", "2"});
   std::vector<std::string> job = {"-i", dir_.File("in"), "--chunks", "6", "exec", "--", "tac"};
