@@ -141,6 +141,9 @@ int Deliver(zmq::socket_t& socket, ClientMessage& done, const std::string& outpu
   std::fputs(report.c_str(), stderr);
   if (!quiet && !summary.empty()) std::fprintf(stderr, "%s\n", summary.c_str());
   SendClientMessage(socket, "", {{"op", "fetched"}, {"id", done.header.value("id", "")}});
+  // The socket's linger is 0: give this last word time to leave before the socket closes
+  // (else the server may keep the job's output for good).
+  socket.set(zmq::sockopt::linger, 2000);
   if (!s.ok()) {
     if (file->reader_closed()) return ToInt(ExitCode::kBrokenPipe);
     return Fail(s.message(), ExitCode::kJobFailed);
