@@ -194,7 +194,11 @@ TEST_F(ServerTest, CtrlCOnTheClientCancelsItsJob) {
 
 TEST_F(ServerTest, KilledServerRestartedOnItsStateFinishesTheJobWithoutRerunningChunks) {
   std::string state = dir_.File("state");
-  StartServer({"-j", "2", "--state", state});
+  std::string workers = "ipc://" + dir_.File("workers.sock");
+  StartServer({"-j", "1", "--workers-listen", workers, "--state", state});
+  // A worker of another machine, as far as the server knows: it outlives the server.
+  Child remote({WorkerBin(), "--connect", workers, "--name", "remote"}, "",
+               dir_.File("remote.err"));
   // Each chunk notes its first line in `ran`, then takes a while: 12 chunks, 2 at a time.
   std::string ran = dir_.File("ran");
   std::string command =
@@ -216,11 +220,13 @@ TEST_F(ServerTest, KilledServerRestartedOnItsStateFinishesTheJobWithoutRerunning
   // A client waiting across the restart gets the output when the job ends.
   Child waiter({FanoutBin(), "wait", id, "--server", endpoint_, "-o", dir_.File("out")}, "",
                dir_.File("waiter.err"));
-  StartServer({"-j", "2", "--state", state}, "server2.err");
+  // No local worker now: the job can only end if the remote worker comes back by itself.
+  StartServer({"-j", "0", "--workers-listen", workers, "--state", state}, "server2.err");
   EXPECT_EQ(waiter.Wait(milliseconds(60000)), 0)
-      << ReadFile(dir_.File("waiter.err")) << ReadFile(dir_.File("server2.err"));
+      << ReadFile(dir_.File("waiter.err")) << ReadFile(dir_.File("server2.err"))
+      << ReadFile(dir_.File("remote.err"));
   // Every chunk ran once, but for those running at the kill (2 workers, 1 slot each): a
-  // restart that re-ran the finished ones would make it at least before + 12.
+  // restart that re-ran the finished ones would make it at least before + 12 (>= 17).
   std::string runs = ReadFile(ran);
   EXPECT_LE(CountLines(runs), 12u + 2u) << before << " before the kill:\n" << runs;
   EXPECT_EQ(ReadFile(dir_.File("out")), Serial(job));  // (which adds its own 12 lines)
