@@ -2,12 +2,14 @@
 // `status`, `cancel`, `wait` and `output`. Each is a DEALER that asks and waits; a client
 // waiting for a job says `wait` again every second, so a server restarted on its --state
 // learns of it again and the client gets its output (ZeroMQ reconnects the socket).
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <chrono>
 #include <cstdio>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <iterator>
 
@@ -132,21 +134,26 @@ int Deliver(zmq::socket_t& socket, ClientMessage& done, const std::string& outpu
   int code = done.header.value("exit", ToInt(ExitCode::kJobFailed));
   std::string report = done.header.value("report", "");
   std::string summary = done.header.value("summary", "");
-  auto file = OutputFile::Open(output);
-  if (!file.ok()) return Fail(file.status().message());
-  std::string_view bytes;
-  if (done.payload) bytes = {done.payload->data<char>(), done.payload->size()};
-  Status s = file->Write(bytes);
-  if (s.ok()) s = file->Commit();
+  Status written = Status::Ok();
+  bool reader_closed = false;
+  if (!done.header.contains("written")) {  // else the job wrote its output in place
+    auto file = OutputFile::Open(output);
+    if (!file.ok()) return Fail(file.status().message());
+    std::string_view bytes;
+    if (done.payload) bytes = {done.payload->data<char>(), done.payload->size()};
+    written = file->Write(bytes);
+    if (written.ok()) written = file->Commit();
+    reader_closed = file->reader_closed();
+  }
   std::fputs(report.c_str(), stderr);
   if (!quiet && !summary.empty()) std::fprintf(stderr, "%s\n", summary.c_str());
   SendClientMessage(socket, "", {{"op", "fetched"}, {"id", done.header.value("id", "")}});
   // The socket's linger is 0: give this last word time to leave before the socket closes
   // (else the server may keep the job's output for good).
   socket.set(zmq::sockopt::linger, 2000);
-  if (!s.ok()) {
-    if (file->reader_closed()) return ToInt(ExitCode::kBrokenPipe);
-    return Fail(s.message(), ExitCode::kJobFailed);
+  if (!written.ok()) {
+    return reader_closed ? ToInt(ExitCode::kBrokenPipe)
+                         : Fail(written.message(), ExitCode::kJobFailed);
   }
   return code;
 }
@@ -219,8 +226,27 @@ std::string Row(const Json& job) {
 int SubmitToServer(const ServerClient& client, const std::vector<std::string>& args,
                    const JobConfig& parsed, bool detach) {
   Interrupt::Install();
+  // On this machine (ipc://: the server runs as this user) the job reads and writes the
+  // files in place: no bytes travel through the socket or the server's spool.
+  bool local = client.server.rfind("ipc://", 0) == 0;
+  Json submit = {{"op", "submit"}, {"args", args}, {"wait", !detach}};
+  auto absolute = [](const std::string& path) {
+    std::error_code ec;
+    auto full = std::filesystem::absolute(path, ec);
+    return ec ? path : full.lexically_normal().string();
+  };
+  bool input_by_path = local && !parsed.range && parsed.input != "-" && !parsed.input.empty();
+  if (input_by_path) {
+    struct stat st {};
+    // A FIFO or a device is read once, here: only a regular file is named.
+    input_by_path = stat(parsed.input.c_str(), &st) == 0 && S_ISREG(st.st_mode);
+    if (input_by_path) submit["input_path"] = absolute(parsed.input);
+  }
+  if (local && parsed.output != "-" && !parsed.output.empty()) {
+    submit["output_path"] = absolute(parsed.output);
+  }
   std::optional<std::string> input;
-  if (!parsed.range) {
+  if (!parsed.range && !input_by_path) {
     if (parsed.input == "-" || parsed.input.empty()) {
       input.emplace();
       char buffer[1 << 16];
@@ -240,8 +266,7 @@ int SubmitToServer(const ServerClient& client, const std::vector<std::string>& a
   Connection c;
   if (Status s = Connect(c, client); !s.ok()) return Fail(s.message());
   zmq::message_t payload(input ? input->data() : nullptr, input ? input->size() : 0);
-  SendClientMessage(*c.socket, "", {{"op", "submit"}, {"args", args}, {"wait", !detach}},
-                    input ? &payload : nullptr);
+  SendClientMessage(*c.socket, "", submit, input ? &payload : nullptr);
   int code = 0;
   auto accepted = Answer(c, client, code);
   if (!accepted) return code;

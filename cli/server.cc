@@ -3,6 +3,7 @@
 #include "cli/server.h"
 
 #include <fcntl.h>
+#include <malloc.h>
 #include <sys/eventfd.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -84,6 +85,9 @@ struct Job {
   double submitted = 0;   // Unix time
   uint32_t workers = 0;   // the fleet's size when it was submitted: fixes the chunk plan
   bool has_input = false;
+  // A client on this machine (ipc://, the server's own user) names its files instead of
+  // sending their bytes: the job reads the input and writes the output in place.
+  std::string input_path, output_path;
   std::optional<JobConfig> config;  // parsed at submission (a recovered job: when it runs)
   State state = State::kQueued;
   int exit = 0;
@@ -255,6 +259,8 @@ void Server::Recover() {
     job->submitted = spec.value("submitted", 0.0);
     job->workers = spec.value("workers", 1u);
     job->has_input = spec.value("input", false);
+    job->input_path = spec.value("input_path", "");
+    job->output_path = spec.value("output_path", "");
     if (auto done = ReadWhole(JobDir(id) + "/done.json")) {
       Json end = Json::parse(*done, nullptr, false);
       job->state = Job::State::kDone;
@@ -333,8 +339,10 @@ void Server::RunOne(Job& job) {
   } else {
     const JobConfig& fleet = options_.fleet;
     config.mode = Mode::kProcesses;
-    config.input = job.has_input ? dir + "/input" : "-";  // "-": a --range job reads none
-    config.output = dir + "/output";
+    config.input = !job.input_path.empty() ? job.input_path
+                   : job.has_input         ? dir + "/input"
+                                           : "-";  // "-": a --range job reads none
+    config.output = job.output_path.empty() ? dir + "/output" : job.output_path;
     config.jobs = job.workers;
     config.jobs_given = true;
     config.listen = fleet.listen;
@@ -413,9 +421,18 @@ void Server::SendDone(Job& job, const std::string& peer) {
                  {"exit", job.exit},
                  {"report", job.report},
                  {"summary", job.summary}};
+  if (!job.output_path.empty()) {
+    header["written"] = job.output_path;  // the job wrote it in place (if it succeeded)
+    SendClientMessage(*router_, peer, header);
+    return;
+  }
   auto output = ReadWhole(JobDir(job.id) + "/output");
-  zmq::message_t payload(output ? output->data() : nullptr, output ? output->size() : 0);
+  size_t size = output ? output->size() : 0;
+  zmq::message_t payload(output ? output->data() : nullptr, size);
   SendClientMessage(*router_, peer, header, &payload);
+  output.reset();
+  // A big output's pages go back to the system, not to malloc's free lists for good.
+  if (size > (size_t{64} << 20)) malloc_trim(0);
 }
 
 void Server::OnSubmit(ClientMessage& m) {
@@ -433,6 +450,21 @@ void Server::OnSubmit(ClientMessage& m) {
   job->submitted = Now();
   job->workers = std::max<uint32_t>(1, options_.fleet.jobs);
   job->has_input = m.payload.has_value();
+  job->input_path = m.header.value("input_path", "");
+  job->output_path = m.header.value("output_path", "");
+  if (!job->input_path.empty() || !job->output_path.empty()) {
+    // Only the server's own user may name files for it to open: every client of an ipc://
+    // endpoint is (its socket is mode 0700); a tcp client is someone else.
+    if (options_.listen.rfind("ipc://", 0) != 0) {
+      return Error(m, "submit: files are named only by clients on the server's machine (ipc://)");
+    }
+    for (const std::string* path : {&job->input_path, &job->output_path}) {
+      if (!path->empty() && (*path)[0] != '/') return Error(m, "submit: paths must be absolute");
+    }
+    if (job->has_input && !job->input_path.empty()) {
+      return Error(m, "submit: an input path and input bytes");
+    }
+  }
   job->id = next_id_++;
   std::string dir = JobDir(job->id);
   std::error_code ec;
@@ -445,7 +477,9 @@ void Server::OnSubmit(ClientMessage& m) {
                {"submitter", job->submitter},
                {"submitted", job->submitted},
                {"workers", job->workers},
-               {"input", job->has_input}};
+               {"input", job->has_input},
+               {"input_path", job->input_path},
+               {"output_path", job->output_path}};
   if (s.ok()) s = Keep(dir + "/job.json", spec.dump());
   if (!s.ok()) {
     fs::remove_all(dir, ec);

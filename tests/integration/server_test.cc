@@ -160,6 +160,28 @@ TEST_F(ServerTest, ADetachedJobIsListedAndItsOutputKeptUntilFetched) {
   EXPECT_NE(again.err.find("no job " + id), std::string::npos) << again.err;
 }
 
+TEST_F(ServerTest, ALocalClientsFilesAreReadAndWrittenInPlace) {
+  StartServer({"-j", "2"});
+  // -i and -o on the server's own machine (ipc://) are named, not sent: the job reads and
+  // writes them, and the output appears only if the job succeeds.
+  RunResult r = Client(
+      {"run", "-i", dir_.File("in"), "-o", dir_.File("out"), "--chunks", "4", "exec", "--", "rev"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.out, "");
+  EXPECT_EQ(ReadFile(dir_.File("out")), Serial({"-i", dir_.File("in"), "exec", "--", "rev"}));
+  RunResult failed = Client({"run", "-i", dir_.File("in"), "-o", dir_.File("failed"), "exec", "--",
+                             "sh", "-c", "exit 3"});
+  EXPECT_EQ(failed.exit_code, 1) << failed.err;
+  EXPECT_FALSE(FileExists(dir_.File("failed")));
+  EXPECT_EQ(
+      std::filesystem::directory_iterator(dir_.path()) == std::filesystem::directory_iterator(),
+      false);
+  for (const auto& entry : std::filesystem::directory_iterator(dir_.path())) {
+    EXPECT_EQ(entry.path().filename().string().find(".failed"), std::string::npos)
+        << "a temporary was left beside the output: " << entry.path();
+  }
+}
+
 TEST_F(ServerTest, AFailedJobReportsLikeALocalRunWithItsExitCode) {
   StartServer({"-j", "1"});
   RunResult r = Client({"run", "--range", "1:5", "--chunks", "2", "exec", "--", "sh", "-c",
