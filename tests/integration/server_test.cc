@@ -173,9 +173,6 @@ TEST_F(ServerTest, ALocalClientsFilesAreReadAndWrittenInPlace) {
                              "sh", "-c", "exit 3"});
   EXPECT_EQ(failed.exit_code, 1) << failed.err;
   EXPECT_FALSE(FileExists(dir_.File("failed")));
-  EXPECT_EQ(
-      std::filesystem::directory_iterator(dir_.path()) == std::filesystem::directory_iterator(),
-      false);
   for (const auto& entry : std::filesystem::directory_iterator(dir_.path())) {
     EXPECT_EQ(entry.path().filename().string().find(".failed"), std::string::npos)
         << "a temporary was left beside the output: " << entry.path();
