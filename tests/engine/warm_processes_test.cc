@@ -213,6 +213,18 @@ class RealFleetTest : public ::testing::Test {
     for (size_t i = 0; i < lines.size(); ++i) out[i] = lines[i];
     return out;
   }
+  // Waits for two jobs that must both complete, with every chunk's output once.
+  static void ExpectBothComplete(std::future<ModeResult>& a_done, std::future<ModeResult>& b_done,
+                                 const Job& a, const std::vector<std::string>& a_lines,
+                                 const Job& b, const std::vector<std::string>& b_lines) {
+    ASSERT_EQ(a_done.wait_for(std::chrono::seconds(60)), std::future_status::ready);
+    ASSERT_EQ(b_done.wait_for(std::chrono::seconds(60)), std::future_status::ready);
+    ModeResult ra = a_done.get(), rb = b_done.get();
+    EXPECT_EQ(ra.kind, ModeResult::Kind::kCompleted) << ra.message;
+    EXPECT_EQ(rb.kind, ModeResult::Kind::kCompleted) << rb.message;
+    ExpectAllOnce(a, a_lines);
+    ExpectAllOnce(b, b_lines);
+  }
   static void ExpectAllOnce(const Job& job, const std::vector<std::string>& lines) {
     EXPECT_EQ(job.collect.outputs, Expected(lines));
     EXPECT_EQ(job.collect.accepted, lines.size()) << "a chunk's output was taken twice";
@@ -238,13 +250,7 @@ TEST_F(RealFleetTest, TwoJobsFromTwoThreadsBothCompleteExactlyOnce) {
   auto b = Sleeping(b_lines, 20);
   auto a_done = a->RunOn(fleet);
   auto b_done = b->RunOn(fleet);
-  ASSERT_EQ(a_done.wait_for(std::chrono::seconds(60)), std::future_status::ready);
-  ASSERT_EQ(b_done.wait_for(std::chrono::seconds(60)), std::future_status::ready);
-  ModeResult ra = a_done.get(), rb = b_done.get();
-  EXPECT_EQ(ra.kind, ModeResult::Kind::kCompleted) << ra.message;
-  EXPECT_EQ(rb.kind, ModeResult::Kind::kCompleted) << rb.message;
-  ExpectAllOnce(*a, a_lines);
-  ExpectAllOnce(*b, b_lines);
+  ExpectBothComplete(a_done, b_done, *a, a_lines, *b, b_lines);
   EXPECT_EQ(a->stats.rejected_messages + b->stats.rejected_messages, 0u);
 }
 
@@ -326,13 +332,7 @@ TEST_F(RealFleetTest, AWorkerKilledUnderTwoJobsLosesNeithersChunks) {
   std::vector<pid_t> workers = OurWorkers();
   ASSERT_EQ(workers.size(), 2u);
   ASSERT_EQ(kill(workers[0], SIGKILL), 0);
-  ASSERT_EQ(a_done.wait_for(std::chrono::seconds(60)), std::future_status::ready);
-  ASSERT_EQ(b_done.wait_for(std::chrono::seconds(60)), std::future_status::ready);
-  ModeResult ra = a_done.get(), rb = b_done.get();
-  EXPECT_EQ(ra.kind, ModeResult::Kind::kCompleted) << ra.message;
-  EXPECT_EQ(rb.kind, ModeResult::Kind::kCompleted) << rb.message;
-  ExpectAllOnce(*a, a_lines);
-  ExpectAllOnce(*b, b_lines);
+  ExpectBothComplete(a_done, b_done, *a, a_lines, *b, b_lines);
   // Each job lost the worker (its Scheduler counts it) and the fleet replaced it.
   EXPECT_EQ(a->scheduler.counters().workers_lost, 1u);
   EXPECT_EQ(b->scheduler.counters().workers_lost, 1u);

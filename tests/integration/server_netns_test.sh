@@ -12,38 +12,18 @@ FANOUT="$1"
 WORKER="$2"
 HERE="$(cd "$(dirname "$0")" && pwd)"
 source "$HERE/../../scripts/lib/netns.sh"
-
 PREFIX="fs$$"
 WORK="$(mktemp -d)"
+source "$HERE/cluster_lib.sh"  # skip, require_root_and_netns, fail, wait_until
 cleanup() {
   jobs -p | xargs -r kill -9 2>/dev/null || true
   netns_lab_down "$PREFIX"
   rm -rf "$WORK"
 }
 trap cleanup EXIT
-
-if ! ip netns add "$PREFIX-probe" 2>/dev/null; then
-  echo "SKIP: cannot create network namespaces here (needs root / CAP_NET_ADMIN)"
-  exit 77
-fi
-ip netns del "$PREFIX-probe"
+require_root_and_netns "network namespaces"
 # Hosts: c is the server, w1-w3 run workers, w4 and w5 run clients.
 netns_lab_up "$PREFIX" 5
-
-fail() {
-  echo "FAIL: $*" >&2
-  for f in "$WORK"/*.log; do echo "--- $f" >&2; tail -20 "$f" >&2; done
-  exit 1
-}
-
-# Waits up to $3 seconds for file $1 to contain text $2 (an event, not a sleep).
-wait_for() {
-  local deadline=$((SECONDS + $3))
-  until grep -q -- "$2" "$1" 2>/dev/null; do
-    [ $SECONDS -lt $deadline ] || fail "timed out waiting for '$2' in $1"
-    sleep 0.05
-  done
-}
 
 cd "$WORK"
 mkdir workers clients
@@ -65,7 +45,7 @@ SERVER="$(netns_node_addr c)"
 ip netns exec "$PREFIX-c" "$FANOUT" server --listen "tcp://0.0.0.0:7100" \
   --workers-listen "tcp://0.0.0.0:7101" -j 0 --state state --curve-secret server_secret \
   --client-keys clients --authorized-keys workers --worker-bin "$WORKER" 2>server.log &
-wait_for server.log "listening" 30
+wait_until 'grep -q listening server.log' 30
 for w in w1 w2 w3; do
   ip netns exec "$PREFIX-$w" "$WORKER" --connect "tcp://$SERVER:7101" --name "$w" \
     --curve-server-key server --curve-secret "${w}_secret" --log-level debug 2>"$w.log" &
@@ -83,7 +63,7 @@ client 1 w4 --chunks 60 sleep 40 &
 C1=$!
 client 2 w5 --chunks 30 exec -- sh -c 'sleep 0.1; tr a-z A-Z' &
 C2=$!
-wait_for w2.log "attempt 1: started" 60
+wait_until 'grep -q "attempt 1: started" w2.log' 60
 netns_link "$PREFIX" w2 down
 wait "$C1" || fail "client 1 exited $?"
 wait "$C2" || fail "client 2 exited $?"
