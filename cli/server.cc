@@ -5,11 +5,14 @@
 #include <fcntl.h>
 #include <malloc.h>
 #include <sys/eventfd.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <atomic>
+#include <cerrno>
 #include <condition_variable>
+#include <cstring>
 #include <deque>
 #include <filesystem>
 #include <fstream>
@@ -139,6 +142,7 @@ class Server {
     cv_.notify_all();
     if (runner_.joinable()) runner_.join();
     if (done_fd_ >= 0) close(done_fd_);
+    for (int fd : locks_) close(fd);
   }
 
   int Run();
@@ -158,6 +162,8 @@ class Server {
   }
   std::string JobDir(uint64_t id) const { return root_ + "/jobs/" + std::to_string(id); }
   Status Open();
+  // Holds an exclusive lock on `path` for the server's life; `what` names it in the error.
+  Status Lock(const std::string& path, const std::string& what);
   void Recover();
   void Serve();
   void RunnerMain();
@@ -193,7 +199,19 @@ class Server {
   std::map<uint64_t, std::thread> threads_;  // one per running job
   std::vector<uint64_t> ended_;              // jobs whose thread ended, to join
   uint32_t running_ = 0;
+  std::vector<int> locks_;  // Lock's descriptors
 };
+
+Status Server::Lock(const std::string& path, const std::string& what) {
+  int fd = open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+  if (fd < 0) return Status::Error("cannot create '" + path + "': " + std::strerror(errno));
+  if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+    close(fd);
+    return Status::Error(what + " is in use by another fanout server");
+  }
+  locks_.push_back(fd);  // held until the server ends
+  return Status::Ok();
+}
 
 Status Server::Open() {
   if (done_fd_ < 0) return Status::Error("cannot create an eventfd");
@@ -208,6 +226,16 @@ Status Server::Open() {
   fs::create_directories(root_ + "/jobs", ec);
   if (ec) return Status::Error("--state: cannot create '" + root_ + "/jobs': " + ec.message());
   fs::permissions(root_, fs::perms::owner_all, ec);  // inputs and outputs are the clients'
+  // One server per journal: a second one would run the same jobs and race on their files.
+  if (Status s = Lock(root_ + "/server.lock", "--state " + root_); !s.ok()) return s;
+  // One server per ipc:// socket: binding it again would take the path from a live server,
+  // whose clients could no longer reach it.
+  if (options_.listen.rfind("ipc://", 0) == 0) {
+    if (Status s = Lock(options_.listen.substr(6) + ".lock", "--listen " + options_.listen);
+        !s.ok()) {
+      return s;
+    }
+  }
 
   SocketSecurity security;
   security.max_message = options_.fleet.max_message;

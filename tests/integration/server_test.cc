@@ -375,7 +375,7 @@ TEST_F(ServerTest, AnotherUserCannotReachTheServer) {
 }
 
 TEST_F(ServerTest, FlagsThatBelongToTheServerAreRefusedBeforeAnythingIsSent) {
-  StartServer({"-j", "1"});
+  StartServer({"-j", "1", "--state", dir_.File("state")});
   for (std::vector<std::string> flags : {std::vector<std::string>{"--state", dir_.File("s")},
                                          {"--plugin", "/tmp/x.so"},
                                          {"--joblog", dir_.File("j")},
@@ -385,6 +385,16 @@ TEST_F(ServerTest, FlagsThatBelongToTheServerAreRefusedBeforeAnythingIsSent) {
     EXPECT_EQ(r.exit_code, 2) << flags[0] << ": " << r.err;
     EXPECT_NE(r.err.find(flags[0]), std::string::npos) << r.err;
   }
+  // A second server on the same socket or the same --state is refused: it would take the
+  // socket from the first, or run its jobs again.
+  RunResult twice = testing::Run({FanoutBin(), "server", "--listen", endpoint_});
+  EXPECT_EQ(twice.exit_code, 2);
+  EXPECT_NE(twice.err.find("in use by another fanout server"), std::string::npos) << twice.err;
+  RunResult same_state =
+      testing::Run({FanoutBin(), "server", "--listen", "ipc://" + dir_.File("other.sock"),
+                    "--state", dir_.File("state")});
+  EXPECT_EQ(same_state.exit_code, 2);
+  EXPECT_NE(same_state.err.find("--state"), std::string::npos) << same_state.err;
   // A tcp endpoint without CURVE is refused at start: any local user could submit.
   RunResult open = testing::Run({FanoutBin(), "server", "--listen", "tcp://127.0.0.1:0"});
   EXPECT_EQ(open.exit_code, 2);
