@@ -637,7 +637,25 @@ int Server::Run() {
                options_.fleet.listen.empty() ? "" : ", workers join ",
                options_.fleet.listen.c_str(), options_.fleet.jobs);
   Serve();
-  Log().info("server stopping: running jobs resume on the next start with this --state");
+  if (!options_.state_dir.empty()) {
+    // Waiting clients keep asking: a server started again on this --state answers them.
+    Log().info("server stopping: unfinished jobs resume on the next start with this --state");
+    return ToInt(ExitCode::kOk);
+  }
+  // Without a journal the unfinished jobs end with the server: their clients must not wait
+  // for a server that will never know them.
+  std::lock_guard lock(mu_);
+  for (auto& [id, job] : jobs_) {
+    if (job->state == Job::State::kDone) continue;
+    for (const std::string& peer : job->waiters) {
+      SendClientMessage(*router_, peer,
+                        {{"op", "error"},
+                         {"message", "the server stopped; job " + std::to_string(id) +
+                                         " is lost (a server with --state keeps its jobs)"},
+                         {"exit", ToInt(ExitCode::kJobFailed)}});
+    }
+  }
+  router_->set(zmq::sockopt::linger, 1000);  // those last words must leave
   return ToInt(ExitCode::kOk);
 }
 

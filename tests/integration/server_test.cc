@@ -211,6 +211,20 @@ TEST_F(ServerTest, CtrlCOnTheClientCancelsItsJob) {
   EXPECT_NE(waited.err.find("cancelled"), std::string::npos) << waited.err;
 }
 
+TEST_F(ServerTest, AServerStoppedWithoutStateTellsItsWaitingClientsTheirJobIsLost) {
+  StartServer({"-j", "1"});
+  std::string started = dir_.File("started");
+  Child client({FanoutBin(), "run", "--server", endpoint_, "--range", "1:3", "exec", "--", "sh",
+                "-c", "echo x >> " + started + "; sleep 60"},
+               "", dir_.File("client.err"));
+  ASSERT_TRUE(WaitForText(started, "x", milliseconds(20000)));
+  server_->Signal(SIGTERM);
+  EXPECT_EQ(server_->Wait(milliseconds(10000)), 0);
+  EXPECT_EQ(client.Wait(milliseconds(10000)), 1) << ReadFile(dir_.File("client.err"));
+  EXPECT_NE(ReadFile(dir_.File("client.err")).find("is lost"), std::string::npos)
+      << ReadFile(dir_.File("client.err"));
+}
+
 TEST_F(ServerTest, KilledServerRestartedOnItsStateFinishesTheJobWithoutRerunningChunks) {
   std::string state = dir_.File("state");
   std::string workers = "ipc://" + dir_.File("workers.sock");
