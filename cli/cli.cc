@@ -586,17 +586,14 @@ Status RefuseServerOnlyFlags(const CLI::App& run, const RawFlags& raw) {
                                                     "--dashboard",
                                                     "--dashboard-token",
                                                     "--dashboard-linger",
-                                                    "--log-file",
-                                                    "--ok-exit"};
+                                                    "--log-file"};
   for (const CLI::Option* option : run.get_options()) {
     if (option->count() == 0) continue;
     for (const std::string& name : option->get_lnames()) {
       if (!kServerOnly.count("--" + name)) continue;
-      return Status::Error("--" + name + " is not for a job on a server (" +
-                           (name == "ok-exit"
-                                ? "warm workers learn exit statuses once, when they join"
-                                : "the server decides it, or it names a file on its machine") +
-                           ")");
+      return Status::Error("--" + name +
+                           " is not for a job on a server (the server decides it, or it names "
+                           "a file on its machine)");
     }
     for (const std::string& name : option->get_snames()) {
       if (kServerOnly.count("-" + name)) {

@@ -80,6 +80,7 @@ void Fields(V& v, M& m) {
     g.Req("len", slice.length);
     g.Omit("hlen", slice.header);
   });
+  v.Omit("ok", m.ok_exit);
 }
 
 template <class V, MessageOf<ResultMsg> M>
@@ -101,6 +102,7 @@ void Fields(V& v, M& m) {
   v.Column("a", m.attempts);
   v.Column("n", m.records);
   v.Column("len", m.bytes);
+  v.Omit("ok", m.ok_exit);
 }
 
 template <class V, MessageOf<ResultBatch> M>
@@ -440,12 +442,14 @@ Status Finish(Welcome& m, const std::vector<size_t>&) {
   return Status::Ok();
 }
 Status Finish(TaskMsg& m, const std::vector<size_t>&) {
+  if (m.ok_exit.size() > 256) return Status::Error("TASK with more than 256 ok statuses");
   if (m.range && m.range->hi < m.range->lo) return Status::Error("TASK with an inverted range");
   if (m.slice && (m.range || m.slice->offset + m.slice->length < m.slice->offset))
     return Status::Error("TASK with an invalid file slice");
   return Status::Ok();
 }
-Status Finish(TaskBatch&, const std::vector<size_t>& columns) {
+Status Finish(TaskBatch& m, const std::vector<size_t>& columns) {
+  if (m.ok_exit.size() > 256) return Status::Error("TASKS with more than 256 ok statuses");
   return CheckBatch("TASKS", columns);
 }
 Status Finish(ResultBatch& m, const std::vector<size_t>& columns) {

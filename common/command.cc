@@ -223,6 +223,7 @@ struct Command::State {
   int reap_backoff_ms = 1;
   // CommandPolicy::kill_group_on_exit, while the group has not been killed yet.
   bool watch_exit = false;
+  uint64_t ok_exit[4] = {1, 0, 0, 0};  // the exit statuses that succeed, as at Start
 };
 
 namespace {
@@ -241,6 +242,19 @@ bool IsOkExit(int status) {
   if (status < 0 || status >= 256) return false;
   return (g_ok_exit[status / 64].load() >> (status % 64)) & 1;
 }
+
+namespace {
+thread_local const uint64_t* t_ok_exit = nullptr;  // OkExitScope's, if one is open
+}  // namespace
+
+OkExitScope::OkExitScope(const std::vector<uint32_t>& codes) : saved_(t_ok_exit) {
+  if (codes.empty()) return;
+  for (uint32_t code : codes)
+    if (code < 256) words_[code / 64] |= uint64_t{1} << (code % 64);
+  t_ok_exit = words_;
+}
+
+OkExitScope::~OkExitScope() { t_ok_exit = saved_; }
 
 void SetCommandPolicy(const CommandPolicy& policy) {
   g_death_signal.store(policy.parent_death_signal);
@@ -280,6 +294,7 @@ Result<std::unique_ptr<Command>> Command::Start(const std::vector<std::string>& 
   }
   if (input.empty()) state->parent.in.Reset();
   state->watch_exit = g_kill_group_on_exit.load() && state->child.pidfd() >= 0;
+  for (int i = 0; i < 4; ++i) state->ok_exit[i] = t_ok_exit ? t_ok_exit[i] : g_ok_exit[i].load();
   auto command = std::unique_ptr<Command>(new Command(std::move(state)));
   command->max_output_ = max_output;
   return command;
@@ -336,7 +351,8 @@ void Command::TryReap() {
     status_ = Status::Error("cancelled");
   } else if (reaped < 0) {
     status_ = Status::Error("exec: '" + cmd + "': cannot wait for the child: " + ErrorText(errno));
-  } else if (!WIFEXITED(status) || !IsOkExit(WEXITSTATUS(status))) {
+  } else if (!WIFEXITED(status) ||
+             !((state_->ok_exit[WEXITSTATUS(status) / 64] >> (WEXITSTATUS(status) % 64)) & 1)) {
     std::string message = "exec: '" + cmd + "' " + DescribeWaitStatus(status);
     if (std::string tail = LastLines(err_tail_, kStderrLines); !tail.empty()) {
       message += ": " + tail;

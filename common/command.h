@@ -44,6 +44,21 @@ void SetCommandPolicy(const CommandPolicy& policy);
 void SetOkExitCodes(const std::vector<int>& codes);
 bool IsOkExit(int status);
 
+// Overrides the process-wide codes for the commands this thread starts while the scope
+// lives: a worker runs each TASK under the codes it carries (TASK's "ok", PROTOCOL.md), so
+// warm workers serve jobs with different --ok-exit. An empty list overrides nothing.
+class OkExitScope {
+ public:
+  explicit OkExitScope(const std::vector<uint32_t>& codes);
+  ~OkExitScope();
+  OkExitScope(const OkExitScope&) = delete;
+  OkExitScope& operator=(const OkExitScope&) = delete;
+
+ private:
+  uint64_t words_[4] = {0, 0, 0, 0};
+  const uint64_t* saved_ = nullptr;
+};
+
 class Command {
  public:
   // Starts argv[0] with `input` on stdin (must outlive the Command) and the caller's

@@ -97,6 +97,9 @@ struct TaskMsg {
   std::optional<IntRange> range;  // range chunks carry no payload
   uint64_t records = 0;
   std::optional<FileSlice> slice = {};  // by reference ("off", "len", "hlen"): no payload
+  // "ok": exit statuses of an exec command that count as success for this attempt (its
+  // job's --ok-exit); absent or empty = WELCOME's. A warm worker serves many jobs.
+  std::vector<uint32_t> ok_exit = {};
   bool operator==(const TaskMsg&) const = default;
 };
 
@@ -121,6 +124,7 @@ struct TaskBatch {
   std::vector<uint32_t> attempts;
   std::vector<uint64_t> records;
   std::vector<uint64_t> bytes;
+  std::vector<uint32_t> ok_exit = {};  // "ok", as TASK's, for every attempt of the batch
   bool operator==(const TaskBatch&) const = default;
 };
 

@@ -51,11 +51,19 @@ bool EventLoop::Batchable(const Peer& peer, uint64_t chunk) {
          spec.bytes() + job_->header.size() <= kBatchChunkBytes;
 }
 
+std::vector<uint32_t> EventLoop::JobOkExit() const {
+  // A warm worker's WELCOME told it an earlier job's --ok-exit: each TASK says this job's,
+  // {0} included. A one-job loop's WELCOME is this job's, and TASKs say nothing.
+  if (!warm_) return {};
+  return config_->ok_exit.empty() ? std::vector<uint32_t>{0} : config_->ok_exit;
+}
+
 bool EventLoop::SendTask(const Peer& peer, const Assignment& a) {
   const ChunkSpec& chunk = job_->chunks[a.chunk];
   TaskMsg msg{
       job_id_,      a.chunk + cur_->wire_base, a.attempt, config_->task, config_->args, chunk.range,
       chunk.records};
+  msg.ok_exit = JobOkExit();
   // By reference: offsets into the input file, which the worker maps (the header is the
   // file's first bytes). Else the bytes are read into the frame here (CopyOut): a frame
   // pointing into the mapping would be read by ZeroMQ's I/O threads, which block every
@@ -148,6 +156,7 @@ void EventLoop::Fill(Peer& peer, Clock::time_point now) {
       batch.msg.job_id = job_id_;
       batch.msg.task = config_->task;
       batch.msg.args = config_->args;
+      batch.msg.ok_exit = JobOkExit();
     }
     std::string_view bytes = job_->Payload(a->chunk, batch.header_storage);
     if (!job_->header.empty()) bytes = batch.storage.emplace_back(bytes);

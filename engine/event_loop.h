@@ -217,6 +217,8 @@ class EventLoop {
   void FillAll(Clock::time_point now);
   // Whether chunk `chunk` may go to `peer` in a TASKS batch.
   bool Batchable(const Peer& peer, uint64_t chunk);
+  // The "ok" TASK and TASKS carry: the current job's --ok-exit on a warm loop, else none.
+  std::vector<uint32_t> JobOkExit() const;
   // Sends one attempt as a TASK; false if the peer is unreachable.
   bool SendTask(const Peer& peer, const Assignment& a);
   // Sends the collected batch as one TASKS message (a TASK if it holds one attempt).

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 
+#include "common/command.h"
 #include "common/log.h"
 #include "worker/task_runner.h"
 
@@ -38,6 +39,7 @@ bool AsyncRunner::Start(const TaskDef& def, TaskMsg& task, std::optional<zmq::me
   input.attempt = t.attempt;
   input.worker_id = worker_name_;
   input.max_output = max_output_;
+  OkExitScope ok(t.ok_exit);  // the job's --ok-exit, for the command it starts
   auto attempt = def.start_async(input, t.args);
   if (!attempt.ok() && HitFdLimit(attempt.status()) && !entries_.empty()) {
     Log().debug("chunk {} attempt {}: held back until an attempt releases its fds", t.chunk,

@@ -57,6 +57,7 @@ Result<std::vector<BatchedAttempt>> SplitTaskBatch(const TaskBatch& batch,
     BatchedAttempt& a = out.emplace_back();
     a.task = TaskMsg{batch.job_id, batch.chunks[i], batch.attempts[i], batch.task,
                      batch.args,   std::nullopt,    batch.records[i]};
+    a.task.ok_exit = batch.ok_exit;
     if (batch.bytes[i] == 0) {
       a.payload.emplace();
       continue;

@@ -5,6 +5,7 @@
 
 #include <algorithm>
 
+#include "common/command.h"
 #include "common/log.h"
 #include "common/measured_run.h"
 
@@ -193,6 +194,7 @@ FinishedAttempt RunAttempt(const TaskDef& def, const TaskMsg& task,
   input.chunk_id = task.chunk;
   input.attempt = task.attempt;
   input.worker_id = worker_name;
+  OkExitScope ok(task.ok_exit);  // the job's --ok-exit, for the command the task starts
   input.max_output = max_output;
   FinishedAttempt done;
   Measured m;

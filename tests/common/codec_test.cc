@@ -264,6 +264,20 @@ TEST(CodecTest, WelcomeOkExitRoundTripsAndIsOptional) {
   EXPECT_FALSE(DecodeHeader(bytes.data(), bytes.size()).ok());
 }
 
+// TASK's and TASKS' "ok" (a warm worker serves jobs with different --ok-exit, issue #19).
+TEST(CodecTest, TaskOkExitRoundTripsAndIsOptional) {
+  TaskMsg task{"j", 1, 1, "exec", {"--", "grep", "x"}, std::nullopt, 3};
+  EXPECT_FALSE(ParseWire(EncodeHeader(task)).keys.count("ok"));
+  task.ok_exit = {0, 1};
+  EXPECT_EQ(std::get<TaskMsg>(RoundTrip(task)).ok_exit, (std::vector<uint32_t>{0, 1}));
+  TaskBatch batch{"j", "exec", {"--", "grep", "x"}, {1, 2}, {1, 1}, {3, 3}, {4, 4}};
+  batch.ok_exit = {0, 1};
+  EXPECT_EQ(std::get<TaskBatch>(RoundTrip(batch)).ok_exit, (std::vector<uint32_t>{0, 1}));
+  task.ok_exit.assign(257, 1);
+  std::string bytes = EncodeHeader(task);
+  EXPECT_FALSE(DecodeHeader(bytes.data(), bytes.size()).ok());
+}
+
 TEST(CodecTest, StartedAndTheStartsAndMaxKeysRoundTrip) {
   auto started = std::get<Started>(RoundTrip(Started{{3, 9}, {1, 2}}));
   EXPECT_EQ(started.chunks, (std::vector<uint64_t>{3, 9}));

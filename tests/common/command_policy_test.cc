@@ -72,5 +72,25 @@ TEST_F(CommandPolicyTest, ExecErrorsAreReported) {
   EXPECT_EQ(out, "bbb");
 }
 
+// OkExitScope: the commands a thread starts while it lives succeed on its codes, and only
+// they (a worker runs each TASK under its job's --ok-exit).
+TEST(OkExitScopeTest, TheScopesCodesDecideForCommandsStartedWithinIt) {
+  std::string out;
+  EXPECT_FALSE(RunCommand({"sh", "-c", "exit 1"}, "", {}, out, {}).ok());
+  {
+    OkExitScope ok({0, 1});
+    EXPECT_TRUE(RunCommand({"sh", "-c", "exit 1"}, "", {}, out, {}).ok());
+    EXPECT_FALSE(RunCommand({"sh", "-c", "exit 2"}, "", {}, out, {}).ok());
+    std::thread other([&] {  // another thread keeps the process-wide codes
+      std::string o;
+      EXPECT_FALSE(RunCommand({"sh", "-c", "exit 1"}, "", {}, o, {}).ok());
+    });
+    other.join();
+  }
+  EXPECT_FALSE(RunCommand({"sh", "-c", "exit 1"}, "", {}, out, {}).ok());
+  OkExitScope none({});  // an empty list overrides nothing
+  EXPECT_TRUE(RunCommand({"sh", "-c", "exit 0"}, "", {}, out, {}).ok());
+}
+
 }  // namespace
 }  // namespace fanout

@@ -179,6 +179,22 @@ TEST_F(ServerTest, ALocalClientsFilesAreReadAndWrittenInPlace) {
   }
 }
 
+TEST_F(ServerTest, EachJobHasItsOwnOkExitOnTheSameWarmWorkers) {
+  StartServer({"-j", "2"});
+  // grep exits 1 on chunks without a match: with --ok-exit 0,1 that is success, for this
+  // job only; the next job on the same warm workers (which said WELCOME once) fails on it.
+  std::vector<std::string> grep = {"-i", dir_.File("in"), "--chunks",    "8", "exec",
+                                   "--", "grep",          "line 1[0-9] "};
+  RunResult ok = Client(Args({"run", "-q", "--ok-exit", "0,1"}, grep));
+  EXPECT_EQ(ok.exit_code, 0) << ok.err;
+  EXPECT_EQ(ok.out, Serial(Args({"--ok-exit", "0,1"}, grep)));
+  RunResult strict = Client(Args({"run", "-q"}, grep));
+  EXPECT_EQ(strict.exit_code, 1) << strict.err;
+  EXPECT_NE(strict.err.find("exited with status 1"), std::string::npos) << strict.err;
+  RunResult again = Client(Args({"run", "-q", "--ok-exit", "0,1"}, grep));
+  EXPECT_EQ(again.exit_code, 0) << again.err;
+}
+
 TEST_F(ServerTest, AFailedJobReportsLikeALocalRunWithItsExitCode) {
   StartServer({"-j", "1"});
   RunResult r = Client({"run", "--range", "1:5", "--chunks", "2", "exec", "--", "sh", "-c",
