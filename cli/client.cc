@@ -262,6 +262,12 @@ int SubmitToServer(const ServerClient& client, const std::vector<std::string>& a
       input = std::string(std::istreambuf_iterator<char>(in), {});
     }
     if (Interrupt::Requested()) return ToInt(ExitCode::kInterrupted);
+    // The server drops a connection that sends a bigger frame (its --max-message).
+    if (input->size() > static_cast<uint64_t>(kDefaultMaxMessage)) {
+      return Fail("the input (" + std::to_string(input->size()) +
+                  " bytes) is over the 1 GiB a client may send a server; on the server's "
+                  "machine (ipc://) give it as -i FILE, which is not sent");
+    }
   }
   Connection c;
   if (Status s = Connect(c, client); !s.ok()) return Fail(s.message());
