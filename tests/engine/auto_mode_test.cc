@@ -213,19 +213,21 @@ TEST(CalibrateTest, PrefixChunksKeepOutputsAndOffsets) {
 }
 
 TEST(CalibrateTest, CommandChunksRunToCompletionAndSplitStartUpFromRecords) {
-  // Each chunk sleeps 30 ms before copying its records: start-up, not per-record cost.
+  // Each chunk sleeps 100 ms before copying its records: start-up, not per-record cost.
+  // (Long beside the jitter of starting `sh`, which reaches tens of ms under sanitizers:
+  // with 30 ms, chunks of 1 and 2 records could book it all to the second record.)
   std::string data = Lines(200);
-  Calibration cal = Calibrate(Task("exec"), {"sh", "-c", "sleep 0.03; cat"}, data, std::nullopt, {},
+  Calibration cal = Calibrate(Task("exec"), {"sh", "-c", "sleep 0.1; cat"}, data, std::nullopt, {},
                               200, {.cores = 2});
   ASSERT_EQ(cal.chunks.size(), 2u);
   EXPECT_FALSE(cal.error);
   for (size_t i = 0; i < cal.chunks.size(); ++i) {
     EXPECT_EQ(cal.outputs[i], data.substr(cal.chunks[i].begin, cal.chunks[i].bytes()));
-    EXPECT_GE(cal.wall_seconds[i], 0.03);  // not cut short
+    EXPECT_GE(cal.wall_seconds[i], 0.1);  // not cut short
   }
   AutoInputs in = FitCostModel(cal, 200, data.size());
   EXPECT_EQ(in.records, 200 - cal.records);
-  EXPECT_GE(in.chunk_seconds, 0.025);
+  EXPECT_GE(in.chunk_seconds, 0.05);
   // Whatever process start jitter books per record stays below the 30 ms start-up.
   EXPECT_LT(in.record_seconds, in.chunk_seconds);
 }

@@ -110,8 +110,17 @@ TEST_F(AutoModeTest, VerboseSaysWhatItChoseAndWhy) {
   // at ~6 us a record, where 1000 records rightly go to threads).
   RunResult r = Fanout("auto", {"-v", "--range", "1:20", "product"});
   ASSERT_EQ(r.exit_code, 0) << r.err;
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+  // Instrumented, a one-off stall while calibrating (a page fault, a symbol bound on first
+  // use) can book milliseconds to a record, and threads then rightly win on the numbers
+  // measured: the choice is checked by PicksSerialForTheRangeProduct in a plain build; here
+  // only that -v says what it chose and why.
+  EXPECT_NE(r.err.find("auto: "), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("calibrated"), std::string::npos) << r.err;
+#else
   EXPECT_NE(r.err.find("auto: serial, 1 workers"), std::string::npos) << r.err;
   EXPECT_NE(r.err.find("not clearly faster than serial"), std::string::npos) << r.err;
+#endif
 }
 
 TEST_F(AutoModeTest, TimeoutNeedsWorkerProcesses) {
