@@ -29,6 +29,7 @@
 #include "common/exit_code.h"
 #include "common/log.h"
 #include "common/transport.h"
+#include "common/write_all.h"
 #include "common/zap.h"
 #include "engine/interrupt.h"
 #include "engine/job.h"
@@ -49,16 +50,9 @@ Status WriteWhole(const std::string& path, std::string_view text, bool durable) 
   std::string temp = path + ".tmp";
   int fd = open(temp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
   if (fd < 0) return Status::Error("cannot write '" + temp + "': " + std::strerror(errno));
-  size_t done = 0;
-  while (done < text.size()) {
-    ssize_t n = write(fd, text.data() + done, text.size() - done);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) {
-      Status s = Status::Error("cannot write '" + temp + "': " + std::strerror(errno));
-      close(fd);
-      return s;
-    }
-    done += static_cast<size_t>(n);
+  if (int err = WriteAll(fd, text); err != 0) {
+    close(fd);
+    return Status::Error("cannot write '" + temp + "': " + std::strerror(err));
   }
   bool synced = !durable || fsync(fd) == 0;
   close(fd);
@@ -123,6 +117,10 @@ struct Job {
   } progress;
 };
 
+// Who sent `m`: its CURVE key, or "local" (every client of an ipc:// endpoint is the
+// server's own user).
+std::string Owner(const ClientMessage& m) { return m.user.empty() ? "local" : m.user; }
+
 const char* StateName(Job::State s) {
   return s == Job::State::kQueued ? "queued" : s == Job::State::kRunning ? "running" : "done";
 }
@@ -179,6 +177,11 @@ class Server {
   }
   Json Describe(Job& job);
   void Finished();  // the runner ended jobs: tell their waiters
+  // Wakes the main thread to call Finished (finished_ has news). Any thread.
+  void Announce() {
+    uint64_t one = 1;
+    (void)!write(done_fd_, &one, sizeof one);
+  }
 
   const ServerOptions& options_;
   int done_fd_;
@@ -341,8 +344,7 @@ void Server::RunnerMain() {
         }
       }
       cv_.notify_all();
-      uint64_t one = 1;
-      (void)!write(done_fd_, &one, sizeof one);
+      Announce();
     });
   }
   std::map<uint64_t, std::thread> running = std::move(threads_);
@@ -436,7 +438,7 @@ std::shared_ptr<Job> Server::Find(const ClientMessage& m) {
                 : jobs_.find(std::stoull(id));
   // Another client's job is as unknown as a job that never was: ids are not secrets, but
   // a job's state, input and output reach only its submitter.
-  if (it == jobs_.end() || it->second->submitter != (m.user.empty() ? "local" : m.user)) {
+  if (it == jobs_.end() || it->second->submitter != Owner(m)) {
     Error(m, "no job " + id + " on this server (fanout jobs lists yours)");
     return nullptr;
   }
@@ -474,7 +476,7 @@ void Server::OnSubmit(ClientMessage& m) {
   // Refused now, not when it runs: the client's mistake is its usage error.
   job->config.emplace();
   if (Status s = ParseServerJob(job->args, *job->config); !s.ok()) return Error(m, s.message());
-  job->submitter = m.user.empty() ? "local" : m.user;
+  job->submitter = Owner(m);
   job->submitted = Now();
   job->workers = std::max<uint32_t>(1, options_.fleet.jobs);
   job->has_input = m.payload.has_value();
@@ -529,7 +531,7 @@ void Server::OnMessage(ClientMessage& m) {
   std::lock_guard lock(mu_);
   if (op == "jobs") {
     Json list = Json::array();
-    std::string me = m.user.empty() ? "local" : m.user;
+    std::string me = Owner(m);
     for (auto& [id, job] : jobs_) {
       if (job->submitter == me) list.push_back(Describe(*job));
     }
@@ -548,8 +550,7 @@ void Server::OnMessage(ClientMessage& m) {
       Json end = {{"exit", job->exit}, {"report", job->report}, {"summary", ""}};
       (void)Keep(JobDir(job->id) + "/done.json", end.dump());
       finished_.push_back(job->id);
-      uint64_t one = 1;
-      (void)!write(done_fd_, &one, sizeof one);
+      Announce();
     } else if (job->state == Job::State::kRunning) {
       job->stop.request_stop();
     }
