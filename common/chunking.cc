@@ -56,6 +56,9 @@ char Delimiter(RecordKind kind) { return kind == RecordKind::kNul ? '\0' : '\n';
 // call per record cost ~20 ns a line, which made planning a file of short lines slower
 // than running identity over it.
 constexpr size_t kCountBlock = 64 * 1024;
+// SkipRecords' first block: blocks double from here up to kCountBlock, so a chunk of a few
+// short records does not count 64 KiB past its end (100,000 one-line chunks took 1.5 s).
+constexpr size_t kFirstCountBlock = 256;
 
 // Occurrences of `delim` in [p, p + n).
 uint64_t CountByte(const char* p, size_t n, char delim) {
@@ -99,12 +102,15 @@ uint64_t SkipRecords(std::string_view data, uint64_t pos, uint64_t count, const 
   const char* reported = p;
   char delim = Delimiter(o.kind);
   uint64_t i = 0;
-  // Whole blocks holding fewer records than are still to skip, then record by record.
-  while (i < count && end - p > static_cast<std::ptrdiff_t>(kCountBlock)) {
-    uint64_t n = CountByte(p, kCountBlock, delim);
+  // Whole blocks holding fewer records than are still to skip, then record by record. The
+  // blocks grow, so what is counted past the chunk's end is at most about its own length.
+  size_t block = kFirstCountBlock;
+  while (i < count && end - p > static_cast<std::ptrdiff_t>(block)) {
+    uint64_t n = CountByte(p, block, delim);
     if (i + n >= count) break;
     i += n;
-    p += kCountBlock;
+    p += block;
+    block = std::min(block * 2, kCountBlock);
     if (consumed && static_cast<uint64_t>(p - reported) >= kReleaseStep) {
       reported = p;
       consumed(static_cast<uint64_t>(p - base));
