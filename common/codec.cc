@@ -49,6 +49,7 @@ void Fields(V& v, M& m) {
   v.Omit("local", m.local_token);
   v.Omit("starts", m.starts);
   v.Omit("leave", m.leave);
+  v.Omit("ranges", m.ranges);
 }
 
 template <class V, MessageOf<Welcome> M>
@@ -103,6 +104,8 @@ void Fields(V& v, M& m) {
   v.Column("n", m.records);
   v.Column("len", m.bytes);
   v.Omit("ok", m.ok_exit);
+  v.Omit("lo", m.lo);
+  v.Omit("hi", m.hi);
 }
 
 template <class V, MessageOf<ResultBatch> M>
@@ -450,7 +453,15 @@ Status Finish(TaskMsg& m, const std::vector<size_t>&) {
 }
 Status Finish(TaskBatch& m, const std::vector<size_t>& columns) {
   if (m.ok_exit.size() > 256) return Status::Error("TASKS with more than 256 ok statuses");
-  return CheckBatch("TASKS", columns);
+  if (Status s = CheckBatch("TASKS", columns); !s.ok()) return s;
+  if (m.lo.empty() && m.hi.empty()) return Status::Ok();
+  if (m.lo.size() != m.chunks.size() || m.hi.size() != m.chunks.size())
+    return Status::Error("TASKS with columns of different lengths");
+  for (size_t i = 0; i < m.lo.size(); ++i) {
+    if (m.hi[i] < m.lo[i]) return Status::Error("TASKS with an inverted range");
+    if (m.bytes[i] != 0) return Status::Error("TASKS with bytes for a range chunk");
+  }
+  return Status::Ok();
 }
 Status Finish(ResultBatch& m, const std::vector<size_t>& columns) {
   if (Status s = CheckBatch("RESULTS", columns); !s.ok()) return s;

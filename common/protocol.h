@@ -59,6 +59,8 @@ struct Hello {
   bool starts = false;
   // "leave": it drains on SIGTERM and says so with LEAVE when WELCOME asks for it.
   bool leave = false;
+  // "ranges": it takes range chunks in TASKS (the `lo`, `hi` columns).
+  bool ranges = false;
   bool operator==(const Hello&) const = default;
 };
 
@@ -115,7 +117,8 @@ struct ResultMsg {
 
 // Several attempts of one job's task, for short chunks: one message instead of one per
 // chunk. The payload frame holds the chunks' bytes back to back; `bytes[i]` is chunk i's
-// share. Range chunks are never batched.
+// share. Range chunks go only to a worker that said "ranges": one `lo` and `hi` each per
+// attempt, every `bytes[i]` 0 and no payload.
 struct TaskBatch {
   std::string job_id;
   std::string task;
@@ -124,7 +127,8 @@ struct TaskBatch {
   std::vector<uint32_t> attempts;
   std::vector<uint64_t> records;
   std::vector<uint64_t> bytes;
-  std::vector<uint32_t> ok_exit = {};  // "ok", as TASK's, for every attempt of the batch
+  std::vector<uint32_t> ok_exit = {};     // "ok", as TASK's, for every attempt of the batch
+  std::vector<int64_t> lo = {}, hi = {};  // range chunks only: each attempt's range
   bool operator==(const TaskBatch&) const = default;
 };
 

@@ -47,7 +47,8 @@ uint64_t EventLoop::IdleSlotsElsewhere(const Peer& self) const {
 
 bool EventLoop::Batchable(const Peer& peer, uint64_t chunk) {
   const ChunkSpec& spec = job_->chunks[chunk];
-  return peer.batch > 1 && dispatcher_->Batching() && !spec.range &&
+  if (spec.range) return peer.batch > 1 && peer.ranges && dispatcher_->Batching();
+  return peer.batch > 1 && dispatcher_->Batching() &&
          spec.bytes() + job_->header.size() <= kBatchChunkBytes;
 }
 
@@ -93,12 +94,14 @@ bool EventLoop::SendBatch(const Peer& peer, PendingBatch& batch) {
     zmq::message_t payload(batch.total);
     char* to = static_cast<char*>(payload.data());
     for (std::string_view b : batch.bytes) to = std::copy(b.begin(), b.end(), to);
-    sent = SendTo(*router_, peer.id, msg, &payload);
+    sent = SendTo(*router_, peer.id, msg, batch.total ? &payload : nullptr);
   }
   msg.chunks.clear();
   msg.attempts.clear();
   msg.records.clear();
   msg.bytes.clear();
+  msg.lo.clear();
+  msg.hi.clear();
   batch.bytes.clear();
   batch.total = 0;
   batch.storage.clear();
@@ -158,11 +161,18 @@ void EventLoop::Fill(Peer& peer, Clock::time_point now) {
       batch.msg.args = config_->args;
       batch.msg.ok_exit = JobOkExit();
     }
-    std::string_view bytes = job_->Payload(a->chunk, batch.header_storage);
-    if (!job_->header.empty()) bytes = batch.storage.emplace_back(bytes);
+    const ChunkSpec& spec = job_->chunks[a->chunk];
+    std::string_view bytes;
+    if (spec.range) {  // a job's chunks are all ranges or all bytes
+      batch.msg.lo.push_back(spec.range->lo);
+      batch.msg.hi.push_back(spec.range->hi);
+    } else {
+      bytes = job_->Payload(a->chunk, batch.header_storage);
+      if (!job_->header.empty()) bytes = batch.storage.emplace_back(bytes);
+    }
     batch.msg.chunks.push_back(a->chunk);
     batch.msg.attempts.push_back(a->attempt);
-    batch.msg.records.push_back(job_->chunks[a->chunk].records);
+    batch.msg.records.push_back(spec.records);
     batch.msg.bytes.push_back(bytes.size());
     batch.bytes.push_back(bytes);
     batch.total += bytes.size();

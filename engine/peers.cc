@@ -123,6 +123,7 @@ void EventLoop::OnHello(const std::string& id, const Hello& hello, Clock::time_p
   joining.slots = hello.slots;
   joining.batch = hello.batch;
   joining.starts = hello.starts;
+  joining.ranges = hello.ranges;
   joining.host = hello.host;
   joining.tasks = hello.tasks;
   joining.last_seen = now;  // its liveness counts from its HELLO

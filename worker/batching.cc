@@ -58,6 +58,10 @@ Result<std::vector<BatchedAttempt>> SplitTaskBatch(const TaskBatch& batch,
     a.task = TaskMsg{batch.job_id, batch.chunks[i], batch.attempts[i], batch.task,
                      batch.args,   std::nullopt,    batch.records[i]};
     a.task.ok_exit = batch.ok_exit;
+    if (!batch.lo.empty()) {  // a range chunk: no payload, as in a TASK
+      a.task.range = IntRange{batch.lo[i], batch.hi[i]};
+      continue;
+    }
     if (batch.bytes[i] == 0) {
       a.payload.emplace();
       continue;

@@ -429,6 +429,7 @@ SessionEnd Worker::Session() {
   hello.batch = kWorkerBatch;
   hello.starts = true;
   hello.leave = true;
+  hello.ranges = true;
   SendMessage(socket, hello);
   auto now = config_.clock->Now();
   auto last_heard = now;

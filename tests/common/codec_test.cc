@@ -278,6 +278,36 @@ TEST(CodecTest, TaskOkExitRoundTripsAndIsOptional) {
   EXPECT_FALSE(DecodeHeader(bytes.data(), bytes.size()).ok());
 }
 
+// Range chunks in TASKS: "lo" and "hi" columns, sent only for a range job, to a worker
+// whose HELLO said "ranges".
+TEST(CodecTest, TasksRangeColumnsRoundTripAndAreChecked) {
+  TaskBatch bytes{"j", "product", {}, {1, 2}, {1, 1}, {3, 2}, {4, 4}};
+  EXPECT_FALSE(ParseWire(EncodeHeader(bytes)).keys.count("lo"));
+  TaskBatch ranges{"j", "product", {}, {1, 2}, {1, 1}, {3, 2}, {0, 0}};
+  ranges.lo = {-5, 7};
+  ranges.hi = {-2, 9};
+  auto got = std::get<TaskBatch>(RoundTrip(ranges));
+  EXPECT_EQ(got.lo, (std::vector<int64_t>{-5, 7}));
+  EXPECT_EQ(got.hi, (std::vector<int64_t>{-2, 9}));
+  auto decodes = [](const Message& m) {
+    std::string wire = EncodeHeader(m);
+    return DecodeHeader(wire.data(), wire.size()).ok();
+  };
+  TaskBatch ragged = ranges;
+  ragged.hi = {9};
+  EXPECT_FALSE(decodes(ragged)) << "a range column of another length";
+  TaskBatch inverted = ranges;
+  inverted.hi = {-6, 9};
+  EXPECT_FALSE(decodes(inverted)) << "hi below lo";
+  TaskBatch with_bytes = ranges;
+  with_bytes.bytes = {0, 3};
+  EXPECT_FALSE(decodes(with_bytes)) << "bytes for a range chunk";
+  Hello h{"w", "h", "v", 1, 2, {"t"}};
+  EXPECT_FALSE(std::get<Hello>(RoundTrip(h)).ranges);
+  h.ranges = true;
+  EXPECT_TRUE(std::get<Hello>(RoundTrip(h)).ranges);
+}
+
 TEST(CodecTest, StartedAndTheStartsAndMaxKeysRoundTrip) {
   auto started = std::get<Started>(RoundTrip(Started{{3, 9}, {1, 2}}));
   EXPECT_EQ(started.chunks, (std::vector<uint64_t>{3, 9}));

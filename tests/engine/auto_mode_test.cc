@@ -268,10 +268,12 @@ TEST(CalibrateTest, ChunkPastTheStopDeadlineIsStoppedAndBooked) {
   EXPECT_TRUE(cal.stopped);
   ASSERT_TRUE(cal.failed);
   EXPECT_EQ(cal.failed->records, 1u);
-  EXPECT_GE(cal.failed_wall, 0.05);
+  // The deadline counts from just before the attempt's own clock starts: a thread
+  // preempted in between (a loaded machine) books a few ms less than the 50.
+  EXPECT_GE(cal.failed_wall, 0.03);
   EXPECT_LT(cal.failed_wall, 5.0);  // stopped, not slept through
   AutoInputs in = FitCostModel(cal, 10, data.size());
-  EXPECT_GE(in.record_seconds, 0.05);  // a lower bound
+  EXPECT_GE(in.record_seconds, 0.03);  // a lower bound
   EXPECT_EQ(ChooseMode(in).mode, Mode::kThreads);
 }
 

@@ -130,6 +130,24 @@ TEST_F(WorkerLoopTest, TasksBatchIsAnsweredAttemptByAttempt) {
   EXPECT_TRUE(batched) << "after a TASKS, answers may come as RESULTS";
 }
 
+TEST_F(WorkerLoopTest, RangeChunksComeInOneTasksWithoutAPayload) {
+  StartWorker();
+  auto hello = Next();
+  ASSERT_TRUE(hello && std::holds_alternative<Hello>(hello->message));
+  EXPECT_TRUE(std::get<Hello>(hello->message).ranges) << "it takes range chunks in TASKS";
+  std::string peer = hello->peer;
+  ASSERT_TRUE(router_->Send(peer, fanout::Welcome{"job", 500, 4}));
+  TaskBatch batch{"job", "product", {}, {1, 2, 3}, {1, 1, 1}, {3, 2, 0}, {0, 0, 0}};
+  batch.lo = {1, 4, 6};
+  batch.hi = {4, 6, 6};
+  ASSERT_TRUE(router_->Send(peer, batch));
+  bool batched = false;
+  auto got = CollectResults(*this, 3, &batched);
+  EXPECT_EQ(got[1], std::make_pair(true, std::string("6\n")));   // 1*2*3
+  EXPECT_EQ(got[2], std::make_pair(true, std::string("20\n")));  // 4*5
+  EXPECT_EQ(got[3], std::make_pair(true, std::string("1\n")));   // empty range
+}
+
 TEST_F(WorkerLoopTest, TaskErrorsComeBackAsFailedResults) {
   StartWorker();
   std::string peer = Welcome();
