@@ -159,13 +159,14 @@ int Deliver(zmq::socket_t& socket, ClientMessage& done, const std::string& outpu
 }
 
 // Waits for job `id` and delivers its output. Ctrl-C cancels the job (the server's answer
-// is awaited a little, then the client leaves with 130).
+// is awaited a little, then the client leaves with 130). `asked`: the submission already
+// asked to be told when the job ends (the first "wait" would only cost a round trip).
 int Await(Connection& c, const ServerClient& client, const std::string& id,
-          const std::string& output, bool quiet) {
+          const std::string& output, bool quiet, bool asked) {
   zmq::socket_t& socket = *c.socket;
   auto heard = Clock::now();
   bool warned = false;
-  SendClientMessage(socket, "", {{"op", "wait"}, {"id", id}});
+  if (!asked) SendClientMessage(socket, "", {{"op", "wait"}, {"id", id}});
   while (true) {
     if (Interrupt::Requested()) {
       SendClientMessage(socket, "", {{"op", "cancel"}, {"id", id}});
@@ -281,7 +282,7 @@ int SubmitToServer(const ServerClient& client, const std::vector<std::string>& a
     std::printf("%s\n", id.c_str());
     return ToInt(ExitCode::kOk);
   }
-  return Await(c, client, id, parsed.output, parsed.quiet);
+  return Await(c, client, id, parsed.output, parsed.quiet, /*asked=*/true);
 }
 
 int ServerCommand(const ServerClient& client, const std::string& op, const std::string& id,
@@ -289,7 +290,7 @@ int ServerCommand(const ServerClient& client, const std::string& op, const std::
   Interrupt::Install();
   Connection c;
   if (Status s = Connect(c, client); !s.ok()) return Fail(s.message());
-  if (op == "wait") return Await(c, client, id, output, false);
+  if (op == "wait") return Await(c, client, id, output, false, /*asked=*/false);
   SendClientMessage(*c.socket, "", {{"op", op}, {"id", id}});
   int code = 0;
   auto m = Answer(c, client, code);
