@@ -14,14 +14,10 @@
 #include <iterator>
 
 #include "cli/server.h"
-#include "cli/server_protocol.h"
-#include "common/curve.h"
 #include "common/exit_code.h"
-#include "common/handshake_monitor.h"
 #include "common/output_file.h"
-#include "common/transport.h"
+#include "common/server_protocol.h"
 #include "engine/interrupt.h"
-#include "engine/listen_security.h"
 
 namespace fanout {
 namespace {
@@ -40,74 +36,16 @@ int Fail(const std::string& message, ExitCode code = ExitCode::kUsage) {
   return ToInt(code);
 }
 
-// A client's connection: its DEALER and the monitor that hears a refused CURVE handshake
-// (ZeroMQ would otherwise only stay silent).
-struct Connection {
-  zmq::context_t context{1};
-  std::optional<zmq::socket_t> socket;
-  std::optional<HandshakeMonitor> monitor;
-  std::string refused;  // why the server refused this client, once it did
-};
-
-Status Connect(Connection& c, const ServerClient& client) {
-  if (client.server.empty()) {
-    return Status::Error("no server: give --server ADDR (or set FANOUT_SERVER)");
-  }
-  SocketSecurity security;
-  security.max_message = -1;  // outputs may be big; the server is trusted
-  if (!client.server_key.empty() || !client.client_secret.empty()) {
-    if (client.server_key.empty() || client.client_secret.empty()) {
-      return Status::Error("--server-key and --client-secret go together (CURVE)");
-    }
-    auto server = ReadCurveCertificate(client.server_key, false);
-    if (!server.ok()) return Status::Error("--server-key: " + server.status().message());
-    auto own = ReadCurveCertificate(client.client_secret, true);
-    if (!own.ok()) return Status::Error("--client-secret: " + own.status().message());
-    security.curve_client = CurveClientKeys{server->public_key, *own};
-  } else if (EndpointNeedsCurve(client.server)) {
-    return Status::Error("--server " + client.server +
-                         ": a tcp server needs --server-key and --client-secret (CURVE)");
-  }
-  if (client.server.rfind("ipc://", 0) == 0) {
-    // ZeroMQ would retry a refused ipc connection silently: say what is wrong now.
-    std::string path = client.server.substr(6);
-    if (access(path.c_str(), F_OK) != 0) {
-      return Status::Error("no server at " + client.server + " (no such socket)");
-    }
-    if (access(path.c_str(), W_OK) != 0) {
-      return Status::Error("cannot reach the server at " + client.server +
-                           ": its socket is another user's (" + std::strerror(errno) + ")");
-    }
-  }
-  c.socket.emplace(NewDealer(c.context, "", security));
-  c.monitor.emplace(c.context, *c.socket);  // before connect: see NewDealer
-  if (Status s = ConnectDealer(*c.socket, client.server); !s.ok()) {
-    return Status::Error("--server: " + s.message());
-  }
-  return Status::Ok();
-}
-
 // Waits up to `timeout` (forever if zero) for one message; nullopt on timeout, Ctrl-C or a
 // refused handshake (c.refused).
-std::optional<ClientMessage> Receive(Connection& c, milliseconds timeout) {
-  auto until = Clock::now() + timeout;
-  while (!Interrupt::Requested() && c.refused.empty()) {
-    if (auto m = ReceiveClientMessage(*c.socket, /*router=*/false)) return m;
-    auto left = std::chrono::duration_cast<milliseconds>(until - Clock::now());
-    if (timeout.count() > 0 && left.count() <= 0) return std::nullopt;
-    zmq::pollitem_t items[] = {{c.socket->handle(), 0, ZMQ_POLLIN, 0},
-                               {c.monitor->handle(), 0, ZMQ_POLLIN, 0},
-                               {nullptr, Interrupt::fd(), ZMQ_POLLIN, 0}};
-    milliseconds wait = timeout.count() > 0 ? std::min(left, kRewait) : kRewait;
-    PollOnce(items, Interrupt::fd() >= 0 ? 3 : 2, wait);
-    for (const std::string& why : c.monitor->TakeFailures()) c.refused = why;
-  }
-  return std::nullopt;
+std::optional<ClientMessage> Receive(ServerConnection& c, milliseconds timeout) {
+  return ReceiveFromServer(
+      c, timeout, [] { return Interrupt::Requested(); }, Interrupt::fd(), kRewait);
 }
 
 // The server's answer to a request just sent: an "error" answer is printed and its exit
 // code returned through `code`.
-std::optional<ClientMessage> Answer(Connection& c, const ServerClient& client, int& code) {
+std::optional<ClientMessage> Answer(ServerConnection& c, const ServerClient& client, int& code) {
   auto m = Receive(c, kAnswerTimeout);
   if (!m) {
     code = !c.refused.empty()
@@ -161,7 +99,7 @@ int Deliver(zmq::socket_t& socket, ClientMessage& done, const std::string& outpu
 // Waits for job `id` and delivers its output. Ctrl-C cancels the job (the server's answer
 // is awaited a little, then the client leaves with 130). `asked`: the submission already
 // asked to be told when the job ends (the first "wait" would only cost a round trip).
-int Await(Connection& c, const ServerClient& client, const std::string& id,
+int Await(ServerConnection& c, const ServerClient& client, const std::string& id,
           const std::string& output, bool quiet, bool asked) {
   zmq::socket_t& socket = *c.socket;
   auto heard = Clock::now();
@@ -270,8 +208,8 @@ int SubmitToServer(const ServerClient& client, const std::vector<std::string>& a
                   "machine (ipc://) give it as -i FILE, which is not sent");
     }
   }
-  Connection c;
-  if (Status s = Connect(c, client); !s.ok()) return Fail(s.message());
+  ServerConnection c;
+  if (Status s = ConnectToServer(c, client); !s.ok()) return Fail(s.message());
   zmq::message_t payload(input ? input->data() : nullptr, input ? input->size() : 0);
   SendClientMessage(*c.socket, "", submit, input ? &payload : nullptr);
   int code = 0;
@@ -288,8 +226,8 @@ int SubmitToServer(const ServerClient& client, const std::vector<std::string>& a
 int ServerCommand(const ServerClient& client, const std::string& op, const std::string& id,
                   const std::string& output) {
   Interrupt::Install();
-  Connection c;
-  if (Status s = Connect(c, client); !s.ok()) return Fail(s.message());
+  ServerConnection c;
+  if (Status s = ConnectToServer(c, client); !s.ok()) return Fail(s.message());
   if (op == "wait") return Await(c, client, id, output, false, /*asked=*/false);
   SendClientMessage(*c.socket, "", {{"op", op}, {"id", id}});
   int code = 0;

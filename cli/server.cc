@@ -25,9 +25,9 @@
 #include <utility>
 
 #include "cli/run_report.h"
-#include "cli/server_protocol.h"
 #include "common/exit_code.h"
 #include "common/log.h"
+#include "common/server_protocol.h"
 #include "common/transport.h"
 #include "common/write_all.h"
 #include "common/zap.h"

@@ -24,6 +24,7 @@
 #include <vector>
 
 #include "common/curve.h"
+#include "common/server_protocol.h"  // ServerClient
 #include "common/status.h"
 #include "engine/job_config.h"
 
@@ -42,13 +43,6 @@ struct ServerOptions {
 
 // Runs the server until SIGINT/SIGTERM (exit 0) or a start-up failure (exit 2, one line).
 int RunServer(const ServerOptions& options);
-
-// How a client reaches a server (--server, --server-key, --client-secret).
-struct ServerClient {
-  std::string server;
-  std::string server_key;     // FILE: the server's public certificate (CURVE over tcp)
-  std::string client_secret;  // FILE: this client's secret certificate
-};
 
 // `fanout run --server ...`: submits `args` (what `fanout run` takes, minus the client's own
 // flags; the caller has refused the flags a server refuses) with the input `parsed` names (its -i

@@ -164,4 +164,8 @@ int PollOnce(zmq::pollitem_t* items, size_t count, std::chrono::milliseconds tim
   }
 }
 
+bool EndpointNeedsCurve(const std::string& endpoint) {
+  return endpoint.rfind("ipc://", 0) != 0 && endpoint.rfind("inproc://", 0) != 0;
+}
+
 }  // namespace fanout

@@ -84,6 +84,10 @@ std::string LastEndpoint(zmq::socket_t& socket);
 // (tcp://0.0.0.0:PORT, tcp://[::]:PORT) becomes this machine's host name; others as they are.
 std::string ConnectableEndpoint(const std::string& bound);
 
+// False only for endpoints guarded by file permissions or the process: ipc://, inproc://.
+// Every TCP endpoint, loopback included, needs CURVE (or --insecure).
+bool EndpointNeedsCurve(const std::string& endpoint);
+
 // zmq::poll that treats an interrupted call (EINTR: a signal arrived) as "nothing ready":
 // the caller's loop then looks at its signal flags. Returns the number of ready items.
 int PollOnce(zmq::pollitem_t* items, size_t count, std::chrono::milliseconds timeout);

@@ -4,10 +4,6 @@
 
 namespace fanout {
 
-bool EndpointNeedsCurve(const std::string& endpoint) {
-  return endpoint.rfind("ipc://", 0) != 0 && endpoint.rfind("inproc://", 0) != 0;
-}
-
 Status ApplyListenSecurity(const ListenSecurity& security, JobConfig& config) {
   if (security.curve_secret.empty() != security.authorized_keys.empty()) {
     return Status::Error("--curve-secret and --authorized-keys go together");

@@ -8,6 +8,7 @@
 #include <string>
 
 #include "common/status.h"
+#include "common/transport.h"  // EndpointNeedsCurve
 #include "engine/job_config.h"
 
 namespace fanout {
@@ -18,10 +19,6 @@ struct ListenSecurity {
   std::string authorized_keys;  // --authorized-keys DIR: workers' public certificates
   bool insecure = false;        // --insecure: a TCP endpoint without CURVE
 };
-
-// False only for endpoints guarded by file permissions or the process: ipc://, inproc://.
-// Every TCP endpoint, loopback included, needs CURVE (or --insecure).
-bool EndpointNeedsCurve(const std::string& endpoint);
 
 // Fills config.curve_server and config.authorized_keys (with CURVE), or checks that
 // config.listen may go without. Errors are one line naming the flag and the problem.

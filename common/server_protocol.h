@@ -1,0 +1,67 @@
+// The client protocol of `fanout server` (PROTOCOL.md, "Client messages"): what `fanout run
+// --server`, `fanout jobs`, `status`, `cancel`, `wait`, `output` and a library Pool with a
+// server (PoolOptions::server) say to a server and what it answers. A message is one msgpack
+// map (frame 1; nlohmann-json's encoding, field "op" names it) and an optional raw payload
+// frame (a job's input or output), after the routing id on the server's ROUTER. Clients use
+// a DEALER (ServerConnection). Sockets are used by one thread.
+#pragma once
+
+#include <chrono>
+#include <functional>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <string>
+#include <zmq.hpp>
+
+#include "common/handshake_monitor.h"
+#include "common/status.h"
+
+namespace fanout {
+
+// How a client reaches a server (--server, --server-key, --client-secret).
+struct ServerClient {
+  std::string server;
+  std::string server_key;     // FILE: the server's public certificate (CURVE over tcp)
+  std::string client_secret;  // FILE: this client's secret certificate
+};
+
+struct ClientMessage {
+  std::string peer;       // the sender's routing id (server side), "" on a client
+  std::string user;       // the sender's CURVE key (ZAP user id; server side), "" without CURVE
+  nlohmann::json header;  // an object with "op"
+  std::optional<zmq::message_t> payload;
+};
+
+// Receives one message without blocking; nullopt if none is waiting or it is malformed
+// (then its frames are consumed and `error` says why). `router`: a routing id comes first.
+std::optional<ClientMessage> ReceiveClientMessage(zmq::socket_t& socket, bool router,
+                                                  std::string* error = nullptr);
+
+// Sends `header` (and `payload`, moved, if given) to `peer` ("" on a DEALER). False if it
+// could not be queued (the peer is gone).
+bool SendClientMessage(zmq::socket_t& socket, const std::string& peer, const nlohmann::json& header,
+                       zmq::message_t* payload = nullptr);
+
+// A client's connection: its DEALER and the monitor that hears a refused CURVE handshake
+// (ZeroMQ would otherwise only stay silent).
+struct ServerConnection {
+  zmq::context_t context{1};
+  std::optional<zmq::socket_t> socket;
+  std::optional<HandshakeMonitor> monitor;
+  std::string refused;  // why the server refused this client, once it did
+};
+
+// Connects `c` to `client.server`: an error names what is wrong (no server given, a tcp
+// server without CURVE files, an ipc socket that is missing or another user's, unreadable
+// certificates) at once, where ZeroMQ would retry in silence.
+Status ConnectToServer(ServerConnection& c, const ServerClient& client);
+
+// Waits up to `timeout` (forever if zero) for one message, polling `wake_fd` too (-1: none)
+// at least every `slice`; nullopt on timeout, once `stop()` is true (checked on each wake),
+// or when the server refused this client (then c.refused says why).
+std::optional<ClientMessage> ReceiveFromServer(ServerConnection& c,
+                                               std::chrono::milliseconds timeout,
+                                               const std::function<bool()>& stop, int wake_fd,
+                                               std::chrono::milliseconds slice);
+
+}  // namespace fanout
