@@ -31,6 +31,7 @@
 #include "common/transport.h"
 #include "common/write_all.h"
 #include "common/zap.h"
+#include "engine/call_job.h"
 #include "engine/interrupt.h"
 #include "engine/job.h"
 #include "engine/job_observer.h"
@@ -92,6 +93,15 @@ struct Job {
   std::string summary;  // the summary line
   std::stop_source stop;
   std::set<std::string> waiters;  // clients waiting for the output (routing ids)
+  // A library Pool's call (op "call"): chunks the Pool cut, run with RunCallJob, one output
+  // or failure each. Not journaled: its caller waits for it in memory.
+  struct Call {
+    JobConfig config;  // the fleet's, with the call's task, args and retry settings
+    CallSpec spec;
+    std::vector<std::string> outputs;  // by chunk ("" for a failed one)
+    Json failures = Json::array();     // {chunk, kind, reason, message} each
+  };
+  std::optional<Call> call;
 
   // Chunks finished and planned, as the running job's telemetry counts them.
   struct Progress : JobObserver {
@@ -173,6 +183,10 @@ class Server {
   void RunOne(Job& job);
   void OnMessage(ClientMessage& m);
   void OnSubmit(ClientMessage& m);
+  void OnCall(ClientMessage& m);
+  void RunCall(Job& job);
+  // Queues `job` (its id is set here) and tells its client it was accepted.
+  void Accept(const ClientMessage& m, std::shared_ptr<Job> job);
   // The job `m` names if the sender may see it; else answers with an error and returns null.
   std::shared_ptr<Job> Find(const ClientMessage& m);
   void SendDone(Job& job, const std::string& peer);
@@ -359,6 +373,7 @@ void Server::RunnerMain() {
 
 // Runs one job on the fleet through the engine's RunJob, as `fanout run` would run it.
 void Server::RunOne(Job& job) {
+  if (job.call) return RunCall(job);
   std::string dir = JobDir(job.id);
   JobConfig config;
   std::string report;
@@ -461,6 +476,21 @@ void Server::SendDone(Job& job, const std::string& peer) {
     SendClientMessage(*router_, peer, header);
     return;
   }
+  if (job.call) {  // each chunk's output, back to back, and the failures
+    Json sizes = Json::array();
+    size_t total = 0;
+    for (const std::string& out : job.call->outputs) total += out.size();
+    zmq::message_t payload(total);
+    char* to = static_cast<char*>(payload.data());
+    for (const std::string& out : job.call->outputs) {
+      sizes.push_back(out.size());
+      to = std::copy(out.begin(), out.end(), to);
+    }
+    header["sizes"] = std::move(sizes);
+    header["failures"] = job.call->failures;
+    SendClientMessage(*router_, peer, header, &payload);
+    return;
+  }
   auto output = ReadWhole(JobDir(job.id) + "/output");
   size_t size = output ? output->size() : 0;
   zmq::message_t payload(output ? output->data() : nullptr, size);
@@ -520,19 +550,150 @@ void Server::OnSubmit(ClientMessage& m) {
     fs::remove_all(dir, ec);
     return Error(m, "the server cannot keep the job: " + s.message(), ExitCode::kJobFailed);
   }
+  Accept(m, std::move(job));
+}
+
+void Server::Accept(const ClientMessage& m, std::shared_ptr<Job> job) {
   if (m.header.value("wait", false)) job->waiters.insert(m.peer);
+  std::string id = std::to_string(job->id);
   {
     std::lock_guard lock(mu_);
     jobs_[job->id] = job;
     queue_.push_back(job->id);
   }
   cv_.notify_all();
-  SendClientMessage(*router_, m.peer, {{"op", "accepted"}, {"id", std::to_string(job->id)}});
+  SendClientMessage(*router_, m.peer, {{"op", "accepted"}, {"id", id}});
+}
+
+// A Pool's call: {task, args, sizes (and the chunks as payload) or range + chunks, ids,
+// retries, timeout_ms, keep_going}. Every field is checked: a client over tcp is someone
+// else.
+void Server::OnCall(ClientMessage& m) {
+  const Json& h = m.header;
+  auto text = [&](const char* key) { return h.contains(key) && h[key].is_string(); };
+  auto uints = [&](const char* key) {
+    if (!h.contains(key) || !h[key].is_array()) return false;
+    for (const Json& v : h[key]) {
+      if (!v.is_number_unsigned()) return false;
+    }
+    return true;
+  };
+  auto uint_or_absent = [&](const char* key, uint64_t most) {
+    return !h.contains(key) || (h[key].is_number_unsigned() && h[key].get<uint64_t>() <= most);
+  };
+  if (!text("task") || h["task"].get<std::string>().empty()) return Error(m, "call: no task");
+  Job::Call call;
+  call.config = FleetConfig(options_.fleet);
+  call.config.task = h["task"].get<std::string>();
+  if (h.contains("args")) {
+    if (!h["args"].is_array()) return Error(m, "call: args must be strings");
+    for (const Json& a : h["args"]) {
+      if (!a.is_string()) return Error(m, "call: args must be strings");
+      call.config.args.push_back(a.get<std::string>());
+    }
+  }
+  if (!uint_or_absent("retries", 1000) || !uint_or_absent("timeout_ms", uint64_t{1} << 40) ||
+      (h.contains("keep_going") && !h["keep_going"].is_boolean())) {
+    return Error(m, "call: retries (0 to 1000), timeout_ms and keep_going are numbers and a flag");
+  }
+  call.config.scheduler.retries = h.value("retries", 0u);
+  call.config.scheduler.timeout =
+      std::chrono::duration_cast<Micros>(std::chrono::milliseconds(h.value("timeout_ms", 0ull)));
+  call.config.scheduler.keep_going = h.value("keep_going", false);
+  if (h.contains("range")) {
+    const Json& r = h["range"];
+    if (!r.is_array() || r.size() != 2 || !r[0].is_number_integer() || !r[1].is_number_integer() ||
+        r[0].get<int64_t>() > r[1].get<int64_t>() || !uint_or_absent("chunks", kMaxChunks) ||
+        h.value("chunks", 0ull) == 0 || m.payload) {
+      return Error(m, "call: range is [lo, hi] with lo <= hi, chunks 1 to " +
+                          std::to_string(kMaxChunks) + ", and no payload");
+    }
+    call.spec.range = IntRange{r[0].get<int64_t>(), r[1].get<int64_t>()};
+    call.spec.range_chunks = h["chunks"].get<uint64_t>();
+  } else {
+    if (!uints("sizes") || h["sizes"].size() > kMaxChunks) {
+      return Error(
+          m, "call: sizes (one per chunk, at most " + std::to_string(kMaxChunks) + ") or a range");
+    }
+    uint64_t total = 0;
+    for (const Json& n : h["sizes"]) {
+      uint64_t size = n.get<uint64_t>();
+      if (size > (uint64_t{1} << 62) - total) return Error(m, "call: sizes too large");
+      total += size;
+      call.spec.sizes.push_back(size);
+    }
+    if (total != (m.payload ? m.payload->size() : 0)) {
+      return Error(m, "call: the sizes add up to " + std::to_string(total) +
+                          " bytes but the payload has " +
+                          std::to_string(m.payload ? m.payload->size() : 0));
+    }
+    if (m.payload) call.spec.bytes.assign(m.payload->data<char>(), m.payload->size());
+  }
+  if (h.contains("ids")) {
+    if (!uints("ids") || h["ids"].size() != call.spec.chunk_count()) {
+      return Error(m, "call: ids must be one number per chunk");
+    }
+    for (const Json& n : h["ids"]) call.spec.ids.push_back(n.get<uint64_t>());
+  }
+  auto job = std::make_shared<Job>();
+  job->args = {"(call)", call.config.task};
+  job->args.insert(job->args.end(), call.config.args.begin(), call.config.args.end());
+  job->submitter = Owner(m);
+  job->submitted = Now();
+  job->call = std::move(call);
+  job->id = next_id_++;
+  Accept(m, std::move(job));
+}
+
+void Server::RunCall(Job& job) {
+  Job::Call& call = *job.call;
+  std::mutex mu;  // the callbacks' outputs and failures
+  std::vector<std::string> outputs(call.spec.chunk_count());
+  Json failures = Json::array();
+  auto kind = [](ChunkFailure::Kind k) {
+    switch (k) {
+      case ChunkFailure::Kind::kFailed:
+        return "failed";
+      case ChunkFailure::Kind::kCancelled:
+        return "cancelled";
+      case ChunkFailure::Kind::kNotRun:
+        return "not_run";
+      case ChunkFailure::Kind::kJobFailed:
+        break;
+    }
+    return "job_failed";
+  };
+  CallCallbacks callbacks{[&](uint64_t chunk, std::string output) {
+                            std::lock_guard lock(mu);
+                            outputs[chunk] = std::move(output);
+                          },
+                          [&](uint64_t chunk, ChunkFailure f) {
+                            std::lock_guard lock(mu);
+                            failures.push_back({{"chunk", chunk},
+                                                {"kind", kind(f.kind)},
+                                                {"reason", f.reason},
+                                                {"message", f.message}});
+                          }};
+  Status s = RunCallJob(
+      call.config, std::move(call.spec), callbacks, [this] { return &fleet_; }, 0,
+      job.stop.get_token());
+  std::lock_guard lock(mu_);
+  job.exit = !s.ok()                     ? ToInt(ExitCode::kUsage)
+             : failures.empty()          ? ToInt(ExitCode::kOk)
+             : job.stop.stop_requested() ? ToInt(ExitCode::kInterrupted)
+                                         : ToInt(ExitCode::kJobFailed);
+  if (!s.ok()) {
+    job.report = s.message();  // refused before any chunk ran: no chunk has an outcome
+    outputs.clear();
+  }
+  call.outputs = std::move(outputs);
+  call.failures = std::move(failures);
 }
 
 void Server::OnMessage(ClientMessage& m) {
   const std::string op = m.header["op"];
   if (op == "submit") return OnSubmit(m);
+  if (op == "call") return OnCall(m);
   std::lock_guard lock(mu_);
   if (op == "jobs") {
     Json list = Json::array();

@@ -86,6 +86,7 @@ uint32_t WorkersOf(const PoolSettings& options) {
 
 void RunBatch(const PoolSettings& options, const BatchSpec& spec, const BatchCallbacks& callbacks,
               WarmWorkers* warm, std::stop_token stop) {
+  if (!options.server.empty()) return RunBatchOnServer(options, spec, callbacks, std::move(stop));
   if (options.mode == PoolMode::kRemote && options.endpoint.empty()) {
     throw PoolError("remote mode needs an endpoint for workers to connect to");
   }

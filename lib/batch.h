@@ -53,7 +53,14 @@ uint32_t WorkersOf(const PoolSettings& options);
 // With `warm`, processes and remote jobs run on its workers (started by the first such job)
 // instead of workers started for this job alone. `stop` cancels the job from any thread
 // (engine/run_planned.h): it returns promptly, and the chunks not finished get Cancelled.
+// With options.server, the call runs on that server instead (RunBatchOnServer).
 void RunBatch(const PoolSettings& options, const BatchSpec& spec, const BatchCallbacks& callbacks,
               WarmWorkers* warm = nullptr, std::stop_token stop = {});
+
+// One call on the `fanout server` at options.server (lib/server_call.cc): PoolError when it
+// cannot be sent, is refused, or the server loses it; otherwise every chunk's outcome goes
+// to the callbacks once the server has them all.
+void RunBatchOnServer(const PoolSettings& options, const BatchSpec& spec,
+                      const BatchCallbacks& callbacks, std::stop_token stop);
 
 }  // namespace fanout

@@ -63,6 +63,9 @@ FANOUT_POOL_OPTION_REF(std::vector<std::string>, plugins)
 FANOUT_POOL_OPTION_REF(std::string, curve_secret)
 FANOUT_POOL_OPTION_REF(std::string, authorized_keys)
 FANOUT_POOL_OPTION(bool, insecure)
+FANOUT_POOL_OPTION_REF(std::string, server)
+FANOUT_POOL_OPTION_REF(std::string, server_key)
+FANOUT_POOL_OPTION_REF(std::string, client_secret)
 
 #undef FANOUT_POOL_OPTION
 #undef FANOUT_POOL_OPTION_REF

@@ -26,6 +26,9 @@ struct PoolSettings {
   std::string curve_secret;
   std::string authorized_keys;
   bool insecure = false;
+  std::string server;
+  std::string server_key;
+  std::string client_secret;
 };
 
 // The settings `options` holds (the defaults for a moved-from PoolOptions). Valid while

@@ -107,6 +107,21 @@ class FANOUT_API PoolOptions {
   PoolOptions& authorized_keys(std::string authorized_keys);
   bool insecure() const;
   PoolOptions& insecure(bool insecure);
+  // Run every call on a `fanout server` (README "Running a cluster") instead: its warm
+  // workers, shared with the server's other jobs. "ipc:///path/server.sock" on this machine,
+  // or "tcp://HOST:PORT" with `server_key` (the server's public certificate) and
+  // `client_secret` (this client's secret certificate, admitted by the server's
+  // --client-keys). The server's workers run the tasks they know (built-ins, exec, the
+  // server's plugins), not this program's; `mode`, `workers`, `endpoint`, the worker and
+  // plugin options and `min_workers` are the server's business and are not used.
+  // `retries` and `timeout` apply. A call the server has not finished when it stops (or a
+  // server restart) fails with PoolError; Pool::cancel() cancels the call on the server.
+  const std::string& server() const;
+  PoolOptions& server(std::string server);
+  const std::string& server_key() const;
+  PoolOptions& server_key(std::string server_key);
+  const std::string& client_secret() const;
+  PoolOptions& client_secret(std::string client_secret);
 
  private:
   friend const PoolSettings& SettingsOf(const PoolOptions& options);  // for lib/

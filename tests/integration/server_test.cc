@@ -373,6 +373,15 @@ TEST_F(ServerTest, AHostileClientNeverCrashesTheServer) {
   send({msgpack({{"op", "output"}, {"id", "../../etc"}})});
   send({msgpack({{"op", "cancel"}, {"id", "99999999999999999999999"}})});
   send({msgpack({{"op", "nonsense"}})});
+  // A Pool's call (PoolOptions::server): every field is checked.
+  send({msgpack({{"op", "call"}})});
+  send({msgpack({{"op", "call"}, {"task", "identity"}, {"sizes", {5}}})});  // no payload
+  send({msgpack({{"op", "call"}, {"task", "identity"}, {"sizes", {-1}}}), ""});
+  send({msgpack({{"op", "call"}, {"task", "product"}, {"range", {5, 1}}, {"chunks", 2}})});
+  send({msgpack({{"op", "call"}, {"task", "product"}, {"range", {1, 5}}, {"chunks", 0}})});
+  send({msgpack({{"op", "call"}, {"task", "identity"}, {"sizes", {1}}, {"ids", {1, 2}}}), "a"});
+  send({msgpack({{"op", "call"}, {"task", "identity"}, {"sizes", {1}}, {"retries", -3}}), "a"});
+  send({msgpack({{"op", "call"}, {"task", "identity"}, {"args", {1}}, {"sizes", {1}}}), "a"});
   // Each well-framed request gets an error answer; the server lives and serves a job.
   int errors = 0;
   zmq::pollitem_t items[] = {{socket.handle(), 0, ZMQ_POLLIN, 0}};
@@ -381,9 +390,9 @@ TEST_F(ServerTest, AHostileClientNeverCrashesTheServer) {
     ASSERT_TRUE(socket.recv(frame));
     auto answer = nlohmann::json::from_msgpack(frame.to_string_view(), true, false);
     if (answer.is_object() && answer.value("op", "") == "error") ++errors;
-    if (errors == 7) break;
+    if (errors == 15) break;
   }
-  EXPECT_EQ(errors, 7);
+  EXPECT_EQ(errors, 15);
   // The frames that were no request at all are refused and logged, never answered.
   EXPECT_NE(ReadFile(dir_.File("server.err")).find("refused a client message"), std::string::npos);
   RunResult r = Client({"run", "-q", "-i", dir_.File("in"), "identity"});
