@@ -121,6 +121,9 @@ void EventLoop::Fill(Peer& peer, Clock::time_point now) {
   }
   bool reachable = true;
   auto idle_elsewhere = [&] { return IdleSlotsElsewhere(peer); };
+  // The dispatch time of this Fill's attempts: one clock read per job, not per attempt.
+  const Telemetry* stamped = nullptr;
+  double stamp = 0;
   while (reachable) {
     ActiveJob* next = nullptr;
     for (ActiveJob& j : jobs_) {
@@ -148,7 +151,11 @@ void EventLoop::Fill(Peer& peer, Clock::time_point now) {
     }
     Log().debug("chunk {} attempt {}{} -> {}", a->chunk, a->attempt,
                 a->speculative ? " (speculative)" : "", peer.name);
-    cur_->in_flight[{a->chunk, a->attempt}] = {peer.index, stats_->telemetry.Now()};
+    if (stamped != &stats_->telemetry) {
+      stamped = &stats_->telemetry;
+      stamp = stamped->Now();
+    }
+    cur_->in_flight[{a->chunk, a->attempt}] = {peer.index, stamp};
     stats_->telemetry.RecordStart(a->chunk, a->attempt, peer.index);
     PendingBatch& batch = cur_->batch;
     if (!Batchable(peer, a->chunk)) {

@@ -93,11 +93,16 @@ std::string PlannedJob::Describe(uint64_t chunk) const {
 AttemptSpan PlannedJob::Span(const Telemetry& t, uint64_t chunk, uint32_t attempt,
                              WorkerIndex worker, double wall, uint64_t bytes_out,
                              const Status& status) const {
+  return SpanAt(t.Now(), chunk, attempt, worker, wall, bytes_out, status);
+}
+
+AttemptSpan PlannedJob::SpanAt(double end, uint64_t chunk, uint32_t attempt, WorkerIndex worker,
+                               double wall, uint64_t bytes_out, const Status& status) const {
   AttemptSpan span;
   span.chunk = chunk;
   span.attempt = attempt;
   span.worker = worker;
-  span.end = t.Now();
+  span.end = end;
   span.start = std::max(0.0, span.end - wall);
   span.bytes_in = chunks[chunk].bytes();
   span.records = chunks[chunk].records;

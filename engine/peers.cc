@@ -160,10 +160,11 @@ void EventLoop::OnResult(Peer& peer, const ResultMsg& result, Blob output, Clock
       scheduler_->OnResult(peer.index, result.chunk, result.attempt, ok, error, now);
   if (auto it = cur_->in_flight.find({result.chunk, result.attempt});
       it != cur_->in_flight.end() && it->second.first == peer.index) {
-    double since_dispatch = stats_->telemetry.Now() - it->second.second;
-    AttemptSpan span = job_->Span(stats_->telemetry, result.chunk, result.attempt, peer.index,
-                                  std::min(result.wall_seconds, since_dispatch), output.size(),
-                                  ok ? Status::Ok() : Status::Error(error));
+    double at = stats_->telemetry.Now();  // one clock read per result
+    double since_dispatch = at - it->second.second;
+    AttemptSpan span = job_->SpanAt(at, result.chunk, result.attempt, peer.index,
+                                    std::min(result.wall_seconds, since_dispatch), output.size(),
+                                    ok ? Status::Ok() : Status::Error(error));
     span.cpu_seconds = result.cpu_seconds;
     stats_->telemetry.RecordAttempt(std::move(span));
     cur_->in_flight.erase(it);

@@ -37,6 +37,9 @@ struct PlannedJob {
   // An attempt's span as it ended now after `wall` seconds, for the telemetry.
   AttemptSpan Span(const Telemetry& t, uint64_t chunk, uint32_t attempt, WorkerIndex worker,
                    double wall, uint64_t bytes_out, const Status& status) const;
+  // The same, ended at `end` (the telemetry's Now(), read by the caller).
+  AttemptSpan SpanAt(double end, uint64_t chunk, uint32_t attempt, WorkerIndex worker, double wall,
+                     uint64_t bytes_out, const Status& status) const;
   ChunkInput InputFor(uint64_t chunk, uint32_t attempt, const std::string& worker,
                       std::string& storage) const;
   // "chunk 3 (lines 301-400)", "chunk 3 (numbers 1000-1999)" or "chunk 3 (bytes 0-1023)"

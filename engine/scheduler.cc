@@ -211,8 +211,11 @@ void Scheduler::DropLive(uint64_t chunk, uint32_t attempt) {
   c.live.erase(it);
   auto w = workers_.find(worker);
   if (w != workers_.end()) {
+    // Results come back mostly in dispatch order: the entry is found at or near the front.
     auto& q = w->second.live;
-    q.erase(std::remove(q.begin(), q.end(), std::make_pair(chunk, attempt)), q.end());
+    if (auto at = std::find(q.begin(), q.end(), std::make_pair(chunk, attempt)); at != q.end()) {
+      q.erase(at);
+    }
     PromoteRunning(worker);
   }
 }
