@@ -60,11 +60,24 @@ constexpr size_t kCountBlock = 64 * 1024;
 // short records does not count 64 KiB past its end (100,000 one-line chunks took 1.5 s).
 constexpr size_t kFirstCountBlock = 256;
 
-// Occurrences of `delim` in [p, p + n).
+// Occurrences of `delim` in [p, p + n). 32 byte-wide counters, summed every 255 rounds
+// before they could wrap: the compiler turns the inner loop into one compare and one
+// subtract per 16 bytes. A single 64-bit counter made it widen every byte (4 GB/s here,
+// against 16 GB/s; planning an 11 MB file counted it twice and took half of a serial run).
 uint64_t CountByte(const char* p, size_t n, char delim) {
-  uint64_t count = 0;
-  for (size_t i = 0; i < n; ++i) count += p[i] == delim;
-  return count;
+  constexpr size_t kLanes = 32;
+  uint64_t total = 0;
+  size_t i = 0;
+  while (n - i >= kLanes) {
+    unsigned char lanes[kLanes] = {};
+    size_t rounds = std::min<size_t>((n - i) / kLanes, 255);
+    for (size_t r = 0; r < rounds; ++r, i += kLanes) {
+      for (size_t j = 0; j < kLanes; ++j) lanes[j] += p[i + j] == delim;
+    }
+    for (size_t j = 0; j < kLanes; ++j) total += lanes[j];
+  }
+  for (; i < n; ++i) total += p[i] == delim;
+  return total;
 }
 
 // Where the record starting at `p` ends: just past its delimiter, or `end` for a final

@@ -528,6 +528,28 @@ TEST(ChunkingLimitsTest, BlockwiseCountingMatchesRecordByRecordAcrossBlockEdges)
   EXPECT_TRUE(PlanChunksWithin(std::string(60000, 'y'), {2, 0}, 1, limits).ok());
 }
 
+TEST(ChunkingLimitsTest, CountingMatchesAByteByByteCountAtEveryLengthAndAlignment) {
+  // Newlines are counted 32 bytes at a time in byte-wide counters summed every 255
+  // rounds: lengths around those sizes, at every alignment, and runs of newlines long
+  // enough to fill a counter.
+  std::string data;
+  uint64_t seed = 5;
+  for (int i = 0; i < 40000; ++i) {
+    seed = seed * 6364136223846793005u + 1442695040888963407u;
+    data += (seed >> 60) < 3 ? 'x' : '\n';
+  }
+  data += std::string(20000, '\n');
+  for (size_t length : {size_t{0}, size_t{31}, size_t{32}, size_t{33}, size_t{8159}, size_t{8160},
+                        size_t{8161}, size_t{16320}, size_t{20000}, size_t{59999}}) {
+    for (size_t offset = 0; offset < 40; ++offset) {
+      std::string_view part = std::string_view(data).substr(offset, length);
+      EXPECT_EQ(CountLines(part) - (part.empty() || part.back() == '\n' ? 0 : 1),
+                static_cast<uint64_t>(std::count(part.begin(), part.end(), '\n')))
+          << "length " << length << " offset " << offset;
+    }
+  }
+}
+
 TEST(ChunkingLimitsTest, ManySmallChunksMatchARecordByRecordScanInLinearTime) {
   // Each chunk's end is found by counting blocks that grow from 256 bytes: chunk counts
   // from one to one record per chunk give a record-by-record scan's boundaries, and
