@@ -140,10 +140,11 @@ Result<JobInput> JobInput::Open(const std::string& path, uint64_t max_spool,
       in.map_ = p;
       in.map_size_ = static_cast<size_t>(st.st_size);
       // Planning reads the whole input at once: map its first pages in one call, not one
-      // fault per 64 KiB (a fault cost ~10 us in a VM: 3 ms of an 11 MB job). Bounded, so
-      // a huge input's pages are still mapped as read and released as consumed. Best
-      // effort (MADV_POPULATE_READ: Linux 5.14).
-      constexpr size_t kPopulate = size_t{64} << 20;
+      // fault per 64 KiB (a fault cost ~10 us in a VM: 3 ms of an 11 MB job). Bounded (16
+      // MiB, within the coordinator's memory bound of BigFileTest), so a huge input's
+      // pages are still mapped as read and released as consumed. Best effort
+      // (MADV_POPULATE_READ: Linux 5.14).
+      constexpr size_t kPopulate = size_t{16} << 20;
       madvise(p, std::min(in.map_size_, kPopulate), MADV_POPULATE_READ);
       in.view_ = std::string_view(static_cast<const char*>(p), in.map_size_);
       in.fd_ = fd;  // local workers map it too
