@@ -185,7 +185,7 @@ class Server {
   void OnSubmit(ClientMessage& m);
   void OnCall(ClientMessage& m);
   void RunCall(Job& job);
-  // Queues `job` (its id is set here) and tells its client it was accepted.
+  // Queues `job` (its id already set) and tells its client it was accepted.
   void Accept(const ClientMessage& m, std::shared_ptr<Job> job);
   // The job `m` names if the sender may see it; else answers with an error and returns null.
   std::shared_ptr<Job> Find(const ClientMessage& m);
