@@ -469,7 +469,7 @@ ExitCode RunJobUnguarded(const JobConfig& config, JobObserver* observer, const J
     if (ruled_out.empty()) {
       const JobInput& in = job.input;
       auto_plan = PlanAuto(config, **task, in.view(), DefaultJobs(),
-                           [&in](uint64_t upto) { in.Release(0, upto); });
+                           [&in](uint64_t upto) { in.ReleaseScanned(0, upto); });
       if (!auto_plan->status.ok()) {
         PrintUsageError(auto_plan->status.message());
         return ExitCode::kUsage;

@@ -144,8 +144,7 @@ Result<JobInput> JobInput::Open(const std::string& path, uint64_t max_spool,
       // MiB, within the coordinator's memory bound of BigFileTest), so a huge input's
       // pages are still mapped as read and released as consumed. Best effort
       // (MADV_POPULATE_READ: Linux 5.14).
-      constexpr size_t kPopulate = size_t{16} << 20;
-      madvise(p, std::min(in.map_size_, kPopulate), MADV_POPULATE_READ);
+      madvise(p, std::min(in.map_size_, kPopulated), MADV_POPULATE_READ);
       in.view_ = std::string_view(static_cast<const char*>(p), in.map_size_);
       in.fd_ = fd;  // local workers map it too
       fd = -1;
@@ -214,6 +213,10 @@ void JobInput::Release(uint64_t begin, uint64_t end) const {
   uint64_t to = end >= map_size_ ? map_size_ : end / kPage * kPage;
   if (from >= to) return;
   madvise(static_cast<char*>(map_) + from, static_cast<size_t>(to - from), MADV_DONTNEED);
+}
+
+void JobInput::ReleaseScanned(uint64_t begin, uint64_t end) const {
+  if (map_size_ > kPopulated) Release(begin, end);
 }
 
 JobInput JobInput::FromBuffer(std::string bytes) {

@@ -48,6 +48,12 @@ class JobInput {
   // Drops the whole pages within [begin, end) from this process's memory; they are read
   // back from the file (page cache) if touched again, so this is always safe.
   void Release(uint64_t begin, uint64_t end) const;
+  // Release for a pass that reads the input before the job does (planning, auto's
+  // calibration plan, a fingerprint): only an input bigger than what Open maps in one call
+  // (kPopulated) lets go of its pages; a smaller one is read again at once by the job, and
+  // releasing it would fault every page back in.
+  void ReleaseScanned(uint64_t begin, uint64_t end) const;
+  static constexpr size_t kPopulated = size_t{16} << 20;
   // The open file behind the mapping (the spool file for stdin), for local workers that
   // map it themselves (/proc/PID/fd/N); -1 for FromBuffer and empty inputs.
   int fd() const { return fd_; }

@@ -57,8 +57,9 @@ Status PlanJob(PlannedJob& job, uint64_t default_chunks) {
   std::string_view data = all.substr(base);
   ChunkingOptions o = Effective(config.chunking, data.size(), default_chunks);
   const JobInput& input = job.input;
-  auto plan = PlanChunksWithin(data, o, default_chunks, limits,
-                               [&input, base](uint64_t upto) { input.Release(base, base + upto); });
+  auto plan = PlanChunksWithin(data, o, default_chunks, limits, [&input, base](uint64_t upto) {
+    input.ReleaseScanned(base, base + upto);
+  });
   if (!plan.ok()) return plan.status();
   job.chunks = std::move(plan).value();
   for (ChunkSpec& c : job.chunks) {
@@ -79,7 +80,8 @@ std::string InputFingerprint(const PlannedJob& job, const ContentHasher& spooled
   std::string_view data = job.input.view();
   if (spooled.bytes() == data.size()) return spooled.Hex();
   const JobInput& input = job.input;
-  return ContentHash(data, [&input](uint64_t begin, uint64_t end) { input.Release(begin, end); });
+  return ContentHash(data,
+                     [&input](uint64_t begin, uint64_t end) { input.ReleaseScanned(begin, end); });
 }
 
 Manifest JobManifest(const PlannedJob& job, const std::string& input_hash) {
