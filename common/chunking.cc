@@ -194,9 +194,12 @@ Result<std::vector<ChunkSpec>> PlanBlocks(std::string_view data, const ChunkingO
   return plan;
 }
 
-// CountRecords, refusing a record longer than limits.max_record.
+// CountRecords, refusing a record longer than limits.max_record. With `index` (delimited
+// records only, counted a block at a time): index[b] = the delimiters before byte
+// b * kCountBlock, so chunk ends are found without counting the input again (SkipIndexed).
 Result<uint64_t> CountRecordsWithin(std::string_view data, RecordKind kind, uint64_t record_size,
-                                    const PlanLimits& limits, const ConsumedFn& consumed) {
+                                    const PlanLimits& limits, const ConsumedFn& consumed,
+                                    std::vector<uint64_t>* index = nullptr) {
   if (kind == RecordKind::kFixed) {
     if (limits.max_record > 0 && record_size > limits.max_record && !data.empty()) {
       return TooLong(0, limits);
@@ -214,7 +217,9 @@ Result<uint64_t> CountRecordsWithin(std::string_view data, RecordKind kind, uint
     // boundary, so checking the gap from the last record's start to each block's first
     // delimiter (or to its end, if it has none) finds every one.
     const char* start = p;  // where the current record began
+    if (index) index->reserve(data.size() / kCountBlock + 1);
     while (p < end) {
+      if (index) index->push_back(records);
       size_t n = std::min(static_cast<size_t>(end - p), kCountBlock);
       uint64_t here = CountByte(p, n, delim);
       if (here == 0) {
@@ -248,6 +253,31 @@ Result<uint64_t> CountRecordsWithin(std::string_view data, RecordKind kind, uint
     }
   }
   return records;
+}
+
+// Byte offset just past the `delimiters`-th delimiter (1-based), found from the block index
+// CountRecordsWithin made: only the block holding it is read, from its start or from `pos`
+// (just past delimiter number `at`), whichever is later, so the chunks that end in one
+// block read it once between them.
+uint64_t SkipIndexed(std::string_view data, const std::vector<uint64_t>& index, uint64_t pos,
+                     uint64_t at, uint64_t delimiters, char delim) {
+  // The last block with fewer delimiters before it than wanted holds the one wanted.
+  size_t b = static_cast<size_t>(std::upper_bound(index.begin(), index.end(), delimiters - 1) -
+                                 index.begin()) -
+             1;
+  const char* base = data.data();
+  const char* end = base + data.size();
+  const char* p = base + b * kCountBlock;
+  uint64_t i = index[b];
+  if (pos >= b * kCountBlock) {
+    p = base + pos;
+    i = at;
+  }
+  for (; i < delimiters && p < end; ++i) {
+    const void* nl = std::memchr(p, delim, static_cast<size_t>(end - p));
+    p = nl ? static_cast<const char*>(nl) + 1 : end;
+  }
+  return static_cast<uint64_t>(p - base);
 }
 
 }  // namespace
@@ -284,7 +314,8 @@ Result<std::vector<ChunkSpec>> PlanChunksWithin(std::string_view data,
                                                 uint64_t default_chunks, const PlanLimits& limits,
                                                 const ConsumedFn& consumed) {
   if (options.block_bytes > 0) return PlanBlocks(data, options, limits, consumed);
-  auto n = CountRecordsWithin(data, options.kind, options.record_size, limits, consumed);
+  std::vector<uint64_t> index;
+  auto n = CountRecordsWithin(data, options.kind, options.record_size, limits, consumed, &index);
   if (!n.ok()) return n.status();
   uint64_t count = ChunkCount(*n, options, default_chunks);
   if (count > limits.max_chunks) return TooManyChunks(count, limits);
@@ -297,7 +328,13 @@ Result<std::vector<ChunkSpec>> PlanChunksWithin(std::string_view data,
     c.first_record = record;
     c.records = size;
     c.begin = pos;
-    c.end = SkipRecords(data, pos, size, options, consumed);
+    if (index.empty()) {
+      c.end = SkipRecords(data, pos, size, options, consumed);
+    } else {  // the last chunk takes the rest (a final record may have no delimiter)
+      c.end = record + size >= *n
+                  ? data.size()
+                  : SkipIndexed(data, index, pos, record, record + size, Delimiter(options.kind));
+    }
     pos = c.end;
     record += size;
     plan.push_back(c);
