@@ -17,8 +17,9 @@ namespace {
 using Json = nlohmann::json;
 using std::chrono::milliseconds;
 
-// How long the server may take to accept a call, and how often a waiting call says `wait`
-// again (as `fanout run --server` does).
+// How long the server may take to accept a call, or to answer its cancel (a server that
+// is gone: Pool::cancel() and ~Pool must not wait for it forever), and how often a waiting
+// call says `wait` again (as `fanout run --server` does).
 constexpr milliseconds kAcceptTimeout{10000};
 constexpr milliseconds kRewait{1000};
 
@@ -159,6 +160,7 @@ void RunBatchOnServer(const PoolSettings& options, const BatchSpec& spec,
   std::string id = accepted->header.value("id", "");
   StopWake wake(stop);
   bool cancelled = false;
+  auto cancelled_at = std::chrono::steady_clock::now();
   while (true) {
     auto m = ReceiveFromServer(
         c, kRewait, [&] { return stop.stop_requested() && !cancelled; }, wake.fd(), kRewait);
@@ -167,7 +169,12 @@ void RunBatchOnServer(const PoolSettings& options, const BatchSpec& spec,
       if (stop.stop_requested() && !cancelled) {
         SendClientMessage(*c.socket, "", {{"op", "cancel"}, {"id", id}});
         cancelled = true;  // the server's "done" follows, its unfinished chunks cancelled
+        cancelled_at = std::chrono::steady_clock::now();
         wake.Drain();
+      } else if (cancelled && std::chrono::steady_clock::now() - cancelled_at > kAcceptTimeout) {
+        throw Cancelled("the call was cancelled, and the server at " + options.server +
+                        " did not answer within " + std::to_string(kAcceptTimeout.count() / 1000) +
+                        " s");
       } else {
         SendClientMessage(*c.socket, "", {{"op", "wait"}, {"id", id}});
       }

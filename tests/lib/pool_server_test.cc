@@ -66,13 +66,21 @@ class Server {
     });
   }
   ~Server() {
-    kill(pid_, SIGTERM);
-    waitpid(pid_, nullptr, 0);
+    if (pid_ > 0) {
+      kill(pid_, SIGTERM);
+      waitpid(pid_, nullptr, 0);
+    }
     drain_.join();  // the pipe's last writer (the server and its workers) is gone
     close(err_);
     std::filesystem::remove_all(dir_);
   }
   bool listening() const { return log_.find("listening") != std::string::npos; }
+  // SIGKILL, reaped: the server is gone (its local workers follow it).
+  void Kill() {
+    kill(pid_, SIGKILL);
+    waitpid(pid_, nullptr, 0);
+    pid_ = -1;
+  }
   const std::string& endpoint() const { return endpoint_; }
   const std::string& log() const { return log_; }
 
@@ -101,6 +109,19 @@ class PoolServerTest : public ::testing::Test {
  protected:
   void SetUp() override { ASSERT_TRUE(server_.listening()) << server_.log(); }
   PoolOptions Options() const { return PoolOptions().server(server_.endpoint()); }
+  // Polls `fanout jobs` until a job is running; its listing.
+  std::string AwaitRunning() {
+    auto start = std::chrono::steady_clock::now();
+    std::string jobs;
+    while (jobs.find("running") == std::string::npos &&
+           std::chrono::steady_clock::now() - start < std::chrono::seconds(20)) {
+      jobs = Jobs(server_.endpoint());
+      if (jobs.find("running") == std::string::npos) {
+        std::this_thread::sleep_for(milliseconds(20));  // between polls of the server
+      }
+    }
+    return jobs;
+  }
   Server server_;
 };
 
@@ -202,14 +223,7 @@ TEST_F(PoolServerTest, CancelStopsTheCallOnTheServer) {
   auto start = std::chrono::steady_clock::now();
   auto call = std::async(std::launch::async, [&] { return pool.map("sleep", slow, {"60000"}); });
   // Cancel once the server runs the call (`fanout jobs` lists it as running).
-  std::string jobs;
-  while (jobs.find("running") == std::string::npos &&
-         std::chrono::steady_clock::now() - start < std::chrono::seconds(20)) {
-    jobs = Jobs(server_.endpoint());
-    if (jobs.find("running") == std::string::npos) {
-      std::this_thread::sleep_for(milliseconds(20));  // between polls of the server
-    }
-  }
+  std::string jobs = AwaitRunning();
   ASSERT_NE(jobs.find("(call) sleep 60000"), std::string::npos) << jobs;
   pool.cancel();
   EXPECT_THROW(call.get(), fanout::Cancelled);
@@ -219,6 +233,26 @@ TEST_F(PoolServerTest, CancelStopsTheCallOnTheServer) {
   auto again = std::chrono::steady_clock::now();
   EXPECT_EQ(pool.map("identity", {"a\n", "b\n"}), (std::vector<std::string>{"a\n", "b\n"}));
   EXPECT_LT(std::chrono::steady_clock::now() - again, std::chrono::seconds(20));
+}
+
+TEST_F(PoolServerTest, CancelReturnsWhenTheServerIsGone) {
+  // A server killed under a call cannot answer its cancel: cancel() must not wait forever
+  // (~Pool cancels too).
+  Pool pool(Options());
+  auto call = std::async(std::launch::async, [&] {
+    return pool.map("sleep", std::vector<std::string>(4, "x\n"), {"60000"});
+  });
+  ASSERT_NE(AwaitRunning().find("running"), std::string::npos);
+  server_.Kill();
+  auto start = std::chrono::steady_clock::now();
+  pool.cancel();
+  try {
+    call.get();
+    FAIL() << "a cancelled call must throw";
+  } catch (const fanout::Cancelled& e) {
+    EXPECT_NE(std::string(e.what()).find("did not answer"), std::string::npos) << e.what();
+  }
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(30));
 }
 
 }  // namespace
