@@ -650,19 +650,6 @@ void Server::RunCall(Job& job) {
   std::mutex mu;  // the callbacks' outputs and failures
   std::vector<std::string> outputs(call.spec.chunk_count());
   Json failures = Json::array();
-  auto kind = [](ChunkFailure::Kind k) {
-    switch (k) {
-      case ChunkFailure::Kind::kFailed:
-        return "failed";
-      case ChunkFailure::Kind::kCancelled:
-        return "cancelled";
-      case ChunkFailure::Kind::kNotRun:
-        return "not_run";
-      case ChunkFailure::Kind::kJobFailed:
-        break;
-    }
-    return "job_failed";
-  };
   CallCallbacks callbacks{[&](uint64_t chunk, std::string output) {
                             std::lock_guard lock(mu);
                             outputs[chunk] = std::move(output);
@@ -670,7 +657,7 @@ void Server::RunCall(Job& job) {
                           [&](uint64_t chunk, ChunkFailure f) {
                             std::lock_guard lock(mu);
                             failures.push_back({{"chunk", chunk},
-                                                {"kind", kind(f.kind)},
+                                                {"kind", ChunkFailureKindName(f.kind)},
                                                 {"reason", f.reason},
                                                 {"message", f.message}});
                           }};

@@ -82,6 +82,28 @@ class CallbackObserver : public ChunkObserver {
 
 }  // namespace
 
+const char* ChunkFailureKindName(ChunkFailure::Kind kind) {
+  switch (kind) {
+    case ChunkFailure::Kind::kFailed:
+      return "failed";
+    case ChunkFailure::Kind::kCancelled:
+      return "cancelled";
+    case ChunkFailure::Kind::kNotRun:
+      return "not_run";
+    case ChunkFailure::Kind::kJobFailed:
+      break;
+  }
+  return "job_failed";
+}
+
+ChunkFailure::Kind ChunkFailureKindNamed(std::string_view name) {
+  for (auto kind :
+       {ChunkFailure::Kind::kFailed, ChunkFailure::Kind::kCancelled, ChunkFailure::Kind::kNotRun}) {
+    if (name == ChunkFailureKindName(kind)) return kind;
+  }
+  return ChunkFailure::Kind::kJobFailed;
+}
+
 Status RunCallJob(const JobConfig& config, CallSpec spec, const CallCallbacks& callbacks,
                   const std::function<WarmProcesses*()>& fleet, uint32_t workers,
                   std::stop_token stop) {

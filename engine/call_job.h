@@ -11,6 +11,7 @@
 #include <optional>
 #include <stop_token>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "common/chunking.h"
@@ -46,6 +47,12 @@ struct ChunkFailure {
   std::string reason;
   std::string message;  // the whole sentence, e.g. "chunk 3 failed on worker local-1 (...): R"
 };
+
+// A kind's name on the wire ("failed", "cancelled", "not_run", "job_failed": a server's
+// answer to a Pool's call, common/PROTOCOL.md), and back (kJobFailed for a name it does not
+// know).
+const char* ChunkFailureKindName(ChunkFailure::Kind kind);
+ChunkFailure::Kind ChunkFailureKindNamed(std::string_view name);
 
 // Called from the thread running the job, at most once per chunk each; every chunk gets
 // exactly one call before RunCallJob returns.

@@ -52,7 +52,19 @@ JobConfig MakeConfig(const PoolSettings& options, const BatchSpec& spec) {
   return config;
 }
 
-// The exception a Pool call gives a chunk with no output.
+// The pool's warm workers, started for the first job that needs them: as many local
+// workers as the options say (each job uses those it has work for).
+WarmProcesses& WarmFleet(WarmWorkers& warm, const JobConfig& config, const PoolSettings& options) {
+  std::lock_guard lock(warm.mu);
+  if (!warm.fleet) {
+    uint32_t workers = options.mode == PoolMode::kRemote ? 0 : WorkersOf(options);
+    warm.fleet = std::make_unique<WarmProcesses>(config, workers);
+  }
+  return *warm.fleet;
+}
+
+}  // namespace
+
 std::exception_ptr ErrorOf(uint64_t chunk, const BatchSpec& spec, const ChunkFailure& f) {
   uint64_t id = chunk < spec.ids.size() ? spec.ids[chunk] : chunk;
   switch (f.kind) {
@@ -66,19 +78,6 @@ std::exception_ptr ErrorOf(uint64_t chunk, const BatchSpec& spec, const ChunkFai
   }
   return std::make_exception_ptr(PoolError(f.message));
 }
-
-// The pool's warm workers, started for the first job that needs them: as many local
-// workers as the options say (each job uses those it has work for).
-WarmProcesses& WarmFleet(WarmWorkers& warm, const JobConfig& config, const PoolSettings& options) {
-  std::lock_guard lock(warm.mu);
-  if (!warm.fleet) {
-    uint32_t workers = options.mode == PoolMode::kRemote ? 0 : WorkersOf(options);
-    warm.fleet = std::make_unique<WarmProcesses>(config, workers);
-  }
-  return *warm.fleet;
-}
-
-}  // namespace
 
 uint32_t WorkersOf(const PoolSettings& options) {
   return options.workers ? options.workers : DefaultJobs();

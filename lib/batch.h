@@ -14,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include "engine/call_job.h"
 #include "engine/warm_processes.h"
 #include "fanout/pool.h"
 #include "lib/pool_settings.h"
@@ -45,6 +46,10 @@ struct WarmWorkers {
   std::mutex mu;
   std::unique_ptr<WarmProcesses> fleet;  // guarded by mu
 };
+
+// The exception a Pool call gives chunk `chunk` of `spec`, which has no output: TaskError
+// (it failed every attempt), Cancelled, or PoolError (not run, or the job failed).
+std::exception_ptr ErrorOf(uint64_t chunk, const BatchSpec& spec, const ChunkFailure& failure);
 
 // The threads or local worker processes `options` asks for: `workers`, or one per core.
 uint32_t WorkersOf(const PoolSettings& options);

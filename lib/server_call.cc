@@ -2,13 +2,12 @@
 // "Client messages"): the chunks as the Pool cut them, and back one output or failure each.
 // The Pool's stop token cancels the call on the server; a server that forgot the call (it
 // stopped or restarted) fails it with PoolError.
-#include <sys/eventfd.h>
-#include <unistd.h>
-
 #include <chrono>
 
 #include "common/exit_code.h"
 #include "common/server_protocol.h"
+#include "engine/call_job.h"
+#include "engine/stop_fd.h"
 #include "lib/batch.h"
 
 namespace fanout {
@@ -22,34 +21,6 @@ using std::chrono::milliseconds;
 // call says `wait` again (as `fanout run --server` does).
 constexpr milliseconds kAcceptTimeout{10000};
 constexpr milliseconds kRewait{1000};
-
-// An eventfd written when `stop` is requested: it wakes the wait for the server's answer.
-class StopWake {
- public:
-  explicit StopWake(std::stop_token stop)
-      : fd_(eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)), on_stop_(stop, [this] { Signal(); }) {}
-  ~StopWake() {
-    if (fd_ >= 0) close(fd_);
-  }
-  StopWake(const StopWake&) = delete;
-  StopWake& operator=(const StopWake&) = delete;
-  int fd() const { return fd_; }
-  void Drain() {
-    uint64_t count;
-    while (fd_ >= 0 && read(fd_, &count, sizeof count) > 0) {
-    }
-  }
-
- private:
-  void Signal() {
-    uint64_t one = 1;
-    if (fd_ >= 0 && write(fd_, &one, sizeof one) < 0) {
-      // Full counter: it is readable anyway.
-    }
-  }
-  int fd_;
-  std::stop_callback<std::function<void()>> on_stop_;
-};
 
 Json CallHeader(const PoolSettings& options, const BatchSpec& spec) {
   Json call = {{"op", "call"},
@@ -81,15 +52,9 @@ void Deliver(const ClientMessage& done, const BatchSpec& spec, uint64_t count,
       uint64_t chunk = f.value("chunk", count);
       if (chunk >= count || told[chunk]) continue;
       told[chunk] = true;
-      std::string kind = f.value("kind", "");
-      std::string reason = f.value("reason", "");
-      std::string message = f.value("message", reason);
-      uint64_t id = chunk < spec.ids.size() ? spec.ids[chunk] : chunk;
-      std::exception_ptr error =
-          kind == "failed"      ? std::make_exception_ptr(TaskError(id, reason, message))
-          : kind == "cancelled" ? std::make_exception_ptr(Cancelled(message))
-                                : std::make_exception_ptr(PoolError(message));
-      callbacks.on_error(chunk, error);
+      ChunkFailure failure{ChunkFailureKindNamed(f.value("kind", "")), f.value("reason", ""), ""};
+      failure.message = f.value("message", failure.reason);
+      callbacks.on_error(chunk, ErrorOf(chunk, spec, failure));
     }
   }
   const char* bytes = done.payload ? done.payload->data<char>() : nullptr;
@@ -158,19 +123,20 @@ void RunBatchOnServer(const PoolSettings& options, const BatchSpec& spec,
     throw PoolError(accepted->header.value("message", "the server refused the call"));
   }
   std::string id = accepted->header.value("id", "");
-  StopWake wake(stop);
+  StopFd wake(stop);  // readable once stop is requested, and from then on
   bool cancelled = false;
   auto cancelled_at = std::chrono::steady_clock::now();
   while (true) {
+    // Once the cancel is sent, the stop no longer wakes the wait (it would at once, ever).
     auto m = ReceiveFromServer(
-        c, kRewait, [&] { return stop.stop_requested() && !cancelled; }, wake.fd(), kRewait);
+        c, kRewait, [&] { return wake.requested() && !cancelled; }, cancelled ? -1 : wake.fd(),
+        kRewait);
     if (!m) {
       if (!c.refused.empty()) throw refused();
-      if (stop.stop_requested() && !cancelled) {
+      if (wake.requested() && !cancelled) {
         SendClientMessage(*c.socket, "", {{"op", "cancel"}, {"id", id}});
         cancelled = true;  // the server's "done" follows, its unfinished chunks cancelled
         cancelled_at = std::chrono::steady_clock::now();
-        wake.Drain();
       } else if (cancelled && std::chrono::steady_clock::now() - cancelled_at > kAcceptTimeout) {
         throw Cancelled("the call was cancelled, and the server at " + options.server +
                         " did not answer within " + std::to_string(kAcceptTimeout.count() / 1000) +
