@@ -57,9 +57,6 @@ char Delimiter(RecordKind kind) { return kind == RecordKind::kNul ? '\0' : '\n';
 // call per record cost ~20 ns a line, which made planning a file of short lines slower
 // than running identity over it.
 constexpr size_t kCountBlock = 64 * 1024;
-// SkipRecords' first block: blocks double from here up to kCountBlock, so a chunk of a few
-// short records does not count 64 KiB past its end (100,000 one-line chunks took 1.5 s).
-constexpr size_t kFirstCountBlock = 256;
 
 // Occurrences of `delim` in [p, p + n). 32 byte-wide counters, summed every 255 rounds
 // before they could wrap: the compiler turns the inner loop into one compare and one
@@ -101,44 +98,11 @@ const char* RecordEnd(const char* base, const char* p, const char* end, char del
   }
 }
 
-// Byte offset just past the `count`-th record starting at `pos`. Records were checked
-// against the limits by CountRecordsWithin first.
-uint64_t SkipRecords(std::string_view data, uint64_t pos, uint64_t count, const ChunkingOptions& o,
-                     const ConsumedFn& consumed) {
-  if (o.kind == RecordKind::kFixed) {
-    uint64_t left = data.size() - pos;
-    return count >= (left + o.record_size - 1) / o.record_size ? data.size()
-                                                               : pos + count * o.record_size;
-  }
-  const char* base = data.data();
-  const char* end = base + data.size();
-  const char* p = base + pos;
-  const char* reported = p;
-  char delim = Delimiter(o.kind);
-  uint64_t i = 0;
-  // Whole blocks holding fewer records than are still to skip, then record by record. The
-  // blocks grow, so what is counted past the chunk's end is at most about its own length.
-  size_t block = kFirstCountBlock;
-  while (i < count && end - p > static_cast<std::ptrdiff_t>(block)) {
-    uint64_t n = CountByte(p, block, delim);
-    if (i + n >= count) break;
-    i += n;
-    p += block;
-    block = std::min(block * 2, kCountBlock);
-    if (consumed && static_cast<uint64_t>(p - reported) >= kReleaseStep) {
-      reported = p;
-      consumed(static_cast<uint64_t>(p - base));
-    }
-  }
-  for (; i < count && p < end; ++i) {
-    const void* nl = std::memchr(p, delim, static_cast<size_t>(end - p));
-    p = nl ? static_cast<const char*>(nl) + 1 : end;
-    if (consumed && static_cast<uint64_t>(p - reported) >= kReleaseStep) {
-      reported = p;
-      consumed(static_cast<uint64_t>(p - base));
-    }
-  }
-  return static_cast<uint64_t>(p - base);
+// Byte offset just past the `count`-th fixed-size record starting at `pos` (the last one
+// may be short).
+uint64_t SkipFixed(std::string_view data, uint64_t pos, uint64_t count, uint64_t record_size) {
+  uint64_t left = data.size() - pos;
+  return count >= (left + record_size - 1) / record_size ? data.size() : pos + count * record_size;
 }
 
 // End of a --block chunk starting at `pos`: the last record boundary within `block`
@@ -195,8 +159,8 @@ Result<std::vector<ChunkSpec>> PlanBlocks(std::string_view data, const ChunkingO
 }
 
 // CountRecords, refusing a record longer than limits.max_record. With `index` (delimited
-// records only, counted a block at a time): index[b] = the delimiters before byte
-// b * kCountBlock, so chunk ends are found without counting the input again (SkipIndexed).
+// records only): index[b] = the delimiters before byte b * kCountBlock, so chunk ends are
+// found without counting the input again (SkipIndexed).
 Result<uint64_t> CountRecordsWithin(std::string_view data, RecordKind kind, uint64_t record_size,
                                     const PlanLimits& limits, const ConsumedFn& consumed,
                                     std::vector<uint64_t>* index = nullptr) {
@@ -242,9 +206,14 @@ Result<uint64_t> CountRecordsWithin(std::string_view data, RecordKind kind, uint
     }
     return records + (start < end ? 1 : 0);  // a final record without its delimiter
   }
+  if (index) index->reserve(data.size() / kCountBlock + 1);
   while (p < end) {
     const char* next = RecordEnd(base, p, end, delim, limits.max_record, consumed);
     if (!next) return TooLong(static_cast<uint64_t>(p - base), limits);
+    // The blocks that start within this record have the records before it before them.
+    while (index && index->size() * kCountBlock <= static_cast<uint64_t>(next - 1 - base)) {
+      index->push_back(records);
+    }
     ++records;
     p = next;
     if (consumed && static_cast<uint64_t>(p - reported) >= kReleaseStep) {
@@ -328,8 +297,8 @@ Result<std::vector<ChunkSpec>> PlanChunksWithin(std::string_view data,
     c.first_record = record;
     c.records = size;
     c.begin = pos;
-    if (index.empty()) {
-      c.end = SkipRecords(data, pos, size, options, consumed);
+    if (options.kind == RecordKind::kFixed) {
+      c.end = SkipFixed(data, pos, size, options.record_size);
     } else {  // the last chunk takes the rest (a final record may have no delimiter)
       c.end = record + size >= *n
                   ? data.size()

@@ -551,10 +551,11 @@ TEST(ChunkingLimitsTest, CountingMatchesAByteByByteCountAtEveryLengthAndAlignmen
 }
 
 TEST(ChunkingLimitsTest, ManySmallChunksMatchARecordByRecordScanInLinearTime) {
-  // Each chunk's end is found by counting blocks that grow from 256 bytes: chunk counts
-  // from one to one record per chunk give a record-by-record scan's boundaries, and
-  // 200,000 one-line chunks are planned at once (a fixed 64 KiB first block counted
-  // 13 GB here: seconds, not milliseconds).
+  // Each chunk's end is found from the counting pass's block index, reading only the
+  // block it is in: chunk counts from one to one record per chunk give a record-by-record
+  // scan's boundaries, and 200,000 one-line chunks are planned at once (counting a 64 KiB
+  // block per chunk took seconds here, not milliseconds). Both counting passes make the
+  // index: by blocks (no record limit) and record by record (a limit under a block).
   std::string data;
   std::vector<uint64_t> ends;  // just past every record
   uint64_t seed = 11;
@@ -564,17 +565,22 @@ TEST(ChunkingLimitsTest, ManySmallChunksMatchARecordByRecordScanInLinearTime) {
     data += '\n';
     ends.push_back(data.size());
   }
-  for (uint64_t chunks :
-       {uint64_t{1}, uint64_t{3}, uint64_t{999}, uint64_t{65537}, uint64_t{200000}}) {
-    auto start = std::chrono::steady_clock::now();
-    auto plan = PlanChunksWithin(data, {chunks, 0}, 1, PlanLimits{});
-    auto took = std::chrono::steady_clock::now() - start;
-    ASSERT_TRUE(plan.ok());
-    ASSERT_EQ(plan->size(), chunks);
-    for (const ChunkSpec& c : *plan) {
-      ASSERT_EQ(c.end, ends[c.first_record + c.records - 1]) << chunks << " chunks, chunk " << c.id;
+  PlanLimits short_records;
+  short_records.max_record = 64;
+  for (const PlanLimits& limits : {PlanLimits{}, short_records}) {
+    for (uint64_t chunks :
+         {uint64_t{1}, uint64_t{3}, uint64_t{999}, uint64_t{65537}, uint64_t{200000}}) {
+      auto start = std::chrono::steady_clock::now();
+      auto plan = PlanChunksWithin(data, {chunks, 0}, 1, limits);
+      auto took = std::chrono::steady_clock::now() - start;
+      ASSERT_TRUE(plan.ok());
+      ASSERT_EQ(plan->size(), chunks);
+      for (const ChunkSpec& c : *plan) {
+        ASSERT_EQ(c.end, ends[c.first_record + c.records - 1])
+            << chunks << " chunks, chunk " << c.id << ", limit " << limits.max_record;
+      }
+      EXPECT_LT(took, std::chrono::seconds(2)) << chunks << " chunks";
     }
-    EXPECT_LT(took, std::chrono::seconds(2)) << chunks << " chunks";
   }
 }
 
