@@ -162,20 +162,28 @@ void EventLoop::Fill(Peer& peer, Clock::time_point now) {
       reachable = SendBatch(peer, batch) && SendTask(peer, *a);
       continue;
     }
+    const ChunkSpec& spec = job_->chunks[a->chunk];
+    std::string_view bytes =
+        spec.range ? std::string_view() : job_->Payload(a->chunk, batch.header_storage);
+    // The batch's payload is one frame: it must not pass the --max-message its workers got
+    // (a worker drops a connection that sends it a bigger frame).
+    size_t most = std::min<size_t>(kBatchBytes, config_->max_message > 0
+                                                    ? static_cast<size_t>(config_->max_message)
+                                                    : kBatchBytes);
+    if (!batch.msg.chunks.empty() && batch.total + bytes.size() > most) {
+      reachable = SendBatch(peer, batch);
+    }
     if (batch.msg.chunks.empty()) {
       batch.msg.job_id = job_id_;
       batch.msg.task = config_->task;
       batch.msg.args = config_->args;
       batch.msg.ok_exit = JobOkExit();
     }
-    const ChunkSpec& spec = job_->chunks[a->chunk];
-    std::string_view bytes;
     if (spec.range) {  // a job's chunks are all ranges or all bytes
       batch.msg.lo.push_back(spec.range->lo);
       batch.msg.hi.push_back(spec.range->hi);
-    } else {
-      bytes = job_->Payload(a->chunk, batch.header_storage);
-      if (!job_->header.empty()) bytes = batch.storage.emplace_back(bytes);
+    } else if (!job_->header.empty()) {
+      bytes = batch.storage.emplace_back(bytes);  // Payload's view is of a scratch string
     }
     batch.msg.chunks.push_back(a->chunk);
     batch.msg.attempts.push_back(a->attempt);
@@ -183,7 +191,7 @@ void EventLoop::Fill(Peer& peer, Clock::time_point now) {
     batch.msg.bytes.push_back(bytes.size());
     batch.bytes.push_back(bytes);
     batch.total += bytes.size();
-    if (batch.msg.chunks.size() >= peer.batch || batch.total >= kBatchBytes) {
+    if (batch.msg.chunks.size() >= peer.batch || batch.total >= most) {
       reachable = SendBatch(peer, batch);
     }
   }

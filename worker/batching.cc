@@ -72,11 +72,14 @@ Result<std::vector<BatchedAttempt>> SplitTaskBatch(const TaskBatch& batch,
   return out;
 }
 
-bool SendResultBatches(zmq::socket_t& socket, std::vector<FinishedAttempt>& done) {
+bool SendResultBatches(zmq::socket_t& socket, std::vector<FinishedAttempt>& done,
+                       uint64_t max_message) {
+  size_t most =
+      max_message > 0 ? std::min<uint64_t>(kResultBatchBytes, max_message) : kResultBatchBytes;
   size_t first = 0, bytes = 0;
   for (size_t i = 0; i < done.size(); ++i) {
     size_t n = done[i].bytes().size();
-    bool full = i - first >= kMaxBatch || (i > first && bytes + n > kResultBatchBytes);
+    bool full = i - first >= kMaxBatch || (i > first && bytes + n > most);
     if (full) {
       if (!SendRange(socket, done, first, i)) return false;
       first = i;

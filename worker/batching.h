@@ -33,9 +33,11 @@ Result<std::vector<BatchedAttempt>> SplitTaskBatch(const TaskBatch& batch,
 // if the message could not be queued.
 bool SendResult(zmq::socket_t& socket, FinishedAttempt& done);
 
-// Sends `done` as RESULTS messages of up to kMaxBatch attempts and about 1 MiB of output
-// each; an attempt with a bigger output goes alone as a RESULT. Returns false if a message
-// could not be queued.
-bool SendResultBatches(zmq::socket_t& socket, std::vector<FinishedAttempt>& done);
+// Sends `done` as RESULTS messages of up to kMaxBatch attempts and at most 1 MiB of output
+// each, and at most `max_message` (the coordinator's limit, > 0; 0: none) so that the
+// coordinator takes the frame; an attempt with a bigger output goes alone as a RESULT.
+// Returns false if a message could not be queued.
+bool SendResultBatches(zmq::socket_t& socket, std::vector<FinishedAttempt>& done,
+                       uint64_t max_message);
 
 }  // namespace fanout

@@ -267,7 +267,7 @@ void Worker::SendFinished(zmq::socket_t& socket, std::vector<FinishedAttempt>& d
     SendLeave(socket, back, /*bye=*/false);
   }
   if (batches_) {
-    SendResultBatches(socket, done);
+    SendResultBatches(socket, done, max_output_);
     return;
   }
   for (FinishedAttempt& d : done) SendResult(socket, d);
@@ -286,7 +286,7 @@ void Worker::HandleBatch(zmq::socket_t& socket, const TaskBatch& batch,
                                   "malformed TASKS: " + attempts.status().message()},
                         {}});
     }
-    SendResultBatches(socket, failed);
+    SendResultBatches(socket, failed, max_output_);
     return;
   }
   auto def = ResolveTask(TaskRegistry::Global(), batch.task, batch.args);
@@ -295,7 +295,7 @@ void Worker::HandleBatch(zmq::socket_t& socket, const TaskBatch& batch,
     for (const BatchedAttempt& a : *attempts) {
       done.push_back({ResultMsg{a.task.chunk, a.task.attempt, false, def.status().message()}, {}});
     }
-    SendResultBatches(socket, done);
+    SendResultBatches(socket, done, max_output_);
     return;
   }
   // Inline attempts read the thread's CPU clock (a system call) once around all of them.
@@ -314,7 +314,7 @@ void Worker::HandleBatch(zmq::socket_t& socket, const TaskBatch& batch,
   if (done.empty()) return;
   clock.Stop();
   for (FinishedAttempt& d : done) d.result.cpu_seconds += clock.Share(d.result.wall_seconds);
-  SendResultBatches(socket, done);
+  SendResultBatches(socket, done, max_output_);
 }
 
 void Worker::RunInline(zmq::socket_t& socket, const TaskDef& def, const TaskMsg& t,

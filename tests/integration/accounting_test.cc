@@ -143,6 +143,20 @@ TEST_F(AccountingTest, OutputOverMaxMessageFailsInEveryMode) {
   }
 }
 
+// Short chunks travel in batches (TASKS, RESULTS) of up to 1 MiB: under a smaller
+// --max-message a batch stays within it, or the worker would drop the connection that
+// sent the bigger frame and every worker would die unheard.
+TEST_F(AccountingTest, BatchesStayWithinASmallMaxMessage) {
+  std::string input;
+  for (int i = 0; i < 200000; ++i) input += "line " + std::to_string(i) + "\n";
+  WriteFile(dir_.File("in"), input);
+  RunResult r =
+      fanout::testing::Run({FanoutBin(), "run", "-q", "--mode", "processes", "-j", "2", "--chunks",
+                            "500", "--max-message", "32K", "-i", dir_.File("in"), "identity"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_TRUE(r.out == input);
+}
+
 // Item 16: a worker with 4 slots (and as many prefetched) is given attempts it never
 // starts (it is stopped, then killed). Its loss costs no retry and writes no joblog
 // failure: the attempts are re-queued as if never sent.
