@@ -257,6 +257,11 @@ TEST_F(ServerTest, KilledServerRestartedOnItsStateFinishesTheJobWithoutRerunning
   RunResult detached = Client(Args({"run", "--detach"}, job));
   ASSERT_EQ(detached.exit_code, 0) << detached.err;
   std::string id = detached.out.substr(0, detached.out.find('\n'));
+  // A client waiting across the restart gets the output when the job ends. It starts
+  // waiting on the live server: started between the kill and the restart, it could look
+  // for the socket just as the new server replaces the dead one's, and find none.
+  Child waiter({FanoutBin(), "wait", id, "--server", endpoint_, "-o", dir_.File("out")}, "",
+               dir_.File("waiter.err"));
   // Kill the server once 8 chunk commands have started (most of them are journaled).
   auto deadline = Clock::now() + milliseconds(30000);
   while (CountLines(ReadFile(ran)) < 8 && Clock::now() < deadline) {
@@ -266,9 +271,6 @@ TEST_F(ServerTest, KilledServerRestartedOnItsStateFinishesTheJobWithoutRerunning
   server_->Signal(SIGKILL);
   EXPECT_EQ(server_->Wait(milliseconds(5000)), 128 + SIGKILL);
   size_t before = CountLines(ReadFile(ran));
-  // A client waiting across the restart gets the output when the job ends.
-  Child waiter({FanoutBin(), "wait", id, "--server", endpoint_, "-o", dir_.File("out")}, "",
-               dir_.File("waiter.err"));
   // No local worker now: the job can only end if the remote worker comes back by itself.
   StartServer({"-j", "0", "--workers-listen", workers, "--state", state}, "server2.err");
   EXPECT_EQ(waiter.Wait(milliseconds(60000)), 0)
