@@ -98,9 +98,12 @@ TEST_F(AutoModeTest, PicksParallelThreadsForSleeps) {
 TEST_F(AutoModeTest, PicksParallelForCpuWork) {
   // Tens of ms of CPU per record in awk: worth the cores, not more threads than cores.
   // (The loop is per record: in a BEGIN block it would be start-up, paid once a chunk.)
+  // 64 records let the calibration compare chunks of 1 and 3 records: with 16 it compared
+  // 1 and 2, and on a busy CI machine the 1-record chunk once took as long as the 2-record
+  // one (both ~96 ms), which the fit rightly read as start-up only.
   Json a =
-      AutoStats({"-j", "2", "exec", "--", "awk", "{s=0; for(i=0;i<400000;i++)s+=i; print $1+s}"},
-                Numbers(16));
+      AutoStats({"-j", "2", "exec", "--", "awk", "{s=0; for(i=0;i<200000;i++)s+=i; print $1+s}"},
+                Numbers(64));
   std::string choice = a["choice"].get<std::string>();
   EXPECT_EQ(choice.rfind("threads, 2 workers", 0), 0u) << choice;
 }
