@@ -2,6 +2,9 @@
 // `status`, `cancel`, `wait` and `output`. Each is a DEALER that asks and waits; a client
 // waiting for a job says `wait` again every second, so a server restarted on its --state
 // learns of it again and the client gets its output (ZeroMQ reconnects the socket).
+// Inputs and outputs over kServerPartBytes travel in parts (Upload, Fetch).
+#include <fcntl.h>
+#include <poll.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -10,8 +13,7 @@
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
-#include <fstream>
-#include <iterator>
+#include <map>
 
 #include "cli/server.h"
 #include "common/exit_code.h"
@@ -66,9 +68,71 @@ std::optional<ClientMessage> Answer(ServerConnection& c, const ServerClient& cli
   return m;
 }
 
+// Fetches job `id`'s output of `size` bytes in parts (`read`, kServerPartsInFlight asked
+// at a time) and writes them in order to `file`. 0 when it ended (`written` says whether
+// writing failed), else the exit code of a failure it printed. A server restarted on its
+// --state loses the parts asked for: after a second of silence they are asked for again.
+int Fetch(ServerConnection& c, const ServerClient& client, const std::string& id, uint64_t size,
+          OutputFile& file, Status& written) {
+  uint64_t done = 0, asked = 0;              // bytes written, bytes asked for
+  std::map<uint64_t, zmq::message_t> early;  // parts that came before the next to write
+  auto ask = [&](uint64_t offset) {
+    SendClientMessage(*c.socket, "", {{"op", "read"}, {"id", id}, {"offset", offset}});
+  };
+  auto silent_since = Clock::now();
+  while (done < size) {
+    for (; asked < size && asked - done < kServerPartsInFlight * kServerPartBytes;
+         asked += kServerPartBytes) {
+      ask(asked);
+    }
+    auto m = Receive(c, kRewait);
+    if (Interrupt::Requested()) return ToInt(ExitCode::kInterrupted);
+    if (!m && !c.refused.empty()) {
+      return Fail("the server at " + client.server + " refused this client: " + c.refused,
+                  ExitCode::kJobFailed);
+    }
+    if (!m) {
+      if (Clock::now() - silent_since > kAnswerTimeout) {
+        return Fail("no answer from the server at " + client.server + " while fetching job " + id +
+                        "'s output (fanout output " + id + " fetches it later)",
+                    ExitCode::kJobFailed);
+      }
+      for (uint64_t at = done; at < asked; at += kServerPartBytes) {
+        if (!early.count(at)) ask(at);
+      }
+      continue;
+    }
+    silent_since = Clock::now();
+    std::string op = m->header.value("op", "");
+    if (op == "error") {
+      return Fail(m->header.value("message", "the server refused"),
+                  static_cast<ExitCode>(m->header.value("exit", 2)));
+    }
+    uint64_t offset = m->header.value("offset", uint64_t{0});
+    if (op != "data" || m->header.value("id", "") != id || !m->payload || offset < done ||
+        offset >= asked || early.count(offset)) {
+      continue;  // not an answer to a `read`, or one asked for twice
+    }
+    if (m->payload->size() != std::min<uint64_t>(kServerPartBytes, size - offset)) {
+      return Fail("the server sent a part of job " + id + "'s output of the wrong size",
+                  ExitCode::kJobFailed);
+    }
+    early.emplace(offset, std::move(*m->payload));
+    for (auto it = early.find(done); it != early.end(); it = early.find(done)) {
+      written = file.Write({it->second.data<char>(), it->second.size()});
+      if (!written.ok()) return 0;
+      done += it->second.size();
+      early.erase(it);
+    }
+  }
+  return 0;
+}
+
 // Writes a finished job's output and report, tells the server it has them, and returns
 // the job's exit code.
-int Deliver(zmq::socket_t& socket, ClientMessage& done, const std::string& output, bool quiet) {
+int Deliver(ServerConnection& c, const ServerClient& client, ClientMessage& done,
+            const std::string& output, bool quiet) {
+  zmq::socket_t& socket = *c.socket;
   int code = done.header.value("exit", ToInt(ExitCode::kJobFailed));
   std::string report = done.header.value("report", "");
   std::string summary = done.header.value("summary", "");
@@ -77,9 +141,13 @@ int Deliver(zmq::socket_t& socket, ClientMessage& done, const std::string& outpu
   if (!done.header.contains("written")) {  // else the job wrote its output in place
     auto file = OutputFile::Open(output);
     if (!file.ok()) return Fail(file.status().message());
-    std::string_view bytes;
-    if (done.payload) bytes = {done.payload->data<char>(), done.payload->size()};
-    written = file->Write(bytes);
+    if (done.header.value("read", false)) {  // too big for one message: in parts
+      int failed = Fetch(c, client, done.header.value("id", ""),
+                         done.header.value("size", uint64_t{0}), *file, written);
+      if (failed != 0) return failed;  // the server keeps the output for `fanout output`
+    } else if (done.payload) {
+      written = file->Write({done.payload->data<char>(), done.payload->size()});
+    }
     if (written.ok()) written = file->Commit();
     reader_closed = file->reader_closed();
   }
@@ -104,7 +172,8 @@ int Await(ServerConnection& c, const ServerClient& client, const std::string& id
   zmq::socket_t& socket = *c.socket;
   auto heard = Clock::now();
   bool warned = false;
-  if (!asked) SendClientMessage(socket, "", {{"op", "wait"}, {"id", id}});
+  Json wait = {{"op", "wait"}, {"id", id}, {"reads", true}};
+  if (!asked) SendClientMessage(socket, "", wait);
   while (true) {
     if (Interrupt::Requested()) {
       SendClientMessage(socket, "", {{"op", "cancel"}, {"id", id}});
@@ -122,17 +191,81 @@ int Await(ServerConnection& c, const ServerClient& client, const std::string& id
                      client.server.c_str(), id.c_str());
         warned = true;
       }
-      if (!Interrupt::Requested()) SendClientMessage(socket, "", {{"op", "wait"}, {"id", id}});
+      if (!Interrupt::Requested()) SendClientMessage(socket, "", wait);
       continue;
     }
     heard = Clock::now();
     std::string op = m->header["op"];
-    if (op == "done") return Deliver(socket, *m, output, quiet);
+    if (op == "done") return Deliver(c, client, *m, output, quiet);
     if (op == "error") {
       return Fail(m->header.value("message", "the server refused"),
                   static_cast<ExitCode>(m->header.value("exit", 2)));
     }
   }
+}
+
+// Reads up to kServerPartBytes from `fd` into `part` (less only at the end of the input).
+// 0, or the errno of a failed read (EINTR once Ctrl-C was pressed).
+int ReadPart(int fd, std::string& part) {
+  part.resize(kServerPartBytes);
+  size_t got = 0;
+  while (got < part.size()) {
+    // A pipe that stalls (the reads restart after a signal) must not hold off Ctrl-C.
+    pollfd fds[] = {{fd, POLLIN, 0}, {Interrupt::fd(), POLLIN, 0}};
+    if (poll(fds, Interrupt::fd() >= 0 ? 2 : 1, -1) < 0 && errno != EINTR) {
+      part.resize(got);
+      return errno;
+    }
+    if (Interrupt::Requested()) {
+      part.resize(got);
+      return EINTR;
+    }
+    ssize_t n = read(fd, part.data() + got, part.size() - got);
+    if (n < 0 && errno == EINTR && !Interrupt::Requested()) continue;
+    if (n < 0) {
+      part.resize(got);
+      return errno;
+    }
+    if (n == 0) break;
+    got += static_cast<size_t>(n);
+  }
+  part.resize(got);
+  return 0;
+}
+
+// Uploads the rest of an input to job `id` in `input` parts, `part` (full) first: at most
+// kServerPartsInFlight unanswered, the last one shorter (or empty). 0 once the server has
+// it all, else the exit code of a failure it printed. Ctrl-C cancels the job.
+int Upload(ServerConnection& c, const ServerClient& client, const std::string& id, int fd,
+           std::string part) {
+  int unanswered = 0;
+  bool sent_last = false;
+  while (!sent_last || unanswered > 0) {
+    while (!sent_last && unanswered < kServerPartsInFlight && !Interrupt::Requested()) {
+      sent_last = part.size() < kServerPartBytes;
+      zmq::message_t payload(part.data(), part.size());
+      SendClientMessage(*c.socket, "", {{"op", "input"}, {"id", id}, {"last", sent_last}},
+                        &payload);
+      ++unanswered;
+      if (sent_last) break;
+      if (int err = ReadPart(fd, part); err != 0 && !Interrupt::Requested()) {
+        SendClientMessage(*c.socket, "", {{"op", "cancel"}, {"id", id}});
+        c.socket->set(zmq::sockopt::linger, 1000);  // the cancel must leave
+        return Fail(std::string("cannot read the input: ") + std::strerror(err));
+      }
+    }
+    int code = 0;
+    auto m = Interrupt::Requested() ? std::nullopt : Answer(c, client, code);
+    if (Interrupt::Requested()) {
+      SendClientMessage(*c.socket, "", {{"op", "cancel"}, {"id", id}});
+      c.socket->set(zmq::sockopt::linger, 1000);  // the cancel must leave
+      std::fprintf(stderr, "fanout: interrupted: job %s cancelled on the server\n", id.c_str());
+      return ToInt(ExitCode::kInterrupted);
+    }
+    if (!m) return code;
+    if (m->header.value("op", "") == "received") --unanswered;
+  }
+  return 0;
 }
 
 std::string Age(double seconds) {
@@ -184,38 +317,35 @@ int SubmitToServer(const ServerClient& client, const std::vector<std::string>& a
   if (local && parsed.output != "-" && !parsed.output.empty()) {
     submit["output_path"] = absolute(parsed.output);
   }
-  std::optional<std::string> input;
+  // The input: in the submission when it fits one part, else uploaded in parts after it.
+  std::optional<std::string> first;
+  int in_fd = -1;
   if (!parsed.range && !input_by_path) {
-    if (parsed.input == "-" || parsed.input.empty()) {
-      input.emplace();
-      char buffer[1 << 16];
-      ssize_t n;
-      while ((n = read(STDIN_FILENO, buffer, sizeof buffer)) != 0) {
-        if (n < 0 && errno == EINTR && !Interrupt::Requested()) continue;
-        if (n < 0) break;
-        input->append(buffer, static_cast<size_t>(n));
-      }
-    } else {
-      std::ifstream in(parsed.input, std::ios::binary);
-      if (!in) return Fail("cannot read input '" + parsed.input + "'");
-      input = std::string(std::istreambuf_iterator<char>(in), {});
+    bool from_stdin = parsed.input == "-" || parsed.input.empty();
+    in_fd = from_stdin ? STDIN_FILENO : open(parsed.input.c_str(), O_RDONLY | O_CLOEXEC);
+    if (in_fd < 0) {
+      return Fail("cannot read input '" + parsed.input + "': " + std::strerror(errno));
     }
+    first.emplace();
+    int err = ReadPart(in_fd, *first);
     if (Interrupt::Requested()) return ToInt(ExitCode::kInterrupted);
-    // The server drops a connection that sends a bigger frame (its --max-message).
-    if (input->size() > static_cast<uint64_t>(kDefaultMaxMessage)) {
-      return Fail("the input (" + std::to_string(input->size()) +
-                  " bytes) is over the 1 GiB a client may send a server; on the server's "
-                  "machine (ipc://) give it as -i FILE, which is not sent");
-    }
+    if (err != 0) return Fail("cannot read input '" + parsed.input + "': " + std::strerror(err));
   }
+  // A full first part: more may follow (the server then waits for `input` messages).
+  bool upload = first && first->size() == kServerPartBytes;
+  if (upload) submit["upload"] = true;
+  submit["reads"] = true;  // a big output comes in parts
   ServerConnection c;
   if (Status s = ConnectToServer(c, client); !s.ok()) return Fail(s.message());
-  zmq::message_t payload(input ? input->data() : nullptr, input ? input->size() : 0);
-  SendClientMessage(*c.socket, "", submit, input ? &payload : nullptr);
+  zmq::message_t payload(first ? first->data() : nullptr, first ? first->size() : 0);
+  SendClientMessage(*c.socket, "", submit, first && !upload ? &payload : nullptr);
   int code = 0;
   auto accepted = Answer(c, client, code);
   if (!accepted) return code;
   std::string id = accepted->header.value("id", "");
+  if (upload) {
+    if (int failed = Upload(c, client, id, in_fd, std::move(*first)); failed != 0) return failed;
+  }
   if (detach) {
     std::printf("%s\n", id.c_str());
     return ToInt(ExitCode::kOk);
@@ -229,11 +359,13 @@ int ServerCommand(const ServerClient& client, const std::string& op, const std::
   ServerConnection c;
   if (Status s = ConnectToServer(c, client); !s.ok()) return Fail(s.message());
   if (op == "wait") return Await(c, client, id, output, false, /*asked=*/false);
-  SendClientMessage(*c.socket, "", {{"op", op}, {"id", id}});
+  Json request = {{"op", op}, {"id", id}};
+  if (op == "output") request["reads"] = true;  // a big output comes in parts
+  SendClientMessage(*c.socket, "", request);
   int code = 0;
   auto m = Answer(c, client, code);
   if (!m) return code;
-  if (op == "output") return Deliver(*c.socket, *m, output, false);
+  if (op == "output") return Deliver(c, client, *m, output, false);
   if (op == "jobs" || op == "status") {
     std::printf("%-6s %-16s %-11s %-15s %-6s %s\n", "ID", "STATE", "CHUNKS", "SUBMITTER", "AGE",
                 "JOB");

@@ -76,7 +76,8 @@ double Now() {
 // One job of the server. The main thread owns `waiters`; the rest is guarded by
 // Server::mu_ (progress: Progress's own lock).
 struct Job {
-  enum class State { kQueued, kRunning, kDone };
+  // kReceiving: its input is still being uploaded in parts (`input`); not yet queued.
+  enum class State { kReceiving, kQueued, kRunning, kDone };
   uint64_t id = 0;
   std::vector<std::string> args;
   std::string submitter;  // the client's CURVE key, or "local" (ipc:// clients)
@@ -92,7 +93,9 @@ struct Job {
   std::string report;   // the failure report (`fanout run`'s stderr lines)
   std::string summary;  // the summary line
   std::stop_source stop;
-  std::set<std::string> waiters;  // clients waiting for the output (routing ids)
+  // Clients waiting for the output (routing ids), each with whether it fetches a big
+  // output in parts (`read`) rather than in the `done` message.
+  std::map<std::string, bool> waiters;
   // A library Pool's call (op "call"): chunks the Pool cut, run with RunCallJob, one output
   // or failure each. Not journaled: its caller waits for it in memory.
   struct Call {
@@ -132,7 +135,10 @@ struct Job {
 std::string Owner(const ClientMessage& m) { return m.user.empty() ? "local" : m.user; }
 
 const char* StateName(Job::State s) {
-  return s == Job::State::kQueued ? "queued" : s == Job::State::kRunning ? "running" : "done";
+  return s == Job::State::kReceiving ? "receiving"
+         : s == Job::State::kQueued  ? "queued"
+         : s == Job::State::kRunning ? "running"
+                                     : "done";
 }
 
 class Server {
@@ -150,6 +156,7 @@ class Server {
     cv_.notify_all();
     if (runner_.joinable()) runner_.join();
     if (done_fd_ >= 0) close(done_fd_);
+    for (auto& [id, upload] : uploads_) close(upload.fd);
     for (int fd : locks_) close(fd);
   }
 
@@ -185,17 +192,27 @@ class Server {
   void OnSubmit(ClientMessage& m);
   void OnCall(ClientMessage& m);
   void RunCall(Job& job);
-  // Queues `job` (its id already set) and tells its client it was accepted.
+  // Queues `job` (its id already set; unless its input is still to come in parts) and
+  // tells its client it was accepted.
   void Accept(const ClientMessage& m, std::shared_ptr<Job> job);
+  // An upload's part (`input`). DropUpload (under mu_) ends an upload that will not
+  // complete (a cancel, a client silent for kUploadIdle, a spool that cannot be written):
+  // the job is forgotten and any client waiting for it told so.
+  void OnInput(ClientMessage& m);
+  void DropUpload(uint64_t id, const std::string& why);
+  void DropIdleUploads();
+  // A part of a finished job's output (`read`).
+  void OnRead(const ClientMessage& m, Job& job);
   // The job `m` names if the sender may see it; else answers with an error and returns null.
   std::shared_ptr<Job> Find(const ClientMessage& m);
-  void SendDone(Job& job, const std::string& peer);
+  void SendDone(Job& job, const std::string& peer, bool parts);
   void Error(const ClientMessage& m, const std::string& message, ExitCode code = ExitCode::kUsage) {
     SendClientMessage(*router_, m.peer,
                       {{"op", "error"}, {"message", message}, {"exit", ToInt(code)}});
   }
   Json Describe(Job& job);
-  void Finished();  // the runner ended jobs: tell their waiters
+  static Json Spec(const Job& job);  // what job.json keeps
+  void Finished();                   // the runner ended jobs: tell their waiters
   // Wakes the main thread to call Finished (finished_ has news). Any thread.
   void Announce() {
     uint64_t one = 1;
@@ -222,7 +239,17 @@ class Server {
   std::vector<uint64_t> ended_;              // jobs whose thread ended, to join
   uint32_t running_ = 0;
   std::vector<int> locks_;  // Lock's descriptors
+  // Inputs being uploaded in parts (jobs in kReceiving), by job id. Main thread only.
+  struct Upload {
+    int fd = -1;  // the job's input spool, being written
+    uint64_t bytes = 0;
+    std::chrono::steady_clock::time_point heard;
+  };
+  std::map<uint64_t, Upload> uploads_;
 };
+
+// An upload whose client has said nothing for this long is dropped (the client is gone).
+constexpr std::chrono::seconds kUploadIdle{60};
 
 Status Server::Lock(const std::string& path, const std::string& what) {
   int fd = open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
@@ -465,7 +492,7 @@ std::shared_ptr<Job> Server::Find(const ClientMessage& m) {
   return it->second;
 }
 
-void Server::SendDone(Job& job, const std::string& peer) {
+void Server::SendDone(Job& job, const std::string& peer, bool parts) {
   Json header = {{"op", "done"},
                  {"id", std::to_string(job.id)},
                  {"exit", job.exit},
@@ -491,13 +518,147 @@ void Server::SendDone(Job& job, const std::string& peer) {
     SendClientMessage(*router_, peer, header, &payload);
     return;
   }
-  auto output = ReadWhole(JobDir(job.id) + "/output");
+  std::string path = JobDir(job.id) + "/output";
+  struct stat st {};
+  if (parts && stat(path.c_str(), &st) == 0 &&
+      static_cast<uint64_t>(st.st_size) > kServerPartBytes) {
+    // Too big for one message: the client fetches it in parts (`read`).
+    header["size"] = static_cast<uint64_t>(st.st_size);
+    header["read"] = true;
+    SendClientMessage(*router_, peer, header);
+    return;
+  }
+  auto output = ReadWhole(path);
   size_t size = output ? output->size() : 0;
   zmq::message_t payload(output ? output->data() : nullptr, size);
   SendClientMessage(*router_, peer, header, &payload);
   output.reset();
   // A big output's pages go back to the system, not to malloc's free lists for good.
   if (size > (size_t{64} << 20)) malloc_trim(0);
+}
+
+void Server::OnRead(const ClientMessage& m, Job& job) {
+  const Json& at = m.header.contains("offset") ? m.header["offset"] : Json();
+  if (!at.is_number_unsigned()) return Error(m, "read: offset must be a number");
+  std::string id = std::to_string(job.id);
+  if (job.state != Job::State::kDone || job.call || !job.output_path.empty()) {
+    return Error(m, "read: job " + id + " has no output to read in parts");
+  }
+  std::string path = JobDir(job.id) + "/output";
+  int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  struct stat st {};
+  if (fd < 0 || fstat(fd, &st) != 0) {
+    if (fd >= 0) close(fd);
+    return Error(m, "read: job " + id + "'s output is gone: " + std::strerror(errno),
+                 ExitCode::kJobFailed);
+  }
+  uint64_t offset = at.get<uint64_t>(), size = static_cast<uint64_t>(st.st_size);
+  if (offset > size) {
+    close(fd);
+    return Error(m, "read: offset " + std::to_string(offset) + " is beyond job " + id +
+                        "'s output of " + std::to_string(size) + " bytes");
+  }
+  zmq::message_t payload(std::min<uint64_t>(kServerPartBytes, size - offset));
+  size_t got = 0;
+  while (got < payload.size()) {
+    ssize_t n = pread(fd, static_cast<char*>(payload.data()) + got, payload.size() - got,
+                      static_cast<off_t>(offset + got));
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;
+    got += static_cast<size_t>(n);
+  }
+  close(fd);
+  if (got < payload.size()) {
+    return Error(m, "read: job " + id + "'s output could not be read", ExitCode::kJobFailed);
+  }
+  SendClientMessage(*router_, m.peer, {{"op", "data"}, {"id", id}, {"offset", offset}}, &payload);
+}
+
+void Server::OnInput(ClientMessage& m) {
+  std::shared_ptr<Job> job;
+  std::string state;
+  {
+    std::lock_guard lock(mu_);
+    job = Find(m);
+    if (!job) return;
+    state = StateName(job->state);
+  }
+  std::string id = std::to_string(job->id);
+  auto it = uploads_.find(job->id);
+  if (it == uploads_.end()) {
+    return Error(m, "input: job " + id + " takes no input now (it is " + state + ")");
+  }
+  Upload& upload = it->second;
+  bool last = m.header.value("last", false);
+  std::string_view bytes;
+  if (m.payload) bytes = {m.payload->data<char>(), m.payload->size()};
+  int err = WriteAll(upload.fd, bytes);
+  if (err == 0 && last && !options_.state_dir.empty() && fsync(upload.fd) != 0) err = errno;
+  Status kept = err != 0 ? Status::Error(std::strerror(err)) : Status::Ok();
+  upload.bytes += bytes.size();
+  upload.heard = std::chrono::steady_clock::now();
+  uint64_t total = upload.bytes;
+  if (kept.ok() && last) {
+    close(upload.fd);
+    uploads_.erase(it);
+    kept = Journal(JobDir(job->id) + "/job.json", Spec(*job).dump());
+    if (kept.ok()) {
+      std::lock_guard lock(mu_);
+      job->state = Job::State::kQueued;
+      queue_.push_back(job->id);
+    }
+    cv_.notify_all();
+  }
+  if (!kept.ok()) {
+    {
+      std::lock_guard lock(mu_);
+      DropUpload(job->id, "the server cannot keep its input: " + kept.message());
+    }
+    return Error(m, "the server cannot keep the input: " + kept.message(), ExitCode::kJobFailed);
+  }
+  SendClientMessage(*router_, m.peer, {{"op", "received"}, {"id", id}, {"bytes", total}});
+}
+
+void Server::DropUpload(uint64_t id, const std::string& why) {
+  if (auto it = uploads_.find(id); it != uploads_.end()) {
+    close(it->second.fd);
+    uploads_.erase(it);
+  }
+  std::error_code ec;
+  fs::remove_all(JobDir(id), ec);
+  auto it = jobs_.find(id);
+  if (it == jobs_.end()) return;
+  for (const auto& [peer, parts] : it->second->waiters) {
+    SendClientMessage(*router_, peer,
+                      {{"op", "error"},
+                       {"message", "job " + std::to_string(id) + ": " + why},
+                       {"exit", ToInt(ExitCode::kJobFailed)}});
+  }
+  jobs_.erase(it);
+  Log().warn("job {} dropped: {}", id, why);
+}
+
+void Server::DropIdleUploads() {
+  auto now = std::chrono::steady_clock::now();
+  std::vector<uint64_t> idle;
+  for (const auto& [id, upload] : uploads_) {
+    if (now - upload.heard > kUploadIdle) idle.push_back(id);
+  }
+  if (idle.empty()) return;
+  std::lock_guard lock(mu_);
+  for (uint64_t id : idle) {
+    DropUpload(id, "its client sent no input for " + std::to_string(kUploadIdle.count()) + " s");
+  }
+}
+
+Json Server::Spec(const Job& job) {
+  return {{"args", job.args},
+          {"submitter", job.submitter},
+          {"submitted", job.submitted},
+          {"workers", job.workers},
+          {"input", job.has_input},
+          {"input_path", job.input_path},
+          {"output_path", job.output_path}};
 }
 
 void Server::OnSubmit(ClientMessage& m) {
@@ -514,7 +675,9 @@ void Server::OnSubmit(ClientMessage& m) {
   job->submitter = Owner(m);
   job->submitted = Now();
   job->workers = std::max<uint32_t>(1, options_.fleet.jobs);
-  job->has_input = m.payload.has_value();
+  // `upload`: the input follows in parts (`input` messages), as big inputs do.
+  bool upload = m.header.value("upload", false);
+  job->has_input = m.payload.has_value() || upload;
   job->input_path = m.header.value("input_path", "");
   job->output_path = m.header.value("output_path", "");
   if (!job->input_path.empty() || !job->output_path.empty()) {
@@ -530,22 +693,27 @@ void Server::OnSubmit(ClientMessage& m) {
       return Error(m, "submit: an input path and input bytes");
     }
   }
+  if (upload && m.payload) return Error(m, "submit: an upload and input bytes");
   job->id = next_id_++;
   std::string dir = JobDir(job->id);
   std::error_code ec;
   fs::create_directories(dir, ec);
   Status s = ec ? Status::Error("cannot create '" + dir + "': " + ec.message()) : Status::Ok();
-  if (s.ok() && job->has_input) {
-    s = Keep(dir + "/input", std::string_view(m.payload->data<char>(), m.payload->size()));
+  if (s.ok() && upload) {
+    // Journaled when its last part is kept; a server restarted before that forgets it.
+    int fd = open((dir + "/input").c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd < 0) {
+      s = Status::Error("cannot write '" + dir + "/input': " + std::strerror(errno));
+    } else {
+      uploads_[job->id] = {fd, 0, std::chrono::steady_clock::now()};
+      job->state = Job::State::kReceiving;
+    }
+  } else if (s.ok()) {
+    if (job->has_input) {
+      s = Keep(dir + "/input", std::string_view(m.payload->data<char>(), m.payload->size()));
+    }
+    if (s.ok()) s = Journal(dir + "/job.json", Spec(*job).dump());
   }
-  Json spec = {{"args", job->args},
-               {"submitter", job->submitter},
-               {"submitted", job->submitted},
-               {"workers", job->workers},
-               {"input", job->has_input},
-               {"input_path", job->input_path},
-               {"output_path", job->output_path}};
-  if (s.ok()) s = Journal(dir + "/job.json", spec.dump());
   if (!s.ok()) {
     fs::remove_all(dir, ec);
     return Error(m, "the server cannot keep the job: " + s.message(), ExitCode::kJobFailed);
@@ -554,12 +722,12 @@ void Server::OnSubmit(ClientMessage& m) {
 }
 
 void Server::Accept(const ClientMessage& m, std::shared_ptr<Job> job) {
-  if (m.header.value("wait", false)) job->waiters.insert(m.peer);
+  if (m.header.value("wait", false)) job->waiters[m.peer] = m.header.value("reads", false);
   std::string id = std::to_string(job->id);
   {
     std::lock_guard lock(mu_);
     jobs_[job->id] = job;
-    queue_.push_back(job->id);
+    if (job->state == Job::State::kQueued) queue_.push_back(job->id);
   }
   cv_.notify_all();
   SendClientMessage(*router_, m.peer, {{"op", "accepted"}, {"id", id}});
@@ -681,6 +849,7 @@ void Server::OnMessage(ClientMessage& m) {
   const std::string op = m.header["op"];
   if (op == "submit") return OnSubmit(m);
   if (op == "call") return OnCall(m);
+  if (op == "input") return OnInput(m);
   std::lock_guard lock(mu_);
   if (op == "jobs") {
     Json list = Json::array();
@@ -696,6 +865,13 @@ void Server::OnMessage(ClientMessage& m) {
   if (op == "status") {
     SendClientMessage(*router_, m.peer, {{"op", "status"}, {"job", Describe(*job)}});
   } else if (op == "cancel") {
+    if (job->state == Job::State::kReceiving) {
+      SendClientMessage(
+          *router_, m.peer,
+          {{"op", "cancelling"}, {"id", std::to_string(job->id)}, {"state", "receiving"}});
+      DropUpload(job->id, "cancelled while its input was being sent");
+      return;
+    }
     if (job->state == Job::State::kQueued) {
       job->state = Job::State::kDone;
       job->exit = ToInt(ExitCode::kInterrupted);
@@ -710,14 +886,17 @@ void Server::OnMessage(ClientMessage& m) {
     SendClientMessage(
         *router_, m.peer,
         {{"op", "cancelling"}, {"id", std::to_string(job->id)}, {"state", StateName(job->state)}});
+  } else if (op == "read") {
+    OnRead(m, *job);
   } else if (op == "wait" || op == "output") {
+    bool parts = m.header.value("reads", false);
     if (job->state == Job::State::kDone) {
-      SendDone(*job, m.peer);
+      SendDone(*job, m.peer, parts);
     } else if (op == "output") {
       Error(m, "job " + std::to_string(job->id) + " is still " + StateName(job->state) +
                    " (fanout wait " + std::to_string(job->id) + " waits for it)");
     } else {
-      job->waiters.insert(m.peer);  // told when it ends (Finished)
+      job->waiters[m.peer] = parts;  // told when it ends (Finished)
       auto [done, chunks] = job->progress.Read();
       SendClientMessage(*router_, m.peer,
                         {{"op", "waiting"},
@@ -746,7 +925,7 @@ void Server::Finished() {
     auto it = jobs_.find(id);
     if (it == jobs_.end()) continue;
     Job& job = *it->second;
-    for (const std::string& peer : job.waiters) SendDone(job, peer);
+    for (const auto& [peer, parts] : job.waiters) SendDone(job, peer, parts);
     job.waiters.clear();
   }
   finished_.clear();
@@ -760,6 +939,7 @@ void Server::Serve() {
                                {nullptr, Interrupt::fd(), ZMQ_POLLIN, 0}};
     PollOnce(items, Interrupt::fd() >= 0 ? 3 : 2, std::chrono::milliseconds(1000));
     if (items[1].revents & ZMQ_POLLIN) Finished();
+    if (!uploads_.empty()) DropIdleUploads();
     while (true) {
       std::string why;
       auto m = ReceiveClientMessage(*router_, /*router=*/true, &why);
@@ -801,7 +981,7 @@ int Server::Run() {
   std::lock_guard lock(mu_);
   for (auto& [id, job] : jobs_) {
     if (job->state == Job::State::kDone) continue;
-    for (const std::string& peer : job->waiters) {
+    for (const auto& [peer, parts] : job->waiters) {
       SendClientMessage(*router_, peer,
                         {{"op", "error"},
                          {"message", "the server stopped; job " + std::to_string(id) +

@@ -18,6 +18,13 @@
 
 namespace fanout {
 
+// Big inputs and outputs travel in parts of this many bytes (PROTOCOL.md, "Parts"): an
+// input over it is uploaded with `input` messages, an output over it fetched with `read`,
+// at most kServerPartsInFlight parts unanswered at a time, so neither side ever holds a
+// whole big input or output in memory.
+inline constexpr size_t kServerPartBytes = size_t{4} << 20;
+inline constexpr int kServerPartsInFlight = 4;
+
 // How a client reaches a server (--server, --server-key, --client-secret).
 struct ServerClient {
   std::string server;

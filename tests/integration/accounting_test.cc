@@ -20,16 +20,6 @@ namespace {
 
 using std::chrono::milliseconds;
 
-// A process's peak resident size (VmHWM) in KiB, or -1 if it cannot be read.
-int64_t PeakRssKiB(pid_t pid) {
-  std::ifstream status("/proc/" + std::to_string(pid) + "/status");
-  std::string line;
-  while (std::getline(status, line)) {
-    if (line.rfind("VmHWM:", 0) == 0) return std::stoll(line.substr(6));
-  }
-  return -1;
-}
-
 // An open-file limit for `pid` under which exactly `room` more fds can be opened (new fds
 // take the lowest free numbers, so fds above the limit do not count), or -1.
 int LimitLeavingRoom(pid_t pid, int room) {

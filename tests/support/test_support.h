@@ -91,6 +91,9 @@ std::string ListeningEndpoint(const std::string& err_path);
 // Pids of live processes whose /proc/PID/cmdline contains `needle` (excluding self).
 std::vector<pid_t> ProcessesMatching(const std::string& needle);
 
+// A process's peak resident size (VmHWM) in KiB, or -1 if it cannot be read.
+int64_t PeakRssKiB(pid_t pid);
+
 // The parent pid of `pid` (from /proc/PID/stat), or -1.
 pid_t ParentOf(pid_t pid);
 
