@@ -68,13 +68,14 @@ std::optional<ClientMessage> Answer(ServerConnection& c, const ServerClient& cli
   return m;
 }
 
-// Fetches job `id`'s output of `size` bytes in parts (`read`, kServerPartsInFlight asked
-// at a time) and writes them in order to `file`. 0 when it ended (`written` says whether
-// writing failed), else the exit code of a failure it printed. A server restarted on its
+// Fetches job `id`'s output of `size` bytes from offset `from` in parts (`read`,
+// kServerPartsInFlight asked at a time) and writes them in order to `file`. 0 when it ended
+// (`written` says whether writing failed), else the exit code of a failure it printed. A server
+// restarted on its
 // --state loses the parts asked for: after a second of silence they are asked for again.
-int Fetch(ServerConnection& c, const ServerClient& client, const std::string& id, uint64_t size,
-          OutputFile& file, Status& written) {
-  uint64_t done = 0, asked = 0;              // bytes written, bytes asked for
+int Fetch(ServerConnection& c, const ServerClient& client, const std::string& id, uint64_t from,
+          uint64_t size, OutputFile& file, Status& written) {
+  uint64_t done = from, asked = from;        // bytes written, bytes asked for
   std::map<uint64_t, zmq::message_t> early;  // parts that came before the next to write
   auto ask = [&](uint64_t offset) {
     SendClientMessage(*c.socket, "", {{"op", "read"}, {"id", id}, {"offset", offset}});
@@ -129,9 +130,10 @@ int Fetch(ServerConnection& c, const ServerClient& client, const std::string& id
 }
 
 // Writes a finished job's output and report, tells the server it has them, and returns
-// the job's exit code.
+// the job's exit code. `file`: the output opened while its first `got` bytes were streamed
+// (Await), or null. The output is kept only if the job succeeded (exit 0 or 3).
 int Deliver(ServerConnection& c, const ServerClient& client, ClientMessage& done,
-            const std::string& output, bool quiet) {
+            const std::string& output, bool quiet, OutputFile* file = nullptr, uint64_t got = 0) {
   zmq::socket_t& socket = *c.socket;
   int code = done.header.value("exit", ToInt(ExitCode::kJobFailed));
   std::string report = done.header.value("report", "");
@@ -139,16 +141,23 @@ int Deliver(ServerConnection& c, const ServerClient& client, ClientMessage& done
   Status written = Status::Ok();
   bool reader_closed = false;
   if (!done.header.contains("written")) {  // else the job wrote its output in place
-    auto file = OutputFile::Open(output);
-    if (!file.ok()) return Fail(file.status().message());
-    if (done.header.value("read", false)) {  // too big for one message: in parts
-      int failed = Fetch(c, client, done.header.value("id", ""),
-                         done.header.value("size", uint64_t{0}), *file, written);
+    std::optional<OutputFile> opened;
+    if (!file) {
+      auto f = OutputFile::Open(output);
+      if (!f.ok()) return Fail(f.status().message());
+      file = &opened.emplace(std::move(f).value());
+    }
+    bool succeeded = code == ToInt(ExitCode::kOk) || code == ToInt(ExitCode::kPartial);
+    if (done.header.value("read", false)) {  // in parts (the rest, when streamed)
+      uint64_t size = done.header.value("size", uint64_t{0});
+      int failed =
+          succeeded ? Fetch(c, client, done.header.value("id", ""), got, size, *file, written) : 0;
       if (failed != 0) return failed;  // the server keeps the output for `fanout output`
-    } else if (done.payload) {
+    } else if (done.payload && got == 0) {
       written = file->Write({done.payload->data<char>(), done.payload->size()});
     }
-    if (written.ok()) written = file->Commit();
+    if (written.ok() && succeeded) written = file->Commit();
+    if (!succeeded) file->Discard();  // a failed job leaves no -o file
     reader_closed = file->reader_closed();
   }
   std::fputs(report.c_str(), stderr);
@@ -167,18 +176,45 @@ int Deliver(ServerConnection& c, const ServerClient& client, ClientMessage& done
 // Waits for job `id` and delivers its output. Ctrl-C cancels the job (the server's answer
 // is awaited a little, then the client leaves with 130). `asked`: the submission already
 // asked to be told when the job ends (the first "wait" would only cost a round trip).
+// `stream`: the output is read while the job runs (one `read` out at a time, which the
+// server answers once there is more), as a local run writes it; a submission streams at
+// once, a `fanout wait` once the server says the job's output can be read (`streams`).
+// The rest is fetched when the job ends. A reader of stdout that goes away (`| head`)
+// cancels the job and ends the client quietly, as a local run ends.
 int Await(ServerConnection& c, const ServerClient& client, const std::string& id,
-          const std::string& output, bool quiet, bool asked) {
+          const std::string& output, bool quiet, bool asked, bool stream) {
   zmq::socket_t& socket = *c.socket;
   auto heard = Clock::now();
   bool warned = false;
-  Json wait = {{"op", "wait"}, {"id", id}, {"reads", true}};
+  Json wait = {{"op", "wait"}, {"id", id}, {"reads", true}, {"stream", stream}};
   if (!asked) SendClientMessage(socket, "", wait);
+  std::optional<OutputFile> file;
+  uint64_t got = 0;
+  bool outstanding = false;
+  auto cancel = [&] {
+    SendClientMessage(socket, "", {{"op", "cancel"}, {"id", id}});
+    socket.set(zmq::sockopt::linger, 1000);  // the cancel must leave
+  };
+  auto start_reading = [&] {
+    auto f = OutputFile::Open(output);
+    if (f.ok()) file.emplace(std::move(f).value());
+    return f.status();
+  };
+  if (stream && asked) {
+    if (Status s = start_reading(); !s.ok()) {
+      cancel();
+      return Fail(s.message());
+    }
+  }
   while (true) {
     if (Interrupt::Requested()) {
-      SendClientMessage(socket, "", {{"op", "cancel"}, {"id", id}});
+      cancel();
       std::fprintf(stderr, "fanout: interrupted: job %s cancelled on the server\n", id.c_str());
       return ToInt(ExitCode::kInterrupted);
+    }
+    if (file && !outstanding) {
+      SendClientMessage(socket, "", {{"op", "read"}, {"id", id}, {"offset", got}});
+      outstanding = true;
     }
     auto m = Receive(c, kRewait);
     if (!m && !c.refused.empty()) {
@@ -192,14 +228,32 @@ int Await(ServerConnection& c, const ServerClient& client, const std::string& id
         warned = true;
       }
       if (!Interrupt::Requested()) SendClientMessage(socket, "", wait);
+      outstanding = false;  // a restarted server lost the read: ask again (it keeps one)
       continue;
     }
     heard = Clock::now();
     std::string op = m->header["op"];
-    if (op == "done") return Deliver(c, client, *m, output, quiet);
+    if (op == "done") return Deliver(c, client, *m, output, quiet, file ? &*file : nullptr, got);
     if (op == "error") {
       return Fail(m->header.value("message", "the server refused"),
                   static_cast<ExitCode>(m->header.value("exit", 2)));
+    }
+    if (op == "waiting" && stream && !file && m->header.value("streams", false)) {
+      if (Status s = start_reading(); !s.ok()) return Fail(s.message());
+    }
+    if (op == "data" && file && m->payload && m->header.value("offset", uint64_t{0}) == got) {
+      outstanding = false;
+      if (Status s = file->Write({m->payload->data<char>(), m->payload->size()}); !s.ok()) {
+        cancel();
+        return file->reader_closed() ? ToInt(ExitCode::kBrokenPipe)
+                                     : Fail(s.message(), ExitCode::kJobFailed);
+      }
+      if (Status s = file->Flush(); !s.ok()) {
+        cancel();
+        return file->reader_closed() ? ToInt(ExitCode::kBrokenPipe)
+                                     : Fail(s.message(), ExitCode::kJobFailed);
+      }
+      got += m->payload->size();
     }
   }
 }
@@ -335,6 +389,9 @@ int SubmitToServer(const ServerClient& client, const std::vector<std::string>& a
   bool upload = first && first->size() == kServerPartBytes;
   if (upload) submit["upload"] = true;
   submit["reads"] = true;  // a big output comes in parts
+  // Read the output while the job runs, unless the job writes it in place.
+  bool stream = !detach && !submit.contains("output_path");
+  submit["stream"] = stream;
   ServerConnection c;
   if (Status s = ConnectToServer(c, client); !s.ok()) return Fail(s.message());
   zmq::message_t payload(first ? first->data() : nullptr, first ? first->size() : 0);
@@ -350,7 +407,7 @@ int SubmitToServer(const ServerClient& client, const std::vector<std::string>& a
     std::printf("%s\n", id.c_str());
     return ToInt(ExitCode::kOk);
   }
-  return Await(c, client, id, parsed.output, parsed.quiet, /*asked=*/true);
+  return Await(c, client, id, parsed.output, parsed.quiet, /*asked=*/true, stream);
 }
 
 int ServerCommand(const ServerClient& client, const std::string& op, const std::string& id,
@@ -358,7 +415,7 @@ int ServerCommand(const ServerClient& client, const std::string& op, const std::
   Interrupt::Install();
   ServerConnection c;
   if (Status s = ConnectToServer(c, client); !s.ok()) return Fail(s.message());
-  if (op == "wait") return Await(c, client, id, output, false, /*asked=*/false);
+  if (op == "wait") return Await(c, client, id, output, false, /*asked=*/false, /*stream=*/true);
   Json request = {{"op", op}, {"id", id}};
   if (op == "output") request["reads"] = true;  // a big output comes in parts
   SendClientMessage(*c.socket, "", request);

@@ -73,8 +73,19 @@ double Now() {
   return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
 }
 
-// One job of the server. The main thread owns `waiters`; the rest is guarded by
-// Server::mu_ (progress: Progress's own lock).
+// How a waiting client gets a job's output in `done`: whole in it; in parts (`read`) when
+// over kServerPartBytes (`reads`); or always in parts (`stream`: it reads the output while
+// the job runs, and fetches the rest).
+enum class Delivery { kWhole, kBigInParts, kInParts };
+
+Delivery DeliveryOf(const Json& request) {
+  return request.value("stream", false)  ? Delivery::kInParts
+         : request.value("reads", false) ? Delivery::kBigInParts
+                                         : Delivery::kWhole;
+}
+
+// One job of the server. The main thread owns `waiters` and `parked`; the rest is guarded
+// by Server::mu_ (progress: Progress's own lock).
 struct Job {
   // kReceiving: its input is still being uploaded in parts (`input`); not yet queued.
   enum class State { kReceiving, kQueued, kRunning, kDone };
@@ -95,7 +106,15 @@ struct Job {
   std::stop_source stop;
   // Clients waiting for the output (routing ids), each with whether it fetches a big
   // output in parts (`read`) rather than in the `done` message.
-  std::map<std::string, bool> waiters;
+  std::map<std::string, Delivery> waiters;
+  // The output as the running job writes it (JobHost::output_progress): its first
+  // `out_bytes` are in `out_file`. `wake_on_output`: a read is parked, so the next
+  // progress wakes the main thread.
+  std::string out_file;
+  uint64_t out_bytes = 0;
+  bool wake_on_output = false;
+  // Reads of output not written yet (routing id -> offset), answered as it comes.
+  std::map<std::string, uint64_t> parked;
   // A library Pool's call (op "call"): chunks the Pool cut, run with RunCallJob, one output
   // or failure each. Not journaled: its caller waits for it in memory.
   struct Call {
@@ -203,9 +222,14 @@ class Server {
   void DropIdleUploads();
   // A part of a finished job's output (`read`).
   void OnRead(const ClientMessage& m, Job& job);
+  // Answers a read of `job`'s output at `offset` with what is there (an empty part past
+  // the end of a finished job's output); false if nothing is there yet. Under mu_.
+  bool AnswerRead(Job& job, const std::string& peer, uint64_t offset);
+  // Answers the parked reads that can be now. Under mu_.
+  void AnswerParked(Job& job);
   // The job `m` names if the sender may see it; else answers with an error and returns null.
   std::shared_ptr<Job> Find(const ClientMessage& m);
-  void SendDone(Job& job, const std::string& peer, bool parts);
+  void SendDone(Job& job, const std::string& peer, Delivery delivery);
   void Error(const ClientMessage& m, const std::string& message, ExitCode code = ExitCode::kUsage) {
     SendClientMessage(*router_, m.peer,
                       {{"op", "error"}, {"message", message}, {"exit", ToInt(code)}});
@@ -443,9 +467,24 @@ void Server::RunOne(Job& job) {
     char* buffer = nullptr;
     size_t size = 0;
     FILE* stream = open_memstream(&buffer, &size);
-    code = RunJob(
-        config, &job.progress,
-        {.report = stream, .fleet = &fleet_, .stop = job.stop.get_token(), .hosts_state = true});
+    // Streaming clients read the output as it grows: a read parked for more is answered
+    // once the main thread hears of it.
+    auto grew = [this, &job](const std::string& file, uint64_t bytes) {
+      bool wake;
+      {
+        std::lock_guard lock(mu_);
+        job.out_file = file;
+        job.out_bytes = bytes;
+        wake = std::exchange(job.wake_on_output, false);
+      }
+      if (wake) Announce();
+    };
+    code = RunJob(config, &job.progress,
+                  {.report = stream,
+                   .fleet = &fleet_,
+                   .stop = job.stop.get_token(),
+                   .hosts_state = true,
+                   .output_progress = grew});
     if (stream) fclose(stream);
     if (buffer) report.assign(buffer, size);
     free(buffer);
@@ -492,7 +531,7 @@ std::shared_ptr<Job> Server::Find(const ClientMessage& m) {
   return it->second;
 }
 
-void Server::SendDone(Job& job, const std::string& peer, bool parts) {
+void Server::SendDone(Job& job, const std::string& peer, Delivery delivery) {
   Json header = {{"op", "done"},
                  {"id", std::to_string(job.id)},
                  {"exit", job.exit},
@@ -520,10 +559,11 @@ void Server::SendDone(Job& job, const std::string& peer, bool parts) {
   }
   std::string path = JobDir(job.id) + "/output";
   struct stat st {};
-  if (parts && stat(path.c_str(), &st) == 0 &&
-      static_cast<uint64_t>(st.st_size) > kServerPartBytes) {
-    // Too big for one message: the client fetches it in parts (`read`).
-    header["size"] = static_cast<uint64_t>(st.st_size);
+  bool exists = stat(path.c_str(), &st) == 0;
+  if (delivery == Delivery::kInParts || (delivery == Delivery::kBigInParts && exists &&
+                                         static_cast<uint64_t>(st.st_size) > kServerPartBytes)) {
+    // The client fetches it (or the rest of it) in parts (`read`).
+    header["size"] = exists ? static_cast<uint64_t>(st.st_size) : 0;
     header["read"] = true;
     SendClientMessage(*router_, peer, header);
     return;
@@ -540,38 +580,54 @@ void Server::SendDone(Job& job, const std::string& peer, bool parts) {
 void Server::OnRead(const ClientMessage& m, Job& job) {
   const Json& at = m.header.contains("offset") ? m.header["offset"] : Json();
   if (!at.is_number_unsigned()) return Error(m, "read: offset must be a number");
-  std::string id = std::to_string(job.id);
-  if (job.state != Job::State::kDone || job.call || !job.output_path.empty()) {
-    return Error(m, "read: job " + id + " has no output to read in parts");
+  if (job.call || !job.output_path.empty()) {
+    return Error(m, "read: job " + std::to_string(job.id) + " has no output to read in parts");
   }
-  std::string path = JobDir(job.id) + "/output";
-  int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (!AnswerRead(job, m.peer, at.get<uint64_t>())) {
+    job.parked[m.peer] = at.get<uint64_t>();  // a client's newer read replaces its older one
+    job.wake_on_output = true;
+  }
+}
+
+bool Server::AnswerRead(Job& job, const std::string& peer, uint64_t offset) {
+  bool done = job.state == Job::State::kDone;
+  std::string final_path = JobDir(job.id) + "/output";
+  uint64_t size = job.out_bytes;
+  if (!done && offset >= size) return false;
+  // A running job's temporary is renamed to `output` when the job commits it.
+  int fd = done ? -1 : open(job.out_file.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) fd = open(final_path.c_str(), O_RDONLY | O_CLOEXEC);
   struct stat st {};
-  if (fd < 0 || fstat(fd, &st) != 0) {
-    if (fd >= 0) close(fd);
-    return Error(m, "read: job " + id + "'s output is gone: " + std::strerror(errno),
-                 ExitCode::kJobFailed);
-  }
-  uint64_t offset = at.get<uint64_t>(), size = static_cast<uint64_t>(st.st_size);
-  if (offset > size) {
-    close(fd);
-    return Error(m, "read: offset " + std::to_string(offset) + " is beyond job " + id +
-                        "'s output of " + std::to_string(size) + " bytes");
-  }
-  zmq::message_t payload(std::min<uint64_t>(kServerPartBytes, size - offset));
+  if (done) size = fd >= 0 && fstat(fd, &st) == 0 ? static_cast<uint64_t>(st.st_size) : 0;
+  if (fd < 0 && !done) return false;
+  zmq::message_t payload(offset < size ? std::min<uint64_t>(kServerPartBytes, size - offset) : 0);
   size_t got = 0;
-  while (got < payload.size()) {
+  while (fd >= 0 && got < payload.size()) {
     ssize_t n = pread(fd, static_cast<char*>(payload.data()) + got, payload.size() - got,
                       static_cast<off_t>(offset + got));
     if (n < 0 && errno == EINTR) continue;
     if (n <= 0) break;
     got += static_cast<size_t>(n);
   }
-  close(fd);
+  if (fd >= 0) close(fd);
+  std::string id = std::to_string(job.id);
   if (got < payload.size()) {
-    return Error(m, "read: job " + id + "'s output could not be read", ExitCode::kJobFailed);
+    if (!done) return false;  // the job is discarding its output: its end answers
+    SendClientMessage(*router_, peer,
+                      {{"op", "error"},
+                       {"message", "read: job " + id + "'s output could not be read"},
+                       {"exit", ToInt(ExitCode::kJobFailed)}});
+    return true;
   }
-  SendClientMessage(*router_, m.peer, {{"op", "data"}, {"id", id}, {"offset", offset}}, &payload);
+  SendClientMessage(*router_, peer, {{"op", "data"}, {"id", id}, {"offset", offset}}, &payload);
+  return true;
+}
+
+void Server::AnswerParked(Job& job) {
+  for (auto it = job.parked.begin(); it != job.parked.end();) {
+    it = AnswerRead(job, it->first, it->second) ? job.parked.erase(it) : std::next(it);
+  }
+  job.wake_on_output = !job.parked.empty();
 }
 
 void Server::OnInput(ClientMessage& m) {
@@ -628,7 +684,7 @@ void Server::DropUpload(uint64_t id, const std::string& why) {
   fs::remove_all(JobDir(id), ec);
   auto it = jobs_.find(id);
   if (it == jobs_.end()) return;
-  for (const auto& [peer, parts] : it->second->waiters) {
+  for (const auto& [peer, delivery] : it->second->waiters) {
     SendClientMessage(*router_, peer,
                       {{"op", "error"},
                        {"message", "job " + std::to_string(id) + ": " + why},
@@ -722,7 +778,7 @@ void Server::OnSubmit(ClientMessage& m) {
 }
 
 void Server::Accept(const ClientMessage& m, std::shared_ptr<Job> job) {
-  if (m.header.value("wait", false)) job->waiters[m.peer] = m.header.value("reads", false);
+  if (m.header.value("wait", false)) job->waiters[m.peer] = DeliveryOf(m.header);
   std::string id = std::to_string(job->id);
   {
     std::lock_guard lock(mu_);
@@ -889,20 +945,21 @@ void Server::OnMessage(ClientMessage& m) {
   } else if (op == "read") {
     OnRead(m, *job);
   } else if (op == "wait" || op == "output") {
-    bool parts = m.header.value("reads", false);
+    Delivery delivery = DeliveryOf(m.header);
     if (job->state == Job::State::kDone) {
-      SendDone(*job, m.peer, parts);
+      SendDone(*job, m.peer, delivery);
     } else if (op == "output") {
       Error(m, "job " + std::to_string(job->id) + " is still " + StateName(job->state) +
                    " (fanout wait " + std::to_string(job->id) + " waits for it)");
     } else {
-      job->waiters[m.peer] = parts;  // told when it ends (Finished)
+      job->waiters[m.peer] = delivery;  // told when it ends (Finished)
       auto [done, chunks] = job->progress.Read();
       SendClientMessage(*router_, m.peer,
                         {{"op", "waiting"},
                          {"state", StateName(job->state)},
                          {"done", done},
-                         {"chunks", chunks}});
+                         {"chunks", chunks},
+                         {"streams", !job->call && job->output_path.empty()}});
     }
   } else if (op == "fetched") {
     // The client has the output: the server lets go of it.
@@ -925,10 +982,16 @@ void Server::Finished() {
     auto it = jobs_.find(id);
     if (it == jobs_.end()) continue;
     Job& job = *it->second;
-    for (const auto& [peer, parts] : job.waiters) SendDone(job, peer, parts);
+    AnswerParked(job);  // the rest of the output, before `done`
+    job.parked.clear();
+    for (const auto& [peer, delivery] : job.waiters) SendDone(job, peer, delivery);
     job.waiters.clear();
   }
   finished_.clear();
+  // Running jobs' output grew: the reads parked for it.
+  for (auto& [id, job] : jobs_) {
+    if (!job->parked.empty() && job->state != Job::State::kDone) AnswerParked(*job);
+  }
 }
 
 void Server::Serve() {
@@ -981,7 +1044,7 @@ int Server::Run() {
   std::lock_guard lock(mu_);
   for (auto& [id, job] : jobs_) {
     if (job->state == Job::State::kDone) continue;
-    for (const auto& [peer, parts] : job->waiters) {
+    for (const auto& [peer, delivery] : job->waiters) {
       SendClientMessage(*router_, peer,
                         {{"op", "error"},
                          {"message", "the server stopped; job " + std::to_string(id) +

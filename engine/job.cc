@@ -5,6 +5,7 @@
 #include <csignal>
 #include <cstdio>
 #include <cstring>
+#include <functional>
 #include <memory>
 #include <new>
 #include <optional>
@@ -384,6 +385,28 @@ ExitCode SettleOutput(const PlannedJob& job, const ResultAssembler& assembler, O
   return code;
 }
 
+// The output as JobHost::output_progress sees it: after each flush, how many bytes of the
+// ordered output its file holds.
+class ProgressSink : public ByteSink {
+ public:
+  ProgressSink(OutputFile& file, const std::function<void(const std::string&, uint64_t)>& told)
+      : file_(file), told_(told) {}
+  Status Write(std::string_view data) override { return file_.Write(data); }
+  Status Flush() override {
+    Status s = file_.Flush();
+    if (s.ok() && file_.bytes_written() != bytes_) {
+      bytes_ = file_.bytes_written();
+      told_(file_.temp_path(), bytes_);
+    }
+    return s;
+  }
+
+ private:
+  OutputFile& file_;
+  const std::function<void(const std::string&, uint64_t)>& told_;
+  uint64_t bytes_ = 0;
+};
+
 void WriteReports(const RunStats& stats, const JobTotals& totals, JobFiles& files) {
   // `text` is built only when its file was asked for: a trace of many chunks is costly.
   auto write = [](std::optional<OutputFile>& file, const auto& text) {
@@ -532,7 +555,12 @@ ExitCode RunJobUnguarded(const JobConfig& config, JobObserver* observer, const J
 
   Scheduler scheduler(job.chunks.size(), WithWindow(job, jobs));
   for (uint64_t chunk : stored) scheduler.MarkDone(chunk);
-  ResultAssembler assembler(job.chunks.size(), !config.unordered, &*files.output);
+  std::optional<ProgressSink> progress;
+  ByteSink* out = &*files.output;
+  if (host.output_progress && !files.output->temp_path().empty()) {
+    out = &progress.emplace(*files.output, host.output_progress);
+  }
+  ResultAssembler assembler(job.chunks.size(), !config.unordered, out);
   RunStats stats;
   if (observer) stats.telemetry.SetListener(observer->listener());
   stats.telemetry.SetJobLog(files.joblog.get());

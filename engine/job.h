@@ -9,6 +9,7 @@
 #include <chrono>
 #include <cstdint>
 #include <cstdio>
+#include <functional>
 #include <optional>
 #include <stop_token>
 #include <string>
@@ -47,6 +48,11 @@ struct JobHost {
   // The job's --state is the host's own journal: on failure the report does not point the
   // user at it (the host resumes it itself).
   bool hosts_state = false;
+  // Told on the job's thread each time more of the ordered output reached its file: the
+  // first `bytes` are in `file` (the temporary the job writes, renamed over config.output
+  // if the job succeeds). Lets a host stream the output while the job runs. Not called
+  // for stdout.
+  std::function<void(const std::string& file, uint64_t bytes)> output_progress;
 };
 
 // Runs one job to its exit code; `observer` (may be null) hears when the chunks start and

@@ -202,6 +202,45 @@ TEST_F(ServerTest, BigInputsAndOutputsTravelInPartsAndTheServerNeverHoldsThemWho
   EXPECT_EQ(CountLines(Client({"jobs"}).out), 1u) << "a fetched job stays on the server";
 }
 
+TEST_F(ServerTest, TheOutputStreamsToItsClientWhileTheJobRuns) {
+  StartServer({"-j", "2"});
+  // Four one-record chunks; the last waits until the test creates its gate. The first
+  // three records' output reaches the client's stdout before the job can end, as a local
+  // run writes it, for a submitting client and for `fanout wait` on a detached job.
+  auto gated = [&](const std::string& gate) {
+    return std::vector<std::string>{"--range",
+                                    "0:4",
+                                    "--chunks",
+                                    "4",
+                                    "exec",
+                                    "--",
+                                    "sh",
+                                    "-c",
+                                    "read n; if [ $n = 3 ]; then while [ ! -e " + gate +
+                                        " ]; do sleep 0.02; done; fi; "
+                                        "echo $n"};
+  };
+  Child attached(Args({FanoutBin(), "run", "-q", "--server", endpoint_}, gated(dir_.File("go1"))),
+                 dir_.File("attached.out"), dir_.File("attached.err"));
+  EXPECT_TRUE(WaitForText(dir_.File("attached.out"), "0\n1\n2\n", milliseconds(20000)))
+      << ReadFile(dir_.File("attached.err"));
+  WriteFile(dir_.File("go1"), "");
+  EXPECT_EQ(attached.Wait(milliseconds(20000)), 0) << ReadFile(dir_.File("attached.err"));
+  EXPECT_EQ(ReadFile(dir_.File("attached.out")), "0\n1\n2\n3\n");
+
+  RunResult detached = Client(Args({"run", "--detach"}, gated(dir_.File("go2"))));
+  ASSERT_EQ(detached.exit_code, 0) << detached.err;
+  std::string id = detached.out.substr(0, detached.out.find('\n'));
+  Child waiter({FanoutBin(), "wait", "--server", endpoint_, id}, dir_.File("waiter.out"),
+               dir_.File("waiter.err"));
+  EXPECT_TRUE(WaitForText(dir_.File("waiter.out"), "0\n1\n2\n", milliseconds(20000)))
+      << ReadFile(dir_.File("waiter.err"));
+  WriteFile(dir_.File("go2"), "");
+  EXPECT_EQ(waiter.Wait(milliseconds(20000)), 0) << ReadFile(dir_.File("waiter.err"));
+  EXPECT_EQ(ReadFile(dir_.File("waiter.out")), "0\n1\n2\n3\n");
+  EXPECT_EQ(CountLines(Client({"jobs"}).out), 1u) << "a fetched job stays on the server";
+}
+
 TEST_F(ServerTest, CtrlCWhileTheInputIsSentDropsTheJob) {
   StartServer({"-j", "2"});
   // A client whose input stalls after 6 MB: its job waits for the rest ("receiving") and
@@ -408,6 +447,16 @@ TEST_F(ServerTest, AWorkerKeyCannotSubmitAndAClientKeyCannotTakeChunks) {
   // A client sees only its own jobs: the worker key's "jobs" never got in; the client's
   // listing is its own (empty now that it fetched its output).
   EXPECT_EQ(CountLines(client("client_secret", {"jobs"}).out), 1u);
+  // A remote client's -o is its own file: written whole when the job succeeds, not at all
+  // when it fails (it once got an empty file).
+  RunResult wrote = client("client_secret", {"run", "-q", "-i", dir_.File("in"), "-o",
+                                             dir_.File("remote.out"), "identity"});
+  EXPECT_EQ(wrote.exit_code, 0) << wrote.err;
+  EXPECT_EQ(ReadFile(dir_.File("remote.out")), input_);
+  RunResult failed = client("client_secret", {"run", "-q", "-i", dir_.File("in"), "-o",
+                                              dir_.File("failed.out"), "exec", "--", "false"});
+  EXPECT_EQ(failed.exit_code, 1) << failed.err;
+  EXPECT_FALSE(FileExists(dir_.File("failed.out")));
 }
 
 TEST_F(ServerTest, AHostileClientNeverCrashesTheServer) {
