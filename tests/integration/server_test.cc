@@ -208,18 +208,13 @@ TEST_F(ServerTest, TheOutputStreamsToItsClientWhileTheJobRuns) {
   // three records' output reaches the client's stdout before the job can end, as a local
   // run writes it, for a submitting client and for `fanout wait` on a detached job.
   auto gated = [&](const std::string& gate) {
-    return std::vector<std::string>{"--range",
-                                    "0:4",
-                                    "--chunks",
-                                    "4",
-                                    "exec",
-                                    "--",
-                                    "sh",
-                                    "-c",
-                                    "read n; if [ $n = 3 ]; then while [ ! -e " + gate +
-                                        " ]; do sleep 0.02; done; fi; "
-                                        "echo $n"};
+    std::string waits = "while [ ! -e " + gate + " ]; do sleep 0.02; done";
+    std::string command = "read n; if [ $n = 3 ]; then " + waits + "; fi; echo $n";
+    std::vector<std::string> job = {"--range", "0:4", "--chunks", "4", "exec", "--", "sh", "-c"};
+    job.push_back(command);
+    return job;
   };
+
   Child attached(Args({FanoutBin(), "run", "-q", "--server", endpoint_}, gated(dir_.File("go1"))),
                  dir_.File("attached.out"), dir_.File("attached.err"));
   EXPECT_TRUE(WaitForText(dir_.File("attached.out"), "0\n1\n2\n", milliseconds(20000)))
