@@ -175,7 +175,6 @@ class Server {
     cv_.notify_all();
     if (runner_.joinable()) runner_.join();
     if (done_fd_ >= 0) close(done_fd_);
-    for (auto& [id, upload] : uploads_) close(upload.fd);
     for (int fd : locks_) close(fd);
   }
 
@@ -265,7 +264,6 @@ class Server {
   std::vector<int> locks_;  // Lock's descriptors
   // Inputs being uploaded in parts (jobs in kReceiving), by job id. Main thread only.
   struct Upload {
-    int fd = -1;  // the job's input spool, being written
     uint64_t bytes = 0;
     std::chrono::steady_clock::time_point heard;
   };
@@ -648,14 +646,18 @@ void Server::OnInput(ClientMessage& m) {
   bool last = m.header.value("last", false);
   std::string_view bytes;
   if (m.payload) bytes = {m.payload->data<char>(), m.payload->size()};
-  int err = WriteAll(upload.fd, bytes);
-  if (err == 0 && last && !options_.state_dir.empty() && fsync(upload.fd) != 0) err = errno;
+  // Opened for each part, not held: many clients sending at once never use up the
+  // server's descriptors.
+  std::string spool = JobDir(job->id) + "/input";
+  int fd = open(spool.c_str(), O_WRONLY | O_APPEND | O_CLOEXEC);
+  int err = fd < 0 ? errno : WriteAll(fd, bytes);
+  if (err == 0 && last && !options_.state_dir.empty() && fsync(fd) != 0) err = errno;
+  if (fd >= 0) close(fd);
   Status kept = err != 0 ? Status::Error(std::strerror(err)) : Status::Ok();
   upload.bytes += bytes.size();
   upload.heard = std::chrono::steady_clock::now();
   uint64_t total = upload.bytes;
   if (kept.ok() && last) {
-    close(upload.fd);
     uploads_.erase(it);
     kept = Journal(JobDir(job->id) + "/job.json", Spec(*job).dump());
     if (kept.ok()) {
@@ -676,10 +678,7 @@ void Server::OnInput(ClientMessage& m) {
 }
 
 void Server::DropUpload(uint64_t id, const std::string& why) {
-  if (auto it = uploads_.find(id); it != uploads_.end()) {
-    close(it->second.fd);
-    uploads_.erase(it);
-  }
+  uploads_.erase(id);
   std::error_code ec;
   fs::remove_all(JobDir(id), ec);
   auto it = jobs_.find(id);
@@ -761,7 +760,8 @@ void Server::OnSubmit(ClientMessage& m) {
     if (fd < 0) {
       s = Status::Error("cannot write '" + dir + "/input': " + std::strerror(errno));
     } else {
-      uploads_[job->id] = {fd, 0, std::chrono::steady_clock::now()};
+      close(fd);
+      uploads_[job->id] = {0, std::chrono::steady_clock::now()};
       job->state = Job::State::kReceiving;
     }
   } else if (s.ok()) {
