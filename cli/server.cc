@@ -122,6 +122,10 @@ struct Job {
     CallSpec spec;
     std::vector<std::string> outputs;  // by chunk ("" for a failed one)
     Json failures = Json::array();     // {chunk, kind, reason, message} each
+    // Each chunk's outcome in the order they came: the chunk, and its index in `failures`
+    // (-1: it succeeded). A streaming Pool (`results`) reads it as the call runs. The three
+    // are guarded by Server::mu_ while the call runs.
+    std::vector<std::pair<uint64_t, int64_t>> order;
   };
   std::optional<Call> call;
 
@@ -224,7 +228,12 @@ class Server {
   // Answers a read of `job`'s output at `offset` with what is there (an empty part past
   // the end of a finished job's output); false if nothing is there yet. Under mu_.
   bool AnswerRead(Job& job, const std::string& peer, uint64_t offset);
-  // Answers the parked reads that can be now. Under mu_.
+  // A streaming Pool's `results`: the call's outcomes from a place in their order.
+  void OnResults(const ClientMessage& m, Job& job);
+  // Answers `results` from `from` with the outcomes there (up to kServerPartBytes of
+  // output, at least one); false if there are none yet. Under mu_.
+  bool AnswerResults(Job& job, const std::string& peer, uint64_t from);
+  // Answers the parked reads (or results) that can be now. Under mu_.
   void AnswerParked(Job& job);
   // The job `m` names if the sender may see it; else answers with an error and returns null.
   std::shared_ptr<Job> Find(const ClientMessage& m);
@@ -540,6 +549,10 @@ void Server::SendDone(Job& job, const std::string& peer, Delivery delivery) {
     SendClientMessage(*router_, peer, header);
     return;
   }
+  if (job.call && delivery == Delivery::kInParts) {  // the outcomes went with `results`
+    SendClientMessage(*router_, peer, header);
+    return;
+  }
   if (job.call) {  // each chunk's output, back to back, and the failures
     Json sizes = Json::array();
     size_t total = 0;
@@ -621,9 +634,59 @@ bool Server::AnswerRead(Job& job, const std::string& peer, uint64_t offset) {
   return true;
 }
 
+void Server::OnResults(const ClientMessage& m, Job& job) {
+  const Json& at = m.header.contains("from") ? m.header["from"] : Json();
+  if (!at.is_number_unsigned()) return Error(m, "results: from must be a number");
+  if (!job.call) return Error(m, "results: job " + std::to_string(job.id) + " is not a call");
+  if (!AnswerResults(job, m.peer, at.get<uint64_t>())) {
+    job.parked[m.peer] = at.get<uint64_t>();  // a client's newer request replaces its older one
+    job.wake_on_output = true;
+  }
+}
+
+bool Server::AnswerResults(Job& job, const std::string& peer, uint64_t from) {
+  const Job::Call& call = *job.call;
+  bool done = job.state == Job::State::kDone;
+  if (from >= call.order.size() && !done) return false;
+  Json chunks = Json::array(), sizes = Json::array(), failures = Json::array();
+  size_t total = 0;
+  uint64_t end = from;
+  for (; end < call.order.size() && (end == from || total < kServerPartBytes); ++end) {
+    auto [chunk, failure] = call.order[end];
+    static const std::string kFailed;  // a failed chunk has no output
+    const std::string& out =
+        failure < 0 && chunk < call.outputs.size() ? call.outputs[chunk] : kFailed;
+    if (end > from && total + out.size() > kServerPartBytes) break;
+    chunks.push_back(chunk);
+    sizes.push_back(out.size());
+    if (failure >= 0) failures.push_back(call.failures[static_cast<size_t>(failure)]);
+    total += out.size();
+  }
+  zmq::message_t payload(total);
+  char* to = static_cast<char*>(payload.data());
+  for (uint64_t i = from; i < end; ++i) {
+    auto [chunk, failure] = call.order[i];
+    if (failure < 0 && chunk < call.outputs.size()) {
+      to = std::copy(call.outputs[chunk].begin(), call.outputs[chunk].end(), to);
+    }
+  }
+  SendClientMessage(*router_, peer,
+                    {{"op", "results"},
+                     {"id", std::to_string(job.id)},
+                     {"from", from},
+                     {"chunks", std::move(chunks)},
+                     {"sizes", std::move(sizes)},
+                     {"failures", std::move(failures)},
+                     {"end", done && end >= call.order.size()}},
+                    &payload);
+  return true;
+}
+
 void Server::AnswerParked(Job& job) {
   for (auto it = job.parked.begin(); it != job.parked.end();) {
-    it = AnswerRead(job, it->first, it->second) ? job.parked.erase(it) : std::next(it);
+    bool answered = job.call ? AnswerResults(job, it->first, it->second)
+                             : AnswerRead(job, it->first, it->second);
+    it = answered ? job.parked.erase(it) : std::next(it);
   }
   job.wake_on_output = !job.parked.empty();
 }
@@ -871,34 +934,40 @@ void Server::OnCall(ClientMessage& m) {
 
 void Server::RunCall(Job& job) {
   Job::Call& call = *job.call;
-  std::mutex mu;  // the callbacks' outputs and failures
-  std::vector<std::string> outputs(call.spec.chunk_count());
-  Json failures = Json::array();
+  {
+    std::lock_guard lock(mu_);
+    call.outputs.assign(call.spec.chunk_count(), "");
+  }
+  // Each outcome as it comes; a parked `results` of a streaming Pool is then answered.
+  auto told = [this, &job, &call](uint64_t chunk, int64_t failure) {
+    call.order.emplace_back(chunk, failure);
+    if (std::exchange(job.wake_on_output, false)) Announce();
+  };
   CallCallbacks callbacks{[&](uint64_t chunk, std::string output) {
-                            std::lock_guard lock(mu);
-                            outputs[chunk] = std::move(output);
+                            std::lock_guard lock(mu_);
+                            call.outputs[chunk] = std::move(output);
+                            told(chunk, -1);
                           },
                           [&](uint64_t chunk, ChunkFailure f) {
-                            std::lock_guard lock(mu);
-                            failures.push_back({{"chunk", chunk},
-                                                {"kind", ChunkFailureKindName(f.kind)},
-                                                {"reason", f.reason},
-                                                {"message", f.message}});
+                            std::lock_guard lock(mu_);
+                            call.failures.push_back({{"chunk", chunk},
+                                                     {"kind", ChunkFailureKindName(f.kind)},
+                                                     {"reason", f.reason},
+                                                     {"message", f.message}});
+                            told(chunk, static_cast<int64_t>(call.failures.size()) - 1);
                           }};
   Status s = RunCallJob(
       call.config, std::move(call.spec), callbacks, [this] { return &fleet_; }, 0,
       job.stop.get_token());
   std::lock_guard lock(mu_);
   job.exit = !s.ok()                     ? ToInt(ExitCode::kUsage)
-             : failures.empty()          ? ToInt(ExitCode::kOk)
+             : call.failures.empty()     ? ToInt(ExitCode::kOk)
              : job.stop.stop_requested() ? ToInt(ExitCode::kInterrupted)
                                          : ToInt(ExitCode::kJobFailed);
   if (!s.ok()) {
     job.report = s.message();  // refused before any chunk ran: no chunk has an outcome
-    outputs.clear();
+    call.outputs.clear();
   }
-  call.outputs = std::move(outputs);
-  call.failures = std::move(failures);
 }
 
 void Server::OnMessage(ClientMessage& m) {
@@ -944,6 +1013,8 @@ void Server::OnMessage(ClientMessage& m) {
         {{"op", "cancelling"}, {"id", std::to_string(job->id)}, {"state", StateName(job->state)}});
   } else if (op == "read") {
     OnRead(m, *job);
+  } else if (op == "results") {
+    OnResults(m, *job);
   } else if (op == "wait" || op == "output") {
     Delivery delivery = DeliveryOf(m.header);
     if (job->state == Job::State::kDone) {

@@ -1,5 +1,7 @@
 // RunBatchOnServer (batch.h): one Pool call sent to a `fanout server` as a "call" (PROTOCOL.md,
-// "Client messages"): the chunks as the Pool cut them, and back one output or failure each.
+// "Client messages"): the chunks as the Pool cut them, and back one output or failure each,
+// as each chunk ends (`results`, one request out at a time), so as_completed yields them
+// while the call runs.
 // The Pool's stop token cancels the call on the server; a server that forgot the call (it
 // stopped or restarted) fails it with PoolError.
 #include <chrono>
@@ -29,7 +31,8 @@ Json CallHeader(const PoolSettings& options, const BatchSpec& spec) {
                {"retries", options.retries},
                {"timeout_ms", static_cast<uint64_t>(std::max<int64_t>(options.timeout.count(), 0))},
                {"keep_going", spec.keep_going},
-               {"wait", true}};
+               {"wait", true},
+               {"stream", true}};
   if (!spec.ids.empty()) call["ids"] = spec.ids;
   if (spec.range) {
     call["range"] = {spec.range->lo, spec.range->hi};
@@ -42,39 +45,51 @@ Json CallHeader(const PoolSettings& options, const BatchSpec& spec) {
   return call;
 }
 
-// Hands each chunk's outcome from the server's "done" to the callbacks.
-void Deliver(const ClientMessage& done, const BatchSpec& spec, uint64_t count,
-             const BatchCallbacks& callbacks) {
-  const Json& h = done.header;
-  std::vector<bool> told(count, false);
+// Hands the outcomes in a `results` answer to the callbacks: `chunks` (in the order they
+// ended), each one's output size in `sizes` (its bytes in the payload, back to back), and
+// the failed ones in `failures`. A chunk already told, or out of range, is skipped.
+void Tell(const ClientMessage& m, const BatchSpec& spec, std::vector<bool>& told,
+          const BatchCallbacks& callbacks) {
+  const Json& h = m.header;
+  uint64_t count = told.size();
+  std::vector<const Json*> failure_of(count, nullptr);
   if (h.contains("failures") && h["failures"].is_array()) {
     for (const Json& f : h["failures"]) {
-      uint64_t chunk = f.value("chunk", count);
-      if (chunk >= count || told[chunk]) continue;
-      told[chunk] = true;
-      ChunkFailure failure{ChunkFailureKindNamed(f.value("kind", "")), f.value("reason", ""), ""};
-      failure.message = f.value("message", failure.reason);
-      callbacks.on_error(chunk, ErrorOf(chunk, spec, failure));
+      uint64_t chunk = f.is_object() ? f.value("chunk", count) : count;
+      if (chunk < count) failure_of[chunk] = &f;
     }
   }
-  const char* bytes = done.payload ? done.payload->data<char>() : nullptr;
-  uint64_t have = done.payload ? done.payload->size() : 0, at = 0;
-  if (h.contains("sizes") && h["sizes"].is_array()) {
-    const Json& sizes = h["sizes"];
-    for (uint64_t chunk = 0; chunk < count && chunk < sizes.size(); ++chunk) {
-      uint64_t size = sizes[chunk].is_number_unsigned() ? sizes[chunk].get<uint64_t>() : 0;
-      if (size > have - at) break;  // a short payload: the rest are told below
-      if (!told[chunk]) {
-        told[chunk] = true;
+  const Json& chunks = h.contains("chunks") ? h["chunks"] : Json::array();
+  const Json& sizes = h.contains("sizes") ? h["sizes"] : Json::array();
+  if (!chunks.is_array() || !sizes.is_array()) return;
+  const char* bytes = m.payload ? m.payload->data<char>() : nullptr;
+  uint64_t have = m.payload ? m.payload->size() : 0, at = 0;
+  for (size_t i = 0; i < chunks.size() && i < sizes.size(); ++i) {
+    uint64_t chunk = chunks[i].is_number_unsigned() ? chunks[i].get<uint64_t>() : count;
+    uint64_t size = sizes[i].is_number_unsigned() ? sizes[i].get<uint64_t>() : have + 1;
+    if (size > have - at) break;  // a short payload: the rest are told at the end
+    if (chunk < count && !told[chunk]) {
+      told[chunk] = true;
+      if (const Json* f = failure_of[chunk]) {
+        ChunkFailure failure{ChunkFailureKindNamed(f->value("kind", "")), f->value("reason", ""),
+                             ""};
+        failure.message = f->value("message", failure.reason);
+        callbacks.on_error(chunk, ErrorOf(chunk, spec, failure));
+      } else {
         callbacks.on_result(chunk, std::string(bytes + at, size));
       }
-      at += size;
     }
+    at += size;
   }
-  // Chunks the server said nothing of: a call cancelled before it started, or a bad answer.
-  int exit = h.value("exit", ToInt(ExitCode::kJobFailed));
-  std::string report = h.value("report", "");
-  for (uint64_t chunk = 0; chunk < count; ++chunk) {
+}
+
+// The chunks the server said nothing of, once the call ended (`done` with `exit` and
+// `report`): a call cancelled before they started, or one the server refused.
+void TellTheRest(const ClientMessage& done, const BatchSpec& spec, const std::vector<bool>& told,
+                 const BatchCallbacks& callbacks) {
+  int exit = done.header.value("exit", ToInt(ExitCode::kJobFailed));
+  std::string report = done.header.value("report", "");
+  for (uint64_t chunk = 0; chunk < told.size(); ++chunk) {
     if (told[chunk]) continue;
     uint64_t id = chunk < spec.ids.size() ? spec.ids[chunk] : chunk;
     callbacks.on_error(
@@ -126,7 +141,17 @@ void RunBatchOnServer(const PoolSettings& options, const BatchSpec& spec,
   StopFd wake(stop);  // readable once stop is requested, and from then on
   bool cancelled = false;
   auto cancelled_at = std::chrono::steady_clock::now();
-  while (true) {
+  std::vector<bool> told(count, false);
+  uint64_t from = 0;    // outcomes received, in the server's order
+  bool asking = false;  // a `results` request is out
+  bool ended = false;   // the server sent the last outcomes (`end`)
+  std::optional<ClientMessage> done;
+  Json wait = {{"op", "wait"}, {"id", id}, {"stream", true}};
+  while (!(ended && done)) {
+    if (!asking && !ended) {
+      SendClientMessage(*c.socket, "", {{"op", "results"}, {"id", id}, {"from", from}});
+      asking = true;
+    }
     // Once the cancel is sent, the stop no longer wakes the wait (it would at once, ever).
     auto m = ReceiveFromServer(
         c, kRewait, [&] { return wake.requested() && !cancelled; }, cancelled ? -1 : wake.fd(),
@@ -142,7 +167,8 @@ void RunBatchOnServer(const PoolSettings& options, const BatchSpec& spec,
                         " did not answer within " + std::to_string(kAcceptTimeout.count() / 1000) +
                         " s");
       } else {
-        SendClientMessage(*c.socket, "", {{"op", "wait"}, {"id", id}});
+        SendClientMessage(*c.socket, "", wait);
+        asking = false;  // a restarted server lost the request (it keeps one per client)
       }
       continue;
     }
@@ -151,12 +177,18 @@ void RunBatchOnServer(const PoolSettings& options, const BatchSpec& spec,
       throw PoolError("the server at " + options.server + " lost the call (" +
                       m->header.value("message", "") + ")");
     }
-    if (op != "done") continue;  // "waiting", "cancelling"
-    Deliver(*m, spec, count, callbacks);
-    SendClientMessage(*c.socket, "", {{"op", "fetched"}, {"id", id}});
-    c.socket->set(zmq::sockopt::linger, 2000);  // the last word leaves before the close
-    return;
+    if (op == "done") done = std::move(m);
+    if (op != "results" || m->header.value("from", from + 1) != from) continue;
+    asking = false;
+    Tell(*m, spec, told, callbacks);
+    from += m->header.contains("chunks") && m->header["chunks"].is_array()
+                ? m->header["chunks"].size()
+                : 0;
+    ended = m->header.value("end", false);
   }
+  TellTheRest(*done, spec, told, callbacks);
+  SendClientMessage(*c.socket, "", {{"op", "fetched"}, {"id", id}});
+  c.socket->set(zmq::sockopt::linger, 2000);  // the last word leaves before the close
 }
 
 }  // namespace fanout

@@ -10,10 +10,13 @@
 
 #include <algorithm>
 #include <chrono>
+#include <condition_variable>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
+#include <fstream>
 #include <future>
+#include <mutex>
 #include <string>
 #include <thread>
 #include <vector>
@@ -83,6 +86,7 @@ class Server {
   }
   const std::string& endpoint() const { return endpoint_; }
   const std::string& log() const { return log_; }
+  const std::filesystem::path& dir() const { return dir_; }  // removed with the server
 
  private:
   std::filesystem::path dir_;
@@ -159,6 +163,47 @@ TEST_F(PoolServerTest, CallsMatchASerialPoolChunkForChunk) {
     EXPECT_EQ(c.get(), chunks[c.index]);
   }
   EXPECT_EQ(std::count(seen.begin(), seen.end(), true), static_cast<long>(chunks.size()));
+}
+
+TEST_F(PoolServerTest, AsCompletedYieldsEachChunkWhileTheCallRuns) {
+  // Chunk 0 waits for a gate the test opens once chunk 1's result is in: a Pool that got
+  // its results only when the call ended would see none before the gate. A fallback opens
+  // it after 20 s, so that such a Pool fails this test instead of hanging it.
+  std::string gate = (server_.dir() / "gate").string();
+  std::vector<std::string> command = {
+      "sh", "-c",
+      "read n; if [ $n = 0 ]; then while [ ! -e " + gate + " ]; do sleep 0.02; done; fi; echo $n"};
+  std::mutex mu;
+  std::condition_variable opened_cv;
+  bool opened = false;
+  auto open_gate = [&] {
+    std::lock_guard lock(mu);
+    if (!opened) std::ofstream(gate).put('\n');
+    opened = true;
+    opened_cv.notify_all();
+  };
+  std::thread fallback([&] {
+    std::unique_lock lock(mu);
+    if (!opened_cv.wait_for(lock, std::chrono::seconds(20), [&] { return opened; })) {
+      lock.unlock();
+      open_gate();
+    }
+  });
+  Pool pool(Options());
+  std::vector<size_t> order;
+  bool first_before_gate = false;
+  for (const fanout::Completed& c : pool.as_completed("exec", {"0\n", "1\n"}, command)) {
+    if (order.empty()) {
+      std::lock_guard lock(mu);
+      first_before_gate = !opened;
+    }
+    open_gate();
+    order.push_back(c.index);
+    EXPECT_EQ(c.get(), std::to_string(c.index) + "\n");
+  }
+  fallback.join();
+  EXPECT_TRUE(first_before_gate) << "no result came before the call ended";
+  EXPECT_EQ(order, (std::vector<size_t>{1, 0}));
 }
 
 TEST_F(PoolServerTest, AFailingChunkIsATaskErrorNamingIt) {
