@@ -9,9 +9,11 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cerrno>
 #include <condition_variable>
+#include <cstdint>
 #include <cstring>
 #include <deque>
 #include <filesystem>
@@ -108,11 +110,14 @@ struct Job {
   // output in parts (`read`) rather than in the `done` message.
   std::map<std::string, Delivery> waiters;
   // The output as the running job writes it (JobHost::output_progress): its first
-  // `out_bytes` are in `out_file`. `wake_on_output`: a read is parked, so the next
-  // progress wakes the main thread.
+  // `out_bytes` are in `out_file`.
   std::string out_file;
   uint64_t out_bytes = 0;
-  bool wake_on_output = false;
+  // The progress (output bytes; a call's outcomes) at which the job's thread wakes the
+  // main thread for its parked requests: a part's worth past the earliest. Less growth
+  // waits for the main thread's next look (kStreamTick), so that streaming a job of many
+  // small outputs is not a wake-up and a message per flush.
+  uint64_t wake_at = UINT64_MAX;
   // Reads of output not written yet (routing id -> offset), answered as it comes.
   std::map<std::string, uint64_t> parked;
   // A library Pool's call (op "call"): chunks the Pool cut, run with RunCallJob, one output
@@ -235,6 +240,8 @@ class Server {
   bool AnswerResults(Job& job, const std::string& peer, uint64_t from);
   // Answers the parked reads (or results) that can be now. Under mu_.
   void AnswerParked(Job& job);
+  // AnswerParked for every running job with parked requests; sets streaming_. Under mu_.
+  void AnswerStreams();
   // The job `m` names if the sender may see it; else answers with an error and returns null.
   std::shared_ptr<Job> Find(const ClientMessage& m);
   void SendDone(Job& job, const std::string& peer, Delivery delivery);
@@ -277,10 +284,15 @@ class Server {
     std::chrono::steady_clock::time_point heard;
   };
   std::map<uint64_t, Upload> uploads_;
+  bool streaming_ = false;  // some running job has parked requests. Main thread.
 };
 
 // An upload whose client has said nothing for this long is dropped (the client is gone).
 constexpr std::chrono::seconds kUploadIdle{60};
+// While requests are parked, the main thread answers what the jobs have for them this
+// often (a job's thread wakes it at once for a part's worth: Job::wake_at).
+constexpr std::chrono::milliseconds kStreamTick{20};
+constexpr uint64_t kWakeOutcomes = 256;  // a call's "part's worth" of outcomes
 
 Status Server::Lock(const std::string& path, const std::string& what) {
   int fd = open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
@@ -482,7 +494,8 @@ void Server::RunOne(Job& job) {
         std::lock_guard lock(mu_);
         job.out_file = file;
         job.out_bytes = bytes;
-        wake = std::exchange(job.wake_on_output, false);
+        wake = bytes >= job.wake_at;
+        if (wake) job.wake_at = UINT64_MAX;
       }
       if (wake) Announce();
     };
@@ -596,7 +609,8 @@ void Server::OnRead(const ClientMessage& m, Job& job) {
   }
   if (!AnswerRead(job, m.peer, at.get<uint64_t>())) {
     job.parked[m.peer] = at.get<uint64_t>();  // a client's newer read replaces its older one
-    job.wake_on_output = true;
+    job.wake_at = std::min(job.wake_at, at.get<uint64_t>() + kServerPartBytes);
+    streaming_ = true;
   }
 }
 
@@ -640,7 +654,8 @@ void Server::OnResults(const ClientMessage& m, Job& job) {
   if (!job.call) return Error(m, "results: job " + std::to_string(job.id) + " is not a call");
   if (!AnswerResults(job, m.peer, at.get<uint64_t>())) {
     job.parked[m.peer] = at.get<uint64_t>();  // a client's newer request replaces its older one
-    job.wake_on_output = true;
+    job.wake_at = std::min(job.wake_at, at.get<uint64_t>() + kWakeOutcomes);
+    streaming_ = true;
   }
 }
 
@@ -688,7 +703,19 @@ void Server::AnswerParked(Job& job) {
                              : AnswerRead(job, it->first, it->second);
     it = answered ? job.parked.erase(it) : std::next(it);
   }
-  job.wake_on_output = !job.parked.empty();
+  job.wake_at = UINT64_MAX;
+  for (const auto& [peer, at] : job.parked) {
+    job.wake_at = std::min(job.wake_at, at + (job.call ? kWakeOutcomes : kServerPartBytes));
+  }
+}
+
+void Server::AnswerStreams() {
+  streaming_ = false;
+  for (auto& [id, job] : jobs_) {
+    if (job->parked.empty() || job->state == Job::State::kDone) continue;
+    AnswerParked(*job);
+    streaming_ = streaming_ || !job->parked.empty();
+  }
 }
 
 void Server::OnInput(ClientMessage& m) {
@@ -941,7 +968,10 @@ void Server::RunCall(Job& job) {
   // Each outcome as it comes; a parked `results` of a streaming Pool is then answered.
   auto told = [this, &job, &call](uint64_t chunk, int64_t failure) {
     call.order.emplace_back(chunk, failure);
-    if (std::exchange(job.wake_on_output, false)) Announce();
+    if (call.order.size() >= job.wake_at) {
+      job.wake_at = UINT64_MAX;
+      Announce();
+    }
   };
   CallCallbacks callbacks{[&](uint64_t chunk, std::string output) {
                             std::lock_guard lock(mu_);
@@ -1059,10 +1089,7 @@ void Server::Finished() {
     job.waiters.clear();
   }
   finished_.clear();
-  // Running jobs' output grew: the reads parked for it.
-  for (auto& [id, job] : jobs_) {
-    if (!job->parked.empty() && job->state != Job::State::kDone) AnswerParked(*job);
-  }
+  AnswerStreams();  // a running job's output grew by a part's worth
 }
 
 void Server::Serve() {
@@ -1071,8 +1098,13 @@ void Server::Serve() {
     zmq::pollitem_t items[] = {{router_->handle(), 0, ZMQ_POLLIN, 0},
                                {nullptr, done_fd_, ZMQ_POLLIN, 0},
                                {nullptr, Interrupt::fd(), ZMQ_POLLIN, 0}};
-    PollOnce(items, Interrupt::fd() >= 0 ? 3 : 2, std::chrono::milliseconds(1000));
+    PollOnce(items, Interrupt::fd() >= 0 ? 3 : 2,
+             streaming_ ? kStreamTick : std::chrono::milliseconds(1000));
     if (items[1].revents & ZMQ_POLLIN) Finished();
+    if (streaming_) {
+      std::lock_guard lock(mu_);
+      AnswerStreams();
+    }
     if (!uploads_.empty()) DropIdleUploads();
     while (true) {
       std::string why;
