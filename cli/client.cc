@@ -38,6 +38,32 @@ int Fail(const std::string& message, ExitCode code = ExitCode::kUsage) {
   return ToInt(code);
 }
 
+// The server refused this client's handshake (c.refused says why): printed; its exit code.
+int Refused(const ServerConnection& c, const ServerClient& client) {
+  return Fail("the server at " + client.server + " refused this client: " + c.refused,
+              ExitCode::kJobFailed);
+}
+
+// The server's `error` answer: printed; its exit code.
+int ServerError(const ClientMessage& error) {
+  return Fail(error.header.value("message", "the server refused"),
+              static_cast<ExitCode>(error.header.value("exit", 2)));
+}
+
+// Asks the server to cancel job `id`, and lets that last word leave before the socket
+// closes (its linger is 0).
+void CancelJob(ServerConnection& c, const std::string& id) {
+  SendClientMessage(*c.socket, "", {{"op", "cancel"}, {"id", id}});
+  c.socket->set(zmq::sockopt::linger, 1000);
+}
+
+// Ctrl-C while a job is sent or awaited: the job is cancelled on the server.
+int Interrupted(ServerConnection& c, const std::string& id) {
+  CancelJob(c, id);
+  std::fprintf(stderr, "fanout: interrupted: job %s cancelled on the server\n", id.c_str());
+  return ToInt(ExitCode::kInterrupted);
+}
+
 // Waits up to `timeout` (forever if zero) for one message; nullopt on timeout, Ctrl-C or a
 // refused handshake (c.refused).
 std::optional<ClientMessage> Receive(ServerConnection& c, milliseconds timeout) {
@@ -50,9 +76,7 @@ std::optional<ClientMessage> Receive(ServerConnection& c, milliseconds timeout) 
 std::optional<ClientMessage> Answer(ServerConnection& c, const ServerClient& client, int& code) {
   auto m = Receive(c, kAnswerTimeout);
   if (!m) {
-    code = !c.refused.empty()
-               ? Fail("the server at " + client.server + " refused this client: " + c.refused,
-                      ExitCode::kJobFailed)
+    code = !c.refused.empty() ? Refused(c, client)
            : Interrupt::Requested()
                ? ToInt(ExitCode::kInterrupted)
                : Fail("no answer from the server at " + client.server + " within " +
@@ -61,18 +85,17 @@ std::optional<ClientMessage> Answer(ServerConnection& c, const ServerClient& cli
     return std::nullopt;
   }
   if (m->header["op"] == "error") {
-    code = Fail(m->header.value("message", "the server refused"),
-                static_cast<ExitCode>(m->header.value("exit", 2)));
+    code = ServerError(*m);
     return std::nullopt;
   }
   return m;
 }
 
 // Fetches job `id`'s output of `size` bytes from offset `from` in parts (`read`,
-// kServerPartsInFlight asked at a time) and writes them in order to `file`. 0 when it ended
-// (`written` says whether writing failed), else the exit code of a failure it printed. A server
-// restarted on its
-// --state loses the parts asked for: after a second of silence they are asked for again.
+// kServerPartsInFlight asked at a time) and writes them in order to `file`. 0 when it
+// ended (`written` says whether writing failed), else the exit code of a failure it
+// printed. A server restarted on its --state loses the parts asked for: after a second of
+// silence they are asked for again.
 int Fetch(ServerConnection& c, const ServerClient& client, const std::string& id, uint64_t from,
           uint64_t size, OutputFile& file, Status& written) {
   uint64_t done = from, asked = from;        // bytes written, bytes asked for
@@ -88,10 +111,7 @@ int Fetch(ServerConnection& c, const ServerClient& client, const std::string& id
     }
     auto m = Receive(c, kRewait);
     if (Interrupt::Requested()) return ToInt(ExitCode::kInterrupted);
-    if (!m && !c.refused.empty()) {
-      return Fail("the server at " + client.server + " refused this client: " + c.refused,
-                  ExitCode::kJobFailed);
-    }
+    if (!m && !c.refused.empty()) return Refused(c, client);
     if (!m) {
       if (Clock::now() - silent_since > kAnswerTimeout) {
         return Fail("no answer from the server at " + client.server + " while fetching job " + id +
@@ -105,10 +125,7 @@ int Fetch(ServerConnection& c, const ServerClient& client, const std::string& id
     }
     silent_since = Clock::now();
     std::string op = m->header.value("op", "");
-    if (op == "error") {
-      return Fail(m->header.value("message", "the server refused"),
-                  static_cast<ExitCode>(m->header.value("exit", 2)));
-    }
+    if (op == "error") return ServerError(*m);
     uint64_t offset = m->header.value("offset", uint64_t{0});
     if (op != "data" || m->header.value("id", "") != id || !m->payload || offset < done ||
         offset >= asked || early.count(offset)) {
@@ -191,10 +208,6 @@ int Await(ServerConnection& c, const ServerClient& client, const std::string& id
   std::optional<OutputFile> file;
   uint64_t got = 0;
   bool outstanding = false;
-  auto cancel = [&] {
-    SendClientMessage(socket, "", {{"op", "cancel"}, {"id", id}});
-    socket.set(zmq::sockopt::linger, 1000);  // the cancel must leave
-  };
   auto start_reading = [&] {
     auto f = OutputFile::Open(output);
     if (f.ok()) file.emplace(std::move(f).value());
@@ -202,25 +215,18 @@ int Await(ServerConnection& c, const ServerClient& client, const std::string& id
   };
   if (stream && asked) {
     if (Status s = start_reading(); !s.ok()) {
-      cancel();
+      CancelJob(c, id);
       return Fail(s.message());
     }
   }
   while (true) {
-    if (Interrupt::Requested()) {
-      cancel();
-      std::fprintf(stderr, "fanout: interrupted: job %s cancelled on the server\n", id.c_str());
-      return ToInt(ExitCode::kInterrupted);
-    }
+    if (Interrupt::Requested()) return Interrupted(c, id);
     if (file && !outstanding) {
       SendClientMessage(socket, "", {{"op", "read"}, {"id", id}, {"offset", got}});
       outstanding = true;
     }
     auto m = Receive(c, kRewait);
-    if (!m && !c.refused.empty()) {
-      return Fail("the server at " + client.server + " refused this client: " + c.refused,
-                  ExitCode::kJobFailed);
-    }
+    if (!m && !c.refused.empty()) return Refused(c, client);
     if (!m) {
       if (!warned && Clock::now() - heard > 5 * kRewait && !Interrupt::Requested()) {
         std::fprintf(stderr, "fanout: no word from the server at %s; still waiting for job %s\n",
@@ -234,22 +240,16 @@ int Await(ServerConnection& c, const ServerClient& client, const std::string& id
     heard = Clock::now();
     std::string op = m->header["op"];
     if (op == "done") return Deliver(c, client, *m, output, quiet, file ? &*file : nullptr, got);
-    if (op == "error") {
-      return Fail(m->header.value("message", "the server refused"),
-                  static_cast<ExitCode>(m->header.value("exit", 2)));
-    }
+    if (op == "error") return ServerError(*m);
     if (op == "waiting" && stream && !file && m->header.value("streams", false)) {
       if (Status s = start_reading(); !s.ok()) return Fail(s.message());
     }
     if (op == "data" && file && m->payload && m->header.value("offset", uint64_t{0}) == got) {
       outstanding = false;
-      if (Status s = file->Write({m->payload->data<char>(), m->payload->size()}); !s.ok()) {
-        cancel();
-        return file->reader_closed() ? ToInt(ExitCode::kBrokenPipe)
-                                     : Fail(s.message(), ExitCode::kJobFailed);
-      }
-      if (Status s = file->Flush(); !s.ok()) {
-        cancel();
+      Status s = file->Write({m->payload->data<char>(), m->payload->size()});
+      if (s.ok()) s = file->Flush();
+      if (!s.ok()) {
+        CancelJob(c, id);
         return file->reader_closed() ? ToInt(ExitCode::kBrokenPipe)
                                      : Fail(s.message(), ExitCode::kJobFailed);
       }
@@ -303,19 +303,13 @@ int Upload(ServerConnection& c, const ServerClient& client, const std::string& i
       ++unanswered;
       if (sent_last) break;
       if (int err = ReadPart(fd, part); err != 0 && !Interrupt::Requested()) {
-        SendClientMessage(*c.socket, "", {{"op", "cancel"}, {"id", id}});
-        c.socket->set(zmq::sockopt::linger, 1000);  // the cancel must leave
+        CancelJob(c, id);
         return Fail(std::string("cannot read the input: ") + std::strerror(err));
       }
     }
     int code = 0;
     auto m = Interrupt::Requested() ? std::nullopt : Answer(c, client, code);
-    if (Interrupt::Requested()) {
-      SendClientMessage(*c.socket, "", {{"op", "cancel"}, {"id", id}});
-      c.socket->set(zmq::sockopt::linger, 1000);  // the cancel must leave
-      std::fprintf(stderr, "fanout: interrupted: job %s cancelled on the server\n", id.c_str());
-      return ToInt(ExitCode::kInterrupted);
-    }
+    if (Interrupt::Requested()) return Interrupted(c, id);
     if (!m) return code;
     if (m->header.value("op", "") == "received") --unanswered;
   }
