@@ -238,6 +238,9 @@ class Server {
   // Answers `results` from `from` with the outcomes there (up to kServerPartBytes of
   // output, at least one); false if there are none yet. Under mu_.
   bool AnswerResults(Job& job, const std::string& peer, uint64_t from);
+  // Holds a read (or results) request of `peer` from `at` until the job has more for it
+  // (Job::wake_at); a client's newer request replaces its older one. Under mu_.
+  void Park(Job& job, const std::string& peer, uint64_t at);
   // Answers the parked reads (or results) that can be now. Under mu_.
   void AnswerParked(Job& job);
   // AnswerParked for every running job with parked requests; sets streaming_. Under mu_.
@@ -562,23 +565,8 @@ void Server::SendDone(Job& job, const std::string& peer, Delivery delivery) {
     SendClientMessage(*router_, peer, header);
     return;
   }
-  if (job.call && delivery == Delivery::kInParts) {  // the outcomes went with `results`
+  if (job.call) {  // its outcomes go with `results`
     SendClientMessage(*router_, peer, header);
-    return;
-  }
-  if (job.call) {  // each chunk's output, back to back, and the failures
-    Json sizes = Json::array();
-    size_t total = 0;
-    for (const std::string& out : job.call->outputs) total += out.size();
-    zmq::message_t payload(total);
-    char* to = static_cast<char*>(payload.data());
-    for (const std::string& out : job.call->outputs) {
-      sizes.push_back(out.size());
-      to = std::copy(out.begin(), out.end(), to);
-    }
-    header["sizes"] = std::move(sizes);
-    header["failures"] = job.call->failures;
-    SendClientMessage(*router_, peer, header, &payload);
     return;
   }
   std::string path = JobDir(job.id) + "/output";
@@ -607,11 +595,7 @@ void Server::OnRead(const ClientMessage& m, Job& job) {
   if (job.call || !job.output_path.empty()) {
     return Error(m, "read: job " + std::to_string(job.id) + " has no output to read in parts");
   }
-  if (!AnswerRead(job, m.peer, at.get<uint64_t>())) {
-    job.parked[m.peer] = at.get<uint64_t>();  // a client's newer read replaces its older one
-    job.wake_at = std::min(job.wake_at, at.get<uint64_t>() + kServerPartBytes);
-    streaming_ = true;
-  }
+  if (!AnswerRead(job, m.peer, at.get<uint64_t>())) Park(job, m.peer, at.get<uint64_t>());
 }
 
 bool Server::AnswerRead(Job& job, const std::string& peer, uint64_t offset) {
@@ -627,14 +611,10 @@ bool Server::AnswerRead(Job& job, const std::string& peer, uint64_t offset) {
   if (fd < 0 && !done) return false;
   zmq::message_t payload(offset < size ? std::min<uint64_t>(kServerPartBytes, size - offset) : 0);
   size_t got = 0;
-  while (fd >= 0 && got < payload.size()) {
-    ssize_t n = pread(fd, static_cast<char*>(payload.data()) + got, payload.size() - got,
-                      static_cast<off_t>(offset + got));
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) break;
-    got += static_cast<size_t>(n);
+  if (fd >= 0) {
+    got = ReadAllAt(fd, static_cast<char*>(payload.data()), payload.size(), offset);
+    close(fd);
   }
-  if (fd >= 0) close(fd);
   std::string id = std::to_string(job.id);
   if (got < payload.size()) {
     if (!done) return false;  // the job is discarding its output: its end answers
@@ -652,11 +632,7 @@ void Server::OnResults(const ClientMessage& m, Job& job) {
   const Json& at = m.header.contains("from") ? m.header["from"] : Json();
   if (!at.is_number_unsigned()) return Error(m, "results: from must be a number");
   if (!job.call) return Error(m, "results: job " + std::to_string(job.id) + " is not a call");
-  if (!AnswerResults(job, m.peer, at.get<uint64_t>())) {
-    job.parked[m.peer] = at.get<uint64_t>();  // a client's newer request replaces its older one
-    job.wake_at = std::min(job.wake_at, at.get<uint64_t>() + kWakeOutcomes);
-    streaming_ = true;
-  }
+  if (!AnswerResults(job, m.peer, at.get<uint64_t>())) Park(job, m.peer, at.get<uint64_t>());
 }
 
 bool Server::AnswerResults(Job& job, const std::string& peer, uint64_t from) {
@@ -697,6 +673,15 @@ bool Server::AnswerResults(Job& job, const std::string& peer, uint64_t from) {
   return true;
 }
 
+// A part's worth of progress: output bytes, or a call's outcomes.
+uint64_t PartOf(const Job& job) { return job.call ? kWakeOutcomes : kServerPartBytes; }
+
+void Server::Park(Job& job, const std::string& peer, uint64_t at) {
+  job.parked[peer] = at;
+  job.wake_at = std::min(job.wake_at, at + PartOf(job));
+  streaming_ = true;
+}
+
 void Server::AnswerParked(Job& job) {
   for (auto it = job.parked.begin(); it != job.parked.end();) {
     bool answered = job.call ? AnswerResults(job, it->first, it->second)
@@ -704,9 +689,7 @@ void Server::AnswerParked(Job& job) {
     it = answered ? job.parked.erase(it) : std::next(it);
   }
   job.wake_at = UINT64_MAX;
-  for (const auto& [peer, at] : job.parked) {
-    job.wake_at = std::min(job.wake_at, at + (job.call ? kWakeOutcomes : kServerPartBytes));
-  }
+  for (const auto& [peer, at] : job.parked) job.wake_at = std::min(job.wake_at, at + PartOf(job));
 }
 
 void Server::AnswerStreams() {
@@ -844,21 +827,16 @@ void Server::OnSubmit(ClientMessage& m) {
   std::error_code ec;
   fs::create_directories(dir, ec);
   Status s = ec ? Status::Error("cannot create '" + dir + "': " + ec.message()) : Status::Ok();
+  if (s.ok() && job->has_input) {  // an upload's spool starts empty; its parts are appended
+    s = Keep(dir + "/input", upload ? std::string_view()
+                                    : std::string_view(m.payload->data<char>(), m.payload->size()));
+  }
   if (s.ok() && upload) {
     // Journaled when its last part is kept; a server restarted before that forgets it.
-    int fd = open((dir + "/input").c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-    if (fd < 0) {
-      s = Status::Error("cannot write '" + dir + "/input': " + std::strerror(errno));
-    } else {
-      close(fd);
-      uploads_[job->id] = {0, std::chrono::steady_clock::now()};
-      job->state = Job::State::kReceiving;
-    }
+    uploads_[job->id] = {0, std::chrono::steady_clock::now()};
+    job->state = Job::State::kReceiving;
   } else if (s.ok()) {
-    if (job->has_input) {
-      s = Keep(dir + "/input", std::string_view(m.payload->data<char>(), m.payload->size()));
-    }
-    if (s.ok()) s = Journal(dir + "/job.json", Spec(*job).dump());
+    s = Journal(dir + "/job.json", Spec(*job).dump());
   }
   if (!s.ok()) {
     fs::remove_all(dir, ec);
@@ -1083,8 +1061,7 @@ void Server::Finished() {
     auto it = jobs_.find(id);
     if (it == jobs_.end()) continue;
     Job& job = *it->second;
-    AnswerParked(job);  // the rest of the output, before `done`
-    job.parked.clear();
+    AnswerParked(job);  // the rest of the output, before `done` (a done job answers all)
     for (const auto& [peer, delivery] : job.waiters) SendDone(job, peer, delivery);
     job.waiters.clear();
   }

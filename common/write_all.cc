@@ -16,4 +16,15 @@ int WriteAll(int fd, std::string_view data) {
   return 0;
 }
 
+size_t ReadAllAt(int fd, char* to, size_t size, uint64_t offset) {
+  size_t done = 0;
+  while (done < size) {
+    ssize_t n = ::pread(fd, to + done, size - done, static_cast<off_t>(offset + done));
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;
+    done += static_cast<size_t>(n);
+  }
+  return done;
+}
+
 }  // namespace fanout

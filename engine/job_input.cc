@@ -192,14 +192,8 @@ void JobInput::CopyOut(uint64_t begin, uint64_t size, char* to) const {
     std::copy(bytes.begin(), bytes.end(), to);
     return;
   }
-  uint64_t done = 0;
-  while (done < size) {
-    ssize_t n =
-        pread(fd_, to + done, static_cast<size_t>(size - done), static_cast<off_t>(begin + done));
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) break;  // the file shrank (or cannot be read): the rest reads as zeros
-    done += static_cast<uint64_t>(n);
-  }
+  // The file shrank (or cannot be read): the rest reads as zeros.
+  size_t done = ReadAllAt(fd_, to, static_cast<size_t>(size), begin);
   std::fill(to + done, to + size, '\0');
 }
 

@@ -31,8 +31,7 @@ Json CallHeader(const PoolSettings& options, const BatchSpec& spec) {
                {"retries", options.retries},
                {"timeout_ms", static_cast<uint64_t>(std::max<int64_t>(options.timeout.count(), 0))},
                {"keep_going", spec.keep_going},
-               {"wait", true},
-               {"stream", true}};
+               {"wait", true}};
   if (!spec.ids.empty()) call["ids"] = spec.ids;
   if (spec.range) {
     call["range"] = {spec.range->lo, spec.range->hi};
@@ -146,7 +145,7 @@ void RunBatchOnServer(const PoolSettings& options, const BatchSpec& spec,
   bool asking = false;  // a `results` request is out
   bool ended = false;   // the server sent the last outcomes (`end`)
   std::optional<ClientMessage> done;
-  Json wait = {{"op", "wait"}, {"id", id}, {"stream", true}};
+  Json wait = {{"op", "wait"}, {"id", id}};
   while (!(ended && done)) {
     if (!asking && !ended) {
       SendClientMessage(*c.socket, "", {{"op", "results"}, {"id", id}, {"from", from}});
