@@ -248,9 +248,17 @@ TEST_F(ServerTest, CtrlCWhileTheInputIsSentDropsTheJob) {
                     " run -q --server " + endpoint_ + " identity"},
                dir_.File("client.out"), dir_.File("client.err"));
   WaitForJobs("receiving");
-  std::vector<pid_t> pids = ProcessesMatching(" run -q --server " + endpoint_);
-  ASSERT_FALSE(pids.empty());
-  for (pid_t pid : pids) kill(pid, SIGINT);
+  // Only the client itself: the shell and its `( cat; sleep )` subshell carry the same
+  // words in their command lines, and a subshell that died of SIGINT would end the input
+  // (the job would then run to the end instead of being cancelled).
+  std::vector<pid_t> pids;
+  for (pid_t pid : ProcessesMatching(" run -q --server " + endpoint_)) {
+    if (ReadFile("/proc/" + std::to_string(pid) + "/cmdline").starts_with(FanoutBin())) {
+      pids.push_back(pid);
+    }
+  }
+  ASSERT_EQ(pids.size(), 1u);
+  kill(pids[0], SIGINT);
   EXPECT_TRUE(WaitForText(dir_.File("client.err"), "cancelled", milliseconds(10000)))
       << ReadFile(dir_.File("client.err"));
   EXPECT_TRUE(WaitForText(dir_.File("server.err"), "dropped", milliseconds(10000)));
