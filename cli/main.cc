@@ -2,8 +2,10 @@
 #include <signal.h>
 
 #include "cli/cli.h"
+#include "common/allocator_policy.h"
 
 int main(int argc, char** argv) {
   signal(SIGPIPE, SIG_IGN);  // a closed stdout or socket is an error value, not a death
+  fanout::KeepFreedMemory();
   return fanout::RunCli(argc, argv);
 }

@@ -12,6 +12,7 @@
 #include <cstring>
 #include <vector>
 
+#include "common/allocator_policy.h"
 #include "common/command.h"
 #include "common/curve.h"
 #include "common/exit_code.h"
@@ -98,6 +99,7 @@ void RaiseFdLimit() {
 
 int WorkerMain(int argc, char** argv, const std::string& program) {
   signal(SIGPIPE, SIG_IGN);
+  KeepFreedMemory();
   // Blocked before any thread exists, so only the loop's signalfd sees these.
   sigset_t set;
   sigemptyset(&set);
