@@ -1,0 +1,81 @@
+# fanout's own programs (fanout, fanout-dashboard, fanout-worker) link libzmq with the
+# libraries it needs, GMP and xxHash from Debian's static archives (the -dev packages this
+# project installs ship them; `pkg-config --static --libs libzmq` names the same set).
+#
+# Why: every program start pays for each shared library the loader maps and relocates, in
+# page faults. In a VM whose faults are expensive (an AMD EPYC Firecracker guest: about
+# 15 us each) `fanout --version` took 15 ms, 11 of them in the loader; the 7 libraries
+# libzmq pulls in are a third of it. That start-up is paid by every `fanout run`, every
+# worker a job starts, and every client of a `fanout server`.
+#
+# Only programs opt in, with fanout_static_deps(target) (the FANOUT_STATIC_DEPS property);
+# the link interfaces below give such a program the archives and everything else (the
+# shared libfanout, tests, examples, plugins) the shared libraries, since a host program
+# must share one libzmq with the library it loads. libgssapi_krb5 has no archive in
+# Debian: it stays shared (libzmq.a references its GSSAPI mechanism, never used by fanout).
+# spdlog and fmt stay shared: Debian ships no archives of them.
+# -DFANOUT_STATIC_DEPS=OFF links the shared libraries everywhere.
+option(FANOUT_STATIC_DEPS "Link fanout's programs with static libzmq, GMP and xxHash" ON)
+# What fanout_tasks and fanout_engine link for GMP and xxHash (the choosing targets below
+# when the archives are there).
+set(FANOUT_GMP GMP::gmpxx)
+set(FANOUT_XXHASH xxHash::xxhash)
+
+function(fanout_static_deps target)
+  set_property(TARGET ${target} PROPERTY FANOUT_STATIC_DEPS ${FANOUT_STATIC_DEPS})
+endfunction()
+
+# fanout_choose_link(TARGET STATIC_ITEMS SHARED_ITEMS): TARGET's link interface becomes
+# STATIC_ITEMS in a program with FANOUT_STATIC_DEPS, SHARED_ITEMS elsewhere.
+function(fanout_choose_link target static_items shared_items)
+  set(is_static "$<BOOL:$<TARGET_PROPERTY:FANOUT_STATIC_DEPS>>")
+  set(items "")
+  foreach(item IN LISTS static_items)
+    list(APPEND items "$<${is_static}:${item}>")
+  endforeach()
+  foreach(item IN LISTS shared_items)
+    list(APPEND items "$<$<NOT:${is_static}>:${item}>")
+  endforeach()
+  set_property(TARGET ${target} PROPERTY INTERFACE_LINK_LIBRARIES "${items}")
+endfunction()
+
+# Archives of a library and the archives it needs, in link order; sets VAR to the paths, or
+# to "" (and says so) when one is missing, in which case the shared libraries are used.
+function(fanout_find_archives var)
+  set(paths "")
+  foreach(name IN LISTS ARGN)
+    find_library(FANOUT_ARCHIVE_${name} NAMES lib${name}.a)
+    mark_as_advanced(FANOUT_ARCHIVE_${name})
+    if(NOT FANOUT_ARCHIVE_${name})
+      message(STATUS "fanout: no lib${name}.a; fanout's programs link the shared libraries")
+      set(${var} "" PARENT_SCOPE)
+      return()
+    endif()
+    list(APPEND paths ${FANOUT_ARCHIVE_${name}})
+  endforeach()
+  set(${var} "${paths}" PARENT_SCOPE)
+endfunction()
+
+if(FANOUT_STATIC_DEPS)
+  fanout_find_archives(zmq_archives zmq sodium pgm norm protokit bsd md)
+  find_library(FANOUT_GSSAPI_LIBRARY NAMES gssapi_krb5)
+  mark_as_advanced(FANOUT_GSSAPI_LIBRARY)
+  if(zmq_archives AND FANOUT_GSSAPI_LIBRARY)
+    fanout_choose_link(cppzmq "${zmq_archives};${FANOUT_GSSAPI_LIBRARY};rt;m;Threads::Threads"
+                       "libzmq")
+  endif()
+  fanout_find_archives(gmp_archives gmpxx gmp)
+  if(gmp_archives)
+    add_library(fanout_gmp INTERFACE)
+    target_include_directories(fanout_gmp INTERFACE ${GMP_INCLUDE_DIR})
+    fanout_choose_link(fanout_gmp "${gmp_archives}" "GMP::gmpxx")
+    set(FANOUT_GMP fanout_gmp)
+  endif()
+  fanout_find_archives(xxhash_archives xxhash)
+  if(xxhash_archives)
+    add_library(fanout_xxhash INTERFACE)
+    target_include_directories(fanout_xxhash INTERFACE ${XXHASH_INCLUDE_DIR})
+    fanout_choose_link(fanout_xxhash "${xxhash_archives}" "xxHash::xxhash")
+    set(FANOUT_XXHASH fanout_xxhash)
+  endif()
+endif()
