@@ -4,9 +4,11 @@
 
 #include <cerrno>
 #include <cstring>
+#include <string_view>
 #include <vector>
 
 #include "common/curve.h"
+#include "common/exit_code.h"
 #include "common/transport.h"
 
 namespace fanout {
@@ -47,9 +49,23 @@ std::optional<ClientMessage> ReceiveClientMessage(zmq::socket_t& socket, bool ro
   return m;
 }
 
+std::optional<std::string> ProtocolMismatch(const nlohmann::json& header, const char* sender) {
+  auto v = header.find("v");
+  if (v == header.end() || (v->is_number_integer() && *v == kClientProtocolVersion)) {
+    return std::nullopt;
+  }
+  bool self_is_server = std::string_view(sender) == "client";
+  return std::string("the ") + sender + " speaks fanout's client protocol " + v->dump() +
+         ", this " + (self_is_server ? "server" : "client") + " " +
+         std::to_string(kClientProtocolVersion) +
+         " (fanout " FANOUT_VERSION "): run the same fanout version on both";
+}
+
 bool SendClientMessage(zmq::socket_t& socket, const std::string& peer, const nlohmann::json& header,
                        zmq::message_t* payload) {
-  std::vector<uint8_t> bytes = nlohmann::json::to_msgpack(header);
+  nlohmann::json versioned = header;
+  versioned["v"] = kClientProtocolVersion;
+  std::vector<uint8_t> bytes = nlohmann::json::to_msgpack(versioned);
   // The server never blocks on a client that went away; a client waits for its pipe.
   auto wait = peer.empty() ? zmq::send_flags::none : zmq::send_flags::dontwait;
   try {
@@ -113,7 +129,13 @@ std::optional<ClientMessage> ReceiveFromServer(ServerConnection& c,
   using Clock = std::chrono::steady_clock;
   auto until = Clock::now() + timeout;
   while (!stop() && c.refused.empty()) {
-    if (auto m = ReceiveClientMessage(*c.socket, /*router=*/false)) return m;
+    if (auto m = ReceiveClientMessage(*c.socket, /*router=*/false)) {
+      if (auto mismatch = ProtocolMismatch(m->header, "server")) {
+        m->header = {{"op", "error"}, {"message", *mismatch}, {"exit", ToInt(ExitCode::kUsage)}};
+        m->payload.reset();
+      }
+      return m;
+    }
     auto left = std::chrono::duration_cast<std::chrono::milliseconds>(until - Clock::now());
     if (timeout.count() > 0 && left.count() <= 0) return std::nullopt;
     zmq::pollitem_t items[] = {{c.socket->handle(), 0, ZMQ_POLLIN, 0},

@@ -25,6 +25,15 @@ namespace fanout {
 inline constexpr size_t kServerPartBytes = size_t{4} << 20;
 inline constexpr int kServerPartsInFlight = 4;
 
+// The client protocol's version (PROTOCOL.md, "Versions"): every message says it in "v".
+// Raised when a message changes so that the other side would misread it.
+inline constexpr int kClientProtocolVersion = 1;
+
+// Why `header`, sent by the `sender` ("client" or "server"), cannot be understood here: it
+// carries another "v". nullopt when it matches, or carries none (a sender from before
+// versions, which spoke version 1).
+std::optional<std::string> ProtocolMismatch(const nlohmann::json& header, const char* sender);
+
 // How a client reaches a server (--server, --server-key, --client-secret).
 struct ServerClient {
   std::string server;
@@ -44,8 +53,8 @@ struct ClientMessage {
 std::optional<ClientMessage> ReceiveClientMessage(zmq::socket_t& socket, bool router,
                                                   std::string* error = nullptr);
 
-// Sends `header` (and `payload`, moved, if given) to `peer` ("" on a DEALER). False if it
-// could not be queued (the peer is gone).
+// Sends `header` with "v" added (and `payload`, moved, if given) to `peer` ("" on a
+// DEALER). False if it could not be queued (the peer is gone).
 bool SendClientMessage(zmq::socket_t& socket, const std::string& peer, const nlohmann::json& header,
                        zmq::message_t* payload = nullptr);
 
@@ -65,7 +74,8 @@ Status ConnectToServer(ServerConnection& c, const ServerClient& client);
 
 // Waits up to `timeout` (forever if zero) for one message, polling `wake_fd` too (-1: none)
 // at least every `slice`; nullopt on timeout, once `stop()` is true (checked on each wake),
-// or when the server refused this client (then c.refused says why).
+// or when the server refused this client (then c.refused says why). An answer in another
+// protocol version comes back as an `error` (exit 2) that says so.
 std::optional<ClientMessage> ReceiveFromServer(ServerConnection& c,
                                                std::chrono::milliseconds timeout,
                                                const std::function<bool()>& stop, int wake_fd,

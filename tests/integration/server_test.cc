@@ -522,6 +522,53 @@ TEST_F(ServerTest, AHostileClientNeverCrashesTheServer) {
   EXPECT_EQ(server_->Wait(milliseconds(0)), -1) << "the server died";
 }
 
+TEST_F(ServerTest, ClientAndServerOfAnotherProtocolVersionSaySo) {
+  StartServer({"-j", "1"});
+  zmq::context_t context(1);
+  auto msgpack = [](const nlohmann::json& j) {
+    std::vector<uint8_t> b = nlohmann::json::to_msgpack(j);
+    return std::string(b.begin(), b.end());
+  };
+  // A client of a newer fanout: the server answers with an error naming both versions.
+  zmq::socket_t client(context, zmq::socket_type::dealer);
+  client.set(zmq::sockopt::linger, 0);
+  client.connect(endpoint_);
+  client.send(zmq::buffer(msgpack({{"op", "jobs"}, {"v", 2}})));
+  zmq::pollitem_t items[] = {{client.handle(), 0, ZMQ_POLLIN, 0}};
+  ASSERT_EQ(zmq::poll(items, 1, std::chrono::milliseconds(20000)), 1);
+  zmq::message_t frame;
+  ASSERT_TRUE(client.recv(frame));
+  auto answer = nlohmann::json::from_msgpack(frame.to_string_view());
+  EXPECT_EQ(answer.value("op", ""), "error") << answer.dump();
+  EXPECT_EQ(answer.value("v", 0), 1) << answer.dump();
+  EXPECT_NE(answer.value("message", "")
+                .find("client speaks fanout's client protocol 2, this "
+                      "server 1"),
+            std::string::npos)
+      << answer.dump();
+  // A server of a newer fanout: `fanout jobs` says so and exits 2, rather than misreading it.
+  std::string socket_path = dir_.File("newer.sock");
+  zmq::socket_t server(context, zmq::socket_type::router);
+  server.set(zmq::sockopt::linger, 0);
+  server.bind("ipc://" + socket_path);
+  Child jobs({FanoutBin(), "jobs", "--server", "ipc://" + socket_path}, dir_.File("jobs.out"),
+             dir_.File("jobs.err"));
+  zmq::pollitem_t asked[] = {{server.handle(), 0, ZMQ_POLLIN, 0}};
+  ASSERT_EQ(zmq::poll(asked, 1, std::chrono::milliseconds(20000)), 1);
+  zmq::message_t peer, request;
+  ASSERT_TRUE(server.recv(peer));
+  ASSERT_TRUE(server.recv(request));
+  auto header = nlohmann::json::from_msgpack(request.to_string_view());
+  EXPECT_EQ(header.value("v", 0), 1) << "every client message carries its version";
+  server.send(peer, zmq::send_flags::sndmore);
+  server.send(zmq::buffer(msgpack({{"op", "jobs"}, {"jobs", nlohmann::json::array()}, {"v", 2}})));
+  EXPECT_EQ(jobs.Wait(milliseconds(20000)), 2);
+  EXPECT_NE(ReadFile(dir_.File("jobs.err"))
+                .find("the server speaks fanout's client protocol 2, this client 1"),
+            std::string::npos)
+      << ReadFile(dir_.File("jobs.err"));
+}
+
 TEST_F(ServerTest, AnotherUserCannotReachTheServer) {
   StartServer({"-j", "1"});
   // The test's directory must let `nobody` reach the socket's name; the socket itself may not.
