@@ -50,10 +50,11 @@ int ServerError(const ClientMessage& error) {
               static_cast<ExitCode>(error.header.value("exit", 2)));
 }
 
-// Asks the server to cancel job `id`, and lets that last word leave before the socket
-// closes (its linger is 0).
+// Asks the server to cancel job `id` and forget it once it ends (this client is leaving
+// and nobody will fetch it), and lets that last word leave before the socket closes (its
+// linger is 0).
 void CancelJob(ServerConnection& c, const std::string& id) {
-  SendClientMessage(*c.socket, "", {{"op", "cancel"}, {"id", id}});
+  SendClientMessage(*c.socket, "", {{"op", "cancel"}, {"id", id}, {"forget", true}});
   c.socket->set(zmq::sockopt::linger, 1000);
 }
 

@@ -106,6 +106,9 @@ struct Job {
   std::string report;   // the failure report (`fanout run`'s stderr lines)
   std::string summary;  // the summary line
   std::stop_source stop;
+  // Its attached client cancelled it and left (Ctrl-C, a closed stdout): nobody will fetch
+  // the output, so the job is deleted, not kept as `done`, once it ends.
+  bool forget = false;
   // Clients waiting for the output (routing ids), each with whether it fetches a big
   // output in parts (`read`) rather than in the `done` message.
   std::map<std::string, Delivery> waiters;
@@ -248,6 +251,12 @@ class Server {
   // The job `m` names if the sender may see it; else answers with an error and returns null.
   std::shared_ptr<Job> Find(const ClientMessage& m);
   void SendDone(Job& job, const std::string& peer, Delivery delivery);
+  // Deletes finished job `id`: its directory (spool, output, journal) and its entry. Under mu_.
+  void Forget(uint64_t id) {
+    std::error_code ec;
+    fs::remove_all(JobDir(id), ec);
+    jobs_.erase(id);
+  }
   void Error(const ClientMessage& m, const std::string& message, ExitCode code = ExitCode::kUsage) {
     SendClientMessage(*router_, m.peer,
                       {{"op", "error"}, {"message", message}, {"exit", ToInt(code)}});
@@ -1006,6 +1015,7 @@ void Server::OnMessage(ClientMessage& m) {
       DropUpload(job->id, "cancelled while its input was being sent");
       return;
     }
+    job->forget = job->forget || m.header.value("forget", false);
     if (job->state == Job::State::kQueued) {
       job->state = Job::State::kDone;
       job->exit = ToInt(ExitCode::kInterrupted);
@@ -1043,11 +1053,7 @@ void Server::OnMessage(ClientMessage& m) {
     }
   } else if (op == "fetched") {
     // The client has the output: the server lets go of it.
-    if (job->state == Job::State::kDone) {
-      std::error_code ec;
-      fs::remove_all(JobDir(job->id), ec);
-      jobs_.erase(job->id);
-    }
+    if (job->state == Job::State::kDone) Forget(job->id);
   } else {
     Error(m, "unknown request '" + op + "'");
   }
@@ -1065,6 +1071,7 @@ void Server::Finished() {
     AnswerParked(job);  // the rest of the output, before `done` (a done job answers all)
     for (const auto& [peer, delivery] : job.waiters) SendDone(job, peer, delivery);
     job.waiters.clear();
+    if (job.forget) Forget(id);
   }
   finished_.clear();
   AnswerStreams();  // a running job's output grew by a part's worth
