@@ -58,6 +58,12 @@ TEST_F(BusyMachineTest, HundredLocalWorkersSucceed) {
 // Starting 100 workers takes longer than a short heartbeat's liveness (4 x 100 ms) here:
 // workers that were not welcomed in time must not be taken for hung or unreachable.
 TEST_F(BusyMachineTest, HundredLocalWorkersWithAShortHeartbeatSucceed) {
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+  // Beside three busy loops on 2 cores, a sanitized coordinator of 100 workers stalls past
+  // the 400 ms liveness itself (on an AMD EPYC guest, at f68abbf too): welcomed workers are
+  // then rightly lost. The Release stage runs this test.
+  GTEST_SKIP() << "a sanitizer slows the coordinator past a 100 ms heartbeat's liveness";
+#endif
   WriteFile(dir_.File("in"), Lines(20000));
   RunResult r = RunFor({FanoutBin(), "run", "-i", dir_.File("in"), "-o", dir_.File("out"), "-j",
                         "100", "--heartbeat", "100ms", "--mode", "processes", "--worker-bin",
