@@ -40,7 +40,9 @@ TEST(Dispatch, LateJoiningLocalWorkerCountsWithItsSlots) {
                             "5", "--range", "0:10", "--chunks", "10", "sleep", "1000"});
   double took = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   ASSERT_EQ(r.exit_code, 0) << r.err;
-  EXPECT_LT(took, 1.7) << "the sleeps ran in more than one round";
+  // Two rounds take at least 2 s; start-up is the rest (0.74 s under ASan on an AMD EPYC
+  // guest, where 1.7 s was too tight).
+  EXPECT_LT(took, 1.95) << "the sleeps ran in more than one round";
 }
 
 TEST(Dispatch, ResumedJobSpreadsChunksEvenlyOverEqualWorkers) {
