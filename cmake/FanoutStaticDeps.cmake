@@ -15,7 +15,15 @@
 # Debian: it stays shared (libzmq.a references its GSSAPI mechanism, never used by fanout).
 # spdlog and fmt stay shared: Debian ships no archives of them.
 # -DFANOUT_STATIC_DEPS=OFF links the shared libraries everywhere.
-option(FANOUT_STATIC_DEPS "Link fanout's programs with static libzmq, GMP and xxHash" ON)
+# Sanitizer builds keep the shared libraries: tests/tsan.supp names libzmq.so
+# (called_from_lib), which a libzmq linked into the program would not match.
+if(FANOUT_SANITIZE)
+  set(fanout_static_default OFF)
+else()
+  set(fanout_static_default ON)
+endif()
+option(FANOUT_STATIC_DEPS "Link fanout's programs with static libzmq, GMP and xxHash"
+       ${fanout_static_default})
 # What fanout_tasks and fanout_engine link for GMP and xxHash (the choosing targets below
 # when the archives are there).
 set(FANOUT_GMP GMP::gmpxx)
