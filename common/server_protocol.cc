@@ -61,11 +61,10 @@ std::optional<std::string> ProtocolMismatch(const nlohmann::json& header, const 
          " (fanout " FANOUT_VERSION "): run the same fanout version on both";
 }
 
-bool SendClientMessage(zmq::socket_t& socket, const std::string& peer, const nlohmann::json& header,
+bool SendClientMessage(zmq::socket_t& socket, const std::string& peer, nlohmann::json header,
                        zmq::message_t* payload) {
-  nlohmann::json versioned = header;
-  versioned["v"] = kClientProtocolVersion;
-  std::vector<uint8_t> bytes = nlohmann::json::to_msgpack(versioned);
+  header["v"] = kClientProtocolVersion;
+  std::vector<uint8_t> bytes = nlohmann::json::to_msgpack(header);
   // The server never blocks on a client that went away; a client waits for its pipe.
   auto wait = peer.empty() ? zmq::send_flags::none : zmq::send_flags::dontwait;
   try {

@@ -53,9 +53,9 @@ struct ClientMessage {
 std::optional<ClientMessage> ReceiveClientMessage(zmq::socket_t& socket, bool router,
                                                   std::string* error = nullptr);
 
-// Sends `header` with "v" added (and `payload`, moved, if given) to `peer` ("" on a
-// DEALER). False if it could not be queued (the peer is gone).
-bool SendClientMessage(zmq::socket_t& socket, const std::string& peer, const nlohmann::json& header,
+// Sends `header` (by value: a temporary is moved, not copied) with "v" added (and `payload`, moved,
+// if given) to `peer` ("" on a DEALER). False if it could not be queued (the peer is gone).
+bool SendClientMessage(zmq::socket_t& socket, const std::string& peer, nlohmann::json header,
                        zmq::message_t* payload = nullptr);
 
 // A client's connection: its DEALER and the monitor that hears a refused CURVE handshake
