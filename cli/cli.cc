@@ -450,6 +450,7 @@ void AddClientOptions(CLI::App& command, ServerClient& client) {
 
 struct ServerFlags {
   ServerOptions options;
+  std::string keep_finished;
   std::string curve_secret;
   std::string client_keys;
   std::string authorized_keys;
@@ -482,6 +483,11 @@ CLI::App* AddServerCommand(CLI::App& app, ServerFlags& flags) {
       ->check(CLI::Range(1u, 4096u));
   server->add_option("--state", o.state_dir,
                      "Journal jobs in DIR: a server restarted on DIR continues unfinished jobs");
+  server
+      ->add_option("--keep-finished", flags.keep_finished,
+                   "Delete a finished job whose output is not fetched within DURATION of its "
+                   "end (default: keep it until fetched)")
+      ->type_name("DURATION");
   server
       ->add_option("--curve-secret", flags.curve_secret,
                    "The server's secret certificate: CURVE on its tcp endpoints")
@@ -517,6 +523,11 @@ int StartServer(ServerFlags& flags, int argc, char** argv) {
   if (fleet.jobs == 0 && fleet.listen.empty()) {
     return UsageError(
         "-j 0 starts no local workers: give --workers-listen ADDR for others to join");
+  }
+  if (!flags.keep_finished.empty()) {
+    auto keep = ParseDuration(flags.keep_finished);
+    if (!keep.ok()) return UsageError("--keep-finished: " + keep.status().message());
+    o.keep_finished = *keep;
   }
   fleet.adopt_orphans = true;
   if (Status s =

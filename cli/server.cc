@@ -103,6 +103,9 @@ struct Job {
   std::optional<JobConfig> config;  // parsed at submission (a recovered job: when it runs)
   State state = State::kQueued;
   int exit = 0;
+  // Unix time it became kDone (journaled), and of its client's last request for it:
+  // --keep-finished counts from the later (a big output is fetched in many reads).
+  double ended = 0, touched = 0;
   std::string report;   // the failure report (`fanout run`'s stderr lines)
   std::string summary;  // the summary line
   std::stop_source stop;
@@ -231,6 +234,8 @@ class Server {
   void OnInput(ClientMessage& m);
   void DropUpload(uint64_t id, const std::string& why);
   void DropIdleUploads();
+  // --keep-finished: deletes the finished jobs nobody fetched in time (none waits for them).
+  void ExpireFinished();
   // A part of a finished job's output (`read`).
   void OnRead(const ClientMessage& m, Job& job);
   // Answers a read of `job`'s output at `offset` with what is there (an empty part past
@@ -399,6 +404,7 @@ void Server::Recover() {
       job->exit = end.value("exit", ToInt(ExitCode::kJobFailed));
       job->report = end.value("report", "");
       job->summary = end.value("summary", "");
+      job->ended = end.value("ended", Now());  // a journal of before --keep-finished: now
     } else {
       queue_.push_back(id);
     }
@@ -441,6 +447,7 @@ void Server::RunnerMain() {
         // A job the stopping server interrupted is not done: it resumes on the next start.
         if (!(Leaving() && job->exit == ToInt(ExitCode::kInterrupted))) {
           job->state = Job::State::kDone;
+          if (job->ended == 0) job->ended = Now();  // a call's (RunOne journals a run's)
           finished_.push_back(job->id);
         }
       }
@@ -526,8 +533,10 @@ void Server::RunOne(Job& job) {
   job.report = report;
   job.summary = job.progress.summary;
   if (Leaving() && code == ExitCode::kInterrupted) return;  // the next server resumes it
+  job.ended = Now();
   std::error_code ec;
-  Json end = {{"exit", job.exit}, {"report", job.report}, {"summary", job.summary}};
+  Json end = {
+      {"exit", job.exit}, {"report", job.report}, {"summary", job.summary}, {"ended", job.ended}};
   if (Status s = Journal(dir + "/done.json", end.dump()); !s.ok()) {
     Log().error("job {}: {}", job.id, s.message());
   }
@@ -1005,6 +1014,7 @@ void Server::OnMessage(ClientMessage& m) {
   }
   auto job = Find(m);
   if (!job) return;
+  job->touched = Now();
   if (op == "status") {
     SendClientMessage(*router_, m.peer, {{"op", "status"}, {"job", Describe(*job)}});
   } else if (op == "cancel") {
@@ -1020,7 +1030,9 @@ void Server::OnMessage(ClientMessage& m) {
       job->state = Job::State::kDone;
       job->exit = ToInt(ExitCode::kInterrupted);
       job->report = "fanout: cancelled before it started\n";
-      Json end = {{"exit", job->exit}, {"report", job->report}, {"summary", ""}};
+      job->ended = Now();
+      Json end = {
+          {"exit", job->exit}, {"report", job->report}, {"summary", ""}, {"ended", job->ended}};
       (void)Journal(JobDir(job->id) + "/done.json", end.dump());
       finished_.push_back(job->id);
       Announce();
@@ -1077,6 +1089,26 @@ void Server::Finished() {
   AnswerStreams();  // a running job's output grew by a part's worth
 }
 
+void Server::ExpireFinished() {
+  double keep = std::chrono::duration<double>(options_.keep_finished).count();
+  double now = Now();
+  std::lock_guard lock(mu_);
+  std::vector<uint64_t> expired;
+  for (const auto& [id, job] : jobs_) {
+    if (job->state == Job::State::kDone && job->waiters.empty() &&
+        std::max(job->ended, job->touched) + keep <= now) {
+      expired.push_back(id);
+    }
+  }
+  for (uint64_t id : expired) {
+    Log().info(
+        "job {} deleted: it ended {:.0f} s ago and its output was not fetched "
+        "(--keep-finished)",
+        id, now - jobs_.at(id)->ended);
+    Forget(id);
+  }
+}
+
 void Server::Serve() {
   RateLimitedWarn rejects;
   while (!Interrupt::Requested()) {
@@ -1091,6 +1123,7 @@ void Server::Serve() {
       AnswerStreams();
     }
     if (!uploads_.empty()) DropIdleUploads();
+    if (options_.keep_finished.count() > 0) ExpireFinished();
     while (true) {
       std::string why;
       auto m = ReceiveClientMessage(*router_, /*router=*/true, &why);

@@ -14,10 +14,12 @@
 // With --state DIR every job is journaled there (its arguments and input before the
 // submission is acknowledged, the finished chunks as the engine's --state, the output and
 // exit code when it ends); a server restarted on the same DIR continues the unfinished jobs
-// without re-running finished chunks, and keeps finished ones until their output is fetched.
+// without re-running finished chunks, and keeps finished ones until their output is fetched
+// (or, with --keep-finished, until that long after their end).
 // The wire messages are in common/PROTOCOL.md ("Client messages").
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -37,6 +39,9 @@ struct ServerOptions {
   JobConfig fleet;
   std::string state_dir;      // --state: the journal; "" = a private temp dir
   uint32_t max_running = 32;  // --max-jobs: jobs that run at once; more wait in the queue
+  // --keep-finished: a finished job whose output nobody fetched within this long of its end
+  // is deleted (output, report, journal). 0: kept until fetched.
+  std::chrono::microseconds keep_finished{0};
   std::optional<CurveKeyPair> client_curve;  // --curve-secret: the server's pair for clients
   std::vector<std::string> client_keys;      // --client-keys DIR: who may submit
 };

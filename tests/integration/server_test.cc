@@ -162,6 +162,45 @@ TEST_F(ServerTest, ADetachedJobIsListedAndItsOutputKeptUntilFetched) {
   EXPECT_NE(again.err.find("no job " + id), std::string::npos) << again.err;
 }
 
+TEST_F(ServerTest, AFinishedJobNobodyFetchesIsDeletedAfterKeepFinished) {
+  StartServer({"-j", "2", "--keep-finished", "1s"});
+  // Longer than --keep-finished, with its client waiting: it runs to its end and is fetched.
+  std::vector<std::string> slow = {"--range", "0:2", "--chunks", "2", "sleep", "1500"};
+  RunResult waited = Client(Args({"run", "-q"}, slow));
+  ASSERT_EQ(waited.exit_code, 0) << waited.err;
+  EXPECT_EQ(waited.out, Serial(slow));
+
+  RunResult detached = Client({"run", "--detach", "-i", dir_.File("in"), "identity"});
+  ASSERT_EQ(detached.exit_code, 0) << detached.err;
+  std::string id = detached.out.substr(0, detached.out.find('\n'));
+  ASSERT_FALSE(id.empty());
+  // Nobody fetches it: it is listed as done, then about a second after its end it is gone,
+  // with a line in the server's log.
+  auto listed_as = [&](const std::string& text, const std::string& state) {
+    std::istringstream lines(text);
+    for (std::string line; std::getline(lines, line);) {
+      if (line.rfind(id + " ", 0) == 0 && line.find(" " + state + " ") != std::string::npos) {
+        return true;
+      }
+    }
+    return false;
+  };
+  bool seen_done = false, gone = false;
+  auto deadline = Clock::now() + milliseconds(20000);
+  while (!gone && Clock::now() < deadline) {
+    std::string jobs = Client({"jobs"}).out;
+    seen_done = seen_done || listed_as(jobs, "done");
+    gone = seen_done && jobs.find("\n" + id + " ") == std::string::npos;
+    std::this_thread::sleep_for(milliseconds(50));  // between polls of a condition
+  }
+  ASSERT_TRUE(gone) << "job " << id << (seen_done ? " was never deleted" : " never ended");
+  RunResult late = Client({"output", id});
+  EXPECT_EQ(late.exit_code, 2) << late.out;
+  EXPECT_NE(late.err.find("no job " + id), std::string::npos) << late.err;
+  std::string log = ReadFile(dir_.File("server.err"));
+  EXPECT_NE(log.find("job " + id + " deleted"), std::string::npos) << log;
+}
+
 TEST_F(ServerTest, BigInputsAndOutputsTravelInPartsAndTheServerNeverHoldsThemWhole) {
   StartServer({"-j", "2"});
   // 96 MiB through stdin (sent, not named as a file) and back on stdout: both travel in
