@@ -246,10 +246,13 @@ void EventLoop::EndJob(std::list<ActiveJob>::iterator job, ModeResult result) {
     result = ModeResult::Failed(cur_->error);
   }
   while (!cur_->in_flight.empty()) {
-    auto [chunk, attempt] = cur_->in_flight.begin()->first;
+    // Last chunks first: a worker's prefetched attempts (sent after the one it runs) are
+    // cancelled before a cancel frees the slot they wait for.
+    auto last = std::prev(cur_->in_flight.end());
+    auto [chunk, attempt] = last->first;
     // A warm loop's workers stay: what they still run of this job is cancelled (their
     // results, should they come, are an ended job's and dropped: Route).
-    if (Peer* peer = warm_ ? peers_.Find(cur_->in_flight.begin()->second.first) : nullptr) {
+    if (Peer* peer = warm_ ? peers_.Find(last->second.first) : nullptr) {
       SendTo(*router_, peer->id, Cancel{chunk + cur_->wire_base, attempt});
     }
     EndAttempt(chunk, attempt, "abandoned: the job ended");

@@ -63,7 +63,8 @@ class TaskRunner {
 
   // Queues an attempt of a resolved task. `payload` (the chunk's bytes) is kept, not copied.
   void Submit(const TaskDef* def, TaskMsg task, std::optional<zmq::message_t> payload);
-  // Drops a queued attempt, or stops a running one; no result is produced for it.
+  // Drops a queued attempt, or stops a running one; no result is produced for it. A slot
+  // it frees is filled by the next Advance, not at once.
   void Cancel(uint64_t chunk, uint32_t attempt);
   void CancelAll();
   // Removes the attempts that wait for a slot (none of them started) and returns their
