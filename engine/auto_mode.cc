@@ -25,7 +25,8 @@ constexpr double kMinGainSeconds = 0.002;      // ...and by more than timing noi
 // Records are not all alike and machines are shared: a plan's makespan is its rounds of
 // chunks plus this fraction of one chunk, the tail that finer chunks shorten.
 constexpr double kTailFraction = 0.25;
-constexpr uint64_t kMaxChunksPerWorker = 64;  // chunk counts tried: W, 2W, 4W, ... 64W
+constexpr double kKeepMeasuringStartShare = 0.1;  // a serial check's start-up, at most
+constexpr uint64_t kMaxChunksPerWorker = 64;      // chunk counts tried: W, 2W, 4W, ... 64W
 
 std::string Seconds(double s) {
   char buf[32];
@@ -288,6 +289,24 @@ bool RunOne(const TaskDef& task, const std::vector<std::string>& args, std::stri
   return true;
 }
 
+// Runs the next `records` records after the calibration's (a prefix chunk) with RunOne.
+bool RunNextPrefix(const TaskDef& task, const std::vector<std::string>& args, std::string_view data,
+                   const std::optional<IntRange>& range, std::string_view header, uint64_t records,
+                   double stop_seconds, Watchdog& dog, Calibration& cal) {
+  ChunkSpec spec;
+  spec.id = cal.chunks.size();
+  spec.first_record = cal.records;
+  spec.records = records;
+  if (range) {
+    int64_t lo = range->lo + static_cast<int64_t>(cal.records);
+    spec.range = IntRange{lo, lo + static_cast<int64_t>(spec.records)};
+  } else {
+    spec.begin = cal.bytes;
+    spec.end = SkipLines(data, spec.begin, spec.records);
+  }
+  return RunOne(task, args, data, header, spec, stop_seconds, dog, cal);
+}
+
 }  // namespace
 
 Calibration Calibrate(const TaskDef& task, const std::vector<std::string>& args,
@@ -323,18 +342,8 @@ Calibration Calibrate(const TaskDef& task, const std::vector<std::string>& args,
   }
   uint64_t budget = std::min(total, std::max<uint64_t>(3, total / limits.max_records_fraction));
   auto run = [&](uint64_t size) {
-    ChunkSpec spec;
-    spec.id = cal.chunks.size();
-    spec.first_record = cal.records;
-    spec.records = std::min(size, budget - cal.records);
-    if (range) {
-      int64_t lo = range->lo + static_cast<int64_t>(cal.records);
-      spec.range = IntRange{lo, lo + static_cast<int64_t>(spec.records)};
-    } else {
-      spec.begin = cal.bytes;
-      spec.end = SkipLines(data, spec.begin, spec.records);
-    }
-    return RunOne(task, args, data, header, spec, limits.stop_seconds, dog, cal);
+    return RunNextPrefix(task, args, data, range, header, std::min(size, budget - cal.records),
+                         limits.stop_seconds, dog, cal);
   };
   if (budget == 0 || !run(1) || cal.records >= budget) return cal;
   double first_wall = cal.wall_seconds[0], first_cpu = cal.cpu_seconds[0];
@@ -556,6 +565,31 @@ std::string AutoPlan::Summary(size_t total_chunks) const {
          " run while calibrating): " + choice.reason;
 }
 
+uint64_t KeepMeasuringChunk(const AutoInputs& in, const Calibration& cal,
+                            const CalibrationLimits& limits) {
+  double a = in.chunk_seconds, b = in.record_seconds;
+  if (in.records < 2 || b <= 0 || cal.output_bytes >= limits.keep_measuring_bytes) return 0;
+  double left = limits.keep_measuring_seconds - cal.wall;
+  uint64_t last = cal.chunks.empty() ? 1 : cal.chunks.back().records;
+  // Start-up at most kKeepMeasuringStartShare of the chunk, and doubling sizes (a few
+  // chunks in all), as the calibration's.
+  double least = std::ceil(a * (1 - kKeepMeasuringStartShare) / kKeepMeasuringStartShare / b);
+  if (least > static_cast<double>(in.records)) return 0;
+  uint64_t size = std::max<uint64_t>(2 * last, static_cast<uint64_t>(least));
+  if (in.bytes > 0) {  // no bigger than serial mode's chunks (BoundChunks)
+    double per_record = static_cast<double>(in.bytes) / static_cast<double>(in.records);
+    auto fits = static_cast<uint64_t>(static_cast<double>(kMaxChunkBytes) / per_record);
+    if (fits < size) {
+      if (static_cast<double>(fits) < least) return 0;
+      size = std::max<uint64_t>(fits, 1);
+    }
+  }
+  // Half the rest at most (serial runs the rest as one chunk: nothing left to check), and
+  // within the time budget as the model predicts it.
+  if (size > in.records / 2 || a + b * static_cast<double>(size) > left) return 0;
+  return size;
+}
+
 namespace {
 AutoPlan PlanAutoBody(const JobConfig& config, const TaskDef& task, std::string_view data,
                       std::string_view header, uint32_t cores, const ConsumedFn& consumed);
@@ -637,14 +671,39 @@ AutoPlan PlanAutoBody(const JobConfig& config, const TaskDef& task, std::string_
   limits.cores = std::max(cores, 1u);
   limits.max_waiting_workers = max_waiting;
   plan.calibration = Calibrate(task, config.args, data, range, plan.chunks, total, limits, header);
-  const Calibration& cal = plan.calibration;
-  AutoInputs in = FitCostModel(cal, total, range ? 0 : data.size());
-  if (warm_start) in.slot_start_seconds = *warm_start;
-  in.cores = cores;
-  in.jobs = config.jobs_given ? config.jobs : 0;
-  in.max_waiting_workers = max_waiting;
-  if (user_plan) in.chunks = plan.chunks.size() - cal.chunks.size();
+  Calibration& cal = plan.calibration;
+  auto fit = [&] {
+    AutoInputs in = FitCostModel(cal, total, range ? 0 : data.size());
+    if (warm_start) in.slot_start_seconds = *warm_start;
+    in.cores = cores;
+    in.jobs = config.jobs_given ? config.jobs : 0;
+    in.max_waiting_workers = max_waiting;
+    if (user_plan) in.chunks = plan.chunks.size() - cal.chunks.size();
+    return in;
+  };
+  AutoInputs in = fit();
   plan.choice = ChooseMode(in);
+  // Serial chosen: the next chunks run here as serial mode would run them, and each is
+  // measured and the choice made again (KeepMeasuringChunk), so a model fitted on a few
+  // small chunks (a noisy machine, records that cost more further on, work that grows
+  // faster than the records) is corrected while parallel can still pay. -j 1 and the
+  // user's own chunks leave nothing to correct. A pass-through task (identity: run_view)
+  // is not checked: serial mode writes views of the input, where a calibration chunk
+  // copies its output and holds it (twice the cost, measured).
+  size_t chosen_after = cal.chunks.size();
+  if (!user_plan && !cal.error && !task.run_view && !(config.jobs_given && config.jobs <= 1)) {
+    std::optional<Watchdog> dog;
+    while (plan.choice.mode == Mode::kSerial) {
+      uint64_t size = KeepMeasuringChunk(in, cal, limits);
+      if (size == 0) break;
+      if (!dog) dog.emplace();
+      bool ran = RunNextPrefix(task, config.args, data, range, header, size, limits.stop_seconds,
+                               *dog, cal);
+      in = fit();
+      plan.choice = ChooseMode(in);
+      if (!ran) break;
+    }
+  }
   // Threads mode's slots take the calibration's process and these; other modes use none.
   if (plan.choice.mode == Mode::kThreads) spares.Keep(plan.choice.workers - 1);
   std::string sizes;
@@ -652,9 +711,13 @@ AutoPlan PlanAutoBody(const JobConfig& config, const TaskDef& task, std::string_
     sizes += (i ? "+" : "") + std::to_string(cal.chunks[i].records);
   }
   if (cal.chunks.size() > 4) sizes += "+...";
+  size_t checked = cal.chunks.size() - chosen_after;
   plan.choice.reason = "calibrated " + std::to_string(cal.chunks.size()) + " chunks" +
-                       (sizes.empty() ? "" : " (" + sizes + " records)") +
-                       " to completion: " + plan.choice.reason;
+                       (sizes.empty() ? "" : " (" + sizes + " records)") + " to completion" +
+                       (checked ? " (the last " + std::to_string(checked) +
+                                      " serially, checking a first choice of serial)"
+                                : "") +
+                       ": " + plan.choice.reason;
   if (cal.error) {
     plan.choice.reason += std::string(" (a calibration chunk ") +
                           (cal.stopped ? "was " : "failed: ") + cal.error->message() + ")";

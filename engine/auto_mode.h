@@ -8,7 +8,10 @@
 // runs the job's first chunks in the coordinator, one at a time and to completion: one
 // record, then a chunk big enough for the per-record cost to show over the start-up, then
 // doubling sizes while they stay quick; with the user's own plan (--chunks, --chunk-size),
-// the plan's first chunks. Their outputs are the job's output and each is a real, logged
+// the plan's first chunks. When serial is chosen, PlanAuto goes on running the next chunks
+// serially, measuring each and choosing again (KeepMeasuringChunk), for up to half a
+// second: a choice of serial made on a few small chunks is corrected while parallel can
+// still pay. Their outputs are the job's output and each is a real, logged
 // attempt 1 (ApplyCalibration): no record runs twice when nothing fails. ChooseMode() is
 // the pure decision: for each worker and chunk count it estimates the wall time (CPU work
 // shares the cores, waiting work spreads over the workers, every chunk pays a, the last
@@ -123,6 +126,12 @@ struct CalibrationLimits {
   // may need each other running at once, and a heavy chunk should not run alone for long.
   // Its attempt 1 ends free of charge; the chosen mode runs attempt 2.
   double stop_seconds = 3;
+  // Serial chosen: more chunks run and are measured (KeepMeasuringChunk) while the whole
+  // calibration stays under this long and its held outputs under keep_measuring_bytes
+  // (held outputs take fresh pages, which serial mode's reused buffers do not: a few
+  // milliseconds a MiB where page faults are dear).
+  double keep_measuring_seconds = 0.5;
+  uint64_t keep_measuring_bytes = 4u << 20;
   uint32_t cores = 1;
   uint32_t max_waiting_workers = 64;
 };
@@ -141,6 +150,17 @@ Calibration Calibrate(const TaskDef& task, const std::vector<std::string>& args,
                       std::string_view data, const std::optional<IntRange>& range,
                       const std::vector<ChunkSpec>& plan, uint64_t total_records,
                       const CalibrationLimits& limits = {}, std::string_view header = {});
+
+// After ChooseMode chose serial for the records left (`in`, fitted to `cal`): the size of
+// the next chunk to run serially and measure before choosing again, or 0 to stop checking.
+// Doubling sizes from the calibration's last; each big enough that the model's start-up is
+// at most a tenth of it and no bigger than serial mode's chunks (4 MiB of input); never
+// more than half the records left, and only while the calibration plus the chunk's
+// predicted time stay within keep_measuring_seconds and its outputs within
+// keep_measuring_bytes. Work that is all start-up (no per-record cost) is not checked: one
+// chunk for the rest is best whatever it costs.
+uint64_t KeepMeasuringChunk(const AutoInputs& in, const Calibration& cal,
+                            const CalibrationLimits& limits);
 
 // --header: the input's first line with its newline (all of it if it has none).
 std::string_view HeaderLine(std::string_view input);

@@ -530,8 +530,9 @@ ExitCode RunJobUnguarded(const JobConfig& config, JobObserver* observer, const J
       } else {
         note = std::string(
                    "auto decides at run time, from the first chunks run to completion "
-                   "(their start-up and per-record cost, and CPU share): serial or "
-                   "threads, the worker count") +
+                   "(their start-up and per-record cost, and CPU share; a choice of serial "
+                   "is checked on the next chunks for up to 0.5 s): serial or threads, the "
+                   "worker count") +
                (config.jobs_given ? " (-j caps it)" : "") +
                (config.chunking.chunks || config.chunking.chunk_size
                     ? "; the chunks above are the user's and are kept"

@@ -4,7 +4,9 @@
 
 #include <gtest/gtest.h>
 
+#include <chrono>
 #include <string>
+#include <string_view>
 
 #include "tasks/builtin_tasks.h"
 
@@ -372,6 +374,113 @@ TEST(FitCostModelTest, OneSizeIsAllPerRecordWithoutTheColdFirstChunk) {
   EXPECT_EQ(in.chunk_seconds, 0);
   EXPECT_NEAR(in.record_seconds, 0.1, 1e-9);
   EXPECT_EQ(in.record_cpu_seconds, 0);
+}
+
+// A calibration whose last chunk had `last` records and took `wall` seconds in all.
+Calibration Measured(uint64_t last, double wall, uint64_t output_bytes = 0) {
+  Calibration cal;
+  ChunkSpec c;
+  c.records = last;
+  cal.chunks.push_back(c);
+  cal.wall = wall;
+  cal.output_bytes = output_bytes;
+  return cal;
+}
+
+TEST(KeepMeasuringChunkTest, DoublesTheLastChunkWhileTheBudgetLasts) {
+  AutoInputs in = Command(100000, 0, 1e-6, 1.0);
+  EXPECT_EQ(KeepMeasuringChunk(in, Measured(1000, 0.01), {}), 2000u);
+}
+
+TEST(KeepMeasuringChunkTest, StartUpIsAtMostATenthOfTheChunk) {
+  // 10 ms of start-up and 1 us a record: 90,000 records make the start-up a tenth.
+  AutoInputs in = Command(1000000, 0.01, 1e-6, 1.0);
+  EXPECT_NEAR(static_cast<double>(KeepMeasuringChunk(in, Measured(1000, 0.05), {})), 90000, 1);
+}
+
+TEST(KeepMeasuringChunkTest, StopsWhereThereIsNothingLeftToCheck) {
+  CalibrationLimits limits;
+  // All start-up: one chunk for the rest, whatever it costs.
+  EXPECT_EQ(KeepMeasuringChunk(Command(100000, 0.01, 0, 1.0), Measured(10, 0.01), limits), 0u);
+  // The next chunk would be more than half of what is left.
+  EXPECT_EQ(KeepMeasuringChunk(Command(3000, 0, 1e-6, 1.0), Measured(1000, 0.01), limits), 0u);
+  // The time budget: 0.495 s spent, and 2,000 records predicted at 10 ms.
+  EXPECT_EQ(KeepMeasuringChunk(Command(100000, 0, 5e-6, 1.0), Measured(1000, 0.495), limits), 0u);
+  // The outputs held in memory.
+  EXPECT_EQ(KeepMeasuringChunk(Command(100000, 0, 1e-6, 1.0),
+                               Measured(1000, 0.01, limits.keep_measuring_bytes), limits),
+            0u);
+}
+
+TEST(KeepMeasuringChunkTest, NoBiggerThanSerialModesChunks) {
+  AutoInputs in = Command(100000, 0, 1e-6, 1.0);
+  in.bytes = 100000ull * 1024;  // 1 KiB records: 4,096 make 4 MiB
+  EXPECT_EQ(KeepMeasuringChunk(in, Measured(3000, 0.01), {}), 4096u);
+}
+
+// A task spending the number of microseconds each record says, on the CPU.
+const TaskDef& SpinTask() {
+  static const TaskDef* task = [] {
+    TaskDef def;
+    def.name = "test-spin-per-record";
+    def.run = [](const ChunkInput& chunk, std::span<const std::string>, std::string& out,
+                 std::stop_token) {
+      std::string_view data = chunk.data;
+      while (!data.empty()) {
+        size_t nl = data.find('\n');
+        std::string_view line = data.substr(0, nl);
+        auto until = std::chrono::steady_clock::now() +
+                     std::chrono::microseconds(std::stoll(std::string(line)));
+        while (std::chrono::steady_clock::now() < until) {
+        }
+        data.remove_prefix(nl == std::string_view::npos ? data.size() : nl + 1);
+      }
+      out.assign(chunk.data);
+      return Status::Ok();
+    };
+    TaskRegistry::Global().Register(def);
+    return TaskRegistry::Global().Find(def.name);
+  }();
+  return *task;
+}
+
+TEST(PlanAutoTest, ASerialChoiceIsCheckedAndRecordsThatCostMoreFurtherOnTurnItParallel) {
+  // 400 records of 1 us (serial, on what the calibration's first 125 show: 2 cores would
+  // save under 2 ms), then 600 of 2 ms (1.2 s of CPU: worth both cores).
+  std::string data;
+  for (int i = 0; i < 1000; ++i) data += i < 400 ? "1\n" : "2000\n";
+  JobConfig config;
+  config.task = SpinTask().name;
+  // A busy machine can stall a calibration chunk of microseconds long enough that threads
+  // are chosen at once; a quiet run of the three must show the check.
+  bool checked = false;
+  std::string reasons;
+  for (int run = 0; run < 3 && !checked; ++run) {
+    AutoPlan plan = PlanAuto(config, SpinTask(), data, 2);
+    ASSERT_TRUE(plan.status.ok()) << plan.status.message();
+    EXPECT_EQ(plan.choice.mode, Mode::kThreads) << plan.choice.reason;
+    reasons += plan.choice.reason + "\n";
+    checked = plan.choice.reason.find("checking a first choice of serial") != std::string::npos;
+    // Every record is planned once, the calibration's chunks first, with their outputs.
+    const Calibration& cal = plan.calibration;
+    uint64_t record = 0, byte = 0;
+    for (size_t i = 0; i < plan.chunks.size(); ++i) {
+      const ChunkSpec& c = plan.chunks[i];
+      EXPECT_EQ(c.id, i);
+      EXPECT_EQ(c.first_record, record);
+      EXPECT_EQ(c.begin, byte);
+      if (i < cal.chunks.size()) {
+        EXPECT_EQ(cal.outputs[i], data.substr(c.begin, c.bytes()));
+      }
+      record += c.records;
+      byte = c.end;
+    }
+    EXPECT_EQ(record, 1000u);
+    EXPECT_EQ(byte, data.size());
+    // Checking stopped once the chunks cost more: the heavy records mostly run in parallel.
+    EXPECT_LT(cal.records, 700u);
+  }
+  EXPECT_TRUE(checked) << reasons;
 }
 
 TEST(PlanRestTest, RestFollowsTheCalibration) {
