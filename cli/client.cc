@@ -19,6 +19,7 @@
 #include "common/exit_code.h"
 #include "common/output_file.h"
 #include "common/server_protocol.h"
+#include "common/unique_fd.h"
 #include "engine/interrupt.h"
 
 namespace fanout {
@@ -369,9 +370,11 @@ int SubmitToServer(const ServerClient& client, const std::vector<std::string>& a
   // The input: in the submission when it fits one part, else uploaded in parts after it.
   std::optional<std::string> first;
   int in_fd = -1;
+  UniqueFd opened;  // -i FILE: closed once it is sent, not held while the job runs
   if (!parsed.range && !input_by_path) {
     bool from_stdin = parsed.input == "-" || parsed.input.empty();
-    in_fd = from_stdin ? STDIN_FILENO : open(parsed.input.c_str(), O_RDONLY | O_CLOEXEC);
+    if (!from_stdin) opened = UniqueFd(open(parsed.input.c_str(), O_RDONLY | O_CLOEXEC));
+    in_fd = from_stdin ? STDIN_FILENO : opened.get();
     if (in_fd < 0) {
       return Fail("cannot read input '" + parsed.input + "': " + std::strerror(errno));
     }
@@ -398,6 +401,7 @@ int SubmitToServer(const ServerClient& client, const std::vector<std::string>& a
   if (upload) {
     if (int failed = Upload(c, client, id, in_fd, std::move(*first)); failed != 0) return failed;
   }
+  opened.Reset();
   if (detach) {
     std::printf("%s\n", id.c_str());
     return ToInt(ExitCode::kOk);

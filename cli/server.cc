@@ -997,7 +997,8 @@ void Server::RunCall(Job& job) {
 }
 
 void Server::OnMessage(ClientMessage& m) {
-  if (auto mismatch = ProtocolMismatch(m.header, "client")) return Error(m, *mismatch);
+  if (auto mismatch = ProtocolMismatch(m.header, ClientProtocolSide::kClient))
+    return Error(m, *mismatch);
   const std::string op = m.header["op"];
   if (op == "submit") return OnSubmit(m);
   if (op == "call") return OnCall(m);

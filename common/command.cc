@@ -22,6 +22,7 @@
 #include "common/async_attempt.h"
 #include "common/group_guard.h"
 #include "common/spawn.h"
+#include "common/unique_fd.h"
 
 namespace fanout {
 namespace {
@@ -36,43 +37,17 @@ std::atomic<int> g_death_signal{0};
 std::atomic<bool> g_kill_group_on_exit{false};
 
 // An owned file descriptor. Invariant: fd_ is -1 or open and owned by this object.
-class Fd {
- public:
-  Fd() = default;
-  explicit Fd(int fd) : fd_(fd) {}
-  Fd(Fd&& o) noexcept : fd_(std::exchange(o.fd_, -1)) {}
-  Fd& operator=(Fd&& o) noexcept {
-    if (this != &o) {
-      Reset();
-      fd_ = std::exchange(o.fd_, -1);
-    }
-    return *this;
-  }
-  Fd(const Fd&) = delete;
-  Fd& operator=(const Fd&) = delete;
-  ~Fd() { Reset(); }
-
-  void Reset() {
-    if (fd_ >= 0) close(fd_);
-    fd_ = -1;
-  }
-  int get() const { return fd_; }
-  bool open() const { return fd_ >= 0; }
-
- private:
-  int fd_ = -1;
-};
 
 // One end of each of the child's standard streams (stdin, stdout, stderr).
 struct StdPipes {
-  Fd in, out, err;
+  UniqueFd in, out, err;
 };
 
-bool MakePipe(Fd& read_end, Fd& write_end) {
+bool MakePipe(UniqueFd& read_end, UniqueFd& write_end) {
   int p[2];
   if (pipe2(p, O_CLOEXEC) != 0) return false;
-  read_end = Fd(AboveStdio(p[0]));
-  write_end = Fd(AboveStdio(p[1]));
+  read_end = UniqueFd(AboveStdio(p[0]));
+  write_end = UniqueFd(AboveStdio(p[1]));
   return read_end.open() && write_end.open();
 }
 
@@ -90,7 +65,7 @@ Status MakeStdPipes(StdPipes& parent, StdPipes& child) {
     int err = errno;
     return Status::Error("exec: cannot create pipes: " + ErrorText(err) + FdHint(err));
   }
-  for (const Fd* fd : {&parent.in, &parent.out, &parent.err}) {
+  for (const UniqueFd* fd : {&parent.in, &parent.out, &parent.err}) {
     int flags = fcntl(fd->get(), F_GETFL);
     if (flags < 0 || fcntl(fd->get(), F_SETFL, flags | O_NONBLOCK) != 0) {
       return Status::Error("exec: cannot configure pipes: " + ErrorText(errno));
@@ -140,7 +115,7 @@ class ChildProcess {
 
  private:
   pid_t pid_ = -1;  // -1 when there is no unreaped child
-  Fd pidfd_;
+  UniqueFd pidfd_;
 };
 
 int ChildProcess::Spawn(std::vector<std::string> argv, std::vector<std::string> env,
@@ -151,7 +126,7 @@ int ChildProcess::Spawn(std::vector<std::string> argv, std::vector<std::string> 
   if (pid < 0) return -pid;
   pid_ = pid;
 #ifdef SYS_pidfd_open
-  pidfd_ = Fd(static_cast<int>(syscall(SYS_pidfd_open, pid_, 0)));  // close-on-exec
+  pidfd_ = UniqueFd(static_cast<int>(syscall(SYS_pidfd_open, pid_, 0)));  // close-on-exec
 #endif
   return 0;
 }
@@ -176,7 +151,7 @@ int ChildProcess::TryReap(bool block, int& status, double& cpu_seconds) {
 // Writes as much of `input` as the pipe takes, dropping the written prefix. Closes `in`
 // once everything is written or the child stopped reading (EPIPE is not an error: e.g.
 // `head -1` exits without reading the rest).
-void WriteSome(Fd& in, std::string_view& input) {
+void WriteSome(UniqueFd& in, std::string_view& input) {
   while (!input.empty()) {
     ssize_t w = WriteToPipe(in.get(), input.data(), std::min(input.size(), kIoBlock));
     if (w > 0) {

@@ -49,15 +49,16 @@ std::optional<ClientMessage> ReceiveClientMessage(zmq::socket_t& socket, bool ro
   return m;
 }
 
-std::optional<std::string> ProtocolMismatch(const nlohmann::json& header, const char* sender) {
+std::optional<std::string> ProtocolMismatch(const nlohmann::json& header,
+                                            ClientProtocolSide sender) {
   auto v = header.find("v");
   if (v == header.end() || (v->is_number_integer() && *v == kClientProtocolVersion)) {
     return std::nullopt;
   }
-  bool self_is_server = std::string_view(sender) == "client";
-  return std::string("the ") + sender + " speaks fanout's client protocol " + v->dump() +
-         ", this " + (self_is_server ? "server" : "client") + " " +
-         std::to_string(kClientProtocolVersion) +
+  bool from_client = sender == ClientProtocolSide::kClient;
+  return std::string("the ") + (from_client ? "client" : "server") +
+         " speaks fanout's client protocol " + v->dump() + ", this " +
+         (from_client ? "server" : "client") + " " + std::to_string(kClientProtocolVersion) +
          " (fanout " FANOUT_VERSION "): run the same fanout version on both";
 }
 
@@ -129,7 +130,7 @@ std::optional<ClientMessage> ReceiveFromServer(ServerConnection& c,
   auto until = Clock::now() + timeout;
   while (!stop() && c.refused.empty()) {
     if (auto m = ReceiveClientMessage(*c.socket, /*router=*/false)) {
-      if (auto mismatch = ProtocolMismatch(m->header, "server")) {
+      if (auto mismatch = ProtocolMismatch(m->header, ClientProtocolSide::kServer)) {
         m->header = {{"op", "error"}, {"message", *mismatch}, {"exit", ToInt(ExitCode::kUsage)}};
         m->payload.reset();
       }

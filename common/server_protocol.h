@@ -29,10 +29,14 @@ inline constexpr int kServerPartsInFlight = 4;
 // Raised when a message changes so that the other side would misread it.
 inline constexpr int kClientProtocolVersion = 1;
 
-// Why `header`, sent by the `sender` ("client" or "server"), cannot be understood here: it
-// carries another "v". nullopt when it matches, or carries none (a sender from before
-// versions, which spoke version 1).
-std::optional<std::string> ProtocolMismatch(const nlohmann::json& header, const char* sender);
+// Which side sent a client-protocol message.
+enum class ClientProtocolSide { kClient, kServer };
+
+// Why `header`, sent by `sender`, cannot be understood here (by the other side): it carries
+// another "v". nullopt when it matches, or carries none (a sender from before versions,
+// which spoke version 1).
+std::optional<std::string> ProtocolMismatch(const nlohmann::json& header,
+                                            ClientProtocolSide sender);
 
 // How a client reaches a server (--server, --server-key, --client-secret).
 struct ServerClient {

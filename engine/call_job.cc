@@ -32,9 +32,7 @@ std::vector<ChunkSpec> PlanCall(const CallSpec& spec) {
   return chunks;
 }
 
-uint64_t IdOf(const CallSpec& spec, uint64_t chunk) {
-  return chunk < spec.ids.size() ? spec.ids[chunk] : chunk;
-}
+uint64_t IdOf(const CallSpec& spec, uint64_t chunk) { return ChunkNumber(spec.ids, chunk); }
 
 ChunkFailure Failed(const CallSpec& spec, const Scheduler& scheduler, const RunStats& stats,
                     uint64_t chunk) {

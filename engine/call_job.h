@@ -22,6 +22,12 @@ namespace fanout {
 
 class WarmProcesses;
 
+// The number a caller gives chunk `chunk` in errors: ids[chunk] (e.g. a Pool's submission
+// numbers), or the index itself when `ids` is empty.
+inline uint64_t ChunkNumber(const std::vector<uint64_t>& ids, uint64_t chunk) {
+  return chunk < ids.size() ? ids[chunk] : chunk;
+}
+
 struct CallSpec {
   std::string bytes;  // the chunks back to back, `sizes[i]` bytes each
   std::vector<uint64_t> sizes;

@@ -18,18 +18,12 @@
 #include "common/group_guard.h"
 #include "common/log.h"
 #include "common/spawn.h"
+#include "common/unique_fd.h"
 
 namespace fanout {
 namespace {
 
 // Closes a file descriptor on scope exit.
-struct Fd {
-  int fd = -1;
-  ~Fd() {
-    if (fd >= 0) close(fd);
-  }
-};
-
 bool Executable(const std::string& path) { return access(path.c_str(), X_OK) == 0; }
 
 // pidfd_send_signal(2) (glibc 2.36 declares it without C linkage for C++). A pidfd names
@@ -109,28 +103,28 @@ LocalLauncher::LocalLauncher(std::string worker_bin, std::string endpoint,
 LocalLauncher::~LocalLauncher() { StopAll(std::chrono::milliseconds(0)); }
 
 Result<pid_t> LocalLauncher::Spawn(const std::string& name) {
-  Fd token;
+  UniqueFd token;
   if (!token_.empty()) {
-    token.fd = TokenPipe(token_);
-    if (token.fd < 0) {
+    token = UniqueFd(TokenPipe(token_));
+    if (token.get() < 0) {
       return Status::Error(std::string("cannot pass a worker its token: ") + std::strerror(errno));
     }
   }
   std::vector<std::string> args = {worker_bin_, "--connect", endpoint_, "--name", name};
-  if (token.fd >= 0) {
-    args.insert(args.end(), {"--local-token-fd", std::to_string(token.fd)});
+  if (token.get() >= 0) {
+    args.insert(args.end(), {"--local-token-fd", std::to_string(token.get())});
   }
   args.insert(args.end(), argv_tail_.begin(), argv_tail_.end());
-  Fd devnull{open("/dev/null", O_RDWR | O_CLOEXEC)};
-  if (devnull.fd < 0) {
+  UniqueFd devnull(open("/dev/null", O_RDWR | O_CLOEXEC));
+  if (devnull.get() < 0) {
     return Status::Error(std::string("cannot start a worker: ") + std::strerror(errno));
   }
   // SIGTERM on our death, which the worker catches: it kills its commands' process groups,
   // then exits. Its own process group: terminal signals go to the coordinator, which stops
   // workers itself (so no group guard either).
   pid_t pid = SpawnProcess(
-      std::move(args), BuildEnvironment({}), {devnull.fd, devnull.fd, STDERR_FILENO},
-      SpawnOptions{.death_signal = SIGTERM, .keep_fd = token.fd, .guard_group = false});
+      std::move(args), BuildEnvironment({}), {devnull.get(), devnull.get(), STDERR_FILENO},
+      SpawnOptions{.death_signal = SIGTERM, .keep_fd = token.get(), .guard_group = false});
   if (pid < 0) {
     return Status::Error("cannot execute worker '" + worker_bin_ + "': " + ErrorText(-pid));
   }
@@ -165,10 +159,11 @@ std::vector<pid_t> OwnChildren() {
     char* end = nullptr;
     long pid = std::strtol(e->d_name, &end, 10);
     if (pid <= 0 || *end != '\0') continue;
-    Fd stat{open((std::string("/proc/") + e->d_name + "/stat").c_str(), O_RDONLY | O_CLOEXEC)};
-    if (stat.fd < 0) continue;
+    UniqueFd stat(
+        open((std::string("/proc/") + e->d_name + "/stat").c_str(), O_RDONLY | O_CLOEXEC));
+    if (stat.get() < 0) continue;
     char buf[512];
-    ssize_t n = read(stat.fd, buf, sizeof buf - 1);
+    ssize_t n = read(stat.get(), buf, sizeof buf - 1);
     if (n <= 0) continue;
     buf[n] = '\0';
     const char* paren = std::strrchr(buf, ')');

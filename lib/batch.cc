@@ -66,7 +66,7 @@ WarmProcesses& WarmFleet(WarmWorkers& warm, const JobConfig& config, const PoolS
 }  // namespace
 
 std::exception_ptr ErrorOf(uint64_t chunk, const BatchSpec& spec, const ChunkFailure& f) {
-  uint64_t id = chunk < spec.ids.size() ? spec.ids[chunk] : chunk;
+  uint64_t id = ChunkNumber(spec.ids, chunk);
   switch (f.kind) {
     case ChunkFailure::Kind::kFailed:
       return std::make_exception_ptr(TaskError(id, f.reason, f.message));

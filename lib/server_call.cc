@@ -90,7 +90,7 @@ void TellTheRest(const ClientMessage& done, const BatchSpec& spec, const std::ve
   std::string report = done.header.value("report", "");
   for (uint64_t chunk = 0; chunk < told.size(); ++chunk) {
     if (told[chunk]) continue;
-    uint64_t id = chunk < spec.ids.size() ? spec.ids[chunk] : chunk;
+    uint64_t id = ChunkNumber(spec.ids, chunk);
     callbacks.on_error(
         chunk,
         exit == ToInt(ExitCode::kInterrupted)
