@@ -7,6 +7,7 @@
 #include <chrono>
 #include <string>
 #include <string_view>
+#include <utility>
 
 #include "tasks/builtin_tasks.h"
 
@@ -192,6 +193,26 @@ std::string Lines(int n) {
   return s;
 }
 
+// Checks that `chunks` follow each other from the input's start (ids, record numbers and
+// byte offsets), the first ones being the calibration's with its outputs (of a task that
+// copies its input). Returns the records and bytes they cover.
+std::pair<uint64_t, uint64_t> ExpectInOrder(const std::vector<ChunkSpec>& chunks,
+                                            const Calibration& cal, std::string_view data) {
+  uint64_t record = 0, byte = 0;
+  for (size_t i = 0; i < chunks.size(); ++i) {
+    const ChunkSpec& c = chunks[i];
+    EXPECT_EQ(c.id, i);
+    EXPECT_EQ(c.first_record, record);
+    EXPECT_EQ(c.begin, byte);
+    if (i < cal.chunks.size()) {
+      EXPECT_EQ(cal.outputs[i], data.substr(c.begin, c.bytes()));
+    }
+    record += c.records;
+    byte = c.end;
+  }
+  return {record, byte};
+}
+
 TEST(CalibrateTest, PrefixChunksKeepOutputsAndOffsets) {
   std::string data = Lines(1000);
   Calibration cal = Calibrate(Task("identity"), {}, data, std::nullopt, {}, 1000);
@@ -199,16 +220,7 @@ TEST(CalibrateTest, PrefixChunksKeepOutputsAndOffsets) {
   EXPECT_LE(cal.records, 125u);  // at most 1/8
   EXPECT_EQ(cal.chunks[0].records, 1u);
   EXPECT_GE(cal.chunks[1].records, 2u);
-  uint64_t record = 0, byte = 0;
-  for (size_t i = 0; i < cal.chunks.size(); ++i) {
-    const ChunkSpec& c = cal.chunks[i];
-    EXPECT_EQ(c.id, i);
-    EXPECT_EQ(c.first_record, record);
-    EXPECT_EQ(c.begin, byte);
-    EXPECT_EQ(cal.outputs[i], data.substr(c.begin, c.bytes()));  // identity
-    record += c.records;
-    byte = c.end;
-  }
+  auto [record, byte] = ExpectInOrder(cal.chunks, cal, data);
   EXPECT_EQ(cal.records, record);
   EXPECT_EQ(cal.bytes, byte);
   EXPECT_EQ(cal.started.size(), cal.chunks.size());
@@ -463,18 +475,7 @@ TEST(PlanAutoTest, ASerialChoiceIsCheckedAndRecordsThatCostMoreFurtherOnTurnItPa
     checked = plan.choice.reason.find("checking a first choice of serial") != std::string::npos;
     // Every record is planned once, the calibration's chunks first, with their outputs.
     const Calibration& cal = plan.calibration;
-    uint64_t record = 0, byte = 0;
-    for (size_t i = 0; i < plan.chunks.size(); ++i) {
-      const ChunkSpec& c = plan.chunks[i];
-      EXPECT_EQ(c.id, i);
-      EXPECT_EQ(c.first_record, record);
-      EXPECT_EQ(c.begin, byte);
-      if (i < cal.chunks.size()) {
-        EXPECT_EQ(cal.outputs[i], data.substr(c.begin, c.bytes()));
-      }
-      record += c.records;
-      byte = c.end;
-    }
+    auto [record, byte] = ExpectInOrder(plan.chunks, cal, data);
     EXPECT_EQ(record, 1000u);
     EXPECT_EQ(byte, data.size());
     // Checking stopped once the chunks cost more: the heavy records mostly run in parallel.
