@@ -17,6 +17,7 @@
 #include "common/curve.h"
 #include "common/exit_code.h"
 #include "common/log.h"
+#include "common/nss_policy.h"
 #include "common/plugin_loader.h"
 #include "common/task.h"
 #include "common/transport.h"
@@ -100,6 +101,7 @@ void RaiseFdLimit() {
 int WorkerMain(int argc, char** argv, const std::string& program) {
   signal(SIGPIPE, SIG_IGN);
   KeepFreedMemory();
+  LookUpProtocolsInFiles();
   // Blocked before any thread exists, so only the loop's signalfd sees these.
   sigset_t set;
   sigemptyset(&set);
