@@ -301,6 +301,7 @@ class Server {
     std::chrono::steady_clock::time_point heard;
   };
   std::map<uint64_t, Upload> uploads_;
+  std::chrono::steady_clock::time_point next_expiry_;  // ExpireFinished's next look. Main.
   bool streaming_ = false;  // some running job has parked requests. Main thread.
 };
 
@@ -1091,6 +1092,11 @@ void Server::Finished() {
 }
 
 void Server::ExpireFinished() {
+  // Once a second at most: the loop wakes for every batch of messages, and the scan
+  // covers every job kept.
+  auto clock = std::chrono::steady_clock::now();
+  if (clock < next_expiry_) return;
+  next_expiry_ = clock + std::chrono::seconds(1);
   double keep = std::chrono::duration<double>(options_.keep_finished).count();
   double now = Now();
   std::lock_guard lock(mu_);

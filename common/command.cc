@@ -36,8 +36,6 @@ constexpr size_t kStderrLines = 5;         // stderr lines quoted in an error me
 std::atomic<int> g_death_signal{0};
 std::atomic<bool> g_kill_group_on_exit{false};
 
-// An owned file descriptor. Invariant: fd_ is -1 or open and owned by this object.
-
 // One end of each of the child's standard streams (stdin, stdout, stderr).
 struct StdPipes {
   UniqueFd in, out, err;

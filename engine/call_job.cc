@@ -32,14 +32,12 @@ std::vector<ChunkSpec> PlanCall(const CallSpec& spec) {
   return chunks;
 }
 
-uint64_t IdOf(const CallSpec& spec, uint64_t chunk) { return ChunkNumber(spec.ids, chunk); }
-
 ChunkFailure Failed(const CallSpec& spec, const Scheduler& scheduler, const RunStats& stats,
                     uint64_t chunk) {
   const auto& failures = scheduler.failures_of(chunk);
   ChunkFailure f;
   f.reason = failures.empty() ? "failed" : failures.back().reason;
-  f.message = "chunk " + std::to_string(IdOf(spec, chunk)) + " failed";
+  f.message = "chunk " + std::to_string(ChunkNumber(spec.ids, chunk)) + " failed";
   if (!failures.empty()) {
     f.message += " on worker " + stats.WorkerName(failures.back().worker) + " (attempt " +
                  std::to_string(failures.back().attempt) + "; " +
@@ -145,7 +143,7 @@ Status RunCallJob(const JobConfig& config, CallSpec spec, const CallCallbacks& c
   const auto& failed = scheduler.failed_chunks();
   for (uint64_t c = 0; c < job.chunks.size(); ++c) {
     if (reported[c]) continue;
-    std::string id = std::to_string(IdOf(spec, c));
+    std::string id = std::to_string(ChunkNumber(spec.ids, c));
     if (std::find(failed.begin(), failed.end(), c) != failed.end()) {
       callbacks.on_error(c, Failed(spec, scheduler, stats, c));
     } else if (cancelled) {

@@ -23,7 +23,6 @@
 namespace fanout {
 namespace {
 
-// Closes a file descriptor on scope exit.
 bool Executable(const std::string& path) { return access(path.c_str(), X_OK) == 0; }
 
 // pidfd_send_signal(2) (glibc 2.36 declares it without C linkage for C++). A pidfd names
@@ -106,17 +105,17 @@ Result<pid_t> LocalLauncher::Spawn(const std::string& name) {
   UniqueFd token;
   if (!token_.empty()) {
     token = UniqueFd(TokenPipe(token_));
-    if (token.get() < 0) {
+    if (!token.open()) {
       return Status::Error(std::string("cannot pass a worker its token: ") + std::strerror(errno));
     }
   }
   std::vector<std::string> args = {worker_bin_, "--connect", endpoint_, "--name", name};
-  if (token.get() >= 0) {
+  if (token.open()) {
     args.insert(args.end(), {"--local-token-fd", std::to_string(token.get())});
   }
   args.insert(args.end(), argv_tail_.begin(), argv_tail_.end());
   UniqueFd devnull(open("/dev/null", O_RDWR | O_CLOEXEC));
-  if (devnull.get() < 0) {
+  if (!devnull.open()) {
     return Status::Error(std::string("cannot start a worker: ") + std::strerror(errno));
   }
   // SIGTERM on our death, which the worker catches: it kills its commands' process groups,
@@ -161,7 +160,7 @@ std::vector<pid_t> OwnChildren() {
     if (pid <= 0 || *end != '\0') continue;
     UniqueFd stat(
         open((std::string("/proc/") + e->d_name + "/stat").c_str(), O_RDONLY | O_CLOEXEC));
-    if (stat.get() < 0) continue;
+    if (!stat.open()) continue;
     char buf[512];
     ssize_t n = read(stat.get(), buf, sizeof buf - 1);
     if (n <= 0) continue;

@@ -117,10 +117,10 @@ void TaskRunner::Cancel(uint64_t chunk, uint32_t attempt) {
       running_.erase(it);  // its result will be dropped
     }
   }
-  // No Dispatch here: the coordinator cancels a job's attempts in a burst, a running one
-  // before the one waiting behind it, and starting the waiting one in the freed slot now
-  // would start a command of a cancelled job. The next Advance starts what still waits
-  // (NextDeadline is "now" while a slot is free), after the loop read every message.
+  // No Dispatch here: the coordinator cancels a job's attempts in a burst, and if a running
+  // one's cancel comes before that of one waiting behind it, starting the waiting one in
+  // the freed slot now would start a command of a cancelled job. The next Advance starts what still
+  // waits (NextDeadline is "now" while a slot is free), after the loop read every message.
 }
 
 std::vector<std::pair<uint64_t, uint32_t>> TaskRunner::TakeWaiting() {
