@@ -169,16 +169,6 @@ AutoChoice ChooseMode(const AutoInputs& in, const DispatchCosts& costs) {
 
 namespace {
 
-// Byte offset just past `records` lines starting at `from` (or data.size()).
-uint64_t SkipLines(std::string_view data, uint64_t from, uint64_t records) {
-  uint64_t at = from;
-  for (uint64_t i = 0; i < records && at < data.size(); ++i) {
-    const void* nl = std::memchr(data.data() + at, '\n', data.size() - at);
-    at = nl ? static_cast<uint64_t>(static_cast<const char*>(nl) - data.data()) + 1 : data.size();
-  }
-  return at;
-}
-
 constexpr uint64_t kMinPlanChunks = 3;
 
 // One thread for the whole calibration: while armed, it cancels the armed stop source
@@ -255,11 +245,25 @@ bool RunOne(const TaskDef& task, const std::vector<std::string>& args, std::stri
   in.range = spec.range;
   in.chunk_id = spec.id;
   in.attempt = 1;
-  std::string out;
+  Blob out;
   double queued = RunQueueSeconds();
   std::stop_source stop;
   dog.Arm(stop, stop_seconds);
-  Measured m = MeasuredRun(task, in, args, out, stop.get_token());
+  Measured m;
+  if (task.run_view && !spec.range) {
+    // A pass-through task (identity) is not copied, as serial mode does not copy it: the
+    // output borrows the job's input mapping, which outlives the job's results. A view
+    // outside it (the --header copy above) is copied.
+    std::string_view view;
+    m = MeasuredView(task, in, args, view);
+    bool in_mapping = view.empty() || (view.data() >= data.data() &&
+                                       view.data() + view.size() <= data.data() + data.size());
+    out = in_mapping ? Blob::Borrowed(view) : Blob(std::string(view));
+  } else {
+    std::string bytes;
+    m = MeasuredRun(task, in, args, bytes, stop.get_token());
+    out = Blob(std::move(bytes));
+  }
   dog.Disarm();
   queued = RunQueueSeconds() - queued;
   if (stop.stop_requested()) {
@@ -688,8 +692,8 @@ AutoPlan PlanAutoBody(const JobConfig& config, const TaskDef& task, std::string_
   // small chunks (a noisy machine, records that cost more further on, work that grows
   // faster than the records) is corrected while parallel can still pay. -j 1 and the
   // user's own chunks leave nothing to correct. A pass-through task (identity: run_view)
-  // is not checked: serial mode writes views of the input, where a calibration chunk
-  // copies its output and holds it (twice the cost, measured).
+  // is not checked: its chunks are views of the input, next to free in any mode, and
+  // checking would only add chunks.
   size_t chosen_after = cal.chunks.size();
   if (!user_plan && !cal.error && !task.run_view && !(config.jobs_given && config.jobs <= 1)) {
     std::optional<Watchdog> dog;
@@ -744,9 +748,8 @@ Status ApplyCalibration(AutoPlan& plan, const PlannedJob& job, Scheduler& schedu
     span.cpu_seconds = cal.cpu_seconds[i];
     telemetry.RecordAttempt(std::move(span));
     // --header: the first output's first line is the output's header.
-    if (Status s = sink.Vet(cal.outputs[i]); !s.ok()) return s;
-    if (Status s =
-            sink.Accept(cal.chunks[i].id, Blob(std::move(cal.outputs[i])), cal.cpu_seconds[i]);
+    if (Status s = sink.Vet(cal.outputs[i].view()); !s.ok()) return s;
+    if (Status s = sink.Accept(cal.chunks[i].id, std::move(cal.outputs[i]), cal.cpu_seconds[i]);
         !s.ok()) {
       return s;
     }

@@ -28,6 +28,7 @@
 #include <string_view>
 #include <vector>
 
+#include "common/blob.h"
 #include "common/chunking.h"
 #include "common/task.h"
 #include "engine/job_config.h"
@@ -93,8 +94,10 @@ AutoChoice ChooseMode(const AutoInputs& in, const DispatchCosts& costs = {});
 // The calibration's result: the chunks it ran to completion (kept, in input order) and
 // what each measured.
 struct Calibration {
-  std::vector<ChunkSpec> chunks;     // planned and run; ids 0..k-1
-  std::vector<std::string> outputs;  // their outputs
+  std::vector<ChunkSpec> chunks;  // planned and run; ids 0..k-1
+  // Their outputs: the bytes each made, or for a pass-through task (TaskDef::run_view)
+  // the slice of the input it passes on, borrowed from the job's input mapping.
+  std::vector<Blob> outputs;
   std::vector<double> cpu_seconds, wall_seconds;
   // Of each chunk's wall time, how long the coordinator's thread was ready to run but
   // queued for a CPU (/proc/thread-self/schedstat): a busy machine, not waiting. An `exec`
