@@ -259,6 +259,26 @@ std::vector<uint64_t> ArraySplitSizes(uint64_t n, uint64_t k) {
 
 uint64_t CountLines(std::string_view data) { return CountRecords(data, RecordKind::kLines, 0); }
 
+uint64_t SkipLines(std::string_view data, uint64_t from, uint64_t records) {
+  // A few records are found directly: counting a block first would read more.
+  constexpr uint64_t kDirect = 64;
+  const char* base = data.data();
+  const char* p = base + std::min<uint64_t>(from, data.size());
+  const char* end = base + data.size();
+  while (records > kDirect && p < end) {
+    size_t n = std::min(static_cast<size_t>(end - p), kCountBlock);
+    uint64_t here = CountByte(p, n, '\n');
+    if (here >= records) break;  // the one wanted is in this block
+    records -= here;
+    p += n;
+  }
+  for (; records > 0 && p < end; --records) {
+    const void* nl = std::memchr(p, '\n', static_cast<size_t>(end - p));
+    p = nl ? static_cast<const char*>(nl) + 1 : end;
+  }
+  return static_cast<uint64_t>(p - base);
+}
+
 uint64_t CountRecords(std::string_view data, RecordKind kind, uint64_t record_size,
                       const ConsumedFn& consumed) {
   return *CountRecordsWithin(data, kind, record_size, PlanLimits{}, consumed);

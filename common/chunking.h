@@ -75,6 +75,11 @@ std::vector<uint64_t> ArraySplitSizes(uint64_t n, uint64_t k);
 // Number of line records: '\n'-terminated lines plus a final unterminated line, if any.
 uint64_t CountLines(std::string_view data);
 
+// Byte offset just past `records` line records of `data` starting at byte `from` (or
+// data.size() if fewer are left). Whole blocks are counted and skipped, as CountLines
+// counts them, and only the last one is searched line by line.
+uint64_t SkipLines(std::string_view data, uint64_t from, uint64_t records);
+
 // Plans chunks of line records over `data`. `default_chunks` applies when `options` sets
 // neither field. Bytes are preserved exactly: concatenating the chunks gives `data`.
 std::vector<ChunkSpec> PlanLineChunks(std::string_view data, const ChunkingOptions& options,

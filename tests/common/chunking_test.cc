@@ -71,6 +71,40 @@ TEST(ChunkingTest, CountLinesCountsAnUnterminatedLastLine) {
   EXPECT_EQ(CountLines(std::string_view("\0\n\0", 3)), 2u);
 }
 
+// ---- SkipLines -------------------------------------------------------------------------
+
+// The offset after `records` lines from `from`, one line at a time (the reference).
+uint64_t SkipLinesOneByOne(std::string_view data, uint64_t from, uint64_t records) {
+  uint64_t at = from;
+  for (; records > 0 && at < data.size(); --records) {
+    size_t nl = data.find('\n', at);
+    at = nl == std::string_view::npos ? data.size() : nl + 1;
+  }
+  return at;
+}
+
+TEST(ChunkingTest, SkipLinesMatchesALineByLineWalkAcrossBlocks) {
+  EXPECT_EQ(SkipLines("", 0, 3), 0u);
+  EXPECT_EQ(SkipLines("a\nb", 0, 1), 2u);
+  EXPECT_EQ(SkipLines("a\nb", 0, 2), 3u);   // an unterminated last line
+  EXPECT_EQ(SkipLines("a\nb", 0, 10), 3u);  // fewer left
+  EXPECT_EQ(SkipLines("a\nb\n", 2, 0), 2u);
+  // Lines of every length from 0 to 199 bytes: records end on and across the 64 KiB
+  // blocks that are counted and skipped whole.
+  std::string data;
+  for (int i = 0; data.size() < 600'000; ++i) data += std::string(i % 200, 'x') + "\n";
+  data += "tail";
+  uint64_t lines = CountLines(data);
+  for (uint64_t from :
+       {uint64_t{0}, uint64_t{1}, uint64_t{65'535}, uint64_t{65'536}, uint64_t{300'001}}) {
+    for (uint64_t n : {uint64_t{0}, uint64_t{1}, uint64_t{64}, uint64_t{65}, uint64_t{700},
+                       uint64_t{1'000}, uint64_t{2'345}, lines - 1, lines, lines + 1}) {
+      EXPECT_EQ(SkipLines(data, from, n), SkipLinesOneByOne(data, from, n))
+          << "from " << from << ", " << n << " lines";
+    }
+  }
+}
+
 // ---- PlanLineChunks -------------------------------------------------------------------
 
 std::string Concat(std::string_view data, const std::vector<ChunkSpec>& chunks) {
