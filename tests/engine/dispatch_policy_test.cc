@@ -154,9 +154,11 @@ TEST(DispatchPolicy, StealsFromWorkerWithoutStartReportsOnlyBehindItsSlots) {
 }
 
 TEST(DispatchPolicy, PrefetchDepthFollowsMeasuredDurations) {
-  // 1 ms chunks: 4 per slot cover the 4 ms pipeline; 100 us chunks: 40; 10 ms: just slots.
-  for (auto [took, want] :
-       std::vector<std::pair<int64_t, uint32_t>>{{1000, 8}, {100, 64}, {10000, 2}, {2000, 4}}) {
+  // 1 ms chunks: 4 per slot cover the 4 ms pipeline; 100 us chunks: 40; 10 ms: just slots;
+  // 1 us: 4000 a slot, the most (max_prefetch).
+  constexpr uint32_t kMost = DispatchOptions{}.max_prefetch;
+  for (auto [took, want] : std::vector<std::pair<int64_t, uint32_t>>{
+           {1000, 8}, {100, 80}, {10000, 2}, {2000, 4}, {1, kMost}}) {
     Scheduler s(100, {});
     Dispatcher d(s);
     s.AddWorker(0, 2, 2 + 64, true);
@@ -187,13 +189,13 @@ TEST(DispatchPolicy, AttemptsFasterThanTheClockStillCountAsMeasured) {
   EXPECT_FALSE(d.Batching());
   for (int i = 0; i < 100; ++i) finish(2000 + i, 0);
   EXPECT_TRUE(d.Batching());
-  EXPECT_EQ(d.PrefetchDepth(1), 64u);
+  EXPECT_EQ(d.PrefetchDepth(1), DispatchOptions{}.max_prefetch);
 }
 
 TEST(DispatchPolicy, AWorkerWithMoreSlotsThanTheMaximumPrefetchGetsTheMaximum) {
   // 200 slots against a maximum prefetch of 64: the bounds of a clamp would cross.
   Scheduler s(4000, {});
-  Dispatcher d(s);
+  Dispatcher d(s, DispatchOptions{.max_prefetch = 64});
   s.AddWorker(0, 200, 200 + 64, true);
   for (int i = 0; i < 8; ++i) {
     auto a = s.Next(0, At(i));
