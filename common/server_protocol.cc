@@ -115,7 +115,9 @@ Status ConnectToServer(ServerConnection& c, const ServerClient& client) {
     }
   }
   c.socket.emplace(NewDealer(c.context, "", security));
-  c.monitor.emplace(c.context, *c.socket);  // before connect: see NewDealer
+  // Only a CURVE handshake can be refused: without it there is nothing to hear (and a
+  // monitor costs every client a socket pair and its events).
+  if (security.curve_client) c.monitor.emplace(c.context, *c.socket);  // before connect
   if (Status s = ConnectDealer(*c.socket, client.server); !s.ok()) {
     return Status::Error("--server: " + s.message());
   }
@@ -138,12 +140,14 @@ std::optional<ClientMessage> ReceiveFromServer(ServerConnection& c,
     }
     auto left = std::chrono::duration_cast<std::chrono::milliseconds>(until - Clock::now());
     if (timeout.count() > 0 && left.count() <= 0) return std::nullopt;
-    zmq::pollitem_t items[] = {{c.socket->handle(), 0, ZMQ_POLLIN, 0},
-                               {c.monitor->handle(), 0, ZMQ_POLLIN, 0},
-                               {nullptr, wake_fd, ZMQ_POLLIN, 0}};
+    std::vector<zmq::pollitem_t> items = {{c.socket->handle(), 0, ZMQ_POLLIN, 0}};
+    if (c.monitor) items.push_back({c.monitor->handle(), 0, ZMQ_POLLIN, 0});
+    if (wake_fd >= 0) items.push_back({nullptr, wake_fd, ZMQ_POLLIN, 0});
     auto wait = timeout.count() > 0 ? std::min(left, slice) : slice;
-    PollOnce(items, wake_fd >= 0 ? 3 : 2, wait);
-    for (const std::string& why : c.monitor->TakeFailures()) c.refused = why;
+    PollOnce(items.data(), items.size(), wait);
+    if (c.monitor) {
+      for (const std::string& why : c.monitor->TakeFailures()) c.refused = why;
+    }
   }
   return std::nullopt;
 }

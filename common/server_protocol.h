@@ -67,8 +67,8 @@ bool SendClientMessage(zmq::socket_t& socket, const std::string& peer, nlohmann:
 struct ServerConnection {
   zmq::context_t context{1};
   std::optional<zmq::socket_t> socket;
-  std::optional<HandshakeMonitor> monitor;
-  std::string refused;  // why the server refused this client, once it did
+  std::optional<HandshakeMonitor> monitor;  // with CURVE only
+  std::string refused;                      // why the server refused this client, once it did
 };
 
 // Connects `c` to `client.server`: an error names what is wrong (no server given, a tcp
