@@ -17,16 +17,25 @@
 namespace fanout::testing {
 namespace {
 
-// Chunks run per worker, from a --joblog (one line per attempt; column 3 is the worker).
-std::map<std::string, int> ChunksPerWorker(const std::string& joblog) {
-  std::map<std::string, int> per;
+// A --joblog's lines after its header, split into their tab-separated fields (column 3 is
+// the worker, 5 the start, 6 the wall seconds, 10 the exit status).
+std::vector<std::vector<std::string>> JoblogRows(const std::string& joblog) {
+  std::vector<std::vector<std::string>> rows;
   std::istringstream in(joblog);
   std::string line;
   std::getline(in, line);  // header
   while (std::getline(in, line)) {
     std::istringstream fields(line);
-    std::vector<std::string> f;
+    std::vector<std::string>& f = rows.emplace_back();
     for (std::string x; std::getline(fields, x, '\t');) f.push_back(x);
+  }
+  return rows;
+}
+
+// Chunks run per worker, from a --joblog (one line per attempt).
+std::map<std::string, int> ChunksPerWorker(const std::string& joblog) {
+  std::map<std::string, int> per;
+  for (const auto& f : JoblogRows(joblog)) {
     if (f.size() >= 10 && f[9] == "0") ++per[f[2]];
   }
   return per;
@@ -48,14 +57,8 @@ TEST(Dispatch, LateJoiningLocalWorkerCountsWithItsSlots) {
   for (const auto& [worker, n] : per) EXPECT_EQ(n, 5) << worker << "\n" << ReadFile(log);
   // On each worker, every chunk started before the first one there ended: one round.
   std::map<std::string, std::pair<double, double>> last_start_first_end;
-  std::istringstream in(ReadFile(log));
-  std::string line;
-  std::getline(in, line);  // header
-  while (std::getline(in, line)) {
-    std::istringstream fields(line);
-    std::vector<std::string> f;
-    for (std::string x; std::getline(fields, x, '\t');) f.push_back(x);
-    ASSERT_GE(f.size(), 6u) << line;
+  for (const auto& f : JoblogRows(ReadFile(log))) {
+    ASSERT_GE(f.size(), 6u) << ReadFile(log);
     double start = std::stod(f[4]), end = start + std::stod(f[5]);
     auto [it, fresh] = last_start_first_end.try_emplace(f[2], start, end);
     if (!fresh) {
