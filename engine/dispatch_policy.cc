@@ -13,6 +13,7 @@ void Dispatcher::Observe() {
     if (scheduler_.attempts_measured() == 0) return;
     checked_at_ = done;
     median_ = std::max(scheduler_.median_attempt_time(), Micros(1));
+    mean_ = std::max(scheduler_.mean_attempt_time(), median_);
   }
 }
 
@@ -35,7 +36,10 @@ bool Dispatcher::Batching() {
 
 bool Dispatcher::Stealing() {
   Observe();
-  return checked_at_ == 0 || median_ >= options_.steal_above;
+  // A heavy tail (a few slow chunks among quick ones: a quick median, a slow mean) steals
+  // too: a deep queue of quick chunks then holds some slow ones, and at the end of the
+  // job an idle worker must not wait for them behind another's.
+  return checked_at_ == 0 || median_ >= options_.steal_above || mean_ >= options_.steal_above;
 }
 
 std::optional<Dispatch> Dispatcher::Next(WorkerIndex worker, uint32_t slots, TimePoint now,

@@ -19,15 +19,16 @@ namespace fanout {
 
 struct DispatchOptions {
   // Attempts queued on a worker beyond its slots. Only chunks under pipeline/max_prefetch
-  // (4 us) reach it: no-op chunks went 2.5x faster with 1024 than with 64 (a round trip
-  // of wake-ups hides behind more of them). The job's reorder window still bounds what is
-  // in flight (8 MiB of input, 4096 chunks: engine/job.cc WithWindow).
+  // (4 us, the median) reach it: no-op chunks went 2.5x faster with 1024 than with 64 (a
+  // round trip of wake-ups hides behind more of them). The job's reorder window still bounds what
+  // is in flight (8 MiB of input, 4096 chunks: engine/job.cc WithWindow).
   uint32_t max_prefetch = 1024;
   Micros pipeline{4000};  // of work queued per slot when chunks are short
   // Attempts go several to a TASKS message when the median attempt is under this.
   Micros batch_below{500};
-  // Idle workers steal only while attempts take at least this (or nothing is measured):
-  // shorter ones are batched and deeply prefetched, where a steal costs more than it saves.
+  // Idle workers steal only while attempts take at least this (or nothing is measured),
+  // at the median or the mean (a heavy tail): shorter ones are batched and deeply
+  // prefetched, where a steal costs more than it saves.
   Micros steal_above{500};
 };
 
@@ -54,11 +55,12 @@ class Dispatcher {
                                uint32_t others = 0);
 
   // Attempts a worker with `slots` may queue beyond them: slots until something is
-  // measured, then enough to cover `pipeline` of work per slot (at most max_prefetch).
+  // measured, then enough to cover `pipeline` of work per slot at the median attempt time
+  // (at most max_prefetch).
   uint32_t PrefetchDepth(uint32_t slots);
   // Whether short chunks go several to a message (median measured and under batch_below).
   bool Batching();
-  // Whether an idle worker steals (nothing measured yet, or median >= steal_above).
+  // Whether an idle worker steals (nothing measured yet, or median or mean >= steal_above).
   bool Stealing();
   // The median attempt time as last read from the scheduler (0 before any).
   Micros median() { return Observe(), median_; }
@@ -72,6 +74,7 @@ class Dispatcher {
   DispatchOptions options_;
   uint64_t checked_at_ = 0;  // chunks done when median_ was last read; 0: never
   Micros median_{0};
+  Micros mean_{0};  // the mean attempt time as last read (>= median_)
   uint64_t steals_ = 0;
   // False once a steal found nothing, until the next prefetch: an attempt waits behind a
   // worker's running slots only if it was sent as a prefetch (positions only move up), so

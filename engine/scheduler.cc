@@ -357,12 +357,20 @@ Micros Scheduler::median_attempt_time() const {
   uint64_t fresh = durations_seen_ - median_seen_;
   if (fresh > 0 && (durations_seen_ <= 256 || fresh >= 64)) {
     std::vector<Micros> d = durations_;
+    int64_t sum = 0;
+    for (Micros m : d) sum += m.count();
+    mean_ = Micros(sum / static_cast<int64_t>(d.size()));
     auto mid = d.begin() + static_cast<std::ptrdiff_t>(d.size() / 2);
     std::nth_element(d.begin(), mid, d.end());
     median_ = *mid;
     median_seen_ = durations_seen_;
   }
   return median_;
+}
+
+Micros Scheduler::mean_attempt_time() const {
+  median_attempt_time();  // refreshes both
+  return mean_;
 }
 
 std::optional<Micros> Scheduler::Limit() const {

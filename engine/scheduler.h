@@ -184,6 +184,9 @@ class Scheduler {
   // Median wall time of the last kMedianSample accepted attempts (0 if none); once more
   // than 256 are known it is refreshed every 64 attempts.
   Micros median_attempt_time() const;
+  // Mean wall time of the same sample (0 if none), refreshed with the median: with a heavy
+  // tail (a few slow chunks among quick ones) it is far above the median.
+  Micros mean_attempt_time() const;
   // Accepted attempts whose time was measured (a median of 0 us is then a measurement).
   uint64_t attempts_measured() const { return durations_seen_; }
 
@@ -259,6 +262,7 @@ class Scheduler {
   std::vector<Micros> durations_;
   uint64_t durations_seen_ = 0;  // accepted attempts measured so far
   mutable Micros median_{0};     // as of median_seen_
+  mutable Micros mean_{0};       // as of median_seen_
   mutable uint64_t median_seen_ = 0;
   uint64_t done_ = 0;
   uint64_t low_water_ = 0;  // every chunk below this is done or failed
