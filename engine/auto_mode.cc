@@ -81,6 +81,32 @@ AutoChoice ChooseMode(const AutoInputs& in, const DispatchCosts& costs) {
     return c;
   }
   uint32_t cores = std::max<uint32_t>(in.cores, 1);
+  if (in.heavy_start) {
+    // Every chunk pays the start-up, and what the records cost is unknown: one chunk per
+    // worker (a core each, or -j), side by side, pays it once in wall time, as one serial
+    // chunk would, and is the fastest split if the records turn out to cost much. More
+    // chunks only where 4 MiB a chunk asks for them, in whole rounds.
+    uint32_t workers = in.jobs ? in.jobs : cores;
+    if (!in.needs_processes) {
+      workers = static_cast<uint32_t>(std::clamp<uint64_t>(in.records, 1, workers));
+    }
+    uint64_t chunks = BoundChunks(in, workers);
+    chunks = std::min<uint64_t>((chunks + workers - 1) / workers * workers,
+                                std::max<uint64_t>(in.records, 1));
+    c.mode = in.needs_processes ? Mode::kProcesses : workers > 1 ? Mode::kThreads : Mode::kSerial;
+    c.workers = workers;
+    c.chunks = chunks;
+    c.estimate_seconds = in.chunk_seconds * static_cast<double>((chunks + workers - 1) / workers);
+    c.reason = "a start-up of " + Cost(in.chunk_seconds, in.chunk_cpu_seconds) +
+               " in the first record alone, the records' own cost unknown; " +
+               std::to_string(in.records) + " records left in " + std::to_string(chunks) +
+               (chunks == 1 ? " chunk" : " chunks") +
+               (workers > 1 ? " on " + std::to_string(workers) +
+                                  " workers side by side, each "
+                                  "paying the start-up once"
+                            : "");
+    return c;
+  }
   double n = static_cast<double>(in.records);
   // The work in one chunk per worker (the least start-up any parallel plan pays).
   double wall = in.chunk_seconds + in.record_seconds * n;
@@ -356,6 +382,10 @@ Calibration Calibrate(const TaskDef& task, const std::vector<std::string>& args,
       total - cal.records <= limits.max_waiting_workers) {
     return cal;
   }
+  if (!waits && first_wall >= limits.heavy_seconds) {
+    cal.heavy_start = true;
+    return cal;
+  }
   // Big enough that b shows over a's noise, small enough to cost a tenth of what the
   // fastest plan could take (a speedup of the cores, or of the waiting workers).
   double speedup = waits ? std::max(limits.max_waiting_workers, limits.cores) : limits.cores;
@@ -462,6 +492,12 @@ AutoInputs FitCostModel(const Calibration& cal, uint64_t total_records, uint64_t
     }
   } else if (cal.chunks.empty()) {  // unknown (a failure): assume work worth spreading
     in.record_seconds = in.record_cpu_seconds = 1e-3;
+  } else if (cal.heavy_start) {
+    // One record measured: its time is the start-up; what the records cost is unknown.
+    in.heavy_start = true;
+    in.chunk_seconds = cal.wall_seconds[0];
+    in.chunk_cpu_seconds = std::min(cpu[0], in.chunk_seconds);
+    in.record_seconds = in.record_cpu_seconds = 0;
   }
   // Unknown (nothing kept): assume the output is as big as the input.
   in.output_per_input =
@@ -691,11 +727,13 @@ AutoPlan PlanAutoBody(const JobConfig& config, const TaskDef& task, std::string_
   // measured and the choice made again (KeepMeasuringChunk), so a model fitted on a few
   // small chunks (a noisy machine, records that cost more further on, work that grows
   // faster than the records) is corrected while parallel can still pay. -j 1 and the
-  // user's own chunks leave nothing to correct. A pass-through task (identity: run_view)
+  // user's own chunks leave nothing to correct, and neither does a heavy start-up (each
+  // chunk checked would pay it again). A pass-through task (identity: run_view)
   // is not checked: its chunks are views of the input, next to free in any mode, and
   // checking would only add chunks.
   size_t chosen_after = cal.chunks.size();
-  if (!user_plan && !cal.error && !task.run_view && !(config.jobs_given && config.jobs <= 1)) {
+  if (!user_plan && !cal.error && !cal.heavy_start && !task.run_view &&
+      !(config.jobs_given && config.jobs <= 1)) {
     std::optional<Watchdog> dog;
     while (plan.choice.mode == Mode::kSerial) {
       uint64_t size = KeepMeasuringChunk(in, cal, limits);

@@ -8,16 +8,17 @@
 // runs the job's first chunks in the coordinator, one at a time and to completion: one
 // record, then a chunk big enough for the per-record cost to show over the start-up, then
 // doubling sizes while they stay quick; with the user's own plan (--chunks, --chunk-size),
-// the plan's first chunks. When serial is chosen, PlanAuto goes on running the next chunks
-// serially, measuring each and choosing again (KeepMeasuringChunk), for up to half a
-// second: a choice of serial made on a few small chunks is corrected while parallel can
-// still pay. Their outputs are the job's output and each is a real, logged
-// attempt 1 (ApplyCalibration): no record runs twice when nothing fails. ChooseMode() is
-// the pure decision: for each worker and chunk count it estimates the wall time (CPU work
-// shares the cores, waiting work spreads over the workers, every chunk pays a, the last
-// round's chunk is the tail) and takes the fastest; parallel only if clearly faster than
-// serial. CPU-bound work never gets more workers than cores.
-// Not thread-safe; runs on the job's thread before any worker starts.
+// the plan's first chunks. A first record that alone takes 50 ms without mostly waiting
+// (an interpreter's imports) ends the calibration: a second chunk run alone would pay that
+// start-up again, so the rest runs as one chunk per worker, side by side. When serial is chosen,
+// PlanAuto goes on running the next chunks serially, measuring each and choosing again
+// (KeepMeasuringChunk), for up to half a second: a choice of serial made on a few small chunks is
+// corrected while parallel can still pay. Their outputs are the job's output and each is a real,
+// logged attempt 1 (ApplyCalibration): no record runs twice when nothing fails. ChooseMode() is the
+// pure decision: for each worker and chunk count it estimates the wall time (CPU work shares the
+// cores, waiting work spreads over the workers, every chunk pays a, the last round's chunk is the
+// tail) and takes the fastest; parallel only if clearly faster than serial. CPU-bound work never
+// gets more workers than cores. Not thread-safe; runs on the job's thread before any worker starts.
 #pragma once
 
 #include <chrono>
@@ -79,6 +80,10 @@ struct AutoInputs {
   // start theirs side by side, so a parallel mode pays it once in wall time; serial reuses
   // the process the calibration warmed). Its round trip per chunk is chunk_seconds.
   double slot_start_seconds = 0;
+  // The calibration stopped after a first record whose start-up alone was heavy and not
+  // mostly waiting (Calibration::heavy_start): chunk_seconds is that start-up, the
+  // records' own cost unknown.
+  bool heavy_start = false;
 };
 
 struct AutoChoice {
@@ -113,6 +118,10 @@ struct Calibration {
   // settled as a failure by ApplyCalibration) and what that attempt measured.
   std::optional<Status> error;
   bool stopped = false;  // the failure was CalibrationLimits::stop_seconds, not the task's
+  // The first record alone took CalibrationLimits::heavy_seconds or more and did not mostly
+  // wait (an interpreter's imports): the calibration ended there, since every further
+  // chunk it ran alone would pay that start-up again, one after the other.
+  bool heavy_start = false;
   std::optional<ChunkSpec> failed;
   std::chrono::steady_clock::time_point failed_started;
   double failed_wall = 0, failed_cpu = 0;
@@ -123,7 +132,8 @@ struct CalibrationLimits {
   uint64_t max_records_fraction = 8;  // never calibrate more than 1/8 of the records (>= 3)
   // A first record at least this slow that mostly waits, with no more records left than
   // max_waiting_workers: a record per chunk on a worker each is best whatever the split
-  // between start-up and per-record cost, so nothing more is calibrated.
+  // between start-up and per-record cost, so nothing more is calibrated. One this slow that
+  // does not mostly wait ends the calibration too (Calibration::heavy_start).
   double heavy_seconds = 0.05;
   // A calibration chunk running this long is stopped (an `exec` child is killed): chunks
   // may need each other running at once, and a heavy chunk should not run alone for long.
@@ -143,7 +153,7 @@ struct CalibrationLimits {
 // --chunks or --chunk-size fixed it): its chunks in order, at least three, until they took
 // enough_seconds, or only the first when it alone took heavy_seconds.
 // Otherwise prefix chunks of `data` (or of `range`; `total_records` in all): one record;
-// then (unless it was a heavy waiting record, see CalibrationLimits) one big enough that
+// then (unless it was heavy, see CalibrationLimits::heavy_seconds) one big enough that
 // the per-record cost shows (0.1 x total / the speedup the first record's CPU share allows:
 // cores, or max_waiting_workers for waiting work); then doubling sizes while the whole
 // calibration took under enough_seconds. Never more than the records fraction. Stops at

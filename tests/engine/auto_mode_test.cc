@@ -104,6 +104,33 @@ TEST(ChooseModeTest, StartUpOnlyIsOneChunk) {
   EXPECT_NEAR(c.estimate_seconds, 0.25, 0.01);
 }
 
+TEST(ChooseModeTest, AHeavyStartUpRunsOneChunkPerWorkerSideBySide) {
+  // The calibration stopped after a first record that took 500 ms of CPU (imports): what
+  // the records cost is unknown. One chunk a core pays the start-up once in wall time.
+  AutoInputs in = Command(19999, 0.5, 0, 1.0);
+  in.heavy_start = true;
+  AutoChoice c = ChooseMode(in);
+  EXPECT_EQ(c.mode, Mode::kThreads) << c.reason;
+  EXPECT_EQ(c.workers, 2u);
+  EXPECT_EQ(c.chunks, 2u);
+  EXPECT_NE(c.reason.find("side by side"), std::string::npos) << c.reason;
+  // 10 MB left: at most 4 MiB a chunk asks for 3, run in whole rounds of 2.
+  in.bytes = 10'000'000;
+  EXPECT_EQ(ChooseMode(in).chunks, 4u);
+  // -j is kept; -j 1 is one serial chunk.
+  in.bytes = 0;
+  in.jobs = 3;
+  EXPECT_EQ(ChooseMode(in).workers, 3u);
+  EXPECT_EQ(ChooseMode(in).chunks, 3u);
+  in.jobs = 1;
+  EXPECT_EQ(ChooseMode(in).mode, Mode::kSerial);
+  EXPECT_EQ(ChooseMode(in).chunks, 1u);
+  // Never more chunks than records.
+  in.jobs = 0;
+  in.records = 1;
+  EXPECT_EQ(ChooseMode(in).chunks, 1u);
+}
+
 TEST(ChooseModeTest, StartUpCpuCountsAsCpu) {
   // Waiting records (10 ms each), but every chunk first burns 100 ms of CPU: a worker per
   // record would spend 100 s of CPU on start-ups, so the workers stay few.
@@ -330,6 +357,26 @@ Calibration Measured(std::vector<std::pair<uint64_t, double>> size_wall, double 
     cal.records += records;
   }
   return cal;
+}
+
+TEST(CalibrateTest, AHeavyStartUpThatComputesStopsAfterOneRecord) {
+  // The shell counts to 100,000 before copying its records: a start-up of CPU, not waiting
+  // (about 0.1-0.3 s). No second chunk pays it again alone.
+  std::string data = Lines(1000);
+  Calibration cal = Calibrate(
+      Task("exec"), {"sh", "-c", "i=0; while [ $i -lt 100000 ]; do i=$((i+1)); done; cat"}, data,
+      std::nullopt, {}, 1000, {.cores = 2});
+  ASSERT_EQ(cal.chunks.size(), 1u) << cal.wall_seconds.size();
+  EXPECT_TRUE(cal.heavy_start);
+  EXPECT_EQ(cal.outputs[0].view(), data.substr(0, cal.chunks[0].bytes()));
+  AutoInputs in = FitCostModel(cal, 1000, data.size());
+  EXPECT_TRUE(in.heavy_start);
+  EXPECT_GE(in.chunk_seconds, 0.05);
+  EXPECT_EQ(in.record_seconds, 0);
+  in.cores = 2;  // as PlanAuto sets it
+  AutoChoice c = ChooseMode(in);
+  EXPECT_EQ(c.mode, Mode::kThreads) << c.reason;
+  EXPECT_EQ(c.chunks, 2u) << c.reason;
 }
 
 TEST(FitCostModelTest, TwoSizesSplitStartUpFromRecords) {
