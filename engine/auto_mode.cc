@@ -382,7 +382,7 @@ Calibration Calibrate(const TaskDef& task, const std::vector<std::string>& args,
       total - cal.records <= limits.max_waiting_workers) {
     return cal;
   }
-  if (!waits && first_wall >= limits.heavy_seconds) {
+  if (!waits && first_wall >= limits.heavy_seconds && limits.heavy_start_ends) {
     cal.heavy_start = true;
     return cal;
   }
@@ -709,6 +709,9 @@ AutoPlan PlanAutoBody(const JobConfig& config, const TaskDef& task, std::string_
   if (warm_start) max_waiting = std::max(cores, 1u);
   CalibrationLimits limits;
   limits.cores = std::max(cores, 1u);
+  // A warm command started before the calibration: a slow first record is the record's
+  // own cost, not a start-up.
+  limits.heavy_start_ends = !warm_start;
   limits.max_waiting_workers = max_waiting;
   plan.calibration = Calibrate(task, config.args, data, range, plan.chunks, total, limits, header);
   Calibration& cal = plan.calibration;

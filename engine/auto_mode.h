@@ -135,6 +135,9 @@ struct CalibrationLimits {
   // between start-up and per-record cost, so nothing more is calibrated. One this slow that
   // does not mostly wait ends the calibration too (Calibration::heavy_start).
   double heavy_seconds = 0.05;
+  // Whether a heavy first record that does not mostly wait ends the calibration (not for
+  // a warm command, whose start-up was paid before the calibration).
+  bool heavy_start_ends = true;
   // A calibration chunk running this long is stopped (an `exec` child is killed): chunks
   // may need each other running at once, and a heavy chunk should not run alone for long.
   // Its attempt 1 ends free of charge; the chosen mode runs attempt 2.
