@@ -5,6 +5,7 @@
 
 #include <gtest/gtest.h>
 
+#include <functional>
 #include <map>
 #include <vector>
 
@@ -172,19 +173,23 @@ TEST(DispatchPolicy, PrefetchDepthFollowsMeasuredDurations) {
   }
 }
 
+// Runs 100 attempts on worker 0 of `s`, one a second, attempt i taking took_us(i).
+void RunHundred(Scheduler& s, const std::function<int64_t(int)>& took_us) {
+  s.AddWorker(0, 1, 1 + DispatchOptions{}.max_prefetch, true);
+  for (int i = 0; i < 100; ++i) {
+    auto a = s.Next(0, At(i * 1000));
+    ASSERT_TRUE(a);
+    s.OnResult(0, a->chunk, a->attempt, true, "", At(i * 1000) + microseconds(took_us(i)));
+  }
+}
+
 TEST(DispatchPolicy, AHeavyTailStealsThoughTheMedianIsQuick) {
   // 99 attempts of 1 us and one of 100 ms: the median is 1 us, so the queue is deep and
   // batched, and a queue of 1024 such attempts holds about ten slow ones. The mean (1 ms)
   // turns stealing on: at the end an idle worker takes them back.
   Scheduler s(200, {});
   Dispatcher d(s);
-  s.AddWorker(0, 1, 1 + DispatchOptions{}.max_prefetch, true);
-  for (int i = 0; i < 100; ++i) {
-    auto a = s.Next(0, At(i * 1000));
-    ASSERT_TRUE(a);
-    s.OnResult(0, a->chunk, a->attempt, true, "",
-               At(i * 1000) + microseconds(i == 50 ? 100000 : 1));
-  }
+  RunHundred(s, [](int i) { return i == 50 ? 100000 : 1; });
   EXPECT_EQ(d.median(), Micros(1));
   EXPECT_EQ(d.PrefetchDepth(1), DispatchOptions{}.max_prefetch);
   EXPECT_TRUE(d.Batching());
@@ -194,12 +199,7 @@ TEST(DispatchPolicy, AHeavyTailStealsThoughTheMedianIsQuick) {
 TEST(DispatchPolicy, QuickAttemptsWithoutATailDoNotSteal) {
   Scheduler s(200, {});
   Dispatcher d(s);
-  s.AddWorker(0, 1, 1 + DispatchOptions{}.max_prefetch, true);
-  for (int i = 0; i < 100; ++i) {
-    auto a = s.Next(0, At(i * 1000));
-    ASSERT_TRUE(a);
-    s.OnResult(0, a->chunk, a->attempt, true, "", At(i * 1000) + microseconds(i % 2 ? 1 : 3));
-  }
+  RunHundred(s, [](int i) { return i % 2 ? 1 : 3; });
   EXPECT_FALSE(d.Stealing());
 }
 
