@@ -28,6 +28,14 @@ class Blob {
     b.data_ = bytes;
     return b;
   }
+  // `bytes` borrowed when they lie within `owner` (bytes kept alive and unchanged as for
+  // Borrowed, such as the job's input mapping), else copied: a pass-through task's output
+  // is a view of its input, or of a copy that does not outlive the attempt (--header).
+  static Blob BorrowedIfWithin(std::string_view bytes, std::string_view owner) {
+    bool within = bytes.empty() || (bytes.data() >= owner.data() &&
+                                    bytes.data() + bytes.size() <= owner.data() + owner.size());
+    return within ? Borrowed(bytes) : Blob(std::string(bytes));
+  }
   Blob(Blob&&) = default;
   Blob& operator=(Blob&&) = default;
 

@@ -282,9 +282,7 @@ bool RunOne(const TaskDef& task, const std::vector<std::string>& args, std::stri
     // outside it (the --header copy above) is copied.
     std::string_view view;
     m = MeasuredView(task, in, args, view);
-    bool in_mapping = view.empty() || (view.data() >= data.data() &&
-                                       view.data() + view.size() <= data.data() + data.size());
-    out = in_mapping ? Blob::Borrowed(view) : Blob(std::string(view));
+    out = Blob::BorrowedIfWithin(view, data);
   } else {
     std::string bytes;
     m = MeasuredRun(task, in, args, bytes, stop.get_token());

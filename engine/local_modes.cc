@@ -35,10 +35,7 @@ Measured RunLocal(const PlannedJob& job, const Assignment& a, std::stop_token st
   if (job.task.run_view && !in.range) {
     std::string_view view;
     Measured m = MeasuredView(job.task, in, job.config.args, view, thread_cpu);
-    std::string_view input = job.input.view();
-    bool in_mapping = view.empty() || (view.data() >= input.data() &&
-                                       view.data() + view.size() <= input.data() + input.size());
-    output = in_mapping ? Blob::Borrowed(view) : Blob(std::string(view));
+    output = Blob::BorrowedIfWithin(view, job.input.view());
     return m;
   }
   std::string out;
