@@ -90,13 +90,12 @@ AutoChoice ChooseMode(const AutoInputs& in, const DispatchCosts& costs) {
     if (!in.needs_processes) {
       workers = static_cast<uint32_t>(std::clamp<uint64_t>(in.records, 1, workers));
     }
-    uint64_t chunks = BoundChunks(in, workers);
-    chunks = std::min<uint64_t>((chunks + workers - 1) / workers * workers,
-                                std::max<uint64_t>(in.records, 1));
+    uint64_t rounds = (BoundChunks(in, workers) + workers - 1) / workers;
+    uint64_t chunks = std::min<uint64_t>(rounds * workers, std::max<uint64_t>(in.records, 1));
     c.mode = in.needs_processes ? Mode::kProcesses : workers > 1 ? Mode::kThreads : Mode::kSerial;
     c.workers = workers;
     c.chunks = chunks;
-    c.estimate_seconds = in.chunk_seconds * static_cast<double>((chunks + workers - 1) / workers);
+    c.estimate_seconds = in.chunk_seconds * static_cast<double>(rounds);
     c.reason = "a start-up of " + Cost(in.chunk_seconds, in.chunk_cpu_seconds) +
                " in the first record alone, the records' own cost unknown; " +
                std::to_string(in.records) + " records left in " + std::to_string(chunks) +

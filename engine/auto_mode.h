@@ -9,16 +9,18 @@
 // record, then a chunk big enough for the per-record cost to show over the start-up, then
 // doubling sizes while they stay quick; with the user's own plan (--chunks, --chunk-size),
 // the plan's first chunks. A first record that alone takes 50 ms without mostly waiting
-// (an interpreter's imports) ends the calibration: a second chunk run alone would pay that
-// start-up again, so the rest runs as one chunk per worker, side by side. When serial is chosen,
-// PlanAuto goes on running the next chunks serially, measuring each and choosing again
-// (KeepMeasuringChunk), for up to half a second: a choice of serial made on a few small chunks is
-// corrected while parallel can still pay. Their outputs are the job's output and each is a real,
-// logged attempt 1 (ApplyCalibration): no record runs twice when nothing fails. ChooseMode() is the
-// pure decision: for each worker and chunk count it estimates the wall time (CPU work shares the
-// cores, waiting work spreads over the workers, every chunk pays a, the last round's chunk is the
-// tail) and takes the fastest; parallel only if clearly faster than serial. CPU-bound work never
-// gets more workers than cores. Not thread-safe; runs on the job's thread before any worker starts.
+// (an interpreter's imports) ends the calibration: a second chunk run alone would pay
+// that start-up again, so the rest runs as one chunk per worker, side by side. When
+// serial is chosen, PlanAuto goes on running the next chunks serially, measuring each and
+// choosing again (KeepMeasuringChunk), for up to half a second: a choice of serial made on
+// a few small chunks is corrected while parallel can still pay. Their outputs are the
+// job's output and each is a real, logged attempt 1 (ApplyCalibration): no record runs
+// twice when nothing fails. ChooseMode() is the pure decision: for each worker and chunk
+// count it estimates the wall time (CPU work shares the cores, waiting work spreads over
+// the workers, every chunk pays a, the last round's chunk is the tail) and takes the
+// fastest; parallel only if clearly faster than serial. CPU-bound work never gets more
+// workers than cores.
+// Not thread-safe; runs on the job's thread before any worker starts.
 #pragma once
 
 #include <chrono>
