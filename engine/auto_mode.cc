@@ -1,18 +1,21 @@
 #include "engine/auto_mode.h"
 
+#include <fcntl.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <cmath>
-#include <condition_variable>
 #include <cstdio>
 #include <cstring>
-#include <mutex>
 #include <stop_token>
-#include <thread>
 #include <vector>
 
 #include "common/log.h"
 #include "common/measured_run.h"
+#include "common/unique_fd.h"
 #include "common/warm_task.h"
+#include "engine/interrupt.h"
+#include "engine/stop_alarm.h"
 
 namespace fanout {
 namespace {
@@ -27,6 +30,11 @@ constexpr double kMinGainSeconds = 0.002;      // ...and by more than timing noi
 constexpr double kTailFraction = 0.25;
 constexpr double kKeepMeasuringStartShare = 0.1;  // a serial check's start-up, at most
 constexpr uint64_t kMaxChunksPerWorker = 64;      // chunk counts tried: W, 2W, 4W, ... 64W
+// A serial plan's chunks: at most this many times the biggest chunk measured, while the
+// extra chunks' start-ups cost at most kExtrapolationStartShare of the estimate.
+constexpr double kMaxExtrapolation = 2;
+constexpr double kExtrapolationStartShare = 0.05;
+constexpr uint64_t kSerialChunksPerCore = 4;  // serial mode's default plan: 4 a core
 
 std::string Seconds(double s) {
   char buf[32];
@@ -70,6 +78,35 @@ double Estimate(const AutoInputs& in, uint32_t workers, uint64_t chunks, double 
   double moved = static_cast<double>(in.bytes) * (1 + in.output_per_input) * byte_seconds;
   double tail = kTailFraction * chunk_wall;
   return start + std::max(run + tail, moved) + c * chunk_cost / workers;
+}
+
+// The most records a serial chunk should hold while chunks are cheap (0: no bound):
+// kMaxExtrapolation times the biggest chunk measured, and no more than serial mode's own
+// chunks (kSerialChunksPerCore a core over the whole job).
+uint64_t SerialChunkRecords(const AutoInputs& in) {
+  if (in.measured_records == 0) return 0;
+  uint64_t per_core = in.total_records / (kSerialChunksPerCore * std::max<uint32_t>(in.cores, 1));
+  return std::max<uint64_t>(
+      1,
+      std::min(static_cast<uint64_t>(kMaxExtrapolation * static_cast<double>(in.measured_records)),
+               std::max<uint64_t>(per_core, 1)));
+}
+
+// Serial mode's chunk count for the records left: as few as BoundChunks allows, or more so
+// that none is over SerialChunkRecords, as far as their start-ups stay within
+// kExtrapolationStartShare of the work (an in-process task's chunk costs microseconds; a
+// process start per chunk soon ends the split).
+uint64_t SerialChunks(const AutoInputs& in) {
+  uint64_t chunks = BoundChunks(in, 1), most = SerialChunkRecords(in);
+  if (most == 0) return chunks;
+  uint64_t wanted = (in.records + most - 1) / most;
+  if (wanted <= 1) return chunks;
+  double work = in.chunk_seconds + in.record_seconds * static_cast<double>(in.records);
+  double affordable = in.chunk_seconds > 0
+                          ? std::floor(kExtrapolationStartShare * work / in.chunk_seconds)
+                          : static_cast<double>(wanted);
+  auto extra = static_cast<uint64_t>(std::min(affordable, static_cast<double>(wanted - 1)));
+  return std::max(chunks, BoundChunks(in, 1 + extra));
 }
 
 }  // namespace
@@ -170,7 +207,7 @@ AutoChoice ChooseMode(const AutoInputs& in, const DispatchCosts& costs) {
     c.reason = figures + "; flags that only worker processes honour ask for them";
     return c;
   }
-  uint64_t serial_chunks = in.chunks ? in.chunks : BoundChunks(in, 1);
+  uint64_t serial_chunks = in.chunks ? in.chunks : SerialChunks(in);
   double serial = Estimate(in, 1, serial_chunks, 0, 0, 0);
   if (best_workers <= 1 || best >= kParallelMustWin * serial || serial - best < kMinGainSeconds) {
     c.chunks = serial_chunks;
@@ -196,67 +233,24 @@ namespace {
 
 constexpr uint64_t kMinPlanChunks = 3;
 
-// One thread for the whole calibration: while armed, it cancels the armed stop source
-// once the deadline passes. Arm/Disarm take a lock and wake the thread only when it is
-// idle: a timed wait that finds a later deadline simply waits again, so quick chunks
-// cost no context switch each.
-class Watchdog {
- public:
-  Watchdog()
-      : thread_([this](std::stop_token own) {
-          std::unique_lock lock(mu_);
-          while (!own.stop_requested()) {
-            if (!armed_) {
-              idle_ = true;
-              cv_.wait(lock, own, [&] { return armed_.has_value(); });
-              idle_ = false;
-              continue;
-            }
-            // A copy: the wait reads its deadline with our mutex released.
-            auto until = deadline_;
-            cv_.wait_until(lock, own, until, [] { return false; });
-            if (armed_ && std::chrono::steady_clock::now() >= deadline_) {
-              armed_->request_stop();
-              armed_.reset();
-            }
-          }
-        }) {}
-  void Arm(std::stop_source source, double seconds) {
-    std::lock_guard lock(mu_);
-    armed_ = std::move(source);
-    deadline_ = std::chrono::steady_clock::now() +
-                std::chrono::duration_cast<std::chrono::steady_clock::duration>(
-                    std::chrono::duration<double>(seconds));
-    if (idle_) cv_.notify_all();
-  }
-  void Disarm() {
-    std::lock_guard lock(mu_);
-    armed_.reset();
-  }
-
- private:
-  std::mutex mu_;
-  std::condition_variable_any cv_;
-  std::optional<std::stop_source> armed_;
-  std::chrono::steady_clock::time_point deadline_;
-  bool idle_ = false;
-  std::jthread thread_;  // last: stopped and joined first
-};
-
-// Seconds this thread has waited on a run queue (/proc/thread-self/schedstat), or 0.
+// Seconds this thread has waited on a run queue (/proc/thread-self/schedstat), or 0. The
+// file stays open for the thread (one read a chunk, not four system calls).
 double RunQueueSeconds() {
-  FILE* f = std::fopen("/proc/thread-self/schedstat", "r");
-  if (!f) return 0;
+  thread_local UniqueFd fd(open("/proc/thread-self/schedstat", O_RDONLY | O_CLOEXEC));
+  if (fd.get() < 0) return 0;
+  char text[128];
+  ssize_t n = pread(fd.get(), text, sizeof text - 1, 0);
+  if (n <= 0) return 0;
+  text[n] = 0;
   unsigned long long running = 0, waiting = 0;
-  int n = std::fscanf(f, "%llu %llu", &running, &waiting);
-  std::fclose(f);
-  return n == 2 ? static_cast<double>(waiting) * 1e-9 : 0;
+  return std::sscanf(text, "%llu %llu", &running, &waiting) == 2
+             ? static_cast<double>(waiting) * 1e-9
+             : 0;
 }
 
 // Runs `spec` to completion as attempt 1; false if it failed (then not kept).
 bool RunOne(const TaskDef& task, const std::vector<std::string>& args, std::string_view data,
-            std::string_view header, const ChunkSpec& spec, double stop_seconds, Watchdog& dog,
-            Calibration& cal) {
+            std::string_view header, const ChunkSpec& spec, double stop_seconds, Calibration& cal) {
   cal.started.push_back(std::chrono::steady_clock::now());
   ChunkInput in;
   in.data = spec.range ? std::string_view() : data.substr(spec.begin, spec.bytes());
@@ -273,7 +267,10 @@ bool RunOne(const TaskDef& task, const std::vector<std::string>& args, std::stri
   Blob out;
   double queued = RunQueueSeconds();
   std::stop_source stop;
-  dog.Arm(stop, stop_seconds);
+  std::optional<StopAlarm> alarm;
+  alarm.emplace(stop, std::chrono::steady_clock::now() +
+                          std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+                              std::chrono::duration<double>(stop_seconds)));
   Measured m;
   if (task.run_view && !spec.range) {
     // A pass-through task (identity) is not copied, as serial mode does not copy it: the
@@ -287,9 +284,11 @@ bool RunOne(const TaskDef& task, const std::vector<std::string>& args, std::stri
     m = MeasuredRun(task, in, args, bytes, stop.get_token());
     out = Blob(std::move(bytes));
   }
-  dog.Disarm();
+  alarm.reset();
   queued = RunQueueSeconds() - queued;
-  if (stop.stop_requested()) {
+  if (stop.stop_requested() && Interrupt::Requested()) {
+    m.status = Status::Error("interrupted");
+  } else if (stop.stop_requested()) {
     m.status = Status::Error("stopped by auto mode's calibration after " + Seconds(m.wall_seconds) +
                              " (run again as the next attempt)");
     cal.stopped = true;
@@ -319,7 +318,7 @@ bool RunOne(const TaskDef& task, const std::vector<std::string>& args, std::stri
 // Runs the next `records` records after the calibration's (a prefix chunk) with RunOne.
 bool RunNextPrefix(const TaskDef& task, const std::vector<std::string>& args, std::string_view data,
                    const std::optional<IntRange>& range, std::string_view header, uint64_t records,
-                   double stop_seconds, Watchdog& dog, Calibration& cal) {
+                   double stop_seconds, Calibration& cal) {
   ChunkSpec spec;
   spec.id = cal.chunks.size();
   spec.first_record = cal.records;
@@ -331,7 +330,7 @@ bool RunNextPrefix(const TaskDef& task, const std::vector<std::string>& args, st
     spec.begin = cal.bytes;
     spec.end = SkipLines(data, spec.begin, spec.records);
   }
-  return RunOne(task, args, data, header, spec, stop_seconds, dog, cal);
+  return RunOne(task, args, data, header, spec, stop_seconds, cal);
 }
 
 }  // namespace
@@ -341,7 +340,6 @@ Calibration Calibrate(const TaskDef& task, const std::vector<std::string>& args,
                       const std::vector<ChunkSpec>& plan, uint64_t total,
                       const CalibrationLimits& limits, std::string_view header) {
   Calibration cal;
-  Watchdog dog;
   auto start = std::chrono::steady_clock::now();
   auto elapsed = [&] {
     return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
@@ -363,14 +361,14 @@ Calibration Calibrate(const TaskDef& task, const std::vector<std::string>& args,
                     elapsed() >= limits.heavy_seconds)) {
         break;
       }
-      if (!RunOne(task, args, data, header, plan[i], limits.stop_seconds, dog, cal)) break;
+      if (!RunOne(task, args, data, header, plan[i], limits.stop_seconds, cal)) break;
     }
     return cal;
   }
   uint64_t budget = std::min(total, std::max<uint64_t>(3, total / limits.max_records_fraction));
   auto run = [&](uint64_t size) {
     return RunNextPrefix(task, args, data, range, header, std::min(size, budget - cal.records),
-                         limits.stop_seconds, dog, cal);
+                         limits.stop_seconds, cal);
   };
   if (budget == 0 || !run(1) || cal.records >= budget) return cal;
   double first_wall = cal.wall_seconds[0], first_cpu = cal.cpu_seconds[0];
@@ -449,9 +447,13 @@ void FitCost(const std::vector<double>& x, const std::vector<double>& y, double&
 AutoInputs FitCostModel(const Calibration& cal, uint64_t total_records, uint64_t total_bytes) {
   AutoInputs in;
   in.records = total_records - cal.records;
+  in.total_records = total_records;
   in.bytes = total_bytes - cal.bytes;
   std::vector<double> sizes;
-  for (const ChunkSpec& c : cal.chunks) sizes.push_back(static_cast<double>(c.records));
+  for (const ChunkSpec& c : cal.chunks) {
+    sizes.push_back(static_cast<double>(c.records));
+    in.measured_records = std::max(in.measured_records, c.records);
+  }
   FitCost(sizes, cal.wall_seconds, in.chunk_seconds, in.record_seconds);
   // Time this thread spent ready but not running (a busy machine) is CPU the task
   // wanted, not waiting that more workers could overlap.
@@ -568,26 +570,33 @@ std::vector<std::string> ProcessOnlyFlags(const JobConfig& config) {
   return given;
 }
 
-std::string CalibrationRuledOut(const JobConfig& config, uint64_t input_bytes) {
+std::string CalibrationRuledOut(const JobConfig& config, const TaskDef& task,
+                                uint64_t input_bytes) {
   if (auto flags = ProcessOnlyFlags(config); !flags.empty()) {
     return flags.front() + " asks for worker processes";
   }
-  const ChunkingOptions& c = config.chunking;
-  if (c.kind != RecordKind::kLines || c.block_bytes > 0 || !config.state_dir.empty()) {
-    return "--null, --record-size, --block and --state keep the job's own chunk plan";
-  }
+  if (!config.state_dir.empty()) return "--state keeps the job's own chunk plan";
   if (input_bytes > kMaxCalibratedInputBytes) {
     return "an input over 256 MiB is planned in bounded memory, not calibrated";
+  }
+  if (task.run_view) {
+    return "'" + task.name +
+           "' passes its input through: nothing to compute in parallel, its slices are "
+           "written straight from the input";
+  }
+  const ChunkingOptions& c = config.chunking;
+  if (c.kind != RecordKind::kLines || c.block_bytes > 0) {
+    return "--null, --record-size and --block keep the job's own chunk plan";
   }
   return "";
 }
 
-Mode UncalibratedMode(const JobConfig& config, uint64_t input_bytes) {
+Mode UncalibratedMode(const JobConfig& config, const TaskDef& task, uint64_t input_bytes) {
   if (!ProcessOnlyFlags(config).empty() || !config.state_dir.empty() ||
       input_bytes > kMaxCalibratedInputBytes) {
     return Mode::kProcesses;
   }
-  return Mode::kThreads;
+  return task.run_view ? Mode::kSerial : Mode::kThreads;
 }
 
 namespace {
@@ -613,6 +622,10 @@ uint64_t KeepMeasuringChunk(const AutoInputs& in, const Calibration& cal,
   double least = std::ceil(a * (1 - kKeepMeasuringStartShare) / kKeepMeasuringStartShare / b);
   if (least > static_cast<double>(in.records)) return 0;
   uint64_t size = std::max<uint64_t>(2 * last, static_cast<uint64_t>(least));
+  // No bigger than a serial chunk while chunks are cheap (SerialChunkRecords).
+  if (uint64_t most = SerialChunkRecords(in); most > 0 && static_cast<double>(most) >= least) {
+    size = std::min(size, most);
+  }
   if (in.bytes > 0) {  // no bigger than serial mode's chunks (BoundChunks)
     double per_record = static_cast<double>(in.bytes) / static_cast<double>(in.records);
     auto fits = static_cast<uint64_t>(static_cast<double>(kMaxChunkBytes) / per_record);
@@ -734,13 +747,11 @@ AutoPlan PlanAutoBody(const JobConfig& config, const TaskDef& task, std::string_
   size_t chosen_after = cal.chunks.size();
   if (!user_plan && !cal.error && !cal.heavy_start && !task.run_view &&
       !(config.jobs_given && config.jobs <= 1)) {
-    std::optional<Watchdog> dog;
     while (plan.choice.mode == Mode::kSerial) {
       uint64_t size = KeepMeasuringChunk(in, cal, limits);
       if (size == 0) break;
-      if (!dog) dog.emplace();
-      bool ran = RunNextPrefix(task, config.args, data, range, header, size, limits.stop_seconds,
-                               *dog, cal);
+      bool ran =
+          RunNextPrefix(task, config.args, data, range, header, size, limits.stop_seconds, cal);
       in = fit();
       plan.choice = ChooseMode(in);
       if (!ran) break;

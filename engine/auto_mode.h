@@ -86,6 +86,13 @@ struct AutoInputs {
   // mostly waiting (Calibration::heavy_start): chunk_seconds is that start-up, the
   // records' own cost unknown.
   bool heavy_start = false;
+  // Records in the biggest chunk the calibration ran (0: none), and in the whole job. While
+  // start-ups stay cheap, a serial plan cuts no chunk much bigger than the biggest measured
+  // or than serial mode's own chunks (4 a core over the job): the model is linear, and
+  // work that grows faster than its records (a product's numbers, sort's n log n) costs
+  // more in a chunk bigger than any measured.
+  uint64_t measured_records = 0;
+  uint64_t total_records = 0;
 };
 
 struct AutoChoice {
@@ -212,17 +219,21 @@ struct AutoPlan {
 
 // Why auto mode must not calibrate and plan this job itself, or "" if it may: options that
 // ask for worker processes, options whose chunk plan is the job's own (--null,
-// --record-size, --block, --state), or an input so big that planning it here would touch
-// every page at once (the job then plans it in bounded memory). Auto then runs
+// --record-size, --block, --state), an input so big that planning it here would touch
+// every page at once (the job then plans it in bounded memory), or a pass-through task
+// (TaskDef::run_view, identity): its output is slices of its input, written from the
+// input's mapping, so there is nothing to compute and nothing to measure; counting the
+// records and calibrating would only touch every page first. Auto then runs
 // UncalibratedMode().
-std::string CalibrationRuledOut(const JobConfig& config, uint64_t input_bytes);
+std::string CalibrationRuledOut(const JobConfig& config, const TaskDef& task, uint64_t input_bytes);
 
-// The mode auto runs when CalibrationRuledOut(config, input_bytes) is not "": processes
-// for flags only workers honour, --state (its own resume plan) and inputs over 256 MiB
-// (planned in bounded memory, shipped to workers); threads, one per core or -j, for the
-// other reasons (--null, --record-size, --block: the job's own chunk plan), as
+// The mode auto runs when CalibrationRuledOut(config, task, input_bytes) is not "":
+// processes for flags only workers honour, --state (its own resume plan) and inputs over
+// 256 MiB (planned in bounded memory, shipped to workers); serial for a pass-through task
+// (any other mode would only add hand-offs to the same writes); threads, one per core or
+// -j, for the other reasons (--null, --record-size, --block: the job's own chunk plan), as
 // a local job's chunks cost a thread less than a worker process.
-Mode UncalibratedMode(const JobConfig& config, uint64_t input_bytes);
+Mode UncalibratedMode(const JobConfig& config, const TaskDef& task, uint64_t input_bytes);
 
 // Calibrates and plans the job. Call only when CalibrationRuledOut(config, ...) is "".
 // With --header, `data` is the whole input: the header line is sent before every chunk,

@@ -488,7 +488,7 @@ ExitCode RunJobUnguarded(const JobConfig& config, JobObserver* observer, const J
   std::optional<AutoPlan> auto_plan;
   std::string auto_choice;  // auto mode: what it chose and why ("" otherwise)
   if (config.mode == Mode::kAuto && !config.dry_run) {
-    std::string ruled_out = CalibrationRuledOut(config, job.input.view().size());
+    std::string ruled_out = CalibrationRuledOut(config, **task, job.input.view().size());
     if (ruled_out.empty()) {
       const JobInput& in = job.input;
       auto_plan = PlanAuto(config, **task, in.view(), DefaultJobs(),
@@ -503,7 +503,8 @@ ExitCode RunJobUnguarded(const JobConfig& config, JobObserver* observer, const J
       if (config.header && !config.range) job.header = HeaderLine(in.view());
       auto_choice = auto_plan->Summary(job.chunks.size());
     } else {
-      resolved.mode = UncalibratedMode(config, job.input.view().size());
+      resolved.mode = UncalibratedMode(config, **task, job.input.view().size());
+      if (resolved.mode == Mode::kSerial) jobs = 1;
       auto_choice = std::string(ModeName(resolved.mode)) + ", " + std::to_string(jobs) +
                     " workers: " + ruled_out;
     }
@@ -522,9 +523,10 @@ ExitCode RunJobUnguarded(const JobConfig& config, JobObserver* observer, const J
   if (config.dry_run) {
     std::string note;
     if (config.mode == Mode::kAuto) {
-      std::string ruled_out = CalibrationRuledOut(config, job.input.view().size());
+      std::string ruled_out = CalibrationRuledOut(config, **task, job.input.view().size());
       if (!ruled_out.empty()) {
-        resolved.mode = UncalibratedMode(config, job.input.view().size());
+        resolved.mode = UncalibratedMode(config, **task, job.input.view().size());
+        if (resolved.mode == Mode::kSerial) jobs = 1;
         note = "auto will run " + std::string(ModeName(resolved.mode)) +
                " with this plan: " + ruled_out;
       } else {

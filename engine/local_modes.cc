@@ -1,9 +1,5 @@
 #include "engine/local_modes.h"
 
-#include <poll.h>
-#include <sys/eventfd.h>
-#include <unistd.h>
-
 #include <chrono>
 #include <condition_variable>
 #include <mutex>
@@ -14,6 +10,7 @@
 #include "common/log.h"
 #include "common/measured_run.h"
 #include "engine/interrupt.h"
+#include "engine/stop_alarm.h"
 
 namespace fanout {
 namespace {
@@ -68,42 +65,6 @@ bool Finish(const PlannedJob& job, Scheduler& scheduler, ResultSink& sink, RunSt
   return s.ok();
 }
 
-// Requests `source` to stop when Ctrl-C (or SIGTERM) arrives, so a long task is
-// cancelled instead of finishing first. The watching thread ends with the object: the
-// destructor wakes it through an eventfd, so ending a job costs no polling delay.
-class InterruptWatcher {
- public:
-  explicit InterruptWatcher(const std::stop_source& source)
-      : wake_(eventfd(0, EFD_CLOEXEC)), thread_([this, source]() mutable {
-          pollfd p[2] = {{wake_, POLLIN, 0}, {Interrupt::fd(), POLLIN, 0}};
-          for (;;) {
-            if (Interrupt::Requested()) {
-              source.request_stop();
-              return;
-            }
-            // Without a signal fd, the bounded timeout is how Requested() gets noticed.
-            int n = poll(p, Interrupt::fd() >= 0 ? 2 : 1, Interrupt::fd() >= 0 ? -1 : 50);
-            if (n > 0 && (p[0].revents & POLLIN)) return;
-            if (n > 0 && (p[1].revents & POLLIN)) {
-              source.request_stop();
-              return;
-            }
-          }
-        }) {}
-  ~InterruptWatcher() {
-    uint64_t one = 1;
-    [[maybe_unused]] ssize_t n = write(wake_, &one, sizeof one);
-    thread_.join();
-    close(wake_);
-  }
-  InterruptWatcher(const InterruptWatcher&) = delete;
-  InterruptWatcher& operator=(const InterruptWatcher&) = delete;
-
- private:
-  int wake_;
-  std::thread thread_;
-};
-
 // Passes a job's stop request (RunPlannedJob's `stop`) on to the mode's own stop source,
 // which its running tasks watch.
 struct StopRequester {
@@ -120,7 +81,7 @@ ModeResult RunSerial(const PlannedJob& job, Scheduler& scheduler, ResultSink& si
   stats.telemetry.workers_running = 1;
   scheduler.AddWorker(0, 1, 1);
   std::stop_source cancel;
-  InterruptWatcher watcher(cancel);
+  StopAlarm on_interrupt(cancel, std::nullopt);  // Ctrl-C cancels running tasks
   std::stop_callback on_stop(stop, StopRequester{cancel});
   while (!scheduler.Finished() && !scheduler.Aborted()) {
     if (Interrupt::Requested() || cancel.stop_requested()) return ModeResult::Interrupted();
@@ -146,7 +107,7 @@ ModeResult RunThreads(const PlannedJob& job, uint32_t threads, Scheduler& schedu
   std::string error;
   bool stop = false;
   std::stop_source cancel;  // interrupts and `job_stop`: every running task is asked to stop
-  InterruptWatcher watcher(cancel);
+  StopAlarm on_interrupt(cancel, std::nullopt);  // Ctrl-C cancels running tasks
   std::stop_callback on_stop(job_stop, StopRequester{cancel});
   stats.workers = threads;
   stats.telemetry.workers_running = threads;

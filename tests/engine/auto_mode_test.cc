@@ -203,6 +203,28 @@ TEST(ChooseModeTest, ProcessFlagsForceProcesses) {
   EXPECT_EQ(c.workers, 2u);
 }
 
+TEST(ChooseModeTest, ASerialPlanCutsNoChunkFarBeyondTheBiggestMeasured) {
+  // The range product: 20,000 records left of 22,000, the biggest measured chunk 1,000.
+  // Chunks in-process cost nothing measurable: none over 2,000 records (10 chunks).
+  AutoInputs in = Workload(20000, 1e-7);
+  in.measured_records = 1000;
+  in.total_records = 22000;
+  AutoChoice c = ChooseMode(in);
+  EXPECT_EQ(c.mode, Mode::kSerial);
+  EXPECT_EQ(c.chunks, 10u);
+  // Nor over serial mode's own chunks (4 a core over the job: 2,750 here).
+  in.measured_records = 5000;
+  EXPECT_EQ(ChooseMode(in).chunks, 8u);
+  // A command starting in 1 ms a chunk over 20 ms of records: one more chunk is 5%.
+  AutoInputs command = Command(20000, 0.001, 1e-6, 1.0);
+  command.measured_records = 1000;
+  command.total_records = 22000;
+  command.cores = 1;
+  EXPECT_EQ(ChooseMode(command).chunks, 2u);
+  command.chunk_seconds = command.chunk_cpu_seconds = 0.01;  // 10 ms: not one more
+  EXPECT_EQ(ChooseMode(command).chunks, 1u);
+}
+
 TEST(ChooseModeTest, ChunksNeverExceedRecords) {
   AutoChoice c = ChooseMode(Workload(3, 1.0));
   EXPECT_LE(c.chunks, 3u);
@@ -477,6 +499,13 @@ TEST(KeepMeasuringChunkTest, NoBiggerThanSerialModesChunks) {
   AutoInputs in = Command(100000, 0, 1e-6, 1.0);
   in.bytes = 100000ull * 1024;  // 1 KiB records: 4,096 make 4 MiB
   EXPECT_EQ(KeepMeasuringChunk(in, Measured(3000, 0.01), {}), 4096u);
+}
+
+TEST(KeepMeasuringChunkTest, NoBiggerThanASerialChunkWhileChunksAreCheap) {
+  AutoInputs in = Command(37000, 0, 1e-6, 1.0);
+  in.measured_records = 3000;
+  in.total_records = 40000;  // serial mode's chunks: 5,000 records on 2 cores
+  EXPECT_EQ(KeepMeasuringChunk(in, Measured(3000, 0.01), {}), 5000u);
 }
 
 // A task spending the number of microseconds each record says, on the CPU.

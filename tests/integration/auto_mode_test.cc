@@ -145,10 +145,12 @@ TEST_F(AutoModeTest, CalibrationChunksAreRealAttemptsInStatsAndTrace) {
   for (int i = 1; i <= 1000; ++i) input += std::to_string(i) + "\n";
   RunResult r = Fanout("auto",
                        {"-j", "2", "--chunks", "20", "--stats-json", dir_.File("s.json"), "--trace",
-                        dir_.File("t.json"), "--joblog", dir_.File("log"), "identity"},
+                        dir_.File("t.json"), "--joblog", dir_.File("log"), "product"},
                        input);
   ASSERT_EQ(r.exit_code, 0) << r.err;
-  EXPECT_EQ(r.out, input);
+  RunResult serial = Fanout("serial", {"--chunks", "20", "product"}, input);
+  ASSERT_EQ(serial.exit_code, 0) << serial.err;
+  EXPECT_EQ(r.out, serial.out);
   Json stats = Json::parse(ReadFile(dir_.File("s.json")));
   EXPECT_EQ(stats["attempts"].get<uint64_t>(), 20u) << stats.dump();
   EXPECT_EQ(stats["bytes_in"].get<uint64_t>(), 3893u) << stats.dump();
@@ -255,10 +257,13 @@ TEST_F(AutoModeTest, SummaryComparesPredictedWithActualWallTime) {
 }
 
 TEST_F(AutoModeTest, DryRunSaysWhatIsDecidedAtRunTime) {
-  RunResult r = Fanout("auto", {"--dry-run", "identity"}, Numbers(100));
+  RunResult r = Fanout("auto", {"--dry-run", "product"}, Numbers(100));
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_NE(r.out.find("auto decides at run time"), std::string::npos) << r.out;
-  RunResult p = Fanout("auto", {"--dry-run", "--null", "identity"}, std::string("a\0b\0", 4));
+  RunResult p = Fanout("auto", {"--dry-run", "--null", "product"},
+                       std::string("1\0"
+                                   "2\0",
+                                   4));
   ASSERT_EQ(p.exit_code, 0) << p.err;
   EXPECT_NE(p.out.find("mode threads"), std::string::npos) << p.out;
   EXPECT_NE(p.out.find("auto will run threads with this plan"), std::string::npos) << p.out;
@@ -266,6 +271,26 @@ TEST_F(AutoModeTest, DryRunSaysWhatIsDecidedAtRunTime) {
   ASSERT_EQ(t.exit_code, 0) << t.err;
   EXPECT_NE(t.out.find("auto will run processes with this plan: --timeout"), std::string::npos)
       << t.out;
+}
+
+// A pass-through task has nothing to compute: auto runs it serially without calibrating
+// (no record counted, no chunk measured), and the output is the input.
+TEST_F(AutoModeTest, APassThroughTaskRunsSeriallyWithoutCalibrating) {
+  RunResult d = Fanout("auto", {"--dry-run", "identity"}, Numbers(100));
+  ASSERT_EQ(d.exit_code, 0) << d.err;
+  EXPECT_NE(d.out.find("mode serial, 1 workers"), std::string::npos) << d.out;
+  EXPECT_NE(d.out.find("auto will run serial with this plan: 'identity' passes its input"),
+            std::string::npos)
+      << d.out;
+  std::string input = Numbers(5000);
+  std::string log = dir_.File("joblog.tsv");
+  RunResult r = Fanout("auto", {"-v", "--joblog", log, "identity"}, input);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.out, input);
+  EXPECT_NE(r.err.find("auto: serial, 1 workers: 'identity' passes its input through"),
+            std::string::npos)
+      << r.err;
+  EXPECT_EQ(ReadFile(log).find("calibration"), std::string::npos) << ReadFile(log);
 }
 
 }  // namespace

@@ -1,0 +1,37 @@
+// StopAlarm: requests a std::stop_source when its deadline passes, or when Ctrl-C (or
+// SIGTERM, SIGHUP: engine/interrupt.h) arrives, from one process-wide thread started on
+// first use and kept for the life of the process, as Interrupt's own thread is. Auto mode's
+// calibration arms one per chunk it runs (a chunk running too long is stopped), serial and
+// threads modes one per run (a long task is cancelled on Ctrl-C instead of finishing
+// first). Before, each of those started and joined a thread of its own: on a small virtual
+// machine that cost a few hundred microseconds a job, a tenth of a millisecond-scale job
+// (BENCHMARKS.md, bench-auto's product and identity rows).
+//
+// The thread sleeps in ppoll on Interrupt::fd() and an eventfd until the earliest deadline;
+// an alarm wakes it only when it sets an earlier deadline than the one it sleeps until, so
+// a run of quick chunks each armed with a later deadline costs no wake-ups. Thread-safe.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <optional>
+#include <stop_token>
+
+namespace fanout {
+
+class StopAlarm {
+ public:
+  using TimePoint = std::chrono::steady_clock::time_point;
+  // Requests `source` once `deadline` passes (nullopt: never) or once an interrupt is
+  // requested, whichever comes first (at once if the interrupt already was).
+  StopAlarm(std::stop_source source, std::optional<TimePoint> deadline);
+  // Disarms: once it returns, this alarm never requests `source`.
+  ~StopAlarm();
+  StopAlarm(const StopAlarm&) = delete;
+  StopAlarm& operator=(const StopAlarm&) = delete;
+
+ private:
+  uint64_t id_;
+};
+
+}  // namespace fanout

@@ -1,0 +1,69 @@
+// StopAlarm: the process-wide thread requests a source at its deadline, an earlier
+// deadline wakes it from a later one, and a disarmed alarm never requests its source.
+// Waits are on the sources themselves (a stop callback fulfilling a promise), bounded by
+// generous timeouts that only a broken alarm reaches.
+#include "engine/stop_alarm.h"
+
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <functional>
+#include <future>
+#include <memory>
+#include <stop_token>
+
+namespace fanout {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+constexpr auto kGenerous = std::chrono::seconds(20);
+
+// Becomes ready when `source` is requested to stop.
+struct Watched {
+  std::stop_source source;
+  std::promise<void> promise;
+  std::future<void> stopped = promise.get_future();
+  std::stop_callback<std::function<void()>> callback{source.get_token(),
+                                                     [this] { promise.set_value(); }};
+};
+
+TEST(StopAlarmTest, RequestsTheSourceAtItsDeadline) {
+  Watched w;
+  auto armed = Clock::now();
+  StopAlarm alarm(w.source, armed + std::chrono::milliseconds(20));
+  ASSERT_EQ(w.stopped.wait_for(kGenerous), std::future_status::ready);
+  EXPECT_GE(Clock::now() - armed, std::chrono::milliseconds(20));
+}
+
+TEST(StopAlarmTest, AnEarlierDeadlineWakesTheThreadFromALaterOne) {
+  Watched late, soon;
+  StopAlarm far(late.source, Clock::now() + std::chrono::hours(1));
+  StopAlarm near(soon.source, Clock::now() + std::chrono::milliseconds(5));
+  ASSERT_EQ(soon.stopped.wait_for(kGenerous), std::future_status::ready);
+  EXPECT_FALSE(late.source.stop_requested());
+}
+
+TEST(StopAlarmTest, ADisarmedAlarmNeverRequestsItsSource) {
+  Watched disarmed, never, witness;
+  auto now = Clock::now();
+  { StopAlarm gone(disarmed.source, now + std::chrono::milliseconds(10)); }
+  StopAlarm no_deadline(never.source, std::nullopt);
+  // The witness's deadline comes after the disarmed one's: once it fired, the thread has
+  // passed the earlier deadline too.
+  StopAlarm later(witness.source, now + std::chrono::milliseconds(30));
+  ASSERT_EQ(witness.stopped.wait_for(kGenerous), std::future_status::ready);
+  EXPECT_FALSE(disarmed.source.stop_requested());
+  EXPECT_FALSE(never.source.stop_requested());
+}
+
+TEST(StopAlarmTest, ManyQuickAlarmsInARow) {
+  // A run of calibration chunks: each armed and disarmed long before its deadline.
+  for (int i = 0; i < 10000; ++i) {
+    std::stop_source s;
+    { StopAlarm a(s, Clock::now() + std::chrono::seconds(3)); }
+    ASSERT_FALSE(s.stop_requested()) << i;
+  }
+}
+
+}  // namespace
+}  // namespace fanout
