@@ -452,6 +452,18 @@ TEST(FitCostModelTest, ATaskOnSeveralCoresKeepsItsWallFit) {
   EXPECT_NEAR(in.chunk_seconds, 0.1, 1e-6);
 }
 
+TEST(FitCostModelTest, TheColdFirstRecordIsLeftOutWhenTwoOtherSizesWereMeasured) {
+  // The range product: its first record ran cold (50 us), then 0.1 us a record. With the
+  // first, the fit would book ~20 us of start-up on every chunk.
+  AutoInputs in =
+      FitCostModel(Measured({{1, 50e-6}, {1000, 100e-6}, {2000, 200e-6}}, 0.0), 20000, 0);
+  EXPECT_NEAR(in.chunk_seconds, 0, 1e-9);
+  EXPECT_NEAR(in.record_seconds, 1e-7, 1e-12);
+  // Two chunks: the first is all there is to say what a chunk costs once; it stays.
+  AutoInputs two = FitCostModel(Measured({{1, 0.101}, {100, 0.2}}, 0.0), 1000, 0);
+  EXPECT_NEAR(two.chunk_seconds, 0.1, 1e-6);
+}
+
 TEST(FitCostModelTest, OneSizeIsAllPerRecordWithoutTheColdFirstChunk) {
   AutoInputs in = FitCostModel(Measured({{4, 2.0}, {4, 0.4}, {4, 0.4}}, 0.0), 16, 0);
   EXPECT_EQ(in.chunk_seconds, 0);
