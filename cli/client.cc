@@ -96,11 +96,13 @@ std::optional<ClientMessage> Answer(ServerConnection& c, const ServerClient& cli
 // Fetches job `id`'s output of `size` bytes from offset `from` in parts (`read`,
 // kServerPartsInFlight asked at a time) and writes them in order to `file`. 0 when it
 // ended (`written` says whether writing failed), else the exit code of a failure it
-// printed. A server restarted on its --state loses the parts asked for: after a second of
-// silence they are asked for again.
+// printed. `reading`: a `read` at `from` is already out (Await's, streaming): its answer is
+// the first part, not asked for again. A server restarted on its --state loses the parts
+// asked for: after a second of silence they are asked for again.
 int Fetch(ServerConnection& c, const ServerClient& client, const std::string& id, uint64_t from,
-          uint64_t size, OutputFile& file, Status& written) {
-  uint64_t done = from, asked = from;        // bytes written, bytes asked for
+          uint64_t size, bool reading, OutputFile& file, Status& written) {
+  uint64_t done = from;                                                       // bytes written
+  uint64_t asked = reading ? std::min(size, from + kServerPartBytes) : from;  // asked for
   std::map<uint64_t, zmq::message_t> early;  // parts that came before the next to write
   auto ask = [&](uint64_t offset) {
     SendClientMessage(*c.socket, "", {{"op", "read"}, {"id", id}, {"offset", offset}});
@@ -152,7 +154,8 @@ int Fetch(ServerConnection& c, const ServerClient& client, const std::string& id
 // the job's exit code. `file`: the output opened while its first `got` bytes were streamed
 // (Await), or null. The output is kept only if the job succeeded (exit 0 or 3).
 int Deliver(ServerConnection& c, const ServerClient& client, ClientMessage& done,
-            const std::string& output, bool quiet, OutputFile* file = nullptr, uint64_t got = 0) {
+            const std::string& output, bool quiet, OutputFile* file = nullptr, uint64_t got = 0,
+            bool reading = false) {
   zmq::socket_t& socket = *c.socket;
   int code = done.header.value("exit", ToInt(ExitCode::kJobFailed));
   std::string report = done.header.value("report", "");
@@ -169,8 +172,9 @@ int Deliver(ServerConnection& c, const ServerClient& client, ClientMessage& done
     bool succeeded = code == ToInt(ExitCode::kOk) || code == ToInt(ExitCode::kPartial);
     if (done.header.value("read", false)) {  // in parts (the rest, when streamed)
       uint64_t size = done.header.value("size", uint64_t{0});
-      int failed =
-          succeeded ? Fetch(c, client, done.header.value("id", ""), got, size, *file, written) : 0;
+      int failed = succeeded ? Fetch(c, client, done.header.value("id", ""), got, size, reading,
+                                     *file, written)
+                             : 0;
       if (failed != 0) return failed;  // the server keeps the output for `fanout output`
     } else if (done.payload && got == 0) {
       written = file->Write({done.payload->data<char>(), done.payload->size()});
@@ -241,7 +245,9 @@ int Await(ServerConnection& c, const ServerClient& client, const std::string& id
     }
     heard = Clock::now();
     std::string op = m->header["op"];
-    if (op == "done") return Deliver(c, client, *m, output, quiet, file ? &*file : nullptr, got);
+    if (op == "done") {
+      return Deliver(c, client, *m, output, quiet, file ? &*file : nullptr, got, outstanding);
+    }
     if (op == "error") return ServerError(*m);
     if (op == "waiting" && stream && !file && m->header.value("streams", false)) {
       if (Status s = start_reading(); !s.ok()) return Fail(s.message());

@@ -188,7 +188,7 @@ class Server {
       for (auto& [id, job] : jobs_) job->stop.request_stop();
     }
     cv_.notify_all();
-    if (runner_.joinable()) runner_.join();
+    for (std::thread& runner : runners_) runner.join();  // their jobs were asked to stop
     if (done_fd_ >= 0) close(done_fd_);
     for (int fd : locks_) close(fd);
   }
@@ -220,6 +220,8 @@ class Server {
   void Recover();
   void Serve();
   void RunnerMain();
+  void QueueJob(uint64_t id);  // under mu_
+  void SpareRunner();          // under mu_
   void RunOne(Job& job);
   void OnMessage(ClientMessage& m);
   void OnSubmit(ClientMessage& m);
@@ -290,9 +292,10 @@ class Server {
   std::vector<uint64_t> finished_;  // ended by the runner, not yet announced
   uint64_t next_id_ = 1;
   bool stopping_ = false;
-  std::thread runner_;                       // RunnerMain
-  std::map<uint64_t, std::thread> threads_;  // one per running job
-  std::vector<uint64_t> ended_;              // jobs whose thread ended, to join
+  // RunnerMain's threads: started as jobs need them (QueueJob), never more than --max-jobs,
+  // kept until the server ends. Main thread only (the destructor joins them).
+  std::vector<std::thread> runners_;
+  uint32_t idle_runners_ = 0;  // runners waiting for a job
   uint32_t running_ = 0;
   std::vector<int> locks_;  // Lock's descriptors
   // Inputs being uploaded in parts (jobs in kReceiving), by job id. Main thread only.
@@ -367,7 +370,10 @@ Status Server::Open() {
   // The fleet binds --workers-listen and starts serving now, so workers can join before
   // the first job; the local workers start with the first job that needs them.
   if (Status s = fleet_.Open(); !s.ok()) return Status::Error("workers: " + s.message());
-  runner_ = std::thread([this] { RunnerMain(); });
+  {
+    std::lock_guard lock(mu_);
+    for (size_t i = 0; i < queue_.size(); ++i) SpareRunner();  // recovered jobs
+  }
   return Status::Ok();
 }
 
@@ -416,49 +422,51 @@ void Server::Recover() {
   }
 }
 
-// Starts each queued job on a thread of its own, in submission order, while fewer than
-// --max-jobs run; the fleet shares the workers' slots among the running jobs. Joins the
-// threads of jobs that ended, and all of them when the server stops.
+// One of the runners: takes the queued jobs in submission order while fewer than --max-jobs
+// run, runs each (the fleet shares the workers' slots among the running jobs), and waits
+// for the next. Runners stay for the server's life: a job starts on a waiting thread, not
+// on one started for it (a few hundred microseconds on a small virtual machine, and a
+// hand-off through a thread that only started others: BENCHMARKS.md, #19's rows).
 void Server::RunnerMain() {
   std::unique_lock lock(mu_);
-  while (true) {
-    cv_.wait(lock, [&] {
-      return stopping_ || !ended_.empty() || (!queue_.empty() && running_ < options_.max_running);
-    });
-    for (uint64_t id : std::exchange(ended_, {})) {
-      std::thread ended = std::move(threads_.at(id));
-      threads_.erase(id);
-      lock.unlock();
-      ended.join();
-      lock.lock();
-    }
-    if (stopping_) break;
-    if (queue_.empty() || running_ >= options_.max_running) continue;
+  while (true) {  // counted in idle_runners_ while it waits (from SpareRunner on)
+    cv_.wait(lock,
+             [&] { return stopping_ || (!queue_.empty() && running_ < options_.max_running); });
+    if (stopping_) return;
     std::shared_ptr<Job> job = jobs_.at(queue_.front());
     queue_.pop_front();
     if (job->state != Job::State::kQueued) continue;  // cancelled while queued
+    --idle_runners_;
     job->state = Job::State::kRunning;
     ++running_;
-    threads_[job->id] = std::thread([this, job] {
-      RunOne(*job);
-      {
-        std::lock_guard guard(mu_);
-        --running_;
-        ended_.push_back(job->id);
-        // A job the stopping server interrupted is not done: it resumes on the next start.
-        if (!(Leaving() && job->exit == ToInt(ExitCode::kInterrupted))) {
-          job->state = Job::State::kDone;
-          if (job->ended == 0) job->ended = Now();  // a call's (RunOne journals a run's)
-          finished_.push_back(job->id);
-        }
-      }
-      cv_.notify_all();
-      Announce();
-    });
+    lock.unlock();
+    RunOne(*job);
+    lock.lock();
+    --running_;
+    // A job the stopping server interrupted is not done: it resumes on the next start.
+    if (!(Leaving() && job->exit == ToInt(ExitCode::kInterrupted))) {
+      job->state = Job::State::kDone;
+      if (job->ended == 0) job->ended = Now();  // a call's (RunOne journals a run's)
+      finished_.push_back(job->id);
+    }
+    ++idle_runners_;
+    cv_.notify_all();  // a queued job may start now
+    Announce();
   }
-  std::map<uint64_t, std::thread> running = std::move(threads_);
-  lock.unlock();
-  for (auto& [id, thread] : running) thread.join();  // their jobs were asked to stop
+}
+
+// Queues job `id` for the runners, starting one more if none waits. Under mu_.
+void Server::QueueJob(uint64_t id) {
+  queue_.push_back(id);
+  SpareRunner();
+}
+
+// Starts a runner if none is waiting and fewer than --max-jobs exist. Under mu_, on the
+// main thread.
+void Server::SpareRunner() {
+  if (stopping_ || idle_runners_ > 0 || runners_.size() >= options_.max_running) return;
+  runners_.emplace_back([this] { RunnerMain(); });
+  ++idle_runners_;  // counted as waiting at once: the next job queued needs no other
 }
 
 // Runs one job on the fleet through the engine's RunJob, as `fanout run` would run it.
@@ -755,7 +763,7 @@ void Server::OnInput(ClientMessage& m) {
     if (kept.ok()) {
       std::lock_guard lock(mu_);
       job->state = Job::State::kQueued;
-      queue_.push_back(job->id);
+      QueueJob(job->id);
     }
     cv_.notify_all();
   }
@@ -870,7 +878,7 @@ void Server::Accept(const ClientMessage& m, std::shared_ptr<Job> job) {
   {
     std::lock_guard lock(mu_);
     jobs_[job->id] = job;
-    if (job->state == Job::State::kQueued) queue_.push_back(job->id);
+    if (job->state == Job::State::kQueued) QueueJob(job->id);
   }
   cv_.notify_all();
   SendClientMessage(*router_, m.peer, {{"op", "accepted"}, {"id", id}});
