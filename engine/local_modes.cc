@@ -102,6 +102,7 @@ ModeResult RunSerial(const PlannedJob& job, Scheduler& scheduler, ResultSink& si
 
 ModeResult RunThreads(const PlannedJob& job, uint32_t threads, Scheduler& scheduler,
                       ResultSink& sink, RunStats& stats, std::stop_token job_stop) {
+  if (threads == 0) return ModeResult::Failed("internal error: threads mode with no thread");
   std::mutex mu;
   std::condition_variable cv;  // a chunk was re-queued, or the job ended
   std::string error;
@@ -171,18 +172,18 @@ ModeResult RunThreads(const PlannedJob& job, uint32_t threads, Scheduler& schedu
     }
     cv.notify_all();
   };
+  // Ctrl-C or the job's stop: no thread takes another chunk, and those waiting for one wake.
+  std::stop_callback wake_on_cancel(cancel.get_token(), [&] {
+    std::lock_guard lock(mu);
+    stop = true;
+    cv.notify_all();
+  });
   {
+    // The calling thread is worker 0: a pool of N costs N - 1 thread starts (a few hundred
+    // microseconds each on a small virtual machine: BENCHMARKS.md, #16's pass-through row).
     std::vector<std::jthread> pool;
-    for (uint32_t i = 0; i < threads; ++i) pool.emplace_back(body, i);
-    // The calling thread watches for Ctrl-C while the pool works.
-    std::unique_lock lock(mu);
-    while (!done()) {
-      cv.wait_for(lock, std::chrono::milliseconds(50));
-      if (cancel.stop_requested()) {
-        stop = true;
-        cv.notify_all();
-      }
-    }
+    for (uint32_t i = 1; i < threads; ++i) pool.emplace_back(body, i);
+    body(0);
   }
   if (Interrupt::Requested() || job_stop.stop_requested()) return ModeResult::Interrupted();
   if (!error.empty()) return ModeResult::Failed(error);
