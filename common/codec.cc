@@ -50,6 +50,7 @@ void Fields(V& v, M& m) {
   v.Omit("starts", m.starts);
   v.Omit("leave", m.leave);
   v.Omit("ranges", m.ranges);
+  v.Omit("echo", m.echo);
 }
 
 template <class V, MessageOf<Welcome> M>
@@ -62,6 +63,7 @@ void Fields(V& v, M& m) {
   v.Omit("max", m.max_message);
   v.Omit("ok", m.ok_exit);
   v.Omit("leave", m.leave);
+  v.Omit("echo", m.echo);
 }
 
 template <class V, MessageOf<TaskMsg> M>
@@ -92,6 +94,7 @@ void Fields(V& v, M& m) {
   v.Opt("err", m.error);
   v.Opt("cpu", m.cpu_seconds);
   v.Opt("wall", m.wall_seconds);
+  v.Omit("echo", m.echo);
 }
 
 template <class V, MessageOf<TaskBatch> M>
@@ -117,6 +120,7 @@ void Fields(V& v, M& m) {
   v.Column("cpu", m.results, &ResultMsg::cpu_seconds);
   v.Column("wall", m.results, &ResultMsg::wall_seconds);
   v.Column("len", m.bytes);
+  v.Omit("echo", m.echo);
 }
 
 template <class V, MessageOf<Heartbeat> M>
@@ -468,6 +472,13 @@ Status Finish(ResultBatch& m, const std::vector<size_t>& columns) {
   for (size_t i = 0; i < m.results.size(); ++i) {
     if (!m.results[i].ok && m.bytes[i] != 0)
       return Status::Error("RESULTS with output for a failure");
+  }
+  for (size_t k = 0; k < m.echo.size(); ++k) {
+    uint32_t i = m.echo[k];
+    if (i >= m.results.size() || (k > 0 && i <= m.echo[k - 1]))
+      return Status::Error("RESULTS with an invalid echo index");
+    if (m.bytes[i] != 0) return Status::Error("RESULTS with output for an echo");
+    m.results[i].echo = true;
   }
   return Status::Ok();
 }

@@ -61,6 +61,9 @@ struct Hello {
   bool leave = false;
   // "ranges": it takes range chunks in TASKS (the `lo`, `hi` columns).
   bool ranges = false;
+  // "echo": it can answer a RESULT whose output is exactly the attempt's input with `echo`
+  // and no payload, when WELCOME allows it (a pass-through task such as identity).
+  bool echo = false;
   bool operator==(const Hello&) const = default;
 };
 
@@ -78,6 +81,9 @@ struct Welcome {
   std::vector<uint32_t> ok_exit = {};
   // "leave": the worker may send LEAVE (to a worker whose HELLO offered it).
   bool leave = false;
+  // "echo": the worker may answer `echo` (to a worker whose HELLO offered it): the
+  // coordinator still has every attempt's input and takes it as the output.
+  bool echo = false;
   bool operator==(const Welcome&) const = default;
 };
 
@@ -112,6 +118,9 @@ struct ResultMsg {
   std::string error;  // set when !ok
   double cpu_seconds = 0;
   double wall_seconds = 0;
+  // "echo": the output is exactly the attempt's input (header included), sent as no
+  // payload; only when WELCOME said "echo". Ignored on a failed attempt.
+  bool echo = false;
   bool operator==(const ResultMsg&) const = default;
 };
 
@@ -137,6 +146,9 @@ struct TaskBatch {
 struct ResultBatch {
   std::vector<ResultMsg> results;
   std::vector<uint64_t> bytes;
+  // "echo": the indexes (into `results`) of the attempts answered as ResultMsg::echo, each
+  // with 0 bytes; absent when none. Decoding sets those results' `echo`.
+  std::vector<uint32_t> echo = {};
   bool operator==(const ResultBatch&) const = default;
 };
 

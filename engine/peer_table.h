@@ -34,6 +34,7 @@ struct Peer {
   bool by_ref = false;  // local and the input is a file: TASKs carry file slices
   bool starts = false;  // it sends STARTED (HELLO)
   bool ranges = false;  // it takes range chunks in TASKS (HELLO)
+  bool echo = false;    // it answers a pass-through's output as `echo` (HELLO; WELCOME allows)
   // It is draining (LEAVE): no job gives it attempts, nor does a job that begins later.
   bool leaving = false;
   std::string host;

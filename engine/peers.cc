@@ -124,6 +124,7 @@ void EventLoop::OnHello(const std::string& id, const Hello& hello, Clock::time_p
   joining.batch = hello.batch;
   joining.starts = hello.starts;
   joining.ranges = hello.ranges;
+  joining.echo = hello.echo;
   joining.host = hello.host;
   joining.tasks = hello.tasks;
   joining.last_seen = now;  // its liveness counts from its HELLO
@@ -143,11 +144,30 @@ void EventLoop::OnHello(const std::string& id, const Hello& hello, Clock::time_p
                  static_cast<uint64_t>(config_->max_message), config_->ok_exit,
                  // Workers we started are stopped by us, never drained (they never get a
                  // SIGTERM but ours, and then the job is over).
-                 hello.leave && !stored.local});
+                 hello.leave && !stored.local, hello.echo});
   Fill(stored, now);
 }
 
+Blob EventLoop::EchoOutput(uint64_t chunk) const {
+  const ChunkSpec& spec = job_->chunks[chunk];
+  if (spec.range) return Blob();
+  std::string bytes(job_->header.size() + spec.bytes(), '\0');
+  std::copy(job_->header.begin(), job_->header.end(), bytes.begin());
+  job_->input.CopyOut(spec.begin, spec.bytes(), bytes.data() + job_->header.size());
+  return Blob(std::move(bytes));
+}
+
 void EventLoop::OnResult(Peer& peer, const ResultMsg& result, Blob output, Clock::time_point now) {
+  if (result.echo && result.ok) {
+    if (!peer.echo || output.size() != 0) {
+      // Not offered, or bytes besides: the worker is broken; its attempts go back.
+      ++stats_->rejected_messages;
+      LoseWorker(peer.index,
+                 peer.echo ? "sent an echo with output" : "sent an echo it did not offer", now);
+      return;
+    }
+    output = EchoOutput(result.chunk);
+  }
   bool ok = result.ok;
   std::string error = result.error;
   if (ok) {
@@ -250,6 +270,11 @@ void EventLoop::OnResults(Peer& peer, ResultBatch& batch, std::optional<zmq::mes
                "sent a RESULTS whose sizes add up to " + std::to_string(total) +
                    " bytes with a payload of " + std::to_string(payload ? payload->size() : 0),
                now);
+    return;
+  }
+  if (!peer.echo && !batch.echo.empty()) {
+    ++Primary().stats->rejected_messages;
+    LoseWorker(peer.index, "sent an echo it did not offer", now);
     return;
   }
   auto shared = payload ? std::make_shared<const zmq::message_t>(std::move(*payload)) : nullptr;

@@ -30,14 +30,17 @@ Result<std::vector<BatchedAttempt>> SplitTaskBatch(const TaskBatch& batch,
                                                    const std::optional<zmq::message_t>& payload);
 
 // Sends one finished attempt as a RESULT (its output moved into the frame). Returns false
-// if the message could not be queued.
-bool SendResult(zmq::socket_t& socket, FinishedAttempt& done);
+// if the message could not be queued. `echo`: the coordinator takes echoes (WELCOME): an
+// attempt whose output is its whole input (FinishedAttempt::shared) goes as `echo`, with
+// no payload.
+bool SendResult(zmq::socket_t& socket, FinishedAttempt& done, bool echo);
 
 // Sends `done` as RESULTS messages of up to kMaxBatch attempts and at most 1 MiB of output
 // each, and at most `max_message` (the coordinator's limit, > 0; 0: none) so that the
 // coordinator takes the frame; an attempt with a bigger output goes alone as a RESULT.
 // Returns false if a message could not be queued.
+// `echo` as for SendResult.
 bool SendResultBatches(zmq::socket_t& socket, std::vector<FinishedAttempt>& done,
-                       uint64_t max_message);
+                       uint64_t max_message, bool echo);
 
 }  // namespace fanout

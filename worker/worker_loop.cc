@@ -139,6 +139,7 @@ class Worker {
   uint64_t max_output_ = 0;
   bool batches_ = false;    // this session's coordinator sends TASKS (so takes RESULTS)
   bool leave_ok_ = false;   // this session's coordinator takes LEAVE (WELCOME's "leave")
+  bool echo_ = false;       // this session's coordinator takes echoes (WELCOME's "echo")
   bool draining_ = false;   // SIGTERM arrived: finishing what runs, taking nothing new
   bool signalled_ = false;  // a signal read by AwaitOwnSignal that ends the session
   Clock::time_point drain_deadline_{};
@@ -267,10 +268,10 @@ void Worker::SendFinished(zmq::socket_t& socket, std::vector<FinishedAttempt>& d
     SendLeave(socket, back, /*bye=*/false);
   }
   if (batches_) {
-    SendResultBatches(socket, done, max_output_);
+    SendResultBatches(socket, done, max_output_, echo_);
     return;
   }
-  for (FinishedAttempt& d : done) SendResult(socket, d);
+  for (FinishedAttempt& d : done) SendResult(socket, d, echo_);
 }
 
 void Worker::HandleBatch(zmq::socket_t& socket, const TaskBatch& batch,
@@ -286,7 +287,7 @@ void Worker::HandleBatch(zmq::socket_t& socket, const TaskBatch& batch,
                                   "malformed TASKS: " + attempts.status().message()},
                         {}});
     }
-    SendResultBatches(socket, failed, max_output_);
+    SendResultBatches(socket, failed, max_output_, echo_);
     return;
   }
   auto def = ResolveTask(TaskRegistry::Global(), batch.task, batch.args);
@@ -295,7 +296,7 @@ void Worker::HandleBatch(zmq::socket_t& socket, const TaskBatch& batch,
     for (const BatchedAttempt& a : *attempts) {
       done.push_back({ResultMsg{a.task.chunk, a.task.attempt, false, def.status().message()}, {}});
     }
-    SendResultBatches(socket, done, max_output_);
+    SendResultBatches(socket, done, max_output_, echo_);
     return;
   }
   // Inline attempts read the thread's CPU clock (a system call) once around all of them.
@@ -314,7 +315,7 @@ void Worker::HandleBatch(zmq::socket_t& socket, const TaskBatch& batch,
   if (done.empty()) return;
   clock.Stop();
   for (FinishedAttempt& d : done) d.result.cpu_seconds += clock.Share(d.result.wall_seconds);
-  SendResultBatches(socket, done, max_output_);
+  SendResultBatches(socket, done, max_output_, echo_);
 }
 
 void Worker::RunInline(zmq::socket_t& socket, const TaskDef& def, const TaskMsg& t,
@@ -322,7 +323,7 @@ void Worker::RunInline(zmq::socket_t& socket, const TaskDef& def, const TaskMsg&
   FinishedAttempt done = RunAttempt(def, t, payload, config_.name, std::stop_token(),
                                     /*thread_cpu=*/true, max_output_);
   Vet(done);
-  SendResult(socket, done);
+  SendResult(socket, done, echo_);
 }
 
 void Worker::SendResults(zmq::socket_t& socket) {
@@ -350,6 +351,7 @@ std::optional<SessionEnd> Worker::Handle(zmq::socket_t& socket, Envelope& env) {
     welcomed_ = true;
     runner_.ReportStarts(welcome->starts);
     leave_ok_ = welcome->leave;
+    echo_ = welcome->echo;
     // A result larger than the coordinator's limit would get this worker disconnected.
     max_output_ = OwnOutputLimit();
     if (welcome->max_message > 0 && (max_output_ == 0 || welcome->max_message < max_output_)) {
@@ -430,6 +432,7 @@ SessionEnd Worker::Session() {
   hello.starts = true;
   hello.leave = true;
   hello.ranges = true;
+  hello.echo = true;
   SendMessage(socket, hello);
   auto now = config_.clock->Now();
   auto last_heard = now;

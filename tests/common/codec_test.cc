@@ -241,6 +241,8 @@ TEST(CodecTest, EncodedHeadersCarryExactlyTheDocumentedKeys) {
       {Started{{1, 2}, {1, 1}}, {"v", "k", "c", "a"}},
       {Leave{{1, 2}, {1, 1}, true}, {"v", "k", "c", "a", "bye"}},
       {Welcome{"j", 500, 4, "", true, 16 << 20}, {"v", "k", "job", "hb", "live", "starts", "max"}},
+      {ResultMsg{1, 1, true, "", 0, 0, true},
+       {"v", "k", "c", "a", "ok", "err", "cpu", "wall", "echo"}},
   };
   for (const auto& [message, keys] : table) {
     WireMap wire = ParseWire(EncodeHeader(message));
@@ -306,6 +308,45 @@ TEST(CodecTest, TasksRangeColumnsRoundTripAndAreChecked) {
   EXPECT_FALSE(std::get<Hello>(RoundTrip(h)).ranges);
   h.ranges = true;
   EXPECT_TRUE(std::get<Hello>(RoundTrip(h)).ranges);
+}
+
+TEST(CodecTest, EchoRoundTripsIsOptionalAndIsChecked) {
+  Hello h{"w", "h", "v", 1, 2, {"t"}};
+  EXPECT_FALSE(ParseWire(EncodeHeader(h)).keys.count("echo"));
+  h.echo = true;
+  EXPECT_TRUE(std::get<Hello>(RoundTrip(h)).echo);
+  Welcome w{"job", 100, 3};
+  EXPECT_FALSE(std::get<Welcome>(RoundTrip(w)).echo);
+  w.echo = true;
+  EXPECT_TRUE(std::get<Welcome>(RoundTrip(w)).echo);
+  ResultMsg r{3, 1, true, "", 0.5, 0.5};
+  EXPECT_FALSE(ParseWire(EncodeHeader(r)).keys.count("echo"));
+  r.echo = true;
+  EXPECT_TRUE(std::get<ResultMsg>(RoundTrip(r)).echo);
+  // A batch names its echoes by index; decoding marks those results.
+  ResultBatch b{{ResultMsg{1, 1, true, "", 0, 0}, ResultMsg{2, 1, true, "", 0, 0},
+                 ResultMsg{3, 1, true, "", 0, 0}},
+                {4, 0, 0}};
+  EXPECT_FALSE(ParseWire(EncodeHeader(b)).keys.count("echo"));
+  b.echo = {1, 2};
+  auto got = std::get<ResultBatch>(RoundTrip(b));
+  EXPECT_FALSE(got.results[0].echo);
+  EXPECT_TRUE(got.results[1].echo);
+  EXPECT_TRUE(got.results[2].echo);
+  EXPECT_EQ(got.echo, b.echo);
+  auto decodes = [](const Message& m) {
+    std::string wire = EncodeHeader(m);
+    return DecodeHeader(wire.data(), wire.size()).ok();
+  };
+  ResultBatch out_of_range = b;
+  out_of_range.echo = {3};
+  EXPECT_FALSE(decodes(out_of_range)) << "an index past the results";
+  ResultBatch twice = b;
+  twice.echo = {1, 1};
+  EXPECT_FALSE(decodes(twice)) << "an index named twice";
+  ResultBatch with_bytes = b;
+  with_bytes.echo = {0};
+  EXPECT_FALSE(decodes(with_bytes)) << "output bytes for an echo";
 }
 
 TEST(CodecTest, StartedAndTheStartsAndMaxKeysRoundTrip) {

@@ -120,6 +120,41 @@ TEST_F(PeerTest, WrongVersionIsRefusedAndTheJobGoesOn) {
   EXPECT_EQ(ReadFile(dir_.File("out")), "hello\n");
 }
 
+TEST_F(PeerTest, AnEchoIsTheInputOnlyFromAWorkerThatOfferedIt) {
+  // A worker that did not offer "echo" and answers one anyway is lost (its attempt goes
+  // back); one that offered it is told so in WELCOME, and its echo (no payload) becomes the
+  // chunk's output: the input bytes, which never travel back.
+  auto coordinator = StartCoordinator();
+  zmq::socket_t rogue = MakeDealer(context_, endpoint_, "").value();
+  Hello(rogue);
+  auto welcome = Next(rogue);
+  ASSERT_TRUE(welcome && std::holds_alternative<Welcome>(welcome->message));
+  EXPECT_FALSE(std::get<Welcome>(welcome->message).echo);
+  auto task = Next(rogue);
+  ASSERT_TRUE(task && std::holds_alternative<TaskMsg>(task->message));
+  ResultMsg echo{0, 1, true, "", 0.01, 0.01};
+  echo.echo = true;
+  ASSERT_TRUE(SendMessage(rogue, echo));
+
+  zmq::socket_t good = MakeDealer(context_, endpoint_, "").value();
+  fanout::Hello h{"echoing-peer", "localhost", "test", 1, 1, {"identity"}};
+  h.echo = true;
+  ASSERT_TRUE(SendMessage(good, h));
+  welcome = Next(good);
+  ASSERT_TRUE(welcome && std::holds_alternative<Welcome>(welcome->message));
+  EXPECT_TRUE(std::get<Welcome>(welcome->message).echo);
+  task = Next(good);
+  ASSERT_TRUE(task && std::holds_alternative<TaskMsg>(task->message));
+  const TaskMsg& t = std::get<TaskMsg>(task->message);
+  EXPECT_EQ(t.attempt, 2u);  // attempt 1 went with the rogue
+  echo.attempt = t.attempt;
+  ASSERT_TRUE(SendMessage(good, echo));
+  ASSERT_EQ(coordinator->Wait(milliseconds(10000)), 0) << ReadFile(dir_.File("err"));
+  EXPECT_EQ(ReadFile(dir_.File("out")), "hello\n");
+  std::string err = ReadFile(dir_.File("err"));
+  EXPECT_NE(err.find("sent an echo it did not offer"), std::string::npos) << err;
+}
+
 TEST_F(PeerTest, MessagesFromUnknownPeersAreAnsweredWithReject) {
   auto coordinator = StartCoordinator();
   zmq::socket_t stranger = MakeDealer(context_, endpoint_, "").value();
