@@ -173,6 +173,7 @@ ModeResult RunThreads(const PlannedJob& job, uint32_t threads, Scheduler& schedu
     cv.notify_all();
   };
   // Ctrl-C or the job's stop: no thread takes another chunk, and those waiting for one wake.
+  // It takes `mu`: nothing that holds `mu` may request `cancel` or `job_stop`.
   std::stop_callback wake_on_cancel(cancel.get_token(), [&] {
     std::lock_guard lock(mu);
     stop = true;
