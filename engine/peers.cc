@@ -158,7 +158,11 @@ Blob EventLoop::EchoOutput(uint64_t chunk) const {
 }
 
 void EventLoop::OnResult(Peer& peer, const ResultMsg& result, Blob output, Clock::time_point now) {
-  if (result.echo && result.ok) {
+  // An echo's output is copied only once it is accepted (a late duplicate's never is),
+  // unless --header needs it vetted first.
+  bool echo = result.echo && result.ok;
+  uint64_t output_bytes = output.size();
+  if (echo) {
     if (!peer.echo || output.size() != 0) {
       // Not offered, or bytes besides: the worker is broken; its attempts go back.
       ++stats_->rejected_messages;
@@ -166,7 +170,12 @@ void EventLoop::OnResult(Peer& peer, const ResultMsg& result, Blob output, Clock
                  peer.echo ? "sent an echo with output" : "sent an echo it did not offer", now);
       return;
     }
-    output = EchoOutput(result.chunk);
+    const ChunkSpec& spec = job_->chunks[result.chunk];
+    output_bytes = spec.range ? 0 : job_->header.size() + spec.bytes();
+    if (config_->header) {
+      output = EchoOutput(result.chunk);
+      echo = false;
+    }
   }
   bool ok = result.ok;
   std::string error = result.error;
@@ -183,7 +192,7 @@ void EventLoop::OnResult(Peer& peer, const ResultMsg& result, Blob output, Clock
     double at = stats_->telemetry.Now();  // one clock read per result
     double since_dispatch = at - it->second.second;
     AttemptSpan span = job_->SpanAt(at, result.chunk, result.attempt, peer.index,
-                                    std::min(result.wall_seconds, since_dispatch), output.size(),
+                                    std::min(result.wall_seconds, since_dispatch), output_bytes,
                                     ok ? Status::Ok() : Status::Error(error));
     span.cpu_seconds = result.cpu_seconds;
     stats_->telemetry.RecordAttempt(std::move(span));
@@ -193,6 +202,7 @@ void EventLoop::OnResult(Peer& peer, const ResultMsg& result, Blob output, Clock
     case Verdict::kAccepted:
       Log().debug("chunk {} attempt {} done on {}", result.chunk, result.attempt, peer.name);
       locals_->Progress();
+      if (echo) output = EchoOutput(result.chunk);
       Note(sink_->Accept(result.chunk, std::move(output), result.cpu_seconds));
       SendCancels(outcome.cancel, "cancelled: another attempt won");
       break;
