@@ -74,11 +74,8 @@ bool EventLoop::SendTask(const Peer& peer, const Assignment& a) {
   if (by_ref) msg.slice = FileSlice{chunk.begin, chunk.bytes(), job_->header.size()};
   zmq::message_t payload;
   if (!by_ref && !chunk.range) {
-    const std::string_view header = job_->header;
-    payload.rebuild(header.size() + chunk.bytes());
-    char* to = static_cast<char*>(payload.data());
-    std::copy(header.begin(), header.end(), to);
-    job_->input.CopyOut(chunk.begin, chunk.bytes(), to + header.size());
+    payload.rebuild(job_->PayloadSize(a.chunk));
+    job_->CopyPayload(a.chunk, static_cast<char*>(payload.data()));
   }
   return SendTo(*router_, peer.id, msg, chunk.range || by_ref ? nullptr : &payload);
 }

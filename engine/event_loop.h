@@ -192,11 +192,11 @@ class EventLoop {
   void OnHello(const std::string& id, const Hello& hello, Clock::time_point now);
   // `output` is the result's payload (empty when it has none). For the current job.
   void OnResult(Peer& peer, const ResultMsg& result, Blob output, Clock::time_point now);
-  // An echo's output (ResultMsg::echo): the attempt's input as its TASK carried it (the
-  // header, then the chunk's bytes), copied from the job's input (CopyOut: a truncated file
-  // cannot fault). The bytes cross no socket back. A copy, not a view of the mapping as in
-  // serial mode: outputs held for order would keep the mapping's pages in this process
-  // after their write (the server's memory bound, ServerTest.BigInputs...).
+  // An echo's output (ResultMsg::echo): the attempt's input as its TASK carried it
+  // (PlannedJob::CopyPayload: the header, then the chunk's bytes, read from the file). The bytes
+  // cross no socket back. A copy, not a view of the mapping as in serial mode: outputs held for
+  // order would keep the mapping's pages in this process after their write (the server's memory
+  // bound, ServerTest.BigInputs...).
   Blob EchoOutput(uint64_t chunk) const;
   void OnResults(Peer& peer, ResultBatch& batch, std::optional<zmq::message_t>& payload,
                  Clock::time_point now);

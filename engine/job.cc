@@ -58,6 +58,18 @@ std::string_view PlannedJob::Payload(uint64_t chunk, std::string& storage) const
   return storage;
 }
 
+uint64_t PlannedJob::PayloadSize(uint64_t chunk) const {
+  const ChunkSpec& spec = chunks[chunk];
+  return spec.range ? 0 : header.size() + spec.bytes();
+}
+
+void PlannedJob::CopyPayload(uint64_t chunk, char* to) const {
+  const ChunkSpec& spec = chunks[chunk];
+  if (spec.range) return;
+  to = std::copy(header.begin(), header.end(), to);
+  input.CopyOut(spec.begin, spec.bytes(), to);
+}
+
 ChunkInput PlannedJob::InputFor(uint64_t chunk, uint32_t attempt, const std::string& worker,
                                 std::string& storage) const {
   ChunkInput in;

@@ -149,11 +149,8 @@ void EventLoop::OnHello(const std::string& id, const Hello& hello, Clock::time_p
 }
 
 Blob EventLoop::EchoOutput(uint64_t chunk) const {
-  const ChunkSpec& spec = job_->chunks[chunk];
-  if (spec.range) return Blob();
-  std::string bytes(job_->header.size() + spec.bytes(), '\0');
-  std::copy(job_->header.begin(), job_->header.end(), bytes.begin());
-  job_->input.CopyOut(spec.begin, spec.bytes(), bytes.data() + job_->header.size());
+  std::string bytes(job_->PayloadSize(chunk), '\0');
+  job_->CopyPayload(chunk, bytes.data());
   return Blob(std::move(bytes));
 }
 
@@ -170,8 +167,7 @@ void EventLoop::OnResult(Peer& peer, const ResultMsg& result, Blob output, Clock
                  peer.echo ? "sent an echo with output" : "sent an echo it did not offer", now);
       return;
     }
-    const ChunkSpec& spec = job_->chunks[result.chunk];
-    output_bytes = spec.range ? 0 : job_->header.size() + spec.bytes();
+    output_bytes = job_->PayloadSize(result.chunk);
     if (config_->header) {
       output = EchoOutput(result.chunk);
       echo = false;

@@ -34,6 +34,11 @@ struct PlannedJob {
   // What a task gets: the header (if any) then the chunk's bytes, copied into `storage`
   // only when there is a header.
   std::string_view Payload(uint64_t chunk, std::string& storage) const;
+  // The size of that (0 for a range chunk), and a copy of it into `to` (PayloadSize bytes)
+  // made without touching the mapping (JobInput::CopyOut: a truncated file cannot fault):
+  // what a TASK's frame carries, and an echo's output.
+  uint64_t PayloadSize(uint64_t chunk) const;
+  void CopyPayload(uint64_t chunk, char* to) const;
   // An attempt's span as it ended now after `wall` seconds, for the telemetry.
   AttemptSpan Span(const Telemetry& t, uint64_t chunk, uint32_t attempt, WorkerIndex worker,
                    double wall, uint64_t bytes_out, const Status& status) const;
