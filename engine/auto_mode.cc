@@ -749,12 +749,10 @@ AutoPlan PlanAutoBody(const JobConfig& config, const TaskDef& task, std::string_
   // small chunks (a noisy machine, records that cost more further on, work that grows
   // faster than the records) is corrected while parallel can still pay. -j 1 and the
   // user's own chunks leave nothing to correct, and neither does a heavy start-up (each
-  // chunk checked would pay it again). A pass-through task (identity: run_view)
-  // is not checked: its chunks are views of the input, next to free in any mode, and
-  // checking would only add chunks.
+  // chunk checked would pay it again). (A pass-through task never gets here:
+  // CalibrationRuledOut.)
   size_t chosen_after = cal.chunks.size();
-  if (!user_plan && !cal.error && !cal.heavy_start && !task.run_view &&
-      !(config.jobs_given && config.jobs <= 1)) {
+  if (!user_plan && !cal.error && !cal.heavy_start && !(config.jobs_given && config.jobs <= 1)) {
     while (plan.choice.mode == Mode::kSerial) {
       uint64_t size = KeepMeasuringChunk(in, cal, limits);
       if (size == 0) break;
