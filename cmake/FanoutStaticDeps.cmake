@@ -15,7 +15,10 @@
 # by fanout, refers to libgssapi_krb5, which has no archive in Debian: the programs get
 # cmake/no_gssapi.cc's failing stand-ins instead of its seven shared libraries (1.7 ms of
 # every start on the EPYC guest; the file says why they are never reached).
-# spdlog and fmt stay shared: Debian ships no archives of them.
+# spdlog and fmt: Debian ships no archives of them, but all of their implementations'
+# headers; cmake/static_logging.cc compiles them into an archive for the programs, which then
+# also link libstdc++ and libgcc statically and map glibc alone (static_logging.cc says
+# what it saves).
 # -DFANOUT_STATIC_DEPS=OFF links the shared libraries everywhere.
 # Sanitizer builds keep the shared libraries: tests/tsan.supp names libzmq.so
 # (called_from_lib), which a libzmq linked into the program would not match.
@@ -24,15 +27,23 @@ if(FANOUT_SANITIZE)
 else()
   set(fanout_static_default ON)
 endif()
-option(FANOUT_STATIC_DEPS "Link fanout's programs with static libzmq, GMP and xxHash"
+option(FANOUT_STATIC_DEPS
+       "Link fanout's programs with static libzmq, GMP, xxHash, spdlog, fmt and libstdc++"
        ${fanout_static_default})
 # What fanout_tasks and fanout_engine link for GMP and xxHash (the choosing targets below
 # when the archives are there).
 set(FANOUT_GMP GMP::gmpxx)
 set(FANOUT_XXHASH xxHash::xxhash)
+set(FANOUT_SPDLOG spdlog::spdlog)  # what fanout_common links for logging
 
+# fanout_static_deps(TARGET [SHARED_LIBSTDCXX]): SHARED_LIBSTDCXX for a program that also
+# links a C++ shared library (fanout-dashboard: libcpp-httplib), which must share one
+# libstdc++ with it (two copies would each number std::locale's facets, for one).
 function(fanout_static_deps target)
   set_property(TARGET ${target} PROPERTY FANOUT_STATIC_DEPS ${FANOUT_STATIC_DEPS})
+  if(FANOUT_STATIC_DEPS AND NOT "SHARED_LIBSTDCXX" IN_LIST ARGN)
+    target_link_options(${target} PRIVATE -static-libstdc++ -static-libgcc)
+  endif()
 endfunction()
 
 # fanout_choose_link(TARGET STATIC_ITEMS SHARED_ITEMS): TARGET's link interface becomes
@@ -87,4 +98,22 @@ if(FANOUT_STATIC_DEPS)
   endif()
   fanout_choose_archives(FANOUT_GMP fanout_gmp GMP::gmpxx "${GMP_INCLUDE_DIR}" gmpxx gmp)
   fanout_choose_archives(FANOUT_XXHASH fanout_xxhash xxHash::xxhash "${XXHASH_INCLUDE_DIR}" xxhash)
+  # spdlog (and fmt under it) from static_logging.cc in programs, the shared ones elsewhere;
+  # code compiles the same either way (spdlog's compiled-library headers and definitions).
+  add_library(fanout_static_logging STATIC ${CMAKE_CURRENT_LIST_DIR}/static_logging.cc)
+  foreach(property INTERFACE_COMPILE_DEFINITIONS INTERFACE_INCLUDE_DIRECTORIES)
+    foreach(imported spdlog::spdlog fmt::fmt)
+      get_target_property(values ${imported} ${property})
+      if(values)
+        set_property(TARGET fanout_static_logging APPEND PROPERTY ${property} ${values})
+      endif()
+    endforeach()
+  endforeach()
+  get_target_property(spdlog_definitions fanout_static_logging INTERFACE_COMPILE_DEFINITIONS)
+  target_compile_definitions(fanout_static_logging PRIVATE ${spdlog_definitions})
+  target_compile_features(fanout_static_logging PRIVATE cxx_std_20)
+  set_property(TARGET fanout_static_logging PROPERTY POSITION_INDEPENDENT_CODE ON)
+  add_library(fanout_spdlog INTERFACE)
+  fanout_choose_link(fanout_spdlog "fanout_static_logging;Threads::Threads" "spdlog::spdlog")
+  set(FANOUT_SPDLOG fanout_spdlog)
 endif()
