@@ -9,6 +9,7 @@
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
+#include <random>
 
 #include "common/write_all.h"
 
@@ -17,6 +18,25 @@ namespace {
 
 constexpr std::string_view kTempMarker = ".fanout-";
 constexpr size_t kTempSuffix = 6;  // mkstemp's XXXXXX
+
+// Creates `templ` (ending in XXXXXX, replaced by 6 random letters and digits) as a new file,
+// as mkostemp does, but with mode 0666 less the umask, as a plain create gives. mkostemp
+// makes it 0600, and reading the umask to widen that means setting it: a umask(0) of a
+// moment in one thread of a server running jobs side by side gave a file or directory
+// another thread created then mode 0666 or 0777. The kernel applies the umask here.
+int CreateTemporary(std::string& templ) {
+  static constexpr char kLetters[] =
+      "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
+  thread_local std::mt19937_64 random{std::random_device{}()};
+  char* x = templ.data() + templ.size() - kTempSuffix;
+  for (int tries = 0; tries < 1000; ++tries) {
+    for (size_t i = 0; i < kTempSuffix; ++i) x[i] = kLetters[random() % (sizeof kLetters - 1)];
+    int fd = ::open(templ.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
+    if (fd >= 0 || errno != EEXIST) return fd;
+  }
+  errno = EEXIST;
+  return -1;
+}
 
 // Removes the temporaries `.BASE.fanout-XXXXXX` in `dir` that a run killed before it could
 // remove them left behind: ours (same user), regular files, whose lock nobody holds (a
@@ -73,14 +93,10 @@ Result<OutputFile> OutputFile::OpenTemporary(const std::string& name, const std:
   std::string base = slash == std::string::npos ? path : path.substr(slash + 1);
   RemoveStaleTemporaries(dir, base);
   std::string temp = (slash == std::string::npos ? "" : dir) + "." + base + ".fanout-XXXXXX";
-  int fd = mkostemp(temp.data(), O_CLOEXEC);
+  int fd = CreateTemporary(temp);
   if (fd < 0) return Status::Error("cannot write output '" + name + "': " + std::strerror(errno));
   // Held until the temporary is renamed or removed: a later run removes it only if free.
   ::flock(fd, LOCK_EX);
-  // Keep the permissions a plain create would give (mkstemp uses 0600).
-  mode_t mask = umask(0);
-  umask(mask);
-  fchmod(fd, 0666 & ~mask);
   return OutputFile(fd, path, temp, name);
 }
 

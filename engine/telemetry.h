@@ -76,7 +76,7 @@ struct JobTotals {
   SchedulerCounters counters;
   std::vector<uint64_t> failed_chunks;
   int exit_code = 0;
-  uint64_t peak_rss_bytes = 0;  // the coordinator's VmHWM (0 if unknown)
+  uint64_t peak_rss_bytes = 0;  // the coordinator's VmHWM (0 if unknown; read for --stats-json)
   std::string auto_choice;      // --mode auto: what it chose and why ("" otherwise)
   uint64_t auto_calibration_chunks = 0;
 };
