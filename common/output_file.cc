@@ -3,13 +3,13 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <sys/file.h>
+#include <sys/random.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
-#include <random>
 
 #include "common/write_all.h"
 
@@ -27,10 +27,11 @@ constexpr size_t kTempSuffix = 6;  // mkstemp's XXXXXX
 int CreateTemporary(std::string& templ) {
   static constexpr char kLetters[] =
       "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
-  thread_local std::mt19937_64 random{std::random_device{}()};
   char* x = templ.data() + templ.size() - kTempSuffix;
   for (int tries = 0; tries < 1000; ++tries) {
-    for (size_t i = 0; i < kTempSuffix; ++i) x[i] = kLetters[random() % (sizeof kLetters - 1)];
+    unsigned char noise[kTempSuffix];
+    if (getrandom(noise, sizeof noise, 0) != static_cast<ssize_t>(sizeof noise)) return -1;
+    for (size_t i = 0; i < kTempSuffix; ++i) x[i] = kLetters[noise[i] % (sizeof kLetters - 1)];
     int fd = ::open(templ.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
     if (fd >= 0 || errno != EEXIST) return fd;
   }

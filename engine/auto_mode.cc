@@ -8,6 +8,7 @@
 #include <cstdio>
 #include <cstring>
 #include <stop_token>
+#include <thread>
 #include <vector>
 
 #include "common/log.h"
@@ -35,6 +36,9 @@ constexpr uint64_t kMaxChunksPerWorker = 64;      // chunk counts tried: W, 2W, 
 constexpr double kMaxExtrapolation = 2;
 constexpr double kExtrapolationStartShare = 0.05;
 constexpr uint64_t kSerialChunksPerCore = 4;  // serial mode's default plan: 4 a core
+// A first record at least this slow (a command's start) has its per-record calibration
+// chunk run beside a second one (RunNextPairSideBySide): a thread's start is then noise.
+constexpr double kSideBySideFirstSeconds = 0.0005;
 
 std::string Seconds(double s) {
   char buf[32];
@@ -315,22 +319,79 @@ bool RunOne(const TaskDef& task, const std::vector<std::string>& args, std::stri
   return true;
 }
 
+// The prefix chunk of `records` records that starts at record `first` (byte `begin`).
+ChunkSpec PrefixChunk(std::string_view data, const std::optional<IntRange>& range, uint64_t id,
+                      uint64_t first, uint64_t begin, uint64_t records) {
+  ChunkSpec spec;
+  spec.id = id;
+  spec.first_record = first;
+  spec.records = records;
+  if (range) {
+    int64_t lo = range->lo + static_cast<int64_t>(first);
+    spec.range = IntRange{lo, lo + static_cast<int64_t>(spec.records)};
+  } else {
+    spec.begin = begin;
+    spec.end = SkipLines(data, spec.begin, spec.records);
+  }
+  return spec;
+}
+
 // Runs the next `records` records after the calibration's (a prefix chunk) with RunOne.
 bool RunNextPrefix(const TaskDef& task, const std::vector<std::string>& args, std::string_view data,
                    const std::optional<IntRange>& range, std::string_view header, uint64_t records,
                    double stop_seconds, Calibration& cal) {
-  ChunkSpec spec;
-  spec.id = cal.chunks.size();
-  spec.first_record = cal.records;
-  spec.records = records;
-  if (range) {
-    int64_t lo = range->lo + static_cast<int64_t>(cal.records);
-    spec.range = IntRange{lo, lo + static_cast<int64_t>(spec.records)};
-  } else {
-    spec.begin = cal.bytes;
-    spec.end = SkipLines(data, spec.begin, spec.records);
-  }
+  ChunkSpec spec = PrefixChunk(data, range, cal.chunks.size(), cal.records, cal.bytes, records);
   return RunOne(task, args, data, header, spec, stop_seconds, cal);
+}
+
+// Appends what `part` (a calibration of the chunks that follow `cal`'s) ran to `cal`, as
+// if `cal` had run them: its kept chunks, or its failure.
+void Append(Calibration& cal, Calibration&& part) {
+  for (size_t i = 0; i < part.chunks.size(); ++i) {
+    cal.chunks.push_back(part.chunks[i]);
+    cal.outputs.push_back(std::move(part.outputs[i]));
+    cal.cpu_seconds.push_back(part.cpu_seconds[i]);
+    cal.wall_seconds.push_back(part.wall_seconds[i]);
+    cal.queued_seconds.push_back(part.queued_seconds[i]);
+    cal.started.push_back(part.started[i]);
+  }
+  cal.records += part.records;
+  cal.bytes += part.bytes;
+  cal.wall += part.wall;
+  cal.cpu += part.cpu;
+  cal.output_bytes += part.output_bytes;
+  if (part.error) {
+    cal.error = std::move(part.error);
+    cal.stopped = part.stopped;
+    cal.failed = part.failed;
+    cal.failed_started = part.failed_started;
+    cal.failed_wall = part.failed_wall;
+    cal.failed_cpu = part.failed_cpu;
+  }
+}
+
+// Runs the next two prefix chunks of `records` records each side by side, the second on a
+// thread of its own, and keeps them in order as two RunNextPrefix calls would; false if
+// either failed. A failed first chunk also drops the second's output: its records run again
+// in the job, so nothing runs twice unless something failed.
+bool RunNextPairSideBySide(const TaskDef& task, const std::vector<std::string>& args,
+                           std::string_view data, const std::optional<IntRange>& range,
+                           std::string_view header, uint64_t records, double stop_seconds,
+                           Calibration& cal) {
+  ChunkSpec first = PrefixChunk(data, range, cal.chunks.size(), cal.records, cal.bytes, records);
+  ChunkSpec second = PrefixChunk(data, range, first.id + 1, cal.records + records,
+                                 cal.bytes + first.bytes(), records);
+  Calibration a, b;
+  bool b_ok = false;
+  {
+    std::jthread side([&] { b_ok = RunOne(task, args, data, header, second, stop_seconds, b); });
+    RunOne(task, args, data, header, first, stop_seconds, a);
+  }
+  bool a_ok = !a.error;
+  Append(cal, std::move(a));
+  if (!a_ok) return false;
+  Append(cal, std::move(b));
+  return b_ok;
 }
 
 }  // namespace
@@ -386,7 +447,18 @@ Calibration Calibrate(const TaskDef& task, const std::vector<std::string>& args,
   double speedup = waits ? std::max(limits.max_waiting_workers, limits.cores) : limits.cores;
   uint64_t size =
       std::max<uint64_t>(2, static_cast<uint64_t>(0.1 * total / std::max(speedup, 1.0)));
-  if (!run(size)) return cal;
+  if (limits.side_by_side && limits.cores >= 2 && first_wall >= kSideBySideFirstSeconds &&
+      budget - cal.records >= 2 * size) {
+    // The chunk that shows the per-record cost, and another of its size beside it on the
+    // next core: the job's first parallel work, not a core left idle while one chunk is
+    // measured (a tenth of the fastest plan's time, on one core of several). Two points
+    // of one size also halve the noise in what a record costs.
+    if (!RunNextPairSideBySide(task, args, data, range, header, size, limits.stop_seconds, cal)) {
+      return cal;
+    }
+  } else if (!run(size)) {
+    return cal;
+  }
   for (size *= 2; cal.records < budget && given() < limits.enough_seconds; size *= 2) {
     if (!run(size)) break;
   }
@@ -730,6 +802,7 @@ AutoPlan PlanAutoBody(const JobConfig& config, const TaskDef& task, std::string_
   // A warm command started before the calibration: a slow first record is the record's
   // own cost, not a start-up.
   limits.heavy_start_ends = !warm_start;
+  limits.side_by_side = !warm_start;
   limits.max_waiting_workers = max_waiting;
   plan.calibration = Calibrate(task, config.args, data, range, plan.chunks, total, limits, header);
   Calibration& cal = plan.calibration;

@@ -147,6 +147,10 @@ struct CalibrationLimits {
   // Whether a heavy first record that does not mostly wait ends the calibration (not for
   // a warm command, whose start-up was paid before the calibration).
   bool heavy_start_ends = true;
+  // Whether the per-record chunk may run beside a second one (cores >= 2, a first record of
+  // a command's start-up or more): not for a warm command, whose other slots are still
+  // starting while the calibration runs (a chunk on one of them would book its start-up).
+  bool side_by_side = true;
   // A calibration chunk running this long is stopped (an `exec` child is killed): chunks
   // may need each other running at once, and a heavy chunk should not run alone for long.
   // Its attempt 1 ends free of charge; the chosen mode runs attempt 2.
@@ -161,13 +165,14 @@ struct CalibrationLimits {
   uint32_t max_waiting_workers = 64;
 };
 
-// Runs chunks serially in this thread, each to completion. With the user's `plan` (when
+// Runs chunks in this thread, each to completion. With the user's `plan` (when
 // --chunks or --chunk-size fixed it): its chunks in order, at least three, until they took
 // enough_seconds, or only the first when it alone took heavy_seconds.
 // Otherwise prefix chunks of `data` (or of `range`; `total_records` in all): one record;
 // then (unless it was heavy, see CalibrationLimits::heavy_seconds) one big enough that
 // the per-record cost shows (0.1 x total / the speedup the first record's CPU share allows:
-// cores, or max_waiting_workers for waiting work); then doubling sizes while the whole
+// cores, or max_waiting_workers for waiting work), with another of its size beside it on a
+// thread of its own (CalibrationLimits::side_by_side); then doubling sizes while the whole
 // calibration took under enough_seconds. Never more than the records fraction. Stops at
 // the first failed chunk (recorded in `error` and `failed`, not kept). `header` (--header)
 // is sent before each chunk's records, as the job does.

@@ -284,8 +284,12 @@ TEST(CalibrateTest, CommandChunksRunToCompletionAndSplitStartUpFromRecords) {
   std::string data = Lines(200);
   Calibration cal = Calibrate(Task("exec"), {"sh", "-c", "sleep 0.1; cat"}, data, std::nullopt, {},
                               200, {.cores = 2});
-  ASSERT_EQ(cal.chunks.size(), 2u);
+  // One record, then the per-record chunk with another of its size beside it.
+  ASSERT_EQ(cal.chunks.size(), 3u);
   EXPECT_FALSE(cal.error);
+  EXPECT_EQ(cal.chunks[1].records, cal.chunks[2].records);
+  EXPECT_EQ(cal.chunks[2].begin, cal.chunks[1].end);
+  EXPECT_EQ(cal.records, 1 + 2 * cal.chunks[1].records);
   for (size_t i = 0; i < cal.chunks.size(); ++i) {
     EXPECT_EQ(cal.outputs[i].view(), data.substr(cal.chunks[i].begin, cal.chunks[i].bytes()));
     EXPECT_GE(cal.wall_seconds[i], 0.1);  // not cut short
@@ -295,6 +299,44 @@ TEST(CalibrateTest, CommandChunksRunToCompletionAndSplitStartUpFromRecords) {
   EXPECT_GE(in.chunk_seconds, 0.05);
   // Whatever process start jitter books per record stays below the 30 ms start-up.
   EXPECT_LT(in.record_seconds, in.chunk_seconds);
+}
+
+TEST(CalibrateTest, ThePerRecordChunkRunsBesideAnotherOnTheNextCore) {
+  // Both chunks of the pair sleep 200 ms: side by side they end within one sleep of each
+  // other's start, where one after the other the second would start after the first ended.
+  std::string data = Lines(200);
+  Calibration pair = Calibrate(Task("exec"), {"sh", "-c", "sleep 0.2; cat"}, data, std::nullopt, {},
+                               200, {.cores = 2});
+  ASSERT_EQ(pair.chunks.size(), 3u);
+  auto apart = std::chrono::duration<double>(pair.started[2] - pair.started[1]).count();
+  EXPECT_LT(std::abs(apart), 0.2) << "the pair ran one after the other";
+  std::string joined;
+  for (const Blob& out : pair.outputs) joined += out.view();
+  EXPECT_EQ(joined, data.substr(0, pair.bytes));  // kept in input order
+
+  // One core, or a warm command's calibration: one chunk at a time, as before.
+  Calibration one = Calibrate(Task("exec"), {"sh", "-c", "sleep 0.01; cat"}, data, std::nullopt, {},
+                              200, {.cores = 1});
+  EXPECT_EQ(one.chunks.size(), 2u);
+  Calibration warm = Calibrate(Task("exec"), {"sh", "-c", "sleep 0.01; cat"}, data, std::nullopt,
+                               {}, 200, {.side_by_side = false, .cores = 2});
+  EXPECT_EQ(warm.chunks.size(), 2u);
+}
+
+TEST(CalibrateTest, AFailedFirstChunkOfThePairKeepsNeitherOfThem) {
+  // Records 1 and beyond fail in the first chunk of the pair (its first line is "2"); the
+  // second chunk of the pair succeeds but is not kept: the calibration stays a prefix.
+  std::string data = Lines(200);
+  Calibration cal =
+      Calibrate(Task("exec"), {"sh", "-c", "sleep 0.01; if grep -qx 2; then exit 3; fi"}, data,
+                std::nullopt, {}, 200, {.cores = 2});
+  ASSERT_TRUE(cal.error);
+  ASSERT_TRUE(cal.failed);
+  EXPECT_EQ(cal.failed->first_record, 1u);
+  EXPECT_EQ(cal.chunks.size(), 1u);
+  EXPECT_EQ(cal.records, 1u);
+  EXPECT_EQ(cal.outputs.size(), 1u);
+  EXPECT_EQ(cal.started.size(), 1u);
 }
 
 TEST(CalibrateTest, HeavyWaitingRecordStopsAfterOne) {
