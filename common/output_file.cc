@@ -118,6 +118,10 @@ OutputFile::~OutputFile() { Discard(); }
 
 Status OutputFile::Write(std::string_view data) {
   bytes_ += data.size();
+  // The whole buffer at once: grown by doubling, each step copied what it held into fresh
+  // pages (a 77 KB output faulted in about 60 pages instead of 19; 7 us each where page
+  // faults are dear). Pages of the reserve not written are never touched.
+  if (buffer_.capacity() < kBuffer) buffer_.reserve(kBuffer);
   if (buffer_.size() + data.size() <= kBuffer) {
     buffer_.append(data);
     return Status::Ok();
