@@ -34,7 +34,7 @@ class LocalLauncher final : public WorkerLauncher {
   // `argv_tail` is appended to every worker's command line (after --connect/--name).
   LocalLauncher(std::string worker_bin, std::string endpoint, std::vector<std::string> argv_tail,
                 bool adopt_orphans = false);
-  ~LocalLauncher();
+  ~LocalLauncher() override;
   LocalLauncher(const LocalLauncher&) = delete;
   LocalLauncher& operator=(const LocalLauncher&) = delete;
 
