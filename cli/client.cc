@@ -227,11 +227,17 @@ int Await(ServerConnection& c, const ServerClient& client, const std::string& id
   }
   while (true) {
     if (Interrupt::Requested()) return Interrupted(c, id);
+    std::optional<ClientMessage> m;
     if (file && !outstanding) {
-      SendClientMessage(socket, "", {{"op", "read"}, {"id", id}, {"offset", got}});
-      outstanding = true;
+      // What has already come first: a finished job's `done` follows its last part at
+      // once, and a read sent before it would be answered after this client left.
+      m = TryReceiveFromServer(c);
+      if (!m) {
+        SendClientMessage(socket, "", {{"op", "read"}, {"id", id}, {"offset", got}});
+        outstanding = true;
+      }
     }
-    auto m = Receive(c, kRewait);
+    if (!m) m = Receive(c, kRewait);
     if (!m && !c.refused.empty()) return Refused(c, client);
     if (!m) {
       if (!warned && Clock::now() - heard > 5 * kRewait && !Interrupt::Requested()) {

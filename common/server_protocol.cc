@@ -124,6 +124,17 @@ Status ConnectToServer(ServerConnection& c, const ServerClient& client) {
   return Status::Ok();
 }
 
+std::optional<ClientMessage> TryReceiveFromServer(ServerConnection& c) {
+  auto m = ReceiveClientMessage(*c.socket, /*router=*/false);
+  if (m) {
+    if (auto mismatch = ProtocolMismatch(m->header, ClientProtocolSide::kServer)) {
+      m->header = {{"op", "error"}, {"message", *mismatch}, {"exit", ToInt(ExitCode::kUsage)}};
+      m->payload.reset();
+    }
+  }
+  return m;
+}
+
 std::optional<ClientMessage> ReceiveFromServer(ServerConnection& c,
                                                std::chrono::milliseconds timeout,
                                                const std::function<bool()>& stop, int wake_fd,
@@ -131,13 +142,7 @@ std::optional<ClientMessage> ReceiveFromServer(ServerConnection& c,
   using Clock = std::chrono::steady_clock;
   auto until = Clock::now() + timeout;
   while (!stop() && c.refused.empty()) {
-    if (auto m = ReceiveClientMessage(*c.socket, /*router=*/false)) {
-      if (auto mismatch = ProtocolMismatch(m->header, ClientProtocolSide::kServer)) {
-        m->header = {{"op", "error"}, {"message", *mismatch}, {"exit", ToInt(ExitCode::kUsage)}};
-        m->payload.reset();
-      }
-      return m;
-    }
+    if (auto m = TryReceiveFromServer(c)) return m;
     auto left = std::chrono::duration_cast<std::chrono::milliseconds>(until - Clock::now());
     if (timeout.count() > 0 && left.count() <= 0) return std::nullopt;
     std::vector<zmq::pollitem_t> items = {{c.socket->handle(), 0, ZMQ_POLLIN, 0}};

@@ -76,6 +76,10 @@ struct ServerConnection {
 // certificates) at once, where ZeroMQ would retry in silence.
 Status ConnectToServer(ServerConnection& c, const ServerClient& client);
 
+// One message that has already arrived, or nullopt (never waits); an answer in another
+// protocol version comes back as an `error`, as from ReceiveFromServer.
+std::optional<ClientMessage> TryReceiveFromServer(ServerConnection& c);
+
 // Waits up to `timeout` (forever if zero) for one message, polling `wake_fd` too (-1: none)
 // at least every `slice`; nullopt on timeout, once `stop()` is true (checked on each wake),
 // or when the server refused this client (then c.refused says why). An answer in another
