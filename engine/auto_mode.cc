@@ -252,10 +252,22 @@ double RunQueueSeconds() {
              : 0;
 }
 
-// Runs `spec` to completion as attempt 1; false if it failed (then not kept).
-bool RunOne(const TaskDef& task, const std::vector<std::string>& args, std::string_view data,
-            std::string_view header, const ChunkSpec& spec, double stop_seconds, Calibration& cal) {
-  cal.started.push_back(std::chrono::steady_clock::now());
+// One calibration chunk as it ran (attempt 1): what Keep records in a Calibration.
+struct ChunkRun {
+  ChunkSpec spec;
+  std::chrono::steady_clock::time_point started;
+  Measured measured;
+  Blob output;
+  double queued = 0;     // of its wall time, queued for a CPU (Calibration::queued_seconds)
+  bool stopped = false;  // by CalibrationLimits::stop_seconds (Calibration::stopped)
+};
+
+// Runs `spec` to completion as attempt 1.
+ChunkRun Run(const TaskDef& task, const std::vector<std::string>& args, std::string_view data,
+             std::string_view header, const ChunkSpec& spec, double stop_seconds) {
+  ChunkRun run;
+  run.spec = spec;
+  run.started = std::chrono::steady_clock::now();
   ChunkInput in;
   in.data = spec.range ? std::string_view() : data.substr(spec.begin, spec.bytes());
   std::string storage;
@@ -268,55 +280,67 @@ bool RunOne(const TaskDef& task, const std::vector<std::string>& args, std::stri
   in.range = spec.range;
   in.chunk_id = spec.id;
   in.attempt = 1;
-  Blob out;
   double queued = RunQueueSeconds();
   std::stop_source stop;
   std::optional<StopAlarm> alarm;
   alarm.emplace(stop, std::chrono::steady_clock::now() +
                           std::chrono::duration_cast<std::chrono::steady_clock::duration>(
                               std::chrono::duration<double>(stop_seconds)));
-  Measured m;
+  Measured& m = run.measured;
   if (task.run_view && !spec.range) {
     // A pass-through task (identity) is not copied, as serial mode does not copy it: the
     // output borrows the job's input mapping, which outlives the job's results. A view
     // outside it (the --header copy above) is copied.
     std::string_view view;
     m = MeasuredView(task, in, args, view);
-    out = Blob::BorrowedIfWithin(view, data);
+    run.output = Blob::BorrowedIfWithin(view, data);
   } else {
     std::string bytes;
     m = MeasuredRun(task, in, args, bytes, stop.get_token());
-    out = Blob(std::move(bytes));
+    run.output = Blob(std::move(bytes));
   }
   alarm.reset();
-  queued = RunQueueSeconds() - queued;
+  run.queued = RunQueueSeconds() - queued;
   if (stop.stop_requested() && Interrupt::Requested()) {
     m.status = Status::Error("interrupted");
   } else if (stop.stop_requested()) {
     m.status = Status::Error("stopped by auto mode's calibration after " + Seconds(m.wall_seconds) +
                              " (run again as the next attempt)");
-    cal.stopped = true;
+    run.stopped = true;
   }
+  return run;
+}
+
+// Records `run` in `cal`: kept if it succeeded (true), else as the calibration's failure.
+bool Keep(Calibration& cal, ChunkRun&& run) {
+  const Measured& m = run.measured;
   if (!m.status.ok()) {
     cal.error = m.status;
-    cal.failed = spec;
-    cal.failed_started = cal.started.back();
+    cal.stopped = run.stopped;
+    cal.failed = run.spec;
+    cal.failed_started = run.started;
     cal.failed_wall = m.wall_seconds;
     cal.failed_cpu = m.cpu_seconds;
-    cal.started.pop_back();
     return false;
   }
-  cal.chunks.push_back(spec);
-  cal.outputs.push_back(std::move(out));
+  cal.chunks.push_back(run.spec);
+  cal.started.push_back(run.started);
+  cal.outputs.push_back(std::move(run.output));
   cal.cpu_seconds.push_back(m.cpu_seconds);
   cal.wall_seconds.push_back(m.wall_seconds);
-  cal.queued_seconds.push_back(std::clamp(queued, 0.0, m.wall_seconds - m.cpu_seconds));
-  cal.records += spec.records;
-  cal.bytes += spec.bytes();
+  cal.queued_seconds.push_back(std::clamp(run.queued, 0.0, m.wall_seconds - m.cpu_seconds));
+  cal.records += run.spec.records;
+  cal.bytes += run.spec.bytes();
   cal.wall += m.wall_seconds;
   cal.cpu += m.cpu_seconds;
   cal.output_bytes += cal.outputs.back().size();
   return true;
+}
+
+// Runs `spec` to completion as attempt 1 and keeps it; false if it failed (then not kept).
+bool RunOne(const TaskDef& task, const std::vector<std::string>& args, std::string_view data,
+            std::string_view header, const ChunkSpec& spec, double stop_seconds, Calibration& cal) {
+  return Keep(cal, Run(task, args, data, header, spec, stop_seconds));
 }
 
 // The prefix chunk of `records` records that starts at record `first` (byte `begin`).
@@ -344,32 +368,6 @@ bool RunNextPrefix(const TaskDef& task, const std::vector<std::string>& args, st
   return RunOne(task, args, data, header, spec, stop_seconds, cal);
 }
 
-// Appends what `part` (a calibration of the chunks that follow `cal`'s) ran to `cal`, as
-// if `cal` had run them: its kept chunks, or its failure.
-void Append(Calibration& cal, Calibration&& part) {
-  for (size_t i = 0; i < part.chunks.size(); ++i) {
-    cal.chunks.push_back(part.chunks[i]);
-    cal.outputs.push_back(std::move(part.outputs[i]));
-    cal.cpu_seconds.push_back(part.cpu_seconds[i]);
-    cal.wall_seconds.push_back(part.wall_seconds[i]);
-    cal.queued_seconds.push_back(part.queued_seconds[i]);
-    cal.started.push_back(part.started[i]);
-  }
-  cal.records += part.records;
-  cal.bytes += part.bytes;
-  cal.wall += part.wall;
-  cal.cpu += part.cpu;
-  cal.output_bytes += part.output_bytes;
-  if (part.error) {
-    cal.error = std::move(part.error);
-    cal.stopped = part.stopped;
-    cal.failed = part.failed;
-    cal.failed_started = part.failed_started;
-    cal.failed_wall = part.failed_wall;
-    cal.failed_cpu = part.failed_cpu;
-  }
-}
-
 // Runs the next two prefix chunks of `records` records each side by side, the second on a
 // thread of its own, and keeps them in order as two RunNextPrefix calls would; false if
 // either failed. A failed first chunk also drops the second's output: its records run again
@@ -381,17 +379,12 @@ bool RunNextPairSideBySide(const TaskDef& task, const std::vector<std::string>& 
   ChunkSpec first = PrefixChunk(data, range, cal.chunks.size(), cal.records, cal.bytes, records);
   ChunkSpec second = PrefixChunk(data, range, first.id + 1, cal.records + records,
                                  cal.bytes + first.bytes(), records);
-  Calibration a, b;
-  bool b_ok = false;
+  ChunkRun a, b;
   {
-    std::jthread side([&] { b_ok = RunOne(task, args, data, header, second, stop_seconds, b); });
-    RunOne(task, args, data, header, first, stop_seconds, a);
+    std::jthread side([&] { b = Run(task, args, data, header, second, stop_seconds); });
+    a = Run(task, args, data, header, first, stop_seconds);
   }
-  bool a_ok = !a.error;
-  Append(cal, std::move(a));
-  if (!a_ok) return false;
-  Append(cal, std::move(b));
-  return b_ok;
+  return Keep(cal, std::move(a)) && Keep(cal, std::move(b));
 }
 
 }  // namespace
