@@ -621,15 +621,11 @@ Status RefuseServerOnlyFlags(const CLI::App& run, const RawFlags& raw) {
   return Status::Ok();
 }
 
-}  // namespace
-
-namespace {
-
 // The parser of a server's jobs, built once per thread: CLI11 builds every option (with its
 // help text and checks) afresh for each App, a fifth of a millisecond here, and a warm
 // server parses each job it is sent. CLI11 writes only the options given, so the bound
-// flags start from their defaults again before each parse; App::clear (in parse) forgets
-// the last parse's counts and remaining arguments.
+// flags start from their defaults again before each parse; App::clear forgets the last
+// parse's counts and remaining arguments.
 struct ServerJobParser {
   CLI::App run{"a server job", "run"};
   JobConfig config;
