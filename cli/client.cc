@@ -5,6 +5,7 @@
 // Inputs and outputs over kServerPartBytes travel in parts (Upload, Fetch).
 #include <fcntl.h>
 #include <poll.h>
+#include <spdlog/spdlog.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -57,6 +58,18 @@ int ServerError(const ClientMessage& error) {
 void CancelJob(ServerConnection& c, const std::string& id) {
   SendClientMessage(*c.socket, "", {{"op", "cancel"}, {"id", id}, {"forget", true}});
   c.socket->set(zmq::sockopt::linger, 1000);
+}
+
+// Ends this client process with `code` once it has nothing left to send (a cancel, which
+// lingers until it is sent, goes the long way): stdio and the log are flushed, and the
+// process exits without stopping ZeroMQ's threads, whose hand-shakes in zmq_ctx_term took
+// about 0.5 ms of a 4-5 ms one-chunk job here. The kernel closes the socket; the server
+// sees what it sees of any client that leaves (its linger is 0 either way).
+int LeaveNow(ServerConnection& c, int code) {
+  if (c.socket->get(zmq::sockopt::linger) != 0) return code;
+  std::fflush(nullptr);
+  spdlog::shutdown();
+  _exit(code);
 }
 
 // Ctrl-C while a job is sent or awaited: the job is cancelled on the server.
@@ -416,9 +429,9 @@ int SubmitToServer(const ServerClient& client, const std::vector<std::string>& a
   opened.Reset();
   if (detach) {
     std::printf("%s\n", id.c_str());
-    return ToInt(ExitCode::kOk);
+    return LeaveNow(c, ToInt(ExitCode::kOk));
   }
-  return Await(c, client, id, parsed.output, parsed.quiet, /*asked=*/true, stream);
+  return LeaveNow(c, Await(c, client, id, parsed.output, parsed.quiet, /*asked=*/true, stream));
 }
 
 int ServerCommand(const ServerClient& client, const std::string& op, const std::string& id,
