@@ -298,20 +298,19 @@ std::vector<ChunkSpec> PlanChunks(std::string_view data, const ChunkingOptions& 
   return std::move(*PlanChunksWithin(data, options, default_chunks, unlimited, consumed));
 }
 
-Result<std::vector<ChunkSpec>> PlanChunksWithin(std::string_view data,
-                                                const ChunkingOptions& options,
-                                                uint64_t default_chunks, const PlanLimits& limits,
-                                                const ConsumedFn& consumed) {
-  if (options.block_bytes > 0) return PlanBlocks(data, options, limits, consumed);
-  std::vector<uint64_t> index;
-  auto n = CountRecordsWithin(data, options.kind, options.record_size, limits, consumed, &index);
-  if (!n.ok()) return n.status();
-  uint64_t count = ChunkCount(*n, options, default_chunks);
-  if (count > limits.max_chunks) return TooManyChunks(count, limits);
+namespace {
+
+// Chunks of `sizes` records of `options.kind` after those before byte `pos` (the first is
+// record `record`); `records` in all, the last ending at data's end (a final record may
+// have no delimiter). Delimited records' ends come from `index` (SkipIndexed).
+std::vector<ChunkSpec> CutChunks(std::string_view data, const ChunkingOptions& options,
+                                 const std::vector<uint64_t>& index, uint64_t records,
+                                 const std::vector<uint64_t>& sizes, uint64_t pos, uint64_t record,
+                                 const ConsumedFn& consumed) {
   std::vector<ChunkSpec> plan;
-  plan.reserve(count);  // no regrowth: 100,000 chunks are 7 MB, each copy fresh pages
-  uint64_t pos = 0, record = 0, reported = 0;
-  for (uint64_t size : ChunkSizes(*n, options, default_chunks)) {
+  plan.reserve(sizes.size());  // no regrowth: 100,000 chunks are 7 MB, each copy fresh pages
+  uint64_t reported = pos;
+  for (uint64_t size : sizes) {
     ChunkSpec c;
     c.id = plan.size();
     c.first_record = record;
@@ -319,8 +318,8 @@ Result<std::vector<ChunkSpec>> PlanChunksWithin(std::string_view data,
     c.begin = pos;
     if (options.kind == RecordKind::kFixed) {
       c.end = SkipFixed(data, pos, size, options.record_size);
-    } else {  // the last chunk takes the rest (a final record may have no delimiter)
-      c.end = record + size >= *n
+    } else {
+      c.end = record + size >= records
                   ? data.size()
                   : SkipIndexed(data, index, pos, record, record + size, Delimiter(options.kind));
     }
@@ -334,6 +333,39 @@ Result<std::vector<ChunkSpec>> PlanChunksWithin(std::string_view data,
   }
   if (consumed && !plan.empty()) consumed(pos);
   return plan;
+}
+
+}  // namespace
+
+Result<std::vector<ChunkSpec>> PlanChunksWithin(std::string_view data,
+                                                const ChunkingOptions& options,
+                                                uint64_t default_chunks, const PlanLimits& limits,
+                                                const ConsumedFn& consumed) {
+  if (options.block_bytes > 0) return PlanBlocks(data, options, limits, consumed);
+  std::vector<uint64_t> index;
+  auto n = CountRecordsWithin(data, options.kind, options.record_size, limits, consumed, &index);
+  if (!n.ok()) return n.status();
+  uint64_t count = ChunkCount(*n, options, default_chunks);
+  if (count > limits.max_chunks) return TooManyChunks(count, limits);
+  return CutChunks(data, options, index, *n, ChunkSizes(*n, options, default_chunks), 0, 0,
+                   consumed);
+}
+
+RecordIndex IndexRecords(std::string_view data, RecordKind kind, const ConsumedFn& consumed) {
+  RecordIndex index;
+  index.kind = kind;
+  index.records = *CountRecordsWithin(data, kind, 0, PlanLimits{}, consumed, &index.blocks);
+  return index;
+}
+
+std::vector<ChunkSpec> PlanIndexedChunks(std::string_view data, const RecordIndex& index,
+                                         uint64_t from, uint64_t first, uint64_t chunks) {
+  ChunkingOptions options;
+  options.kind = index.kind;
+  options.chunks = std::max<uint64_t>(chunks, 1);
+  uint64_t left = index.records > first ? index.records - first : 0;
+  return CutChunks(data, options, index.blocks, index.records, ChunkSizes(left, options, 1), from,
+                   first, {});
 }
 
 std::vector<ChunkSpec> PlanRangeChunks(IntRange range, const ChunkingOptions& options,

@@ -89,6 +89,22 @@ std::vector<ChunkSpec> PlanLineChunks(std::string_view data, const ChunkingOptio
 uint64_t CountRecords(std::string_view data, RecordKind kind, uint64_t record_size,
                       const ConsumedFn& consumed = {});
 
+// Delimited records (kLines, kNul) counted once, and where they are: blocks[b] is the
+// number of delimiters before byte b * 64 KiB, so chunks cut later read only the blocks
+// they end in (PlanIndexedChunks), not the input again.
+struct RecordIndex {
+  RecordKind kind = RecordKind::kLines;
+  uint64_t records = 0;
+  std::vector<uint64_t> blocks;
+};
+RecordIndex IndexRecords(std::string_view data, RecordKind kind, const ConsumedFn& consumed = {});
+
+// numpy.array_split chunks (`chunks` of them, fewer if fewer records are left) of the
+// records of `data` from record `first`, which starts at byte `from`; ids from 0, offsets
+// and first_record as in `data`. `index` is IndexRecords(data, ...).
+std::vector<ChunkSpec> PlanIndexedChunks(std::string_view data, const RecordIndex& index,
+                                         uint64_t from, uint64_t first, uint64_t chunks);
+
 // Plans chunks of `options.kind` records over `data`; offsets are relative to `data`.
 std::vector<ChunkSpec> PlanChunks(std::string_view data, const ChunkingOptions& options,
                                   uint64_t default_chunks, const ConsumedFn& consumed = {});

@@ -59,9 +59,19 @@ std::string Cost(double wall, double cpu) {
          "% CPU)";
 }
 
-// At least enough chunks to keep each under kMaxChunkBytes; never more than records.
+// The bytes a chunk lands in freshly grown buffers, per input byte: its output, and in
+// worker processes its input as well (a message). An exec task's input is written to the
+// command from the job's mapping, so a filter (grep, awk's counts, wc) that prints little
+// is bounded by what it prints, not by what it reads.
+double FreshPerInputByte(const AutoInputs& in) {
+  return in.output_per_input + (in.needs_processes ? 1 : 0);
+}
+
+// At least enough chunks to keep each one's fresh bytes under kMaxChunkBytes; never more
+// than records.
 uint64_t BoundChunks(const AutoInputs& in, uint64_t chunks) {
-  chunks = std::max<uint64_t>(chunks, (in.bytes + kMaxChunkBytes - 1) / kMaxChunkBytes);
+  double fresh = static_cast<double>(in.bytes) * FreshPerInputByte(in);
+  chunks = std::max<uint64_t>(chunks, static_cast<uint64_t>(std::ceil(fresh / kMaxChunkBytes)));
   return std::clamp<uint64_t>(chunks, 1, std::max<uint64_t>(in.records, 1));
 }
 
@@ -579,7 +589,7 @@ AutoInputs FitCostModel(const Calibration& cal, uint64_t total_records, uint64_t
 
 std::vector<ChunkSpec> PlanRest(const Calibration& cal, std::string_view data,
                                 const std::optional<IntRange>& range, uint64_t chunks,
-                                const ConsumedFn& consumed) {
+                                const RecordIndex& index) {
   // The calibration's chunks, and the one that failed (its attempt 1 is settled by
   // ApplyCalibration; the chosen mode runs its retries).
   std::vector<ChunkSpec> plan = cal.chunks;
@@ -591,25 +601,19 @@ std::vector<ChunkSpec> PlanRest(const Calibration& cal, std::string_view data,
   }
   uint64_t total = range ? static_cast<uint64_t>(range->hi - range->lo) : 0;
   if (range ? records >= total : bytes >= data.size()) return plan;
-  ChunkingOptions options;
-  options.chunks = std::max<uint64_t>(chunks, 1);
   std::vector<ChunkSpec> rest;
   if (range) {
+    ChunkingOptions options;
+    options.chunks = std::max<uint64_t>(chunks, 1);
     IntRange left{range->lo + static_cast<int64_t>(records), range->hi};
     rest = PlanRangeChunks(left, options, options.chunks);
+    for (ChunkSpec& c : rest) c.first_record += records;
   } else {
-    ConsumedFn shifted;
-    if (consumed) shifted = [&](uint64_t upto) { consumed(bytes + upto); };
-    rest = PlanChunks(data.substr(bytes), options, options.chunks, shifted);
-    for (ChunkSpec& c : rest) {
-      c.begin += bytes;
-      c.end += bytes;
-    }
+    rest = PlanIndexedChunks(data, index, bytes, records, chunks);
   }
   uint64_t first_id = plan.size();
   for (ChunkSpec& c : rest) {
     c.id += first_id;
-    c.first_record += records;
     plan.push_back(c);
   }
   return plan;
@@ -699,8 +703,9 @@ uint64_t KeepMeasuringChunk(const AutoInputs& in, const Calibration& cal,
   if (uint64_t most = SerialChunkRecords(in); most > 0 && static_cast<double>(most) >= least) {
     size = std::min(size, most);
   }
-  if (in.bytes > 0) {  // no bigger than serial mode's chunks (BoundChunks)
-    double per_record = static_cast<double>(in.bytes) / static_cast<double>(in.records);
+  if (in.bytes > 0 && FreshPerInputByte(in) > 0) {  // as BoundChunks bounds serial chunks
+    double per_record =
+        static_cast<double>(in.bytes) * FreshPerInputByte(in) / static_cast<double>(in.records);
     auto fits = static_cast<uint64_t>(static_cast<double>(kMaxChunkBytes) / per_record);
     if (fits < size) {
       if (static_cast<double>(fits) < least) return 0;
@@ -768,8 +773,15 @@ AutoPlan PlanAutoBody(const JobConfig& config, const TaskDef& task, std::string_
     }
     plan.chunks = std::move(whole).value();
   }
-  uint64_t total = range ? static_cast<uint64_t>(range->hi - range->lo)
-                         : CountRecords(data, RecordKind::kLines, 0, consumed);
+  // The input is read once to count its lines: the user's plan counted them, and the
+  // rest of auto's own plan is cut from this index (PlanRest).
+  RecordIndex index;
+  if (!range && !user_plan) index = IndexRecords(data, RecordKind::kLines, consumed);
+  uint64_t total = range        ? static_cast<uint64_t>(range->hi - range->lo)
+                   : !user_plan ? index.records
+                   : plan.chunks.empty()
+                       ? 0
+                       : plan.chunks.back().first_record + plan.chunks.back().records;
   // A warm command starts before the calibration, so that no chunk books its start-up
   // (which every slot pays once, not every chunk); the calibration's chunks then reuse it.
   std::optional<double> warm_start;
@@ -848,7 +860,7 @@ AutoPlan PlanAutoBody(const JobConfig& config, const TaskDef& task, std::string_
                           (cal.stopped ? "was " : "failed: ") + cal.error->message() + ")";
   }
   if (!user_plan) {
-    plan.chunks = PlanRest(cal, data, range, plan.choice.chunks);
+    plan.chunks = PlanRest(cal, data, range, plan.choice.chunks, index);
   }
   return plan;
 }

@@ -204,9 +204,10 @@ AutoInputs FitCostModel(const Calibration& cal, uint64_t total_records, uint64_t
 
 // The whole plan: the calibration's chunks, the one that failed (if any), then the rest of
 // the input in `chunks` chunks, with ids, record numbers and byte offsets following them.
+// `index`: the input's lines as counted before the calibration (ignored for a range).
 std::vector<ChunkSpec> PlanRest(const Calibration& cal, std::string_view data,
                                 const std::optional<IntRange>& range, uint64_t chunks,
-                                const ConsumedFn& consumed = {});
+                                const RecordIndex& index);
 
 // Auto mode's whole plan for a job: what it chose and every chunk (the calibration's first).
 struct AutoPlan {

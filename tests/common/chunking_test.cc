@@ -261,6 +261,47 @@ TEST(ChunkingTest, RandomInputsAlwaysGiveWellFormedPlans) {
   }
 }
 
+// Cut from an index made once, the records after a prefix are chunked exactly as planning
+// that suffix afresh would chunk them, across 64 KiB block edges, for lines and NULs.
+TEST(ChunkingTest, ChunksCutFromAnIndexMatchPlanningTheRestAfresh) {
+  std::mt19937 rng(1414);
+  for (int i = 0; i < 300; ++i) {
+    RecordKind kind = i % 3 == 0 ? RecordKind::kNul : RecordKind::kLines;
+    char delim = kind == RecordKind::kNul ? '\0' : '\n';
+    // Mostly short records, some blocks-long; sometimes no final delimiter.
+    std::string data;
+    size_t size = rng() % 4 == 0 ? 200000 + rng() % 100000 : rng() % 300;
+    while (data.size() < size) {
+      data.append(rng() % 50 == 0 ? 70000 + rng() % 1000 : rng() % 40, 'x');
+      if (data.size() < size || rng() % 2) data.push_back(delim);
+    }
+    RecordIndex index = IndexRecords(data, kind);
+    ChunkingOptions o;
+    o.kind = kind;
+    ASSERT_EQ(index.records, CountRecords(data, kind, 0));
+    uint64_t first = index.records ? rng() % (index.records + 1) : 0;
+    uint64_t from = 0;  // where record `first` starts: the end of a chunk of that many
+    if (first > 0) {
+      ChunkingOptions prefix = o;
+      prefix.chunk_size = first;
+      from = PlanChunks(data, prefix, 1)[0].end;
+    }
+    uint64_t chunks = 1 + rng() % 12;
+    SCOPED_TRACE("iteration " + std::to_string(i) + ", from record " + std::to_string(first));
+    std::vector<ChunkSpec> cut = PlanIndexedChunks(data, index, from, first, chunks);
+    o.chunks = chunks;
+    std::vector<ChunkSpec> fresh = PlanChunks(std::string_view(data).substr(from), o, chunks);
+    ASSERT_EQ(cut.size(), fresh.size());
+    for (size_t c = 0; c < cut.size(); ++c) {
+      EXPECT_EQ(cut[c].id, c);
+      EXPECT_EQ(cut[c].begin, fresh[c].begin + from);
+      EXPECT_EQ(cut[c].end, fresh[c].end + from);
+      EXPECT_EQ(cut[c].records, fresh[c].records);
+      EXPECT_EQ(cut[c].first_record, fresh[c].first_record + first);
+    }
+  }
+}
+
 // ---- PlanRangeChunks ------------------------------------------------------------------
 
 TEST(ChunkingTest, RangeChunksCoverTheRangeHalfOpen) {

@@ -194,6 +194,26 @@ TEST(ChooseModeTest, MemoryBoundCopyIsSerial) {
   EXPECT_GE(c.chunks, 48u);  // <= 4 MiB a chunk
 }
 
+TEST(ChooseModeTest, AFilterThatPrintsLittleIsNotCutForItsInputSize) {
+  // grep over a 30 MB log (bench-auto): a 1.7 ms start, 0.15 us a line, a fifteenth of the
+  // input printed. Its chunks are bounded by what they print, not by the 4 MiB of input
+  // that would ask for 8 (each paying the start-up again): one chunk a core.
+  AutoInputs in = Command(360000, 0.0017, 0.15e-6, 1.0);
+  in.bytes = 30'000'000;
+  in.output_per_input = 1.0 / 15;
+  AutoChoice c = ChooseMode(in);
+  EXPECT_EQ(c.mode, Mode::kThreads) << c.reason;
+  EXPECT_LE(c.chunks, 4u) << c.reason;
+  // A command that prints as much as it reads is still cut at 4 MiB of output a chunk,
+  // and worker processes count the input they are sent as well.
+  in.output_per_input = 1;
+  EXPECT_GE(ChooseMode(in).chunks, 8u);
+  in.output_per_input = 1.0 / 15;
+  in.needs_processes = true;
+  in.jobs = 2;
+  EXPECT_GE(ChooseMode(in).chunks, 8u);
+}
+
 TEST(ChooseModeTest, ProcessFlagsForceProcesses) {
   AutoInputs in = Workload(10, 1e-7);
   in.needs_processes = true;
@@ -625,7 +645,8 @@ TEST(PlanAutoTest, ASerialChoiceIsCheckedAndRecordsThatCostMoreFurtherOnTurnItPa
 TEST(PlanRestTest, RestFollowsTheCalibration) {
   std::string data = Lines(1000);
   Calibration cal = Calibrate(Task("identity"), {}, data, std::nullopt, {}, 1000);
-  std::vector<ChunkSpec> plan = PlanRest(cal, data, std::nullopt, 4);
+  std::vector<ChunkSpec> plan =
+      PlanRest(cal, data, std::nullopt, 4, IndexRecords(data, RecordKind::kLines));
   ASSERT_EQ(plan.size(), cal.chunks.size() + 4);
   uint64_t byte = 0, record = 0;
   for (size_t i = 0; i < plan.size(); ++i) {
@@ -641,7 +662,7 @@ TEST(PlanRestTest, RestFollowsTheCalibration) {
 
 TEST(PlanRestTest, RangeRestStartsAfterTheCalibration) {
   Calibration cal = Calibrate(Task("product"), {}, "", IntRange{0, 100}, {}, 100);
-  std::vector<ChunkSpec> plan = PlanRest(cal, "", IntRange{0, 100}, 3);
+  std::vector<ChunkSpec> plan = PlanRest(cal, "", IntRange{0, 100}, 3, {});
   int64_t next = 0;
   for (const ChunkSpec& c : plan) {
     ASSERT_TRUE(c.range);
