@@ -100,10 +100,11 @@ double Estimate(const AutoInputs& in, uint32_t workers, uint64_t chunks, double 
 uint64_t SerialChunkRecords(const AutoInputs& in) {
   if (in.measured_records == 0) return 0;
   uint64_t per_core = in.total_records / (kSerialChunksPerCore * std::max<uint32_t>(in.cores, 1));
-  return std::max<uint64_t>(
-      1,
+  uint64_t most =
       std::min(static_cast<uint64_t>(kMaxExtrapolation * static_cast<double>(in.measured_records)),
-               std::max<uint64_t>(per_core, 1)));
+               std::max<uint64_t>(per_core, 1));
+  if (in.superlinear_records > 0) most = std::min(most, in.superlinear_records);
+  return std::max<uint64_t>(1, most);
 }
 
 // Serial mode's chunk count for the records left: as few as BoundChunks allows, or more so
@@ -471,6 +472,10 @@ Calibration Calibrate(const TaskDef& task, const std::vector<std::string>& args,
 namespace {
 
 constexpr double kNoiseFraction = 0.2;
+// A chunk's records cost clearly more each than a chunk half its size's at this ratio
+// (SuperlinearRecords), among chunks that took at least kSuperlinearLeastSeconds.
+constexpr double kSuperlinear = 1.25;
+constexpr double kSuperlinearLeastSeconds = 20e-6;
 
 // Least squares y = a + b*x over the points; false with fewer than two distinct x.
 bool FitLine(const std::vector<double>& x, const std::vector<double>& y, double& a, double& b) {
@@ -525,6 +530,28 @@ void FitCost(const std::vector<double>& x, const std::vector<double>& y, double&
   }
 }
 
+// AutoInputs::superlinear_records: the per-record cost of each chunk but the first (run
+// cold), less what its thread spent queued for a CPU (a busy machine's delay is not the
+// work's), compared across sizes.
+uint64_t SuperlinearRecords(const Calibration& cal) {
+  std::vector<double> per(cal.chunks.size(), 0);
+  size_t cheapest = 0;
+  for (size_t i = 1; i < cal.chunks.size(); ++i) {
+    double busy = cal.wall_seconds[i] - (i < cal.queued_seconds.size() ? cal.queued_seconds[i] : 0);
+    if (cal.chunks[i].records == 0 || busy < kSuperlinearLeastSeconds) continue;
+    per[i] = busy / static_cast<double>(cal.chunks[i].records);
+    if (cheapest == 0 || per[i] < per[cheapest]) cheapest = i;
+  }
+  if (cheapest == 0) return 0;
+  for (size_t i = 1; i < cal.chunks.size(); ++i) {
+    if (per[i] > 0 && cal.chunks[i].records >= 2 * cal.chunks[cheapest].records &&
+        per[i] >= kSuperlinear * per[cheapest]) {
+      return cal.chunks[cheapest].records;
+    }
+  }
+  return 0;
+}
+
 }  // namespace
 
 AutoInputs FitCostModel(const Calibration& cal, uint64_t total_records, uint64_t total_bytes) {
@@ -537,6 +564,7 @@ AutoInputs FitCostModel(const Calibration& cal, uint64_t total_records, uint64_t
     sizes.push_back(static_cast<double>(c.records));
     in.measured_records = std::max(in.measured_records, c.records);
   }
+  in.superlinear_records = SuperlinearRecords(cal);
   FitCost(sizes, cal.wall_seconds, in.chunk_seconds, in.record_seconds);
   // Time this thread spent ready but not running (a busy machine) is CPU the task
   // wanted, not waiting that more workers could overlap.
@@ -698,7 +726,8 @@ uint64_t KeepMeasuringChunk(const AutoInputs& in, const Calibration& cal,
   // chunks in all), as the calibration's.
   double least = std::ceil(a * (1 - kKeepMeasuringStartShare) / kKeepMeasuringStartShare / b);
   if (least > static_cast<double>(in.records)) return 0;
-  uint64_t size = std::max<uint64_t>(2 * last, static_cast<uint64_t>(least));
+  uint64_t size = std::max<uint64_t>(in.superlinear_records > 0 ? in.superlinear_records : 2 * last,
+                                     static_cast<uint64_t>(least));
   // No bigger than a serial chunk while chunks are cheap (SerialChunkRecords).
   if (uint64_t most = SerialChunkRecords(in); most > 0 && static_cast<double>(most) >= least) {
     size = std::min(size, most);

@@ -93,6 +93,11 @@ struct AutoInputs {
   // more in a chunk bigger than any measured.
   uint64_t measured_records = 0;
   uint64_t total_records = 0;
+  // Records in the measured chunk whose records cost least each, when a chunk at least
+  // twice its size cost clearly more a record (0: not seen). Work that grows faster than
+  // its records (a product's numbers) is cheaper cut small: a serial plan, and the chunks
+  // that check a choice of serial, are cut no bigger.
+  uint64_t superlinear_records = 0;
 };
 
 struct AutoChoice {

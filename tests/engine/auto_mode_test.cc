@@ -474,6 +474,29 @@ TEST(FitCostModelTest, TwoSizesSplitStartUpFromRecords) {
   EXPECT_NEAR(in.record_cpu_seconds, 0.0005, 1e-6);
 }
 
+TEST(FitCostModelTest, RecordsCostingMoreInBiggerChunksAskForSmallChunks) {
+  // The range product (measured): 999 numbers in 49 us, 1,499 in 90 us, 2,499 in 191 us.
+  // Its records cost 1.6x as much each in a chunk 2.5x as big: the serial plan and the
+  // chunks that check it stay at the cheapest size measured, not 2,500 records or more.
+  AutoInputs in = FitCostModel(
+      Measured({{1, 10e-6}, {999, 49e-6}, {1499, 90e-6}, {2499, 191e-6}}, 1.0), 19999, 0);
+  EXPECT_EQ(in.superlinear_records, 999u);
+  in.cores = 2;
+  AutoChoice c = ChooseMode(in);
+  ASSERT_EQ(c.mode, Mode::kSerial) << c.reason;
+  EXPECT_GE(c.chunks, (in.records + 998) / 999) << c.reason;
+  // Work as dear a record in every size (a 20% wobble is noise) is not superlinear, and
+  // neither are chunks under 20 us, where a timer tick is a fifth.
+  EXPECT_EQ(
+      FitCostModel(Measured({{1, 10e-6}, {1000, 100e-6}, {2000, 220e-6}, {4000, 400e-6}}, 1.0),
+                   20000, 0)
+          .superlinear_records,
+      0u);
+  EXPECT_EQ(FitCostModel(Measured({{1, 1e-6}, {100, 5e-6}, {400, 40e-6}}, 1.0), 20000, 0)
+                .superlinear_records,
+            0u);
+}
+
 TEST(FitCostModelTest, PerRecordCostWithinStartUpNoiseIsBookedPerChunk) {
   // A python start varies by milliseconds: 5 ms more over 160 records is not 31 us a record.
   AutoInputs in = FitCostModel(Measured({{1, 0.250}, {160, 0.255}}, 1.0), 1600, 0);
@@ -547,6 +570,12 @@ Calibration Measured(uint64_t last, double wall, uint64_t output_bytes = 0) {
 TEST(KeepMeasuringChunkTest, DoublesTheLastChunkWhileTheBudgetLasts) {
   AutoInputs in = Command(100000, 0, 1e-6, 1.0);
   EXPECT_EQ(KeepMeasuringChunk(in, Measured(1000, 0.01), {}), 2000u);
+}
+
+TEST(KeepMeasuringChunkTest, WorkThatGrowsFasterThanItsRecordsIsNotDoubled) {
+  AutoInputs in = Command(100000, 0, 1e-6, 1.0);
+  in.superlinear_records = 999;  // FitCostModel's, as for the range product
+  EXPECT_EQ(KeepMeasuringChunk(in, Measured(2499, 0.001), {}), 999u);
 }
 
 TEST(KeepMeasuringChunkTest, StartUpIsAtMostATenthOfTheChunk) {
