@@ -115,6 +115,7 @@ class Simulation {
     std::deque<std::pair<uint64_t, uint32_t>> queue;
     std::set<std::pair<uint64_t, uint32_t>> running;
     uint32_t idle = 0;  // the coordinator's view: max(0, slots - live attempts)
+    uint32_t live = 0;  // the coordinator's view: its live attempts
   };
 
   void Push(int64_t at, Kind kind, WorkerIndex w, uint64_t chunk = 0, uint32_t attempt = 0) {
@@ -136,23 +137,32 @@ class Simulation {
   uint64_t seq_ = 0;
   uint64_t total_idle_ = 0;     // sum of joined workers' idle
   uint64_t pending_slots_ = 0;  // slots of workers expected at the start, not joined yet
+  uint64_t joined_slots_ = 0;   // slots of joined workers not lost
+  uint64_t total_live_ = 0;     // sum of joined workers' live attempts
   Outcome out_;
 };
 
 void Simulation::Recount(WorkerIndex w) {
   Worker& k = workers_[w];
   total_idle_ -= k.idle;
+  total_live_ -= k.live;
   uint32_t live = sched_.live_attempts(w);
   k.idle = (k.joined && !k.lost && live < k.slots) ? k.slots - live : 0;
+  k.live = k.joined && !k.lost ? live : 0;
   total_idle_ += k.idle;
+  total_live_ += k.live;
 }
 
 uint32_t Simulation::Fill(WorkerIndex w, int64_t now) {
   Worker& k = workers_[w];
   if (!k.joined || k.lost) return 0;
   uint32_t given = 0;
-  auto idle_elsewhere = [&] { return total_idle_ - k.idle + pending_slots_; };
-  while (auto d = disp_.Next(w, k.slots, Tp(now), idle_elsewhere)) {
+  auto elsewhere = [&] {
+    return Elsewhere{.idle = total_idle_ - k.idle + pending_slots_,
+                     .slots = joined_slots_ - k.slots + pending_slots_,
+                     .live = total_live_ - k.live};
+  };
+  while (auto d = disp_.Next(w, k.slots, Tp(now), elsewhere)) {
     ++out_.decisions;
     ++given;
     if (d->stolen_from) {
@@ -269,6 +279,7 @@ Outcome Simulation::Run() {
     switch (e.kind) {
       case Kind::kJoin: {
         k.joined = true;
+        joined_slots_ += k.slots;
         if (k.join_us == 0) pending_slots_ -= k.slots;
         sched_.AddWorker(e.w, k.slots, k.slots + DispatchOptions{}.max_prefetch, true);
         Recount(e.w);
@@ -297,6 +308,7 @@ Outcome Simulation::Run() {
       }
       case Kind::kLost: {
         k.lost = true;
+        if (k.joined) joined_slots_ -= k.slots;
         ++out_.lost;
         sched_.RemoveWorker(e.w, "lost", Tp(e.at));
         Recount(e.w);

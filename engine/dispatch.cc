@@ -29,20 +29,25 @@ uint32_t EventLoop::LiveOn(WorkerIndex worker) const {
   return live;
 }
 
-uint64_t EventLoop::IdleSlotsElsewhere(const Peer& self) const {
-  uint64_t idle = 0;
+Elsewhere EventLoop::OthersInJob(const Peer& self) const {
+  Elsewhere e;
   size_t local_joined = peers_.local();
   for (const auto& [id, p] : peers_) {
     // A leaving one takes nothing, nor one without the job's task.
     if (&p == &self || !InJob(p) || scheduler_->Draining(p.index)) continue;
     uint32_t live = LiveOn(p.index);  // every job's attempts fill its slots
-    if (live < p.slots) idle += p.slots - live;
+    if (live < p.slots) e.idle += p.slots - live;
+    e.slots += p.slots;
+    e.live += scheduler_->live_attempts(p.index);
   }
   // Local workers started but not joined, and those still to start, each with its slots:
   // the first to join must not take the work of those about to.
   uint64_t pending = locals_->to_spawn();
   if (locals_->alive() > local_joined) pending += locals_->alive() - local_joined;
-  return idle + pending * std::max<uint32_t>(config_->local_slots, 1);
+  uint64_t pending_slots = pending * std::max<uint32_t>(config_->local_slots, 1);
+  e.idle += pending_slots;
+  e.slots += pending_slots;
+  return e;
 }
 
 bool EventLoop::Batchable(const Peer& peer, uint64_t chunk) {
@@ -117,7 +122,7 @@ void EventLoop::Fill(Peer& peer, Clock::time_point now) {
     j.filled = !cur_->error.empty() || !InJob(peer) || !Dispatching();
   }
   bool reachable = true;
-  auto idle_elsewhere = [&] { return IdleSlotsElsewhere(peer); };
+  auto elsewhere = [&] { return OthersInJob(peer); };
   // The dispatch time of this Fill's attempts: one clock read per job, not per attempt.
   const Telemetry* stamped = nullptr;
   double stamp = 0;
@@ -129,7 +134,7 @@ void EventLoop::Fill(Peer& peer, Clock::time_point now) {
     if (!next) break;
     Use(*next);
     uint32_t others = LiveOn(peer.index) - scheduler_->live_attempts(peer.index);
-    auto d = dispatcher_->Next(peer.index, peer.slots, now, idle_elsewhere, others);
+    auto d = dispatcher_->Next(peer.index, peer.slots, now, elsewhere, others);
     if (!d) {
       next->filled = true;
       continue;

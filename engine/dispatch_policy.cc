@@ -43,15 +43,22 @@ bool Dispatcher::Stealing() {
 }
 
 std::optional<Dispatch> Dispatcher::Next(WorkerIndex worker, uint32_t slots, TimePoint now,
-                                         const std::function<uint64_t()>& idle_elsewhere,
+                                         const std::function<Elsewhere()>& elsewhere,
                                          uint32_t others) {
-  uint32_t live = scheduler_.live_attempts(worker) + others;
+  uint32_t mine = scheduler_.live_attempts(worker);
+  uint32_t live = mine + others;
   // A prefetch (an attempt queued behind the running ones) only while there is more work
   // than idle slots elsewhere: with few chunks, an idle worker must not wait behind a
-  // busy one, nor one still joining behind the first to join.
+  // busy one, nor one still joining behind the first to join. And only below this
+  // worker's share of the job's attempts left: ten 60 us chunks on two workers went 2+5
+  // and 2+1 (the first to report one took all but one of the rest: short chunks make the
+  // prefetch deep), now 2+3 and 2+3.
   bool take = live < slots;
-  if (!take && live < slots + PrefetchDepth(slots) && scheduler_.queued() > 0) {
-    take = scheduler_.queued() > idle_elsewhere();
+  uint64_t queued = scheduler_.queued();
+  if (!take && live < slots + PrefetchDepth(slots) && queued > 0) {
+    Elsewhere e = elsewhere();
+    uint64_t left = queued + mine + e.live, all = slots + e.slots;
+    take = queued > e.idle && (e.slots == 0 || mine * all < left * slots);
   }
   if (take) {
     if (auto a = scheduler_.Next(worker, now)) {

@@ -32,6 +32,13 @@ struct DispatchOptions {
   Micros steal_above{500};
 };
 
+// The other workers of a job, as a worker's dispatch weighs them (Dispatcher::Next).
+struct Elsewhere {
+  uint64_t idle = 0;   // their free slots, counting workers expected, not joined yet
+  uint64_t slots = 0;  // all their slots, busy or free, joined or expected (0: not known)
+  uint64_t live = 0;   // the job's attempts they hold, running or queued
+};
+
 // One decision for a worker: an attempt to send, and the attempt it was stolen from
 // (which must be CANCELled on its worker), if any.
 struct Dispatch {
@@ -44,15 +51,18 @@ class Dispatcher {
   explicit Dispatcher(Scheduler& scheduler, DispatchOptions options = {})
       : scheduler_(scheduler), options_(options) {}
 
-  // The next attempt for `worker` (`slots` running slots), or nothing. `idle_elsewhere`
-  // returns the free slots of every other worker, counting each worker expected but not
-  // joined yet with all its slots; it is called only when a prefetch is considered.
-  // `others`: attempts of other jobs (other Schedulers) on the worker, which take its
-  // slots and credits as this job's own do. Call repeatedly until nothing comes back. All
-  // attempts must be issued through here (not Scheduler::Next directly).
+  // The next attempt for `worker` (`slots` running slots), or nothing. `elsewhere`
+  // returns the job's other workers; it is called only when a prefetch is considered. A
+  // prefetch is taken while there is more work than idle slots elsewhere, and, when their
+  // slots are known, while this worker holds less than its share of the job's attempts
+  // left (queued and held everywhere; its slots over all slots): the first of several
+  // workers to report a short chunk must not take the rest while the others idle (short
+  // chunks are not stolen back). `others`: attempts of other jobs (other Schedulers) on
+  // the worker, which take its slots and credits as this job's own do. Call repeatedly
+  // until nothing comes back. All attempts must be issued through here (not
+  // Scheduler::Next directly).
   std::optional<Dispatch> Next(WorkerIndex worker, uint32_t slots, TimePoint now,
-                               const std::function<uint64_t()>& idle_elsewhere,
-                               uint32_t others = 0);
+                               const std::function<Elsewhere()>& elsewhere, uint32_t others = 0);
 
   // Attempts a worker with `slots` may queue beyond them: slots until something is
   // measured, then enough to cover `pipeline` of work per slot at the median attempt time

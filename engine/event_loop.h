@@ -231,9 +231,9 @@ class EventLoop {
   bool SendBatch(const Peer& peer, PendingBatch& batch);
   // Attempts out on a worker, of every job.
   uint32_t LiveOn(WorkerIndex worker) const;
-  // Free slots on the other workers of the current job, counting local workers still
-  // starting with their --slots each.
-  uint64_t IdleSlotsElsewhere(const Peer& self) const;
+  // The other workers of the current job, counting local workers still starting with
+  // their --slots each: what Dispatcher::Next weighs a prefetch against.
+  Elsewhere OthersInJob(const Peer& self) const;
   // False until --min-workers have joined (then true for the rest of the job).
   bool Dispatching();
   // Records the span of an attempt that ended without a result (cancelled, timed out, lost).

@@ -23,7 +23,8 @@ TimePoint At(int64_t ms) { return TimePoint{} + milliseconds(1000000 + ms); }
 std::vector<Dispatch> Round(Dispatcher& d, WorkerIndex worker, uint32_t slots, int64_t ms,
                             uint64_t idle_elsewhere) {
   std::vector<Dispatch> out;
-  while (auto x = d.Next(worker, slots, At(ms), [&] { return idle_elsewhere; })) {
+  while (auto x =
+             d.Next(worker, slots, At(ms), [&] { return Elsewhere{.idle = idle_elsewhere}; })) {
     out.push_back(*x);
   }
   return out;
@@ -58,7 +59,7 @@ TEST(DispatchPolicy, OtherJobsAttemptsTakeTheWorkersCredits) {
   second.AddWorker(0, 2, 2 + 64);
   auto next = [&](Dispatcher& d, Scheduler& mine, Scheduler& other) {
     return d.Next(
-                0, 2, At(0), [] { return uint64_t{0}; }, other.live_attempts(0))
+                0, 2, At(0), [] { return Elsewhere{}; }, other.live_attempts(0))
                .has_value() &&
            mine.live_attempts(0) > 0;
   };
@@ -170,6 +171,54 @@ TEST(DispatchPolicy, PrefetchDepthFollowsMeasuredDurations) {
     EXPECT_EQ(d.PrefetchDepth(2), want) << took << " us";
     EXPECT_EQ(d.Batching(), took < 500) << took << " us";
     EXPECT_EQ(d.Stealing(), took >= 500) << took << " us";
+  }
+}
+
+TEST(DispatchPolicy, AWorkerQueuesOnlyItsShareOfShortChunks) {
+  // The range product through a warm server: ten 60 us chunks on two workers of one slot,
+  // whose results come back between two turns of the event loop. Once one is measured the
+  // prefetch is deep (short chunks), and short chunks are not stolen back: without the
+  // others' slots the first worker filled took five of the six left, the other one.
+  for (bool shares : {true, false}) {
+    Scheduler s(10, {});
+    Dispatcher d(s);
+    for (WorkerIndex w : {0u, 1u}) s.AddWorker(w, 1, 1 + DispatchOptions{}.max_prefetch, true);
+    std::map<WorkerIndex, std::vector<Assignment>> held;
+    auto fill = [&](WorkerIndex w, int64_t ms) {
+      size_t given = 0;
+      WorkerIndex other = 1 - w;
+      auto elsewhere = [&] {
+        uint32_t live = s.live_attempts(other);
+        return Elsewhere{.idle = live < 1 ? 1u - live : 0u,
+                         .slots = shares ? 1u : 0u,
+                         .live = shares ? live : 0u};
+      };
+      while (auto x = d.Next(w, 1, At(ms), elsewhere)) {
+        held[w].push_back(x->assignment);
+        ++given;
+      }
+      return given;
+    };
+    // Nothing measured: each runs one and queues one.
+    ASSERT_EQ(fill(0, 0), 2u);
+    ASSERT_EQ(fill(1, 0), 2u);
+    // All four come back (60 us each) before the next turn.
+    for (auto& [w, attempts] : held) {
+      for (const Assignment& a : attempts) {
+        s.MarkStarted(w, a.chunk, a.attempt, At(0));
+        s.OnResult(w, a.chunk, a.attempt, true, "", At(0) + microseconds(60));
+      }
+      attempts.clear();
+    }
+    size_t first = fill(0, 1), second = fill(1, 1);
+    if (shares) {
+      EXPECT_EQ(first, 3u);
+      EXPECT_EQ(second, 3u);
+    } else {
+      EXPECT_EQ(first, 5u);  // all but one for the other's idle slot
+      EXPECT_EQ(second, 1u);
+    }
+    EXPECT_EQ(s.queued(), 0u);
   }
 }
 
