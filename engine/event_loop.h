@@ -192,11 +192,13 @@ class EventLoop {
   void OnHello(const std::string& id, const Hello& hello, Clock::time_point now);
   // `output` is the result's payload (empty when it has none). For the current job.
   void OnResult(Peer& peer, const ResultMsg& result, Blob output, Clock::time_point now);
-  // An echo's output (ResultMsg::echo): the attempt's input as its TASK carried it
-  // (PlannedJob::CopyPayload: the header, then the chunk's bytes, read from the file). The bytes
-  // cross no socket back. A copy, not a view of the mapping as in serial mode: outputs held for
-  // order would keep the mapping's pages in this process after their write (the server's memory
-  // bound, ServerTest.BigInputs...).
+  // An echo's output (ResultMsg::echo): the attempt's input as its TASK carried it. The
+  // bytes cross no socket back. Written at once (the next in order, no --header): a view of
+  // the input's mapping, as serial mode writes a pass-through's output (write(2) reads it,
+  // so a truncated input fails the write, EFAULT, and ResultSink::Accept releases the pages
+  // after it). Held for order: a copy (PlannedJob::CopyPayload, read from the file), since
+  // held views would keep the mapping's pages in this process after their write (the
+  // server's memory bound, ServerTest.BigInputs...).
   Blob EchoOutput(uint64_t chunk) const;
   void OnResults(Peer& peer, ResultBatch& batch, std::optional<zmq::message_t>& payload,
                  Clock::time_point now);

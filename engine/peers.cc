@@ -149,8 +149,9 @@ void EventLoop::OnHello(const std::string& id, const Hello& hello, Clock::time_p
 }
 
 Blob EventLoop::EchoOutput(uint64_t chunk) const {
-  std::string bytes(job_->PayloadSize(chunk), '\0');
-  job_->CopyPayload(chunk, bytes.data());
+  if (!config_->header && sink_->WritesAtOnce(chunk)) return Blob::Borrowed(job_->Bytes(chunk));
+  zmq::message_t bytes(job_->PayloadSize(chunk));  // not zeroed first, as a string would be
+  job_->CopyPayload(chunk, static_cast<char*>(bytes.data()));
   return Blob(std::move(bytes));
 }
 

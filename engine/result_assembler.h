@@ -38,6 +38,8 @@ class ResultAssembler {
   Status FlushOutput() { return out_->Flush(); }
   bool Complete() const { return written_ == num_chunks_; }
   uint64_t next_to_write() const { return next_; }
+  // Whether Add would write `chunk` at once rather than hold it for order.
+  bool WritesAtOnce(uint64_t chunk) const { return !ordered_ || chunk == next_; }
   uint64_t buffered_bytes() const { return buffered_bytes_; }
   uint64_t peak_buffered_bytes() const { return peak_buffered_; }
 

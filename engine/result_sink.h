@@ -54,6 +54,10 @@ class ResultSink {
   Status Vet(std::string_view output);
   // Call only for a kAccepted verdict. Returns a write error, if any.
   Status Accept(uint64_t chunk, Blob output, double cpu_seconds);
+  // Whether Accept would write `chunk`'s output at once (it is next in order, or the
+  // output is unordered), so that a view of the input may stand for it: not with an
+  // observer, which may keep what it is given.
+  bool WritesAtOnce(uint64_t chunk) const { return assembler_ && assembler_->WritesAtOnce(chunk); }
   // Skips chunks that failed for good since the last call (no-op unless keep_going). Also
   // checks, at most every kInputCheckInterval, that the input file did not change (an
   // error then fails the job): modes call it after every result and lost worker.
