@@ -72,6 +72,9 @@ double FreshPerInputByte(const AutoInputs& in) {
 uint64_t BoundChunks(const AutoInputs& in, uint64_t chunks) {
   double fresh = static_cast<double>(in.bytes) * FreshPerInputByte(in);
   chunks = std::max<uint64_t>(chunks, static_cast<uint64_t>(std::ceil(fresh / kMaxChunkBytes)));
+  if (in.superlinear_records > 0) {  // and none bigger than the cheapest size measured
+    chunks = std::max(chunks, (in.records + in.superlinear_records - 1) / in.superlinear_records);
+  }
   return std::clamp<uint64_t>(chunks, 1, std::max<uint64_t>(in.records, 1));
 }
 

@@ -485,6 +485,13 @@ TEST(FitCostModelTest, RecordsCostingMoreInBiggerChunksAskForSmallChunks) {
   AutoChoice c = ChooseMode(in);
   ASSERT_EQ(c.mode, Mode::kSerial) << c.reason;
   EXPECT_GE(c.chunks, (in.records + 998) / 999) << c.reason;
+  // A parallel plan keeps to that size too: 1 s of such work on 2 cores, though each chunk
+  // costs 0.5 ms more, in 100 chunks or more.
+  AutoInputs big = Command(100000, 0.0005, 1e-5, 1.0);  // 0.5 ms a chunk: few chunks pay
+  big.superlinear_records = 1000;
+  AutoChoice par = ChooseMode(big);
+  ASSERT_EQ(par.mode, Mode::kThreads) << par.reason;
+  EXPECT_GE(par.chunks, 100u) << par.reason;
   // Work as dear a record in every size (a 20% wobble is noise) is not superlinear, and
   // neither are chunks under 20 us, where a timer tick is a fifth.
   EXPECT_EQ(
