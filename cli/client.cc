@@ -229,8 +229,9 @@ int Await(ServerConnection& c, const ServerClient& client, const std::string& id
   bool outstanding = false;
   auto start_reading = [&] {
     auto f = OutputFile::Open(output);
-    if (f.ok()) file.emplace(std::move(f).value());
-    return f.status();
+    if (!f.ok()) return f.status();
+    file.emplace(std::move(f).value());
+    return Status::Ok();
   };
   if (stream && asked) {
     if (Status s = start_reading(); !s.ok()) {
