@@ -274,6 +274,7 @@ struct ChunkRun {
   Blob output;
   double queued = 0;     // of its wall time, queued for a CPU (Calibration::queued_seconds)
   bool stopped = false;  // by CalibrationLimits::stop_seconds (Calibration::stopped)
+  bool beside = false;   // on the second thread (Calibration::beside)
 };
 
 // Runs `spec` to completion as attempt 1.
@@ -335,10 +336,12 @@ bool Keep(Calibration& cal, ChunkRun&& run) {
     cal.failed_started = run.started;
     cal.failed_wall = m.wall_seconds;
     cal.failed_cpu = m.cpu_seconds;
+    cal.failed_beside = run.beside;
     return false;
   }
   cal.chunks.push_back(run.spec);
   cal.started.push_back(run.started);
+  cal.beside.push_back(run.beside);
   cal.outputs.push_back(std::move(run.output));
   cal.cpu_seconds.push_back(m.cpu_seconds);
   cal.wall_seconds.push_back(m.wall_seconds);
@@ -398,6 +401,7 @@ bool RunNextPairSideBySide(const TaskDef& task, const std::vector<std::string>& 
     std::jthread side([&] { b = Run(task, args, data, header, second, stop_seconds); });
     a = Run(task, args, data, header, first, stop_seconds);
   }
+  b.beside = true;
   return Keep(cal, std::move(a)) && Keep(cal, std::move(b));
 }
 
@@ -905,7 +909,8 @@ Status ApplyCalibration(AutoPlan& plan, const PlannedJob& job, Scheduler& schedu
   auto now = std::chrono::steady_clock::now();
   for (size_t i = 0; i < cal.chunks.size(); ++i) {
     scheduler.MarkRun(cal.chunks[i].id);
-    AttemptSpan span = job.Span(telemetry, cal.chunks[i].id, 1, 0, cal.wall_seconds[i],
+    WorkerIndex worker = i < cal.beside.size() && cal.beside[i] ? 1 : 0;
+    AttemptSpan span = job.Span(telemetry, cal.chunks[i].id, 1, worker, cal.wall_seconds[i],
                                 cal.outputs[i].size(), Status::Ok());
     span.start = std::max(
         0.0, telemetry.Now() - std::chrono::duration<double>(now - cal.started[i]).count());
@@ -926,7 +931,8 @@ Status ApplyCalibration(AutoPlan& plan, const PlannedJob& job, Scheduler& schedu
     scheduler.AddWorker(0, 1, 1);
     auto a = scheduler.Next(0, now);
     if (a && a->chunk == id) {
-      AttemptSpan span = job.Span(telemetry, id, a->attempt, 0, cal.failed_wall, 0, *cal.error);
+      AttemptSpan span = job.Span(telemetry, id, a->attempt, cal.failed_beside ? 1 : 0,
+                                  cal.failed_wall, 0, *cal.error);
       span.start = std::max(
           0.0, telemetry.Now() - std::chrono::duration<double>(now - cal.failed_started).count());
       span.end = span.start + cal.failed_wall;

@@ -123,6 +123,9 @@ struct Calibration {
   // child's own queueing is not seen (it counts as waiting).
   std::vector<double> queued_seconds;
   std::vector<std::chrono::steady_clock::time_point> started;
+  // Whether each ran on the calibration's second thread, beside the coordinator's
+  // (CalibrationLimits::side_by_side): its attempt is worker 1's in the trace and stats.
+  std::vector<bool> beside;
   uint64_t records = 0;  // records covered by `chunks`
   uint64_t bytes = 0;    // input bytes covered
   double wall = 0;       // total over the kept chunks
@@ -139,6 +142,7 @@ struct Calibration {
   std::optional<ChunkSpec> failed;
   std::chrono::steady_clock::time_point failed_started;
   double failed_wall = 0, failed_cpu = 0;
+  bool failed_beside = false;  // the failed chunk ran on the second thread (`beside`)
 };
 
 struct CalibrationLimits {

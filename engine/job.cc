@@ -591,6 +591,13 @@ ExitCode RunJobUnguarded(const JobConfig& config, JobObserver* observer, const J
     stats.telemetry.StartedEarlier(
         std::chrono::duration<double>(SteadyClock::now() - start).count());
     stats.telemetry.SetWorker(0, {"calibration", "local"});
+    // A chunk run beside the first on a second thread is that thread's (thread-1 takes
+    // the name over in threads mode), so the trace draws the two side by side.
+    const Calibration& cal = auto_plan->calibration;
+    if (cal.failed_beside ||
+        std::find(cal.beside.begin(), cal.beside.end(), true) != cal.beside.end()) {
+      stats.telemetry.SetWorker(1, {"calibration", "local"});
+    }
     stats.workers = 1;
     Status s = ApplyCalibration(*auto_plan, job, scheduler, sink, stats.telemetry);
     if (s.ok()) s = sink.Flush();

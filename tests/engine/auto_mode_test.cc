@@ -333,6 +333,8 @@ TEST(CalibrateTest, ThePerRecordChunkRunsBesideAnotherOnTheNextCore) {
   std::string joined;
   for (const Blob& out : pair.outputs) joined += out.view();
   EXPECT_EQ(joined, data.substr(0, pair.bytes));  // kept in input order
+  // The second of the pair ran on the other thread: worker 1's in the trace and stats.
+  EXPECT_EQ(pair.beside, (std::vector<bool>{false, false, true}));
 
   // One core, or a warm command's calibration: one chunk at a time, as before.
   Calibration one = Calibrate(Task("exec"), {"sh", "-c", "sleep 0.01; cat"}, data, std::nullopt, {},

@@ -169,6 +169,31 @@ TEST_F(AutoModeTest, CalibrationChunksAreRealAttemptsInStatsAndTrace) {
   EXPECT_EQ(std::count(log.begin(), log.end(), '\n'), 21) << log;  // a header and 20 attempts
 }
 
+TEST_F(AutoModeTest, TheCalibrationPairIsTracedSideBySide) {
+  // A 20 ms start: the per-record calibration chunk (1) runs beside a second (2) on another
+  // thread. The trace draws them on two rows, overlapping, each with its own duration.
+  std::string input;
+  for (int i = 1; i <= 200; ++i) input += std::to_string(i) + "\n";
+  RunResult r = Fanout(
+      "auto", {"--trace", dir_.File("t.json"), "exec", "--", "sh", "-c", "sleep 0.02; cat"}, input);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.out, input);
+  Json trace = Json::parse(ReadFile(dir_.File("t.json")));
+  const Json& events = trace.is_object() ? trace["traceEvents"] : trace;
+  std::map<uint64_t, Json> spans;
+  for (const Json& e : events) {
+    if (e.value("ph", "") == "X") spans[e["args"]["chunk"].get<uint64_t>()] = e;
+  }
+  ASSERT_TRUE(spans.count(1) && spans.count(2)) << trace.dump();
+  const Json &one = spans[1], &two = spans[2];
+  EXPECT_NE(one["tid"], two["tid"]) << trace.dump();
+  EXPECT_GE(two["dur"].get<int64_t>(), 20000) << trace.dump();  // its own sleep, in us
+  int64_t one_end = one["ts"].get<int64_t>() + one["dur"].get<int64_t>();
+  int64_t two_end = two["ts"].get<int64_t>() + two["dur"].get<int64_t>();
+  EXPECT_LT(two["ts"].get<int64_t>(), one_end) << trace.dump();
+  EXPECT_LT(one["ts"].get<int64_t>(), two_end) << trace.dump();
+}
+
 // Runs `script` (sh) per chunk in auto mode over `lines` lines; the script appends
 // "$FANOUT_CHUNK $FANOUT_ATTEMPT" to a file. Returns {chunk id: times run}; every attempt
 // must be attempt 1 and the output identical to the input.
