@@ -126,6 +126,9 @@ struct Calibration {
   // Whether each ran on the calibration's second thread, beside the coordinator's
   // (CalibrationLimits::side_by_side): its attempt is worker 1's in the trace and stats.
   std::vector<bool> beside;
+  // The coordinator's thread's run-queue time (RunQueueSeconds) when its last chunk ended,
+  // or -1: the next chunk's starting point, so a chunk costs one read of it, not two.
+  double queue_mark = -1;
   uint64_t records = 0;  // records covered by `chunks`
   uint64_t bytes = 0;    // input bytes covered
   double wall = 0;       // total over the kept chunks

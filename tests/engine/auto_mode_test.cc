@@ -581,10 +581,23 @@ TEST(KeepMeasuringChunkTest, DoublesTheLastChunkWhileTheBudgetLasts) {
   EXPECT_EQ(KeepMeasuringChunk(in, Measured(1000, 0.01), {}), 2000u);
 }
 
-TEST(KeepMeasuringChunkTest, WorkThatGrowsFasterThanItsRecordsIsNotDoubled) {
+TEST(KeepMeasuringChunkTest, WorkThatGrowsFasterThanItsRecordsIsHalvedNotDoubled) {
+  // The range product: 999 numbers cost least a number of the sizes measured (1, 999,
+  // 1,499, 2,499). The next chunk halves that size while it is the smallest measured...
   AutoInputs in = Command(100000, 0, 1e-6, 1.0);
-  in.superlinear_records = 999;  // FitCostModel's, as for the range product
-  EXPECT_EQ(KeepMeasuringChunk(in, Measured(2499, 0.001), {}), 999u);
+  in.superlinear_records = 999;  // FitCostModel's
+  Calibration cal = Measured(1, 0.00001);
+  for (uint64_t records : {999u, 1499u, 2499u}) {
+    ChunkSpec c;
+    c.records = records;
+    cal.chunks.push_back(c);
+  }
+  EXPECT_EQ(KeepMeasuringChunk(in, cal, {}), 499u);
+  // ...and keeps to it once a smaller chunk was measured and was not cheaper.
+  ChunkSpec smaller;
+  smaller.records = 499;
+  cal.chunks.push_back(smaller);
+  EXPECT_EQ(KeepMeasuringChunk(in, cal, {}), 999u);
 }
 
 TEST(KeepMeasuringChunkTest, StartUpIsAtMostATenthOfTheChunk) {
