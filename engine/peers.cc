@@ -168,10 +168,14 @@ void EventLoop::OnResult(Peer& peer, const ResultMsg& result, Blob output, Clock
                  peer.echo ? "sent an echo with output" : "sent an echo it did not offer", now);
       return;
     }
-    output_bytes = job_->PayloadSize(result.chunk);
-    if (config_->header) {
-      output = EchoOutput(result.chunk);
-      echo = false;
+    if (result.chunk >= job_->chunks.size()) {
+      echo = false;  // never issued: nothing to read (the scheduler rejects it below)
+    } else {
+      output_bytes = job_->PayloadSize(result.chunk);
+      if (config_->header) {
+        output = EchoOutput(result.chunk);
+        echo = false;
+      }
     }
   }
   bool ok = result.ok;

@@ -155,6 +155,40 @@ TEST_F(PeerTest, AnEchoIsTheInputOnlyFromAWorkerThatOfferedIt) {
   EXPECT_NE(err.find("sent an echo it did not offer"), std::string::npos) << err;
 }
 
+TEST_F(PeerTest, AnEchoOfAChunkNeverIssuedIsRejectedNotRead) {
+  // An echo names a chunk whose input the coordinator reads for its output: one that was
+  // never issued (a broken or hostile worker that offered echoes, alone and in a RESULTS
+  // batch) is rejected as an unknown chunk, and the job goes on.
+  auto coordinator = StartCoordinator();
+  zmq::socket_t s = MakeDealer(context_, endpoint_, "").value();
+  fanout::Hello h{"echoing-peer", "localhost", "test", 1, 1, {"identity"}};
+  h.echo = true;
+  ASSERT_TRUE(SendMessage(s, h));
+  auto welcome = Next(s);
+  ASSERT_TRUE(welcome && std::holds_alternative<Welcome>(welcome->message));
+  auto task = Next(s);
+  ASSERT_TRUE(task && std::holds_alternative<TaskMsg>(task->message));
+  const TaskMsg& t = std::get<TaskMsg>(task->message);
+  for (uint64_t never : {uint64_t{99}, uint64_t{1} << 40}) {
+    ResultMsg echo{t.chunk + never, 1, true, "", 0.01, 0.01};
+    echo.echo = true;
+    ASSERT_TRUE(SendMessage(s, echo));
+  }
+  ResultBatch batch;
+  ResultMsg stray{t.chunk + 7, 1, true, "", 0.01, 0.01};
+  batch.results.push_back(stray);
+  batch.bytes.push_back(0);
+  batch.echo.push_back(0);
+  ASSERT_TRUE(SendMessage(s, batch));
+  ResultMsg echo{t.chunk, t.attempt, true, "", 0.01, 0.01};
+  echo.echo = true;
+  ASSERT_TRUE(SendMessage(s, echo));
+  ASSERT_EQ(coordinator->Wait(milliseconds(10000)), 0) << ReadFile(dir_.File("err"));
+  EXPECT_EQ(ReadFile(dir_.File("out")), "hello\n");
+  EXPECT_NE(ReadFile(dir_.File("err")).find("unknown chunk"), std::string::npos)
+      << ReadFile(dir_.File("err"));
+}
+
 TEST_F(PeerTest, MessagesFromUnknownPeersAreAnsweredWithReject) {
   auto coordinator = StartCoordinator();
   zmq::socket_t stranger = MakeDealer(context_, endpoint_, "").value();
