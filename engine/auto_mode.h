@@ -232,7 +232,12 @@ struct AutoPlan {
   // "threads, 2 workers, 8 chunks: <reason>" (`chunks` in the whole plan): for -v, stats.
   std::string Summary(size_t chunks) const;
   // Predicted wall time of the whole job: the calibration plus the estimate for the rest.
-  double PredictedSeconds() const { return calibration.wall + choice.estimate_seconds; }
+  // The calibration's time plus the chosen plan's estimate; 0 (no prediction) when the
+  // calibration kept no chunk (its first failed): the plan then rests on an assumption
+  // (ChooseMode's "unknown" inputs), not a measurement.
+  double PredictedSeconds() const {
+    return calibration.chunks.empty() ? 0 : calibration.wall + choice.estimate_seconds;
+  }
 };
 
 // Why auto mode must not calibrate and plan this job itself, or "" if it may: options that

@@ -137,6 +137,9 @@ TEST_F(AutoModeTest, FailingTaskStillFailsClearly) {
   RunResult r = Fanout("auto", {"--retries", "0", "exec", "--", "false"}, Numbers(10));
   EXPECT_EQ(r.exit_code, 1);
   EXPECT_NE(r.err.find("exited with status 1"), std::string::npos) << r.err;
+  // Nothing was measured (the first chunk failed): the summary predicts nothing, where it
+  // said predicted_wall=50.20s for a grep over 100,000 lines (1 ms a record assumed).
+  EXPECT_EQ(r.err.find("predicted_wall="), std::string::npos) << r.err;
 }
 
 TEST_F(AutoModeTest, CalibrationChunksAreRealAttemptsInStatsAndTrace) {
