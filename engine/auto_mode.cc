@@ -404,10 +404,12 @@ bool RunNextPairSideBySide(const TaskDef& task, const std::vector<std::string>& 
                                  cal.bytes + first.bytes(), records);
   ChunkRun a, b;
   {
-    std::jthread side([&] { b = Run(task, args, data, header, second, stop_seconds, nullptr); });
+    std::jthread side([&] {
+      b = Run(task, args, data, header, second, stop_seconds, nullptr);
+      b.beside = true;
+    });
     a = Run(task, args, data, header, first, stop_seconds, &cal.queue_mark);
   }
-  b.beside = true;
   return Keep(cal, std::move(a)) && Keep(cal, std::move(b));
 }
 

@@ -231,10 +231,9 @@ struct AutoPlan {
   Status status;
   // "threads, 2 workers, 8 chunks: <reason>" (`chunks` in the whole plan): for -v, stats.
   std::string Summary(size_t chunks) const;
-  // Predicted wall time of the whole job: the calibration plus the estimate for the rest.
-  // The calibration's time plus the chosen plan's estimate; 0 (no prediction) when the
-  // calibration kept no chunk (its first failed): the plan then rests on an assumption
-  // (ChooseMode's "unknown" inputs), not a measurement.
+  // Predicted wall time of the whole job: the calibration plus the estimate for the rest;
+  // 0 (no prediction) when the calibration kept no chunk (its first failed): the plan then
+  // rests on an assumption (ChooseMode's "unknown" inputs), not a measurement.
   double PredictedSeconds() const {
     return calibration.chunks.empty() ? 0 : calibration.wall + choice.estimate_seconds;
   }
