@@ -66,6 +66,11 @@ struct SocketSecurity {
 // set; see transport.cc for why).
 Result<zmq::socket_t> MakeRouter(zmq::context_t& context, const std::string& endpoint,
                                  const SocketSecurity& security = {});
+// How soon a DEALER tries again to reach an endpoint nobody listens on (doubling up to
+// the second figure): see NewDealer.
+inline constexpr int kReconnectFirstMs = 10;
+inline constexpr int kReconnectMaxMs = 1000;
+
 // A DEALER with linger 0 connected to `endpoint`, with the given routing id ("" lets the
 // ROUTER assign a fresh one, which is what workers do: see PROTOCOL.md). An endpoint a
 // DEALER cannot connect to (transport unknown, address malformed) is an error naming it,

@@ -97,6 +97,23 @@ TEST_F(TransportTest, HelloFromADealerArrivesWithItsPeerId) {
   EXPECT_EQ(hello.tasks, std::vector<std::string>{"identity"});
 }
 
+// Workers are often started beside their coordinator, before it listens: their DEALER
+// tries again after 10 ms, doubling to 1 s (libzmq's default, 100 ms plus up to 100 ms of
+// jitter each time, kept them out of the job's first fifth of a second).
+TEST_F(TransportTest, ADealerStartedBeforeItsRouterTriesAgainSoonThenLessOften) {
+  std::string later = "ipc://" + dir_.File("later.sock");
+  auto dealer = MakeDealer(context_, later, "").value();
+  EXPECT_EQ(dealer.get(zmq::sockopt::reconnect_ivl), kReconnectFirstMs);
+  EXPECT_EQ(dealer.get(zmq::sockopt::reconnect_ivl_max), kReconnectMaxMs);
+  ASSERT_TRUE(SendMessage(dealer, Hello{"early", "box", "0.1.0", 1, 1, {"identity"}}));
+  auto router = MakeRouter(context_, later);
+  ASSERT_TRUE(router.ok()) << router.status().message();
+  Received r = ReceiveWithin(*router, true);
+  auto* env = std::get_if<Envelope>(&r);
+  ASSERT_TRUE(env) << "the HELLO queued before the bind never arrived";
+  EXPECT_EQ(std::get<Hello>(env->message).worker_id, "early");
+}
+
 TEST_F(TransportTest, RouterAssignsDistinctPeerIdsOrUsesAGivenOne) {
   auto a = MakeDealer(context_, endpoint_, "").value();
   auto b = MakeDealer(context_, endpoint_, "").value();
