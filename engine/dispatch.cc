@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "common/frame_pool.h"
 #include "common/log.h"
 #include "engine/event_loop.h"
 
@@ -79,7 +80,7 @@ bool EventLoop::SendTask(const Peer& peer, const Assignment& a) {
   if (by_ref) msg.slice = FileSlice{chunk.begin, chunk.bytes(), job_->header.size()};
   zmq::message_t payload;
   if (!by_ref && !chunk.range) {
-    payload.rebuild(job_->PayloadSize(a.chunk));
+    payload = PooledFrame(job_->PayloadSize(a.chunk));
     job_->CopyPayload(a.chunk, static_cast<char*>(payload.data()));
   }
   return SendTo(*router_, peer.id, msg, chunk.range || by_ref ? nullptr : &payload);

@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "common/frame_pool.h"
 #include "common/log.h"
 #include "engine/event_loop.h"
 #include "engine/local_input.h"
@@ -150,7 +151,7 @@ void EventLoop::OnHello(const std::string& id, const Hello& hello, Clock::time_p
 
 Blob EventLoop::EchoOutput(uint64_t chunk) const {
   if (!config_->header && sink_->WritesAtOnce(chunk)) return Blob::Borrowed(job_->Bytes(chunk));
-  zmq::message_t bytes(job_->PayloadSize(chunk));  // not zeroed first, as a string would be
+  zmq::message_t bytes = PooledFrame(job_->PayloadSize(chunk));  // not zeroed first
   job_->CopyPayload(chunk, static_cast<char*>(bytes.data()));
   return Blob(std::move(bytes));
 }
