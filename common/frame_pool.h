@@ -21,8 +21,10 @@ namespace fanout {
 // Frames under this many bytes come from malloc (ZeroMQ's own zmq_msg_init_size).
 inline constexpr size_t kPooledFrameMin = size_t{1} << 20;
 // At most this much is kept mapped and unused (the largest frames kept first), and no more
-// than kPooledFramesKept frames.
-inline constexpr size_t kPooledBytesKept = size_t{256} << 20;
+// than kPooledFramesKept frames: a window of 4 MiB chunks. Bigger windows map the rest again,
+// which in huge pages costs little (the fault-in, not the mapping, is what the pool saves
+// where huge pages are off); a long-lived server keeps no more than this between jobs.
+inline constexpr size_t kPooledBytesKept = size_t{64} << 20;
 inline constexpr size_t kPooledFramesKept = 16;
 
 // An uninitialised frame of `size` bytes (its contents are whatever an earlier frame held).
