@@ -282,7 +282,7 @@ class Server {
   WarmProcesses fleet_;
   std::optional<PrivateDir> temp_root_;  // without --state
   std::string root_;
-  zmq::context_t context_{1};
+  zmq::context_t context_ = NewContext();
   std::unique_ptr<ZapAuthenticator> zap_;
   std::optional<zmq::socket_t> router_;
   std::mutex mu_;

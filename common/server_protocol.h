@@ -15,6 +15,7 @@
 
 #include "common/handshake_monitor.h"
 #include "common/status.h"
+#include "common/transport.h"
 
 namespace fanout {
 
@@ -65,7 +66,7 @@ bool SendClientMessage(zmq::socket_t& socket, const std::string& peer, nlohmann:
 // A client's connection: its DEALER and the monitor that hears a refused CURVE handshake
 // (ZeroMQ would otherwise only stay silent).
 struct ServerConnection {
-  zmq::context_t context{1};
+  zmq::context_t context = NewContext();
   std::optional<zmq::socket_t> socket;
   std::optional<HandshakeMonitor> monitor;  // with CURVE only
   std::string refused;                      // why the server refused this client, once it did

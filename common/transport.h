@@ -66,6 +66,15 @@ struct SocketSecurity {
 // set; see transport.cc for why).
 Result<zmq::socket_t> MakeRouter(zmq::context_t& context, const std::string& endpoint,
                                  const SocketSecurity& security = {});
+// A ZeroMQ context with `io_threads` I/O threads: every context fanout makes. The first
+// call also makes one context that is never terminated. libzmq sets up its network (in
+// Debian's build, libpgm's pgm_init) when a process makes its first context and tears it
+// down (pgm_shutdown) when its last is terminated, and libpgm's two are not safe against
+// each other in two threads: ThreadSanitizer caught a Pool's call making its context while
+// another call's was ending, one initialising the mutexes the other destroyed. With one
+// context kept, the set-up happens once and is never torn down.
+zmq::context_t NewContext(int io_threads = 1);
+
 // How soon a DEALER tries again to reach an endpoint nobody listens on (doubling up to
 // the second figure): see NewDealer.
 inline constexpr int kReconnectFirstMs = 10;

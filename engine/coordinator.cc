@@ -12,6 +12,7 @@
 #include <optional>
 #include <random>
 #include <set>
+#include <thread>
 #include <zmq.hpp>
 
 #include "common/curve.h"
@@ -53,6 +54,18 @@ struct EventLoop::IdleJob : ChunkObserver {
   ActiveJob active;
 };
 
+// ZeroMQ's I/O threads: they copy (and with CURVE encrypt) every byte sent to a worker over
+// TCP. libzmq puts each new connection on its least loaded I/O thread, the listeners
+// counting as load, so with one thread per core besides the listeners' the connections of
+// remote workers are spread over the cores: with CURVE over loopback, two workers' traffic
+// went through one thread, encrypting for both, when the context had one or two. Jobs that
+// only start local workers (ipc, the input by reference) send headers, and keep one.
+int EventLoop::IoThreads(const JobConfig& config) {
+  if (config.listen.rfind("tcp://", 0) != 0) return 1;
+  unsigned cores = std::max(1u, std::thread::hardware_concurrency());
+  return 1 + static_cast<int>(std::min(cores, 4u));
+}
+
 EventLoop::EventLoop(const JobConfig& config, uint32_t workers, bool warm, int wake_fd,
                      const Clock& clock)
     : fleet_(config),
@@ -62,7 +75,8 @@ EventLoop::EventLoop(const JobConfig& config, uint32_t workers, bool warm, int w
       clock_(clock),
       idle_(std::make_unique<IdleJob>(config)),
       heartbeat_(config.heartbeat),
-      liveness_{config.heartbeat, config.liveness} {
+      liveness_{config.heartbeat, config.liveness},
+      context_(NewContext(IoThreads(config))) {
   Use(idle_->active);
 }
 

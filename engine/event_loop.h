@@ -81,6 +81,8 @@ class EventLoop {
   EventLoop(const JobConfig& config, uint32_t workers, bool warm = false, int wake_fd = -1,
             const Clock& clock = Clock::Steady());
   ~EventLoop();
+  // How many I/O threads this loop's ZeroMQ context runs (coordinator.cc says why).
+  static int IoThreads(const JobConfig& config);
 
   // Binds the socket and prepares the local workers' launcher. Call once, first.
   Status Start();
@@ -270,7 +272,7 @@ class EventLoop {
   // Declaration order is destruction order in reverse: sockets close before the context,
   // children die before the directory holding their endpoint is removed.
   PrivateDir dir_;
-  zmq::context_t context_{1};
+  zmq::context_t context_;                 // NewContext(IoThreads(config))
   std::unique_ptr<ZapAuthenticator> zap_;  // with CURVE: admits authorized worker keys
   std::optional<zmq::socket_t> router_;
   std::optional<LocalLauncher> launcher_;

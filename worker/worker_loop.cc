@@ -123,7 +123,7 @@ class Worker {
   bool BackOff(milliseconds delay);
 
   const WorkerConfig& config_;
-  zmq::context_t context_{1};
+  zmq::context_t context_ = NewContext();
   TaskRunner runner_;
   InputMap input_;  // WELCOME's input file, for TASKs passed by reference
   int signal_fd_ = -1;
