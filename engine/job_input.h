@@ -41,10 +41,13 @@ class JobInput {
   ~JobInput();
 
   std::string_view view() const { return view_; }
-  // Copies view().substr(begin, size) to `to` (which has room for `size` bytes) without
-  // touching the mapping: pread from the file, so a truncated file cannot fault; bytes
-  // the file no longer has are zeros (and CheckUnchanged reports the change).
+  // Copies view().substr(begin, size) to `to` (which has room for `size` bytes); bytes
+  // the file no longer has are zeros (and CheckUnchanged reports the change). Up to
+  // kCopiedFromMapping bytes are copied from the mapping (MappingGuard turns a read past a
+  // truncation into zeros); more are read from the file (pread), so pages released from
+  // the mapping are not faulted back in.
   void CopyOut(uint64_t begin, uint64_t size, char* to) const;
+  static constexpr uint64_t kCopiedFromMapping = 16384;
   // Drops the whole pages within [begin, end) from this process's memory; they are read
   // back from the file (page cache) if touched again, so this is always safe.
   void Release(uint64_t begin, uint64_t end) const;
@@ -68,8 +71,9 @@ class JobInput {
  private:
   void* map_ = nullptr;
   size_t map_size_ = 0;
-  int fd_ = -1;         // kept open while mapped
-  std::string buffer_;  // FromBuffer's bytes (view_ points into them)
+  int fd_ = -1;           // kept open while mapped
+  bool guarded_ = false;  // MappingGuard watches the mapping (it has a slot for it)
+  std::string buffer_;    // FromBuffer's bytes (view_ points into them)
   std::string_view view_;
   int64_t mtime_ns_ = 0;
   // What CheckUnchanged compares with: the file as opened ("" path for stdin).

@@ -44,6 +44,26 @@ TEST(JobInputTest, ReadingPastATruncationSeesZerosAndIsReported) {
   EXPECT_NE(in->CheckUnchanged().message().find("truncated"), std::string::npos);
 }
 
+TEST(JobInputTest, CopyOutPastATruncationGivesZerosFromTheMappingAndFromTheFile) {
+  // Small ranges are copied from the mapping, big ones read from the file (pread): both
+  // read zeros where the file no longer has bytes, and neither kills the process.
+  testing::TempDir dir;
+  std::string path = dir.File("in");
+  testing::WriteFile(path, std::string(1 << 20, 'a'));
+  auto in = JobInput::Open(path);
+  ASSERT_TRUE(in.ok()) << in.status().message();
+  std::string small(10, 'x');
+  in->CopyOut(100, small.size(), small.data());
+  EXPECT_EQ(small, std::string(10, 'a'));
+  ASSERT_EQ(truncate(path.c_str(), 300000), 0);
+  in->CopyOut(299995, small.size(), small.data());  // from the mapping: 5 bytes left
+  EXPECT_EQ(small, std::string(5, 'a') + std::string(5, '\0'));
+  std::string big(JobInput::kCopiedFromMapping + 1, 'x');
+  in->CopyOut(300000 - 1000, big.size(), big.data());  // from the file
+  EXPECT_EQ(big, std::string(1000, 'a') + std::string(big.size() - 1000, '\0'));
+  EXPECT_FALSE(in->CheckUnchanged().ok());
+}
+
 TEST(JobInputTest, ARenamedOrReplacedPathIsReported) {
   testing::TempDir dir;
   std::string path = dir.File("in");
