@@ -8,6 +8,9 @@
 
 #include <cstdlib>
 #include <cstring>
+#include <fstream>
+#include <string>
+#include <vector>
 
 namespace fanout {
 namespace {
@@ -44,6 +47,35 @@ TEST(AllocatorPolicyTest, AWindowOfFreedChunkBuffersIsReusedWithoutPageFaults) {
       EXPECT_LT(faults, 256) << "round " << round;
     }
   }
+#endif
+}
+
+// The kernel's transparent huge page mode ("always", "madvise" or "never").
+[[maybe_unused]] std::string HugePageMode() {
+  std::ifstream in("/sys/kernel/mm/transparent_hugepage/enabled");
+  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  auto open = text.find('['), close = text.find(']');
+  return open == std::string::npos || close < open ? "" : text.substr(open + 1, close - open - 1);
+}
+
+TEST(AllocatorPolicyTest, AJobsPerChunkStateLandsOnHugePages) {
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+  GTEST_SKIP() << "a sanitizer's allocator replaces glibc's";
+#else
+  std::string mode = HugePageMode();
+  if (mode != "always" && mode != "madvise") GTEST_SKIP() << "no transparent huge pages here";
+  KeepFreedMemory();
+  // A plan of 100,000 chunks: 12.8 MB of small records built at once, in a vector that
+  // grows (as CutChunks' does). In 4 KiB pages it took 7,220 faults (the copies the vector
+  // leaves behind as it grows included); in 2 MiB pages 436 (the blocks past the region).
+  struct Record {
+    char bytes[128];
+  };
+  long before = MinorFaultsSoFar();
+  std::vector<Record> plan;
+  for (int i = 0; i < 100000; ++i) plan.push_back(Record{{static_cast<char>(i)}});
+  long faults = MinorFaultsSoFar() - before;
+  EXPECT_LT(faults, 2000) << "kernel THP mode " << mode;
 #endif
 }
 
