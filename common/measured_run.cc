@@ -24,14 +24,16 @@ namespace {
 
 // Runs `body` (which returns the attempt's Status) and measures it.
 template <typename Body>
-Measured Measure(Body&& body, bool thread_cpu) {
+Measured Measure(Body&& body, bool thread_cpu, std::chrono::steady_clock::time_point* mark) {
   child_cpu_seconds = 0;
-  auto wall0 = std::chrono::steady_clock::now();
+  auto wall0 = mark ? *mark : std::chrono::steady_clock::now();
   double cpu0 = thread_cpu ? ThreadCpuSeconds() : 0;
   Measured m;
   m.status = body();
   m.cpu_seconds = (thread_cpu ? ThreadCpuSeconds() - cpu0 : 0) + child_cpu_seconds;
-  m.wall_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - wall0).count();
+  auto wall1 = std::chrono::steady_clock::now();
+  m.wall_seconds = std::chrono::duration<double>(wall1 - wall0).count();
+  if (mark) *mark = wall1;
   child_cpu_seconds = 0;
   return m;
 }
@@ -39,12 +41,14 @@ Measured Measure(Body&& body, bool thread_cpu) {
 }  // namespace
 
 Measured MeasuredRun(const TaskDef& def, const ChunkInput& chunk, std::span<const std::string> args,
-                     std::string& out, std::stop_token stop, bool thread_cpu) {
-  return Measure([&] { return RunTask(def, chunk, args, out, std::move(stop)); }, thread_cpu);
+                     std::string& out, std::stop_token stop, bool thread_cpu,
+                     std::chrono::steady_clock::time_point* mark) {
+  return Measure([&] { return RunTask(def, chunk, args, out, std::move(stop)); }, thread_cpu, mark);
 }
 
 Measured MeasuredView(const TaskDef& def, const ChunkInput& chunk,
-                      std::span<const std::string> args, std::string_view& out, bool thread_cpu) {
+                      std::span<const std::string> args, std::string_view& out, bool thread_cpu,
+                      std::chrono::steady_clock::time_point* mark) {
   return Measure(
       [&]() -> Status {
         try {
@@ -55,7 +59,7 @@ Measured MeasuredView(const TaskDef& def, const ChunkInput& chunk,
           return Status::Error(def.name + ": unknown exception");
         }
       },
-      thread_cpu);
+      thread_cpu, mark);
 }
 
 }  // namespace fanout

@@ -19,38 +19,50 @@ namespace {
 // take under kQuickChunkSeconds each (doubling from one): microsecond chunks then cost a
 // lock round per batch, not per chunk; any slower chunk brings it back to one at a time,
 // so long chunks are never hoarded by one thread.
-constexpr uint32_t kMaxThreadBatch = 64;
+constexpr uint32_t kMaxThreadBatch = 512;
 constexpr double kQuickChunkSeconds = 0.00005;
 
 // Runs attempt `a` on this thread. A pass-through task (TaskDef::run_view) whose slice
 // lies in the job's input mapping is not copied: the output borrows the mapping, which
 // outlives the job's results. Everything else is the task's own output bytes.
+// The attempt starts at `mark`, which is set to its end (see MeasuredRun).
 Measured RunLocal(const PlannedJob& job, const Assignment& a, std::stop_token stop, bool thread_cpu,
-                  Blob& output) {
+                  Clock::time_point& mark, Blob& output) {
   std::string storage;
   ChunkInput in = job.InputFor(a.chunk, a.attempt, "", storage);
   if (job.task.run_view && !in.range) {
     std::string_view view;
-    Measured m = MeasuredView(job.task, in, job.config.args, view, thread_cpu);
+    Measured m = MeasuredView(job.task, in, job.config.args, view, thread_cpu, &mark);
     output = Blob::BorrowedIfWithin(view, job.input.view());
     return m;
   }
   std::string out;
-  Measured m = MeasuredRun(job.task, in, job.config.args, out, std::move(stop), thread_cpu);
+  Measured m = MeasuredRun(job.task, in, job.config.args, out, std::move(stop), thread_cpu, &mark);
   output = Blob(std::move(out));
   return m;
 }
 
-// Records one finished attempt. Returns false (with `error` set) if the job must stop.
+// An attempt run on this thread, not yet recorded.
+struct LocalResult {
+  Measured measured;
+  Blob output;
+  Clock::time_point end;
+};
+
+// Records one finished attempt (which ended at `r.end`). Returns false (with `error` set)
+// if the job must stop. The caller then syncs failures (ResultSink::SyncFailures), once a
+// batch.
 bool Finish(const PlannedJob& job, Scheduler& scheduler, ResultSink& sink, RunStats& stats,
-            WorkerIndex worker, const Assignment& a, Measured m, Blob output, std::string& error) {
+            WorkerIndex worker, const Assignment& a, LocalResult& r, std::string& error) {
+  Measured& m = r.measured;
+  Blob& output = r.output;
   if (m.status.ok()) m.status = sink.Vet(output.view());
-  AttemptSpan span = job.Span(stats.telemetry, a.chunk, a.attempt, worker, m.wall_seconds,
-                              output.size(), m.status);
+  AttemptSpan span = job.SpanAt(stats.telemetry.At(r.end), a.chunk, a.attempt, worker,
+                                m.wall_seconds, output.size(), m.status);
   span.cpu_seconds = m.cpu_seconds;
   stats.telemetry.RecordAttempt(std::move(span));
-  ResultOutcome outcome = scheduler.OnResult(worker, a.chunk, a.attempt, m.status.ok(),
-                                             m.status.message(), Clock::Steady().Now());
+  ResultOutcome outcome =
+      scheduler.OnResult(worker, a.chunk, a.attempt, m.status.ok(), m.status.message(), r.end);
   Log().debug("chunk {} attempt {} on thread {}: {}", a.chunk, a.attempt, worker,
               m.status.ok() ? "ok" : m.status.message());
   if (outcome.verdict == Verdict::kRetrying) {
@@ -60,7 +72,6 @@ bool Finish(const PlannedJob& job, Scheduler& scheduler, ResultSink& sink, RunSt
   Status s = outcome.verdict == Verdict::kAccepted
                  ? sink.Accept(a.chunk, std::move(output), m.cpu_seconds)
                  : Status::Ok();
-  if (s.ok()) s = sink.SyncFailures();
   if (!s.ok()) error = s.message();
   return s.ok();
 }
@@ -96,11 +107,12 @@ ModeResult RunPool(const PlannedJob& job, uint32_t threads, Name name, Scheduler
     std::unique_lock lock(mu);
     uint32_t want = 1;  // chunks taken per lock round: grows while chunks are quick
     std::vector<Assignment> batch;
-    std::vector<std::pair<Measured, Blob>> results;
+    std::vector<LocalResult> results;
     while (!done()) {
       batch.clear();
+      Clock::time_point now = Clock::Steady().Now();
       while (batch.size() < want) {
-        auto a = scheduler.Next(me, Clock::Steady().Now());
+        auto a = scheduler.Next(me, now);
         if (!a) break;
         batch.push_back(*a);
       }
@@ -115,31 +127,34 @@ ModeResult RunPool(const PlannedJob& job, uint32_t threads, Name name, Scheduler
       // A batch reads the thread's CPU clock once around all its chunks and shares the
       // time out by wall time (see MeasuredRun); a single chunk is measured on its own.
       bool batched = batch.size() > 1;
+      // The steady clock is read once an attempt too: each ends where the next starts.
       BatchCpuClock clock;
       if (batched) clock.Start();
+      Clock::time_point mark = Clock::Steady().Now();
       for (const Assignment& a : batch) {
         Blob out;
         stats.telemetry.RecordStart(a.chunk, a.attempt, me);
-        Measured m = RunLocal(job, a, cancel.get_token(), !batched, out);
+        Measured m = RunLocal(job, a, cancel.get_token(), !batched, mark, out);
         quick = quick && m.wall_seconds < kQuickChunkSeconds;
         clock.AddWall(m.wall_seconds);
-        results.emplace_back(m, std::move(out));
+        results.push_back({m, std::move(out), mark});
         if (cancel.stop_requested()) break;
       }
       if (batched) {
         clock.Stop();
-        for (auto& [m, out] : results) m.cpu_seconds += clock.Share(m.wall_seconds);
+        for (LocalResult& r : results)
+          r.measured.cpu_seconds += clock.Share(r.measured.wall_seconds);
       }
       want = quick ? std::min(want * 2, kMaxThreadBatch) : 1;
       lock.lock();
       if (stop || cancel.stop_requested()) break;
       for (size_t i = 0; i < results.size() && !stop; ++i) {
-        if (!Finish(job, scheduler, sink, stats, me, batch[i], results[i].first,
-                    std::move(results[i].second), error)) {
-          stop = true;
-        }
+        if (!Finish(job, scheduler, sink, stats, me, batch[i], results[i], error)) stop = true;
       }
-      if (Status s = sink.Flush(); !s.ok() && !stop) {
+      // Failures are synced (and the input checked) once a batch, then the outputs written.
+      Status s = stop ? Status::Ok() : sink.SyncFailures();
+      if (Status flushed = sink.Flush(); s.ok()) s = flushed;
+      if (!s.ok() && !stop) {
         error = s.message();
         stop = true;
       }

@@ -35,8 +35,10 @@ Telemetry::Telemetry(const Clock& clock)
           std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch())
               .count()) {}
 
-double Telemetry::Now() const {
-  return std::chrono::duration<double>(clock_->Now() - start_).count();
+double Telemetry::Now() const { return At(clock_->Now()); }
+
+double Telemetry::At(Clock::time_point t) const {
+  return std::chrono::duration<double>(t - start_).count();
 }
 
 void Telemetry::SetWorker(WorkerIndex worker, WorkerInfo info) {

@@ -93,6 +93,8 @@ class Telemetry {
 
   // Seconds since the job started (the time base of every span).
   double Now() const;
+  // The same for a time read earlier from the telemetry's clock.
+  double At(Clock::time_point t) const;
   void SetWorker(WorkerIndex worker, WorkerInfo info);
   // The worker drained and left (stats: per_worker "left").
   void MarkLeft(WorkerIndex worker);

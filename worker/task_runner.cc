@@ -188,7 +188,7 @@ size_t TaskRunner::in_progress() const {
 FinishedAttempt RunAttempt(const TaskDef& def, const TaskMsg& task,
                            const std::optional<zmq::message_t>& payload,
                            const std::string& worker_name, std::stop_token stop, bool thread_cpu,
-                           uint64_t max_output) {
+                           uint64_t max_output, std::chrono::steady_clock::time_point* mark) {
   ChunkInput input;
   if (payload) {
     input.data = std::string_view(static_cast<const char*>(payload->data()), payload->size());
@@ -203,7 +203,7 @@ FinishedAttempt RunAttempt(const TaskDef& def, const TaskMsg& task,
   Measured m;
   if (def.run_view && payload && !task.range) {
     std::string_view view;
-    m = MeasuredView(def, input, task.args, view, thread_cpu);
+    m = MeasuredView(def, input, task.args, view, thread_cpu, mark);
     if (view.data() == input.data.data() && view.size() == input.data.size()) {
       done.shared.emplace();
       // Shares the bytes: zmq_msg_copy only counts one more reference to them.
@@ -212,7 +212,7 @@ FinishedAttempt RunAttempt(const TaskDef& def, const TaskMsg& task,
       done.output.assign(view);
     }
   } else {
-    m = MeasuredRun(def, input, task.args, done.output, std::move(stop), thread_cpu);
+    m = MeasuredRun(def, input, task.args, done.output, std::move(stop), thread_cpu, mark);
   }
   done.result = ResultMsg{task.chunk,         task.attempt,  m.status.ok(),
                           m.status.message(), m.cpu_seconds, m.wall_seconds};

@@ -9,6 +9,7 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
@@ -48,11 +49,13 @@ struct FinishedAttempt {
 
 // Runs one attempt of `task` on the calling thread, with the TASK's payload as its input:
 // its RESULT header and output (cleared when it failed). Used by the runner's threads and
-// by the loop for the quick attempts it runs inline. `thread_cpu` as in MeasuredRun.
+// by the loop for the quick attempts it runs inline. `thread_cpu` and `mark` as in
+// MeasuredRun.
 FinishedAttempt RunAttempt(const TaskDef& def, const TaskMsg& task,
                            const std::optional<zmq::message_t>& payload,
                            const std::string& worker_name, std::stop_token stop,
-                           bool thread_cpu = true, uint64_t max_output = 0);
+                           bool thread_cpu = true, uint64_t max_output = 0,
+                           std::chrono::steady_clock::time_point* mark = nullptr);
 
 class TaskRunner {
  public:

@@ -299,17 +299,23 @@ void Worker::HandleBatch(zmq::socket_t& socket, const TaskBatch& batch,
     SendResultBatches(socket, done, max_output_, echo_);
     return;
   }
-  // Inline attempts read the thread's CPU clock (a system call) once around all of them.
+  // Inline attempts read the thread's CPU clock (a system call) once around all of them,
+  // and the steady clock once each (one ends where the next starts).
   BatchCpuClock clock;
+  std::chrono::steady_clock::time_point mark;
   for (BatchedAttempt& a : *attempts) {
     if (MayRunInline() && !draining_) {
-      if (done.empty()) clock.Start();
+      if (done.empty()) {
+        clock.Start();
+        mark = std::chrono::steady_clock::now();
+      }
       done.push_back(RunAttempt(**def, a.task, a.payload, config_.name, std::stop_token(),
-                                /*thread_cpu=*/false, max_output_));
+                                /*thread_cpu=*/false, max_output_, &mark));
       clock.AddWall(done.back().result.wall_seconds);
       Vet(done.back());  // a slow one ends the streak: the rest go to the runner
     } else {
       Submit(socket, *def, std::move(a.task), std::move(a.payload));
+      if (!done.empty()) mark = std::chrono::steady_clock::now();  // not the next's time
     }
   }
   if (done.empty()) return;
