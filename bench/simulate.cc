@@ -155,7 +155,7 @@ void Simulation::Recount(WorkerIndex w) {
 
 uint32_t Simulation::Fill(WorkerIndex w, int64_t now) {
   Worker& k = workers_[w];
-  if (!k.joined || k.lost) return 0;
+  if (!k.joined || k.lost || !disp_.Refill(w, k.slots)) return 0;
   uint32_t given = 0;
   auto elsewhere = [&] {
     return Elsewhere{.idle = total_idle_ - k.idle + pending_slots_,

@@ -120,7 +120,9 @@ void EventLoop::Fill(Peer& peer, Clock::time_point now) {
   // over until the next Fill.
   for (ActiveJob& j : jobs_) {
     Use(j);
-    j.filled = !cur_->error.empty() || !InJob(peer) || !Dispatching();
+    j.filled = !cur_->error.empty() || !InJob(peer) || !Dispatching() ||
+               !dispatcher_->Refill(peer.index, peer.slots,
+                                    LiveOn(peer.index) - scheduler_->live_attempts(peer.index));
   }
   bool reachable = true;
   auto elsewhere = [&] { return OthersInJob(peer); };

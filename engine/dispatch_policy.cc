@@ -29,6 +29,13 @@ uint32_t Dispatcher::PrefetchDepth(uint32_t slots) {
       std::min<uint64_t>(std::max<uint64_t>(depth, slots), options_.max_prefetch));
 }
 
+bool Dispatcher::Refill(WorkerIndex worker, uint32_t slots, uint32_t others) {
+  uint64_t live = uint64_t{scheduler_.live_attempts(worker)} + others;
+  if (live < slots || !Batching()) return true;
+  uint64_t depth = PrefetchDepth(slots);
+  return slots + depth >= live + (depth + 1) / 2;  // free credits >= half the depth
+}
+
 bool Dispatcher::Batching() {
   Observe();
   return checked_at_ > 0 && median_ < options_.batch_below;

@@ -64,6 +64,14 @@ class Dispatcher {
   std::optional<Dispatch> Next(WorkerIndex worker, uint32_t slots, TimePoint now,
                                const std::function<Elsewhere()>& elsewhere, uint32_t others = 0);
 
+  // Whether a round of Next for `worker` is worth starting now: always while one of its
+  // slots is idle or short chunks are not batched; while they are, once half its prefetch
+  // depth is free, so its TASKS messages carry many attempts. Refilled as each RESULTS
+  // freed credits, the batches stayed as small as the results that freed them: two
+  // workers of no-op chunks settled at a few attempts a message (280,000 chunks/s) until a
+  // stall let both drain (850,000 chunks/s after). The other half still covers half the
+  // pipeline's time at the median. `others` as in Next.
+  bool Refill(WorkerIndex worker, uint32_t slots, uint32_t others = 0);
   // Attempts a worker with `slots` may queue beyond them: slots until something is
   // measured, then enough to cover `pipeline` of work per slot at the median attempt time
   // (at most max_prefetch).

@@ -174,6 +174,50 @@ TEST(DispatchPolicy, PrefetchDepthFollowsMeasuredDurations) {
   }
 }
 
+TEST(DispatchPolicy, ShortChunksRefillAWorkerInHalvesOfItsDepth) {
+  // 100 us chunks (batched): one slot, a depth of 40. A result or two freeing a credit or
+  // two does not start a round (its message would carry one or two attempts); half the
+  // depth free does. An idle slot always does, and so does any free credit while chunks
+  // are long (not batched).
+  Scheduler s(1000, {});
+  Dispatcher d(s);
+  s.AddWorker(0, 1, 1 + 1024, true);
+  auto first = s.Next(0, At(0));
+  s.MarkStarted(0, first->chunk, first->attempt, At(0));
+  s.OnResult(0, first->chunk, first->attempt, true, "", At(0) + microseconds(100));
+  ASSERT_TRUE(d.Batching());
+  ASSERT_EQ(d.PrefetchDepth(1), 40u);
+  EXPECT_TRUE(d.Refill(0, 1));  // idle
+  std::vector<Dispatch> got = Round(d, 0, 1, 1, 0);
+  ASSERT_EQ(got.size(), 41u);  // its slot and the depth
+  EXPECT_FALSE(d.Refill(0, 1));
+  auto finish = [&](const Assignment& a, int64_t i) {  // one after the other, 100 us each
+    s.MarkStarted(0, a.chunk, a.attempt, At(1) + microseconds(100 * i));
+    s.OnResult(0, a.chunk, a.attempt, true, "", At(1) + microseconds(100 * (i + 1)));
+  };
+  for (size_t i = 0; i < 19; ++i) {
+    finish(got[i].assignment, static_cast<int64_t>(i));
+    EXPECT_FALSE(d.Refill(0, 1)) << i + 1 << " credits free";
+  }
+  finish(got[19].assignment, 19);
+  EXPECT_TRUE(d.Refill(0, 1)) << "20 credits free";
+  EXPECT_EQ(Round(d, 0, 1, 2, 0).size(), 20u);
+  EXPECT_FALSE(d.Refill(0, 1, /*others=*/0));
+
+  // Long chunks: every free credit is refilled at once.
+  Scheduler slow(10, {});
+  Dispatcher ds(slow);
+  slow.AddWorker(0, 2, 2 + 64, true);
+  auto a = slow.Next(0, At(0));
+  slow.MarkStarted(0, a->chunk, a->attempt, At(0));
+  slow.OnResult(0, a->chunk, a->attempt, true, "", At(10));
+  ASSERT_FALSE(ds.Batching());
+  std::vector<Dispatch> held = Round(ds, 0, 2, 10, 0);
+  ASSERT_EQ(held.size(), 4u);  // 2 slots, 2 queued
+  slow.OnResult(0, held[0].assignment.chunk, held[0].assignment.attempt, true, "", At(20));
+  EXPECT_TRUE(ds.Refill(0, 2));
+}
+
 TEST(DispatchPolicy, AWorkerQueuesOnlyItsShareOfShortChunks) {
   // The range product through a warm server: ten 60 us chunks on two workers of one slot,
   // whose results come back between two turns of the event loop. Once one is measured the
