@@ -35,12 +35,19 @@ Status ResultAssembler::Add(uint64_t chunk, Blob data, size_t skip) {
     if (Status s = Write(data, skip); !s.ok()) return s;
     ++next_;
     ++written_;
+    if (!pending_.empty()) pending_.pop_front();  // its slot, empty
     return Flush();
   }
   buffered_bytes_ += data.size();
   peak_buffered_ = std::max(peak_buffered_, buffered_bytes_);
-  pending_.emplace(chunk, Piece{std::move(data), skip});
-  return Flush();
+  Hold(chunk) = Piece{std::move(data), skip, true};
+  return Status::Ok();  // not next: nothing more can be written yet
+}
+
+ResultAssembler::Piece& ResultAssembler::Hold(uint64_t chunk) {
+  uint64_t offset = chunk - next_;  // chunk > next_: it is claimed, and next_ is not
+  if (offset >= pending_.size()) pending_.resize(offset + 1);
+  return pending_[offset];
 }
 
 Status ResultAssembler::Skip(uint64_t chunk) {
@@ -49,20 +56,20 @@ Status ResultAssembler::Skip(uint64_t chunk) {
     ++written_;
     return Status::Ok();
   }
-  pending_.emplace(chunk, std::nullopt);
+  if (chunk == next_ && pending_.empty()) pending_.emplace_back();
+  Piece& slot = chunk == next_ ? pending_.front() : Hold(chunk);
+  slot = Piece{Blob(), 0, true};
   return Flush();
 }
 
 Status ResultAssembler::Flush() {
-  for (auto it = pending_.begin(); it != pending_.end() && it->first == next_;) {
-    if (it->second) {
-      Status s = Write(it->second->data, it->second->skip);
-      if (!s.ok()) return s;
-      buffered_bytes_ -= it->second->data.size();
-    }
+  while (!pending_.empty() && pending_.front().held) {
+    Piece& front = pending_.front();
+    if (Status s = Write(front.data, front.skip); !s.ok()) return s;
+    buffered_bytes_ -= front.data.size();
     ++next_;
     ++written_;
-    it = pending_.erase(it);
+    pending_.pop_front();
   }
   return Status::Ok();
 }
