@@ -10,6 +10,33 @@ Scheduler::Scheduler(uint64_t num_chunks, SchedulerOptions options)
   for (uint64_t i = 0; i < num_chunks; ++i) queue_.push_back(i);
 }
 
+void Scheduler::LiveAttempts::push_back(const Live& l) {
+  if (many_.empty() && !has_one_) {
+    one_ = l;
+    has_one_ = true;
+    return;
+  }
+  if (many_.empty()) {
+    many_.reserve(2);
+    many_.push_back(one_);
+    has_one_ = false;
+  }
+  many_.push_back(l);
+}
+
+void Scheduler::LiveAttempts::erase(const Live* at) {
+  if (many_.empty()) {
+    has_one_ = false;
+    return;
+  }
+  many_.erase(many_.begin() + (at - many_.data()));
+  if (many_.size() == 1) {
+    one_ = many_[0];
+    has_one_ = true;
+    many_ = {};
+  }
+}
+
 void Scheduler::AddWorker(WorkerIndex worker, uint32_t slots, uint32_t capacity,
                           bool reports_starts) {
   Worker& w = workers_[worker];
