@@ -581,7 +581,7 @@ ExitCode RunJobUnguarded(const JobConfig& config, JobObserver* observer, const J
   RunStats stats;
   if (observer) stats.telemetry.SetListener(observer->listener());
   stats.telemetry.SetJobLog(files.joblog.get());
-  stats.telemetry.KeepSpans(!config.trace.empty());
+  stats.telemetry.KeepSpans(!config.trace.empty(), job.chunks.size());
   ResultSink sink(job, scheduler, assembler, stats, state.get(), stored);
   ModeResult result;
   if (Status s = sink.FeedStored(); !s.ok()) result = ModeResult::Failed(s.message());
