@@ -393,10 +393,18 @@ void EventLoop::Stop() {
   if (!launcher_) return;
   // Welcomed workers are told to stop; ones still starting up are stopped by signal.
   std::vector<pid_t> told;
+  bool remote = false;
   for (const auto& [id, peer] : peers_) {
     SendTo(*router_, id, Shutdown{"job finished"});
     if (peer.local) told.push_back(peer.pid);
+    remote = remote || !peer.local;
   }
+  // The SHUTDOWNs must leave before the socket closes (its linger is 0): a remote --once
+  // worker whose SHUTDOWN was dropped never learns its job ended, and waits for the next
+  // coordinator for ever (1 run in 12 of bench-peers' remote row). Local workers are
+  // waited for below, which gives ZeroMQ that time. A remote worker that cannot take its
+  // SHUTDOWN (gone) costs the exit at most kShutdownLinger.
+  if (remote) router_->set(zmq::sockopt::linger, static_cast<int>(kShutdownLinger.count()));
   launcher_->SignalAllExcept(told, SIGTERM);
   launcher_->StopAll(milliseconds(2000));
   rejects_.Flush();

@@ -55,6 +55,8 @@ namespace fanout::internal {
 using std::chrono::milliseconds;
 
 constexpr uint32_t kMaxPrefetch = DispatchOptions{}.max_prefetch;
+// How long the end of a job waits for remote workers' SHUTDOWNs to leave (EventLoop::Stop).
+constexpr std::chrono::milliseconds kShutdownLinger{1000};
 // Attempts go out several to a TASKS message (to workers that take them) when the median
 // attempt is under DispatchOptions::batch_below and the chunk is at most kBatchChunkBytes;
 // a batch holds at most kBatchBytes of input. Per-message costs (encode, frames, wake-ups

@@ -52,6 +52,21 @@ TEST_F(RemoteTest, MinWorkersHoldsDispatchUntilEveryoneHasJoined) {
   EXPECT_EQ(b->Wait(milliseconds(5000)), 0);
 }
 
+TEST_F(RemoteTest, EveryOnceWorkerHearsTheJobEndedAndExits) {
+  // The coordinator exits right after its last result: the SHUTDOWNs it sent its remote
+  // workers must leave first. Dropped with the socket (no linger), a --once worker waited
+  // for the next coordinator for ever (1 run in 12 of a 268 MB job over TCP; here a race
+  // each round).
+  for (int round = 0; round < 15; ++round) {
+    auto coordinator = Coordinator({"--min-workers", "2"});
+    auto a = Worker("a");
+    auto b = Worker("b");
+    ASSERT_EQ(coordinator->Wait(milliseconds(20000)), 0) << ReadFile(dir_.File("err"));
+    ASSERT_EQ(a->Wait(milliseconds(5000)), 0) << "round " << round;
+    ASSERT_EQ(b->Wait(milliseconds(5000)), 0) << "round " << round;
+  }
+}
+
 TEST_F(RemoteTest, WaitTimeoutFailsClearlyWhenWorkersAreMissing) {
   auto coordinator = Coordinator({"--min-workers", "2", "--wait-timeout", "700ms"});
   auto a = Worker("a");
