@@ -30,12 +30,12 @@ void KeepFreedMemory() {
   // are cut from it. Only whole 2 MiB pages inside it are advised, and none is touched
   // here: a program that never uses them never maps them. Nothing happens where the
   // kernel's THP mode is "never".
-  constexpr uintptr_t kHugePage = uintptr_t{2} << 20;
+  constexpr size_t kHugePage = size_t{2} << 20;
   constexpr size_t kHugeHeap = size_t{30} << 20;
-  if (void* block = std::malloc(kHugeHeap)) {
-    auto from = (reinterpret_cast<uintptr_t>(block) + kHugePage - 1) & ~(kHugePage - 1);
-    auto to = (reinterpret_cast<uintptr_t>(block) + kHugeHeap) & ~(kHugePage - 1);
-    if (from < to) madvise(reinterpret_cast<void*>(from), to - from, MADV_HUGEPAGE);
+  if (char* block = static_cast<char*>(std::malloc(kHugeHeap))) {
+    size_t lead = (kHugePage - reinterpret_cast<uintptr_t>(block) % kHugePage) % kHugePage;
+    size_t whole = (kHugeHeap - lead) / kHugePage * kHugePage;  // lead < kHugePage < kHugeHeap
+    if (whole > 0) madvise(block + lead, whole, MADV_HUGEPAGE);
     std::free(block);
   }
 #endif
