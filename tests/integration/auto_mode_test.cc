@@ -279,9 +279,16 @@ TEST_F(AutoModeTest, SummaryComparesPredictedWithActualWallTime) {
   EXPECT_NE(r.err.find(" predicted_wall="), std::string::npos) << r.err;
   RunResult v = Fanout("auto", {"-v", "exec", "--", "sh", "-c", "sleep 0.02; cat"}, Numbers(200));
   ASSERT_EQ(v.exit_code, 0) << v.err;
-  for (const char* word : {"to completion", "per chunk", "per record", "CPU"}) {
+  for (const char* word : {"to completion", "CPU"}) {
     EXPECT_NE(v.err.find(word), std::string::npos) << word << "\n" << v.err;
   }
+  // The start-up and the records' cost, measured: apart, or (when the machine is so busy
+  // that the first chunk alone takes the calibration's time) the start-up alone.
+  bool apart =
+      v.err.find("per chunk") != std::string::npos && v.err.find("per record") != std::string::npos;
+  bool start_up_alone = v.err.find("a start-up of") != std::string::npos &&
+                        v.err.find("the records' own cost unknown") != std::string::npos;
+  EXPECT_TRUE(apart || start_up_alone) << v.err;
 }
 
 TEST_F(AutoModeTest, DryRunSaysWhatIsDecidedAtRunTime) {
