@@ -103,6 +103,7 @@ ModeResult RunPool(const PlannedJob& job, uint32_t threads, Name name, Scheduler
     scheduler.AddWorker(i, 1, kMaxThreadBatch);
   }
   auto done = [&] { return stop || scheduler.Finished() || scheduler.Aborted(); };
+  uint32_t busy = 0;  // threads running a batch (outside the lock)
   auto body = [&](WorkerIndex me) {
     std::unique_lock lock(mu);
     uint32_t want = 1;  // chunks taken per lock round: grows while chunks are quick
@@ -117,10 +118,16 @@ ModeResult RunPool(const PlannedJob& job, uint32_t threads, Name name, Scheduler
         batch.push_back(*a);
       }
       if (batch.empty()) {
+        if (busy == 0) {  // nothing runs that could finish the job or re-queue a chunk
+          error = "internal error: no runnable chunk, and none running";
+          stop = true;
+          break;
+        }
         // Nothing runnable now; a failing attempt elsewhere may re-queue a chunk.
         cv.wait(lock);
         continue;
       }
+      ++busy;
       lock.unlock();
       results.clear();
       bool quick = true;
@@ -147,6 +154,7 @@ ModeResult RunPool(const PlannedJob& job, uint32_t threads, Name name, Scheduler
       }
       want = quick ? std::min(want * 2, kMaxThreadBatch) : 1;
       lock.lock();
+      --busy;
       if (stop || cancel.stop_requested()) break;
       for (size_t i = 0; i < results.size() && !stop; ++i) {
         if (!Finish(job, scheduler, sink, stats, me, batch[i], results[i], error)) stop = true;
