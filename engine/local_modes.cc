@@ -118,7 +118,10 @@ ModeResult RunPool(const PlannedJob& job, uint32_t threads, Name name, Scheduler
         batch.push_back(*a);
       }
       if (batch.empty()) {
-        if (busy == 0) {  // nothing runs that could finish the job or re-queue a chunk
+        // One thread with nothing to run has nothing to wait for (several may: the
+        // scheduler keeps a failed chunk's retry from the thread it failed on while
+        // another can take it).
+        if (threads == 1 && busy == 0) {
           error = "internal error: no runnable chunk, and none running";
           stop = true;
           break;
