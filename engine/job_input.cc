@@ -187,17 +187,13 @@ Status JobInput::CheckUnchanged() const {
 }
 
 void JobInput::CopyOut(uint64_t begin, uint64_t size, char* to) const {
-  if (!map_) {
-    std::string_view bytes = view_.substr(begin, size);
-    std::copy(bytes.begin(), bytes.end(), to);
-    return;
-  }
-  // A few pages are copied from the mapping: a system call per one-record chunk cost more
-  // than the copy (63,000 preads for 100,000 echoed chunks, BENCHMARKS.md), and such small
-  // chunks' pages were just read to send them. MappingGuard makes a read past a truncation
-  // yield zeros, as pread would. Bigger ranges are read from the file: their pages may
-  // have been released, and faulting them back in costs more than the read.
-  if (size <= kCopiedFromMapping && guarded_) {
+  // Bytes in memory (no mapping) are copied, and so are a few pages of a mapping: a system
+  // call per one-record chunk cost more than the copy (63,000 preads for 100,000 echoed
+  // chunks, BENCHMARKS.md), and such small chunks' pages were just read to send them.
+  // MappingGuard makes a read past a truncation yield zeros, as pread would. Bigger ranges
+  // are read from the file: their pages may have been released, and faulting them back in
+  // costs more than the read.
+  if (!map_ || (size <= kCopiedFromMapping && guarded_)) {
     std::string_view bytes = view_.substr(begin, size);
     std::copy(bytes.begin(), bytes.end(), to);
     return;

@@ -45,7 +45,7 @@ Status ResultAssembler::Add(uint64_t chunk, Blob data, size_t skip) {
 }
 
 ResultAssembler::Piece& ResultAssembler::Hold(uint64_t chunk) {
-  uint64_t offset = chunk - next_;  // chunk > next_: it is claimed, and next_ is not
+  uint64_t offset = chunk - next_;  // chunk >= next_: chunks below next_ are all claimed
   if (offset >= pending_.size()) pending_.resize(offset + 1);
   return pending_[offset];
 }
@@ -56,9 +56,7 @@ Status ResultAssembler::Skip(uint64_t chunk) {
     ++written_;
     return Status::Ok();
   }
-  if (chunk == next_ && pending_.empty()) pending_.emplace_back();
-  Piece& slot = chunk == next_ ? pending_.front() : Hold(chunk);
-  slot = Piece{Blob(), 0, true};
+  Hold(chunk) = Piece{Blob(), 0, true};
   return Flush();
 }
 

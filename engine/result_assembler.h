@@ -46,7 +46,7 @@ class ResultAssembler {
  private:
   Status Flush();
   Status Write(const Blob& data, size_t skip);
-  // The slot of `chunk` (> next_), made if need be.
+  // The slot of `chunk` (>= next_), made if need be.
   struct Piece;
   Piece& Hold(uint64_t chunk);
   // Marks `chunk` as handled; false if it is out of range or was already handled.
