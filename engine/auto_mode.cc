@@ -30,7 +30,10 @@ constexpr double kMinGainSeconds = 0.002;      // ...and by more than timing noi
 // chunks plus this fraction of one chunk, the tail that finer chunks shorten.
 constexpr double kTailFraction = 0.25;
 constexpr double kKeepMeasuringStartShare = 0.1;  // a serial check's start-up, at most
-constexpr uint64_t kMaxChunksPerWorker = 64;      // chunk counts tried: W, 2W, 4W, ... 64W
+// A start-up fitted under this is no process's (fork+exec alone takes longer): checking it
+// costs at most that once (KeepMeasuringChunk).
+constexpr double kProbeStartSeconds = 0.0005;
+constexpr uint64_t kMaxChunksPerWorker = 64;  // chunk counts tried: W, 2W, 4W, ... 64W
 // A serial plan's chunks: at most this many times the biggest chunk measured, while the
 // extra chunks' start-ups cost at most kExtrapolationStartShare of the estimate.
 constexpr double kMaxExtrapolation = 2;
@@ -545,6 +548,28 @@ void FitCost(const std::vector<double>& x, const std::vector<double>& y, double&
   }
 }
 
+// FitCost, then no start-up dearer than the whole first chunk (run cold: an upper bound on
+// what a chunk costs once). Two later chunks of near sizes can fit a slope within their
+// noise and book everything per chunk; when the records then show over that noise, the
+// first chunk refutes the start-up: the range product (1, 999 and 1,499 numbers) read as
+// 229 us a chunk and nothing a record, and serial ran the 17,500 numbers left as one
+// chunk, 4 ms of work where 8 chunks took 2.
+void FitCostWithinFirstChunk(const std::vector<double>& x, const std::vector<double>& y, double& a,
+                             double& b) {
+  FitCost(x, y, a, b);
+  if (x.size() < 2 || a <= y[0]) return;
+  double sx = 0, sy = 0, biggest = 0;
+  for (size_t i = 1; i < x.size(); ++i) {
+    sx += x[i];
+    sy += y[i] - y[0];
+    biggest = std::max(biggest, x[i]);
+  }
+  double capped_b = sx > 0 ? std::max(0.0, sy / sx) : 0;
+  if (capped_b * biggest < kNoiseFraction * y[0]) return;  // still within the noise
+  a = y[0];
+  b = capped_b;
+}
+
 // AutoInputs::superlinear_records: the per-record cost of each chunk but the first (run
 // cold), less what its thread spent queued for a CPU (a busy machine's delay is not the
 // work's), compared across sizes.
@@ -580,14 +605,14 @@ AutoInputs FitCostModel(const Calibration& cal, uint64_t total_records, uint64_t
     in.measured_records = std::max(in.measured_records, c.records);
   }
   in.superlinear_records = SuperlinearRecords(cal);
-  FitCost(sizes, cal.wall_seconds, in.chunk_seconds, in.record_seconds);
+  FitCostWithinFirstChunk(sizes, cal.wall_seconds, in.chunk_seconds, in.record_seconds);
   // Time this thread spent ready but not running (a busy machine) is CPU the task
   // wanted, not waiting that more workers could overlap.
   std::vector<double> cpu = cal.cpu_seconds;
   for (size_t i = 0; i < cpu.size() && i < cal.queued_seconds.size(); ++i) {
     cpu[i] += cal.queued_seconds[i];
   }
-  FitCost(sizes, cpu, in.chunk_cpu_seconds, in.record_cpu_seconds);
+  FitCostWithinFirstChunk(sizes, cpu, in.chunk_cpu_seconds, in.record_cpu_seconds);
   // On one core a chunk's wall time grows at least as fast as its CPU time. A wall fit
   // flatter than the CPU fit is a busy machine's noise (a small chunk delayed as long as a
   // bigger one), unless the task runs on several cores (CPU above wall in some chunk): take
@@ -734,21 +759,42 @@ std::string AutoPlan::Summary(size_t total_chunks) const {
 uint64_t KeepMeasuringChunk(const AutoInputs& in, const Calibration& cal,
                             const CalibrationLimits& limits) {
   double a = in.chunk_seconds, b = in.record_seconds;
-  if (in.records < 2 || b <= 0 || cal.output_bytes >= limits.keep_measuring_bytes) return 0;
+  if (in.records < 2 || cal.output_bytes >= limits.keep_measuring_bytes) return 0;
   double left = limits.keep_measuring_seconds - cal.wall;
   uint64_t last = cal.chunks.empty() ? 1 : cal.chunks.back().records;
+  // The calibration's first chunk of many records (after the one-record chunk) ran cold as
+  // well, and its sizes only grew: a cheap start-up is checked once against a chunk half
+  // that size, measured warm, before sizes grow on. Work that grows faster than its records
+  // shows only against a smaller chunk (the range product's 999 numbers read dearer a
+  // number than 1,499 cold, then cost 3x as much a number as 499 warm), and a start-up fitted
+  // on those cold chunks (100-230 us a chunk and nothing a record, where the product's
+  // chunks cost microseconds to start) ran the 17,500 numbers left as one chunk.
+  uint64_t first_sized = cal.chunks.size() >= 2 ? cal.chunks[1].records : 0;
+  bool probed =
+      std::any_of(cal.chunks.begin() + std::min<size_t>(cal.chunks.size(), 2), cal.chunks.end(),
+                  [&](const ChunkSpec& c) { return c.records < first_sized; });
+  bool probe = in.superlinear_records == 0 && !probed && first_sized >= 4 &&
+               a <= kProbeStartSeconds && first_sized / 2 <= in.records / 2;
+  if (probe) {
+    uint64_t size = first_sized / 2;
+    return a + std::max(b, 0.0) * static_cast<double>(size) <= left ? size : 0;
+  }
+  if (b <= 0) return 0;
   // Start-up at most kKeepMeasuringStartShare of the chunk, and doubling sizes (a few
   // chunks in all), as the calibration's.
   double least = std::ceil(a * (1 - kKeepMeasuringStartShare) / kKeepMeasuringStartShare / b);
   if (least > static_cast<double>(in.records)) return 0;
   // Work that grows faster than its records: half the cheapest size while that is also the
   // smallest measured (each smaller chunk found cheaper a record is the next to halve),
-  // then that size; else doubling sizes.
+  // then that size once, which settles it: more checks of that size would each pay a
+  // calibration chunk's bookkeeping (tens of microseconds) where serial mode runs the rest
+  // in rounds (the product's 499-number chunks cost 20 us). Else doubling sizes.
   uint64_t next = 2 * last;
   if (in.superlinear_records > 0) {
     uint64_t smallest = UINT64_MAX;
     for (size_t i = 1; i < cal.chunks.size(); ++i)
       smallest = std::min(smallest, cal.chunks[i].records);
+    if (smallest < in.superlinear_records && last == in.superlinear_records) return 0;
     next = smallest >= in.superlinear_records ? std::max<uint64_t>(in.superlinear_records / 2, 2)
                                               : in.superlinear_records;
   }

@@ -506,6 +506,16 @@ TEST(FitCostModelTest, RecordsCostingMoreInBiggerChunksAskForSmallChunks) {
             0u);
 }
 
+TEST(FitCostModelTest, AStartUpDearerThanTheWholeFirstChunkIsRefuted) {
+  // The range product: one number in 10 us (cold), then 999 and 1,499 in 120 and 160 us.
+  // The later two alone fit 40 us a chunk; a chunk of one number took 10 us in all.
+  AutoInputs in =
+      FitCostModel(Measured({{1, 10e-6}, {999, 120e-6}, {1499, 160e-6}}, 1.0), 20000, 0);
+  EXPECT_NEAR(in.chunk_seconds, 10e-6, 1e-12);
+  EXPECT_NEAR(in.record_seconds, (110e-6 + 150e-6) / 2498, 1e-12);
+  EXPECT_NEAR(in.chunk_cpu_seconds, 10e-6, 1e-12);
+}
+
 TEST(FitCostModelTest, PerRecordCostWithinStartUpNoiseIsBookedPerChunk) {
   // A python start varies by milliseconds: 5 ms more over 160 records is not 31 us a record.
   AutoInputs in = FitCostModel(Measured({{1, 0.250}, {160, 0.255}}, 1.0), 1600, 0);
@@ -598,6 +608,33 @@ TEST(KeepMeasuringChunkTest, WorkThatGrowsFasterThanItsRecordsIsHalvedNotDoubled
   smaller.records = 499;
   cal.chunks.push_back(smaller);
   EXPECT_EQ(KeepMeasuringChunk(in, cal, {}), 999u);
+  // That size measured again settles it: serial runs the rest in chunks of it.
+  ChunkSpec again;
+  again.records = 999;
+  cal.chunks.push_back(again);
+  EXPECT_EQ(KeepMeasuringChunk(in, cal, {}), 0u);
+}
+
+TEST(KeepMeasuringChunkTest, ACheapStartUpIsCheckedOnceAgainstAChunkHalfTheFirstSize) {
+  // The range product measured cold (1, 999 and 1,499 numbers in 223, 166 and 173 us): a
+  // fit of 170 us a chunk and nothing a number, which would run the 17,500 numbers left as
+  // one chunk. Under half a millisecond no process starts: a warm chunk of half the first
+  // size checks it.
+  Calibration cal = Measured({{1, 223e-6}, {999, 166e-6}, {1499, 173e-6}}, 1.0);
+  AutoInputs in = Command(17500, 170e-6, 0, 1.0);
+  EXPECT_EQ(KeepMeasuringChunk(in, cal, {}), 499u);
+  // Once: then doubling sizes while the records cost something...
+  ChunkSpec probe;
+  probe.records = 499;
+  cal.chunks.push_back(probe);
+  AutoInputs linear = Command(17500, 0, 1e-7, 1.0);
+  EXPECT_EQ(KeepMeasuringChunk(linear, cal, {}), 998u);
+  // ...and nothing more to check when they still cost nothing.
+  EXPECT_EQ(KeepMeasuringChunk(in, cal, {}), 0u);
+  // A process's start-up (a python start, 250 ms) is not checked again.
+  EXPECT_EQ(KeepMeasuringChunk(Command(1440, 0.2525, 0, 1.0),
+                               Measured({{1, 0.250}, {160, 0.255}}, 1.0), {}),
+            0u);
 }
 
 TEST(KeepMeasuringChunkTest, StartUpIsAtMostATenthOfTheChunk) {
