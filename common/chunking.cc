@@ -3,8 +3,11 @@
 #include <algorithm>
 #include <charconv>
 #include <cstring>
+#include <memory>
 #include <string>
 #include <utility>
+
+#include "common/write_all.h"
 
 namespace fanout {
 namespace {
@@ -158,12 +161,42 @@ Result<std::vector<ChunkSpec>> PlanBlocks(std::string_view data, const ChunkingO
   return plan;
 }
 
+// The bytes of `data` a block at a time: from the view itself, or with `file` read into a
+// buffer of kReadBlock bytes, reused (see FileBacking). A read the file cannot satisfy (it
+// shrank) gives zeros, as the guarded mapping would.
+class BlockReader {
+ public:
+  BlockReader(std::string_view data, FileBacking file) : data_(data), file_(file) {}
+  // data.substr(pos, n), n <= kCountBlock, pos a multiple of kCountBlock.
+  const char* At(uint64_t pos, size_t n) {
+    if (file_.fd < 0) return data_.data() + pos;
+    if (pos < from_ || pos + n > from_ + held_) {
+      static thread_local std::unique_ptr<char[]> buffer(new char[kReadBlock]);
+      buffer_ = buffer.get();
+      from_ = pos;
+      held_ = static_cast<size_t>(std::min<uint64_t>(kReadBlock, data_.size() - pos));
+      size_t done = ReadAllAt(file_.fd, buffer_, held_, file_.offset + pos);
+      std::fill(buffer_ + done, buffer_ + held_, '\0');
+    }
+    return buffer_ + (pos - from_);
+  }
+
+ private:
+  static constexpr size_t kReadBlock = 4 * kCountBlock;
+  std::string_view data_;
+  FileBacking file_;
+  char* buffer_ = nullptr;
+  uint64_t from_ = 0;
+  size_t held_ = 0;
+};
+
 // CountRecords, refusing a record longer than limits.max_record. With `index` (delimited
-// records only): index[b] = the delimiters before byte b * kCountBlock, so chunk ends are
-// found without counting the input again (SkipIndexed).
+// records only): index[b] = the delimiters before byte b * kCountBlock, so chunks cut later
+// read only the blocks they end in (SkipIndexed). With `file`, the blocks are read from
+// it (FileBacking).
 Result<uint64_t> CountRecordsWithin(std::string_view data, RecordKind kind, uint64_t record_size,
                                     const PlanLimits& limits, const ConsumedFn& consumed,
-                                    std::vector<uint64_t>* index = nullptr) {
+                                    std::vector<uint64_t>* index = nullptr, FileBacking file = {}) {
   if (kind == RecordKind::kFixed) {
     if (limits.max_record > 0 && record_size > limits.max_record && !data.empty()) {
       return TooLong(0, limits);
@@ -171,41 +204,47 @@ Result<uint64_t> CountRecordsWithin(std::string_view data, RecordKind kind, uint
     return (data.size() + record_size - 1) / record_size;
   }
   uint64_t records = 0;
-  const char* base = data.data();
-  const char* p = base;
-  const char* end = p + data.size();
-  const char* reported = p;
   char delim = Delimiter(kind);
   if (limits.max_record == 0 || limits.max_record >= kCountBlock) {
     // A block at a time. A record longer than max_record (>= a block) spans a block
     // boundary, so checking the gap from the last record's start to each block's first
     // delimiter (or to its end, if it has none) finds every one.
-    const char* start = p;  // where the current record began
-    if (index) index->reserve(data.size() / kCountBlock + 1);
-    while (p < end) {
+    BlockReader reader(data, file);
+    uint64_t size = data.size(), pos = 0, reported = 0;
+    uint64_t start = 0;  // where the current record began
+    if (index) index->reserve(size / kCountBlock + 1);
+    while (pos < size) {
       if (index) index->push_back(records);
-      size_t n = std::min(static_cast<size_t>(end - p), kCountBlock);
-      uint64_t here = CountByte(p, n, delim);
+      auto n = static_cast<size_t>(std::min<uint64_t>(size - pos, kCountBlock));
+      const char* block = reader.At(pos, n);
+      uint64_t here = CountByte(block, n, delim);
       if (here == 0) {
-        if (limits.max_record > 0 && static_cast<uint64_t>(p + n - start) > limits.max_record) {
-          return TooLong(static_cast<uint64_t>(start - base), limits);
+        if (limits.max_record > 0 && pos + n - start > limits.max_record) {
+          return TooLong(start, limits);
         }
       } else {
-        const char* first = static_cast<const char*>(std::memchr(p, delim, n)) + 1;
-        if (limits.max_record > 0 && static_cast<uint64_t>(first - start) > limits.max_record) {
-          return TooLong(static_cast<uint64_t>(start - base), limits);
+        auto offset = [&](const void* at) {
+          return pos + static_cast<uint64_t>(static_cast<const char*>(at) - block);
+        };
+        uint64_t first = offset(std::memchr(block, delim, n)) + 1;
+        if (limits.max_record > 0 && first - start > limits.max_record) {
+          return TooLong(start, limits);
         }
-        start = static_cast<const char*>(memrchr(p, delim, n)) + 1;
+        start = offset(memrchr(block, delim, n)) + 1;
         records += here;
       }
-      p += n;
-      if (consumed && static_cast<uint64_t>(p - reported) >= kReleaseStep) {
-        reported = p;
-        consumed(static_cast<uint64_t>(p - base));
+      pos += n;
+      if (consumed && pos - reported >= kReleaseStep) {
+        reported = pos;
+        consumed(pos);
       }
     }
-    return records + (start < end ? 1 : 0);  // a final record without its delimiter
+    return records + (start < size ? 1 : 0);  // a final record without its delimiter
   }
+  const char* base = data.data();
+  const char* p = base;
+  const char* end = p + data.size();
+  const char* reported = p;
   if (index) index->reserve(data.size() / kCountBlock + 1);
   while (p < end) {
     const char* next = RecordEnd(base, p, end, delim, limits.max_record, consumed);
@@ -340,10 +379,11 @@ std::vector<ChunkSpec> CutChunks(std::string_view data, const ChunkingOptions& o
 Result<std::vector<ChunkSpec>> PlanChunksWithin(std::string_view data,
                                                 const ChunkingOptions& options,
                                                 uint64_t default_chunks, const PlanLimits& limits,
-                                                const ConsumedFn& consumed) {
+                                                const ConsumedFn& consumed, FileBacking file) {
   if (options.block_bytes > 0) return PlanBlocks(data, options, limits, consumed);
   std::vector<uint64_t> index;
-  auto n = CountRecordsWithin(data, options.kind, options.record_size, limits, consumed, &index);
+  auto n =
+      CountRecordsWithin(data, options.kind, options.record_size, limits, consumed, &index, file);
   if (!n.ok()) return n.status();
   uint64_t count = ChunkCount(*n, options, default_chunks);
   if (count > limits.max_chunks) return TooManyChunks(count, limits);
@@ -351,10 +391,11 @@ Result<std::vector<ChunkSpec>> PlanChunksWithin(std::string_view data,
                    consumed);
 }
 
-RecordIndex IndexRecords(std::string_view data, RecordKind kind, const ConsumedFn& consumed) {
+RecordIndex IndexRecords(std::string_view data, RecordKind kind, const ConsumedFn& consumed,
+                         FileBacking file) {
   RecordIndex index;
   index.kind = kind;
-  index.records = *CountRecordsWithin(data, kind, 0, PlanLimits{}, consumed, &index.blocks);
+  index.records = *CountRecordsWithin(data, kind, 0, PlanLimits{}, consumed, &index.blocks, file);
   return index;
 }
 

@@ -1,7 +1,8 @@
 // Chunking: cutting the input's records (lines, NUL-terminated or fixed-size) into
 // chunks with numpy.array_split semantics (sizes differ by at most one, larger chunks
 // first), chunks of a fixed record count, or chunks of about a byte size (--block). Pure
-// functions over a view of the input; no I/O. Planning reports how far it has read
+// functions over a view of the input; no I/O but reads of the file behind it when one is
+// given (FileBacking). Planning reports how far it has read
 // through an optional callback, so a caller can release pages of a mapped input.
 #pragma once
 
@@ -12,6 +13,7 @@
 #include <string_view>
 #include <vector>
 
+#include "common/file_backing.h"
 #include "common/status.h"
 #include "common/task.h"
 
@@ -97,7 +99,8 @@ struct RecordIndex {
   uint64_t records = 0;
   std::vector<uint64_t> blocks;
 };
-RecordIndex IndexRecords(std::string_view data, RecordKind kind, const ConsumedFn& consumed = {});
+RecordIndex IndexRecords(std::string_view data, RecordKind kind, const ConsumedFn& consumed = {},
+                         FileBacking file = {});
 
 // numpy.array_split chunks (`chunks` of them, fewer if fewer records are left) of the
 // records of `data` from record `first`, which starts at byte `from`; ids from 0, offsets
@@ -119,7 +122,8 @@ std::vector<ChunkSpec> PlanRangeChunks(IntRange range, const ChunkingOptions& op
 Result<std::vector<ChunkSpec>> PlanChunksWithin(std::string_view data,
                                                 const ChunkingOptions& options,
                                                 uint64_t default_chunks, const PlanLimits& limits,
-                                                const ConsumedFn& consumed = {});
+                                                const ConsumedFn& consumed = {},
+                                                FileBacking file = {});
 Result<std::vector<ChunkSpec>> PlanRangeChunksWithin(IntRange range, const ChunkingOptions& options,
                                                      uint64_t default_chunks,
                                                      const PlanLimits& limits);

@@ -146,17 +146,25 @@ int ChildProcess::TryReap(bool block, int& status, double& cpu_seconds) {
   return 1;
 }
 
-// Writes as much of `input` as the pipe takes, dropping the written prefix. Closes `in`
+// Writes as much of `input` as the pipe takes, dropping the written prefix: spliced from
+// `file` while it has them (its offset following), else from `input` itself. Closes `in`
 // once everything is written or the child stopped reading (EPIPE is not an error: e.g.
 // `head -1` exits without reading the rest).
-void WriteSome(UniqueFd& in, std::string_view& input) {
+void WriteSome(UniqueFd& in, std::string_view& input, FileBacking& file) {
   while (!input.empty()) {
-    ssize_t w = WriteToPipe(in.get(), input.data(), std::min(input.size(), kIoBlock));
+    size_t n = std::min(input.size(), kIoBlock);
+    ssize_t w = file.fd >= 0 ? SpliceToPipe(in.get(), file.fd, file.offset, n)
+                             : WriteToPipe(in.get(), input.data(), n);
     if (w > 0) {
       input.remove_prefix(static_cast<size_t>(w));
+      file.offset += static_cast<uint64_t>(w);
     } else if (w < 0 && errno == EAGAIN) {
       return;
-    } else if (!(w < 0 && errno == EINTR)) {
+    } else if (w < 0 && errno == EINTR) {
+      continue;
+    } else if (file.fd >= 0 && !(w < 0 && errno == EPIPE)) {
+      file.fd = -1;  // the file ended early (it shrank), or cannot be spliced
+    } else {
       break;
     }
   }
@@ -190,6 +198,7 @@ bool ReadSome(int fd, std::string& into, size_t keep_tail) {
 struct Command::State {
   std::string cmd;
   std::string_view input;  // not yet written
+  FileBacking file;        // the file `input` shows (its offset following what was written)
   StdPipes parent;         // our ends; each closed at EOF/EPIPE (Invariant: non-blocking)
   ChildProcess child;
   std::chrono::steady_clock::time_point next_reap{};
@@ -253,11 +262,12 @@ std::string OutputLimitError(uint64_t limit) {
 
 Result<std::unique_ptr<Command>> Command::Start(const std::vector<std::string>& argv,
                                                 std::string_view input, const EnvVars& extra_env,
-                                                uint64_t max_output) {
+                                                uint64_t max_output, FileBacking file) {
   if (argv.empty() || argv[0].empty()) return Status::Error("exec: missing command");
   auto state = std::make_unique<State>();
   state->cmd = argv[0];
   state->input = input;
+  state->file = file;
   StdPipes child_ends;
   if (Status s = MakeStdPipes(state->parent, child_ends); !s.ok()) return s;
   int rc = state->child.Spawn(argv, BuildEnvironment(extra_env), child_ends);
@@ -296,7 +306,7 @@ std::optional<std::chrono::steady_clock::time_point> Command::deadline() const {
 void Command::Pump() {
   // Non-blocking fds: trying a stream that is not ready just returns EAGAIN.
   StdPipes& p = state_->parent;
-  if (p.in.open()) WriteSome(p.in, state_->input);
+  if (p.in.open()) WriteSome(p.in, state_->input, state_->file);
   if (p.out.open() && !ReadSome(p.out.get(), out_, 0)) p.out.Reset();
   if (max_output_ > 0 && out_.size() > max_output_) {
     over_limit_ = true;

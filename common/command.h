@@ -19,6 +19,7 @@
 #include <utility>
 #include <vector>
 
+#include "common/file_backing.h"
 #include "common/spawn.h"
 #include "common/status.h"
 
@@ -68,10 +69,12 @@ class Command {
   //   "exec: cannot start 'CMD': <strerror>"
   // `max_output` > 0: once stdout passes that many bytes the process group is killed and
   // the command fails with OutputLimitError(max_output); at most one read round (1 MiB)
-  // beyond it is ever held.
+  // beyond it is ever held. `file`: the open file `input` shows (FileBacking), spliced
+  // into the pipe instead of written from `input` (which is used from where a splice
+  // cannot go on: the file ended early, or cannot be spliced).
   static Result<std::unique_ptr<Command>> Start(const std::vector<std::string>& argv,
                                                 std::string_view input, const EnvVars& extra_env,
-                                                uint64_t max_output = 0);
+                                                uint64_t max_output = 0, FileBacking file = {});
   ~Command();  // kills the process group and reaps the child if that has not happened
   Command(const Command&) = delete;
   Command& operator=(const Command&) = delete;

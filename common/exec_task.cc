@@ -25,6 +25,10 @@ int PollTimeoutMs(const Command& command) {
   return static_cast<int>(std::clamp<int64_t>(left, 0, kPollMs));
 }
 
+// The file behind the chunk's bytes, when its stdin is `data` as it is (not a range's
+// materialized numbers).
+FileBacking StdinFile(const ChunkInput& chunk) { return chunk.range ? FileBacking{} : chunk.file; }
+
 class ExecAttempt : public AsyncAttempt {
  public:
   // Starts the command; `data` must outlive the attempt, `storage` backs a range.
@@ -32,7 +36,7 @@ class ExecAttempt : public AsyncAttempt {
     std::string_view data = ChunkBytes(chunk, storage_);
     auto command = Command::Start(std::vector<std::string>(args.begin(), args.end()), data,
                                   ExecVariables(chunk.chunk_id, chunk.attempt, chunk.worker_id),
-                                  chunk.max_output);
+                                  chunk.max_output, StdinFile(chunk));
     if (!command.ok()) return command.status();
     command_ = std::move(command).value();
     return Status::Ok();
@@ -55,10 +59,10 @@ class ExecAttempt : public AsyncAttempt {
 
 Status RunCommand(const std::vector<std::string>& argv, std::string_view input,
                   const EnvVars& extra_env, std::string& out, std::stop_token stop,
-                  uint64_t max_output) {
+                  uint64_t max_output, FileBacking file) {
   if (argv.empty() || argv[0].empty()) return Status::Error("exec: missing command");
   if (stop.stop_requested()) return Status::Error("cancelled");
-  auto started = Command::Start(argv, input, extra_env, max_output);
+  auto started = Command::Start(argv, input, extra_env, max_output, file);
   if (!started.ok()) return started.status();
   Command& command = **started;
   std::vector<pollfd> fds;
@@ -107,7 +111,7 @@ Status RunExecChunk(const ChunkInput& chunk, std::span<const std::string> args, 
   std::string_view data = ChunkBytes(chunk, storage);
   return RunCommand(std::vector<std::string>(args.begin(), args.end()), data,
                     ExecVariables(chunk.chunk_id, chunk.attempt, chunk.worker_id), out,
-                    std::move(stop), chunk.max_output);
+                    std::move(stop), chunk.max_output, StdinFile(chunk));
 }
 
 }  // namespace fanout

@@ -24,10 +24,11 @@ namespace fanout {
 // environment and the error messages. "cancelled" when `stop` is requested (the child's
 // whole process group is killed and the child reaped before returning; `out` may then
 // hold partial output). The child's CPU time is reported via AddChildCpuSeconds
-// (measured_run.h). `max_output` > 0 limits the command's stdout as in Command::Start.
+// (measured_run.h). `max_output` > 0 limits the command's stdout, and `file` feeds its
+// stdin, as in Command::Start.
 Status RunCommand(const std::vector<std::string>& argv, std::string_view input,
                   const EnvVars& extra_env, std::string& out, std::stop_token stop,
-                  uint64_t max_output = 0);
+                  uint64_t max_output = 0, FileBacking file = {});
 
 // FANOUT_CHUNK, FANOUT_ATTEMPT and FANOUT_WORKER for a chunk's command.
 EnvVars ExecVariables(uint64_t chunk, uint32_t attempt, std::string_view worker);

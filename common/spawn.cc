@@ -198,7 +198,11 @@ pid_t VforkSpawn(std::vector<std::string>& argv, std::vector<std::string>& env, 
 
 }  // namespace
 
-ssize_t WriteToPipe(int fd, const void* data, size_t size) {
+namespace {
+
+// Runs `io`, a write to a pipe whose reader may be gone, as WriteToPipe describes.
+template <typename Io>
+ssize_t WithoutSigpipe(Io io) {
   sigset_t pipe_only, old;
   sigemptyset(&pipe_only);
   sigaddset(&pipe_only, SIGPIPE);
@@ -207,7 +211,7 @@ ssize_t WriteToPipe(int fd, const void* data, size_t size) {
   sigset_t pending;
   sigpending(&pending);
   bool was_pending = sigismember(&pending, SIGPIPE) == 1;
-  ssize_t n = write(fd, data, size);
+  ssize_t n = io();
   int saved = errno;
   if (n < 0 && errno == EPIPE && !was_pending) {
     const timespec zero{0, 0};
@@ -217,6 +221,19 @@ ssize_t WriteToPipe(int fd, const void* data, size_t size) {
   if (!sigismember(&old, SIGPIPE)) pthread_sigmask(SIG_SETMASK, &old, nullptr);
   errno = saved;
   return n;
+}
+
+}  // namespace
+
+ssize_t WriteToPipe(int fd, const void* data, size_t size) {
+  return WithoutSigpipe([&] { return write(fd, data, size); });
+}
+
+ssize_t SpliceToPipe(int pipe_fd, int file_fd, uint64_t offset, size_t size) {
+  return WithoutSigpipe([&] {
+    auto at = static_cast<loff_t>(offset);
+    return splice(file_fd, &at, pipe_fd, nullptr, size, SPLICE_F_NONBLOCK);
+  });
 }
 
 std::string ErrorText(int err) {

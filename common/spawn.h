@@ -50,6 +50,10 @@ std::vector<std::string> BuildEnvironment(const EnvVars& extra);
 // comes back as an error value whatever the program's SIGPIPE disposition is (a library
 // must not ignore SIGPIPE for its host). Same return value and errno as write(2).
 ssize_t WriteToPipe(int fd, const void* data, size_t size);
+// The same for splice(2) of `size` bytes at `offset` of the file `file_fd` into the pipe
+// `pipe_fd` (never blocking on the pipe: EAGAIN when it is full). Returns 0 past the
+// file's end.
+ssize_t SpliceToPipe(int pipe_fd, int file_fd, uint64_t offset, size_t size);
 
 // strerror_r's text for `err`.
 std::string ErrorText(int err);

@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "common/async_attempt.h"
+#include "common/file_backing.h"
 #include "common/status.h"
 #include "fanout/task.h"
 
@@ -41,6 +42,9 @@ struct ChunkInput {
   // The --max-message limit on the attempt's output in bytes (0 = none). `exec` enforces it
   // while the command writes (Command); other tasks' outputs are checked when they end.
   uint64_t max_output = 0;
+  // The open file `data` shows, when the job has one and `data` is its bytes as they are
+  // (no --header line before them): `exec` splices it into the command's stdin.
+  FileBacking file;
 };
 
 // Returns the chunk's records as bytes: `data` itself, or a range materialized as one

@@ -820,7 +820,8 @@ uint64_t KeepMeasuringChunk(const AutoInputs& in, const Calibration& cal,
 
 namespace {
 AutoPlan PlanAutoBody(const JobConfig& config, const TaskDef& task, std::string_view data,
-                      std::string_view header, uint32_t cores, const ConsumedFn& consumed);
+                      std::string_view header, uint32_t cores, const ConsumedFn& consumed,
+                      FileBacking file);
 }  // namespace
 
 std::string_view HeaderLine(std::string_view input) {
@@ -830,13 +831,14 @@ std::string_view HeaderLine(std::string_view input) {
 }
 
 AutoPlan PlanAuto(const JobConfig& config, const TaskDef& task, std::string_view all,
-                  uint32_t cores, const ConsumedFn& all_consumed) {
+                  uint32_t cores, const ConsumedFn& all_consumed, FileBacking file) {
   // --header: plan and calibrate the records after the header line, then shift offsets.
   std::string_view header = config.header && !config.range ? HeaderLine(all) : "";
   std::string_view data = all.substr(header.size());
   ConsumedFn consumed;
   if (all_consumed) consumed = [&](uint64_t upto) { all_consumed(header.size() + upto); };
-  AutoPlan plan = PlanAutoBody(config, task, data, header, cores, consumed);
+  if (file.fd >= 0) file.offset += header.size();
+  AutoPlan plan = PlanAutoBody(config, task, data, header, cores, consumed, file);
   if (!header.empty()) {
     for (ChunkSpec& c : plan.chunks) {
       c.begin += header.size();
@@ -859,14 +861,16 @@ AutoPlan PlanAuto(const JobConfig& config, const TaskDef& task, std::string_view
 namespace {
 
 AutoPlan PlanAutoBody(const JobConfig& config, const TaskDef& task, std::string_view data,
-                      std::string_view header, uint32_t cores, const ConsumedFn& consumed) {
+                      std::string_view header, uint32_t cores, const ConsumedFn& consumed,
+                      FileBacking file) {
   AutoPlan plan;
   const auto& range = config.range;
   bool user_plan = config.chunking.chunks || config.chunking.chunk_size;
   uint64_t default_chunks = 4ull * (config.jobs_given ? std::max(config.jobs, 1u) : cores);
   if (user_plan) {
-    auto whole = range ? PlanRangeChunksWithin(*range, config.chunking, default_chunks, {})
-                       : PlanChunksWithin(data, config.chunking, default_chunks, {}, consumed);
+    auto whole = range
+                     ? PlanRangeChunksWithin(*range, config.chunking, default_chunks, {})
+                     : PlanChunksWithin(data, config.chunking, default_chunks, {}, consumed, file);
     if (!whole.ok()) {
       plan.status = whole.status();
       return plan;
@@ -876,7 +880,7 @@ AutoPlan PlanAutoBody(const JobConfig& config, const TaskDef& task, std::string_
   // The input is read once to count its lines: the user's plan counted them, and the
   // rest of auto's own plan is cut from this index (PlanRest).
   RecordIndex index;
-  if (!range && !user_plan) index = IndexRecords(data, RecordKind::kLines, consumed);
+  if (!range && !user_plan) index = IndexRecords(data, RecordKind::kLines, consumed, file);
   uint64_t total = range        ? static_cast<uint64_t>(range->hi - range->lo)
                    : !user_plan ? index.records
                    : plan.chunks.empty()

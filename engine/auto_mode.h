@@ -261,9 +261,10 @@ Mode UncalibratedMode(const JobConfig& config, const TaskDef& task, uint64_t inp
 // With --header, `data` is the whole input: the header line is sent before every chunk,
 // as PlanJob's plan does, and the chunks' offsets count it.
 // `consumed(n)` is told when the first n bytes of `data` need not stay in memory (planning
-// touches every page; the job releases them as it goes).
+// touches every page; the job releases them as it goes). `file`: the open file `data`
+// shows, read to count its records (FileBacking).
 AutoPlan PlanAuto(const JobConfig& config, const TaskDef& task, std::string_view data,
-                  uint32_t cores, const ConsumedFn& consumed = {});
+                  uint32_t cores, const ConsumedFn& consumed = {}, FileBacking file = {});
 
 // Hands the calibration's outputs to the sink and settles its chunks in the scheduler as
 // attempt 1 each (Scheduler::MarkRun), so the chosen mode runs only the rest (the outputs

@@ -75,6 +75,9 @@ ChunkInput PlannedJob::InputFor(uint64_t chunk, uint32_t attempt, const std::str
   ChunkInput in;
   in.data = Payload(chunk, storage);
   in.range = chunks[chunk].range;
+  // The chunk's bytes as the file has them (no --header line before them): `exec` splices
+  // them from the file into its command.
+  if (!in.range && header.empty() && input.fd() >= 0) in.file = {input.fd(), chunks[chunk].begin};
   in.chunk_id = chunk;
   in.attempt = attempt;
   in.worker_id = worker;
@@ -505,8 +508,9 @@ ExitCode RunJobUnguarded(const JobConfig& config, JobObserver* observer, const J
     std::string ruled_out = CalibrationRuledOut(config, **task, job.input.view().size());
     if (ruled_out.empty()) {
       const JobInput& in = job.input;
-      auto_plan = PlanAuto(config, **task, in.view(), DefaultJobs(),
-                           [&in](uint64_t upto) { in.ReleaseScanned(0, upto); });
+      auto_plan = PlanAuto(
+          config, **task, in.view(), DefaultJobs(),
+          [&in](uint64_t upto) { in.ReleaseScanned(0, upto); }, FileBacking{in.fd(), 0});
       if (!auto_plan->status.ok()) {
         PrintUsageError(auto_plan->status.message());
         return ExitCode::kUsage;

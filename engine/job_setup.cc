@@ -57,9 +57,10 @@ Status PlanJob(PlannedJob& job, uint64_t default_chunks) {
   std::string_view data = all.substr(base);
   ChunkingOptions o = Effective(config.chunking, data.size(), default_chunks);
   const JobInput& input = job.input;
-  auto plan = PlanChunksWithin(data, o, default_chunks, limits, [&input, base](uint64_t upto) {
-    input.ReleaseScanned(base, base + upto);
-  });
+  auto plan = PlanChunksWithin(
+      data, o, default_chunks, limits,
+      [&input, base](uint64_t upto) { input.ReleaseScanned(base, base + upto); },
+      FileBacking{input.fd(), base});
   if (!plan.ok()) return plan.status();
   job.chunks = std::move(plan).value();
   for (ChunkSpec& c : job.chunks) {
