@@ -151,10 +151,11 @@ int ChildProcess::TryReap(bool block, int& status, double& cpu_seconds) {
 // once everything is written or the child stopped reading (EPIPE is not an error: e.g.
 // `head -1` exits without reading the rest).
 void WriteSome(UniqueFd& in, std::string_view& input, FileBacking& file) {
+  PipeWrites writes;
   while (!input.empty()) {
     size_t n = std::min(input.size(), kIoBlock);
-    ssize_t w = file.fd >= 0 ? SpliceToPipe(in.get(), file.fd, file.offset, n)
-                             : WriteToPipe(in.get(), input.data(), n);
+    ssize_t w = file.fd >= 0 ? writes.Splice(in.get(), file.fd, file.offset, n)
+                             : writes.Write(in.get(), input.data(), n);
     if (w > 0) {
       input.remove_prefix(static_cast<size_t>(w));
       file.offset += static_cast<uint64_t>(w);

@@ -198,42 +198,48 @@ pid_t VforkSpawn(std::vector<std::string>& argv, std::vector<std::string>& env, 
 
 }  // namespace
 
-namespace {
-
-// Runs `io`, a write to a pipe whose reader may be gone, as WriteToPipe describes.
-template <typename Io>
-ssize_t WithoutSigpipe(Io io) {
-  sigset_t pipe_only, old;
+PipeWrites::PipeWrites() {
+  sigset_t pipe_only;
   sigemptyset(&pipe_only);
   sigaddset(&pipe_only, SIGPIPE);
-  pthread_sigmask(SIG_BLOCK, &pipe_only, &old);
+  pthread_sigmask(SIG_BLOCK, &pipe_only, &old_);
   // A SIGPIPE already pending for this thread is not ours to consume.
   sigset_t pending;
   sigpending(&pending);
-  bool was_pending = sigismember(&pending, SIGPIPE) == 1;
-  ssize_t n = io();
+  was_pending_ = sigismember(&pending, SIGPIPE) == 1;
+}
+
+PipeWrites::~PipeWrites() {
   int saved = errno;
-  if (n < 0 && errno == EPIPE && !was_pending) {
+  if (raised_ && !was_pending_) {
+    sigset_t pipe_only;
+    sigemptyset(&pipe_only);
+    sigaddset(&pipe_only, SIGPIPE);
     const timespec zero{0, 0};
     while (sigtimedwait(&pipe_only, nullptr, &zero) < 0 && errno == EINTR) {
     }
   }
-  if (!sigismember(&old, SIGPIPE)) pthread_sigmask(SIG_SETMASK, &old, nullptr);
+  if (!sigismember(&old_, SIGPIPE)) pthread_sigmask(SIG_SETMASK, &old_, nullptr);
   errno = saved;
+}
+
+ssize_t PipeWrites::Note(ssize_t n) {
+  if (n < 0 && errno == EPIPE) raised_ = true;
   return n;
 }
 
-}  // namespace
-
-ssize_t WriteToPipe(int fd, const void* data, size_t size) {
-  return WithoutSigpipe([&] { return write(fd, data, size); });
+ssize_t PipeWrites::Write(int fd, const void* data, size_t size) {
+  return Note(write(fd, data, size));
 }
 
-ssize_t SpliceToPipe(int pipe_fd, int file_fd, uint64_t offset, size_t size) {
-  return WithoutSigpipe([&] {
-    auto at = static_cast<loff_t>(offset);
-    return splice(file_fd, &at, pipe_fd, nullptr, size, SPLICE_F_NONBLOCK);
-  });
+ssize_t PipeWrites::Splice(int pipe_fd, int file_fd, uint64_t offset, size_t size) {
+  auto at = static_cast<loff_t>(offset);
+  return Note(splice(file_fd, &at, pipe_fd, nullptr, size, SPLICE_F_NONBLOCK));
+}
+
+ssize_t WriteToPipe(int fd, const void* data, size_t size) {
+  PipeWrites writes;
+  return writes.Write(fd, data, size);
 }
 
 std::string ErrorText(int err) {

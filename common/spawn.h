@@ -6,10 +6,12 @@
 // both need to describe what happened. Thread-safe: no shared state.
 #pragma once
 
+#include <signal.h>
 #include <sys/types.h>
 
 #include <array>
 #include <cstddef>
+#include <cstdint>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -45,15 +47,32 @@ pid_t SpawnProcess(std::vector<std::string> argv, std::vector<std::string> env, 
 // This process's environment with `extra` added; `extra` wins over inherited names.
 std::vector<std::string> BuildEnvironment(const EnvVars& extra);
 
-// write(2) to a pipe whose reader may be gone, without a process-wide effect: SIGPIPE is
-// blocked in the calling thread for the write, and one it raised is consumed, so EPIPE
-// comes back as an error value whatever the program's SIGPIPE disposition is (a library
-// must not ignore SIGPIPE for its host). Same return value and errno as write(2).
+// Writes to pipes whose readers may be gone, without a process-wide effect: while one of
+// these lives, SIGPIPE is blocked in the calling thread, and one its writes raised is
+// consumed when it ends (not one pending before), so EPIPE comes back as an error value
+// whatever the program's SIGPIPE disposition is (a library must not ignore SIGPIPE for its
+// host). One for a round of writes costs three system calls, not three a write.
+class PipeWrites {
+ public:
+  PipeWrites();
+  ~PipeWrites();
+  PipeWrites(const PipeWrites&) = delete;
+  PipeWrites& operator=(const PipeWrites&) = delete;
+  // write(2), with its return value and errno.
+  ssize_t Write(int fd, const void* data, size_t size);
+  // splice(2) of `size` bytes at `offset` of the file `file_fd` into the pipe `pipe_fd`,
+  // never blocking on the pipe (EAGAIN when it is full); 0 past the file's end.
+  ssize_t Splice(int pipe_fd, int file_fd, uint64_t offset, size_t size);
+
+ private:
+  ssize_t Note(ssize_t n);  // remembers an EPIPE
+  sigset_t old_{};
+  bool was_pending_ = false;
+  bool raised_ = false;
+};
+
+// One write(2) to a pipe whose reader may be gone, in a PipeWrites of its own.
 ssize_t WriteToPipe(int fd, const void* data, size_t size);
-// The same for splice(2) of `size` bytes at `offset` of the file `file_fd` into the pipe
-// `pipe_fd` (never blocking on the pipe: EAGAIN when it is full). Returns 0 past the
-// file's end.
-ssize_t SpliceToPipe(int pipe_fd, int file_fd, uint64_t offset, size_t size);
 
 // strerror_r's text for `err`.
 std::string ErrorText(int err);
