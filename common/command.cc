@@ -27,11 +27,12 @@
 namespace fanout {
 namespace {
 
-constexpr int kMaxReapBackoffMs = 20;      // reap polling interval without a pidfd
-constexpr size_t kIoBlock = 64 * 1024;     // bytes per read()/write() call
-constexpr int kReadsPerRound = 16;         // reads per stream before polling again
-constexpr size_t kStderrTail = 64 * 1024;  // bytes of stderr kept for error messages
-constexpr size_t kStderrLines = 5;         // stderr lines quoted in an error message
+constexpr int kMaxReapBackoffMs = 20;                    // reap polling interval without a pidfd
+constexpr size_t kIoBlock = 64 * 1024;                   // bytes per read()/write() call
+constexpr int kReadsPerRound = 16;                       // reads per stream before polling again
+constexpr size_t kStderrTail = 64 * 1024;                // bytes of stderr kept for error messages
+constexpr uint64_t kOutputReserve = uint64_t{64} << 20;  // stdout reserved at most (Start)
+constexpr size_t kStderrLines = 5;                       // stderr lines quoted in an error message
 
 std::atomic<int> g_death_signal{0};
 std::atomic<bool> g_kill_group_on_exit{false};
@@ -281,6 +282,14 @@ Result<std::unique_ptr<Command>> Command::Start(const std::vector<std::string>& 
   for (int i = 0; i < 4; ++i) state->ok_exit[i] = t_ok_exit ? t_ok_exit[i] : g_ok_exit[i].load();
   auto command = std::unique_ptr<Command>(new Command(std::move(state)));
   command->max_output_ = max_output;
+  // Its output as big as its input, reserved once: grown by doubling instead, a command that
+  // prints what it reads (cat, sed, a transform) had its output copied about twice, each
+  // time into fresh memory (31 MB through cat: 9,000 page faults, 175 ms, against 856 and
+  // 53 ms). Memory a command that prints little never touches; the chunks of a job reserve
+  // no more than its input between them, and none over kOutputReserve or --max-message.
+  uint64_t reserve = std::min<uint64_t>(input.size(), kOutputReserve);
+  if (max_output > 0) reserve = std::min<uint64_t>(reserve, max_output + kIoBlock);
+  command->out_.reserve(static_cast<size_t>(reserve));
   return command;
 }
 

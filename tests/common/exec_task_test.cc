@@ -115,6 +115,18 @@ TEST_F(ExecTaskTest, StdinIsSplicedFromTheFileBehindTheBytes) {
   EXPECT_EQ(out_, bytes.substr(0, 1));
 }
 
+TEST(CommandOutputTest, StdoutIsReservedAsBigAsStdinWithinItsLimit) {
+  // Grown by doubling, a command that prints what it reads had its output copied about
+  // twice into fresh memory: its input's size is reserved once (never past --max-message).
+  std::string input(3u << 20, 'x');
+  auto started = Command::Start({"true"}, input, {});
+  ASSERT_TRUE(started.ok()) << started.status().message();
+  EXPECT_GE((*started)->output().capacity(), input.size());
+  auto limited = Command::Start({"true"}, input, {}, 1024);
+  ASSERT_TRUE(limited.ok()) << limited.status().message();
+  EXPECT_LT((*limited)->output().capacity(), 1u << 20);
+}
+
 TEST_F(ExecTaskTest, CommandThatStopsReadingEarlyIsFine) {
   std::string big(8u << 20, 'x');
   ASSERT_TRUE(Exec({"head", "-c", "1"}, big).ok());
