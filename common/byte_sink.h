@@ -6,6 +6,7 @@
 
 #include <string_view>
 
+#include "common/file_backing.h"
 #include "common/status.h"
 
 namespace fanout {
@@ -15,6 +16,13 @@ class ByteSink {
   virtual ~ByteSink() = default;
   // Appends `data` (it may be buffered); an error names the output and the reason.
   virtual Status Write(std::string_view data) = 0;
+  // The same for bytes that the open file `file` holds at file.offset (a pass-through
+  // chunk's output is its input): a sink may copy them in the kernel instead of reading
+  // them through `data`'s mapping (FileBacking).
+  virtual Status WriteFile(std::string_view data, FileBacking file) {
+    (void)file;
+    return Write(data);
+  }
   // Hands buffered bytes on (called whenever the writer is about to wait).
   virtual Status Flush() = 0;
 };

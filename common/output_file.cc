@@ -63,6 +63,21 @@ void RemoveStaleTemporaries(const std::string& dir, const std::string& base) {
 
 }  // namespace
 
+OutputFile::OutputFile(int fd, std::string path, std::string temp, std::string name)
+    : fd_(fd),
+      path_(std::move(path)),
+      temp_(std::move(temp)),
+      name_(name.empty() ? path_ : std::move(name)) {
+  struct stat st {};
+  if (fd_ >= 0 && ::fstat(fd_, &st) == 0) {
+    if (S_ISFIFO(st.st_mode)) kernel_copy_ = KernelCopy::kSplice;
+    // Not in append mode: copy_file_range refuses it.
+    if (S_ISREG(st.st_mode) && !(::fcntl(fd_, F_GETFL) & O_APPEND)) {
+      kernel_copy_ = KernelCopy::kCopyFileRange;
+    }
+  }
+}
+
 Result<OutputFile> OutputFile::Open(const std::string& path) {
   if (path.empty() || path == "-") return OutputFile(STDOUT_FILENO, "", "");
   struct stat st;
@@ -110,6 +125,7 @@ OutputFile::OutputFile(OutputFile&& other) noexcept
       bytes_(other.bytes_),
       done_(other.done_) {
   reader_closed_ = other.reader_closed_;
+  kernel_copy_ = other.kernel_copy_;
   other.fd_ = -1;
   other.done_ = true;
 }
@@ -141,13 +157,44 @@ Status OutputFile::Flush() {
   return s;
 }
 
-Status OutputFile::WriteNow(std::string_view data) {
-  if (int err = WriteAll(fd_, data); err != 0) {
-    if (err == EPIPE) reader_closed_ = true;
-    return Status::Error("cannot write output '" + (path_.empty() ? "stdout" : name_) +
-                         "': " + std::strerror(err));
+Status OutputFile::WriteFile(std::string_view data, FileBacking file) {
+  if (file.fd < 0 || data.size() < kBuffer || kernel_copy_ == KernelCopy::kNone) {
+    return Write(data);
   }
+  if (Status s = Flush(); !s.ok()) return s;
+  bytes_ += data.size();
+  while (!data.empty()) {
+    auto at = static_cast<loff_t>(file.offset);
+    ssize_t n = kernel_copy_ == KernelCopy::kSplice
+                    ? ::splice(file.fd, &at, fd_, nullptr, data.size(), 0)
+                    : ::copy_file_range(file.fd, &at, fd_, nullptr, data.size(), 0);
+    if (n > 0) {
+      data.remove_prefix(static_cast<size_t>(n));
+      file.offset += static_cast<uint64_t>(n);
+    } else if (n < 0 && errno == EINTR) {
+      continue;
+    } else if (n < 0 && errno == EPIPE) {
+      return WriteError(EPIPE);
+    } else {
+      // The kernel cannot copy this way (EINVAL, EXDEV, EOPNOTSUPP; EAGAIN from a
+      // non-blocking pipe), or the file ended early (it shrank; its mapping reads zeros):
+      // the rest is written as Write would, where a real write error shows again.
+      if (n < 0 && errno != EAGAIN) kernel_copy_ = KernelCopy::kNone;
+      break;
+    }
+  }
+  return data.empty() ? Status::Ok() : WriteNow(data);
+}
+
+Status OutputFile::WriteNow(std::string_view data) {
+  if (int err = WriteAll(fd_, data); err != 0) return WriteError(err);
   return Status::Ok();
+}
+
+Status OutputFile::WriteError(int err) {
+  if (err == EPIPE) reader_closed_ = true;
+  return Status::Error("cannot write output '" + (path_.empty() ? "stdout" : name_) +
+                       "': " + std::strerror(err));
 }
 
 Status OutputFile::Commit() {

@@ -31,6 +31,10 @@ class OutputFile : public ByteSink {
   // chunk of a million-chunk job); Flush() hands them to the file. Callers flush whenever
   // they would otherwise wait, so output is never held back for long.
   Status Write(std::string_view data) override;
+  // Big writes (kBuffer or more) of a file's bytes go from that file in the kernel: spliced
+  // into a pipe, or copied into a regular file (copy_file_range); other outputs (/dev/null,
+  // a terminal) and whatever the kernel refuses are written as Write does.
+  Status WriteFile(std::string_view data, FileBacking file) override;
   Status Flush() override;
   // Flushes and renames into place. After a failed Commit the temporary is removed.
   Status Commit();
@@ -44,19 +48,20 @@ class OutputFile : public ByteSink {
   bool reader_closed() const { return reader_closed_; }
 
  private:
-  OutputFile(int fd, std::string path, std::string temp, std::string name = "")
-      : fd_(fd),
-        path_(std::move(path)),
-        temp_(std::move(temp)),
-        name_(name.empty() ? path_ : std::move(name)) {}
+  OutputFile(int fd, std::string path, std::string temp, std::string name = "");
   // Opens a temporary beside `path`, which Commit renames over `path`; `name` is what the
   // user gave (shown in errors).
   static Result<OutputFile> OpenTemporary(const std::string& name, const std::string& path);
   // Writes `data` to the file now (no buffering); an error names the output.
   Status WriteNow(std::string_view data);
+  // The error a failed write of the output reports ("cannot write output 'NAME': ...").
+  Status WriteError(int err);
   bool reader_closed_ = false;
   static constexpr size_t kBuffer = 256 * 1024;
   int fd_ = -1;
+  // How WriteFile can copy into fd_: splice (a pipe), copy_file_range (a regular file), or
+  // not at all (none; also once the kernel refused).
+  enum class KernelCopy { kNone, kSplice, kCopyFileRange } kernel_copy_ = KernelCopy::kNone;
   std::string buffer_;  // written, not yet flushed
   std::string path_;    // "" for stdout; the file replaced at Commit
   std::string temp_;    // "" when written in place

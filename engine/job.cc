@@ -409,6 +409,9 @@ class ProgressSink : public ByteSink {
   ProgressSink(OutputFile& file, const std::function<void(const std::string&, uint64_t)>& told)
       : file_(file), told_(told) {}
   Status Write(std::string_view data) override { return file_.Write(data); }
+  Status WriteFile(std::string_view data, FileBacking file) override {
+    return file_.WriteFile(data, file);
+  }
   Status Flush() override {
     Status s = file_.Flush();
     if (s.ok() && file_.bytes_written() != bytes_) {
@@ -582,6 +585,7 @@ ExitCode RunJobUnguarded(const JobConfig& config, JobObserver* observer, const J
     out = &progress.emplace(*files.output, host.output_progress);
   }
   ResultAssembler assembler(job.chunks.size(), !config.unordered, out);
+  assembler.SetInput(job.input.view(), job.input.fd());
   RunStats stats;
   if (observer) stats.telemetry.SetListener(observer->listener());
   stats.telemetry.SetJobLog(files.joblog.get());

@@ -1,6 +1,7 @@
 #include "engine/result_assembler.h"
 
 #include <algorithm>
+#include <cstdint>
 
 namespace fanout {
 
@@ -22,7 +23,13 @@ Status ResultAssembler::Write(const Blob& data, size_t skip) {
       if (Status s = out_->Write(prefix_); !s.ok()) return s;
     }
   }
-  return out_->Write(data.view().substr(std::min(skip, data.size())));
+  std::string_view bytes = data.view().substr(std::min(skip, data.size()));
+  auto at = reinterpret_cast<uintptr_t>(bytes.data());
+  auto from = reinterpret_cast<uintptr_t>(input_.data());
+  if (input_fd_ >= 0 && !bytes.empty() && at >= from && at + bytes.size() <= from + input_.size()) {
+    return out_->WriteFile(bytes, FileBacking{input_fd_, at - from});
+  }
+  return out_->Write(bytes);
 }
 
 Status ResultAssembler::Add(uint64_t chunk, Blob data, size_t skip) {

@@ -31,6 +31,13 @@ class ResultAssembler {
   // Written once, just before the first non-empty chunk output (set it before that is
   // added; empty outputs before it write nothing, so they need no prefix).
   void SetPrefix(std::string prefix) { prefix_ = std::move(prefix); }
+  // The job's input and its open file (-1: none): an output that lies within `input` (a
+  // pass-through chunk's, borrowed from the mapping) is written from the file
+  // (ByteSink::WriteFile).
+  void SetInput(std::string_view input, int fd) {
+    input_ = input;
+    input_fd_ = fd;
+  }
   // `chunk` failed for good (--keep-going): it contributes nothing.
   Status Skip(uint64_t chunk);
 
@@ -69,6 +76,8 @@ class ResultAssembler {
   std::deque<Piece> pending_;
   std::string prefix_;
   bool prefix_written_ = false;
+  std::string_view input_;  // SetInput
+  int input_fd_ = -1;
   uint64_t buffered_bytes_ = 0;
   uint64_t peak_buffered_ = 0;
 };

@@ -351,6 +351,59 @@ TEST(OutputFileTest, FifoIsWrittenInPlace) {
   EXPECT_TRUE(S_ISFIFO(st.st_mode));
 }
 
+// A file of `size` bytes of a pattern, opened for reading; its bytes in `data`.
+int PatternFile(const std::string& path, size_t size, std::string& data) {
+  data.assign(size, '\0');
+  for (size_t i = 0; i < size; ++i) data[i] = static_cast<char>((i * 131) ^ (i >> 9));
+  testing::WriteFile(path, data);
+  return open(path.c_str(), O_RDONLY | O_CLOEXEC);
+}
+
+TEST(OutputFileTest, AFilesBytesAreCopiedInTheKernelIntoAPipeOrAFileAndWrittenElsewhere) {
+  // Spliced into a FIFO, copied into the temporary of a named output (copy_file_range),
+  // written to /dev/null: each output ends up with exactly the bytes, small writes and
+  // the written-through buffer in order around them.
+  TempDir dir;
+  std::string data;
+  int in = PatternFile(dir.File("in"), 3 << 20, data);
+  ASSERT_GE(in, 0);
+  std::string_view view(data);
+  auto write_all = [&](OutputFile& out) {
+    ASSERT_TRUE(out.Write("head\n").ok());
+    ASSERT_TRUE(out.WriteFile(view.substr(100, 1 << 20), FileBacking{in, 100}).ok());
+    ASSERT_TRUE(out.Write(view.substr(1000, 10)).ok());
+    ASSERT_TRUE(out.WriteFile(view.substr(2 << 20), FileBacking{in, 2 << 20}).ok());
+    EXPECT_EQ(out.bytes_written(), 5 + (1u << 20) + 10 + (1u << 20));
+    ASSERT_TRUE(out.Commit().ok());
+  };
+  std::string expected =
+      "head\n" + data.substr(100, 1 << 20) + data.substr(1000, 10) + data.substr(2 << 20);
+  auto file = OutputFile::Open(dir.File("out"));
+  ASSERT_TRUE(file.ok());
+  write_all(*file);
+  EXPECT_TRUE(ReadFile(dir.File("out")) == expected);
+  std::string fifo = dir.File("fifo");
+  ASSERT_EQ(mkfifo(fifo.c_str(), 0600), 0);
+  std::string got;
+  std::thread reader([&] { got = ReadFile(fifo); });
+  auto piped = OutputFile::Open(fifo);
+  ASSERT_TRUE(piped.ok());
+  write_all(*piped);
+  reader.join();
+  EXPECT_TRUE(got == expected) << got.size() << " bytes";
+  auto null = OutputFile::Open("/dev/null");
+  ASSERT_TRUE(null.ok());
+  write_all(*null);
+  // A file that ends before the bytes do (it shrank): the rest is written from the view.
+  auto shrunk = OutputFile::Open(dir.File("shrunk"));
+  ASSERT_TRUE(shrunk.ok());
+  ASSERT_EQ(truncate(dir.File("in").c_str(), 1 << 20), 0);
+  ASSERT_TRUE(shrunk->WriteFile(view.substr(0, 2 << 20), FileBacking{in, 0}).ok());
+  ASSERT_TRUE(shrunk->Commit().ok());
+  EXPECT_TRUE(ReadFile(dir.File("shrunk")) == data.substr(0, 2 << 20));
+  close(in);
+}
+
 TEST(OutputFileTest, SymlinkKeepsPointingAtTheReplacedFile) {
   TempDir dir;
   std::filesystem::create_directory(dir.File("real"));
