@@ -263,6 +263,17 @@ TEST(ChunkingTest, RandomInputsAlwaysGiveWellFormedPlans) {
   }
 }
 
+// At least `size` bytes of records ending in `delim`: mostly short, some longer than a 64
+// KiB count block; sometimes no final delimiter.
+std::string RandomRecords(std::mt19937& rng, char delim, size_t size) {
+  std::string data;
+  while (data.size() < size) {
+    data.append(rng() % 50 == 0 ? 70000 + rng() % 1000 : rng() % 40, 'x');
+    if (data.size() < size || rng() % 2) data.push_back(delim);
+  }
+  return data;
+}
+
 // Cut from an index made once, the records after a prefix are chunked exactly as planning
 // that suffix afresh would chunk them, across 64 KiB block edges, for lines and NULs.
 TEST(ChunkingTest, ChunksCutFromAnIndexMatchPlanningTheRestAfresh) {
@@ -270,13 +281,8 @@ TEST(ChunkingTest, ChunksCutFromAnIndexMatchPlanningTheRestAfresh) {
   for (int i = 0; i < 300; ++i) {
     RecordKind kind = i % 3 == 0 ? RecordKind::kNul : RecordKind::kLines;
     char delim = kind == RecordKind::kNul ? '\0' : '\n';
-    // Mostly short records, some blocks-long; sometimes no final delimiter.
-    std::string data;
     size_t size = rng() % 4 == 0 ? 200000 + rng() % 100000 : rng() % 300;
-    while (data.size() < size) {
-      data.append(rng() % 50 == 0 ? 70000 + rng() % 1000 : rng() % 40, 'x');
-      if (data.size() < size || rng() % 2) data.push_back(delim);
-    }
+    std::string data = RandomRecords(rng, delim, size);
     RecordIndex index = IndexRecords(data, kind);
     ChunkingOptions o;
     o.kind = kind;
@@ -326,12 +332,8 @@ TEST(ChunkingTest, CountingReadFromTheFileMatchesCountingTheView) {
   for (int i = 0; i < 60; ++i) {
     RecordKind kind = i % 3 == 0 ? RecordKind::kNul : RecordKind::kLines;
     char delim = kind == RecordKind::kNul ? '\0' : '\n';
-    std::string data;
     size_t size = rng() % 2 ? 300000 + rng() % 700000 : rng() % 1000;
-    while (data.size() < size) {
-      data.append(rng() % 40 == 0 ? 65536 + rng() % 200000 : rng() % 60, 'x');
-      if (data.size() < size || rng() % 2) data.push_back(delim);
-    }
+    std::string data = RandomRecords(rng, delim, size);
     std::string prefix(rng() % 3 ? 0 : 1 + rng() % 100, 'h');
     int fd = TempFileWith(prefix, data);
     ASSERT_GE(fd, 0);
