@@ -32,9 +32,12 @@ class Blob {
   // Borrowed, such as the job's input mapping), else copied: a pass-through task's output
   // is a view of its input, or of a copy that does not outlive the attempt (--header).
   static Blob BorrowedIfWithin(std::string_view bytes, std::string_view owner) {
-    bool within = bytes.empty() || (bytes.data() >= owner.data() &&
-                                    bytes.data() + bytes.size() <= owner.data() + owner.size());
-    return within ? Borrowed(bytes) : Blob(std::string(bytes));
+    return Within(bytes, owner) ? Borrowed(bytes) : Blob(std::string(bytes));
+  }
+  // Whether `bytes` lie within `owner` (empty bytes do, anywhere).
+  static bool Within(std::string_view bytes, std::string_view owner) {
+    return bytes.empty() || (bytes.data() >= owner.data() &&
+                             bytes.data() + bytes.size() <= owner.data() + owner.size());
   }
   Blob(Blob&&) = default;
   Blob& operator=(Blob&&) = default;

@@ -1,7 +1,6 @@
 #include "engine/result_assembler.h"
 
 #include <algorithm>
-#include <cstdint>
 
 namespace fanout {
 
@@ -24,10 +23,9 @@ Status ResultAssembler::Write(const Blob& data, size_t skip) {
     }
   }
   std::string_view bytes = data.view().substr(std::min(skip, data.size()));
-  auto at = reinterpret_cast<uintptr_t>(bytes.data());
-  auto from = reinterpret_cast<uintptr_t>(input_.data());
-  if (input_fd_ >= 0 && !bytes.empty() && at >= from && at + bytes.size() <= from + input_.size()) {
-    return out_->WriteFile(bytes, FileBacking{input_fd_, at - from});
+  if (input_fd_ >= 0 && !bytes.empty() && Blob::Within(bytes, input_)) {
+    return out_->WriteFile(
+        bytes, FileBacking{input_fd_, static_cast<uint64_t>(bytes.data() - input_.data())});
   }
   return out_->Write(bytes);
 }
