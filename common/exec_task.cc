@@ -25,10 +25,6 @@ int PollTimeoutMs(const Command& command) {
   return static_cast<int>(std::clamp<int64_t>(left, 0, kPollMs));
 }
 
-// The file behind the chunk's bytes, when its stdin is `data` as it is (not a range's
-// materialized numbers).
-FileBacking StdinFile(const ChunkInput& chunk) { return chunk.range ? FileBacking{} : chunk.file; }
-
 class ExecAttempt : public AsyncAttempt {
  public:
   // Starts the command; `data` must outlive the attempt, `storage` backs a range.
@@ -36,7 +32,7 @@ class ExecAttempt : public AsyncAttempt {
     std::string_view data = ChunkBytes(chunk, storage_);
     auto command = Command::Start(std::vector<std::string>(args.begin(), args.end()), data,
                                   ExecVariables(chunk.chunk_id, chunk.attempt, chunk.worker_id),
-                                  chunk.max_output, StdinFile(chunk));
+                                  chunk.max_output, chunk.file);
     if (!command.ok()) return command.status();
     command_ = std::move(command).value();
     return Status::Ok();
@@ -111,7 +107,7 @@ Status RunExecChunk(const ChunkInput& chunk, std::span<const std::string> args, 
   std::string_view data = ChunkBytes(chunk, storage);
   return RunCommand(std::vector<std::string>(args.begin(), args.end()), data,
                     ExecVariables(chunk.chunk_id, chunk.attempt, chunk.worker_id), out,
-                    std::move(stop), chunk.max_output, StdinFile(chunk));
+                    std::move(stop), chunk.max_output, chunk.file);
 }
 
 }  // namespace fanout

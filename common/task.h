@@ -43,7 +43,8 @@ struct ChunkInput {
   // while the command writes (Command); other tasks' outputs are checked when they end.
   uint64_t max_output = 0;
   // The open file `data` shows, when the job has one and `data` is its bytes as they are
-  // (no --header line before them): `exec` splices it into the command's stdin.
+  // (no --header line before them; never set for a range): `exec` splices it into the
+  // command's stdin.
   FileBacking file;
 };
 
