@@ -199,10 +199,9 @@ pid_t VforkSpawn(std::vector<std::string>& argv, std::vector<std::string>& env, 
 }  // namespace
 
 PipeWrites::PipeWrites() {
-  sigset_t pipe_only;
-  sigemptyset(&pipe_only);
-  sigaddset(&pipe_only, SIGPIPE);
-  pthread_sigmask(SIG_BLOCK, &pipe_only, &old_);
+  sigemptyset(&pipe_only_);
+  sigaddset(&pipe_only_, SIGPIPE);
+  pthread_sigmask(SIG_BLOCK, &pipe_only_, &old_);
   // A SIGPIPE already pending for this thread is not ours to consume.
   sigset_t pending;
   sigpending(&pending);
@@ -212,11 +211,8 @@ PipeWrites::PipeWrites() {
 PipeWrites::~PipeWrites() {
   int saved = errno;
   if (raised_ && !was_pending_) {
-    sigset_t pipe_only;
-    sigemptyset(&pipe_only);
-    sigaddset(&pipe_only, SIGPIPE);
     const timespec zero{0, 0};
-    while (sigtimedwait(&pipe_only, nullptr, &zero) < 0 && errno == EINTR) {
+    while (sigtimedwait(&pipe_only_, nullptr, &zero) < 0 && errno == EINTR) {
     }
   }
   if (!sigismember(&old_, SIGPIPE)) pthread_sigmask(SIG_SETMASK, &old_, nullptr);

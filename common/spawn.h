@@ -66,6 +66,7 @@ class PipeWrites {
 
  private:
   ssize_t Note(ssize_t n);  // remembers an EPIPE
+  sigset_t pipe_only_{};    // SIGPIPE alone
   sigset_t old_{};
   bool was_pending_ = false;
   bool raised_ = false;
