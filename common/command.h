@@ -5,7 +5,7 @@
 // callers wait on fds() (poll) and call Advance() when something may be ready. The blocking
 // RunCommand (exec_task.h) and the worker's event loop both drive it.
 // Thread-safety: one Command is used by one thread at a time; separate Commands are
-// independent. No process-wide effect: writes to the child go through WriteToPipe
+// independent. No process-wide effect: writes to the child go through PipeWrites
 // (spawn.h), so a child that stops reading is EPIPE whatever SIGPIPE's disposition.
 #pragma once
 

@@ -233,11 +233,6 @@ ssize_t PipeWrites::Splice(int pipe_fd, int file_fd, uint64_t offset, size_t siz
   return Note(splice(file_fd, &at, pipe_fd, nullptr, size, SPLICE_F_NONBLOCK));
 }
 
-ssize_t WriteToPipe(int fd, const void* data, size_t size) {
-  PipeWrites writes;
-  return writes.Write(fd, data, size);
-}
-
 std::string ErrorText(int err) {
   char buf[256];
   return strerror_r(err, buf, sizeof buf);  // GNU variant: thread-safe, returns the text

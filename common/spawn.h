@@ -72,9 +72,6 @@ class PipeWrites {
   bool raised_ = false;
 };
 
-// One write(2) to a pipe whose reader may be gone, in a PipeWrites of its own.
-ssize_t WriteToPipe(int fd, const void* data, size_t size);
-
 // strerror_r's text for `err`.
 std::string ErrorText(int err);
 

@@ -163,20 +163,24 @@ std::optional<WarmProcess::TimePoint> WarmProcess::deadline() const {
 
 void WarmProcess::Pump() {
   State& s = *state_;
-  // Write the request: header, then the chunk's bytes.
-  while (s.in >= 0 && (!s.header.empty() || !s.data.empty())) {
-    std::string_view pending = !s.header.empty() ? std::string_view(s.header) : s.data;
-    ssize_t w = WriteToPipe(s.in, pending.data(), std::min(pending.size(), kIoBlock));
-    if (w > 0) {
-      if (!s.header.empty()) {
-        s.header.erase(0, static_cast<size_t>(w));
-      } else {
-        s.data.remove_prefix(static_cast<size_t>(w));
+  // Write the request: header, then the chunk's bytes, with SIGPIPE blocked once for the
+  // round (PipeWrites), as Command feeds a command's stdin.
+  if (s.in >= 0 && (!s.header.empty() || !s.data.empty())) {
+    PipeWrites writes;
+    while (s.in >= 0 && (!s.header.empty() || !s.data.empty())) {
+      std::string_view pending = !s.header.empty() ? std::string_view(s.header) : s.data;
+      ssize_t w = writes.Write(s.in, pending.data(), std::min(pending.size(), kIoBlock));
+      if (w > 0) {
+        if (!s.header.empty()) {
+          s.header.erase(0, static_cast<size_t>(w));
+        } else {
+          s.data.remove_prefix(static_cast<size_t>(w));
+        }
+      } else if (w < 0 && errno == EAGAIN) {
+        break;
+      } else if (!(w < 0 && errno == EINTR)) {
+        CloseFd(s.in);  // EPIPE: it stopped reading (it is probably dying: stdout tells)
       }
-    } else if (w < 0 && errno == EAGAIN) {
-      break;
-    } else if (!(w < 0 && errno == EINTR)) {
-      CloseFd(s.in);  // EPIPE: it stopped reading (it is probably dying: stdout tells)
     }
   }
   char buf[kIoBlock];
