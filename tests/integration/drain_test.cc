@@ -53,6 +53,19 @@ class DrainTest : public ::testing::Test {
     ASSERT_TRUE(WaitForText(dir_.File("started"), name + "\n", milliseconds(20000)))
         << ReadFile(dir_.File("err"));
   }
+  // The pids worker a's commands noted in `pids` (each `echo $$` before it execs), once
+  // there are `n` of them, or those there are after 10 s.
+  std::vector<pid_t> WaitForPids(size_t n) {
+    std::vector<pid_t> commands;
+    auto deadline = std::chrono::steady_clock::now() + milliseconds(10000);
+    while (commands.size() < n && std::chrono::steady_clock::now() < deadline) {
+      std::this_thread::sleep_for(milliseconds(5));
+      commands.clear();
+      std::istringstream pids(ReadFile(dir_.File("pids")));
+      for (pid_t pid; pids >> pid;) commands.push_back(pid);
+    }
+    return commands;
+  }
   // The job succeeded byte-identical, charged nothing, and worker "a" left.
   void ExpectCompletedWithALeft(Child& coordinator) {
     ASSERT_EQ(coordinator.Wait(milliseconds(40000)), 0) << ReadFile(dir_.File("err"));
@@ -126,10 +139,13 @@ TEST_F(DrainTest, CommandsSignalledWithTheWorkerAreHandedBackUncharged) {
   auto a = Worker("a");  // the default grace (25 s) would outlast the test's bounds
   WaitForStart("a");
   auto b = Worker("b");
+  // Both of a's slots run a command that noted its pid: one started but not yet noted
+  // would outlive the signals and hold a's drain for its whole grace.
+  std::vector<pid_t> commands = WaitForPids(2);
+  ASSERT_EQ(commands.size(), 2u);
   a->Signal(SIGTERM);
   ASSERT_TRUE(WaitForText(dir_.File("a.err"), "draining", milliseconds(10000)));
-  std::istringstream pids(ReadFile(dir_.File("pids")));
-  for (pid_t pid; pids >> pid;) kill(pid, SIGTERM);
+  for (pid_t pid : commands) kill(pid, SIGTERM);
   EXPECT_EQ(a->Wait(milliseconds(10000)), 128 + SIGTERM) << ReadFile(dir_.File("a.err"));
   EXPECT_NE(ReadFile(dir_.File("a.err")).find("failed while draining"), std::string::npos)
       << ReadFile(dir_.File("a.err"));
@@ -148,14 +164,7 @@ TEST_F(DrainTest, CommandsSignalledJustBeforeTheWorkerAreHandedBackUncharged) {
   WaitForStart("a");
   auto b = Worker("b");
   // Both of a's slots run a command.
-  std::vector<pid_t> commands;
-  auto deadline = std::chrono::steady_clock::now() + milliseconds(10000);
-  while (commands.size() < 2 && std::chrono::steady_clock::now() < deadline) {
-    std::this_thread::sleep_for(milliseconds(5));
-    commands.clear();
-    std::istringstream pids(ReadFile(dir_.File("pids")));
-    for (pid_t pid; pids >> pid;) commands.push_back(pid);
-  }
+  std::vector<pid_t> commands = WaitForPids(2);
   ASSERT_EQ(commands.size(), 2u);
   WriteFile(dir_.File("killed"), "");
   for (pid_t pid : commands) kill(pid, SIGTERM);
@@ -166,7 +175,7 @@ TEST_F(DrainTest, CommandsSignalledJustBeforeTheWorkerAreHandedBackUncharged) {
     }
     return false;
   };
-  deadline = std::chrono::steady_clock::now() + milliseconds(10000);
+  auto deadline = std::chrono::steady_clock::now() + milliseconds(10000);
   while (!reaped() && std::chrono::steady_clock::now() < deadline) {
     std::this_thread::sleep_for(milliseconds(1));
   }
