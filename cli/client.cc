@@ -1,7 +1,8 @@
 // The clients of `fanout server` (server.h): `fanout run --server`, `fanout jobs`,
-// `status`, `cancel`, `wait` and `output`. Each is a DEALER that asks and waits; a client
-// waiting for a job says `wait` again every second, so a server restarted on its --state
-// learns of it again and the client gets its output (ZeroMQ reconnects the socket).
+// `status`, `cancel`, `wait` and `output`. Each asks and waits, over the server's direct
+// channel when it is on this machine (direct_channel.h), else a DEALER; a client waiting
+// for a job says `wait` again every second, so a server restarted on its --state learns of
+// it again and the client gets its output (ZeroMQ, or SendToServer, connects again).
 // Inputs and outputs over kServerPartBytes travel in parts (Upload, Fetch).
 #include <fcntl.h>
 #include <poll.h>
@@ -56,17 +57,17 @@ int ServerError(const ClientMessage& error) {
 // and nobody will fetch it), and lets that last word leave before the socket closes (its
 // linger is 0).
 void CancelJob(ServerConnection& c, const std::string& id) {
-  SendClientMessage(*c.socket, "", {{"op", "cancel"}, {"id", id}, {"forget", true}});
-  c.socket->set(zmq::sockopt::linger, 1000);
+  SendToServer(c, {{"op", "cancel"}, {"id", id}, {"forget", true}});
+  KeepLastWords(c, std::chrono::milliseconds(1000));
 }
 
-// Ends this client process with `code` once it has nothing left to send (a cancel, which
-// lingers until it is sent, goes the long way): stdio and the log are flushed, and the
-// process exits without stopping ZeroMQ's threads, whose hand-shakes in zmq_ctx_term took
-// about 0.5 ms of a 4-5 ms one-chunk job here. The kernel closes the socket; the server
-// sees what it sees of any client that leaves (its linger is 0 either way).
+// Ends this client process with `code` once it has nothing left to send (on a DEALER, a
+// cancel, which lingers until it is sent, goes the long way): stdio and the log are
+// flushed, and the process exits without stopping ZeroMQ's threads, whose hand-shakes in
+// zmq_ctx_term took about 0.5 ms of a 4-5 ms one-chunk job here. The kernel closes the
+// socket; the server sees what it sees of any client that leaves.
 int LeaveNow(ServerConnection& c, int code) {
-  if (c.socket->get(zmq::sockopt::linger) != 0) return code;
+  if (!NothingWaitsToLeave(c)) return code;
   std::fflush(nullptr);
   spdlog::shutdown();
   _exit(code);
@@ -118,7 +119,7 @@ int Fetch(ServerConnection& c, const ServerClient& client, const std::string& id
   uint64_t asked = reading ? std::min(size, from + kServerPartBytes) : from;  // asked for
   std::map<uint64_t, zmq::message_t> early;  // parts that came before the next to write
   auto ask = [&](uint64_t offset) {
-    SendClientMessage(*c.socket, "", {{"op", "read"}, {"id", id}, {"offset", offset}});
+    SendToServer(c, {{"op", "read"}, {"id", id}, {"offset", offset}});
   };
   auto silent_since = Clock::now();
   while (done < size) {
@@ -169,7 +170,6 @@ int Fetch(ServerConnection& c, const ServerClient& client, const std::string& id
 int Deliver(ServerConnection& c, const ServerClient& client, ClientMessage& done,
             const std::string& output, bool quiet, OutputFile* file = nullptr, uint64_t got = 0,
             bool reading = false) {
-  zmq::socket_t& socket = *c.socket;
   int code = done.header.value("exit", ToInt(ExitCode::kJobFailed));
   std::string report = done.header.value("report", "");
   std::string summary = done.header.value("summary", "");
@@ -198,10 +198,10 @@ int Deliver(ServerConnection& c, const ServerClient& client, ClientMessage& done
   }
   std::fputs(report.c_str(), stderr);
   if (!quiet && !summary.empty()) std::fprintf(stderr, "%s\n", summary.c_str());
-  SendClientMessage(socket, "", {{"op", "fetched"}, {"id", done.header.value("id", "")}});
-  // The socket's linger is 0: give this last word time to leave before the socket closes
+  SendToServer(c, {{"op", "fetched"}, {"id", done.header.value("id", "")}});
+  // A DEALER's linger is 0: give this last word time to leave before the socket closes
   // (else the server may keep the job's output for good).
-  socket.set(zmq::sockopt::linger, 2000);
+  KeepLastWords(c, std::chrono::milliseconds(2000));
   if (!written.ok()) {
     return reader_closed ? ToInt(ExitCode::kBrokenPipe)
                          : Fail(written.message(), ExitCode::kJobFailed);
@@ -219,11 +219,10 @@ int Deliver(ServerConnection& c, const ServerClient& client, ClientMessage& done
 // cancels the job and ends the client quietly, as a local run ends.
 int Await(ServerConnection& c, const ServerClient& client, const std::string& id,
           const std::string& output, bool quiet, bool asked, bool stream) {
-  zmq::socket_t& socket = *c.socket;
   auto heard = Clock::now();
   bool warned = false;
   Json wait = {{"op", "wait"}, {"id", id}, {"reads", true}, {"stream", stream}};
-  if (!asked) SendClientMessage(socket, "", wait);
+  if (!asked) SendToServer(c, wait);
   std::optional<OutputFile> file;
   uint64_t got = 0;
   bool outstanding = false;
@@ -247,7 +246,7 @@ int Await(ServerConnection& c, const ServerClient& client, const std::string& id
       // once, and a read sent before it would be answered after this client left.
       m = TryReceiveFromServer(c);
       if (!m) {
-        SendClientMessage(socket, "", {{"op", "read"}, {"id", id}, {"offset", got}});
+        SendToServer(c, {{"op", "read"}, {"id", id}, {"offset", got}});
         outstanding = true;
       }
     }
@@ -259,7 +258,7 @@ int Await(ServerConnection& c, const ServerClient& client, const std::string& id
                      client.server.c_str(), id.c_str());
         warned = true;
       }
-      if (!Interrupt::Requested()) SendClientMessage(socket, "", wait);
+      if (!Interrupt::Requested()) SendToServer(c, wait);
       outstanding = false;  // a restarted server lost the read: ask again (it keeps one)
       continue;
     }
@@ -326,8 +325,7 @@ int Upload(ServerConnection& c, const ServerClient& client, const std::string& i
     while (!sent_last && unanswered < kServerPartsInFlight && !Interrupt::Requested()) {
       sent_last = part.size() < kServerPartBytes;
       zmq::message_t payload(part.data(), part.size());
-      SendClientMessage(*c.socket, "", {{"op", "input"}, {"id", id}, {"last", sent_last}},
-                        &payload);
+      SendToServer(c, {{"op", "input"}, {"id", id}, {"last", sent_last}}, &payload);
       ++unanswered;
       if (sent_last) break;
       if (int err = ReadPart(fd, part); err != 0 && !Interrupt::Requested()) {
@@ -417,9 +415,9 @@ int SubmitToServer(const ServerClient& client, const std::vector<std::string>& a
   bool stream = !detach && !submit.contains("output_path");
   submit["stream"] = stream;
   ServerConnection c;
-  if (Status s = ConnectToServer(c, client); !s.ok()) return Fail(s.message());
+  if (Status s = ConnectToServer(c, client, /*direct=*/true); !s.ok()) return Fail(s.message());
   zmq::message_t payload(first ? first->data() : nullptr, first ? first->size() : 0);
-  SendClientMessage(*c.socket, "", submit, first && !upload ? &payload : nullptr);
+  SendToServer(c, submit, first && !upload ? &payload : nullptr);
   int code = 0;
   auto accepted = Answer(c, client, code);
   if (!accepted) return code;
@@ -439,11 +437,11 @@ int ServerCommand(const ServerClient& client, const std::string& op, const std::
                   const std::string& output) {
   Interrupt::Install();
   ServerConnection c;
-  if (Status s = ConnectToServer(c, client); !s.ok()) return Fail(s.message());
+  if (Status s = ConnectToServer(c, client, /*direct=*/true); !s.ok()) return Fail(s.message());
   if (op == "wait") return Await(c, client, id, output, false, /*asked=*/false, /*stream=*/true);
   Json request = {{"op", op}, {"id", id}};
   if (op == "output") request["reads"] = true;  // a big output comes in parts
-  SendClientMessage(*c.socket, "", request);
+  SendToServer(c, request);
   int code = 0;
   auto m = Answer(c, client, code);
   if (!m) return code;

@@ -26,6 +26,7 @@
 #include <thread>
 #include <utility>
 
+#include "cli/direct_peers.h"
 #include "cli/run_report.h"
 #include "common/exit_code.h"
 #include "common/log.h"
@@ -229,7 +230,7 @@ class Server {
   void RunCall(Job& job);
   // Queues `job` (its id already set; unless its input is still to come in parts) and
   // tells its client it was accepted.
-  void Accept(const ClientMessage& m, std::shared_ptr<Job> job);
+  void Accept(const ClientMessage& m, const std::shared_ptr<Job>& job);
   // An upload's part (`input`). DropUpload (under mu_) ends an upload that will not
   // complete (a cancel, a client silent for kUploadIdle, a spool that cannot be written):
   // the job is forgotten and any client waiting for it told so.
@@ -264,9 +265,16 @@ class Server {
     fs::remove_all(JobDir(id), ec);
     jobs_.erase(id);
   }
+  // Sends to a client of either channel: the direct one's (DirectPeers) or the ROUTER's.
+  // False if it could not be queued (the client is gone).
+  bool Send(const std::string& peer, Json header, zmq::message_t* payload = nullptr) {
+    if (DirectPeers::Owns(peer)) return direct_.Send(peer, std::move(header), payload);
+    return SendClientMessage(*router_, peer, std::move(header), payload);
+  }
+  // Answers one client message of either channel (malformed fields are refused).
+  void Handle(ClientMessage& m, RateLimitedWarn& rejects);
   void Error(const ClientMessage& m, const std::string& message, ExitCode code = ExitCode::kUsage) {
-    SendClientMessage(*router_, m.peer,
-                      {{"op", "error"}, {"message", message}, {"exit", ToInt(code)}});
+    Send(m.peer, {{"op", "error"}, {"message", message}, {"exit", ToInt(code)}});
   }
   Json Describe(Job& job);
   static Json Spec(const Job& job);  // what job.json keeps
@@ -285,6 +293,7 @@ class Server {
   zmq::context_t context_ = NewContext();
   std::unique_ptr<ZapAuthenticator> zap_;
   std::optional<zmq::socket_t> router_;
+  DirectPeers direct_;  // beside an ipc:// --listen
   std::mutex mu_;
   std::condition_variable cv_;
   std::map<uint64_t, std::shared_ptr<Job>> jobs_;
@@ -366,6 +375,11 @@ Status Server::Open() {
   umask(saved);
   if (!router.ok()) return Status::Error("--listen: " + router.status().message());
   router_ = std::move(router).value();
+  if (options_.listen.rfind("ipc://", 0) == 0) {
+    // Local clients skip ZeroMQ (direct_channel.h); without it they use the ROUTER.
+    std::string path = DirectSocketPath(options_.listen.substr(6));
+    if (Status s = direct_.Listen(path); !s.ok()) Log().warn("no direct channel: {}", s.message());
+  }
   Recover();
   // The fleet binds --workers-listen and starts serving now, so workers can join before
   // the first job; the local workers start with the first job that needs them.
@@ -589,11 +603,11 @@ void Server::SendDone(Job& job, const std::string& peer, Delivery delivery) {
                  {"summary", job.summary}};
   if (!job.output_path.empty()) {
     header["written"] = job.output_path;  // the job wrote it in place (if it succeeded)
-    SendClientMessage(*router_, peer, header);
+    Send(peer, header);
     return;
   }
   if (job.call) {  // its outcomes go with `results`
-    SendClientMessage(*router_, peer, header);
+    Send(peer, header);
     return;
   }
   std::string path = JobDir(job.id) + "/output";
@@ -604,13 +618,13 @@ void Server::SendDone(Job& job, const std::string& peer, Delivery delivery) {
     // The client fetches it (or the rest of it) in parts (`read`).
     header["size"] = exists ? static_cast<uint64_t>(st.st_size) : 0;
     header["read"] = true;
-    SendClientMessage(*router_, peer, header);
+    Send(peer, header);
     return;
   }
   auto output = ReadWhole(path);
   size_t size = output ? output->size() : 0;
   zmq::message_t payload(output ? output->data() : nullptr, size);
-  SendClientMessage(*router_, peer, header, &payload);
+  Send(peer, header, &payload);
   output.reset();
   // A big output's pages go back to the system, not to malloc's free lists for good.
   if (size > (size_t{64} << 20)) malloc_trim(0);
@@ -645,13 +659,12 @@ bool Server::AnswerRead(Job& job, const std::string& peer, uint64_t offset) {
   std::string id = std::to_string(job.id);
   if (got < payload.size()) {
     if (!done) return false;  // the job is discarding its output: its end answers
-    SendClientMessage(*router_, peer,
-                      {{"op", "error"},
-                       {"message", "read: job " + id + "'s output could not be read"},
-                       {"exit", ToInt(ExitCode::kJobFailed)}});
+    Send(peer, {{"op", "error"},
+                {"message", "read: job " + id + "'s output could not be read"},
+                {"exit", ToInt(ExitCode::kJobFailed)}});
     return true;
   }
-  SendClientMessage(*router_, peer, {{"op", "data"}, {"id", id}, {"offset", offset}}, &payload);
+  Send(peer, {{"op", "data"}, {"id", id}, {"offset", offset}}, &payload);
   return true;
 }
 
@@ -688,15 +701,15 @@ bool Server::AnswerResults(Job& job, const std::string& peer, uint64_t from) {
       to = std::copy(call.outputs[chunk].begin(), call.outputs[chunk].end(), to);
     }
   }
-  SendClientMessage(*router_, peer,
-                    {{"op", "results"},
-                     {"id", std::to_string(job.id)},
-                     {"from", from},
-                     {"chunks", std::move(chunks)},
-                     {"sizes", std::move(sizes)},
-                     {"failures", std::move(failures)},
-                     {"end", done && end >= call.order.size()}},
-                    &payload);
+  Send(peer,
+       {{"op", "results"},
+        {"id", std::to_string(job.id)},
+        {"from", from},
+        {"chunks", std::move(chunks)},
+        {"sizes", std::move(sizes)},
+        {"failures", std::move(failures)},
+        {"end", done && end >= call.order.size()}},
+       &payload);
   return true;
 }
 
@@ -774,7 +787,7 @@ void Server::OnInput(ClientMessage& m) {
     }
     return Error(m, "the server cannot keep the input: " + kept.message(), ExitCode::kJobFailed);
   }
-  SendClientMessage(*router_, m.peer, {{"op", "received"}, {"id", id}, {"bytes", total}});
+  Send(m.peer, {{"op", "received"}, {"id", id}, {"bytes", total}});
 }
 
 void Server::DropUpload(uint64_t id, const std::string& why) {
@@ -784,10 +797,9 @@ void Server::DropUpload(uint64_t id, const std::string& why) {
   auto it = jobs_.find(id);
   if (it == jobs_.end()) return;
   for (const auto& [peer, delivery] : it->second->waiters) {
-    SendClientMessage(*router_, peer,
-                      {{"op", "error"},
-                       {"message", "job " + std::to_string(id) + ": " + why},
-                       {"exit", ToInt(ExitCode::kJobFailed)}});
+    Send(peer, {{"op", "error"},
+                {"message", "job " + std::to_string(id) + ": " + why},
+                {"exit", ToInt(ExitCode::kJobFailed)}});
   }
   jobs_.erase(it);
   Log().warn("job {} dropped: {}", id, why);
@@ -869,10 +881,10 @@ void Server::OnSubmit(ClientMessage& m) {
     fs::remove_all(dir, ec);
     return Error(m, "the server cannot keep the job: " + s.message(), ExitCode::kJobFailed);
   }
-  Accept(m, std::move(job));
+  Accept(m, job);
 }
 
-void Server::Accept(const ClientMessage& m, std::shared_ptr<Job> job) {
+void Server::Accept(const ClientMessage& m, const std::shared_ptr<Job>& job) {
   if (m.header.value("wait", false)) job->waiters[m.peer] = DeliveryOf(m.header);
   std::string id = std::to_string(job->id);
   {
@@ -881,7 +893,7 @@ void Server::Accept(const ClientMessage& m, std::shared_ptr<Job> job) {
     if (job->state == Job::State::kQueued) QueueJob(job->id);
   }
   cv_.notify_all();
-  SendClientMessage(*router_, m.peer, {{"op", "accepted"}, {"id", id}});
+  Send(m.peer, {{"op", "accepted"}, {"id", id}});
 }
 
 // A Pool's call: {task, args, sizes (and the chunks as payload) or range + chunks, ids,
@@ -961,7 +973,7 @@ void Server::OnCall(ClientMessage& m) {
   job->submitted = Now();
   job->call = std::move(call);
   job->id = next_id_++;
-  Accept(m, std::move(job));
+  Accept(m, job);
 }
 
 void Server::RunCall(Job& job) {
@@ -1019,19 +1031,17 @@ void Server::OnMessage(ClientMessage& m) {
     for (auto& [id, job] : jobs_) {
       if (job->submitter == me) list.push_back(Describe(*job));
     }
-    SendClientMessage(*router_, m.peer, {{"op", "jobs"}, {"jobs", list}});
+    Send(m.peer, {{"op", "jobs"}, {"jobs", list}});
     return;
   }
   auto job = Find(m);
   if (!job) return;
   job->touched = Now();
   if (op == "status") {
-    SendClientMessage(*router_, m.peer, {{"op", "status"}, {"job", Describe(*job)}});
+    Send(m.peer, {{"op", "status"}, {"job", Describe(*job)}});
   } else if (op == "cancel") {
     if (job->state == Job::State::kReceiving) {
-      SendClientMessage(
-          *router_, m.peer,
-          {{"op", "cancelling"}, {"id", std::to_string(job->id)}, {"state", "receiving"}});
+      Send(m.peer, {{"op", "cancelling"}, {"id", std::to_string(job->id)}, {"state", "receiving"}});
       DropUpload(job->id, "cancelled while its input was being sent");
       return;
     }
@@ -1049,9 +1059,8 @@ void Server::OnMessage(ClientMessage& m) {
     } else if (job->state == Job::State::kRunning) {
       job->stop.request_stop();
     }
-    SendClientMessage(
-        *router_, m.peer,
-        {{"op", "cancelling"}, {"id", std::to_string(job->id)}, {"state", StateName(job->state)}});
+    Send(m.peer,
+         {{"op", "cancelling"}, {"id", std::to_string(job->id)}, {"state", StateName(job->state)}});
   } else if (op == "read") {
     OnRead(m, *job);
   } else if (op == "results") {
@@ -1066,12 +1075,11 @@ void Server::OnMessage(ClientMessage& m) {
     } else {
       job->waiters[m.peer] = delivery;  // told when it ends (Finished)
       auto [done, chunks] = job->progress.Read();
-      SendClientMessage(*router_, m.peer,
-                        {{"op", "waiting"},
-                         {"state", StateName(job->state)},
-                         {"done", done},
-                         {"chunks", chunks},
-                         {"streams", !job->call && job->output_path.empty()}});
+      Send(m.peer, {{"op", "waiting"},
+                    {"state", StateName(job->state)},
+                    {"done", done},
+                    {"chunks", chunks},
+                    {"streams", !job->call && job->output_path.empty()}});
     }
   } else if (op == "fetched") {
     // The client has the output: the server lets go of it.
@@ -1124,13 +1132,25 @@ void Server::ExpireFinished() {
   }
 }
 
+void Server::Handle(ClientMessage& m, RateLimitedWarn& rejects) {
+  try {
+    OnMessage(m);
+  } catch (const Json::exception& e) {
+    // A hostile or broken client: a field of the wrong type.
+    rejects.Warn("malformed client messages", std::string("refused a client message: ") + e.what());
+    Error(m, std::string("malformed request: ") + e.what());
+  }
+}
+
 void Server::Serve() {
   RateLimitedWarn rejects;
+  std::vector<zmq::pollitem_t> items;
   while (!Interrupt::Requested()) {
-    zmq::pollitem_t items[] = {{router_->handle(), 0, ZMQ_POLLIN, 0},
-                               {nullptr, done_fd_, ZMQ_POLLIN, 0},
-                               {nullptr, Interrupt::fd(), ZMQ_POLLIN, 0}};
-    PollOnce(items, Interrupt::fd() >= 0 ? 3 : 2,
+    items = {{router_->handle(), 0, ZMQ_POLLIN, 0}, {nullptr, done_fd_, ZMQ_POLLIN, 0}};
+    if (Interrupt::fd() >= 0) items.push_back({nullptr, Interrupt::fd(), ZMQ_POLLIN, 0});
+    size_t direct = items.size();
+    direct_.AddPollItems(items);
+    PollOnce(items.data(), items.size(),
              streaming_ ? kStreamTick : std::chrono::milliseconds(1000));
     if (items[1].revents & ZMQ_POLLIN) Finished();
     if (streaming_) {
@@ -1147,15 +1167,11 @@ void Server::Serve() {
         rejects.Warn("malformed client messages", "refused a client message: " + why);
         continue;
       }
-      try {
-        OnMessage(*m);
-      } catch (const Json::exception& e) {
-        // A hostile or broken client: a field of the wrong type.
-        rejects.Warn("malformed client messages",
-                     std::string("refused a client message: ") + e.what());
-        Error(*m, std::string("malformed request: ") + e.what());
-      }
+      Handle(*m, rejects);
     }
+    direct_.Serve(
+        items, direct, [&](ClientMessage& m) { Handle(m, rejects); },
+        [&](const std::string& why) { rejects.Warn("direct clients refused", why); });
     rejects.Tick();
   }
 }
@@ -1181,14 +1197,14 @@ int Server::Run() {
   for (auto& [id, job] : jobs_) {
     if (job->state == Job::State::kDone) continue;
     for (const auto& [peer, delivery] : job->waiters) {
-      SendClientMessage(*router_, peer,
-                        {{"op", "error"},
-                         {"message", "the server stopped; job " + std::to_string(id) +
-                                         " is lost (a server with --state keeps its jobs)"},
-                         {"exit", ToInt(ExitCode::kJobFailed)}});
+      Send(peer, {{"op", "error"},
+                  {"message", "the server stopped; job " + std::to_string(id) +
+                                  " is lost (a server with --state keeps its jobs)"},
+                  {"exit", ToInt(ExitCode::kJobFailed)}});
     }
   }
   router_->set(zmq::sockopt::linger, 1000);  // those last words must leave
+  direct_.Linger(std::chrono::milliseconds(1000));
   return ToInt(ExitCode::kOk);
 }
 

@@ -1,5 +1,8 @@
 #include "common/server_protocol.h"
 
+#include <poll.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -39,11 +42,9 @@ std::optional<ClientMessage> ReceiveClientMessage(zmq::socket_t& socket, bool ro
     // The ZAP handler's user id: the client's CURVE key (absent without CURVE).
     if (const char* user = zmq_msg_gets(frames[1].handle(), "User-Id")) m.user = user;
   }
-  m.header = nlohmann::json::from_msgpack(frames[first].data<uint8_t>(),
-                                          frames[first].data<uint8_t>() + frames[first].size(),
-                                          /*strict=*/true, /*allow_exceptions=*/false);
-  if (!m.header.is_object() || !m.header.contains("op") || !m.header["op"].is_string()) {
-    return fail("a header that is not a msgpack map with an \"op\"");
+  std::string why;
+  if (!ParseClientHeader(frames[first].data<uint8_t>(), frames[first].size(), m.header, &why)) {
+    return fail(why);
   }
   if (frames.size() == first + 2) m.payload = std::move(frames[first + 1]);
   return m;
@@ -84,7 +85,70 @@ bool SendClientMessage(zmq::socket_t& socket, const std::string& peer, nlohmann:
   return true;
 }
 
-Status ConnectToServer(ServerConnection& c, const ServerClient& client) {
+namespace {
+
+// Connects the direct channel at c.direct_path; false if nothing listens there.
+bool ConnectDirect(ServerConnection& c) {
+  sockaddr_un address{};
+  address.sun_family = AF_UNIX;
+  if (!FitsUnixSocket(c.direct_path)) return false;
+  std::memcpy(address.sun_path, c.direct_path.c_str(), c.direct_path.size() + 1);
+  UniqueFd fd(socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  if (!fd.open()) return false;
+  int rc;
+  do {
+    rc = connect(fd.get(), reinterpret_cast<sockaddr*>(&address), sizeof address);
+  } while (rc != 0 && errno == EINTR);
+  if (rc != 0) return false;
+  c.direct = std::move(fd);
+  if (c.reader) {
+    c.reader->DropPartial();
+  } else {
+    c.reader.emplace(UINT64_MAX);  // the server is trusted with any size
+  }
+  return true;
+}
+
+// Writes `head` and then `payload` whole to the blocking socket `fd`; false if it failed.
+bool SendAll(int fd, const std::string& head, const zmq::message_t* payload) {
+  for (auto [data, size] :
+       {std::pair(head.data(), head.size()), std::pair(payload ? payload->data<char>() : nullptr,
+                                                       payload ? payload->size() : size_t{0})}) {
+    while (size > 0) {
+      ssize_t n = send(fd, data, size, MSG_NOSIGNAL);
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) return false;
+      data += n;
+      size -= static_cast<size_t>(n);
+    }
+  }
+  return true;
+}
+
+}  // namespace
+
+bool SendToServer(ServerConnection& c, nlohmann::json header, zmq::message_t* payload) {
+  if (c.direct_path.empty()) return SendClientMessage(*c.socket, "", std::move(header), payload);
+  header["v"] = kClientProtocolVersion;
+  std::string head = EncodeDirect(header, payload != nullptr, payload ? payload->size() : 0);
+  // A connection the server closed (it stopped, or was restarted): once more on a new one.
+  for (int attempt = 0; attempt < 2; ++attempt) {
+    if (!c.direct.open() && !ConnectDirect(c)) return false;
+    if (SendAll(c.direct.get(), head, payload)) return true;
+    c.direct.Reset();
+  }
+  return false;
+}
+
+void KeepLastWords(ServerConnection& c, std::chrono::milliseconds wait) {
+  if (c.socket) c.socket->set(zmq::sockopt::linger, static_cast<int>(wait.count()));
+}
+
+bool NothingWaitsToLeave(ServerConnection& c) {
+  return !c.socket || c.socket->get(zmq::sockopt::linger) == 0;
+}
+
+Status ConnectToServer(ServerConnection& c, const ServerClient& client, bool direct) {
   if (client.server.empty()) {
     return Status::Error("no server: give --server ADDR (or set FANOUT_SERVER)");
   }
@@ -113,11 +177,17 @@ Status ConnectToServer(ServerConnection& c, const ServerClient& client) {
       return Status::Error("cannot reach the server at " + client.server +
                            ": its socket is another user's (" + std::strerror(errno) + ")");
     }
+    if (direct) {
+      c.direct_path = DirectSocketPath(path);
+      if (ConnectDirect(c)) return Status::Ok();
+      c.direct_path.clear();  // a server without one (or gone): the DEALER, as before
+    }
   }
-  c.socket.emplace(NewDealer(c.context, "", security));
+  c.context.emplace(NewContext());
+  c.socket.emplace(NewDealer(*c.context, "", security));
   // Only a CURVE handshake can be refused: without it there is nothing to hear (and a
   // monitor costs every client a socket pair and its events).
-  if (security.curve_client) c.monitor.emplace(c.context, *c.socket);  // before connect
+  if (security.curve_client) c.monitor.emplace(*c.context, *c.socket);  // before connect
   if (Status s = ConnectDealer(*c.socket, client.server); !s.ok()) {
     return Status::Error("--server: " + s.message());
   }
@@ -125,7 +195,17 @@ Status ConnectToServer(ServerConnection& c, const ServerClient& client) {
 }
 
 std::optional<ClientMessage> TryReceiveFromServer(ServerConnection& c) {
-  auto m = ReceiveClientMessage(*c.socket, /*router=*/false);
+  std::optional<ClientMessage> m;
+  if (!c.direct_path.empty()) {
+    // A connection that ended (the server stopped) is connected again by the next send;
+    // the messages it completed are still read.
+    if (c.direct.open() && !c.reader->ReadFrom(c.direct.get(), SIZE_MAX, nullptr)) {
+      c.direct.Reset();
+    }
+    m = c.reader->Next();
+  } else {
+    m = ReceiveClientMessage(*c.socket, /*router=*/false);
+  }
   if (m) {
     if (auto mismatch = ProtocolMismatch(m->header, ClientProtocolSide::kServer)) {
       m->header = {{"op", "error"}, {"message", *mismatch}, {"exit", ToInt(ExitCode::kUsage)}};
@@ -145,10 +225,18 @@ std::optional<ClientMessage> ReceiveFromServer(ServerConnection& c,
     if (auto m = TryReceiveFromServer(c)) return m;
     auto left = std::chrono::duration_cast<std::chrono::milliseconds>(until - Clock::now());
     if (timeout.count() > 0 && left.count() <= 0) return std::nullopt;
+    auto wait = timeout.count() > 0 ? std::min(left, slice) : slice;
+    if (!c.direct_path.empty()) {
+      pollfd fds[2];
+      nfds_t n = 0;
+      if (c.direct.open()) fds[n++] = {c.direct.get(), POLLIN, 0};
+      if (wake_fd >= 0) fds[n++] = {wake_fd, POLLIN, 0};
+      poll(fds, n, static_cast<int>(wait.count()));
+      continue;
+    }
     std::vector<zmq::pollitem_t> items = {{c.socket->handle(), 0, ZMQ_POLLIN, 0}};
     if (c.monitor) items.push_back({c.monitor->handle(), 0, ZMQ_POLLIN, 0});
     if (wake_fd >= 0) items.push_back({nullptr, wake_fd, ZMQ_POLLIN, 0});
-    auto wait = timeout.count() > 0 ? std::min(left, slice) : slice;
     PollOnce(items.data(), items.size(), wait);
     if (c.monitor) {
       for (const std::string& why : c.monitor->TakeFailures()) c.refused = why;

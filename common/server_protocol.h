@@ -13,9 +13,11 @@
 #include <string>
 #include <zmq.hpp>
 
+#include "common/direct_channel.h"
 #include "common/handshake_monitor.h"
 #include "common/status.h"
 #include "common/transport.h"
+#include "common/unique_fd.h"
 
 namespace fanout {
 
@@ -46,13 +48,6 @@ struct ServerClient {
   std::string client_secret;  // FILE: this client's secret certificate
 };
 
-struct ClientMessage {
-  std::string peer;       // the sender's routing id (server side), "" on a client
-  std::string user;       // the sender's CURVE key (ZAP user id; server side), "" without CURVE
-  nlohmann::json header;  // an object with "op"
-  std::optional<zmq::message_t> payload;
-};
-
 // Receives one message without blocking; nullopt if none is waiting or it is malformed
 // (then its frames are consumed and `error` says why). `router`: a routing id comes first.
 std::optional<ClientMessage> ReceiveClientMessage(zmq::socket_t& socket, bool router,
@@ -63,19 +58,37 @@ std::optional<ClientMessage> ReceiveClientMessage(zmq::socket_t& socket, bool ro
 bool SendClientMessage(zmq::socket_t& socket, const std::string& peer, nlohmann::json header,
                        zmq::message_t* payload = nullptr);
 
-// A client's connection: its DEALER and the monitor that hears a refused CURVE handshake
+// A client's connection: the direct channel (direct_channel.h) to a server on this machine
+// that has one, else a DEALER and the monitor that hears a refused CURVE handshake
 // (ZeroMQ would otherwise only stay silent).
 struct ServerConnection {
-  zmq::context_t context = NewContext();
+  std::optional<zmq::context_t> context;  // made only for the DEALER
   std::optional<zmq::socket_t> socket;
   std::optional<HandshakeMonitor> monitor;  // with CURVE only
   std::string refused;                      // why the server refused this client, once it did
+  // The direct channel: `direct_path` is set when it is used; `direct` is closed while the
+  // server is away (a restart), and connected again by the next message sent.
+  std::string direct_path;
+  UniqueFd direct;
+  std::optional<DirectReader> reader;
 };
 
 // Connects `c` to `client.server`: an error names what is wrong (no server given, a tcp
 // server without CURVE files, an ipc socket that is missing or another user's, unreadable
-// certificates) at once, where ZeroMQ would retry in silence.
-Status ConnectToServer(ServerConnection& c, const ServerClient& client);
+// certificates) at once, where ZeroMQ would retry in silence. `direct`: use the server's
+// direct channel if it has one (an ipc:// server of this version does).
+Status ConnectToServer(ServerConnection& c, const ServerClient& client, bool direct = false);
+
+// Sends `header` (and `payload`, moved, if given) to the server. A direct channel whose
+// server went away is connected again first (a server restarted on its --state); false
+// if the message could not be sent (a client's protocol asks again: `wait`, `read`).
+bool SendToServer(ServerConnection& c, nlohmann::json header, zmq::message_t* payload = nullptr);
+
+// Lets what was sent leave before the connection closes, for up to `wait` (a DEALER's
+// linger; a direct channel's messages have left when SendToServer returns).
+void KeepLastWords(ServerConnection& c, std::chrono::milliseconds wait);
+// Whether the process may end at once: nothing sent is still waiting to leave.
+bool NothingWaitsToLeave(ServerConnection& c);
 
 // One message that has already arrived, or nullopt (never waits); an answer in another
 // protocol version comes back as an `error`, as from ReceiveFromServer.

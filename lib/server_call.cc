@@ -120,7 +120,7 @@ void RunBatchOnServer(const PoolSettings& options, const BatchSpec& spec,
     char* to = static_cast<char*>(payload->data());
     for (const std::string& chunk : spec.chunks) to = std::copy(chunk.begin(), chunk.end(), to);
   }
-  SendClientMessage(*c.socket, "", CallHeader(options, spec), payload ? &*payload : nullptr);
+  SendToServer(c, CallHeader(options, spec), payload ? &*payload : nullptr);
   auto refused = [&] {
     return PoolError("the server at " + options.server + " refused this client: " + c.refused);
   };
@@ -148,7 +148,7 @@ void RunBatchOnServer(const PoolSettings& options, const BatchSpec& spec,
   Json wait = {{"op", "wait"}, {"id", id}};
   while (!(ended && done)) {
     if (!asking && !ended) {
-      SendClientMessage(*c.socket, "", {{"op", "results"}, {"id", id}, {"from", from}});
+      SendToServer(c, {{"op", "results"}, {"id", id}, {"from", from}});
       asking = true;
     }
     // Once the cancel is sent, the stop no longer wakes the wait (it would at once, ever).
@@ -158,7 +158,7 @@ void RunBatchOnServer(const PoolSettings& options, const BatchSpec& spec,
     if (!m) {
       if (!c.refused.empty()) throw refused();
       if (wake.requested() && !cancelled) {
-        SendClientMessage(*c.socket, "", {{"op", "cancel"}, {"id", id}});
+        SendToServer(c, {{"op", "cancel"}, {"id", id}});
         cancelled = true;  // the server's "done" follows, its unfinished chunks cancelled
         cancelled_at = std::chrono::steady_clock::now();
       } else if (cancelled && std::chrono::steady_clock::now() - cancelled_at > kAcceptTimeout) {
@@ -166,7 +166,7 @@ void RunBatchOnServer(const PoolSettings& options, const BatchSpec& spec,
                         " did not answer within " + std::to_string(kAcceptTimeout.count() / 1000) +
                         " s");
       } else {
-        SendClientMessage(*c.socket, "", wait);
+        SendToServer(c, wait);
         asking = false;  // a restarted server lost the request (it keeps one per client)
       }
       continue;
@@ -176,7 +176,10 @@ void RunBatchOnServer(const PoolSettings& options, const BatchSpec& spec,
       throw PoolError("the server at " + options.server + " lost the call (" +
                       m->header.value("message", "") + ")");
     }
-    if (op == "done") done = std::move(m);
+    if (op == "done") {
+      done = std::move(m);
+      continue;
+    }
     if (op != "results" || m->header.value("from", from + 1) != from) continue;
     asking = false;
     Tell(*m, spec, told, callbacks);
@@ -186,8 +189,8 @@ void RunBatchOnServer(const PoolSettings& options, const BatchSpec& spec,
     ended = m->header.value("end", false);
   }
   TellTheRest(*done, spec, told, callbacks);
-  SendClientMessage(*c.socket, "", {{"op", "fetched"}, {"id", id}});
-  c.socket->set(zmq::sockopt::linger, 2000);  // the last word leaves before the close
+  SendToServer(c, {{"op", "fetched"}, {"id", id}});
+  KeepLastWords(c, std::chrono::milliseconds(2000));  // the last word leaves before the close
 }
 
 }  // namespace fanout

@@ -3,13 +3,21 @@
 // cancelling, a server killed with SIGKILL and restarted on its --state, CURVE keys that
 // keep workers and clients apart, and the job flags a server refuses. Every output is
 // compared byte for byte with the same job run serially by `fanout run`.
+#include <grp.h>
 #include <gtest/gtest.h>
+#include <poll.h>
 #include <signal.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <chrono>
+#include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <future>
 #include <memory>
@@ -20,6 +28,8 @@
 #include <vector>
 #include <zmq.hpp>
 
+#include "common/direct_channel.h"
+#include "common/unique_fd.h"
 #include "tests/support/test_support.h"
 
 namespace fanout::testing {
@@ -35,6 +45,35 @@ std::vector<std::string> Args(std::vector<std::string> head, const std::vector<s
 
 size_t CountLines(const std::string& text) {
   return static_cast<size_t>(std::count(text.begin(), text.end(), '\n'));
+}
+
+// A raw connection to the direct channel at `path` (common/direct_channel.h); closed if
+// nothing listens there.
+UniqueFd ConnectDirect(const std::string& path) {
+  sockaddr_un address{};
+  address.sun_family = AF_UNIX;
+  std::snprintf(address.sun_path, sizeof address.sun_path, "%s", path.c_str());
+  UniqueFd fd(socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  if (connect(fd.get(), reinterpret_cast<sockaddr*>(&address), sizeof address) != 0) fd.Reset();
+  return fd;
+}
+
+void SendRaw(int fd, const std::string& bytes) {
+  ASSERT_EQ(send(fd, bytes.data(), bytes.size(), MSG_NOSIGNAL), static_cast<ssize_t>(bytes.size()));
+}
+
+// Reads `fd` until the server closes it (true), or 20 s pass (false); `read` gets the bytes.
+bool ClosedByServer(int fd, std::string* read = nullptr) {
+  auto deadline = Clock::now() + milliseconds(20000);
+  while (Clock::now() < deadline) {
+    pollfd p{fd, POLLIN, 0};
+    if (poll(&p, 1, 1000) <= 0) continue;
+    char buffer[4096];
+    ssize_t n = recv(fd, buffer, sizeof buffer, 0);
+    if (n <= 0) return true;  // the end, or a reset
+    if (read) read->append(buffer, static_cast<size_t>(n));
+  }
+  return false;
 }
 
 class ServerTest : public ::testing::Test {
@@ -609,6 +648,107 @@ TEST_F(ServerTest, AnotherUserCannotReachTheServer) {
                               "--clear-groups", FanoutBin(), "jobs", "--server", endpoint_});
   EXPECT_EQ(r.exit_code, 2) << r.err;
   EXPECT_NE(r.err.find("another user"), std::string::npos) << r.err;
+  // The direct channel: its socket refuses `nobody` (mode 0700), and were it opened to all,
+  // the server itself would (SO_PEERCRED).
+  std::string direct = DirectSocketPath(dir_.File("server.sock"));
+  std::string request = EncodeDirect({{"op", "jobs"}, {"v", 1}}, false, 0);
+  auto as_nobody = [&] {  // 13: refused by the socket's mode; 0: closed by the server
+    pid_t pid = fork();
+    if (pid == 0) {
+      if (setgroups(0, nullptr) != 0 || setresgid(65534, 65534, 65534) != 0 ||
+          setresuid(65534, 65534, 65534) != 0) {
+        _exit(90);
+      }
+      sockaddr_un address{};
+      address.sun_family = AF_UNIX;
+      std::memcpy(address.sun_path, direct.c_str(), direct.size() + 1);
+      int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+      if (connect(fd, reinterpret_cast<sockaddr*>(&address), sizeof address) != 0) {
+        _exit(errno == EACCES ? 13 : 91);
+      }
+      timeval limit{20, 0};
+      setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &limit, sizeof limit);
+      (void)!send(fd, request.data(), request.size(), MSG_NOSIGNAL);
+      char byte;
+      ssize_t n = recv(fd, &byte, 1, 0);
+      _exit(n == 0 || (n < 0 && errno == ECONNRESET) ? 0 : 92);
+    }
+    int status = 0;
+    waitpid(pid, &status, 0);
+    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  };
+  EXPECT_EQ(as_nobody(), 13);
+  ASSERT_EQ(chmod(direct.c_str(), 0666), 0);
+  EXPECT_EQ(as_nobody(), 0) << "the server answered another user";
+  EXPECT_TRUE(WaitForText(dir_.File("server.err"), "refused a direct client of uid 65534",
+                          milliseconds(20000)));
+}
+
+TEST_F(ServerTest, ALocalClientTalksToTheServerDirectlyOrThroughZeroMQWithoutIt) {
+  StartServer({"-j", "1", "-v"});
+  std::string direct = DirectSocketPath(dir_.File("server.sock"));
+  struct stat st {};
+  ASSERT_EQ(stat(direct.c_str(), &st), 0) << "no direct channel beside the ipc socket";
+  EXPECT_TRUE(S_ISSOCK(st.st_mode));
+  EXPECT_EQ(st.st_mode & 077, 0u) << "the direct socket must be the server user's alone";
+  std::vector<std::string> job = {"-q", "--range", "1:3000", "--chunks", "7", "product"};
+  std::string expected = Serial(job);
+  RunResult r = Client(Args({"run"}, job));
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.out, expected);
+  EXPECT_NE(ReadFile(dir_.File("server.err")).find("a direct client"), std::string::npos)
+      << "the client did not use the direct channel";
+  // A server without one (an older fanout's, or its file removed): the DEALER, as before.
+  ASSERT_EQ(unlink(direct.c_str()), 0);
+  r = Client(Args({"run", "-i", dir_.File("in")}, {"-q", "identity"}));
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.out, input_);
+  r = Client({"jobs"});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+}
+
+TEST_F(ServerTest, AHostileDirectClientNeverCrashesTheServer) {
+  StartServer({"-j", "1"});
+  std::string direct = DirectSocketPath(dir_.File("server.sock"));
+  auto prefix = [](uint32_t header, uint32_t flags, uint64_t payload) {
+    std::string p(kDirectPrefixBytes, '\0');
+    for (int i = 0; i < 4; ++i) p[i] = static_cast<char>(header >> (8 * i));
+    for (int i = 0; i < 4; ++i) p[4 + i] = static_cast<char>(flags >> (8 * i));
+    for (int i = 0; i < 8; ++i) p[8 + i] = static_cast<char>(payload >> (8 * i));
+    return p;
+  };
+  // Each of these is dropped: the server closes the connection.
+  for (const std::string& bytes :
+       {prefix(0xffffffffu, 0, 0), prefix(3, 0, 0) + "abc", prefix(4, 1, uint64_t{5} << 30),
+        prefix(1, 7, 0) + "x", std::string(100, '\xff')}) {
+    UniqueFd fd = ConnectDirect(direct);
+    ASSERT_TRUE(fd.open());
+    SendRaw(fd.get(), bytes);
+    EXPECT_TRUE(ClosedByServer(fd.get())) << "a malformed message was not refused";
+  }
+  // A half-sent message, then gone; a client that never reads what it asked for.
+  {
+    UniqueFd fd = ConnectDirect(direct);
+    SendRaw(fd.get(), EncodeDirect({{"op", "jobs"}, {"v", 1}}, false, 0).substr(0, 10));
+  }
+  UniqueFd idle = ConnectDirect(direct);
+  for (int i = 0; i < 50; ++i) {
+    SendRaw(idle.get(), EncodeDirect({{"op", "jobs"}, {"v", 1}}, false, 0));
+  }
+  // A well-framed request with a bad field is answered with an error, as on the ROUTER.
+  UniqueFd fd = ConnectDirect(direct);
+  SendRaw(fd.get(), EncodeDirect({{"op", "status"}, {"id", 5}, {"v", 1}}, false, 0));
+  shutdown(fd.get(), SHUT_WR);
+  std::string answer;
+  ASSERT_TRUE(ClosedByServer(fd.get(), &answer));
+  ASSERT_GT(answer.size(), kDirectPrefixBytes);
+  auto header = nlohmann::json::from_msgpack(answer.substr(kDirectPrefixBytes), true, false);
+  EXPECT_EQ(header.value("op", ""), "error") << header.dump();
+  EXPECT_NE(ReadFile(dir_.File("server.err")).find("dropped a direct client"), std::string::npos);
+  RunResult r = Client({"run", "-q", "-i", dir_.File("in"), "identity"});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.out, input_);
+  EXPECT_EQ(server_->Wait(milliseconds(0)), -1) << "the server died";
 }
 
 TEST_F(ServerTest, FlagsThatBelongToTheServerAreRefusedBeforeAnythingIsSent) {
