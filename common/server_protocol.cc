@@ -2,6 +2,7 @@
 
 #include <poll.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -87,7 +88,10 @@ bool SendClientMessage(zmq::socket_t& socket, const std::string& peer, nlohmann:
 
 namespace {
 
-// Connects the direct channel at c.direct_path; false if nothing listens there.
+// Connects the direct channel at c.direct_path; false if nothing listens there, or a
+// process of another user than the ipc socket's owner (c.direct_owner) does: in a shared
+// directory such as /tmp another user could have made PATH.direct before the server, which
+// would then have no direct channel, and this client must not hand that user its job.
 bool ConnectDirect(ServerConnection& c) {
   sockaddr_un address{};
   address.sun_family = AF_UNIX;
@@ -100,6 +104,12 @@ bool ConnectDirect(ServerConnection& c) {
     rc = connect(fd.get(), reinterpret_cast<sockaddr*>(&address), sizeof address);
   } while (rc != 0 && errno == EINTR);
   if (rc != 0) return false;
+  ucred peer{};
+  socklen_t size = sizeof peer;
+  if (getsockopt(fd.get(), SOL_SOCKET, SO_PEERCRED, &peer, &size) != 0 ||
+      peer.uid != c.direct_owner) {
+    return false;
+  }
   c.direct = std::move(fd);
   if (c.reader) {
     c.reader->DropPartial();
@@ -177,7 +187,9 @@ Status ConnectToServer(ServerConnection& c, const ServerClient& client, bool dir
       return Status::Error("cannot reach the server at " + client.server +
                            ": its socket is another user's (" + std::strerror(errno) + ")");
     }
-    if (direct) {
+    struct stat st {};
+    if (direct && stat(path.c_str(), &st) == 0) {
+      c.direct_owner = st.st_uid;  // the server's user: the one who made its ipc socket
       c.direct_path = DirectSocketPath(path);
       if (ConnectDirect(c)) return Status::Ok();
       c.direct_path.clear();  // a server without one (or gone): the DEALER, as before

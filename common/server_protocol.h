@@ -6,6 +6,8 @@
 // a DEALER (ServerConnection). Sockets are used by one thread.
 #pragma once
 
+#include <sys/types.h>
+
 #include <chrono>
 #include <functional>
 #include <nlohmann/json.hpp>
@@ -69,6 +71,7 @@ struct ServerConnection {
   // The direct channel: `direct_path` is set when it is used; `direct` is closed while the
   // server is away (a restart), and connected again by the next message sent.
   std::string direct_path;
+  uid_t direct_owner = 0;  // the user the server at direct_path must run as
   UniqueFd direct;
   std::optional<DirectReader> reader;
 };

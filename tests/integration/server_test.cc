@@ -751,6 +751,51 @@ TEST_F(ServerTest, AHostileDirectClientNeverCrashesTheServer) {
   EXPECT_EQ(server_->Wait(milliseconds(0)), -1) << "the server died";
 }
 
+TEST_F(ServerTest, ADirectSocketOfAnotherUserIsNeverTrusted) {
+  if (geteuid() != 0) GTEST_SKIP() << "needs root to act as nobody";
+  StartServer({"-j", "1"});
+  // In a shared directory another user may have made PATH.direct before the server did
+  // (the server then has none): a client must not hand that user its job.
+  std::filesystem::permissions(dir_.path(), std::filesystem::perms::all);
+  std::string direct = DirectSocketPath(dir_.File("server.sock"));
+  ASSERT_EQ(unlink(direct.c_str()), 0);
+  sockaddr_un address{};
+  address.sun_family = AF_UNIX;
+  std::memcpy(address.sun_path, direct.c_str(), direct.size() + 1);
+  int ready[2];
+  ASSERT_EQ(pipe(ready), 0);
+  pid_t pid = fork();
+  if (pid == 0) {  // nobody's impostor: it listens and takes whatever comes
+    if (setgroups(0, nullptr) != 0 || setresgid(65534, 65534, 65534) != 0 ||
+        setresuid(65534, 65534, 65534) != 0) {
+      _exit(90);
+    }
+    int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+    if (bind(fd, reinterpret_cast<sockaddr*>(&address), sizeof address) != 0 ||
+        listen(fd, 8) != 0 || chmod(address.sun_path, 0777) != 0) {
+      _exit(91);
+    }
+    (void)!write(ready[1], "r", 1);
+    while (true) {
+      int client = accept(fd, nullptr, nullptr);
+      char byte;
+      if (client >= 0 && recv(client, &byte, 1, 0) > 0) _exit(1);  // it was told something
+      if (client >= 0) close(client);
+    }
+  }
+  close(ready[1]);
+  char byte = 0;
+  ASSERT_EQ(read(ready[0], &byte, 1), 1) << "the impostor did not start";
+  close(ready[0]);
+  RunResult r = Client({"run", "-q", "-i", dir_.File("in"), "identity"});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.out, input_);
+  int status = 0;
+  EXPECT_EQ(waitpid(pid, &status, WNOHANG), 0) << "the impostor was sent a message";
+  kill(pid, SIGKILL);
+  waitpid(pid, &status, 0);
+}
+
 TEST_F(ServerTest, FlagsThatBelongToTheServerAreRefusedBeforeAnythingIsSent) {
   StartServer({"-j", "1", "--state", dir_.File("state")});
   for (std::vector<std::string> flags : {std::vector<std::string>{"--state", dir_.File("s")},
