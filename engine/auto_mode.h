@@ -250,9 +250,10 @@ struct AutoPlan {
 std::string CalibrationRuledOut(const JobConfig& config, const TaskDef& task, uint64_t input_bytes);
 
 // The mode auto runs when CalibrationRuledOut(config, task, input_bytes) is not "":
-// processes for flags only workers honour, --state (its own resume plan) and inputs over
-// 256 MiB (planned in bounded memory, shipped to workers); serial for a pass-through task
-// (any other mode would only add hand-offs to the same writes); threads, one per core or
+// processes for flags only workers honour and --state (its own resume plan); serial for a
+// pass-through task, at any size (any other mode would only add hand-offs to the same
+// writes); processes for other tasks' inputs over 256 MiB (planned in bounded memory,
+// shipped to workers); threads, one per core or
 // -j, for the other reasons (--null, --record-size, --block: the job's own chunk plan), as
 // a local job's chunks cost a thread less than a worker process.
 Mode UncalibratedMode(const JobConfig& config, const TaskDef& task, uint64_t input_bytes);

@@ -256,6 +256,21 @@ const TaskDef& Task(const std::string& name) {
   return *TaskRegistry::Global().Find(name);
 }
 
+TEST(UncalibratedModeTest, APassThroughTaskRunsSeriallyAtAnySize) {
+  JobConfig config;
+  const uint64_t big = uint64_t{1} << 30;  // over what auto calibrates (256 MiB)
+  EXPECT_NE(CalibrationRuledOut(config, Task("identity"), big).find("passes its input through"),
+            std::string::npos);
+  EXPECT_EQ(UncalibratedMode(config, Task("identity"), big), Mode::kSerial);
+  EXPECT_EQ(UncalibratedMode(config, Task("identity"), 1000), Mode::kSerial);
+  // A task that computes: workers for a big input, as before; flags only workers honour
+  // ask for them whatever the task.
+  EXPECT_NE(CalibrationRuledOut(config, Task("exec"), big).find("256 MiB"), std::string::npos);
+  EXPECT_EQ(UncalibratedMode(config, Task("exec"), big), Mode::kProcesses);
+  config.state_dir = "/tmp/state";
+  EXPECT_EQ(UncalibratedMode(config, Task("identity"), big), Mode::kProcesses);
+}
+
 std::string Lines(int n) {
   std::string s;
   for (int i = 0; i < n; ++i) s += std::to_string(i) + "\n";
