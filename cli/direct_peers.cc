@@ -54,7 +54,8 @@ bool DirectPeers::Owns(const std::string& peer) { return peer.rfind(kPrefix, 0) 
 
 void DirectPeers::AddPollItems(std::vector<zmq::pollitem_t>& items) {
   if (!listen_.open()) return;
-  items.push_back({nullptr, listen_.get(), ZMQ_POLLIN, 0});
+  items.push_back(
+      {nullptr, listen_.get(), static_cast<short>(accept_paused() ? 0 : ZMQ_POLLIN), 0});
   polled_.clear();
   for (const auto& [id, peer] : peers_) {
     short events = peer.ended ? 0 : ZMQ_POLLIN;
@@ -67,7 +68,14 @@ void DirectPeers::AddPollItems(std::vector<zmq::pollitem_t>& items) {
 void DirectPeers::Accept(const std::function<void(const std::string&)>& refuse) {
   while (true) {
     UniqueFd fd(accept4(listen_.get(), nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC));
-    if (!fd.open()) return;  // EAGAIN: none waits (or EMFILE: taken once one closes)
+    if (!fd.open() && (errno == EMFILE || errno == ENFILE)) {
+      // The client waits in the backlog until a descriptor frees; meanwhile the loop must
+      // not wake for it again and again.
+      accept_paused_until_ = std::chrono::steady_clock::now() + std::chrono::milliseconds(100);
+      refuse("out of file descriptors: new direct clients wait");
+      return;
+    }
+    if (!fd.open()) return;  // EAGAIN: none waits
     ucred cred{};
     socklen_t size = sizeof cred;
     if (getsockopt(fd.get(), SOL_SOCKET, SO_PEERCRED, &cred, &size) != 0 ||

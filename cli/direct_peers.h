@@ -40,12 +40,15 @@ class DirectPeers {
   // server then serves its ROUTER alone.
   Status Listen(const std::string& path);
   bool listening() const { return listen_.open(); }
+  // Whether accepting waits for descriptors to free (poll again within 100 ms).
+  bool accept_paused() const { return std::chrono::steady_clock::now() < accept_paused_until_; }
 
   // Whether `peer` names a client of this channel (else it is a ROUTER's routing id).
   static bool Owns(const std::string& peer);
 
-  // Appends the poll items of the listening socket and of every client (POLLOUT too for
-  // one with answers waiting) to `items`.
+  // Appends the poll items of the listening socket (not polled for a while after the
+  // process ran out of descriptors) and of every client (POLLOUT too for one with answers
+  // waiting) to `items`.
   void AddPollItems(std::vector<zmq::pollitem_t>& items);
   // After a poll of `items` (AddPollItems' from `first` on): accepts clients, reads and
   // writes, and hands each complete message to `on_message` (its peer set). `refuse` is
@@ -84,6 +87,9 @@ class DirectPeers {
 
   UniqueFd listen_;
   std::string path_;
+  // Out of descriptors (EMFILE): the listening socket stays readable, and the loop would
+  // spin on it; it is not polled until then.
+  std::chrono::steady_clock::time_point accept_paused_until_;
   std::map<std::string, Peer> peers_;
   std::vector<std::string> polled_;  // the peers of AddPollItems' items, in order
   uint64_t next_ = 0;

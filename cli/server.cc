@@ -1151,7 +1151,9 @@ void Server::Serve() {
     size_t direct = items.size();
     direct_.AddPollItems(items);
     PollOnce(items.data(), items.size(),
-             streaming_ ? kStreamTick : std::chrono::milliseconds(1000));
+             streaming_                ? kStreamTick
+             : direct_.accept_paused() ? std::chrono::milliseconds(100)
+                                       : std::chrono::milliseconds(1000));
     if (items[1].revents & ZMQ_POLLIN) Finished();
     if (streaming_) {
       std::lock_guard lock(mu_);

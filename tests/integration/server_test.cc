@@ -7,6 +7,7 @@
 #include <gtest/gtest.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -85,7 +86,7 @@ class ServerTest : public ::testing::Test {
   }
 
   // Starts `fanout server` with `extra` flags and waits until it listens.
-  void StartServer(std::vector<std::string> extra, const std::string& log = "server.err") {
+  void StartServer(const std::vector<std::string>& extra, const std::string& log = "server.err") {
     server_ = std::make_unique<Child>(
         Args({FanoutBin(), "server", "--listen", endpoint_, "--worker-bin", WorkerBin()}, extra),
         "", dir_.File(log));
@@ -750,6 +751,50 @@ TEST_F(ServerTest, AHostileDirectClientNeverCrashesTheServer) {
   auto header = nlohmann::json::from_msgpack(answer.substr(kDirectPrefixBytes), true, false);
   EXPECT_EQ(header.value("op", ""), "error") << header.dump();
   EXPECT_NE(ReadFile(dir_.File("server.err")).find("dropped a direct client"), std::string::npos);
+  ExpectItStillServes();
+}
+
+// The server's CPU time so far (user + system, in clock ticks), from /proc.
+long CpuTicks(pid_t pid) {
+  std::string stat = ReadFile("/proc/" + std::to_string(pid) + "/stat");
+  std::istringstream fields(stat.substr(stat.rfind(')') + 2));
+  std::string field;
+  long utime = 0, stime = 0;
+  for (int i = 3; i <= 15 && fields >> field; ++i) {
+    if (i == 14) utime = std::stol(field);
+    if (i == 15) stime = std::stol(field);
+  }
+  return utime + stime;
+}
+
+TEST_F(ServerTest, AServerOutOfDescriptorsDoesNotSpinAndServesOnceTheyFree) {
+  StartServer({"-j", "1"});
+  RunResult warm = Client({"run", "-q", "--range", "1:3", "identity"});  // workers started
+  ASSERT_EQ(warm.exit_code, 0) << warm.err;
+  pid_t pid = server_->pid();
+  size_t open_now = 0;
+  for ([[maybe_unused]] const auto& entry :
+       std::filesystem::directory_iterator("/proc/" + std::to_string(pid) + "/fd")) {
+    ++open_now;
+  }
+  rlimit original{};
+  ASSERT_EQ(prlimit(pid, RLIMIT_NOFILE, nullptr, &original), 0);
+  rlimit tight = original;
+  tight.rlim_cur = open_now + 2;  // two more clients, then EMFILE
+  ASSERT_EQ(prlimit(pid, RLIMIT_NOFILE, &tight, nullptr), 0);
+  std::string direct = DirectSocketPath(dir_.File("server.sock"));
+  std::vector<UniqueFd> clients;
+  for (int i = 0; i < 8; ++i) {
+    clients.push_back(ConnectDirect(direct));  // the backlog takes those not accepted
+    ASSERT_TRUE(clients.back().open());
+  }
+  ASSERT_TRUE(WaitForText(dir_.File("server.err"), "out of file descriptors", milliseconds(20000)));
+  long before = CpuTicks(pid);
+  std::this_thread::sleep_for(milliseconds(1000));  // the window the CPU time is measured in
+  long spent = CpuTicks(pid) - before;
+  EXPECT_LT(spent, sysconf(_SC_CLK_TCK) / 4) << "the server spun on its listening socket";
+  clients.clear();
+  ASSERT_EQ(prlimit(pid, RLIMIT_NOFILE, &original, nullptr), 0);
   ExpectItStillServes();
 }
 
