@@ -768,6 +768,11 @@ long CpuTicks(pid_t pid) {
 }
 
 TEST_F(ServerTest, AServerOutOfDescriptorsDoesNotSpinAndServesOnceTheyFree) {
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+  // The sanitizers' runtimes need descriptors of their own (UBSan's vptr check makes a
+  // pipe to probe memory, and without one reports a false error and aborts the server).
+  GTEST_SKIP() << "a server out of descriptors is tested without sanitizers";
+#endif
   StartServer({"-j", "1"});
   RunResult warm = Client({"run", "-q", "--range", "1:3", "identity"});  // workers started
   ASSERT_EQ(warm.exit_code, 0) << warm.err;
@@ -780,11 +785,12 @@ TEST_F(ServerTest, AServerOutOfDescriptorsDoesNotSpinAndServesOnceTheyFree) {
   rlimit original{};
   ASSERT_EQ(prlimit(pid, RLIMIT_NOFILE, nullptr, &original), 0);
   rlimit tight = original;
-  tight.rlim_cur = open_now + 2;  // two more clients, then EMFILE
+  // Room for two more descriptors; far more clients come (the backlog holds the rest).
+  tight.rlim_cur = open_now + 2;
   ASSERT_EQ(prlimit(pid, RLIMIT_NOFILE, &tight, nullptr), 0);
   std::string direct = DirectSocketPath(dir_.File("server.sock"));
   std::vector<UniqueFd> clients;
-  for (int i = 0; i < 8; ++i) {
+  for (int i = 0; i < 64; ++i) {
     clients.push_back(ConnectDirect(direct));  // the backlog takes those not accepted
     ASSERT_TRUE(clients.back().open());
   }
