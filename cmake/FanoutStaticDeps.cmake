@@ -14,7 +14,10 @@
 # must share one libzmq with the library it loads. libzmq.a's GSSAPI mechanism, never run
 # by fanout, refers to libgssapi_krb5, which has no archive in Debian: the programs get
 # cmake/no_gssapi.cc's failing stand-ins instead of its seven shared libraries (1.7 ms of
-# every start on the EPYC guest; the file says why they are never reached).
+# every start on the EPYC guest; the file says why they are never reached). Its multicast
+# transports (OpenPGM, NORM), which ROUTER and DEALER sockets never run, likewise get
+# cmake/no_multicast.cc instead of libpgm.a, libnorm.a and libprotokit.a (0.2-0.3 ms of
+# every process with a ZeroMQ context, and NORM's static constructors in every start).
 # spdlog and fmt: Debian ships no archives of them, but all of their implementations'
 # headers; cmake/static_logging.cc compiles them into an archive for the programs, which then
 # also link libstdc++ and libgcc statically and map glibc alone (static_logging.cc says
@@ -91,10 +94,19 @@ function(fanout_choose_archives var target shared_target include_dir)
 endfunction()
 
 if(FANOUT_STATIC_DEPS)
-  fanout_find_archives(zmq_archives zmq sodium pgm norm protokit bsd md)
-  if(zmq_archives)
-    add_library(fanout_no_gssapi STATIC ${CMAKE_CURRENT_LIST_DIR}/no_gssapi.cc)
-    fanout_choose_link(cppzmq "${zmq_archives};fanout_no_gssapi;rt;m;Threads::Threads" "libzmq")
+  fanout_find_archives(zmq_archives zmq sodium bsd md)
+  find_path(FANOUT_PGM_INCLUDE_DIR pgm/pgm.h PATH_SUFFIXES pgm-5.3)
+  find_path(FANOUT_NORM_INCLUDE_DIR normApi.h)
+  mark_as_advanced(FANOUT_PGM_INCLUDE_DIR FANOUT_NORM_INCLUDE_DIR)
+  if(zmq_archives AND FANOUT_PGM_INCLUDE_DIR AND FANOUT_NORM_INCLUDE_DIR)
+    add_library(fanout_zmq_standins STATIC ${CMAKE_CURRENT_LIST_DIR}/no_gssapi.cc
+                                           ${CMAKE_CURRENT_LIST_DIR}/no_multicast.cc)
+    target_include_directories(fanout_zmq_standins PRIVATE ${FANOUT_PGM_INCLUDE_DIR}
+                                                           ${FANOUT_NORM_INCLUDE_DIR})
+    fanout_choose_link(cppzmq "${zmq_archives};fanout_zmq_standins;rt;m;Threads::Threads"
+                       "libzmq")
+  elseif(zmq_archives)
+    message(STATUS "fanout: no OpenPGM or NORM headers; fanout's programs link the shared libzmq")
   endif()
   fanout_choose_archives(FANOUT_GMP fanout_gmp GMP::gmpxx "${GMP_INCLUDE_DIR}" gmpxx gmp)
   fanout_choose_archives(FANOUT_XXHASH fanout_xxhash xxHash::xxhash "${XXHASH_INCLUDE_DIR}" xxhash)

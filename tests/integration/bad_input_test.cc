@@ -97,6 +97,11 @@ INSTANTIATE_TEST_SUITE_P(
         Row{"MissingTask", With({"-i", "IN"}), 2, "missing TASK"},
         Row{"ListenOnTheNetworkWithoutInsecure",
             With({"-i", "IN", "--listen", "tcp://0.0.0.0:5555", "identity"}), 2, "--insecure"},
+        // libzmq refuses a multicast transport on a ROUTER before it reaches OpenPGM or
+        // NORM (stand-ins that abort in fanout's programs: cmake/no_multicast.cc).
+        Row{"ListenOnAMulticastTransport",
+            With({"-i", "IN", "--listen", "norm://127.0.0.1:5599", "--insecure", "identity"}), 1,
+            "cannot listen on norm://127.0.0.1:5599: The protocol is not compatible"},
         Row{"WorkerBinMissing", With({"-i", "IN", "--worker-bin", "/nonexistent/w", "identity"}), 1,
             "/nonexistent/w"},
         // Flags only worker processes honour are refused, not ignored, without them.
@@ -146,8 +151,12 @@ std::string OddInput(const std::string& name) {
 }
 
 TEST(WorkerBadInputTest, MalformedConnectEndpointIsAUsageErrorNotACrash) {
-  // These made fanout-worker abort on an uncaught zmq::error_t (exit 134).
-  for (std::string endpoint : {"", "bogus://x", "tcp://nohost", "tcp://127.0.0.1"}) {
+  // These made fanout-worker abort on an uncaught zmq::error_t (exit 134). The multicast
+  // transports are refused by libzmq before it reaches OpenPGM or NORM, which fanout's
+  // programs replace with stand-ins that abort (cmake/no_multicast.cc).
+  for (std::string endpoint :
+       {"", "bogus://x", "tcp://nohost", "tcp://127.0.0.1", "pgm://lo;239.192.1.1:5555",
+        "epgm://lo;239.192.1.1:5555", "norm://127.0.0.1:5599"}) {
     RunResult r = fanout::testing::Run({WorkerBin(), "--connect", endpoint, "--insecure"});
     EXPECT_EQ(r.exit_code, 2) << endpoint << ": " << r.err;
     EXPECT_NE(r.err.find("--connect: cannot connect to '" + endpoint + "'"), std::string::npos)
