@@ -30,16 +30,14 @@ DirectPeers::~DirectPeers() {
 }
 
 Status DirectPeers::Listen(const std::string& path) {
-  if (!FitsUnixSocket(path)) return Status::Error("'" + path + "' is too long for a socket");
-  sockaddr_un address{};
-  address.sun_family = AF_UNIX;
-  std::memcpy(address.sun_path, path.c_str(), path.size() + 1);
+  std::optional<sockaddr_un> address = UnixSocketAddress(path);
+  if (!address) return Status::Error("'" + path + "' is too long for a socket");
   UniqueFd fd(socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
   if (!fd.open()) return Status::Error(std::string("socket: ") + std::strerror(errno));
   unlink(path.c_str());  // a server that died left it; a live one holds the lock
   // The socket file takes the umask: 0077 leaves it to this user.
   mode_t saved = umask(0077);
-  int bound = bind(fd.get(), reinterpret_cast<sockaddr*>(&address), sizeof address);
+  int bound = bind(fd.get(), reinterpret_cast<sockaddr*>(&*address), sizeof *address);
   int err = errno;
   umask(saved);
   if (bound != 0 || listen(fd.get(), 128) != 0) {

@@ -26,7 +26,13 @@ uint64_t GetLittle(const char* from, size_t bytes) {
 
 std::string DirectSocketPath(const std::string& ipc_path) { return ipc_path + ".direct"; }
 
-bool FitsUnixSocket(const std::string& path) { return path.size() < sizeof(sockaddr_un::sun_path); }
+std::optional<sockaddr_un> UnixSocketAddress(const std::string& path) {
+  sockaddr_un address{};
+  if (path.size() >= sizeof address.sun_path) return std::nullopt;
+  address.sun_family = AF_UNIX;
+  std::memcpy(address.sun_path, path.c_str(), path.size() + 1);
+  return address;
+}
 
 std::string EncodeDirect(const nlohmann::json& header, bool has_payload, size_t payload_size) {
   std::string bytes(kDirectPrefixBytes, '\0');

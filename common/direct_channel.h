@@ -9,6 +9,8 @@
 // DirectReader is used by one thread; the functions are thread-safe.
 #pragma once
 
+#include <sys/un.h>
+
 #include <cstddef>
 #include <cstdint>
 #include <deque>
@@ -36,8 +38,9 @@ inline constexpr uint32_t kDirectMaxHeader = 16u << 20;
 // The direct socket beside the ipc socket at `ipc_path`.
 std::string DirectSocketPath(const std::string& ipc_path);
 
-// Whether `path` fits a Unix socket address (sockaddr_un's 108 bytes, with its NUL).
-bool FitsUnixSocket(const std::string& path);
+// The address of the Unix socket at `path`; nothing if the path does not fit one
+// (sockaddr_un's 108 bytes, with its NUL).
+std::optional<sockaddr_un> UnixSocketAddress(const std::string& path);
 
 // The prefix and header of one message (the payload's `payload_size` bytes follow as they
 // are, when `has_payload`); `header` must already carry its "v".

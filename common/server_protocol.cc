@@ -93,15 +93,13 @@ namespace {
 // directory such as /tmp another user could have made PATH.direct before the server, which
 // would then have no direct channel, and this client must not hand that user its job.
 bool ConnectDirect(ServerConnection& c) {
-  sockaddr_un address{};
-  address.sun_family = AF_UNIX;
-  if (!FitsUnixSocket(c.direct_path)) return false;
-  std::memcpy(address.sun_path, c.direct_path.c_str(), c.direct_path.size() + 1);
+  std::optional<sockaddr_un> address = UnixSocketAddress(c.direct_path);
+  if (!address) return false;
   UniqueFd fd(socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
   if (!fd.open()) return false;
   int rc;
   do {
-    rc = connect(fd.get(), reinterpret_cast<sockaddr*>(&address), sizeof address);
+    rc = connect(fd.get(), reinterpret_cast<sockaddr*>(&*address), sizeof *address);
   } while (rc != 0 && errno == EINTR);
   if (rc != 0) return false;
   ucred peer{};

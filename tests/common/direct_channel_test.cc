@@ -10,9 +10,12 @@
 #include <string>
 
 #include "common/unique_fd.h"
+#include "tests/support/test_support.h"
 
 namespace fanout {
 namespace {
+
+using testing::DirectPrefix;
 
 class DirectChannelTest : public ::testing::Test {
  protected:
@@ -30,15 +33,6 @@ class DirectChannelTest : public ::testing::Test {
   static std::string Message(const nlohmann::json& header, const std::string* payload = nullptr) {
     return EncodeDirect(header, payload != nullptr, payload ? payload->size() : 0) +
            (payload ? *payload : "");
-  }
-
-  // A prefix of header length `header`, flags `flags` and payload length `payload`.
-  static std::string Prefix(uint32_t header, uint32_t flags, uint64_t payload) {
-    std::string p(kDirectPrefixBytes, '\0');
-    for (int i = 0; i < 4; ++i) p[i] = static_cast<char>(header >> (8 * i));
-    for (int i = 0; i < 4; ++i) p[4 + i] = static_cast<char>(flags >> (8 * i));
-    for (int i = 0; i < 8; ++i) p[8 + i] = static_cast<char>(payload >> (8 * i));
-    return p;
   }
 
   UniqueFd writer_, reader_fd_;
@@ -87,14 +81,14 @@ TEST_F(DirectChannelTest, MalformedPrefixesAndHeadersAreRefused) {
     const char* what;
     std::string bytes;
   } cases[] = {
-      {"an empty header", Prefix(0, 0, 0)},
-      {"a header over the limit", Prefix(kDirectMaxHeader + 1, 0, 0)},
-      {"unknown flags", Prefix(1, 2, 0) + "x"},
-      {"a payload length without a payload", Prefix(1, 0, 5) + "x"},
-      {"a payload over the limit", Prefix(1, 1, 1025)},
-      {"a header that is not msgpack", Prefix(3, 0, 0) + "abc"},
+      {"an empty header", DirectPrefix(0, 0, 0)},
+      {"a header over the limit", DirectPrefix(kDirectMaxHeader + 1, 0, 0)},
+      {"unknown flags", DirectPrefix(1, 2, 0) + "x"},
+      {"a payload length without a payload", DirectPrefix(1, 0, 5) + "x"},
+      {"a payload over the limit", DirectPrefix(1, 1, 1025)},
+      {"a header that is not msgpack", DirectPrefix(3, 0, 0) + "abc"},
       {"a header that is not a map",
-       Prefix(static_cast<uint32_t>(msgpack_list.size()), 0, 0) + msgpack_list},
+       DirectPrefix(static_cast<uint32_t>(msgpack_list.size()), 0, 0) + msgpack_list},
   };
   for (const Case& c : cases) {
     SetUp();

@@ -51,11 +51,11 @@ size_t CountLines(const std::string& text) {
 // A raw connection to the direct channel at `path` (common/direct_channel.h); closed if
 // nothing listens there.
 UniqueFd ConnectDirect(const std::string& path) {
-  sockaddr_un address{};
-  address.sun_family = AF_UNIX;
-  std::snprintf(address.sun_path, sizeof address.sun_path, "%s", path.c_str());
+  std::optional<sockaddr_un> address = UnixSocketAddress(path);
   UniqueFd fd(socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
-  if (connect(fd.get(), reinterpret_cast<sockaddr*>(&address), sizeof address) != 0) fd.Reset();
+  if (!address || connect(fd.get(), reinterpret_cast<sockaddr*>(&*address), sizeof *address) != 0) {
+    fd.Reset();
+  }
   return fd;
 }
 
@@ -657,6 +657,8 @@ TEST_F(ServerTest, AnotherUserCannotReachTheServer) {
   // The direct channel: its socket refuses `nobody` (mode 0700), and were it opened to all,
   // the server itself would (SO_PEERCRED).
   std::string direct = DirectSocketPath(dir_.File("server.sock"));
+  std::optional<sockaddr_un> address = UnixSocketAddress(direct);
+  ASSERT_TRUE(address);
   std::string request = EncodeDirect({{"op", "jobs"}, {"v", 1}}, false, 0);
   auto as_nobody = [&] {  // 13: refused by the socket's mode; 0: closed by the server
     pid_t pid = fork();
@@ -665,11 +667,8 @@ TEST_F(ServerTest, AnotherUserCannotReachTheServer) {
           setresuid(65534, 65534, 65534) != 0) {
         _exit(90);
       }
-      sockaddr_un address{};
-      address.sun_family = AF_UNIX;
-      std::memcpy(address.sun_path, direct.c_str(), direct.size() + 1);
       int fd = socket(AF_UNIX, SOCK_STREAM, 0);
-      if (connect(fd, reinterpret_cast<sockaddr*>(&address), sizeof address) != 0) {
+      if (connect(fd, reinterpret_cast<sockaddr*>(&*address), sizeof *address) != 0) {
         _exit(errno == EACCES ? 13 : 91);
       }
       timeval limit{20, 0};
@@ -716,17 +715,10 @@ TEST_F(ServerTest, ALocalClientTalksToTheServerDirectlyOrThroughZeroMQWithoutIt)
 TEST_F(ServerTest, AHostileDirectClientNeverCrashesTheServer) {
   StartServer({"-j", "1"});
   std::string direct = DirectSocketPath(dir_.File("server.sock"));
-  auto prefix = [](uint32_t header, uint32_t flags, uint64_t payload) {
-    std::string p(kDirectPrefixBytes, '\0');
-    for (int i = 0; i < 4; ++i) p[i] = static_cast<char>(header >> (8 * i));
-    for (int i = 0; i < 4; ++i) p[4 + i] = static_cast<char>(flags >> (8 * i));
-    for (int i = 0; i < 8; ++i) p[8 + i] = static_cast<char>(payload >> (8 * i));
-    return p;
-  };
   // Each of these is dropped: the server closes the connection.
-  for (const std::string& bytes :
-       {prefix(0xffffffffu, 0, 0), prefix(3, 0, 0) + "abc", prefix(4, 1, uint64_t{5} << 30),
-        prefix(1, 7, 0) + "x", std::string(100, '\xff')}) {
+  for (const std::string& bytes : {DirectPrefix(0xffffffffu, 0, 0), DirectPrefix(3, 0, 0) + "abc",
+                                   DirectPrefix(4, 1, uint64_t{5} << 30),
+                                   DirectPrefix(1, 7, 0) + "x", std::string(100, '\xff')}) {
     UniqueFd fd = ConnectDirect(direct);
     ASSERT_TRUE(fd.open());
     SendRaw(fd.get(), bytes);
@@ -812,9 +804,8 @@ TEST_F(ServerTest, ADirectSocketOfAnotherUserIsNeverTrusted) {
   std::filesystem::permissions(dir_.path(), std::filesystem::perms::all);
   std::string direct = DirectSocketPath(dir_.File("server.sock"));
   ASSERT_EQ(unlink(direct.c_str()), 0);
-  sockaddr_un address{};
-  address.sun_family = AF_UNIX;
-  std::memcpy(address.sun_path, direct.c_str(), direct.size() + 1);
+  std::optional<sockaddr_un> address = UnixSocketAddress(direct);
+  ASSERT_TRUE(address);
   int ready[2];
   ASSERT_EQ(pipe(ready), 0);
   pid_t pid = fork();
@@ -824,8 +815,8 @@ TEST_F(ServerTest, ADirectSocketOfAnotherUserIsNeverTrusted) {
       _exit(90);
     }
     int fd = socket(AF_UNIX, SOCK_STREAM, 0);
-    if (bind(fd, reinterpret_cast<sockaddr*>(&address), sizeof address) != 0 ||
-        listen(fd, 8) != 0 || chmod(address.sun_path, 0777) != 0) {
+    if (bind(fd, reinterpret_cast<sockaddr*>(&*address), sizeof *address) != 0 ||
+        listen(fd, 8) != 0 || chmod(direct.c_str(), 0777) != 0) {
       _exit(91);
     }
     (void)!write(ready[1], "r", 1);

@@ -20,6 +20,8 @@
 #include <stdexcept>
 #include <thread>
 
+#include "common/direct_channel.h"
+
 extern char** environ;
 
 namespace fanout::testing {
@@ -291,6 +293,14 @@ bool Running(pid_t pid) {
   std::string stat = ReadFile("/proc/" + std::to_string(pid) + "/stat");
   auto paren = stat.rfind(')');
   return paren != std::string::npos && paren + 2 < stat.size() && stat[paren + 2] != 'Z';
+}
+
+std::string DirectPrefix(uint32_t header, uint32_t flags, uint64_t payload) {
+  std::string p(kDirectPrefixBytes, '\0');
+  for (int i = 0; i < 4; ++i) p[i] = static_cast<char>(header >> (8 * i));
+  for (int i = 0; i < 4; ++i) p[4 + i] = static_cast<char>(flags >> (8 * i));
+  for (int i = 0; i < 8; ++i) p[8 + i] = static_cast<char>(payload >> (8 * i));
+  return p;
 }
 
 std::optional<Envelope> ReceiveWithin(zmq::socket_t& socket, bool router,

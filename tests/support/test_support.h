@@ -6,6 +6,7 @@
 #include <sys/types.h>
 
 #include <chrono>
+#include <cstdint>
 #include <optional>
 #include <string>
 #include <vector>
@@ -78,6 +79,11 @@ std::string Sha256(const std::string& data);  // via sha256sum, hex
 // unless `heartbeats`), or nothing. `router` says whether frames start with a routing id.
 std::optional<Envelope> ReceiveWithin(zmq::socket_t& socket, bool router,
                                       std::chrono::milliseconds timeout, bool heartbeats = false);
+
+// A direct-channel prefix (common/direct_channel.h) of header length `header`, flags
+// `flags` and payload length `payload`, any of them out of bounds: for hostile clients,
+// which EncodeDirect cannot be.
+std::string DirectPrefix(uint32_t header, uint32_t flags, uint64_t payload);
 
 // Waits until the file at `path` contains `needle` (checking every 10 ms, up to `timeout`);
 // returns the file's text then, or nothing at the deadline.
