@@ -459,9 +459,7 @@ struct ServerFlags {
   int verbose = 0;
 };
 
-CLI::App* AddServerCommand(CLI::App& app, ServerFlags& flags) {
-  CLI::App* server =
-      app.add_subcommand("server", "Run a long-lived server whose workers stay warm across jobs");
+void AddServerOptions(CLI::App* server, ServerFlags& flags) {
   ServerOptions& o = flags.options;
   o.fleet.jobs = DefaultJobs();
   server
@@ -511,7 +509,6 @@ Examples (README: Running a cluster):
   fanout server --listen tcp://0.0.0.0:5560 --workers-listen tcp://0.0.0.0:5561 \
       --curve-secret server_secret --client-keys clients --authorized-keys workers
 )");
-  return server;
 }
 
 int StartServer(ServerFlags& flags, int argc, char** argv) {
@@ -667,23 +664,49 @@ Status ParseServerJob(const std::vector<std::string>& args, JobConfig& config) {
   return s;
 }
 
+namespace {
+
+// The subcommand `argv` names (its first word that is not a flag: fanout's own flags take no
+// value), or "" (`fanout`, `fanout --help`, `fanout --version`).
+std::string NamedCommand(int argc, char** argv) {
+  for (int i = 1; i < argc; ++i) {
+    if (argv[i][0] != '-') return argv[i];
+  }
+  return "";
+}
+
+}  // namespace
+
 int RunCli(int argc, char** argv) {
   CLI::App app{"fanout: run a task over chunks of input on parallel workers", "fanout"};
   app.set_version_flag("--version", std::string("fanout ") + FANOUT_VERSION);
   app.require_subcommand(1);
+  // Only the subcommand named gets its options: the others keep their names and summaries
+  // (for `fanout --help` and CLI11's own errors) but not their options, help texts and
+  // checks, whose making took 0.7 ms of every start on the EPYC guest (`fanout --version`
+  // 5.9 -> 5.1 ms; `run`, which every job and server client is, has most of them).
+  const std::string named = NamedCommand(argc, argv);
+  auto add = [&](const std::string& name, const std::string& summary) {
+    return std::pair{app.add_subcommand(name, summary), named == name};
+  };
   JobConfig config;
   RawFlags raw;
-  CLI::App* run = app.add_subcommand("run", "Run TASK over the input's chunks");
-  run->footer(kRunExamples);
-  run->prefix_command();  // everything from TASK on belongs to the task
-  AddRunOptions(*run, config, raw);
-  CLI::App* tasks = app.add_subcommand("tasks", "List the available tasks");
-  tasks->footer("\nExample:\n  fanout tasks        # name, arguments and what each task does\n");
+  auto [run, full_run] = add("run", "Run TASK over the input's chunks");
+  if (full_run) {
+    run->footer(kRunExamples);
+    run->prefix_command();  // everything from TASK on belongs to the task
+    AddRunOptions(*run, config, raw);
+  }
+  auto [tasks, full_tasks] = add("tasks", "List the available tasks");
+  if (full_tasks) {
+    tasks->footer("\nExample:\n  fanout tasks        # name, arguments and what each task does\n");
+  }
   std::string key_name;
-  CLI::App* keygen = app.add_subcommand(
-      "keygen", "Write a CURVE key pair: NAME (public, to share) and NAME_secret (mode 0600)");
-  keygen->add_option("NAME", key_name, "Path of the public certificate")->required();
-  keygen->footer(R"(
+  auto [keygen, full_keygen] =
+      add("keygen", "Write a CURVE key pair: NAME (public, to share) and NAME_secret (mode 0600)");
+  if (full_keygen) {
+    keygen->add_option("NAME", key_name, "Path of the public certificate")->required();
+    keygen->footer(R"(
 Examples (README: Running on several machines):
   fanout keygen coordinator     # coordinator + coordinator_secret
   fanout keygen workers         # workers + workers_secret; copy 'workers' to --authorized-keys
@@ -692,8 +715,11 @@ Examples (README: Running on several machines):
   fanout-worker --connect tcp://HOST:5555 --curve-server-key coordinator \
       --curve-secret workers_secret
 )");
+  }
   ServerFlags server_flags;
-  CLI::App* server = AddServerCommand(app, server_flags);
+  auto [server, full_server] =
+      add("server", "Run a long-lived server whose workers stay warm across jobs");
+  if (full_server) AddServerOptions(server, server_flags);
   ServerClient client;
   if (const char* env = std::getenv("FANOUT_SERVER")) client.server = env;
   std::string job_id, job_output = "-";
@@ -704,25 +730,28 @@ Examples (README: Running on several machines):
         {"cancel", "Cancel a job on a server (its output is discarded)"},
         {"wait", "Wait for a job on a server and write its output"},
         {"output", "Write a finished job's output (the server then drops it)"}}) {
-    CLI::App* c = app.add_subcommand(name, help);
+    auto [c, full] = add(name, help);
+    client_commands[name] = c;
+    if (!full) continue;
     AddClientOptions(*c, client);
     if (std::string(name) != "jobs") c->add_option("ID", job_id, "The job id")->required();
     if (std::string(name) == "wait" || std::string(name) == "output") {
       c->add_option("-o,--output", job_output, "Write the output here (default: stdout)");
     }
-    client_commands[name] = c;
   }
   BenchOptions bench_options;
-  CLI::App* bench = app.add_subcommand(
-      "bench", "Time the classic experiments in every mode (one Markdown table, < 60 s)");
-  bench->add_flag("--quick", bench_options.quick, "Smaller inputs: a smoke run of a few seconds");
-  bench->add_option("--only", bench_options.only, "Only experiments whose name contains TEXT");
-  bench->footer(R"(
+  auto [bench, full_bench] =
+      add("bench", "Time the classic experiments in every mode (one Markdown table, < 60 s)");
+  if (full_bench) {
+    bench->add_flag("--quick", bench_options.quick, "Smaller inputs: a smoke run of a few seconds");
+    bench->add_option("--only", bench_options.only, "Only experiments whose name contains TEXT");
+    bench->footer(R"(
 Examples:
   fanout bench                  # every experiment in serial, threads, processes and auto
   fanout bench --quick          # a smoke run of a few seconds
   fanout bench --only sleep     # just the 10 x sleep 1 s experiment
 )");
+  }
 
   try {
     app.parse(argc, argv);
