@@ -30,6 +30,10 @@ namespace {
 
 extern "C" {
 
+// Tells LookUpProtocolsInFiles (common/nss_policy.cc) that nothing in this process looks up
+// a protocol: the lookup it would configure was OpenPGM's.
+extern const bool fanout_without_multicast = true;
+
 bool pgm_init(pgm_error_t** /*error*/) { return true; }
 bool pgm_shutdown() { return true; }
 

@@ -7,10 +7,10 @@
 // without libnss_db installed glibc probes about 80 paths for it in every process: measured
 // on an AMD EPYC guest, a program that only creates a context took 2.6-2.7 ms with the
 // probes and 2.3-2.4 ms without. fanout never uses PGM, and the protocol numbers come from
-// /etc/protocols either way. fanout's programs linked with the static libzmq no longer start
-// OpenPGM at all (cmake/no_multicast.cc); this still serves the builds that link the shared
-// one (sanitizers, -DFANOUT_STATIC_DEPS=OFF). Call once at the start of main, before threads
-// start. The library (libfanout) never calls it: a host program's NSS is its own business.
+// /etc/protocols either way. Programs linked with the static libzmq carry stand-ins for
+// OpenPGM instead (cmake/no_multicast.cc): nothing looks a protocol up there, and this does
+// nothing. Call once at the start of main, before threads start. The library (libfanout)
+// never calls it: a host program's NSS is its own business.
 #pragma once
 
 namespace fanout {
