@@ -188,12 +188,15 @@ Status Finish(const RawFlags& raw, JobConfig& config) {
     return Status::Error(flags.front() + " is for worker processes: use it with --mode " +
                          "processes or auto, not " + raw.mode);
   }
-  if (uint32_t local = config.jobs_given ? config.jobs : DefaultJobs();
-      config.listen.empty() && config.min_workers > local) {
-    // Without --listen only the local workers can join: the wait would never end.
-    return Status::Error("--min-workers " + std::to_string(config.min_workers) +
-                         " can never be reached: only " + std::to_string(local) +
-                         " local workers start (-j) and without --listen no other can join");
+  // Without --listen only the local workers can join: the wait would never end. (The
+  // count of cores is read only when it matters: a warm server parses every job it runs.)
+  if (config.listen.empty() && config.min_workers > 0) {
+    if (uint32_t local = config.jobs_given ? config.jobs : DefaultJobs();
+        config.min_workers > local) {
+      return Status::Error("--min-workers " + std::to_string(config.min_workers) +
+                           " can never be reached: only " + std::to_string(local) +
+                           " local workers start (-j) and without --listen no other can join");
+    }
   }
   if ((config.resume || config.keep_state) && config.state_dir.empty()) {
     return Status::Error(std::string(config.resume ? "--resume" : "--keep-state") +

@@ -78,6 +78,10 @@ INSTANTIATE_TEST_SUITE_P(
             "--timeout"},
         Row{"HeartbeatZero", With({"-i", "IN", "--heartbeat", "0", "identity"}), 2, "--heartbeat"},
         Row{"LivenessZero", With({"-i", "IN", "--liveness", "0", "identity"}), 2, "--liveness"},
+        // Without --listen only the local workers can ever join.
+        Row{"MinWorkersBeyondLocalWorkers",
+            With({"-i", "IN", "-j", "2", "--min-workers", "5", "identity"}), 2,
+            "--min-workers 5 can never be reached: only 2 local workers"},
         Row{"MaxRespawnsNegative", With({"-i", "IN", "--max-respawns", "-1", "identity"}), 2,
             "--max-respawns"},
         Row{"UnknownMode", With({"-i", "IN", "--mode", "warp", "identity"}), 2, "--mode"},
