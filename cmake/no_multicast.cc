@@ -12,6 +12,10 @@
 // CPU topology and /etc/protocols and starts timers), and the NORM library's static
 // constructors ran in every start, context or not (BENCHMARKS.md). Every other function
 // here stops the process with a message naming it, should a future libzmq reach one.
+// OpenPGM's headers use C99's `restrict`, which they define for C++ compilers but clang.
+#if defined(__clang__) && !defined(restrict)
+#define restrict __restrict
+#endif
 #include <normApi.h>
 #include <pgm/pgm.h>
 
