@@ -94,8 +94,8 @@ Status ParseOkExit(const std::string& text, std::vector<uint32_t>& codes) {
   return Status::Ok();
 }
 
-int UsageError(const std::string& message) {
-  std::fprintf(stderr, "fanout: %s (see 'fanout run --help')\n", message.c_str());
+int UsageError(const std::string& message, const char* command = "run") {
+  std::fprintf(stderr, "fanout: %s (see 'fanout %s --help')\n", message.c_str(), command);
   return ToInt(ExitCode::kUsage);
 }
 
@@ -517,37 +517,42 @@ Examples (README: Running a cluster):
 int StartServer(ServerFlags& flags, int argc, char** argv) {
   ServerOptions& o = flags.options;
   JobConfig& fleet = o.fleet;
+  auto usage = [](const std::string& message) { return UsageError(message, "server"); };
   RawFlags raw;
   raw.log_level = flags.verbose ? "debug" : flags.log_level;
-  if (Status s = SetupLogging(raw, false); !s.ok()) return UsageError(s.message());
+  if (Status s = SetupLogging(raw, false); !s.ok()) return usage(s.message());
   if (fleet.jobs == 0 && fleet.listen.empty()) {
-    return UsageError(
-        "-j 0 starts no local workers: give --workers-listen ADDR for others to join");
+    return usage("-j 0 starts no local workers: give --workers-listen ADDR for others to join");
   }
   if (!flags.keep_finished.empty()) {
     auto keep = ParseDuration(flags.keep_finished);
-    if (!keep.ok()) return UsageError("--keep-finished: " + keep.status().message());
+    if (!keep.ok()) return usage("--keep-finished: " + keep.status().message());
     o.keep_finished = *keep;
   }
   fleet.adopt_orphans = true;
-  if (Status s =
-          ApplyListenSecurity({flags.curve_secret, flags.authorized_keys, flags.insecure}, fleet);
+  // --curve-secret also serves the clients' --listen: it concerns workers only when some
+  // may join (--workers-listen) or keys for them are given.
+  bool workers_join = !fleet.listen.empty() || !flags.authorized_keys.empty();
+  if (Status s = ApplyListenSecurity({workers_join ? flags.curve_secret : "", flags.authorized_keys,
+                                      flags.insecure, "--workers-listen"},
+                                     fleet);
       !s.ok()) {
-    return UsageError(s.message());
+    return usage(s.message());
   }
+  if (Status s = CheckPeerEndpoint("--listen", o.listen); !s.ok()) return usage(s.message());
   if (EndpointNeedsCurve(o.listen) && !flags.insecure) {
     if (flags.curve_secret.empty() || flags.client_keys.empty()) {
-      return UsageError("--listen " + o.listen +
-                        ": any local user can reach a tcp port and submit commands; give "
-                        "--curve-secret and --client-keys (or use ipc://)");
+      return usage("--listen " + o.listen +
+                   ": any local user can reach a tcp port and submit commands; give "
+                   "--curve-secret and --client-keys (or use ipc://)");
     }
   }
   if (!flags.client_keys.empty()) {
-    if (flags.curve_secret.empty()) return UsageError("--client-keys needs --curve-secret");
+    if (flags.curve_secret.empty()) return usage("--client-keys needs --curve-secret");
     auto pair = ReadCurveCertificate(flags.curve_secret, true);
-    if (!pair.ok()) return UsageError("--curve-secret: " + pair.status().message());
+    if (!pair.ok()) return usage("--curve-secret: " + pair.status().message());
     auto keys = ReadAuthorizedKeys(flags.client_keys);
-    if (!keys.ok()) return UsageError("--client-keys: " + keys.status().message());
+    if (!keys.ok()) return usage("--client-keys: " + keys.status().message());
     o.client_curve = *pair;
     o.client_keys = *keys;
   }

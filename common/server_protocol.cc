@@ -160,6 +160,7 @@ Status ConnectToServer(ServerConnection& c, const ServerClient& client, bool dir
   if (client.server.empty()) {
     return Status::Error("no server: give --server ADDR (or set FANOUT_SERVER)");
   }
+  if (Status s = CheckPeerEndpoint("--server", client.server); !s.ok()) return s;
   SocketSecurity security;
   security.max_message = -1;  // outputs may be big; the server is trusted
   if (!client.server_key.empty() || !client.client_secret.empty()) {

@@ -177,6 +177,11 @@ int PollOnce(zmq::pollitem_t* items, size_t count, std::chrono::milliseconds tim
   }
 }
 
+Status CheckPeerEndpoint(const std::string& flag, const std::string& endpoint) {
+  if (endpoint.rfind("tcp://", 0) == 0 || endpoint.rfind("ipc://", 0) == 0) return Status::Ok();
+  return Status::Error(flag + " " + endpoint + ": expected tcp://HOST:PORT or ipc://PATH");
+}
+
 bool EndpointNeedsCurve(const std::string& endpoint) {
   return endpoint.rfind("ipc://", 0) != 0 && endpoint.rfind("inproc://", 0) != 0;
 }

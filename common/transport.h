@@ -98,6 +98,11 @@ std::string LastEndpoint(zmq::socket_t& socket);
 // (tcp://0.0.0.0:PORT, tcp://[::]:PORT) becomes this machine's host name; others as they are.
 std::string ConnectableEndpoint(const std::string& bound);
 
+// An endpoint fanout's peers can meet on: tcp:// or ipc://. ZeroMQ's others are refused by
+// name rather than by libzmq ("The protocol is not compatible with the socket type" for the
+// multicast ones, and for those fanout's programs carry stand-ins: cmake/no_multicast.cc).
+Status CheckPeerEndpoint(const std::string& flag, const std::string& endpoint);
+
 // False only for endpoints guarded by file permissions or the process: ipc://, inproc://.
 // Every TCP endpoint, loopback included, needs CURVE (or --insecure).
 bool EndpointNeedsCurve(const std::string& endpoint);

@@ -15,9 +15,10 @@ namespace fanout {
 
 // What the caller asked for; the flag names are used in error messages.
 struct ListenSecurity {
-  std::string curve_secret;     // --curve-secret FILE: the coordinator's secret certificate
-  std::string authorized_keys;  // --authorized-keys DIR: workers' public certificates
-  bool insecure = false;        // --insecure: a TCP endpoint without CURVE
+  std::string curve_secret;       // --curve-secret FILE: the coordinator's secret certificate
+  std::string authorized_keys;    // --authorized-keys DIR: workers' public certificates
+  bool insecure = false;          // --insecure: a TCP endpoint without CURVE
+  std::string flag = "--listen";  // the flag that named config.listen
 };
 
 // Fills config.curve_server and config.authorized_keys (with CURVE), or checks that

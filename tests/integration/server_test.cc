@@ -77,6 +77,23 @@ bool ClosedByServer(int fd, std::string* read = nullptr) {
   return false;
 }
 
+// The endpoint a server's log names after `lead` ("" if none).
+std::string EndpointAfter(const std::string& text, const std::string& lead) {
+  size_t at = text.find(lead);
+  if (at == std::string::npos) return "";
+  at += lead.size();
+  size_t end = text.find_first_of(" \n(", at);
+  return text.substr(at, end - at);
+}
+
+// `fanout keygen` for each of `names` in `dir`.
+void Keygen(const TempDir& dir, std::initializer_list<const char*> names) {
+  for (const char* name : names) {
+    RunResult r = testing::Run({FanoutBin(), "keygen", dir.File(name)});
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+  }
+}
+
 class ServerTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -468,10 +485,7 @@ TEST_F(ServerTest, KilledServerRestartedOnItsStateFinishesTheJobWithoutRerunning
 }
 
 TEST_F(ServerTest, AWorkerKeyCannotSubmitAndAClientKeyCannotTakeChunks) {
-  for (const char* name : {"server", "client", "worker"}) {
-    RunResult r = testing::Run({FanoutBin(), "keygen", dir_.File(name)});
-    ASSERT_EQ(r.exit_code, 0) << r.err;
-  }
+  Keygen(dir_, {"server", "client", "worker"});
   std::filesystem::create_directory(dir_.File("clients"));
   std::filesystem::create_directory(dir_.File("workers"));
   std::filesystem::copy_file(dir_.File("client"), dir_.File("clients/client"));
@@ -486,18 +500,11 @@ TEST_F(ServerTest, AWorkerKeyCannotSubmitAndAClientKeyCannotTakeChunks) {
   auto log = WaitForText(dir_.File("server.err"), "listening", milliseconds(20000));
   ASSERT_TRUE(log);
   // "server listening on tcp://127.0.0.1:P for clients, workers join tcp://127.0.0.1:Q"
-  auto endpoint_after = [&](const std::string& text, const std::string& lead) {
-    size_t at = text.find(lead);
-    if (at == std::string::npos) return std::string();
-    at += lead.size();
-    size_t end = text.find_first_of(" \n(", at);
-    return text.substr(at, end - at);
-  };
-  std::string clients = endpoint_after(*log, "listening on ");
+  std::string clients = EndpointAfter(*log, "listening on ");
   ASSERT_FALSE(clients.empty()) << *log;
   // The workers' port was chosen at bind: the server says where workers connect.
   auto workers_log = WaitForText(dir_.File("server.err"), "--connect ", milliseconds(20000));
-  std::string workers = workers_log ? endpoint_after(*workers_log, "--connect ") : "";
+  std::string workers = workers_log ? EndpointAfter(*workers_log, "--connect ") : "";
   ASSERT_FALSE(workers.empty()) << (workers_log ? *workers_log : "");
 
   auto client = [&](const std::string& secret, std::vector<std::string> args) {
@@ -538,6 +545,35 @@ TEST_F(ServerTest, AWorkerKeyCannotSubmitAndAClientKeyCannotTakeChunks) {
                                               dir_.File("failed.out"), "exec", "--", "false"});
   EXPECT_EQ(failed.exit_code, 1) << failed.err;
   EXPECT_FALSE(FileExists(dir_.File("failed.out")));
+}
+
+// --curve-secret serves the clients' tcp endpoint; keys for workers are needed only when
+// workers may join (it once refused this server: "--curve-secret and --authorized-keys go
+// together").
+TEST_F(ServerTest, ATcpServerWithClientKeysAloneRunsJobsOnItsLocalWorkers) {
+  Keygen(dir_, {"server", "client"});
+  std::filesystem::create_directory(dir_.File("clients"));
+  std::filesystem::copy_file(dir_.File("client"), dir_.File("clients/client"));
+  server_ = std::make_unique<Child>(
+      std::vector<std::string>{FanoutBin(), "server", "--listen", "tcp://127.0.0.1:0", "-j", "1",
+                               "--curve-secret", dir_.File("server_secret"), "--client-keys",
+                               dir_.File("clients"), "--worker-bin", WorkerBin()},
+      "", dir_.File("server.err"));
+  auto log = WaitForText(dir_.File("server.err"), "listening", milliseconds(20000));
+  ASSERT_TRUE(log) << ReadFile(dir_.File("server.err"));
+  std::string clients = EndpointAfter(*log, "listening on ");
+  RunResult ok = testing::Run({FanoutBin(), "run", "-q", "--server", clients, "--server-key",
+                               dir_.File("server"), "--client-secret", dir_.File("client_secret"),
+                               "-i", dir_.File("in"), "identity"});
+  EXPECT_EQ(ok.exit_code, 0) << ok.err << ReadFile(dir_.File("server.err"));
+  EXPECT_EQ(ok.out, input_);
+  // Keys for workers with nowhere for them to join are a mistake, said as one.
+  RunResult keys_alone = testing::Run(
+      {FanoutBin(), "server", "--listen", "ipc://" + dir_.File("other.sock"), "--curve-secret",
+       dir_.File("server_secret"), "--authorized-keys", dir_.File("clients")});
+  EXPECT_EQ(keys_alone.exit_code, 2);
+  EXPECT_NE(keys_alone.err.find("--curve-secret needs --workers-listen"), std::string::npos)
+      << keys_alone.err;
 }
 
 TEST_F(ServerTest, AHostileClientNeverCrashesTheServer) {
@@ -865,6 +901,16 @@ TEST_F(ServerTest, FlagsThatBelongToTheServerAreRefusedBeforeAnythingIsSent) {
   RunResult open = testing::Run({FanoutBin(), "server", "--listen", "tcp://127.0.0.1:0"});
   EXPECT_EQ(open.exit_code, 2);
   EXPECT_NE(open.err.find("--client-keys"), std::string::npos) << open.err;
+  // Only tcp:// and ipc:// endpoints, for clients, workers and the client's --server.
+  for (std::vector<std::string> argv :
+       {std::vector<std::string>{"server", "--listen", "norm://127.0.0.1:5599"},
+        {"server", "--listen", endpoint_ + "2", "--workers-listen", "pgm://lo;239.192.1.1:5555"},
+        {"jobs", "--server", "udp://127.0.0.1:5599"},
+        {"run", "--server", "inproc://x", "--range", "1:3", "identity"}}) {
+    RunResult r = testing::Run(Args({FanoutBin()}, argv));
+    EXPECT_EQ(r.exit_code, 2) << argv[2] << ": " << r.err;
+    EXPECT_NE(r.err.find(": expected tcp://HOST:PORT or ipc://PATH"), std::string::npos) << r.err;
+  }
   // The ipc socket is the server user's alone.
   struct stat st {};
   ASSERT_EQ(stat(dir_.File("server.sock").c_str(), &st), 0);
