@@ -94,8 +94,10 @@ Status ParseOkExit(const std::string& text, std::vector<uint32_t>& codes) {
   return Status::Ok();
 }
 
-int UsageError(const std::string& message, const char* command = "run") {
-  std::fprintf(stderr, "fanout: %s (see 'fanout %s --help')\n", message.c_str(), command);
+// A usage error (exit 2), pointing at the help of `command` ("": fanout's own).
+int UsageError(const std::string& message, const std::string& command = "run") {
+  std::string help = command.empty() ? "fanout --help" : "fanout " + command + " --help";
+  std::fprintf(stderr, "fanout: %s (see '%s')\n", message.c_str(), help.c_str());
   return ToInt(ExitCode::kUsage);
 }
 
@@ -694,7 +696,9 @@ int RunCli(int argc, char** argv) {
   // checks, whose making took 0.7 ms of every start on the EPYC guest (`fanout --version`
   // 5.9 -> 5.1 ms; `run`, which every job and server client is, has most of them).
   const std::string named = NamedCommand(argc, argv);
+  std::string help_command;  // the subcommand whose help a usage error points at
   auto add = [&](const std::string& name, const std::string& summary) {
+    if (named == name) help_command = name;
     return std::pair{app.add_subcommand(name, summary), named == name};
   };
   JobConfig config;
@@ -770,7 +774,7 @@ Examples:
   } catch (const CLI::CallForVersion& e) {
     return app.exit(e);
   } catch (const CLI::ParseError& e) {
-    return UsageError(e.what());
+    return UsageError(e.what(), help_command);
   }
   if (run->parsed() && !raw.dashboard.empty() && raw.client.server.empty()) {
     if (int code = ReexecForDashboard(argv); code >= 0) return code;
