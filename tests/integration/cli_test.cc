@@ -33,6 +33,36 @@ TEST(CliTest, NoSubcommandIsAUsageError) {
   EXPECT_NE(r.err.find("subcommand"), std::string::npos) << r.err;
 }
 
+// Only the subcommand given gets its options made (cli.cc), yet every subcommand's help and
+// usage errors stay whole, and a usage error points at the help of the subcommand given.
+TEST(CliTest, EachSubcommandHasItsHelpAndItsUsageErrorsPointThere) {
+  for (auto [command, option] : {std::pair{"run", "--chunks"},
+                                 {"server", "--workers-listen"},
+                                 {"keygen", "NAME"},
+                                 {"jobs", "--server-key"},
+                                 {"wait", "--output"},
+                                 {"bench", "--quick"}}) {
+    RunResult help = fanout::testing::Run({FanoutBin(), command, "--help"});
+    EXPECT_EQ(help.exit_code, 0) << command;
+    EXPECT_NE(help.out.find(option), std::string::npos) << command << ": " << help.out;
+  }
+  RunResult top = fanout::testing::Run({FanoutBin(), "--help"});
+  for (const char* command : {"run", "tasks", "keygen", "server", "jobs", "status", "cancel",
+                              "wait", "output", "bench"}) {
+    EXPECT_NE(top.out.find(std::string("\n  ") + command + " "), std::string::npos) << command;
+  }
+  for (auto [argv, help] :
+       {std::pair{std::vector<std::string>{"status"}, "see 'fanout status --help'"},
+        {{"server"}, "see 'fanout server --help'"},
+        {{"run", "--chunks", "0", "identity"}, "see 'fanout run --help'"},
+        {{"bogus"}, "see 'fanout --help'"}}) {
+    argv.insert(argv.begin(), FanoutBin());
+    RunResult r = fanout::testing::Run(argv);
+    EXPECT_EQ(r.exit_code, 2) << argv[1];
+    EXPECT_NE(r.err.find(help), std::string::npos) << r.err;
+  }
+}
+
 TEST(CliTest, TasksListsBuiltins) {
   RunResult r = fanout::testing::Run({FanoutBin(), "tasks"});
   EXPECT_EQ(r.exit_code, 0);
