@@ -136,12 +136,15 @@ zmq::socket_t NewDealer(zmq::context_t& context, const std::string& identity,
   return socket;
 }
 
+// The endpoints fanout's peers meet on, as usage errors name them.
+constexpr const char* kPeerEndpointForms = "tcp://HOST:PORT or ipc://PATH";
+
 Status ConnectDealer(zmq::socket_t& socket, const std::string& endpoint) {
   try {
     socket.connect(endpoint);
   } catch (const zmq::error_t& e) {
-    return Status::Error("cannot connect to '" + endpoint + "': " + e.what() +
-                         " (expected tcp://HOST:PORT or ipc://PATH)");
+    return Status::Error("cannot connect to '" + endpoint + "': " + e.what() + " (expected " +
+                         kPeerEndpointForms + ")");
   }
   return Status::Ok();
 }
@@ -179,7 +182,7 @@ int PollOnce(zmq::pollitem_t* items, size_t count, std::chrono::milliseconds tim
 
 Status CheckPeerEndpoint(const std::string& flag, const std::string& endpoint) {
   if (endpoint.rfind("tcp://", 0) == 0 || endpoint.rfind("ipc://", 0) == 0) return Status::Ok();
-  return Status::Error(flag + " " + endpoint + ": expected tcp://HOST:PORT or ipc://PATH");
+  return Status::Error(flag + " " + endpoint + ": expected " + kPeerEndpointForms);
 }
 
 bool EndpointNeedsCurve(const std::string& endpoint) {
