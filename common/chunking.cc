@@ -110,9 +110,15 @@ uint64_t SkipFixed(std::string_view data, uint64_t pos, uint64_t count, uint64_t
 
 // End of a --block chunk starting at `pos`: the last record boundary within `block`
 // bytes, or the end of the first record if that record alone is longer (nullopt if it is
-// longer than limits.max_record).
+// longer than limits.max_record). With `file`, the block's last 4 KiB, then its last 64
+// KiB, are read from the file first (FileBacking): a boundary there is found without
+// touching the mapping. A first touch of a mapped page cost about 12 us on an AMD EPYC
+// guest: planning a 1 GiB input's 256 blocks took 15 ms through the mapping (its faults,
+// and releasing the page tables they built), 3 ms this way. `read_view` is set when the
+// view itself was read (a record longer than the window).
 std::optional<uint64_t> BlockEnd(std::string_view data, uint64_t pos, const ChunkingOptions& o,
-                                 const PlanLimits& limits, const ConsumedFn& consumed) {
+                                 const PlanLimits& limits, const ConsumedFn& consumed,
+                                 FileBacking file, bool& read_view) {
   uint64_t left = data.size() - pos;
   if (o.kind == RecordKind::kFixed) {
     uint64_t per = std::max<uint64_t>(1, o.block_bytes / o.record_size);
@@ -122,7 +128,24 @@ std::optional<uint64_t> BlockEnd(std::string_view data, uint64_t pos, const Chun
   if (left <= o.block_bytes) return data.size();
   const char* base = data.data();
   char delim = Delimiter(o.kind);
-  if (const void* d = memrchr(base + pos, delim, static_cast<size_t>(o.block_bytes))) {
+  uint64_t end = pos + o.block_bytes;
+  uint64_t scan = o.block_bytes;  // bytes before `end` still to search
+  if (file.fd >= 0) {
+    // A page's worth first (most records are shorter), then a count block's.
+    static thread_local std::unique_ptr<char[]> window(new char[kCountBlock]);
+    for (size_t want : {size_t{4096}, kCountBlock}) {
+      auto n = static_cast<size_t>(std::min<uint64_t>(scan, want));
+      size_t got = ReadAllAt(file.fd, window.get(), n, file.offset + end - n);
+      std::fill(window.get() + got, window.get() + n, '\0');  // it shrank: zeros, as mapped
+      if (const void* d = memrchr(window.get(), delim, n)) {
+        return end - n + static_cast<uint64_t>(static_cast<const char*>(d) - window.get()) + 1;
+      }
+      if (n == scan) break;
+    }
+    scan -= std::min<uint64_t>(scan, kCountBlock);
+  }
+  read_view = true;
+  if (const void* d = memrchr(base + pos, delim, static_cast<size_t>(scan))) {
     return static_cast<uint64_t>(static_cast<const char*>(d) - base) + 1;
   }
   // No boundary within the block: the chunk is the first record alone.
@@ -133,9 +156,11 @@ std::optional<uint64_t> BlockEnd(std::string_view data, uint64_t pos, const Chun
 }
 
 Result<std::vector<ChunkSpec>> PlanBlocks(std::string_view data, const ChunkingOptions& o,
-                                          const PlanLimits& limits, const ConsumedFn& consumed) {
+                                          const PlanLimits& limits, const ConsumedFn& consumed,
+                                          FileBacking file) {
   std::vector<ChunkSpec> plan;
   uint64_t record = 0;
+  bool read_view = false;  // pages of the view were read: report them (`consumed`)
   for (uint64_t pos = 0; pos < data.size();) {
     if (plan.size() >= limits.max_chunks) {
       // At least this many, and the rest of the input is cut no coarser.
@@ -145,7 +170,7 @@ Result<std::vector<ChunkSpec>> PlanBlocks(std::string_view data, const ChunkingO
     ChunkSpec c;
     c.id = plan.size();
     c.begin = pos;
-    auto end = BlockEnd(data, pos, o, limits, consumed);
+    auto end = BlockEnd(data, pos, o, limits, consumed, file, read_view);
     if (!end) return TooLong(pos, limits);
     c.end = *end;
     c.counted = o.kind == RecordKind::kFixed;
@@ -155,7 +180,8 @@ Result<std::vector<ChunkSpec>> PlanBlocks(std::string_view data, const ChunkingO
       record += c.records;
     }
     pos = c.end;
-    if (consumed) consumed(pos);
+    if (consumed && read_view) consumed(pos);
+    read_view = false;
     plan.push_back(c);
   }
   return plan;
@@ -380,7 +406,7 @@ Result<std::vector<ChunkSpec>> PlanChunksWithin(std::string_view data,
                                                 const ChunkingOptions& options,
                                                 uint64_t default_chunks, const PlanLimits& limits,
                                                 const ConsumedFn& consumed, FileBacking file) {
-  if (options.block_bytes > 0) return PlanBlocks(data, options, limits, consumed);
+  if (options.block_bytes > 0) return PlanBlocks(data, options, limits, consumed, file);
   std::vector<uint64_t> index;
   auto n =
       CountRecordsWithin(data, options.kind, options.record_size, limits, consumed, &index, file);

@@ -508,6 +508,68 @@ ChunkingOptions Block(uint64_t bytes, RecordKind kind = RecordKind::kLines, uint
 
 using Strings = std::vector<std::string>;
 
+TEST(ChunkingTest, BlocksCutFromTheFileMatchCuttingTheView) {
+  // --block ends found in a window read from the file (records longer than the 64 KiB
+  // window fall back to the view), the view at an offset into its file, blocks smaller and
+  // larger than the window; and the view's pages reported only when it was read.
+  std::mt19937 rng(2718);
+  for (int i = 0; i < 60; ++i) {
+    RecordKind kind = i % 3 == 0 ? RecordKind::kNul : RecordKind::kLines;
+    char delim = kind == RecordKind::kNul ? '\0' : '\n';
+    std::string data = RandomRecords(rng, delim, 200000 + rng() % 800000);
+    std::string prefix(rng() % 3 ? 0 : 1 + rng() % 100, 'h');
+    int fd = TempFileWith(prefix, data);
+    ASSERT_GE(fd, 0);
+    SCOPED_TRACE("iteration " + std::to_string(i));
+    ChunkingOptions o = Block(rng() % 2 ? 1 + rng() % 5000 : 60000 + rng() % 200000, kind);
+    PlanLimits limits;
+    limits.max_record = rng() % 4 ? 0 : 65536 + rng() % 10000;
+    auto viewed = PlanChunksWithin(data, o, 1, limits);
+    uint64_t reported = 0;
+    auto read = PlanChunksWithin(
+        data, o, 1, limits, [&](uint64_t upto) { reported = std::max(reported, upto); },
+        FileBacking{fd, prefix.size()});
+    ASSERT_EQ(viewed.ok(), read.ok());
+    if (!viewed.ok()) {
+      EXPECT_EQ(viewed.status().message(), read.status().message());
+    } else {
+      EXPECT_EQ(Pieces(data, *viewed), Pieces(data, *read));
+    }
+    close(fd);
+  }
+  // Lines shorter than the window: the view is never read, so nothing is reported.
+  std::string lines;
+  for (int i = 0; i < 20000; ++i) lines += "line " + std::to_string(i) + "\n";
+  int fd = TempFileWith("", lines);
+  ASSERT_GE(fd, 0);
+  bool reported = false;
+  auto plan = PlanChunksWithin(
+      lines, Block(1000), 1, PlanLimits{}, [&](uint64_t) { reported = true; }, FileBacking{fd, 0});
+  ASSERT_TRUE(plan.ok());
+  EXPECT_EQ(Pieces(lines, *plan), Pieces(lines, PlanChunks(lines, Block(1000), 1)));
+  EXPECT_FALSE(reported);
+  close(fd);
+}
+
+TEST(ChunkingTest, BlocksOfAFileThatShrankSeeZerosPastItsEnd) {
+  // As the guarded mapping gives zeros past a truncation: NUL records end at the first zero.
+  std::string data(600000, 'x');
+  for (size_t i = 99; i < data.size(); i += 100) data[i] = '\0';
+  int fd = TempFileWith("", data.substr(0, 300000));
+  ASSERT_GE(fd, 0);
+  std::string zeros = data.substr(0, 300000) + std::string(300000, '\0');
+  auto read = PlanChunksWithin(data, Block(70000, RecordKind::kNul), 1, PlanLimits{}, {},
+                               FileBacking{fd, 0});
+  ASSERT_TRUE(read.ok());
+  std::vector<uint64_t> ends, expected;
+  for (const ChunkSpec& c : *read) ends.push_back(c.end);
+  for (const ChunkSpec& c : PlanChunks(zeros, Block(70000, RecordKind::kNul), 1)) {
+    expected.push_back(c.end);
+  }
+  EXPECT_EQ(ends, expected);
+  close(fd);
+}
+
 TEST(ChunkingTest, BlockCutsAtTheLastLineEndWithinTheBlock) {
   std::string data = "ab\ncd\nef\ngh";
   EXPECT_EQ(Pieces(data, PlanChunks(data, Block(6), 1)), (Strings{"ab\ncd\n", "ef\ngh"}));
