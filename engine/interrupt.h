@@ -5,10 +5,18 @@
 // exits at once. Install() once from main; the rest is async-signal-safe and thread-safe.
 #pragma once
 
+#include <chrono>
+#include <functional>
+
 namespace fanout {
 
 class Interrupt {
  public:
+  using TimePoint = std::chrono::steady_clock::time_point;
+  // What the waiting thread also runs (StopAlarm's deadlines, stop_alarm.cc): given
+  // Requested(), it returns when it wants to run next (TimePoint::max(): only when woken).
+  using Tick = std::function<TimePoint(bool interrupted)>;
+
   // Blocks the signals in the calling thread (and so in every thread it starts later) and
   // waits for them on a thread of its own; call it from main before starting threads.
   // Idempotent.
@@ -18,6 +26,15 @@ class Interrupt {
   static int fd();
   // The signal that interrupted (SIGINT, SIGTERM or SIGHUP), 0 if none.
   static int signal_number();
+
+  // Has the thread that waits for the signals run `tick` too: soon after this call, after
+  // every signal and every Wake(), and at the time `tick` last asked for. One thread then
+  // serves both (a thread's start and exit cost a one-chunk serial run 0.36 ms of its 5.6
+  // on a small virtual machine: BENCHMARKS.md). False (and `tick` is not kept) without
+  // Install(), or once a tick was set: the caller then waits on a thread of its own.
+  static bool SetTick(Tick tick);
+  // Makes the waiting thread run its tick again (from any thread; not from a signal handler).
+  static void Wake();
 };
 
 }  // namespace fanout

@@ -37,13 +37,22 @@ class Alarms {
     uint64_t id = ++last_id_;
     TimePoint due = deadline.value_or(TimePoint::max());
     armed_.emplace(id, Entry{std::move(source), due});
-    if (!thread_started_) {
-      thread_started_ = true;
-      sleeping_until_ = TimePoint::min();  // the new thread reads armed_ before it sleeps
-      std::thread([this] { Run(); }).detach();
+    if (!started_) {
+      started_ = true;
+      sleeping_until_ = TimePoint::min();  // the thread reads armed_ before it sleeps
+      // Interrupt's thread (after Interrupt::Install) runs Tick once this lock is let go.
+      shared_ = Interrupt::SetTick([this](bool interrupted) { return Tick(interrupted); });
+      if (!shared_) {
+        wake_ = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+        std::thread([this] { Run(); }).detach();
+      }
     } else if (std::min(due, PollDeadline()) < sleeping_until_) {
-      uint64_t one = 1;
-      [[maybe_unused]] ssize_t n = write(wake_, &one, sizeof one);
+      if (shared_) {
+        Interrupt::Wake();
+      } else {
+        uint64_t one = 1;
+        [[maybe_unused]] ssize_t n = write(wake_, &one, sizeof one);
+      }
       sleeping_until_ = TimePoint::min();  // woken: the next Arm need not wake it again
     }
     return id;
@@ -61,7 +70,7 @@ class Alarms {
     TimePoint deadline;
   };
 
-  Alarms() : wake_(eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) {}
+  Alarms() = default;
 
   // When the thread must next look at Interrupt::Requested() without a descriptor.
   TimePoint PollDeadline() const {
@@ -70,28 +79,35 @@ class Alarms {
                : TimePoint::max();
   }
 
-  void Run() {
-    std::unique_lock lock(mu_);
-    for (;;) {
-      auto now = std::chrono::steady_clock::now();
-      bool interrupted = Interrupt::Requested();
-      TimePoint next = PollDeadline();
-      for (auto it = armed_.begin(); it != armed_.end();) {
-        // Under the lock, so that a disarmed alarm is never requested afterwards.
-        if (interrupted || it->second.deadline <= now) {
-          it->second.source.request_stop();
-          it = armed_.erase(it);
-        } else {
-          next = std::min(next, it->second.deadline);
-          ++it;
-        }
+  // Requests the alarms that are due (all of them once interrupted) and returns when the
+  // next one is (max: none), which the thread sleeps until unless woken.
+  TimePoint Tick(bool interrupted) {
+    std::lock_guard lock(mu_);
+    auto now = std::chrono::steady_clock::now();
+    interrupted = interrupted || Interrupt::Requested();
+    TimePoint next = PollDeadline();
+    for (auto it = armed_.begin(); it != armed_.end();) {
+      // Under the lock, so that a disarmed alarm is never requested afterwards.
+      if (interrupted || it->second.deadline <= now) {
+        it->second.source.request_stop();
+        it = armed_.erase(it);
+      } else {
+        next = std::min(next, it->second.deadline);
+        ++it;
       }
-      sleeping_until_ = next;
-      lock.unlock();
+    }
+    sleeping_until_ = next;
+    return next;
+  }
+
+  // The alarms' own thread, where Interrupt has none to share (a library user's process).
+  void Run() {
+    for (;;) {
+      TimePoint next = Tick(false);
       timespec timeout{};
       timespec* wait = nullptr;  // no deadline: until woken or interrupted
       if (next != TimePoint::max()) {
-        auto left = std::max(next - now, TimePoint::duration::zero());
+        auto left = std::max(next - std::chrono::steady_clock::now(), TimePoint::duration::zero());
         auto secs = std::chrono::duration_cast<std::chrono::seconds>(left);
         timeout.tv_sec = static_cast<time_t>(secs.count());
         timeout.tv_nsec = static_cast<long>(
@@ -100,20 +116,20 @@ class Alarms {
       }
       // Interrupt's descriptor stays readable once signalled: watched only until then.
       pollfd fds[2] = {{wake_, POLLIN, 0}, {Interrupt::fd(), POLLIN, 0}};
-      nfds_t n = Interrupt::fd() >= 0 && !interrupted ? 2 : 1;
+      nfds_t n = Interrupt::fd() >= 0 && !Interrupt::Requested() ? 2 : 1;
       if (ppoll(fds, n, wait, nullptr) > 0 && (fds[0].revents & POLLIN)) {
         uint64_t count;
         [[maybe_unused]] ssize_t r = read(wake_, &count, sizeof count);
       }
-      lock.lock();
     }
   }
 
   std::mutex mu_;
   std::map<uint64_t, Entry> armed_;
   uint64_t last_id_ = 0;
-  int wake_;
-  bool thread_started_ = false;
+  int wake_ = -1;         // the alarms' own thread's eventfd (not made when Interrupt's is shared)
+  bool started_ = false;  // a thread runs Tick: Interrupt's (shared_) or the alarms' own
+  bool shared_ = false;
   // The deadline the thread sleeps until (max: none); min while a wake-up is on its way.
   TimePoint sleeping_until_ = TimePoint::max();
 };

@@ -1,16 +1,30 @@
 // StopAlarm: the process-wide thread requests a source at its deadline, an earlier
-// deadline wakes it from a later one, and a disarmed alarm never requests its source.
+// deadline wakes it from a later one, and a disarmed alarm never requests its source; in a
+// process that installed Interrupt, its thread keeps the alarms (a child of this binary).
 // Waits are on the sources themselves (a stop callback fulfilling a promise), bounded by
 // generous timeouts that only a broken alarm reaches.
 #include "engine/stop_alarm.h"
 
+#include <fcntl.h>
 #include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
 #include <functional>
 #include <future>
+#include <iterator>
 #include <memory>
 #include <stop_token>
+#include <string>
+#include <vector>
+
+#include "engine/interrupt.h"
 
 namespace fanout {
 namespace {
@@ -68,6 +82,66 @@ TEST(StopAlarmTest, ManyQuickAlarmsInARow) {
     { StopAlarm a(s, Clock::now() + std::chrono::seconds(3)); }
     ASSERT_FALSE(s.stop_requested()) << i;
   }
+}
+
+// In a child of this binary (the test below, with FANOUT_STOP_ALARM_CHILD set), before
+// gtest's main: a process that installed Interrupt before any alarm, as fanout's programs
+// do. Exits 0, or with the number of the check that failed (named on stderr).
+int InterruptsThreadKeepsTheAlarms() {
+  auto failed = [](int check, const char* what) {
+    std::fprintf(stderr, "stop_alarm child: %s\n", what);
+    return check;
+  };
+  auto threads = [] {
+    auto tasks = std::filesystem::directory_iterator("/proc/self/task");
+    return std::distance(tasks, std::filesystem::directory_iterator());
+  };
+  Interrupt::Install();
+  auto before = threads();  // main, Interrupt's (and a sanitizer runtime's own, if any)
+  Watched timed, untimed;
+  {
+    StopAlarm alarm(timed.source, Clock::now() + std::chrono::milliseconds(20));
+    if (timed.stopped.wait_for(kGenerous) != std::future_status::ready) {
+      return failed(1, "the alarm's deadline passed unnoticed");
+    }
+  }
+  if (threads() != before) return failed(2, "the alarms started a thread of their own");
+  StopAlarm on_interrupt(untimed.source, std::nullopt);
+  if (kill(getpid(), SIGINT) != 0) return failed(3, "kill failed");  // Interrupt's thread takes it
+  if (untimed.stopped.wait_for(kGenerous) != std::future_status::ready) {
+    return failed(4, "Ctrl-C left the alarm unrequested");
+  }
+  if (Interrupt::signal_number() != SIGINT) return failed(5, "the signal was not noted");
+  return 0;
+}
+
+[[maybe_unused]] const bool kChild = [] {
+  if (std::getenv("FANOUT_STOP_ALARM_CHILD")) _exit(InterruptsThreadKeepsTheAlarms());
+  return false;
+}();
+
+TEST(StopAlarmTest, AfterInterruptInstallItsThreadKeepsTheAlarms) {
+  std::string err = ::testing::TempDir() + "stop-alarm-child-" + std::to_string(getpid());
+  std::vector<std::string> env_strings = {"FANOUT_STOP_ALARM_CHILD=1"};
+  for (char** e = environ; *e; ++e) env_strings.emplace_back(*e);
+  std::vector<char*> env;
+  for (std::string& e : env_strings) env.push_back(e.data());
+  env.push_back(nullptr);
+  char* argv[] = {const_cast<char*>("stop_alarm_child"), nullptr};
+  pid_t pid = fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {  // only async-signal-safe calls: this process may have other threads
+    int fd = open(err.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    if (fd >= 0 && dup2(fd, STDERR_FILENO) >= 0) execve("/proc/self/exe", argv, env.data());
+    _exit(127);
+  }
+  int status = 0;
+  ASSERT_EQ(waitpid(pid, &status, 0), pid);
+  std::ifstream in(err);
+  std::string printed((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  std::remove(err.c_str());
+  ASSERT_TRUE(WIFEXITED(status)) << printed;
+  EXPECT_EQ(WEXITSTATUS(status), 0) << printed;
 }
 
 }  // namespace
