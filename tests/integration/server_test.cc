@@ -111,6 +111,23 @@ class ServerTest : public ::testing::Test {
         << ReadFile(dir_.File(log));
   }
 
+  // Starts a server on tcp://127.0.0.1:0 whose --curve-secret is key "server" and whose
+  // --client-keys admit key "client" (both made here), with `extra` flags; returns the
+  // clients' endpoint from its log ("" if it did not say).
+  std::string StartKeyedTcpServer(const std::vector<std::string>& extra) {
+    Keygen(dir_, {"server", "client"});
+    std::filesystem::create_directory(dir_.File("clients"));
+    std::filesystem::copy_file(dir_.File("client"), dir_.File("clients/client"));
+    server_ =
+        std::make_unique<Child>(Args({FanoutBin(), "server", "--listen", "tcp://127.0.0.1:0",
+                                      "--curve-secret", dir_.File("server_secret"), "--client-keys",
+                                      dir_.File("clients"), "--worker-bin", WorkerBin()},
+                                     extra),
+                                "", dir_.File("server.err"));
+    auto log = WaitForText(dir_.File("server.err"), "listening", milliseconds(20000));
+    return log ? EndpointAfter(*log, "listening on ") : "";
+  }
+
   // `fanout ARGS...` as a client of the server.
   RunResult Client(std::vector<std::string> args, const RunOptions& options = {}) {
     args.insert(args.begin() + 1, {"--server", endpoint_});
@@ -485,23 +502,13 @@ TEST_F(ServerTest, KilledServerRestartedOnItsStateFinishesTheJobWithoutRerunning
 }
 
 TEST_F(ServerTest, AWorkerKeyCannotSubmitAndAClientKeyCannotTakeChunks) {
-  Keygen(dir_, {"server", "client", "worker"});
-  std::filesystem::create_directory(dir_.File("clients"));
+  Keygen(dir_, {"worker"});
   std::filesystem::create_directory(dir_.File("workers"));
-  std::filesystem::copy_file(dir_.File("client"), dir_.File("clients/client"));
   std::filesystem::copy_file(dir_.File("worker"), dir_.File("workers/worker"));
-  server_ = std::make_unique<Child>(
-      std::vector<std::string>{FanoutBin(), "server", "--listen", "tcp://127.0.0.1:0",
-                               "--workers-listen", "tcp://127.0.0.1:0", "-j", "0", "--curve-secret",
-                               dir_.File("server_secret"), "--client-keys", dir_.File("clients"),
-                               "--authorized-keys", dir_.File("workers"), "--worker-bin",
-                               WorkerBin(), "-v"},
-      "", dir_.File("server.err"));
-  auto log = WaitForText(dir_.File("server.err"), "listening", milliseconds(20000));
-  ASSERT_TRUE(log);
   // "server listening on tcp://127.0.0.1:P for clients, workers join tcp://127.0.0.1:Q"
-  std::string clients = EndpointAfter(*log, "listening on ");
-  ASSERT_FALSE(clients.empty()) << *log;
+  std::string clients = StartKeyedTcpServer({"--workers-listen", "tcp://127.0.0.1:0", "-j", "0",
+                                             "--authorized-keys", dir_.File("workers"), "-v"});
+  ASSERT_FALSE(clients.empty()) << ReadFile(dir_.File("server.err"));
   // The workers' port was chosen at bind: the server says where workers connect.
   auto workers_log = WaitForText(dir_.File("server.err"), "--connect ", milliseconds(20000));
   std::string workers = workers_log ? EndpointAfter(*workers_log, "--connect ") : "";
@@ -551,17 +558,8 @@ TEST_F(ServerTest, AWorkerKeyCannotSubmitAndAClientKeyCannotTakeChunks) {
 // workers may join (it once refused this server: "--curve-secret and --authorized-keys go
 // together").
 TEST_F(ServerTest, ATcpServerWithClientKeysAloneRunsJobsOnItsLocalWorkers) {
-  Keygen(dir_, {"server", "client"});
-  std::filesystem::create_directory(dir_.File("clients"));
-  std::filesystem::copy_file(dir_.File("client"), dir_.File("clients/client"));
-  server_ = std::make_unique<Child>(
-      std::vector<std::string>{FanoutBin(), "server", "--listen", "tcp://127.0.0.1:0", "-j", "1",
-                               "--curve-secret", dir_.File("server_secret"), "--client-keys",
-                               dir_.File("clients"), "--worker-bin", WorkerBin()},
-      "", dir_.File("server.err"));
-  auto log = WaitForText(dir_.File("server.err"), "listening", milliseconds(20000));
-  ASSERT_TRUE(log) << ReadFile(dir_.File("server.err"));
-  std::string clients = EndpointAfter(*log, "listening on ");
+  std::string clients = StartKeyedTcpServer({"-j", "1"});
+  ASSERT_FALSE(clients.empty()) << ReadFile(dir_.File("server.err"));
   RunResult ok = testing::Run({FanoutBin(), "run", "-q", "--server", clients, "--server-key",
                                dir_.File("server"), "--client-secret", dir_.File("client_secret"),
                                "-i", dir_.File("in"), "identity"});
