@@ -7,6 +7,7 @@
 #include <cstring>
 #include <map>
 #include <optional>
+#include <thread>
 #include <zmq.hpp>
 
 #include "common/exit_code.h"
@@ -95,6 +96,25 @@ TEST_F(WorkerLoopTest, RunsTasksAndReturnsPayloads) {
   r = NextResult(&payload);
   EXPECT_TRUE(r.ok) << r.error;
   EXPECT_EQ(payload->to_string(), "2432902008176640000\n");
+}
+
+// An attempt the runner thread takes after waiting for work is measured from its own
+// start: the runner reads its clocks once an attempt while attempts queue back to back,
+// and afresh after a wait.
+TEST_F(WorkerLoopTest, AnAttemptAfterAnIdleSpellIsNotChargedTheWait) {
+  StartWorker();
+  std::string peer = Welcome();
+  Task(peer, 1, "identity", {}, "first\n");
+  ResultMsg first = NextResult();
+  ASSERT_TRUE(first.ok) << first.error;
+  // The spell itself: nothing to wait for, the worker is to be idle for it.
+  std::this_thread::sleep_for(milliseconds(300));
+  Task(peer, 2, "identity", {}, "second\n");
+  ResultMsg second = NextResult();
+  ASSERT_TRUE(second.ok) << second.error;
+  EXPECT_LT(second.wall_seconds, 0.2);
+  EXPECT_LT(second.cpu_seconds, 0.2);
+  EXPECT_GE(second.cpu_seconds, 0.0);
 }
 
 // Collects results (RESULT or RESULTS) until `count` attempts are answered: chunk ->
