@@ -221,13 +221,17 @@ FinishedAttempt RunAttempt(const TaskDef& def, const TaskMsg& task,
 }
 
 void TaskRunner::Work(std::stop_token thread_stop) {
-  // Attempts that queue back to back are measured from where the last one ended: the
-  // thread's CPU clock (a system call here, not a vDSO read) and the steady clock are read
-  // once an attempt, not twice. Two reads a no-op attempt were most of a worker's time over
-  // 100,000 one-record chunks (BENCHMARKS.md). After a wait for work they are read afresh,
-  // so no attempt is charged the wait.
+  // Attempts that queue back to back are measured from where the last one ended (the
+  // steady clock is read once an attempt), and the thread's CPU clock, a system call here
+  // rather than a vDSO read, only after an attempt of kCpuReadAfter or more: a quicker one
+  // is charged its wall time, and the next read charges the rest of what the thread used
+  // since the last (so the total stays the thread's own). Two CPU clock reads a no-op
+  // attempt were most of a worker's time over 100,000 one-record chunks (BENCHMARKS.md).
+  // After a wait for work the clocks are read afresh, so no attempt is charged the wait.
+  constexpr double kCpuReadAfter = 0.00005;
   bool fresh = true;    // the marks below are to be read before the next attempt
-  double cpu_mark = 0;  // the thread's CPU seconds where the next attempt starts
+  double cpu_mark = 0;  // the thread's CPU seconds at the last read
+  double charged = 0;   // CPU seconds charged since, without a read (quick attempts' walls)
   std::chrono::steady_clock::time_point mark;
   for (;;) {
     Attempt attempt;
@@ -255,14 +259,22 @@ void TaskRunner::Work(std::stop_token thread_stop) {
     Log().debug("chunk {} attempt {}: started", t.chunk, t.attempt);
     if (fresh) {
       cpu_mark = ThreadCpuSeconds();
+      charged = 0;
       mark = std::chrono::steady_clock::now();
       fresh = false;
     }
     FinishedAttempt done = RunAttempt(*attempt.def, t, attempt.payload, worker_name_,
                                       stop.get_token(), /*thread_cpu=*/false, max_output_, &mark);
-    double cpu_now = ThreadCpuSeconds();
-    done.result.cpu_seconds += cpu_now - cpu_mark;  // with its reaped children's, if any
-    cpu_mark = cpu_now;
+    // Added to its reaped children's CPU time, if any.
+    if (done.result.wall_seconds < kCpuReadAfter) {
+      done.result.cpu_seconds += done.result.wall_seconds;
+      charged += done.result.wall_seconds;
+    } else {
+      double cpu_now = ThreadCpuSeconds();
+      done.result.cpu_seconds += std::max(0.0, cpu_now - cpu_mark - charged);
+      cpu_mark = cpu_now;
+      charged = 0;
+    }
     Log().debug("chunk {} attempt {}: {}", t.chunk, t.attempt,
                 done.result.ok ? "ok" : done.result.error);
     bool first;  // the loop is told once per batch: later ones ride along unsignalled
