@@ -365,16 +365,29 @@ TEST(ChunkingTest, CountingReadFromTheFileMatchesCountingTheView) {
   }
 }
 
+// A file that shrank under its view: `view` (600,000 bytes, `delim` every 100th) was its
+// content, the file (`fd`) now holds the first half, and `zeros` is what the view reads as
+// (the guarded mapping gives zeros past a truncation).
+struct ShrunkFile {
+  std::string view, zeros;
+  int fd = -1;
+};
+ShrunkFile Shrunk(char delim) {
+  ShrunkFile f;
+  f.view.assign(600000, 'x');
+  for (size_t i = 99; i < f.view.size(); i += 100) f.view[i] = delim;
+  f.fd = TempFileWith("", f.view.substr(0, 300000));
+  f.zeros = f.view.substr(0, 300000) + std::string(300000, '\0');
+  return f;
+}
+
 TEST(ChunkingTest, CountingAFileThatShrankReadsZerosPastItsEnd) {
-  // As the guarded mapping gives zeros past a truncation (the job then reports the change).
-  std::string data(600000, 'x');
-  for (size_t i = 99; i < data.size(); i += 100) data[i] = '\n';
-  int fd = TempFileWith("", data.substr(0, 300000));
-  ASSERT_GE(fd, 0);
-  std::string zeros = data.substr(0, 300000) + std::string(300000, '\0');
-  EXPECT_EQ(IndexRecords(data, RecordKind::kLines, {}, FileBacking{fd, 0}).records,
-            CountRecords(zeros, RecordKind::kLines, 0));
-  close(fd);
+  // As the mapping reads (the job then reports the change).
+  ShrunkFile f = Shrunk('\n');
+  ASSERT_GE(f.fd, 0);
+  EXPECT_EQ(IndexRecords(f.view, RecordKind::kLines, {}, FileBacking{f.fd, 0}).records,
+            CountRecords(f.zeros, RecordKind::kLines, 0));
+  close(f.fd);
 }
 
 // ---- PlanRangeChunks ------------------------------------------------------------------
@@ -552,22 +565,19 @@ TEST(ChunkingTest, BlocksCutFromTheFileMatchCuttingTheView) {
 }
 
 TEST(ChunkingTest, BlocksOfAFileThatShrankSeeZerosPastItsEnd) {
-  // As the guarded mapping gives zeros past a truncation: NUL records end at the first zero.
-  std::string data(600000, 'x');
-  for (size_t i = 99; i < data.size(); i += 100) data[i] = '\0';
-  int fd = TempFileWith("", data.substr(0, 300000));
-  ASSERT_GE(fd, 0);
-  std::string zeros = data.substr(0, 300000) + std::string(300000, '\0');
-  auto read = PlanChunksWithin(data, Block(70000, RecordKind::kNul), 1, PlanLimits{}, {},
-                               FileBacking{fd, 0});
+  // As the mapping reads: NUL records end at the first zero.
+  ShrunkFile f = Shrunk('\0');
+  ASSERT_GE(f.fd, 0);
+  auto read = PlanChunksWithin(f.view, Block(70000, RecordKind::kNul), 1, PlanLimits{}, {},
+                               FileBacking{f.fd, 0});
   ASSERT_TRUE(read.ok());
   std::vector<uint64_t> ends, expected;
   for (const ChunkSpec& c : *read) ends.push_back(c.end);
-  for (const ChunkSpec& c : PlanChunks(zeros, Block(70000, RecordKind::kNul), 1)) {
+  for (const ChunkSpec& c : PlanChunks(f.zeros, Block(70000, RecordKind::kNul), 1)) {
     expected.push_back(c.end);
   }
   EXPECT_EQ(ends, expected);
-  close(fd);
+  close(f.fd);
 }
 
 TEST(ChunkingTest, BlockCutsAtTheLastLineEndWithinTheBlock) {
