@@ -42,17 +42,8 @@ void Note(int sig) {
 void Watch(int signals) {
   Interrupt::TimePoint next = Interrupt::TimePoint::max();
   for (;;) {
-    timespec timeout{};
-    timespec* wait = nullptr;  // nothing due: until a signal or Wake()
-    if (next != Interrupt::TimePoint::max()) {
-      auto left =
-          std::max(next - std::chrono::steady_clock::now(), Interrupt::TimePoint::duration::zero());
-      auto secs = std::chrono::duration_cast<std::chrono::seconds>(left);
-      timeout.tv_sec = static_cast<time_t>(secs.count());
-      timeout.tv_nsec = static_cast<long>(
-          std::chrono::duration_cast<std::chrono::nanoseconds>(left - secs).count());
-      wait = &timeout;
-    }
+    timespec storage{};
+    timespec* wait = TimeoutUntil(next, storage);  // null: until a signal or Wake()
     pollfd fds[2] = {{signals, POLLIN, 0}, {g_wake.load(), POLLIN, 0}};
     if (ppoll(fds, 2, wait, nullptr) > 0) {
       signalfd_siginfo info{};
@@ -121,6 +112,17 @@ void Interrupt::Wake() {
   if (wake < 0) return;
   uint64_t one = 1;
   [[maybe_unused]] ssize_t n = write(wake, &one, sizeof one);
+}
+
+timespec* TimeoutUntil(Interrupt::TimePoint deadline, timespec& storage) {
+  if (deadline == Interrupt::TimePoint::max()) return nullptr;
+  auto left =
+      std::max(deadline - std::chrono::steady_clock::now(), Interrupt::TimePoint::duration::zero());
+  auto secs = std::chrono::duration_cast<std::chrono::seconds>(left);
+  storage.tv_sec = static_cast<time_t>(secs.count());
+  storage.tv_nsec =
+      static_cast<long>(std::chrono::duration_cast<std::chrono::nanoseconds>(left - secs).count());
+  return &storage;
 }
 
 bool Interrupt::Requested() { return g_signal.load() != 0; }

@@ -5,6 +5,8 @@
 // exits at once. Install() once from main; the rest is async-signal-safe and thread-safe.
 #pragma once
 
+#include <time.h>
+
 #include <chrono>
 #include <functional>
 
@@ -36,5 +38,9 @@ class Interrupt {
   // Makes the waiting thread run its tick again (from any thread; not from a signal handler).
   static void Wake();
 };
+
+// ppoll's timeout until `deadline`, in `storage` (zero once it passed); null, to wait without
+// one, for TimePoint::max(). For the threads that sleep until a deadline (here and StopAlarm).
+timespec* TimeoutUntil(Interrupt::TimePoint deadline, timespec& storage);
 
 }  // namespace fanout

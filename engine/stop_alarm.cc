@@ -104,16 +104,8 @@ class Alarms {
   void Run() {
     for (;;) {
       TimePoint next = Tick(false);
-      timespec timeout{};
-      timespec* wait = nullptr;  // no deadline: until woken or interrupted
-      if (next != TimePoint::max()) {
-        auto left = std::max(next - std::chrono::steady_clock::now(), TimePoint::duration::zero());
-        auto secs = std::chrono::duration_cast<std::chrono::seconds>(left);
-        timeout.tv_sec = static_cast<time_t>(secs.count());
-        timeout.tv_nsec = static_cast<long>(
-            std::chrono::duration_cast<std::chrono::nanoseconds>(left - secs).count());
-        wait = &timeout;
-      }
+      timespec storage{};
+      timespec* wait = TimeoutUntil(next, storage);  // null: until woken or interrupted
       // Interrupt's descriptor stays readable once signalled: watched only until then.
       pollfd fds[2] = {{wake_, POLLIN, 0}, {Interrupt::fd(), POLLIN, 0}};
       nfds_t n = Interrupt::fd() >= 0 && !Interrupt::Requested() ? 2 : 1;
