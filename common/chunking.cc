@@ -135,8 +135,7 @@ std::optional<uint64_t> BlockEnd(std::string_view data, uint64_t pos, const Chun
     static thread_local std::unique_ptr<char[]> window(new char[kCountBlock]);
     for (size_t want : {size_t{4096}, kCountBlock}) {
       auto n = static_cast<size_t>(std::min<uint64_t>(scan, want));
-      size_t got = ReadAllAt(file.fd, window.get(), n, file.offset + end - n);
-      std::fill(window.get() + got, window.get() + n, '\0');  // it shrank: zeros, as mapped
+      ReadAllAtOrZeros(file.fd, window.get(), n, file.offset + end - n);
       if (const void* d = memrchr(window.get(), delim, n)) {
         return end - n + static_cast<uint64_t>(static_cast<const char*>(d) - window.get()) + 1;
       }
@@ -201,8 +200,7 @@ class BlockReader {
       buffer_ = buffer.get();
       from_ = pos;
       held_ = static_cast<size_t>(std::min<uint64_t>(kReadBlock, data_.size() - pos));
-      size_t done = ReadAllAt(file_.fd, buffer_, held_, file_.offset + pos);
-      std::fill(buffer_ + done, buffer_ + held_, '\0');
+      ReadAllAtOrZeros(file_.fd, buffer_, held_, file_.offset + pos);
     }
     return buffer_ + (pos - from_);
   }

@@ -2,6 +2,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 
 namespace fanout {
@@ -25,6 +26,11 @@ size_t ReadAllAt(int fd, char* to, size_t size, uint64_t offset) {
     done += static_cast<size_t>(n);
   }
   return done;
+}
+
+void ReadAllAtOrZeros(int fd, char* to, size_t size, uint64_t offset) {
+  size_t done = ReadAllAt(fd, to, size, offset);
+  std::fill(to + done, to + size, '\0');
 }
 
 }  // namespace fanout

@@ -199,8 +199,7 @@ void JobInput::CopyOut(uint64_t begin, uint64_t size, char* to) const {
     return;
   }
   // The file shrank (or cannot be read): the rest reads as zeros.
-  size_t done = ReadAllAt(fd_, to, static_cast<size_t>(size), begin);
-  std::fill(to + done, to + size, '\0');
+  ReadAllAtOrZeros(fd_, to, static_cast<size_t>(size), begin);
 }
 
 void JobInput::Release(uint64_t begin, uint64_t end) const {
