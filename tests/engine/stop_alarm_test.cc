@@ -5,26 +5,22 @@
 // generous timeouts that only a broken alarm reaches.
 #include "engine/stop_alarm.h"
 
-#include <fcntl.h>
 #include <gtest/gtest.h>
 #include <signal.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
-#include <fstream>
 #include <functional>
 #include <future>
 #include <iterator>
 #include <memory>
 #include <stop_token>
-#include <string>
-#include <vector>
 
 #include "engine/interrupt.h"
+#include "tests/support/test_support.h"
 
 namespace fanout {
 namespace {
@@ -121,27 +117,11 @@ int InterruptsThreadKeepsTheAlarms() {
 }();
 
 TEST(StopAlarmTest, AfterInterruptInstallItsThreadKeepsTheAlarms) {
-  std::string err = ::testing::TempDir() + "stop-alarm-child-" + std::to_string(getpid());
-  std::vector<std::string> env_strings = {"FANOUT_STOP_ALARM_CHILD=1"};
-  for (char** e = environ; *e; ++e) env_strings.emplace_back(*e);
-  std::vector<char*> env;
-  for (std::string& e : env_strings) env.push_back(e.data());
-  env.push_back(nullptr);
-  char* argv[] = {const_cast<char*>("stop_alarm_child"), nullptr};
-  pid_t pid = fork();
-  ASSERT_GE(pid, 0);
-  if (pid == 0) {  // only async-signal-safe calls: this process may have other threads
-    int fd = open(err.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
-    if (fd >= 0 && dup2(fd, STDERR_FILENO) >= 0) execve("/proc/self/exe", argv, env.data());
-    _exit(127);
-  }
-  int status = 0;
-  ASSERT_EQ(waitpid(pid, &status, 0), pid);
-  std::ifstream in(err);
-  std::string printed((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  std::remove(err.c_str());
-  ASSERT_TRUE(WIFEXITED(status)) << printed;
-  EXPECT_EQ(WEXITSTATUS(status), 0) << printed;
+  fanout::testing::RunResult child =
+      fanout::testing::Run({"/proc/self/exe"}, {.stdin_data = "",
+                                                .timeout = std::chrono::seconds(60),
+                                                .env = {"FANOUT_STOP_ALARM_CHILD=1"}});
+  EXPECT_EQ(child.exit_code, 0) << child.err;
 }
 
 }  // namespace
