@@ -171,7 +171,8 @@ ModeResult RunPool(const PlannedJob& job, uint32_t threads, Name name, Scheduler
       }
       // A thread waits only for a chunk to run (a retry re-queued, the window moved on) or
       // the end: waking it for anything else cost a futex round and a context switch on
-      // each side, a fifth of a threads-mode job of quick chunks (BENCHMARKS.md).
+      // each side (22 context switches in a 256-chunk pass-through, 4 in serial mode and 6
+      // now: BENCHMARKS.md).
       if (scheduler.queued() > 0 || done()) cv.notify_all();
     }
     cv.notify_all();
