@@ -225,8 +225,9 @@ void TaskRunner::Work(std::stop_token thread_stop) {
   // steady clock is read once an attempt), and the thread's CPU clock, a system call here
   // rather than a vDSO read, only after an attempt of kCpuReadAfter or more: a quicker one
   // is charged its wall time, and the next read charges the rest of what the thread used
-  // since the last (so the total stays the thread's own). Two CPU clock reads a no-op
-  // attempt were most of a worker's time over 100,000 one-record chunks (BENCHMARKS.md).
+  // since the last (so the total stays the thread's own). Reading both clocks twice a
+  // no-op attempt was about half of a worker's samples over 100,000 one-record chunks
+  // (BENCHMARKS.md).
   // After a wait for work the clocks are read afresh, so no attempt is charged the wait.
   constexpr double kCpuReadAfter = 0.00005;
   bool fresh = true;    // the marks below are to be read before the next attempt
