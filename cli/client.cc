@@ -195,6 +195,9 @@ int Deliver(ServerConnection& c, const ServerClient& client, ClientMessage& done
     if (written.ok() && succeeded) written = file->Commit();
     if (!succeeded) file->Discard();  // a failed job leaves no -o file
     reader_closed = file->reader_closed();
+    // Stopped while the reader stalled: the output is dropped with the job, as a local
+    // run discards it.
+    if (file->stopped()) return Interrupted(c, done.header.value("id", ""));
   }
   std::fputs(report.c_str(), stderr);
   if (!quiet && !summary.empty()) std::fprintf(stderr, "%s\n", summary.c_str());
@@ -275,6 +278,7 @@ int Await(ServerConnection& c, const ServerClient& client, const std::string& id
       outstanding = false;
       Status s = file->Write({m->payload->data<char>(), m->payload->size()});
       if (s.ok()) s = file->Flush();
+      if (!s.ok() && file->stopped()) return Interrupted(c, id);
       if (!s.ok()) {
         CancelJob(c, id);
         return file->reader_closed() ? ToInt(ExitCode::kBrokenPipe)

@@ -2,11 +2,14 @@
 
 #include <dirent.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <sys/file.h>
 #include <sys/random.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
@@ -18,6 +21,7 @@ namespace {
 
 constexpr std::string_view kTempMarker = ".fanout-";
 constexpr size_t kTempSuffix = 6;  // mkstemp's XXXXXX
+std::atomic<int> g_stop{-1};       // StopWritesOn's descriptor
 
 // Creates `templ` (ending in XXXXXX, replaced by 6 random letters and digits) as a new file,
 // as mkostemp does, but with mode 0666 less the umask, as a plain create gives. mkostemp
@@ -70,12 +74,52 @@ OutputFile::OutputFile(int fd, std::string path, std::string temp, std::string n
       name_(name.empty() ? path_ : std::move(name)) {
   struct stat st {};
   if (fd_ >= 0 && ::fstat(fd_, &st) == 0) {
+    AvoidBlocking(st);
     if (S_ISFIFO(st.st_mode)) kernel_copy_ = KernelCopy::kSplice;
     // Not in append mode: copy_file_range refuses it.
     if (S_ISREG(st.st_mode) && !(::fcntl(fd_, F_GETFL) & O_APPEND)) {
       kernel_copy_ = KernelCopy::kCopyFileRange;
     }
   }
+}
+
+void OutputFile::StopWritesOn(int fd) { g_stop.store(fd); }
+
+void OutputFile::AvoidBlocking(const struct stat& st) {
+  if (S_ISSOCK(st.st_mode)) {
+    socket_ = true;
+    return;
+  }
+  if (!S_ISFIFO(st.st_mode) && !(S_ISCHR(st.st_mode) && ::isatty(fd_))) return;
+  if (!path_.empty()) {  // opened here: the description is this object's own
+    int flags = ::fcntl(fd_, F_GETFL);
+    paced_ = flags >= 0 && ::fcntl(fd_, F_SETFL, flags | O_NONBLOCK) == 0;
+    return;
+  }
+  // stdout's description is shared (with the shell, the rest of a pipeline): a second one.
+  // Without /proc, or once the pipe's reader is gone (ENXIO), stdout is written as it is.
+  int fd = ::open(("/proc/self/fd/" + std::to_string(fd_)).c_str(),
+                  O_WRONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
+  if (fd < 0) return;
+  fd_ = fd;
+  paced_ = reopened_ = true;
+}
+
+int OutputFile::WaitWritable() const {
+  int stop = g_stop.load();
+  pollfd fds[2] = {{fd_, POLLOUT, 0}, {stop, POLLIN, 0}};
+  for (;;) {
+    int n = ::poll(fds, stop >= 0 ? 2 : 1, -1);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return errno;
+    if (stop >= 0 && (fds[1].revents & POLLIN)) return ECANCELED;
+    return 0;  // writable, or broken: the next write says which
+  }
+}
+
+void OutputFile::CloseOwn() {
+  if ((!path_.empty() || reopened_) && fd_ >= 0) ::close(fd_);
+  fd_ = -1;
 }
 
 Result<OutputFile> OutputFile::Open(const std::string& path) {
@@ -117,14 +161,18 @@ Result<OutputFile> OutputFile::OpenTemporary(const std::string& name, const std:
 }
 
 OutputFile::OutputFile(OutputFile&& other) noexcept
-    : fd_(other.fd_),
+    : reader_closed_(other.reader_closed_),
+      stopped_(other.stopped_),
+      paced_(other.paced_),
+      socket_(other.socket_),
+      reopened_(other.reopened_),
+      fd_(other.fd_),
       buffer_(std::move(other.buffer_)),
       path_(std::move(other.path_)),
       temp_(std::move(other.temp_)),
       name_(std::move(other.name_)),
       bytes_(other.bytes_),
       done_(other.done_) {
-  reader_closed_ = other.reader_closed_;
   kernel_copy_ = other.kernel_copy_;
   other.fd_ = -1;
   other.done_ = true;
@@ -173,6 +221,8 @@ Status OutputFile::WriteFile(std::string_view data, FileBacking file) {
       file.offset += static_cast<uint64_t>(n);
     } else if (n < 0 && errno == EINTR) {
       continue;
+    } else if (n < 0 && errno == EAGAIN && paced_) {
+      if (int err = WaitWritable(); err != 0) return WriteError(err);
     } else if (n < 0 && errno == EPIPE) {
       return WriteError(EPIPE);
     } else {
@@ -187,12 +237,31 @@ Status OutputFile::WriteFile(std::string_view data, FileBacking file) {
 }
 
 Status OutputFile::WriteNow(std::string_view data) {
-  if (int err = WriteAll(fd_, data); err != 0) return WriteError(err);
+  if (!paced_ && !socket_) {
+    if (int err = WriteAll(fd_, data); err != 0) return WriteError(err);
+    return Status::Ok();
+  }
+  while (!data.empty()) {
+    ssize_t n = socket_ ? ::send(fd_, data.data(), data.size(), MSG_DONTWAIT | MSG_NOSIGNAL)
+                        : ::write(fd_, data.data(), data.size());
+    if (n > 0) {
+      data.remove_prefix(static_cast<size_t>(n));
+    } else if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+      if (int err = WaitWritable(); err != 0) return WriteError(err);
+    } else if (n < 0 && errno != EINTR) {
+      return WriteError(errno);
+    }
+  }
   return Status::Ok();
 }
 
 Status OutputFile::WriteError(int err) {
   if (err == EPIPE) reader_closed_ = true;
+  if (err == ECANCELED) {
+    stopped_ = true;
+    return Status::Error("writing output '" + (path_.empty() ? "stdout" : name_) +
+                         "' was interrupted");
+  }
   return Status::Error("cannot write output '" + (path_.empty() ? "stdout" : name_) +
                        "': " + std::strerror(err));
 }
@@ -205,7 +274,10 @@ Status OutputFile::Commit() {
     return flushed;
   }
   done_ = true;
-  if (path_.empty()) return Status::Ok();  // stdout
+  if (path_.empty()) {  // stdout
+    CloseOwn();
+    return Status::Ok();
+  }
   int fd = fd_;
   fd_ = -1;
   // A duplicate keeps the temporary's lock (shared by both descriptors) until the rename:
@@ -235,10 +307,8 @@ void OutputFile::Discard() {
   if (temp_.empty()) (void)Flush();
   buffer_.clear();
   done_ = true;
-  if (path_.empty()) return;
   if (!temp_.empty()) ::unlink(temp_.c_str());  // before the close releases its lock
-  if (fd_ >= 0) ::close(fd_);
-  fd_ = -1;
+  CloseOwn();
 }
 
 }  // namespace fanout

@@ -4,8 +4,18 @@
 // failed job never leaves a partial file under the requested name. Through a symbolic
 // link, the file it points to is replaced. "-" is stdout, and an existing name that is not
 // a regular file (/dev/null, a FIFO, /dev/stdout) is opened and written in place: renaming
-// over a device would replace it with a file. Not thread-safe.
+// over a device would replace it with a file.
+//
+// An output whose reader sets the pace (a pipe, a FIFO, a terminal, a socket) is written
+// without blocking and waited for in poll(2), beside the descriptor StopWritesOn names: a
+// job told to stop (SIGTERM, Ctrl-C) while its reader has stopped reading ends then, as
+// `cat` would, instead of waiting in write(2) for a reader that may never come back. An
+// inherited stdout is written through an open file description of its own
+// (/proc/self/fd/1), so the O_NONBLOCK it needs is never seen by the processes sharing it.
+// Not thread-safe.
 #pragma once
+
+#include <sys/stat.h>
 
 #include <string>
 #include <string_view>
@@ -21,6 +31,10 @@ class OutputFile : public ByteSink {
   // Opens the temporary next to `path` (or stdout for "-"/""): fails early and clearly
   // on an unwritable location, before any work is done.
   static Result<OutputFile> Open(const std::string& path);
+
+  // Process-wide: once `fd` is readable (Interrupt's self-pipe), a write that would wait
+  // for a slow reader fails instead ("interrupted", stopped() true). -1: writes wait.
+  static void StopWritesOn(int fd);
 
   OutputFile(OutputFile&& other) noexcept;
   OutputFile& operator=(OutputFile&&) = delete;
@@ -46,6 +60,8 @@ class OutputFile : public ByteSink {
   // A write failed with EPIPE: the reader of stdout (or of a FIFO) went away, as with
   // `fanout run ... | head -1`. The job then ends quietly (ExitCode::kBrokenPipe).
   bool reader_closed() const { return reader_closed_; }
+  // A write was given up because StopWritesOn's descriptor became readable.
+  bool stopped() const { return stopped_; }
 
  private:
   OutputFile(int fd, std::string path, std::string temp, std::string name = "");
@@ -56,7 +72,19 @@ class OutputFile : public ByteSink {
   Status WriteNow(std::string_view data);
   // The error a failed write of the output reports ("cannot write output 'NAME': ...").
   Status WriteError(int err);
+  // Makes an output whose reader sets the pace non-blocking (see the class comment); `st`
+  // is fd_'s.
+  void AvoidBlocking(const struct stat& st);
+  // Waits until fd_ takes more: 0, ECANCELED once the stop descriptor is readable, or an
+  // errno.
+  int WaitWritable() const;
+  // Closes fd_ if this object opened it.
+  void CloseOwn();
   bool reader_closed_ = false;
+  bool stopped_ = false;
+  bool paced_ = false;     // fd_ is non-blocking: a full pipe is waited for in WaitWritable
+  bool socket_ = false;    // fd_ is a socket: written with send(MSG_DONTWAIT)
+  bool reopened_ = false;  // fd_ is this object's own description of stdout
   static constexpr size_t kBuffer = 256 * 1024;
   int fd_ = -1;
   // How WriteFile can copy into fd_: splice (a pipe), copy_file_range (a regular file), or

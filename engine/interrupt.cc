@@ -19,6 +19,8 @@
 #include <mutex>
 #include <thread>
 
+#include "common/output_file.h"
+
 namespace fanout {
 namespace {
 
@@ -64,6 +66,8 @@ void Interrupt::Install() {
   static std::once_flag once;
   std::call_once(once, [] {
     if (pipe2(g_pipe, O_CLOEXEC | O_NONBLOCK) != 0) return;
+    // A job stopped while its output's reader stalls ends instead of waiting in write(2).
+    OutputFile::StopWritesOn(g_pipe[0]);
     sigset_t set;
     sigemptyset(&set);
     struct sigaction sa {};

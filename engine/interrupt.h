@@ -20,8 +20,9 @@ class Interrupt {
   using Tick = std::function<TimePoint(bool interrupted)>;
 
   // Blocks the signals in the calling thread (and so in every thread it starts later) and
-  // waits for them on a thread of its own; call it from main before starting threads.
-  // Idempotent.
+  // waits for them on a thread of its own; call it from main before starting threads. A
+  // write waiting for an output's reader then gives up once interrupted
+  // (OutputFile::StopWritesOn). Idempotent.
   static void Install();
   static bool Requested();
   // Readable once an interrupt was requested; -1 before Install().

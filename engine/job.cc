@@ -632,6 +632,8 @@ ExitCode RunJobUnguarded(const JobConfig& config, JobObserver* observer, const J
   }
   double wall = std::chrono::duration<double>(SteadyClock::now() - start).count();
 
+  // A write given up when the job was stopped (its reader had stalled) is the interrupt.
+  if (files.output->stopped()) result = ModeResult::Interrupted();
   ExitCode code;
   Status changed = job.input.CheckUnchanged();
   if (!changed.ok() && result.kind != ModeResult::Kind::kInterrupted) {

@@ -22,6 +22,7 @@ namespace {
 
 using testing::FileExists;
 using testing::ReadFile;
+using testing::StalledReader;
 using testing::TempDir;
 
 std::set<std::string> EntriesIn(const std::string& dir) {
@@ -349,6 +350,32 @@ TEST(OutputFileTest, FifoIsWrittenInPlace) {
   struct stat st;
   ASSERT_EQ(stat(fifo.c_str(), &st), 0);
   EXPECT_TRUE(S_ISFIFO(st.st_mode));
+}
+
+// A pipe whose reader stopped reading holds a write up only until the job is stopped
+// (StopWritesOn's descriptor, Interrupt's self-pipe in fanout, becomes readable); then the
+// write fails as stopped, and discarding the output does not wait either.
+TEST(OutputFileTest, AWriteToAStalledPipeGivesUpOnceStopped) {
+  TempDir dir;
+  StalledReader reader(dir.File("fifo"));
+  int stop[2];
+  ASSERT_EQ(pipe2(stop, O_CLOEXEC), 0);
+  OutputFile::StopWritesOn(stop[0]);
+  auto out = OutputFile::Open(dir.File("fifo"));
+  ASSERT_TRUE(out.ok()) << out.status().message();
+  Status written = Status::Ok();
+  std::thread writer([&] { written = out->Write(std::string(1 << 20, 'x')); });
+  EXPECT_TRUE(reader.WaitFull(std::chrono::milliseconds(10000)));
+  ASSERT_EQ(write(stop[1], "x", 1), 1);
+  writer.join();
+  EXPECT_FALSE(written.ok());
+  EXPECT_TRUE(out->stopped());
+  EXPECT_NE(written.message().find("interrupted"), std::string::npos) << written.message();
+  EXPECT_FALSE(out->reader_closed());
+  out->Discard();
+  OutputFile::StopWritesOn(-1);
+  close(stop[0]);
+  close(stop[1]);
 }
 
 // A file of `size` bytes of a pattern, opened for reading; its bytes in `data`.

@@ -66,6 +66,26 @@ TEST_P(InterruptTest, SigintExits130AndLeavesNothingBehind) {
   EXPECT_TRUE(ProcessesMatching(worker + " --connect").empty());
 }
 
+// SIGTERM while the output's reader has stopped reading (a pipe left full): the job ends
+// with 130 as it would otherwise, instead of waiting in write(2) until the reader reads.
+TEST_P(InterruptTest, SigtermWhileTheOutputsReaderStallsExits130) {
+  TempDir dir;
+  std::string input;
+  for (int i = 0; input.size() < (4u << 20); ++i) input += "line " + std::to_string(i) + "\n";
+  WriteFile(dir.File("in"), input);
+  StalledReader reader(dir.File("pipe"));
+  std::vector<std::string> argv = {FanoutBin(), "run", "-q", "--mode", GetParam(), "-j", "2"};
+  if (GetParam() == std::string("processes"))
+    argv.insert(argv.end(), {"--worker-bin", WorkerBin()});
+  argv.insert(argv.end(), {"-i", dir.File("in"), "identity"});
+  Child job(argv, dir.File("pipe"), dir.File("err"));
+  ASSERT_TRUE(reader.WaitFull(milliseconds(20000))) << ReadFile(dir.File("err"));
+  job.Signal(SIGTERM);
+  EXPECT_EQ(job.Wait(milliseconds(10000)), 130) << ReadFile(dir.File("err"));
+  EXPECT_NE(ReadFile(dir.File("err")).find("interrupted by SIGTERM"), std::string::npos)
+      << ReadFile(dir.File("err"));
+}
+
 INSTANTIATE_TEST_SUITE_P(Modes, InterruptTest, ::testing::Values("serial", "threads", "processes"));
 
 }  // namespace

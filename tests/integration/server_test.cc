@@ -443,6 +443,23 @@ TEST_F(ServerTest, CtrlCOnTheClientCancelsItsJob) {
   EXPECT_NE(waited.err.find("cancelled"), std::string::npos) << waited.err;
 }
 
+// SIGTERM to a client whose output's reader stopped reading: it leaves with 130 and its
+// job is cancelled, instead of waiting in write(2) for the reader.
+TEST_F(ServerTest, SigtermToAClientWhoseReaderStallsCancelsItsJob) {
+  StartServer({"-j", "2"});
+  std::string input;
+  for (int i = 0; input.size() < (4u << 20); ++i) input += "line " + std::to_string(i) + "\n";
+  WriteFile(dir_.File("in"), input);
+  StalledReader reader(dir_.File("pipe"));
+  Child client({FanoutBin(), "run", "-q", "--server", endpoint_, "-i", dir_.File("in"), "identity"},
+               dir_.File("pipe"), dir_.File("client.err"));
+  ASSERT_TRUE(reader.WaitFull(milliseconds(20000))) << ReadFile(dir_.File("client.err"));
+  client.Signal(SIGTERM);
+  EXPECT_EQ(client.Wait(milliseconds(10000)), 130) << ReadFile(dir_.File("client.err"));
+  EXPECT_NE(ReadFile(dir_.File("client.err")).find("cancelled on the server"), std::string::npos)
+      << ReadFile(dir_.File("client.err"));
+}
+
 TEST_F(ServerTest, AServerStoppedWithoutStateTellsItsWaitingClientsTheirJobIsLost) {
   StartServer({"-j", "1"});
   std::string started = dir_.File("started");

@@ -5,6 +5,7 @@
 #include <poll.h>
 #include <signal.h>
 #include <spawn.h>
+#include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -72,6 +73,28 @@ std::string BinDir() {
   return dir && *dir ? dir : FANOUT_BIN_DIR;
 }
 }  // namespace
+
+StalledReader::StalledReader(const std::string& path) {
+  if (mkfifo(path.c_str(), 0600) != 0) throw std::runtime_error("mkfifo failed: " + path);
+  // Non-blocking, so this open does not wait for the writer; the writer's open then finds a
+  // reader at once.
+  fd_ = open(path.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+  if (fd_ < 0) throw std::runtime_error("cannot open the FIFO's read end: " + path);
+}
+
+StalledReader::~StalledReader() { close(fd_); }
+
+bool StalledReader::WaitFull(std::chrono::milliseconds timeout) const {
+  int capacity = fcntl(fd_, F_GETPIPE_SZ);
+  auto deadline = std::chrono::steady_clock::now() + timeout;
+  for (;;) {
+    int held = 0;
+    // Within a page of full: a write of more than that waits.
+    if (ioctl(fd_, FIONREAD, &held) == 0 && capacity > 0 && held >= capacity - 4096) return true;
+    if (std::chrono::steady_clock::now() >= deadline) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));  // between polls of a condition
+  }
+}
 
 std::string FanoutBin() { return BinDir() + "/fanout"; }
 std::string WorkerBin() { return BinDir() + "/fanout-worker"; }

@@ -29,6 +29,21 @@ class TempDir {
   std::string path_;
 };
 
+// A named pipe at `path` whose reader never reads: a process writing to it stalls once
+// the pipe is full, as behind a consumer that stopped (`| less` left waiting).
+class StalledReader {
+ public:
+  explicit StalledReader(const std::string& path);  // makes the FIFO, opens its read end
+  ~StalledReader();
+  StalledReader(const StalledReader&) = delete;
+  StalledReader& operator=(const StalledReader&) = delete;
+  // Waits (bounded) until the pipe is full: its writer's next write waits for the reader.
+  bool WaitFull(std::chrono::milliseconds timeout) const;
+
+ private:
+  int fd_ = -1;
+};
+
 // The binaries under test: FANOUT_BIN_DIR of the build, or $FANOUT_TEST_BIN_DIR when set
 // (e.g. to check that a test fails on an older build).
 std::string FanoutBin();  // path of build/bin/fanout
