@@ -39,6 +39,14 @@ set(FANOUT_GMP GMP::gmpxx)
 set(FANOUT_XXHASH xxHash::xxhash)
 set(FANOUT_SPDLOG spdlog::spdlog)  # what fanout_common links for logging
 
+# The programs' relative relocations packed (DT_RELR; binutils 2.38 and glibc 2.36, which
+# Debian 12 has): the loader reads 2 KB of them instead of 196 KB (`fanout`'s 8,100 vtable
+# and pointer slots), a few pages fewer to fault in at each start. `fanout --version` 3.32
+# -> 3.24 ms and a one-chunk serial run 5.07 -> 4.93 ms on the EPYC guest (500 and 300
+# alternating runs, medians). Left out where the linker or C library lacks it.
+include(CheckLinkerFlag)
+check_linker_flag(CXX "-Wl,-z,pack-relative-relocs" FANOUT_HAVE_PACKED_RELOCS)
+
 # fanout_static_deps(TARGET [SHARED_LIBSTDCXX]): SHARED_LIBSTDCXX for a program that also
 # links a C++ shared library (fanout-dashboard: libcpp-httplib), which must share one
 # libstdc++ with it (two copies would each number std::locale's facets, for one).
@@ -46,6 +54,9 @@ function(fanout_static_deps target)
   set_property(TARGET ${target} PROPERTY FANOUT_STATIC_DEPS ${FANOUT_STATIC_DEPS})
   if(FANOUT_STATIC_DEPS AND NOT "SHARED_LIBSTDCXX" IN_LIST ARGN)
     target_link_options(${target} PRIVATE -static-libstdc++ -static-libgcc)
+  endif()
+  if(FANOUT_HAVE_PACKED_RELOCS)
+    target_link_options(${target} PRIVATE -Wl,-z,pack-relative-relocs)
   endif()
 endfunction()
 
