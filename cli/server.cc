@@ -447,9 +447,12 @@ void Server::RunnerMain() {
     cv_.wait(lock,
              [&] { return stopping_ || (!queue_.empty() && running_ < options_.max_running); });
     if (stopping_) return;
-    std::shared_ptr<Job> job = jobs_.at(queue_.front());
+    auto queued = jobs_.find(queue_.front());
     queue_.pop_front();
-    if (job->state != Job::State::kQueued) continue;  // cancelled while queued
+    // Cancelled while queued; or cancelled by a client that left (`forget`), and then
+    // forgotten before a runner came to it.
+    if (queued == jobs_.end() || queued->second->state != Job::State::kQueued) continue;
+    std::shared_ptr<Job> job = queued->second;
     --idle_runners_;
     job->state = Job::State::kRunning;
     ++running_;
