@@ -35,6 +35,9 @@ using Clock = std::chrono::steady_clock;
 constexpr milliseconds kAnswerTimeout{10000};
 // How often a waiting client says `wait` again (and how long its silence warning waits).
 constexpr milliseconds kRewait{1000};
+// How long a client interrupted before its job was accepted waits for the answer, to
+// cancel the job it names.
+constexpr milliseconds kLastAnswer{1000};
 
 int Fail(const std::string& message, ExitCode code = ExitCode::kUsage) {
   std::fprintf(stderr, "fanout: %s\n", message.c_str());
@@ -77,6 +80,24 @@ int LeaveNow(ServerConnection& c, int code) {
 int Interrupted(ServerConnection& c, const std::string& id) {
   CancelJob(c, id);
   std::fprintf(stderr, "fanout: interrupted: job %s cancelled on the server\n", id.c_str());
+  return ToInt(ExitCode::kInterrupted);
+}
+
+// Ctrl-C after the submission was sent, before the server said it took the job: the
+// answer (its id) is awaited a moment longer, ignoring the interrupt, so that the job can
+// be cancelled; a server that does not answer (stopped, hung) is left with a word on
+// where the job may be.
+int InterruptedBeforeAccepted(ServerConnection& c, const ServerClient& client) {
+  auto m = ReceiveFromServer(
+      c, kLastAnswer, [] { return false; }, -1, kLastAnswer);
+  if (m && m->header.value("op", "") == "accepted") {
+    return Interrupted(c, m->header.value("id", ""));
+  }
+  if (m) return Fail("interrupted; the server did not take the job", ExitCode::kInterrupted);
+  std::fprintf(stderr,
+               "fanout: interrupted before the server at %s answered; if it took the job, "
+               "`fanout jobs` lists it and `fanout cancel ID` stops it\n",
+               client.server.c_str());
   return ToInt(ExitCode::kInterrupted);
 }
 
@@ -424,6 +445,7 @@ int SubmitToServer(const ServerClient& client, const std::vector<std::string>& a
   SendToServer(c, submit, first && !upload ? &payload : nullptr);
   int code = 0;
   auto accepted = Answer(c, client, code);
+  if (!accepted && Interrupt::Requested()) return InterruptedBeforeAccepted(c, client);
   if (!accepted) return code;
   std::string id = accepted->header.value("id", "");
   if (upload) {

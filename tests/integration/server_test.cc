@@ -443,6 +443,63 @@ TEST_F(ServerTest, CtrlCOnTheClientCancelsItsJob) {
   EXPECT_NE(waited.err.find("cancelled"), std::string::npos) << waited.err;
 }
 
+// A queued job whose client leaves (Ctrl-C cancels it and asks the server to forget it)
+// is forgotten before a runner comes to it: the runner that frees up skips it, and the
+// server goes on (it once died of the missing job: std::out_of_range from the queue).
+TEST_F(ServerTest, AQueuedJobCancelledAndForgottenIsSkippedByTheNextRunner) {
+  StartServer({"-j", "1", "--max-jobs", "1"});
+  std::string gate = dir_.File("go");
+  Child first({FanoutBin(), "run", "-q", "--server", endpoint_, "--range", "0:1", "exec", "--",
+               "sh", "-c", "while [ ! -e " + gate + " ]; do sleep 0.02; done; cat"},
+              dir_.File("first.out"), dir_.File("first.err"));
+  WaitForJobs("running");
+  Child second({FanoutBin(), "run", "-q", "--server", endpoint_, "-i", dir_.File("in"), "identity"},
+               dir_.File("second.out"), dir_.File("second.err"));
+  WaitForJobs("queued");
+  second.Signal(SIGINT);
+  EXPECT_EQ(second.Wait(milliseconds(10000)), 130) << ReadFile(dir_.File("second.err"));
+  auto deadline = Clock::now() + milliseconds(20000);
+  while (CountLines(Client({"jobs"}).out) != 2 && Clock::now() < deadline) {
+    std::this_thread::sleep_for(milliseconds(20));  // between polls of a condition
+  }
+  ASSERT_EQ(CountLines(Client({"jobs"}).out), 2u) << "the cancelled job is not forgotten";
+  WriteFile(gate, "");
+  EXPECT_EQ(first.Wait(milliseconds(20000)), 0) << ReadFile(dir_.File("first.err"));
+  EXPECT_EQ(ReadFile(dir_.File("first.out")), "0\n");
+  ExpectItStillServes();
+}
+
+// Ctrl-C before the server answered the submission (here: a server stopped with SIGSTOP):
+// the client waits a moment for the job's id, to cancel it; none comes, so it says where
+// the job may be, and leaves with 130.
+TEST_F(ServerTest, ACtrlCBeforeTheServerAnswersSaysWhereTheJobMayBe) {
+  StartServer({"-j", "1"});
+  Child client({FanoutBin(), "run", "-q", "--server", endpoint_, "--range", "0:1", "identity"},
+               dir_.File("client.out"), dir_.File("client.err"));
+  ASSERT_EQ(kill(server_->pid(), SIGSTOP), 0);
+  // Connected (its Ctrl-C handling is installed before it connects).
+  auto connected = [&] {
+    std::error_code ec;
+    std::string fds = "/proc/" + std::to_string(client.pid()) + "/fd";
+    for (const auto& e : std::filesystem::directory_iterator(fds, ec)) {
+      if (std::filesystem::read_symlink(e.path(), ec).string().starts_with("socket:")) return true;
+    }
+    return false;
+  };
+  auto deadline = Clock::now() + milliseconds(20000);
+  while (!connected() && Clock::now() < deadline) {
+    std::this_thread::sleep_for(milliseconds(10));  // between polls of a condition
+  }
+  EXPECT_TRUE(connected());
+  client.Signal(SIGINT);
+  int code = client.Wait(milliseconds(10000));
+  kill(server_->pid(), SIGCONT);
+  EXPECT_EQ(code, 130) << ReadFile(dir_.File("client.err"));
+  EXPECT_NE(ReadFile(dir_.File("client.err")).find("`fanout jobs` lists it"), std::string::npos)
+      << ReadFile(dir_.File("client.err"));
+  ExpectItStillServes();
+}
+
 // SIGTERM to a client whose output's reader stopped reading: it leaves with 130 and its
 // job is cancelled, instead of waiting in write(2) for the reader.
 TEST_F(ServerTest, SigtermToAClientWhoseReaderStallsCancelsItsJob) {
