@@ -398,7 +398,11 @@ void Server::Recover() {
   std::vector<uint64_t> ids;
   for (const auto& entry : fs::directory_iterator(root_ + "/jobs", ec)) {
     const std::string name = entry.path().filename().string();
-    if (name.empty() || name.find_first_not_of("0123456789") != std::string::npos) continue;
+    // Not a job's directory (a job's id has at most 18 digits, as Find reads them).
+    if (name.empty() || name.size() > 18 ||
+        name.find_first_not_of("0123456789") != std::string::npos) {
+      continue;
+    }
     ids.push_back(std::stoull(name));
   }
   std::sort(ids.begin(), ids.end());

@@ -531,6 +531,15 @@ TEST_F(ServerTest, AServerStoppedWithoutStateTellsItsWaitingClientsTheirJobIsLos
       << ReadFile(dir_.File("client.err"));
 }
 
+// A --state directory holding something that only looks like a job (a directory named
+// with more digits than a job's id has): the server starts and skips it.
+TEST_F(ServerTest, AStateDirectoryWithAnOddEntryStillStarts) {
+  std::string state = dir_.File("state");
+  std::filesystem::create_directories(state + "/jobs/1234567890123456789012345");
+  StartServer({"-j", "1", "--state", state});
+  ExpectItStillServes();
+}
+
 TEST_F(ServerTest, KilledServerRestartedOnItsStateFinishesTheJobWithoutRerunningChunks) {
   std::string state = dir_.File("state");
   std::string workers = "ipc://" + dir_.File("workers.sock");
