@@ -76,7 +76,14 @@ wait "$COORD" || fail "job 1 exited $?"
 cmp -s serial.txt out1.txt || fail "job 1 output differs from serial"
 stat() { python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))[sys.argv[2]])' "$@"; }
 [ "$(stat stats1.json workers_lost)" -ge 1 ] || fail "job 1 lost no worker: $(cat stats1.json)"
-[ "$(stat stats1.json retries)" -ge 1 ] || fail "job 1 re-dispatched nothing: $(cat stats1.json)"
+# w2's chunks were dispatched again. Not `retries`: that counts only attempts the
+# coordinator knew had started, and w2's STARTED may be cut off with its results (its
+# chunks then count as never started there), so the extra attempts are what shows.
+python3 - stats1.json <<'PY' || fail "job 1 re-dispatched nothing: $(cat stats1.json)"
+import json, sys
+s = json.load(open(sys.argv[1]))
+sys.exit(0 if s["attempts"] - s["speculated"] > s["chunks"] else 1)
+PY
 grep -q "worker w2 lost" coordinator1.log || fail "the coordinator did not report w2 lost"
 
 # The link comes back: w2 reconnects by itself and serves the next job.
