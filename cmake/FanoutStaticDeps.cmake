@@ -41,9 +41,9 @@ set(FANOUT_SPDLOG spdlog::spdlog)  # what fanout_common links for logging
 
 # The programs' relative relocations packed (DT_RELR; binutils 2.38 and glibc 2.36, which
 # Debian 12 has): the loader reads 2 KB of them instead of 196 KB (`fanout`'s 8,100 vtable
-# and pointer slots), a few pages fewer to fault in at each start. `fanout --version` 3.32
-# -> 3.24 ms and a one-chunk serial run 5.07 -> 4.93 ms on the EPYC guest (500 and 300
-# alternating runs, medians). Left out where the linker or C library lacks it.
+# and pointer slots), a few pages fewer to fault in at each start. Small and free: 0.03-0.15
+# ms of a 3-6 ms start on the EPYC guest (`scripts/ab-spawn`, BENCHMARKS.md "Start-up").
+# Left out where the linker or C library lacks it.
 include(CheckLinkerFlag)
 check_linker_flag(CXX "-Wl,-z,pack-relative-relocs" FANOUT_HAVE_PACKED_RELOCS)
 
