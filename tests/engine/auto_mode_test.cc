@@ -313,11 +313,14 @@ TEST(CalibrateTest, PrefixChunksKeepOutputsAndOffsets) {
 }
 
 TEST(CalibrateTest, CommandChunksRunToCompletionAndSplitStartUpFromRecords) {
-  // Each chunk sleeps 100 ms before copying its records: start-up, not per-record cost.
+  // Each chunk sleeps 300 ms before copying its records: start-up, not per-record cost.
   // (Long beside the jitter of starting `sh`, which reaches tens of ms under sanitizers:
-  // with 30 ms, chunks of 1 and 2 records could book it all to the second record.)
+  // with 30 ms, chunks of 1 and 2 records could book it all to the second record; and
+  // beside the CPU time of starting it, which must stay under a fifth of the wall time for
+  // the command to count as waiting: with 100 ms, a loaded CI machine under ASan once
+  // spent more, and the calibration rightly ended after one heavy chunk.)
   std::string data = Lines(200);
-  Calibration cal = Calibrate(Task("exec"), {"sh", "-c", "sleep 0.1; cat"}, data, std::nullopt, {},
+  Calibration cal = Calibrate(Task("exec"), {"sh", "-c", "sleep 0.3; cat"}, data, std::nullopt, {},
                               200, {.cores = 2});
   // One record, then the per-record chunk with another of its size beside it.
   ASSERT_EQ(cal.chunks.size(), 3u);
@@ -327,7 +330,7 @@ TEST(CalibrateTest, CommandChunksRunToCompletionAndSplitStartUpFromRecords) {
   EXPECT_EQ(cal.records, 1 + 2 * cal.chunks[1].records);
   for (size_t i = 0; i < cal.chunks.size(); ++i) {
     EXPECT_EQ(cal.outputs[i].view(), data.substr(cal.chunks[i].begin, cal.chunks[i].bytes()));
-    EXPECT_GE(cal.wall_seconds[i], 0.1);  // not cut short
+    EXPECT_GE(cal.wall_seconds[i], 0.3);  // not cut short
   }
   AutoInputs in = FitCostModel(cal, 200, data.size());
   EXPECT_EQ(in.records, 200 - cal.records);
