@@ -148,10 +148,14 @@ Status EventLoop::Start() {
   flags.insert(flags.end(), fleet_.worker_args.begin(), fleet_.worker_args.end());
   launcher_.emplace(*bin, local_endpoint, std::move(flags), fleet_.adopt_orphans);
   // Local workers stop being replaced once this many died in a row with no chunk accepted
-  // in between (the job makes no progress): max(2 x workers, 2 x --crash-limit), so that a
-  // chunk that kills its workers fails by its crash limit first, with its reason.
+  // in between (the job makes no progress): max(2 x workers, 2 x (--crash-limit + 2)), so
+  // that a chunk that kills its workers fails by its crash limit first, with its reason.
+  // The 2: a worker that dies before its STARTED message leaves cost its attempt nothing,
+  // twice per chunk (Scheduler::kFreeLosses); with 2 x --crash-limit, two such chunks once
+  // met this bound first (10 deaths) and the job failed as "no worker left" instead.
   uint64_t no_progress_deaths = std::max<uint64_t>(
-      2ull * max_local_, 2ull * std::max<uint32_t>(fleet_.scheduler.crash_limit, 1));
+      2ull * max_local_,
+      2ull * (std::max<uint32_t>(fleet_.scheduler.crash_limit, 1) + Scheduler::kFreeLosses - 1));
   locals_.emplace(
       *launcher_, clock_,
       fleet_.max_respawns >= 0 ? static_cast<uint64_t>(fleet_.max_respawns) : UINT64_MAX,
