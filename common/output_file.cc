@@ -257,13 +257,12 @@ Status OutputFile::WriteNow(std::string_view data) {
 
 Status OutputFile::WriteError(int err) {
   if (err == EPIPE) reader_closed_ = true;
+  std::string shown = path_.empty() ? "stdout" : name_;
   if (err == ECANCELED) {
     stopped_ = true;
-    return Status::Error("writing output '" + (path_.empty() ? "stdout" : name_) +
-                         "' was interrupted");
+    return Status::Error("writing output '" + shown + "' was interrupted");
   }
-  return Status::Error("cannot write output '" + (path_.empty() ? "stdout" : name_) +
-                       "': " + std::strerror(err));
+  return Status::Error("cannot write output '" + shown + "': " + std::strerror(err));
 }
 
 Status OutputFile::Commit() {
