@@ -164,6 +164,18 @@ class ServerTest : public ::testing::Test {
     return last;
   }
 
+  // Polls `fanout jobs` until it prints `lines` lines (the header and a row per job);
+  // returns the last listing.
+  std::string WaitForJobRows(size_t lines, milliseconds timeout = milliseconds(20000)) {
+    auto deadline = Clock::now() + timeout;
+    std::string listed = Client({"jobs"}).out;
+    while (CountLines(listed) != lines && Clock::now() < deadline) {
+      std::this_thread::sleep_for(milliseconds(20));  // between polls of a condition
+      listed = Client({"jobs"}).out;
+    }
+    return listed;
+  }
+
   TempDir dir_;
   std::string input_;
   std::string endpoint_;
@@ -425,12 +437,7 @@ TEST_F(ServerTest, CtrlCOnTheClientCancelsItsJob) {
   EXPECT_EQ(client.Wait(milliseconds(10000)), 130) << ReadFile(dir_.File("client.err"));
   // The job ends on the server too: its commands are stopped, and since its client left,
   // nobody will fetch it: the server forgets it (no `done (exit 130)` row kept for ever).
-  auto deadline = Clock::now() + milliseconds(20000);
-  std::string listed = Client({"jobs"}).out;
-  while (CountLines(listed) != 1 && Clock::now() < deadline) {
-    std::this_thread::sleep_for(milliseconds(20));  // between polls of a condition
-    listed = Client({"jobs"}).out;
-  }
+  std::string listed = WaitForJobRows(1);
   EXPECT_EQ(CountLines(listed), 1u) << listed;
   // `fanout cancel` stops a detached job, which stays listed until its output is fetched.
   RunResult detached = Client({"run", "--detach", "--range", "1:3", "exec", "--", "sleep", "60"});
@@ -458,11 +465,8 @@ TEST_F(ServerTest, AQueuedJobCancelledAndForgottenIsSkippedByTheNextRunner) {
   WaitForJobs("queued");
   second.Signal(SIGINT);
   EXPECT_EQ(second.Wait(milliseconds(10000)), 130) << ReadFile(dir_.File("second.err"));
-  auto deadline = Clock::now() + milliseconds(20000);
-  while (CountLines(Client({"jobs"}).out) != 2 && Clock::now() < deadline) {
-    std::this_thread::sleep_for(milliseconds(20));  // between polls of a condition
-  }
-  ASSERT_EQ(CountLines(Client({"jobs"}).out), 2u) << "the cancelled job is not forgotten";
+  std::string listed = WaitForJobRows(2);
+  ASSERT_EQ(CountLines(listed), 2u) << "the cancelled job is not forgotten: " << listed;
   WriteFile(gate, "");
   EXPECT_EQ(first.Wait(milliseconds(20000)), 0) << ReadFile(dir_.File("first.err"));
   EXPECT_EQ(ReadFile(dir_.File("first.out")), "0\n");
