@@ -83,6 +83,34 @@ int Interrupted(ServerConnection& c, const std::string& id) {
   return ToInt(ExitCode::kInterrupted);
 }
 
+// Who a client waiting for a job is: the `fanout run --server` that submitted it, whose
+// Ctrl-C ends the job as a local run's does (the output is discarded, also once the job
+// has finished), or a `fanout wait` or `fanout output` of a job that lives on without it
+// (detached, or another shell's), whose Ctrl-C only stops this client, as `hq job wait`'s
+// does: cancelling is `fanout cancel`'s.
+enum class Waiter { kSubmitter, kObserver };
+
+// Ctrl-C (or SIGTERM, SIGHUP) while `waiter` awaits or fetches job `id` (`finished`: it has
+// ended, its output is being fetched).
+int Interrupted(ServerConnection& c, const std::string& id, Waiter waiter, bool finished) {
+  if (waiter == Waiter::kSubmitter) {
+    if (!finished) return Interrupted(c, id);
+    CancelJob(c, id);  // a finished job is forgotten with its output
+    std::fprintf(stderr, "fanout: interrupted; output discarded (job %s)\n", id.c_str());
+  } else if (finished) {
+    std::fprintf(stderr,
+                 "fanout: interrupted; the server keeps job %s's output (`fanout output %s` "
+                 "fetches it)\n",
+                 id.c_str(), id.c_str());
+  } else {
+    std::fprintf(stderr,
+                 "fanout: interrupted; job %s goes on on the server (`fanout wait %s` waits "
+                 "again, `fanout cancel %s` stops it)\n",
+                 id.c_str(), id.c_str(), id.c_str());
+  }
+  return ToInt(ExitCode::kInterrupted);
+}
+
 // Ctrl-C after the submission was sent, before the server said it took the job: the
 // answer (its id) is awaited a moment longer, ignoring the interrupt, so that the job can
 // be cancelled; a server that does not answer (stopped, hung) is left with a word on
@@ -189,8 +217,9 @@ int Fetch(ServerConnection& c, const ServerClient& client, const std::string& id
 // the job's exit code. `file`: the output opened while its first `got` bytes were streamed
 // (Await), or null. The output is kept only if the job succeeded (exit 0 or 3).
 int Deliver(ServerConnection& c, const ServerClient& client, ClientMessage& done,
-            const std::string& output, bool quiet, OutputFile* file = nullptr, uint64_t got = 0,
-            bool reading = false) {
+            const std::string& output, bool quiet, Waiter waiter, OutputFile* file = nullptr,
+            uint64_t got = 0, bool reading = false) {
+  std::string id = done.header.value("id", "");
   int code = done.header.value("exit", ToInt(ExitCode::kJobFailed));
   std::string report = done.header.value("report", "");
   std::string summary = done.header.value("summary", "");
@@ -206,9 +235,8 @@ int Deliver(ServerConnection& c, const ServerClient& client, ClientMessage& done
     bool succeeded = code == ToInt(ExitCode::kOk) || code == ToInt(ExitCode::kPartial);
     if (done.header.value("read", false)) {  // in parts (the rest, when streamed)
       uint64_t size = done.header.value("size", uint64_t{0});
-      int failed = succeeded ? Fetch(c, client, done.header.value("id", ""), got, size, reading,
-                                     *file, written)
-                             : 0;
+      int failed = succeeded ? Fetch(c, client, id, got, size, reading, *file, written) : 0;
+      if (failed != 0 && Interrupt::Requested()) return Interrupted(c, id, waiter, true);
       if (failed != 0) return failed;  // the server keeps the output for `fanout output`
     } else if (done.payload && got == 0) {
       written = file->Write({done.payload->data<char>(), done.payload->size()});
@@ -216,13 +244,12 @@ int Deliver(ServerConnection& c, const ServerClient& client, ClientMessage& done
     if (written.ok() && succeeded) written = file->Commit();
     if (!succeeded) file->Discard();  // a failed job leaves no -o file
     reader_closed = file->reader_closed();
-    // Stopped while the reader stalled: the output is dropped with the job, as a local
-    // run discards it.
-    if (file->stopped()) return Interrupted(c, done.header.value("id", ""));
+    // Stopped while the reader stalled: as Ctrl-C while fetching.
+    if (file->stopped()) return Interrupted(c, id, waiter, true);
   }
   std::fputs(report.c_str(), stderr);
   if (!quiet && !summary.empty()) std::fprintf(stderr, "%s\n", summary.c_str());
-  SendToServer(c, {{"op", "fetched"}, {"id", done.header.value("id", "")}});
+  SendToServer(c, {{"op", "fetched"}, {"id", id}});
   // A DEALER's linger is 0: give this last word time to leave before the socket closes
   // (else the server may keep the job's output for good).
   KeepLastWords(c, std::chrono::milliseconds(2000));
@@ -233,16 +260,17 @@ int Deliver(ServerConnection& c, const ServerClient& client, ClientMessage& done
   return code;
 }
 
-// Waits for job `id` and delivers its output. Ctrl-C cancels the job (the server's answer
-// is awaited a little, then the client leaves with 130). `asked`: the submission already
+// Waits for job `id` and delivers its output. Ctrl-C cancels a submitter's job (the
+// server's answer is awaited a little, then the client leaves with 130) and leaves an
+// observer's as it is. `asked`: the submission already
 // asked to be told when the job ends (the first "wait" would only cost a round trip).
 // `stream`: the output is read while the job runs (one `read` out at a time, which the
 // server answers once there is more), as a local run writes it; a submission streams at
 // once, a `fanout wait` once the server says the job's output can be read (`streams`).
 // The rest is fetched when the job ends. A reader of stdout that goes away (`| head`)
-// cancels the job and ends the client quietly, as a local run ends.
+// ends the client quietly, as a local run ends, and a submitter's job with it.
 int Await(ServerConnection& c, const ServerClient& client, const std::string& id,
-          const std::string& output, bool quiet, bool asked, bool stream) {
+          const std::string& output, bool quiet, Waiter waiter, bool asked, bool stream) {
   auto heard = Clock::now();
   bool warned = false;
   Json wait = {{"op", "wait"}, {"id", id}, {"reads", true}, {"stream", stream}};
@@ -263,7 +291,7 @@ int Await(ServerConnection& c, const ServerClient& client, const std::string& id
     }
   }
   while (true) {
-    if (Interrupt::Requested()) return Interrupted(c, id);
+    if (Interrupt::Requested()) return Interrupted(c, id, waiter, false);
     std::optional<ClientMessage> m;
     if (file && !outstanding) {
       // What has already come first: a finished job's `done` follows its last part at
@@ -289,7 +317,8 @@ int Await(ServerConnection& c, const ServerClient& client, const std::string& id
     heard = Clock::now();
     std::string op = m->header["op"];
     if (op == "done") {
-      return Deliver(c, client, *m, output, quiet, file ? &*file : nullptr, got, outstanding);
+      return Deliver(c, client, *m, output, quiet, waiter, file ? &*file : nullptr, got,
+                     outstanding);
     }
     if (op == "error") return ServerError(*m);
     if (op == "waiting" && stream && !file && m->header.value("streams", false)) {
@@ -299,9 +328,9 @@ int Await(ServerConnection& c, const ServerClient& client, const std::string& id
       outstanding = false;
       Status s = file->Write({m->payload->data<char>(), m->payload->size()});
       if (s.ok()) s = file->Flush();
-      if (!s.ok() && file->stopped()) return Interrupted(c, id);
+      if (!s.ok() && file->stopped()) return Interrupted(c, id, waiter, false);
       if (!s.ok()) {
-        CancelJob(c, id);
+        if (waiter == Waiter::kSubmitter) CancelJob(c, id);
         return file->reader_closed() ? ToInt(ExitCode::kBrokenPipe)
                                      : Fail(s.message(), ExitCode::kJobFailed);
       }
@@ -456,7 +485,8 @@ int SubmitToServer(const ServerClient& client, const std::vector<std::string>& a
     std::printf("%s\n", id.c_str());
     return LeaveNow(c, ToInt(ExitCode::kOk));
   }
-  return LeaveNow(c, Await(c, client, id, parsed.output, parsed.quiet, /*asked=*/true, stream));
+  return LeaveNow(c, Await(c, client, id, parsed.output, parsed.quiet, Waiter::kSubmitter,
+                           /*asked=*/true, stream));
 }
 
 int ServerCommand(const ServerClient& client, const std::string& op, const std::string& id,
@@ -464,14 +494,17 @@ int ServerCommand(const ServerClient& client, const std::string& op, const std::
   Interrupt::Install();
   ServerConnection c;
   if (Status s = ConnectToServer(c, client, /*direct=*/true); !s.ok()) return Fail(s.message());
-  if (op == "wait") return Await(c, client, id, output, false, /*asked=*/false, /*stream=*/true);
+  if (op == "wait") {
+    return Await(c, client, id, output, false, Waiter::kObserver, /*asked=*/false,
+                 /*stream=*/true);
+  }
   Json request = {{"op", op}, {"id", id}};
   if (op == "output") request["reads"] = true;  // a big output comes in parts
   SendToServer(c, request);
   int code = 0;
   auto m = Answer(c, client, code);
   if (!m) return code;
-  if (op == "output") return Deliver(c, client, *m, output, false);
+  if (op == "output") return Deliver(c, client, *m, output, false, Waiter::kObserver);
   if (op == "jobs" || op == "status") {
     std::printf("%-6s %-16s %-11s %-15s %-6s %s\n", "ID", "STATE", "CHUNKS", "SUBMITTER", "AGE",
                 "JOB");

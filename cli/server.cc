@@ -1053,6 +1053,7 @@ void Server::OnMessage(ClientMessage& m) {
       return;
     }
     job->forget = job->forget || m.header.value("forget", false);
+    bool ended = job->state == Job::State::kDone;  // before this cancel
     if (job->state == Job::State::kQueued) {
       job->state = Job::State::kDone;
       job->exit = ToInt(ExitCode::kInterrupted);
@@ -1068,6 +1069,9 @@ void Server::OnMessage(ClientMessage& m) {
     }
     Send(m.peer,
          {{"op", "cancelling"}, {"id", std::to_string(job->id)}, {"state", StateName(job->state)}});
+    // A finished job whose submitter leaves while fetching its output (Ctrl-C): nobody will
+    // fetch it. (Any other job is forgotten once its waiters are told it ended: Finished.)
+    if (ended && job->forget && job->waiters.empty()) Forget(job->id);
   } else if (op == "read") {
     OnRead(m, *job);
   } else if (op == "results") {

@@ -519,6 +519,83 @@ TEST_F(ServerTest, SigtermToAClientWhoseReaderStallsCancelsItsJob) {
   EXPECT_EQ(client.Wait(milliseconds(10000)), 130) << ReadFile(dir_.File("client.err"));
   EXPECT_NE(ReadFile(dir_.File("client.err")).find("cancelled on the server"), std::string::npos)
       << ReadFile(dir_.File("client.err"));
+  // Nobody will fetch the job (it may have ended while its client waited on the reader):
+  // the server forgets it.
+  std::string listed = WaitForJobRows(1);
+  EXPECT_EQ(CountLines(listed), 1u) << listed;
+}
+
+// A `run --server` client stopped (SIGTERM) while its stdout's reader stalls, after its
+// job has ended on the server: the output is discarded there, as a local run discards
+// it, and the job forgotten (nobody will fetch it).
+TEST_F(ServerTest, ASubmitterStoppedAfterItsJobEndedLeavesNoJobBehind) {
+  StartServer({"-j", "2"});
+  std::string input;
+  for (int i = 0; input.size() < (9u << 20); ++i) input += "line " + std::to_string(i) + "\n";
+  WriteFile(dir_.File("big"), input);
+  StalledReader reader(dir_.File("pipe"));
+  Child client(
+      {FanoutBin(), "run", "-q", "--server", endpoint_, "-i", dir_.File("big"), "identity"},
+      dir_.File("pipe"), dir_.File("client.err"));
+  ASSERT_TRUE(reader.WaitFull(milliseconds(20000))) << ReadFile(dir_.File("client.err"));
+  WaitForJobs("done (exit 0)");
+  client.Signal(SIGTERM);
+  EXPECT_EQ(client.Wait(milliseconds(10000)), 130) << ReadFile(dir_.File("client.err"));
+  std::string listed = WaitForJobRows(1);
+  EXPECT_EQ(CountLines(listed), 1u) << "the finished job is kept: " << listed;
+}
+
+// `fanout wait` of a detached job, stopped with Ctrl-C: the client leaves, the job goes on
+// (cancelling is `fanout cancel`'s), and a later `fanout wait` gets its whole output.
+TEST_F(ServerTest, CtrlCOnWaitLeavesTheJobRunning) {
+  StartServer({"-j", "2"});
+  std::string gate = dir_.File("go");
+  RunResult detached =
+      Client({"run", "--detach", "--range", "0:2", "--chunks", "2", "exec", "--", "sh", "-c",
+              "read x; if [ $x = 1 ]; then while [ ! -e " + gate +
+                  " ]; do sleep 0.02; done; fi; echo $x"});
+  ASSERT_EQ(detached.exit_code, 0) << detached.err;
+  std::string id = detached.out.substr(0, detached.out.find('\n'));
+  Child waiter({FanoutBin(), "wait", "--server", endpoint_, id}, dir_.File("wait.out"),
+               dir_.File("wait.err"));
+  // The first chunk's output, streamed: the client is waiting.
+  ASSERT_TRUE(WaitForText(dir_.File("wait.out"), "0\n", milliseconds(20000)))
+      << ReadFile(dir_.File("wait.err"));
+  waiter.Signal(SIGINT);
+  EXPECT_EQ(waiter.Wait(milliseconds(10000)), 130);
+  EXPECT_NE(ReadFile(dir_.File("wait.err")).find("job " + id + " goes on"), std::string::npos)
+      << ReadFile(dir_.File("wait.err"));
+  WaitForJobs("running");
+  WriteFile(gate, "");
+  RunResult waited = Client({"wait", id});
+  EXPECT_EQ(waited.exit_code, 0) << waited.err;
+  EXPECT_EQ(waited.out, "0\n1\n");
+}
+
+// `fanout output` of a finished job, stopped (SIGTERM) while its stdout's reader stalls:
+// the server keeps the output, and the next `fanout output` gets all of it.
+TEST_F(ServerTest, AnOutputFetchStoppedMidwayKeepsTheOutputOnTheServer) {
+  StartServer({"-j", "2"});
+  std::string input;
+  for (int i = 0; input.size() < (9u << 20); ++i) input += "line " + std::to_string(i) + "\n";
+  WriteFile(dir_.File("big"), input);
+  RunResult detached = Client({"run", "--detach", "-i", dir_.File("big"), "identity"});
+  ASSERT_EQ(detached.exit_code, 0) << detached.err;
+  std::string id = detached.out.substr(0, detached.out.find('\n'));
+  WaitForJobs("done (exit 0)");
+  StalledReader reader(dir_.File("pipe"));
+  Child fetch({FanoutBin(), "output", "--server", endpoint_, id}, dir_.File("pipe"),
+              dir_.File("fetch.err"));
+  ASSERT_TRUE(reader.WaitFull(milliseconds(20000))) << ReadFile(dir_.File("fetch.err"));
+  fetch.Signal(SIGTERM);
+  EXPECT_EQ(fetch.Wait(milliseconds(10000)), 130);
+  EXPECT_NE(ReadFile(dir_.File("fetch.err")).find("keeps job " + id + "'s output"),
+            std::string::npos)
+      << ReadFile(dir_.File("fetch.err"));
+  RunResult again =
+      Client({"output", id}, {.stdin_data = "", .timeout = milliseconds(60000), .env = {}});
+  EXPECT_EQ(again.exit_code, 0) << again.err;
+  EXPECT_TRUE(again.out == input) << "output differs: " << again.out.size() << " bytes";
 }
 
 TEST_F(ServerTest, AServerStoppedWithoutStateTellsItsWaitingClientsTheirJobIsLost) {
