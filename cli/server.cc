@@ -512,6 +512,9 @@ void Server::RunOne(Job& job) {
                    : job.has_input         ? dir + "/input"
                                            : "-";  // "-": a --range job reads none
     config.output = job.output_path.empty() ? dir + "/output" : job.output_path;
+    // The spool is no name of the user's: a full disk says whose output it is.
+    if (job.output_path.empty())
+      config.output_shown = "job " + std::to_string(job.id) + " on the server";
     config.jobs = job.workers;
     config.jobs_given = true;
     config.listen = fleet.listen;

@@ -122,18 +122,19 @@ void OutputFile::CloseOwn() {
   fd_ = -1;
 }
 
-Result<OutputFile> OutputFile::Open(const std::string& path) {
+Result<OutputFile> OutputFile::Open(const std::string& path, const std::string& shown) {
   if (path.empty() || path == "-") return OutputFile(STDOUT_FILENO, "", "");
+  const std::string& name = shown.empty() ? path : shown;
   struct stat st;
   bool exists = ::stat(path.c_str(), &st) == 0;
   if (exists && S_ISDIR(st.st_mode))
-    return Status::Error("cannot write output '" + path + "': it is a directory");
+    return Status::Error("cannot write output '" + name + "': it is a directory");
   if (exists && !S_ISREG(st.st_mode)) {
     // A device, FIFO or socket (/dev/null, /dev/stdout, a named pipe): there is nothing to
     // rename over it, and replacing it would destroy it, so it is written in place.
     int fd = ::open(path.c_str(), O_WRONLY | O_CLOEXEC);
-    if (fd < 0) return Status::Error("cannot write output '" + path + "': " + std::strerror(errno));
-    return OutputFile(fd, path, "");
+    if (fd < 0) return Status::Error("cannot write output '" + name + "': " + std::strerror(errno));
+    return OutputFile(fd, path, "", name);
   }
   // Through a symbolic link, the file it points to is replaced, not the link.
   struct stat lst;
@@ -141,10 +142,10 @@ Result<OutputFile> OutputFile::Open(const std::string& path) {
     if (char* real = ::realpath(path.c_str(), nullptr)) {
       std::string target = real;
       std::free(real);
-      return OpenTemporary(path, target);
+      return OpenTemporary(name, target);
     }
   }
-  return OpenTemporary(path, path);
+  return OpenTemporary(name, path);
 }
 
 Result<OutputFile> OutputFile::OpenTemporary(const std::string& name, const std::string& path) {

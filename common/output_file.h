@@ -29,8 +29,9 @@ namespace fanout {
 class OutputFile : public ByteSink {
  public:
   // Opens the temporary next to `path` (or stdout for "-"/""): fails early and clearly
-  // on an unwritable location, before any work is done.
-  static Result<OutputFile> Open(const std::string& path);
+  // on an unwritable location, before any work is done. Errors name the output `shown`
+  // ("" = `path`): a file its user never named (a server's spool) by what it is to them.
+  static Result<OutputFile> Open(const std::string& path, const std::string& shown = "");
 
   // Process-wide: once `fd` is readable (Interrupt's self-pipe), a write that would wait
   // for a slow reader fails instead ("interrupted", stopped() true). -1: writes wait.

@@ -257,14 +257,17 @@ struct JobFiles {
 };
 
 Status OpenFiles(const JobConfig& config, JobFiles& files) {
-  auto open = [](const std::string& path, std::optional<OutputFile>& into) -> Status {
+  auto open = [](const std::string& path, std::optional<OutputFile>& into,
+                 const std::string& shown = "") -> Status {
     if (path.empty()) return Status::Ok();
-    auto f = OutputFile::Open(path);
+    auto f = OutputFile::Open(path, shown);
     if (!f.ok()) return f.status();
     into.emplace(std::move(f).value());
     return Status::Ok();
   };
-  if (Status s = open(config.output.empty() ? "-" : config.output, files.output); !s.ok()) {
+  if (Status s =
+          open(config.output.empty() ? "-" : config.output, files.output, config.output_shown);
+      !s.ok()) {
     return s;
   }
   if (Status s = open(config.stats_json, files.stats); !s.ok()) return s;

@@ -32,6 +32,7 @@ struct JobConfig {
   std::optional<IntRange> range;  // --range A:B: records are integers, no input is read
   std::string input = "-";        // "-" = stdin
   std::string output = "-";       // "-" = stdout
+  std::string output_shown;       // how errors name the output ("" = `output`)
   std::string task;
   std::vector<std::string> args;
   SchedulerOptions scheduler;  // retries, crash_limit, timeout, speculate, keep_going

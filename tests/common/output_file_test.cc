@@ -221,6 +221,30 @@ TEST(OutputFileTest, UnwritablePlacesAreErrorsNamingThePath) {
   EXPECT_EQ(EntriesIn(dir.path()), std::set<std::string>{"plain"});
 }
 
+// An output its user never named (a server's spool): every error names it as shown.
+TEST(OutputFileTest, ErrorsNameTheOutputAsShown) {
+  TempDir dir;
+  auto directory = OutputFile::Open(dir.path(), "job 7 on the server");
+  ASSERT_FALSE(directory.ok());
+  EXPECT_EQ(directory.status().message(),
+            "cannot write output 'job 7 on the server': it is a directory");
+  auto missing = OutputFile::Open(dir.File("no/such/out"), "job 7 on the server");
+  ASSERT_FALSE(missing.ok());
+  EXPECT_EQ(missing.status().message().find(dir.path()), std::string::npos)
+      << missing.status().message();
+  auto full = OutputFile::Open("/dev/full", "job 7 on the server");
+  ASSERT_TRUE(full.ok()) << full.status().message();
+  Status s = full->Write(std::string(1 << 20, 'x'));  // past the buffer: written now
+  if (s.ok()) s = full->Commit();
+  EXPECT_EQ(s.message(), "cannot write output 'job 7 on the server': No space left on device");
+  auto file = OutputFile::Open(dir.File("out"), "job 7 on the server");
+  ASSERT_TRUE(file.ok());
+  ASSERT_TRUE(file->Write("data").ok());
+  ASSERT_EQ(mkdir(dir.File("out").c_str(), 0755), 0);
+  testing::WriteFile(dir.File("out/inside"), "keep");
+  EXPECT_EQ(file->Commit().message().find(dir.path()), std::string::npos);
+}
+
 TEST(OutputFileTest, ReadOnlyDirectoryIsAnError) {
   if (geteuid() == 0) GTEST_SKIP() << "root writes into read-only directories";
   TempDir dir;
