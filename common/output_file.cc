@@ -106,13 +106,13 @@ void OutputFile::AvoidBlocking(const struct stat& st) {
 }
 
 int OutputFile::WaitWritable() const {
-  int stop = g_stop.load();
-  pollfd fds[2] = {{fd_, POLLOUT, 0}, {stop, POLLIN, 0}};
+  // A negative descriptor is skipped by poll(2).
+  pollfd fds[3] = {{fd_, POLLOUT, 0}, {g_stop.load(), POLLIN, 0}, {own_stop_, POLLIN, 0}};
   for (;;) {
-    int n = ::poll(fds, stop >= 0 ? 2 : 1, -1);
+    int n = ::poll(fds, 3, -1);
     if (n < 0 && errno == EINTR) continue;
     if (n < 0) return errno;
-    if (stop >= 0 && (fds[1].revents & POLLIN)) return ECANCELED;
+    if ((fds[1].revents | fds[2].revents) & POLLIN) return ECANCELED;
     return 0;  // writable, or broken: the next write says which
   }
 }
@@ -172,6 +172,7 @@ OutputFile::OutputFile(OutputFile&& other) noexcept
       path_(std::move(other.path_)),
       temp_(std::move(other.temp_)),
       name_(std::move(other.name_)),
+      own_stop_(other.own_stop_),
       bytes_(other.bytes_),
       done_(other.done_) {
   kernel_copy_ = other.kernel_copy_;

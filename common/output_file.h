@@ -36,6 +36,9 @@ class OutputFile : public ByteSink {
   // Process-wide: once `fd` is readable (Interrupt's self-pipe), a write that would wait
   // for a slow reader fails instead ("interrupted", stopped() true). -1: writes wait.
   static void StopWritesOn(int fd);
+  // This file's writes also give up so once `fd` is readable (a job's own cancel, when a
+  // host runs many jobs in one process); -1: only StopWritesOn's.
+  void StopWritesAlsoOn(int fd) { own_stop_ = fd; }
 
   OutputFile(OutputFile&& other) noexcept;
   OutputFile& operator=(OutputFile&&) = delete;
@@ -95,6 +98,7 @@ class OutputFile : public ByteSink {
   std::string path_;    // "" for stdout; the file replaced at Commit
   std::string temp_;    // "" when written in place
   std::string name_;    // the name the user gave
+  int own_stop_ = -1;   // StopWritesAlsoOn's descriptor
   uint64_t bytes_ = 0;
   bool done_ = false;
 };

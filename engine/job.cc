@@ -1,5 +1,8 @@
 #include "engine/job.h"
 
+#include <sys/eventfd.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <chrono>
 #include <csignal>
@@ -13,6 +16,7 @@
 
 #include "common/log.h"
 #include "common/output_file.h"
+#include "common/unique_fd.h"
 #include "common/units.h"
 #include "engine/auto_mode.h"
 #include "engine/content_hash.h"
@@ -474,6 +478,20 @@ ExitCode RunJobUnguarded(const JobConfig& config, JobObserver* observer, const J
   if (Status s = OpenFiles(config, files); !s.ok()) {
     PrintUsageError(s.message());
     return ExitCode::kUsage;
+  }
+  // A host's cancel also ends a write waiting for a reader that stalled (a FIFO named by
+  // a server's client), as Ctrl-C ends one in `fanout run`.
+  UniqueFd cancelled;
+  std::optional<std::stop_callback<std::function<void()>>> on_cancel;
+  if (host.stop.stop_possible()) {
+    cancelled = UniqueFd(eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
+    if (cancelled.get() >= 0) {
+      files.output->StopWritesAlsoOn(cancelled.get());
+      on_cancel.emplace(host.stop, std::function<void()>([fd = cancelled.get()] {
+                          uint64_t one = 1;
+                          (void)!write(fd, &one, sizeof one);
+                        }));
+    }
   }
   ContentHasher spooled;  // with --state, a spooled input's content hash
   Result<JobInput> input =

@@ -545,6 +545,28 @@ TEST_F(ServerTest, ASubmitterStoppedAfterItsJobEndedLeavesNoJobBehind) {
   EXPECT_EQ(CountLines(listed), 1u) << "the finished job is kept: " << listed;
 }
 
+// A job writing in place (ipc://) into a FIFO whose reader stalls: `fanout cancel` ends it
+// (a runner once stayed in that write until the reader read again).
+TEST_F(ServerTest, CancelEndsAJobWaitingForItsOutputsStalledReader) {
+  StartServer({"-j", "2"});
+  std::string input;
+  for (int i = 0; input.size() < (4u << 20); ++i) input += "line " + std::to_string(i) + "\n";
+  WriteFile(dir_.File("big"), input);
+  StalledReader reader(dir_.File("pipe"));
+  RunResult detached =
+      Client({"run", "--detach", "-i", dir_.File("big"), "-o", dir_.File("pipe"), "identity"});
+  ASSERT_EQ(detached.exit_code, 0) << detached.err;
+  std::string id = detached.out.substr(0, detached.out.find('\n'));
+  ASSERT_TRUE(reader.WaitFull(milliseconds(20000)));
+  RunResult cancel = Client({"cancel", id});
+  EXPECT_EQ(cancel.exit_code, 0) << cancel.err;
+  WaitForJobs("done (exit 130)");
+  RunResult waited = Client({"wait", id});
+  EXPECT_EQ(waited.exit_code, 130) << waited.err;
+  EXPECT_NE(waited.err.find("cancelled"), std::string::npos) << waited.err;
+  ExpectItStillServes();
+}
+
 // `fanout wait` of a detached job, stopped with Ctrl-C: the client leaves, the job goes on
 // (cancelling is `fanout cancel`'s), and a later `fanout wait` gets its whole output.
 TEST_F(ServerTest, CtrlCOnWaitLeavesTheJobRunning) {
