@@ -379,6 +379,12 @@ void AddRunOptions(CLI::App& run, JobConfig& config, RawFlags& raw) {
   run.add_flag("--detach", raw.detach,
                "With --server: print the job id and return (fanout wait ID gets the output)")
       ->group("Server");
+  run.add_option("--priority", config.priority,
+                 "With --server: jobs of higher priority take free worker slots first and "
+                 "start first when --max-jobs run (-1000 to 1000; default 0)")
+      ->type_name("N")
+      ->check(CLI::Range(-1000, 1000))
+      ->group("Server");
   run.add_option("--server-key", raw.client.server_key,
                  "With --server over tcp: the server's public certificate (CURVE)")
       ->type_name("FILE")
@@ -821,6 +827,7 @@ Examples:
     return SubmitToServer(raw.client, ServerJobArgs(argc, argv), config, raw.detach);
   }
   if (raw.detach) return UsageError("--detach needs --server ADDR");
+  if (run->count("--priority") > 0) return UsageError("--priority needs --server ADDR");
   // Only `exec` (and a plugin's task, which may do anything) starts commands here: the
   // built-ins that never do spare every run the guard's fork (0.3-1 ms of a short job).
   static const std::set<std::string> kNoCommands = {"identity", "sleep", "product"};

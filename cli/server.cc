@@ -102,6 +102,7 @@ struct Job {
   // sending their bytes: the job reads the input and writes the output in place.
   std::string input_path, output_path;
   std::optional<JobConfig> config;  // parsed at submission (a recovered job: when it runs)
+  int32_t priority = 0;             // its --priority: the queue's order (RunnerMain)
   State state = State::kQueued;
   int exit = 0;
   // Unix time it became kDone (journaled), and of its client's last request for it:
@@ -431,6 +432,8 @@ void Server::Recover() {
       job->summary = end.value("summary", "");
       job->ended = end.value("ended", Now());  // a journal of before --keep-finished: now
     } else {
+      JobConfig parsed;  // its --priority (a job that no longer parses fails when it runs)
+      if (ParseServerJob(job->args, parsed).ok()) job->priority = parsed.priority;
       queue_.push_back(id);
     }
     jobs_[id] = job;
@@ -440,10 +443,10 @@ void Server::Recover() {
   }
 }
 
-// One of the runners: takes the queued jobs in submission order while fewer than --max-jobs
-// run, runs each (the fleet shares the workers' slots among the running jobs), and waits
-// for the next. Runners stay for the server's life: a job starts on a waiting thread, not
-// on one started for it (a few hundred microseconds on a small virtual machine, and a
+// One of the runners: takes the queued jobs by --priority, then in submission order, while
+// fewer than --max-jobs run, runs each (the fleet shares the workers' slots among the running
+// jobs), and waits for the next. Runners stay for the server's life: a job starts on a waiting
+// thread, not on one started for it (a few hundred microseconds on a small virtual machine, and a
 // hand-off through a thread that only started others: BENCHMARKS.md, #19's rows).
 void Server::RunnerMain() {
   std::unique_lock lock(mu_);
@@ -451,8 +454,18 @@ void Server::RunnerMain() {
     cv_.wait(lock,
              [&] { return stopping_ || (!queue_.empty() && running_ < options_.max_running); });
     if (stopping_) return;
-    auto queued = jobs_.find(queue_.front());
-    queue_.pop_front();
+    auto first = queue_.begin();  // the highest priority, the oldest of equals
+    int32_t best = INT32_MIN;
+    for (auto at = queue_.begin(); at != queue_.end(); ++at) {
+      auto it = jobs_.find(*at);
+      int32_t priority = it == jobs_.end() ? INT32_MIN : it->second->priority;
+      if (priority > best) {
+        best = priority;
+        first = at;
+      }
+    }
+    auto queued = jobs_.find(*first);
+    queue_.erase(first);
     // Cancelled while queued; or cancelled by a client that left (`forget`), and then
     // forgotten before a runner came to it.
     if (queued == jobs_.end() || queued->second->state != Job::State::kQueued) continue;
@@ -588,6 +601,7 @@ Json Server::Describe(Job& job) {
           {"submitter", job.submitter},
           {"age", Now() - job.submitted},
           {"exit", job.exit},
+          {"priority", job.priority},
           {"args", args}};
 }
 
@@ -849,6 +863,7 @@ void Server::OnSubmit(ClientMessage& m) {
   // Refused now, not when it runs: the client's mistake is its usage error.
   job->config.emplace();
   if (Status s = ParseServerJob(job->args, *job->config); !s.ok()) return Error(m, s.message());
+  job->priority = job->config->priority;
   job->submitter = Owner(m);
   job->submitted = Now();
   job->workers = std::max<uint32_t>(1, options_.fleet.jobs);

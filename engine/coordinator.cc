@@ -186,6 +186,10 @@ void EventLoop::Admit(const PlannedJob& job, Scheduler& scheduler, ResultSink& s
       jobs_.emplace(jobs_.end(), job, scheduler, sink, stats, std::move(stop), std::move(done));
   ActiveJob& active = *it;
   active.seq = next_seq_++;
+  if (warm_) {
+    Log().debug("job admitted beside {} others: {} chunks, priority {}", jobs_.size() - 1,
+                job.chunks.size(), job.config.priority);
+  }
   active.wire_base = next_wire_;
   next_wire_ += job.chunks.size();
   if (!job.chunks.empty()) by_wire_[active.wire_base] = it;  // an empty range routes nothing

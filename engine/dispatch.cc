@@ -114,10 +114,11 @@ bool EventLoop::SendBatch(const Peer& peer, PendingBatch& batch) {
 void EventLoop::Fill(Peer& peer, Clock::time_point now) {
   Restore restore(*this);
   // A worker's credits (slots + prefetch, Dispatcher) count every job's attempts on it, and
-  // each free one goes to the job with the fewest attempts out (the oldest of equals), so a
-  // short job gets the next free slot beside a long one that holds them all. A job that has
-  // nothing for this peer now (no task, --min-workers, nothing queued or to steal) is passed
-  // over until the next Fill.
+  // each free one goes to the job of the highest --priority, and among those to the one
+  // with the fewest attempts out (the oldest of equals), so a short job gets the next free
+  // slot beside a long one that holds them all. Attempts already out are not taken back
+  // for a job of higher priority. A job that has nothing for this peer now (no task,
+  // --min-workers, nothing queued or to steal) is passed over until the next Fill.
   for (ActiveJob& j : jobs_) {
     Use(j);
     j.filled = !cur_->error.empty() || !InJob(peer) || !Dispatching() ||
@@ -131,8 +132,14 @@ void EventLoop::Fill(Peer& peer, Clock::time_point now) {
   double stamp = 0;
   while (reachable) {
     ActiveJob* next = nullptr;
+    auto before = [](const ActiveJob& a, const ActiveJob& b) {
+      if (a.job->config.priority != b.job->config.priority) {
+        return a.job->config.priority > b.job->config.priority;
+      }
+      return a.in_flight.size() < b.in_flight.size();
+    };
     for (ActiveJob& j : jobs_) {
-      if (!j.filled && (!next || j.in_flight.size() < next->in_flight.size())) next = &j;
+      if (!j.filled && (!next || before(j, *next))) next = &j;
     }
     if (!next) break;
     Use(*next);

@@ -36,6 +36,9 @@ struct JobConfig {
   std::string task;
   std::vector<std::string> args;
   SchedulerOptions scheduler;  // retries, crash_limit, timeout, speculate, keep_going
+  // --priority: where jobs share warm workers (a fanout server), a job of higher priority
+  // takes the free slots first and leaves the queue first; equals share (event_loop.h).
+  int32_t priority = 0;
   // --ok-exit: exec exit statuses that count as success (in every mode; workers learn them
   // from WELCOME); empty = {0}.
   std::vector<uint32_t> ok_exit;

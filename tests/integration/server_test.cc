@@ -567,6 +567,79 @@ TEST_F(ServerTest, CancelEndsAJobWaitingForItsOutputsStalledReader) {
   ExpectItStillServes();
 }
 
+// --max-jobs 1 and one job running: of two jobs queued behind it, the one of higher
+// --priority starts first though submitted last; equals would start in submission order.
+TEST_F(ServerTest, AJobOfHigherPriorityLeavesTheQueueFirst) {
+  StartServer({"-j", "1", "--max-jobs", "1"});
+  std::string gate = dir_.File("go"), order = dir_.File("order");
+  RunResult first = Client({"run", "--detach", "--range", "0:1", "exec", "--", "sh", "-c",
+                            "while [ ! -e " + gate + " ]; do sleep 0.02; done; cat"});
+  ASSERT_EQ(first.exit_code, 0) << first.err;
+  WaitForJobs("running");
+  std::vector<std::string> ids;
+  for (auto [name, priority] : {std::pair{"low", "0"}, {"high", "7"}, {"lowest", "-3"}}) {
+    RunResult r =
+        Client({"run", "--detach", "--priority", priority, "--range", "0:2", "--chunks", "2",
+                "exec", "--", "sh", "-c", std::string("echo ") + name + " >> " + order + "; cat"});
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    ids.push_back(r.out.substr(0, r.out.find('\n')));
+  }
+  WriteFile(gate, "");
+  for (const std::string& id : ids) {
+    RunResult waited = Client({"wait", id});
+    EXPECT_EQ(waited.exit_code, 0) << waited.err;
+    EXPECT_EQ(waited.out, "0\n1\n");
+  }
+  EXPECT_EQ(ReadFile(order), "high\nhigh\nlow\nlow\nlowest\nlowest\n");
+}
+
+// One worker, all of whose slots (and prefetched attempts) a long job holds: once one
+// frees, a job of higher --priority submitted last takes the freed slots before a job of
+// the long one's priority submitted before it.
+TEST_F(ServerTest, AJobOfHigherPriorityTakesTheFreeSlotsFirst) {
+  StartServer({"-j", "1", "-v"});
+  std::string gate = dir_.File("go"), order = dir_.File("order");
+  // Each chunk notes its job's name; the long job's first chunk waits for `gate`.
+  auto submit = [&](const std::string& name, const std::string& priority, int chunks) {
+    std::string n = std::to_string(chunks);
+    RunResult r = Client({"run", "--detach", "--priority", priority, "--range", "0:" + n,
+                          "--chunks", n, "exec", "--", "sh", "-c",
+                          "read x; echo " + name + " >> " + order + "; if [ " + name +
+                              " = long ] && [ $x = 0 ]; then while [ ! -e " + gate +
+                              " ]; do sleep 0.02; done; fi; echo $x"});
+    EXPECT_EQ(r.exit_code, 0) << r.err;
+    return r.out.substr(0, r.out.find('\n'));
+  };
+  std::vector<std::string> ids = {submit("long", "0", 20)};
+  ASSERT_TRUE(WaitForText(order, "long", milliseconds(20000)));
+  ids.push_back(submit("same", "0", 4));
+  ids.push_back(submit("high", "5", 4));
+  // Both are on the workers' loop (the server's debug log says when a job is admitted).
+  auto admitted = [&] {
+    std::string log = ReadFile(dir_.File("server.err"));
+    size_t count = 0;
+    for (size_t at = log.find("job admitted"); at != std::string::npos;
+         at = log.find("job admitted", at + 1)) {
+      ++count;
+    }
+    return count;
+  };
+  auto deadline = Clock::now() + milliseconds(20000);
+  while (admitted() < 3 && Clock::now() < deadline) {
+    std::this_thread::sleep_for(milliseconds(20));  // between polls of a condition
+  }
+  ASSERT_EQ(admitted(), 3u) << ReadFile(dir_.File("server.err"));
+  WriteFile(gate, "");
+  for (const std::string& id : ids) {
+    RunResult waited = Client({"wait", id});
+    EXPECT_EQ(waited.exit_code, 0) << waited.err;
+  }
+  std::string ran = ReadFile(order);
+  size_t last_high = ran.rfind("high"), first_same = ran.find("same");
+  ASSERT_NE(last_high, std::string::npos) << ran;
+  EXPECT_LT(last_high, first_same) << ran;
+}
+
 // `fanout wait` of a detached job, stopped with Ctrl-C: the client leaves, the job goes on
 // (cancelling is `fanout cancel`'s), and a later `fanout wait` gets its whole output.
 TEST_F(ServerTest, CtrlCOnWaitLeavesTheJobRunning) {
@@ -1071,6 +1144,14 @@ TEST_F(ServerTest, FlagsThatBelongToTheServerAreRefusedBeforeAnythingIsSent) {
     EXPECT_EQ(r.exit_code, 2) << flags[0] << ": " << r.err;
     EXPECT_NE(r.err.find(flags[0]), std::string::npos) << r.err;
   }
+  // --priority orders a server's jobs: a local run has none to order; out of range, refused.
+  RunResult local =
+      testing::Run({FanoutBin(), "run", "--priority", "3", "--range", "1:3", "identity"});
+  EXPECT_EQ(local.exit_code, 2);
+  EXPECT_NE(local.err.find("--priority needs --server"), std::string::npos) << local.err;
+  RunResult range = Client({"run", "--priority", "1001", "--range", "1:3", "identity"});
+  EXPECT_EQ(range.exit_code, 2);
+  EXPECT_NE(range.err.find("--priority"), std::string::npos) << range.err;
   // A second server on the same socket or the same --state is refused: it would take the
   // socket from the first, or run its jobs again.
   RunResult twice = testing::Run({FanoutBin(), "server", "--listen", endpoint_});
