@@ -416,8 +416,9 @@ std::string Row(const Json& job) {
   std::string who = job.value("submitter", "");
   if (who.size() > 12) who = who.substr(0, 12) + "...";
   char line[512];
-  std::snprintf(line, sizeof line, "%-6s %-16s %-11s %-15s %-6s ", job.value("id", "").c_str(),
-                state.c_str(), progress.c_str(), who.c_str(), Age(job.value("age", 0.0)).c_str());
+  std::snprintf(line, sizeof line, "%-6s %-16s %-11s %-15s %-6s %-5d ", job.value("id", "").c_str(),
+                state.c_str(), progress.c_str(), who.c_str(), Age(job.value("age", 0.0)).c_str(),
+                job.value("priority", 0));
   return line + job.value("args", "");
 }
 
@@ -506,8 +507,8 @@ int ServerCommand(const ServerClient& client, const std::string& op, const std::
   if (!m) return code;
   if (op == "output") return Deliver(c, client, *m, output, false, Waiter::kObserver);
   if (op == "jobs" || op == "status") {
-    std::printf("%-6s %-16s %-11s %-15s %-6s %s\n", "ID", "STATE", "CHUNKS", "SUBMITTER", "AGE",
-                "JOB");
+    std::printf("%-6s %-16s %-11s %-15s %-6s %-5s %s\n", "ID", "STATE", "CHUNKS", "SUBMITTER",
+                "AGE", "PRI", "JOB");
     Json jobs = op == "jobs" ? m->header["jobs"] : Json::array({m->header.at("job")});
     for (const Json& job : jobs) std::printf("%s\n", Row(job).c_str());
     return ToInt(ExitCode::kOk);

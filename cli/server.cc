@@ -952,6 +952,12 @@ void Server::OnCall(ClientMessage& m) {
       (h.contains("keep_going") && !h["keep_going"].is_boolean())) {
     return Error(m, "call: retries (0 to 1000), timeout_ms and keep_going are numbers and a flag");
   }
+  if (h.contains("priority") &&
+      (!h["priority"].is_number_integer() || h["priority"].get<int64_t>() < -1000 ||
+       h["priority"].get<int64_t>() > 1000)) {
+    return Error(m, "call: priority must be a whole number from -1000 to 1000");
+  }
+  call.config.priority = static_cast<int32_t>(h.value("priority", int64_t{0}));
   call.config.scheduler.retries = h.value("retries", 0u);
   call.config.scheduler.timeout =
       std::chrono::duration_cast<Micros>(std::chrono::milliseconds(h.value("timeout_ms", 0ull)));
@@ -996,6 +1002,7 @@ void Server::OnCall(ClientMessage& m) {
   job->args.insert(job->args.end(), call.config.args.begin(), call.config.args.end());
   job->submitter = Owner(m);
   job->submitted = Now();
+  job->priority = call.config.priority;
   job->call = std::move(call);
   job->id = next_id_++;
   Accept(m, job);

@@ -66,6 +66,7 @@ FANOUT_POOL_OPTION(bool, insecure)
 FANOUT_POOL_OPTION_REF(std::string, server)
 FANOUT_POOL_OPTION_REF(std::string, server_key)
 FANOUT_POOL_OPTION_REF(std::string, client_secret)
+FANOUT_POOL_OPTION(int32_t, priority)
 
 #undef FANOUT_POOL_OPTION
 #undef FANOUT_POOL_OPTION_REF

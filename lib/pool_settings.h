@@ -29,6 +29,7 @@ struct PoolSettings {
   std::string server;
   std::string server_key;
   std::string client_secret;
+  int32_t priority = 0;
 };
 
 // The settings `options` holds (the defaults for a moved-from PoolOptions). Valid while

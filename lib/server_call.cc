@@ -32,6 +32,7 @@ Json CallHeader(const PoolSettings& options, const BatchSpec& spec) {
                {"timeout_ms", static_cast<uint64_t>(std::max<int64_t>(options.timeout.count(), 0))},
                {"keep_going", spec.keep_going},
                {"wait", true}};
+  if (options.priority != 0) call["priority"] = options.priority;
   if (!spec.ids.empty()) call["ids"] = spec.ids;
   if (spec.range) {
     call["range"] = {spec.range->lo, spec.range->hi};

@@ -122,6 +122,11 @@ class FANOUT_API PoolOptions {
   PoolOptions& server_key(std::string server_key);
   const std::string& client_secret() const;
   PoolOptions& client_secret(std::string client_secret);
+  // With `server`: the calls' priority among the server's jobs, as `fanout run --priority`
+  // (-1000 to 1000; 0 by default): a call of higher priority takes the free worker slots
+  // first. Outside that range a call throws PoolError.
+  int32_t priority() const;
+  PoolOptions& priority(int32_t priority);
 
  private:
   friend const PoolSettings& SettingsOf(const PoolOptions& options);  // for lib/

@@ -17,6 +17,7 @@
 #include <fstream>
 #include <future>
 #include <mutex>
+#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
@@ -260,6 +261,30 @@ TEST_F(PoolServerTest, RefusedCallsAndAMissingServerArePoolErrors) {
   EXPECT_THROW(tcp.map("identity", {"a\n"}), fanout::PoolError) << "tcp needs CURVE files";
   // The pool still works after refusals.
   EXPECT_EQ(pool.map("identity", {"a\n"}), (std::vector<std::string>{"a\n"}));
+}
+
+// A Pool's priority goes with its calls (`fanout jobs` shows it); one out of range is
+// refused by the server.
+TEST_F(PoolServerTest, CallsCarryThePoolsPriority) {
+  Pool pool(Options().priority(7));
+  auto call = std::async(std::launch::async, [&] { return pool.map("sleep", {"a\n"}, {"2000"}); });
+  std::string jobs = AwaitRunning();
+  std::istringstream rows(jobs);
+  std::string row, priority;
+  while (std::getline(rows, row)) {
+    if (row.find("(call) sleep") == std::string::npos) continue;
+    std::istringstream fields(row);
+    for (int i = 0; i < 6; ++i) fields >> priority;  // ID STATE CHUNKS SUBMITTER AGE PRI
+  }
+  EXPECT_EQ(priority, "7") << jobs;
+  EXPECT_EQ(call.get(), (std::vector<std::string>{"a\n"}));
+  Pool urgent(Options().priority(1001));
+  try {
+    urgent.map("identity", {"a\n"});
+    FAIL() << "a priority out of range must throw";
+  } catch (const fanout::PoolError& e) {
+    EXPECT_NE(std::string(e.what()).find("priority"), std::string::npos) << e.what();
+  }
 }
 
 TEST_F(PoolServerTest, CancelStopsTheCallOnTheServer) {
