@@ -284,16 +284,17 @@ Status OpenFiles(const JobConfig& config, JobFiles& files) {
 }
 
 // --state: starts the acquired store (the manifest compared or written) and returns the
-// chunks an earlier run finished (ascending).
+// chunks an earlier run finished (ascending). `hosted`: the state is a host's journal (a
+// server resumes every job it runs), which says so only of a job that had begun.
 Status OpenState(const PlannedJob& job, StateStore* state, const ContentHasher& spooled,
-                 std::vector<uint64_t>& stored) {
+                 bool hosted, std::vector<uint64_t>& stored) {
   if (!state) return Status::Ok();
   Manifest manifest = JobManifest(job, InputFingerprint(job, spooled));
   if (Status s = state->Start(manifest, job.config.resume); !s.ok()) return s;
   for (const ChunkSpec& c : job.chunks) {
     if (state->Has(c)) stored.push_back(c.id);
   }
-  if (job.config.resume) {
+  if (job.config.resume && !(hosted && stored.empty())) {
     Log().info("resuming: {} of {} chunks were finished by an earlier run", stored.size(),
                job.chunks.size());
   }
@@ -590,7 +591,7 @@ ExitCode RunJobUnguarded(const JobConfig& config, JobObserver* observer, const J
               ModeName(config.mode));
 
   std::vector<uint64_t> stored;
-  if (Status s = OpenState(job, state.get(), spooled, stored); !s.ok()) {
+  if (Status s = OpenState(job, state.get(), spooled, host.hosts_state, stored); !s.ok()) {
     PrintUsageError(s.message());
     return ExitCode::kUsage;
   }
