@@ -169,26 +169,27 @@ class ServerTest : public ::testing::Test {
 
   // Polls `fanout jobs` until `needle` shows (each poll is a round trip to the server).
   std::string WaitForJobs(const std::string& needle, milliseconds timeout = milliseconds(20000)) {
-    auto deadline = Clock::now() + timeout;
     std::string last;
-    while (Clock::now() < deadline) {
-      last = Client({"jobs"}).out;
-      if (last.find(needle) != std::string::npos) return last;
-      std::this_thread::sleep_for(milliseconds(20));  // between polls of a condition
-    }
-    ADD_FAILURE() << "no '" << needle << "' in fanout jobs: " << last;
+    bool shown = PollUntil(
+        [&] {
+          last = Client({"jobs"}).out;
+          return last.find(needle) != std::string::npos;
+        },
+        timeout, milliseconds(20));
+    if (!shown) ADD_FAILURE() << "no '" << needle << "' in fanout jobs: " << last;
     return last;
   }
 
   // Polls `fanout jobs` until it prints `lines` lines (the header and a row per job);
   // returns the last listing.
   std::string WaitForJobRows(size_t lines, milliseconds timeout = milliseconds(20000)) {
-    auto deadline = Clock::now() + timeout;
-    std::string listed = Client({"jobs"}).out;
-    while (CountLines(listed) != lines && Clock::now() < deadline) {
-      std::this_thread::sleep_for(milliseconds(20));  // between polls of a condition
-      listed = Client({"jobs"}).out;
-    }
+    std::string listed;
+    PollUntil(
+        [&] {
+          listed = Client({"jobs"}).out;
+          return CountLines(listed) == lines;
+        },
+        timeout, milliseconds(20));
     return listed;
   }
 
@@ -502,11 +503,7 @@ TEST_F(ServerTest, ACtrlCBeforeTheServerAnswersSaysWhereTheJobMayBe) {
     }
     return false;
   };
-  auto deadline = Clock::now() + milliseconds(20000);
-  while (!connected() && Clock::now() < deadline) {
-    std::this_thread::sleep_for(milliseconds(10));  // between polls of a condition
-  }
-  EXPECT_TRUE(connected());
+  EXPECT_TRUE(PollUntil(connected, milliseconds(20000)));
   client.Signal(SIGINT);
   int code = client.Wait(milliseconds(10000));
   kill(server_->pid(), SIGCONT);
@@ -619,11 +616,8 @@ TEST_F(ServerTest, AJobOfHigherPriorityTakesTheFreeSlotsFirst) {
     }
     return count;
   };
-  auto deadline = Clock::now() + milliseconds(20000);
-  while (admitted() < 3 && Clock::now() < deadline) {
-    std::this_thread::sleep_for(milliseconds(20));  // between polls of a condition
-  }
-  ASSERT_EQ(admitted(), 3u) << ReadFile(dir_.File("server.err"));
+  ASSERT_TRUE(PollUntil([&] { return admitted() == 3; }, milliseconds(20000)))
+      << ReadFile(dir_.File("server.err"));
   WriteFile(gate, "");
   for (const std::string& id : ids) {
     RunResult waited = Client({"wait", id});

@@ -86,14 +86,23 @@ StalledReader::~StalledReader() { close(fd_); }
 
 bool StalledReader::WaitFull(std::chrono::milliseconds timeout) const {
   int capacity = fcntl(fd_, F_GETPIPE_SZ);
+  return PollUntil(
+      [&] {
+        int held = 0;
+        // Within a page of full: a write of more than that waits.
+        return ioctl(fd_, FIONREAD, &held) == 0 && capacity > 0 && held >= capacity - 4096;
+      },
+      timeout);
+}
+
+bool PollUntil(const std::function<bool()>& condition, std::chrono::milliseconds timeout,
+               std::chrono::milliseconds every) {
   auto deadline = std::chrono::steady_clock::now() + timeout;
-  for (;;) {
-    int held = 0;
-    // Within a page of full: a write of more than that waits.
-    if (ioctl(fd_, FIONREAD, &held) == 0 && capacity > 0 && held >= capacity - 4096) return true;
+  while (!condition()) {
     if (std::chrono::steady_clock::now() >= deadline) return false;
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));  // between polls of a condition
+    std::this_thread::sleep_for(every);  // between checks of a condition
   }
+  return true;
 }
 
 std::string FanoutBin() { return BinDir() + "/fanout"; }
@@ -259,13 +268,14 @@ std::string Sha256(const std::string& data) {
 
 std::optional<std::string> WaitForText(const std::string& path, const std::string& needle,
                                        std::chrono::milliseconds timeout) {
-  auto deadline = std::chrono::steady_clock::now() + timeout;
-  for (;;) {
-    std::string text = FileExists(path) ? ReadFile(path) : "";
-    if (text.find(needle) != std::string::npos) return text;
-    if (std::chrono::steady_clock::now() >= deadline) return std::nullopt;
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
-  }
+  std::string text;
+  bool found = PollUntil(
+      [&] {
+        text = FileExists(path) ? ReadFile(path) : "";
+        return text.find(needle) != std::string::npos;
+      },
+      timeout);
+  return found ? std::optional<std::string>(text) : std::nullopt;
 }
 
 std::vector<pid_t> ProcessesMatching(const std::string& needle) {

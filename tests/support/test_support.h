@@ -7,6 +7,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <string>
 #include <vector>
@@ -99,6 +100,12 @@ std::optional<Envelope> ReceiveWithin(zmq::socket_t& socket, bool router,
 // `flags` and payload length `payload`, any of them out of bounds: for hostile clients,
 // which EncodeDirect cannot be.
 std::string DirectPrefix(uint32_t header, uint32_t flags, uint64_t payload);
+
+// Checks `condition` every `every` until it holds (true) or `timeout` has passed (false,
+// after a last check): for what gives no event to wait on (another process's state, a file
+// another process writes, a server's listing).
+bool PollUntil(const std::function<bool()>& condition, std::chrono::milliseconds timeout,
+               std::chrono::milliseconds every = std::chrono::milliseconds(10));
 
 // Waits until the file at `path` contains `needle` (checking every 10 ms, up to `timeout`);
 // returns the file's text then, or nothing at the deadline.
