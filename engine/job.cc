@@ -1,8 +1,5 @@
 #include "engine/job.h"
 
-#include <sys/eventfd.h>
-#include <unistd.h>
-
 #include <algorithm>
 #include <chrono>
 #include <csignal>
@@ -16,7 +13,6 @@
 
 #include "common/log.h"
 #include "common/output_file.h"
-#include "common/unique_fd.h"
 #include "common/units.h"
 #include "engine/auto_mode.h"
 #include "engine/content_hash.h"
@@ -26,6 +22,7 @@
 #include "engine/job_setup.h"
 #include "engine/run_planned.h"
 #include "engine/state_store.h"
+#include "engine/stop_fd.h"
 #include "engine/warm_processes.h"
 #include "tasks/builtin_tasks.h"
 
@@ -481,19 +478,9 @@ ExitCode RunJobUnguarded(const JobConfig& config, JobObserver* observer, const J
     return ExitCode::kUsage;
   }
   // A host's cancel also ends a write waiting for a reader that stalled (a FIFO named by
-  // a server's client), as Ctrl-C ends one in `fanout run`.
-  UniqueFd cancelled;
-  std::optional<std::stop_callback<std::function<void()>>> on_cancel;
-  if (host.stop.stop_possible()) {
-    cancelled = UniqueFd(eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
-    if (cancelled.get() >= 0) {
-      files.output->StopWritesAlsoOn(cancelled.get());
-      on_cancel.emplace(host.stop, std::function<void()>([fd = cancelled.get()] {
-                          uint64_t one = 1;
-                          (void)!write(fd, &one, sizeof one);
-                        }));
-    }
-  }
+  // a server's client), as Ctrl-C ends one in `fanout run` (-1 when nothing can cancel).
+  StopFd cancelled(host.stop);
+  files.output->StopWritesAlsoOn(cancelled.fd());
   ContentHasher spooled;  // with --state, a spooled input's content hash
   Result<JobInput> input =
       config.range ? Result<JobInput>(JobInput())
