@@ -383,7 +383,7 @@ void AddRunOptions(CLI::App& run, JobConfig& config, RawFlags& raw) {
                  "With --server: jobs of higher priority take free worker slots first and "
                  "start first when --max-jobs run (-1000 to 1000; default 0)")
       ->type_name("N")
-      ->check(CLI::Range(-1000, 1000))
+      ->check(CLI::Range(-kMaxPriority, kMaxPriority))
       ->group("Server");
   run.add_option("--server-key", raw.client.server_key,
                  "With --server over tcp: the server's public certificate (CURVE)")

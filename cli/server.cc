@@ -101,8 +101,9 @@ struct Job {
   // A client on this machine (ipc://, the server's own user) names its files instead of
   // sending their bytes: the job reads the input and writes the output in place.
   std::string input_path, output_path;
-  std::optional<JobConfig> config;  // parsed at submission (a recovered job: when it runs)
-  int32_t priority = 0;             // its --priority: the queue's order (RunnerMain)
+  // Parsed at submission or recovery (a recovered job that no longer parses: when it runs,
+  // which then reports why).
+  std::optional<JobConfig> config;
   State state = State::kQueued;
   int exit = 0;
   // Unix time it became kDone (journaled), and of its client's last request for it:
@@ -141,6 +142,9 @@ struct Job {
     std::vector<std::pair<uint64_t, int64_t>> order;
   };
   std::optional<Call> call;
+  // Its --priority (a call's, or a job's that parses; else 0): the queue's order
+  // (RunnerMain).
+  int32_t priority() const { return call ? call->config.priority : config ? config->priority : 0; }
 
   // Chunks finished and planned, as the running job's telemetry counts them.
   struct Progress : JobObserver {
@@ -432,8 +436,8 @@ void Server::Recover() {
       job->summary = end.value("summary", "");
       job->ended = end.value("ended", Now());  // a journal of before --keep-finished: now
     } else {
-      JobConfig parsed;  // its --priority (a job that no longer parses fails when it runs)
-      if (ParseServerJob(job->args, parsed).ok()) job->priority = parsed.priority;
+      job->config.emplace();
+      if (!ParseServerJob(job->args, *job->config).ok()) job->config.reset();
       queue_.push_back(id);
     }
     jobs_[id] = job;
@@ -458,7 +462,7 @@ void Server::RunnerMain() {
     int32_t best = INT32_MIN;
     for (auto at = queue_.begin(); at != queue_.end(); ++at) {
       auto it = jobs_.find(*at);
-      int32_t priority = it == jobs_.end() ? INT32_MIN : it->second->priority;
+      int32_t priority = it == jobs_.end() ? INT32_MIN : it->second->priority();
       if (priority > best) {
         best = priority;
         first = at;
@@ -601,7 +605,7 @@ Json Server::Describe(Job& job) {
           {"submitter", job.submitter},
           {"age", Now() - job.submitted},
           {"exit", job.exit},
-          {"priority", job.priority},
+          {"priority", job.priority()},
           {"args", args}};
 }
 
@@ -863,7 +867,6 @@ void Server::OnSubmit(ClientMessage& m) {
   // Refused now, not when it runs: the client's mistake is its usage error.
   job->config.emplace();
   if (Status s = ParseServerJob(job->args, *job->config); !s.ok()) return Error(m, s.message());
-  job->priority = job->config->priority;
   job->submitter = Owner(m);
   job->submitted = Now();
   job->workers = std::max<uint32_t>(1, options_.fleet.jobs);
@@ -953,9 +956,10 @@ void Server::OnCall(ClientMessage& m) {
     return Error(m, "call: retries (0 to 1000), timeout_ms and keep_going are numbers and a flag");
   }
   if (h.contains("priority") &&
-      (!h["priority"].is_number_integer() || h["priority"].get<int64_t>() < -1000 ||
-       h["priority"].get<int64_t>() > 1000)) {
-    return Error(m, "call: priority must be a whole number from -1000 to 1000");
+      (!h["priority"].is_number_integer() || h["priority"].get<int64_t>() < -kMaxPriority ||
+       h["priority"].get<int64_t>() > kMaxPriority)) {
+    return Error(m, "call: priority must be a whole number from " + std::to_string(-kMaxPriority) +
+                        " to " + std::to_string(kMaxPriority));
   }
   call.config.priority = static_cast<int32_t>(h.value("priority", int64_t{0}));
   call.config.scheduler.retries = h.value("retries", 0u);
@@ -1002,7 +1006,6 @@ void Server::OnCall(ClientMessage& m) {
   job->args.insert(job->args.end(), call.config.args.begin(), call.config.args.end());
   job->submitter = Owner(m);
   job->submitted = Now();
-  job->priority = call.config.priority;
   job->call = std::move(call);
   job->id = next_id_++;
   Accept(m, job);

@@ -130,14 +130,14 @@ void EventLoop::Fill(Peer& peer, Clock::time_point now) {
   // The dispatch time of this Fill's attempts: one clock read per job, not per attempt.
   const Telemetry* stamped = nullptr;
   double stamp = 0;
+  auto before = [](const ActiveJob& a, const ActiveJob& b) {
+    if (a.job->config.priority != b.job->config.priority) {
+      return a.job->config.priority > b.job->config.priority;
+    }
+    return a.in_flight.size() < b.in_flight.size();
+  };
   while (reachable) {
     ActiveJob* next = nullptr;
-    auto before = [](const ActiveJob& a, const ActiveJob& b) {
-      if (a.job->config.priority != b.job->config.priority) {
-        return a.job->config.priority > b.job->config.priority;
-      }
-      return a.in_flight.size() < b.in_flight.size();
-    };
     for (ActiveJob& j : jobs_) {
       if (!j.filled && (!next || before(j, *next))) next = &j;
     }

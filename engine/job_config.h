@@ -25,6 +25,9 @@ enum class Mode {
 
 std::string_view ModeName(Mode mode);
 
+// --priority's bound, either way (JobConfig::priority).
+constexpr int32_t kMaxPriority = 1000;
+
 struct JobConfig {
   Mode mode = Mode::kAuto;
   uint32_t jobs = 0;  // workers or threads; 0 = the number of cores
@@ -38,6 +41,7 @@ struct JobConfig {
   SchedulerOptions scheduler;  // retries, crash_limit, timeout, speculate, keep_going
   // --priority: where jobs share warm workers (a fanout server), a job of higher priority
   // takes the free slots first and leaves the queue first; equals share (event_loop.h).
+  // From -kMaxPriority to kMaxPriority.
   int32_t priority = 0;
   // --ok-exit: exec exit statuses that count as success (in every mode; workers learn them
   // from WELCOME); empty = {0}.
